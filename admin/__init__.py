@@ -1,0 +1,1 @@
+"""Operator commands (CLI, HTTP, web console) validated into control events."""

@@ -1,0 +1,5 @@
+"""A real single-node Apache Kafka broker, fetched from Maven Central and run without Docker."""
+
+from eventlog.broker.launcher import BrokerStatus, LocalBroker, default_data_dir, free_port
+
+__all__ = ["BrokerStatus", "LocalBroker", "default_data_dir", "free_port"]

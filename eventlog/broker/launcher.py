@@ -1,0 +1,239 @@
+"""Start, stop and inspect a real single-node Apache Kafka broker from its Maven jars.
+
+The broker runs as a detached JVM that outlives the command that started it; its folder holds
+the configuration, the KRaft storage, the log and a pid file, so `stop` and `status` need only
+the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from eventlog.broker.classpath import ensure_classpath, java_executable
+from eventlog.broker.properties import log4j2_properties, new_cluster_id, server_properties
+from eventlog.errors import BrokerError
+
+DEFAULT_PORT = 9092
+JVM_OPTIONS = (
+    "-Xms128m",
+    "-Xmx512m",
+    # Two cores and a small heap: the serial collector costs least and starts fastest.
+    "-XX:+UseSerialGC",
+    "-Djava.awt.headless=true",
+)
+
+
+def default_data_dir() -> Path:
+    if explicit := os.environ.get("KATAGATE_BROKER_DIR"):
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "katagate" / "broker"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_answers(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    port: int | None
+
+    @property
+    def bootstrap_servers(self) -> str | None:
+        return f"127.0.0.1:{self.port}" if self.port else None
+
+
+class LocalBroker:
+    """One broker folder: `start` formats it on first use and reuses it afterwards."""
+
+    def __init__(self, data_dir: Path | None = None, cache_dir: Path | None = None) -> None:
+        self.data_dir = (data_dir or default_data_dir()).resolve()
+        self.cache_dir = cache_dir
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    @property
+    def port_file(self) -> Path:
+        return self.data_dir / "broker.port"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "logs" / "server.log"
+
+    def status(self) -> BrokerStatus:
+        pid = self._live_pid()
+        port = int(self.port_file.read_text()) if self.port_file.exists() else None
+        return BrokerStatus(running=pid is not None, pid=pid, port=port if pid else None)
+
+    def start(self, port: int | None = None, timeout: float = 120.0) -> BrokerStatus:
+        current = self.status()
+        if current.running:
+            if port is not None and port != current.port:
+                raise BrokerError(
+                    f"a broker already runs from {self.data_dir} on port {current.port}; "
+                    f"stop it before starting it on port {port}"
+                )
+            return current
+        port = port or DEFAULT_PORT
+        if port_answers(port):
+            raise BrokerError(f"port {port} on 127.0.0.1 is taken by another program")
+        libs = ensure_classpath(self.cache_dir) / "libs"
+        config = self._configure(port)
+        self._format_once(libs, config)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        out = (self.data_dir / "logs" / "broker.out").open("ab")
+        command = [
+            java_executable(),
+            *JVM_OPTIONS,
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.log_file.parent}",
+            "-cp", f"{libs}/*",
+            "kafka.Kafka", str(config),
+        ]
+        # A new session: the broker must survive the command that started it, and its
+        # signals (Ctrl-C in the shell that ran `start`) must not reach it.
+        process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=self.data_dir,
+        )
+        out.close()
+        self.pid_file.write_text(f"{process.pid}\n")
+        self.port_file.write_text(f"{port}\n")
+        self._wait_ready(process, port, timeout)
+        return BrokerStatus(running=True, pid=process.pid, port=port)
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """SIGTERM (the broker's shutdown hook closes its logs cleanly), then wait; kill after."""
+        pid = self._live_pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            while _alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _configure(self, port: int) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cport_file = self.data_dir / "controller.port"
+        # The controller's address is part of the formatted quorum: keep it across restarts.
+        if cport_file.exists():
+            controller_port = int(cport_file.read_text())
+        else:
+            controller_port = free_port()
+            cport_file.write_text(f"{controller_port}\n")
+        config = self.data_dir / "server.properties"
+        config.write_text(
+            server_properties(
+                port=port, controller_port=controller_port, log_dir=self.data_dir / "kraft"
+            ),
+            encoding="utf-8",
+        )
+        (self.data_dir / "log4j2.properties").write_text(
+            log4j2_properties(self.log_file), encoding="utf-8"
+        )
+        return config
+
+    def _format_once(self, libs: Path, config: Path) -> None:
+        if (self.data_dir / "kraft" / "meta.properties").exists():
+            return
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [
+                java_executable(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+                "-cp", f"{libs}/*", "kafka.tools.StorageTool",
+                "format", "-t", new_cluster_id(), "-c", str(config),
+            ],
+            capture_output=True, text=True, check=False, timeout=180,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
+
+    def _wait_ready(self, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + timeout
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise BrokerError(
+                    f"the broker exited with code {process.returncode}; its log:\n{self._tail()}"
+                )
+            if port_answers(port):
+                with contextlib.suppress(Exception):
+                    metadata = admin.list_topics(timeout=2)
+                    if metadata.brokers:
+                        return
+            time.sleep(0.2)
+        self.stop(timeout=10)
+        raise BrokerError(
+            f"the broker did not answer within {timeout:.0f} s; its log:\n{self._tail()}"
+        )
+
+    def _tail(self, lines: int = 40) -> str:
+        text = ""
+        for name in ("broker.out", "server.log"):
+            path = self.data_dir / "logs" / name
+            if path.exists():
+                text += "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) + "\n"
+        return text
+
+    def _live_pid(self) -> int | None:
+        if not self.pid_file.exists():
+            return None
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except ValueError:
+            return None
+        if not _alive(pid):
+            return None
+        # A recycled pid must not make us signal some other program.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if str(self.data_dir).encode() in cmdline else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers signal 0; it is dead for our purposes.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -1,0 +1,17 @@
+"""The one exception root of the Kafka plumbing; domain outcomes are events, never these."""
+
+
+class KatagateError(Exception):
+    """Root of every error katagate raises on purpose."""
+
+
+class BrokerError(KatagateError):
+    """The local broker could not be fetched, formatted, started or stopped."""
+
+
+class TopicError(KatagateError):
+    """A topic is missing, or exists with a layout that contradicts its specification."""
+
+
+class KafkaUnavailable(KatagateError):
+    """The cluster did not answer within the bound we were given."""

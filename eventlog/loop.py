@@ -1,0 +1,211 @@
+"""The transactional consume → decide → produce loop every stage runs.
+
+Each batch is one Kafka transaction holding the batch's outputs *and* the consumed offsets, so a
+crash anywhere leaves either all of it or none of it; on restart the uncommitted inputs are read
+again and, being decided by pure functions with ids derived from their positions, give the same
+outputs. Records a handler cannot process go to the dead-letter topic with the reason, in the same
+transaction, and the loop keeps going.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from eventlog.errors import KatagateError
+from eventlog.metrics import LOOP_BATCHES, LOOP_DEAD_LETTERED, LOOP_RECORDS
+from eventlog.producer import TransactionalProducer, TransactionFailed
+from eventlog.records import Consumed, Outgoing
+from eventlog.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+# Dead-letter headers: where the record came from and why it was set aside.
+DLQ_TOPIC = "dlq-topic"
+DLQ_PARTITION = "dlq-partition"
+DLQ_OFFSET = "dlq-offset"
+DLQ_STAGE = "dlq-stage"
+DLQ_REASON = "dlq-reason"
+
+
+class Poison(KatagateError):
+    """A record that can never be processed (undecodable, invalid): dead-letter it."""
+
+
+class Handler(Protocol):
+    def handle(self, record: Consumed) -> Sequence[Outgoing]:
+        """Decide on one record: the records to produce, or raise Poison."""
+        ...
+
+
+class TransactionListener(Protocol):
+    """Optional: a stateful handler learns whether its batch's effects became durable."""
+
+    def committed(self) -> None: ...
+
+    def aborted(self) -> None: ...
+
+
+def consumer_config(
+    settings: KafkaSettings, group_id: str, instance_id: str | None = None
+) -> dict[str, Any]:
+    static = {"group.instance.id": instance_id} if instance_id else {}
+    return {
+        # Static membership: a restarted instance takes its partitions back at once instead of
+        # waiting for the group to expire its previous self.
+        **static,
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 1_000,
+        "fetch.max.bytes": 16 * 1024 * 1024,
+        "log_level": 3,
+    }
+
+
+class TransactionalLoop:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        stage: str,
+        group_id: str,
+        transactional_id: str,
+        topics: Sequence[str],
+        handler: Handler,
+        dead_letter_topic: str,
+        instance_id: str | None = None,
+        batch_size: int = 500,
+        poll_timeout_s: float = 0.2,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.stage = stage
+        self._handler = handler
+        self._dead_letter_topic = dead_letter_topic
+        self._batch_size = batch_size
+        self._poll_timeout_s = poll_timeout_s
+        # A seam for tests (and tracing): runs after the batch is produced, before the commit.
+        self._before_commit = before_commit
+        self._timeout = settings.request_timeout_s
+        self._producer = TransactionalProducer(settings, transactional_id)
+        self._consumer = Consumer(consumer_config(settings, group_id, instance_id))
+        self._consumer.subscribe(list(topics))
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.run_once()
+        finally:
+            self.close()
+
+    def run_once(self) -> int:
+        """Process at most one batch in one transaction; return how many records it held."""
+        messages = self._consumer.consume(self._batch_size, self._poll_timeout_s)
+        records: list[Consumed] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(Consumed.from_message(message))
+            elif error.fatal():
+                raise KafkaException(error)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s: consumer error: %s", self.stage, error)
+        if not records:
+            return 0
+        self._producer.begin()
+        try:
+            for record in records:
+                self._producer.produce(self._decide(record))
+            if self._before_commit is not None:
+                self._before_commit()
+            self._producer.send_offsets(self._next_offsets(records), self._group_metadata())
+            self._producer.commit()
+        except (KafkaException, TransactionFailed) as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if not isinstance(exc, TransactionFailed):
+                self._producer.fail(error)
+            self._rewind(records)
+            if (listener := self._listener()) is not None:
+                listener.aborted()
+            LOOP_BATCHES.labels(self.stage, "aborted").inc()
+            log.warning("%s: batch of %d aborted (%s); it will be read again",
+                        self.stage, len(records), exc)
+            return 0
+        if (listener := self._listener()) is not None:
+            listener.committed()
+        LOOP_BATCHES.labels(self.stage, "committed").inc()
+        LOOP_RECORDS.labels(self.stage).inc(len(records))
+        return len(records)
+
+    @property
+    def producer(self) -> TransactionalProducer:
+        return self._producer
+
+    def close(self) -> None:
+        try:
+            self._producer.close()
+        finally:
+            # Without close() the group waits a whole session timeout before reassigning.
+            self._consumer.close()
+
+    def _decide(self, record: Consumed) -> Sequence[Outgoing]:
+        try:
+            return self._handler.handle(record)
+        except Exception as exc:
+            # A pure decision that fails fails the same way every time: set the record aside.
+            reason = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, Poison):
+                log.error("%s: handler failed on %s[%d]@%d\n%s", self.stage, record.topic,
+                          record.partition, record.offset, traceback.format_exc())
+            LOOP_DEAD_LETTERED.labels(self.stage, type(exc).__name__).inc()
+            return [self._dead_letter(record, reason)]
+
+    def _dead_letter(self, record: Consumed, reason: str) -> Outgoing:
+        return Outgoing(
+            topic=self._dead_letter_topic,
+            key=record.key,
+            value=record.value or b"",
+            headers=(
+                *record.headers,
+                (DLQ_TOPIC, record.topic.encode()),
+                (DLQ_PARTITION, str(record.partition).encode()),
+                (DLQ_OFFSET, str(record.offset).encode()),
+                (DLQ_STAGE, self.stage.encode()),
+                (DLQ_REASON, reason[:4000].encode("utf-8", "replace")),
+            ),
+        )
+
+    @staticmethod
+    def _next_offsets(records: Sequence[Consumed]) -> list[TopicPartition]:
+        last: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            last[key] = max(last.get(key, -1), record.offset)
+        return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
+
+    def _rewind(self, records: Sequence[Consumed]) -> None:
+        """Seek back to the first record of the aborted batch on every partition it touched."""
+        first: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            first[key] = min(first.get(key, record.offset), record.offset)
+        assigned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in assigned:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _group_metadata(self) -> Any:
+        return self._consumer.consumer_group_metadata()
+
+    def _listener(self) -> TransactionListener | None:
+        handler: Any = self._handler
+        return handler if hasattr(handler, "committed") and hasattr(handler, "aborted") else None

@@ -1,0 +1,159 @@
+"""One transactional producer wrapper for the whole project.
+
+librdkafka implements the older transaction protocol: after a commit or abort that timed out, or
+any fatal error, the only safe move is a new producer with the same transactional.id, whose
+`init_transactions` fences the old one and aborts what it left open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from eventlog.errors import KafkaUnavailable, KatagateError
+from eventlog.records import Outgoing
+from eventlog.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+MAX_RECORD_BYTES = 2 * 1024 * 1024 + 65536
+
+
+class TransactionFailed(KafkaUnavailable):
+    """The transaction was aborted (or its outcome is unknown); nothing of it is visible."""
+
+
+class ProducerFenced(KatagateError):
+    """Another instance with our transactional.id took over: this one must stop, not retry."""
+
+
+_FENCED = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+
+
+def is_fenced(error: KafkaError | None) -> bool:
+    return error is not None and error.code() in _FENCED
+
+
+def producer_config(settings: KafkaSettings, transactional_id: str) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "transactional.id": transactional_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "zstd",
+        # Group commit: records of one transaction travel in as few requests as possible.
+        "linger.ms": 2,
+        "message.max.bytes": MAX_RECORD_BYTES,
+        "transaction.timeout.ms": settings.transaction_timeout_ms,
+        "socket.connection.setup.timeout.ms": int(settings.request_timeout_s * 1000),
+        "log_level": 3,
+    }
+
+
+class TransactionalProducer:
+    """begin → produce → (send offsets) → commit, with a fresh producer after fatal outcomes."""
+
+    def __init__(self, settings: KafkaSettings, transactional_id: str) -> None:
+        self._settings = settings
+        self._config = producer_config(settings, transactional_id)
+        self._timeout = settings.request_timeout_s
+        self._producer = self._new_producer()
+        self._delivery_errors: list[KafkaError] = []
+
+    @property
+    def raw(self) -> Producer:
+        return self._producer
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(self._config)
+        try:
+            producer.init_transactions(self._timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailable(f"init_transactions failed: {exc.args[0]}") from exc
+        return producer
+
+    def recreate(self) -> None:
+        log.warning("re-creating the transactional producer %s", self._config["transactional.id"])
+        old = self._producer
+        # An old producer being replaced may already be broken: its flush may fail.
+        with contextlib.suppress(Exception):
+            old.flush(0)
+        self._producer = self._new_producer()
+
+    def begin(self) -> None:
+        self._delivery_errors = []
+        self._producer.begin_transaction()
+
+    def produce(self, records: Iterable[Outgoing]) -> None:
+        for record in records:
+            while True:
+                try:
+                    self._producer.produce(
+                        record.topic, value=record.value, key=record.key,
+                        headers=list(record.headers), on_delivery=self._on_delivery,
+                    )
+                    break
+                except BufferError:
+                    # The local queue is full: serve delivery reports to make room.
+                    self._producer.poll(0.05)
+
+    def flush(self) -> None:
+        """Wait until every record of the transaction is acknowledged (offsets known)."""
+        remaining = self._producer.flush(self._timeout)
+        if remaining:
+            raise TransactionFailed(f"{remaining} records not acknowledged in {self._timeout} s")
+        if self._delivery_errors:
+            raise TransactionFailed(f"a record was refused: {self._delivery_errors[0]}")
+
+    def send_offsets(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        self._producer.send_offsets_to_transaction(offsets, group_metadata, self._timeout)
+
+    def commit(self) -> None:
+        """Commit, retrying what is retriable; otherwise abort (or fence) and raise."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.retriable() and time.monotonic() < deadline:
+                    continue
+                self.fail(error)
+                raise TransactionFailed(f"commit failed: {error}") from exc
+
+    def fail(self, error: KafkaError | None) -> None:
+        """Leave no transaction open after `error`: abort it, or fence it with a new producer."""
+        if is_fenced(error):
+            # Re-creating would fence the successor in turn: two instances fighting forever.
+            raise ProducerFenced(f"producer {self._config['transactional.id']} was fenced: {error}")
+        if error is not None and (error.fatal() or not error.txn_requires_abort()):
+            # Fatal, or an outcome we cannot know (a timed-out commit): only fencing is safe.
+            self.recreate()
+        else:
+            self.abort(reason=str(error))
+
+    def abort(self, reason: str = "") -> None:
+        log.warning("aborting a transaction: %s", reason)
+        try:
+            self._producer.abort_transaction(self._timeout)
+        except KafkaException as exc:
+            log.warning("abort failed (%s): a new producer fences the old one", exc.args[0])
+            self.recreate()
+
+    def close(self) -> None:
+        self._producer.flush(self._timeout)
+
+    def _on_delivery(self, error: KafkaError | None, _message: Any) -> None:
+        if error is not None:
+            self._delivery_errors.append(error)

@@ -1,0 +1,84 @@
+"""Records as the stages see them: what was consumed, and what a decision asks to produce.
+
+Stages never touch confluent-kafka types; they get a `Consumed` and return `Outgoing` records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import Event, encode_event
+
+Headers = Sequence[tuple[str, bytes]]
+
+# Header names carried by every event record, so tools can filter and de-duplicate without
+# parsing the JSON body.
+H_TYPE = "katagate-type"
+H_VERSION = "katagate-version"
+H_EVENT_ID = "katagate-event-id"
+
+# Ids derived from an input position are the same on every redelivery of that input, so the
+# outputs of a reprocessed record carry the ids they had the first time.
+_ID_NAMESPACE = uuid.UUID("6b1d3c0e-57a2-4a35-9c59-2f8f6cbd2a0e")
+
+
+@dataclass(frozen=True)
+class Consumed:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp_ms: int = 0
+
+    @classmethod
+    def from_message(cls, message: Any) -> Consumed:
+        _kind, ts = message.timestamp()
+        return cls(
+            topic=message.topic(),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            value=message.value(),
+            headers=tuple((k, v or b"") for k, v in (message.headers() or ())),
+            timestamp_ms=ts,
+        )
+
+    def header(self, name: str) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def derived_id(self, n: int = 0) -> uuid.UUID:
+        """The n-th id for outputs of this record, stable across redeliveries."""
+        return uuid.uuid5(_ID_NAMESPACE, f"{self.topic}:{self.partition}:{self.offset}:{n}")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = field(default_factory=tuple)
+
+    @classmethod
+    def event(cls, topic: str, event: Event) -> Outgoing:
+        return cls(
+            topic=topic,
+            key=event.partition_key().encode(),
+            value=encode_event(event),
+            headers=event_headers(event),
+        )
+
+
+def event_headers(event: Event) -> tuple[tuple[str, bytes], ...]:
+    return (
+        (H_TYPE, event.type.encode()),
+        (H_VERSION, str(event.schema_version).encode()),
+        (H_EVENT_ID, str(event.event_id).encode()),
+    )

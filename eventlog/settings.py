@@ -1,0 +1,34 @@
+"""How to reach the cluster and name the topics: one frozen settings object, read at entry points.
+
+`KAFKA_BOOTSTRAP_SERVERS` is the conventional variable every tool here honours; the rest use the
+`KATAGATE_` prefix.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KATAGATE_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "KATAGATE_BOOTSTRAP_SERVERS"),
+        min_length=1,
+    )
+    # Every topic name starts with this, so tests (and several gateways on one cluster) get their
+    # own namespace.
+    topic_prefix: str = Field(default="katagate", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    mail_partitions: int = Field(default=6, ge=1, le=1000)
+    # -1 keeps records forever: the mail and quarantine logs are the audit trail.
+    mail_retention_ms: int = Field(default=-1, ge=-1)
+    raw_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=3600 * 1000)
+    backup_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
+    # Short, so that a producer that died mid-transaction stalls read_committed readers briefly.
+    transaction_timeout_ms: int = Field(default=60_000, ge=1000, le=900_000)
+    # A bound on any single blocking broker call (metadata, commit, admin requests).
+    request_timeout_s: float = Field(default=30.0, gt=0, le=600)

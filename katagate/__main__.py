@@ -1,0 +1,3 @@
+from katagate.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""`katagate` and its subcommands. Exit codes: 0 done, 1 failed, 2 bad usage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from katagate import broker_cmd, schemas_cmd, topics_cmd, up_cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="katagate",
+        description="An event-sourced email security gateway with KATA protection, on Kafka.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (broker_cmd, topics_cmd, schemas_cmd, up_cmd):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from eventlog.errors import KatagateError
+
+        if not isinstance(exc, KatagateError):
+            raise
+        print(f"katagate {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return code

@@ -1,0 +1,46 @@
+"""`katagate topics create|list`: the topics of DESIGN section 2, created idempotently."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from eventlog.settings import KafkaSettings
+from eventlog.topics import ensure_topics, topic_specs
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("topics", help="create or list katagate's topics")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("create", help="create the missing topics (idempotent)").set_defaults(
+        run=_create
+    )
+    actions.add_parser("list", help="list the topics and whether they exist").set_defaults(
+        run=_list
+    )
+
+
+def _create(_args: argparse.Namespace) -> int:
+    settings = KafkaSettings()
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    created = ensure_topics(admin, settings)
+    for spec in topic_specs(settings):
+        word = "created" if spec.name in created else "exists"
+        print(f"{word:8} {spec.name} ({spec.partitions} partitions)")
+    return 0
+
+
+def _list(_args: argparse.Namespace) -> int:
+    settings = KafkaSettings()
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    existing = admin.list_topics(timeout=settings.request_timeout_s).topics
+    missing = 0
+    for spec in topic_specs(settings):
+        here = spec.name in existing
+        missing += not here
+        have = len(existing[spec.name].partitions) if here else 0
+        word = "ok" if here else "MISSING"
+        print(f"{word:8} {spec.name:32} {have}/{spec.partitions}  {spec.purpose}")
+    return 1 if missing else 0

@@ -1,0 +1,1 @@
+"""Pure folds from events to views (connection state, quarantine usage, timelines, counters)."""

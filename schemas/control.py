@@ -1,0 +1,235 @@
+"""Control events (topic `katagate.control`): settings, rules, keys, connection.
+
+Settings and rule events carry the full state after the change, so a projection rebuilds the
+current value from the latest event alone and replay needs nothing earlier.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from schemas.envelope import Event
+from schemas.types import (
+    Actor,
+    Fingerprint,
+    MessageCountLimit,
+    NodeAddress,
+    Port,
+    ResponseTimeout,
+    RuleId,
+    SensorId,
+    SubjectTag,
+    Version,
+)
+
+MIB = 1_048_576
+
+
+class KataSettings(BaseModel):
+    """The product's KATA protection settings, with its documented ranges and defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    central_node_address: IPv4Address | None = None  # None: not configured
+    central_node_port: Port = 443
+    response_timeout_s: ResponseTimeout = 600
+    quarantine_max_bytes: Annotated[int, Field(ge=MIB)] = 1024 * MIB
+    quarantine_max_messages: MessageCountLimit = 5000
+    ndr_enabled: bool = True  # NDR for messages rejected after the SMTP session
+    poll_interval_s: Annotated[int, Field(ge=1, le=3600)] = 60
+
+    @classmethod
+    def defaults(cls) -> KataSettings:
+        return cls()
+
+
+# What the product's "Set default values" resets; the rest is left as it was.
+RESET_FIELDS: tuple[str, ...] = (
+    "central_node_port",
+    "response_timeout_s",
+    "quarantine_max_bytes",
+    "quarantine_max_messages",
+)
+
+
+class _SettingsEvent(Event):
+    version: Version  # the settings version after this event; MessageReceived records it
+    actor: Actor
+
+    def partition_key(self) -> str:
+        return "kata-settings"
+
+
+class KataSettingsChanged(_SettingsEvent):
+    type: Literal["settings.kata_changed"] = "settings.kata_changed"
+    schema_version: Literal[1] = 1
+    settings: KataSettings
+    changed: Annotated[list[str], Field(min_length=1)]
+
+    @field_validator("changed")
+    @classmethod
+    def _known_unique(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(KataSettings.model_fields))
+        if unknown:
+            raise ValueError(f"unknown settings fields: {', '.join(unknown)}")
+        if len(set(value)) != len(value):
+            raise ValueError("field names must not repeat")
+        return value
+
+
+class KataSettingsReset(_SettingsEvent):
+    type: Literal["settings.kata_reset"] = "settings.kata_reset"
+    schema_version: Literal[1] = 1
+    settings: KataSettings
+
+    @model_validator(mode="after")
+    def _reset_fields_default(self) -> Self:
+        defaults = KataSettings.defaults()
+        stale = [f for f in RESET_FIELDS if getattr(self.settings, f) != getattr(defaults, f)]
+        if stale:
+            raise ValueError(f"settings after a reset must hold defaults for: {', '.join(stale)}")
+        return self
+
+
+class KataProtectionToggled(_SettingsEvent):
+    type: Literal["settings.kata_toggled"] = "settings.kata_toggled"
+    schema_version: Literal[1] = 1
+    enabled: bool
+
+
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class RuleKata(BaseModel):
+    """A rule's KATA protection section; defaults are the product's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    action: Literal["delete", "reject", "skip"] = "delete"  # "If KATA detected an event"
+    tag: SubjectTag | None = "[KATA detect]"  # None: no subject tag
+    backup: bool = True  # place a copy of the original in Backup
+
+
+class Rule(BaseModel):
+    """A mail processing rule; the first enabled rule (by position) whose patterns match wins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule_id: RuleId
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    enabled: bool = True
+    position: Annotated[int, Field(ge=0)]
+    senders: Annotated[list[Pattern], Field(min_length=1)] = ["*"]  # glob patterns
+    recipients: Annotated[list[Pattern], Field(min_length=1)] = ["*"]
+    kata: RuleKata = RuleKata()
+
+
+class _RuleEvent(Event):
+    version: Version  # the rule set's version after this event
+    actor: Actor
+
+
+class _WholeRuleEvent(_RuleEvent):
+    rule: Rule  # the full rule after the event
+
+    def partition_key(self) -> str:
+        return f"rule:{self.rule.rule_id}"
+
+
+class RuleCreated(_WholeRuleEvent):
+    type: Literal["rule.created"] = "rule.created"
+    schema_version: Literal[1] = 1
+
+
+class RuleChanged(_WholeRuleEvent):
+    type: Literal["rule.changed"] = "rule.changed"
+    schema_version: Literal[1] = 1
+
+
+class _RuleIdEvent(_RuleEvent):
+    rule_id: RuleId
+
+    def partition_key(self) -> str:
+        return f"rule:{self.rule_id}"
+
+
+class RuleDeleted(_RuleIdEvent):
+    type: Literal["rule.deleted"] = "rule.deleted"
+    schema_version: Literal[1] = 1
+
+
+class RuleKataToggled(_RuleIdEvent):
+    type: Literal["rule.kata_toggled"] = "rule.kata_toggled"
+    schema_version: Literal[1] = 1
+    enabled: bool
+
+
+class SensorKeyGenerated(Event):
+    """Our sensor key pair was (re)generated. Only the public certificate is ever logged."""
+
+    type: Literal["sensor.key_generated"] = "sensor.key_generated"
+    schema_version: Literal[1] = 1
+    sensor_id: SensorId
+    fingerprint: Fingerprint
+    certificate_pem: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+
+    @field_validator("certificate_pem")
+    @classmethod
+    def _public_only(cls, value: str) -> str:
+        # The log is kept forever and widely read: a private key must never reach it.
+        if "PRIVATE KEY" in value:
+            raise ValueError("must not contain a private key")
+        if "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError("must be a PEM certificate")
+        return value
+
+    def partition_key(self) -> str:
+        return "sensor"
+
+
+class CentralNodeObserved(Event):
+    """The Central Node's key as seen in a TLS handshake, and whether it matches the pin."""
+
+    type: Literal["central_node.observed"] = "central_node.observed"
+    schema_version: Literal[1] = 1
+    central_node: NodeAddress
+    fingerprint: Fingerprint
+    pinned: bool
+
+    def partition_key(self) -> str:
+        return "central-node"
+
+
+ConnectionState = Literal[
+    "not_configured",
+    "connecting",
+    "awaiting_confirmation",
+    "connected",
+    "rejected",
+    "certificate_mismatch",
+    "unreachable",
+    "error",
+]
+
+
+class ConnectionStateChanged(Event):
+    type: Literal["connection.state_changed"] = "connection.state_changed"
+    schema_version: Literal[1] = 1
+    state: ConnectionState
+    previous: ConnectionState | None  # None: the first state after start
+    central_node: NodeAddress | None
+    detail: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+    def partition_key(self) -> str:
+        return "connection"

@@ -1,0 +1,243 @@
+"""Mail lifecycle events (topic `katagate.mail`; the ledger ones also on `katagate.quarantine`).
+
+Each event records a fact, including the values that explain it (limits, usage, replies), so an
+auditor reading one event needs no other to see why it happened.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, IPvAnyAddress, NonNegativeInt, StringConstraints, model_validator
+
+from schemas.envelope import MailEvent
+from schemas.types import (
+    Actor,
+    Address,
+    Detect,
+    HostPort,
+    MessageCountLimit,
+    NodeAddress,
+    RawLocation,
+    ResponseTimeout,
+    RuleId,
+    ScanId,
+    ScanState,
+    SensorId,
+    Sha256Hex,
+    SubjectTag,
+    UtcDatetime,
+)
+
+DenialReason = Literal[
+    "size_limit", "count_limit", "too_large", "kata_disabled", "rule_kata_disabled", "not_connected"
+]
+ActionReason = Literal[
+    "detected",
+    "not_detected",
+    "timeout",
+    "error",
+    "size_limit",
+    "count_limit",
+    "too_large",
+    "kata_disabled",
+    "rule_kata_disabled",
+    "not_connected",
+    "forced_release",
+]
+SmtpReply = Annotated[str, StringConstraints(max_length=1000)]
+Recipients = Annotated[list[Address], Field(min_length=1, max_length=1000)]
+
+
+class MessageReceived(MailEvent):
+    """Ingest accepted a message; written in one transaction with its raw chunks, before `250`."""
+
+    type: Literal["mail.received"] = "mail.received"
+    schema_version: Literal[1] = 1
+    envelope_from: Annotated[str, StringConstraints(max_length=256)]  # "" is the null sender <>
+    envelope_to: Recipients
+    client_ip: IPvAnyAddress
+    helo: Annotated[str, StringConstraints(max_length=255)]
+    tls: bool
+    size: NonNegativeInt
+    sha256: Sha256Hex
+    subject: Annotated[str, StringConstraints(max_length=2000)] | None
+    rule_id: RuleId | None  # None: no rule matched
+    settings_version: NonNegativeInt  # the KATA settings the decision will be made under
+    raw: RawLocation
+
+
+class _Ledger(MailEvent):
+    """Usage of the KATA Quarantine after this event, as the single ledger writer saw it."""
+
+    size: NonNegativeInt
+    bytes_in_use: NonNegativeInt
+    messages_in_use: NonNegativeInt
+
+
+class QuarantineAdmitted(_Ledger):
+    type: Literal["quarantine.admitted"] = "quarantine.admitted"
+    schema_version: Literal[1] = 1
+    rule_id: RuleId | None
+    settings_version: NonNegativeInt
+    response_timeout_s: ResponseTimeout
+    deadline_at: UtcDatetime  # the timeout as data, so the timer can be rebuilt by replay
+    limit_bytes: Annotated[int, Field(ge=1)]
+    limit_messages: MessageCountLimit
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.deadline_at != self.occurred_at + timedelta(seconds=self.response_timeout_s):
+            raise ValueError("deadline_at must be occurred_at + response_timeout_s")
+        # The admission invariant: usage never exceeds either limit, and includes this message.
+        if not self.size <= self.bytes_in_use <= self.limit_bytes:
+            raise ValueError("bytes_in_use must be within size..limit_bytes")
+        if not 1 <= self.messages_in_use <= self.limit_messages:
+            raise ValueError("messages_in_use must be within 1..limit_messages")
+        return self
+
+
+class QuarantineDenied(_Ledger):
+    type: Literal["quarantine.denied"] = "quarantine.denied"
+    schema_version: Literal[1] = 1
+    reason: DenialReason
+    limit_bytes: Annotated[int, Field(ge=1)]
+    limit_messages: MessageCountLimit
+
+
+class QuarantineReleased(_Ledger):
+    type: Literal["quarantine.released"] = "quarantine.released"
+    schema_version: Literal[1] = 1
+    cause: Literal["action_applied", "forced_release", "deleted_by_admin"]
+
+
+class ForcedRelease(MailEvent):
+    """An administrator sent a message on without waiting; the scan goes on."""
+
+    type: Literal["quarantine.forced_release"] = "quarantine.forced_release"
+    schema_version: Literal[1] = 1
+    actor: Actor
+    comment: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+class ScanSubmitted(MailEvent):
+    type: Literal["scan.submitted"] = "scan.submitted"
+    schema_version: Literal[1] = 1
+    scan_id: ScanId
+    central_node: NodeAddress
+    sensor_id: SensorId
+
+
+class _Verdict(MailEvent):
+    scan_id: ScanId
+    state: ScanState
+    detects: list[Detect] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _detects_only_on_detect(self) -> Self:
+        # A detect may arrive before its details, so "detect" with no detects is allowed.
+        if self.detects and self.state != "detect":
+            raise ValueError(f"detects must be empty when state is {self.state!r}")
+        return self
+
+
+class VerdictReceived(_Verdict):
+    """KATA's final state for a scan. v2 replaced v1's `detect_types` with `detects`."""
+
+    type: Literal["scan.verdict"] = "scan.verdict"
+    schema_version: Literal[2] = 2
+
+
+class LateVerdictReceived(_Verdict):
+    """A verdict after the message was already acted on: recorded and alerted, never applied."""
+
+    type: Literal["scan.late_verdict"] = "scan.late_verdict"
+    schema_version: Literal[1] = 1
+    after: Literal["timeout", "forced_release", "action_applied"]
+
+
+class ScanTimedOut(MailEvent):
+    type: Literal["scan.timed_out"] = "scan.timed_out"
+    schema_version: Literal[1] = 1
+    scan_id: ScanId | None  # None: the message was never submitted
+    deadline_at: UtcDatetime
+
+
+class ActionDecided(MailEvent):
+    """The decision-table outcome; the apply shell carries it out."""
+
+    type: Literal["action.decided"] = "action.decided"
+    schema_version: Literal[1] = 1
+    action: Literal["deliver", "delete", "reject"]
+    tag: SubjectTag | None  # prepended to Subject when a detected message is delivered
+    backup: bool
+    skipped: bool  # the product's "Skipped": delivered unchanged, KATA gave no usable verdict
+    reason: ActionReason
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.skipped and self.action != "deliver":
+            raise ValueError("a skipped message must be delivered (action 'deliver')")
+        if self.reason == "not_detected" and (self.action != "deliver" or self.skipped):
+            raise ValueError("reason 'not_detected' requires action 'deliver', not skipped")
+        if self.tag is not None and (self.action != "deliver" or self.reason != "detected"):
+            raise ValueError("a tag applies only when delivering a detected message")
+        return self
+
+
+class BackupStored(MailEvent):
+    """A copy of the original (before any action) was written to `katagate.backup`."""
+
+    type: Literal["backup.stored"] = "backup.stored"
+    schema_version: Literal[1] = 1
+    location: RawLocation
+    sha256: Sha256Hex
+
+
+class MessageDelivered(MailEvent):
+    type: Literal["delivery.delivered"] = "delivery.delivered"
+    schema_version: Literal[1] = 1
+    next_hop: HostPort
+    recipients: Recipients
+    reply: SmtpReply  # the next hop's final reply line
+    tagged: bool
+    attempts: Annotated[int, Field(ge=1)]
+
+
+class DeliveryDeferred(MailEvent):
+    type: Literal["delivery.deferred"] = "delivery.deferred"
+    schema_version: Literal[1] = 1
+    next_hop: HostPort
+    attempt: Annotated[int, Field(ge=1)]
+    reply: SmtpReply
+    retry_at: UtcDatetime
+
+
+class DeliveryFailed(MailEvent):
+    type: Literal["delivery.failed"] = "delivery.failed"
+    schema_version: Literal[1] = 1
+    next_hop: HostPort
+    attempts: Annotated[int, Field(ge=1)]
+    reply: SmtpReply
+    recipients: Recipients  # those that failed
+
+
+class MessageDiscarded(MailEvent):
+    type: Literal["message.discarded"] = "message.discarded"
+    schema_version: Literal[1] = 1
+    reason: Literal["kata_delete"]
+
+
+class NdrSent(MailEvent):
+    type: Literal["ndr.sent"] = "ndr.sent"
+    schema_version: Literal[1] = 1
+    to: Address
+    dsn_message_id: Annotated[str, StringConstraints(min_length=1, max_length=998)]
+    reason: Literal["kata_reject", "delivery_failed"]
+
+
+class NdrSuppressed(MailEvent):
+    type: Literal["ndr.suppressed"] = "ndr.suppressed"
+    schema_version: Literal[1] = 1
+    reason: Literal["null_sender", "ndr_disabled"]

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from eventlog.settings import KafkaSettings
+from eventlog.topics import ensure_topics
+from tests.kafka_cluster import kafka_cluster
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """One real broker for the whole session."""
+    with kafka_cluster() as servers:
+        yield servers
+
+
+@pytest.fixture
+def make_kafka_settings(kafka_bootstrap: str) -> Callable[..., KafkaSettings]:
+    """Settings for a fresh topic namespace, its topics created; one namespace per call."""
+
+    def make(**overrides: object) -> KafkaSettings:
+        values: dict[str, object] = {
+            "bootstrap_servers": kafka_bootstrap,
+            "topic_prefix": f"t{uuid.uuid4().hex[:12]}",
+            "mail_partitions": 3,
+            "transaction_timeout_ms": 10_000,
+            "request_timeout_s": 30.0,
+            **overrides,
+        }
+        settings = KafkaSettings(**values)  # type: ignore[arg-type]
+        ensure_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}), settings)
+        return settings
+
+    return make
+
+
+@pytest.fixture
+def kafka_settings(make_kafka_settings: Callable[..., KafkaSettings]) -> KafkaSettings:
+    return make_kafka_settings()

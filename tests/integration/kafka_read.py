@@ -1,0 +1,50 @@
+"""Reading a topic to its end, as the tests' witness of what the log holds."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, TopicPartition
+
+from eventlog.records import Consumed
+
+
+def read_all(
+    bootstrap: str, topic: str, *, committed_only: bool = True, timeout_s: float = 30.0
+) -> list[Consumed]:
+    """Every record of every partition up to the end visible at the isolation level asked."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"reader-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed" if committed_only else "read_uncommitted",
+        "log_level": 3,
+    })
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
+        # With read_committed the high watermark is the last stable offset.
+        ends = {}
+        for tp in partitions:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            ends[tp.partition] = high
+        consumer.assign(partitions)
+        records: list[Consumed] = []
+        positions = {p: 0 for p in ends}
+        deadline = time.monotonic() + timeout_s
+        while any(positions[p] < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: at {positions}, end {ends}")
+            for message in consumer.consume(500, 0.5):
+                if message.error():
+                    continue
+                records.append(Consumed.from_message(message))
+                positions[message.partition()] = message.offset() + 1
+            # Transaction markers occupy offsets too: ask where the consumer really is.
+            for tp in consumer.position(partitions):
+                if tp.offset >= 0:
+                    positions[tp.partition] = max(positions[tp.partition], tp.offset)
+        return records
+    finally:
+        consumer.close()

@@ -1,0 +1,61 @@
+"""Given the real broker, a committed transaction is visible to read_committed readers and an
+aborted one is not (while it did reach the log)."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventlog.producer import ProducerFenced, TransactionalProducer
+from eventlog.records import Outgoing
+from eventlog.topics import TopicNames
+from tests.integration.kafka_read import read_all
+
+pytestmark = pytest.mark.kafka
+
+
+def test_committed_is_visible_and_aborted_is_not(kafka_settings):
+    topic = TopicNames(kafka_settings.topic_prefix).control
+    producer = TransactionalProducer(kafka_settings, "test-txn-visibility")
+
+    producer.begin()
+    producer.produce([Outgoing(topic, b"committed-1", b"k"), Outgoing(topic, b"committed-2", b"k")])
+    producer.commit()
+
+    producer.begin()
+    producer.produce([Outgoing(topic, b"aborted-1", b"k")])
+    producer.flush()  # the record is in the log, only its transaction is undecided
+    producer.abort(reason="the test aborts")
+
+    producer.begin()
+    producer.produce([Outgoing(topic, b"committed-3", b"k")])
+    producer.commit()
+    producer.close()
+
+    committed = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)]
+    everything = [
+        r.value
+        for r in read_all(kafka_settings.bootstrap_servers, topic, committed_only=False)
+    ]
+    assert committed == [b"committed-1", b"committed-2", b"committed-3"]
+    assert everything == [b"committed-1", b"committed-2", b"aborted-1", b"committed-3"]
+
+
+def test_a_second_producer_with_the_same_id_fences_the_first(kafka_settings):
+    topic = TopicNames(kafka_settings.topic_prefix).control
+    first = TransactionalProducer(kafka_settings, "test-txn-fence")
+    first.begin()
+    first.produce([Outgoing(topic, b"from-the-zombie", b"k")])
+    first.flush()
+
+    # The restarted instance: init_transactions aborts what the first one left open.
+    second = TransactionalProducer(kafka_settings, "test-txn-fence")
+    second.begin()
+    second.produce([Outgoing(topic, b"from-the-successor", b"k")])
+    second.commit()
+
+    first.produce([Outgoing(topic, b"late", b"k")])
+    with pytest.raises(ProducerFenced):
+        first.commit()
+
+    committed = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)]
+    assert committed == [b"from-the-successor"]

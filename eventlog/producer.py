@@ -55,6 +55,11 @@ def producer_config(settings: KafkaSettings, transactional_id: str) -> dict[str,
         "linger.ms": 2,
         "message.max.bytes": MAX_RECORD_BYTES,
         "transaction.timeout.ms": settings.transaction_timeout_ms,
+        # The first request of the next transaction meets CONCURRENT_TRANSACTIONS until the
+        # previous one's markers are written; the default 100 ms backoff would then cap a loop
+        # at about ten transactions a second.
+        "retry.backoff.ms": 5,
+        "retry.backoff.max.ms": 100,
         "socket.connection.setup.timeout.ms": int(settings.request_timeout_s * 1000),
         "log_level": 3,
     }

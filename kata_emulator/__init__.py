@@ -1,0 +1,1 @@
+"""A KATA Central Node emulator: the scanner API over mutual TLS, sensors, a console."""

@@ -129,6 +129,34 @@ class ScanSubmitted(MailEvent):
     sensor_id: SensorId
 
 
+ScanFailureReason = Literal[
+    "too_large",  # 413: the Central Node will not scan it; the message is Skipped
+    "busy",  # 429: its concurrency limit; retried later
+    "server_error",  # 500 or another unexpected status; retried
+    "unreachable",  # no TCP/TLS connection; retried
+    "not_authorized",  # 401: the sensor is not (or no longer) accepted; retried
+    "certificate_mismatch",  # the pinned Central Node key changed: nothing was sent
+    "garbage",  # a reply that does not parse; retried
+    "content_unavailable",  # the raw message could not be read back from Kafka
+]
+
+
+class ScanFailed(MailEvent):
+    """A submission or poll for this message's scan did not succeed, and why.
+
+    `final` failures end the scan (the decider Skips the message); others are retried until
+    the response timeout fires.
+    """
+
+    type: Literal["scan.failed"] = "scan.failed"
+    schema_version: Literal[1] = 1
+    scan_id: ScanId
+    reason: ScanFailureReason
+    detail: str = Field(default="", max_length=1000)
+    attempt: int = Field(ge=1)
+    final: bool
+
+
 class _Verdict(MailEvent):
     scan_id: ScanId
     state: ScanState

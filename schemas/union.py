@@ -40,6 +40,7 @@ from schemas.mail import (
     QuarantineAdmitted,
     QuarantineDenied,
     QuarantineReleased,
+    ScanFailed,
     ScanSubmitted,
     ScanTimedOut,
     VerdictReceived,
@@ -53,6 +54,7 @@ AnyEvent = Annotated[
     | QuarantineReleased
     | ForcedRelease
     | ScanSubmitted
+    | ScanFailed
     | VerdictReceived
     | LateVerdictReceived
     | ScanTimedOut

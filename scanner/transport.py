@@ -1,0 +1,158 @@
+"""HTTPS to the Central Node with our client certificate and a pinned server key.
+
+The Central Node's certificate is self-signed, so trust comes from pinning, not from a CA: the
+server's key fingerprint is compared with the pin right after the handshake and before a single
+request byte is written. With no pin yet, the observed fingerprint is returned so the lifecycle
+can show and pin it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+from dataclasses import dataclass
+
+from scanner.fingerprints import fingerprint_of_der
+from scanner.identity import SensorIdentity
+
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    retry_after_s: float | None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    detail: str
+
+
+@dataclass(frozen=True)
+class PinMismatch:
+    observed: str
+    pinned: str
+
+
+Outcome = Reply | Unreachable | PinMismatch
+
+
+def client_context(identity: SensorIdentity) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Trust is the pinned fingerprint, checked by hand below: a self-signed Central Node
+    # certificate has no CA to verify against and no host name to match.
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(identity.cert_path, identity.key_path)
+    return context
+
+
+class PinnedTransport:
+    """One keep-alive connection per calling thread; the pin is checked on every new one."""
+
+    def __init__(
+        self, endpoint: Endpoint, identity: SensorIdentity, pinned: str | None, timeout_s: float
+    ) -> None:
+        self.endpoint = endpoint
+        self._context = client_context(identity)
+        self._pinned = pinned
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+
+    @property
+    def pinned(self) -> str | None:
+        return self._pinned
+
+    def pin(self, fingerprint: str | None) -> None:
+        self._pinned = fingerprint
+        self.close()
+
+    def close(self) -> None:
+        connection: http.client.HTTPSConnection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+        self._local.connection = None
+        self._local.fingerprint = None
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
+    ) -> Outcome:
+        outcome, stale = self._attempt(method, path, body, content_type)
+        if stale:
+            # A kept connection the server closed meanwhile fails on first use: once more, fresh.
+            outcome, _ = self._attempt(method, path, body, content_type)
+        return outcome
+
+    def _connect(self) -> tuple[http.client.HTTPSConnection, str] | Outcome:
+        connection: http.client.HTTPSConnection | None = getattr(self._local, "connection", None)
+        if connection is not None and connection.sock is not None:
+            return connection, self._local.fingerprint
+        connection = http.client.HTTPSConnection(
+            self.endpoint.address, self.endpoint.port, timeout=self._timeout_s,
+            context=self._context,
+        )
+        try:
+            connection.connect()
+        except (OSError, ssl.SSLError) as exc:
+            connection.close()
+            return Unreachable(f"{type(exc).__name__}: {exc}")
+        sock = connection.sock
+        der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        if not der:
+            connection.close()
+            return Unreachable("the Central Node presented no certificate")
+        fingerprint = fingerprint_of_der(der)
+        if self._pinned is not None and fingerprint != self._pinned:
+            connection.close()
+            return PinMismatch(observed=fingerprint, pinned=self._pinned)
+        self._local.connection = connection
+        self._local.fingerprint = fingerprint
+        return connection, fingerprint
+
+    def _attempt(
+        self, method: str, path: str, body: bytes | None, content_type: str | None
+    ) -> tuple[Outcome, bool]:
+        """The outcome, and whether it was a reused connection that went stale."""
+        reused = getattr(self._local, "connection", None) is not None
+        connected = self._connect()
+        if not isinstance(connected, tuple):
+            return connected, False
+        connection, fingerprint = connected
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read(MAX_REPLY_BYTES + 1)
+            retry_after = response.getheader("Retry-After")
+            if response.will_close:
+                self.close()
+        except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+            self.close()
+            return Unreachable(f"{type(exc).__name__}: {exc}"), reused
+        if len(data) > MAX_REPLY_BYTES:
+            self.close()
+            return Reply(response.status, b"", None, fingerprint), False
+        return Reply(response.status, data, _seconds(retry_after), fingerprint), False
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -118,11 +118,12 @@ class KataApi:
             return Submitted(scan_id)
         return refusal(outcome)
 
+    def state_path(self, states: tuple[str, ...] = ("processing",)) -> str:
+        return f"{self._base}/scans/state{self._query(state=','.join(states))}"
+
     def poll(self, states: tuple[str, ...] = ALL_STATES) -> Polled | Refused:
         """The state of every scan of this sensor, in one request."""
-        outcome = self._transport.request(
-            "GET", f"{self._base}/scans/state{self._query(state=','.join(states))}"
-        )
+        outcome = self._transport.request("GET", self.state_path(states))
         if isinstance(outcome, Reply):
             if outcome.status in (204, 404):  # no scans (matching), both documented
                 return Polled((), 0)

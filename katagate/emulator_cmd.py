@@ -1,0 +1,5 @@
+"""`katagate kata-emulator ...`: the KATA Central Node emulator's commands."""
+
+from kata_emulator.cli import register
+
+__all__ = ["register"]

@@ -1,0 +1,39 @@
+"""`katagate scanner`: run one scanner instance (the KATA connector) until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from eventlog.settings import KafkaSettings
+from scanner.identity import load_or_create
+from scanner.run import run_scanner
+from scanner.settings import ScannerSettings
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("scanner", help="run the KATA connector (scanner stage)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("run", help="run until SIGTERM").set_defaults(run=_run)
+    actions.add_parser(
+        "identity", help="print the sensor id and its public key fingerprint (made if missing)"
+    ).set_defaults(run=_identity)
+
+
+def _run(_args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_scanner(KafkaSettings(), ScannerSettings(), stop)
+    return 0
+
+
+def _identity(_args: argparse.Namespace) -> int:
+    identity = load_or_create(ScannerSettings().sensor_dir)
+    print(f"sensor id:                   {identity.sensor_id}")
+    print(f"KSMG public key fingerprint: {identity.fingerprint}")
+    return 0

@@ -1,0 +1,199 @@
+"""The connection lifecycle shell: one owner at a time checks the Central Node and records what
+it sees as control events.
+
+Ownership is the assignment of the control topic's single partition in a consumer group; the
+owner writes with one fixed transactional.id, so a new owner's producer fences a previous owner
+that has not noticed yet — two owners can never both commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from confluent_kafka import Consumer
+
+from eventlog.errors import KafkaUnavailable
+from eventlog.producer import ProducerFenced, TransactionalProducer
+from eventlog.records import Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from scanner.connection import (
+    Check,
+    ConnectionView,
+    Context,
+    decide,
+    next_check_in,
+    sensor_key_events,
+)
+from scanner.control_view import ControlView
+from scanner.identity import SensorIdentity
+from scanner.kata_api import KataApi
+from scanner.replies import error_text
+from scanner.settings import ScannerSettings
+from scanner.transport import Endpoint, PinMismatch, PinnedTransport, Unreachable
+from schemas import Event, ProducerRef
+
+log = logging.getLogger(__name__)
+
+
+def _ids() -> Iterator[UUID]:
+    while True:
+        yield uuid4()
+
+
+class Election:
+    """Membership in the lifecycle group; the member holding the partition owns the lifecycle."""
+
+    def __init__(self, settings: KafkaSettings, instance_id: str) -> None:
+        self.owner = False
+        self._consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"{settings.topic_prefix}.scanner-lifecycle",
+            "client.id": instance_id,
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+            "fetch.max.bytes": 65536,
+            "log_level": 3,
+        })
+        self._consumer.subscribe(
+            [TopicNames(settings.topic_prefix).control],
+            on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked,
+        )
+
+    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        self.owner = bool(partitions)
+
+    def _revoked(self, _consumer: Any, _partitions: list[Any]) -> None:
+        self.owner = False
+
+    def tick(self) -> None:
+        self._consumer.poll(0)  # serves the group protocol; the records themselves are unused
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def check_central_node(
+    view: ConnectionView, identity: SensorIdentity, timeout_s: float
+) -> Check | None:
+    """One request to the Central Node (a state poll), the key checked against the pin first."""
+    target = view.target
+    if target is None:
+        return None
+    transport = PinnedTransport(
+        Endpoint(str(target.address), target.port), identity, view.effective_pin, timeout_s
+    )
+    try:
+        outcome = transport.request("GET", KataApi(transport, identity.sensor_id).state_path())
+    finally:
+        transport.close()
+    if isinstance(outcome, Unreachable):
+        return Check(target, None, None, outcome.detail)
+    if isinstance(outcome, PinMismatch):
+        return Check(
+            target, outcome.observed, None,
+            f"the Central Node's key {outcome.observed} is not the pinned {outcome.pinned}",
+            mismatch=True,
+        )
+    return Check(target, outcome.fingerprint, outcome.status, error_text(outcome.body))
+
+
+class ConnectionService:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        scanner: ScannerSettings,
+        identity: SensorIdentity,
+        control: ControlView,
+    ) -> None:
+        self._kafka = kafka
+        self._scanner = scanner
+        self._identity = identity
+        self._control = control
+        self._topic = TopicNames(kafka.topic_prefix).control
+        self._producer_ref = ProducerRef(stage="scanner", instance=scanner.instance_id)
+        self._election = Election(kafka, scanner.instance_id)
+        self._producer: TransactionalProducer | None = None
+        self._next_check = 0.0
+        self._failures = 0
+        self._wake = threading.Event()
+
+    def request_check(self) -> None:
+        """A scan request failed: check the connection now rather than at the next interval."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                self.step()
+                self._wake.wait(0.1)
+        finally:
+            self.close()
+
+    def step(self) -> None:
+        self._control.pump(0.05)
+        self._election.tick()
+        if not self._election.owner:
+            if self._producer is not None:
+                log.info("no longer the lifecycle owner")
+                self._producer = None
+            return
+        if not self._control.caught_up:
+            return
+        if self._producer is None:
+            # Fences whichever instance owned the lifecycle before.
+            self._producer = TransactionalProducer(
+                self._kafka, f"{self._kafka.topic_prefix}-scanner-lifecycle"
+            )
+            self._next_check = 0.0
+        try:
+            self._act(self._producer)
+        except ProducerFenced:
+            log.warning("another scanner instance took the lifecycle over")
+            self._producer = None
+        except KafkaUnavailable as exc:
+            log.warning("recording the connection state failed (%s); retrying", exc)
+            self._next_check = time.monotonic() + self._scanner.recheck_s
+
+    def _act(self, producer: TransactionalProducer) -> None:
+        view = self._control.view
+        key_events = sensor_key_events(
+            view, self._identity.sensor_id, self._identity.fingerprint,
+            self._identity.certificate_pem, self._context(),
+        )
+        if key_events:
+            self._commit(producer, key_events)
+        if time.monotonic() < self._next_check and not self._wake.is_set():
+            return
+        self._wake.clear()
+        check = check_central_node(view, self._identity, self._scanner.request_timeout_s)
+        view = self._control.view  # settings may have moved on while we waited for the reply
+        events = decide(view, check, self._context())
+        if events:
+            self._commit(producer, events)
+        healthy = self._control.view.state in ("connected", "not_configured")
+        self._failures = 0 if healthy else self._failures + 1
+        delay = next_check_in(self._control.view, self._failures, self._scanner.recheck_s)
+        self._next_check = time.monotonic() + delay * random.uniform(0.9, 1.1)  # noqa: S311
+
+    def _context(self) -> Context:
+        return Context(datetime.now(UTC), self._producer_ref, _ids())
+
+    def _commit(self, producer: TransactionalProducer, events: list[Event]) -> None:
+        producer.begin()
+        producer.produce(Outgoing.event(self._topic, event) for event in events)
+        producer.commit()
+        self._control.apply_own(events)
+        for event in events:
+            log.info("%s %s", event.type, event.model_dump(exclude={"certificate_pem"}))
+
+    def close(self) -> None:
+        self._election.close()

@@ -1,0 +1,18 @@
+"""The scanner's Prometheus metrics; labels are bounded (reasons and reply codes)."""
+
+from prometheus_client import Counter, Gauge
+
+SUBMISSIONS = Counter(
+    "katagate_kata_submissions_total", "Scan submissions to the Central Node by outcome",
+    ["outcome"],
+)
+POLLS = Counter(
+    "katagate_kata_polls_total", "Batched state polls of the Central Node by outcome", ["outcome"]
+)
+KATA_REPLIES = Counter(
+    "katagate_kata_api_responses_total", "Central Node replies by HTTP code (or failure kind)",
+    ["code"],
+)
+PENDING_SCANS = Gauge(
+    "katagate_scans_pending", "Messages this scanner instance tracks until their verdict"
+)

@@ -1,0 +1,234 @@
+"""The scanning shell: submits admitted messages to the Central Node, polls every pending
+scan's state in one request per interval, records verdicts, deletes finished scans.
+
+State is rebuilt from `katagate.mail` at every partition assignment (from offset 0), and nothing
+is submitted for a partition until it has caught up, so a restart never resubmits what the log
+already settled. Submissions are idempotent on the scan id (the message id), so the one case a
+crash can repeat (submitted, not yet recorded) repeats harmlessly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from eventlog.errors import KafkaUnavailable
+from eventlog.producer import TransactionalProducer
+from eventlog.raw import RawReader, RawUnavailable
+from eventlog.records import Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from scanner.book import Book, Ctx, content_unavailable, submission_events, verdict_events
+from scanner.control_view import ControlView
+from scanner.identity import SensorIdentity
+from scanner.kata_api import KataApi, Refused
+from scanner.lifecycle import ConnectionService
+from scanner.metrics import KATA_REPLIES, PENDING_SCANS, POLLS, SUBMISSIONS
+from scanner.replies import DetectRecord
+from scanner.settings import ScannerSettings
+from scanner.transport import Endpoint, PinnedTransport
+from schemas import Event, ProducerRef, SchemaError, decode_event
+
+log = logging.getLogger(__name__)
+# Failures that say the connection, not the message, is the problem: stop this round.
+CONNECTION_REASONS = {"unreachable", "certificate_mismatch", "not_authorized", "busy"}
+
+
+class ScanService:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        scanner: ScannerSettings,
+        identity: SensorIdentity,
+        control: ControlView,
+        lifecycle: ConnectionService | None = None,
+    ) -> None:
+        self._scanner = scanner
+        self._identity = identity
+        self._control = control
+        self._lifecycle = lifecycle
+        self._names = TopicNames(kafka.topic_prefix)
+        self._ref = ProducerRef(stage="scanner", instance=scanner.instance_id)
+        self.book = Book()
+        self._catching_up: set[int] = set()
+        self._own: set[UUID] = set()
+        self._producer = TransactionalProducer(
+            kafka, f"{kafka.topic_prefix}-scanner-{scanner.instance_id}"
+        )
+        self._raw = RawReader(kafka)
+        self._consumer = Consumer({
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": f"{kafka.topic_prefix}.scanner",
+            "client.id": scanner.instance_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "session.timeout.ms": 10_000,
+            "log_level": 3,
+        })
+        self._consumer.subscribe(
+            [self._names.mail], on_assign=self._assigned, on_revoke=self._revoked,
+            on_lost=self._revoked,
+        )
+        self._api_key: tuple[str, str | None] | None = None
+        self._api: KataApi | None = None
+        self._transport: PinnedTransport | None = None
+        self._next_poll = 0.0
+
+    # -- partition ownership -------------------------------------------------------------
+
+    def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # State is the log: fold each newly owned partition from its beginning.
+        for tp in partitions:
+            tp.offset = OFFSET_BEGINNING
+            self._catching_up.add(tp.partition)
+        consumer.assign(partitions)
+
+    def _revoked(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        gone = [tp.partition for tp in partitions]
+        self.book.forget_partitions(gone)
+        self._catching_up.difference_update(gone)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._consumer.assignment()) and not self._catching_up
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def step(self) -> None:
+        self._pump()
+        PENDING_SCANS.set(len(self.book))
+        view = self._control.view
+        if not self.ready or view.state != "connected" or view.target is None:
+            return
+        api = self._api_for(str(view.target.address), view.target.port, view.effective_pin)
+        ctx = Ctx(datetime.now(UTC), self._ref, view.target, self._identity.sensor_id)
+        self._submit_due(api, ctx)
+        if time.monotonic() >= self._next_poll and self.book.awaiting_verdict():
+            self._next_poll = time.monotonic() + view.settings.poll_interval_s
+            self._poll(api, ctx)
+
+    def _pump(self, budget: int = 2000) -> None:
+        for _ in range(budget):
+            message = self._consumer.poll(0.05)
+            if message is None:
+                return
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self._catching_up.discard(message.partition() or 0)
+                else:
+                    log.warning("scanner: %s", error)
+                continue
+            try:
+                event = decode_event(message.value() or b"")
+            except SchemaError as exc:
+                log.warning("scanner: skipping %s@%s: %s", message.partition(),
+                            message.offset(), exc)
+                continue
+            if event.event_id in self._own:
+                self._own.discard(event.event_id)
+                continue
+            self.book.apply(event, message.partition() or 0)
+
+    def _api_for(self, address: str, port: int, pin: str | None) -> KataApi:
+        key = (f"{address}:{port}", pin)
+        if self._api is None or self._api_key != key:
+            if self._transport is not None:
+                self._transport.close()
+            self._transport = PinnedTransport(
+                Endpoint(address, port), self._identity, pin, self._scanner.request_timeout_s
+            )
+            self._api = KataApi(self._transport, self._identity.sensor_id,
+                                self._scanner.instance_id)
+            self._api_key = key
+        return self._api
+
+    def _submit_due(self, api: KataApi, ctx: Ctx) -> None:
+        room = self._scanner.max_outstanding_scans - len(self.book.awaiting_verdict())
+        for scan in self.book.due_for_submit(ctx.now)[:max(0, room)]:
+            assert scan.raw is not None  # noqa: S101 - only received messages are admitted
+            try:
+                content = self._raw.read(
+                    scan.raw.topic, scan.raw.partition, scan.raw.offsets, scan.message_id,
+                    scan.sha256,
+                )
+            except RawUnavailable as exc:
+                self._record(content_unavailable(scan, str(exc), ctx))
+                continue
+            outcome = api.submit(scan.message_id, content)
+            SUBMISSIONS.labels("ok" if not isinstance(outcome, Refused) else outcome.reason).inc()
+            self._count_reply(outcome)
+            self._record(submission_events(scan, outcome, ctx))
+            if isinstance(outcome, Refused) and outcome.reason in CONNECTION_REASONS:
+                if self._lifecycle is not None and outcome.reason != "busy":
+                    self._lifecycle.request_check()
+                break
+
+    def _poll(self, api: KataApi, ctx: Ctx) -> None:
+        polled = api.poll()
+        self._count_reply(polled)
+        if isinstance(polled, Refused):
+            POLLS.labels(polled.reason).inc()
+            log.warning("scanner: state poll refused: %s %s", polled.reason, polled.detail)
+            if self._lifecycle is not None:
+                self._lifecycle.request_check()
+            return
+        POLLS.labels("ok").inc()
+        ours = {s.scan_id for s in polled.scans if s.scan_id in self.book.scans}
+        detected = {s.scan_id for s in polled.scans if s.state == "detect" and s.scan_id in ours}
+        detects = self._detects_for(api, detected) if detected else []
+        events = verdict_events(self.book, polled.scans, detects, ctx)
+        if not self._record(events):
+            return
+        for event in events:
+            api.delete(getattr(event, "scan_id", ""))
+
+    def _detects_for(self, api: KataApi, scan_ids: set[str]) -> list[DetectRecord]:
+        found: list[DetectRecord] = []
+        token: str | None = None
+        for _ in range(100):  # bounded paging
+            page = api.detects(token)
+            if isinstance(page, Refused):
+                log.warning("scanner: detects refused: %s %s", page.reason, page.detail)
+                break
+            found += [d for d in page.detects if d.scan_id in scan_ids]
+            token = page.token
+            if token is None:
+                break
+        return found
+
+    def _record(self, events: list[Event]) -> bool:
+        if not events:
+            return True
+        try:
+            self._producer.begin()
+            self._producer.produce(Outgoing.event(self._names.mail, e) for e in events)
+            self._producer.commit()
+        except KafkaUnavailable as exc:
+            log.warning("scanner: recording %d events failed (%s); they will be redone",
+                        len(events), exc)
+            return False
+        for event in events:
+            self._own.add(event.event_id)
+            message_id = getattr(event, "message_id", "")
+            scan = self.book.scans.get(message_id)
+            self.book.apply(event, scan.partition if scan else 0)
+        return True
+
+    @staticmethod
+    def _count_reply(outcome: object) -> None:
+        status = getattr(outcome, "status", None)
+        KATA_REPLIES.labels(str(status) if status else type(outcome).__name__.lower()).inc()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._raw.close()
+        self._consumer.close()
+        self._producer.close()

@@ -1,0 +1,38 @@
+"""The scanner's own settings (the KATA settings themselves are control events)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "katagate"
+
+
+class ScannerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KATAGATE_SCANNER_", frozen=True, extra="ignore")
+
+    # Holds the sensor identity (sensor.key mode 0600, sensor.crt, sensor.id). Instances of one
+    # gateway share it: KATA expects one sensorId for a cluster of sensors.
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    instance_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+    )
+    # Quick re-checks while a person is expected to act (accepting the sensor) and the base
+    # of the backoff after failures; the KATA poll interval bounds both.
+    recheck_s: float = Field(default=10.0, gt=0, le=3600)
+    request_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    # Submitted scans still without a verdict: past this, submissions wait (KATA answers 429
+    # at its own limit anyway; this keeps us from running into it).
+    max_outstanding_scans: int = Field(default=5000, ge=1, le=1_000_000)
+
+    @property
+    def sensor_dir(self) -> Path:
+        return self.state_dir / "sensor"

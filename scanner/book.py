@@ -56,6 +56,8 @@ class Scan:
     # Set once the message went on without a verdict; a verdict then is a late one.
     late_after: str | None = None
     correlation_id: uuid.UUID | None = None
+    # A failed poll is recorded once per scan until a poll succeeds again.
+    poll_failed: bool = False
 
 
 class Book:
@@ -84,6 +86,8 @@ class Book:
                 self.scans.pop(m, None)
             case ScanSubmitted() if scan is not None:
                 self.scans[m] = replace(scan, submitted=True, retry_at=None)
+            case ScanFailed() if scan is not None and scan.submitted:
+                self.scans[m] = replace(scan, attempts=event.attempt, poll_failed=True)
             case ScanFailed() if scan is not None:
                 if event.final:
                     self.scans.pop(m, None)
@@ -122,6 +126,11 @@ class Book:
 
     def awaiting_verdict(self) -> list[Scan]:
         return [s for s in self.scans.values() if s.submitted]
+
+    def poll_succeeded(self) -> None:
+        for m, scan in self.scans.items():
+            if scan.poll_failed:
+                self.scans[m] = replace(scan, poll_failed=False)
 
 
 def backoff(attempt: int) -> timedelta:
@@ -164,6 +173,22 @@ def content_unavailable(scan: Scan, detail: str, ctx: Ctx) -> list[Event]:
         correlation_id=scan.correlation_id, reason="content_unavailable",
         detail=detail[:1000], attempt=attempt, final=True,
     )]
+
+
+def poll_failure_events(book: Book, refused: Refused, ctx: Ctx) -> list[Event]:
+    """A failed poll leaves every awaiting scan without news: record why, once per streak."""
+    events: list[Event] = []
+    for scan in book.awaiting_verdict():
+        if scan.poll_failed:
+            continue
+        attempt = scan.attempts + 1
+        events.append(ScanFailed(
+            event_id=step_id(scan.message_id, f"poll-failed-{attempt}"), occurred_at=ctx.now,
+            producer=ctx.producer, message_id=scan.message_id, scan_id=scan.message_id,
+            correlation_id=scan.correlation_id, reason=refused.reason,
+            detail=f"state poll: {refused.detail}"[:1000], attempt=attempt, final=False,
+        ))
+    return events
 
 
 def verdict_events(

@@ -128,7 +128,8 @@ def decide(view: ConnectionView, check: Check | None, ctx: Context) -> list[Even
                 central_node=check.node, fingerprint=check.fingerprint,
                 pinned=pin_now or check.fingerprint == pin,
             ))
-    if state != view.state or node != view.central_node:
+    # The first check always records a state: the default view is not a recorded one.
+    if state != view.state or node != view.central_node or view.since is None:
         events.append(ConnectionStateChanged(
             event_id=next(ctx.ids), occurred_at=ctx.now, producer=ctx.producer,
             state=state, previous=view.state if view.since is not None else None,

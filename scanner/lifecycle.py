@@ -60,7 +60,6 @@ class Election:
             "enable.auto.commit": False,
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
-            "fetch.max.bytes": 65536,
             "log_level": 3,
         })
         self._consumer.subscribe(

@@ -23,7 +23,14 @@ from eventlog.raw import RawReader, RawUnavailable
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
-from scanner.book import Book, Ctx, content_unavailable, submission_events, verdict_events
+from scanner.book import (
+    Book,
+    Ctx,
+    content_unavailable,
+    poll_failure_events,
+    submission_events,
+    verdict_events,
+)
 from scanner.control_view import ControlView
 from scanner.identity import SensorIdentity
 from scanner.kata_api import KataApi, Refused
@@ -178,8 +185,10 @@ class ScanService:
             log.warning("scanner: state poll refused: %s %s", polled.reason, polled.detail)
             if self._lifecycle is not None:
                 self._lifecycle.request_check()
+            self._record(poll_failure_events(self.book, polled, ctx))
             return
         POLLS.labels("ok").inc()
+        self.book.poll_succeeded()
         ours = {s.scan_id for s in polled.scans if s.scan_id in self.book.scans}
         detected = {s.scan_id for s in polled.scans if s.state == "detect" and s.scan_id in ours}
         detects = self._detects_for(api, detected) if detected else []

@@ -1,0 +1,118 @@
+"""Pairing with a Central Node over real TLS sockets, as the product documentation describes:
+the gateway connects, waits for confirmation, the KATA administrator compares fingerprints and
+accepts (or rejects) it; a swapped Central Node key and an unreachable node are told apart."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventlog.topics import TopicNames
+from schemas import CentralNodeObserved, SensorKeyGenerated, decode_event
+from tests.integration.kafka_read import read_all
+from tests.integration.kata_harness import (
+    Emulator,
+    Lifecycle,
+    configure_kata,
+    openssl_fingerprint,
+    wait_for,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    emulator = Emulator(tmp_path / "kata").start()
+    yield emulator
+    emulator.stop()
+
+
+def control_events(settings):
+    topic = TopicNames(settings.topic_prefix).control
+    return [decode_event(r.value) for r in read_all(settings.bootstrap_servers, topic)]
+
+
+def test_pairing_accepted_after_comparing_fingerprints(kafka_settings, emulator, tmp_path):
+    configure_kata(kafka_settings, emulator.port)
+    with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
+        gateway.wait_state("awaiting_confirmation")
+
+        # The KATA administrator's list: our sensor, unconfirmed (marked with an asterisk).
+        (sensor,) = emulator.sensors()
+        assert sensor["sensorId"] == gateway.identity.sensor_id
+        assert sensor["status"] == "pending"
+        listing = emulator.cli("sensors", "list").stdout
+        line = next(l for l in listing.splitlines() if gateway.identity.sensor_id in l)
+        assert line.startswith("*")
+
+        # Both fingerprints agree three ways: emulator, gateway state, openssl on the files.
+        ours = openssl_fingerprint(gateway.identity.cert_path)
+        theirs = openssl_fingerprint(emulator.key_file)
+        assert sensor["fingerprint"] == gateway.identity.fingerprint == ours
+        assert gateway.control.view.sensor_fingerprint == ours
+        wait_for(lambda: gateway.control.view.observed == theirs, what="the KATA key shown")
+        assert emulator.fingerprint == theirs
+        assert gateway.control.view.effective_pin is None  # pinned only once connected
+
+        emulator.cli("sensors", "accept", gateway.identity.sensor_id)
+        gateway.wait_state("connected")
+        assert gateway.control.view.effective_pin == theirs
+        listing = emulator.cli("sensors", "list").stdout
+        line = next(l for l in listing.splitlines() if gateway.identity.sensor_id in l)
+        assert not line.startswith("*")
+
+    events = control_events(kafka_settings)
+    keys = [e for e in events if isinstance(e, SensorKeyGenerated)]
+    assert [k.fingerprint for k in keys] == [ours]
+    assert "PRIVATE" not in keys[0].certificate_pem
+    pins = [e for e in events if isinstance(e, CentralNodeObserved) and e.pinned]
+    assert [p.fingerprint for p in pins] == [theirs]
+    states = [e.state for e in events if e.type == "connection.state_changed"]
+    assert states == ["awaiting_confirmation", "connected"]
+
+
+def test_pairing_rejected_by_kata(kafka_settings, emulator, tmp_path):
+    configure_kata(kafka_settings, emulator.port)
+    with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
+        gateway.wait_state("awaiting_confirmation")
+        emulator.cli("sensors", "reject", gateway.identity.sensor_id)
+        gateway.wait_state("rejected")
+
+
+def test_a_swapped_central_node_key_is_a_certificate_mismatch(kafka_settings, emulator, tmp_path):
+    configure_kata(kafka_settings, emulator.port)
+    with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
+        gateway.wait_state("awaiting_confirmation")
+        emulator.cli("sensors", "accept", gateway.identity.sensor_id)
+        gateway.wait_state("connected")
+        pinned = gateway.control.view.effective_pin
+
+        emulator.cli("rotate-key")
+        new_key = openssl_fingerprint(emulator.key_file)
+        assert new_key != pinned
+        gateway.service.request_check()
+        gateway.wait_state("certificate_mismatch")
+        assert gateway.control.view.effective_pin == pinned  # the pin does not follow the node
+        assert gateway.control.view.observed == new_key
+
+
+def test_unreachable_then_connected_again_when_the_node_returns(kafka_settings, emulator,
+                                                                 tmp_path):
+    configure_kata(kafka_settings, emulator.port)
+    with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
+        gateway.wait_state("awaiting_confirmation")
+        emulator.cli("sensors", "accept", gateway.identity.sensor_id)
+        gateway.wait_state("connected")
+
+        emulator.stop()
+        gateway.service.request_check()
+        gateway.wait_state("unreachable")
+        emulator.start()  # same port, same state folder, same key
+        gateway.wait_state("connected", timeout_s=60)
+
+
+def test_no_address_means_not_configured_and_nothing_is_contacted(kafka_settings, tmp_path):
+    with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
+        wait_for(lambda: any(e.type == "connection.state_changed"
+                             for e in control_events(kafka_settings)), what="a state event")
+        assert gateway.state() == "not_configured"

@@ -112,6 +112,34 @@ class TransactionalProducer:
                     # The local queue is full: serve delivery reports to make room.
                     self._producer.poll(0.05)
 
+    def produce_located(self, records: list[Outgoing]) -> list[tuple[int, int]]:
+        """Produce within the open transaction and wait for each record's (partition, offset):
+        events that point at raw chunks need the chunks' offsets before they are written."""
+        located: list[tuple[int, int] | None] = [None] * len(records)
+
+        def on_delivery(index: int) -> Any:
+            def callback(error: KafkaError | None, message: Any) -> None:
+                if error is not None:
+                    self._delivery_errors.append(error)
+                else:
+                    located[index] = (message.partition(), message.offset())
+            return callback
+
+        for index, record in enumerate(records):
+            while True:
+                try:
+                    self._producer.produce(
+                        record.topic, value=record.value, key=record.key,
+                        headers=list(record.headers), on_delivery=on_delivery(index),
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        self.flush()
+        if any(place is None for place in located):
+            raise TransactionFailed("a record was acknowledged without an offset")
+        return [place for place in located if place is not None]
+
     def flush(self) -> None:
         """Wait until every record of the transaction is acknowledged (offsets known)."""
         remaining = self._producer.flush(self._timeout)

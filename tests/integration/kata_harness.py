@@ -154,3 +154,42 @@ class Lifecycle:
 
 def env_without_kafka() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+
+
+def inject_admitted(settings: KafkaSettings, message_id: str, raw: bytes,
+                    timeout_s: int = 600) -> None:
+    """What ingest and the admission stage write for an admitted message: the raw chunks and
+    MessageReceived in one transaction, then QuarantineAdmitted."""
+    from datetime import timedelta
+
+    from eventlog.raw import CHUNK_BYTES, chunk
+    from schemas import MessageReceived, QuarantineAdmitted, RawLocation
+
+    names = TopicNames(settings.topic_prefix)
+    now = datetime.now(UTC)
+    ref = ProducerRef(stage="ingest", instance="test")
+    chunked = chunk(names.raw, message_id, raw)
+    producer = TransactionalProducer(settings, f"test-ingest-{uuid.uuid4().hex[:8]}")
+    producer.begin()
+    located = producer.produce_located(chunked.records)
+    received = MessageReceived(
+        event_id=uuid.uuid4(), occurred_at=now, producer=ref, message_id=message_id,
+        envelope_from="sender@example.org", envelope_to=["rcpt@example.net"],
+        client_ip="192.0.2.10", helo="mx.example.org", tls=False, size=chunked.size,
+        sha256=chunked.sha256, subject="test", rule_id=None, settings_version=1,
+        raw=RawLocation(topic=names.raw, partition=located[0][0],
+                        offsets=[offset for _p, offset in located], chunk_bytes=CHUNK_BYTES),
+    )
+    producer.produce([Outgoing.event(names.mail, received)])
+    producer.commit()
+    producer.begin()
+    producer.produce([Outgoing.event(names.mail, QuarantineAdmitted(
+        event_id=uuid.uuid4(), occurred_at=now, producer=ProducerRef(stage="decider",
+                                                                     instance="test"),
+        message_id=message_id, size=chunked.size, rule_id=None, settings_version=1,
+        response_timeout_s=timeout_s, deadline_at=now + timedelta(seconds=timeout_s),
+        limit_bytes=1024 * 1024 * 1024, limit_messages=5000, bytes_in_use=chunked.size,
+        messages_in_use=1,
+    ))])
+    producer.commit()
+    producer.close()

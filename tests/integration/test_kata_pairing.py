@@ -42,7 +42,7 @@ def test_pairing_accepted_after_comparing_fingerprints(kafka_settings, emulator,
         assert sensor["sensorId"] == gateway.identity.sensor_id
         assert sensor["status"] == "pending"
         listing = emulator.cli("sensors", "list").stdout
-        line = next(l for l in listing.splitlines() if gateway.identity.sensor_id in l)
+        line = next(x for x in listing.splitlines() if gateway.identity.sensor_id in x)
         assert line.startswith("*")
 
         # Both fingerprints agree three ways: emulator, gateway state, openssl on the files.
@@ -58,7 +58,7 @@ def test_pairing_accepted_after_comparing_fingerprints(kafka_settings, emulator,
         gateway.wait_state("connected")
         assert gateway.control.view.effective_pin == theirs
         listing = emulator.cli("sensors", "list").stdout
-        line = next(l for l in listing.splitlines() if gateway.identity.sensor_id in l)
+        line = next(x for x in listing.splitlines() if gateway.identity.sensor_id in x)
         assert not line.startswith("*")
 
     events = control_events(kafka_settings)

@@ -1,0 +1,175 @@
+"""The scanner stage against the emulator on real sockets and the real broker: admitted messages
+are submitted, their states polled in batches, verdicts recorded with their detects, finished
+scans deleted; every injected fault leaves the scanner running and the scans recorded with their
+reason."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from eventlog.topics import TopicNames
+from kata_emulator.store import Store
+from scanner.run import run_scanner
+from scanner.settings import ScannerSettings
+from schemas import ScanFailed, ScanSubmitted, VerdictReceived, decode_event
+from tests.integration.kafka_read import read_all
+from tests.integration.kata_harness import Emulator, configure_kata, inject_admitted, wait_for
+
+pytestmark = pytest.mark.kafka
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+INDICATOR_BODY = b"a file whose hash the KATA rules list"
+
+
+def message(body: bytes, attachment: bytes | None = None) -> bytes:
+    head = (b"From: sender@example.org\r\nTo: rcpt@example.net\r\nSubject: test\r\n"
+            b"MIME-Version: 1.0\r\n")
+    if attachment is None:
+        return head + b"Content-Type: text/plain\r\n\r\n" + body + b"\r\n"
+    encoded = base64.encodebytes(attachment).replace(b"\n", b"\r\n")
+    return (head + b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+            b"Content-Type: text/plain\r\n\r\n" + body + b"\r\n--b1\r\n"
+            b'Content-Type: application/octet-stream; name="a.bin"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--b1--\r\n")
+
+
+@pytest.fixture
+def kata(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({
+        "sha256": [{"sha256": hashlib.sha256(INDICATOR_BODY).hexdigest(), "type": "sb",
+                    "name": "HEUR:Trojan.Indicator"}],
+        "patterns": [{"regex": "CONFIDENTIAL-EXFIL-[0-9]+", "name": "exfil_marker"}],
+    }))
+    emulator = Emulator(tmp_path / "kata", rules=rules).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def scanner(kafka_settings, kata, tmp_path):
+    """A connected scanner: configured, paired and accepted, running in a thread."""
+    configure_kata(kafka_settings, kata.port, poll_interval_s=1)
+    settings = ScannerSettings(state_dir=tmp_path / "gateway", instance_id="scanner-0",
+                               recheck_s=0.3, request_timeout_s=3)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_scanner, args=(kafka_settings, settings, stop),
+                              daemon=True)
+    thread.start()
+    (sensor,) = wait_for(kata.sensors, what="the sensor's integration request")
+    kata.cli("sensors", "accept", sensor["sensorId"])
+    wait_for(lambda: "connected" in connection_states(kafka_settings), what="connected")
+    yield thread
+    stop.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def connection_states(settings):
+    topic = TopicNames(settings.topic_prefix).control
+    return [e.state for e in (decode_event(r.value) for r in read_all(
+        settings.bootstrap_servers, topic)) if e.type == "connection.state_changed"]
+
+
+def mail_events(settings, message_id=None):
+    topic = TopicNames(settings.topic_prefix).mail
+    events = [decode_event(r.value) for r in read_all(settings.bootstrap_servers, topic)]
+    return [e for e in events if message_id is None or e.message_id == message_id]
+
+
+def verdict_of(settings, message_id, timeout_s=60.0):
+    def found():
+        return next((e for e in mail_events(settings, message_id)
+                     if isinstance(e, VerdictReceived)), None)
+    return wait_for(found, timeout_s, f"the verdict of {message_id}")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def test_verdicts_are_recorded_with_their_detects_and_finished_scans_deleted(
+    kafka_settings, kata, scanner
+):
+    cases = {
+        "eicar": (message(b"see attachment", attachment=EICAR), "detect",
+                  ("am", "EICAR-Test-File")),
+        "clean": (message(b"hello, nothing to see"), "not_detected", None),
+        "yara": (message(b"ref CONFIDENTIAL-EXFIL-42"), "detect", ("yara", "exfil_marker")),
+        "sha": (INDICATOR_BODY, "detect", ("sb", "HEUR:Trojan.Indicator")),
+    }
+    ids = {name: new_id() for name in cases}
+    for name, (raw, _state, _detect) in cases.items():
+        inject_admitted(kafka_settings, ids[name], raw)
+
+    for name, (_raw, state, detect) in cases.items():
+        verdict = verdict_of(kafka_settings, ids[name])
+        assert verdict.state == state, name
+        if detect is not None:
+            assert [(d.type, d.name) for d in verdict.detects] == [detect], name
+        submitted = [e for e in mail_events(kafka_settings, ids[name])
+                     if isinstance(e, ScanSubmitted)]
+        assert len(submitted) == 1, name
+
+    store = Store(kata.state)
+    (sensor,) = kata.sensors()
+    wait_for(lambda: store.scan_states(sensor["sensorId"], time.time()) == [], 15,
+             "finished scans deleted on the Central Node")
+
+
+def failures(settings, message_id):
+    return [e for e in mail_events(settings, message_id) if isinstance(e, ScanFailed)]
+
+
+def test_a_413_is_final_and_the_message_skipped(kafka_settings, kata, scanner):
+    kata.cli("faults", "set", "--max-object-bytes", "200")
+    big = new_id()
+    inject_admitted(kafka_settings, big, message(b"x" * 1000))
+    (failed,) = wait_for(lambda: failures(kafka_settings, big), what="the 413")
+    assert (failed.reason, failed.final) == ("too_large", True)
+    assert scanner.is_alive()
+
+
+def test_a_429_is_retried_until_the_central_node_has_room(kafka_settings, kata, scanner):
+    kata.cli("faults", "set", "--concurrency-limit", "1", "--latency", "2")
+    first, second = new_id(), new_id()
+    inject_admitted(kafka_settings, first, message(b"one"))
+    inject_admitted(kafka_settings, second, message(b"two"))
+    assert verdict_of(kafka_settings, first).state == "not_detected"
+    assert verdict_of(kafka_settings, second).state == "not_detected"
+    busy = [f for m in (first, second) for f in failures(kafka_settings, m)]
+    assert busy, "the second submission should have met the concurrency limit"
+    assert all((f.reason, f.final) == ("busy", False) for f in busy)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [(("--error-rate", "1"), "server_error"),
+     (("--malformed-rate", "1"), "garbage"),
+     (("--hang-rate", "1", "--hang-seconds", "6"), "unreachable")],
+)
+def test_a_fault_is_recorded_with_its_reason_and_the_scan_completes_after_it(
+    kafka_settings, kata, scanner, fault, reason
+):
+    kata.cli("faults", "set", "--latency", "0")
+    ok_first = new_id()
+    inject_admitted(kafka_settings, ok_first, message(b"before the fault"))
+    verdict_of(kafka_settings, ok_first)
+
+    kata.cli("faults", "set", *fault)
+    victim = new_id()
+    inject_admitted(kafka_settings, victim, message(b"during the fault"))
+    recorded = wait_for(lambda: [f for f in failures(kafka_settings, victim)
+                                 if f.reason == reason], what=f"a {reason} failure")
+    assert not recorded[0].final
+    assert scanner.is_alive()
+
+    kata.cli("faults", "set", "--error-rate", "0", "--malformed-rate", "0", "--hang-rate", "0")
+    assert verdict_of(kafka_settings, victim, timeout_s=90).state == "not_detected"

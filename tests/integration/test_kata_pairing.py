@@ -116,3 +116,27 @@ def test_no_address_means_not_configured_and_nothing_is_contacted(kafka_settings
         wait_for(lambda: any(e.type == "connection.state_changed"
                              for e in control_events(kafka_settings)), what="a state event")
         assert gateway.state() == "not_configured"
+
+
+def test_one_lifecycle_owner_at_a_time_and_another_takes_over(kafka_settings, emulator,
+                                                               tmp_path):
+    configure_kata(kafka_settings, emulator.port)
+    a = Lifecycle(kafka_settings, tmp_path / "gw", instance="scanner-a").__enter__()
+    b = None
+    try:
+        a.wait_state("awaiting_confirmation")  # alone, a owns the lifecycle
+        b = Lifecycle(kafka_settings, tmp_path / "gw", instance="scanner-b").__enter__()
+        b.wait_state("awaiting_confirmation")  # b sees the state a recorded
+        writers = {e.producer.instance for e in control_events(kafka_settings)
+                   if e.producer.stage == "scanner"}
+        assert writers == {"scanner-a"}
+    finally:
+        a.__exit__()  # the owner leaves; its partition moves to b
+    try:
+        emulator.cli("sensors", "accept", b.identity.sensor_id)
+        b.wait_state("connected", timeout_s=60)
+    finally:
+        b.__exit__()
+    connected = [e for e in control_events(kafka_settings)
+                 if e.type == "connection.state_changed" and e.state == "connected"]
+    assert [e.producer.instance for e in connected] == ["scanner-b"]

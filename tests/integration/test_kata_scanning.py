@@ -173,3 +173,39 @@ def test_a_fault_is_recorded_with_its_reason_and_the_scan_completes_after_it(
 
     kata.cli("faults", "set", "--error-rate", "0", "--malformed-rate", "0", "--hang-rate", "0")
     assert verdict_of(kafka_settings, victim, timeout_s=90).state == "not_detected"
+
+
+def test_a_restarted_scanner_rebuilds_from_the_log_and_does_not_resubmit(
+    kafka_settings, kata, tmp_path
+):
+    configure_kata(kafka_settings, kata.port, poll_interval_s=1)
+    settings = ScannerSettings(state_dir=tmp_path / "gateway", instance_id="scanner-0",
+                               recheck_s=0.3, request_timeout_s=3)
+
+    def start():
+        stop = threading.Event()
+        thread = threading.Thread(target=run_scanner, args=(kafka_settings, settings, stop),
+                                  daemon=True)
+        thread.start()
+        return stop, thread
+
+    stop, thread = start()
+    (sensor,) = wait_for(kata.sensors, what="the sensor's integration request")
+    kata.cli("sensors", "accept", sensor["sensorId"])
+    kata.cli("faults", "set", "--latency", "4")
+    waiting = new_id()
+    inject_admitted(kafka_settings, waiting, message(b"slow to scan"))
+    wait_for(lambda: [e for e in mail_events(kafka_settings, waiting)
+                      if isinstance(e, ScanSubmitted)], what="the submission")
+    stop.set()
+    thread.join(timeout=30)
+
+    stop, thread = start()  # same identity, a fresh process state
+    try:
+        assert verdict_of(kafka_settings, waiting).state == "not_detected"
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    events = mail_events(kafka_settings, waiting)
+    assert sum(isinstance(e, ScanSubmitted) for e in events) == 1
+    assert sum(isinstance(e, VerdictReceived) for e in events) == 1

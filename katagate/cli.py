@@ -6,7 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from katagate import broker_cmd, scanner_cmd, schemas_cmd, topics_cmd, up_cmd
+from katagate import (
+    broker_cmd,
+    emulator_cmd,
+    kata_cmd,
+    scanner_cmd,
+    schemas_cmd,
+    topics_cmd,
+    up_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="An event-sourced email security gateway with KATA protection, on Kafka.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (broker_cmd, topics_cmd, schemas_cmd, scanner_cmd, up_cmd):
+    for module in (
+        broker_cmd, topics_cmd, schemas_cmd, kata_cmd, scanner_cmd, emulator_cmd, up_cmd
+    ):
         module.register(commands)
     return parser
 

@@ -1,0 +1,7 @@
+"""The emulator's one exception root: a message fit to show the operator."""
+
+from __future__ import annotations
+
+
+class EmulatorError(Exception):
+    """Something the operator can fix (a bad state folder, an unknown sensor, a bad rules file)."""

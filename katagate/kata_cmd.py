@@ -1,0 +1,103 @@
+"""`katagate kata state|pin`: the KATA connection state window, and pinning the Central
+Node's key by hand."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from admin.central_node import InvalidCommand, pin_key
+from eventlog.producer import TransactionalProducer
+from eventlog.records import Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from scanner.connection import ConnectionView
+from scanner.control_view import ControlView
+
+STATE_NAMES = {
+    "not_configured": "Not configured",
+    "connecting": "Connecting",
+    "awaiting_confirmation": "Awaiting confirmation",
+    "connected": "Connected",
+    "rejected": "Rejected by KATA",
+    "certificate_mismatch": "Certificate mismatch",
+    "unreachable": "Unreachable",
+    "error": "Error",
+}
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("kata", help="the KATA Central Node connection")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    state = actions.add_parser("state", help="the KATA connection state window")
+    state.add_argument("--json", action="store_true", help="machine-readable output")
+    state.set_defaults(run=_state)
+    pin = actions.add_parser("pin", help="pin the Central Node's public key fingerprint")
+    pin.add_argument("fingerprint", help="SHA-256 of its public key, as KATA shows it")
+    pin.add_argument("--actor", default=getpass.getuser(), help="who makes the change")
+    pin.set_defaults(run=_pin)
+
+
+def current_view(settings: KafkaSettings, timeout_s: float = 30.0) -> ConnectionView:
+    control = ControlView(settings)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not control.caught_up and time.monotonic() < deadline:
+            control.pump(0.2)
+        return control.view
+    finally:
+        control.close()
+
+
+def _state(args: argparse.Namespace) -> int:
+    view = current_view(KafkaSettings())
+    window = {
+        "central_node_address": str(view.settings.central_node_address or ""),
+        "central_node_port": view.settings.central_node_port,
+        "connection_state": view.state,
+        "since": view.since.isoformat() if view.since else None,
+        "detail": view.detail,
+        "ksmg_public_key_fingerprint": view.sensor_fingerprint,
+        "sensor_id": view.sensor_id,
+        "kata_public_key_fingerprint": view.observed,
+        "kata_public_key_pinned": view.effective_pin,
+    }
+    if args.json:
+        print(json.dumps(window, indent=2))
+        return 0
+    rows = [
+        ("KATA Central Node IPv4-address", window["central_node_address"] or "(not set)"),
+        ("Connection state", STATE_NAMES[view.state]
+         + (f" since {window['since']}" if window["since"] else "")),
+        ("KSMG public key fingerprint", view.sensor_fingerprint or "(no key yet)"),
+        ("KATA public key fingerprint", view.observed or "(not seen yet)"),
+        ("KATA key pinned", "yes" if view.effective_pin and view.effective_pin == view.observed
+         else (view.effective_pin or "no")),
+    ]
+    if view.detail:
+        rows.append(("Detail", view.detail))
+    for name, value in rows:
+        print(f"{name + ':':32} {value}")
+    return 0
+
+
+def _pin(args: argparse.Namespace) -> int:
+    settings = KafkaSettings()
+    view = current_view(settings)
+    try:
+        event = pin_key(view.target, args.fingerprint, args.actor, datetime.now(UTC))
+    except InvalidCommand as exc:
+        print(f"katagate kata pin: {exc}")
+        return 2
+    producer = TransactionalProducer(settings, f"{settings.topic_prefix}-admin-cli")
+    producer.begin()
+    producer.produce([Outgoing.event(TopicNames(settings.topic_prefix).control, event)])
+    producer.commit()
+    producer.close()
+    print(f"pinned {event.fingerprint} for {view.target.address}:{view.target.port}"
+          if view.target else "pinned")
+    return 0

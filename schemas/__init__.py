@@ -20,6 +20,8 @@ from schemas.control import (
     RuleKataToggled,
     SensorKeyGenerated,
 )
+from schemas.control_state import DEFAULT_RULE, ControlState, match_rule
+from schemas.control_state import evolve as evolve_control
 from schemas.envelope import Event, MailEvent
 from schemas.errors import SchemaError
 from schemas.mail import (
@@ -74,6 +76,7 @@ from schemas.upcasters import UPCASTERS, upcast
 
 __all__ = [
     "CURRENT_VERSIONS",
+    "DEFAULT_RULE",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
     "RESET_FIELDS",
@@ -86,6 +89,7 @@ __all__ = [
     "CentralNodeObserved",
     "ConnectionState",
     "ConnectionStateChanged",
+    "ControlState",
     "DeliveryDeferred",
     "DeliveryFailed",
     "DenialReason",
@@ -134,5 +138,7 @@ __all__ = [
     "VerdictReceived",
     "decode_event",
     "encode_event",
+    "evolve_control",
+    "match_rule",
     "upcast",
 ]

@@ -1,0 +1,91 @@
+"""The configuration in force, folded from control events: KATA settings, the global toggle,
+the rules in order, and the Central Node connection state.
+
+Pure and shared: ingest matches rules with it, the decider admits and acts with it. It lives
+beside the events because it is nothing but their meaning.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+
+from schemas.control import (
+    ConnectionState,
+    ConnectionStateChanged,
+    KataProtectionToggled,
+    KataSettings,
+    KataSettingsChanged,
+    KataSettingsReset,
+    Rule,
+    RuleChanged,
+    RuleCreated,
+    RuleDeleted,
+    RuleKataToggled,
+)
+from schemas.envelope import Event
+
+# Mail no rule matches is handled by this rule, with the product's defaults for a rule's KATA
+# section (protection on, Delete message, tag "[KATA detect]", Backup on).
+DEFAULT_RULE = Rule(rule_id="default", name="Default rule", position=2**31 - 1)
+
+
+@dataclass(frozen=True)
+class ControlState:
+    settings: KataSettings = field(default_factory=KataSettings)
+    protection_enabled: bool = False
+    rules: dict[str, Rule] = field(default_factory=dict)
+    connection: ConnectionState = "not_configured"
+    # The highest configuration version seen; recorded with each message it applied to.
+    version: int = 0
+
+    def ordered_rules(self) -> list[Rule]:
+        return sorted(self.rules.values(), key=lambda r: (r.position, r.rule_id))
+
+    def rule(self, rule_id: str | None) -> Rule:
+        if rule_id is None or rule_id == DEFAULT_RULE.rule_id:
+            return DEFAULT_RULE
+        return self.rules.get(rule_id, DEFAULT_RULE)
+
+
+def evolve(state: ControlState, event: Event) -> ControlState:
+    version = max(state.version, getattr(event, "version", 0))
+    match event:
+        case KataSettingsChanged() | KataSettingsReset():
+            return replace(state, settings=event.settings, version=version)
+        case KataProtectionToggled():
+            return replace(state, protection_enabled=event.enabled, version=version)
+        case RuleCreated() | RuleChanged():
+            return replace(state, rules={**state.rules, event.rule.rule_id: event.rule},
+                           version=version)
+        case RuleDeleted():
+            rules = {k: v for k, v in state.rules.items() if k != event.rule_id}
+            return replace(state, rules=rules, version=version)
+        case RuleKataToggled() if event.rule_id in state.rules:
+            rule = state.rules[event.rule_id]
+            changed = rule.model_copy(update={"kata": rule.kata.model_copy(
+                update={"enabled": event.enabled})})
+            return replace(state, rules={**state.rules, event.rule_id: changed}, version=version)
+        case ConnectionStateChanged():
+            return replace(state, connection=event.state)
+    return replace(state, version=version) if version != state.version else state
+
+
+def _matches(address: str, patterns: list[str]) -> bool:
+    folded = address.casefold()
+    return any(fnmatch.fnmatchcase(folded, p.casefold()) for p in patterns)
+
+
+def match_rule(state: ControlState, sender: str, recipients: list[str]) -> Rule:
+    """The first enabled rule (by position) whose sender patterns match the envelope sender and
+    whose recipient patterns match at least one envelope recipient; else DEFAULT_RULE.
+
+    Matching uses envelope addresses only, never header display parsing (CVE-2023-27043).
+    """
+    for rule in state.ordered_rules():
+        if not rule.enabled:
+            continue
+        if _matches(sender, rule.senders) and any(_matches(r, rule.recipients)
+                                                   for r in recipients):
+            return rule
+    return DEFAULT_RULE

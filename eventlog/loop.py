@@ -15,7 +15,13 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from eventlog.errors import KatagateError
 from eventlog.metrics import LOOP_BATCHES, LOOP_DEAD_LETTERED, LOOP_RECORDS
@@ -41,6 +47,22 @@ class Handler(Protocol):
     def handle(self, record: Consumed) -> Sequence[Outgoing]:
         """Decide on one record: the records to produce, or raise Poison."""
         ...
+
+
+class Restoring(Protocol):
+    """Optional: a handler whose state is the fold of its input partitions. At assignment it is
+    given every record before the committed offset, and it forgets revoked partitions."""
+
+    def restore(self, record: Consumed) -> None: ...
+
+    def forget(self, partitions: Sequence[tuple[str, int]]) -> None: ...
+
+
+class Ticking(Protocol):
+    """Optional: a handler with timers. Outputs it returns are produced in the loop's next
+    transaction, with or without consumed records."""
+
+    def tick(self) -> Sequence[Outgoing]: ...
 
 
 class TransactionListener(Protocol):
@@ -87,6 +109,7 @@ class TransactionalLoop:
         batch_size: int = 500,
         poll_timeout_s: float = 0.2,
         before_commit: Callable[[], None] | None = None,
+        manual_assignment: bool = False,
     ) -> None:
         self.stage = stage
         self._handler = handler
@@ -96,9 +119,19 @@ class TransactionalLoop:
         # A seam for tests (and tracing): runs after the batch is produced, before the commit.
         self._before_commit = before_commit
         self._timeout = settings.request_timeout_s
+        self._settings = settings
         self._producer = TransactionalProducer(settings, transactional_id)
         self._consumer = Consumer(consumer_config(settings, group_id, instance_id))
-        self._consumer.subscribe(list(topics))
+        self._restoring = _restoring(handler)
+        self._ticking = _ticking(handler)
+        if manual_assignment:
+            # A single writer reads every partition itself instead of sharing them in a group.
+            self._assign_all(list(topics))
+        else:
+            self._consumer.subscribe(
+                list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
 
     def run(self, stop: threading.Event) -> None:
         try:
@@ -119,15 +152,24 @@ class TransactionalLoop:
                 raise KafkaException(error)
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("%s: consumer error: %s", self.stage, error)
+        timed: Sequence[Outgoing] = ()
         if not records:
-            return 0
+            timed = self._ticking.tick() if self._ticking is not None else ()
+            if not timed:
+                return 0
         self._producer.begin()
         try:
             for record in records:
                 self._producer.produce(self._decide(record))
+            if records and self._ticking is not None:
+                timed = self._ticking.tick()
+            self._producer.produce(timed)
             if self._before_commit is not None:
                 self._before_commit()
-            self._producer.send_offsets(self._next_offsets(records), self._group_metadata())
+            if records:
+                self._producer.send_offsets(
+                    self._next_offsets(records), self._group_metadata()
+                )
             self._producer.commit()
         except (KafkaException, TransactionFailed) as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -136,6 +178,11 @@ class TransactionalLoop:
             self._rewind(records)
             if (listener := self._listener()) is not None:
                 listener.aborted()
+            if self._restoring is not None:
+                # State changed eagerly for the aborted batch: rebuild it from the log.
+                assigned = list(self._consumer.assignment())
+                self._restoring.forget([(tp.topic, tp.partition) for tp in assigned])
+                self._restore(assigned)
             LOOP_BATCHES.labels(self.stage, "aborted").inc()
             log.warning("%s: batch of %d aborted (%s); it will be read again",
                         self.stage, len(records), exc)
@@ -145,6 +192,78 @@ class TransactionalLoop:
         LOOP_BATCHES.labels(self.stage, "committed").inc()
         LOOP_RECORDS.labels(self.stage).inc(len(records))
         return len(records)
+
+    # -- state restore ----------------------------------------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self._restoring is not None:
+            self._restore(partitions)
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self._restoring is not None:
+            self._restoring.forget([(tp.topic, tp.partition) for tp in partitions])
+
+    def _assign_all(self, topics: list[str]) -> None:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in self._consumer.list_topics(topic, timeout=self._timeout).topics[topic]
+            .partitions
+        ]
+        committed = self._consumer.committed(partitions, timeout=self._timeout)
+        if self._restoring is not None:
+            self._restore(committed)
+        start = [
+            TopicPartition(tp.topic, tp.partition, max(tp.offset, OFFSET_BEGINNING))
+            if tp.offset >= 0 else TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+            for tp in committed
+        ]
+        self._consumer.assign(start)
+
+    def _restore(self, partitions: list[TopicPartition]) -> None:
+        """Give the handler every committed record before the group's committed offset."""
+        assert self._restoring is not None  # noqa: S101 - only called when restoring
+        committed = self._consumer.committed(
+            [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=self._timeout
+        )
+        ends = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset > 0}
+        if not ends:
+            return
+        reader = Consumer({
+            "bootstrap.servers": self._settings.bootstrap_servers,
+            "group.id": f"restore-{self.stage}",  # assign() only, never committed
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "log_level": 3,
+        })
+        try:
+            reader.assign([TopicPartition(t, p, OFFSET_BEGINNING) for (t, p) in ends])
+            pending = set(ends)
+            restored = 0
+            while pending:
+                message = reader.poll(1.0)
+                if message is None:
+                    continue
+                key = (message.topic() or "", message.partition() or 0)
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(key)
+                    continue
+                offset = message.offset() or 0
+                if key not in pending:
+                    continue
+                if offset >= ends[key]:
+                    pending.discard(key)
+                    continue
+                self._restoring.restore(Consumed.from_message(message))
+                restored += 1
+                if offset + 1 >= ends[key]:
+                    pending.discard(key)
+            log.info("%s: restored state from %d records", self.stage, restored)
+        finally:
+            reader.close()
 
     def _next_messages(self) -> list[Any]:
         """What is already fetched, up to a batch; if nothing, wait for one record.
@@ -223,3 +342,11 @@ class TransactionalLoop:
     def _listener(self) -> TransactionListener | None:
         handler: Any = self._handler
         return handler if hasattr(handler, "committed") and hasattr(handler, "aborted") else None
+
+
+def _restoring(handler: Any) -> Restoring | None:
+    return handler if hasattr(handler, "restore") and hasattr(handler, "forget") else None
+
+
+def _ticking(handler: Any) -> Ticking | None:
+    return handler if hasattr(handler, "tick") else None

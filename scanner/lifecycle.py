@@ -14,11 +14,9 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID, uuid4
 
-from confluent_kafka import Consumer
-
+from eventlog.election import Election
 from eventlog.errors import KafkaUnavailable
 from eventlog.producer import ProducerFenced, TransactionalProducer
 from eventlog.records import Outgoing
@@ -46,38 +44,6 @@ log = logging.getLogger(__name__)
 def _ids() -> Iterator[UUID]:
     while True:
         yield uuid4()
-
-
-class Election:
-    """Membership in the lifecycle group; the member holding the partition owns the lifecycle."""
-
-    def __init__(self, settings: KafkaSettings, instance_id: str) -> None:
-        self.owner = False
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"{settings.topic_prefix}.scanner-lifecycle",
-            "client.id": instance_id,
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1000,
-            "log_level": 3,
-        })
-        self._consumer.subscribe(
-            [TopicNames(settings.topic_prefix).control],
-            on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked,
-        )
-
-    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
-        self.owner = bool(partitions)
-
-    def _revoked(self, _consumer: Any, _partitions: list[Any]) -> None:
-        self.owner = False
-
-    def tick(self) -> None:
-        self._consumer.poll(0)  # serves the group protocol; the records themselves are unused
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 def check_central_node(
@@ -119,7 +85,10 @@ class ConnectionService:
         self._control = control
         self._topic = TopicNames(kafka.topic_prefix).control
         self._producer_ref = ProducerRef(stage="scanner", instance=scanner.instance_id)
-        self._election = Election(kafka, scanner.instance_id)
+        self._election = Election(
+            kafka, "scanner-lifecycle", TopicNames(kafka.topic_prefix).control,
+            scanner.instance_id,
+        )
         self._producer: TransactionalProducer | None = None
         self._next_check = 0.0
         self._failures = 0

@@ -1,0 +1,43 @@
+"""Single-owner election through a consumer group on a one-partition topic: the member holding
+the partition owns the role. Pair it with a fixed transactional.id for the role's writes, so a
+new owner's producer fences an old owner that has not noticed yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from eventlog.settings import KafkaSettings
+
+
+class Election:
+    def __init__(self, settings: KafkaSettings, role: str, topic: str, instance_id: str) -> None:
+        self.owner = False
+        self._consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"{settings.topic_prefix}.{role}",
+            "client.id": instance_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "latest",  # the records are not the point
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+            "log_level": 3,
+        })
+        self._consumer.subscribe(
+            [topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
+        )
+
+    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        self.owner = bool(partitions)
+
+    def _revoked(self, _consumer: Any, _partitions: list[Any]) -> None:
+        self.owner = False
+
+    def tick(self) -> bool:
+        """Serve the group protocol (call often); return whether this member owns the role."""
+        self._consumer.poll(0)
+        return self.owner
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,81 @@
+"""A side input: a small topic (e.g. katagate.control) folded from offset 0 into a value, read
+by every instance without a consumer group, with a flag saying when it has caught up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from eventlog.settings import KafkaSettings
+from schemas import Event, SchemaError, decode_event
+
+log = logging.getLogger(__name__)
+S = TypeVar("S")
+
+
+class FoldedTopic(Generic[S]):
+    def __init__(
+        self, settings: KafkaSettings, topic: str, initial: S, evolve: Callable[[S, Event], S]
+    ) -> None:
+        self._evolve = evolve
+        self._value = initial
+        self._lock = threading.Lock()
+        self.caught_up = False
+        self._consumer = Consumer({
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"fold-{uuid.uuid4().hex}",  # assign() only, never committed
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "log_level": 3,
+        })
+        partitions = self._consumer.list_topics(topic, timeout=settings.request_timeout_s)
+        self._consumer.assign([
+            TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions.topics[topic].partitions
+        ])
+        self._eof: set[int] = set()
+        self._partitions = len(partitions.topics[topic].partitions)
+
+    @property
+    def value(self) -> S:
+        with self._lock:
+            return self._value
+
+    def pump(self, timeout_s: float = 0.0, budget: int = 10_000) -> int:
+        count = 0
+        message = self._consumer.poll(timeout_s)
+        while message is not None and count < budget:
+            error = message.error()
+            if error is None:
+                count += 1
+                try:
+                    event = decode_event(message.value() or b"")
+                except SchemaError as exc:
+                    log.warning("fold %s: skipping offset %s: %s", message.topic(),
+                                message.offset(), exc)
+                else:
+                    with self._lock:
+                        self._value = self._evolve(self._value, event)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._eof.add(message.partition() or 0)
+                self.caught_up = len(self._eof) >= self._partitions
+            else:
+                log.warning("fold: %s", error)
+            message = self._consumer.poll(0)
+        return count
+
+    def wait_caught_up(self, timeout_s: float) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up and time.monotonic() < deadline:
+            self.pump(0.1)
+        return self.caught_up
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,94 @@
+"""A stateful handler's state is the fold of its input: restored at assignment from the records
+before the committed offset, so a restarted loop continues exactly where it stopped; timers
+produce in the loop's transactions too."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from eventlog.loop import TransactionalLoop
+from eventlog.producer import TransactionalProducer
+from eventlog.records import Consumed, Outgoing
+from eventlog.topics import TopicNames, TopicSpec, ensure_topics
+from tests.integration.kafka_read import read_all
+
+pytestmark = pytest.mark.kafka
+
+
+class RunningCount:
+    """Emits key:n for the n-th record of each key; ticks once after `tick_after` records."""
+
+    def __init__(self, out: str, tick_after: int | None = None) -> None:
+        self.out = out
+        self.counts: Counter[str] = Counter()
+        self.tick_after = tick_after
+        self.restored = 0
+
+    def handle(self, record: Consumed) -> list[Outgoing]:
+        key = (record.key or b"").decode()
+        self.counts[key] += 1
+        return [Outgoing(self.out, f"{key}:{self.counts[key]}".encode(), record.key)]
+
+    def restore(self, record: Consumed) -> None:
+        self.counts[(record.key or b"").decode()] += 1
+        self.restored += 1
+
+    def forget(self, partitions) -> None:
+        self.counts.clear()  # one input topic: every key lives in the revoked partitions here
+
+    def tick(self) -> list[Outgoing]:
+        if self.tick_after is not None and sum(self.counts.values()) >= self.tick_after:
+            self.tick_after = None
+            return [Outgoing(self.out, b"tick", b"timer")]
+        return []
+
+
+def feed(settings, topic: str, start: int, n: int) -> None:
+    producer = TransactionalProducer(settings, f"{settings.topic_prefix}-feed-{start}")
+    producer.begin()
+    producer.produce(Outgoing(topic, str(i).encode(), f"k{i % 5}".encode())
+                     for i in range(start, start + n))
+    producer.commit()
+
+
+def run(settings, handler, topic: str, expect: int) -> None:
+    loop = TransactionalLoop(
+        settings, stage="count", group_id=f"{settings.topic_prefix}-count",
+        transactional_id=f"{settings.topic_prefix}-count", topics=[topic], handler=handler,
+        dead_letter_topic=TopicNames(settings.topic_prefix).deadletter, batch_size=7,
+    )
+    done = 0
+    for _ in range(400):
+        done += loop.run_once()
+        if done >= expect:
+            break
+    loop.close()
+    assert done == expect
+
+
+def test_a_restarted_stateful_loop_continues_from_its_restored_state(kafka_settings):
+    prefix = kafka_settings.topic_prefix
+    src, out = f"{prefix}.count-in", f"{prefix}.count-out"
+    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+                  kafka_settings, [TopicSpec(src, 3), TopicSpec(out, 1)])
+    feed(kafka_settings, src, 0, 30)
+    run(kafka_settings, RunningCount(out, tick_after=10), src, 30)
+
+    feed(kafka_settings, src, 30, 20)
+    second = RunningCount(out)
+    run(kafka_settings, second, src, 20)
+    assert second.restored == 30
+
+    values = [r.value.decode() for r in read_all(kafka_settings.bootstrap_servers, out)]
+    assert values.count("tick") == 1
+    per_key: dict[str, list[int]] = {}
+    for value in values:
+        if value != "tick":
+            key, n = value.split(":")
+            per_key.setdefault(key, []).append(int(n))
+    assert {k: sorted(v) for k, v in per_key.items()} == {
+        f"k{i}": list(range(1, 11)) for i in range(5)
+    }

@@ -1,0 +1,122 @@
+"""The admission shell: the single writer of `katagate.quarantine`.
+
+Only the elected owner runs it. It reads every `katagate.mail` partition itself (manual
+assignment, one fixed transactional.id that fences a previous owner), starts from the ledger
+folded from `katagate.quarantine` — which its transactions keep consistent with its committed
+mail offsets — and writes each ledger event to the quarantine topic and, mirrored, to the
+message's own partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from decider.history import ControlHistory, evolve_history
+from decider.ledger import Ledger, admit, release
+from eventlog.folded import FoldedTopic
+from eventlog.loop import Poison
+from eventlog.records import Consumed, Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from schemas import (
+    ActionDecided,
+    ControlState,
+    Event,
+    ForcedRelease,
+    MessageReceived,
+    ProducerRef,
+    SchemaError,
+    decode_event,
+)
+
+log = logging.getLogger(__name__)
+
+
+def fold_ledger(kafka: KafkaSettings, timeout_s: float = 60.0) -> Ledger:
+    ledger = Ledger()
+
+    def evolve(ledger_: Ledger, event: Event) -> Ledger:
+        ledger_.evolve(event)
+        return ledger_
+
+    folded = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).quarantine, ledger, evolve)
+    try:
+        if not folded.wait_caught_up(timeout_s):
+            raise TimeoutError("the quarantine ledger could not be read to its end")
+        return folded.value
+    finally:
+        folded.close()
+
+
+class Admission:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        control: FoldedTopic[ControlHistory],
+        producer: ProducerRef,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._kafka = kafka
+        self._names = TopicNames(kafka.topic_prefix)
+        self._control = control
+        self._producer = producer
+        self._clock = clock
+        self.ledger = fold_ledger(kafka)
+        log.info("quarantine ledger: %d messages, %d bytes held",
+                 self.ledger.messages_in_use, self.ledger.bytes_in_use)
+
+    def handle(self, record: Consumed) -> list[Outgoing]:
+        try:
+            event = decode_event(record.value or b"")
+        except SchemaError as exc:
+            raise Poison(str(exc)) from exc
+        now = self._clock()
+        produced: list[Event] = []
+        match event:
+            case MessageReceived():
+                if event.message_id in self.ledger.held:
+                    return []  # redelivered after a crash that kept its admission
+                control = self._control_at_least(event.settings_version)
+                rule = control.rule(event.rule_id)
+                produced.append(admit(self.ledger, event, control, rule, now, self._producer))
+            case ActionDecided():
+                if (done := release(self.ledger, event.message_id, "action_applied", event, now,
+                                    self._producer)) is not None:
+                    produced.append(done)
+            case ForcedRelease():
+                if (done := release(self.ledger, event.message_id, "forced_release", event, now,
+                                    self._producer)) is not None:
+                    produced.append(done)
+            case _:
+                return []
+        for item in produced:
+            self.ledger.evolve(item)
+        return [
+            out for item in produced
+            for out in (Outgoing.event(self._names.quarantine, item),
+                        Outgoing.event(self._names.mail, item))
+        ]
+
+    def _control_at_least(self, version: int) -> ControlState:
+        """The configuration the message was received under (or newer): wait briefly for the
+        control view to catch up rather than admit under settings older than the message's."""
+        deadline = time.monotonic() + 5.0
+        self._control.pump(0)
+        while self._control.value.current.version < version and time.monotonic() < deadline:
+            self._control.pump(0.1)
+        return self._control.value.current
+
+    def aborted(self) -> None:
+        # The ledger was changed eagerly for the aborted batch: read it again from the log.
+        self.ledger = fold_ledger(self._kafka)
+
+    def committed(self) -> None:
+        pass
+
+
+def new_control_view(kafka: KafkaSettings) -> FoldedTopic[ControlHistory]:
+    return FoldedTopic(kafka, TopicNames(kafka.topic_prefix).control, ControlHistory(),
+                       evolve_history)

@@ -1,0 +1,173 @@
+"""Each message's way from received to decided, as a fold and a reaction. Pure: the clock and
+the configuration come in as arguments; event ids are derived from the message id and the step,
+so a step redone after a crash writes the same event.
+
+One `ActionDecided` per message, on the first of: a denial by the quarantine, a verdict, a
+final scan failure, the response timeout, a forced release. A verdict after that is recorded as
+a late one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from decider.policy import decide
+from schemas import (
+    ActionDecided,
+    Event,
+    ForcedRelease,
+    LateVerdictReceived,
+    MessageReceived,
+    ProducerRef,
+    QuarantineAdmitted,
+    QuarantineDenied,
+    RuleKata,
+    ScanFailed,
+    ScanSubmitted,
+    ScanTimedOut,
+    VerdictReceived,
+)
+
+_NS = uuid.UUID("3f0c9a52-61d4-4c1e-b7a4-2c6e8d1f5b90")
+REMEMBER_DECIDED = 100_000  # decided messages kept to recognise late verdicts
+
+
+def step_id(message_id: str, step: str) -> uuid.UUID:
+    return uuid.uuid5(_NS, f"{message_id}:{step}")
+
+
+@dataclass(frozen=True)
+class Pending:
+    message_id: str
+    partition: int
+    correlation_id: uuid.UUID
+    rule_id: str | None
+    settings_version: int
+    deadline_at: datetime | None = None
+    submitted: bool = False
+
+
+class Messages:
+    """Undecided messages of the partitions this instance holds, and their deadlines."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Pending] = {}
+        self.decided: OrderedDict[str, str] = OrderedDict()  # message id -> why it went on
+        self._deadlines: list[tuple[datetime, str]] = []
+
+    def evolve(self, event: Event, partition: int) -> None:
+        m = getattr(event, "message_id", None)
+        if m is None:
+            return
+        match event:
+            case MessageReceived():
+                if m not in self.decided:
+                    self.pending[m] = Pending(
+                        m, partition, event.correlation_id or event.event_id, event.rule_id,
+                        event.settings_version,
+                    )
+            case QuarantineAdmitted() if m in self.pending:
+                self.pending[m] = replace(self.pending[m], deadline_at=event.deadline_at)
+                heapq.heappush(self._deadlines, (event.deadline_at, m))
+            case ScanSubmitted() if m in self.pending:
+                self.pending[m] = replace(self.pending[m], submitted=True)
+            case ActionDecided():
+                self.pending.pop(m, None)
+                self.decided[m] = event.reason
+                self.decided.move_to_end(m)
+                while len(self.decided) > REMEMBER_DECIDED:
+                    self.decided.popitem(last=False)
+
+    def forget(self, partitions: set[int]) -> None:
+        self.pending = {m: p for m, p in self.pending.items() if p.partition not in partitions}
+
+    def due(self, now: datetime) -> list[Pending]:
+        """Admitted, undecided messages whose response timeout has passed."""
+        due: list[Pending] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, m = heapq.heappop(self._deadlines)
+            pending = self.pending.get(m)
+            if pending is not None and pending.deadline_at == deadline:
+                due.append(pending)
+        return due
+
+
+def _decision_event(
+    pending: Pending, outcome: str, rule: RuleKata, cause: Event | None, now: datetime,
+    producer: ProducerRef,
+) -> ActionDecided:
+    decision = decide(outcome, rule)
+    return ActionDecided(
+        event_id=step_id(pending.message_id, "decided"), occurred_at=now, producer=producer,
+        message_id=pending.message_id, correlation_id=pending.correlation_id,
+        causation_id=cause.event_id if cause is not None else None,
+        action=decision.action, tag=decision.tag, backup=decision.backup,
+        skipped=decision.skipped, reason=decision.reason,
+    )
+
+
+def outcome_of(event: Event) -> str | None:
+    """What an event says about the scan's outcome, if it decides the message."""
+    match event:
+        case QuarantineDenied():
+            return event.reason
+        case VerdictReceived():
+            return event.state
+        case ScanFailed(final=True):
+            return "too_large" if event.reason == "too_large" else "error"
+        case ScanTimedOut():
+            return "timeout"
+        case ForcedRelease():
+            return "forced_release"
+    return None
+
+
+RuleOf = Callable[[Pending], RuleKata]
+
+
+def react(
+    messages: Messages, event: Event, rule_of: RuleOf, now: datetime, producer: ProducerRef
+) -> list[Event]:
+    """The events `event` causes. `rule_of` gives the KATA section of a message's rule as
+    configured at the message's settings version."""
+    m = getattr(event, "message_id", None)
+    if m is None:
+        return []
+    outcome = outcome_of(event)
+    if outcome is None:
+        return []
+    pending = messages.pending.get(m)
+    if pending is None:
+        if isinstance(event, VerdictReceived) and m in messages.decided:
+            return [LateVerdictReceived(
+                event_id=step_id(m, "late-verdict"), occurred_at=now, producer=producer,
+                message_id=m, correlation_id=event.correlation_id, causation_id=event.event_id,
+                scan_id=event.scan_id, state=event.state, detects=event.detects,
+                after="forced_release" if messages.decided[m] == "forced_release" else "timeout",
+            )]
+        return []
+    return [_decision_event(pending, outcome, rule_of(pending), event, now, producer)]
+
+
+def timeouts(
+    messages: Messages, now: datetime, rule_of: RuleOf, producer: ProducerRef
+) -> list[Event]:
+    """ScanTimedOut and the Skipped decision for every message past its deadline."""
+    events: list[Event] = []
+    for pending in messages.due(now):
+        assert pending.deadline_at is not None  # noqa: S101 - only admitted ones have deadlines
+        timed_out = ScanTimedOut(
+            event_id=step_id(pending.message_id, "timed-out"), occurred_at=now,
+            producer=producer, message_id=pending.message_id,
+            correlation_id=pending.correlation_id,
+            scan_id=pending.message_id if pending.submitted else None,
+            deadline_at=pending.deadline_at,
+        )
+        events += [timed_out, _decision_event(
+            pending, "timeout", rule_of(pending), timed_out, now, producer)]
+    return events

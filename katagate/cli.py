@@ -8,10 +8,13 @@ from collections.abc import Sequence
 
 from katagate import (
     broker_cmd,
+    decider_cmd,
     emulator_cmd,
+    ingest_cmd,
     kata_cmd,
     scanner_cmd,
     schemas_cmd,
+    sink_cmd,
     topics_cmd,
     up_cmd,
 )
@@ -24,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
-        broker_cmd, topics_cmd, schemas_cmd, kata_cmd, scanner_cmd, emulator_cmd, up_cmd
+        up_cmd, broker_cmd, topics_cmd, schemas_cmd, kata_cmd, ingest_cmd, scanner_cmd,
+        decider_cmd, emulator_cmd, sink_cmd,
     ):
         module.register(commands)
     return parser

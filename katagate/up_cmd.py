@@ -1,35 +1,205 @@
-"""`katagate up`: run the gateway locally. For now: the broker (unless a cluster is named) and
-the topics; the stages join as they are built."""
+"""`katagate up` / `katagate down`: the whole gateway on this machine — the broker (unless a
+cluster is named), the KATA emulator, the demo sink and every stage as child processes — from
+one TOML file with environment overrides."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
+import threading
+import time
+import tomllib
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from admin.first_start import first_start_events
 from eventlog.broker import LocalBroker
+from eventlog.folded import FoldedTopic
+from eventlog.producer import TransactionalProducer
+from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
+from eventlog.topics import TopicNames, ensure_topics
+from katagate.supervisor import Child, Supervisor, python_module
+from schemas import ControlState, KataSettings, evolve_control
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("up", help="run the gateway locally (broker, topics, stages)")
-    parser.add_argument("--port", type=int, default=None, help="broker port (default 9092)")
-    parser.add_argument("--data", type=Path, default=None, help="broker folder")
-    parser.set_defaults(run=_up)
+    up = commands.add_parser("up", help="run the gateway locally (broker, stages, emulator, sink)")
+    up.add_argument("--config", type=Path, default=Path("katagate.toml"))
+    up.add_argument("--accept-sensor", action="store_true",
+                    help="accept the gateway on the KATA emulator (demos)")
+    up.add_argument("--detach-after-start", action="store_true", help=argparse.SUPPRESS)
+    up.set_defaults(run=_up)
+    down = commands.add_parser("down", help="stop what `katagate up` started")
+    down.add_argument("--config", type=Path, default=Path("katagate.toml"))
+    down.set_defaults(run=_down)
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    config: dict[str, Any] = tomllib.loads(path.read_text()) if path.exists() else {}
+    return config
+
+
+def section_env(prefix: str, values: dict[str, Any]) -> dict[str, str]:
+    """KATAGATE_<PREFIX>_<KEY> for each value the environment does not set already."""
+    env: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"KATAGATE_{prefix}_{key.upper()}"
+        if name in os.environ:
+            continue
+        env[name] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return env
+
+
+def _state_dir(config: dict[str, Any]) -> Path:
+    return Path(config.get("paths", {}).get("state_dir", ".katagate")).resolve()
 
 
 def _up(args: argparse.Namespace) -> int:
-    if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
-        status = LocalBroker(args.data).start(port=args.port)
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = status.bootstrap_servers or ""
-        print(f"local broker running (pid {status.pid}); stop it with: katagate broker stop")
-    settings = KafkaSettings()
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    created = ensure_topics(admin, settings)
-    print(f"topics ready ({len(created)} created) under prefix {settings.topic_prefix!r}")
-    print(f"KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers}")
-    return 0
+    config = load_config(args.config)
+    state = _state_dir(config)
+    state.mkdir(parents=True, exist_ok=True)
+    kafka_cfg = config.get("kafka", {})
+    supervisor = Supervisor(ROOT)
+    broker: LocalBroker | None = None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    (state / "up.pid").write_text(f"{os.getpid()}\n")
+    try:
+        servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_cfg.get("bootstrap_servers")
+        if not servers:
+            broker = LocalBroker(state / "broker")
+            started = broker.start(port=int(kafka_cfg.get("broker_port", 9092)))
+            servers = started.bootstrap_servers or ""
+        prefix = os.environ.get("KATAGATE_TOPIC_PREFIX", kafka_cfg.get("topic_prefix", "katagate"))
+        common = {"KAFKA_BOOTSTRAP_SERVERS": servers, "KATAGATE_TOPIC_PREFIX": prefix}
+        os.environ.update(common)
+        kafka = KafkaSettings()
+        ensure_topics(AdminClient({"bootstrap.servers": servers}), kafka)
+        print(f"kafka={servers}", flush=True)
+
+        kata_cfg = config.get("kata", {})
+        emulator_cfg = config.get("emulator", {"enabled": True})
+        node_address, node_port = kata_cfg.get("central_node", "emulator"), kata_cfg.get(
+            "central_node_port", 443)
+        if emulator_cfg.get("enabled", True):
+            argv = python_module("kata_emulator", "serve", "--state", str(state / "kata"),
+                                 "--port", str(emulator_cfg.get("port", 8443)),
+                                 "--log-level", "WARNING")
+            if emulator_cfg.get("rules"):
+                argv += ["--rules", str(Path(emulator_cfg["rules"]).resolve())]
+            emulator = supervisor.start(Child("kata-emulator", argv, state / "logs" /
+                                              "kata-emulator.log",
+                                              ready_prefix="kata-emulator listening on"))
+            url = emulator.ready_line.split("listening on ", 1)[1].split()[0]
+            print(f"kata={url}", flush=True)
+            if node_address == "emulator":
+                node_address, node_port = "127.0.0.1", int(url.rsplit(":", 1)[1])
+        sink_cfg = config.get("sink", {"enabled": True})
+        if sink_cfg.get("enabled", True):
+            sink = supervisor.start(Child(
+                "sink", python_module("katagate", "sink", "run", "--port",
+                                      str(sink_cfg.get("port", 2526)), "--dir",
+                                      str(state / "sink")),
+                state / "logs" / "sink.log", ready_prefix="sink="))
+            print(sink.ready_line.split()[0], flush=True)
+
+        _first_start(kafka, kata_cfg, node_address, int(node_port))
+        stages = {
+            "scanner": {**section_env("SCANNER", config.get("scanner", {})),
+                        "KATAGATE_SCANNER_STATE_DIR": os.environ.get(
+                            "KATAGATE_SCANNER_STATE_DIR", str(state))},
+            "decider": section_env("DECIDER", config.get("decider", {})),
+        }
+        for name, env in stages.items():
+            supervisor.start(Child(name, python_module("katagate", name, "run"),
+                                   state / "logs" / f"{name}.log", env=env))
+        ingest = supervisor.start(Child(
+            "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
+            env=section_env("INGEST", config.get("ingest", {})), ready_prefix="smtp="))
+        print(ingest.ready_line.split()[0], flush=True)
+        print(f"logs={state / 'logs'}", flush=True)
+        if args.accept_sensor and emulator_cfg.get("enabled", True):
+            _accept_sensor(supervisor, state / "kata", stop)
+        print("katagate is up; Ctrl-C or `katagate down` stops it", flush=True)
+        while not stop.is_set():
+            if dead := supervisor.dead():
+                code = dead[0].process.returncode if dead[0].process else None
+                print(f"{dead[0].name} exited with {code}; see {dead[0].log}; stopping",
+                      flush=True)
+                return 1
+            stop.wait(0.5)
+        return 0
+    finally:
+        supervisor.stop_all()
+        if broker is not None:
+            broker.stop()
+        (state / "up.pid").unlink(missing_ok=True)
+
+
+def _first_start(kafka: KafkaSettings, kata: dict[str, Any], address: str, port: int) -> None:
+    control = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).control, ControlState(),
+                          evolve_control)
+    try:
+        control.wait_caught_up(30)
+        current = control.value
+    finally:
+        control.close()
+    settings = KataSettings(
+        central_node_address=IPv4Address(address), central_node_port=port,
+        **{k: kata[k] for k in ("response_timeout_s", "quarantine_max_bytes",
+                                 "quarantine_max_messages", "poll_interval_s") if k in kata},
+    )
+    events = first_start_events(current, settings, bool(kata.get("protection", True)),
+                                "katagate-up", datetime.now(UTC))
+    if not events:
+        return
+    producer = TransactionalProducer(kafka, f"{kafka.topic_prefix}-admin-up")
+    producer.begin()
+    producer.produce(Outgoing.event(TopicNames(kafka.topic_prefix).control, e) for e in events)
+    producer.commit()
+    producer.close()
+    print(f"KATA settings written (first start): Central Node {address}:{port}", flush=True)
+
+
+def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading.Event) -> None:
+    from kata_emulator.store import Store
+
+    deadline = time.monotonic() + 120
+    while not stop.is_set() and time.monotonic() < deadline:
+        pending = [s for s in Store(emulator_state).sensors() if s.status == "pending"]
+        if pending:
+            for sensor in pending:
+                Store(emulator_state).decide(sensor.sensor_id, "accepted", time.time())
+                print(f"accepted sensor {sensor.sensor_id} (key {sensor.fingerprint})", flush=True)
+            return
+        time.sleep(0.5)
+    print("no pending sensor appeared on the emulator within 120 s", flush=True)
+
+
+def _down(args: argparse.Namespace) -> int:
+    pid_file = _state_dir(load_config(args.config)) / "up.pid"
+    if not pid_file.exists():
+        print("katagate is not up (no up.pid)")
+        return 0
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        print("katagate was not running")
+        return 0
+    deadline = time.monotonic() + 60
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print("katagate stopped" if not pid_file.exists() else "katagate did not stop in 60 s")
+    return 0 if not pid_file.exists() else 1

@@ -18,22 +18,27 @@ def kafka_bootstrap() -> Iterator[str]:
         yield servers
 
 
+def ensure_namespace(bootstrap: str, **overrides: object) -> KafkaSettings:
+    """Settings for a fresh topic namespace on `bootstrap`, its topics created."""
+    values: dict[str, object] = {
+        "bootstrap_servers": bootstrap,
+        "topic_prefix": f"t{uuid.uuid4().hex[:12]}",
+        "mail_partitions": 3,
+        "transaction_timeout_ms": 10_000,
+        "request_timeout_s": 30.0,
+        **overrides,
+    }
+    settings = KafkaSettings(**values)  # type: ignore[arg-type]
+    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), settings)
+    return settings
+
+
 @pytest.fixture
 def make_kafka_settings(kafka_bootstrap: str) -> Callable[..., KafkaSettings]:
     """Settings for a fresh topic namespace, its topics created; one namespace per call."""
 
     def make(**overrides: object) -> KafkaSettings:
-        values: dict[str, object] = {
-            "bootstrap_servers": kafka_bootstrap,
-            "topic_prefix": f"t{uuid.uuid4().hex[:12]}",
-            "mail_partitions": 3,
-            "transaction_timeout_ms": 10_000,
-            "request_timeout_s": 30.0,
-            **overrides,
-        }
-        settings = KafkaSettings(**values)  # type: ignore[arg-type]
-        ensure_topics(AdminClient({"bootstrap.servers": kafka_bootstrap}), settings)
-        return settings
+        return ensure_namespace(kafka_bootstrap, **overrides)
 
     return make
 

@@ -1,0 +1,298 @@
+"""Apply: carries out each decided action — Backup copy, deliver (with the subject tag),
+discard, NDR — and records the outcome. A stateful handler of the transactional loop over
+`katagate.mail`; deferred deliveries are timers restored from the log.
+
+Effects outside Kafka (SMTP) happen before the transaction that records them commits: a crash
+in between repeats the effect once on restart (at-least-once delivery, as every MTA), never
+loses it. Every recorded effect has one id per (message, effect).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from decider.admission import new_control_view
+from decider.history import ControlHistory
+from decider.ndr import build_ndr, should_send_ndr
+from decider.parcels import Parcel, Parcels, effect_id, next_retry
+from decider.settings import DeciderSettings
+from decider.smtp_out import DeliveryOutcome, StartTls, deliver
+from decider.subject_tag import tag_subject
+from eventlog.folded import FoldedTopic
+from eventlog.loop import Poison, TransactionalLoop
+from eventlog.producer import TransactionalProducer
+from eventlog.raw import RawReader, RawUnavailable, chunk
+from eventlog.records import Consumed, Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from schemas import (
+    ActionDecided,
+    BackupStored,
+    DeliveryDeferred,
+    DeliveryFailed,
+    Event,
+    MessageDelivered,
+    MessageDiscarded,
+    NdrSent,
+    NdrSuppressed,
+    ProducerRef,
+    RawLocation,
+    SchemaError,
+    decode_event,
+)
+
+log = logging.getLogger(__name__)
+KATA_REJECT_REASON = "KATA detected a threat in this message"
+MAX_HEADER_BLOCK = 1024 * 1024
+
+
+def header_block(data: bytes) -> bytes:
+    end = data.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK)
+    return data[: end + 2] if end >= 0 else data[:MAX_HEADER_BLOCK]
+
+
+class Apply:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: DeciderSettings,
+        control: FoldedTopic[ControlHistory],
+        producer: ProducerRef,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._names = TopicNames(kafka.topic_prefix)
+        self._control = control
+        self._producer = producer
+        self._clock = clock
+        self._raw = RawReader(kafka)
+        self.parcels = Parcels()
+        # The loop's producer: Backup chunks join the transaction that records BackupStored.
+        self.transaction: TransactionalProducer | None = None
+
+    @property
+    def next_hop(self) -> str:
+        return f"{self._settings.next_hop_host}:{self._settings.next_hop_port}"
+
+    # -- the loop's handler ---------------------------------------------------------------
+
+    def handle(self, record: Consumed) -> list[Outgoing]:
+        try:
+            event = decode_event(record.value or b"")
+        except SchemaError as exc:
+            raise Poison(str(exc)) from exc
+        self.parcels.evolve(event, record.partition)
+        if isinstance(event, ActionDecided):
+            parcel = self.parcels.live.get(event.message_id)
+            if parcel is not None and parcel.decision is not None and parcel.attempts == 0:
+                return self._out(self._carry_out(parcel), record.partition)
+        return []
+
+    def restore(self, record: Consumed) -> None:
+        try:
+            self.parcels.evolve(decode_event(record.value or b""), record.partition)
+        except SchemaError:
+            return
+
+    def forget(self, partitions: Sequence[tuple[str, int]]) -> None:
+        self.parcels.forget({p for _topic, p in partitions})
+
+    def tick(self) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        for parcel in self.parcels.due(self._clock()):
+            out += self._out(self._carry_out(parcel), parcel.partition)
+        return out
+
+    def _out(self, events: list[Event], partition: int) -> list[Outgoing]:
+        for event in events:
+            self.parcels.evolve(event, partition)
+        return [Outgoing.event(self._names.mail, e) for e in events]
+
+    # -- effects ------------------------------------------------------------------------
+
+    def _common(self, parcel: Parcel, effect: str) -> dict[str, Any]:
+        decision = parcel.decision
+        return {
+            "event_id": effect_id(parcel.message_id, effect), "occurred_at": self._clock(),
+            "producer": self._producer, "message_id": parcel.message_id,
+            "correlation_id": parcel.correlation_id,
+            "causation_id": decision.event_id if decision is not None else None,
+        }
+
+    def _carry_out(self, parcel: Parcel) -> list[Event]:
+        decision = parcel.decision
+        assert decision is not None  # noqa: S101 - only decided parcels are carried out
+        try:
+            data = self._raw.read(parcel.raw.topic, parcel.raw.partition, parcel.raw.offsets,
+                                  parcel.message_id, parcel.sha256)
+        except RawUnavailable as exc:
+            return [DeliveryFailed(
+                **self._common(parcel, "failed"), next_hop=self.next_hop,
+                attempts=max(1, parcel.attempts), reply=f"raw message unavailable: {exc}"[:1000],
+                recipients=list(parcel.recipients),
+            )]
+        events: list[Event] = []
+        if decision.backup and not parcel.backup_done:
+            events.append(self._backup(parcel, data))
+        if decision.action == "delete":
+            events.append(MessageDiscarded(**self._common(parcel, "discarded"),
+                                           reason="kata_delete"))
+        elif decision.action == "reject":
+            events += self._reject(parcel, data)
+        else:
+            events += self._deliver(parcel, data, decision.tag)
+        return events
+
+    def _backup(self, parcel: Parcel, data: bytes) -> BackupStored:
+        if self.transaction is None:
+            raise RuntimeError("apply has no transaction to write the Backup copy in")
+        chunked = chunk(self._names.backup, parcel.message_id, data)
+        located = self.transaction.produce_located(chunked.records)
+        location = RawLocation(topic=self._names.backup, partition=located[0][0],
+                               offsets=[offset for _p, offset in located],
+                               chunk_bytes=parcel.raw.chunk_bytes)
+        return BackupStored(**self._common(parcel, "backup"),
+                            location=location, sha256=chunked.sha256)
+
+    def _send(self, envelope_from: str, recipients: list[str], data: bytes) -> tuple[str, str,
+                                                                                      list[str]]:
+        outcome = deliver(
+            host=self._settings.next_hop_host, port=self._settings.next_hop_port,
+            envelope_from=envelope_from, recipients=recipients, data=data,
+            helo=self._settings.helo_name, timeout_s=self._settings.smtp_timeout_s,
+            starttls=cast(StartTls, self._settings.next_hop_starttls),
+        )
+        return delivery_kind(outcome)
+
+    def _retry_or_fail(self, parcel: Parcel, reply: str, recipients: list[str]) -> list[Event]:
+        now = self._clock()
+        retry_at = next_retry(parcel, now, self._settings.retry_first_s,
+                              self._settings.retry_period_s)
+        attempt = parcel.attempts + 1
+        if retry_at is not None:
+            return [DeliveryDeferred(**self._common(parcel, f"deferred-{attempt}"),
+                                     next_hop=self.next_hop, attempt=attempt,
+                                     reply=reply[:1000], retry_at=retry_at)]
+        return self._failed(parcel, reply, recipients, attempt)
+
+    def _failed(self, parcel: Parcel, reply: str, recipients: list[str],
+                attempt: int) -> list[Event]:
+        events: list[Event] = [DeliveryFailed(
+            **self._common(parcel, "failed"), next_hop=self.next_hop,
+            attempts=attempt, reply=reply[:1000], recipients=recipients or list(parcel.recipients),
+        )]
+        decision = parcel.decision
+        if decision is not None and decision.action == "deliver":
+            events += self._dsn(parcel, reply, recipients or list(parcel.recipients))
+        return events
+
+    def _dsn(self, parcel: Parcel, reply: str, recipients: list[str]) -> list[Event]:
+        """Tell the sender a delivery failed for good (best effort, once)."""
+        send, _why = should_send_ndr(parcel.envelope_from, True)
+        if not send:
+            return []
+        dsn_id = f"{parcel.message_id}-dsn"
+        try:
+            data = self._raw.read(parcel.raw.topic, parcel.raw.partition, parcel.raw.offsets,
+                                  parcel.message_id, parcel.sha256)
+            report = build_ndr(
+                original_headers=header_block(data), envelope_from=parcel.envelope_from,
+                recipients=recipients, reporting_mta=self._settings.helo_name,
+                reason="the next hop did not accept the message", status=_status(reply),
+                diagnostic=reply, arrival=parcel.received_at, now=self._clock(),
+                message_id=parcel.message_id, dsn_id=dsn_id, kind="delivery_failed",
+            )
+        except (RawUnavailable, ValueError) as exc:
+            log.warning("no DSN for %s: %s", parcel.message_id, exc)
+            return []
+        kind, _reply, _ok = self._send("", [parcel.envelope_from], report)
+        if kind != "delivered":
+            log.warning("the DSN for %s was not accepted: %s", parcel.message_id, _reply)
+            return []
+        return [NdrSent(**self._common(parcel, "dsn"), to=parcel.envelope_from,
+                        dsn_message_id=dsn_id, reason="delivery_failed")]
+
+    def _deliver(self, parcel: Parcel, data: bytes, tag: str | None) -> list[Event]:
+        tagged = False
+        if tag:
+            result = tag_subject(data, tag)
+            data, tagged = result.data, result.tagged
+            if not result.tagged:
+                log.warning("%s: subject not tagged: %s", parcel.message_id, result.note)
+        kind, reply, accepted = self._send(parcel.envelope_from, list(parcel.recipients), data)
+        if kind == "delivered":
+            return [MessageDelivered(
+                **self._common(parcel, "delivered"), next_hop=self.next_hop,
+                recipients=accepted or list(parcel.recipients), reply=reply[:1000],
+                tagged=tagged, attempts=parcel.attempts + 1,
+            )]
+        if kind == "deferred":
+            return self._retry_or_fail(parcel, reply, list(parcel.recipients))
+        return self._failed(parcel, reply, list(parcel.recipients), parcel.attempts + 1)
+
+    def _reject(self, parcel: Parcel, data: bytes) -> list[Event]:
+        ndr_enabled = self._control.value.current.settings.ndr_enabled
+        send, why = should_send_ndr(parcel.envelope_from, ndr_enabled)
+        if not send:
+            return [NdrSuppressed(**self._common(parcel, "ndr"),
+                                  reason=why)]
+        dsn_id = f"{parcel.message_id}-ndr"
+        report = build_ndr(
+            original_headers=header_block(data), envelope_from=parcel.envelope_from,
+            recipients=list(parcel.recipients), reporting_mta=self._settings.helo_name,
+            reason=KATA_REJECT_REASON, status="5.7.1", diagnostic=None,
+            arrival=parcel.received_at, now=self._clock(), message_id=parcel.message_id,
+            dsn_id=dsn_id, kind="kata_reject",
+        )
+        kind, reply, _accepted = self._send("", [parcel.envelope_from], report)
+        if kind == "delivered":
+            return [NdrSent(**self._common(parcel, "ndr"), to=parcel.envelope_from,
+                            dsn_message_id=dsn_id, reason="kata_reject")]
+        if kind == "deferred":
+            return self._retry_or_fail(parcel, reply, [parcel.envelope_from])
+        return self._failed(parcel, reply, [parcel.envelope_from], parcel.attempts + 1)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def _status(reply: str) -> str:
+    """The enhanced status code in a reply (5.1.1 …), else a generic permanent failure."""
+    for word in reply.split():
+        parts = word.split(".")
+        if len(parts) == 3 and parts[0] in ("4", "5") and all(p.isdigit() for p in parts):
+            return "5" + word[1:]
+    return "5.0.0"
+
+
+def delivery_kind(outcome: DeliveryOutcome) -> tuple[str, str, list[str]]:
+    """(delivered | deferred | failed, the reply line, the recipients the next hop accepted)."""
+    accepted = [r.recipient for r in outcome.recipients if r.code is not None and r.code < 300]
+    return outcome.kind, outcome.reply, accepted
+
+
+def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
+              clock: Callable[[], datetime]) -> None:
+    names = TopicNames(kafka.topic_prefix)
+    control = new_control_view(kafka)
+    control.wait_caught_up(30)
+    handler = Apply(kafka, settings, control,
+                    ProducerRef(stage="decider", instance=settings.instance_id), clock)
+    loop = TransactionalLoop(
+        kafka, stage="apply", group_id=f"{kafka.topic_prefix}.apply",
+        transactional_id=f"{kafka.topic_prefix}-apply-{settings.instance_id}",
+        topics=[names.mail], handler=handler, dead_letter_topic=names.deadletter,
+        batch_size=50,
+    )
+    handler.transaction = loop.producer
+    try:
+        while not stop.is_set():
+            loop.run_once()
+    finally:
+        loop.close()
+        handler.close()
+        control.close()

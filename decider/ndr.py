@@ -1,0 +1,210 @@
+"""RFC 3464 delivery status notifications (NDRs) for rejected or undeliverable messages.
+
+`build_ndr` is pure: ids and instants come in as arguments. The bytes it returns are a complete
+`multipart/report; report-type=delivery-status` message with CRLF line endings:
+
+1. `text/plain` for people: the message was not delivered, the short reason, the recipients. For
+   a KATA reject it says that KATA detected a threat, and nothing of the threat's details.
+2. `message/delivery-status` (RFC 3464): Reporting-MTA, Arrival-Date, and per recipient
+   Final-Recipient, Action: failed, Status, Diagnostic-Code. Non-ASCII addresses use the
+   `utf-8` address type with `\\x{HEX}` escapes (RFC 6533 section 3), so the part stays ASCII.
+3. `text/rfc822-headers`: the original's header block (line endings made CRLF, cut at 256 KiB).
+
+**The caller must send the NDR with the null envelope sender `<>`** (RFC 5321 4.5.5, RFC 3464
+section 2), so that an NDR can never cause another NDR; `smtp_out.deliver(envelope_from="")`.
+
+Values we write into headers are checked: addresses, host names and ids holding CR, LF or other
+control characters raise `ValueError` (they cannot come from a valid SMTP session); free text
+(`reason`, `diagnostic`) is folded to one line of printable characters and cut.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Literal
+
+NdrKind = Literal["kata_reject", "delivery_failed"]
+SendDecision = Literal["send", "null_sender", "ndr_disabled"]
+
+MAX_ORIGINAL_HEADERS = 256 * 1024
+_MAX_REASON = 200
+_MAX_DIAGNOSTIC = 900
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_STATUS = re.compile(r"^[45]\.[0-9]{1,3}\.[0-9]{1,3}$")
+_CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]+")
+_QCHAR_SPECIALS = frozenset("\\+=")
+
+
+def should_send_ndr(envelope_from: str, ndr_enabled: bool) -> tuple[bool, SendDecision]:
+    """Whether to send an NDR: never to the null sender `<>` (RFC 5321), not when switched off.
+
+    Only the null sender is exempt, as RFC 3464 has it: a MAILER-DAEMON or postmaster sender that
+    is not `<>` still gets its NDR. The reasons match `NdrSuppressed.reason`.
+    """
+    if envelope_from.strip() in ("", "<>"):
+        return False, "null_sender"
+    if not ndr_enabled:
+        return False, "ndr_disabled"
+    return True, "send"
+
+
+def build_ndr(
+    *,
+    original_headers: bytes,
+    envelope_from: str,
+    recipients: list[str],
+    reporting_mta: str,
+    reason: str,
+    status: str,
+    diagnostic: str | None,
+    arrival: datetime,
+    now: datetime,
+    message_id: str,
+    dsn_id: str,
+    kind: NdrKind = "kata_reject",
+) -> bytes:
+    """The NDR for `recipients` of the message `message_id`, to `envelope_from` (see module)."""
+    _check(envelope_from, recipients, reporting_mta, status, message_id, dsn_id, arrival, now)
+    reason_line = _one_line(reason, _MAX_REASON) or "not delivered"
+    original = _original_headers(original_headers)
+    human = _human_text(kind, reporting_mta, reason_line, recipients, message_id)
+    report = _delivery_status(reporting_mta, message_id, arrival, recipients, status,
+                              diagnostic, reason_line, kind)
+    boundary = _boundary(dsn_id, "\n".join(human + report).encode("utf-8") + original)
+    headers = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>",
+        f"To: <{envelope_from}>",
+        "Subject: Undelivered Mail Returned to Sender",
+        f"Date: {format_datetime(now)}",
+        f"Message-ID: <{dsn_id}@{reporting_mta}>",
+        "Auto-Submitted: auto-replied",
+        f"X-Katagate-Message-Id: {message_id}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+    ]
+    lines = [*headers, "", "This is a MIME-encapsulated message.", ""]
+    lines += [f"--{boundary}", "Content-Description: Notification", *human, ""]
+    lines += [f"--{boundary}", "Content-Description: Delivery report",
+              "Content-Type: message/delivery-status", "", *report, ""]
+    head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
+    cte = "8bit" if not original.isascii() else "7bit"
+    original_part = (
+        f"--{boundary}\r\nContent-Description: Undelivered Message Headers\r\n"
+        f"Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+    ).encode("ascii")
+    return head + original_part + original + f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def _check(envelope_from: str, recipients: list[str], reporting_mta: str, status: str,
+           message_id: str, dsn_id: str, arrival: datetime, now: datetime) -> None:
+    if envelope_from.strip() in ("", "<>"):
+        raise ValueError("no NDR to the null sender <> (see should_send_ndr)")
+    if not recipients:
+        raise ValueError("an NDR needs at least one recipient")
+    for address in (envelope_from, *recipients):
+        if _CONTROLS.search(address) or any(c in address for c in "<> ") or len(address) > 256:
+            raise ValueError(f"not a usable address: {address!r}")
+    if not _HOST.match(reporting_mta):
+        raise ValueError(f"reporting_mta must be a host name: {reporting_mta!r}")
+    if not _STATUS.match(status):
+        raise ValueError(f"status must be a 4.x.x or 5.x.x enhanced status code: {status!r}")
+    for name, value in (("message_id", message_id), ("dsn_id", dsn_id)):
+        if not _ID.match(value):
+            raise ValueError(f"{name} must match [A-Za-z0-9._-]{{1,128}}: {value!r}")
+    for name, instant in (("arrival", arrival), ("now", now)):
+        if instant.tzinfo is None or instant.utcoffset() is None:
+            raise ValueError(f"{name} must be timezone-aware")
+
+
+def _human_text(kind: NdrKind, reporting_mta: str, reason: str, recipients: list[str],
+                message_id: str) -> list[str]:
+    if kind == "kata_reject":
+        why = ["Your message was rejected and not delivered: Kaspersky Anti Targeted Attack",
+               "Platform (KATA) detected a threat in it."]
+    else:
+        why = ["Your message could not be delivered to one or more recipients."]
+    body = [
+        f"This is the mail system at host {reporting_mta}.", "", *why, "",
+        f"Reason: {reason}", "", "Recipients:", *(f"  <{r}>" for r in recipients), "",
+        f"Reference: {message_id}",
+        "If you think this is an error, contact your postmaster and quote the reference.", "",
+    ]
+    text = "\r\n".join(body)
+    if text.isascii():
+        return ["Content-Type: text/plain; charset=us-ascii", "", text]
+    encoded = base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
+    return ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: base64", "",
+            encoded.rstrip("\r\n")]
+
+
+def _delivery_status(reporting_mta: str, message_id: str, arrival: datetime,
+                     recipients: list[str], status: str, diagnostic: str | None,
+                     reason: str, kind: NdrKind) -> list[str]:
+    fields = [
+        f"Reporting-MTA: dns; {reporting_mta}",
+        f"X-Katagate-Message-Id: {message_id}",
+        f"Arrival-Date: {format_datetime(arrival)}",
+    ]
+    if diagnostic is not None and (text := _ascii_line(diagnostic, _MAX_DIAGNOSTIC)):
+        code = f"smtp; {text}" if re.match(r"^[245][0-9]{2}\b", text) else f"X-Katagate; {text}"
+    elif kind == "kata_reject":
+        code = f"X-Katagate; rejected by KATA protection: {_ascii_line(reason, 200)}"
+    else:
+        code = None
+    for recipient in recipients:
+        fields += ["", f"Final-Recipient: {_address_field(recipient)}", "Action: failed",
+                   f"Status: {status}"]
+        if code:
+            fields.append(f"Diagnostic-Code: {code}")
+    return fields
+
+
+def _address_field(address: str) -> str:
+    """`rfc822; a@b`, or `utf-8; j\\x{F6}rg@b` for an address that is not plain ASCII."""
+    if address.isascii() and not any(c in _QCHAR_SPECIALS for c in address):
+        return f"rfc822; {address}"
+    escaped = "".join(
+        c if "\x21" <= c <= "\x7e" and c not in _QCHAR_SPECIALS else f"\\x{{{ord(c):02X}}}"
+        for c in address
+    )
+    return f"utf-8; {escaped}"
+
+
+def _original_headers(raw: bytes) -> bytes:
+    """The header block only, CRLF line endings, no trailing empty line, at most 256 KiB."""
+    block = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    end = block.find(b"\n\n")
+    if end >= 0:
+        block = block[: end + 1]
+    if len(block) > MAX_ORIGINAL_HEADERS:
+        cut = block.rfind(b"\n", 0, MAX_ORIGINAL_HEADERS)
+        block = block[: cut + 1] + b"X-Katagate-Note: original headers cut at 256 KiB\n"
+    block = block.rstrip(b"\n")
+    return block.replace(b"\n", b"\r\n")
+
+
+def _boundary(dsn_id: str, content: bytes) -> str:
+    """A boundary that occurs in no part: derived from the id, checked against the content."""
+    seed = dsn_id.encode("ascii")
+    for attempt in range(100):
+        digest = hashlib.sha256(seed + attempt.to_bytes(2, "big")).hexdigest()[:24]
+        boundary = f"=_katagate-dsn-{digest}"
+        if boundary.encode("ascii") not in content:
+            return boundary
+    raise ValueError("could not find a boundary absent from the content")
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = _CONTROLS.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _ascii_line(text: str, limit: int) -> str:
+    text = _CONTROLS.sub(" ", text).strip().encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

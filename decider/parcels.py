@@ -1,0 +1,108 @@
+"""What apply still has to carry out, folded from `katagate.mail`: decided messages until their
+terminal event, with the delivery attempts so far. Pure: times come in with the events."""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from schemas import (
+    ActionDecided,
+    BackupStored,
+    DeliveryDeferred,
+    DeliveryFailed,
+    Event,
+    MessageDelivered,
+    MessageDiscarded,
+    MessageReceived,
+    NdrSent,
+    NdrSuppressed,
+    RawLocation,
+)
+
+_NS = uuid.UUID("5b2e8c71-0a9d-4f36-9e12-7c4d3b6a8f05")
+MAX_RETRY_DELAY_S = 3600.0
+
+
+def effect_id(message_id: str, effect: str) -> uuid.UUID:
+    """One id per (message, effect): a redone effect writes the same event."""
+    return uuid.uuid5(_NS, f"{message_id}:{effect}")
+
+
+def is_terminal(event: Event) -> bool:
+    """Every accepted message ends in exactly one of these (DESIGN invariant 2)."""
+    if isinstance(event, NdrSent):
+        return event.reason == "kata_reject"
+    return isinstance(event, MessageDelivered | MessageDiscarded | NdrSuppressed | DeliveryFailed)
+
+
+@dataclass(frozen=True)
+class Parcel:
+    message_id: str
+    partition: int
+    correlation_id: uuid.UUID
+    envelope_from: str
+    recipients: tuple[str, ...]
+    raw: RawLocation
+    sha256: str
+    received_at: datetime
+    decision: ActionDecided | None = None
+    backup_done: bool = False
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
+    retry_at: datetime | None = None
+
+
+class Parcels:
+    def __init__(self) -> None:
+        self.live: dict[str, Parcel] = {}
+        self._retries: list[tuple[datetime, str]] = []
+
+    def evolve(self, event: Event, partition: int) -> None:
+        m = getattr(event, "message_id", None)
+        if m is None:
+            return
+        parcel = self.live.get(m)
+        match event:
+            case MessageReceived():
+                self.live[m] = Parcel(
+                    m, partition, event.correlation_id or event.event_id, event.envelope_from,
+                    tuple(event.envelope_to), event.raw, event.sha256, event.occurred_at,
+                )
+            case ActionDecided() if parcel is not None and parcel.decision is None:
+                self.live[m] = replace(parcel, decision=event)
+            case BackupStored() if parcel is not None:
+                self.live[m] = replace(parcel, backup_done=True)
+            case DeliveryDeferred() if parcel is not None:
+                self.live[m] = replace(
+                    parcel, attempts=event.attempt, retry_at=event.retry_at,
+                    first_attempt_at=parcel.first_attempt_at or event.occurred_at,
+                )
+                heapq.heappush(self._retries, (event.retry_at, m))
+            case _ if is_terminal(event):
+                self.live.pop(m, None)
+
+    def forget(self, partitions: set[int]) -> None:
+        self.live = {m: p for m, p in self.live.items() if p.partition not in partitions}
+
+    def due(self, now: datetime) -> list[Parcel]:
+        due: list[Parcel] = []
+        while self._retries and self._retries[0][0] <= now:
+            at, m = heapq.heappop(self._retries)
+            parcel = self.live.get(m)
+            if parcel is not None and parcel.retry_at == at and parcel.decision is not None:
+                due.append(parcel)
+        return due
+
+
+def next_retry(parcel: Parcel, now: datetime, first_delay_s: float,
+               period_s: float) -> datetime | None:
+    """Exponential backoff from `first_delay_s`, capped at an hour; None once the retry period
+    (counted from the first attempt) is over."""
+    attempt = parcel.attempts + 1
+    delay = min(MAX_RETRY_DELAY_S, first_delay_s * (2 ** min(attempt - 1, 20)))
+    first = parcel.first_attempt_at or now
+    at = now + timedelta(seconds=delay)
+    return None if at > first + timedelta(seconds=period_s) else at

@@ -1,0 +1,113 @@
+"""Wires one decider instance: the admission single writer (while elected), the per-message
+decisions, and apply — each a transactional loop in its own thread."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from confluent_kafka.admin import AdminClient
+
+from decider.admission import Admission, new_control_view
+from decider.brain import Brain
+from decider.settings import DeciderSettings
+from eventlog.election import Election
+from eventlog.errors import KafkaUnavailable
+from eventlog.loop import TransactionalLoop
+from eventlog.producer import ProducerFenced
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames, ensure_topics
+from schemas import ProducerRef
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
+                  clock: Clock = utc_now) -> None:
+    """Stand for election; while owner, run the single writer of the quarantine ledger."""
+    names = TopicNames(kafka.topic_prefix)
+    election = Election(kafka, "admission", names.quarantine, settings.instance_id)
+    producer = ProducerRef(stage="decider", instance=settings.instance_id)
+    try:
+        while not stop.is_set():
+            if not election.tick():
+                stop.wait(0.2)
+                continue
+            log.info("admission: this instance is the quarantine's single writer")
+            control = new_control_view(kafka)
+            control.wait_caught_up(30)
+            loop = TransactionalLoop(
+                kafka, stage="admission", group_id=f"{kafka.topic_prefix}.admission-offsets",
+                transactional_id=f"{kafka.topic_prefix}-admission", topics=[names.mail],
+                handler=Admission(kafka, control, producer, clock),
+                dead_letter_topic=names.deadletter, manual_assignment=True,
+            )
+            try:
+                while not stop.is_set() and election.tick():
+                    loop.run_once()
+            except ProducerFenced:
+                log.warning("admission: fenced by a newer single writer")
+            finally:
+                loop.close()
+                control.close()
+    finally:
+        election.close()
+
+
+def run_brain(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
+              clock: Clock = utc_now) -> None:
+    names = TopicNames(kafka.topic_prefix)
+    control = new_control_view(kafka)
+    control.wait_caught_up(30)
+    loop = TransactionalLoop(
+        kafka, stage="decider", group_id=f"{kafka.topic_prefix}.decider",
+        transactional_id=f"{kafka.topic_prefix}-decider-{settings.instance_id}",
+        topics=[names.mail],
+        handler=Brain(names, control, ProducerRef(stage="decider",
+                                                  instance=settings.instance_id), clock),
+        dead_letter_topic=names.deadletter,
+    )
+    try:
+        while not stop.is_set():
+            loop.run_once()
+    finally:
+        loop.close()
+        control.close()
+
+
+def _guarded(name: str, target: Callable[[], None], stop: threading.Event) -> Callable[[], None]:
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                target()
+                return
+            except (KafkaUnavailable, ProducerFenced) as exc:
+                log.warning("%s stopped (%s); restarting in 2 s", name, exc)
+                stop.wait(2)
+    return run
+
+
+def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
+                clock: Clock = utc_now) -> None:
+    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    from decider.apply import run_apply
+
+    parts = {
+        "admission": lambda: run_admission(kafka, settings, stop, clock),
+        "decider": lambda: run_brain(kafka, settings, stop, clock),
+        "apply": lambda: run_apply(kafka, settings, stop, clock),
+    }
+    threads = [threading.Thread(target=_guarded(name, part, stop), name=name, daemon=True)
+               for name, part in parts.items()]
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    for thread in threads:
+        thread.join(timeout=30)

@@ -1,0 +1,29 @@
+"""The decider's own settings: where to deliver, how long to retry. KATA settings and rules are
+control events, not these."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DeciderSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KATAGATE_DECIDER_", frozen=True, extra="ignore")
+
+    instance_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+    )
+    # The next-hop MTA every message (and NDR) is handed to.
+    next_hop_host: str = Field(default="127.0.0.1", min_length=1)
+    next_hop_port: int = Field(default=2526, ge=1, le=65535)
+    next_hop_starttls: str = Field(default="opportunistic",
+                                   pattern=r"^(never|opportunistic|required)$")
+    helo_name: str = Field(default_factory=socket.getfqdn, min_length=1, max_length=255)
+    smtp_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    # Deferred deliveries are retried with backoff for this long, then fail with a DSN.
+    retry_period_s: int = Field(default=5 * 24 * 3600, ge=60, le=30 * 24 * 3600)
+    retry_first_s: float = Field(default=30.0, gt=0, le=3600)

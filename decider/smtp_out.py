@@ -1,0 +1,306 @@
+"""Delivery to the next-hop MTA over SMTP (`smtplib`, synchronous: run it in a thread).
+
+`deliver` makes one attempt and says what happened; it never raises for anything the network or
+the next hop does. Outcomes:
+
+- **delivered**: the next hop took the message (`250` after the data) for the recipients it
+  accepted; others may have been refused at RCPT (see `retry` and `failed_for`).
+- **deferred**: try again later — a `4xx` reply (greeting, MAIL, RCPT for all, DATA), a `5xx`
+  greeting (the host refuses to talk to us now: Postfix skips such hosts), a refused, reset,
+  timed-out or dropped connection, a failed TLS handshake, STARTTLS required but not offered.
+  A connection lost after the final dot is deferred too: the message may be delivered twice,
+  which SMTP cannot rule out (RFC 1047); the receiver's Message-ID lets it de-duplicate.
+- **failed**: a `5xx` reply to EHLO/HELO, MAIL, every RCPT, or the data; or data we refuse to
+  send (a bare CR or LF could end the message early at the next hop: `smtplib` dot-stuffs only
+  after CRLF), an address holding CR, LF or angle brackets, SMTPUTF8 needed but not offered.
+
+`smtplib.sendmail` is not used: it hides the final reply and the per-recipient replies, and it
+rewrites addresses through `email.utils.parseaddr`. Commands are sent as given with `docmd`;
+the data goes through `SMTP.data`, which dot-stuffs and adds the final CRLF when it is missing
+(the only change to the bytes, and one SMTP itself requires). The exceptions `smtplib` raises
+(`SMTPConnectError`, `SMTPHeloError`, `SMTPDataError`, `SMTPServerDisconnected`, ...) and the
+socket's (`ConnectionRefusedError`, `TimeoutError` a.k.a. `socket.timeout`, `ssl.SSLError`,
+`OSError`) are mapped as above.
+
+TLS: `opportunistic` (default) uses STARTTLS when offered, encrypting without checking the
+certificate (Postfix's `may`); a refusal of STARTTLS (`454`) continues in plain text, a failed
+handshake defers (the connection is gone; set `never` for a next hop whose TLS is broken).
+`required` defers when STARTTLS is not offered or fails (Postfix's `encrypt`). Pass
+`tls_context` to check certificates (Postfix's `verify`/`secure`). `timeout_s` bounds each socket
+operation, not the whole attempt.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+OutcomeKind = Literal["delivered", "deferred", "failed"]
+StartTls = Literal["never", "opportunistic", "required"]
+
+MAX_REPLY = 1000  # the events' SmtpReply limit
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(hours=1)
+
+_BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_BAD_ADDRESS = re.compile("[\x00-\x1f\x7f<>\x85\u2028\u2029]")
+_HELO = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})|\[[0-9A-Fa-f:.]{2,45}\])$")
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    recipient: str
+    code: int | None  # the RCPT reply code; None when refused before sending (see reply)
+    reply: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.code is not None and 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        """Refused for good: a 5xx, or refused by us before sending."""
+        return self.code is None or self.code >= 500
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    kind: OutcomeKind
+    reply: str  # the reply that decided, as one line ("250 2.0.0 Ok", "connection refused ...")
+    code: int | None  # its SMTP code; None when there was no SMTP reply
+    recipients: tuple[RecipientResult, ...] = ()  # RCPT results, when RCPT was reached
+    tls: bool = False  # whether the session was encrypted when it ended
+
+    @property
+    def delivered_to(self) -> list[str]:
+        if self.kind != "delivered":
+            return []
+        return [r.recipient for r in self.recipients if r.accepted]
+
+    def retry(self, recipients: list[str]) -> list[str]:
+        """Of `recipients` (those attempted), the ones to try again later."""
+        if self.kind == "failed":
+            return []
+        results = {r.recipient: r for r in self.recipients}
+
+        def again(recipient: str) -> bool:
+            result = results.get(recipient)
+            if result is None:  # RCPT not reached
+                return True
+            if result.accepted:  # taken, unless the data itself was deferred
+                return self.kind == "deferred"
+            return not result.permanent
+
+        return [r for r in recipients if again(r)]
+
+    def failed_for(self, recipients: list[str]) -> list[str]:
+        """Of `recipients` (those attempted), the ones that failed for good."""
+        if self.kind == "failed":
+            return list(recipients)
+        results = {r.recipient: r for r in self.recipients}
+        return [r for r in recipients if r in results and not results[r].accepted
+                and results[r].permanent]
+
+
+def deliver(
+    *,
+    host: str,
+    port: int,
+    envelope_from: str,
+    recipients: list[str],
+    data: bytes,
+    helo: str,
+    timeout_s: float,
+    starttls: StartTls = "opportunistic",
+    tls_context: ssl.SSLContext | None = None,
+) -> DeliveryOutcome:
+    """One delivery attempt of `data` to `recipients` at `host:port` (see the module docstring).
+
+    `envelope_from` "" or "<>" is the null sender (for NDRs). Raises `ValueError` only for a
+    `helo` that is not a host name or address literal (configuration, not mail).
+    """
+    if not _HELO.match(helo):
+        raise ValueError(f"helo must be a host name or an address literal: {helo!r}")
+    refusal = _check(envelope_from, recipients, data)
+    if refusal:
+        return DeliveryOutcome("failed", f"refused before sending: {refusal}", None)
+    sender = "" if envelope_from.strip() in ("", "<>") else envelope_from
+    client = smtplib.SMTP(local_hostname=helo, timeout=timeout_s)
+    session = _Session(client, host, port, starttls, tls_context)
+    try:
+        return session.run(sender, recipients, data)
+    except smtplib.SMTPConnectError as exc:  # a greeting other than 220
+        return _outcome("deferred", exc.smtp_code, exc.smtp_error, session)
+    except smtplib.SMTPResponseException as exc:
+        return _outcome(_kind(exc.smtp_code), exc.smtp_code, exc.smtp_error, session)
+    except smtplib.SMTPServerDisconnected as exc:
+        return _outcome("deferred", None, f"connection lost: {exc}", session)
+    except ConnectionRefusedError:
+        return _outcome("deferred", None, f"connection refused by {host}:{port}", session)
+    except TimeoutError:
+        return _outcome("deferred", None, f"timed out after {timeout_s:g} s", session)
+    except ssl.SSLError as exc:
+        return _outcome("deferred", None, f"TLS failure: {exc}", session)
+    except (OSError, smtplib.SMTPException) as exc:
+        return _outcome("deferred", None, f"{type(exc).__name__}: {exc}", session)
+    finally:
+        session.close()
+
+
+class _Session:
+    def __init__(self, client: smtplib.SMTP, host: str, port: int, starttls: StartTls,
+                 tls_context: ssl.SSLContext | None) -> None:
+        self.client = client
+        self.host = host
+        self.port = port
+        self.starttls = starttls
+        self.tls_context = tls_context
+        self.tls = False
+        self.results: tuple[RecipientResult, ...] = ()
+        self.done = False
+
+    def run(self, sender: str, recipients: list[str], data: bytes) -> DeliveryOutcome:
+        client = self.client
+        client.connect(self.host, self.port)
+        refused = self.hello()
+        if refused is None:
+            refused = self.start_tls()
+        if refused is not None:
+            return refused
+        options = []
+        needs_utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
+        if needs_utf8:
+            if not client.has_extn("smtputf8"):
+                return _outcome("failed", None, "SMTPUTF8 is required (non-ASCII address) "
+                                "but not offered by the next hop", self)
+            client.command_encoding = "utf-8"
+            options.append("SMTPUTF8")
+        if client.has_extn("size"):
+            options.append(f"SIZE={len(data)}")
+        if client.has_extn("8bitmime") and not data.isascii():
+            options.append("BODY=8BITMIME")
+        code, reply = client.docmd("MAIL", " ".join([f"FROM:<{sender}>", *options]))
+        if code != 250:
+            return _outcome(_kind(code), code, reply, self, reset=True)
+        results = []
+        for recipient in recipients:
+            code, reply = client.docmd("RCPT", f"TO:<{recipient}>")
+            results.append(RecipientResult(recipient, code, _line(code, reply)))
+        self.results = tuple(results)
+        if not any(r.accepted for r in results):
+            first = next((r for r in results if not r.permanent), results[0])
+            kind: OutcomeKind = "failed" if all(r.permanent for r in results) else "deferred"
+            self.reset()
+            return DeliveryOutcome(kind, first.reply, first.code, self.results, self.tls)
+        code, reply = client.data(data)  # SMTPDataError when DATA itself is not answered 354
+        self.done = True
+        return _outcome("delivered" if code == 250 else _kind(code), code, reply, self)
+
+    def hello(self) -> DeliveryOutcome | None:
+        code, reply = self.client.ehlo()
+        if code != 250:
+            code, reply = self.client.helo()
+        if code != 250:
+            return _outcome(_kind(code), code, reply, self)
+        return None
+
+    def start_tls(self) -> DeliveryOutcome | None:
+        if self.starttls == "never":
+            return None
+        if not self.client.has_extn("starttls"):
+            if self.starttls == "required":
+                return _outcome("deferred", None, "TLS is required, but STARTTLS was not "
+                                f"offered by {self.host}:{self.port}", self)
+            return None
+        context = self.tls_context or _unverified_context()
+        try:
+            self.client.starttls(context=context)
+        except smtplib.SMTPResponseException as exc:  # e.g. 454 TLS not available
+            if self.starttls == "required":
+                return _outcome("deferred", exc.smtp_code, exc.smtp_error, self)
+            return None
+        self.tls = True
+        return self.hello()
+
+    def reset(self) -> None:
+        try:
+            self.client.rset()
+        except (OSError, smtplib.SMTPException):
+            self.client.close()
+
+    def close(self) -> None:
+        try:
+            if self.client.sock is not None:
+                self.client.quit()
+        except (OSError, smtplib.SMTPException):
+            pass  # the outcome is decided; a failing QUIT changes nothing
+        finally:
+            self.client.close()
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """Encryption without authentication, as opportunistic STARTTLS is (RFC 7435)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _check(envelope_from: str, recipients: list[str], data: bytes) -> str:
+    if not recipients:
+        return "no recipients"
+    bare = _BARE.search(data)
+    if bare is not None:
+        which = "CR" if bare.group() == b"\r" else "LF"
+        return f"the data has a bare {which} at offset {bare.start()} (CRLF only)"
+    for address in (envelope_from if envelope_from.strip() != "<>" else "", *recipients):
+        if _BAD_ADDRESS.search(address) or len(address) > 256:
+            return f"not a usable address: {address[:80]!r}"
+    for recipient in recipients:
+        if not recipient.strip():
+            return "an empty recipient address"
+    return ""
+
+
+def _kind(code: int) -> OutcomeKind:
+    return "deferred" if code < 500 else "failed"
+
+
+def _outcome(kind: OutcomeKind, code: int | None, reply: bytes | str, session: _Session,
+             reset: bool = False) -> DeliveryOutcome:
+    if reset:
+        session.reset()
+    text = reply if isinstance(reply, str) else _line(code, reply)
+    return DeliveryOutcome(kind, _one_line(text), code, session.results, session.tls)
+
+
+def _line(code: int | None, reply: bytes) -> str:
+    text = reply.decode("utf-8", "replace")
+    return _one_line(text if code is None else f"{code} {text}")
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_REPLY else text[: MAX_REPLY - 3] + "..."
+
+
+def next_retry(attempt: int, first_attempt_at: datetime, now: datetime,
+               give_up_after: timedelta) -> datetime | None:
+    """When to try again after failed attempt number `attempt` (1-based), or None: give up.
+
+    Waits 30 s after the first attempt, doubling each time up to 1 h; never later than
+    `first_attempt_at + give_up_after` (so the last try falls on the deadline); None once `now`
+    has reached that deadline.
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    deadline = first_attempt_at + give_up_after
+    if now >= deadline:
+        return None
+    delay = MAX_RETRY if attempt > 12 else min(FIRST_RETRY * 2 ** (attempt - 1), MAX_RETRY)
+    return min(now + delay, deadline)

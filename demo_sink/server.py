@@ -1,0 +1,154 @@
+"""The sink's SMTP side: an aiosmtpd handler that stores what it gets, and two ways to run it.
+
+`serve(...)` runs in the foreground until SIGINT/SIGTERM (the command line); `SinkServer` runs
+in a background thread and, unlike aiosmtpd's threaded `Controller`, can listen on port 0 (a
+free port, read back from `.port`) — for tests and embedding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import random
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from demo_sink.store import MessageStore
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # above the gateway's 200 MB per-message cap
+
+
+@dataclass(frozen=True)
+class Faults:
+    fail_rate: float = 0.0  # share of messages answered 451 after the data
+    reject_rcpt: tuple[str, ...] = ()  # glob patterns (case-insensitive): 550 at RCPT
+    seed: int | None = None  # for the --fail-rate draws
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ValueError(f"fail rate must be in 0..1, not {self.fail_rate}")
+
+
+class SinkHandler:
+    """aiosmtpd handler: every recipient and message is accepted unless a fault says otherwise."""
+
+    def __init__(self, store: MessageStore, faults: Faults = Faults(),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.faults = faults
+        self.clock = clock
+        self._draws = random.Random(faults.seed)  # noqa: S311 (fault injection, not security)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        lowered = address.lower()
+        if any(fnmatch.fnmatchcase(lowered, p.lower()) for p in self.faults.reject_rcpt):
+            return f"550 5.1.1 <{address}>: recipient rejected (demo sink --reject-rcpt)"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.faults.fail_rate and self._draws.random() < self.faults.fail_rate:
+            return "451 4.3.0 demo sink: temporary failure (--fail-rate)"
+        sender = envelope.mail_from or ""
+        name = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.store.save(
+                data=envelope.original_content or b"",
+                envelope_from="" if sender == "<>" else sender,
+                recipients=list(envelope.rcpt_tos),
+                peer=_peer(session.peer),
+                helo=session.host_name,
+                received_at=self.clock(),
+                mail_options=list(envelope.mail_options),
+            ))
+        return f"250 2.0.0 OK: stored as {name}"
+
+
+def _peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return str(peer)
+
+
+def _factory(handler: SinkHandler) -> Callable[[], SMTP]:
+    return lambda: SMTP(handler, hostname="demo-sink", enable_SMTPUTF8=True, decode_data=False,
+                        data_size_limit=MAX_MESSAGE_BYTES, timeout=300)
+
+
+def banner(host: str, port: int, directory: Path) -> str:
+    return f"sink={host}:{port} dir={directory}"
+
+
+def serve(host: str, port: int, directory: Path, faults: Faults = Faults(),
+          out: Callable[[str], None] = print) -> None:
+    """Listen until SIGINT or SIGTERM; `out` gets the banner line once listening."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        handler = SinkHandler(MessageStore(directory), faults)
+        server = await loop.create_server(_factory(handler), host, port)
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        bound = server.sockets[0].getsockname()[1]
+        out(banner(host, bound, directory))
+        async with server:
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+class SinkServer:
+    """The sink on a background thread: `with SinkServer(dir) as sink: ... sink.port`."""
+
+    def __init__(self, directory: Path, host: str = "127.0.0.1", port: int = 0,
+                 faults: Faults = Faults()) -> None:
+        self.directory = directory
+        self.host = host
+        self.port = port
+        self.handler = SinkHandler(MessageStore(directory), faults)
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+
+    def start(self) -> SinkServer:
+        self._server = self._loop.run_until_complete(
+            self._loop.create_server(_factory(self.handler), self.host, self.port))
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._thread = threading.Thread(target=self._loop.run_forever, name="demo-sink",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._server is None:
+            return
+        server = self._server
+
+        async def shutdown() -> None:
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+        self._thread = None
+
+    def __enter__(self) -> SinkServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__: Sequence[str] = ("Faults", "SinkHandler", "SinkServer", "banner", "serve")

@@ -1,0 +1,114 @@
+"""Envelope policy, pure: address limits and syntax, the relay decision, the recipient count.
+
+Everything here decides on the SMTP envelope only, never on header display parsing
+(CVE-2023-27043: `parseaddr` and `getaddresses` disagree on hostile input).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+
+from ingest import replies
+from ingest.replies import Reply
+
+NULL_SENDER = "<>"  # how aiosmtpd hands over `MAIL FROM:<>`
+
+
+@dataclass(frozen=True)
+class AddressLimits:
+    local_part: int = 64  # RFC 5321 section 4.5.3.1.1
+    domain: int = 255  # 4.5.3.1.2
+    path: int = 256  # 4.5.3.1.3, counting the angle brackets
+
+
+def _control_char(value: str) -> int | None:
+    for index, char in enumerate(value):
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return index
+    return None
+
+
+def check_address(address: str, limits: AddressLimits, *, sender: bool) -> Reply | None:
+    """None if the address may be used; else the reply that refuses it."""
+    too_long = replies.SENDER_TOO_LONG if sender else replies.RECIPIENT_TOO_LONG
+    bad = replies.BAD_SENDER if sender else replies.BAD_RECIPIENT
+    if sender and address == NULL_SENDER:
+        return None  # the null sender of bounces: always allowed
+    position = _control_char(address)
+    if position is not None:
+        return bad.with_text(f"{bad.text}: control character at position {position + 1}")
+    if len(address) + 2 > limits.path:
+        return too_long.with_text(
+            f"Path too long: {len(address) + 2} octets with <>, limit {limits.path}")
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return (replies.BAD_SENDER.with_text("Sender address must have a domain") if sender
+                else replies.NO_DOMAIN)
+    if not local:
+        return bad.with_text(f"{bad.text}: empty local part")
+    if len(local) > limits.local_part:
+        return too_long.with_text(
+            f"Path too long: local part is {len(local)} octets, limit {limits.local_part}")
+    if len(domain) > limits.domain:
+        return too_long.with_text(
+            f"Path too long: domain is {len(domain)} octets, limit {limits.domain}")
+    problem = _domain_problem(domain)
+    if problem:
+        return bad.with_text(f"{bad.text}: {problem}")
+    return None
+
+
+def _domain_problem(domain: str) -> str | None:
+    if domain.startswith("[") and domain.endswith("]"):
+        return None  # an address literal; the relay decision treats it as a domain name
+    labels = domain.split(".")
+    if any(not label for label in labels):
+        return "empty domain label"
+    if any(len(label) > 63 for label in labels):  # RFC 1035 section 2.3.4
+        return "domain label longer than 63 octets"
+    return None
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].casefold()
+
+
+def client_address(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(peer.split("%", 1)[0])
+    # An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    """Mail is accepted *for* the relay domains, or *from* the relay networks; nothing else:
+    no open relay."""
+
+    domains: tuple[str, ...] = ()  # glob patterns over the recipient's domain, e.g. *.example.org
+    networks: tuple[IPv4Network | IPv6Network, ...] = ()
+
+    def decide(self, client_ip: str, recipient: str) -> Reply | None:
+        """None: relay allowed; else the refusal naming the reason."""
+        domain = domain_of(recipient)
+        if any(fnmatch.fnmatchcase(domain, pattern.casefold()) for pattern in self.domains):
+            return None
+        try:
+            ip = client_address(client_ip)
+        except ValueError:
+            ip = None
+        if ip is not None and any(ip in network for network in self.networks
+                                  if network.version == ip.version):
+            return None
+        return replies.RELAY_DENIED.with_text(
+            f"Relaying denied: {domain} is not a relay domain and client {client_ip} is not "
+            "in a relay network")
+
+
+def recipient_limit_reached(current: Sequence[str], limit: int) -> Reply | None:
+    return replies.TOO_MANY_RECIPIENTS if len(current) >= limit else None

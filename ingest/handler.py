@@ -1,0 +1,153 @@
+"""The aiosmtpd handler: maps each SMTP command to the pure policy and the policy's answer to
+a reply line. The only waiting it does is for the transaction that makes a `250` true."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest import metrics, replies
+from ingest.committer import GroupCommitter, Outcome
+from ingest.content import check_content
+from ingest.envelope import check_address, client_address, recipient_limit_reached
+from ingest.ids import ENTROPY_BYTES, message_id
+from ingest.received import Accepted, rule_for, sender_of
+from ingest.replies import Reply
+from ingest.settings import IngestSettings
+from ingest.subject import decode_subject
+from schemas import ControlState
+
+log = logging.getLogger(__name__)
+
+_REASONS: dict[tuple[int, str], str] = {
+    (replies.RELAY_DENIED.code, replies.RELAY_DENIED.enhanced): "relay_denied",
+    (replies.TOO_MANY_RECIPIENTS.code, replies.TOO_MANY_RECIPIENTS.enhanced):
+        "too_many_recipients",
+    (replies.BARE_NEWLINE.code, replies.BARE_NEWLINE.enhanced): "bare_newline",
+    (replies.LINE_TOO_LONG.code, replies.LINE_TOO_LONG.enhanced): "line_too_long",
+    (replies.TOO_LARGE.code, replies.TOO_LARGE.enhanced): "too_large",
+    (501, replies.SENDER_TOO_LONG.enhanced): "address_too_long",
+    (501, replies.RECIPIENT_TOO_LONG.enhanced): "address_too_long",
+}
+
+
+def refuse(reply: Reply) -> str:
+    reason = _REASONS.get((reply.code, reply.enhanced), "bad_address")
+    metrics.REFUSED.labels(reason, reply.kind).inc()
+    return str(reply)
+
+
+def _valid_helo(name: str) -> bool:
+    return 0 < len(name) <= 255 and all(0x20 < ord(c) < 0x7F for c in name)
+
+
+@dataclass(frozen=True)
+class Inspected:
+    refusal: Reply | None
+    subject: str | None
+
+
+def inspect(data: bytes, settings: IngestSettings) -> Inspected:
+    refusal = check_content(data, settings.content_limits())
+    return Inspected(refusal, None if refusal else decode_subject(data))
+
+
+class IngestHandler:
+    def __init__(self, settings: IngestSettings, control: Callable[[], ControlState],
+                 committer: GroupCommitter) -> None:
+        self._settings = settings
+        self._limits = settings.address_limits()
+        self._relay = settings.relay_policy()
+        self._control = control
+        self._committer = committer
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        if not _valid_helo(hostname):
+            metrics.REFUSED.labels("bad_helo", "permanent").inc()
+            return [str(replies.BAD_HELO)]
+        session.host_name = hostname
+        # No AUTH: this is a relay for the domains and networks configured, not a submission
+        # server. Enhanced status codes are in every reply (RFC 2034).
+        kept = [line for line in responses[:-1] if not line.startswith("250-AUTH")]
+        return [*kept, "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
+        if not _valid_helo(hostname):
+            metrics.REFUSED.labels("bad_helo", "permanent").inc()
+            return str(replies.BAD_HELO)
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        refusal = check_address(address, self._limits, sender=True)
+        if refusal:
+            return refuse(refusal)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return str(replies.SENDER_OK)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        refusal = (recipient_limit_reached(envelope.rcpt_tos, self._settings.max_recipients)
+                   or check_address(address, self._limits, sender=False)
+                   or self._relay.decide(session.peer[0], address))
+        if refusal:
+            return refuse(refusal)
+        if address not in envelope.rcpt_tos:  # a repeated recipient gets one copy
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return str(replies.RECIPIENT_OK)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        metrics.RECEIVED.inc()
+        data: bytes = envelope.original_content or b""
+        # Off the event loop: a 36 MiB message takes tens of milliseconds to scan.
+        inspected = await asyncio.to_thread(inspect, data, self._settings)
+        if inspected.refusal:
+            return refuse(inspected.refusal)
+        sender = sender_of(envelope.mail_from)
+        recipients = list(envelope.rcpt_tos)
+        state = self._control()
+        accepted = Accepted(
+            message_id=message_id(time.time_ns() // 1_000_000, secrets.token_bytes(ENTROPY_BYTES)),
+            event_id=uuid.uuid4(),
+            occurred_at=datetime.now(UTC),
+            envelope_from=sender,
+            envelope_to=tuple(recipients),
+            client_ip=str(client_address(session.peer[0])),
+            helo=session.host_name or "",
+            tls=session.ssl is not None,
+            subject=inspected.subject,
+            rule_id=rule_for(state, sender, recipients),
+            settings_version=state.version,
+            data=data,
+        )
+        bound = self._settings.commit_timeout_s
+        future = self._committer.submit(accepted, bound)
+        try:
+            outcome = await asyncio.wait_for(asyncio.wrap_future(future), bound)
+        except TimeoutError:
+            outcome = Outcome.TIMEOUT
+        if outcome is not Outcome.COMMITTED:
+            metrics.REFUSED.labels(outcome.value, "temporary").inc()
+            return str(replies.KAFKA_UNAVAILABLE)
+        metrics.ACCEPTED.inc()
+        metrics.ACCEPTED_BYTES.inc(len(data))
+        log.info("accepted %s from %s: %d octets, %d recipients", accepted.message_id,
+                 accepted.client_ip, len(data), len(recipients))
+        queued = replies.QUEUED
+        return str(queued.with_text(queued.text.format(message_id=accepted.message_id)))
+
+    async def handle_exception(self, error: Exception) -> str:
+        # A bug of ours must cost the sender a retry, never a message (nor leak details).
+        log.exception("SMTP session error", exc_info=error)
+        return str(replies.KAFKA_UNAVAILABLE)

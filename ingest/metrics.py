@@ -1,0 +1,38 @@
+"""The ingest stage's Prometheus metrics; labels are bounded (fixed reasons and outcomes)."""
+
+from prometheus_client import Counter, Histogram
+
+RECEIVED = Counter(
+    "katagate_ingest_messages_received_total", "Messages whose DATA reached the final dot"
+)
+ACCEPTED = Counter(
+    "katagate_ingest_messages_accepted_total", "Messages committed to Kafka and answered 250"
+)
+REFUSED = Counter(
+    "katagate_ingest_refusals_total",
+    "Commands or messages refused, by reason and reply class (temporary or permanent)",
+    ["reason", "kind"],
+)
+ACCEPTED_BYTES = Counter(
+    "katagate_ingest_accepted_bytes_total", "Raw bytes of the messages accepted"
+)
+COMMIT_SECONDS = Histogram(
+    "katagate_ingest_commit_seconds",
+    "From a message's hand-over to the writer until its transaction's outcome",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30),
+)
+BATCH_MESSAGES = Histogram(
+    "katagate_ingest_batch_messages",
+    "Messages per group-commit transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+TRANSACTIONS = Counter(
+    "katagate_ingest_transactions_total", "Group-commit transactions by outcome", ["outcome"]
+)
+
+# The reasons REFUSED counts; anything else is a bug.
+REASONS = (
+    "relay_denied", "bad_address", "address_too_long", "too_many_recipients", "bad_helo",
+    "bare_newline", "line_too_long", "too_large", "kafka_unavailable", "commit_timeout",
+    "too_many_commands",
+)

@@ -1,0 +1,70 @@
+"""From an accepted SMTP transaction to the `MessageReceived` event, pure.
+
+Ids, the clock and the Kafka location are inputs; the rule is matched on envelope addresses
+against the configuration in force (schemas.match_rule).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from ingest.envelope import NULL_SENDER
+from schemas import (
+    DEFAULT_RULE,
+    ControlState,
+    MessageReceived,
+    ProducerRef,
+    RawLocation,
+    match_rule,
+)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message that passed every check and waits for its transaction."""
+
+    message_id: str
+    event_id: uuid.UUID
+    occurred_at: datetime
+    envelope_from: str  # "" for the null sender
+    envelope_to: tuple[str, ...]
+    client_ip: str
+    helo: str
+    tls: bool
+    subject: str | None
+    rule_id: str | None  # None: no rule matched, the default rule applies
+    settings_version: int
+    data: bytes
+
+
+def sender_of(mail_from: str) -> str:
+    return "" if mail_from == NULL_SENDER else mail_from
+
+
+def rule_for(state: ControlState, sender: str, recipients: list[str]) -> str | None:
+    rule = match_rule(state, sender, recipients)
+    return None if rule is DEFAULT_RULE else rule.rule_id
+
+
+def received_event(
+    accepted: Accepted, producer: ProducerRef, sha256: str, size: int, location: RawLocation
+) -> MessageReceived:
+    return MessageReceived(
+        event_id=accepted.event_id,
+        occurred_at=accepted.occurred_at,
+        producer=producer,
+        message_id=accepted.message_id,
+        envelope_from=accepted.envelope_from,
+        envelope_to=list(accepted.envelope_to),
+        client_ip=accepted.client_ip,
+        helo=accepted.helo,
+        tls=accepted.tls,
+        size=size,
+        sha256=sha256,
+        subject=accepted.subject,
+        rule_id=accepted.rule_id,
+        settings_version=accepted.settings_version,
+        raw=location,
+    )

@@ -1,0 +1,95 @@
+"""SMTP replies as named constants, and the enhanced status codes (RFC 2034/3463) added to the
+fixed replies aiosmtpd writes by itself, since we advertise ENHANCEDSTATUSCODES.
+
+A reply is one line `CODE SP ENHANCED SP text`; the tables here are the whole vocabulary of the
+ingest stage, so the README's reply table and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    enhanced: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.enhanced} {self.text}"
+
+    def with_text(self, text: str) -> Reply:
+        return Reply(self.code, self.enhanced, text)
+
+    @property
+    def kind(self) -> str:
+        """The reply class, for metrics: a bounded label."""
+        return {2: "accepted", 4: "temporary", 5: "permanent"}.get(self.code // 100, "other")
+
+
+# Success.
+OK = Reply(250, "2.0.0", "Ok")
+SENDER_OK = Reply(250, "2.1.0", "Sender ok")
+RECIPIENT_OK = Reply(250, "2.1.5", "Recipient ok")
+QUEUED = Reply(250, "2.0.0", "Ok: queued as {message_id}")  # fill in with .with_text
+
+# Temporary failures: the sender keeps the message and retries.
+KAFKA_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure, try again later")
+TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands, closing connection")
+
+# Permanent failures: RFC 5321 section 4.3.2 lists 550 (not 554) among RCPT's replies, and 550
+# is "command rejected for policy reasons"; 5.7.1 is "delivery not authorized" (RFC 3463).
+RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied")
+NO_DOMAIN = Reply(553, "5.1.3", "Recipient address must have a domain")
+BAD_SENDER = Reply(553, "5.1.7", "Bad sender address syntax")
+BAD_RECIPIENT = Reply(553, "5.1.3", "Bad recipient address syntax")
+# RFC 5321 section 4.5.3.1.10: "501 Path too long".
+SENDER_TOO_LONG = Reply(501, "5.1.7", "Path too long")
+RECIPIENT_TOO_LONG = Reply(501, "5.1.3", "Path too long")
+BAD_HELO = Reply(501, "5.5.4", "Invalid HELO/EHLO argument")
+TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+# A bare CR or LF lets a next hop see a message boundary the sender did not write (SMTP
+# smuggling); NUL breaks MTAs. Refused, never repaired (see README).
+BARE_NEWLINE = Reply(550, "5.6.11", "Bare CR/LF or NUL not allowed")
+LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+TOO_LARGE = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+
+# aiosmtpd's own fixed replies, given the enhanced code they lack.
+_KNOWN: dict[str, str] = {
+    "250 OK": str(OK),
+    "221 Bye": "221 2.0.0 Bye",
+    "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
+    "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
+    "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
+    "500 Command line too long": "500 5.5.2 Command line too long",
+    "552 Error: Too much mail data": str(TOO_LARGE),
+    "552 Error: message size exceeds fixed maximum message size": str(TOO_LARGE),
+    "530 Must issue a STARTTLS command first": str(TLS_REQUIRED),
+    "554 Command refused due to lack of security": "554 5.7.0 Command refused: TLS failed",
+}
+_DEFAULT_ENHANCED = {
+    500: "5.5.2", 501: "5.5.4", 502: "5.5.1", 503: "5.5.1", 504: "5.5.4", 555: "5.5.4",
+    421: "4.3.2", 454: "4.7.0",
+}
+_ENHANCED = re.compile(r"^\d{3}[ -][245]\.\d{1,3}\.\d{1,3}(?: |$)")
+_PLAIN = re.compile(r"^(\d{3}) (.*)$", re.DOTALL)
+
+
+def enhance(line: str, line_too_long: str | None = None) -> str:
+    """The reply line with an enhanced status code. Greeting (220), intermediate (354, 334)
+    and multi-line EHLO replies are left alone, as RFC 2034 says."""
+    if line.startswith("500 Line too long"):
+        return line_too_long or str(LINE_TOO_LONG)
+    if line in _KNOWN:
+        return _KNOWN[line]
+    match = _PLAIN.match(line)
+    if match is None or _ENHANCED.match(line):
+        return line
+    code = int(match.group(1))
+    if code in (220, 354, 334):
+        return line
+    enhanced = _DEFAULT_ENHANCED.get(code, f"{code // 100}.0.0")
+    return f"{code} {enhanced} {match.group(2)}"

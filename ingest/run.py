@@ -1,0 +1,76 @@
+"""Wires the ingest stage: topics, the control follower, the group-commit writer, the SMTP
+listener; serves until `stop` is set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka.admin import AdminClient
+
+from eventlog.producer import TransactionalProducer
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames, ensure_topics
+from ingest.committer import Batching, GroupCommitter
+from ingest.control import ControlFollower
+from ingest.handler import IngestHandler
+from ingest.server import serve
+from ingest.settings import IngestSettings
+from schemas import ProducerRef
+
+log = logging.getLogger(__name__)
+
+
+def transactional_id(kafka: KafkaSettings, settings: IngestSettings) -> str:
+    return f"{kafka.topic_prefix}-ingest-{settings.instance_id}"
+
+
+def run_ingest(
+    kafka: KafkaSettings,
+    settings: IngestSettings,
+    stop: threading.Event,
+    ready: Callable[[str, int], None] | None = None,
+) -> None:
+    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    if not settings.relay_domains and not settings.relay_networks:
+        log.warning("no relay domains or networks configured: every recipient is refused")
+    halt = threading.Event()  # stops the helper threads however serving ends
+    control = ControlFollower(kafka)
+    control.start(halt)
+    committer = GroupCommitter(
+        lambda: TransactionalProducer(kafka, transactional_id(kafka, settings)),
+        TopicNames(kafka.topic_prefix),
+        ProducerRef(stage="ingest", instance=settings.instance_id),
+        Batching(settings.batch_max_messages, settings.batch_max_bytes,
+                 settings.batch_linger_ms / 1000),
+    )
+    committer.start()
+    try:
+        # Accept only with the configuration in force, unless the log cannot be read in time:
+        # then accept with what was read (rules apply as soon as they arrive).
+        deadline = time.monotonic() + settings.control_catchup_s
+        if not control.caught_up.wait(settings.control_catchup_s):
+            log.warning("control log not read to its end within %.1f s; accepting mail with "
+                        "the configuration read so far", settings.control_catchup_s)
+        if not committer.ready.wait(max(0.0, deadline - time.monotonic())):
+            log.warning("no transactional producer yet; messages get 451 until Kafka answers")
+        if settings.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics_port, addr=settings.host)
+        handler = IngestHandler(settings, lambda: control.state, committer)
+
+        def listening(host: str, port: int) -> None:
+            log.info("smtp=%s:%d", host, port)
+            print(f"smtp={host}:{port}", flush=True)
+            if ready is not None:
+                ready(host, port)
+
+        asyncio.run(serve(settings, handler, stop, listening))
+    finally:
+        committer.stop()
+        halt.set()
+        control.join(5.0)

@@ -1,0 +1,94 @@
+"""The ingest stage's settings: one frozen object, read from `KATAGATE_INGEST_*` at the entry
+point only. Lists come as JSON, e.g. KATAGATE_INGEST_RELAY_DOMAINS='["example.org"]'."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingest.content import ContentLimits
+from ingest.envelope import AddressLimits, RelayPolicy
+
+MiB = 1024 * 1024
+
+
+def _default_hostname() -> str:
+    name = socket.getfqdn()
+    return name if name and all(c.isalnum() or c in ".-" for c in name) else "localhost"
+
+
+class IngestSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KATAGATE_INGEST_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)  # 0: any free port (tests)
+    hostname: str = Field(default_factory=_default_hostname,
+                          pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$")
+    # Names the transactional producer and the events' producer; unique per running instance.
+    instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+                             pattern=r"^[A-Za-z0-9._-]{1,100}$")
+
+    # No open relay: mail is accepted for these recipient domains (globs, case-insensitive;
+    # "*.example.org" does not match "example.org") or from these client networks.
+    relay_domains: list[str] = Field(default_factory=list)
+    relay_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    require_tls: bool = False
+
+    # Limits. Lower bounds are RFC 5321's minimums (section 4.5.3.1); upper bounds what the
+    # events can hold. The 200 MB KATA per-message cap is the decider's business, not ours.
+    max_message_bytes: int = Field(default=36 * MiB, ge=1024, le=1024 * MiB)
+    max_recipients: int = Field(default=1000, ge=100, le=1000)
+    max_line_length: int = Field(default=1000, ge=1000, le=65536)  # octets with CRLF
+    max_local_part: int = Field(default=64, ge=64, le=254)
+    max_domain: int = Field(default=255, ge=255, le=255)
+    max_path: int = Field(default=256, ge=256, le=258)  # MessageReceived holds 256 octets
+    max_commands: int = Field(default=1000, ge=10, le=100_000)  # RCPT not counted
+    session_timeout_s: float = Field(default=300.0, gt=0, le=3600)
+    data_timeout_s: float = Field(default=180.0, gt=0, le=3600)
+    # Past this, answer 451: the raw bytes and MessageReceived were not committed in time.
+    commit_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    # Group commit: messages arriving within the linger share one transaction.
+    batch_max_messages: int = Field(default=64, ge=1, le=10_000)
+    batch_max_bytes: int = Field(default=32 * MiB, ge=MiB, le=1024 * MiB)
+    batch_linger_ms: float = Field(default=2.0, ge=0, le=1000)
+
+    # Wait this long for the control log to be read to its end before listening; past it,
+    # listen with what was read (logged), and keep folding.
+    control_catchup_s: float = Field(default=10.0, ge=0, le=600)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @field_validator("relay_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not pattern or len(pattern) > 255 or any(
+                not (c.isalnum() or c in ".-*?[]") for c in pattern
+            ):
+                raise ValueError(f"not a domain glob: {pattern!r}")
+        return [pattern.casefold() for pattern in value]
+
+    @model_validator(mode="after")
+    def _tls(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.require_tls and self.tls_cert is None:
+            raise ValueError("require_tls needs tls_cert and tls_key")
+        return self
+
+    def address_limits(self) -> AddressLimits:
+        return AddressLimits(self.max_local_part, self.max_domain, self.max_path)
+
+    def content_limits(self) -> ContentLimits:
+        return ContentLimits(self.max_message_bytes, self.max_line_length)
+
+    def relay_policy(self) -> RelayPolicy:
+        return RelayPolicy(tuple(self.relay_domains), tuple(self.relay_networks))

@@ -1,0 +1,83 @@
+"""The Subject of a message as text, read defensively from the raw bytes, pure.
+
+Only the header block is looked at, and only up to a cap: the email package never sees a body
+or an unbounded header (a Subject of 20,000 encoded words costs seconds of CPU in its
+parser). Decoding uses the legacy, regex-based `decode_header` over a capped value. The result
+is informational (events, consoles): control characters become U+FFFD so a decoded
+`=0A` can never pass for a line break anywhere downstream (CVE-2024-6923). Any failure gives
+None; the message is accepted all the same.
+"""
+
+from __future__ import annotations
+
+import re
+from email.header import decode_header
+
+HEADER_BLOCK_CAP = 100 * 1024  # like Postfix's header_size_limit
+SUBJECT_CAP = 16 * 1024  # raw, unfolded value: about 1,000 encoded words at most
+SUBJECT_CHARS = 2000  # what MessageReceived.subject holds
+
+_FIELD = re.compile(rb"^subject[ \t]*:", re.IGNORECASE | re.MULTILINE)
+_FOLD = re.compile(rb"\r\n(?=[ \t])")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_block(data: bytes, cap: int = HEADER_BLOCK_CAP) -> bytes | None:
+    """The bytes before the first empty line, or None if that is longer than the cap."""
+    head = data[: cap + 4]
+    if head.startswith(b"\r\n"):
+        return b""  # no header at all
+    end = head.find(b"\r\n\r\n")
+    if end >= 0:
+        return head[: end + 2] if end + 2 <= cap else None
+    return data + (b"" if data.endswith(b"\r\n") else b"\r\n") if len(data) <= cap else None
+
+
+def raw_subject(block: bytes) -> bytes | None:
+    """The first Subject field's value, unfolded, capped; None if there is none."""
+    found = _FIELD.search(block)
+    if found is None:
+        return None
+    start = found.end()
+    # The field ends at the first CRLF not followed by white space (folding).
+    end = start
+    while True:
+        end = block.find(b"\r\n", end)
+        if end < 0:
+            end = len(block)
+            break
+        if block[end + 2: end + 3] not in (b" ", b"\t"):
+            break
+        end += 2
+    value = _FOLD.sub(b"", block[start:end])
+    return value[:SUBJECT_CAP].strip(b" \t")
+
+
+def _decode_part(part: bytes | str, charset: str | None) -> str:
+    if isinstance(part, str):
+        # No encoded words: the text is the latin-1 view of the raw bytes.
+        part = part.encode("latin-1")
+    if charset is None:
+        return part.decode("utf-8", errors="replace")
+    try:
+        return part.decode(charset.split("*", 1)[0], errors="replace")
+    except (LookupError, ValueError):
+        return part.decode("utf-8", errors="replace")
+
+
+def decode_subject(data: bytes) -> str | None:
+    """The decoded Subject of raw message bytes, or None (missing, or not safely readable)."""
+    try:
+        block = header_block(data)
+        if block is None:
+            return None
+        value = raw_subject(block)
+        if value is None:
+            return None
+        # latin-1 maps each byte to one character, so decode_header hands unencoded parts back
+        # as the original bytes, and raw 8-bit UTF-8 subjects survive.
+        parts = decode_header(value.decode("latin-1"))
+        text = "".join(_decode_part(part, charset) for part, charset in parts)
+    except Exception:  # hostile input: any parser failure means "no subject"
+        return None
+    return _CONTROL.sub("\ufffd", text)[:SUBJECT_CHARS]

@@ -1,0 +1,29 @@
+"""`katagate decider run`: admission (while elected), decisions and apply, until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from decider.run import run_decider
+from decider.settings import DeciderSettings
+from eventlog.settings import KafkaSettings
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("decider", help="run the decider (admission, decisions, apply)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("run", help="run until SIGTERM").set_defaults(run=_run)
+
+
+def _run(_args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_decider(KafkaSettings(), DeciderSettings(), stop)
+    return 0

@@ -1,0 +1,39 @@
+"""`katagate ingest run`: the SMTP edge, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from eventlog.settings import KafkaSettings
+from ingest.run import run_ingest
+from ingest.settings import IngestSettings
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("ingest", help="run the SMTP edge (ingest stage)")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    run = actions.add_parser(
+        "run", help="accept mail until SIGTERM; settings from KATAGATE_INGEST_* variables"
+    )
+    run.add_argument("--host", help="listen address (overrides KATAGATE_INGEST_HOST)")
+    run.add_argument("--port", type=int, help="listen port (overrides KATAGATE_INGEST_PORT)")
+    run.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    overrides: dict[str, Any] = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = IngestSettings(**overrides)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_ingest(KafkaSettings(), settings, stop)
+    return 0

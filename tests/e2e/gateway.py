@@ -1,0 +1,182 @@
+"""The whole gateway for end-to-end tests: ingest, scanner and decider on the real broker (in
+threads of the test process), the KATA emulator and the demo sink as real processes, driven by a
+real SMTP client."""
+
+from __future__ import annotations
+
+import json
+import re
+import smtplib
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from decider.run import run_decider
+from decider.settings import DeciderSettings
+from demo_sink.store import read_messages
+from eventlog.broker import free_port
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from ingest.run import run_ingest
+from ingest.settings import IngestSettings
+from scanner.run import run_scanner
+from scanner.settings import ScannerSettings
+from schemas import (
+    Event,
+    KataProtectionToggled,
+    KataSettings,
+    KataSettingsChanged,
+    ProducerRef,
+    Rule,
+    RuleCreated,
+    decode_event,
+)
+from tests.integration.kafka_read import read_all
+from tests.integration.kata_harness import ROOT, Emulator, publish, wait_for
+
+TERMINAL = {"delivery.delivered", "message.discarded", "ndr.suppressed", "delivery.failed"}
+
+
+def is_terminal(event: Event) -> bool:
+    if event.type == "ndr.sent":
+        return getattr(event, "reason", "") == "kata_reject"
+    return event.type in TERMINAL
+
+
+class Sink:
+    def __init__(self, folder: Path, *extra: str) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "demo_sink", "--port", str(self.port), "--dir", str(folder),
+             *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line.startswith("sink="), line
+
+    def messages(self) -> list[Any]:
+        return read_messages(self.folder)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+class Gateway:
+    def __init__(self, kafka: KafkaSettings, tmp: Path, *, rules_file: Path | None = None,
+                 kata: dict[str, Any] | None = None, decider: dict[str, Any] | None = None,
+                 clock: Callable[[], datetime] | None = None,
+                 rules: list[Rule] | None = None) -> None:
+        self.kafka = kafka
+        self.names = TopicNames(kafka.topic_prefix)
+        self.emulator = Emulator(tmp / "kata", rules=rules_file).start()
+        self.sink = Sink(tmp / "sink")
+        self.stop_event = threading.Event()
+        kata_settings = KataSettings(central_node_address=IPv4Address("127.0.0.1"),
+                                     central_node_port=self.emulator.port,
+                                     **{"poll_interval_s": 1, **(kata or {})})
+        self.configure(kata_settings, rules or [])
+        self.smtp_port = free_port()
+        ready = threading.Event()
+        scanner = ScannerSettings(state_dir=tmp / "gw", instance_id="scanner-0", recheck_s=0.3,
+                                  request_timeout_s=5)
+        decider_settings = DeciderSettings(
+            instance_id="decider-0", next_hop_port=self.sink.port, helo_name="gw.example.net",
+            retry_first_s=0.5, **(decider or {}))
+        ingest = IngestSettings(port=self.smtp_port, relay_domains=["example.net"],
+                                hostname="gw.example.net", instance_id="ingest-0")
+        extra = {"clock": clock} if clock is not None else {}
+        self.threads = [
+            threading.Thread(target=run_scanner, args=(kafka, scanner, self.stop_event),
+                             daemon=True),
+            threading.Thread(target=run_decider, args=(kafka, decider_settings, self.stop_event),
+                             kwargs=extra, daemon=True),
+            threading.Thread(target=run_ingest, args=(kafka, ingest, self.stop_event),
+                             kwargs={"ready": lambda h, p: ready.set()}, daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+        assert ready.wait(60), "ingest did not start listening"
+        (sensor,) = wait_for(self.emulator.sensors, what="the gateway's integration request")
+        self.emulator.cli("sensors", "accept", sensor["sensorId"])
+        wait_for(lambda: "connected" in self.connection_states(), 60, "connected")
+
+    def configure(self, kata: KataSettings, rules: list[Rule]) -> None:
+        ref = ProducerRef(stage="admin", instance="test")
+        now = datetime.now(UTC)
+        events: list[Event] = [
+            KataSettingsChanged(event_id=uuid.uuid4(), occurred_at=now, producer=ref, version=1,
+                                actor="test", settings=kata, changed=["central_node_address"]),
+            KataProtectionToggled(event_id=uuid.uuid4(), occurred_at=now, producer=ref,
+                                  version=2, actor="test", enabled=True),
+        ]
+        events += [RuleCreated(event_id=uuid.uuid4(), occurred_at=now, producer=ref,
+                               version=3 + i, actor="test", rule=rule)
+                   for i, rule in enumerate(rules)]
+        publish(self.kafka, self.names.control, events)
+
+    def close(self) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+        self.emulator.stop()
+        self.sink.stop()
+
+    # -- observing ------------------------------------------------------------------------
+
+    def control_events(self) -> list[Event]:
+        return [decode_event(r.value) for r in read_all(self.kafka.bootstrap_servers,
+                                                        self.names.control)]
+
+    def connection_states(self) -> list[str]:
+        return [getattr(e, "state", "") for e in self.control_events()
+                if e.type == "connection.state_changed"]
+
+    def mail_events(self, message_id: str | None = None) -> list[Event]:
+        events = [decode_event(r.value) for r in read_all(self.kafka.bootstrap_servers,
+                                                          self.names.mail)]
+        return [e for e in events if message_id is None or
+                getattr(e, "message_id", None) == message_id]
+
+    def wait_terminal(self, message_id: str, timeout_s: float = 60.0) -> list[Event]:
+        def done() -> list[Event] | None:
+            events = self.mail_events(message_id)
+            return events if any(is_terminal(e) for e in events) else None
+        events: list[Event] = wait_for(done, timeout_s, f"a terminal event for {message_id}")
+        return events
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, data: bytes, *, sender: str = "alice@example.org",
+             recipients: tuple[str, ...] = ("bob@example.net",)) -> str:
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=30) as client:
+            client.ehlo("client.example.org")
+            client.mail(sender)
+            for rcpt in recipients:
+                code, reply = client.rcpt(rcpt)
+                assert code == 250, reply
+            code, reply = client.data(data)
+        assert code == 250, reply
+        match = re.search(rb"queued as ([A-Za-z0-9]+)", reply)
+        assert match, reply
+        return match.group(1).decode()
+
+
+def rule(rule_id: str, action: str, *, tag: str | None = "[KATA detect]", backup: bool = True,
+         recipients: tuple[str, ...] = ("*",), position: int = 0) -> Rule:
+    return Rule.model_validate({
+        "rule_id": rule_id, "name": rule_id, "position": position,
+        "recipients": list(recipients),
+        "kata": {"action": action, "tag": tag, "backup": backup},
+    })
+
+
+def dump(events: list[Event]) -> str:
+    return json.dumps([e.type for e in events])

@@ -1,0 +1,124 @@
+"""Every row of DESIGN's decision table through the whole gateway: a real SMTP client, the
+real broker, the KATA emulator, the demo sink. What the sink received (bytes), what the sender
+received (NDR), which events were written."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.e2e.gateway import Gateway, dump, rule
+
+pytestmark = pytest.mark.kafka
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def mail(subject: bytes, body: bytes, to: bytes = b"bob@example.net") -> bytes:
+    return (b"From: alice@example.org\r\nTo: " + to + b"\r\nSubject: " + subject +
+            b"\r\nMessage-ID: <" + base64.b16encode(subject[:8]) + b"@example.org>\r\n\r\n" +
+            body + b"\r\n")
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory, kafka_bootstrap):
+    from eventlog.settings import KafkaSettings
+    from tests.conftest import ensure_namespace
+
+    settings: KafkaSettings = ensure_namespace(kafka_bootstrap)
+    rules = [
+        rule("delete", "delete", recipients=("delete@example.net",), position=1),
+        rule("reject", "reject", recipients=("reject@example.net",), position=2),
+        rule("skip", "skip", recipients=("skip@example.net",), position=3),
+        rule("skip-plain", "skip", tag=None, backup=False,
+             recipients=("plain@example.net",), position=4),
+        rule("nokata", "delete", recipients=("nokata@example.net",), position=5),
+    ]
+    rules[-1] = rules[-1].model_copy(update={"kata": rules[-1].kata.model_copy(
+        update={"enabled": False})})
+    gateway = Gateway(settings, tmp_path_factory.mktemp("gw"), rules=rules)
+    yield gateway
+    gateway.close()
+
+
+def types(events) -> list[str]:
+    return [e.type for e in events]
+
+
+def sink_copy(gateway, message_id_header: bytes):
+    return [m for m in gateway.sink.messages() if message_id_header in m.data]
+
+
+def test_not_detected_is_delivered_unchanged(gateway):
+    data = mail(b"hello", b"nothing to see here")
+    m = gateway.send(data)
+    events = gateway.wait_terminal(m)
+    decided = next(e for e in events if e.type == "action.decided")
+    assert (decided.action, decided.reason, decided.skipped) == ("deliver", "not_detected", False)
+    (stored,) = sink_copy(gateway, b"nothing to see here")
+    assert stored.data == data
+    assert "backup.stored" not in types(events), dump(events)
+
+
+def test_detect_with_delete_discards_with_a_backup_copy(gateway):
+    data = mail(b"delete me", EICAR, b"delete@example.net")
+    m = gateway.send(data, recipients=("delete@example.net",))
+    events = gateway.wait_terminal(m)
+    assert [t for t in types(events) if t in ("backup.stored", "message.discarded")] == [
+        "backup.stored", "message.discarded"], dump(events)
+    assert [s for s in gateway.sink.messages() if "delete@example.net" in s.recipients] == []
+
+
+def test_detect_with_reject_sends_an_ndr_to_the_sender(gateway):
+    data = mail(b"reject me", EICAR, b"reject@example.net")
+    m = gateway.send(data, recipients=("reject@example.net",))
+    events = gateway.wait_terminal(m)
+    ndr = next(e for e in events if e.type == "ndr.sent")
+    assert ndr.to == "alice@example.org"
+    assert [s for s in gateway.sink.messages() if "reject@example.net" in s.recipients] == []
+    reports = [s for s in gateway.sink.messages() if s.recipients == ["alice@example.org"]
+               and b"multipart/report" in s.data and m.encode() in s.data]
+    assert len(reports) == 1
+    assert reports[0].envelope_from == ""
+
+
+def test_detect_with_reject_from_the_null_sender_sends_no_ndr(gateway):
+    m = gateway.send(mail(b"reject null", EICAR, b"reject@example.net"), sender="",
+                     recipients=("reject@example.net",))
+    events = gateway.wait_terminal(m)
+    suppressed = next(e for e in events if e.type == "ndr.suppressed")
+    assert suppressed.reason == "null_sender"
+
+
+def test_detect_with_skip_delivers_tagged_and_keeps_a_backup(gateway):
+    data = mail(b"skip me", EICAR, b"skip@example.net")
+    m = gateway.send(data, recipients=("skip@example.net",))
+    events = gateway.wait_terminal(m)
+    delivered = next(e for e in events if e.type == "delivery.delivered")
+    assert delivered.tagged
+    (stored,) = sink_copy(gateway, b"skip me")
+    assert stored.data == data.replace(b"Subject: skip me", b"Subject: [KATA detect] skip me")
+    assert "backup.stored" in types(events)
+
+
+def test_detect_with_skip_without_tag_or_backup_delivers_unchanged(gateway):
+    data = mail(b"plain skip", EICAR, b"plain@example.net")
+    m = gateway.send(data, recipients=("plain@example.net",))
+    events = gateway.wait_terminal(m)
+    (stored,) = sink_copy(gateway, b"plain skip")
+    assert stored.data == data
+    assert "backup.stored" not in types(events)
+
+
+def test_kata_off_for_the_rule_is_skipped_and_delivered_at_once(gateway):
+    data = mail(b"no kata", EICAR, b"nokata@example.net")
+    m = gateway.send(data, recipients=("nokata@example.net",))
+    events = gateway.wait_terminal(m)
+    denied = next(e for e in events if e.type == "quarantine.denied")
+    assert denied.reason == "rule_kata_disabled"
+    decided = next(e for e in events if e.type == "action.decided")
+    assert (decided.skipped, decided.reason) == (True, "rule_kata_disabled")
+    (stored,) = sink_copy(gateway, b"no kata")
+    assert stored.data == data
+    assert "scan.submitted" not in types(events)

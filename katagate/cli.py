@@ -12,6 +12,7 @@ from katagate import (
     emulator_cmd,
     ingest_cmd,
     kata_cmd,
+    quarantine_cmd,
     scanner_cmd,
     schemas_cmd,
     sink_cmd,
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
-        up_cmd, broker_cmd, topics_cmd, schemas_cmd, kata_cmd, ingest_cmd, scanner_cmd,
+        up_cmd, broker_cmd, topics_cmd, schemas_cmd, kata_cmd, quarantine_cmd, ingest_cmd,
+        scanner_cmd,
         decider_cmd, emulator_cmd, sink_cmd,
     ):
         module.register(commands)

@@ -1,0 +1,141 @@
+"""The KATA quarantine through the whole gateway: both limits hold exactly under concurrency and
+usage returns to zero; the response timeout and a forced release send mail on without a verdict,
+and the verdict that comes later is recorded as a late one."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from decider.ledger import Ledger
+from eventlog.settings import KafkaSettings
+from schemas import decode_event
+from tests.conftest import ensure_namespace
+from tests.e2e.gateway import Gateway
+from tests.integration.kafka_read import read_all
+from tests.integration.kata_harness import publish, wait_for
+
+pytestmark = pytest.mark.kafka
+
+
+def body(i: int, size: int = 200) -> bytes:
+    line = b"x" * 76 + b"\r\n"
+    return f"Subject: load {i}\r\n\r\n".encode() + line * max(1, size // len(line))
+
+
+def ledger_events(gateway):
+    return [decode_event(r.value) for r in read_all(gateway.kafka.bootstrap_servers,
+                                                    gateway.names.quarantine)]
+
+
+def assert_limits_held(gateway, max_messages: int, max_bytes: int) -> Ledger:
+    ledger = Ledger()
+    for event in ledger_events(gateway):
+        ledger.evolve(event)
+        assert ledger.messages_in_use <= max_messages
+        assert ledger.bytes_in_use <= max_bytes
+        if event.type == "quarantine.admitted":
+            assert (event.messages_in_use, event.bytes_in_use) == (
+                ledger.messages_in_use, ledger.bytes_in_use)
+    return ledger
+
+
+@pytest.fixture
+def namespace(kafka_bootstrap) -> KafkaSettings:
+    return ensure_namespace(kafka_bootstrap)
+
+
+def test_the_count_limit_holds_under_50_concurrent_senders_and_usage_returns_to_zero(
+    namespace, tmp_path
+):
+    gateway = Gateway(namespace, tmp_path, kata={"quarantine_max_messages": 10})
+    try:
+        gateway.emulator.cli("faults", "set", "--latency", "3")
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            ids = list(pool.map(lambda i: gateway.send(body(i)), range(50)))
+        for m in ids:
+            gateway.wait_terminal(m, timeout_s=120)
+        denied = [e for e in gateway.mail_events() if e.type == "quarantine.denied"]
+        assert denied, "50 at once into 10 places: some must have been refused"
+        assert {e.reason for e in denied} == {"count_limit"}
+        delivered = {e.message_id for e in gateway.mail_events()
+                     if e.type == "delivery.delivered"}
+        assert delivered == set(ids)
+        ledger = wait_for(lambda: (lambda l: l if l.messages_in_use == 0 else None)(
+            assert_limits_held(gateway, 10, 1024 ** 3)), 60, "usage back to zero")
+        assert ledger.bytes_in_use == 0
+    finally:
+        gateway.close()
+
+
+def test_the_size_limit_skips_what_does_not_fit(namespace, tmp_path):
+    mib = 1024 * 1024
+    gateway = Gateway(namespace, tmp_path, kata={"quarantine_max_bytes": mib})
+    try:
+        gateway.emulator.cli("faults", "set", "--latency", "3")
+        big = [gateway.send(body(i, size=400_000)) for i in range(3)]
+        events = [gateway.wait_terminal(m) for m in big]
+        reasons = [next(e for e in evs if e.type.startswith("quarantine.a") or
+                        e.type == "quarantine.denied").type for evs in events]
+        assert reasons == ["quarantine.admitted", "quarantine.admitted", "quarantine.denied"]
+        third = next(e for e in events[2] if e.type == "action.decided")
+        assert (third.skipped, third.reason) == (True, "size_limit")
+        ledger = wait_for(lambda: (lambda l: l if l.messages_in_use == 0 else None)(
+            assert_limits_held(gateway, 5000, mib)), 60, "usage back to zero")
+        assert ledger.bytes_in_use == 0
+    finally:
+        gateway.close()
+
+
+def test_the_response_timeout_skips_and_the_late_verdict_is_recorded(namespace, tmp_path):
+    offset = [timedelta(0)]
+    lock = threading.Lock()
+
+    def clock() -> datetime:
+        with lock:
+            return datetime.now(UTC) + offset[0]
+
+    gateway = Gateway(namespace, tmp_path, kata={"response_timeout_s": 60}, clock=clock)
+    try:
+        gateway.emulator.cli("faults", "set", "--latency", "4")
+        m = gateway.send(body(1))
+        wait_for(lambda: any(e.type == "scan.submitted" for e in gateway.mail_events(m)),
+                 what="the submission")
+        with lock:
+            offset[0] = timedelta(seconds=61)  # the response timeout passes
+        events = gateway.wait_terminal(m)
+        decided = next(e for e in events if e.type == "action.decided")
+        assert (decided.action, decided.skipped, decided.reason) == ("deliver", True, "timeout")
+        assert any(e.type == "scan.timed_out" for e in events)
+        late = wait_for(lambda: [e for e in gateway.mail_events(m)
+                                 if e.type == "scan.late_verdict"], 30, "the late verdict")
+        assert late[0].after == "timeout"
+        assert late[0].state == "not_detected"
+    finally:
+        gateway.close()
+
+
+def test_a_forced_release_delivers_now_and_the_scan_goes_on(namespace, tmp_path):
+    from admin.quarantine import forced_release
+
+    gateway = Gateway(namespace, tmp_path)
+    try:
+        gateway.emulator.cli("faults", "set", "--latency", "5")
+        m = gateway.send(body(7))
+        wait_for(lambda: any(e.type == "scan.submitted" for e in gateway.mail_events(m)),
+                 what="the submission")
+        publish(gateway.kafka, gateway.names.mail,
+                [forced_release(m, "admin", "the CEO is waiting", datetime.now(UTC))])
+        events = gateway.wait_terminal(m, timeout_s=30)
+        decided = next(e for e in events if e.type == "action.decided")
+        assert (decided.skipped, decided.reason) == (True, "forced_release")
+        released = next(e for e in events if e.type == "quarantine.released")
+        assert released.cause == "forced_release"
+        late = wait_for(lambda: [e for e in gateway.mail_events(m)
+                                 if e.type == "scan.late_verdict"], 30, "the late verdict")
+        assert late[0].after == "forced_release"
+    finally:
+        gateway.close()

@@ -43,6 +43,10 @@ def assert_limits_held(gateway, max_messages: int, max_bytes: int) -> Ledger:
     return ledger
 
 
+def drained(ledger: Ledger) -> Ledger | None:
+    return ledger if ledger.messages_in_use == 0 else None
+
+
 @pytest.fixture
 def namespace(kafka_bootstrap) -> KafkaSettings:
     return ensure_namespace(kafka_bootstrap)
@@ -64,8 +68,8 @@ def test_the_count_limit_holds_under_50_concurrent_senders_and_usage_returns_to_
         delivered = {e.message_id for e in gateway.mail_events()
                      if e.type == "delivery.delivered"}
         assert delivered == set(ids)
-        ledger = wait_for(lambda: (lambda l: l if l.messages_in_use == 0 else None)(
-            assert_limits_held(gateway, 10, 1024 ** 3)), 60, "usage back to zero")
+        ledger = wait_for(lambda: drained(assert_limits_held(gateway, 10, 1024 ** 3)), 60,
+                          "usage back to zero")
         assert ledger.bytes_in_use == 0
     finally:
         gateway.close()
@@ -83,8 +87,8 @@ def test_the_size_limit_skips_what_does_not_fit(namespace, tmp_path):
         assert reasons == ["quarantine.admitted", "quarantine.admitted", "quarantine.denied"]
         third = next(e for e in events[2] if e.type == "action.decided")
         assert (third.skipped, third.reason) == (True, "size_limit")
-        ledger = wait_for(lambda: (lambda l: l if l.messages_in_use == 0 else None)(
-            assert_limits_held(gateway, 5000, mib)), 60, "usage back to zero")
+        ledger = wait_for(lambda: drained(assert_limits_held(gateway, 5000, mib)), 60,
+                          "usage back to zero")
         assert ledger.bytes_in_use == 0
     finally:
         gateway.close()

@@ -285,6 +285,7 @@ def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
     loop = TransactionalLoop(
         kafka, stage="apply", group_id=f"{kafka.topic_prefix}.apply",
         transactional_id=f"{kafka.topic_prefix}-apply-{settings.instance_id}",
+        instance_id=f"apply-{settings.instance_id}",
         topics=[names.mail], handler=handler, dead_letter_topic=names.deadletter,
         batch_size=50,
     )

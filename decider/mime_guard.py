@@ -99,12 +99,12 @@ class _Scanner:
         self.top: _Entity | None = None
         self.cursor = 0  # where the body of the entity just read starts
         self.complete = True
+        self.charsets: dict[str, str | None] = {}  # charset name -> codec, for this message
 
     # -- bookkeeping --------------------------------------------------------------------------
 
     def problem(self, text: str) -> None:
-        if text not in self.problems:
-            self.problems.append(text)
+        _add(self.problems, text)
 
     def step(self) -> None:
         self.steps += 1
@@ -243,6 +243,8 @@ class _Scanner:
             self.step()
             newline = raw.find(b"\n", pos, limit)
             if newline < 0 and limit < len(raw):
+                if raw[pos:pos + 1] not in (b" ", b"\t") and not _FIELD.match(raw, pos, limit):
+                    break  # a (long) body line with no header block before it
                 self.stop(f"header block larger than {self.limits.max_header_block_bytes} bytes")
             line_end = len(raw) if newline < 0 else newline + 1
             line = raw[pos:line_end]
@@ -324,7 +326,8 @@ class _Scanner:
         if len(self.names) >= self.limits.max_names:
             self.problem(f"more than {self.limits.max_names} attachment names: listed the first")
             return
-        text = decode_words(name, self.limits.max_encoded_words, self.problems)
+        text = decode_words(name, min(self.limits.max_encoded_words, 20), self.problems,
+                            "attachment name", self.charsets)
         if len(text) > self.limits.max_name_chars:
             self.problem(f"attachment name longer than {self.limits.max_name_chars} characters")
             text = text[: self.limits.max_name_chars] + "\u2026"
@@ -346,12 +349,12 @@ def inspect(raw: bytes, limits: Limits = Limits()) -> Inspection:
     subject = None
     if top.subject is not None:
         subject = decode_words(top.subject, limits.max_encoded_words, scanner.problems,
-                               "Subject")
+                               "Subject", scanner.charsets)
         subject = _printable(subject, scanner.problems, "Subject")
         if len(subject) > limits.max_subject_chars:
             subject = subject[: limits.max_subject_chars - 1] + "\u2026"
     if top.subjects > 1:
-        scanner.problems.append(f"{top.subjects} Subject headers")
+        _add(scanner.problems, f"{top.subjects} Subject headers")
     return Inspection(
         subject=subject,
         header_count=top.fields,
@@ -366,7 +369,8 @@ def inspect(raw: bytes, limits: Limits = Limits()) -> Inspection:
 # -- header values ----------------------------------------------------------------------------
 
 
-def decode_words(value: bytes, max_words: int, problems: list[str], what: str = "header") -> str:
+def decode_words(value: bytes, max_words: int, problems: list[str], what: str = "header",
+                 charsets: dict[str, str | None] | None = None) -> str:
     """Decode RFC 2047 encoded words in an unfolded or folded header value, at most `max_words`.
 
     White space between two encoded words is dropped (RFC 2047 6.2); text that is not in an
@@ -384,16 +388,17 @@ def decode_words(value: bytes, max_words: int, problems: list[str], what: str = 
         between = value[pos:match.start()]
         if previous_end < 0 or between.strip(b" \t") != b"":
             out.append(between.decode("utf-8", "replace"))
-        out.append(_decode_word(match, problems))
+        out.append(_decode_word(match, problems, {} if charsets is None else charsets))
         pos = previous_end = match.end()
     out.append(value[pos:].decode("utf-8", "replace"))
     return "".join(out)
 
 
-def _decode_word(match: re.Match[bytes], problems: list[str]) -> str:
+def _decode_word(match: re.Match[bytes], problems: list[str],
+                 charsets: dict[str, str | None]) -> str:
     charset_bytes, encoding, text = match.group(1), match.group(2), match.group(3)
     charset = charset_bytes.split(b"*", 1)[0].decode("ascii", "replace")  # RFC 2231 language
-    codec = _codec(charset)
+    codec = _cached_codec(charset, charsets)
     if codec is None:
         _add(problems, f"unknown or refused charset {charset[:40]!r}: encoded word kept as is")
         return match.group(0).decode("ascii", "replace")
@@ -406,6 +411,20 @@ def _decode_word(match: re.Match[bytes], problems: list[str]) -> str:
     except (binascii.Error, ValueError, LookupError, UnicodeError):
         _add(problems, "an encoded word could not be decoded: kept as is")
         return match.group(0).decode("ascii", "replace")
+
+
+def _cached_codec(charset: str, charsets: dict[str, str | None]) -> str | None:
+    """`_codec`, remembered per inspection; an unknown name costs a failed import (~40 us), so
+    beyond `_MAX_CHARSETS` distinct names the rest count as unknown."""
+    key = charset.lower()
+    if key not in charsets:
+        if len(charsets) >= _MAX_CHARSETS:
+            return None
+        charsets[key] = _codec(charset)
+    return charsets[key]
+
+
+_MAX_CHARSETS = 32
 
 
 def _codec(charset: str) -> str | None:
@@ -451,7 +470,7 @@ def _parse_params(value: bytes, scanner: _Scanner) -> tuple[bytes, dict[bytes, b
         charset = b"utf-8"
         if sections.get(0, (False, b""))[0]:
             charset = sections[0][1].split(b"'", 1)[0] or b"utf-8"
-        codec = _codec(charset.decode("ascii", "replace")) or "utf-8"
+        codec = _cached_codec(charset.decode("ascii", "replace"), scanner.charsets) or "utf-8"
         params[base] = joined.decode(codec, "replace").encode("utf-8")
     return head.strip().lower(), params
 
@@ -477,6 +496,16 @@ def _printable(text: str, problems: list[str], what: str) -> str:
     return _CONTROL.sub("\ufffd", text)
 
 
+MAX_PROBLEMS = 50
+
+
 def _add(problems: list[str], text: str) -> None:
-    if text not in problems:
+    if text in problems:
+        return
+    if len(problems) < MAX_PROBLEMS:
         problems.append(text)
+    elif problems[-1] != _MORE:
+        problems.append(_MORE)
+
+
+_MORE = "more problems than listed"

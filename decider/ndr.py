@@ -33,8 +33,8 @@ SendDecision = Literal["send", "null_sender", "ndr_disabled"]
 MAX_ORIGINAL_HEADERS = 256 * 1024
 _MAX_REASON = 200
 _MAX_DIAGNOSTIC = 900
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# A host name as machines name themselves (socket.getfqdn() may hold "_"), or an address literal.
+_HOST = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])$")
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _STATUS = re.compile(r"^[45]\.[0-9]{1,3}\.[0-9]{1,3}$")
 _CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]+")
@@ -108,7 +108,8 @@ def _check(envelope_from: str, recipients: list[str], reporting_mta: str, status
     if not recipients:
         raise ValueError("an NDR needs at least one recipient")
     for address in (envelope_from, *recipients):
-        if _CONTROLS.search(address) or any(c in address for c in "<> ") or len(address) > 256:
+        if (not address or _CONTROLS.search(address) or any(c in address for c in "<> ")
+                or len(address) > 256):
             raise ValueError(f"not a usable address: {address!r}")
     if not _HOST.match(reporting_mta):
         raise ValueError(f"reporting_mta must be a host name: {reporting_mta!r}")

@@ -69,6 +69,7 @@ def run_brain(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
     loop = TransactionalLoop(
         kafka, stage="decider", group_id=f"{kafka.topic_prefix}.decider",
         transactional_id=f"{kafka.topic_prefix}-decider-{settings.instance_id}",
+        instance_id=f"decider-{settings.instance_id}",
         topics=[names.mail],
         handler=Brain(names, control, ProducerRef(stage="decider",
                                                   instance=settings.instance_id), clock),

@@ -3,7 +3,6 @@ control events, not these."""
 
 from __future__ import annotations
 
-import os
 import socket
 
 from pydantic import Field
@@ -14,7 +13,10 @@ class DeciderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_DECIDER_", frozen=True, extra="ignore")
 
     instance_id: str = Field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        # Stable across restarts: the transactional id and the static group membership derive
+        # from it, so a restarted instance fences its predecessor's open transaction at once.
+        # Two instances on one host need distinct values.
+        default_factory=socket.gethostname,
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
     )
     # The next-hop MTA every message (and NDR) is handed to.

@@ -18,7 +18,7 @@ the next hop does. Outcomes:
 rewrites addresses through `email.utils.parseaddr`. Commands are sent as given with `docmd`;
 the data goes through `SMTP.data`, which dot-stuffs and adds the final CRLF when it is missing
 (the only change to the bytes, and one SMTP itself requires). The exceptions `smtplib` raises
-(`SMTPConnectError`, `SMTPHeloError`, `SMTPDataError`, `SMTPServerDisconnected`, ...) and the
+(`SMTPHeloError`, `SMTPDataError`, `SMTPServerDisconnected`, ...) and the
 socket's (`ConnectionRefusedError`, `TimeoutError` a.k.a. `socket.timeout`, `ssl.SSLError`,
 `OSError`) are mapped as above.
 
@@ -37,7 +37,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 OutcomeKind = Literal["delivered", "deferred", "failed"]
 StartTls = Literal["never", "opportunistic", "required"]
@@ -48,7 +48,8 @@ MAX_RETRY = timedelta(hours=1)
 
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _BAD_ADDRESS = re.compile("[\x00-\x1f\x7f<>\x85\u2028\u2029]")
-_HELO = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})|\[[0-9A-Fa-f:.]{2,45}\])$")
+# A host name as machines name themselves (socket.getfqdn() may hold "_"), or an address literal.
+_HELO = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])$")
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,9 @@ def deliver(
     if refusal:
         return DeliveryOutcome("failed", f"refused before sending: {refusal}", None)
     sender = "" if envelope_from.strip() in ("", "<>") else envelope_from
-    client = smtplib.SMTP(local_hostname=helo, timeout=timeout_s)
-    session = _Session(client, host, port, starttls, tls_context)
+    session = _Session(host, port, helo, timeout_s, starttls, tls_context)
     try:
         return session.run(sender, recipients, data)
-    except smtplib.SMTPConnectError as exc:  # a greeting other than 220
-        return _outcome("deferred", exc.smtp_code, exc.smtp_error, session)
     except smtplib.SMTPResponseException as exc:
         return _outcome(_kind(exc.smtp_code), exc.smtp_code, exc.smtp_error, session)
     except smtplib.SMTPServerDisconnected as exc:
@@ -152,9 +150,9 @@ def deliver(
 
 
 class _Session:
-    def __init__(self, client: smtplib.SMTP, host: str, port: int, starttls: StartTls,
+    def __init__(self, host: str, port: int, helo: str, timeout_s: float, starttls: StartTls,
                  tls_context: ssl.SSLContext | None) -> None:
-        self.client = client
+        self.client = _Client(local_hostname=helo, timeout=timeout_s)  # `run` connects
         self.host = host
         self.port = port
         self.starttls = starttls
@@ -165,7 +163,9 @@ class _Session:
 
     def run(self, sender: str, recipients: list[str], data: bytes) -> DeliveryOutcome:
         client = self.client
-        client.connect(self.host, self.port)
+        code, reply = client.connect(self.host, self.port)
+        if code != 220:  # 4xx or 5xx: the host will not talk to us now (Postfix moves on)
+            return _outcome("deferred", code, reply, self)
         refused = self.hello()
         if refused is None:
             refused = self.start_tls()
@@ -240,6 +240,18 @@ class _Session:
             pass  # the outcome is decided; a failing QUIT changes nothing
         finally:
             self.client.close()
+
+
+class _Client(smtplib.SMTP):
+    """`smtplib.SMTP` that keeps the host it connects to, for STARTTLS's server_hostname.
+
+    (`SMTP(host, port)` sets it but connects in the constructor; `connect` alone does not.)
+    """
+
+    def connect(self, host: str = "localhost", port: int = 0,
+                source_address: Any = None) -> tuple[int, bytes]:
+        self._host = host
+        return super().connect(host, port, source_address)
 
 
 def _unverified_context() -> ssl.SSLContext:

@@ -22,7 +22,10 @@ class ScannerSettings(BaseSettings):
     # gateway share it: KATA expects one sensorId for a cluster of sensors.
     state_dir: Path = Field(default_factory=_default_state_dir)
     instance_id: str = Field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        # Stable across restarts: the transactional id and the static group membership derive
+        # from it, so a restarted instance fences its predecessor's open transaction at once.
+        # Two instances on one host need distinct values.
+        default_factory=socket.gethostname,
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
     )
     # Quick re-checks while a person is expected to act (accepting the sensor) and the base

@@ -24,7 +24,7 @@ def machine() -> dict[str, str | int]:
             mem_kib = int(info.readline().split()[1])
     except (OSError, ValueError, IndexError):
         pass
-    java = subprocess.run(  # noqa: S603
+    java = subprocess.run(
         [shutil.which("java") or "java", "-version"], capture_output=True, text=True, check=False
     )
     return {

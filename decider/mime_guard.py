@@ -165,6 +165,8 @@ class _Scanner:
         return None
 
     def push(self, boundary: bytes, depth: int, digest: bool) -> None:
+        if len(boundary) > _MAX_BOUNDARY:
+            self.problem(f"boundary longer than {_MAX_BOUNDARY} characters: parts not followed")
         for frame in self.stack[-8:]:
             if frame.boundary == boundary:
                 self.problem("nested multipart reuses an enclosing boundary")
@@ -175,8 +177,9 @@ class _Scanner:
 
     def truncate(self, size: int) -> None:
         """Close every multipart above index `size - 1`."""
-        del self.stack[size:]
-        self.open = {frame.boundary: index for index, frame in enumerate(self.stack)}
+        if len(self.stack) > size:
+            del self.stack[size:]
+            self.open = {frame.boundary: index for index, frame in enumerate(self.stack)}
 
     def seek(self, pos: int) -> tuple[int | None, int, bytes]:
         """Skip body text to the next delimiter; return where the next entity starts."""
@@ -218,7 +221,7 @@ class _Scanner:
         """(index of the open multipart whose boundary this line is, closing?) or (-1, False)."""
         if not line.startswith(b"--"):
             return -1, False
-        text = line[2:202].rstrip(b" \t\r\n")  # boundaries are at most 70 (we allow 200)
+        text = line[2:_MAX_BOUNDARY + 4].rstrip(b" \t\r\n")
         index = self.open.get(text)
         if index is not None:
             return index, False
@@ -333,6 +336,8 @@ class _Scanner:
             text = text[: self.limits.max_name_chars] + "\u2026"
         self.names.append(_printable(text, self.problems, "attachment name"))
 
+
+_MAX_BOUNDARY = 200  # RFC 2046 allows 70; longer ones are never matched
 
 _WANTED = frozenset({b"subject", b"content-type", b"content-disposition",
                      b"content-transfer-encoding"})

@@ -108,8 +108,8 @@ def _check(envelope_from: str, recipients: list[str], reporting_mta: str, status
     if not recipients:
         raise ValueError("an NDR needs at least one recipient")
     for address in (envelope_from, *recipients):
-        if (not address or _CONTROLS.search(address) or any(c in address for c in "<> ")
-                or len(address) > 256):
+        unusable = _CONTROLS.search(address) or "<" in address or ">" in address
+        if not address or unusable or len(address) > 256:
             raise ValueError(f"not a usable address: {address!r}")
     if not _HOST.match(reporting_mta):
         raise ValueError(f"reporting_mta must be a host name: {reporting_mta!r}")
@@ -167,8 +167,8 @@ def _delivery_status(reporting_mta: str, message_id: str, arrival: datetime,
 
 
 def _address_field(address: str) -> str:
-    """`rfc822; a@b`, or `utf-8; j\\x{F6}rg@b` for an address that is not plain ASCII."""
-    if address.isascii() and not any(c in _QCHAR_SPECIALS for c in address):
+    """`rfc822; a+b@c`, or `utf-8; j\\x{F6}rg@b` for an address that is not ASCII (RFC 6533)."""
+    if address.isascii():
         return f"rfc822; {address}"
     escaped = "".join(
         c if "\x21" <= c <= "\x7e" and c not in _QCHAR_SPECIALS else f"\\x{{{ord(c):02X}}}"

@@ -17,8 +17,10 @@ the next hop does. Outcomes:
 `smtplib.sendmail` is not used: it hides the final reply and the per-recipient replies, and it
 rewrites addresses through `email.utils.parseaddr`. Commands are sent as given with `docmd`;
 the data goes through `SMTP.data`, which dot-stuffs and adds the final CRLF when it is missing
-(the only change to the bytes, and one SMTP itself requires). The exceptions `smtplib` raises
-(`SMTPHeloError`, `SMTPDataError`, `SMTPServerDisconnected`, ...) and the
+(the only change to the bytes, and one SMTP itself requires). MAIL carries SIZE= when offered,
+BODY=8BITMIME for 8-bit data when offered (8-bit data goes as is when not: Postfix does the
+same), SMTPUTF8 when an address is not ASCII (failed when not offered). The exceptions
+`smtplib` raises (`SMTPHeloError`, `SMTPDataError`, `SMTPServerDisconnected`, ...) and the
 socket's (`ConnectionRefusedError`, `TimeoutError` a.k.a. `socket.timeout`, `ssl.SSLError`,
 `OSError`) are mapped as above.
 

@@ -157,13 +157,19 @@ class TransactionalLoop:
             timed = self._ticking.tick() if self._ticking is not None else ()
             if not timed:
                 return 0
+        # begin is local to the client; the broker's transaction (and the stall it causes for
+        # read_committed readers of these partitions) starts with the first record produced.
+        # So decide the whole batch first — handlers with side effects may take a while — and
+        # produce it at the end, keeping the open-transaction window short.
         self._producer.begin()
         try:
+            outputs: list[Outgoing] = []
             for record in records:
-                self._producer.produce(self._decide(record))
+                outputs.extend(self._decide(record))
             if records and self._ticking is not None:
                 timed = self._ticking.tick()
-            self._producer.produce(timed)
+            outputs.extend(timed)
+            self._producer.produce(outputs)
             if self._before_commit is not None:
                 self._before_commit()
             if records:

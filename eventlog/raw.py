@@ -59,6 +59,8 @@ class RawReader:
             "enable.partition.eof": True,
             "fetch.max.bytes": 8 * CHUNK_BYTES,
             "max.partition.fetch.bytes": 4 * CHUNK_BYTES,
+            # Reads are by offset, of records that exist: never wait for more to arrive.
+            "fetch.wait.max.ms": 5,
             "log_level": 3,
         })
 

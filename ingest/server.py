@@ -72,7 +72,10 @@ class GatewaySMTP(SMTP):
 
     def _counted(self, name: str, method: Callable[[str], Awaitable[None]]
                  ) -> Callable[[str], Awaitable[None]]:
-        if name == "RCPT":  # bounded per message by max_recipients instead
+        # Mail-moving commands are bounded per message (max_recipients, the size limit); the
+        # session limit is on the rest (NOOP, RSET, VRFY, HELP, EHLO ...), like Postfix's
+        # smtpd_junk_command_limit, so a persistent connection may carry any number of messages.
+        if name in ("MAIL", "RCPT", "DATA", "QUIT"):
             return method
 
         async def counted(arg: str) -> None:

@@ -50,7 +50,8 @@ class IngestSettings(BaseSettings):
     max_local_part: int = Field(default=64, ge=64, le=254)
     max_domain: int = Field(default=255, ge=255, le=255)
     max_path: int = Field(default=256, ge=256, le=258)  # MessageReceived holds 256 octets
-    max_commands: int = Field(default=1000, ge=10, le=100_000)  # RCPT not counted
+    # Commands per session other than MAIL, RCPT, DATA and QUIT (see server.py).
+    max_commands: int = Field(default=1000, ge=10, le=100_000)
     session_timeout_s: float = Field(default=300.0, gt=0, le=3600)
     data_timeout_s: float = Field(default=180.0, gt=0, le=3600)
     # Past this, answer 451: the raw bytes and MessageReceived were not committed in time.

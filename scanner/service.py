@@ -118,7 +118,8 @@ class ScanService:
         self._submit_due(api, ctx)
         if time.monotonic() >= self._next_poll and self.book.awaiting_verdict():
             self._next_poll = time.monotonic() + view.settings.poll_interval_s
-            self._poll(api, ctx)
+            self._poll(api, Ctx(datetime.now(UTC), self._ref, view.target,
+                                self._identity.sensor_id))
 
     def _pump(self, budget: int = 2000) -> None:
         for _ in range(budget):

@@ -5,9 +5,23 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from eventlog.records import Consumed
+
+
+def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
+    """Retried: right after topic creation or under load the broker may answer 'not leader'."""
+    for attempt in range(20):
+        try:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            return int(high)
+        except KafkaException as exc:
+            if attempt == 19 or (not exc.args[0].retriable() and exc.args[0].code() not in (
+                    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)):
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
 
 
 def read_all(
@@ -27,8 +41,7 @@ def read_all(
         # With read_committed the high watermark is the last stable offset.
         ends = {}
         for tp in partitions:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            ends[tp.partition] = high
+            ends[tp.partition] = _high_watermark(consumer, tp)
         consumer.assign(partitions)
         records: list[Consumed] = []
         positions = {p: 0 for p in ends}

@@ -1,0 +1,178 @@
+"""The mail path, measured side by side in one run on this machine:
+
+1. ingest: messages/s and `250` latency of the gateway's SMTP edge (durable in Kafka before 250)
+   against a bare aiosmtpd sink receiving the same load from the same generator;
+2. end to end: messages/s from SMTP in to delivered at the next hop, with an instant-verdict
+   KATA emulator.
+
+    python -m bench.mailpath [--messages N] [--sizes 4096,51200] [--concurrency 1,10,50]
+
+Writes bench/results/mailpath-<time>/report.json and report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.machine import machine
+from bench.smtp_load import send_load
+from eventlog.broker import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def start_bare_sink() -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.bare_sink", "--port", str(port)],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    process.stdout.readline()
+    return process, port
+
+
+def start_gateway(folder: Path) -> tuple[subprocess.Popen[str], dict[str, int], Path]:
+    ports = {name: free_port() for name in ("broker", "smtp", "kata", "sink")}
+    config = folder / "katagate.toml"
+    config.write_text(f"""
+[paths]
+state_dir = "{folder / 'state'}"
+[kafka]
+broker_port = {ports['broker']}
+topic_prefix = "bench"
+[ingest]
+port = {ports['smtp']}
+relay_domains = ["example.net"]
+[decider]
+next_hop_port = {ports['sink']}
+helo_name = "gw.example.net"
+[scanner]
+recheck_s = 0.5
+[kata]
+central_node = "emulator"
+poll_interval_s = 1
+protection = true
+[emulator]
+enabled = true
+port = {ports['kata']}
+[sink]
+enabled = true
+port = {ports['sink']}
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")
+           and k != "KAFKA_BOOTSTRAP_SERVERS"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "katagate", "up", "--config", str(config), "--accept-sensor"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError("katagate up exited")
+        if line.startswith("katagate is up"):
+            break
+    return process, ports, folder / "state" / "sink"
+
+
+def wait_connected(folder: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        log = (folder / "state" / "logs" / "scanner.log")
+        if log.exists() and "connection.state_changed" in log.read_text() and \
+                "'state': 'connected'" in log.read_text():
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the gateway did not connect to the emulator")
+
+
+def delivered(sink_dir: Path) -> int:
+    return len(list(sink_dir.glob("*.json"))) if sink_dir.exists() else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sizes", default="4096,51200")
+    parser.add_argument("--concurrency", default="1,10,50")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    levels = [int(c) for c in args.concurrency.split(",")]
+    folder = Path(tempfile.mkdtemp(prefix="katagate-bench-mail-"))
+    report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "machine": machine(), "ingest": [], "end_to_end": {}}
+    bare, bare_port = start_bare_sink()
+    gateway, ports, sink_dir = start_gateway(folder)
+    try:
+        wait_connected(folder)
+        for size in sizes:
+            for concurrency in levels:
+                n = max(concurrency * 10, args.messages // (4 if size > 10_000 else 1))
+                base = send_load(bare_port, n, size, concurrency).summary()
+                gate = send_load(ports["smtp"], n, size, concurrency).summary()
+                report["ingest"].append({
+                    "size": size, "concurrency": concurrency, "messages": n,
+                    "bare_sink": base, "gateway": gate,
+                    "throughput_ratio": round(gate["msgs_per_s"] / base["msgs_per_s"], 3),
+                    "p99_ratio": round(gate["p99_ms"] / base["p99_ms"], 2) if base["p99_ms"]
+                    else None,
+                })
+                print(json.dumps(report["ingest"][-1]), flush=True)
+        # End to end: everything sent so far drains through to the sink; time a fresh batch.
+        already = delivered(sink_dir)
+        time.sleep(5)
+        before = delivered(sink_dir)
+        n = args.messages
+        began = time.perf_counter()
+        sent = send_load(ports["smtp"], n, 4096, 10)
+        target = before + sent.messages
+        deadline = time.monotonic() + 600
+        while delivered(sink_dir) < target and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seconds = time.perf_counter() - began
+        report["end_to_end"] = {
+            "messages": sent.messages, "size": 4096, "concurrency": 10,
+            "seconds": round(seconds, 2), "msgs_per_s": round(sent.messages / seconds, 1),
+            "delivered": delivered(sink_dir) - before, "drained_before": before - already,
+            "ingest_msgs_per_s_during": round(sent.per_second, 1),
+        }
+        print(json.dumps(report["end_to_end"]), flush=True)
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=120)
+        bare.terminate()
+        bare.wait(timeout=30)
+    out = RESULTS / f"mailpath-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = ["| size | conc | bare msgs/s | gateway msgs/s | ratio | bare p50/p99 ms | "
+            "gateway p50/p99 ms |", "|---|---|---|---|---|---|---|"]
+    for r in report["ingest"]:
+        rows.append(f"| {r['size']} | {r['concurrency']} | {r['bare_sink']['msgs_per_s']} | "
+                    f"{r['gateway']['msgs_per_s']} | {r['throughput_ratio']} | "
+                    f"{r['bare_sink']['p50_ms']}/{r['bare_sink']['p99_ms']} | "
+                    f"{r['gateway']['p50_ms']}/{r['gateway']['p99_ms']} |")
+    e2e = report["end_to_end"]
+    rows.append(f"\nEnd to end (4 KB, 10 connections, instant verdicts): "
+                f"{e2e.get('msgs_per_s')} msgs/s over {e2e.get('messages')} messages")
+    (out / "report.md").write_text(f"# Mail path benchmark, {report['when']}\n\n"
+                                   f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
+    print("\n".join(rows))
+    print(f"written to {out}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""The one load generator every SMTP figure uses: persistent smtplib connections in threads."""
+
+from __future__ import annotations
+
+import smtplib
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    messages: int
+    seconds: float
+    refused: int
+    latencies_ms: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return 0.0
+        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "msgs_per_s": round(self.per_second, 1),
+            "p50_ms": round(statistics.median(self.latencies_ms), 2) if self.latencies_ms else 0,
+            "p95_ms": round(self.percentile(95), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "refused": self.refused,
+        }
+
+
+def message(size: int, i: int) -> bytes:
+    head = (f"From: load@example.org\r\nTo: rcpt@example.net\r\nSubject: load {i}\r\n"
+            f"Message-ID: <load-{i}@example.org>\r\n\r\n").encode()
+    line = b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghij\r\n"
+    return head + line * max(1, (size - len(head)) // len(line))
+
+
+def send_load(port: int, total: int, size: int, concurrency: int,
+              host: str = "127.0.0.1") -> LoadResult:
+    latencies: list[float] = []
+    refused = [0]
+    lock = threading.Lock()
+    per_thread = [total // concurrency + (1 if i < total % concurrency else 0)
+                  for i in range(concurrency)]
+
+    def worker(index: int, count: int) -> None:
+        client = smtplib.SMTP(host, port, timeout=120)
+        client.ehlo("load.example.org")
+        mine: list[float] = []
+        bad = 0
+        for n in range(count):
+            data = message(size, index * 1_000_000 + n)
+            began = time.perf_counter()
+            try:
+                client.sendmail("load@example.org", ["rcpt@example.net"], data)
+                mine.append((time.perf_counter() - began) * 1000)
+            except smtplib.SMTPException:
+                bad += 1
+        client.quit()
+        with lock:
+            latencies.extend(mine)
+            refused[0] += bad
+
+    threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(per_thread)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(len(latencies), time.perf_counter() - began, refused[0], latencies)

@@ -1,0 +1,199 @@
+"""What the ingest integration tests share (this module holds no tests): the stage running in
+a thread on a real broker, a raw-socket SMTP client, the log as witness, a self-signed cert."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import ssl
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from eventlog.raw import RawReader
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from ingest.run import run_ingest
+from ingest.settings import IngestSettings
+from schemas import MessageReceived, ProducerRef, Rule, RuleCreated, decode_event
+from tests.integration.kafka_read import read_all
+from tests.integration.kata_harness import publish
+
+RELAY_DOMAIN = "example.net"
+
+
+def ingest_settings(**overrides: Any) -> IngestSettings:
+    values: dict[str, Any] = {"port": 0, "hostname": "mx.test", "relay_domains": [RELAY_DOMAIN],
+                              "instance_id": f"test-{uuid.uuid4().hex[:8]}", **overrides}
+    return IngestSettings(**values)
+
+
+class Ingest:
+    """`run_ingest` in a thread; `with Ingest(kafka) as ingest:` waits until it listens."""
+
+    def __init__(self, kafka: KafkaSettings, **overrides: Any) -> None:
+        self.kafka = kafka
+        self.settings = ingest_settings(**overrides)
+        self.stop = threading.Event()
+        self.listening = threading.Event()
+        self.host, self.port = "", 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            run_ingest(self.kafka, self.settings, self.stop, self._ready)
+        except BaseException as exc:
+            self.error = exc
+            self.listening.set()
+
+    def _ready(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.listening.set()
+
+    def __enter__(self) -> Ingest:
+        self.thread.start()
+        assert self.listening.wait(60), "ingest did not start listening"
+        if self.error:
+            raise self.error
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "ingest did not stop"
+        if self.error:
+            raise self.error
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
+def received(kafka: KafkaSettings) -> list[MessageReceived]:
+    records = read_all(kafka.bootstrap_servers, TopicNames(kafka.topic_prefix).mail)
+    events = [decode_event(r.value or b"") for r in records]
+    assert all(isinstance(e, MessageReceived) for e in events)
+    return [e for e in events if isinstance(e, MessageReceived)]
+
+
+def raw_of(kafka: KafkaSettings, event: MessageReceived) -> bytes:
+    reader = RawReader(kafka)
+    try:
+        return reader.read(event.raw.topic, event.raw.partition, event.raw.offsets,
+                           event.message_id, event.sha256)
+    finally:
+        reader.close()
+
+
+def raw_records(kafka: KafkaSettings) -> int:
+    return len(read_all(kafka.bootstrap_servers, TopicNames(kafka.topic_prefix).raw))
+
+
+def publish_rule(kafka: KafkaSettings, rule_id: str, version: int, *, position: int = 1,
+                 senders: list[str] | None = None, recipients: list[str] | None = None) -> None:
+    publish(kafka, TopicNames(kafka.topic_prefix).control, [RuleCreated(
+        event_id=uuid.uuid4(), occurred_at=dt.datetime.now(dt.UTC),
+        producer=ProducerRef(stage="admin", instance="test"), version=version, actor="test",
+        rule=Rule(rule_id=rule_id, name=rule_id, position=position, senders=senders or ["*"],
+                  recipients=recipients or ["*"]),
+    )])
+
+
+class RawClient:
+    """SMTP over a bare socket: exact bytes out, reply lines in."""
+
+    def __init__(self, address: tuple[str, int], timeout: float = 20.0) -> None:
+        self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(address, timeout)
+        self.buffer = b""
+        self.greeting = self.reply()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed; unread {self.buffer!r}")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def reply(self) -> str:
+        """One reply, all its lines joined with newlines."""
+        lines = [self.line()]
+        while lines[-1][3:4] == b"-":
+            lines.append(self.line())
+        return "\n".join(line.decode("ascii", "replace") for line in lines)
+
+    def cmd(self, line: bytes | str) -> str:
+        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.reply()
+
+    def envelope(self, sender: str = "alice@example.org",
+                 recipients: tuple[str, ...] = ("bob@example.net",)) -> None:
+        assert self.cmd("EHLO client.test").startswith("250")
+        assert self.cmd(f"MAIL FROM:<{sender}>").startswith("250")
+        for recipient in recipients:
+            assert self.cmd(f"RCPT TO:<{recipient}>").startswith("250")
+        assert self.cmd("DATA").startswith("354")
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        """True when the server closed the connection (reading gives EOF) within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except TimeoutError:
+            return False
+        except OSError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def self_signed(folder: Path, name: str = "mx.test") -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def client_tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
+    return context
+
+
+def wait_until(predicate: Any, timeout_s: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or predicate}")

@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from decider.admission import new_control_view
 from decider.history import ControlHistory
 from decider.ndr import build_ndr, should_send_ndr
-from decider.parcels import Parcel, Parcels, effect_id, next_retry
+from decider.parcels import Parcel, Parcels, effect_id
 from decider.settings import DeciderSettings
-from decider.smtp_out import DeliveryOutcome, StartTls, deliver
+from decider.smtp_out import DeliveryOutcome, StartTls, deliver, next_retry
 from decider.subject_tag import tag_subject
 from eventlog.folded import FoldedTopic
 from eventlog.loop import Poison, TransactionalLoop
@@ -158,21 +158,27 @@ class Apply:
         return BackupStored(**self._common(parcel, "backup"),
                             location=location, sha256=chunked.sha256)
 
-    def _send(self, envelope_from: str, recipients: list[str], data: bytes) -> tuple[str, str,
-                                                                                      list[str]]:
-        outcome = deliver(
+    def _send(self, envelope_from: str, recipients: list[str],
+              data: bytes) -> tuple[str, str, list[str]]:
+        return delivery_kind(self._deliver_once(envelope_from, recipients, data))
+
+    def _deliver_once(self, envelope_from: str, recipients: list[str],
+                      data: bytes) -> DeliveryOutcome:
+        return deliver(
             host=self._settings.next_hop_host, port=self._settings.next_hop_port,
             envelope_from=envelope_from, recipients=recipients, data=data,
             helo=self._settings.helo_name, timeout_s=self._settings.smtp_timeout_s,
             starttls=cast(StartTls, self._settings.next_hop_starttls),
         )
-        return delivery_kind(outcome)
 
     def _retry_or_fail(self, parcel: Parcel, reply: str, recipients: list[str]) -> list[Event]:
         now = self._clock()
-        retry_at = next_retry(parcel, now, self._settings.retry_first_s,
-                              self._settings.retry_period_s)
         attempt = parcel.attempts + 1
+        retry_at = next_retry(
+            attempt, parcel.first_attempt_at or now, now,
+            timedelta(seconds=self._settings.retry_period_s),
+            first=timedelta(seconds=self._settings.retry_first_s),
+        )
         if retry_at is not None:
             return [DeliveryDeferred(**self._common(parcel, f"deferred-{attempt}"),
                                      next_hop=self.next_hop, attempt=attempt,
@@ -223,13 +229,21 @@ class Apply:
             data, tagged = result.data, result.tagged
             if not result.tagged:
                 log.warning("%s: subject not tagged: %s", parcel.message_id, result.note)
-        kind, reply, accepted = self._send(parcel.envelope_from, list(parcel.recipients), data)
+        outcome = self._deliver_once(parcel.envelope_from, list(parcel.recipients), data)
+        kind, reply, accepted = delivery_kind(outcome)
         if kind == "delivered":
-            return [MessageDelivered(
+            events: list[Event] = [MessageDelivered(
                 **self._common(parcel, "delivered"), next_hop=self.next_hop,
                 recipients=accepted or list(parcel.recipients), reply=reply[:1000],
                 tagged=tagged, attempts=parcel.attempts + 1,
             )]
+            # Recipients the next hop refused while taking the message for others: their
+            # sender hears of it now. (Temporarily refused ones are not retried on their own:
+            # that would need per-recipient delivery state; noted as a limit.)
+            refused = [r for r in parcel.recipients if r not in accepted]
+            if refused:
+                events += self._dsn(parcel, f"refused by the next hop: {reply}", refused)
+            return events
         if kind == "deferred":
             return self._retry_or_fail(parcel, reply, list(parcel.recipients))
         return self._failed(parcel, reply, list(parcel.recipients), parcel.attempts + 1)
@@ -241,13 +255,18 @@ class Apply:
             return [NdrSuppressed(**self._common(parcel, "ndr"),
                                   reason=why)]
         dsn_id = f"{parcel.message_id}-ndr"
-        report = build_ndr(
-            original_headers=header_block(data), envelope_from=parcel.envelope_from,
-            recipients=list(parcel.recipients), reporting_mta=self._settings.helo_name,
-            reason=KATA_REJECT_REASON, status="5.7.1", diagnostic=None,
-            arrival=parcel.received_at, now=self._clock(), message_id=parcel.message_id,
-            dsn_id=dsn_id, kind="kata_reject",
-        )
+        try:
+            report = build_ndr(
+                original_headers=header_block(data), envelope_from=parcel.envelope_from,
+                recipients=list(parcel.recipients), reporting_mta=self._settings.helo_name,
+                reason=KATA_REJECT_REASON, status="5.7.1", diagnostic=None,
+                arrival=parcel.received_at, now=self._clock(), message_id=parcel.message_id,
+                dsn_id=dsn_id, kind="kata_reject",
+            )
+        except ValueError as exc:
+            # Cannot come from a valid SMTP session; still, the message must end somewhere.
+            return self._failed(parcel, f"no NDR could be built: {exc}", [parcel.envelope_from],
+                                parcel.attempts + 1)
         kind, reply, _accepted = self._send("", [parcel.envelope_from], report)
         if kind == "delivered":
             return [NdrSent(**self._common(parcel, "ndr"), to=parcel.envelope_from,
@@ -271,8 +290,7 @@ def _status(reply: str) -> str:
 
 def delivery_kind(outcome: DeliveryOutcome) -> tuple[str, str, list[str]]:
     """(delivered | deferred | failed, the reply line, the recipients the next hop accepted)."""
-    accepted = [r.recipient for r in outcome.recipients if r.code is not None and r.code < 300]
-    return outcome.kind, outcome.reply, accepted
+    return outcome.kind, outcome.reply, outcome.delivered_to
 
 
 def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from schemas import (
     ActionDecided,
@@ -23,7 +23,6 @@ from schemas import (
 )
 
 _NS = uuid.UUID("5b2e8c71-0a9d-4f36-9e12-7c4d3b6a8f05")
-MAX_RETRY_DELAY_S = 3600.0
 
 
 def effect_id(message_id: str, effect: str) -> uuid.UUID:
@@ -95,14 +94,3 @@ class Parcels:
             if parcel is not None and parcel.retry_at == at and parcel.decision is not None:
                 due.append(parcel)
         return due
-
-
-def next_retry(parcel: Parcel, now: datetime, first_delay_s: float,
-               period_s: float) -> datetime | None:
-    """Exponential backoff from `first_delay_s`, capped at an hour; None once the retry period
-    (counted from the first attempt) is over."""
-    attempt = parcel.attempts + 1
-    delay = min(MAX_RETRY_DELAY_S, first_delay_s * (2 ** min(attempt - 1, 20)))
-    first = parcel.first_attempt_at or now
-    at = now + timedelta(seconds=delay)
-    return None if at > first + timedelta(seconds=period_s) else at

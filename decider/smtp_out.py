@@ -304,10 +304,10 @@ def _one_line(text: str) -> str:
 
 
 def next_retry(attempt: int, first_attempt_at: datetime, now: datetime,
-               give_up_after: timedelta) -> datetime | None:
+               give_up_after: timedelta, first: timedelta = FIRST_RETRY) -> datetime | None:
     """When to try again after failed attempt number `attempt` (1-based), or None: give up.
 
-    Waits 30 s after the first attempt, doubling each time up to 1 h; never later than
+    Waits `first` (30 s) after the first attempt, doubling each time up to 1 h; never later than
     `first_attempt_at + give_up_after` (so the last try falls on the deadline); None once `now`
     has reached that deadline.
     """
@@ -316,5 +316,5 @@ def next_retry(attempt: int, first_attempt_at: datetime, now: datetime,
     deadline = first_attempt_at + give_up_after
     if now >= deadline:
         return None
-    delay = MAX_RETRY if attempt > 12 else min(FIRST_RETRY * 2 ** (attempt - 1), MAX_RETRY)
+    delay = MAX_RETRY if attempt > 24 else min(first * 2 ** (attempt - 1), MAX_RETRY)
     return min(now + delay, deadline)

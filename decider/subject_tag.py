@@ -140,12 +140,16 @@ def _prepend(raw: bytes, subject: _Header, tag: str) -> bytes:
 
     eol = raw[content_end:first_line_end + 1] or b"\r\n"
     tag_bytes = _tag_text(tag, before_encoded_word, eol)
-    leading = raw[subject.name_end:value_start] or b" "
+    # The tag goes right after "Subject: "; any further blanks the value began with stay, after
+    # the tag, so the original value's bytes all follow it unchanged.
+    blanks = raw[subject.name_end:value_start]
+    leading = b" "
+    kept = blanks[1:] if blanks[:1] == b" " else blanks
     separator = b" " if rest_on_first_line else b""
     head = raw[subject.start:subject.name_end] + leading + tag_bytes
     if rest_on_first_line and len(head) + 1 + (content_end - value_start) > MAX_LINE:
         separator = eol + b" "  # fold after the tag rather than make an over-long line
-    return raw[:subject.name_end] + leading + tag_bytes + separator + raw[value_start:]
+    return raw[:subject.name_end] + leading + tag_bytes + separator + kept + raw[value_start:]
 
 
 def _tag_text(tag: str, before_encoded_word: bool, eol: bytes) -> bytes:

@@ -151,9 +151,10 @@ class TransactionalProducer:
     def send_offsets(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
         self._producer.send_offsets_to_transaction(offsets, group_metadata, self._timeout)
 
-    def commit(self) -> None:
-        """Commit, retrying what is retriable; otherwise abort (or fence) and raise."""
-        deadline = time.monotonic() + self._timeout
+    def commit(self, timeout_s: float | None = None) -> None:
+        """Commit, retrying what is retriable within `timeout_s` (default: the request timeout);
+        otherwise abort (or fence) and raise."""
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self._timeout)
         while True:
             try:
                 self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))

@@ -48,8 +48,11 @@ SensorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
-# Prepended to a Subject header: a CR or LF would inject a header, NUL breaks MTAs.
-SubjectTag = Annotated[str, StringConstraints(pattern=r"^[^\r\n\x00]{1,255}$")]
+# Prepended to a Subject header: a CR or LF would inject a header, NUL breaks MTAs, other
+# control characters (tab aside) and Unicode line separators have no place in a header either.
+SubjectTag = Annotated[
+    str, StringConstraints(pattern=r"^[^\x00-\x08\x0A-\x1F\x7F\u0085\u2028\u2029]{1,255}$")
+]
 
 Address = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Port = Annotated[int, Field(ge=1, le=65535)]

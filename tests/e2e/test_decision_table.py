@@ -122,3 +122,57 @@ def test_kata_off_for_the_rule_is_skipped_and_delivered_at_once(gateway):
     (stored,) = sink_copy(gateway, b"no kata")
     assert stored.data == data
     assert "scan.submitted" not in types(events)
+
+
+def test_a_message_sent_with_swaks_is_tagged_and_delivered(gateway):
+    import shutil
+    import subprocess
+
+    if shutil.which("swaks") is None:
+        pytest.skip("swaks is not installed (the test command installs it)")
+    result = subprocess.run(
+        ["swaks", "--server", f"127.0.0.1:{gateway.smtp_port}", "--from", "carol@example.org",
+         "--to", "skip@example.net", "--header", "Subject: sent by swaks",
+         "--body", EICAR.decode()],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    queued = [line for line in result.stdout.splitlines() if "queued as" in line]
+    message_id = queued[-1].rsplit("queued as ", 1)[1].strip()
+    events = gateway.wait_terminal(message_id)
+    assert next(e for e in events if e.type == "delivery.delivered").tagged
+    (stored,) = sink_copy(gateway, b"sent by swaks")
+    assert b"Subject: [KATA detect] sent by swaks" in stored.data
+
+
+def test_hostile_mime_does_not_stall_the_gateway_and_is_still_acted_on(gateway):
+    nested = b"".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode()
+        for i in range(1000)
+    )
+    words = b" ".join(b"=?utf-8?q?w" + str(i).encode() + b"?=" for i in range(2000))
+    data = (b"From: alice@example.org\r\nTo: skip@example.net\r\nSubject: " +
+            b"\r\n ".join(words[i:i + 900] for i in range(0, len(words), 900)) +
+            b"\r\nMIME-Version: 1.0\r\n" + nested + EICAR + b"\r\n")
+    m = gateway.send(data, recipients=("skip@example.net",))
+    events = gateway.wait_terminal(m, timeout_s=60)
+    delivered = next(e for e in events if e.type == "delivery.delivered")
+    assert delivered.tagged
+    assert next(e for e in events if e.type == "scan.verdict").state == "detect"
+
+
+def test_reject_with_the_ndr_setting_off_sends_no_ndr(tmp_path_factory, kafka_bootstrap):
+    from tests.conftest import ensure_namespace
+
+    gateway = Gateway(ensure_namespace(kafka_bootstrap), tmp_path_factory.mktemp("ndr-off"),
+                      kata={"ndr_enabled": False},
+                      rules=[rule("reject", "reject", recipients=("reject@example.net",))])
+    try:
+        m = gateway.send(mail(b"reject quietly", EICAR, b"reject@example.net"),
+                         recipients=("reject@example.net",))
+        events = gateway.wait_terminal(m)
+        suppressed = next(e for e in events if e.type == "ndr.suppressed")
+        assert suppressed.reason == "ndr_disabled"
+        assert gateway.sink.messages() == []
+    finally:
+        gateway.close()

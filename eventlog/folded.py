@@ -40,6 +40,14 @@ class FoldedTopic(Generic[S]):
         ])
         self._eof: set[int] = set()
         self._partitions = len(partitions.topics[topic].partitions)
+        self._own: set[uuid.UUID] = set()
+
+    def apply_own(self, events: list[Event]) -> None:
+        """Fold events this process just committed, before they are read back (once)."""
+        with self._lock:
+            for event in events:
+                self._own.add(event.event_id)
+                self._value = self._evolve(self._value, event)
 
     @property
     def value(self) -> S:
@@ -60,7 +68,10 @@ class FoldedTopic(Generic[S]):
                                 message.offset(), exc)
                 else:
                     with self._lock:
-                        self._value = self._evolve(self._value, event)
+                        if event.event_id in self._own:
+                            self._own.discard(event.event_id)
+                        else:
+                            self._value = self._evolve(self._value, event)
             elif error.code() == KafkaError._PARTITION_EOF:
                 self._eof.add(message.partition() or 0)
                 self.caught_up = len(self._eof) >= self._partitions

@@ -7,40 +7,24 @@ no restart needed.
 
 from __future__ import annotations
 
-import logging
 import threading
-import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
+from eventlog.folded import FoldedTopic
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
-from schemas import ControlState, SchemaError, decode_event, evolve_control
-
-log = logging.getLogger(__name__)
+from schemas import ControlState, evolve_control
 
 
 class ControlFollower:
     def __init__(self, kafka: KafkaSettings) -> None:
-        self._topic = TopicNames(kafka.topic_prefix).control
-        self._consumer = Consumer({
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"ingest-control-{uuid.uuid4().hex}",  # assign() only, never committed
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "log_level": 3,
-        })
-        self._consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
-        self._state = ControlState()
-        self._lock = threading.Lock()
+        self._folded = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).control, ControlState(),
+                                   evolve_control)
         self.caught_up = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
     def state(self) -> ControlState:
-        with self._lock:
-            return self._state
+        return self._folded.value
 
     def start(self, stop: threading.Event) -> None:
         self._thread = threading.Thread(target=self._run, args=(stop,), name="ingest-control",
@@ -52,32 +36,14 @@ class ControlFollower:
             while not stop.is_set():
                 self.pump(0.2)
         finally:
-            self._consumer.close()
+            self._folded.close()
 
     def pump(self, timeout_s: float) -> int:
         """Fold what has arrived; return the number of records read."""
-        count = 0
-        message = self._consumer.poll(timeout_s)
-        while message is not None:
-            error = message.error()
-            if error is None:
-                count += 1
-                self._fold(message.value() or b"", message.offset() or 0)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                self.caught_up.set()
-            else:
-                log.warning("control log: %s", error)
-            message = self._consumer.poll(0)
+        count = self._folded.pump(timeout_s)
+        if self._folded.caught_up:
+            self.caught_up.set()
         return count
-
-    def _fold(self, value: bytes, offset: int) -> None:
-        try:
-            event = decode_event(value)
-        except SchemaError as exc:
-            log.warning("control log: skipping offset %d: %s", offset, exc)
-            return
-        with self._lock:
-            self._state = evolve_control(self._state, event)
 
     def join(self, timeout_s: float) -> None:
         if self._thread is not None:

@@ -98,6 +98,10 @@ def _guarded(name: str, target: Callable[[], None], stop: threading.Event) -> Ca
 def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
                 clock: Clock = utc_now) -> None:
     ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
     from decider.apply import run_apply
 
     parts = {

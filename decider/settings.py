@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class DeciderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_DECIDER_", frozen=True, extra="ignore")
 
+    # Serve Prometheus metrics on 127.0.0.1:PORT (None: not served).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     instance_id: str = Field(
         # Stable across restarts: the transactional id and the static group membership derive
         # from it, so a restarted instance fences its predecessor's open transaction at once.

@@ -8,8 +8,6 @@ import signal
 import threading
 from typing import Any
 
-from decider.run import run_decider
-from decider.settings import DeciderSettings
 from eventlog.settings import KafkaSettings
 
 
@@ -20,6 +18,9 @@ def register(commands: Any) -> None:
 
 
 def _run(_args: argparse.Namespace) -> int:
+    # Imported here: each process registers only its own stage's metrics.
+    from decider.run import run_decider
+    from decider.settings import DeciderSettings
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()

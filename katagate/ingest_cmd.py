@@ -9,8 +9,6 @@ import threading
 from typing import Any
 
 from eventlog.settings import KafkaSettings
-from ingest.run import run_ingest
-from ingest.settings import IngestSettings
 
 
 def register(commands: Any) -> None:
@@ -25,6 +23,9 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Imported here: each process registers only its own stage's metrics.
+    from ingest.run import run_ingest
+    from ingest.settings import IngestSettings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     overrides: dict[str, Any] = {}
     if args.host is not None:

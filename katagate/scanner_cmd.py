@@ -10,7 +10,6 @@ from typing import Any
 
 from eventlog.settings import KafkaSettings
 from scanner.identity import load_or_create
-from scanner.run import run_scanner
 from scanner.settings import ScannerSettings
 
 
@@ -24,6 +23,8 @@ def register(commands: Any) -> None:
 
 
 def _run(_args: argparse.Namespace) -> int:
+    # Imported here: each process registers only its own stage's metrics.
+    from scanner.run import run_scanner
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

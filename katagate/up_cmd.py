@@ -114,19 +114,27 @@ def _up(args: argparse.Namespace) -> int:
             print(sink.ready_line.split()[0], flush=True)
 
         _first_start(kafka, kata_cfg, node_address, int(node_port))
+        metrics_base = int(config.get("metrics", {}).get("base_port", 9101))
+        metrics = {name: metrics_base + i for i, name in enumerate(("ingest", "scanner",
+                                                                     "decider"))}
         stages = {
-            "scanner": {**section_env("SCANNER", config.get("scanner", {})),
+            "scanner": {**section_env("SCANNER", {"metrics_port": metrics["scanner"],
+                                                  **config.get("scanner", {})}),
                         "KATAGATE_SCANNER_STATE_DIR": os.environ.get(
                             "KATAGATE_SCANNER_STATE_DIR", str(state))},
-            "decider": section_env("DECIDER", config.get("decider", {})),
+            "decider": section_env("DECIDER", {"metrics_port": metrics["decider"],
+                                               **config.get("decider", {})}),
         }
         for name, env in stages.items():
             supervisor.start(Child(name, python_module("katagate", name, "run"),
                                    state / "logs" / f"{name}.log", env=env))
         ingest = supervisor.start(Child(
             "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
-            env=section_env("INGEST", config.get("ingest", {})), ready_prefix="smtp="))
+            env=section_env("INGEST", {"metrics_port": metrics["ingest"],
+                                       **config.get("ingest", {})}), ready_prefix="smtp="))
         print(ingest.ready_line.split()[0], flush=True)
+        print("metrics=" + ",".join(f"{name}:127.0.0.1:{port}" for name, port in metrics.items()),
+              flush=True)
         print(f"logs={state / 'logs'}", flush=True)
         if args.accept_sensor and emulator_cfg.get("enabled", True):
             _accept_sensor(supervisor, state / "kata", stop)

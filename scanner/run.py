@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 def run_scanner(kafka: KafkaSettings, scanner: ScannerSettings, stop: threading.Event) -> None:
     ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    if scanner.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(scanner.metrics_port, addr="127.0.0.1")
     identity = load_or_create(scanner.sensor_dir)
     log.info("sensor %s, key fingerprint %s", identity.sensor_id, identity.fingerprint)
     lifecycle_view = ControlView(kafka)

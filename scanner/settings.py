@@ -21,6 +21,8 @@ class ScannerSettings(BaseSettings):
     # Holds the sensor identity (sensor.key mode 0600, sensor.crt, sensor.id). Instances of one
     # gateway share it: KATA expects one sensorId for a cluster of sensors.
     state_dir: Path = Field(default_factory=_default_state_dir)
+    # Serve Prometheus metrics on 127.0.0.1:PORT (None: not served).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     instance_id: str = Field(
         # Stable across restarts: the transactional id and the static group membership derive
         # from it, so a restarted instance fences its predecessor's open transaction at once.

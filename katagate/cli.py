@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from katagate import (
+    audit_cmd,
     broker_cmd,
     decider_cmd,
     emulator_cmd,
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         up_cmd, broker_cmd, topics_cmd, schemas_cmd, kata_cmd, quarantine_cmd, ingest_cmd,
         scanner_cmd,
-        decider_cmd, emulator_cmd, sink_cmd,
+        decider_cmd, emulator_cmd, sink_cmd, audit_cmd,
     ):
         module.register(commands)
     return parser

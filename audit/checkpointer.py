@@ -1,0 +1,213 @@
+"""The checkpointer: the single writer of `katagate.audit`.
+
+It stands for election on the audit topic and writes with one fixed transactional id per
+namespace, so a new owner (or `checkpoint_once`) fences an old one before it reads where the
+chains stand; a fenced or failed writer starts over from the checkpoints in the log. It resumes
+each partition after the last checkpoint signed by its own key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from audit.chain import ZERO_HEAD, LogRecord, record_bytes
+from audit.checkpoint import HEADERS, Checkpoint, encode, record_key, sign, signature_valid
+from audit.keys import AuditKey, load_or_create
+from audit.reading import (
+    audited_topics,
+    from_message,
+    new_consumer,
+    partitions,
+    read_to_end,
+    watermarks,
+)
+from audit.settings import AuditSettings
+from audit.verify import read_checkpoints
+from eventlog.election import Election
+from eventlog.errors import KafkaUnavailable
+from eventlog.producer import ProducerFenced, TransactionalProducer
+from eventlog.records import Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+Place = tuple[str, int]  # (relative topic, partition)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def transactional_id(kafka: KafkaSettings) -> str:
+    return f"{kafka.topic_prefix}-audit-checkpointer"
+
+
+@dataclass
+class OpenRange:
+    """The records of one partition since its last checkpoint, hashed as they arrive."""
+
+    previous_head: bytes
+    position: int
+    head: bytes
+    count: int = 0
+    first_offset: int = -1
+    last_offset: int = -1
+    since: float = 0.0  # monotonic time of the first record of the range
+
+    @classmethod
+    def after(cls, head: bytes, position: int) -> OpenRange:
+        return cls(previous_head=head, position=position, head=head)
+
+    def add(self, record: LogRecord, now: float) -> None:
+        if self.count == 0:
+            self.first_offset, self.since = record.offset, now
+        self.head = hashlib.sha256(self.head + record_bytes(record)).digest()
+        self.last_offset = record.offset
+        self.count += 1
+
+    def signed(self, namespace: str, place: Place, created_at: datetime,
+               key: AuditKey) -> Checkpoint:
+        unsigned = Checkpoint(
+            namespace=namespace, topic=place[0], partition=place[1], position=self.position,
+            count=self.count, first_offset=self.first_offset, last_offset=self.last_offset,
+            previous_head=self.previous_head.hex(), head=self.head.hex(),
+            created_at=created_at.isoformat(), key_id=key.key_id,
+        )
+        return sign(unsigned, key.private_key)
+
+    def next(self) -> OpenRange:
+        return OpenRange.after(self.head, self.position + self.count)
+
+
+def resume(kafka: KafkaSettings, key: AuditKey) -> dict[Place, tuple[OpenRange, int]]:
+    """Per partition: the open range after its last checkpoint signed by `key`, and the offset
+    to read from."""
+    entries, _unreadable = read_checkpoints(kafka, TopicNames(kafka.topic_prefix).audit)
+    state: dict[Place, tuple[OpenRange, int]] = {}
+    for entry in entries:
+        cp = entry.checkpoint
+        if not signature_valid(cp, key.public_key):
+            log.warning("audit: ignoring checkpoint %s, not signed by this key", entry.index)
+            continue
+        state[(cp.topic, cp.partition)] = (
+            OpenRange.after(bytes.fromhex(cp.head), cp.end), cp.last_offset + 1)
+    return state
+
+
+def _open_ranges(
+    kafka: KafkaSettings, key: AuditKey, consumer: Consumer
+) -> tuple[dict[Place, OpenRange], dict[tuple[str, int], int]]:
+    state = resume(kafka, key)
+    ranges: dict[Place, OpenRange] = {}
+    starts: dict[tuple[str, int], int] = {}
+    for rel, topic in audited_topics(kafka.topic_prefix).items():
+        for p in partitions(consumer, topic, kafka.request_timeout_s):
+            open_range, start = state.get((rel, p), (OpenRange.after(ZERO_HEAD, 0), 0))
+            ranges[(rel, p)] = open_range
+            starts[(topic, p)] = start
+    return ranges, starts
+
+
+def _write(producer: TransactionalProducer, audit_topic: str,
+           checkpoints: list[Checkpoint]) -> None:
+    producer.begin()
+    producer.produce([
+        Outgoing(topic=audit_topic, value=encode(cp), key=record_key(cp), headers=HEADERS)
+        for cp in checkpoints
+    ])
+    producer.commit()
+
+
+def checkpoint_once(kafka: KafkaSettings, key: AuditKey, clock: Clock = utc_now) -> int:
+    """Checkpoint every audited partition up to its last stable offset now, in one transaction;
+    return the number of checkpoints written. Fences a running checkpointer of the namespace
+    (which then starts over from the log)."""
+    names = TopicNames(kafka.topic_prefix)
+    relative = {topic: rel for rel, topic in audited_topics(kafka.topic_prefix).items()}
+    producer = TransactionalProducer(kafka, transactional_id(kafka))
+    consumer = new_consumer(kafka)
+    try:
+        ranges, starts = _open_ranges(kafka, key, consumer)
+        ends = {place: watermarks(consumer, place, kafka.request_timeout_s)[1]
+                for place in starts}
+        now = time.monotonic()
+        for record in read_to_end(consumer, starts, ends, kafka.request_timeout_s):
+            ranges[(relative[record.topic], record.partition)].add(record, now)
+        created = clock()
+        checkpoints = [r.signed(kafka.topic_prefix, place, created, key)
+                       for place, r in sorted(ranges.items()) if r.count]
+        if checkpoints:
+            _write(producer, names.audit, checkpoints)
+        return len(checkpoints)
+    finally:
+        consumer.close()
+        producer.close()
+
+
+def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: threading.Event,
+                     clock: Clock = utc_now) -> None:
+    """Stand for election; while owner, checkpoint each partition every `every_records` records
+    or `every_s` seconds after its first uncovered record. Returns when `stop` is set."""
+    key = load_or_create(settings.key_dir)
+    log.info("audit: signing key %s", key.key_id)
+    election = Election(kafka, "audit-checkpointer", TopicNames(kafka.topic_prefix).audit,
+                        settings.instance_id)
+    try:
+        while not stop.is_set():
+            if not election.tick():
+                stop.wait(0.2)
+                continue
+            try:
+                _serve(kafka, settings, key, election, stop, clock)
+            except (KafkaUnavailable, ProducerFenced) as exc:
+                log.warning("audit checkpointer stopped (%s); starting over in 2 s", exc)
+                stop.wait(2)
+    finally:
+        election.close()
+
+
+def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, election: Election,
+           stop: threading.Event, clock: Clock) -> None:
+    log.info("audit: this instance is the checkpointer")
+    names = TopicNames(kafka.topic_prefix)
+    relative = {topic: rel for rel, topic in audited_topics(kafka.topic_prefix).items()}
+    producer = TransactionalProducer(kafka, transactional_id(kafka))  # fences the previous owner
+    consumer = new_consumer(kafka)
+    try:
+        ranges, starts = _open_ranges(kafka, key, consumer)
+        consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
+        while not stop.is_set() and election.tick():
+            ready: list[Checkpoint] = []
+            now = time.monotonic()
+            for message in consumer.consume(1000, 0.2):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise KafkaUnavailable(f"audit checkpointer: {error}")
+                    continue
+                record = from_message(message)
+                place = (relative[record.topic], record.partition)
+                ranges[place].add(record, now)
+                if ranges[place].count >= settings.every_records:
+                    ready.append(ranges[place].signed(kafka.topic_prefix, place, clock(), key))
+                    ranges[place] = ranges[place].next()
+            for place, open_range in sorted(ranges.items()):
+                if open_range.count and now - open_range.since >= settings.every_s:
+                    ready.append(open_range.signed(kafka.topic_prefix, place, clock(), key))
+                    ranges[place] = open_range.next()
+            if ready:
+                # A failed write raises: the caller starts over from what the log holds.
+                _write(producer, names.audit, ready)
+                log.info("audit: wrote %d checkpoints", len(ready))
+    finally:
+        consumer.close()
+        producer.close()

@@ -1,0 +1,27 @@
+"""The checkpointer's own settings (`KATAGATE_AUDIT_*`), read at entry points only."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_key_dir() -> Path:
+    return Path.home() / ".local" / "state" / "katagate" / "audit"
+
+
+class AuditSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KATAGATE_AUDIT_", frozen=True, extra="ignore")
+
+    # Holds audit.key (mode 0600) and audit.pub; made on first use.
+    key_dir: Path = Field(default_factory=default_key_dir)
+    # A partition gets a checkpoint after this many new records, or this long after its first
+    # uncovered record, whichever comes first.
+    every_records: int = Field(default=1000, ge=1, le=10_000_000)
+    every_s: float = Field(default=60.0, gt=0, le=86_400)
+    # Names this member in the election; the transactional id is fixed per namespace.
+    instance_id: str = Field(default_factory=socket.gethostname,
+                             pattern=r"^[A-Za-z0-9._-]{1,100}$")

@@ -1,0 +1,109 @@
+"""`katagate audit checkpoint run|once`, `audit verify`, `audit export --message ID`.
+
+Exit codes: 0 verified (or done), 1 tampered or failed, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from audit.checkpointer import checkpoint_once, run_checkpointer
+from audit.export import export_message
+from audit.keys import PUBLIC_FILE, AuditKeyError, load_or_create, load_public_key
+from audit.settings import AuditSettings
+from audit.verify import verify
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("audit", help="signed checkpoints over the log; verify; export")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    checkpoint = actions.add_parser("checkpoint", help="sign the chains of the audited topics")
+    modes = checkpoint.add_subparsers(dest="mode", required=True, metavar="MODE")
+    modes.add_parser("run", help="the checkpointer, until SIGTERM").set_defaults(run=_run)
+    modes.add_parser("once", help="checkpoint everything up to now").set_defaults(run=_once)
+
+    check = actions.add_parser("verify", help="recompute every chain; exit 1 if tampered")
+    _common(check)
+    check.add_argument("--json", action="store_true", help="findings as JSON lines")
+    check.set_defaults(run=_verify)
+
+    export = actions.add_parser("export", help="a message's events as JSON lines")
+    _common(export)
+    export.add_argument("--message", required=True, metavar="ID", help="the message id")
+    export.set_defaults(run=_export)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--public-key", type=Path, metavar="FILE",
+                        help=f"the audit public key (default: {PUBLIC_FILE} in "
+                             "KATAGATE_AUDIT_KEY_DIR)")
+    parser.add_argument("--audit-topic", metavar="TOPIC",
+                        help="where the checkpoints are (default: PREFIX.audit)")
+
+
+def _public_key(args: argparse.Namespace) -> Any:
+    path = args.public_key or AuditSettings().key_dir / PUBLIC_FILE
+    return load_public_key(path)
+
+
+def _run(_args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run_checkpointer(KafkaSettings(), AuditSettings(), stop)
+    return 0
+
+
+def _once(_args: argparse.Namespace) -> int:
+    key = load_or_create(AuditSettings().key_dir)
+    written = checkpoint_once(KafkaSettings(), key)
+    print(f"{written} checkpoints written (key {key.key_id})")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    kafka = KafkaSettings()
+    try:
+        public_key = _public_key(args)
+    except AuditKeyError as exc:
+        print(f"katagate audit verify: {exc}", file=sys.stderr)
+        return 2
+    audit_topic = args.audit_topic or TopicNames(kafka.topic_prefix).audit
+    report = verify(kafka, kafka.topic_prefix, audit_topic, public_key)
+    if args.json:
+        for kind, findings in (("failure", report.failures), ("note", report.notes)):
+            for finding in findings:
+                print(json.dumps({"kind": kind, **vars(finding)}, ensure_ascii=False))
+    else:
+        print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    kafka = KafkaSettings()
+    try:
+        public_key = _public_key(args)
+    except AuditKeyError as exc:
+        print(f"katagate audit export: {exc}", file=sys.stderr)
+        return 2
+    audit_topic = args.audit_topic or TopicNames(kafka.topic_prefix).audit
+    lines, report = export_message(kafka, kafka.topic_prefix, audit_topic, args.message,
+                                   public_key)
+    for line in lines:
+        print(json.dumps(line, ensure_ascii=False, sort_keys=True))
+    if not lines:
+        print(f"katagate audit export: no records of message {args.message}", file=sys.stderr)
+        return 1
+    return 0 if report.ok else 1

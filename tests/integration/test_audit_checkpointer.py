@@ -1,0 +1,106 @@
+"""The elected checkpointer on the real broker, and the `katagate audit` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from audit.checkpoint import decode
+from audit.checkpointer import run_checkpointer
+from audit.keys import load_or_create
+from audit.settings import AuditSettings
+from audit.verify import verify
+from eventlog.producer import TransactionalProducer
+from eventlog.records import Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from katagate import audit_cmd
+from schemas import MailEvent
+from tests.integration.kafka_read import read_all
+from tests.unit.fixtures.events import MESSAGE_ID, sample_events
+
+pytestmark = pytest.mark.kafka
+
+
+def write_samples(kafka: KafkaSettings) -> int:
+    names = TopicNames(kafka.topic_prefix)
+    producer = TransactionalProducer(kafka, f"{kafka.topic_prefix}-test-writer")
+    producer.begin()
+    records = [Outgoing.event(names.mail if isinstance(e, MailEvent) else names.control, e)
+               for e in sample_events()]
+    producer.produce(records)
+    producer.commit()
+    producer.close()
+    return len(records)
+
+
+def test_the_elected_checkpointer_covers_new_records(
+        make_kafka_settings: Callable[..., KafkaSettings], tmp_path: Path) -> None:
+    kafka = make_kafka_settings()
+    settings = AuditSettings(key_dir=tmp_path, every_records=5, every_s=0.3, instance_id="a1")
+    stop = threading.Event()
+    thread = threading.Thread(target=run_checkpointer, args=(kafka, settings, stop), daemon=True)
+    thread.start()
+    try:
+        written = write_samples(kafka)
+        public_key = load_or_create(tmp_path).public_key
+        deadline = time.monotonic() + 30
+        while True:
+            report = verify(kafka, kafka.topic_prefix, TopicNames(kafka.topic_prefix).audit,
+                            public_key)
+            if report.ok and not report.notes and report.records == written:
+                break
+            assert time.monotonic() < deadline, report.lines()
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    checkpoints = [decode(r.value) for r in read_all(kafka.bootstrap_servers,
+                                                     TopicNames(kafka.topic_prefix).audit)]
+    # every 5 records: ranges of at most 5, chained
+    assert all(cp.count <= 5 for cp in checkpoints)
+    assert sum(cp.count for cp in checkpoints) == written
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="katagate")
+    audit_cmd.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+def test_the_commands_checkpoint_verify_and_export(
+        make_kafka_settings: Callable[..., KafkaSettings], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    kafka = make_kafka_settings()
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
+    monkeypatch.setenv("KATAGATE_TOPIC_PREFIX", kafka.topic_prefix)
+    monkeypatch.setenv("KATAGATE_AUDIT_KEY_DIR", str(tmp_path / "key"))
+    write_samples(kafka)
+
+    assert run_cli(["audit", "checkpoint", "once"]) == 0
+    written = capsys.readouterr().out.split()
+    assert int(written[0]) >= 2  # a mail partition or two, and control
+    assert written[1:3] == ["checkpoints", "written"]
+    assert run_cli(["audit", "verify", "--public-key", str(tmp_path / "key" / "audit.pub")]) == 0
+    assert "audit verify: ok" in capsys.readouterr().out
+
+    assert run_cli(["audit", "export", "--message", MESSAGE_ID]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines
+    assert all(line["event"]["message_id"] == MESSAGE_ID for line in lines)
+    assert all(line["checkpoint"]["verified"] for line in lines)
+    assert [line["offset"] for line in lines] == sorted(line["offset"] for line in lines)
+
+    other = tmp_path / "other"
+    load_or_create(other)
+    assert run_cli(["audit", "verify", "--public-key", str(other / "audit.pub")]) == 1
+    assert "bad signature" in capsys.readouterr().out

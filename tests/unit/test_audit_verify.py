@@ -1,0 +1,97 @@
+"""The verifier's pure core: ranges, continuity and signatures over in-memory records."""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.chain import ZERO_HEAD, LogRecord, chain_head
+from audit.checkpoint import Checkpoint, sign
+from audit.keys import key_id
+from audit.verify import Entry, Finding, RangeChecker, check_continuity, check_signatures
+
+KEY = Ed25519PrivateKey.generate()
+LABEL = "katagate.mail[2]"
+
+
+def log(n: int) -> list[LogRecord]:
+    # Offsets step by 2, as if transaction markers sat between records.
+    return [LogRecord("katagate.mail", 2, 2 * i, b"m", f"event {i}".encode()) for i in range(n)]
+
+
+def checkpoints(records: list[LogRecord], size: int) -> list[Entry]:
+    entries, head = [], ZERO_HEAD
+    for index, start in enumerate(range(0, len(records), size)):
+        part = records[start:start + size]
+        new = chain_head(part, head)
+        cp = sign(Checkpoint(
+            namespace="katagate", topic="mail", partition=2, position=start, count=len(part),
+            first_offset=part[0].offset, last_offset=part[-1].offset, previous_head=head.hex(),
+            head=new.hex(), created_at="2025-03-14T09:26:53+00:00",
+            key_id=key_id(KEY.public_key())), KEY)
+        entries.append(Entry(index, index * 2, cp))
+        head = new
+    return entries
+
+
+def check(records: list[LogRecord], entries: list[Entry]) -> tuple[list[Finding], list[Finding]]:
+    checker = RangeChecker(LABEL, entries)
+    for record in records:
+        checker.feed(record)
+    failures, notes = checker.finish()
+    return check_continuity(LABEL, entries) + failures, notes
+
+
+def test_an_untouched_log_verifies_and_the_tail_is_a_note() -> None:
+    records = log(30)
+    failures, notes = check(records + log(35)[30:], checkpoints(records, 10))
+    assert failures == []
+    assert [n.message for n in notes] == [
+        "katagate.mail[2] records after the last checkpoint (from offset 60): "
+        "not yet covered (5 records)"]
+
+
+def test_a_changed_record_fails_only_its_range() -> None:
+    records, entries = log(30), checkpoints(log(30), 10)
+    records[14] = LogRecord("katagate.mail", 2, 28, b"m", b"changed")
+    failures, _ = check(records, entries)
+    assert [f.message for f in failures] == [
+        "katagate.mail[2] offsets 20\N{EN DASH}38: chain head differs from the signed "
+        "checkpoint (checkpoint 1)"]
+
+
+def test_swapped_records_fail_their_range() -> None:
+    records, entries = log(30), checkpoints(log(30), 10)
+    records[3], records[4] = records[4], records[3]
+    failures, _ = check(records, entries)
+    assert [(f.first_offset, f.last_offset) for f in failures] == [(0, 18)]
+
+
+def test_a_dropped_record_fails_its_range_first() -> None:
+    records, entries = log(30), checkpoints(log(30), 10)
+    del records[25]
+    failures, _ = check(records, entries)
+    assert [(f.first_offset, f.last_offset) for f in failures] == [(40, 58)]
+    assert "signed records are missing" in failures[0].message
+
+
+def test_a_removed_checkpoint_is_a_gap_in_continuity() -> None:
+    entries = checkpoints(log(30), 10)
+    failures, _ = check(log(30), [entries[0], entries[2]])
+    assert [(f.first_offset, f.last_offset, f.checkpoint) for f in failures] == [(19, 39, 2)]
+    assert "a checkpoint was removed" in failures[0].message
+
+
+def test_a_removed_first_checkpoint_is_a_gap_from_offset_0() -> None:
+    entries = checkpoints(log(30), 10)
+    failures, _ = check(log(30), entries[1:])
+    assert [(f.first_offset, f.last_offset) for f in failures] == [(0, 19)]
+
+
+def test_a_checkpoint_signed_by_another_key_is_refused() -> None:
+    entries = checkpoints(log(20), 10)
+    forged = Entry(5, 9, sign(entries[1].checkpoint, Ed25519PrivateKey.generate()))
+    valid, findings = check_signatures([entries[0], forged], KEY.public_key(),
+                                       {"mail": "katagate.mail"})
+    assert valid == [entries[0]]
+    assert [f.message for f in findings] == [
+        "checkpoint 5 (katagate.mail[2] offsets 20\N{EN DASH}38): bad signature"]

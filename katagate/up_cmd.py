@@ -128,6 +128,11 @@ def _up(args: argparse.Namespace) -> int:
         for name, env in stages.items():
             supervisor.start(Child(name, python_module("katagate", name, "run"),
                                    state / "logs" / f"{name}.log", env=env))
+        supervisor.start(Child(
+            "audit", python_module("katagate", "audit", "checkpoint", "run"),
+            state / "logs" / "audit.log",
+            env={"KATAGATE_AUDIT_KEY_DIR": os.environ.get("KATAGATE_AUDIT_KEY_DIR",
+                                                          str(state / "audit"))}))
         ingest = supervisor.start(Child(
             "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
             env=section_env("INGEST", {"metrics_port": metrics["ingest"],

@@ -21,6 +21,7 @@ from audit.settings import AuditSettings
 from audit.verify import verify
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
+from katagate.projector_cmd import add_replay
 
 
 def register(commands: Any) -> None:
@@ -31,6 +32,8 @@ def register(commands: Any) -> None:
     modes = checkpoint.add_subparsers(dest="mode", required=True, metavar="MODE")
     modes.add_parser("run", help="the checkpointer, until SIGTERM").set_defaults(run=_run)
     modes.add_parser("once", help="checkpoint everything up to now").set_defaults(run=_once)
+
+    add_replay(actions)
 
     check = actions.add_parser("verify", help="recompute every chain; exit 1 if tampered")
     _common(check)

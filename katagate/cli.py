@@ -13,6 +13,7 @@ from katagate import (
     emulator_cmd,
     ingest_cmd,
     kata_cmd,
+    projector_cmd,
     quarantine_cmd,
     scanner_cmd,
     schemas_cmd,
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (
         up_cmd, broker_cmd, topics_cmd, schemas_cmd, kata_cmd, quarantine_cmd, ingest_cmd,
         scanner_cmd,
-        decider_cmd, emulator_cmd, sink_cmd, audit_cmd,
+        decider_cmd, projector_cmd, emulator_cmd, sink_cmd, audit_cmd,
     ):
         module.register(commands)
     return parser

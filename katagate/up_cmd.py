@@ -128,11 +128,17 @@ def _up(args: argparse.Namespace) -> int:
         for name, env in stages.items():
             supervisor.start(Child(name, python_module("katagate", name, "run"),
                                    state / "logs" / f"{name}.log", env=env))
+        projector_cfg = config.get("projector", {})
+        projector = supervisor.start(Child(
+            "projector", python_module("katagate", "projector", "run", "--port",
+                                       str(projector_cfg.get("port", 8080)), "--state-dir",
+                                       str(state / "projector")),
+            state / "logs" / "projector.log", ready_prefix="projector="))
+        print(projector.ready_line.split()[0], flush=True)
         supervisor.start(Child(
             "audit", python_module("katagate", "audit", "checkpoint", "run"),
-            state / "logs" / "audit.log",
-            env={"KATAGATE_AUDIT_KEY_DIR": os.environ.get("KATAGATE_AUDIT_KEY_DIR",
-                                                          str(state / "audit"))}))
+            # The audit key stays where `katagate audit verify` looks for it by default.
+            state / "logs" / "audit.log"))
         ingest = supervisor.start(Child(
             "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
             env=section_env("INGEST", {"metrics_port": metrics["ingest"],

@@ -1,1 +1,3 @@
-"""Pure folds from events to views (connection state, quarantine usage, timelines, counters)."""
+"""Views rebuilt from the log: pure folds (connection state, quarantine usage, per-message
+timelines, counters), their one canonical JSON form, the live runner with its HTTP API and
+snapshot, and the audit replay. Imports only `schemas` and `eventlog`, never another stage."""

@@ -1,0 +1,41 @@
+"""The live projection shared by the fold loop and the HTTP threads: the views, where they
+stand in the log, and one lock around both."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from projector.snapshot import Positions
+from projector.views import Projections
+
+
+@dataclass
+class LiveProjection:
+    projections: Projections = field(default_factory=Projections)
+    positions: Positions = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    records_read: int = 0  # since this process started (a resume reads only what is new)
+    undecodable: int = 0
+    caught_up: bool = False
+    resumed_from_snapshot: bool = False
+    address: tuple[str, int] | None = None  # the HTTP server's, once listening
+    ends: Positions = field(default_factory=dict)  # last known end offsets, for the lag
+
+    def lag_events(self) -> int:
+        """Records (and transaction markers) between the positions and the last known ends."""
+        return sum(max(0, end - self.positions.get(key, 0)) for key, end in self.ends.items())
+
+    def health(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "status": "ok",
+                "caught_up": self.caught_up,
+                "records_read": self.records_read,
+                "undecodable_records": self.undecodable,
+                "resumed_from_snapshot": self.resumed_from_snapshot,
+                "lag_events": self.lag_events(),
+                "positions": [{"topic": t, "partition": p, "next_offset": o}
+                              for (t, p), o in sorted(self.positions.items())],
+            }

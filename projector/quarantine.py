@@ -1,0 +1,88 @@
+"""KATA Quarantine usage against both limits, folded from the ledger.
+
+The same ledger event is read twice — from `katagate.quarantine` and mirrored on the message's
+`katagate.mail` partition — in an order that differs between a live reader and a replay. So the
+fold is a function of the *set* of events: a message counts while it has been admitted and not
+released, whichever copy of either event came first. Limits come from the settings events
+(`katagate.control`, one partition, in order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import (
+    Event,
+    KataSettings,
+    KataSettingsChanged,
+    KataSettingsReset,
+    QuarantineAdmitted,
+    QuarantineDenied,
+    QuarantineReleased,
+)
+
+DEFAULT_RULE = "default"  # mail that matched no rule is handled by the default rule
+
+
+@dataclass
+class QuarantineView:
+    limit_bytes: int = KataSettings().quarantine_max_bytes
+    limit_messages: int = KataSettings().quarantine_max_messages
+    held: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (size, rule)
+    released: set[str] = field(default_factory=set)
+    denied: set[str] = field(default_factory=set)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "limit_bytes": self.limit_bytes,
+            "limit_messages": self.limit_messages,
+            "held": {m: [size, rule] for m, (size, rule) in self.held.items()},
+            "released": sorted(self.released),
+            "denied": sorted(self.denied),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> QuarantineView:
+        return cls(
+            limit_bytes=state["limit_bytes"], limit_messages=state["limit_messages"],
+            held={m: (int(size), str(rule)) for m, (size, rule) in state["held"].items()},
+            released=set(state["released"]), denied=set(state["denied"]),
+        )
+
+
+def apply(view: QuarantineView, event: Event) -> QuarantineView:
+    """Updates the view in place and returns it (a fold over a mutable accumulator)."""
+    match event:
+        case KataSettingsChanged() | KataSettingsReset():
+            view.limit_bytes = event.settings.quarantine_max_bytes
+            view.limit_messages = event.settings.quarantine_max_messages
+        case QuarantineAdmitted() if event.message_id not in view.released:
+            view.held.setdefault(event.message_id, (event.size, event.rule_id or DEFAULT_RULE))
+        case QuarantineReleased():
+            view.released.add(event.message_id)
+            view.held.pop(event.message_id, None)
+        case QuarantineDenied():
+            view.denied.add(event.message_id)
+    return view
+
+
+def render(view: QuarantineView) -> dict[str, Any]:
+    per_rule: dict[str, dict[str, int]] = {}
+    for size, rule in view.held.values():
+        usage = per_rule.setdefault(rule, {"bytes_in_use": 0, "messages_in_use": 0})
+        usage["bytes_in_use"] += size
+        usage["messages_in_use"] += 1
+    bytes_in_use = sum(size for size, _rule in view.held.values())
+    messages_in_use = len(view.held)
+    return {
+        "bytes_in_use": bytes_in_use,
+        "messages_in_use": messages_in_use,
+        "limit_bytes": view.limit_bytes,
+        "limit_messages": view.limit_messages,
+        "bytes_free": max(0, view.limit_bytes - bytes_in_use),
+        "messages_free": max(0, view.limit_messages - messages_in_use),
+        "per_rule": per_rule,
+        "released_total": len(view.released),
+        "denied_total": len(view.denied),
+    }

@@ -1,0 +1,94 @@
+"""The live projector: fold every event of katagate.mail, katagate.quarantine and
+katagate.control as it is committed, serve the views over HTTP, and keep a snapshot (views and
+positions together) so a restart reads on from where it stood."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+
+from eventlog.settings import KafkaSettings
+from projector.http import serve
+from projector.live import LiveProjection
+from projector.settings import ProjectorSettings
+from projector.snapshot import encode, load, snapshot_path, write_atomically
+from projector.source import LogReader, projected_topics
+from projector.views import Projections, apply
+
+log = logging.getLogger(__name__)
+
+
+def run_projector(
+    kafka: KafkaSettings,
+    settings: ProjectorSettings,
+    stop: threading.Event,
+    ready: Callable[[LiveProjection], None] | None = None,
+) -> LiveProjection:
+    """Run until `stop` is set; `ready` gets the live projection once HTTP is listening."""
+    path = snapshot_path(settings.state_dir, kafka.topic_prefix)
+    snapshot = None if settings.rebuild else load(path, kafka.topic_prefix)
+    live = LiveProjection(
+        projections=snapshot.projections if snapshot else Projections(),
+        resumed_from_snapshot=snapshot is not None,
+    )
+    reader = LogReader(kafka, projected_topics(kafka), start=snapshot.positions if snapshot else {})
+    live.positions = dict(reader.positions)
+    if snapshot is not None:
+        log.info("projector: resumed from %s", path)
+    server = serve(live, settings.host, settings.port)
+    server_thread = threading.Thread(target=server.serve_forever, name="projector-http",
+                                     daemon=True)
+    server_thread.start()
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    live.address = (host, port)
+    print(f"projector={host}:{port}", flush=True)
+    saved_at_records = -1
+    next_snapshot = next_ends = 0.0
+    try:
+        if ready is not None:
+            ready(live)
+        while not stop.is_set():
+            reads = reader.poll(settings.batch_size, settings.poll_timeout_s)
+            with live.lock:
+                for read in reads:
+                    if read.event is not None:
+                        apply(live.projections, read.event)
+                live.positions.update(reader.positions)
+                live.records_read = reader.records_read
+                live.undecodable = reader.undecodable
+                live.caught_up = reader.caught_up
+            now = time.monotonic()
+            if now >= next_ends:
+                next_ends = now + settings.snapshot_interval_s
+                try:
+                    ends = reader.end_offsets()
+                except KafkaException as exc:  # the lag is informative: keep folding
+                    log.warning("projector: end offsets unavailable: %s", exc)
+                else:
+                    with live.lock:
+                        live.ends = ends
+            if now >= next_snapshot and live.records_read != saved_at_records:
+                saved_at_records = _save(live, path, kafka.topic_prefix)
+                next_snapshot = now + settings.snapshot_interval_s
+    finally:
+        try:
+            _save(live, path, kafka.topic_prefix)
+        finally:
+            server.shutdown()
+            server.server_close()
+            reader.close()
+    return live
+
+
+def _save(live: LiveProjection, path: Path, prefix: str) -> int:
+    """Write views and positions as one file; return the record count it holds."""
+    with live.lock:
+        data = encode(live.positions, live.projections, prefix)
+        records = live.records_read
+    write_atomically(path, data)
+    return records

@@ -1,0 +1,153 @@
+"""Reading the log for a projection: every partition of the given topics, assigned (no group),
+`read_committed`, from given positions, optionally up to given bounds, decoded to events."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from projector.snapshot import Positions
+from schemas import Event, SchemaError, decode_event
+
+log = logging.getLogger(__name__)
+
+
+def projected_topics(kafka: KafkaSettings) -> list[str]:
+    names = TopicNames(kafka.topic_prefix)
+    return [names.mail, names.quarantine, names.control]
+
+
+@dataclass(frozen=True)
+class Read:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    event: Event | None  # None: the record did not decode (skipped, logged)
+
+
+class LogReader:
+    def __init__(self, kafka: KafkaSettings, topics: Sequence[str],
+                 start: Positions | None = None, bounds: Positions | None = None) -> None:
+        self._timeout = kafka.request_timeout_s
+        self._consumer = Consumer({
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "group.id": f"projector-{uuid.uuid4().hex}",  # assign() only, never committed
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 16 * 1024 * 1024,
+            "log_level": 3,
+        })
+        self._admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers,
+                                   "log_level": 3})
+        self.partitions: list[tuple[str, int]] = []
+        for topic in topics:
+            metadata = self._consumer.list_topics(topic, timeout=self._timeout).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            self.partitions += [(topic, p) for p in sorted(metadata.partitions)]
+        start = start or {}
+        self.positions: Positions = {tp: start.get(tp, 0) for tp in self.partitions}
+        self._bounds: Positions | None = None
+        self.records_read = 0
+        self.undecodable = 0
+        self._eof: set[tuple[str, int]] = set()
+        self._done: set[tuple[str, int]] = set()  # bounded partitions that reached their bound
+        self._consumer.assign([TopicPartition(t, p, offset or OFFSET_BEGINNING)
+                               for (t, p), offset in self.positions.items()])
+        if bounds is not None:
+            self.bound(bounds)
+
+    def bound(self, bounds: Positions) -> None:
+        """Read each partition up to (not including) its bound, then stop; a partition with
+        no bound given is not read at all."""
+        self._bounds = bounds
+        for key, offset in self.positions.items():
+            if offset >= bounds.get(key, 0):
+                self._finish(key)
+
+    @property
+    def caught_up(self) -> bool:
+        """Every partition has been read to its end (or bound) at least once since its last
+        record."""
+        return len(self._eof | self._done) >= len(self.partitions)
+
+    @property
+    def finished(self) -> bool:
+        """Bounded reading only: every partition reached its bound or its end."""
+        return len(self._done) >= len(self.partitions)
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Read]:
+        reads: list[Read] = []
+        for message in self._consumer.consume(max_records, timeout_s):
+            error = message.error()
+            key = (message.topic() or "", message.partition() or 0)
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self._eof.add(key)
+                    if self._bounds is not None:
+                        self._finish(key)
+                elif error.fatal():
+                    raise KafkaException(error)
+                else:
+                    log.warning("projector: consumer error: %s", error)
+                continue
+            offset = message.offset() or 0
+            if key in self._done:
+                continue
+            if self._bounds is not None and offset >= self._bounds.get(key, 0):
+                self._finish(key)
+                continue
+            self._eof.discard(key)
+            self.positions[key] = offset + 1
+            self.records_read += 1
+            try:
+                event: Event | None = decode_event(message.value() or b"")
+            except SchemaError as exc:
+                self.undecodable += 1
+                log.warning("projector: skipping %s[%d]@%d: %s", key[0], key[1], offset, exc)
+                event = None
+            reads.append(Read(key[0], key[1], offset, message.timestamp()[1], event))
+        return reads
+
+    def _finish(self, key: tuple[str, int]) -> None:
+        self._done.add(key)
+        self._consumer.pause([TopicPartition(key[0], key[1])])
+
+    def end_offsets(self) -> Positions:
+        """The end (last stable offset) of every partition now, in one request."""
+        return self._list_offsets(OffsetSpec.latest())  # type: ignore[no-untyped-call]
+
+    def offsets_at(self, time_ms: int) -> Positions:
+        """Per partition, the first offset of a record stamped after `time_ms` (the end if
+        none is): reading up to it gives the log as it stood at that instant."""
+        found = self._list_offsets(OffsetSpec.for_timestamp(time_ms + 1))
+        ends = self.end_offsets()
+        return {key: offset if offset >= 0 else ends[key] for key, offset in found.items()}
+
+    def _list_offsets(self, spec: OffsetSpec) -> Positions:
+        futures = self._admin.list_offsets(
+            {TopicPartition(t, p): spec for t, p in self.partitions},
+            isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=self._timeout)
+        return {(tp.topic, tp.partition): int(future.result().offset)
+                for tp, future in futures.items()}
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -42,7 +42,9 @@ def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
                 continue
             log.info("admission: this instance is the quarantine's single writer")
             control = new_control_view(kafka)
-            control.wait_caught_up(30)
+            # Never admit under default limits because the configuration was not read yet.
+            while not control.wait_caught_up(10) and not stop.is_set():
+                log.warning("admission: the control log is not read to its end yet; waiting")
             loop = TransactionalLoop(
                 kafka, stage="admission", group_id=f"{kafka.topic_prefix}.admission-offsets",
                 transactional_id=f"{kafka.topic_prefix}-admission", topics=[names.mail],

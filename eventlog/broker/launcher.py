@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,17 +167,22 @@ class LocalBroker:
     def _format_once(self, libs: Path, config: Path) -> None:
         if (self.data_dir / "kraft" / "meta.properties").exists():
             return
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [
-                java_executable(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-                "-cp", f"{libs}/*", "kafka.tools.StorageTool",
-                "format", "-t", new_cluster_id(), "-c", str(config),
-            ],
-            capture_output=True, text=True, check=False, timeout=180,
-        )
-        if result.returncode != 0:
-            raise BrokerError(f"formatting KRaft storage failed:\n{result.stdout}{result.stderr}")
+        output = ""
+        for _attempt in (1, 2):  # once more from an empty folder: a first JVM start can stumble
+            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [
+                    java_executable(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                    f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+                    "-cp", f"{libs}/*", "kafka.tools.StorageTool",
+                    "format", "-t", new_cluster_id(), "-c", str(config),
+                ],
+                capture_output=True, text=True, check=False, timeout=180,
+            )
+            if result.returncode == 0:
+                return
+            output += f"exit {result.returncode}:\n{result.stdout}{result.stderr}\n"
+            shutil.rmtree(self.data_dir / "kraft", ignore_errors=True)
+        raise BrokerError(f"formatting KRaft storage failed twice:\n{output[-4000:]}")
 
     def _wait_ready(self, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient

@@ -1,0 +1,153 @@
+"""Replay speed and memory, side by side in one run: `projector replay` (every projection
+folded from offset 0) against a bare confluent-kafka consumer reading the same topics, and the
+bare consumer plus event decoding. Each reader runs in a fresh process so its peak RSS is its
+own.
+
+    python -m bench.replay [--messages N]
+
+Writes bench/results/replay-<time>/report.json and report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.machine import machine
+from eventlog.broker import LocalBroker, free_port
+from eventlog.producer import TransactionalProducer
+from eventlog.records import Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames, ensure_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def feed(kafka: KafkaSettings, messages: int) -> int:
+    from tests.unit.test_projector_flows import all_flows
+
+    names = TopicNames(kafka.topic_prefix)
+    topic = {"mail": names.mail, "quarantine": names.quarantine, "control": names.control}
+    producer = TransactionalProducer(kafka, f"{kafka.topic_prefix}-bench-feed")
+    routed = all_flows(messages)
+    for start in range(0, len(routed), 20_000):
+        producer.begin()
+        producer.produce(Outgoing.event(topic[kind], event)
+                         for kind, event in routed[start:start + 20_000])
+        producer.commit()
+    producer.close()
+    return len(routed)
+
+
+def peak_rss_kib() -> int:
+    """VmHWM: this process's own peak (ru_maxrss carries the parent's over fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
+    """One reader, in this (fresh) process."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from projector.replay import replay
+    from projector.source import projected_topics
+    from schemas import decode_event
+
+    kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix=prefix)
+    began = time.perf_counter()
+    if mode == "replay":
+        count = replay(kafka).records
+    else:
+        consumer = Consumer({"bootstrap.servers": servers, "group.id": uuid.uuid4().hex,
+                             "isolation.level": "read_committed", "enable.partition.eof": True,
+                             "enable.auto.commit": False, "log_level": 3})
+        partitions = [TopicPartition(t, p, 0) for t in projected_topics(kafka)
+                      for p in consumer.list_topics(t, timeout=30).topics[t].partitions]
+        consumer.assign(partitions)
+        left, count = len(partitions), 0
+        while left:
+            for message in consumer.consume(5000, 1.0):
+                if message.error():
+                    left -= 1  # partition EOF
+                    continue
+                count += 1
+                if mode == "decode":
+                    decode_event(message.value())
+        consumer.close()
+    seconds = time.perf_counter() - began
+    rss_mb = peak_rss_kib() / 1024
+    return {"events": count, "seconds": round(seconds, 2),
+            "events_per_s": round(count / seconds), "peak_rss_mb": round(rss_mb, 1)}
+
+
+def run_child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.replay", "--child", mode, "--servers",
+                          servers, "--prefix", prefix], cwd=ROOT, capture_output=True,
+                         text=True, check=True, timeout=3600)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--child", choices=("bare", "decode", "replay"))
+    parser.add_argument("--servers")
+    parser.add_argument("--prefix")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.servers, args.prefix)))
+        return 0
+    folder = Path(tempfile.mkdtemp(prefix="katagate-bench-replay-"))
+    broker = LocalBroker(folder)
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ""
+    try:
+        if not servers:
+            servers = broker.start(port=free_port()).bootstrap_servers or ""
+        kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix=f"r{uuid.uuid4().hex[:8]}")
+        from confluent_kafka.admin import AdminClient
+
+        ensure_topics(AdminClient({"bootstrap.servers": servers}), kafka)
+        events = feed(kafka, args.messages)
+        report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  "machine": machine(), "messages": args.messages,
+                                  "events": events}
+        # Interleaved, the baseline first and last, to show drift on a shared machine.
+        for mode in ("bare", "decode", "replay", "bare_again"):
+            report[mode] = run_child(mode.removesuffix("_again"), servers, kafka.topic_prefix)
+            print(mode, report[mode], flush=True)
+        base = (report["bare"]["events_per_s"] + report["bare_again"]["events_per_s"]) / 2
+        report["replay_ratio_to_bare"] = round(report["replay"]["events_per_s"] / base, 3)
+        report["decode_ratio_to_bare"] = round(report["decode"]["events_per_s"] / base, 3)
+    finally:
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    out = RESULTS / f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = ["| reader | events/s | peak RSS MB |", "|---|---|---|"]
+    rows += [f"| {m} | {report[m]['events_per_s']} | {report[m]['peak_rss_mb']} |"
+             for m in ("bare", "decode", "replay", "bare_again")]
+    rows.append(f"\nreplay / bare = {report['replay_ratio_to_bare']} over {events} events")
+    (out / "report.md").write_text(f"# Replay benchmark, {report['when']}\n\n"
+                                   f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

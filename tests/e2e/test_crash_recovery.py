@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 from decider.ledger import Ledger
 from eventlog.broker import free_port
 from eventlog.topics import TopicNames
+from projector.replay import replay, timelines_jsonl
 from schemas import Event, KataSettings, decode_event
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway, Sink, is_terminal
@@ -35,14 +38,14 @@ SENDERS = 4
 
 
 class Stage:
-    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
-        self.name, self.env, self.log = name, env, log
+    def __init__(self, name: str, env: dict[str, str], log: Path, *args: str) -> None:
+        self.name, self.env, self.log, self.args = name, env, log, args
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "katagate", self.name, "run"], cwd=ROOT,
+                [sys.executable, "-m", "katagate", self.name, "run", *self.args], cwd=ROOT,
                 env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
             )
 
@@ -102,7 +105,7 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
     kafka = ensure_namespace(kafka_bootstrap, transaction_timeout_ms=10_000)
     emulator = Emulator(tmp_path / "kata").start()
     sink = Sink(tmp_path / "sink")
-    smtp_port = free_port()
+    smtp_port, projector_port = free_port(), free_port()
     common = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
               "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
               "KATAGATE_TRANSACTION_TIMEOUT_MS": "10000",
@@ -121,6 +124,9 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
                                      "KATAGATE_DECIDER_HELO_NAME": "gw.example.net",
                                      "KATAGATE_DECIDER_RETRY_FIRST_S": "0.5"},
                          tmp_path / "decider.log"),
+        # The live projections are killed too: after the run they must equal a replay.
+        "projector": Stage("projector", common, tmp_path / "projector.log", "--port",
+                           str(projector_port), "--state-dir", str(tmp_path / "projector")),
     }
     # Only the configuring and observing half of the harness: the stages run as processes here.
     configurer = Gateway.__new__(Gateway)
@@ -144,7 +150,8 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
         for thread in senders:
             thread.start()
         rng = random.Random(1129)  # seeded: a failure replays the same kill schedule
-        schedule = ["ingest", "scanner", "decider", "decider", "ingest", "scanner"]
+        schedule = ["ingest", "scanner", "projector", "decider", "decider", "ingest",
+                    "projector", "scanner"]
         for name in schedule:
             time.sleep(rng.uniform(2.0, 5.0))
             stages[name].kill()
@@ -183,11 +190,31 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
         missing = [m for m in accepted
                    if f"Subject: {subject_of[m]}\r\n".encode() not in arrived]
         assert not missing, f"accepted but never delivered: {missing[:5]}"
+
+        # The live projections, killed and restarted twice, equal the replay byte for byte.
+        replayed = replay(kafka).projections
+
+        def views_equal() -> bool:
+            return all(http_get(projector_port, f"/state/{name}") == replayed.document(name)
+                       for name in ("connection", "quarantine", "counters"))
+
+        wait_for(views_equal, 60, "the live views to equal the replay")
+        served = b"".join(http_get(projector_port, f"/messages/{m}")
+                          for m in replayed.message_ids())
+        assert served == timelines_jsonl(replayed)
     finally:
         for stage in stages.values():
             stage.stop()
         emulator.stop()
         sink.stop()
+
+
+def http_get(port: int, path: str) -> bytes:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return bytes(reply.read())
+    except (OSError, urllib.error.URLError):
+        return b""
 
 
 def events_of(kafka, topic: str) -> list[Event]:

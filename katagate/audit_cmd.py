@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ from audit.settings import AuditSettings
 from audit.verify import verify
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
+from katagate.process import stop_on_signals
 from katagate.projector_cmd import add_replay
 
 
@@ -60,11 +58,7 @@ def _public_key(args: argparse.Namespace) -> Any:
 
 
 def _run(_args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     run_checkpointer(KafkaSettings(), AuditSettings(), stop)
     return 0
 

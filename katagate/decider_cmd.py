@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import threading
 from typing import Any
 
 from eventlog.settings import KafkaSettings
+from katagate.process import stop_on_signals
 
 
 def register(commands: Any) -> None:
@@ -21,10 +19,6 @@ def _run(_args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
     from decider.run import run_decider
     from decider.settings import DeciderSettings
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     run_decider(KafkaSettings(), DeciderSettings(), stop)
     return 0

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import threading
 from typing import Any
 
 from eventlog.settings import KafkaSettings
+from katagate.process import stop_on_signals
 
 
 def register(commands: Any) -> None:
@@ -26,15 +24,12 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
     from ingest.run import run_ingest
     from ingest.settings import IngestSettings
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     overrides: dict[str, Any] = {}
     if args.host is not None:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
     settings = IngestSettings(**overrides)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     run_ingest(KafkaSettings(), settings, stop)
     return 0

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from eventlog.settings import KafkaSettings
+from katagate.process import stop_on_signals
 
 
 def register(commands: Any) -> None:
@@ -62,8 +60,6 @@ def _run(args: argparse.Namespace) -> int:
     from projector.run import run_projector
     from projector.settings import ProjectorSettings
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     overrides: dict[str, Any] = {}
     if args.port is not None:
         overrides["port"] = args.port
@@ -72,9 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.rebuild:
         overrides["rebuild"] = True
     settings = ProjectorSettings(**overrides)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     run_projector(KafkaSettings(), settings, stop)
     return 0
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import threading
 from typing import Any
 
 from eventlog.settings import KafkaSettings
+from katagate.process import stop_on_signals
 from scanner.identity import load_or_create
 from scanner.settings import ScannerSettings
 
@@ -25,10 +23,7 @@ def register(commands: Any) -> None:
 def _run(_args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
     from scanner.run import run_scanner
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     run_scanner(KafkaSettings(), ScannerSettings(), stop)
     return 0
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+from eventlog.records import Consumed
 
 ZERO_HEAD = bytes(32)
 # A version tag in front of every record's bytes: a later layout can never collide with this one.
@@ -24,16 +25,9 @@ _COUNT = struct.Struct(">I")
 Headers = Sequence[tuple[str, bytes | None]]
 
 
-@dataclass(frozen=True)
-class LogRecord:
-    """One committed record as the audit sees it; `offset` is information, never hashed."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = ()
+# A committed record as the audit sees it: the plumbing's own record type; its offset is
+# information, never hashed.
+LogRecord = Consumed
 
 
 def _field(data: bytes | None) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas import Event, encode_event
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]  # Kafka allows a null header value
 
 # Header names carried by every event record, so tools can filter and de-duplicate without
 # parsing the JSON body.

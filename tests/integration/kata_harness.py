@@ -40,6 +40,18 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = 
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what or predicate}")
 
 
+def require_swaks() -> None:
+    """The test command installs swaks; in CI its absence is a failure, elsewhere a skip."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("swaks") is None:
+        if os.environ.get("CI"):
+            pytest.fail("swaks is missing: scripts/test should have installed it")
+        pytest.skip("swaks is not installed (scripts/test installs it)")
+
+
 def openssl_fingerprint(pem_file: Path) -> str:
     """SHA-256 of the certificate's SubjectPublicKeyInfo, computed by openssl alone."""
     def run(args: list[str], data: bytes | None = None) -> bytes:

@@ -7,7 +7,6 @@ import datetime as dt
 import socket
 import ssl
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -187,13 +186,3 @@ def client_tls_context() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
     return context
-
-
-def wait_until(predicate: Any, timeout_s: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or predicate}")

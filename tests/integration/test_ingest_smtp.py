@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import smtplib
 import subprocess
 import time
 
 import pytest
 
+from tests.integration.kata_harness import require_swaks
 from tests.integration.test_ingest_harness import (
     Ingest,
     RawClient,
@@ -277,8 +277,8 @@ def test_a_new_rule_applies_without_a_restart(kafka_settings):
     assert (events[-1].rule_id, events[-1].settings_version) == ("late-rule", 5)
 
 
-@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
 def test_swaks_end_to_end(kafka_settings):
+    require_swaks()
     with Ingest(kafka_settings) as ingest:
         result = subprocess.run(
             ["swaks", "--server", ingest.host, "--port", str(ingest.port),

@@ -1,9 +1,10 @@
 """Replay speed and memory, side by side in one run: `projector replay` (every projection
 folded from offset 0) against a bare confluent-kafka consumer reading the same topics, and the
-bare consumer plus event decoding. Each reader runs in a fresh process so its peak RSS is its
-own.
+bare consumer plus event decoding. Each reader runs in a fresh process so its memory is its
+own; the replay's resident memory is sampled as it goes (bounded means: flat after the first
+quarter, not growing with the log), and then the timelines are written out (streamed).
 
-    python -m bench.replay [--messages N]
+    python -m bench.replay [--messages N]     # about 9.8 events per message; 102,000 → 1M
 
 Writes bench/results/replay-<time>/report.json and report.md.
 """
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -35,41 +37,82 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def feed(kafka: KafkaSettings, messages: int) -> int:
-    from tests.unit.test_projector_flows import all_flows
+    """The test flows (every scenario, ledger events mirrored), a chunk at a time."""
+    from tests.unit.test_projector_flows import control_flow, message_flow
 
     names = TopicNames(kafka.topic_prefix)
     topic = {"mail": names.mail, "quarantine": names.quarantine, "control": names.control}
     producer = TransactionalProducer(kafka, f"{kafka.topic_prefix}-bench-feed")
-    routed = all_flows(messages)
-    for start in range(0, len(routed), 20_000):
+    total = 0
+    for start in range(-1, messages, 2000):
+        routed = control_flow() if start < 0 else [
+            pair for i in range(start, min(start + 2000, messages)) for pair in message_flow(i)]
         producer.begin()
-        producer.produce(Outgoing.event(topic[kind], event)
-                         for kind, event in routed[start:start + 20_000])
+        producer.produce(Outgoing.event(topic[kind], event) for kind, event in routed)
         producer.commit()
+        total += len(routed)
     producer.close()
-    return len(routed)
+    return total
 
 
-def peak_rss_kib() -> int:
-    """VmHWM: this process's own peak (ru_maxrss carries the parent's over fork and exec)."""
+def status_kib(field: str) -> int:
+    """VmHWM (peak) or VmRSS (now) of this process (ru_maxrss would carry the parent's)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
+
+
+class RssSampler:
+    """Resident memory every quarter second, on a thread, while the replay runs."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._began = time.perf_counter()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self.samples.append((time.perf_counter() - self._began, status_kib("VmRSS")))
+
+    def stop(self) -> dict[str, float]:
+        """RSS (MB) when a quarter, half, three quarters and all of the time had passed."""
+        self._stop.set()
+        self._thread.join()
+        if not self.samples:
+            return {}
+        end = self.samples[-1][0]
+        return {f"rss_mb_at_{int(q * 100)}pct": round(next(
+            kib for t, kib in self.samples if t >= q * end) / 1024, 1)
+            for q in (0.25, 0.5, 0.75, 1.0)}
 
 
 def child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
     """One reader, in this (fresh) process."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from projector.replay import replay
+    from projector.replay import replay, write_outputs
     from projector.source import projected_topics
     from schemas import decode_event
 
     kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix=prefix)
     began = time.perf_counter()
+    extra: dict[str, Any] = {}
     if mode == "replay":
-        count = replay(kafka).records
+        sampler = RssSampler()
+        result = replay(kafka)
+        extra = sampler.stop()
+        count = result.records
+        seconds = time.perf_counter() - began
+        with tempfile.TemporaryDirectory() as out:
+            wrote = time.perf_counter()
+            write_outputs(result, Path(out))
+            extra["write_outputs_s"] = round(time.perf_counter() - wrote, 2)
+            extra["timelines_mb"] = round((Path(out) / "timelines.jsonl").stat().st_size / 1e6)
+        extra["rss_mb_after_writing"] = round(status_kib("VmRSS") / 1024, 1)
+        result.projections.close()
     else:
         consumer = Consumer({"bootstrap.servers": servers, "group.id": uuid.uuid4().hex,
                              "isolation.level": "read_committed", "enable.partition.eof": True,
@@ -85,12 +128,12 @@ def child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
                     continue
                 count += 1
                 if mode == "decode":
-                    decode_event(message.value())
+                    decode_event(message.value() or b"")
         consumer.close()
-    seconds = time.perf_counter() - began
-    rss_mb = peak_rss_kib() / 1024
+        seconds = time.perf_counter() - began
+    rss_mb = status_kib("VmHWM") / 1024
     return {"events": count, "seconds": round(seconds, 2),
-            "events_per_s": round(count / seconds), "peak_rss_mb": round(rss_mb, 1)}
+            "events_per_s": round(count / seconds), "peak_rss_mb": round(rss_mb, 1), **extra}
 
 
 def run_child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
@@ -143,6 +186,8 @@ def main() -> int:
     rows += [f"| {m} | {report[m]['events_per_s']} | {report[m]['peak_rss_mb']} |"
              for m in ("bare", "decode", "replay", "bare_again")]
     rows.append(f"\nreplay / bare = {report['replay_ratio_to_bare']} over {events} events")
+    memory = {k: v for k, v in report["replay"].items() if k.startswith(("rss", "write", "time"))}
+    rows.append(f"\nreplay memory and output: {json.dumps(memory)}")
     (out / "report.md").write_text(f"# Replay benchmark, {report['when']}\n\n"
                                    f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
     print("\n".join(rows))

@@ -8,7 +8,7 @@ Keys sorted, no whitespace, UTF-8 without escapes, instants in UTC as
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -23,6 +23,20 @@ def timestamp(value: datetime) -> str:
         raise ValueError("naive datetimes have no canonical form")
     # isoformat of a UTC instant ends in "+00:00"; it is several times faster than strftime.
     return value.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(value: datetime) -> int:
+    """An aware instant as whole microseconds since the epoch (exact, unlike a float)."""
+    since = value - EPOCH
+    return (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+
+
+def from_micros(value: int) -> str:
+    """The canonical form of an instant given in microseconds since the epoch."""
+    return timestamp(EPOCH + timedelta(microseconds=value))
 
 
 def jsonable(value: Any) -> Any:

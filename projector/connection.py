@@ -18,6 +18,7 @@ from schemas import (
     KataProtectionToggled,
     KataSettingsChanged,
     KataSettingsReset,
+    MailEvent,
     SensorKeyGenerated,
 )
 
@@ -56,6 +57,8 @@ class ConnectionView:
 
 
 def apply(view: ConnectionView, event: Event) -> ConnectionView:
+    if isinstance(event, MailEvent):  # most of the log; none of it concerns the connection
+        return view
     match event:
         case KataSettingsChanged() | KataSettingsReset():
             address = event.settings.central_node_address

@@ -1,22 +1,18 @@
 """Counters over the whole log: per action, verdict state, Skipped reason, denial reason and
-terminal outcome. Ledger events arrive twice (the ledger and its mirror) and count once, by
-event id; every other event is on exactly one partition once (the stages write exactly once)."""
+terminal outcome. Each event is folded once: the ledger's mirrored copies are removed before
+the folds (`copies.py`), and the stages write everything else exactly once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from projector.summary import terminal_outcome
 from schemas import (
     ActionDecided,
-    DeliveryFailed,
     Event,
     LateVerdictReceived,
-    MessageDelivered,
-    MessageDiscarded,
     MessageReceived,
-    NdrSent,
-    NdrSuppressed,
     QuarantineAdmitted,
     QuarantineDenied,
     QuarantineReleased,
@@ -30,35 +26,17 @@ GROUPS = (
 )
 
 
-def terminal_outcome(event: Event) -> str | None:
-    """The terminal event of a message (DESIGN invariant 2), named; None for any other."""
-    match event:
-        case MessageDelivered():
-            return "delivered"
-        case MessageDiscarded():
-            return "discarded"
-        case NdrSent(reason="kata_reject"):
-            return "ndr_sent"
-        case NdrSuppressed():
-            return "ndr_suppressed"
-        case DeliveryFailed():
-            return "delivery_failed"
-    return None
-
-
 @dataclass
 class Counters:
     counts: dict[str, dict[str, int]] = field(
         default_factory=lambda: {group: {} for group in GROUPS})
-    ledger_seen: set[str] = field(default_factory=set)  # event ids of ledger events counted
 
     def to_state(self) -> dict[str, Any]:
-        return {"counts": self.counts, "ledger_seen": sorted(self.ledger_seen)}
+        return {"counts": self.counts}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Counters:
-        return cls(counts={g: dict(state["counts"].get(g, {})) for g in GROUPS},
-                   ledger_seen=set(state["ledger_seen"]))
+        return cls(counts={g: dict(state["counts"].get(g, {})) for g in GROUPS})
 
 
 def _bump(view: Counters, group: str, key: str) -> None:
@@ -68,11 +46,6 @@ def _bump(view: Counters, group: str, key: str) -> None:
 
 def apply(view: Counters, event: Event) -> Counters:
     """Updates the view in place and returns it."""
-    if isinstance(event, QuarantineAdmitted | QuarantineDenied | QuarantineReleased):
-        ledger_id = str(event.event_id)
-        if ledger_id in view.ledger_seen:
-            return view
-        view.ledger_seen.add(ledger_id)
     match event:
         case MessageReceived():
             _bump(view, "messages", "received")

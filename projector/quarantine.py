@@ -1,10 +1,11 @@
 """KATA Quarantine usage against both limits, folded from the ledger.
 
-The same ledger event is read twice — from `katagate.quarantine` and mirrored on the message's
-`katagate.mail` partition — in an order that differs between a live reader and a replay. So the
-fold is a function of the *set* of events: a message counts while it has been admitted and not
-released, whichever copy of either event came first. Limits come from the settings events
-(`katagate.control`, one partition, in order).
+Every ledger event is read twice — from `katagate.quarantine` and mirrored on the message's
+`katagate.mail` partition — and folded once: the first copy read counts, the second is removed
+before the folds (`copies.py`). Whichever topic a reader reaches first, an admission copy
+precedes the release copy of the same topic, so a release never comes before its admission.
+Only held messages are kept, so the view is bounded by the quarantine's own limits. Limits
+come from the settings events (`katagate.control`, one partition, in order).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from schemas import (
     QuarantineReleased,
 )
 
+FOLDED = frozenset({"settings.kata_changed", "settings.kata_reset", "quarantine.admitted",
+                    "quarantine.released", "quarantine.denied"})
 DEFAULT_RULE = "default"  # mail that matched no rule is handled by the default rule
 
 
@@ -30,16 +33,16 @@ class QuarantineView:
     limit_bytes: int = KataSettings().quarantine_max_bytes
     limit_messages: int = KataSettings().quarantine_max_messages
     held: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (size, rule)
-    released: set[str] = field(default_factory=set)
-    denied: set[str] = field(default_factory=set)
+    released_total: int = 0
+    denied_total: int = 0
 
     def to_state(self) -> dict[str, Any]:
         return {
             "limit_bytes": self.limit_bytes,
             "limit_messages": self.limit_messages,
             "held": {m: [size, rule] for m, (size, rule) in self.held.items()},
-            "released": sorted(self.released),
-            "denied": sorted(self.denied),
+            "released_total": self.released_total,
+            "denied_total": self.denied_total,
         }
 
     @classmethod
@@ -47,23 +50,26 @@ class QuarantineView:
         return cls(
             limit_bytes=state["limit_bytes"], limit_messages=state["limit_messages"],
             held={m: (int(size), str(rule)) for m, (size, rule) in state["held"].items()},
-            released=set(state["released"]), denied=set(state["denied"]),
+            released_total=int(state["released_total"]),
+            denied_total=int(state["denied_total"]),
         )
 
 
 def apply(view: QuarantineView, event: Event) -> QuarantineView:
     """Updates the view in place and returns it (a fold over a mutable accumulator)."""
+    if event.type not in FOLDED:
+        return view
     match event:
         case KataSettingsChanged() | KataSettingsReset():
             view.limit_bytes = event.settings.quarantine_max_bytes
             view.limit_messages = event.settings.quarantine_max_messages
-        case QuarantineAdmitted() if event.message_id not in view.released:
-            view.held.setdefault(event.message_id, (event.size, event.rule_id or DEFAULT_RULE))
+        case QuarantineAdmitted():
+            view.held[event.message_id] = (event.size, event.rule_id or DEFAULT_RULE)
         case QuarantineReleased():
-            view.released.add(event.message_id)
+            view.released_total += 1
             view.held.pop(event.message_id, None)
         case QuarantineDenied():
-            view.denied.add(event.message_id)
+            view.denied_total += 1
     return view
 
 
@@ -83,6 +89,6 @@ def render(view: QuarantineView) -> dict[str, Any]:
         "bytes_free": max(0, view.limit_bytes - bytes_in_use),
         "messages_free": max(0, view.limit_messages - messages_in_use),
         "per_rule": per_rule,
-        "released_total": len(view.released),
-        "denied_total": len(view.denied),
+        "released_total": view.released_total,
+        "denied_total": view.denied_total,
     }

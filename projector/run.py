@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from confluent_kafka import KafkaException
 
@@ -16,9 +15,9 @@ from eventlog.settings import KafkaSettings
 from projector.http import serve
 from projector.live import LiveProjection
 from projector.settings import ProjectorSettings
-from projector.snapshot import encode, load, snapshot_path, write_atomically
+from projector.snapshot import open_snapshot, save, snapshot_path
 from projector.source import LogReader, projected_topics
-from projector.views import Projections, apply
+from projector.views import apply
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +30,12 @@ def run_projector(
 ) -> LiveProjection:
     """Run until `stop` is set; `ready` gets the live projection once HTTP is listening."""
     path = snapshot_path(settings.state_dir, kafka.topic_prefix)
-    snapshot = None if settings.rebuild else load(path, kafka.topic_prefix)
-    live = LiveProjection(
-        projections=snapshot.projections if snapshot else Projections(),
-        resumed_from_snapshot=snapshot is not None,
-    )
-    reader = LogReader(kafka, projected_topics(kafka), start=snapshot.positions if snapshot else {})
+    snapshot = open_snapshot(path, kafka.topic_prefix, rebuild=settings.rebuild)
+    live = LiveProjection(projections=snapshot.projections,
+                          resumed_from_snapshot=snapshot.resumed)
+    reader = LogReader(kafka, projected_topics(kafka), start=snapshot.positions)
     live.positions = dict(reader.positions)
-    if snapshot is not None:
+    if snapshot.resumed:
         log.info("projector: resumed from %s", path)
     server = serve(live, settings.host, settings.port)
     server_thread = threading.Thread(target=server.serve_forever, name="projector-http",
@@ -57,7 +54,7 @@ def run_projector(
             with live.lock:
                 for read in reads:
                     if read.event is not None:
-                        apply(live.projections, read.event)
+                        apply(live.projections, read.event, read.value)
                 live.positions.update(reader.positions)
                 live.records_read = reader.records_read
                 live.undecodable = reader.undecodable
@@ -73,22 +70,21 @@ def run_projector(
                     with live.lock:
                         live.ends = ends
             if now >= next_snapshot and live.records_read != saved_at_records:
-                saved_at_records = _save(live, path, kafka.topic_prefix)
+                saved_at_records = _save(live, kafka.topic_prefix)
                 next_snapshot = now + settings.snapshot_interval_s
     finally:
         try:
-            _save(live, path, kafka.topic_prefix)
+            _save(live, kafka.topic_prefix)
         finally:
+            live.projections.close()
             server.shutdown()
             server.server_close()
             reader.close()
     return live
 
 
-def _save(live: LiveProjection, path: Path, prefix: str) -> int:
-    """Write views and positions as one file; return the record count it holds."""
+def _save(live: LiveProjection, prefix: str) -> int:
+    """Commit views and positions together; return the record count they hold."""
     with live.lock:
-        data = encode(live.positions, live.projections, prefix)
-        records = live.records_read
-    write_atomically(path, data)
-    return records
+        save(live.projections, live.positions, prefix)
+        return live.records_read

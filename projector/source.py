@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -31,13 +31,13 @@ def projected_topics(kafka: KafkaSettings) -> list[str]:
     return [names.mail, names.quarantine, names.control]
 
 
-@dataclass(frozen=True)
-class Read:
+class Read(NamedTuple):
     topic: str
     partition: int
     offset: int
     timestamp_ms: int
     event: Event | None  # None: the record did not decode (skipped, logged)
+    value: bytes  # the record as read
 
 
 class LogReader:
@@ -118,13 +118,14 @@ class LogReader:
             self._eof.discard(key)
             self.positions[key] = offset + 1
             self.records_read += 1
+            value = message.value() or b""
             try:
-                event: Event | None = decode_event(message.value() or b"")
+                event: Event | None = decode_event(value)
             except SchemaError as exc:
                 self.undecodable += 1
                 log.warning("projector: skipping %s[%d]@%d: %s", key[0], key[1], offset, exc)
                 event = None
-            reads.append(Read(key[0], key[1], offset, message.timestamp()[1], event))
+            reads.append(Read(key[0], key[1], offset, message.timestamp()[1], event, value))
         return reads
 
     def _finish(self, key: tuple[str, int]) -> None:

@@ -1,7 +1,9 @@
 """Every projection together: one `apply` for all, one canonical rendering, one state format.
 
 The views are functions of the set of events read (per-partition order aside), so a live
-projector and a replay that have read the same records render the same bytes.
+projector and a replay that have read the same records render the same bytes. The small views
+(connection, quarantine usage, counters) live in memory and are stored as one state document;
+timelines and summaries live in the `TimelineStore` on disk.
 """
 
 from __future__ import annotations
@@ -9,16 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from projector import connection, counters, quarantine, timelines
 from projector.canonical import document
 from projector.connection import ConnectionView
+from projector.copies import LedgerCopies
 from projector.counters import Counters
 from projector.quarantine import QuarantineView
-from projector.timelines import MemoryTimelines
-from schemas import Event, MailEvent
+from projector.store import TimelineStore
+from schemas import Event, MailEvent, encode_event
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 VIEW_NAMES = ("connection", "quarantine", "counters")
 
 
@@ -27,27 +31,29 @@ class Projections:
     connection: ConnectionView = field(default_factory=ConnectionView)
     quarantine: QuarantineView = field(default_factory=QuarantineView)
     counters: Counters = field(default_factory=Counters)
-    timelines: MemoryTimelines = field(default_factory=MemoryTimelines)
-    _summaries: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    copies: LedgerCopies = field(default_factory=LedgerCopies)
+    store: TimelineStore = field(default_factory=TimelineStore)
 
     def to_state(self) -> dict[str, Any]:
+        """The in-memory views; the store keeps its own rows."""
         return {
             "format": STATE_FORMAT,
             "connection": self.connection.to_state(),
             "quarantine": self.quarantine.to_state(),
             "counters": self.counters.to_state(),
-            "timelines": self.timelines.to_state(),
+            "ledger_copies_waiting": sorted(str(UUID(int=i)) for i in self.copies.waiting),
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Projections:
+    def from_state(cls, state: dict[str, Any], store: TimelineStore) -> Projections:
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"unknown projection state format {state.get('format')!r}")
         return cls(
             connection=ConnectionView.from_state(state["connection"]),
             quarantine=QuarantineView.from_state(state["quarantine"]),
             counters=Counters.from_state(state["counters"]),
-            timelines=MemoryTimelines.from_state(state["timelines"]),
+            copies=LedgerCopies({UUID(i).int for i in state["ledger_copies_waiting"]}),
+            store=store,
         )
 
     # -- reading -------------------------------------------------------------------
@@ -66,27 +72,35 @@ class Projections:
         return document(self.view(name))
 
     def message(self, message_id: str) -> dict[str, Any] | None:
-        return timelines.render(self.timelines, message_id)
+        return timelines.render(self.store, message_id)
 
     def summary(self, message_id: str) -> dict[str, Any] | None:
-        cached = self._summaries.get(message_id)
-        if cached is None:
-            events = self.timelines.events(message_id)
-            if events is None:
-                return None
-            cached = self._summaries[message_id] = timelines.summary(message_id, events)
-        return cached
+        found = self.store.summary(message_id)
+        return None if found is None else found.render(message_id)
 
     def message_ids(self, after: str | None = None) -> Iterator[str]:
-        return self.timelines.message_ids(after)
+        return self.store.message_ids(after)
+
+    def listing(self, after: str | None, limit: int,
+                filters: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
+        """A page of summaries in message id order, filtered; and whether more follow."""
+        found, more = self.store.listing(after, limit, filters)
+        return [summary.render(m) for m, summary in found], more
+
+    def close(self) -> None:
+        self.store.close()
 
 
-def apply(views: Projections, event: Event) -> Projections:
-    """Fold one event into every projection (in place; returns the same object)."""
+def apply(views: Projections, event: Event, record: bytes | None = None) -> Projections:
+    """Fold one event into every projection (in place; returns the same object). `record` is
+    the event as read (kept in its timeline); without it the event is encoded afresh."""
+    if not views.copies.first(event):
+        return views
     views.connection = connection.apply(views.connection, event)
     quarantine.apply(views.quarantine, event)
     counters.apply(views.counters, event)
     if isinstance(event, MailEvent):
-        timelines.apply(views.timelines, event)
-        views._summaries.pop(event.message_id, None)
+        views.store.add(event.message_id, timelines.order_key(event), event,
+                        record if record is not None else encode_event(event))
     return views
+

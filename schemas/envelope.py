@@ -6,9 +6,10 @@ record is decoded by (never a Python qualname), so classes can be renamed or mov
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from schemas.types import MessageId, ProducerRef, UtcDatetime
 
@@ -27,6 +28,14 @@ class Event(BaseModel):
     # The event this one reacts to; None for events caused by the outside world.
     causation_id: UUID | None = None
     producer: ProducerRef
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _an_integer(cls, value: Any) -> Any:
+        # The literal would take `true` or `1.0` for 1: a version is written as an integer.
+        if type(value) is not int:
+            raise ValueError(f"must be an integer, got {value!r}")
+        return value
 
     def partition_key(self) -> str:
         """The Kafka record key: events with the same key keep their order."""

@@ -1,19 +1,22 @@
 """The projector's folds, Given / When / Then: connection state, quarantine usage, counters,
-timelines — idempotent under the mirrored ledger events, and independent of how the topics
-interleave on arrival."""
+timelines and summaries — each ledger event counted once of its two copies, and independent of
+how the topics interleave on arrival."""
 
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 from functools import reduce
 from ipaddress import IPv4Address
+from typing import Any
 
-from projector import connection, counters, quarantine, timelines
+from projector import connection, counters, quarantine
 from projector.canonical import document
 from projector.connection import ConnectionView
+from projector.copies import LedgerCopies
 from projector.counters import Counters
 from projector.quarantine import QuarantineView
-from projector.timelines import MemoryTimelines
+from projector.summary import terminal_outcome
 from projector.views import Projections, apply
 from schemas import CentralNodeObserved, Event, NodeAddress
 from tests.unit.fixtures.events import FINGERPRINT, NODE_FINGERPRINT, SENSOR_ID
@@ -28,6 +31,12 @@ from tests.unit.test_projector_flows import (
 
 def fold_all(routed: Routed) -> Projections:
     return reduce(apply, (e for _t, e in routed), Projections())
+
+
+def first_copies(events: list[Event]) -> list[Event]:
+    """What reaches the folds: the second copy of each ledger event removed."""
+    copies = LedgerCopies()
+    return [e for e in events if copies.first(e)]
 
 
 def interleave(routed: Routed, seed: int) -> list[Event]:
@@ -119,8 +128,8 @@ def test_a_fresh_view_is_not_configured() -> None:
 def test_quarantine_counts_a_mirrored_admission_once() -> None:
     # Given a message admitted (the ledger event and its mirror on the message)
     flow = message_flow(1, "clean")[:4]  # received, admitted, mirror, submitted
-    # When both copies are folded
-    view = reduce(quarantine.apply, (e for _t, e in flow), QuarantineView())
+    # When both copies are read
+    view = reduce(quarantine.apply, first_copies([e for _t, e in flow]), QuarantineView())
     # Then it counts once, under its rule
     usage = quarantine.render(view)
     assert (usage["bytes_in_use"], usage["messages_in_use"]) == (1001, 1)
@@ -134,7 +143,7 @@ def test_a_release_read_before_the_mirrored_admission_leaves_nothing_held() -> N
     ledger = [e for t, e in flow if t == "quarantine"]
     mirrors = [e for t, e in flow if t == "mail" and e.type.startswith("quarantine.")]
     # When the mirrored admission arrives after the release
-    view = reduce(quarantine.apply, [*ledger, *mirrors], QuarantineView())
+    view = reduce(quarantine.apply, first_copies([*ledger, *mirrors]), QuarantineView())
     # Then the message is not held again
     usage = quarantine.render(view)
     assert (usage["bytes_in_use"], usage["messages_in_use"]) == (0, 0)
@@ -144,7 +153,7 @@ def test_a_release_read_before_the_mirrored_admission_leaves_nothing_held() -> N
 def test_quarantine_limits_follow_the_settings_and_usage_the_held_messages() -> None:
     # Given settings with a 100-message limit, and messages in flight
     routed = control_flow() + [pair for i in range(6) for pair in message_flow(i)[:4]]
-    view = reduce(quarantine.apply, (e for _t, e in routed), QuarantineView())
+    view = reduce(quarantine.apply, first_copies([e for _t, e in routed]), QuarantineView())
     usage = quarantine.render(view)
     # Then five are held (the count-limit one was denied) against the configured limits
     assert usage["limit_messages"] == 100
@@ -160,7 +169,7 @@ def test_quarantine_limits_follow_the_settings_and_usage_the_held_messages() -> 
 
 def test_counters_count_each_decision_verdict_denial_and_outcome_once() -> None:
     # Given two messages of every scenario, ledger events mirrored
-    view = reduce(counters.apply, (e for _t, e in all_flows(12)), Counters())
+    view = reduce(counters.apply, first_copies([e for _t, e in all_flows(12)]), Counters())
     # Then each is counted once
     counts = counters.render(view)
     assert counts["actions"] == {"deliver": 8, "delete": 2, "reject": 2}
@@ -175,7 +184,11 @@ def test_counters_count_each_decision_verdict_denial_and_outcome_once() -> None:
     assert counts["messages"] == {"received": 12}
 
 
-# -- timelines ---------------------------------------------------------------------------
+# -- timelines and summaries -------------------------------------------------------------
+
+def folded(events: list[Event]) -> Projections:
+    return reduce(apply, events, Projections())
+
 
 def test_a_timeline_holds_each_event_once_in_lifecycle_order() -> None:
     # Given a rejected message, the ledger copies read before the mail partition
@@ -183,13 +196,14 @@ def test_a_timeline_holds_each_event_once_in_lifecycle_order() -> None:
     ledger_first = [e for t, e in flow if t == "quarantine"] + [e for t, e in flow
                                                                 if t == "mail"]
     # When folded
-    store = reduce(timelines.apply, ledger_first, MemoryTimelines())
+    views = folded(ledger_first)
     # Then the timeline is in lifecycle order, each event once
-    doc = timelines.render(store, "MSG00000002")
+    doc = views.message("MSG00000002")
     assert doc is not None
     assert [e["type"] for e in doc["events"]] == [
         "mail.received", "quarantine.admitted", "scan.submitted", "scan.verdict",
         "action.decided", "quarantine.released", "ndr.sent"]
+    assert doc["event_count"] == 7
     assert doc["decision"] == {"action": "reject", "reason": "detected", "skipped": False,
                                "tag": None, "backup": False}
     assert doc["outcome"] == "ndr_sent"
@@ -202,19 +216,95 @@ def test_a_timeline_holds_each_event_once_in_lifecycle_order() -> None:
 
 
 def test_an_ndr_after_a_failed_delivery_is_not_the_outcome() -> None:
-    store = reduce(timelines.apply, (e for _t, e in message_flow(5, "error")),
-                   MemoryTimelines())
-    doc = timelines.render(store, "MSG00000005")
+    doc = folded([e for _t, e in message_flow(5, "error")]).message("MSG00000005")
     assert doc is not None
     assert doc["outcome"] == "delivery_failed"
     assert doc["decision"]["skipped"] is True
 
 
 def test_unknown_message_has_no_timeline_and_ids_page_in_order() -> None:
-    store = reduce(timelines.apply, (e for _t, e in all_flows(5)), MemoryTimelines())
-    assert timelines.render(store, "MSG99999999") is None
-    assert list(store.message_ids()) == [f"MSG{i:08d}" for i in range(5)]
-    assert list(store.message_ids(after="MSG00000002")) == ["MSG00000003", "MSG00000004"]
+    views = folded([e for _t, e in all_flows(5)])
+    assert views.message("MSG99999999") is None
+    assert list(views.message_ids()) == [f"MSG{i:08d}" for i in range(5)]
+    assert list(views.message_ids(after="MSG00000002")) == ["MSG00000003", "MSG00000004"]
+
+
+def reference_summary(message_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary's specification: a fold over the timeline in timeline order, the later
+    event winning, except the outcome (the first terminal event) and a response timeout
+    (shown only where no verdict came)."""
+    quarantine_: dict[str, Any] | None = None
+    verdict: str | None = None
+    timed_out = False
+    decision: dict[str, Any] | None = None
+    outcome: str | None = None
+    rule_id: str | None = None
+    for item in events:
+        kind, fields = item["type"], item["fields"]
+        if kind == "mail.received":
+            rule_id = fields["rule_id"]
+        elif kind == "quarantine.admitted":
+            quarantine_ = {"admitted": True, "reason": None}
+        elif kind == "quarantine.denied":
+            quarantine_ = {"admitted": False, "reason": fields["reason"]}
+        elif kind == "scan.verdict":
+            verdict = fields["state"]
+        elif kind == "scan.timed_out":
+            timed_out = True
+        elif kind == "action.decided":
+            decision = {k: fields[k] for k in ("action", "reason", "skipped", "tag", "backup")}
+        elif outcome is None and kind in ("delivery.delivered", "message.discarded",
+                                           "ndr.suppressed", "delivery.failed"):
+            outcome = {"delivery.delivered": "delivered", "message.discarded": "discarded",
+                       "ndr.suppressed": "ndr_suppressed",
+                       "delivery.failed": "delivery_failed"}[kind]
+        elif outcome is None and kind == "ndr.sent" and fields["reason"] == "kata_reject":
+            outcome = "ndr_sent"
+    return {
+        "message_id": message_id, "rule_id": rule_id,
+        "first_at": events[0]["occurred_at"], "last_at": events[-1]["occurred_at"],
+        "event_count": len(events), "quarantine": quarantine_,
+        "verdict": verdict if verdict is not None else (
+            "response_timeout" if timed_out else None),
+        "late_verdicts": [i["fields"]["state"] for i in events
+                          if i["type"] == "scan.late_verdict"],
+        "decision": decision, "outcome": outcome,
+    }
+
+
+def test_summaries_equal_the_timeline_folded_in_order_whatever_the_reading_order() -> None:
+    # Given every scenario, read in several interleavings
+    routed = all_flows(len(SCENARIOS) * 2)
+    for seed in range(4):
+        views = folded(interleave(routed, seed))
+        for message_id in views.message_ids():
+            # Then each message's summary is the in-order fold of its timeline
+            doc = views.message(message_id)
+            assert doc is not None
+            events = doc.pop("events")
+            assert doc == reference_summary(message_id, events), message_id
+            assert views.summary(message_id) == doc
+
+
+def test_a_verdict_after_a_response_timeout_is_the_verdict_shown() -> None:
+    # Given a timed-out message whose verdict then came (late), and one verdict stamped
+    # before the timeout
+    flow = [e for _t, e in message_flow(3, "timeout")]
+    timed_out = next(e for e in flow if e.type == "scan.timed_out")
+    verdict = next(e for _t, e in message_flow(3, "clean") if e.type == "scan.verdict")
+    before = verdict.model_copy(update={"occurred_at": timed_out.occurred_at - timedelta(1)})
+    # When folded with the timeout read first, then the earlier-stamped verdict
+    views = folded([*flow, before])
+    summary = views.summary("MSG00000003")
+    # Then the verdict from KATA stands over the response timeout
+    assert summary is not None
+    assert summary["verdict"] == "not_detected"
+
+
+def test_terminal_outcomes_are_named_once() -> None:
+    outcomes = [terminal_outcome(e) for _t, e in all_flows(len(SCENARIOS))]
+    assert {o for o in outcomes if o} == {"delivered", "discarded", "ndr_sent",
+                                          "delivery_failed"}
 
 
 # -- every view: arrival order and duplicates do not matter -----------------------------
@@ -230,11 +320,14 @@ def test_every_view_is_the_same_whatever_the_interleaving_of_partitions() -> Non
         assert rendered(views) == expected
 
 
-def test_refolding_the_ledger_changes_nothing() -> None:
+def test_only_ledger_copies_still_unmatched_are_remembered() -> None:
+    # Given every record read once, in any interleaving
     routed = all_flows(12)
-    views = fold_all(routed)
-    before = rendered(views)
-    for topic, event in routed:
-        if topic == "quarantine":
-            apply(views, event)
-    assert rendered(views) == before
+    for seed in range(3):
+        views = reduce(apply, interleave(routed, seed), Projections())
+        # Then no ledger event id is kept: memory does not grow with the log
+        assert views.copies.waiting == set()
+    # And a log cut between the two copies keeps only the copies still unread
+    ledger = [e for t, e in routed if t == "quarantine"]
+    views = reduce(apply, ledger, Projections())
+    assert views.copies.waiting == {e.event_id.int for e in ledger}

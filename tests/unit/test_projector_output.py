@@ -1,4 +1,4 @@
-"""Canonical JSON, the snapshot file, the HTTP query rules and the replay's outputs — no
+"""Canonical JSON, the snapshot store, the HTTP query rules and the replay's outputs — no
 broker needed."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 from projector.canonical import canonical_json, document, timestamp
 from projector.http import BadRequest, parse_listing
 from projector.replay import Progress, Replayed, timelines_csv, timelines_jsonl, write_outputs
-from projector.snapshot import encode, load, snapshot_path, write_atomically
+from projector.snapshot import open_snapshot, save, snapshot_path, write_atomically
+from projector.store import TimelineStore
 from projector.views import Projections, apply
 from tests.unit.test_projector_flows import all_flows
 
@@ -42,33 +43,110 @@ def test_instants_are_utc_and_fixed_width() -> None:
 def test_views_serialise_identically_after_a_state_round_trip() -> None:
     # Given folded views
     views = folded()
-    # When stored as state and restored (what a snapshot does)
-    restored = Projections.from_state(json.loads(json.dumps(views.to_state())))
-    # Then every view renders the same bytes, and folding on gives the same result
+    # When stored as state and restored over the same store (what a snapshot does)
+    restored = Projections.from_state(json.loads(json.dumps(views.to_state())), views.store)
+    # Then every view renders the same bytes
     for name in ("connection", "quarantine", "counters"):
         assert restored.document(name) == views.document(name)
     assert timelines_jsonl(restored) == timelines_jsonl(views)
 
 
-def test_snapshot_is_written_atomically_and_read_back(tmp_path: Path) -> None:
-    views = folded(3)
-    positions = {("t.mail", 0): 17, ("t.control", 0): 6}
+def test_a_snapshot_resumes_views_positions_and_timelines(tmp_path: Path) -> None:
+    # Given half the log folded and saved with its positions
+    routed = all_flows(6)
+    half = len(routed) // 2
     path = snapshot_path(tmp_path, "t")
-    write_atomically(path, encode(positions, views, "t"))
-    assert [p.name for p in tmp_path.iterdir()] == ["t.projection.json"]  # no temp file left
-    loaded = load(path, "t")
-    assert loaded is not None
-    assert loaded.positions == positions
-    assert loaded.projections.document("counters") == views.document("counters")
+    first = open_snapshot(path, "t")
+    assert not first.resumed
+    for _t, event in routed[:half]:
+        apply(first.projections, event)
+    save(first.projections, {("t.mail", 0): half}, "t")
+    first.projections.close()
+    # When reopened and the rest folded on
+    again = open_snapshot(path, "t")
+    assert again.resumed
+    assert again.positions == {("t.mail", 0): half}
+    for _t, event in routed[half:]:
+        apply(again.projections, event)
+    # Then it is what folding everything at once gives
+    whole = folded(6)
+    for name in ("connection", "quarantine", "counters"):
+        assert again.projections.document(name) == whole.document(name)
+    assert timelines_jsonl(again.projections) == timelines_jsonl(whole)
 
 
-def test_a_snapshot_of_another_namespace_or_garbage_is_ignored(tmp_path: Path) -> None:
+def test_what_was_folded_after_the_last_save_is_not_in_the_snapshot(tmp_path: Path) -> None:
+    # Given a save, then more folded, then a crash (no save, no close)
+    routed = all_flows(4)
     path = snapshot_path(tmp_path, "t")
-    write_atomically(path, encode({}, Projections(), "other"))
-    assert load(path, "t") is None
-    path.write_bytes(b"{not json")
-    assert load(path, "t") is None
-    assert load(tmp_path / "missing.json", "t") is None
+    live = open_snapshot(path, "t")
+    apply(live.projections, routed[0][1])
+    save(live.projections, {("t.control", 0): 1}, "t")
+    for _t, event in routed[1:]:
+        apply(live.projections, event)
+    live.projections.store.flush()  # written into the open transaction, never committed
+    # When another process opens the file
+    again = open_snapshot(path, "t")
+    # Then it holds exactly the saved fold: the positions and the views agree
+    assert again.positions == {("t.control", 0): 1}
+    assert list(again.projections.message_ids()) == []
+    assert again.projections.document("counters") == reduce(
+        apply, [routed[0][1]], Projections()).document("counters")
+
+
+def test_a_snapshot_of_another_namespace_garbage_or_a_rebuild_starts_empty(
+        tmp_path: Path) -> None:
+    path = snapshot_path(tmp_path, "t")
+    other = open_snapshot(path, "other")
+    apply(other.projections, all_flows(1)[-1][1])
+    save(other.projections, {("t.mail", 0): 9}, "other")
+    other.projections.close()
+    fresh = open_snapshot(path, "t")
+    assert not fresh.resumed
+    assert fresh.positions == {}
+    assert list(fresh.projections.message_ids()) == []
+    fresh.projections.close()
+    path.write_bytes(b"not a database at all" * 100)
+    assert not open_snapshot(path, "t").resumed
+    good = open_snapshot(path, "t")
+    save(good.projections, {("t.mail", 0): 1}, "t")
+    assert open_snapshot(path, "t").resumed
+    assert not open_snapshot(path, "t", rebuild=True).resumed
+
+
+def test_files_are_written_atomically_from_chunks(tmp_path: Path) -> None:
+    write_atomically(tmp_path / "a.jsonl", iter([b"one\n", b"two\n"]))
+    assert (tmp_path / "a.jsonl").read_bytes() == b"one\ntwo\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.jsonl"]  # no temp file left
+
+
+def test_store_listing_filters_and_pages_in_message_id_order() -> None:
+    views = folded(12)
+    page, more = views.listing(None, 3, {})
+    assert [s["message_id"] for s in page] == ["MSG00000000", "MSG00000001", "MSG00000002"]
+    assert more
+    rejected, more = views.listing(None, 100, {"action": "reject"})
+    assert rejected
+    assert not more
+    assert all(s["decision"]["action"] == "reject" for s in rejected)
+    timeouts, _ = views.listing(None, 100, {"state": "response_timeout"})
+    assert {s["verdict"] for s in timeouts} == {"response_timeout"}
+    later, _ = views.listing("MSG00000010", 100, {})
+    assert [s["message_id"] for s in later] == ["MSG00000011"]
+
+
+def test_the_store_keeps_few_summaries_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a store that keeps at most 5 summaries in memory
+    monkeypatch.setattr("projector.store.HOT_MESSAGES", 5)
+    views = Projections(store=TimelineStore())
+    for _t, event in all_flows(40):
+        apply(views, event)
+    views.store.flush()
+    # Then the rest are on disk, and every summary still reads back whole
+    assert len(views.store._hot) <= 5
+    assert views.store.count() == 40
+    assert all(views.summary(m) == folded(40).summary(m) for m in ("MSG00000000",
+                                                                   "MSG00000039"))
 
 
 @pytest.mark.parametrize(("query", "parameter"), [
@@ -123,3 +201,16 @@ def test_progress_is_rewritten_at_most_twice_a_second() -> None:
     assert len(lines) == 2  # one after 0.5 s, and the final one
     assert lines[-1].startswith("replay: 100 events")
     assert lines[-1].endswith("0 remaining")
+
+
+def test_records_added_across_flushes_come_back_byte_for_byte() -> None:
+    # Given records holding every byte value, added to one message over three flushes
+    store = TimelineStore()
+    event = all_flows(1)[-1][1]
+    records = [bytes(range(256)), b"\x00" * 7, "é\n".encode() * 3]
+    for n, record in enumerate(records):
+        store.add("MSG00000000", (n, 0, "0"), event, record)
+        store.flush()
+    # Then they read back whole and in order
+    assert store.records("MSG00000000") == records
+    assert store.records("MSG99999999") == []

@@ -288,3 +288,22 @@ def test_given_an_undecodable_record_then_schema_error(record: bytes, message: s
 
 def test_given_a_schema_error_then_it_is_a_value_error() -> None:
     assert issubclass(SchemaError, ValueError)
+
+
+@pytest.mark.parametrize("version", [True, "1", 1.0, 1.5])
+def test_given_a_whole_record_with_a_version_that_is_not_an_integer_then_refused(
+        version: object) -> None:
+    # Given a valid record whose schema_version is not the integer 1
+    record = json.loads(encode_event(sample_events()[0]))
+    record["schema_version"] = version
+    # Then neither the one-pass path (bytes) nor the parsed path (dict) reads it as version 1
+    with pytest.raises(SchemaError, match="schema_version"):
+        decode_event(json.dumps(record).encode())
+    with pytest.raises(SchemaError, match="schema_version"):
+        decode_event(record)
+
+
+def test_given_any_sample_then_bytes_and_parsed_records_decode_alike() -> None:
+    for event in sample_events():
+        record = encode_event(event)
+        assert decode_event(record) == decode_event(json.loads(record)) == event

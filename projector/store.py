@@ -1,0 +1,183 @@
+"""Timelines and message summaries in SQLite, so a projection's memory stays bounded however
+long the log grows.
+
+`messages` holds one row per message: its summary, the listing filters as columns, and the
+records of its events as read (in reading order; the timeline sorts them). `meta` holds what
+the owner stores beside them — the small views and the positions they are the fold of —
+committed in the same transaction.
+
+Writes are buffered: `add` updates the message's summary in a bounded cache of recent messages
+and keeps the record; `flush` writes one row per message touched (reads flush first, so they
+always see every add). Nothing is durable before `commit`. A store opened on "" is a private
+temporary database that SQLite deletes when it is closed (the replay's).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+from projector.summary import Key, MessageSummary
+from schemas import Event
+
+SCHEMA = (
+    # The records column comes last: listing reads the row's head, never its overflow pages.
+    """CREATE TABLE IF NOT EXISTS messages (
+        message_id TEXT PRIMARY KEY, summary TEXT NOT NULL,
+        action TEXT, reason TEXT, verdict TEXT, outcome TEXT, records BLOB NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+)
+# One statement per message per flush, however many of its events came: new records are
+# appended to the message's row.
+UPSERT = """INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO UPDATE
+    SET summary = excluded.summary, action = excluded.action, reason = excluded.reason,
+        verdict = excluded.verdict, outcome = excluded.outcome,
+        records = CAST(records || excluded.records AS BLOB)"""
+# The listing filters, by the column that holds each.
+FILTER_COLUMNS = {"action": "action", "reason": "reason", "state": "verdict",
+                  "outcome": "outcome"}
+HOT_MESSAGES = 10_000  # summaries kept in memory: messages still in flight, mostly
+RECORDS_PER_FLUSH = 20_000
+PAGE = 1000
+
+
+def pack(records: list[bytes]) -> bytes:
+    """Records as one blob, each behind its 4-byte big-endian length."""
+    return b"".join(len(r).to_bytes(4, "big") + r for r in records)
+
+
+def unpack(blob: bytes) -> list[bytes]:
+    records, at = [], 0
+    while at < len(blob):
+        size = int.from_bytes(blob[at:at + 4], "big")
+        records.append(blob[at + 4:at + 4 + size])
+        at += 4 + size
+    return records
+
+
+class TimelineStore:
+    def __init__(self, path: str | Path = "", cache_mib: int = 16) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
+        if self.path in ("", ":memory:"):
+            self._db.execute("PRAGMA journal_mode = OFF")  # scratch: nothing to recover
+            self._db.execute("PRAGMA synchronous = OFF")
+        else:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")  # a crash may lose the last commit
+        for statement in SCHEMA:
+            self._db.execute(statement)
+        self._db.execute("BEGIN")
+        self._hot: OrderedDict[str, MessageSummary] = OrderedDict()
+        self._new: dict[str, list[bytes]] = {}  # records added since the last flush
+        self._buffered = 0
+
+    # -- writing ---------------------------------------------------------------------
+
+    def add(self, message_id: str, key: Key, event: Event, record: bytes) -> None:
+        """One mail event, once (the caller removes copies); `key` is its timeline position."""
+        summary = self._hot.get(message_id)
+        if summary is None:
+            summary = self._load(message_id) or MessageSummary()
+            self._hot[message_id] = summary
+        summary.add(key, event)
+        new = self._new.get(message_id)
+        if new is None:
+            self._new[message_id] = [record]
+        else:
+            new.append(record)
+        self._buffered += 1
+        if self._buffered >= RECORDS_PER_FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what was added (inside the open transaction)."""
+        if self._new:
+            self._db.executemany(UPSERT, [
+                (m, json.dumps(s.to_state(), separators=(",", ":")), s.action, s.reason,
+                 s.verdict_state, s.outcome_name, pack(records))
+                for m, records in self._new.items() for s in (self._hot[m],)])
+            self._new.clear()
+            self._buffered = 0
+        while len(self._hot) > HOT_MESSAGES:  # all written now: the oldest can go
+            self._hot.popitem(last=False)
+
+    def commit(self, meta: dict[str, str] | None = None) -> None:
+        """Make everything added so far durable, with `meta`, in one transaction."""
+        self.flush()
+        if meta:
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN")
+
+    def clear(self) -> None:
+        """Forget everything (a rebuild), committed at once."""
+        self._new.clear()
+        self._hot.clear()
+        self._buffered = 0
+        for table in ("messages", "meta"):
+            self._db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
+        self.commit()
+
+    def _load(self, message_id: str) -> MessageSummary | None:
+        row = self._db.execute("SELECT summary FROM messages WHERE message_id = ?",
+                               (message_id,)).fetchone()
+        return None if row is None else MessageSummary.from_state(json.loads(row[0]))
+
+    # -- reading (every read sees every add) -----------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def summary(self, message_id: str) -> MessageSummary | None:
+        hot = self._hot.get(message_id)
+        if hot is not None:
+            return hot
+        self.flush()
+        return self._load(message_id)
+
+    def records(self, message_id: str) -> list[bytes]:
+        """The message's event records as they were added ([] for an unknown message)."""
+        self.flush()
+        row = self._db.execute("SELECT records FROM messages WHERE message_id = ?",
+                               (message_id,)).fetchone()
+        return [] if row is None else unpack(bytes(row[0]))
+
+    def message_ids(self, after: str | None = None) -> Iterator[str]:
+        """Every message id in ascending order, strictly after `after`, read a page at a time
+        (so writes may go on between pages)."""
+        last = after or ""
+        while True:
+            self.flush()
+            page = [str(row[0]) for row in self._db.execute(
+                "SELECT message_id FROM messages WHERE message_id > ? "
+                "ORDER BY message_id LIMIT ?", (last, PAGE))]
+            yield from page
+            if len(page) < PAGE:
+                return
+            last = page[-1]
+
+    def listing(self, after: str | None, limit: int,
+                filters: dict[str, str]) -> tuple[list[tuple[str, MessageSummary]], bool]:
+        """Up to `limit` summaries after `after` matching every filter, in message id order,
+        and whether more follow."""
+        self.flush()
+        where = ["message_id > ?"] + [f"{FILTER_COLUMNS[name]} = ?" for name in filters]
+        rows = self._db.execute(
+            f"SELECT message_id, summary FROM messages WHERE {' AND '.join(where)} "  # noqa: S608 (whitelisted columns)
+            "ORDER BY message_id LIMIT ?", (after or "", *filters.values(), limit + 1)
+        ).fetchall()
+        found = [(str(m), MessageSummary.from_state(json.loads(s))) for m, s in rows[:limit]]
+        return found, len(rows) > limit
+
+    def count(self) -> int:
+        self.flush()
+        return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,145 @@
+"""What a message came to — rule, quarantine, verdict, decision, outcome — kept as it folds.
+
+A summary is updated event by event, in whatever order the events are read, and ends the same
+as folding the message's timeline in timeline order: each field keeps the event that wins by
+timeline position (`Key`), not the one read last. So a summary never needs the timeline read
+back, and the listing filters (`/messages?action=…`) read one row per message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from projector.canonical import from_micros
+from schemas import (
+    ActionDecided,
+    DeliveryFailed,
+    Event,
+    LateVerdictReceived,
+    MessageDelivered,
+    MessageDiscarded,
+    MessageReceived,
+    NdrSent,
+    NdrSuppressed,
+    QuarantineAdmitted,
+    QuarantineDenied,
+    ScanTimedOut,
+    VerdictReceived,
+)
+
+# A position in a timeline: (occurred_at in microseconds since the epoch, lifecycle rank, event
+# id hex); see timelines.order_key.
+Key = tuple[int, int, str]
+
+
+def terminal_outcome(event: Event) -> str | None:
+    """The terminal event of a message (DESIGN invariant 2), named; None for any other."""
+    match event:
+        case MessageDelivered():
+            return "delivered"
+        case MessageDiscarded():
+            return "discarded"
+        case NdrSent(reason="kata_reject"):
+            return "ndr_sent"
+        case NdrSuppressed():
+            return "ndr_suppressed"
+        case DeliveryFailed():
+            return "delivery_failed"
+    return None
+
+
+def _later(current: tuple[Key, Any] | None, key: Key) -> bool:
+    return current is None or key > current[0]
+
+
+@dataclass
+class MessageSummary:
+    rule_id: str | None = None
+    first_at: int | None = None  # microseconds since the epoch
+    last_at: int | None = None
+    event_count: int = 0
+    quarantine: tuple[Key, dict[str, Any]] | None = None  # the last admission or denial
+    verdict: tuple[Key, str] | None = None  # the last verdict's state
+    timed_out: bool = False
+    decision: tuple[Key, dict[str, Any]] | None = None  # the last decision
+    outcome: tuple[Key, str] | None = None  # the first terminal event
+    late: list[tuple[Key, str]] = field(default_factory=list)
+
+    def add(self, key: Key, event: Event) -> None:
+        """Fold one event of the message (each event once: copies are removed upstream)."""
+        self.event_count += 1
+        at = key[0]
+        if self.first_at is None or at < self.first_at:
+            self.first_at = at
+        if self.last_at is None or at > self.last_at:
+            self.last_at = at
+        match event:
+            case MessageReceived():
+                self.rule_id = event.rule_id
+            case QuarantineAdmitted() if _later(self.quarantine, key):
+                self.quarantine = (key, {"admitted": True, "reason": None})
+            case QuarantineDenied() if _later(self.quarantine, key):
+                self.quarantine = (key, {"admitted": False, "reason": event.reason})
+            case VerdictReceived() if _later(self.verdict, key):
+                self.verdict = (key, event.state)
+            case ScanTimedOut():
+                self.timed_out = True
+            case ActionDecided() if _later(self.decision, key):
+                self.decision = (key, {"action": event.action, "reason": event.reason,
+                                       "skipped": event.skipped, "tag": event.tag,
+                                       "backup": event.backup})
+            case LateVerdictReceived():
+                self.late.append((key, event.state))
+                self.late.sort()
+            case _:
+                outcome = terminal_outcome(event)
+                if outcome is not None and (self.outcome is None or key < self.outcome[0]):
+                    self.outcome = (key, outcome)
+
+    # A verdict from KATA stands; a response timeout shows only where no verdict came.
+    @property
+    def verdict_state(self) -> str | None:
+        if self.verdict is not None:
+            return self.verdict[1]
+        return "response_timeout" if self.timed_out else None
+
+    @property
+    def action(self) -> str | None:
+        return None if self.decision is None else str(self.decision[1]["action"])
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.decision is None else str(self.decision[1]["reason"])
+
+    @property
+    def outcome_name(self) -> str | None:
+        return None if self.outcome is None else self.outcome[1]
+
+    def render(self, message_id: str) -> dict[str, Any]:
+        return {
+            "message_id": message_id,
+            "rule_id": self.rule_id,
+            "first_at": None if self.first_at is None else from_micros(self.first_at),
+            "last_at": None if self.last_at is None else from_micros(self.last_at),
+            "event_count": self.event_count,
+            "quarantine": None if self.quarantine is None else dict(self.quarantine[1]),
+            "verdict": self.verdict_state,
+            "late_verdicts": [state for _key, state in self.late],
+            "decision": None if self.decision is None else dict(self.decision[1]),
+            "outcome": self.outcome_name,
+        }
+
+    def to_state(self) -> list[Any]:
+        return [self.rule_id, self.first_at, self.last_at, self.event_count, self.quarantine,
+                self.verdict, self.timed_out, self.decision, self.outcome, self.late]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> MessageSummary:
+        def keyed(pair: list[Any] | None) -> Any:
+            return None if pair is None else (tuple(pair[0]), pair[1])
+
+        (rule_id, first_at, last_at, count, quarantine, verdict, timed_out, decision, outcome,
+         late) = state
+        return cls(rule_id, first_at, last_at, count, keyed(quarantine), keyed(verdict),
+                   timed_out, keyed(decision), keyed(outcome), [keyed(p) for p in late])

@@ -67,30 +67,11 @@ def parse_listing(query: str) -> dict[str, Any]:
     return asked
 
 
-def _matches(summary: dict[str, Any], asked: dict[str, Any]) -> bool:
-    decision = summary["decision"] or {}
-    return (
-        ("action" not in asked or decision.get("action") == asked["action"])
-        and ("reason" not in asked or decision.get("reason") == asked["reason"])
-        and ("state" not in asked or summary["verdict"] == asked["state"])
-        and ("outcome" not in asked or summary["outcome"] == asked["outcome"])
-    )
-
-
 def listing(live: LiveProjection, asked: dict[str, Any]) -> dict[str, Any]:
     """One page of message summaries in message id order; `next` is the cursor for `after`."""
-    page: list[dict[str, Any]] = []
-    more = False
+    filters = {name: asked[name] for name in FILTERS if name in asked}
     with live.lock:
-        views = live.projections
-        for message_id in views.message_ids(asked["after"]):
-            summary = views.summary(message_id)
-            if summary is None or not _matches(summary, asked):
-                continue
-            if len(page) == asked["limit"]:
-                more = True
-                break
-            page.append(summary)
+        page, more = live.projections.listing(asked["after"], asked["limit"], filters)
     return {"messages": page, "next": page[-1]["message_id"] if more else None}
 
 

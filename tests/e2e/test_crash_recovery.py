@@ -25,6 +25,7 @@ import pytest
 from decider.ledger import Ledger
 from eventlog.broker import free_port
 from eventlog.topics import TopicNames
+from projector.canonical import document
 from projector.replay import replay, timelines_jsonl
 from schemas import Event, KataSettings, decode_event
 from tests.conftest import ensure_namespace
@@ -33,7 +34,7 @@ from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import ROOT, Emulator, wait_for
 
 pytestmark = pytest.mark.kafka
-MESSAGES = 1000
+MESSAGES = 2000
 SENDERS = 4
 
 
@@ -202,6 +203,13 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
         served = b"".join(http_get(projector_port, f"/messages/{m}")
                           for m in replayed.message_ids())
         assert served == timelines_jsonl(replayed)
+        # And so do the listings, page by page, filtered or not.
+        for query, filters in (("", {}), ("&action=delete", {"action": "delete"}),
+                               ("&state=not_detected", {"state": "not_detected"})):
+            page, more = replayed.listing(None, 1000, filters)
+            expected = document({"messages": page,
+                                 "next": page[-1]["message_id"] if more else None})
+            assert http_get(projector_port, f"/messages?limit=1000{query}") == expected
     finally:
         for stage in stages.values():
             stage.stop()

@@ -6,13 +6,12 @@ import re
 import uuid
 from datetime import datetime
 
+from admin.errors import InvalidCommand
 from schemas import CentralNodeObserved, NodeAddress, ProducerRef
 
+__all__ = ["FINGERPRINT", "InvalidCommand", "normalise_fingerprint", "pin_key"]
+
 FINGERPRINT = re.compile(r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")
-
-
-class InvalidCommand(ValueError):
-    """A command that changes nothing; the message names the field and what it accepts."""
 
 
 def normalise_fingerprint(text: str) -> str:

@@ -15,8 +15,10 @@ from katagate import (
     kata_cmd,
     projector_cmd,
     quarantine_cmd,
+    rules_cmd,
     scanner_cmd,
     schemas_cmd,
+    settings_cmd,
     sink_cmd,
     topics_cmd,
     up_cmd,
@@ -30,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
-        up_cmd, broker_cmd, topics_cmd, schemas_cmd, kata_cmd, quarantine_cmd, ingest_cmd,
-        scanner_cmd,
+        up_cmd, broker_cmd, topics_cmd, schemas_cmd, settings_cmd, kata_cmd, rules_cmd,
+        quarantine_cmd, ingest_cmd, scanner_cmd,
         decider_cmd, projector_cmd, emulator_cmd, sink_cmd, audit_cmd,
     ):
         module.register(commands)

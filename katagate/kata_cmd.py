@@ -1,22 +1,26 @@
-"""`katagate kata state|pin`: the KATA connection state window, and pinning the Central
-Node's key by hand."""
+"""`katagate kata state|pin|enable|disable`: the KATA connection state window, pinning the
+Central Node's key by hand, and the global KATA protection switch."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from admin.central_node import InvalidCommand, pin_key
+from admin.settings import set_protection
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
+from katagate.admin_write import add_write_options, commit
 from scanner.connection import ConnectionView
 from scanner.control_view import ControlView
+from schemas import ControlState, Event
 
 STATE_NAMES = {
     "not_configured": "Not configured",
@@ -40,6 +44,10 @@ def register(commands: Any) -> None:
     pin.add_argument("fingerprint", help="SHA-256 of its public key, as KATA shows it")
     pin.add_argument("--actor", default=getpass.getuser(), help="who makes the change")
     pin.set_defaults(run=_pin)
+    for name, enabled in (("enable", True), ("disable", False)):
+        switch = actions.add_parser(name, help=f"{name} KATA protection (global switch)")
+        add_write_options(switch)
+        switch.set_defaults(run=_switch, enabled=enabled)
 
 
 def current_view(settings: KafkaSettings, timeout_s: float = 30.0) -> ConnectionView:
@@ -91,7 +99,7 @@ def _pin(args: argparse.Namespace) -> int:
     try:
         event = pin_key(view.target, args.fingerprint, args.actor, datetime.now(UTC))
     except InvalidCommand as exc:
-        print(f"katagate kata pin: {exc}")
+        print(f"katagate kata pin: {exc}", file=sys.stderr)
         return 2
     producer = TransactionalProducer(settings, f"{settings.topic_prefix}-admin-cli")
     producer.begin()
@@ -101,3 +109,17 @@ def _pin(args: argparse.Namespace) -> int:
     print(f"pinned {event.fingerprint} for {view.target.address}:{view.target.port}"
           if view.target else "pinned")
     return 0
+
+
+def _switched(_event: Event, _before: ControlState, after: ControlState) -> str:
+    text = (f"KATA protection {'enabled' if after.protection_enabled else 'disabled'} "
+            f"(configuration version {after.version})")
+    if after.protection_enabled and after.settings.central_node_address is None:
+        text += ("\nnote: no KATA Central Node address is set, so messages are skipped "
+                 "(not connected) until `katagate settings set --central-node-address` is run")
+    return text
+
+
+def _switch(args: argparse.Namespace) -> int:
+    return commit(
+        args, lambda state, ctx: set_protection(state, args.enabled, **ctx), _switched)

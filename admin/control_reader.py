@@ -1,0 +1,34 @@
+"""The configuration in force, read for an administrator: `katagate.control` folded from offset 0
+(read_committed) into a ControlState, the same fold ingest and the decider use."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from eventlog.errors import KafkaUnavailable, TopicError
+from eventlog.folded import FoldedTopic
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from schemas import ControlState, evolve_control
+
+
+def read_control(settings: KafkaSettings, timeout_s: float | None = None) -> ControlState:
+    """Every committed control event folded, up to the end of the topic as it is now."""
+    topic = TopicNames(settings.topic_prefix).control
+    timeout = timeout_s if timeout_s is not None else settings.request_timeout_s
+    try:
+        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+        known = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        # A missing topic would leave the fold waiting for an end it never reaches.
+        if known is None or known.error is not None or not known.partitions:
+            raise TopicError(f"topic {topic} does not exist: run `katagate topics create`")
+        folded = FoldedTopic(settings, topic, ControlState(), evolve_control)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"reading {topic}: {exc.args[0]}") from exc
+    try:
+        if not folded.wait_caught_up(timeout):
+            raise KafkaUnavailable(f"reading {topic}: not at its end after {timeout:g} s")
+        return folded.value
+    finally:
+        folded.close()

@@ -1,0 +1,128 @@
+"""Validators for the values administrators type, shared by the settings and rule commands.
+
+Input arrives loosely typed (strings from the CLI, numbers and booleans from JSON), so each
+validator accepts `object`, returns the typed value, or raises InvalidCommand naming the field
+and what it accepts. They check no more than the event schemas and no less, so a refused
+command never reaches pydantic and an accepted one always builds a valid event.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from ipaddress import AddressValueError, IPv4Address
+
+from admin.errors import InvalidCommand
+from schemas import ProducerRef
+
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,30}$")
+_ON = {"on", "true", "yes", "1"}
+_OFF = {"off", "false", "no", "0"}
+# What must never reach a header or a one-line display: C0/C1 controls, DEL, and the Unicode
+# line and paragraph separators (a tab is a control character too: refused as well).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def shown(value: object) -> str:
+    """A value as the refusal quotes it: numbers bare, text quoted and kept short."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return str(int(value.strip()))
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def integer(field: str, value: object, low: int, high: int, unit: str = "") -> int:
+    """An integer in low..high; decimal strings are accepted, booleans are not."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        number = int(value.strip())
+    if number is None or not low <= number <= high:
+        suffix = f" {unit}" if unit else ""
+        raise InvalidCommand(
+            f"{field}: must be an integer in {low}..{high}{suffix}, got {shown(value)}"
+        )
+    return number
+
+
+def switch(field: str, value: object) -> bool:
+    """on/off (also true/false, yes/no, 1/0, or a JSON boolean)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().casefold()
+        if word in _ON:
+            return True
+        if word in _OFF:
+            return False
+    raise InvalidCommand(f"{field}: must be on or off, got {shown(value)}")
+
+
+def ipv4(field: str, value: object) -> IPv4Address:
+    """A unicast IPv4 address: the product takes the Central Node by IPv4 address only."""
+    if isinstance(value, IPv4Address):
+        address = value
+    else:
+        try:
+            address = IPv4Address(value.strip() if isinstance(value, str) else "")
+        except AddressValueError:
+            raise InvalidCommand(
+                f"{field}: must be an IPv4 address (e.g. 192.0.2.10), got {shown(value)}"
+            ) from None
+    if address.is_unspecified or address.is_multicast or address == IPv4Address(
+            "255.255.255.255"):
+        raise InvalidCommand(
+            f"{field}: must be the unicast IPv4 address of a server, got {shown(str(address))}"
+        )
+    return address
+
+
+def choice(field: str, value: object, options: Sequence[str]) -> str:
+    if isinstance(value, str) and value.strip().casefold() in options:
+        return value.strip().casefold()
+    raise InvalidCommand(f"{field}: must be one of {', '.join(options)}, got {shown(value)}")
+
+
+def line(field: str, value: object, max_length: int) -> str:
+    """One line of printable text, 1..max_length characters, not only spaces."""
+    if not isinstance(value, str):
+        raise InvalidCommand(f"{field}: must be text of 1..{max_length} characters, "
+                             f"got {shown(value)}")
+    if not value.strip():
+        raise InvalidCommand(f"{field}: must be 1..{max_length} characters, not empty or only "
+                             f"spaces, got {shown(value)}")
+    if len(value) > max_length:
+        raise InvalidCommand(
+            f"{field}: must be 1..{max_length} characters, got {len(value)} characters"
+        )
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        name = unicodedata.name(bad.group(), f"U+{ord(bad.group()):04X}")
+        raise InvalidCommand(
+            f"{field}: must not contain line breaks or control characters, got {name} at "
+            f"character {bad.start() + 1}"
+        )
+    return value
+
+
+def patterns(field: str, value: object) -> list[str]:
+    """A non-empty list of address glob patterns (e.g. *@example.com), each one line."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise InvalidCommand(f"{field}: must list at least one address pattern (e.g. "
+                             f"'*@example.com', or '*' for any), got {shown(value)}")
+    checked = [line(field, item, 256) for item in items]
+    spaced = [p for p in checked if p != p.strip() or " " in p]
+    if spaced:
+        raise InvalidCommand(f"{field}: a pattern must not contain spaces, got {spaced[0]!r}")
+    return checked
+
+
+def actor_ref(actor: str) -> ProducerRef:
+    """Check who acts and name the writer after them: the event records both."""
+    line("actor", actor, 128)
+    return ProducerRef(stage="admin", instance=re.sub(r"\s", "_", actor))

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
@@ -10,12 +13,20 @@ from eventlog.errors import KafkaUnavailable, TopicError
 from eventlog.folded import FoldedTopic
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
-from schemas import ControlState, evolve_control
+from schemas import ControlState, Event, evolve_control
+
+S = TypeVar("S")
 
 
 def read_control(settings: KafkaSettings, timeout_s: float | None = None) -> ControlState:
     """Every committed control event folded, up to the end of the topic as it is now."""
-    topic = TopicNames(settings.topic_prefix).control
+    return read_folded(settings, TopicNames(settings.topic_prefix).control, ControlState(),
+                       evolve_control, timeout_s)
+
+
+def read_folded(settings: KafkaSettings, topic: str, initial: S,
+                evolve: Callable[[S, Event], S], timeout_s: float | None = None) -> S:
+    """Every committed event of `topic` folded from offset 0, up to its end as it is now."""
     timeout = timeout_s if timeout_s is not None else settings.request_timeout_s
     try:
         admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
@@ -23,7 +34,7 @@ def read_control(settings: KafkaSettings, timeout_s: float | None = None) -> Con
         # A missing topic would leave the fold waiting for an end it never reaches.
         if known is None or known.error is not None or not known.partitions:
             raise TopicError(f"topic {topic} does not exist: run `katagate topics create`")
-        folded = FoldedTopic(settings, topic, ControlState(), evolve_control)
+        folded = FoldedTopic(settings, topic, initial, evolve)
     except KafkaException as exc:
         raise KafkaUnavailable(f"reading {topic}: {exc.args[0]}") from exc
     try:

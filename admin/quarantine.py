@@ -1,20 +1,28 @@
-"""Administrator commands on the KATA quarantine, validated into events."""
+"""Administrator commands on the KATA Quarantine — "Send now" and "Delete" — validated into
+events, and the list of messages waiting there, folded from the ledger."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from admin.central_node import InvalidCommand
-from schemas import ForcedRelease, ProducerRef
+from schemas import (
+    Event,
+    ForcedDelete,
+    ForcedRelease,
+    ProducerRef,
+    QuarantineAdmitted,
+    QuarantineReleased,
+)
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9]{8,64}$")
 
 
-def forced_release(message_id: str, actor: str, comment: str, now: datetime) -> ForcedRelease:
-    """Send a message on without waiting for its verdict; the scan goes on and its verdict is
-    recorded when it comes."""
+def _checked(message_id: str, comment: str) -> None:
     if not MESSAGE_ID.fullmatch(message_id):
         raise InvalidCommand(
             f"message_id: expected 8-64 letters and digits (as in 'queued as ...'), "
@@ -22,8 +30,64 @@ def forced_release(message_id: str, actor: str, comment: str, now: datetime) -> 
         )
     if len(comment) > 1000:
         raise InvalidCommand(f"comment: at most 1000 characters, got {len(comment)}")
-    return ForcedRelease(
-        event_id=uuid.uuid4(), occurred_at=now,
-        producer=ProducerRef(stage="admin", instance=(actor or "admin")[:128]),
-        message_id=message_id, actor=actor or "admin", comment=comment,
-    )
+
+
+def _by(actor: str) -> ProducerRef:
+    return ProducerRef(stage="admin", instance=(actor or "admin")[:128])
+
+
+def forced_release(message_id: str, actor: str, comment: str, now: datetime) -> ForcedRelease:
+    """Send a message on without waiting for its verdict; the scan goes on and its verdict is
+    recorded when it comes."""
+    _checked(message_id, comment)
+    return ForcedRelease(event_id=uuid.uuid4(), occurred_at=now, producer=_by(actor),
+                         message_id=message_id, actor=actor or "admin", comment=comment)
+
+
+def forced_delete(message_id: str, actor: str, comment: str, now: datetime) -> ForcedDelete:
+    """Delete a message waiting for its verdict: it is discarded, never delivered."""
+    _checked(message_id, comment)
+    return ForcedDelete(event_id=uuid.uuid4(), occurred_at=now, producer=_by(actor),
+                        message_id=message_id, actor=actor or "admin", comment=comment)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    message_id: str
+    size: int
+    rule_id: str | None
+    admitted_at: datetime
+    deadline_at: datetime  # when the response timeout sends it on without a verdict
+
+
+Held = dict[str, Waiting]
+
+
+def evolve_waiting(held: Held, event: Event) -> Held:
+    """Fold of `katagate.quarantine` read in order (each ledger event is there once)."""
+    match event:
+        case QuarantineAdmitted():
+            held[event.message_id] = Waiting(event.message_id, event.size, event.rule_id,
+                                             event.occurred_at, event.deadline_at)
+        case QuarantineReleased():
+            held.pop(event.message_id, None)
+    return held
+
+
+def waiting(ledger: Iterable[Event]) -> list[Waiting]:
+    """The messages in the KATA Quarantine after `ledger`, oldest first."""
+    held: Held = {}
+    for event in ledger:
+        evolve_waiting(held, event)
+    return oldest_first(held)
+
+
+def oldest_first(held: Held) -> list[Waiting]:
+    return sorted(held.values(), key=lambda w: (w.admitted_at, w.message_id))
+
+
+def refuse_unless_waiting(held: Held, message_id: str) -> None:
+    """Send now and Delete act on messages waiting for a verdict, and nothing else."""
+    if message_id not in held:
+        raise InvalidCommand(f"message_id: {message_id} is not waiting in the KATA Quarantine "
+                             "(see `katagate quarantine list`)")

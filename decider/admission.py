@@ -25,6 +25,7 @@ from schemas import (
     ActionDecided,
     ControlState,
     Event,
+    ForcedDelete,
     ForcedRelease,
     MessageReceived,
     ProducerRef,
@@ -86,8 +87,10 @@ class Admission:
                 if (done := release(self.ledger, event.message_id, "action_applied", event, now,
                                     self._producer)) is not None:
                     produced.append(done)
-            case ForcedRelease():
-                if (done := release(self.ledger, event.message_id, "forced_release", event, now,
+            case ForcedRelease() | ForcedDelete():
+                cause = ("forced_release" if isinstance(event, ForcedRelease)
+                         else "deleted_by_admin")
+                if (done := release(self.ledger, event.message_id, cause, event, now,
                                     self._producer)) is not None:
                     produced.append(done)
             case _:

@@ -31,12 +31,16 @@ SKIPPED_REASONS = frozenset({
 
 
 def decide(outcome: str, rule: RuleKata) -> Decision:
-    """`outcome` is a verdict state (detect, not_detected, timeout, error) or a Skipped reason."""
+    """`outcome` is a verdict state (detect, not_detected, timeout, error), a Skipped reason,
+    or deleted_by_admin."""
     if outcome == "detect":
         action = ON_DETECT[rule.action]
         # The tag marks delivered messages only; a deleted or rejected one is never seen.
         tag = rule.tag if action == "deliver" else None
         return Decision(action, tag, rule.backup, skipped=False, reason="detected")
+    if outcome == "deleted_by_admin":
+        # Deleted from the KATA Quarantine by an administrator: discarded, nothing kept.
+        return Decision("delete", None, backup=False, skipped=False, reason=outcome)
     if outcome == "not_detected":
         return Decision("deliver", None, backup=False, skipped=False, reason="not_detected")
     if outcome in SKIPPED_REASONS:

@@ -3,8 +3,8 @@ the configuration come in as arguments; event ids are derived from the message i
 so a step redone after a crash writes the same event.
 
 One `ActionDecided` per message, on the first of: a denial by the quarantine, a verdict, a
-final scan failure, the response timeout, a forced release. A verdict after that is recorded as
-a late one.
+final scan failure, the response timeout, a forced release, a deletion by an administrator.
+A verdict after that is recorded as a late one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from decider.policy import decide
 from schemas import (
     ActionDecided,
     Event,
+    ForcedDelete,
     ForcedRelease,
     LateVerdictReceived,
     MessageReceived,
@@ -124,10 +125,14 @@ def outcome_of(event: Event) -> str | None:
             return "timeout"
         case ForcedRelease():
             return "forced_release"
+        case ForcedDelete():
+            return "deleted_by_admin"
     return None
 
 
 RuleOf = Callable[[Pending], RuleKata]
+# What a late verdict came after, by the reason the message was decided for.
+LATE_AFTER = {"forced_release": "forced_release", "deleted_by_admin": "deleted_by_admin"}
 
 
 def react(
@@ -148,7 +153,7 @@ def react(
                 event_id=step_id(m, "late-verdict"), occurred_at=now, producer=producer,
                 message_id=m, correlation_id=event.correlation_id, causation_id=event.event_id,
                 scan_id=event.scan_id, state=event.state, detects=event.detects,
-                after="forced_release" if messages.decided[m] == "forced_release" else "timeout",
+                after=LATE_AFTER.get(messages.decided[m], "timeout"),
             )]
         return []
     return [_decision_event(pending, outcome, rule_of(pending), event, now, producer)]

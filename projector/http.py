@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from projector import quarantine
 from projector.canonical import document
 from projector.live import LiveProjection
 from schemas import ActionReason, ScanState
@@ -39,20 +40,20 @@ def _bad(parameter: str, problem: str, allowed: Any) -> BadRequest:
                        "allowed": allowed})
 
 
-def parse_listing(query: str) -> dict[str, Any]:
-    """The /messages query, validated: limit, after, and the filters."""
+def parse_listing(query: str, allowed: tuple[str, ...] = LIST_PARAMETERS) -> dict[str, Any]:
+    """The /messages query, validated: limit, after, and the filters (of those `allowed`)."""
     values = parse_qs(query, keep_blank_values=True, strict_parsing=False)
     for name, given in values.items():
-        if name not in LIST_PARAMETERS:
-            raise _bad(name, "unknown parameter", list(LIST_PARAMETERS))
+        if name not in allowed:
+            raise _bad(name, "unknown parameter", list(allowed))
         if len(given) != 1:
             raise _bad(name, "given more than once", "one value")
     asked: dict[str, Any] = {"limit": LIMIT_DEFAULT, "after": None}
     if "limit" in values:
         text = values["limit"][0]
-        allowed = f"an integer in {LIMIT_MIN}..{LIMIT_MAX}"
+        limits = f"an integer in {LIMIT_MIN}..{LIMIT_MAX}"
         if not text.isdigit() or not LIMIT_MIN <= int(text) <= LIMIT_MAX:
-            raise _bad("limit", f"{text!r} is not {allowed}", allowed)
+            raise _bad("limit", f"{text!r} is not {limits}", limits)
         asked["limit"] = int(text)
     if "after" in values:
         after = values["after"][0]
@@ -75,6 +76,14 @@ def listing(live: LiveProjection, asked: dict[str, Any]) -> dict[str, Any]:
     return {"messages": page, "next": page[-1]["message_id"] if more else None}
 
 
+def waiting(live: LiveProjection, asked: dict[str, Any]) -> dict[str, Any]:
+    """One page of the messages waiting in the KATA Quarantine for a verdict."""
+    with live.lock:
+        page, more = quarantine.waiting(live.projections.quarantine, asked["after"],
+                                        asked["limit"])
+    return {"messages": page, "next": page[-1]["message_id"] if more else None}
+
+
 def make_handler(live: LiveProjection) -> type[BaseHTTPRequestHandler]:
     routes: dict[str, Callable[[], bytes]] = {
         f"/state/{name}": (lambda name=name: _locked(live, name))  # type: ignore[misc]
@@ -92,6 +101,9 @@ def make_handler(live: LiveProjection) -> type[BaseHTTPRequestHandler]:
                     self._send(HTTPStatus.OK, routes[url.path]())
                 elif url.path == "/healthz":
                     self._send(HTTPStatus.OK, document(live.health()))
+                elif url.path == "/quarantine/messages":
+                    asked = parse_listing(url.query, ("limit", "after"))
+                    self._send(HTTPStatus.OK, document(waiting(live, asked)))
                 elif url.path == "/messages":
                     self._send(HTTPStatus.OK, document(listing(live, parse_listing(url.query))))
                 elif url.path.startswith("/messages/"):

@@ -11,8 +11,9 @@ come from the settings events (`katagate.control`, one partition, in order).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+from projector.canonical import timestamp
 from schemas import (
     Event,
     KataSettings,
@@ -28,11 +29,20 @@ FOLDED = frozenset({"settings.kata_changed", "settings.kata_reset", "quarantine.
 DEFAULT_RULE = "default"  # mail that matched no rule is handled by the default rule
 
 
+class Held(NamedTuple):
+    """A message waiting in the KATA Quarantine for its verdict."""
+
+    size: int
+    rule: str
+    admitted_at: str  # canonical instants
+    deadline_at: str
+
+
 @dataclass
 class QuarantineView:
     limit_bytes: int = KataSettings().quarantine_max_bytes
     limit_messages: int = KataSettings().quarantine_max_messages
-    held: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (size, rule)
+    held: dict[str, Held] = field(default_factory=dict)
     released_total: int = 0
     denied_total: int = 0
 
@@ -40,7 +50,7 @@ class QuarantineView:
         return {
             "limit_bytes": self.limit_bytes,
             "limit_messages": self.limit_messages,
-            "held": {m: [size, rule] for m, (size, rule) in self.held.items()},
+            "held": {m: list(held) for m, held in self.held.items()},
             "released_total": self.released_total,
             "denied_total": self.denied_total,
         }
@@ -49,7 +59,8 @@ class QuarantineView:
     def from_state(cls, state: dict[str, Any]) -> QuarantineView:
         return cls(
             limit_bytes=state["limit_bytes"], limit_messages=state["limit_messages"],
-            held={m: (int(size), str(rule)) for m, (size, rule) in state["held"].items()},
+            held={m: Held(int(size), str(rule), str(at), str(deadline))
+                  for m, (size, rule, at, deadline) in state["held"].items()},
             released_total=int(state["released_total"]),
             denied_total=int(state["denied_total"]),
         )
@@ -64,7 +75,9 @@ def apply(view: QuarantineView, event: Event) -> QuarantineView:
             view.limit_bytes = event.settings.quarantine_max_bytes
             view.limit_messages = event.settings.quarantine_max_messages
         case QuarantineAdmitted():
-            view.held[event.message_id] = (event.size, event.rule_id or DEFAULT_RULE)
+            view.held[event.message_id] = Held(event.size, event.rule_id or DEFAULT_RULE,
+                                               timestamp(event.occurred_at),
+                                               timestamp(event.deadline_at))
         case QuarantineReleased():
             view.released_total += 1
             view.held.pop(event.message_id, None)
@@ -75,11 +88,11 @@ def apply(view: QuarantineView, event: Event) -> QuarantineView:
 
 def render(view: QuarantineView) -> dict[str, Any]:
     per_rule: dict[str, dict[str, int]] = {}
-    for size, rule in view.held.values():
+    for size, rule, _at, _deadline in view.held.values():
         usage = per_rule.setdefault(rule, {"bytes_in_use": 0, "messages_in_use": 0})
         usage["bytes_in_use"] += size
         usage["messages_in_use"] += 1
-    bytes_in_use = sum(size for size, _rule in view.held.values())
+    bytes_in_use = sum(held.size for held in view.held.values())
     messages_in_use = len(view.held)
     return {
         "bytes_in_use": bytes_in_use,
@@ -92,3 +105,14 @@ def render(view: QuarantineView) -> dict[str, Any]:
         "released_total": view.released_total,
         "denied_total": view.denied_total,
     }
+
+
+def waiting(view: QuarantineView, after: str | None, limit: int) -> tuple[list[dict[str, Any]],
+                                                                         bool]:
+    """A page of the messages waiting for a verdict, in message id order (the order they
+    arrived in, for the gateway's time-ordered ids), and whether more follow."""
+    ids = sorted(m for m in view.held if after is None or m > after)
+    page = [{"message_id": m, "size": view.held[m].size, "rule_id": view.held[m].rule,
+             "admitted_at": view.held[m].admitted_at, "deadline_at": view.held[m].deadline_at}
+            for m in ids[:limit]]
+    return page, len(ids) > limit

@@ -22,6 +22,7 @@ from schemas import MailEvent, decode_event
 STAGE_ORDER = {name: rank for rank, name in enumerate((
     "mail.received", "quarantine.admitted", "quarantine.denied", "scan.submitted",
     "scan.failed", "scan.verdict", "scan.timed_out", "quarantine.forced_release",
+    "quarantine.forced_delete",
     "action.decided", "quarantine.released", "backup.stored", "delivery.deferred",
     "delivery.delivered", "delivery.failed", "message.discarded", "ndr.sent", "ndr.suppressed",
     "scan.late_verdict",

@@ -22,7 +22,7 @@ from projector.quarantine import QuarantineView
 from projector.store import TimelineStore
 from schemas import Event, MailEvent, encode_event
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 VIEW_NAMES = ("connection", "quarantine", "counters")
 
 

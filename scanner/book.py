@@ -18,6 +18,7 @@ from schemas import (
     ActionDecided,
     Detect,
     Event,
+    ForcedDelete,
     ForcedRelease,
     LateVerdictReceived,
     MessageReceived,
@@ -100,6 +101,8 @@ class Book:
                 self._went_on(m, scan, "timeout")
             case ForcedRelease() if scan is not None:
                 self._went_on(m, scan, "forced_release")
+            case ForcedDelete() if scan is not None:
+                self._went_on(m, scan, "deleted_by_admin")
             case ActionDecided() | QuarantineReleased() if scan is not None:
                 self._went_on(m, scan, "action_applied")
             case VerdictReceived() | LateVerdictReceived():

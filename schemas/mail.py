@@ -45,6 +45,7 @@ ActionReason = Literal[
     "rule_kata_disabled",
     "not_connected",
     "forced_release",
+    "deleted_by_admin",
 ]
 SmtpReply = Annotated[str, StringConstraints(max_length=1000)]
 Recipients = Annotated[list[Address], Field(min_length=1, max_length=1000)]
@@ -121,6 +122,16 @@ class ForcedRelease(MailEvent):
     comment: Annotated[str, StringConstraints(max_length=1000)] = ""
 
 
+class ForcedDelete(MailEvent):
+    """An administrator deleted a message waiting in the KATA Quarantine: it is discarded
+    without waiting for its verdict (a verdict that still comes is recorded as late)."""
+
+    type: Literal["quarantine.forced_delete"] = "quarantine.forced_delete"
+    schema_version: Literal[1] = 1
+    actor: Actor
+    comment: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
 class ScanSubmitted(MailEvent):
     type: Literal["scan.submitted"] = "scan.submitted"
     schema_version: Literal[1] = 1
@@ -182,7 +193,7 @@ class LateVerdictReceived(_Verdict):
 
     type: Literal["scan.late_verdict"] = "scan.late_verdict"
     schema_version: Literal[1] = 1
-    after: Literal["timeout", "forced_release", "action_applied"]
+    after: Literal["timeout", "forced_release", "action_applied", "deleted_by_admin"]
 
 
 class ScanTimedOut(MailEvent):
@@ -211,6 +222,8 @@ class ActionDecided(MailEvent):
             raise ValueError("reason 'not_detected' requires action 'deliver', not skipped")
         if self.tag is not None and (self.action != "deliver" or self.reason != "detected"):
             raise ValueError("a tag applies only when delivering a detected message")
+        if self.reason == "deleted_by_admin" and (self.action != "delete" or self.backup):
+            raise ValueError("reason 'deleted_by_admin' requires action 'delete', no backup")
         return self
 
 

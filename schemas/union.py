@@ -30,6 +30,7 @@ from schemas.mail import (
     BackupStored,
     DeliveryDeferred,
     DeliveryFailed,
+    ForcedDelete,
     ForcedRelease,
     LateVerdictReceived,
     MessageDelivered,
@@ -53,6 +54,7 @@ AnyEvent = Annotated[
     | QuarantineDenied
     | QuarantineReleased
     | ForcedRelease
+    | ForcedDelete
     | ScanSubmitted
     | ScanFailed
     | VerdictReceived

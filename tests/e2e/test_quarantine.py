@@ -1,9 +1,14 @@
 """The KATA quarantine through the whole gateway: both limits hold exactly under concurrency and
 usage returns to zero; the response timeout and a forced release send mail on without a verdict,
-and the verdict that comes later is recorded as a late one."""
+an administrator's Delete discards a waiting message, and the verdict that comes later is
+recorded as a late one."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -153,5 +158,50 @@ def test_a_forced_release_delivers_now_and_the_scan_goes_on(namespace, tmp_path)
         late = wait_for(lambda: [e for e in gateway.mail_events(m)
                                  if e.type == "scan.late_verdict"], 30, "the late verdict")
         assert late[0].after == "forced_release"
+    finally:
+        gateway.close()
+
+
+def test_an_administrator_lists_and_deletes_a_waiting_message_and_it_is_never_delivered(
+        namespace, tmp_path):
+    gateway = Gateway(namespace, tmp_path)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": namespace.bootstrap_servers,
+           "KATAGATE_TOPIC_PREFIX": namespace.topic_prefix}
+
+    def katagate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "katagate", *args], env=env, text=True,
+                              capture_output=True, timeout=60, check=False)
+
+    try:
+        gateway.emulator.cli("faults", "set", "--latency", "5")
+        m = gateway.send(body(8))
+        # Given a message waiting for its verdict, shown by `quarantine list`
+        listed = wait_for(lambda: [w for w in json.loads(
+            katagate("quarantine", "list", "--json").stdout)["messages"]
+            if w["message_id"] == m], 30, "the message in the quarantine list")
+        assert listed[0]["size"] > 0
+        # When an administrator deletes it (a bad id is refused first, naming the field)
+        refused = katagate("quarantine", "delete", "not an id")
+        assert refused.returncode == 2
+        assert "message_id" in refused.stderr
+        done = katagate("quarantine", "delete", m, "--comment", "phishing", "--actor", "ops")
+        assert done.returncode == 0, done.stderr
+        # Then it is discarded without waiting, its slot freed, and the verdict is late
+        events = gateway.wait_terminal(m, timeout_s=30)
+        assert [e.type for e in events if e.type in ("message.discarded",
+                                                     "delivery.delivered")] == [
+            "message.discarded"]
+        decided = next(e for e in events if e.type == "action.decided")
+        assert (decided.action, decided.reason, decided.backup) == (
+            "delete", "deleted_by_admin", False)
+        released = next(e for e in events if e.type == "quarantine.released")
+        assert released.cause == "deleted_by_admin"
+        assert json.loads(katagate("quarantine", "list", "--json").stdout)["messages"] == []
+        again = katagate("quarantine", "delete", m)
+        assert again.returncode == 2
+        assert "not waiting" in again.stderr
+        late = wait_for(lambda: [e for e in gateway.mail_events(m)
+                                 if e.type == "scan.late_verdict"], 30, "the late verdict")
+        assert late[0].after == "deleted_by_admin"
     finally:
         gateway.close()

@@ -14,6 +14,7 @@ from schemas import (
     DEFAULT_RULE,
     ActionDecided,
     ControlState,
+    ForcedDelete,
     ForcedRelease,
     KataSettings,
     LateVerdictReceived,
@@ -157,6 +158,22 @@ class TestDecisions:
         forced = ForcedRelease(event_id=UUID(int=9), occurred_at=T0, producer=REF,
                                message_id="m0000001", actor="admin")
         assert react(messages, forced, rule_of(RuleKata()), T0, REF) == []
+
+    def test_deleted_by_an_administrator_then_discarded_and_a_later_verdict_is_late(self):
+        # Given a message waiting for its verdict under a rule that would deliver it
+        messages = admitted_messages("m0000001")
+        deleted = ForcedDelete(event_id=UUID(int=10), occurred_at=T0, producer=REF,
+                               message_id="m0000001", actor="admin", comment="phishing")
+        # When an administrator deletes it from the KATA Quarantine
+        (decided,) = react(messages, deleted, rule_of(RuleKata(action="skip")), T0, REF)
+        # Then it is discarded without a backup, and the verdict that still comes is late
+        assert isinstance(decided, ActionDecided)
+        assert (decided.action, decided.backup, decided.skipped, decided.reason) == (
+            "delete", False, False, "deleted_by_admin")
+        messages.evolve(decided, 0)
+        (late,) = react(messages, verdict("m0000001", "detect"), rule_of(RuleKata()), T0, REF)
+        assert isinstance(late, LateVerdictReceived)
+        assert late.after == "deleted_by_admin"
 
     def test_a_redone_step_makes_the_same_event(self):
         first = react(admitted_messages("m0000001"), verdict("m0000001", "detect"),

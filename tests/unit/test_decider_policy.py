@@ -37,7 +37,13 @@ def test_given_a_skipped_reason_then_delivered_unchanged_with_the_reason(reason)
 
 def test_every_reason_the_table_gives_is_one_the_event_accepts():
     reasons = ActionDecided.model_fields["reason"].annotation.__args__  # type: ignore[union-attr]
-    assert {"detected", "not_detected", *SKIPPED_REASONS} == set(reasons)
+    assert {"detected", "not_detected", "deleted_by_admin", *SKIPPED_REASONS} == set(reasons)
+
+
+def test_a_message_deleted_by_an_administrator_is_discarded_whatever_the_rule():
+    for action in ("delete", "reject", "skip"):
+        assert decide("deleted_by_admin", RuleKata(action=action, backup=True)) == Decision(
+            "delete", None, False, False, "deleted_by_admin")
 
 
 def test_an_unknown_outcome_is_refused():

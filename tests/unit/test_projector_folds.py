@@ -331,3 +331,18 @@ def test_only_ledger_copies_still_unmatched_are_remembered() -> None:
     ledger = [e for t, e in routed if t == "quarantine"]
     views = reduce(apply, ledger, Projections())
     assert views.copies.waiting == {e.event_id.int for e in ledger}
+
+
+def test_the_quarantine_lists_the_messages_waiting_for_a_verdict_in_pages() -> None:
+    # Given three messages admitted and not yet released, and one done
+    routed = [pair for i in (1, 5, 7) for pair in message_flow(i, "timeout")[:4]]
+    routed += message_flow(2, "clean")
+    view = reduce(quarantine.apply, first_copies([e for _t, e in routed]), QuarantineView())
+    # Then they are listed in message id order, a page at a time
+    page, more = quarantine.waiting(view, None, 2)
+    assert [w["message_id"] for w in page] == ["MSG00000001", "MSG00000005"]
+    assert more
+    assert page[0]["deadline_at"] > page[0]["admitted_at"]
+    rest, more = quarantine.waiting(view, "MSG00000005", 2)
+    assert [w["message_id"] for w in rest] == ["MSG00000007"]
+    assert not more

@@ -139,8 +139,10 @@ class Apply:
         if decision.backup and not parcel.backup_done:
             events.append(self._backup(parcel, data))
         if decision.action == "delete":
-            events.append(MessageDiscarded(**self._common(parcel, "discarded"),
-                                           reason="kata_delete"))
+            events.append(MessageDiscarded(
+                **self._common(parcel, "discarded"),
+                reason="deleted_by_admin" if decision.reason == "deleted_by_admin"
+                else "kata_delete"))
         elif decision.action == "reject":
             events += self._reject(parcel, data)
         else:

@@ -24,6 +24,7 @@ from confluent_kafka import (
 )
 
 from eventlog.errors import KatagateError
+from eventlog.lag import LagMeter
 from eventlog.metrics import LOOP_BATCHES, LOOP_DEAD_LETTERED, LOOP_RECORDS
 from eventlog.producer import TransactionalProducer, TransactionFailed
 from eventlog.records import Consumed, Outgoing
@@ -121,6 +122,7 @@ class TransactionalLoop:
         self._timeout = settings.request_timeout_s
         self._settings = settings
         self._producer = TransactionalProducer(settings, transactional_id)
+        self._lag = LagMeter(stage)
         self._consumer = Consumer(consumer_config(settings, group_id, instance_id))
         self._restoring = _restoring(handler)
         self._ticking = _ticking(handler)
@@ -156,6 +158,7 @@ class TransactionalLoop:
         if not records:
             timed = self._ticking.tick() if self._ticking is not None else ()
             if not timed:
+                self._lag.measure(self._consumer)
                 return 0
         # begin is local to the client; the broker's transaction (and the stall it causes for
         # read_committed readers of these partitions) starts with the first record produced.
@@ -197,6 +200,9 @@ class TransactionalLoop:
             listener.committed()
         LOOP_BATCHES.labels(self.stage, "committed").inc()
         LOOP_RECORDS.labels(self.stage).inc(len(records))
+        if records:
+            self._lag.processed(records[-1].timestamp_ms)
+        self._lag.measure(self._consumer)
         return len(records)
 
     # -- state restore ----------------------------------------------------------------

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from eventlog.errors import KafkaUnavailable, KatagateError
+from eventlog.metrics import EVENTS_WRITTEN
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 
@@ -74,6 +76,7 @@ class TransactionalProducer:
         self._timeout = settings.request_timeout_s
         self._producer = self._new_producer()
         self._delivery_errors: list[KafkaError] = []
+        self._written: Counter[str] = Counter()  # records per topic in the open transaction
 
     @property
     def raw(self) -> Producer:
@@ -97,10 +100,12 @@ class TransactionalProducer:
 
     def begin(self) -> None:
         self._delivery_errors = []
+        self._written.clear()
         self._producer.begin_transaction()
 
     def produce(self, records: Iterable[Outgoing]) -> None:
         for record in records:
+            self._written[record.topic] += 1
             while True:
                 try:
                     self._producer.produce(
@@ -126,6 +131,7 @@ class TransactionalProducer:
             return callback
 
         for index, record in enumerate(records):
+            self._written[record.topic] += 1
             while True:
                 try:
                     self._producer.produce(
@@ -158,6 +164,10 @@ class TransactionalProducer:
         while True:
             try:
                 self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                for topic, count in self._written.items():
+                    # Without the deployment's prefix: one label value per topic kind.
+                    EVENTS_WRITTEN.labels(topic.rsplit(".", 1)[-1]).inc(count)
+                self._written.clear()
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]

@@ -11,9 +11,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, get_args
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from projector import quarantine
 from projector.canonical import document
 from projector.live import LiveProjection
+from projector.metrics import registry_for
 from schemas import ActionReason, ScanState
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,7 @@ def waiting(live: LiveProjection, asked: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_handler(live: LiveProjection) -> type[BaseHTTPRequestHandler]:
+    registry = registry_for(live)
     routes: dict[str, Callable[[], bytes]] = {
         f"/state/{name}": (lambda name=name: _locked(live, name))  # type: ignore[misc]
         for name in ("connection", "quarantine", "counters")
@@ -99,6 +103,9 @@ def make_handler(live: LiveProjection) -> type[BaseHTTPRequestHandler]:
             try:
                 if url.path in routes:
                     self._send(HTTPStatus.OK, routes[url.path]())
+                elif url.path == "/metrics":
+                    self._send(HTTPStatus.OK, generate_latest(registry),
+                               CONTENT_TYPE_LATEST)
                 elif url.path == "/healthz":
                     self._send(HTTPStatus.OK, document(live.health()))
                 elif url.path == "/quarantine/messages":
@@ -130,9 +137,10 @@ def make_handler(live: LiveProjection) -> type[BaseHTTPRequestHandler]:
         def _error(self, status: HTTPStatus, body: dict[str, Any]) -> None:
             self._send(status, document(body))
 
-        def _send(self, status: HTTPStatus, body: bytes) -> None:
+        def _send(self, status: HTTPStatus, body: bytes,
+                  content_type: str = "application/json; charset=utf-8") -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()

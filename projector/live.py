@@ -22,6 +22,7 @@ class LiveProjection:
     resumed_from_snapshot: bool = False
     address: tuple[str, int] | None = None  # the HTTP server's, once listening
     ends: Positions = field(default_factory=dict)  # last known end offsets, for the lag
+    newest_ms: int = 0  # the newest record folded (its Kafka timestamp), for the lag
 
     def lag_events(self) -> int:
         """Records (and transaction markers) between the positions and the last known ends."""

@@ -45,6 +45,7 @@ class QuarantineView:
     held: dict[str, Held] = field(default_factory=dict)
     released_total: int = 0
     denied_total: int = 0
+    rules: set[str] = field(default_factory=set)  # rules that ever held a message (few)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class QuarantineView:
             "held": {m: list(held) for m, held in self.held.items()},
             "released_total": self.released_total,
             "denied_total": self.denied_total,
+            "rules": sorted(self.rules),
         }
 
     @classmethod
@@ -63,6 +65,7 @@ class QuarantineView:
                   for m, (size, rule, at, deadline) in state["held"].items()},
             released_total=int(state["released_total"]),
             denied_total=int(state["denied_total"]),
+            rules=set(state["rules"]),
         )
 
 
@@ -75,6 +78,7 @@ def apply(view: QuarantineView, event: Event) -> QuarantineView:
             view.limit_bytes = event.settings.quarantine_max_bytes
             view.limit_messages = event.settings.quarantine_max_messages
         case QuarantineAdmitted():
+            view.rules.add(event.rule_id or DEFAULT_RULE)
             view.held[event.message_id] = Held(event.size, event.rule_id or DEFAULT_RULE,
                                                timestamp(event.occurred_at),
                                                timestamp(event.deadline_at))
@@ -87,7 +91,9 @@ def apply(view: QuarantineView, event: Event) -> QuarantineView:
 
 
 def render(view: QuarantineView) -> dict[str, Any]:
-    per_rule: dict[str, dict[str, int]] = {}
+    # Every rule that held a message stays listed, at zero when it holds none now.
+    per_rule: dict[str, dict[str, int]] = {
+        rule: {"bytes_in_use": 0, "messages_in_use": 0} for rule in view.rules}
     for size, rule, _at, _deadline in view.held.values():
         usage = per_rule.setdefault(rule, {"bytes_in_use": 0, "messages_in_use": 0})
         usage["bytes_in_use"] += size

@@ -55,6 +55,7 @@ def run_projector(
                 for read in reads:
                     if read.event is not None:
                         apply(live.projections, read.event, read.value)
+                    live.newest_ms = max(live.newest_ms, read.timestamp_ms)
                 live.positions.update(reader.positions)
                 live.records_read = reader.records_read
                 live.undecodable = reader.undecodable

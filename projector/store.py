@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from projector.summary import Key, MessageSummary
+from projector.summary import Key, MessageSummary, Observation
 from schemas import Event
 
 SCHEMA = (
@@ -78,13 +78,15 @@ class TimelineStore:
 
     # -- writing ---------------------------------------------------------------------
 
-    def add(self, message_id: str, key: Key, event: Event, record: bytes) -> None:
-        """One mail event, once (the caller removes copies); `key` is its timeline position."""
+    def add(self, message_id: str, key: Key, event: Event,
+            record: bytes) -> list[Observation]:
+        """One mail event, once (the caller removes copies); `key` is its timeline position.
+        Returns the observations the message's summary completes with it."""
         summary = self._hot.get(message_id)
         if summary is None:
             summary = self._load(message_id) or MessageSummary()
             self._hot[message_id] = summary
-        summary.add(key, event)
+        observations = summary.add(key, event)
         new = self._new.get(message_id)
         if new is None:
             self._new[message_id] = [record]
@@ -93,6 +95,7 @@ class TimelineStore:
         self._buffered += 1
         if self._buffered >= RECORDS_PER_FLUSH:
             self.flush()
+        return observations
 
     def flush(self) -> None:
         """Write what was added (inside the open transaction)."""

@@ -22,7 +22,7 @@ from projector.quarantine import QuarantineView
 from projector.store import TimelineStore
 from schemas import Event, MailEvent, encode_event
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 VIEW_NAMES = ("connection", "quarantine", "counters")
 
 
@@ -100,7 +100,9 @@ def apply(views: Projections, event: Event, record: bytes | None = None) -> Proj
     quarantine.apply(views.quarantine, event)
     counters.apply(views.counters, event)
     if isinstance(event, MailEvent):
-        views.store.add(event.message_id, timelines.order_key(event), event,
-                        record if record is not None else encode_event(event))
+        for observation in views.store.add(
+                event.message_id, timelines.order_key(event), event,
+                record if record is not None else encode_event(event)):
+            counters.observe(views.counters, observation)
     return views
 

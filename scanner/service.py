@@ -18,6 +18,7 @@ from uuid import UUID
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from eventlog.errors import KafkaUnavailable
+from eventlog.lag import LagMeter
 from eventlog.producer import TransactionalProducer
 from eventlog.raw import RawReader, RawUnavailable
 from eventlog.records import Outgoing
@@ -64,6 +65,7 @@ class ScanService:
         self.book = Book()
         self._catching_up: set[int] = set()
         self._own: set[UUID] = set()
+        self._lag = LagMeter("scanner")
         self._producer = TransactionalProducer(
             kafka, f"{kafka.topic_prefix}-scanner-{scanner.instance_id}"
         )
@@ -125,6 +127,7 @@ class ScanService:
         for _ in range(budget):
             message = self._consumer.poll(0.05)
             if message is None:
+                self._lag.measure(self._consumer)
                 return
             error = message.error()
             if error is not None:
@@ -139,10 +142,12 @@ class ScanService:
                 log.warning("scanner: skipping %s@%s: %s", message.partition(),
                             message.offset(), exc)
                 continue
+            self._lag.processed(message.timestamp()[1])
             if event.event_id in self._own:
                 self._own.discard(event.event_id)
                 continue
             self.book.apply(event, message.partition() or 0)
+        self._lag.measure(self._consumer)
 
     def _api_for(self, address: str, port: int, pin: str | None) -> KataApi:
         key = (f"{address}:{port}", pin)

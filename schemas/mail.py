@@ -267,7 +267,7 @@ class DeliveryFailed(MailEvent):
 class MessageDiscarded(MailEvent):
     type: Literal["message.discarded"] = "message.discarded"
     schema_version: Literal[1] = 1
-    reason: Literal["kata_delete"]
+    reason: Literal["kata_delete", "deleted_by_admin"]
 
 
 class NdrSent(MailEvent):

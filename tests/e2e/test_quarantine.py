@@ -196,6 +196,8 @@ def test_an_administrator_lists_and_deletes_a_waiting_message_and_it_is_never_de
             "delete", "deleted_by_admin", False)
         released = next(e for e in events if e.type == "quarantine.released")
         assert released.cause == "deleted_by_admin"
+        discarded = next(e for e in events if e.type == "message.discarded")
+        assert discarded.reason == "deleted_by_admin"
         assert json.loads(katagate("quarantine", "list", "--json").stdout)["messages"] == []
         again = katagate("quarantine", "delete", m)
         assert again.returncode == 2

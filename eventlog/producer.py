@@ -148,7 +148,16 @@ class TransactionalProducer:
 
     def flush(self) -> None:
         """Wait until every record of the transaction is acknowledged (offsets known)."""
-        remaining = self._producer.flush(self._timeout)
+        try:
+            remaining = self._producer.flush(self._timeout)
+        except SystemError as exc:
+            # confluent-kafka can fail a flush without setting an exception when the producer
+            # hit a fatal error (a fenced producer, typically); the transaction API names it.
+            try:
+                self._producer.abort_transaction(self._timeout)
+            except KafkaException as named:
+                raise named from exc
+            raise TransactionFailed("flush failed without an error; aborted") from exc
         if remaining:
             raise TransactionFailed(f"{remaining} records not acknowledged in {self._timeout} s")
         if self._delivery_errors:

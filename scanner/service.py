@@ -43,6 +43,7 @@ from scanner.transport import Endpoint, PinnedTransport
 from schemas import Event, ProducerRef, SchemaError, decode_event
 
 log = logging.getLogger(__name__)
+SUBMISSIONS_PER_TRANSACTION = 50
 # Failures that say the connection, not the message, is the problem: stop this round.
 CONNECTION_REASONS = {"unreachable", "certificate_mismatch", "not_authorized", "busy"}
 
@@ -164,6 +165,10 @@ class ScanService:
 
     def _submit_due(self, api: KataApi, ctx: Ctx) -> None:
         room = self._scanner.max_outstanding_scans - len(self.book.awaiting_verdict())
+        # Submissions are recorded a batch per transaction: a transaction costs more than a
+        # submission. A crash before the record only means submitting again under the same
+        # scanId, which KATA takes as the same scan.
+        recorded: list[Event] = []
         for scan in self.book.due_for_submit(ctx.now)[:max(0, room)]:
             assert scan.raw is not None  # noqa: S101 - only received messages are admitted
             try:
@@ -172,16 +177,20 @@ class ScanService:
                     scan.sha256,
                 )
             except RawUnavailable as exc:
-                self._record(content_unavailable(scan, str(exc), ctx))
+                recorded += content_unavailable(scan, str(exc), ctx)
                 continue
             outcome = api.submit(scan.message_id, content)
             SUBMISSIONS.labels("ok" if not isinstance(outcome, Refused) else outcome.reason).inc()
             self._count_reply(outcome)
-            self._record(submission_events(scan, outcome, ctx))
+            recorded += submission_events(scan, outcome, ctx)
             if isinstance(outcome, Refused) and outcome.reason in CONNECTION_REASONS:
                 if self._lifecycle is not None and outcome.reason != "busy":
                     self._lifecycle.request_check()
                 break
+            if len(recorded) >= SUBMISSIONS_PER_TRANSACTION:
+                self._record(recorded)
+                recorded = []
+        self._record(recorded)
 
     def _poll(self, api: KataApi, ctx: Ctx) -> None:
         polled = api.poll()

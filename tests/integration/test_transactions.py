@@ -4,8 +4,9 @@ aborted one is not (while it did reach the log)."""
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import KafkaException
 
-from eventlog.producer import ProducerFenced, TransactionalProducer
+from eventlog.producer import ProducerFenced, TransactionalProducer, is_fenced
 from eventlog.records import Outgoing
 from eventlog.topics import TopicNames
 from tests.integration.kafka_read import read_all
@@ -57,5 +58,23 @@ def test_a_second_producer_with_the_same_id_fences_the_first(kafka_settings):
     with pytest.raises(ProducerFenced):
         first.commit()
 
+    committed = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)]
+    assert committed == [b"from-the-successor"]
+
+
+def test_a_fenced_producer_waiting_for_offsets_gets_a_named_kafka_error(kafka_settings):
+    # Given a producer fenced by its successor after it began a transaction
+    topic = TopicNames(kafka_settings.topic_prefix).control
+    first = TransactionalProducer(kafka_settings, "test-txn-fence-located")
+    first.begin()
+    second = TransactionalProducer(kafka_settings, "test-txn-fence-located")
+    second.begin()
+    second.produce([Outgoing(topic, b"from-the-successor", b"k")])
+    second.commit()
+    # When it produces and waits for the offsets
+    # Then the error says it was fenced (never a bare SystemError from the client)
+    with pytest.raises(KafkaException) as caught:
+        first.produce_located([Outgoing(topic, b"late", b"k")])
+    assert is_fenced(caught.value.args[0])
     committed = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)]
     assert committed == [b"from-the-successor"]

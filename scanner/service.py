@@ -10,7 +10,9 @@ crash can repeat (submitted, not yet recorded) repeats harmlessly.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -27,6 +29,7 @@ from eventlog.topics import TopicNames
 from scanner.book import (
     Book,
     Ctx,
+    Scan,
     content_unavailable,
     poll_failure_events,
     submission_events,
@@ -34,7 +37,7 @@ from scanner.book import (
 )
 from scanner.control_view import ControlView
 from scanner.identity import SensorIdentity
-from scanner.kata_api import KataApi, Refused
+from scanner.kata_api import KataApi, Refused, Submitted
 from scanner.lifecycle import ConnectionService
 from scanner.metrics import KATA_REPLIES, PENDING_SCANS, POLLS, SUBMISSIONS
 from scanner.replies import DetectRecord
@@ -70,7 +73,14 @@ class ScanService:
         self._producer = TransactionalProducer(
             kafka, f"{kafka.topic_prefix}-scanner-{scanner.instance_id}"
         )
-        self._raw = RawReader(kafka)
+        self._kafka = kafka
+        # Each submitting thread reads raw chunks with its own consumer (a consumer is not
+        # shared between threads); the transport keeps one connection per thread already.
+        self._readers = threading.local()
+        self._all_readers: list[RawReader] = []
+        self._readers_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=scanner.submit_concurrency,
+                                        thread_name_prefix="kata-submit")
         self._consumer = Consumer({
             "bootstrap.servers": kafka.bootstrap_servers,
             "group.id": f"{kafka.topic_prefix}.scanner",
@@ -165,32 +175,45 @@ class ScanService:
 
     def _submit_due(self, api: KataApi, ctx: Ctx) -> None:
         room = self._scanner.max_outstanding_scans - len(self.book.awaiting_verdict())
-        # Submissions are recorded a batch per transaction: a transaction costs more than a
-        # submission. A crash before the record only means submitting again under the same
-        # scanId, which KATA takes as the same scan.
-        recorded: list[Event] = []
-        for scan in self.book.due_for_submit(ctx.now)[:max(0, room)]:
-            assert scan.raw is not None  # noqa: S101 - only received messages are admitted
-            try:
-                content = self._raw.read(
-                    scan.raw.topic, scan.raw.partition, scan.raw.offsets, scan.message_id,
-                    scan.sha256,
-                )
-            except RawUnavailable as exc:
-                recorded += content_unavailable(scan, str(exc), ctx)
-                continue
-            outcome = api.submit(scan.message_id, content)
-            SUBMISSIONS.labels("ok" if not isinstance(outcome, Refused) else outcome.reason).inc()
-            self._count_reply(outcome)
-            recorded += submission_events(scan, outcome, ctx)
-            if isinstance(outcome, Refused) and outcome.reason in CONNECTION_REASONS:
-                if self._lifecycle is not None and outcome.reason != "busy":
-                    self._lifecycle.request_check()
+        due = self.book.due_for_submit(ctx.now)[:max(0, room)]
+        # Submitted concurrently, recorded a batch per transaction: a transaction costs more
+        # than a submission. A crash before the record only means submitting again under the
+        # same scanId, which KATA takes as the same scan.
+        for start in range(0, len(due), SUBMISSIONS_PER_TRANSACTION):
+            batch = due[start:start + SUBMISSIONS_PER_TRANSACTION]
+            outcomes = list(self._pool.map(lambda scan: self._read_and_submit(api, scan), batch))
+            recorded: list[Event] = []
+            stop = False
+            for scan, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, RawUnavailable):
+                    recorded += content_unavailable(scan, str(outcome), ctx)
+                    continue
+                SUBMISSIONS.labels(
+                    "ok" if not isinstance(outcome, Refused) else outcome.reason).inc()
+                self._count_reply(outcome)
+                recorded += submission_events(scan, outcome, ctx)
+                if isinstance(outcome, Refused) and outcome.reason in CONNECTION_REASONS:
+                    stop = True
+                    if self._lifecycle is not None and outcome.reason != "busy":
+                        self._lifecycle.request_check()
+            self._record(recorded)
+            if stop:
                 break
-            if len(recorded) >= SUBMISSIONS_PER_TRANSACTION:
-                self._record(recorded)
-                recorded = []
-        self._record(recorded)
+
+    def _read_and_submit(self, api: KataApi,
+                         scan: Scan) -> Submitted | Refused | RawUnavailable:
+        assert scan.raw is not None  # noqa: S101 - only received messages are admitted
+        reader: RawReader | None = getattr(self._readers, "reader", None)
+        if reader is None:
+            reader = self._readers.reader = RawReader(self._kafka)
+            with self._readers_lock:
+                self._all_readers.append(reader)
+        try:
+            content = reader.read(scan.raw.topic, scan.raw.partition, scan.raw.offsets,
+                                  scan.message_id, scan.sha256)
+        except RawUnavailable as exc:
+            return exc
+        return api.submit(scan.message_id, content)
 
     def _poll(self, api: KataApi, ctx: Ctx) -> None:
         polled = api.poll()
@@ -253,6 +276,8 @@ class ScanService:
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-        self._raw.close()
+        self._pool.shutdown(wait=True)
+        for reader in self._all_readers:
+            reader.close()
         self._consumer.close()
         self._producer.close()

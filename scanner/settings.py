@@ -37,6 +37,9 @@ class ScannerSettings(BaseSettings):
     # Submitted scans still without a verdict: past this, submissions wait (KATA answers 429
     # at its own limit anyway; this keeps us from running into it).
     max_outstanding_scans: int = Field(default=5000, ge=1, le=1_000_000)
+    # Submissions in flight at once: each reads the message from Kafka and uploads it, which is
+    # waiting, not work; one at a time capped the gateway at about 30 messages/s.
+    submit_concurrency: int = Field(default=8, ge=1, le=64)
 
     @property
     def sensor_dir(self) -> Path:

@@ -12,14 +12,10 @@ from schemas import (
     ActionDecided,
     BackupStored,
     DeliveryDeferred,
-    DeliveryFailed,
     Event,
-    MessageDelivered,
-    MessageDiscarded,
     MessageReceived,
-    NdrSent,
-    NdrSuppressed,
     RawLocation,
+    terminal_outcome,
 )
 
 _NS = uuid.UUID("5b2e8c71-0a9d-4f36-9e12-7c4d3b6a8f05")
@@ -32,9 +28,7 @@ def effect_id(message_id: str, effect: str) -> uuid.UUID:
 
 def is_terminal(event: Event) -> bool:
     """Every accepted message ends in exactly one of these (DESIGN invariant 2)."""
-    if isinstance(event, NdrSent):
-        return event.reason == "kata_reject"
-    return isinstance(event, MessageDelivered | MessageDiscarded | NdrSuppressed | DeliveryFailed)
+    return terminal_outcome(event) is not None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from audit.verify import verify
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from katagate.process import stop_on_signals
-from katagate.projector_cmd import add_replay
+from katagate.projector_cmd import add_replay, iso_instant
 
 
 def register(commands: Any) -> None:
@@ -32,6 +32,17 @@ def register(commands: Any) -> None:
     modes.add_parser("once", help="checkpoint everything up to now").set_defaults(run=_once)
 
     add_replay(actions)
+
+    accounts = actions.add_parser(
+        "reconcile", help="every accepted message and its terminal event; exit 1 if unbalanced")
+    accounts.add_argument("--since", type=iso_instant, metavar="ISO-TIME",
+                          help="messages accepted at or after this instant")
+    accounts.add_argument("--until", type=iso_instant, metavar="ISO-TIME",
+                          help="messages accepted at or before this instant")
+    accounts.add_argument("--settled", action="store_true",
+                          help="also exit 1 if an accepted message has no terminal event yet")
+    accounts.add_argument("--json", action="store_true", help="the whole report as JSON")
+    accounts.set_defaults(run=_reconcile)
 
     check = actions.add_parser("verify", help="recompute every chain; exit 1 if tampered")
     _common(check)
@@ -104,3 +115,31 @@ def _export(args: argparse.Namespace) -> int:
         print(f"katagate audit export: no records of message {args.message}", file=sys.stderr)
         return 1
     return 0 if report.ok else 1
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from audit.reconcile import Window, reconcile
+
+    report = reconcile(KafkaSettings(), datetime.now(UTC), Window(args.since, args.until))
+    unsettled = report["without_terminal"]
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(f"accepted: {report['accepted']}, terminal exactly once: "
+              f"{report['terminal_exactly_once']}, without a terminal event: {len(unsettled)}")
+        for item in unsettled[:50]:
+            until = f" until {item['until']}" if item["until"] else ""
+            late = " (OVERDUE)" if item["overdue"] else ""
+            print(f"  {item['message_id']}: {item['state']}{until}{late}")
+        for message_id, outcomes in report["duplicate_terminals"].items():
+            print(f"  DUPLICATE {message_id}: {', '.join(outcomes)}")
+        for message_id in report["terminal_without_received"]:
+            print(f"  TERMINAL WITHOUT ACCEPTANCE {message_id}")
+        print(f"quarantine slots held: {len(report['quarantine_held'])}; possible resends: "
+              f"{len(report['possible_resends'])}; undecodable records: "
+              f"{report['undecodable_records']}")
+    if not report["balanced"] or (args.settled and unsettled):
+        return 1
+    return 0

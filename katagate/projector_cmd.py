@@ -30,7 +30,7 @@ def add_replay(actions: Any) -> None:
     bound = replay.add_mutually_exclusive_group()
     bound.add_argument("--until-offset", type=_offset, metavar="N",
                        help="read each partition up to (not including) offset N")
-    bound.add_argument("--as-of", type=_instant, metavar="ISO-TIME",
+    bound.add_argument("--as-of", type=iso_instant, metavar="ISO-TIME",
                        help="the state as of this instant (records stamped up to it)")
     replay.add_argument("--out", type=Path, metavar="DIR",
                         help="write connection.json, quarantine.json, counters.json, timelines "
@@ -46,7 +46,7 @@ def _offset(text: str) -> int:
     return int(text)
 
 
-def _instant(text: str) -> datetime:
+def iso_instant(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError as exc:

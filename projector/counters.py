@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from projector.summary import Observation, terminal_outcome
+from projector.summary import Observation
 from schemas import (
     ActionDecided,
     DeliveryDeferred,
@@ -24,6 +24,7 @@ from schemas import (
     QuarantineReleased,
     ScanTimedOut,
     VerdictReceived,
+    terminal_outcome,
 )
 
 GROUPS = (

@@ -14,40 +14,21 @@ from typing import Any
 from projector.canonical import from_micros
 from schemas import (
     ActionDecided,
-    DeliveryFailed,
     Event,
     LateVerdictReceived,
     MessageDelivered,
-    MessageDiscarded,
     MessageReceived,
-    NdrSent,
-    NdrSuppressed,
     QuarantineAdmitted,
     QuarantineDenied,
     ScanSubmitted,
     ScanTimedOut,
     VerdictReceived,
+    terminal_outcome,
 )
 
 # A position in a timeline: (occurred_at in microseconds since the epoch, lifecycle rank, event
 # id hex); see timelines.order_key.
 Key = tuple[int, int, str]
-
-
-def terminal_outcome(event: Event) -> str | None:
-    """The terminal event of a message (DESIGN invariant 2), named; None for any other."""
-    match event:
-        case MessageDelivered():
-            return "delivered"
-        case MessageDiscarded():
-            return "discarded"
-        case NdrSent(reason="kata_reject"):
-            return "ndr_sent"
-        case NdrSuppressed():
-            return "ndr_suppressed"
-        case DeliveryFailed():
-            return "delivery_failed"
-    return None
 
 
 def _later(current: tuple[Key, Any] | None, key: Key) -> bool:

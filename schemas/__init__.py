@@ -47,6 +47,7 @@ from schemas.mail import (
     ScanSubmitted,
     ScanTimedOut,
     VerdictReceived,
+    terminal_outcome,
 )
 from schemas.types import (
     Actor,
@@ -142,5 +143,6 @@ __all__ = [
     "encode_event",
     "evolve_control",
     "match_rule",
+    "terminal_outcome",
     "upcast",
 ]

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, IPvAnyAddress, NonNegativeInt, StringConstraints, model_validator
 
-from schemas.envelope import MailEvent
+from schemas.envelope import Event, MailEvent
 from schemas.types import (
     Actor,
     Address,
@@ -282,3 +282,21 @@ class NdrSuppressed(MailEvent):
     type: Literal["ndr.suppressed"] = "ndr.suppressed"
     schema_version: Literal[1] = 1
     reason: Literal["null_sender", "ndr_disabled"]
+
+
+def terminal_outcome(event: Event) -> str | None:
+    """The terminal event of a message, named: every accepted message ends in exactly one of
+    these (DESIGN invariant 2). An NDR for a failed delivery follows the failure, which is the
+    terminal event; an NDR for a KATA reject is itself the end."""
+    match event:
+        case MessageDelivered():
+            return "delivered"
+        case MessageDiscarded():
+            return "discarded"
+        case NdrSent(reason="kata_reject"):
+            return "ndr_sent"
+        case NdrSuppressed():
+            return "ndr_suppressed"
+        case DeliveryFailed():
+            return "delivery_failed"
+    return None

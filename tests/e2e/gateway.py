@@ -36,17 +36,14 @@ from schemas import (
     Rule,
     RuleCreated,
     decode_event,
+    terminal_outcome,
 )
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import ROOT, Emulator, publish, wait_for
 
-TERMINAL = {"delivery.delivered", "message.discarded", "ndr.suppressed", "delivery.failed"}
-
 
 def is_terminal(event: Event) -> bool:
-    if event.type == "ndr.sent":
-        return getattr(event, "reason", "") == "kata_reject"
-    return event.type in TERMINAL
+    return terminal_outcome(event) is not None
 
 
 class Sink:

@@ -17,11 +17,13 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
+from audit.reconcile import reconcile
 from decider.ledger import Ledger
 from eventlog.broker import free_port
 from eventlog.topics import TopicNames
@@ -175,6 +177,12 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
         duplicated = {m: n for m, n in terminal.items() if n != 1}
         assert not duplicated, f"messages with more than one terminal event: {duplicated}"
         assert set(accepted) <= terminal.keys()
+        # The auditor's accounting agrees: balanced, settled, no slot held.
+        accounts = reconcile(kafka, datetime.now(UTC))
+        assert accounts["balanced"], accounts
+        assert accounts["without_terminal"] == []
+        assert accounts["terminal_exactly_once"] == accounts["accepted"] >= MESSAGES
+        assert accounts["quarantine_held"] == []
 
         ledger = Ledger()
         for record in read_all(kafka.bootstrap_servers, names.quarantine):

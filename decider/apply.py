@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -69,7 +70,14 @@ class Apply:
         self._control = control
         self._producer = producer
         self._clock = clock
-        self._raw = RawReader(kafka)
+        self._kafka = kafka
+        # Each carrying-out thread reads raw chunks with its own consumer (a consumer is not
+        # shared between threads); Backup chunks go into the one transaction under a lock.
+        self._readers = threading.local()
+        self._all_readers: list[RawReader] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=settings.delivery_concurrency,
+                                        thread_name_prefix="apply")
         self.parcels = Parcels()
         # The loop's producer: Backup chunks join the transaction that records BackupStored.
         self.transaction: TransactionalProducer | None = None
@@ -91,6 +99,35 @@ class Apply:
             if parcel is not None and parcel.decision is not None and parcel.attempts == 0:
                 return self._out(self._carry_out(parcel), record.partition)
         return []
+
+    def handle_batch(self, records: Sequence[Consumed]) -> list[Sequence[Outgoing] | Exception]:
+        """The batch's records folded in order, then its decided messages carried out
+        concurrently; one result per record."""
+        results: list[Sequence[Outgoing] | Exception] = []
+        work: list[tuple[int, Parcel, int]] = []
+        for index, record in enumerate(records):
+            try:
+                event = decode_event(record.value or b"")
+            except SchemaError as exc:
+                results.append(Poison(str(exc)))
+                continue
+            self.parcels.evolve(event, record.partition)
+            results.append([])
+            if isinstance(event, ActionDecided):
+                parcel = self.parcels.live.get(event.message_id)
+                if parcel is not None and parcel.decision is not None and parcel.attempts == 0:
+                    work.append((index, parcel, record.partition))
+        done = self._pool.map(self._carried_out_or_error, [parcel for _i, parcel, _p in work])
+        for (index, _parcel, partition), outcome in zip(work, done, strict=True):
+            results[index] = outcome if isinstance(outcome, Exception) else self._out(
+                outcome, partition)
+        return results
+
+    def _carried_out_or_error(self, parcel: Parcel) -> list[Event] | Exception:
+        try:
+            return self._carry_out(parcel)
+        except Exception as exc:  # the loop sets this record aside, the others go on
+            return exc
 
     def restore(self, record: Consumed) -> None:
         try:
@@ -127,8 +164,8 @@ class Apply:
         decision = parcel.decision
         assert decision is not None  # noqa: S101 - only decided parcels are carried out
         try:
-            data = self._raw.read(parcel.raw.topic, parcel.raw.partition, parcel.raw.offsets,
-                                  parcel.message_id, parcel.sha256)
+            data = self._reader().read(parcel.raw.topic, parcel.raw.partition,
+                                       parcel.raw.offsets, parcel.message_id, parcel.sha256)
         except RawUnavailable as exc:
             return [DeliveryFailed(
                 **self._common(parcel, "failed"), next_hop=self.next_hop,
@@ -149,11 +186,20 @@ class Apply:
             events += self._deliver(parcel, data, decision.tag)
         return events
 
+    def _reader(self) -> RawReader:
+        reader: RawReader | None = getattr(self._readers, "reader", None)
+        if reader is None:
+            reader = self._readers.reader = RawReader(self._kafka)
+            with self._lock:
+                self._all_readers.append(reader)
+        return reader
+
     def _backup(self, parcel: Parcel, data: bytes) -> BackupStored:
         if self.transaction is None:
             raise RuntimeError("apply has no transaction to write the Backup copy in")
         chunked = chunk(self._names.backup, parcel.message_id, data)
-        located = self.transaction.produce_located(chunked.records)
+        with self._lock:  # the producer waits for its own records' offsets: one at a time
+            located = self.transaction.produce_located(chunked.records)
         location = RawLocation(topic=self._names.backup, partition=located[0][0],
                                offsets=[offset for _p, offset in located],
                                chunk_bytes=parcel.raw.chunk_bytes)
@@ -205,8 +251,8 @@ class Apply:
             return []
         dsn_id = f"{parcel.message_id}-dsn"
         try:
-            data = self._raw.read(parcel.raw.topic, parcel.raw.partition, parcel.raw.offsets,
-                                  parcel.message_id, parcel.sha256)
+            data = self._reader().read(parcel.raw.topic, parcel.raw.partition,
+                                       parcel.raw.offsets, parcel.message_id, parcel.sha256)
             report = build_ndr(
                 original_headers=header_block(data), envelope_from=parcel.envelope_from,
                 recipients=recipients, reporting_mta=self._settings.helo_name,
@@ -278,7 +324,9 @@ class Apply:
         return self._failed(parcel, reply, [parcel.envelope_from], parcel.attempts + 1)
 
     def close(self) -> None:
-        self._raw.close()
+        self._pool.shutdown(wait=True)
+        for reader in self._all_readers:
+            reader.close()
 
 
 def _status(reply: str) -> str:

@@ -28,6 +28,9 @@ class DeciderSettings(BaseSettings):
                                    pattern=r"^(never|opportunistic|required)$")
     helo_name: str = Field(default_factory=socket.getfqdn, min_length=1, max_length=255)
     smtp_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    # Messages carried out at once in a batch: each reads its message and talks SMTP, which
+    # is waiting, not work.
+    delivery_concurrency: int = Field(default=8, ge=1, le=64)
     # Deferred deliveries are retried with backoff for this long, then fail with a DSN.
     retry_period_s: int = Field(default=5 * 24 * 3600, ge=60, le=30 * 24 * 3600)
     retry_first_s: float = Field(default=30.0, gt=0, le=3600)

@@ -59,6 +59,15 @@ class Restoring(Protocol):
     def forget(self, partitions: Sequence[tuple[str, int]]) -> None: ...
 
 
+class Batching(Protocol):
+    """A handler that decides a whole batch at once (its effects may then run concurrently):
+    one result per record, in order — its outputs, or the exception that refused it (that
+    record alone goes to the dead-letter topic)."""
+
+    def handle_batch(self, records: Sequence[Consumed]) -> list[Sequence[Outgoing] | Exception]:
+        ...
+
+
 class Ticking(Protocol):
     """Optional: a handler with timers. Outputs it returns are produced in the loop's next
     transaction, with or without consumed records."""
@@ -167,8 +176,14 @@ class TransactionalLoop:
         self._producer.begin()
         try:
             outputs: list[Outgoing] = []
-            for record in records:
-                outputs.extend(self._decide(record))
+            batched = _batching(self._handler)
+            if batched is not None and records:
+                for record, result in zip(records, batched.handle_batch(records), strict=True):
+                    outputs.extend(self._refused(record, result)
+                                   if isinstance(result, Exception) else result)
+            else:
+                for record in records:
+                    outputs.extend(self._decide(record))
             if records and self._ticking is not None:
                 timed = self._ticking.tick()
             outputs.extend(timed)
@@ -306,13 +321,17 @@ class TransactionalLoop:
         try:
             return self._handler.handle(record)
         except Exception as exc:
-            # A pure decision that fails fails the same way every time: set the record aside.
-            reason = f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, Poison):
-                log.error("%s: handler failed on %s[%d]@%d\n%s", self.stage, record.topic,
-                          record.partition, record.offset, traceback.format_exc())
-            LOOP_DEAD_LETTERED.labels(self.stage, type(exc).__name__).inc()
-            return [self._dead_letter(record, reason)]
+            return self._refused(record, exc)
+
+    def _refused(self, record: Consumed, exc: Exception) -> list[Outgoing]:
+        # A pure decision that fails fails the same way every time: set the record aside.
+        reason = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, Poison):
+            log.error("%s: handler failed on %s[%d]@%d\n%s", self.stage, record.topic,
+                      record.partition, record.offset,
+                      "".join(traceback.format_exception(exc)))
+        LOOP_DEAD_LETTERED.labels(self.stage, type(exc).__name__).inc()
+        return [self._dead_letter(record, reason)]
 
     def _dead_letter(self, record: Consumed, reason: str) -> Outgoing:
         return Outgoing(
@@ -358,6 +377,10 @@ class TransactionalLoop:
 
 def _restoring(handler: Any) -> Restoring | None:
     return handler if hasattr(handler, "restore") and hasattr(handler, "forget") else None
+
+
+def _batching(handler: Any) -> Batching | None:
+    return handler if callable(getattr(handler, "handle_batch", None)) else None
 
 
 def _ticking(handler: Any) -> Ticking | None:

@@ -86,3 +86,53 @@ def test_a_malformed_record_goes_to_the_dead_letter_topic_and_the_loop_keeps_goi
     assert reasons[0].startswith("Poison: ")
     assert "JSON" in reasons[0]
     assert "mail.teleported" in reasons[1]
+
+
+class EchoToAuditInBatches(EchoToAudit):
+    """The same decisions, made a batch at a time, each result in its record's place."""
+
+    def __init__(self, out_topic: str) -> None:
+        super().__init__(out_topic)
+        self.batches: list[int] = []
+
+    def handle_batch(self, records):
+        self.batches.append(len(records))
+        results = []
+        for record in records:
+            try:
+                results.append(self.handle(record))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+
+def test_a_batching_handler_sets_aside_only_the_records_it_refused(kafka_settings):
+    names = TopicNames(kafka_settings.topic_prefix)
+    good = sample_events()[:3]
+    producer = TransactionalProducer(kafka_settings, "test-batch-input")
+    producer.begin()
+    producer.produce([
+        Outgoing.event(names.control, good[0]),
+        Outgoing(names.control, b"\x00not json at all", b"k"),
+        Outgoing.event(names.control, good[1]),
+        Outgoing.event(names.control, good[2]),
+    ])
+    producer.commit()
+    handler = EchoToAuditInBatches(names.audit)
+    loop = TransactionalLoop(
+        kafka_settings, stage="test", group_id="test-batch", transactional_id="test-batch-loop",
+        topics=[names.control], handler=handler, dead_letter_topic=names.deadletter,
+    )
+    processed = 0
+    for _ in range(100):
+        processed += loop.run_once()
+        if processed >= 4:
+            break
+    loop.close()
+    assert processed == 4
+    assert sum(handler.batches) == 4
+    assert [decode_event(r.value) for r in read_all(kafka_settings.bootstrap_servers,
+                                                    names.audit)] == good
+    dead = read_all(kafka_settings.bootstrap_servers, names.deadletter)
+    assert [r.value for r in dead] == [b"\x00not json at all"]
+    assert dead[0].header(DLQ_OFFSET) == b"1"

@@ -1,0 +1,243 @@
+"""The decider's invariants under random interleavings, without a broker (hypothesis stateful).
+
+The model is one mail partition — a list of events — read in order by the two consumers the
+decider runs: the admission (single writer of the quarantine ledger, whose events it also
+mirrors on the partition) and the brain (one decision per message, timers for the response
+timeout). Around them: ingest accepting messages, KATA verdicts, administrators sending a
+message on or deleting it, settings changes, the clock, and crashes — a consumer losing its
+memory and rebuilding it from the log up to where it had committed, as the shells do.
+
+Invariants (DESIGN section 7): the quarantine never exceeds the limits in force at each
+admission; usage is the sum of what is held; one decision per message; a decided message
+holds no slot; a rebuilt consumer equals the one that never crashed; and once the clock passes
+every deadline, every message is decided and the quarantine is empty.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
+from uuid import UUID
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from decider.ledger import Ledger, admit, release
+from decider.process import Messages, react, timeouts
+from schemas import (
+    DEFAULT_RULE,
+    ActionDecided,
+    ControlState,
+    Event,
+    ForcedDelete,
+    ForcedRelease,
+    KataSettings,
+    MessageReceived,
+    ProducerRef,
+    QuarantineAdmitted,
+    QuarantineReleased,
+    RawLocation,
+    RuleKata,
+    VerdictReceived,
+)
+from schemas.control import MIB
+
+T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
+REF = ProducerRef(stage="decider", instance="d-0")
+STATES = ("detect", "not_detected", "error")
+
+
+def control(max_messages: int, max_mib: int) -> ControlState:
+    kata = KataSettings(central_node_address=IPv4Address("127.0.0.1"),
+                        quarantine_max_messages=max_messages,
+                        quarantine_max_bytes=max_mib * MIB, response_timeout_s=60)
+    return ControlState(settings=kata, protection_enabled=True, connection="connected",
+                        version=1)
+
+
+class Admission:
+    """The admission shell's decisions over the partition, state rebuilt from the ledger."""
+
+    def __init__(self) -> None:
+        self.ledger = Ledger()
+        self.read = 0  # the committed position on the partition
+
+    def handle(self, event: Event, config: ControlState, now: datetime) -> list[Event]:
+        produced: list[Event] = []
+        match event:
+            case MessageReceived() if event.message_id not in self.ledger.held:
+                produced.append(admit(self.ledger, event, config, DEFAULT_RULE, now, REF))
+            case ActionDecided():
+                done = release(self.ledger, event.message_id, "action_applied", event, now, REF)
+                produced += [done] if done else []
+            case ForcedRelease() | ForcedDelete():
+                cause = ("forced_release" if isinstance(event, ForcedRelease)
+                         else "deleted_by_admin")
+                done = release(self.ledger, event.message_id, cause, event, now, REF)
+                produced += [done] if done else []
+        for item in produced:
+            self.ledger.evolve(item)
+        return produced
+
+
+class Brain:
+    def __init__(self) -> None:
+        self.messages = Messages()
+        self.read = 0
+
+    def handle(self, event: Event, now: datetime) -> list[Event]:
+        produced = react(self.messages, event, lambda _p: RuleKata(), now, REF)
+        self.messages.evolve(event, 0)
+        for item in produced:
+            self.messages.evolve(item, 0)
+        return produced
+
+
+class DeciderMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[Event] = []  # the partition (ledger events mirrored here)
+        self.ledger_topic: list[Event] = []
+        self.admission = Admission()
+        self.brain = Brain()
+        self.now = T0
+        self.config = control(3, 4)
+        self.count = 0
+
+    # -- the outside world ----------------------------------------------------------------
+
+    @rule(size_kib=st.integers(min_value=1, max_value=3 * 1024))
+    def ingest_accepts_a_message(self, size_kib: int) -> None:
+        m = f"MSG{self.count:08d}"
+        self.count += 1
+        self.log.append(MessageReceived(
+            event_id=UUID(int=self.count), occurred_at=self.now, producer=REF, message_id=m,
+            envelope_from="a@example.org", envelope_to=["b@example.net"],
+            client_ip="192.0.2.1", helo="h", tls=False, size=size_kib * 1024,
+            sha256="0" * 64, subject=None, rule_id=None, settings_version=1,
+            raw=RawLocation(topic="r", partition=0, offsets=[0], chunk_bytes=1)))
+
+    @precondition(lambda self: self.count > 0)
+    @rule(which=st.integers(min_value=0), state=st.sampled_from(STATES))
+    def kata_gives_a_verdict(self, which: int, state: str) -> None:
+        m = f"MSG{which % self.count:08d}"
+        self.log.append(VerdictReceived(
+            event_id=UUID(int=10**9 + len(self.log)), occurred_at=self.now, producer=REF,
+            message_id=m, scan_id=m, state=state,
+            detects=[{"type": "am", "name": "EICAR"}] if state == "detect" else []))
+
+    @precondition(lambda self: self.count > 0)
+    @rule(which=st.integers(min_value=0), delete=st.booleans())
+    def an_administrator_acts(self, which: int, delete: bool) -> None:
+        m = f"MSG{which % self.count:08d}"
+        kind = ForcedDelete if delete else ForcedRelease
+        self.log.append(kind(event_id=UUID(int=2 * 10**9 + len(self.log)), occurred_at=self.now,
+                             producer=REF, message_id=m, actor="admin"))
+
+    @rule(max_messages=st.integers(min_value=1, max_value=5),
+          max_mib=st.integers(min_value=1, max_value=8))
+    def the_limits_change(self, max_messages: int, max_mib: int) -> None:
+        self.config = control(max_messages, max_mib)
+
+    @rule(seconds=st.integers(min_value=1, max_value=90))
+    def time_passes(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.log += timeouts(self.brain.messages, self.now, lambda _p: RuleKata(), REF)
+        for event in self.log[self.brain.read:]:
+            self.brain.messages.evolve(event, 0)
+        self.brain.read = len(self.log)
+
+    # -- the decider's consumers --------------------------------------------------------
+
+    @rule(steps=st.integers(min_value=1, max_value=20))
+    def the_consumers_read_on(self, steps: int) -> None:
+        for _ in range(steps):
+            moved = False
+            if self.admission.read < len(self.log):
+                event = self.log[self.admission.read]
+                self.admission.read += 1
+                produced = self.admission.handle(event, self.config, self.now)
+                self.ledger_topic += produced
+                self.log += produced  # the mirrors
+                moved = True
+            if self.brain.read < len(self.log):
+                event = self.log[self.brain.read]
+                self.brain.read += 1
+                self.log += self.brain.handle(event, self.now)
+                moved = True
+            if not moved:
+                return
+
+    @rule()
+    def the_admission_crashes_and_rebuilds_from_the_ledger(self) -> None:
+        before = (dict(self.admission.ledger.held), self.admission.read)
+        rebuilt = Admission()
+        for event in self.ledger_topic:
+            rebuilt.ledger.evolve(event)
+        rebuilt.read = self.admission.read
+        self.admission = rebuilt
+        assert (dict(rebuilt.ledger.held), rebuilt.read) == before
+
+    @rule()
+    def the_brain_crashes_and_rebuilds_from_the_partition(self) -> None:
+        before = (set(self.brain.messages.pending), dict(self.brain.messages.decided))
+        rebuilt = Brain()
+        for event in self.log[:self.brain.read]:
+            rebuilt.messages.evolve(event, 0)
+        rebuilt.read = self.brain.read
+        self.brain = rebuilt
+        assert (set(rebuilt.messages.pending), dict(rebuilt.messages.decided)) == before
+
+    # -- invariants -----------------------------------------------------------------------
+
+    @invariant()
+    def usage_is_what_is_held(self) -> None:
+        ledger = self.admission.ledger
+        assert ledger.bytes_in_use == sum(ledger.held.values())
+        assert ledger.messages_in_use == len(ledger.held)
+
+    @invariant()
+    def no_admission_exceeds_the_limits_in_force(self) -> None:
+        for event in self.ledger_topic:
+            if isinstance(event, QuarantineAdmitted):
+                assert event.bytes_in_use <= event.limit_bytes
+                assert event.messages_in_use <= event.limit_messages
+
+    @invariant()
+    def one_decision_per_message(self) -> None:
+        decided = [e.message_id for e in self.log if isinstance(e, ActionDecided)]
+        assert len(decided) == len(set(decided))
+
+    @invariant()
+    def a_decided_message_holds_no_slot_once_the_admission_has_read_it(self) -> None:
+        read = self.log[:self.admission.read]
+        decided = {e.message_id for e in read if isinstance(e, ActionDecided)}
+        assert not decided & set(self.admission.ledger.held)
+
+    @invariant()
+    def every_release_frees_an_admitted_slot(self) -> None:
+        admitted = set()
+        for event in self.ledger_topic:
+            if isinstance(event, QuarantineAdmitted):
+                admitted.add(event.message_id)
+            elif isinstance(event, QuarantineReleased):
+                assert event.message_id in admitted
+                admitted.discard(event.message_id)
+
+    def teardown(self) -> None:
+        # Once every deadline has passed and the consumers have read everything, every
+        # message is decided and the quarantine is empty.
+        self.time_passes(3600)
+        self.the_consumers_read_on(10_000)
+        self.time_passes(3600)
+        self.the_consumers_read_on(10_000)
+        received = {e.message_id for e in self.log if isinstance(e, MessageReceived)}
+        decided = {e.message_id for e in self.log if isinstance(e, ActionDecided)}
+        assert received == decided
+        assert self.admission.ledger.held == {}
+
+
+DeciderMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40,
+                                            deadline=None)
+TestDecider = DeciderMachine.TestCase

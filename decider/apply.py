@@ -48,6 +48,8 @@ from schemas import (
 
 log = logging.getLogger(__name__)
 KATA_REJECT_REASON = "KATA detected a threat in this message"
+OWN_OUTPUTS = (BackupStored, DeliveryDeferred, DeliveryFailed, MessageDelivered,
+               MessageDiscarded, NdrSent, NdrSuppressed)
 MAX_HEADER_BLOCK = 1024 * 1024
 
 
@@ -134,6 +136,16 @@ class Apply:
             self.parcels.evolve(decode_event(record.value or b""), record.partition)
         except SchemaError:
             return
+
+    def restore_ahead(self, record: Consumed) -> None:
+        """After the committed offset, only apply's own records of what it did: done already,
+        so a retry timer must not do it again."""
+        try:
+            event = decode_event(record.value or b"")
+        except SchemaError:
+            return
+        if isinstance(event, OWN_OUTPUTS):
+            self.parcels.evolve(event, record.partition)
 
     def forget(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.parcels.forget({p for _topic, p in partitions})

@@ -13,7 +13,19 @@ from eventlog.folded import FoldedTopic
 from eventlog.loop import Poison
 from eventlog.records import Consumed, Outgoing
 from eventlog.topics import TopicNames
-from schemas import Event, ProducerRef, RuleKata, SchemaError, decode_event
+from schemas import (
+    ActionDecided,
+    Event,
+    LateVerdictReceived,
+    ProducerRef,
+    RuleKata,
+    ScanTimedOut,
+    SchemaError,
+    decode_event,
+)
+
+# What the brain writes; after a restart its state must hold all of them (restore_ahead).
+OWN_DECISIONS = (ActionDecided, ScanTimedOut, LateVerdictReceived)
 
 
 class Brain:
@@ -54,6 +66,15 @@ class Brain:
         except SchemaError:
             return
         self.messages.evolve(event, record.partition)
+
+    def restore_ahead(self, record: Consumed) -> None:
+        """After the committed offset, only the brain's own decisions: they were made already."""
+        try:
+            event = decode_event(record.value or b"")
+        except SchemaError:
+            return
+        if isinstance(event, OWN_DECISIONS):
+            self.messages.evolve(event, record.partition)
 
     def forget(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.messages.forget({p for _topic, p in partitions})

@@ -52,7 +52,9 @@ class Handler(Protocol):
 
 class Restoring(Protocol):
     """Optional: a handler whose state is the fold of its input partitions. At assignment it is
-    given every record before the committed offset, and it forgets revoked partitions."""
+    given every record before the committed offset, and it forgets revoked partitions. It may
+    also define `restore_ahead(record)`, given every record after the committed offset up to
+    the end, to fold the outputs it wrote there (see `TransactionalLoop._restore`)."""
 
     def restore(self, record: Consumed) -> None: ...
 
@@ -248,7 +250,11 @@ class TransactionalLoop:
         self._consumer.assign(start)
 
     def _restore(self, partitions: list[TopicPartition]) -> None:
-        """Give the handler every committed record before the group's committed offset."""
+        """Give the handler every committed record before the group's committed offset; and,
+        to a handler that folds its own outputs (`restore_ahead`), every record after it to
+        the end: outputs are committed with the offsets of the inputs that caused them, so
+        those that lie beyond the committed offset were already caused, and a state without
+        them would decide again (a timer firing before they are read back)."""
         assert self._restoring is not None  # noqa: S101 - only called when restoring
         committed = self._consumer.committed(
             [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=self._timeout
@@ -264,6 +270,7 @@ class TransactionalLoop:
             "enable.partition.eof": True,
             "log_level": 3,
         })
+        ahead = getattr(self._restoring, "restore_ahead", None)
         try:
             reader.assign([TopicPartition(t, p, OFFSET_BEGINNING) for (t, p) in ends])
             pending = set(ends)
@@ -282,11 +289,14 @@ class TransactionalLoop:
                 if key not in pending:
                     continue
                 if offset >= ends[key]:
-                    pending.discard(key)
+                    if ahead is None:
+                        pending.discard(key)
+                    else:
+                        ahead(Consumed.from_message(message))  # read on to the end (EOF)
                     continue
                 self._restoring.restore(Consumed.from_message(message))
                 restored += 1
-                if offset + 1 >= ends[key]:
+                if offset + 1 >= ends[key] and ahead is None:
                     pending.discard(key)
             log.info("%s: restored state from %d records", self.stage, restored)
         finally:

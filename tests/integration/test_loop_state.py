@@ -92,3 +92,90 @@ def test_a_restarted_stateful_loop_continues_from_its_restored_state(kafka_setti
     assert {k: sorted(v) for k, v in per_key.items()} == {
         f"k{i}": list(range(1, 11)) for i in range(5)
     }
+
+
+class JobsDoneOnce:
+    """Writes done:N for each job:N into its own input topic, as the decider's stages write
+    into the mail partitions they read; its timer redoes any job it does not know as done."""
+
+    def __init__(self, topic: str, ahead: bool) -> None:
+        self.topic = topic
+        self.jobs: set[str] = set()
+        self.done: set[str] = set()
+        self.ahead_read = 0
+        self.stop_after_jobs = False
+        if ahead:
+            self.restore_ahead = self._restore_ahead  # type: ignore[method-assign]
+
+    def _fold(self, record: Consumed) -> None:
+        kind, n = (record.value or b"").decode().split(":")
+        (self.jobs if kind == "job" else self.done).add(n)
+
+    def handle(self, record: Consumed) -> list[Outgoing]:
+        self._fold(record)
+        kind, n = (record.value or b"").decode().split(":")
+        if kind == "job" and n not in self.done:
+            self.done.add(n)
+            return [Outgoing(self.topic, f"done:{n}".encode(), b"k")]
+        return []
+
+    def restore(self, record: Consumed) -> None:
+        self._fold(record)
+
+    def _restore_ahead(self, record: Consumed) -> None:
+        if (record.value or b"").startswith(b"done:"):
+            self._fold(record)
+            self.ahead_read += 1
+
+    def forget(self, partitions) -> None:
+        self.jobs.clear()
+        self.done.clear()
+
+    def tick(self) -> list[Outgoing]:
+        redo = sorted(self.jobs - self.done)
+        self.done |= set(redo)
+        return [Outgoing(self.topic, f"done:{n}".encode(), b"k") for n in redo]
+
+
+def run_until_idle(settings, handler, topic: str) -> None:
+    loop = TransactionalLoop(
+        settings, stage="jobs", group_id=f"{settings.topic_prefix}-jobs",
+        transactional_id=f"{settings.topic_prefix}-jobs", topics=[topic], handler=handler,
+        dead_letter_topic=TopicNames(settings.topic_prefix).deadletter, batch_size=20,
+    )
+    idle = 0
+    for _ in range(200):
+        idle = 0 if loop.run_once() else idle + 1
+        if idle >= 3 or (isinstance(handler, JobsDoneOnce) and handler.stop_after_jobs
+                         and len(handler.jobs) >= 10):
+            break
+    loop.close()
+
+
+@pytest.mark.parametrize("ahead", [True, False])
+def test_a_restarted_loop_knows_the_outputs_it_wrote_past_its_committed_offset(
+        kafka_settings, ahead):
+    # Given ten jobs done by a loop that stopped as soon as it had read them: its outputs,
+    # written into its own input topic, lie past its committed offset
+    topic = f"{kafka_settings.topic_prefix}.jobs"
+    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+                  kafka_settings, [TopicSpec(topic, 1)])
+    producer = TransactionalProducer(kafka_settings, f"{kafka_settings.topic_prefix}-jobs")
+    producer.begin()
+    producer.produce(Outgoing(topic, f"job:{n}".encode(), b"k") for n in range(10))
+    producer.commit()
+    first = JobsDoneOnce(topic, ahead)
+    first.stop_after_jobs = True
+    run_until_idle(kafka_settings, first, topic)
+    # When it restarts and its timer fires
+    again = JobsDoneOnce(topic, ahead)
+    run_until_idle(kafka_settings, again, topic)
+    done = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)
+            if r.value.startswith(b"done:")]
+    if ahead:
+        # Then with restore_ahead it knows them all: nothing is done twice
+        assert again.ahead_read >= 1
+        assert sorted(done) == sorted({f"done:{n}".encode() for n in range(10)})
+    else:
+        # (without it, the timer redoes what it cannot see yet: what restore_ahead prevents)
+        assert len(done) > 10

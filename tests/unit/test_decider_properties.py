@@ -23,6 +23,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from decider.brain import OWN_DECISIONS
 from decider.ledger import Ledger, admit, release
 from decider.process import Messages, react, timeouts
 from schemas import (
@@ -142,11 +143,12 @@ class DeciderMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.integers(min_value=1, max_value=90))
     def time_passes(self, seconds: int) -> None:
+        # The brain's timer: its outputs join its state at once (and the log, read later).
         self.now += timedelta(seconds=seconds)
-        self.log += timeouts(self.brain.messages, self.now, lambda _p: RuleKata(), REF)
-        for event in self.log[self.brain.read:]:
+        produced = timeouts(self.brain.messages, self.now, lambda _p: RuleKata(), REF)
+        for event in produced:
             self.brain.messages.evolve(event, 0)
-        self.brain.read = len(self.log)
+        self.log += produced
 
     # -- the decider's consumers --------------------------------------------------------
 
@@ -182,9 +184,14 @@ class DeciderMachine(RuleBasedStateMachine):
     @rule()
     def the_brain_crashes_and_rebuilds_from_the_partition(self) -> None:
         before = (set(self.brain.messages.pending), dict(self.brain.messages.decided))
+        # As the loop restores: everything up to the committed position, and after it only
+        # the brain's own decisions (Brain.restore_ahead).
         rebuilt = Brain()
         for event in self.log[:self.brain.read]:
             rebuilt.messages.evolve(event, 0)
+        for event in self.log[self.brain.read:]:
+            if isinstance(event, OWN_DECISIONS):
+                rebuilt.messages.evolve(event, 0)
         rebuilt.read = self.brain.read
         self.brain = rebuilt
         assert (set(rebuilt.messages.pending), dict(rebuilt.messages.decided)) == before

@@ -34,7 +34,7 @@ def read_folded(settings: KafkaSettings, topic: str, initial: S,
         # A missing topic would leave the fold waiting for an end it never reaches.
         if known is None or known.error is not None or not known.partitions:
             raise TopicError(f"topic {topic} does not exist: run `katagate topics create`")
-        folded = FoldedTopic(settings, topic, initial, evolve)
+        folded = FoldedTopic(settings, topic, initial, evolve, fetch_wait_ms=10)
     except KafkaException as exc:
         raise KafkaUnavailable(f"reading {topic}: {exc.args[0]}") from exc
     try:

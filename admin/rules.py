@@ -16,7 +16,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from admin import values
-from admin.errors import InvalidCommand
+from admin.errors import InvalidCommand, NotFound, NothingToChange
 from schemas import (
     DEFAULT_RULE,
     ControlState,
@@ -60,7 +60,8 @@ def validate_rule_id(rule_id: str) -> str:
     if not RULE_ID.fullmatch(rule_id):
         raise InvalidCommand(
             "rule_id: must be 1..64 lower-case letters, digits, '-' or '_', starting with a "
-            f"letter or digit, got {values.shown(rule_id)}"
+            f"letter or digit, got {values.shown(rule_id)}",
+            allowed="1..64 of a-z, 0-9, '-' and '_', starting with a letter or digit",
         )
     return rule_id
 
@@ -71,7 +72,8 @@ def validate_rule_fields(fields: Mapping[str, object]) -> dict[str, object]:
     unknown = [name for name in fields if name not in PARSERS]
     if unknown:
         raise InvalidCommand(f"{unknown[0]}: unknown rule field; known fields: "
-                             f"{', '.join(RULE_FIELDS)}")
+                             f"{', '.join(RULE_FIELDS)}", field=str(unknown[0]),
+                             allowed=list(RULE_FIELDS))
     return {name: PARSERS[name](value) for name, value in fields.items()}
 
 
@@ -81,7 +83,8 @@ def existing_rule(state: ControlState, rule_id: str) -> Rule:
     rule = state.rules.get(rule_id)
     if rule is None:
         known = ", ".join(sorted(state.rules)) or "none yet"
-        raise InvalidCommand(f"rule_id: no rule {rule_id!r} (rules: {known})")
+        raise NotFound(f"rule_id: no rule {rule_id!r} (rules: {known})",
+                       allowed=sorted(state.rules))
     return rule
 
 
@@ -142,12 +145,13 @@ def change_rule(
     rule after the change. A change that changes nothing is refused."""
     producer = values.actor_ref(actor)
     if not fields:
-        raise InvalidCommand(f"rule: name at least one field to change ({', '.join(RULE_FIELDS)})")
+        raise InvalidCommand(f"rule: name at least one field to change ({', '.join(RULE_FIELDS)})",
+                             allowed=list(RULE_FIELDS))
     typed = validate_rule_fields(fields)
     rule = existing_rule(state, rule_id)
     new = _build(rule.model_dump(), typed)
     if new == rule:
-        raise InvalidCommand(f"nothing to change: rule {rule_id!r} already has "
+        raise NothingToChange(f"nothing to change: rule {rule_id!r} already has "
                              f"{', '.join(f'{n} {describe_field(new, n)}' for n in typed)}")
     _position_free(state, new)
     return RuleChanged(
@@ -175,7 +179,7 @@ def set_rule_kata(
     producer = values.actor_ref(actor)
     rule = existing_rule(state, rule_id)
     if rule.kata.enabled == enabled:
-        raise InvalidCommand(f"kata.enabled: nothing to change, KATA protection of rule "
+        raise NothingToChange(f"kata.enabled: nothing to change, KATA protection of rule "
                              f"{rule_id!r} is already {'on' if enabled else 'off'}")
     return RuleKataToggled(
         event_id=event_id, occurred_at=now, producer=producer, version=state.version + 1,

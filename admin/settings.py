@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from admin import values
-from admin.errors import InvalidCommand
+from admin.errors import InvalidCommand, NothingToChange
 from schemas import (
     RESET_FIELDS,
     ControlState,
@@ -51,11 +51,12 @@ def validate_settings(changes: Mapping[str, object]) -> dict[str, object]:
     front end can refuse bad input before it contacts Kafka."""
     if not changes:
         raise InvalidCommand(f"settings: name at least one setting to change "
-                             f"({', '.join(SETTING_NAMES)})")
+                             f"({', '.join(SETTING_NAMES)})", allowed=list(SETTING_NAMES))
     unknown = [name for name in changes if name not in SETTING_NAMES]
     if unknown:
         raise InvalidCommand(f"{unknown[0]}: unknown setting; known settings: "
-                             f"{', '.join(SETTING_NAMES)}")
+                             f"{', '.join(SETTING_NAMES)}", field=str(unknown[0]),
+                             allowed=list(SETTING_NAMES))
     if SIZE_MB in changes and "quarantine_max_bytes" in changes:
         raise InvalidCommand(f"{SIZE_MB}: give the quarantine size once, in MB or in bytes "
                              "(quarantine_max_bytes), not both")
@@ -99,7 +100,7 @@ def change_settings(
                if getattr(new, n) != getattr(state.settings, n)]
     if not changed:
         already = ", ".join(f"{n} is already {describe(n, new)}" for n in typed)
-        raise InvalidCommand(f"nothing to change: {already}")
+        raise NothingToChange(f"nothing to change: {already}")
     return KataSettingsChanged(
         event_id=event_id, occurred_at=now, producer=producer, version=state.version + 1,
         actor=actor, settings=new, changed=changed,
@@ -116,7 +117,7 @@ def reset_settings(
     new = _rebuild(state.settings, {f: getattr(defaults, f) for f in RESET_FIELDS})
     if new == state.settings:
         held = ", ".join(f"{f} {describe(f, new)}" for f in RESET_FIELDS)
-        raise InvalidCommand(f"nothing to change: the defaults are already in force ({held})")
+        raise NothingToChange(f"nothing to change: the defaults are already in force ({held})")
     return KataSettingsReset(
         event_id=event_id, occurred_at=now, producer=producer, version=state.version + 1,
         actor=actor, settings=new,
@@ -129,7 +130,7 @@ def set_protection(
     """The global KATA protection switch."""
     producer = values.actor_ref(actor)
     if state.protection_enabled == enabled:
-        raise InvalidCommand(
+        raise NothingToChange(
             f"kata_protection: nothing to change, already {'enabled' if enabled else 'disabled'}"
         )
     return KataProtectionToggled(

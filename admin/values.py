@@ -22,6 +22,7 @@ _OFF = {"off", "false", "no", "0"}
 # What must never reach a header or a one-line display: C0/C1 controls, DEL, and the Unicode
 # line and paragraph separators (a tab is a control character too: refused as well).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_IPV4 = "the unicast IPv4 address of a server, e.g. 192.0.2.10"
 
 
 def shown(value: object) -> str:
@@ -44,7 +45,8 @@ def integer(field: str, value: object, low: int, high: int, unit: str = "") -> i
     if number is None or not low <= number <= high:
         suffix = f" {unit}" if unit else ""
         raise InvalidCommand(
-            f"{field}: must be an integer in {low}..{high}{suffix}, got {shown(value)}"
+            f"{field}: must be an integer in {low}..{high}{suffix}, got {shown(value)}",
+            field=field, allowed=f"an integer in {low}..{high}{suffix}",
         )
     return number
 
@@ -59,7 +61,8 @@ def switch(field: str, value: object) -> bool:
             return True
         if word in _OFF:
             return False
-    raise InvalidCommand(f"{field}: must be on or off, got {shown(value)}")
+    raise InvalidCommand(f"{field}: must be on or off, got {shown(value)}", field=field,
+                         allowed=["on", "off"])
 
 
 def ipv4(field: str, value: object) -> IPv4Address:
@@ -71,12 +74,14 @@ def ipv4(field: str, value: object) -> IPv4Address:
             address = IPv4Address(value.strip() if isinstance(value, str) else "")
         except AddressValueError:
             raise InvalidCommand(
-                f"{field}: must be an IPv4 address (e.g. 192.0.2.10), got {shown(value)}"
+                f"{field}: must be an IPv4 address (e.g. 192.0.2.10), got {shown(value)}",
+                field=field, allowed=_IPV4,
             ) from None
     if address.is_unspecified or address.is_multicast or address == IPv4Address(
             "255.255.255.255"):
         raise InvalidCommand(
-            f"{field}: must be the unicast IPv4 address of a server, got {shown(str(address))}"
+            f"{field}: must be the unicast IPv4 address of a server, got {shown(str(address))}",
+            field=field, allowed=_IPV4,
         )
     return address
 
@@ -84,41 +89,45 @@ def ipv4(field: str, value: object) -> IPv4Address:
 def choice(field: str, value: object, options: Sequence[str]) -> str:
     if isinstance(value, str) and value.strip().casefold() in options:
         return value.strip().casefold()
-    raise InvalidCommand(f"{field}: must be one of {', '.join(options)}, got {shown(value)}")
+    raise InvalidCommand(f"{field}: must be one of {', '.join(options)}, got {shown(value)}",
+                         field=field, allowed=list(options))
 
 
 def line(field: str, value: object, max_length: int) -> str:
     """One line of printable text, 1..max_length characters, not only spaces."""
+    allowed = f"one line of 1..{max_length} characters, without control characters"
+
+    def refuse(problem: str) -> InvalidCommand:
+        return InvalidCommand(f"{field}: {problem}", field=field, allowed=allowed)
+
     if not isinstance(value, str):
-        raise InvalidCommand(f"{field}: must be text of 1..{max_length} characters, "
-                             f"got {shown(value)}")
+        raise refuse(f"must be text of 1..{max_length} characters, got {shown(value)}")
     if not value.strip():
-        raise InvalidCommand(f"{field}: must be 1..{max_length} characters, not empty or only "
-                             f"spaces, got {shown(value)}")
+        raise refuse(f"must be 1..{max_length} characters, not empty or only spaces, "
+                     f"got {shown(value)}")
     if len(value) > max_length:
-        raise InvalidCommand(
-            f"{field}: must be 1..{max_length} characters, got {len(value)} characters"
-        )
+        raise refuse(f"must be 1..{max_length} characters, got {len(value)} characters")
     bad = _CONTROL.search(value)
     if bad is not None:
         name = unicodedata.name(bad.group(), f"U+{ord(bad.group()):04X}")
-        raise InvalidCommand(
-            f"{field}: must not contain line breaks or control characters, got {name} at "
-            f"character {bad.start() + 1}"
-        )
+        raise refuse(f"must not contain line breaks or control characters, got {name} at "
+                     f"character {bad.start() + 1}")
     return value
 
 
 def patterns(field: str, value: object) -> list[str]:
     """A non-empty list of address glob patterns (e.g. *@example.com), each one line."""
+    allowed = "one or more address patterns without spaces, e.g. *@example.com ('*': any)"
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not items:
         raise InvalidCommand(f"{field}: must list at least one address pattern (e.g. "
-                             f"'*@example.com', or '*' for any), got {shown(value)}")
+                             f"'*@example.com', or '*' for any), got {shown(value)}",
+                             field=field, allowed=allowed)
     checked = [line(field, item, 256) for item in items]
     spaced = [p for p in checked if p != p.strip() or " " in p]
     if spaced:
-        raise InvalidCommand(f"{field}: a pattern must not contain spaces, got {spaced[0]!r}")
+        raise InvalidCommand(f"{field}: a pattern must not contain spaces, got {spaced[0]!r}",
+                             field=field, allowed=allowed)
     return checked
 
 

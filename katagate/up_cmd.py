@@ -135,6 +135,8 @@ def _up(args: argparse.Namespace) -> int:
                                        str(state / "projector")),
             state / "logs" / "projector.log", ready_prefix="projector="))
         print(projector.ready_line.split()[0], flush=True)
+        _start_console(supervisor, config.get("console", {}), state,
+                       "http://" + projector.ready_line.split()[0].split("=", 1)[1])
         supervisor.start(Child(
             "audit", python_module("katagate", "audit", "checkpoint", "run"),
             # The audit key stays where `katagate audit verify` looks for it by default.
@@ -163,6 +165,26 @@ def _up(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
         (state / "up.pid").unlink(missing_ok=True)
+
+
+def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
+                   projector_url: str) -> None:
+    """The web console, and where its first password is (`katagate console run` writes it
+    there, mode 0600, when KATAGATE_CONSOLE_ADMIN_PASSWORD does not set one)."""
+    settings = {k: v for k, v in console.items() if k != "port"}
+    child = supervisor.start(Child(
+        "console", python_module("katagate", "console", "run", "--port",
+                                 str(console.get("port", 8081)), "--state-dir",
+                                 str(state / "console"), "--projector-url", projector_url),
+        state / "logs" / "console.log", env=section_env("CONSOLE", settings),
+        ready_prefix="console="))
+    print(f"console=http://{child.ready_line.split()[0].split('=', 1)[1]}", flush=True)
+    name = os.environ.get("KATAGATE_CONSOLE_ADMIN_NAME", console.get("admin_name", "admin"))
+    password = state / "console" / "initial-admin-password"
+    where = (f"the generated password is in {password}" if password.exists() else
+             "its password was set before (KATAGATE_CONSOLE_ADMIN_PASSWORD or "
+             "`katagate console password`)")
+    print(f"console-admin={name}: {where}", flush=True)
 
 
 def _first_start(kafka: KafkaSettings, kata: dict[str, Any], address: str, port: int) -> None:

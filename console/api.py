@@ -1,0 +1,281 @@
+"""The JSON API: the CLI's admin commands over HTTP. Every change is an admin command (admin/)
+deciding on the latest configuration, written as a control event whose actor is the caller;
+every refusal names the field and what it accepts (console.problems)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from admin import values
+from admin.errors import InvalidCommand
+from admin.rules import (
+    change_rule,
+    create_rule,
+    delete_rule,
+    existing_rule,
+    set_rule_kata,
+    validate_rule_fields,
+    validate_rule_id,
+)
+from admin.settings import change_settings, reset_settings, set_protection, validate_settings
+from console import quarantine
+from console.auth import Caller, Who, authorised, console_of
+from console.control import Decide
+from console.documents import (
+    rule_document,
+    rules_document,
+    settings_document,
+    written_document,
+)
+from console.problems import Problem, ProblemError, problem, validate_each
+from schemas import DEFAULT_RULE
+
+router = APIRouter(prefix="/api", dependencies=[Depends(authorised)])
+
+
+def _refused(refusal: InvalidCommand) -> ProblemError:
+    return ProblemError(problem(refusal))
+
+
+def _write(request: Request, who: Caller, decide: Decide) -> Any:
+    try:
+        return console_of(request).control.write(who.actor, decide)
+    except InvalidCommand as exc:
+        raise _refused(exc) from exc
+
+
+# -- Settings → Protection → KATA Protection ---------------------------------------------------
+
+class SettingsChange(BaseModel):
+    """Any of the KATA Protection window's fields; what is not named stays as it is. Values are
+    checked by the admin commands (numbers may also be given as decimal strings)."""
+
+    model_config = ConfigDict(extra="allow")
+    central_node_address: JsonValue = Field(None, description="KATA Central Node IPv4-address")
+    central_node_port: JsonValue = Field(None, description="KATA Central Node port, 1..65535")
+    response_timeout_s: JsonValue = Field(None, description="KATA response timeout, "
+                                                            "60..86400 s")
+    quarantine_max_size_mb: JsonValue = Field(None, description="KATA Quarantine maximum size "
+                                                                "in MB, at least 1")
+    quarantine_max_bytes: JsonValue = Field(None, description="the same in bytes (not both)")
+    quarantine_max_messages: JsonValue = Field(None, description="Maximum number of messages "
+                                                                 "in KATA Quarantine, "
+                                                                 "1..4294967296")
+    ndr_enabled: JsonValue = Field(None, description="NDR for messages rejected after the "
+                                                     "SMTP session: true/false")
+    poll_interval_s: JsonValue = Field(None, description="Central Node poll interval, "
+                                                         "1..3600 s")
+
+
+def given(body: BaseModel) -> dict[str, object]:
+    """The fields the client sent (extra ones too: the admin command names unknown ones)."""
+    return body.model_dump(exclude_unset=True)
+
+
+@router.get("/settings", tags=["settings"], summary="The KATA Protection settings in force")
+def get_settings(request: Request) -> dict[str, Any]:
+    return settings_document(console_of(request).control.state())
+
+
+@router.put("/settings", tags=["settings"], summary="Change KATA Protection settings (Apply)")
+def put_settings(body: SettingsChange, who: Who, request: Request) -> dict[str, Any]:
+    changes = given(body)
+    validate_each(validate_settings, changes)  # every bad field named, before Kafka
+    written = _write(request, who, lambda state, ctx: change_settings(state, changes, **ctx))
+    return written_document(written, settings_document(written.after))
+
+
+@router.post("/settings/defaults", tags=["settings"],
+             summary="Set default values: port 443, timeout 600 s, 1024 MB, 5000 messages")
+def set_defaults(who: Who, request: Request) -> dict[str, Any]:
+    written = _write(request, who, lambda state, ctx: reset_settings(state, **ctx))
+    return written_document(written, settings_document(written.after))
+
+
+@router.post("/kata/{switch}", tags=["settings"],
+             summary="The global KATA protection switch: enable or disable")
+def kata_switch(switch: str, who: Who, request: Request) -> dict[str, Any]:
+    if switch not in ("enable", "disable"):
+        raise ProblemError(Problem(404, f"no such action {switch[:40]!r}", "switch",
+                                   ["enable", "disable"]))
+    enabled = switch == "enable"
+    written = _write(request, who,
+                     lambda state, ctx: set_protection(state, enabled, **ctx))
+    return written_document(written, settings_document(written.after))
+
+
+@router.get("/kata/connection", tags=["settings"],
+            summary="The KATA connection state window (from the projector)")
+def connection(request: Request) -> dict[str, Any]:
+    return console_of(request).projector.connection()
+
+
+# -- Rules --------------------------------------------------------------------------------------
+
+class RuleKataFields(BaseModel):
+    """A rule's KATA protection section."""
+
+    model_config = ConfigDict(extra="allow")
+    enabled: JsonValue = Field(None, description="KATA protection for the rule: true/false")
+    action: JsonValue = Field(None, description="If KATA detected an event: delete | reject | "
+                                                "skip")
+    tag: JsonValue = Field(None, description="text added at the start of the Subject on a "
+                                             "detect, 1..255 characters; null: none")
+    backup: JsonValue = Field(None, description="Place copy in Backup: true/false")
+
+
+class RuleFields(BaseModel):
+    """Rule fields; what is not named stays as it is (or takes the product's default)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: JsonValue = Field(None, description="1..128 characters")
+    enabled: JsonValue = Field(None, description="true/false")
+    position: JsonValue = Field(None, description="lower is matched first, 0..2147483646")
+    senders: JsonValue = Field(None, description="envelope sender patterns, e.g. "
+                                                 "['*@example.com']")
+    recipients: JsonValue = Field(None, description="envelope recipient patterns")
+    kata: RuleKataFields | None = None
+
+
+class NewRule(RuleFields):
+    rule_id: str = Field(description="1..64 of a-z, 0-9, '-' and '_'")
+
+
+def rule_fields(body: RuleFields) -> dict[str, object]:
+    """The admin commands' flat names: `kata.action` for {"kata": {"action": ...}}."""
+    fields = given(body)
+    fields.pop("rule_id", None)
+    kata = fields.pop("kata", None)
+    if isinstance(kata, Mapping):
+        fields.update({f"kata.{name}": value for name, value in kata.items()})
+    return fields
+
+
+def _checked_id(rule_id: str) -> str:
+    try:
+        return validate_rule_id(rule_id)
+    except InvalidCommand as exc:
+        raise _refused(exc) from exc
+
+
+@router.get("/rules", tags=["rules"], summary="The rules in the order they are matched")
+def list_rules(request: Request) -> dict[str, Any]:
+    return rules_document(console_of(request).control.state())
+
+
+@router.get("/rules/{rule_id}", tags=["rules"], summary="One rule ('default': the built-in)")
+def get_rule(rule_id: str, request: Request) -> dict[str, Any]:
+    if rule_id == DEFAULT_RULE.rule_id:
+        return rule_document(DEFAULT_RULE)
+    state = console_of(request).control.state()
+    try:
+        return rule_document(existing_rule(state, rule_id))
+    except InvalidCommand as exc:
+        raise _refused(exc) from exc
+
+
+@router.post("/rules", status_code=201, tags=["rules"],
+             summary="Create a rule (KATA on, Delete message, tag '[KATA detect]', Backup on "
+                     "unless told)")
+def post_rule(body: NewRule, who: Who, request: Request) -> dict[str, Any]:
+    rule_id = _checked_id(body.rule_id)
+    fields = rule_fields(body)
+    validate_each(validate_rule_fields, fields)
+    written = _write(request, who,
+                     lambda state, ctx: create_rule(state, rule_id, fields, **ctx))
+    return written_document(written, {"rule": rule_document(written.after.rules[rule_id])})
+
+
+@router.put("/rules/{rule_id}", tags=["rules"],
+            summary="Change a rule: name, order, enabled, patterns, KATA section")
+def put_rule(rule_id: str, body: RuleFields, who: Who, request: Request) -> dict[str, Any]:
+    _checked_id(rule_id)
+    fields = rule_fields(body)
+    validate_each(validate_rule_fields, fields)
+    written = _write(request, who,
+                     lambda state, ctx: change_rule(state, rule_id, fields, **ctx))
+    return written_document(written, {"rule": rule_document(written.after.rules[rule_id])})
+
+
+@router.put("/rules/{rule_id}/kata", tags=["rules"],
+            summary="A rule's KATA protection section (only `enabled`: the rule's switch)")
+def put_rule_kata(rule_id: str, body: RuleKataFields, who: Who,
+                  request: Request) -> dict[str, Any]:
+    _checked_id(rule_id)
+    section = given(body)
+    fields = {f"kata.{name}": value for name, value in section.items()}
+    validate_each(validate_rule_fields, fields)
+    if set(section) == {"enabled"}:
+        try:
+            enabled = values.switch("kata.enabled", section["enabled"])
+        except InvalidCommand as exc:
+            raise _refused(exc) from exc
+        written = _write(request, who,
+                         lambda state, ctx: set_rule_kata(state, rule_id, enabled, **ctx))
+    else:
+        written = _write(request, who,
+                         lambda state, ctx: change_rule(state, rule_id, fields, **ctx))
+    return written_document(written, {"rule": rule_document(written.after.rules[rule_id])})
+
+
+@router.delete("/rules/{rule_id}", tags=["rules"], summary="Delete a rule")
+def remove_rule(rule_id: str, who: Who, request: Request) -> dict[str, Any]:
+    _checked_id(rule_id)
+    written = _write(request, who, lambda state, ctx: delete_rule(state, rule_id, **ctx))
+    return written_document(written, {})
+
+
+# -- Message queue → KATA Quarantine ------------------------------------------------------------
+
+class QuarantineAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field("", description="why (kept in the log), at most 1000 characters")
+
+
+@router.get("/quarantine/usage", tags=["quarantine"],
+            summary="KATA Quarantine usage against both limits (from the projector)")
+def quarantine_usage(request: Request) -> dict[str, Any]:
+    return console_of(request).projector.quarantine_usage()
+
+
+@router.get("/quarantine/messages", tags=["quarantine"],
+            summary="Messages waiting for a verdict, in message id order (from the projector)")
+def quarantine_messages(request: Request, limit: str | None = None,
+                        after: str | None = None) -> dict[str, Any]:
+    return console_of(request).projector.get(
+        "/quarantine/messages",
+        {k: v for k, v in (("limit", limit), ("after", after)) if v is not None})
+
+
+def _act(request: Request, who: Caller, what: str, message_id: str,
+         comment: str) -> dict[str, Any]:
+    console = console_of(request)
+    try:
+        event = quarantine.command(what, message_id, who.actor, comment, datetime.now(UTC))
+    except InvalidCommand as exc:  # the id or the comment is malformed
+        raise _refused(exc) from exc
+    try:
+        quarantine.require_waiting(console.projector.all_waiting(), message_id)
+    except InvalidCommand as exc:  # well-formed, but not waiting (any more)
+        raise ProblemError(Problem(404, str(exc), "message_id")) from exc
+    console.quarantine.write(event)
+    return {"message_id": message_id, "events": [event.model_dump(mode="json")]}
+
+
+@router.post("/quarantine/messages/{message_id}/send-now", status_code=202, tags=["quarantine"],
+             summary="Send now: deliver without waiting for the verdict (the scan goes on)")
+def send_now(message_id: str, who: Who, request: Request,
+             body: QuarantineAction | None = None) -> dict[str, Any]:
+    return _act(request, who, "send-now", message_id, body.comment if body else "")
+
+
+@router.delete("/quarantine/messages/{message_id}", status_code=202, tags=["quarantine"],
+               summary="Delete a waiting message: it is discarded, never delivered")
+def delete_waiting(message_id: str, who: Who, request: Request,
+                   body: QuarantineAction | None = None) -> dict[str, Any]:
+    return _act(request, who, "delete", message_id, body.comment if body else "")

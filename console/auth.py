@@ -1,0 +1,209 @@
+"""Who is asking: a browser session (cookie + CSRF token on every state-changing request) or an
+API token (`Authorization: Bearer`, for scripts: no ambient credential, so no CSRF check).
+Sign-in is rate-limited per client address; a wrong name or password gets one generic answer."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from console.accounts import AccountError, check_token_name, match_token
+from console.metrics import SIGN_INS
+from console.passwords import DECOY, BadPassword, verify_password
+from console.problems import Problem, ProblemError
+from console.service import Console
+from console.sessions import COOKIE, CSRF_HEADER, Session, csrf_matches
+
+log = logging.getLogger(__name__)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WRONG_LOGIN = "wrong user name or password"
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str
+    actor: str  # recorded on the events this caller's changes write
+    session: Session | None  # None: an API token
+    token_name: str | None = None
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+def _unauthorised(error: str) -> ProblemError:
+    return ProblemError(Problem(401, error, headers={"WWW-Authenticate": "Bearer"}))
+
+
+def identify(request: Request) -> Caller:
+    console = console_of(request)
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.casefold() != "bearer" or not token.strip():
+            raise _unauthorised("Authorization: expected 'Bearer <API token>'")
+        record = match_token(console.accounts.tokens(), token.strip())
+        if record is None:
+            raise _unauthorised("API token unknown or revoked")
+        user = console.accounts.admin().name
+        return Caller(user, f"{user} (token {record.name})", None, record.name)
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        session = console.sessions.get(session_id, console.clock())
+        if session is not None:
+            return Caller(session.user, session.user, session)
+    raise _unauthorised("not signed in: sign in at /login, or send an API token "
+                        "(Authorization: Bearer ...)")
+
+
+def authorised(request: Request) -> Caller:
+    """The caller, refused 401 without a session or token, 403 for a state-changing request
+    from a session without its CSRF token."""
+    caller = identify(request)
+    if request.method not in SAFE_METHODS and caller.session is not None and not csrf_matches(
+            caller.session, request.headers.get(CSRF_HEADER)):
+        raise ProblemError(Problem(
+            403, f"CSRF token missing or wrong: send the page's token in the {CSRF_HEADER} "
+                 "header", CSRF_HEADER))
+    return caller
+
+
+Who = Annotated[Caller, Depends(authorised)]
+
+
+def same_origin(request: Request) -> None:
+    """A browser names the page a request comes from; one from another site is refused."""
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+        raise ProblemError(Problem(403, f"Origin {origin!r} is not this console", "Origin"))
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=256, description="the administrator's name")
+    password: str = Field(max_length=4096)
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(max_length=4096)
+    new_password: str = Field(max_length=4096, description="8..1024 characters")
+
+
+class NewToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="1..64 letters, digits, '.', '_' or '-'")
+
+
+router = APIRouter(prefix="/api", tags=["sign-in"])
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _check_password(console: Console, request: Request, name: str, password: str) -> None:
+    """Refuse (401, counted) or let through; 429 while the address is over the limit."""
+    address, now = _client(request), console.clock()
+    retry = console.limiter.retry_after(address, now)
+    if retry is not None:
+        SIGN_INS.labels("rate_limited").inc()
+        log.warning("console: sign-in from %s refused: over the limit for %d s", address, retry)
+        raise ProblemError(Problem(
+            429, f"too many failed sign-ins from {address}: try again in {retry} s",
+            headers={"Retry-After": str(retry)}))
+    account = console.accounts.admin()
+    right_name = hmac.compare_digest(name.encode(), account.name.encode())
+    # A wrong name is checked against a decoy hash so it takes as long as a wrong password.
+    right_password = verify_password(password, account.password_hash if right_name else DECOY)
+    if not (right_name and right_password):
+        console.limiter.failed(address, now)
+        SIGN_INS.labels("refused").inc()
+        log.warning("console: failed sign-in as %r from %s", name[:64], address)
+        raise _unauthorised(WRONG_LOGIN)
+    console.limiter.succeeded(address)
+    SIGN_INS.labels("ok").inc()
+    log.info("console: %s's password checked from %s", account.name, address)
+
+
+@router.post("/login", summary="Sign in: a session cookie and the CSRF token for the pages")
+def login(body: Login, request: Request, response: Response) -> dict[str, Any]:
+    console = console_of(request)
+    same_origin(request)
+    _check_password(console, request, body.name, body.password)
+    session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    console.sessions.open(body.name, session_id, csrf, console.clock())
+    response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/",
+                        secure=console.settings.cookie_secure)
+    return {"user": body.name, "csrf_token": csrf}
+
+
+@router.post("/logout", status_code=204, summary="Sign out (ends the session)")
+def logout(who: Who, request: Request, response: Response) -> None:
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        console_of(request).sessions.close(session_id)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+
+
+@router.get("/session", summary="Who is signed in, and the session's CSRF token")
+def session(who: Who) -> dict[str, Any]:
+    return {"user": who.user, "actor": who.actor,
+            "csrf_token": who.session.csrf_token if who.session else None}
+
+
+def _session_only(who: Caller) -> None:
+    if who.session is None:
+        raise ProblemError(Problem(403, "only a signed-in administrator can do this, not an "
+                                        "API token", "Authorization"))
+
+
+@router.put("/account/password", status_code=204,
+            summary="Change the admin password (every session ends; sign in again)")
+def change_password(body: PasswordChange, who: Who, request: Request,
+                    response: Response) -> None:
+    _session_only(who)
+    console = console_of(request)
+    _check_password(console, request, who.user, body.current_password)
+    try:
+        console.accounts.set_password(body.new_password)
+    except BadPassword as exc:
+        raise ProblemError(Problem(422, str(exc), "new_password", "8..1024 characters")) from exc
+    console.sessions.close_all(who.user)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+
+
+@router.get("/tokens", tags=["API tokens"], summary="API tokens (names only)")
+def tokens(who: Who, request: Request) -> dict[str, Any]:
+    return {"tokens": [{"name": t.name, "created_at": t.created_at}
+                       for t in console_of(request).accounts.tokens()]}
+
+
+@router.post("/tokens", status_code=201, tags=["API tokens"],
+             summary="Create an API token; it is shown in this answer only")
+def create_token(body: NewToken, who: Who, request: Request) -> dict[str, Any]:
+    _session_only(who)
+    created = datetime.now(UTC).isoformat()
+    try:
+        check_token_name(body.name)
+        token = console_of(request).accounts.create_token(body.name, created)
+    except AccountError as exc:
+        raise ProblemError(Problem(422, str(exc), "name")) from exc
+    return {"name": body.name, "token": token, "created_at": created}
+
+
+@router.delete("/tokens/{name}", status_code=204, tags=["API tokens"],
+               summary="Revoke an API token")
+def revoke_token(name: str, who: Who, request: Request) -> None:
+    if not console_of(request).accounts.revoke_token(name):
+        raise ProblemError(Problem(404, f"name: no token {name[:80]!r}", "name"))
+

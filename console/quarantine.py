@@ -1,0 +1,70 @@
+"""Send now and Delete for messages waiting in the KATA Quarantine: the admin commands'
+events (ForcedRelease, ForcedDelete) written to the message's partition of `katagate.mail`,
+where the decider acts on them. Only a message the projector lists as waiting is acted on."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from admin.quarantine import Waiting, forced_delete, forced_release, refuse_unless_waiting
+from eventlog.producer import TransactionalProducer
+from eventlog.records import Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from schemas import Event
+
+Command = Callable[[str, str, str, datetime], Event]
+COMMANDS: dict[str, Command] = {"send-now": forced_release, "delete": forced_delete}
+
+
+def held(listed: list[dict[str, Any]]) -> dict[str, Waiting]:
+    """The projector's listing as the admin commands' fold has it."""
+    return {m["message_id"]: Waiting(
+        m["message_id"], int(m["size"]), m.get("rule_id"),
+        datetime.fromisoformat(m["admitted_at"]), datetime.fromisoformat(m["deadline_at"]),
+    ) for m in listed}
+
+
+def command(what: str, message_id: str, actor: str, comment: str, now: datetime) -> Event:
+    """The event for Send now or Delete; InvalidCommand for a malformed id or comment."""
+    return COMMANDS[what](message_id, actor, comment, now)
+
+
+def require_waiting(listed: list[dict[str, Any]], message_id: str) -> None:
+    """InvalidCommand unless the message is waiting for its verdict."""
+    refuse_unless_waiting(held(listed), message_id)
+
+
+class QuarantineWriter:
+    """One transactional producer for the console's writes to `katagate.mail`, one at a time."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+        self._topic = TopicNames(kafka.topic_prefix).mail
+        self._producer: TransactionalProducer | None = None
+        self._lock = threading.Lock()
+
+    def write(self, event: Event) -> None:
+        with self._lock:
+            if self._producer is None:
+                self._producer = TransactionalProducer(
+                    self._kafka, f"{self._kafka.topic_prefix}-console-quarantine")
+            try:
+                self._producer.begin()
+                self._producer.produce([Outgoing.event(self._topic, event)])
+                self._producer.commit()
+            except BaseException:
+                # After a failed transaction only a new producer is safe (eventlog.producer).
+                self._producer.close()
+                self._producer = None
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close()
+                self._producer = None
+

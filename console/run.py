@@ -1,0 +1,66 @@
+"""The console process: the admin account on first start, then uvicorn serving the app until
+SIGTERM or SIGINT. Prints `console=HOST:PORT` once it listens, like every stage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+import threading
+
+import uvicorn
+
+from console.accounts import FirstStart
+from console.app import create_app
+from console.service import bootstrap
+from console.settings import ConsoleSettings
+from eventlog.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+def announce(first: FirstStart | None) -> None:
+    if first is None:
+        return
+    if first.generated_password is None:
+        print(f"console: admin account {first.name!r} created with the password from "
+              "KATAGATE_CONSOLE_ADMIN_PASSWORD", flush=True)
+        return
+    print(f"console: admin account {first.name!r} created; its generated password is in "
+          f"{first.password_file} (mode 0600)", flush=True)
+    if sys.stdout.isatty():  # shown once on a terminal, never into a log file
+        print(f"console: password for {first.name!r}: {first.generated_password}", flush=True)
+
+
+def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading.Event) -> None:
+    console = bootstrap(settings, kafka)
+    password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    announce(console.accounts.ensure_admin(settings.admin_name, password))
+    # Bind first, so port 0 works and the ready line names the real port.
+    listener = socket.create_server((settings.host, settings.port))
+    host, port = listener.getsockname()[:2]
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(console), log_level="warning", access_log=False, proxy_headers=False,
+        server_header=False, timeout_graceful_shutdown=5))
+
+    def stop_when_asked() -> None:
+        stop.wait()
+        server.should_exit = True
+
+    # In the main thread uvicorn also stops on SIGTERM/SIGINT itself (then passes them on).
+    threading.Thread(target=stop_when_asked, name="console-stop", daemon=True).start()
+
+    async def serve() -> None:
+        # `startup` runs before the loop accepts connections; say we listen after it.
+        config_task = asyncio.create_task(server.serve(sockets=[listener]))
+        while not server.started and not config_task.done():
+            await asyncio.sleep(0.02)
+        if server.started:
+            print(f"console={host}:{port}", flush=True)
+        await config_task
+
+    try:
+        asyncio.run(serve())
+    finally:
+        console.close()

@@ -1,0 +1,48 @@
+"""Everything the console's request handlers share, wired once by `bootstrap` (the entry point)
+or by a test: settings, the account store, sessions, the login limiter, the configuration, the
+projector and the quarantine writer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from console.accounts import AccountStore
+from console.control import ControlService
+from console.projector_client import ProjectorClient
+from console.quarantine import QuarantineWriter
+from console.ratelimit import LoginLimiter
+from console.sessions import Sessions
+from console.settings import ConsoleSettings
+from eventlog.settings import KafkaSettings
+
+
+@dataclass
+class Console:
+    settings: ConsoleSettings
+    kafka: KafkaSettings
+    accounts: AccountStore
+    sessions: Sessions
+    limiter: LoginLimiter
+    control: ControlService
+    projector: ProjectorClient
+    quarantine: QuarantineWriter
+    clock: Callable[[], float] = field(default=time.monotonic)  # sessions and login limits
+
+    def close(self) -> None:
+        self.control.close()
+        self.quarantine.close()
+
+
+def bootstrap(settings: ConsoleSettings, kafka: KafkaSettings) -> Console:
+    return Console(
+        settings=settings,
+        kafka=kafka,
+        accounts=AccountStore(settings.state_dir),
+        sessions=Sessions(settings.session_idle_s, settings.session_max_s),
+        limiter=LoginLimiter(settings.login_failures, settings.login_window_s),
+        control=ControlService(kafka, settings.read_your_writes_s),
+        projector=ProjectorClient(settings.projector_url, settings.projector_timeout_s),
+        quarantine=QuarantineWriter(kafka),
+    )

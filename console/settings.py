@@ -1,0 +1,34 @@
+"""The console's own settings (the Kafka ones are `eventlog.settings.KafkaSettings`), read from
+`KATAGATE_CONSOLE_*` at the entry point only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConsoleSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KATAGATE_CONSOLE_", frozen=True,
+                                      extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)  # 0: a free port
+    # The admin account, API tokens and a generated first password live here (mode 0700).
+    state_dir: Path = Path(".katagate/console")
+    admin_name: str = Field(default="admin", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # The first start's password; unset: one is generated and written to the state dir.
+    admin_password: SecretStr | None = None
+    # Where the live views come from (`katagate projector run`).
+    projector_url: str = "http://127.0.0.1:8080"
+    projector_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    session_idle_s: int = Field(default=1800, ge=60, le=86400)
+    session_max_s: int = Field(default=12 * 3600, ge=60, le=7 * 86400)
+    # Behind TLS, set true: the session cookie is then sent over HTTPS only.
+    cookie_secure: bool = False
+    login_failures: int = Field(default=5, ge=1, le=1000)  # per client address ...
+    login_window_s: int = Field(default=60, ge=1, le=3600)  # ... in this many seconds
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # How long a read waits for the console's own last write to be folded back.
+    read_your_writes_s: float = Field(default=10.0, gt=0, le=120)

@@ -1,0 +1,98 @@
+"""The web console's pages: server-rendered HTML (Jinja2, autoescaped) laid out like the
+product's management console tree; the pages' own script (static/console.js) calls the JSON
+API with the session's CSRF token. Without a session every page sends the browser to /login."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from admin.errors import InvalidCommand
+from admin.rules import existing_rule
+from console.auth import console_of
+from console.pages import (
+    CONNECTION_STATES,
+    NAVIGATION,
+    kata_protection_page,
+    rule_page,
+    rules_page,
+    safe_next,
+)
+from console.sessions import COOKIE, Session
+from schemas import DEFAULT_RULE
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+router = APIRouter(include_in_schema=False)
+
+
+class SignIn(Exception):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _session(request: Request) -> Session:
+    console = console_of(request)
+    session_id = request.cookies.get(COOKIE)
+    session = console.sessions.get(session_id, console.clock()) if session_id else None
+    if session is None:
+        raise SignIn(request.url.path)
+    return session
+
+
+def _render(request: Request, template: str, session: Session, status: int = 200,
+            **context: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, {
+        "user": session.user, "csrf_token": session.csrf_token, "navigation": NAVIGATION,
+        "path": request.url.path, **context,
+    }, status_code=status)
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/settings/protection/kata", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    console = console_of(request)
+    session_id = request.cookies.get(COOKIE)
+    if session_id and console.sessions.get(session_id, console.clock()) is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return templates.TemplateResponse(request, "login.html", {"next": safe_next(next)})
+
+
+@router.get("/settings/protection/kata")
+def kata_protection(request: Request) -> HTMLResponse:
+    session = _session(request)
+    state = console_of(request).control.state()
+    return _render(request, "kata_protection.html", session,
+                   page=kata_protection_page(state), states=CONNECTION_STATES)
+
+
+@router.get("/rules")
+def rules(request: Request) -> HTMLResponse:
+    session = _session(request)
+    return _render(request, "rules.html", session,
+                   rows=rules_page(console_of(request).control.state()))
+
+
+@router.get("/rules/{rule_id}")
+def rule(request: Request, rule_id: str) -> HTMLResponse:
+    session = _session(request)
+    state = console_of(request).control.state()
+    try:
+        found = DEFAULT_RULE if rule_id == DEFAULT_RULE.rule_id else existing_rule(state,
+                                                                                   rule_id)
+    except InvalidCommand as exc:
+        return _render(request, "missing.html", session, status=404, message=str(exc))
+    return _render(request, "rule.html", session, page=rule_page(state, found))
+
+
+@router.get("/queue/kata-quarantine")
+def kata_quarantine(request: Request) -> HTMLResponse:
+    return _render(request, "kata_quarantine.html", _session(request))

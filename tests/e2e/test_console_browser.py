@@ -1,0 +1,359 @@
+"""The web console in a real browser (headless Chromium, Selenium, Debian's chromedriver)
+against a whole running gateway: ingest, scanner and decider on the real broker, the KATA
+emulator and the demo sink as processes, the projector, and `katagate console run` as its own
+process with its generated first password. Screenshots of each page go to tests/artifacts/."""
+
+from __future__ import annotations
+
+import base64
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from admin.errors import InvalidCommand
+from admin.settings import validate_settings
+from tests.console_client import projector
+from tests.e2e.browser import chromium, screenshot, until
+from tests.e2e.gateway import Gateway, rule
+from tests.integration.kata_harness import ROOT
+
+pytestmark = pytest.mark.kafka
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+MIB = 1_048_576
+
+
+def mail(subject: str, body: bytes, to: str) -> bytes:
+    return (f"From: alice@example.org\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <"
+            f"{base64.b16encode(subject.encode()[:12]).decode()}@example.org>\r\n\r\n"
+            ).encode() + body + b"\r\n"
+
+
+class ConsoleProcess:
+    """`katagate console run` on a free port, its state in its own folder."""
+
+    def __init__(self, gateway: Gateway, state: Path, projector_url: str) -> None:
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": gateway.kafka.bootstrap_servers,
+               "KATAGATE_TOPIC_PREFIX": gateway.kafka.topic_prefix}
+        env.pop("KATAGATE_CONSOLE_ADMIN_PASSWORD", None)
+        self.state = state
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "katagate", "console", "run", "--port", "0",
+             "--state-dir", str(state), "--projector-url", projector_url],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = self.process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: [lines.put(line) for line in stdout],
+                         daemon=True).start()
+        self.said: list[str] = []
+        while not self.said or not self.said[-1].startswith("console="):
+            self.said.append(lines.get(timeout=60))
+        self.url = "http://" + self.said[-1].strip().split("=", 1)[1]
+
+    @property
+    def password(self) -> str:
+        return (self.state / "initial-admin-password").read_text().strip()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+class Stack:
+    def __init__(self, gateway: Gateway, console: ConsoleProcess, driver: Any) -> None:
+        self.gateway = gateway
+        self.console = console
+        self.driver = driver
+
+    # -- the browser --------------------------------------------------------------------------
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.console.url + path)
+
+    def by_id(self, element_id: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.ID, element_id)
+
+    def text(self, element_id: str) -> str:
+        return str(self.by_id(element_id).text)
+
+    def type_into(self, element_id: str, value: str) -> None:
+        field = self.by_id(element_id)
+        field.clear()
+        field.send_keys(value)
+
+    def click_and_reload(self, element: Any) -> str:
+        """Click what reloads the page; return the confirmation the new page shows."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+
+        old = self.driver.find_element(By.TAG_NAME, "html")
+        element.click()
+        until(lambda: expected_conditions.staleness_of(old)(self.driver), 20, "the reload")
+        text: str = until(lambda: self.text("flash"), 20, "the page's confirmation")
+        return text
+
+    def sign_in(self, password: str) -> None:
+        self.open("/login")
+        self.type_into("login-password", password)
+        self.by_id("login-submit").click()
+
+    def shot(self, name: str) -> None:
+        screenshot(self.driver, f"console-{name}")
+
+    # -- the gateway --------------------------------------------------------------------------
+
+    def last_control(self) -> Any:
+        """The last administrator's event (the scanner writes connection events too)."""
+        return [e for e in self.gateway.control_events() if e.producer.stage == "admin"][-1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, kafka_bootstrap) -> Iterator[Stack]:
+    from tests.conftest import ensure_namespace
+
+    driver = chromium()  # first: without a browser there is nothing to start
+    tmp = tmp_path_factory.mktemp("console-e2e")
+    gateway = Gateway(ensure_namespace(kafka_bootstrap), tmp, rules=[
+        rule("console", "delete", recipients=("console@example.net",), position=1)])
+    try:
+        with projector(gateway.kafka, tmp / "projector") as live:
+            assert live.address is not None
+            console = ConsoleProcess(gateway, tmp / "console",
+                                     f"http://{live.address[0]}:{live.address[1]}")
+            try:
+                stack = Stack(gateway, console, driver)
+                stack.sign_in(console.password)
+                until(lambda: stack.by_id("kata-settings"), 30, "the KATA Protection page")
+                yield stack
+            finally:
+                console.stop()
+    finally:
+        driver.quit()
+        gateway.close()
+
+
+def test_signing_in_with_the_generated_password_and_refusing_a_wrong_one(stack):
+    # The first start wrote the password to a private file and said where.
+    assert any("initial-admin-password" in line for line in stack.console.said)
+    assert (stack.console.state / "initial-admin-password").stat().st_mode & 0o077 == 0
+    stack.by_id("sign-out").click()
+    until(lambda: "/login" in stack.driver.current_url, what="the sign-in page")
+    stack.open("/rules")  # no session: every page sends to the sign-in page
+    until(lambda: stack.driver.current_url.endswith("/login?next=/rules"), what="a redirect")
+    stack.type_into("login-password", "not the password")
+    stack.by_id("login-submit").click()
+    assert until(lambda: stack.text("login-error")) == "wrong user name or password"
+    stack.shot("login")
+    stack.type_into("login-password", stack.console.password)
+    stack.by_id("login-submit").click()
+    assert until(lambda: stack.text("signed-in-user"), what="the page asked for") == "admin"
+    assert stack.driver.current_url == stack.console.url + "/rules"
+
+
+def test_the_connection_window_shows_both_fingerprints_as_the_emulator_does(stack):
+    (sensor,) = stack.gateway.emulator.sensors()
+    stack.open("/settings/protection/kata")
+    stack.shot("kata-protection")
+    stack.by_id("open-connection-window").click()
+    until(lambda: stack.text("conn-state").startswith("Connected"), 30, "Connected")
+    assert stack.text("conn-address") == f"127.0.0.1:{stack.gateway.emulator.port}"
+    assert stack.text("conn-gateway-fingerprint") == sensor["fingerprint"]
+    assert stack.text("conn-kata-fingerprint") == stack.gateway.emulator.fingerprint
+    stack.shot("connection-state")
+    stack.by_id("connection-close").click()
+
+
+def send_detect(stack: Stack, subject: str, version: int) -> tuple[str, list[Any]]:
+    """An EICAR message to the `console` rule, admitted under configuration `version` (sent
+    again if ingest had not read the change yet: a message keeps the version it came under)."""
+    for attempt in range(3):
+        m = stack.gateway.send(mail(subject, EICAR, "console@example.net"),
+                               recipients=("console@example.net",))
+        events = stack.gateway.wait_terminal(m)
+        received = next(e for e in events if e.type == "mail.received")
+        if received.settings_version >= version or attempt == 2:
+            assert received.settings_version >= version
+            return m, events
+        time.sleep(1)
+    raise AssertionError("unreachable")
+
+
+def apply_rule(stack: Stack) -> int:
+    assert "applied" in stack.click_and_reload(stack.by_id("rule-apply"))
+    event = stack.last_control()
+    assert event.actor == "admin"
+    return int(event.version)
+
+
+def test_switching_a_rules_action_changes_how_the_next_detected_message_is_handled(stack):
+    from selenium.webdriver.support.select import Select
+
+    stack.open("/rules")
+    until(lambda: stack.by_id("rule-row-console"), what="the rule")
+    stack.shot("rules")
+    stack.driver.find_element("link text", "console").click()
+    until(lambda: stack.by_id("kata-section"), what="the rule's KATA protection section")
+
+    # Delete message → Reject: the next detected message is rejected with an NDR
+    Select(stack.by_id("field-kata.action")).select_by_visible_text("Reject")
+    version = apply_rule(stack)
+    assert stack.last_control().rule.kata.action == "reject"
+    assert Select(stack.by_id("field-kata.action")).first_selected_option.text == "Reject"
+    stack.shot("rule-kata-protection")
+    _m, events = send_detect(stack, "rejected by the console", version)
+    decided = next(e for e in events if e.type == "action.decided")
+    assert (decided.action, decided.reason) == ("reject", "detected")
+    assert any(e.type == "ndr.sent" for e in events)
+
+    # Reject → Skip, with a subject tag set in the "Tag for messages with a KATA detect" window
+    Select(stack.by_id("field-kata.action")).select_by_visible_text("Skip")
+    stack.by_id("open-tag-window").click()
+    stack.type_into("tag-input", "[console detect]")
+    stack.shot("tag-window")
+    stack.by_id("tag-ok").click()
+    assert stack.text("open-tag-window") == "[console detect]"
+    stack.by_id("field-kata.backup").click()  # Place copy in Backup: off
+    version = apply_rule(stack)
+    assert stack.last_control().rule.kata.model_dump() == {
+        "enabled": True, "action": "skip", "tag": "[console detect]", "backup": False}
+    _m, events = send_detect(stack, "skipped by the console", version)
+    assert next(e for e in events if e.type == "delivery.delivered").tagged
+    assert "backup.stored" not in [e.type for e in events]
+    (stored,) = [s for s in stack.gateway.sink.messages() if b"skipped by the console" in s.data]
+    assert b"Subject: [console detect] skipped by the console" in stored.data
+
+    # The rule's KATA protection switch off: the next message is not scanned at all
+    stack.by_id("field-kata.enabled").find_element("xpath", "..").click()
+    version = apply_rule(stack)
+    assert stack.last_control().type == "rule.kata_toggled"
+    _m, events = send_detect(stack, "not scanned", version)
+    decided = next(e for e in events if e.type == "action.decided")
+    assert (decided.skipped, decided.reason) == (True, "rule_kata_disabled")
+
+
+def test_the_kata_quarantine_lists_waiting_messages_with_send_now_and_delete(stack):
+    gateway = stack.gateway
+    gateway.emulator.cli("faults", "set", "--latency", "60")
+    try:
+        first = gateway.send(mail("waiting one", b"hello", "bob@example.net"))
+        second = gateway.send(mail("waiting two", b"hello again", "bob@example.net"))
+        stack.open("/queue/kata-quarantine")
+        until(lambda: stack.by_id(f"waiting-{first}") and stack.by_id(f"waiting-{second}"),
+              30, "both messages listed as waiting")
+        until(lambda: stack.text("usage-messages").startswith("2 of 5000"), 20,
+              "the usage bar to count both")
+        assert stack.text("usage-bytes").endswith("of 1024 MB (0%)")
+        stack.shot("kata-quarantine")
+
+        stack.by_id(f"waiting-{first}").find_element("css selector", "button.send-now").click()
+        sent = gateway.wait_terminal(first, 30)
+        assert "delivery.delivered" in [e.type for e in sent]
+        forced = next(e for e in sent if e.type == "quarantine.forced_release")
+        assert forced.actor == "admin"
+
+        stack.by_id(f"waiting-{second}").find_element("css selector", "button.delete").click()
+        deleted = gateway.wait_terminal(second, 30)
+        assert "message.discarded" in [e.type for e in deleted]
+        assert next(e for e in deleted if e.type == "quarantine.forced_delete").actor == "admin"
+        until(lambda: not stack.by_id("waiting-empty").get_attribute("hidden"), 20,
+              "the list to empty")
+        until(lambda: stack.text("usage-messages").startswith("0 of 5000"), 20, "usage 0")
+    finally:
+        gateway.emulator.cli("faults", "reset")
+
+
+BAD_VALUES = [
+    ("central_node_address", "300.1.2.3"), ("central_node_address", "kata.example.com"),
+    ("central_node_port", "0"), ("central_node_port", "65536"),
+    ("response_timeout_s", "59"), ("response_timeout_s", "86401"),
+    ("quarantine_max_size_mb", "0"), ("quarantine_max_messages", "0"),
+    ("quarantine_max_messages", "4294967297"), ("poll_interval_s", "3601"),
+]
+
+
+def expected_refusal(field: str, value: str) -> str:
+    with pytest.raises(InvalidCommand) as refusal:
+        validate_settings({field: value})
+    return str(refusal.value)
+
+
+def test_each_bad_value_shows_its_validation_message_and_changes_nothing(stack):
+    stack.open("/settings/protection/kata")
+    before = len(stack.gateway.control_events())
+    stack.by_id("show-central_node_port").click()
+    initial = {field: stack.by_id(f"field-{field}").get_attribute("value")
+               for field, _ in BAD_VALUES}
+    previous = None
+    for field, bad in BAD_VALUES:  # one bad value at a time, the others as they were
+        if previous is not None and previous != field:
+            stack.type_into(f"field-{previous}", initial[previous])
+        stack.type_into(f"field-{field}", bad)
+        previous = field
+        stack.by_id("kata-apply").click()
+        message = expected_refusal(field, bad)
+        until(lambda field=field, message=message: stack.text(f"error-{field}") == message,
+              10, f"the message for {field}={bad}")
+    for field, bad in BAD_VALUES[::2]:  # several at once: each beside its own field
+        stack.type_into(f"field-{field}", bad)
+    stack.by_id("kata-apply").click()
+    until(lambda: all(stack.text(f"error-{f}") for f, _ in BAD_VALUES[::2]), 10,
+          "every message at once")
+    stack.shot("kata-protection-window-errors")
+    stack.by_id("kata-cancel").click()
+    assert len(stack.gateway.control_events()) == before
+
+
+def test_changing_each_setting_then_set_default_values(stack):
+    # Last: the gateway is pointed elsewhere on this machine (127.0.0.2: loopback only).
+    stack.open("/settings/protection/kata")
+    stack.by_id("show-response_timeout_s").click()
+    new = {"central_node_address": "127.0.0.2", "central_node_port": "8443",
+           "response_timeout_s": "900", "quarantine_max_size_mb": "2048",
+           "quarantine_max_messages": "100", "poll_interval_s": "5"}
+    for name, value in new.items():
+        stack.type_into(f"field-{name}", value)
+    stack.by_id("field-ndr_enabled").click()
+    stack.shot("kata-protection-window")
+    assert "applied" in stack.click_and_reload(stack.by_id("kata-apply"))
+    changed = stack.last_control()
+    assert (changed.type, changed.actor) == ("settings.kata_changed", "admin")
+    assert changed.changed == ["central_node_address", "central_node_port",
+                               "response_timeout_s", "quarantine_max_bytes",
+                               "quarantine_max_messages", "ndr_enabled", "poll_interval_s"]
+    shown = {name: stack.text(f"show-{name}") for name in new}
+    assert shown == {"central_node_address": "127.0.0.2", "central_node_port": "8443",
+                     "response_timeout_s": "900 s", "quarantine_max_size_mb": "2048 MB",
+                     "quarantine_max_messages": "100", "poll_interval_s": "5 s"}
+    assert stack.text("show-ndr_enabled") == "Off"
+    until(lambda: stack.text("usage-messages").endswith("of 100 (0%)"), 20,
+          "the usage bar against the new limit")
+    stack.shot("kata-protection-applied")
+
+    # "Set default values": port, timeout and both quarantine limits; nothing else
+    stack.by_id("show-central_node_port").click()
+    assert "Default values set" in stack.click_and_reload(stack.by_id("set-default-values"))
+    reset = stack.last_control()
+    assert (reset.type, reset.actor) == ("settings.kata_reset", "admin")
+    assert {name: stack.text(f"show-{name}") for name in new} == {
+        "central_node_address": "127.0.0.2", "central_node_port": "443",
+        "response_timeout_s": "600 s", "quarantine_max_size_mb": "1024 MB",
+        "quarantine_max_messages": "5000", "poll_interval_s": "5 s"}
+    assert stack.text("show-ndr_enabled") == "Off"
+    stack.shot("kata-protection-defaults")
+
+    # The global KATA protection switch
+    switch = stack.by_id("kata-protection-switch").find_element("xpath", "..")
+    assert "KATA protection disabled" in stack.click_and_reload(switch)
+    assert stack.last_control().enabled is False
+    assert stack.text("kata-protection-state").startswith("KATA protection is off")

@@ -1,0 +1,299 @@
+"""The console's sign-in: scrypt password hashes, the admin account and its first password,
+API tokens, sessions, the per-address login limit, and the answers a caller gets without a
+session (401), with a wrong password (401, one generic message) or over the limit (429)."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from console.accounts import AccountError, AccountStore, match_token, token_digest
+from console.passwords import BadPassword, check_new_password, hash_password, verify_password
+from console.ratelimit import LoginLimiter
+from console.sessions import Sessions
+from tests.console_client import PASSWORD, console_client, sign_in
+
+SALT = b"0123456789abcdef"
+
+
+# --- hashing ------------------------------------------------------------------------------------
+
+def test_a_hash_is_salted_scrypt_with_its_parameters_and_verifies_only_the_password():
+    stored = hash_password("s3cret passphrase", SALT)
+    scheme, n, r, p, _salt, _digest = stored.split("$")
+    assert (scheme, n, r, p) == ("scrypt", "16384", "8", "1")
+    assert verify_password("s3cret passphrase", stored)
+    assert not verify_password("s3cret passphrasE", stored)
+    assert not verify_password("", stored)
+
+
+def test_the_same_password_with_another_salt_hashes_differently():
+    assert hash_password("same", SALT) != hash_password("same", b"fedcba9876543210")
+
+
+@pytest.mark.parametrize("stored", ["", "scrypt$1$2", "bcrypt$16384$8$1$AAAA$AAAA",
+                                    "scrypt$16384$8$1$not-base64!$AAAA",
+                                    "scrypt$x$8$1$AAAA$AAAA"])
+def test_a_malformed_stored_hash_matches_nothing(stored):
+    assert not verify_password("anything", stored)
+
+
+def test_a_short_salt_is_refused():
+    with pytest.raises(ValueError, match="salt"):
+        hash_password("pw", b"short")
+
+
+@pytest.mark.parametrize(("password", "problem"), [("short", "8..1024"),
+                                                   ("x" * 1025, "8..1024"),
+                                                   (" padded password ", "spaces")])
+def test_a_new_password_must_be_8_to_1024_characters_without_outer_spaces(password, problem):
+    with pytest.raises(BadPassword, match=problem):
+        check_new_password(password)
+
+
+# --- the account and its first password ---------------------------------------------------------
+
+def test_the_first_start_generates_a_password_into_a_private_file(tmp_path):
+    store = AccountStore(tmp_path / "console")
+    first = store.ensure_admin("admin", None)
+    assert first is not None
+    assert first.generated_password
+    assert first.password_file
+    assert first.password_file.read_text().strip() == first.generated_password
+    assert stat.S_IMODE(first.password_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "console").stat().st_mode) == 0o700
+    account = store.admin()
+    assert verify_password(first.generated_password, account.password_hash)
+    assert first.generated_password not in (tmp_path / "console" / "account.json").read_text()
+    # A second start keeps the account.
+    assert store.ensure_admin("admin", None) is None
+    assert store.admin() == account
+
+
+def test_a_password_from_the_environment_writes_no_password_file(tmp_path):
+    store = AccountStore(tmp_path)
+    first = store.ensure_admin("admin", PASSWORD)
+    assert first is not None
+    assert first.generated_password is None
+    assert not store.password_file.exists()
+    assert verify_password(PASSWORD, store.admin().password_hash)
+
+
+def test_changing_the_password_removes_the_generated_one(tmp_path):
+    store = AccountStore(tmp_path)
+    store.ensure_admin("admin", None)
+    store.set_password("a brand new password")
+    assert not store.password_file.exists()
+    assert verify_password("a brand new password", store.admin().password_hash)
+
+
+def test_tokens_are_kept_as_digests_and_can_be_revoked(tmp_path):
+    store = AccountStore(tmp_path)
+    token = store.create_token("deploy", "2026-11-29T00:00:00+00:00")
+    assert token.startswith("kgt_")
+    assert len(token) > 40
+    assert token not in (tmp_path / "tokens.json").read_text()
+    assert stat.S_IMODE((tmp_path / "tokens.json").stat().st_mode) == 0o600
+    (record,) = store.tokens()
+    assert record.sha256 == token_digest(token)
+    assert match_token(store.tokens(), token) == record
+    assert match_token(store.tokens(), token + "x") is None
+    with pytest.raises(AccountError, match="exists already"):
+        store.create_token("deploy", "later")
+    with pytest.raises(AccountError, match="name: must be"):
+        store.create_token("no spaces please", "now")
+    assert store.revoke_token("deploy")
+    assert not store.revoke_token("deploy")
+    assert match_token(store.tokens(), token) is None
+
+
+# --- sessions and the login limit (pure: the time comes in) -------------------------------------
+
+def test_a_session_ends_after_its_idle_time_or_its_maximum_age():
+    sessions = Sessions(idle_s=60, max_s=300)
+    sessions.open("admin", "sid", "csrf", now=0)
+    assert sessions.get("sid", now=59) is not None  # seen: the idle clock restarts
+    assert sessions.get("sid", now=118) is not None
+    assert sessions.get("other", now=118) is None
+    sessions.open("admin", "old", "csrf", now=0)
+    assert sessions.get("old", now=61) is None
+    for t in range(50, 300, 50):
+        assert sessions.get("sid", now=t) is not None
+    assert sessions.get("sid", now=300) is None
+
+
+def test_closing_all_sessions_of_a_user():
+    sessions = Sessions(idle_s=60, max_s=300)
+    sessions.open("admin", "a", "x", 0)
+    sessions.open("admin", "b", "y", 0)
+    sessions.close_all("admin")
+    assert sessions.get("a", 1) is None
+    assert sessions.get("b", 1) is None
+
+
+def test_five_failures_a_minute_block_the_address_until_the_oldest_leaves_the_window():
+    limiter = LoginLimiter(limit=5, window_s=60)
+    for t in range(5):
+        assert limiter.retry_after("10.0.0.1", now=100 + t) is None
+        limiter.failed("10.0.0.1", now=100 + t)
+    assert limiter.retry_after("10.0.0.1", now=105) == 55
+    assert limiter.retry_after("10.0.0.2", now=105) is None  # per address
+    assert limiter.retry_after("10.0.0.1", now=160) is None  # the first failure has left
+    limiter.failed("10.0.0.1", now=160)
+    assert limiter.retry_after("10.0.0.1", now=160) == 1
+
+
+def test_a_success_forgets_the_failures():
+    limiter = LoginLimiter(limit=2, window_s=60)
+    limiter.failed("a", 0)
+    limiter.succeeded("a")
+    limiter.failed("a", 1)
+    assert limiter.retry_after("a", 1) is None
+
+
+# --- through the API ----------------------------------------------------------------------------
+
+def test_without_a_session_the_api_answers_401_and_pages_send_to_sign_in(tmp_path):
+    with console_client(tmp_path) as (client, _console, _clock):
+        for method, path in [("GET", "/api/settings"), ("PUT", "/api/settings"),
+                             ("GET", "/api/rules"), ("POST", "/api/kata/enable"),
+                             ("GET", "/api/quarantine/messages"),
+                             ("POST", "/api/quarantine/messages/ABCDEFGH12/send-now")]:
+            answer = client.request(method, path, json={})
+            assert answer.status_code == 401, (method, path, answer.text)
+            assert answer.json()["error"].startswith("not signed in")
+            assert answer.headers["www-authenticate"] == "Bearer"
+        page = client.get("/rules", follow_redirects=False)
+        assert (page.status_code, page.headers["location"]) == (303, "/login?next=/rules")
+        assert client.get("/login").status_code == 200
+
+
+def test_a_wrong_password_or_name_gets_one_generic_401(tmp_path):
+    with console_client(tmp_path) as (client, _console, _clock):
+        wrong_password = client.post("/api/login", json={"name": "admin", "password": "nope"})
+        wrong_name = client.post("/api/login", json={"name": "root", "password": PASSWORD})
+        assert wrong_password.status_code == wrong_name.status_code == 401
+        assert wrong_password.json() == wrong_name.json() == {
+            "error": "wrong user name or password", "field": None, "allowed": None}
+        assert "set-cookie" not in wrong_password.headers
+
+
+def test_signing_in_sets_an_httponly_samesite_strict_cookie(tmp_path):
+    with console_client(tmp_path) as (client, _console, _clock):
+        answer = client.post("/api/login", json={"name": "admin", "password": PASSWORD})
+        assert answer.status_code == 200
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        assert "path=/" in cookie
+        session = client.get("/api/session").json()
+        assert session["user"] == "admin"
+        assert session["csrf_token"] == answer.json()[
+            "csrf_token"]
+        # Signed in, the sign-in page sends on to where the administrator was going.
+        again = client.get("/login?next=/rules", follow_redirects=False)
+        assert (again.status_code, again.headers["location"]) == (303, "/rules")
+
+
+def test_the_sixth_failure_in_a_minute_gets_429_with_retry_after_even_for_the_right_password(
+        tmp_path):
+    with console_client(tmp_path) as (client, _console, clock):
+        for _ in range(5):
+            assert client.post("/api/login", json={"name": "admin", "password": "guess"}
+                               ).status_code == 401
+            clock.now += 1
+        limited = client.post("/api/login", json={"name": "admin", "password": PASSWORD})
+        assert limited.status_code == 429
+        assert limited.headers["retry-after"] == "55"  # the first failure, 5 s ago, + 60 s
+        assert limited.json()["error"].startswith("too many failed sign-ins")
+        clock.now += 55
+        assert client.post("/api/login", json={"name": "admin", "password": PASSWORD}
+                           ).status_code == 200
+
+
+def test_a_login_from_another_site_is_refused(tmp_path):
+    with console_client(tmp_path) as (client, _console, _clock):
+        answer = client.post("/api/login", json={"name": "admin", "password": PASSWORD},
+                             headers={"Origin": "https://evil.example"})
+        assert answer.status_code == 403
+        assert answer.json()["field"] == "Origin"
+        same = client.post("/api/login", json={"name": "admin", "password": PASSWORD},
+                           headers={"Origin": "http://console.test"})
+        assert same.status_code == 200
+
+
+def test_an_expired_session_is_401_again(tmp_path):
+    with console_client(tmp_path, session_idle_s=60) as (client, _console, clock):
+        sign_in(client)
+        assert client.get("/api/session").status_code == 200
+        clock.now += 61
+        assert client.get("/api/session").status_code == 401
+
+
+def test_signing_out_ends_the_session(tmp_path):
+    with console_client(tmp_path) as (client, _console, _clock):
+        csrf = sign_in(client)
+        assert client.post("/api/logout").status_code == 403  # a change: CSRF needed
+        assert client.post("/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+        assert client.get("/api/session").status_code == 401
+
+
+def test_an_api_token_authenticates_scripts_and_a_revoked_one_does_not(tmp_path):
+    with console_client(tmp_path) as (client, console, _clock):
+        csrf = sign_in(client)
+        created = client.post("/api/tokens", json={"name": "deploy"},
+                              headers={"X-CSRF-Token": csrf})
+        assert created.status_code == 201
+        token = created.json()["token"]
+        client.cookies.clear()
+        bearer = {"Authorization": f"Bearer {token}"}
+        me = client.get("/api/session", headers=bearer).json()
+        assert me == {"user": "admin", "actor": "admin (token deploy)", "csrf_token": None}
+        # A token cannot mint tokens (only a signed-in administrator can).
+        assert client.post("/api/tokens", json={"name": "x"}, headers=bearer
+                           ).status_code == 403
+        console.accounts.revoke_token("deploy")
+        answer = client.get("/api/session", headers=bearer)
+        assert answer.status_code == 401
+        assert answer.json()["error"] == "API token unknown or revoked"
+        assert client.get("/api/session", headers={"Authorization": "Basic abc"}
+                          ).status_code == 401
+
+
+def test_changing_the_password_ends_every_session_and_the_old_password(tmp_path):
+    with console_client(tmp_path) as (client, _console, _clock):
+        csrf = sign_in(client)
+        headers = {"X-CSRF-Token": csrf}
+        short = client.put("/api/account/password", headers=headers,
+                           json={"current_password": PASSWORD, "new_password": "short"})
+        assert short.status_code == 422
+        assert short.json()["field"] == "new_password"
+        wrong = client.put("/api/account/password", headers=headers,
+                           json={"current_password": "wrong", "new_password": "long enough!"})
+        assert wrong.status_code == 401
+        done = client.put("/api/account/password", headers=headers,
+                          json={"current_password": PASSWORD, "new_password": "long enough!"})
+        assert done.status_code == 204
+        assert client.get("/api/session").status_code == 401
+        assert client.post("/api/login", json={"name": "admin", "password": PASSWORD}
+                           ).status_code == 401
+        sign_in(client, "long enough!")
+
+
+def test_sign_ins_are_counted_by_outcome_on_metrics_without_signing_in(tmp_path):
+    def count(text: str, outcome: str) -> float:
+        line = next(line for line in text.splitlines()
+                    if line.startswith(f'katagate_console_sign_ins_total{{outcome="{outcome}"}}'))
+        return float(line.split()[-1])
+
+    with console_client(tmp_path) as (client, _console, _clock):
+        before = client.get("/metrics")
+        assert before.status_code == 200
+        assert before.headers["content-type"].startswith("text/plain")
+        client.post("/api/login", json={"name": "admin", "password": "nope"})
+        client.post("/api/login", json={"name": "admin", "password": PASSWORD})
+        after = client.get("/metrics").text
+        assert count(after, "refused") == count(before.text, "refused") + 1
+        assert count(after, "ok") == count(before.text, "ok") + 1
+        assert "process_resident_memory_bytes" in after

@@ -20,8 +20,12 @@ S = TypeVar("S")
 
 class FoldedTopic(Generic[S]):
     def __init__(
-        self, settings: KafkaSettings, topic: str, initial: S, evolve: Callable[[S, Event], S]
+        self, settings: KafkaSettings, topic: str, initial: S, evolve: Callable[[S, Event], S],
+        fetch_wait_ms: int = 500,
     ) -> None:
+        """`fetch_wait_ms`: how long the broker may hold an empty fetch. Followers that live
+        long keep the default (few idle requests); a one-shot read to the end wants it short,
+        since reaching the end is a fetch that comes back empty."""
         self._evolve = evolve
         self._value = initial
         self._lock = threading.Lock()
@@ -32,6 +36,7 @@ class FoldedTopic(Generic[S]):
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
+            "fetch.wait.max.ms": fetch_wait_ms,
             "log_level": 3,
         })
         partitions = self._consumer.list_topics(topic, timeout=settings.request_timeout_s)

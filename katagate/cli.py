@@ -10,6 +10,7 @@ from katagate import (
     audit_cmd,
     broker_cmd,
     console_cmd,
+    dashboard_cmd,
     decider_cmd,
     emulator_cmd,
     ingest_cmd,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         up_cmd, broker_cmd, topics_cmd, schemas_cmd, settings_cmd, kata_cmd, rules_cmd,
         quarantine_cmd, ingest_cmd, scanner_cmd,
         decider_cmd, projector_cmd, console_cmd, emulator_cmd, sink_cmd, audit_cmd,
+        dashboard_cmd,
     ):
         module.register(commands)
     return parser

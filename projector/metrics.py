@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
@@ -18,22 +18,38 @@ from prometheus_client.core import (
 
 from projector import connection, counters, quarantine
 from projector.live import LiveProjection
-from schemas import ConnectionState
+from schemas import (
+    ActionReason,
+    ConnectionState,
+    DenialReason,
+    DetectType,
+    QuarantineReleased,
+    ScanState,
+)
 
-STATES: tuple[str, ...] = ConnectionState.__args__  # type: ignore[attr-defined]
-# metric name (without katagate_ and _total), counters group, label name, help
-LABELLED: tuple[tuple[str, str, str, str], ...] = (
-    ("quarantine_denials", "denial_reasons", "reason", "Admissions to the KATA Quarantine refused"),
-    ("quarantine_releases", "release_causes", "cause", "KATA Quarantine slots freed"),
-    ("detects", "detect_types", "type", "Detects in KATA verdicts"),
-    ("late_verdicts", "late_verdict_states", "state",
+STATES: tuple[str, ...] = get_args(ConnectionState)
+# Every label value a counter can take starts at 0, so the first occurrence is an increase
+# that rate() and increase() can see (a series born at 3 would hide its first three).
+_RELEASE_CAUSES = get_args(QuarantineReleased.model_fields["cause"].annotation)
+_SKIPPED = tuple(r for r in get_args(ActionReason)
+                 if r not in ("detected", "not_detected", "deleted_by_admin"))
+# metric name (without katagate_ and _total), counters group, label name, its values, help
+LABELLED: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
+    ("quarantine_denials", "denial_reasons", "reason", get_args(DenialReason),
+     "Admissions to the KATA Quarantine refused"),
+    ("quarantine_releases", "release_causes", "cause", _RELEASE_CAUSES,
+     "KATA Quarantine slots freed"),
+    ("detects", "detect_types", "type", get_args(DetectType), "Detects in KATA verdicts"),
+    ("late_verdicts", "late_verdict_states", "state", get_args(ScanState),
      "Verdicts that came after the message had gone on"),
-    ("actions", "actions", "action", "Decisions: deliver, delete or reject"),
-    ("skipped", "skipped_reasons", "reason", "Decisions of the product's Skipped"),
-    ("delivered_without_verdict", "without_verdict", "reason",
+    ("actions", "actions", "action", ("deliver", "delete", "reject"),
+     "Decisions: deliver, delete or reject"),
+    ("skipped", "skipped_reasons", "reason", _SKIPPED, "Decisions of the product's Skipped"),
+    ("delivered_without_verdict", "without_verdict", "reason", _SKIPPED,
      "Messages delivered to the next hop without a usable verdict"),
-    ("deliveries", "deliveries", "outcome", "Delivery attempts' outcomes"),
-    ("ndr", "ndr", "outcome", "Non-delivery reports sent or suppressed"),
+    ("deliveries", "deliveries", "outcome", ("delivered", "deferred", "failed"),
+     "Delivery attempts' outcomes"),
+    ("ndr", "ndr", "outcome", ("sent", "suppressed"), "Non-delivery reports sent or suppressed"),
 )
 
 
@@ -82,13 +98,14 @@ def _counters(counts: dict[str, Any]) -> Iterator[Metric]:
     yield _counter("scan_timeouts", "Response timeouts: no verdict in time",
                    states.pop("response_timeout", 0))
     verdicts = CounterMetricFamily("katagate_verdicts", "Verdicts from KATA", labels=["state"])
-    for state, value in sorted(states.items()):
-        verdicts.add_metric([state], value)
+    for state in sorted({*get_args(ScanState), *states}):
+        verdicts.add_metric([state], states.get(state, 0))
     yield verdicts
-    for name, group, label, help_ in LABELLED:
+    for name, group, label, known, help_ in LABELLED:
         family = CounterMetricFamily(f"katagate_{name}", help_, labels=[label])
-        for key, value in sorted(counts[group].items()):
-            family.add_metric([key], value)
+        seen = counts[group]
+        for key in sorted({*known, *seen}):
+            family.add_metric([key], seen.get(key, 0))
         yield family
     yield _counter("messages_discarded", "Messages deleted (KATA detect or administrator)",
                    counts["outcomes"].get("discarded", 0))

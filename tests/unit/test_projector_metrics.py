@@ -72,3 +72,14 @@ def test_every_projector_metric_of_the_catalogue_is_exported() -> None:
     exported = {name for name, _labels in scraped(12)}
     exported |= {re.sub(r"_(bucket|sum|count)$", "", name) for name in exported}
     assert listed <= exported, sorted(listed - exported)
+
+
+def test_every_known_label_value_starts_at_zero() -> None:
+    # Given nothing folded yet, every series a dashboard rates already exists at 0, so its
+    # first increase is seen
+    values = scraped(0)
+    assert values[("katagate_actions_total", (("action", "reject"),))] == 0
+    assert values[("katagate_verdicts_total", (("state", "detect"),))] == 0
+    assert values[("katagate_detects_total", (("type", "sb"),))] == 0
+    assert values[("katagate_delivered_without_verdict_total", (("reason", "timeout"),))] == 0
+    assert values[("katagate_quarantine_releases_total", (("cause", "deleted_by_admin"),))] == 0

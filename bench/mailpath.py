@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ def start_bare_sink() -> tuple[subprocess.Popen[str], int]:
 
 
 def start_gateway(folder: Path) -> tuple[subprocess.Popen[str], dict[str, int], Path]:
-    ports = {name: free_port() for name in ("broker", "smtp", "kata", "sink")}
+    ports = {name: free_port() for name in ("broker", "smtp", "kata", "sink", "projector",
+                                            "console", "metrics")}
     config = folder / "katagate.toml"
     config.write_text(f"""
 [paths]
@@ -68,6 +70,12 @@ port = {ports['kata']}
 [sink]
 enabled = true
 port = {ports['sink']}
+[projector]
+port = {ports['projector']}
+[console]
+port = {ports['console']}
+[metrics]
+base_port = {ports['metrics']}
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")
            and k != "KAFKA_BOOTSTRAP_SERVERS"}
@@ -101,14 +109,11 @@ def delivered(sink_dir: Path) -> int:
     return len(list(sink_dir.glob("*.json"))) if sink_dir.exists() else 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--sizes", default="4096,51200")
-    parser.add_argument("--concurrency", default="1,10,50")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    levels = [int(c) for c in args.concurrency.split(",")]
+def measure(messages: int, sizes: list[int], levels: list[int],
+            after_gateway: Callable[[Path, dict[str, int], Path], dict[str, Any]] | None = None,
+            ) -> dict[str, Any]:
+    """Ingest against the bare sink, then end to end; `after_gateway` runs more sections on the
+    same running gateway (its folder, ports and sink folder) and its figures join the report."""
     folder = Path(tempfile.mkdtemp(prefix="katagate-bench-mail-"))
     report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
                               "machine": machine(), "ingest": [], "end_to_end": {}}
@@ -118,7 +123,7 @@ def main() -> int:
         wait_connected(folder)
         for size in sizes:
             for concurrency in levels:
-                n = max(concurrency * 10, args.messages // (4 if size > 10_000 else 1))
+                n = max(concurrency * 10, messages // (4 if size > 10_000 else 1))
                 base = send_load(bare_port, n, size, concurrency).summary()
                 gate = send_load(ports["smtp"], n, size, concurrency).summary()
                 report["ingest"].append({
@@ -133,9 +138,8 @@ def main() -> int:
         already = delivered(sink_dir)
         time.sleep(5)
         before = delivered(sink_dir)
-        n = args.messages
         began = time.perf_counter()
-        sent = send_load(ports["smtp"], n, 4096, 10)
+        sent = send_load(ports["smtp"], messages, 4096, 10)
         target = before + sent.messages
         deadline = time.monotonic() + 600
         while delivered(sink_dir) < target and time.monotonic() < deadline:
@@ -148,11 +152,25 @@ def main() -> int:
             "ingest_msgs_per_s_during": round(sent.per_second, 1),
         }
         print(json.dumps(report["end_to_end"]), flush=True)
+        if after_gateway is not None:
+            report.update(after_gateway(folder, ports, sink_dir))
     finally:
         gateway.terminate()
         gateway.wait(timeout=120)
         bare.terminate()
         bare.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sizes", default="4096,51200")
+    parser.add_argument("--concurrency", default="1,10,50")
+    args = parser.parse_args()
+    report = measure(args.messages, [int(s) for s in args.sizes.split(",")],
+                     [int(c) for c in args.concurrency.split(",")])
     out = RESULTS / f"mailpath-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -170,7 +188,6 @@ def main() -> int:
                                    f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
     print("\n".join(rows))
     print(f"written to {out}")
-    shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

@@ -44,9 +44,10 @@ def feed(kafka: KafkaSettings, messages: int) -> int:
     topic = {"mail": names.mail, "quarantine": names.quarantine, "control": names.control}
     producer = TransactionalProducer(kafka, f"{kafka.topic_prefix}-bench-feed")
     total = 0
-    for start in range(-1, messages, 2000):
-        routed = control_flow() if start < 0 else [
-            pair for i in range(start, min(start + 2000, messages)) for pair in message_flow(i)]
+    chunks = [control_flow()] + [
+        [pair for i in range(start, min(start + 2000, messages)) for pair in message_flow(i)]
+        for start in range(0, messages, 2000)]
+    for routed in chunks:
         producer.begin()
         producer.produce(Outgoing.event(topic[kind], event) for kind, event in routed)
         producer.commit()
@@ -144,16 +145,7 @@ def run_child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
     return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--child", choices=("bare", "decode", "replay"))
-    parser.add_argument("--servers")
-    parser.add_argument("--prefix")
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.servers, args.prefix)))
-        return 0
+def measure(messages: int) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="katagate-bench-replay-"))
     broker = LocalBroker(folder)
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ""
@@ -164,9 +156,9 @@ def main() -> int:
         from confluent_kafka.admin import AdminClient
 
         ensure_topics(AdminClient({"bootstrap.servers": servers}), kafka)
-        events = feed(kafka, args.messages)
+        events = feed(kafka, messages)
         report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
-                                  "machine": machine(), "messages": args.messages,
+                                  "machine": machine(), "messages": messages,
                                   "events": events}
         # Interleaved, the baseline first and last, to show drift on a shared machine.
         for mode in ("bare", "decode", "replay", "bare_again"):
@@ -175,10 +167,25 @@ def main() -> int:
         base = (report["bare"]["events_per_s"] + report["bare_again"]["events_per_s"]) / 2
         report["replay_ratio_to_bare"] = round(report["replay"]["events_per_s"] / base, 3)
         report["decode_ratio_to_bare"] = round(report["decode"]["events_per_s"] / base, 3)
+        return report
     finally:
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             broker.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--child", choices=("bare", "decode", "replay"))
+    parser.add_argument("--servers")
+    parser.add_argument("--prefix")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.servers, args.prefix)))
+        return 0
+    report = measure(args.messages)
+    events = report["events"]
     out = RESULTS / f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

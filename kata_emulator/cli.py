@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -88,6 +89,12 @@ def _add_actions(parser: argparse.ArgumentParser) -> None:
     setter = which.add_parser("set", parents=[state], help="change some settings")
     _fault_options(setter)
     setter.set_defaults(run=_guard(_faults_set))
+
+    scans = actions.add_parser("scans", help="the scans in processing")
+    which = scans.add_subparsers(dest="scans_action", required=True, metavar="ACTION")
+    which.add_parser("finish", parents=[state],
+                     help="every scan in processing is ready now (held verdicts arrive)"
+                     ).set_defaults(run=_guard(_scans_finish))
 
     actions.add_parser("rotate-key", parents=[state],
                        help="replace the server key (the swapped-key fault)").set_defaults(
@@ -249,6 +256,12 @@ def _faults_set(args: argparse.Namespace) -> int:
 def _faults_reset(args: argparse.Namespace) -> int:
     _store(args, create=True).set_faults(F.Faults())
     return _faults_show(argparse.Namespace(state=args.state, json=False))
+
+
+def _scans_finish(args: argparse.Namespace) -> int:
+    finished = _store(args, create=True).finish_now(time.time())
+    print(f"{finished} scans ready now")
+    return 0
 
 
 def _rotate_key(args: argparse.Namespace) -> int:

@@ -186,6 +186,14 @@ class Store:
 
     # -- scans --------------------------------------------------------------------------------
 
+    def finish_now(self, now: float) -> int:
+        """Every scan still processing is ready now (the verdicts a test held back arrive)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE scans SET ready_at = ? WHERE state = 'processing' AND ready_at > ?",
+                (now, now))
+            return int(cursor.rowcount)
+
     def submit(self, scan: NewScan, now: float, ready_at: float, limit: int) -> str:
         """`created`, `exists` (same scanId again: not rescanned) or `busy` (at the limit)."""
         with self._write() as conn:

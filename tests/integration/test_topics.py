@@ -3,7 +3,10 @@ exists with another partition count is reported, not used."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from eventlog.errors import TopicError
@@ -14,8 +17,18 @@ pytestmark = pytest.mark.kafka
 
 def _config(admin: AdminClient, topic: str) -> dict[str, str]:
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    entries = admin.describe_configs([resource])[resource].result(timeout=10)
-    return {name: entry.value for name, entry in entries.items()}
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            entries = admin.describe_configs([resource])[resource].result(timeout=10)
+        except KafkaException as exc:
+            # A topic just created can be unknown to the broker that answers for a moment.
+            if (exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART
+                    or time.monotonic() > deadline):
+                raise
+            time.sleep(0.1)
+            continue
+        return {name: entry.value for name, entry in entries.items()}
 
 
 def test_every_topic_exists_with_its_partitions_and_configs(kafka_settings):

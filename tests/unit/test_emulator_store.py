@@ -114,3 +114,11 @@ def test_faults_and_admin_password(tmp_path):
     assert not store.check_admin("root", "s3cret")
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     assert b"s3cret" not in raw
+
+
+def test_held_scans_can_be_finished_at_once(tmp_path):
+    store = Store(tmp_path)
+    store.submit(new_scan("a"), now=10, ready_at=3600, limit=5)
+    store.submit(new_scan("b"), now=10, ready_at=11, limit=5)
+    assert store.finish_now(now=12) == 1  # only the one still held
+    assert store.scan_states("s1", now=12) == [("a", "not detected"), ("b", "not detected")]

@@ -1,0 +1,244 @@
+"""The benchmark suite, in one go on this machine: every figure side by side with its baseline
+in the same run, as a ratio, with the machine's details.
+
+    python -m bench [--quick] [--out DIR] [--write-docs]
+
+1. limits: the broker's produce rate for 4 KB and 50 KB records from one Python producer;
+   the bare aiosmtpd sink's CPU per message.
+2. ingest: messages/s and 250 latency against the bare sink (bench/mailpath.py).
+3. end to end: SMTP in to delivered at the next hop, instant verdicts.
+4. quarantine at scale: N messages held for their verdicts; CPU, memory and Central Node
+   requests per poll while they wait; time to drain (bench/scale.py).
+5. memory: every stage's RSS after the mail path and after the quarantine.
+6. replay: events/s rebuilding every projection against a bare consumer (bench/replay.py).
+
+Writes report.json, report.md and PNG plots into bench/results/suite-<time>/ (or --out);
+`--write-docs` also writes docs/PERFORMANCE.md. `--quick` checks the suite works (CI runs
+it); its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import mailpath, replay, scale
+from bench.machine import machine
+from bench.smtp_load import message, send_load
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def broker_produce_rate(records: int, size: int) -> dict[str, float]:
+    """One Python producer, the gateway's producer settings, no transactions: the ceiling."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from eventlog.broker import LocalBroker, free_port
+    from eventlog.settings import KafkaSettings
+    from eventlog.topics import TopicSpec, ensure_topics
+
+    folder = Path(tempfile.mkdtemp(prefix="katagate-bench-limits-"))
+    broker = LocalBroker(folder)
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ""
+    try:
+        if not servers:
+            servers = broker.start(port=free_port()).bootstrap_servers or ""
+        settings = KafkaSettings(bootstrap_servers=servers, topic_prefix=uuid.uuid4().hex[:8])
+        topic = f"{settings.topic_prefix}.limits"
+        ensure_topics(AdminClient({"bootstrap.servers": servers}), settings,
+                      [TopicSpec(topic, 6)])
+        producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True,
+                             "acks": "all", "linger.ms": 2, "compression.type": "zstd"})
+        payload = message(size, 0)
+        began = time.perf_counter()
+        for i in range(records):
+            while True:
+                try:
+                    producer.produce(topic, payload, key=str(i % 64).encode())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush(120)
+        seconds = time.perf_counter() - began
+        return {"records_per_s": round(records / seconds), "mb_per_s": round(
+            records * len(payload) / seconds / 1e6, 1)}
+    finally:
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bare_sink_cpu(messages: int) -> dict[str, float]:
+    process, port = mailpath.start_bare_sink()
+    try:
+        before = _cpu_s(process.pid)
+        sent = send_load(port, messages, 4096, 10)
+        return {"cpu_ms_per_message": round((_cpu_s(process.pid) - before) / sent.messages
+                                            * 1000, 3), "msgs_per_s": sent.per_second}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / scale.CLOCK_TICKS
+
+
+def run(quick: bool) -> dict[str, Any]:
+    n = {"records": 2_000 if quick else 50_000, "mail": 200 if quick else 2_000,
+         "held": 100 if quick else 5_000, "replay": 500 if quick else 102_000}
+    report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "machine": machine(), "quick": quick, "sizes": n}
+    report["limits"] = {
+        "broker_produce_4kb": broker_produce_rate(n["records"], 4096),
+        "broker_produce_50kb": broker_produce_rate(n["records"] // 10, 51200),
+        "bare_sink": bare_sink_cpu(n["mail"]),
+    }
+    print(json.dumps(report["limits"]), flush=True)
+
+    def on_the_gateway(folder: Path, ports: dict[str, int], sink: Path) -> dict[str, Any]:
+        parent = scale.up_pid(folder)
+        after_mail = scale.usage(parent)
+        quarantine = scale.quarantine_at_scale(folder, ports, sink, n["held"],
+                                               ports["metrics"] + 1)
+        print(json.dumps(quarantine), flush=True)
+        return {"quarantine": quarantine,
+                "memory": {"after_mail_path": after_mail, "after_quarantine": scale.usage(
+                    parent)}}
+
+    sizes, levels = ([4096], [1, 10]) if quick else ([4096, 51200], [1, 10, 50])
+    report["mail_path"] = mailpath.measure(n["mail"], sizes, levels, on_the_gateway)
+    report["replay"] = replay.measure(n["replay"])
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    mail, limits = report["mail_path"], report["limits"]
+    quick = " (quick: the figures mean nothing)" if report["quick"] else ""
+    lines = [f"# Benchmark suite, {report['when']}{quick}",
+             "", f"Machine: `{json.dumps(report['machine'])}`", "",
+             "## Physical limits", "",
+             f"- broker, one Python producer: {limits['broker_produce_4kb']['records_per_s']} "
+             f"records/s of 4 KB ({limits['broker_produce_4kb']['mb_per_s']} MB/s), "
+             f"{limits['broker_produce_50kb']['records_per_s']} of 50 KB "
+             f"({limits['broker_produce_50kb']['mb_per_s']} MB/s)",
+             f"- bare aiosmtpd sink: {limits['bare_sink']['cpu_ms_per_message']} ms CPU per "
+             f"4 KB message", "",
+             "## Ingest (250 after the message is durable in Kafka) against the bare sink", "",
+             "| size | connections | bare msgs/s | gateway msgs/s | ratio | bare p50/p99 ms | "
+             "gateway p50/p99 ms |", "|---|---|---|---|---|---|---|"]
+    for r in mail["ingest"]:
+        lines.append(f"| {r['size']} | {r['concurrency']} | {r['bare_sink']['msgs_per_s']} | "
+                     f"{r['gateway']['msgs_per_s']} | {r['throughput_ratio']} | "
+                     f"{r['bare_sink']['p50_ms']}/{r['bare_sink']['p99_ms']} | "
+                     f"{r['gateway']['p50_ms']}/{r['gateway']['p99_ms']} |")
+    e2e = mail["end_to_end"]
+    bare_10 = next((r["bare_sink"]["msgs_per_s"] for r in mail["ingest"]
+                    if r["size"] == 4096 and r["concurrency"] == 10), None)
+    lines += ["", "## End to end (4 KB, 10 connections, instant verdicts)", "",
+              f"{e2e['msgs_per_s']} msgs/s over {e2e['messages']} messages"
+              + (f" — {round(e2e['msgs_per_s'] / bare_10, 3)}x the bare sink" if bare_10
+                 else "")]
+    q = mail.get("quarantine", {})
+    lines += ["", "## Quarantine at scale", "",
+              f"- {q.get('held_messages')} messages held; CPU % per stage while they wait: "
+              f"`{json.dumps(q.get('cpu_percent_while_waiting'))}`",
+              f"- RSS MB while they wait: `{json.dumps(q.get('rss_mb_while_waiting'))}`",
+              f"- Central Node requests per poll: {q.get('central_node_requests_per_poll')} "
+              f"({q.get('polls_while_waiting')} polls in {q.get('wait_s')} s)",
+              f"- drained in {q.get('drain_s')} s once verdicts came ({q.get('drained')} "
+              f"delivered)"]
+    memory = mail.get("memory", {})
+    lines += ["", "## Memory per stage (RSS MB)", "", "| stage | after the mail path | "
+              "after the quarantine |", "|---|---|---|"]
+    for stage, figures in sorted(memory.get("after_quarantine", {}).items()):
+        before = memory.get("after_mail_path", {}).get(stage, {}).get("rss_mb")
+        lines.append(f"| {stage} | {before} | {figures['rss_mb']} |")
+    rp = report["replay"]
+    lines += ["", "## Replay", "",
+              f"{rp['events']} events: bare consumer {rp['bare']['events_per_s']} / "
+              f"{rp['bare_again']['events_per_s']} events/s, with decoding "
+              f"{rp['decode']['events_per_s']} ({rp['decode_ratio_to_bare']}x), replay "
+              f"{rp['replay']['events_per_s']} ({rp['replay_ratio_to_bare']}x); replay RSS "
+              f"`{json.dumps({k: v for k, v in rp['replay'].items() if k.startswith('rss')})}`",
+              ""]
+    return "\n".join(lines)
+
+
+def plots(report: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    rows = report["mail_path"]["ingest"]
+    labels = [f"{r['size'] // 1024} KB x {r['concurrency']}" for r in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    x = range(len(rows))
+    left.bar([i - 0.2 for i in x], [r["bare_sink"]["msgs_per_s"] for r in rows], 0.4,
+             label="bare aiosmtpd sink")
+    left.bar([i + 0.2 for i in x], [r["gateway"]["msgs_per_s"] for r in rows], 0.4,
+             label="katagate ingest")
+    left.set_xticks(list(x), labels, rotation=30)
+    left.set_ylabel("messages/s")
+    left.legend()
+    left.set_title("Ingest throughput")
+    for key, style in (("p50_ms", "o-"), ("p95_ms", "s-"), ("p99_ms", "^-")):
+        right.plot(list(x), [r["gateway"][key] for r in rows], style, label=f"gateway {key}")
+        right.plot(list(x), [r["bare_sink"][key] for r in rows], style, alpha=0.4,
+                   label=f"bare {key}")
+    right.set_xticks(list(x), labels, rotation=30)
+    right.set_ylabel("250 latency, ms")
+    right.set_yscale("log")
+    right.legend(fontsize=7)
+    right.set_title("Latency percentiles")
+    figure.tight_layout()
+    path = out / "ingest.png"
+    figure.savefig(path, dpi=100)
+    written.append(path)
+    plt.close(figure)
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: checks it works")
+    parser.add_argument("--out", type=Path, help="results folder")
+    parser.add_argument("--write-docs", action="store_true", help="also docs/PERFORMANCE.md")
+    args = parser.parse_args()
+    began = time.monotonic()
+    report = run(args.quick)
+    report["suite_seconds"] = round(time.monotonic() - began)
+    out = args.out or RESULTS / f"suite-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = markdown(report) + f"\nThe suite took {report['suite_seconds']} s.\n"
+    images = plots(report, out)
+    text += "".join(f"\n![{p.stem}]({p.name})\n" for p in images)
+    (out / "report.md").write_text(text)
+    if args.write_docs:
+        docs = ROOT / "docs"
+        docs.mkdir(exist_ok=True)
+        for image in images:
+            shutil.copy(image, docs / f"performance-{image.name}")
+        (docs / "PERFORMANCE.md").write_text(text.replace("](", "](performance-"))
+    print(text)
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

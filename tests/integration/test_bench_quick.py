@@ -1,0 +1,37 @@
+"""The benchmark suite works from a checkout with one command: `python -m bench --quick` runs
+every section and writes its report and plots. A smoke test — it never judges a timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.kafka
+
+
+def test_the_quick_suite_runs_every_section_and_writes_its_report(kafka_bootstrap, tmp_path):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["quick"] is True
+    assert report["limits"]["broker_produce_4kb"]["records_per_s"] > 0
+    assert report["limits"]["bare_sink"]["cpu_ms_per_message"] > 0
+    assert [r["concurrency"] for r in report["mail_path"]["ingest"]] == [1, 10]
+    assert report["mail_path"]["end_to_end"]["delivered"] >= 200
+    quarantine = report["mail_path"]["quarantine"]
+    assert quarantine["drained"] == quarantine["held_messages"] == 100
+    assert quarantine["central_node_requests_per_poll"] is not None
+    assert {"ingest", "scanner", "decider", "projector"} <= set(
+        report["mail_path"]["memory"]["after_quarantine"])
+    assert report["replay"]["events"] > 500
+    assert (tmp_path / "ingest.png").stat().st_size > 10_000
+    assert "## Replay" in (tmp_path / "report.md").read_text()

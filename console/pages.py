@@ -5,22 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from admin.labels import ACTION_LABELS
 from schemas import DEFAULT_RULE, ControlState, KataSettings, Rule
 from schemas.control import MIB
-
-ACTION_LABELS = {"delete": "Delete message", "reject": "Reject", "skip": "Skip"}
-
-# The KATA connection state window's states (DESIGN section 6), as the window names them.
-CONNECTION_STATES = {
-    "not_configured": "Not configured",
-    "connecting": "Connecting",
-    "awaiting_confirmation": "Awaiting confirmation",
-    "connected": "Connected",
-    "rejected": "Rejected by KATA",
-    "certificate_mismatch": "Certificate mismatch",
-    "unreachable": "Unreachable",
-    "error": "Error",
-}
 
 NAVIGATION = (
     ("Settings", (("Protection", (("KATA Protection", "/settings/protection/kata"),)),)),

@@ -12,10 +12,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from admin.errors import InvalidCommand
+from admin.labels import CONNECTION_STATES
 from admin.rules import existing_rule
 from console.auth import console_of
 from console.pages import (
-    CONNECTION_STATES,
     NAVIGATION,
     kata_protection_page,
     rule_page,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from admin.central_node import InvalidCommand, pin_key
+from admin.labels import CONNECTION_STATES
 from admin.settings import set_protection
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
@@ -21,17 +22,6 @@ from katagate.admin_write import add_write_options, commit
 from scanner.connection import ConnectionView
 from scanner.control_view import ControlView
 from schemas import ControlState, Event
-
-STATE_NAMES = {
-    "not_configured": "Not configured",
-    "connecting": "Connecting",
-    "awaiting_confirmation": "Awaiting confirmation",
-    "connected": "Connected",
-    "rejected": "Rejected by KATA",
-    "certificate_mismatch": "Certificate mismatch",
-    "unreachable": "Unreachable",
-    "error": "Error",
-}
 
 
 def register(commands: Any) -> None:
@@ -79,7 +69,7 @@ def _state(args: argparse.Namespace) -> int:
         return 0
     rows = [
         ("KATA Central Node IPv4-address", window["central_node_address"] or "(not set)"),
-        ("Connection state", STATE_NAMES[view.state]
+        ("Connection state", CONNECTION_STATES[view.state]
          + (f" since {window['since']}" if window["since"] else "")),
         ("KSMG public key fingerprint", view.sensor_fingerprint or "(no key yet)"),
         ("KATA public key fingerprint", view.observed or "(not seen yet)"),

@@ -9,6 +9,7 @@ from typing import Any
 from admin import values
 from admin.control_reader import read_control
 from admin.errors import InvalidCommand
+from admin.labels import ACTION_LABELS
 from admin.rules import (
     RULE_FIELDS,
     change_rule,
@@ -37,8 +38,6 @@ from schemas import (
     RuleCreated,
     RuleKataToggled,
 )
-
-ACTION_NAMES = {"delete": "Delete message", "reject": "Reject", "skip": "Skip"}
 
 
 def register(commands: Any) -> None:
@@ -158,7 +157,7 @@ def describe_rule(rule: Rule) -> str:
         ("  Senders", ", ".join(rule.senders)),
         ("  Recipients", ", ".join(rule.recipients)),
         ("KATA protection", describe_field(rule, "kata.enabled")),
-        ("  If KATA detected an event", ACTION_NAMES[rule.kata.action]),
+        ("  If KATA detected an event", ACTION_LABELS[rule.kata.action]),
         ("  Add to the subject", "(nothing)" if rule.kata.tag is None else rule.kata.tag),
         ("  Place copy in Backup", describe_field(rule, "kata.backup")),
     ]

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 
 from admin.errors import InvalidCommand, NotFound, NothingToChange
+from admin.labels import ACTION_LABELS
 from admin.rules import ACTIONS, create_rule
 from admin.settings import change_settings, set_protection, validate_settings
 from console.pages import (
-    ACTION_LABELS,
     kata_protection_page,
     rule_page,
     rules_page,

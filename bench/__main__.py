@@ -159,7 +159,8 @@ def markdown(report: dict[str, Any]) -> str:
               f"- Central Node requests per poll: {q.get('central_node_requests_per_poll')} "
               f"({q.get('polls_while_waiting')} polls in {q.get('wait_s')} s)",
               f"- drained in {q.get('drain_s')} s once verdicts came ({q.get('drained')} "
-              f"delivered)"]
+              f"delivered; {q.get('delivered_before_the_verdicts')} of them before the "
+              f"verdicts came, which makes the drain time meaningless when not 0)"]
     memory = mail.get("memory", {})
     lines += ["", "## Memory per stage (RSS MB)", "", "| stage | after the mail path | "
               "after the quarantine |", "|---|---|---|"]

@@ -94,7 +94,7 @@ base_port = {ports['metrics']}
     return process, ports, folder / "state" / "sink"
 
 
-def wait_connected(folder: Path, timeout_s: float = 60) -> None:
+def wait_connected(folder: Path, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         log = (folder / "state" / "logs" / "scanner.log")

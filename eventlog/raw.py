@@ -59,6 +59,9 @@ class RawReader:
             "enable.partition.eof": True,
             "fetch.max.bytes": 8 * CHUNK_BYTES,
             "max.partition.fetch.bytes": 4 * CHUNK_BYTES,
+            # A reader wants a few chunks, not librdkafka's default 64 MB of prefetch: stages
+            # run a reader per concurrent submission or delivery.
+            "queued.max.messages.kbytes": 8 * CHUNK_BYTES // 1024,
             # Reads are by offset, of records that exist: never wait for more to arrive.
             "fetch.wait.max.ms": 5,
             "log_level": 3,

@@ -235,7 +235,9 @@ def main() -> int:
         docs.mkdir(exist_ok=True)
         for image in images:
             shutil.copy(image, docs / f"performance-{image.name}")
-        (docs / "PERFORMANCE.md").write_text(text.replace("](", "](performance-"))
+        limits = (Path(__file__).parent / "limits.md").read_text()
+        (docs / "PERFORMANCE.md").write_text(text.replace("](", "](performance-") + "\n"
+                                             + limits)
     print(text)
     print(f"written to {out}")
     return 0

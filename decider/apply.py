@@ -21,7 +21,7 @@ from decider.history import ControlHistory
 from decider.ndr import build_ndr, should_send_ndr
 from decider.parcels import Parcel, Parcels, effect_id
 from decider.settings import DeciderSettings
-from decider.smtp_out import DeliveryOutcome, StartTls, deliver, next_retry
+from decider.smtp_out import DeliveryOutcome, SessionCache, StartTls, deliver, next_retry
 from decider.subject_tag import tag_subject
 from eventlog.folded import FoldedTopic
 from eventlog.loop import Poison, TransactionalLoop
@@ -81,6 +81,8 @@ class Apply:
         self._pool = ThreadPoolExecutor(max_workers=settings.delivery_concurrency,
                                         thread_name_prefix="apply")
         self.parcels = Parcels()
+        # Deliveries reuse connections to the next hop (RSET between messages).
+        self.sessions = SessionCache()
         # The loop's producer: Backup chunks join the transaction that records BackupStored.
         self.transaction: TransactionalProducer | None = None
 
@@ -151,6 +153,7 @@ class Apply:
         self.parcels.forget({p for _topic, p in partitions})
 
     def tick(self) -> list[Outgoing]:
+        self.sessions.sweep()
         out: list[Outgoing] = []
         for parcel in self.parcels.due(self._clock()):
             out += self._out(self._carry_out(parcel), parcel.partition)
@@ -228,7 +231,7 @@ class Apply:
             host=self._settings.next_hop_host, port=self._settings.next_hop_port,
             envelope_from=envelope_from, recipients=recipients, data=data,
             helo=self._settings.helo_name, timeout_s=self._settings.smtp_timeout_s,
-            starttls=cast(StartTls, self._settings.next_hop_starttls),
+            starttls=cast(StartTls, self._settings.next_hop_starttls), cache=self.sessions,
         )
 
     def _retry_or_fail(self, parcel: Parcel, reply: str, recipients: list[str]) -> list[Event]:
@@ -337,6 +340,7 @@ class Apply:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.sessions.close()
         for reader in self._all_readers:
             reader.close()
 

@@ -37,6 +37,9 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -120,11 +123,13 @@ def deliver(
     timeout_s: float,
     starttls: StartTls = "opportunistic",
     tls_context: ssl.SSLContext | None = None,
+    cache: SessionCache | None = None,
 ) -> DeliveryOutcome:
     """One delivery attempt of `data` to `recipients` at `host:port` (see the module docstring).
 
     `envelope_from` "" or "<>" is the null sender (for NDRs). Raises `ValueError` only for a
-    `helo` that is not a host name or address literal (configuration, not mail).
+    `helo` that is not a host name or address literal (configuration, not mail). With `cache`,
+    a connection that delivered is kept for the next delivery to the same next hop.
     """
     if not _HELO.match(helo):
         raise ValueError(f"helo must be a host name or an address literal: {helo!r}")
@@ -132,7 +137,10 @@ def deliver(
     if refusal:
         return DeliveryOutcome("failed", f"refused before sending: {refusal}", None)
     sender = "" if envelope_from.strip() in ("", "<>") else envelope_from
-    session = _Session(host, port, helo, timeout_s, starttls, tls_context)
+    key = (host, port, helo, starttls, id(tls_context))
+    session = cache.take(key) if cache is not None else None
+    if session is None:
+        session = _Session(host, port, helo, timeout_s, starttls, tls_context)
     try:
         return session.run(sender, recipients, data)
     except smtplib.SMTPResponseException as exc:
@@ -148,7 +156,10 @@ def deliver(
     except (OSError, smtplib.SMTPException) as exc:
         return _outcome("deferred", None, f"{type(exc).__name__}: {exc}", session)
     finally:
-        session.close()
+        if cache is not None and session.reusable:
+            cache.give(key, session)
+        else:
+            session.close()
 
 
 class _Session:
@@ -162,17 +173,24 @@ class _Session:
         self.tls = False
         self.results: tuple[RecipientResult, ...] = ()
         self.done = False
+        self.greeted = False  # connected, EHLO (and STARTTLS) done: ready for MAIL
+        self.reusable = False  # the last message was taken; the connection may carry another
+        self.opened_at: float | None = None  # by the cache's clock, when first kept
+        self.idle_since = 0.0
 
     def run(self, sender: str, recipients: list[str], data: bytes) -> DeliveryOutcome:
         client = self.client
-        code, reply = client.connect(self.host, self.port)
-        if code != 220:  # 4xx or 5xx: the host will not talk to us now (Postfix moves on)
-            return _outcome("deferred", code, reply, self)
-        refused = self.hello()
-        if refused is None:
-            refused = self.start_tls()
-        if refused is not None:
-            return refused
+        self.results, self.done, self.reusable = (), False, False
+        if not self.greeted:
+            code, reply = client.connect(self.host, self.port)
+            if code != 220:  # 4xx or 5xx: the host will not talk to us now (Postfix moves on)
+                return _outcome("deferred", code, reply, self)
+            refused = self.hello()
+            if refused is None:
+                refused = self.start_tls()
+            if refused is not None:
+                return refused
+            self.greeted = True
         options = []
         needs_utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))
         if needs_utf8:
@@ -200,6 +218,7 @@ class _Session:
             return DeliveryOutcome(kind, first.reply, first.code, self.results, self.tls)
         code, reply = client.data(data)  # SMTPDataError when DATA itself is not answered 354
         self.done = True
+        self.reusable = code == 250
         return _outcome("delivered" if code == 250 else _kind(code), code, reply, self)
 
     def hello(self) -> DeliveryOutcome | None:
@@ -234,6 +253,15 @@ class _Session:
         except (OSError, smtplib.SMTPException):
             self.client.close()
 
+    def still_good(self) -> bool:
+        """A kept connection answers RSET before it carries another message (as Postfix's
+        connection cache checks); one the next hop closed meanwhile does not."""
+        try:
+            code, _reply = self.client.rset()
+        except (OSError, smtplib.SMTPException):
+            return False
+        return code == 250
+
     def close(self) -> None:
         try:
             if self.client.sock is not None:
@@ -242,6 +270,73 @@ class _Session:
             pass  # the outcome is decided; a failing QUIT changes nothing
         finally:
             self.client.close()
+
+
+class SessionCache:
+    """Connections to next hops kept between deliveries (Postfix's SMTP connection cache).
+
+    A connection that delivered goes back here; the next delivery to the same next hop takes
+    it after a successful RSET instead of connecting, greeting and negotiating TLS again. Kept
+    at most `idle_s` unused (Postfix's smtp_connection_cache_time_limit, 2 s) and `max_age_s`
+    in all (smtp_connection_reuse_time_limit, 300 s). Safe to share between threads: a
+    connection is used by one delivery at a time.
+    """
+
+    def __init__(self, idle_s: float = 2.0, max_age_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle_s = idle_s
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._idle: dict[tuple[Any, ...], list[_Session]] = {}
+        self._lock = threading.Lock()
+        self.reused = 0  # deliveries that went over a kept connection
+
+    def take(self, key: tuple[Any, ...]) -> _Session | None:
+        self.sweep()
+        while True:
+            with self._lock:
+                kept = self._idle.get(key)
+                if not kept:
+                    return None
+                session = kept.pop()
+            if session.still_good():
+                self.reused += 1
+                return session
+            session.client.close()
+
+    def give(self, key: tuple[Any, ...], session: _Session) -> None:
+        now = self._clock()
+        if session.opened_at is None:
+            session.opened_at = now
+        if now - session.opened_at >= self.max_age_s:
+            session.close()
+            return
+        session.idle_since = now
+        with self._lock:
+            self._idle.setdefault(key, []).append(session)
+
+    def sweep(self) -> None:
+        """Close (QUIT) the connections idle too long."""
+        now = self._clock()
+        stale: list[_Session] = []
+        with self._lock:
+            for key, kept in list(self._idle.items()):
+                fresh = [s for s in kept if now - s.idle_since < self.idle_s]
+                stale += [s for s in kept if now - s.idle_since >= self.idle_s]
+                self._idle[key] = fresh
+        for session in stale:
+            session.close()
+
+    def close(self) -> None:
+        with self._lock:
+            kept = [s for sessions in self._idle.values() for s in sessions]
+            self._idle.clear()
+        for session in kept:
+            session.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(kept) for kept in self._idle.values())
 
 
 class _Client(smtplib.SMTP):

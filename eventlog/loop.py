@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -128,6 +129,8 @@ class TransactionalLoop:
         self._dead_letter_topic = dead_letter_topic
         self._batch_size = batch_size
         self._poll_timeout_s = poll_timeout_s
+        self._linger_s = settings.loop_linger_ms / 1000
+        self._busy_until = 0.0
         # A seam for tests (and tracing): runs after the batch is produced, before the commit.
         self._before_commit = before_commit
         self._timeout = settings.request_timeout_s
@@ -309,12 +312,18 @@ class TransactionalLoop:
         arrives: under light traffic every record would wait that long at every stage.
         """
         messages: list[Any] = self._consumer.consume(self._batch_size, 0)
-        if messages:
-            return messages
-        first = self._consumer.poll(self._poll_timeout_s)
-        if first is None:
-            return []
-        return [first, *self._consumer.consume(self._batch_size - 1, 0)]
+        if not messages:
+            first = self._consumer.poll(self._poll_timeout_s)
+            if first is None:
+                return []
+            messages = [first, *self._consumer.consume(self._batch_size - 1, 0)]
+        now = time.monotonic()
+        if self._linger_s and len(messages) < self._batch_size and now < self._busy_until:
+            # Traffic is steady: fill the transaction a little more (consume returns at once
+            # if the batch fills).
+            messages += self._consumer.consume(self._batch_size - len(messages), self._linger_s)
+        self._busy_until = now + 1.0
+        return messages
 
     @property
     def producer(self) -> TransactionalProducer:

@@ -233,8 +233,11 @@ class ScanService:
         events = verdict_events(self.book, polled.scans, detects, ctx)
         if not self._record(events):
             return
-        for event in events:
-            api.delete(getattr(event, "scan_id", ""))
+        # Finished scans are deleted on the Central Node, as many at a time as submissions:
+        # one by one, a poll that brought hundreds of verdicts stalled the loop for seconds.
+        finished = [scan_id for event in events if (scan_id := getattr(event, "scan_id", ""))]
+        for _deleted in self._pool.map(api.delete, finished):
+            pass
 
     def _detects_for(self, api: KataApi, scan_ids: set[str]) -> list[DetectRecord]:
         found: list[DetectRecord] = []

@@ -4,6 +4,7 @@ and the union decoder; a malformed record is dead-lettered with its reason and t
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -136,3 +137,44 @@ def test_a_batching_handler_sets_aside_only_the_records_it_refused(kafka_setting
     dead = read_all(kafka_settings.bootstrap_servers, names.deadletter)
     assert [r.value for r in dead] == [b"\x00not json at all"]
     assert dead[0].header(DLQ_OFFSET) == b"1"
+
+
+def _publish(settings, topic, events, transactional_id):
+    producer = TransactionalProducer(settings, transactional_id)
+    producer.begin()
+    producer.produce([Outgoing.event(topic, event) for event in events])
+    producer.commit()
+    producer.close()
+
+
+def test_under_steady_traffic_a_batch_waits_the_linger_for_more_records(kafka_settings):
+    """A first record after a quiet spell goes at once; one arriving while records keep coming
+    waits up to the linger so that later records share its transaction."""
+    settings = kafka_settings.model_copy(update={"loop_linger_ms": 1500})
+    names = TopicNames(settings.topic_prefix)
+    events = sample_events()[:3]
+    loop = TransactionalLoop(
+        settings, stage="test", group_id="test-linger", transactional_id="test-linger-loop",
+        topics=[names.control], handler=EchoToAudit(names.audit),
+        dead_letter_topic=names.deadletter,
+    )
+    try:
+        while loop.run_once() == 0 and not loop._consumer.assignment():  # noqa: SLF001
+            pass
+        _publish(settings, names.control, events[:1], "test-linger-1")
+        first = 0
+        while first == 0:
+            first = loop.run_once()
+        assert first == 1  # no wait: nothing came in the second before it
+
+        _publish(settings, names.control, events[1:2], "test-linger-2")
+        timer = threading.Timer(0.5, _publish, (settings, names.control, events[2:],
+                                                "test-linger-3"))
+        timer.start()
+        second = 0
+        while second == 0:
+            second = loop.run_once()
+        timer.join()
+        assert second == 2  # the second record waited, and the third joined it
+    finally:
+        loop.close()

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from decider.smtp_out import DeliveryOutcome, deliver, next_retry
+from decider.smtp_out import DeliveryOutcome, SessionCache, deliver, next_retry
 
 MESSAGE = (b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\n"
            b"first line\r\n.starts with a dot\r\n..two dots\r\n.\r\n \r\nlast line\r\n")
@@ -40,6 +40,7 @@ class Received:
     data: bytes
     tls: bool
     mail_options: list[str]
+    peer: Any = None  # the client's (address, port): one per connection
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content or b"", session.ssl is not None,
-                                      list(envelope.mail_options)))
+                                      list(envelope.mail_options), session.peer))
         if self.drop_after_data and server.transport is not None:
             server.transport.abort()
         return self.data_reply
@@ -129,6 +130,72 @@ def _deliver(port: int, **overrides: Any) -> DeliveryOutcome:
 
 
 # -- delivered ----------------------------------------------------------------------------------
+
+
+def test_given_a_cache_then_deliveries_share_one_connection(next_hop):
+    handler, port = next_hop()
+    cache = SessionCache()
+    outcomes = [_deliver(port, cache=cache, recipients=[f"r{i}@example.net"]) for i in range(3)]
+    assert [o.kind for o in outcomes] == ["delivered"] * 3
+    assert [r.rcpt_tos for r in handler.received] == [[f"r{i}@example.net"] for i in range(3)]
+    assert len({r.peer for r in handler.received}) == 1
+    assert cache.reused == 2
+    assert [r.data for r in handler.received] == [MESSAGE] * 3
+
+
+def test_given_a_cache_and_starttls_then_one_handshake_serves_every_message(next_hop, server_tls):
+    handler, port = next_hop(tls_context=server_tls)
+    cache = SessionCache()
+    assert all(_deliver(port, cache=cache).tls for _ in range(3))
+    assert len({r.peer for r in handler.received}) == 1
+    assert all(r.tls for r in handler.received)
+
+
+def test_given_a_kept_connection_the_next_hop_closed_then_a_new_one_delivers(next_hop):
+    handler, port = next_hop(timeout=0.3)  # the next hop drops idle clients after 0.3 s
+    cache = SessionCache(idle_s=30)
+    assert _deliver(port, cache=cache).kind == "delivered"
+    threading.Event().wait(1.0)
+    assert _deliver(port, cache=cache).kind == "delivered"
+    assert len({r.peer for r in handler.received}) == 2
+    assert cache.reused == 0
+
+
+def test_given_a_connection_idle_past_the_limit_then_it_is_closed_not_reused(next_hop):
+    handler, port = next_hop()
+    now = [0.0]
+    cache = SessionCache(idle_s=2.0, clock=lambda: now[0])
+    assert _deliver(port, cache=cache).kind == "delivered"
+    assert len(cache) == 1
+    now[0] = 2.5
+    cache.sweep()
+    assert len(cache) == 0
+    assert _deliver(port, cache=cache).kind == "delivered"
+    assert len({r.peer for r in handler.received}) == 2
+
+
+def test_given_a_connection_older_than_the_reuse_limit_then_it_is_not_kept(next_hop):
+    _handler, port = next_hop()
+    now = [0.0]
+    cache = SessionCache(idle_s=1000.0, max_age_s=300.0, clock=lambda: now[0])
+    assert _deliver(port, cache=cache).kind == "delivered"
+    now[0] = 100.0
+    assert _deliver(port, cache=cache).kind == "delivered"
+    assert len(cache) == 1
+    now[0] = 300.0
+    assert _deliver(port, cache=cache).kind == "delivered"
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize("handler", [Handler(data_reply="451 4.3.0 try later"),
+                                     Handler(mail_reply="550 5.7.1 no")])
+def test_given_a_delivery_that_did_not_succeed_then_its_connection_is_not_kept(
+    next_hop, handler
+):
+    _handler, port = next_hop(handler)
+    cache = SessionCache()
+    assert _deliver(port, cache=cache).kind != "delivered"
+    assert len(cache) == 0
 
 
 def test_given_a_willing_next_hop_then_the_exact_bytes_arrive(next_hop):

@@ -27,7 +27,7 @@ from typing import Any
 
 from bench.machine import machine
 from bench.smtp_load import send_load
-from eventlog.broker import free_port
+from eventlog.broker import free_port, free_port_run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -44,7 +44,8 @@ def start_bare_sink() -> tuple[subprocess.Popen[str], int]:
 
 def start_gateway(folder: Path) -> tuple[subprocess.Popen[str], dict[str, int], Path]:
     ports = {name: free_port() for name in ("broker", "smtp", "kata", "sink", "projector",
-                                            "console", "metrics")}
+                                            "console")}
+    ports["metrics"] = free_port_run(3)  # ingest, scanner, decider: base, base+1, base+2
     config = folder / "katagate.toml"
     config.write_text(f"""
 [paths]

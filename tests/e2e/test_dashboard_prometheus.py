@@ -22,7 +22,6 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import threading
@@ -36,7 +35,7 @@ import pytest
 import yaml
 from confluent_kafka import Producer
 
-from eventlog.broker import free_port
+from eventlog.broker import free_port, free_port_run
 from eventlog.topics import TopicNames
 from katagate.dashboard_cmd import DASHBOARD, rows
 from tests.conftest import ensure_namespace
@@ -60,23 +59,6 @@ def require_prometheus() -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
-
-
-def three_free_ports() -> int:
-    """A base port with base, base+1 and base+2 free (`[metrics] base_port`)."""
-    for _ in range(50):
-        base = free_port()
-        if base > 65000:
-            continue
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in (base + 1, base + 2):
-                    sock = stack.enter_context(socket.socket())
-                    sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise AssertionError("no three consecutive free ports")
 
 
 def get_json(url: str, timeout: float = 10) -> Any:
@@ -221,7 +203,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(kafka_bootstr
     kafka = ensure_namespace(kafka_bootstrap)
     state = tmp_path / "state"
     sink = Sink(tmp_path / "sink", "--reject-rcpt", "nobody@example.net")
-    smtp_port, projector_port, base = free_port(), free_port(), three_free_ports()
+    smtp_port, projector_port, base = free_port(), free_port(), free_port_run(3)
     max_recipients = 100
     config = tmp_path / "katagate.toml"
     config.write_text(f"""

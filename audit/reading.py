@@ -33,6 +33,7 @@ def new_consumer(kafka: KafkaSettings) -> Consumer:
     return Consumer({
         "bootstrap.servers": kafka.bootstrap_servers,
         "group.id": f"audit-{uuid.uuid4().hex}",  # assign() only, never committed
+        "client.id": "katagate-audit",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",

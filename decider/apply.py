@@ -26,7 +26,7 @@ from decider.subject_tag import tag_subject
 from eventlog.folded import FoldedTopic
 from eventlog.loop import Poison, TransactionalLoop
 from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawReader, RawUnavailable, chunk
+from eventlog.raw import RawReader, RawUnavailable, RawWant, chunk, prefetch
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -121,15 +121,22 @@ class Apply:
                 parcel = self.parcels.live.get(event.message_id)
                 if parcel is not None and parcel.decision is not None and parcel.attempts == 0:
                     work.append((index, parcel, record.partition))
-        done = self._pool.map(self._carried_out_or_error, [parcel for _i, parcel, _p in work])
+        # Messages decided together were received together: one pass reads their bytes.
+        ahead = prefetch(self._reader(), [
+            (RawWant(p.raw.topic, p.raw.partition, p.raw.offsets, p.message_id, p.sha256), p.size)
+            for _i, p, _part in work])
+        parcels = [parcel for _i, parcel, _p in work]
+        done = self._pool.map(self._carried_out_or_error, parcels,
+                              [ahead.get(parcel.message_id) for parcel in parcels])
         for (index, _parcel, partition), outcome in zip(work, done, strict=True):
             results[index] = outcome if isinstance(outcome, Exception) else self._out(
                 outcome, partition)
         return results
 
-    def _carried_out_or_error(self, parcel: Parcel) -> list[Event] | Exception:
+    def _carried_out_or_error(self, parcel: Parcel,
+                              data: bytes | RawUnavailable | None) -> list[Event] | Exception:
         try:
-            return self._carry_out(parcel)
+            return self._carry_out(parcel, data)
         except Exception as exc:  # the loop sets this record aside, the others go on
             return exc
 
@@ -175,12 +182,17 @@ class Apply:
             "causation_id": decision.event_id if decision is not None else None,
         }
 
-    def _carry_out(self, parcel: Parcel) -> list[Event]:
+    def _carry_out(self, parcel: Parcel,
+                   data: bytes | RawUnavailable | None = None) -> list[Event]:
+        """Carry out the parcel's decision on `data`, read ahead, or read now when it was not."""
         decision = parcel.decision
         assert decision is not None  # noqa: S101 - only decided parcels are carried out
         try:
-            data = self._reader().read(parcel.raw.topic, parcel.raw.partition,
-                                       parcel.raw.offsets, parcel.message_id, parcel.sha256)
+            if data is None:
+                data = self._reader().read(parcel.raw.topic, parcel.raw.partition,
+                                           parcel.raw.offsets, parcel.message_id, parcel.sha256)
+            if isinstance(data, RawUnavailable):
+                raise data
         except RawUnavailable as exc:
             return [DeliveryFailed(
                 **self._common(parcel, "failed"), next_hop=self.next_hop,

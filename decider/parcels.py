@@ -46,6 +46,7 @@ class Parcel:
     attempts: int = 0
     first_attempt_at: datetime | None = None
     retry_at: datetime | None = None
+    size: int = 0  # bytes, as received
 
 
 class Parcels:
@@ -63,6 +64,7 @@ class Parcels:
                 self.live[m] = Parcel(
                     m, partition, event.correlation_id or event.event_id, event.envelope_from,
                     tuple(event.envelope_to), event.raw, event.sha256, event.occurred_at,
+                    size=event.size,
                 )
             case ActionDecided() if parcel is not None and parcel.decision is None:
                 self.live[m] = replace(parcel, decision=event)

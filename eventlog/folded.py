@@ -33,6 +33,7 @@ class FoldedTopic(Generic[S]):
         self._consumer = Consumer({
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": f"fold-{uuid.uuid4().hex}",  # assign() only, never committed
+            "client.id": f"katagate-fold-{topic}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "enable.partition.eof": True,

@@ -96,6 +96,7 @@ def consumer_config(
         **static,
         "bootstrap.servers": settings.bootstrap_servers,
         "group.id": group_id,
+        "client.id": group_id,  # names the stage in the broker's request logs and metrics
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
@@ -268,6 +269,7 @@ class TransactionalLoop:
         reader = Consumer({
             "bootstrap.servers": self._settings.bootstrap_servers,
             "group.id": f"restore-{self.stage}",  # assign() only, never committed
+            "client.id": f"restore-{self.stage}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "enable.partition.eof": True,

@@ -50,6 +50,7 @@ def producer_config(settings: KafkaSettings, transactional_id: str) -> dict[str,
     return {
         "bootstrap.servers": settings.bootstrap_servers,
         "transactional.id": transactional_id,
+        "client.id": transactional_id,
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "zstd",

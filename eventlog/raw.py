@@ -44,6 +44,25 @@ def chunk(topic: str, message_id: str, data: bytes, chunk_bytes: int = CHUNK_BYT
     return Chunked(records, hashlib.sha256(data).hexdigest(), len(data))
 
 
+@dataclass(frozen=True)
+class RawWant:
+    """One message's chunks, as an event locates them."""
+
+    topic: str
+    partition: int
+    offsets: list[int]
+    message_id: str
+    sha256: str | None = None
+
+
+# What a stage reads ahead for a batch at most: a large message is read alone, when needed.
+PREFETCH_BYTES = 16 * 1024 * 1024
+
+# Within a partition, wanted records at most this far apart are read in one pass (the records
+# between them are skipped); farther apart, the reader seeks.
+MAX_SKIP = 256
+
+
 class RawReader:
     """Reads chunks back by (topic, partition, offsets); one consumer, assigned per read."""
 
@@ -52,6 +71,7 @@ class RawReader:
         self._consumer = Consumer({
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": "katagate-raw-reader",  # assign() only: never joins or commits
+            "client.id": "katagate-raw-reader",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             # Offsets removed by retention must be an error here, not a silent jump.
@@ -73,38 +93,98 @@ class RawReader:
     ) -> bytes:
         """The message's bytes, from its first chunk's offset to its last (other messages'
         records in between are skipped)."""
-        wanted = set(offsets)
-        found: dict[int, bytes] = {}
-        last = max(offsets)
-        self._consumer.assign([TopicPartition(topic, partition, min(offsets))])
+        result = self.read_many([RawWant(topic, partition, offsets, message_id, sha256)])
+        data = result[message_id]
+        if isinstance(data, RawUnavailable):
+            raise data
+        return data
+
+    def read_many(self, wants: list[RawWant]) -> dict[str, bytes | RawUnavailable]:
+        """Several messages' bytes, by message id, in as few fetches as their offsets allow:
+        messages received together lie together in their partition, and one fetch returns many
+        of them where one read per message costs a fetch (and a broker request) each. The
+        caller bounds how many bytes it asks for at once."""
+        found: dict[tuple[str, int, int], bytes] = {}
+        keys: dict[tuple[str, int, int], bytes] = {}
+        by_partition: dict[tuple[str, int], set[int]] = {}
+        for want in wants:
+            by_partition.setdefault((want.topic, want.partition), set()).update(want.offsets)
+        for (topic, partition), offsets in by_partition.items():
+            for first, last in _spans(sorted(offsets)):
+                self._scan(topic, partition, first, last, offsets, found, keys)
+        results: dict[str, bytes | RawUnavailable] = {}
+        for want in wants:
+            places = [(want.topic, want.partition, o) for o in want.offsets]
+            missing = [p[2] for p in places
+                       if p not in found or keys[p] != want.message_id.encode()]
+            if missing:
+                results[want.message_id] = RawUnavailable(
+                    f"message {want.message_id}: chunks at {want.topic}[{want.partition}] "
+                    f"offsets {missing[:5]} are unavailable")
+                continue
+            data = b"".join(found[p] for p in places)
+            if want.sha256 is not None and hashlib.sha256(data).hexdigest() != want.sha256:
+                results[want.message_id] = RawUnavailable(
+                    f"message {want.message_id}: raw bytes do not match their sha256")
+                continue
+            results[want.message_id] = data
+        return results
+
+    def _scan(self, topic: str, partition: int, first: int, last: int, wanted: set[int],
+              found: dict[tuple[str, int, int], bytes],
+              keys: dict[tuple[str, int, int], bytes]) -> None:
+        self._consumer.assign([TopicPartition(topic, partition, first)])
         try:
             deadline = time.monotonic() + self._timeout
-            while not wanted <= found.keys() and time.monotonic() < deadline:
-                message = self._consumer.poll(0.2)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() in (KafkaError._PARTITION_EOF, KafkaError._AUTO_OFFSET_RESET):
-                        break  # the end, or the offsets were deleted by retention
-                    continue
-                offset = message.offset() or 0
-                if offset in wanted and message.key() == message_id.encode():
-                    found[offset] = message.value() or b""
-                if offset >= last:
-                    break
+            while time.monotonic() < deadline:
+                # What is fetched already, else wait for one: consume(n, timeout) would wait
+                # out the whole timeout for n records.
+                batch = self._consumer.consume(500, 0)
+                if not batch:
+                    first = self._consumer.poll(0.2)
+                    batch = [first] if first is not None else []
+                done = False
+                for message in batch:
+                    error = message.error()
+                    if error is not None:
+                        if error.code() in (KafkaError._PARTITION_EOF,
+                                            KafkaError._AUTO_OFFSET_RESET):
+                            done = True  # the end, or the offsets were deleted by retention
+                        continue
+                    offset = message.offset() or 0
+                    if offset in wanted:
+                        found[(topic, partition, offset)] = message.value() or b""
+                        keys[(topic, partition, offset)] = message.key() or b""
+                    if offset >= last:
+                        done = True
+                if done:
+                    return
         finally:
             self._consumer.unassign()
-        missing = wanted - found.keys()
-        if missing:
-            raise RawUnavailable(
-                f"message {message_id}: chunks at {topic}[{partition}] offsets "
-                f"{sorted(missing)[:5]} are unavailable"
-            )
-        data = b"".join(found[o] for o in offsets)
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise RawUnavailable(f"message {message_id}: raw bytes do not match their sha256")
-        return data
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def _spans(offsets: list[int]) -> list[tuple[int, int]]:
+    """Sorted offsets cut into (first, last) runs with gaps of at most MAX_SKIP."""
+    spans: list[tuple[int, int]] = []
+    for offset in offsets:
+        if spans and offset - spans[-1][1] <= MAX_SKIP:
+            spans[-1] = (spans[-1][0], offset)
+        else:
+            spans.append((offset, offset))
+    return spans
+
+
+def prefetch(reader: RawReader, wants: list[tuple[RawWant, int]],
+             budget: int = PREFETCH_BYTES) -> dict[str, bytes | RawUnavailable]:
+    """Of (want, size) pairs, read at once those that fit together in `budget` bytes, in the
+    order given; the others are left out, for their user to read alone."""
+    chosen: list[RawWant] = []
+    total = 0
+    for want, size in wants:
+        if total + size <= budget:
+            chosen.append(want)
+            total += size
+    return reader.read_many(chosen) if chosen else {}

@@ -47,6 +47,7 @@ class LogReader:
         self._consumer = Consumer({
             "bootstrap.servers": kafka.bootstrap_servers,
             "group.id": f"projector-{uuid.uuid4().hex}",  # assign() only, never committed
+            "client.id": "katagate-projector",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",

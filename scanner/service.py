@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from eventlog.errors import KafkaUnavailable
 from eventlog.lag import LagMeter
 from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawReader, RawUnavailable
+from eventlog.raw import RawReader, RawUnavailable, RawWant, prefetch
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -129,10 +129,15 @@ class ScanService:
         api = self._api_for(str(view.target.address), view.target.port, view.effective_pin)
         ctx = Ctx(datetime.now(UTC), self._ref, view.target, self._identity.sensor_id)
         self._submit_due(api, ctx)
-        if time.monotonic() >= self._next_poll and self.book.awaiting_verdict():
-            self._next_poll = time.monotonic() + view.settings.poll_interval_s
-            self._poll(api, Ctx(datetime.now(UTC), self._ref, view.target,
-                                self._identity.sensor_id))
+        self._poll_if_due(api)
+
+    def _poll_if_due(self, api: KataApi) -> None:
+        view = self._control.view
+        if view.target is None or time.monotonic() < self._next_poll or \
+                not self.book.awaiting_verdict():
+            return
+        self._next_poll = time.monotonic() + view.settings.poll_interval_s
+        self._poll(api, Ctx(datetime.now(UTC), self._ref, view.target, self._identity.sensor_id))
 
     def _pump(self, budget: int = 2000) -> None:
         for _ in range(budget):
@@ -181,7 +186,13 @@ class ScanService:
         # same scanId, which KATA takes as the same scan.
         for start in range(0, len(due), SUBMISSIONS_PER_TRANSACTION):
             batch = due[start:start + SUBMISSIONS_PER_TRANSACTION]
-            outcomes = list(self._pool.map(lambda scan: self._read_and_submit(api, scan), batch))
+            # Messages received together lie together in the raw topic: one pass reads them.
+            ahead = prefetch(self._reader(), [
+                (RawWant(s.raw.topic, s.raw.partition, s.raw.offsets, s.message_id, s.sha256),
+                 s.size) for s in batch if s.raw is not None])
+            outcomes = list(self._pool.map(
+                self._read_and_submit, [api] * len(batch), batch,
+                [ahead.get(scan.message_id) for scan in batch]))
             recorded: list[Event] = []
             stop = False
             for scan, outcome in zip(batch, outcomes, strict=True):
@@ -199,20 +210,31 @@ class ScanService:
             self._record(recorded)
             if stop:
                 break
+            # A long backlog of submissions must not hold back the verdicts already waiting.
+            self._poll_if_due(api)
 
-    def _read_and_submit(self, api: KataApi,
-                         scan: Scan) -> Submitted | Refused | RawUnavailable:
-        assert scan.raw is not None  # noqa: S101 - only received messages are admitted
+    def _reader(self) -> RawReader:
+        """The calling thread's reader (a consumer is not shared between threads)."""
         reader: RawReader | None = getattr(self._readers, "reader", None)
         if reader is None:
             reader = self._readers.reader = RawReader(self._kafka)
             with self._readers_lock:
                 self._all_readers.append(reader)
-        try:
-            content = reader.read(scan.raw.topic, scan.raw.partition, scan.raw.offsets,
-                                  scan.message_id, scan.sha256)
-        except RawUnavailable as exc:
-            return exc
+        return reader
+
+    def _read_and_submit(self, api: KataApi, scan: Scan,
+                         content: bytes | RawUnavailable | None
+                         ) -> Submitted | Refused | RawUnavailable:
+        """Submit `content`, read ahead; or, when it was not (a large message), read it now."""
+        assert scan.raw is not None  # noqa: S101 - only received messages are admitted
+        if content is None:
+            try:
+                content = self._reader().read(scan.raw.topic, scan.raw.partition,
+                                              scan.raw.offsets, scan.message_id, scan.sha256)
+            except RawUnavailable as exc:
+                return exc
+        if isinstance(content, RawUnavailable):
+            return content
         return api.submit(scan.message_id, content)
 
     def _poll(self, api: KataApi, ctx: Ctx) -> None:

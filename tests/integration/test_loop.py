@@ -159,7 +159,7 @@ def test_under_steady_traffic_a_batch_waits_the_linger_for_more_records(kafka_se
         dead_letter_topic=names.deadletter,
     )
     try:
-        while loop.run_once() == 0 and not loop._consumer.assignment():  # noqa: SLF001
+        while loop.run_once() == 0 and not loop._consumer.assignment():
             pass
         _publish(settings, names.control, events[:1], "test-linger-1")
         first = 0

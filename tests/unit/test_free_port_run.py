@@ -12,7 +12,8 @@ from eventlog.broker import free_port_run
 def test_the_ports_are_free_consecutive_and_below_the_ephemeral_range():
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     base = free_port_run(3)
-    assert 10000 <= base and base + 3 <= low
+    assert base >= 10000
+    assert base + 3 <= low
     with contextlib.ExitStack() as stack:
         for port in range(base, base + 3):
             stack.enter_context(socket.socket()).bind(("127.0.0.1", port))

@@ -1,0 +1,88 @@
+"""RawReader on the real broker: one message or many at once, by their chunks' offsets."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+
+from eventlog.producer import TransactionalProducer
+from eventlog.raw import MAX_SKIP, RawReader, RawUnavailable, RawWant, chunk
+from eventlog.records import Outgoing
+from eventlog.topics import TopicNames
+
+pytestmark = pytest.mark.kafka
+
+
+def write(settings, records: list[Outgoing]) -> list[tuple[int, int]]:
+    producer = TransactionalProducer(settings, f"test-raw-{uuid.uuid4().hex[:8]}")
+    producer.begin()
+    located = producer.produce_located(records)
+    producer.commit()
+    producer.close()
+    return located
+
+
+def want_for(topic: str, message_id: str, data: bytes, located) -> RawWant:
+    (partition,) = {p for p, _o in located}
+    return RawWant(topic, partition, [o for _p, o in located], message_id,
+                   hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture
+def reader(kafka_settings):
+    reader = RawReader(kafka_settings)
+    yield reader
+    reader.close()
+
+
+def test_many_messages_written_together_are_read_back_exactly(kafka_settings, reader):
+    topic = TopicNames(kafka_settings.topic_prefix).raw
+    messages = {f"m-{i}-{uuid.uuid4().hex[:6]}": bytes([65 + i]) * (700 + 97 * i)
+                for i in range(40)}
+    chunked = [chunk(topic, message_id, data, chunk_bytes=256)  # several chunks each
+               for message_id, data in messages.items()]
+    located = write(kafka_settings, [r for c in chunked for r in c.records])
+    wants, start = [], 0
+    for (message_id, data), c in zip(messages.items(), chunked, strict=True):
+        wants.append(want_for(topic, message_id, data, located[start:start + len(c.records)]))
+        start += len(c.records)
+
+    assert reader.read_many(wants) == messages
+    assert reader.read(wants[7].topic, wants[7].partition, wants[7].offsets,
+                       wants[7].message_id, wants[7].sha256) == messages[wants[7].message_id]
+
+
+def test_chunks_far_apart_are_read_by_seeking_and_what_lies_between_is_skipped(
+    kafka_settings, reader
+):
+    topic = TopicNames(kafka_settings.topic_prefix).raw
+    message_id = f"far-{uuid.uuid4().hex[:6]}"
+    data = b"first half|" + b"second half"
+    first, second = data[:11], data[11:]
+    filler = [Outgoing(topic, b"not this", message_id.encode()) for _ in range(MAX_SKIP + 50)]
+    located = write(kafka_settings, [Outgoing(topic, first, message_id.encode()), *filler,
+                                     Outgoing(topic, second, message_id.encode())])
+    want = want_for(topic, message_id, data, [located[0], located[-1]])
+    assert want.offsets[1] - want.offsets[0] > MAX_SKIP
+    assert reader.read_many([want]) == {message_id: data}
+
+
+def test_each_bad_location_fails_alone_and_the_others_are_read(kafka_settings, reader):
+    topic = TopicNames(kafka_settings.topic_prefix).raw
+    good_id, tampered_id, other_key_id = (f"{name}-{uuid.uuid4().hex[:6]}"
+                                          for name in ("good", "tampered", "elsewhere"))
+    good = want_for(topic, good_id, b"good bytes",
+                    write(kafka_settings, chunk(topic, good_id, b"good bytes").records))
+    tampered = RawWant(good.topic, good.partition, good.offsets, tampered_id, good.sha256)
+    wrong_sha = RawWant(good.topic, good.partition, good.offsets, good_id, "0" * 64)
+    beyond = RawWant(good.topic, good.partition, [good.offsets[0] + 10_000], other_key_id)
+
+    results = reader.read_many([good, tampered, beyond])
+    assert results[good_id] == b"good bytes"
+    assert isinstance(results[tampered_id], RawUnavailable)  # the records hold another message
+    assert isinstance(results[other_key_id], RawUnavailable)  # no such offset yet
+    with pytest.raises(RawUnavailable, match="sha256"):
+        reader.read(wrong_sha.topic, wrong_sha.partition, wrong_sha.offsets, good_id,
+                    wrong_sha.sha256)

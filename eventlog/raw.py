@@ -141,8 +141,8 @@ class RawReader:
                 # out the whole timeout for n records.
                 batch = self._consumer.consume(500, 0)
                 if not batch:
-                    first = self._consumer.poll(0.2)
-                    batch = [first] if first is not None else []
+                    waited = self._consumer.poll(0.2)
+                    batch = [waited] if waited is not None else []
                 done = False
                 for message in batch:
                     error = message.error()

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,63 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.mailpath import ROOT, delivered
+from bench.processes import up_pid, usage
 from bench.smtp_load import send_load
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-STAGES = ("ingest", "scanner", "decider", "projector", "console", "audit")
-
-
-def _children(parent: int) -> dict[int, str]:
-    found: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
-            continue
-        words = [a.decode(errors="replace") for a in args]
-        stage = next((s for s in STAGES if s in words), None)
-        if stage is None and "kata_emulator" in words:
-            stage = "emulator"
-        if stage is None and any("java" in w for w in words[:1]):
-            stage = "broker"
-        if stage is None and "sink" in words:
-            stage = "sink"
-        if stage is not None:
-            found[int(entry.name)] = stage
-    return found
-
-
-def up_pid(folder: Path) -> int:
-    config = str(folder / "katagate.toml")
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if config.encode() in (entry / "cmdline").read_bytes():
-                    return int(entry.name)
-            except OSError:
-                continue
-    raise RuntimeError("katagate up is not running")
-
-
-def usage(parent: int) -> dict[str, dict[str, float]]:
-    """Resident memory (MB) and CPU seconds so far, per stage."""
-    out: dict[str, dict[str, float]] = {}
-    for pid, stage in _children(parent).items():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        rss_kib = next(int(line.split()[1]) for line in status.splitlines()
-                       if line.startswith("VmRSS:"))
-        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-        out[stage] = {"rss_mb": round(rss_kib / 1024, 1), "cpu_s": round(cpu, 2)}
-    return out
 
 
 def _scanner_counts(metrics_port: int) -> tuple[float, float, float]:
@@ -162,3 +106,27 @@ def quarantine_at_scale(folder: Path, ports: dict[str, int], sink_dir: Path, hel
         "drain_s": round(time.monotonic() - lifted, 1),
         "drained": delivered(sink_dir) - before_delivered,
     }
+
+
+def memory_at_marks(folder: Path, ports: dict[str, int], sink_dir: Path,
+                    marks: list[int]) -> dict[str, Any]:
+    """Every stage's RSS once each mark of messages went through end to end (sent at 50
+    connections, delivered at the sink), and each stage's growth from the first mark to the
+    last."""
+    parent = up_pid(folder)
+    start = delivered(sink_dir)
+    sent = 0
+    rows = []
+    for mark in sorted(marks):
+        while sent < mark:
+            sent += send_load(ports["smtp"], min(5000, mark - sent), 4096, 50).messages
+        target = start + sent
+        began = time.monotonic()
+        while delivered(sink_dir) < target and time.monotonic() - began < 900:
+            time.sleep(0.5)
+        rows.append({"messages": mark, "delivered": delivered(sink_dir) - start,
+                     "rss_mb": {s: u["rss_mb"] for s, u in usage(parent).items()}})
+    first, last = rows[0]["rss_mb"], rows[-1]["rss_mb"]
+    growth = {stage: round((last[stage] / first[stage] - 1) * 100, 1)
+              for stage in last if first.get(stage)}
+    return {"marks": rows, "growth_percent": growth}

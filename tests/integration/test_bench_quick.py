@@ -35,6 +35,13 @@ def test_the_quick_suite_runs_every_section_and_writes_its_report(kafka_bootstra
     assert quarantine["central_node_requests_per_poll"] is not None
     assert {"ingest", "scanner", "decider", "projector"} <= set(
         report["mail_path"]["memory"]["after_quarantine"])
+    marks = report["mail_path"]["memory_marks"]
+    assert [m["messages"] for m in marks["marks"]] == [20, 40]
+    assert all(m["delivered"] >= m["messages"] for m in marks["marks"])
+    assert "scanner" in marks["growth_percent"]
+    assert all("p99_added_ms" in r for r in report["mail_path"]["ingest"])
+    assert {"warm_up", "end_to_end", "ingest", "quarantine", "memory_marks", "replay"} <= set(
+        report["mail_path"]["section_seconds"])
     assert report["replay"]["events"] > 500
     assert (tmp_path / "ingest.png").stat().st_size > 10_000
     assert "## Replay" in (tmp_path / "report.md").read_text()

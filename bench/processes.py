@@ -1,0 +1,63 @@
+"""The gateway's processes as `katagate up` started them: which stage each is, their memory
+and CPU time (from /proc)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STAGES = ("ingest", "scanner", "decider", "projector", "console", "audit")
+
+
+def children(parent: int) -> dict[int, str]:
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
+            continue
+        words = [a.decode(errors="replace") for a in args]
+        stage = next((s for s in STAGES if s in words), None)
+        if stage is None and "kata_emulator" in words:
+            stage = "emulator"
+        if stage is None and any("java" in w for w in words[:1]):
+            stage = "broker"
+        if stage is None and "sink" in words:
+            stage = "sink"
+        if stage is not None:
+            found[int(entry.name)] = stage
+    return found
+
+
+def up_pid(folder: Path) -> int:
+    config = str(folder / "katagate.toml")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if config.encode() in (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    raise RuntimeError("katagate up is not running")
+
+
+def usage(parent: int) -> dict[str, dict[str, float]]:
+    """Resident memory (MB) and CPU seconds so far, per stage."""
+    out: dict[str, dict[str, float]] = {}
+    for pid, stage in children(parent).items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        rss_kib = next(int(line.split()[1]) for line in status.splitlines()
+                       if line.startswith("VmRSS:"))
+        cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        out[stage] = {"rss_mb": round(rss_kib / 1024, 1), "cpu_s": round(cpu, 2)}
+    return out

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -90,6 +91,11 @@ class GroupCommitter:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def waiting(self) -> int:
+        """Messages handed over and not yet taken into a batch."""
+        return self._queue.qsize()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the batch in hand, fail what waits, and close the producer."""
@@ -258,3 +264,45 @@ class GroupCommitter:
             return
         with contextlib.suppress(concurrent.futures.InvalidStateError):
             pending.future.set_result(outcome)
+
+
+class Committer(Protocol):
+    """What an SMTP session hands its accepted message to."""
+
+    def submit(self, accepted: Accepted, bound_s: float) -> concurrent.futures.Future[Outcome]:
+        ...
+
+
+class CommitterPool:
+    """Several group committers, each its own writer thread and transactional producer. A
+    message goes to the one with the fewest waiting: the others are then usually committing,
+    and the next batch does not wait for their commit to end."""
+
+    def __init__(self, committers: list[GroupCommitter]) -> None:
+        if not committers:
+            raise ValueError("a pool needs at least one committer")
+        self._committers = committers
+        self.ready = threading.Event()  # every writer has its producer
+
+    def start(self) -> None:
+        for committer in self._committers:
+            committer.start()
+        threading.Thread(target=self._watch_ready, name="ingest-writers-ready",
+                         daemon=True).start()
+
+    def _watch_ready(self) -> None:
+        for committer in self._committers:
+            committer.ready.wait()
+        self.ready.set()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        for committer in self._committers:
+            committer.stop(timeout_s)
+
+    def submit(self, accepted: Accepted, bound_s: float) -> concurrent.futures.Future[Outcome]:
+        committer = min(self._committers, key=lambda c: c.waiting)
+        return committer.submit(accepted, bound_s)
+
+    @property
+    def transactions(self) -> int:
+        return sum(c.transactions for c in self._committers)

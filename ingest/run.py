@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 from eventlog.producer import TransactionalProducer
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames, ensure_topics
-from ingest.committer import Batching, GroupCommitter
+from ingest.committer import Batching, CommitterPool, GroupCommitter
 from ingest.control import ControlFollower
 from ingest.handler import IngestHandler
 from ingest.server import serve
@@ -40,13 +40,19 @@ def run_ingest(
     halt = threading.Event()  # stops the helper threads however serving ends
     control = ControlFollower(kafka)
     control.start(halt)
-    committer = GroupCommitter(
-        lambda: TransactionalProducer(kafka, transactional_id(kafka, settings)),
-        TopicNames(kafka.topic_prefix),
-        ProducerRef(stage="ingest", instance=settings.instance_id),
-        Batching(settings.batch_max_messages, settings.batch_max_bytes,
-                 settings.batch_linger_ms / 1000),
-    )
+    def writer(index: int) -> GroupCommitter:
+        # Writer 0 keeps the id a single writer always had; a restart with as many writers
+        # fences (and aborts the transactions of) the previous ones.
+        tid = transactional_id(kafka, settings) + (f"-w{index}" if index else "")
+        return GroupCommitter(
+            lambda: TransactionalProducer(kafka, tid),
+            TopicNames(kafka.topic_prefix),
+            ProducerRef(stage="ingest", instance=settings.instance_id),
+            Batching(settings.batch_max_messages, settings.batch_max_bytes,
+                     settings.batch_linger_ms / 1000),
+        )
+
+    committer = CommitterPool([writer(i) for i in range(settings.writers)])
     committer.start()
     try:
         # Accept only with the configuration in force, unless the log cannot be read in time:

@@ -4,30 +4,19 @@ skips with a message. Screenshots go to tests/artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.tools import require_tool
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 def require_browser() -> tuple[str, str]:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if browser is None or driver is None:
-        missing = " and ".join(n for n, p in (("chromium", browser), ("chromedriver", driver))
-                               if p is None)
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing} missing: scripts/system-packages should have installed "
-                        "Debian's chromium and chromium-driver")
-        pytest.skip(f"{missing} not installed (scripts/test installs chromium and "
-                    "chromium-driver with apt-get)")
-    return browser, driver
+    return (require_tool("chromium", "chromium-browser", package="chromium"),
+            require_tool("chromedriver", package="chromium-driver"))
 
 
 def chromium() -> Any:

@@ -19,7 +19,6 @@ import math
 import os
 import queue
 import re
-import shutil
 import signal
 import smtplib
 import subprocess
@@ -41,6 +40,7 @@ from katagate.dashboard_cmd import DASHBOARD, rows
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Sink
 from tests.integration.kata_harness import ROOT, wait_for
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.kafka
 
@@ -52,13 +52,7 @@ RATE_INTERVAL = "1m"  # stands in for Grafana's $__rate_interval
 
 
 def require_prometheus() -> str:
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    message = "prometheus is missing: scripts/system-packages installs Debian's prometheus"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return require_tool("prometheus", package="prometheus")
 
 
 def get_json(url: str, timeout: float = 10) -> Any:

@@ -8,6 +8,9 @@ import uuid
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from eventlog.records import Consumed
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from schemas import ControlState, Event, decode_event, evolve_control
 
 
 def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
@@ -61,3 +64,17 @@ def read_all(
         return records
     finally:
         consumer.close()
+
+
+def control_events(kafka: KafkaSettings) -> list[Event]:
+    """Every event of the control topic, in order."""
+    topic = TopicNames(kafka.topic_prefix).control
+    return [decode_event(r.value or b"") for r in read_all(kafka.bootstrap_servers, topic)]
+
+
+def refold(kafka: KafkaSettings) -> ControlState:
+    """The settings and rules folded from the control topic alone."""
+    state = ControlState()
+    for event in control_events(kafka):
+        state = evolve_control(state, event)
+    return state

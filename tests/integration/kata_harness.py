@@ -26,6 +26,7 @@ from scanner.identity import load_or_create
 from scanner.lifecycle import ConnectionService
 from scanner.settings import ScannerSettings
 from schemas import Event, KataSettings, KataSettingsChanged, ProducerRef
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,15 +42,7 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = 
 
 
 def require_swaks() -> None:
-    """The test command installs swaks; in CI its absence is a failure, elsewhere a skip."""
-    import shutil
-
-    import pytest
-
-    if shutil.which("swaks") is None:
-        if os.environ.get("CI"):
-            pytest.fail("swaks is missing: scripts/test should have installed it")
-        pytest.skip("swaks is not installed (scripts/test installs it)")
+    require_tool("swaks", package="swaks")
 
 
 def openssl_fingerprint(pem_file: Path) -> str:

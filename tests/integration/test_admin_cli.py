@@ -19,12 +19,9 @@ from admin.control_writer import ConcurrentChange, ControlSession
 from admin.settings import change_settings
 from eventlog.broker import free_port
 from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
 from katagate.cli import main
 from schemas import (
     DEFAULT_RULE,
-    ControlState,
-    Event,
     KataProtectionToggled,
     KataSettingsChanged,
     KataSettingsReset,
@@ -32,10 +29,8 @@ from schemas import (
     RuleCreated,
     RuleDeleted,
     RuleKataToggled,
-    decode_event,
-    evolve_control,
 )
-from tests.integration.kafka_read import read_all
+from tests.integration.kafka_read import control_events, refold
 
 pytestmark = pytest.mark.kafka
 MIB = 1_048_576
@@ -54,18 +49,6 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         return code, out, err
 
     return run_cli
-
-
-def control_events(kafka: KafkaSettings) -> list[Event]:
-    topic = TopicNames(kafka.topic_prefix).control
-    return [decode_event(r.value or b"") for r in read_all(kafka.bootstrap_servers, topic)]
-
-
-def refold(kafka: KafkaSettings) -> ControlState:
-    state = ControlState()
-    for event in control_events(kafka):
-        state = evolve_control(state, event)
-    return state
 
 
 def shown(run: Any, *argv: str) -> dict[str, Any]:

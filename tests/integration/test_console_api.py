@@ -14,27 +14,12 @@ import pytest
 from admin.control_writer import ControlSession
 from admin.settings import change_settings
 from console.documents import rules_document, settings_document
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import ControlState, Event, decode_event, evolve_control
 from tests.console_client import console_client, projector, sign_in
-from tests.integration.kafka_read import read_all
+from tests.integration.kafka_read import control_events, refold
 from tests.integration.kata_harness import wait_for
 
 pytestmark = pytest.mark.kafka
 MIB = 1_048_576
-
-
-def control_events(kafka: KafkaSettings) -> list[Event]:
-    topic = TopicNames(kafka.topic_prefix).control
-    return [decode_event(r.value or b"") for r in read_all(kafka.bootstrap_servers, topic)]
-
-
-def refold(kafka: KafkaSettings) -> ControlState:
-    state = ControlState()
-    for event in control_events(kafka):
-        state = evolve_control(state, event)
-    return state
 
 
 @pytest.fixture

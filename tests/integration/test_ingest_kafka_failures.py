@@ -19,7 +19,7 @@ from eventlog.broker import LocalBroker, free_port
 from eventlog.producer import TransactionalProducer
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames, ensure_topics
-from ingest.committer import GroupCommitter, Outcome
+from ingest.committer import CommitterPool, GroupCommitter, Outcome
 from ingest.received import Accepted
 from schemas import ProducerRef
 from tests.integration.kafka_read import read_all
@@ -139,3 +139,29 @@ def test_a_commit_slower_than_the_bound_is_aborted(kafka_settings):
     everything = read_all(kafka_settings.bootstrap_servers,
                           TopicNames(kafka_settings.topic_prefix).mail, committed_only=False)
     assert len(everything) == 2
+
+
+def test_a_pool_of_writers_commits_each_message_once_and_shares_the_load(kafka_settings):
+    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+                  kafka_settings)
+    # Each commit takes at least 50 ms: a message arriving meanwhile goes to the idle writer.
+    writers = [GroupCommitter(
+        lambda i=i: TransactionalProducer(kafka_settings, f"test-pool-{i}-{uuid.uuid4().hex[:6]}"),
+        TopicNames(kafka_settings.topic_prefix), ProducerRef(stage="ingest", instance="test"),
+        before_commit=lambda: time.sleep(0.05),
+    ) for i in range(2)]
+    pool = CommitterPool(writers)
+    pool.start()
+    try:
+        assert pool.ready.wait(30)
+        futures = []
+        for n in range(60):
+            futures.append(pool.submit(accepted_message(f"m{n}"), 10.0))
+            time.sleep(0.005)
+        assert [f.result(20) for f in futures] == [Outcome.COMMITTED] * 60
+    finally:
+        pool.stop()
+    assert all(w.transactions > 0 for w in writers)
+    assert pool.transactions == sum(w.transactions for w in writers)
+    assert sorted(e.subject for e in received(kafka_settings)) == sorted(
+        f"m{n}" for n in range(60))

@@ -3,25 +3,17 @@ scripts/system-packages): the scrape configuration, the alert rules, and their u
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found:
-        return found
-    message = "promtool is missing: scripts/system-packages installs Debian's prometheus"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return require_tool("promtool", package="prometheus")
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -36,6 +36,8 @@ from schemas import (
 
 _NS = uuid.UUID("3f0c9a52-61d4-4c1e-b7a4-2c6e8d1f5b90")
 REMEMBER_DECIDED = 100_000  # decided messages kept to recognise late verdicts
+# The decisions after which a verdict may still come: the scan was out, nobody waited for it.
+LATE_VERDICT_POSSIBLE = frozenset({"timeout", "forced_release", "deleted_by_admin"})
 
 
 def step_id(message_id: str, step: str) -> uuid.UUID:
@@ -79,10 +81,22 @@ class Messages:
                 self.pending[m] = replace(self.pending[m], submitted=True)
             case ActionDecided():
                 self.pending.pop(m, None)
-                self.decided[m] = event.reason
-                self.decided.move_to_end(m)
-                while len(self.decided) > REMEMBER_DECIDED:
-                    self.decided.popitem(last=False)
+                # Only a message that went on while its scan was still out can meet a verdict
+                # later; remembering every decision grew the stage with the mail it carried.
+                if event.reason in LATE_VERDICT_POSSIBLE:
+                    self.decided[m] = event.reason
+                    self.decided.move_to_end(m)
+                    while len(self.decided) > REMEMBER_DECIDED:
+                        self.decided.popitem(last=False)
+                self._compact_deadlines()
+
+    def _compact_deadlines(self) -> None:
+        """Deadlines of decided messages leave the heap lazily, when due; past twice the
+        pending count, rebuild it, so that it holds no more than the undecided messages."""
+        if len(self._deadlines) > 2 * len(self.pending) + 1000:
+            self._deadlines = [(at, m) for at, m in self._deadlines
+                               if (p := self.pending.get(m)) is not None and p.deadline_at == at]
+            heapq.heapify(self._deadlines)
 
     def forget(self, partitions: set[int]) -> None:
         self.pending = {m: p for m, p in self.pending.items() if p.partition not in partitions}

@@ -181,3 +181,38 @@ class TestDecisions:
         again = react(admitted_messages("m0000001"), verdict("m0000001", "detect"),
                       rule_of(RuleKata()), T0, REF)
         assert first[0].event_id == again[0].event_id
+
+
+class TestWhatTheBrainKeeps:
+    """Memory bounded by what is undecided, not by the mail carried (10k vs 100k messages)."""
+
+    def run(self, count: int) -> Messages:
+        messages = Messages()
+        ledger = Ledger()
+        for n in range(count):
+            m = f"m{n:07d}"
+            messages.evolve(received(m), 0)
+            admitted = admit(ledger, received(m), control(response_timeout_s=600), DEFAULT_RULE,
+                             T0, REF)
+            messages.evolve(admitted, 0)
+            (decided,) = react(messages, verdict(m, "not_detected"), rule_of(RuleKata()), T0,
+                               REF)
+            messages.evolve(decided, 0)
+        return messages
+
+    def test_messages_decided_by_their_verdict_are_not_remembered(self):
+        messages = self.run(5000)
+        assert messages.pending == {}
+        assert len(messages.decided) == 0
+        # Their deadlines are gone from the heap too, though none has passed.
+        assert len(messages._deadlines) <= 1000
+
+    def test_a_timed_out_message_is_remembered_for_its_late_verdict(self):
+        messages = admitted_messages("m0000001", timeout_s=60)
+        for event in timeouts(messages, T0 + timedelta(seconds=60), rule_of(RuleKata()), REF):
+            messages.evolve(event, 0)
+        assert list(messages.decided) == ["m0000001"]
+
+    def test_a_second_verdict_after_a_verdict_decision_changes_nothing(self):
+        messages = self.run(1)
+        assert react(messages, verdict("m0000000", "detect"), rule_of(RuleKata()), T0, REF) == []

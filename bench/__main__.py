@@ -263,7 +263,8 @@ def main() -> int:
     out = args.out or RESULTS / f"suite-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report) + f"\nThe suite took {report['suite_seconds']} s.\n"
+    text = markdown(report) + f"\nThe suite took {report['suite_seconds']} s. Time per section " \
+        f"(s): `{json.dumps(report['mail_path']['section_seconds'])}`\n"
     images = plots(report, out)
     text += "".join(f"\n![{p.stem}]({p.name})\n" for p in images)
     (out / "report.md").write_text(text)
@@ -275,7 +276,6 @@ def main() -> int:
         limits = (Path(__file__).parent / "limits.md").read_text()
         (docs / "PERFORMANCE.md").write_text(text.replace("](", "](performance-") + "\n"
                                              + limits)
-    text += f"\nTime per section (s): `{json.dumps(report['mail_path']['section_seconds'])}`\n"
     print(text)
     print(f"written to {out}")
     return 0

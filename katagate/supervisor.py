@@ -13,6 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# glibc gives each thread that allocates its own arena, up to 8 per core, and rarely returns
+# their free pages: the decider (about twenty threads) grew 31 % in RSS from 10,000 to 100,000
+# messages with no more Python objects, and stayed flat with two arenas. Set in the
+# environment, the operator's value wins.
+CHILD_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
+
 
 @dataclass
 class Child:
@@ -34,7 +40,8 @@ class Supervisor:
         child.log.parent.mkdir(parents=True, exist_ok=True)
         log = child.log.open("a")
         child.process = subprocess.Popen(  # noqa: S603 - our own argv
-            child.argv, cwd=self.root, env={**os.environ, **child.env}, text=True,
+            child.argv, cwd=self.root, env={**CHILD_DEFAULTS, **os.environ, **child.env},
+            text=True,
             stdout=subprocess.PIPE if child.ready_prefix else log, stderr=log,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )

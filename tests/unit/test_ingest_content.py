@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ingest import content
 from ingest.content import ContentLimits, check_content
 
 LIMITS = ContentLimits(max_bytes=10_000, max_line=1000)
@@ -94,3 +97,48 @@ def test_one_forbidden_byte_anywhere_in_clean_lines_is_refused(lines, byte, data
     refused = check(dirty)
     assert refused is not None
     assert refused.startswith("550 5.6.11")
+
+
+# The fast paths (counts for bare bytes, splitting for line length) against the plain regexes
+# they replaced: the same verdict and the same position, on both sides of the split threshold.
+_REFERENCE_BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
+
+
+def reference_check(data: bytes, limits: ContentLimits) -> str | None:
+    if len(data) > limits.max_bytes:
+        return "size"
+    bare = _REFERENCE_BARE.search(data)
+    if bare is not None:
+        return f"bare {bare.group()!r} at {bare.start()}"
+    found = re.compile(rb"^[^\r\n]{%d}" % (limits.max_line - 1), re.MULTILINE).search(data)
+    return None if found is None else f"long at {found.start()}"
+
+
+def fast_check(data: bytes, limits: ContentLimits) -> str | None:
+    if len(data) > limits.max_bytes:
+        return "size"
+    bare = content._find_bare(data)
+    if bare is not None:
+        return f"bare {bare.group()!r} at {bare.start()}"
+    start = content._long_line_start(data, limits.max_line - 1)
+    return None if start is None else f"long at {start}"
+
+
+lines_of = st.lists(st.sampled_from([b"a", b"bb", b"c" * 7, b"\r\n", b"\r", b"\n", b"\x00",
+                                     b"\r\r\n", b"\n\r"]), max_size=60).map(b"".join)
+
+
+@given(lines_of, st.integers(2, 12), st.booleans())
+def test_the_fast_checks_agree_with_the_plain_regexes(data, max_line, past_split):
+    limits = ContentLimits(max_bytes=10_000, max_line=max_line)
+    threshold = 0 if past_split else content.SPLIT_LINES_BYTES
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(content, "SPLIT_LINES_BYTES", threshold)
+        assert fast_check(data, limits) == reference_check(data, limits)
+
+
+def test_a_long_line_deep_in_a_large_message_is_found_by_the_regex_path():
+    data = b"x\r\n" * 100_000 + b"y" * 1200 + b"\r\n"
+    assert len(data) > content.SPLIT_LINES_BYTES
+    refused = check_content(data, ContentLimits(max_bytes=len(data)))
+    assert str(refused).startswith("500 5.5.2 Line too long: line 100001 is 1202 octets")

@@ -14,9 +14,9 @@ from decider.admission import Admission, new_control_view
 from decider.brain import Brain
 from decider.settings import DeciderSettings
 from eventlog.election import Election
-from eventlog.errors import KafkaUnavailable
 from eventlog.loop import TransactionalLoop
 from eventlog.producer import ProducerFenced
+from eventlog.restart import restarting
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames, ensure_topics
 from schemas import ProducerRef
@@ -85,18 +85,6 @@ def run_brain(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
         control.close()
 
 
-def _guarded(name: str, target: Callable[[], None], stop: threading.Event) -> Callable[[], None]:
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                target()
-                return
-            except (KafkaUnavailable, ProducerFenced) as exc:
-                log.warning("%s stopped (%s); restarting in 2 s", name, exc)
-                stop.wait(2)
-    return run
-
-
 def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
                 clock: Clock = utc_now) -> None:
     ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
@@ -111,10 +99,14 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
         "decider": lambda: run_brain(kafka, settings, stop, clock),
         "apply": lambda: run_apply(kafka, settings, stop, clock),
     }
-    threads = [threading.Thread(target=_guarded(name, part, stop), name=name, daemon=True)
+    failed: list[BaseException] = []
+    threads = [threading.Thread(target=restarting(name, part, stop, failed=failed), name=name,
+                                daemon=True)
                for name, part in parts.items()]
     for thread in threads:
         thread.start()
     stop.wait()
     for thread in threads:
         thread.join(timeout=30)
+    if failed:
+        raise RuntimeError(f"the decider stopped on a bug: {failed[0]!r}")

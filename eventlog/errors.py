@@ -15,3 +15,8 @@ class TopicError(KatagateError):
 
 class KafkaUnavailable(KatagateError):
     """The cluster did not answer within the bound we were given."""
+
+
+class ConsumerFailed(KafkaUnavailable):
+    """The consumer hit a fatal error (a static member fenced when the group coordinator came
+    back from a crash, say): it never reads again, and only a new consumer can go on."""

@@ -24,7 +24,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from eventlog.errors import KatagateError
+from eventlog.errors import ConsumerFailed, KatagateError
 from eventlog.lag import LagMeter
 from eventlog.metrics import LOOP_BATCHES, LOOP_DEAD_LETTERED, LOOP_RECORDS
 from eventlog.producer import TransactionalProducer, TransactionFailed
@@ -165,8 +165,10 @@ class TransactionalLoop:
             error = message.error()
             if error is None:
                 records.append(Consumed.from_message(message))
-            elif error.fatal():
-                raise KafkaException(error)
+            elif error.fatal() or error.code() == KafkaError._FATAL:
+                # A fatal consumer error comes as a _FATAL event whose fatal() may be false;
+                # going on would poll a consumer that never reads again.
+                raise ConsumerFailed(f"{self.stage}: {error}")
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("%s: consumer error: %s", self.stage, error)
         timed: Sequence[Outgoing] = ()

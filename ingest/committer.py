@@ -27,7 +27,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
-from eventlog.errors import KatagateError
+from eventlog.errors import KafkaUnavailable, KatagateError
 from eventlog.producer import TransactionalProducer, TransactionFailed
 from eventlog.raw import CHUNK_BYTES, chunk
 from eventlog.records import Outgoing
@@ -192,6 +192,10 @@ class GroupCommitter:
         except KafkaException as exc:
             log.warning("transaction failed: %s", exc.args[0])
             self._recover(producer, exc.args[0])
+            self._finish(live, Outcome.UNAVAILABLE, "failed")
+        except KafkaUnavailable as exc:  # a record refused, not acknowledged in time
+            log.warning("transaction failed: %s", exc)
+            self._recover(producer, None)
             self._finish(live, Outcome.UNAVAILABLE, "failed")
         except Exception:
             log.exception("transaction failed")

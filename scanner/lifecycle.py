@@ -20,6 +20,7 @@ from eventlog.election import Election
 from eventlog.errors import KafkaUnavailable
 from eventlog.producer import ProducerFenced, TransactionalProducer
 from eventlog.records import Outgoing
+from eventlog.restart import KAFKA_TROUBLE
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from scanner.connection import (
@@ -116,19 +117,23 @@ class ConnectionService:
             return
         if not self._control.caught_up:
             return
-        if self._producer is None:
-            # Fences whichever instance owned the lifecycle before.
-            self._producer = TransactionalProducer(
-                self._kafka, f"{self._kafka.topic_prefix}-scanner-lifecycle"
-            )
-            self._next_check = 0.0
         try:
+            if self._producer is None:
+                # Fences whichever instance owned the lifecycle before.
+                self._producer = TransactionalProducer(
+                    self._kafka, f"{self._kafka.topic_prefix}-scanner-lifecycle"
+                )
+                self._next_check = 0.0
             self._act(self._producer)
         except ProducerFenced:
             log.warning("another scanner instance took the lifecycle over")
             self._producer = None
-        except KafkaUnavailable as exc:
+        except KAFKA_TROUBLE as exc:
+            # Kafka down or back from a crash: try again, with a new producer if the old one
+            # is past saving (its successor fences it).
             log.warning("recording the connection state failed (%s); retrying", exc)
+            if not isinstance(exc, KafkaUnavailable):
+                self._producer = None
             self._next_check = time.monotonic() + self._scanner.recheck_s
 
     def _act(self, producer: TransactionalProducer) -> None:

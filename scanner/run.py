@@ -7,6 +7,7 @@ import threading
 
 from confluent_kafka.admin import AdminClient
 
+from eventlog.restart import KAFKA_TROUBLE
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics
 from scanner.control_view import ControlView
@@ -33,13 +34,20 @@ def run_scanner(kafka: KafkaSettings, scanner: ScannerSettings, stop: threading.
     )
     lifecycle_thread.start()
     scans_view = ControlView(kafka)
-    scans = ScanService(kafka, scanner, identity, scans_view, lifecycle)
     try:
         while not stop.is_set():
-            scans_view.pump(0)
-            scans.step()
+            # A new service rebuilds what it knows from the log, as after a restart.
+            scans = ScanService(kafka, scanner, identity, scans_view, lifecycle)
+            try:
+                while not stop.is_set():
+                    scans_view.pump(0)
+                    scans.step()
+            except KAFKA_TROUBLE as exc:
+                log.warning("scanner stopped (%s); restarting in 2 s", exc)
+                stop.wait(2)
+            finally:
+                scans.close()
     finally:
-        scans.close()
         scans_view.close()
         lifecycle_thread.join(timeout=30)
         lifecycle_view.close()

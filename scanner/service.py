@@ -19,7 +19,7 @@ from uuid import UUID
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from eventlog.errors import KafkaUnavailable
+from eventlog.errors import ConsumerFailed, KafkaUnavailable
 from eventlog.lag import LagMeter
 from eventlog.producer import TransactionalProducer
 from eventlog.raw import RawReader, RawUnavailable, RawWant, prefetch
@@ -149,6 +149,8 @@ class ScanService:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self._catching_up.discard(message.partition() or 0)
+                elif error.fatal() or error.code() == KafkaError._FATAL:
+                    raise ConsumerFailed(f"scanner: {error}")
                 else:
                     log.warning("scanner: %s", error)
                 continue

@@ -1,0 +1,241 @@
+"""The fault suite's rig: the stages as real processes (so they can be killed and restarted),
+the KATA emulator and the demo sink, and senders that behave like an MTA and record every
+reply they got and when."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import smtplib
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+from audit.reconcile import reconcile
+from decider.ledger import Ledger
+from eventlog.broker import free_port
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from schemas import KataSettings, decode_event
+from tests.e2e.gateway import Gateway, Sink, is_terminal
+from tests.integration.kafka_read import read_all
+from tests.integration.kata_harness import ROOT, Emulator, wait_for
+
+
+class Stage:
+    """One stage as `python -m katagate NAME run`, its output appended to a log file."""
+
+    def __init__(self, name: str, env: dict[str, str], log: Path, *args: str) -> None:
+        self.name, self.env, self.log, self.args = name, env, log, args
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "katagate", self.name, "run", *self.args], cwd=ROOT,
+                env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    began: float  # time.monotonic() when DATA was sent
+    ended: float  # when its reply (or the failure) came
+    code: int | None  # None: the connection failed
+
+
+@dataclass
+class Senders:
+    """Threads that each send `count` messages like an MTA: a message without a 250 (a 4xx, a
+    dropped connection) is sent again; every attempt's reply is kept."""
+
+    port: int
+    count: int
+    threads: int = 4
+    pause_s: float = 0.05  # between messages, per thread
+    accepted: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        per = self.count // self.threads
+        self._workers = [threading.Thread(target=self._send, args=(i * per, per), daemon=True)
+                         for i in range(self.threads)]
+
+    def start(self) -> Senders:
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def join(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        self.stop.set()
+
+    def _record(self, began: float, code: int | None) -> None:
+        with self._lock:
+            self.attempts.append(Attempt(began, time.monotonic(), code))
+
+    def _send(self, first: int, count: int) -> None:
+        client: smtplib.SMTP | None = None
+        for n in range(first, first + count):
+            data = (f"Subject: fault {n}\r\nMessage-ID: <fault-{n}@example.org>\r\n\r\n"
+                    f"body {n}\r\n").encode()
+            while not self.stop.is_set():
+                began = time.monotonic()
+                try:
+                    if client is None:
+                        client = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+                        client.ehlo("fault.example.org")
+                    client.mail("alice@example.org")
+                    code, reply = client.rcpt("bob@example.net")
+                    if code != 250:
+                        raise smtplib.SMTPResponseException(code, reply)
+                    began = time.monotonic()
+                    code, reply = client.data(data)
+                    self._record(began, code)
+                    if code == 250:
+                        match = re.search(rb"queued as ([A-Za-z0-9]+)", reply)
+                        assert match, reply
+                        with self._lock:
+                            self.accepted.append(match.group(1).decode())
+                        break
+                    client.rset()
+                except (OSError, smtplib.SMTPException):
+                    self._record(began, None)
+                    if client is not None:
+                        with contextlib.suppress(OSError):
+                            client.close()
+                    client = None
+                    time.sleep(0.2)
+            time.sleep(self.pause_s)
+        if client is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                client.quit()
+
+
+class Rig:
+    """ingest, scanner and decider as processes on `kafka`, with the emulator and the sink.
+    `kata_port` is where the scanner is told the Central Node is (a fault proxy, say);
+    by default the emulator itself."""
+
+    def __init__(self, kafka: KafkaSettings, tmp: Path, *, kata_port: int | None = None,
+                 scanner_env: dict[str, str] | None = None,
+                 ingest_env: dict[str, str] | None = None,
+                 bootstrap_for_stages: str | None = None) -> None:
+        self.kafka, self.tmp = kafka, tmp
+        self.names = TopicNames(kafka.topic_prefix)
+        self.emulator = Emulator(tmp / "kata").start()
+        self.sink = Sink(tmp / "sink")
+        self.smtp_port = free_port()
+        common = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_for_stages or kafka.bootstrap_servers,
+                  "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
+                  "KATAGATE_TRANSACTION_TIMEOUT_MS": str(kafka.transaction_timeout_ms),
+                  "KATAGATE_MAIL_PARTITIONS": str(kafka.mail_partitions)}
+        self.stages = {
+            "ingest": Stage("ingest", {**common, "KATAGATE_INGEST_PORT": str(self.smtp_port),
+                                       "KATAGATE_INGEST_RELAY_DOMAINS": '["example.net"]',
+                                       "KATAGATE_INGEST_INSTANCE_ID": "ingest-0",
+                                       **(ingest_env or {})},
+                            tmp / "ingest.log"),
+            "scanner": Stage("scanner", {**common,
+                                         "KATAGATE_SCANNER_STATE_DIR": str(tmp / "gw"),
+                                         "KATAGATE_SCANNER_INSTANCE_ID": "scanner-0",
+                                         "KATAGATE_SCANNER_RECHECK_S": "0.3",
+                                         **(scanner_env or {})},
+                             tmp / "scanner.log"),
+            "decider": Stage("decider", {**common,
+                                         "KATAGATE_DECIDER_NEXT_HOP_PORT": str(self.sink.port),
+                                         "KATAGATE_DECIDER_INSTANCE_ID": "decider-0",
+                                         "KATAGATE_DECIDER_HELO_NAME": "gw.example.net",
+                                         "KATAGATE_DECIDER_RETRY_FIRST_S": "0.5"},
+                             tmp / "decider.log"),
+        }
+        # Only the configuring and observing half of the threaded harness.
+        self.observer = Gateway.__new__(Gateway)
+        self.observer.kafka, self.observer.names = kafka, self.names
+        self.observer.configure(KataSettings(
+            central_node_address=IPv4Address("127.0.0.1"),
+            central_node_port=kata_port or self.emulator.port, poll_interval_s=1), [])
+
+    def start(self) -> Rig:
+        for stage in self.stages.values():
+            stage.start()
+        (sensor,) = wait_for(self.emulator.sensors, 60, "the integration request")
+        self.emulator.cli("sensors", "accept", sensor["sensorId"])
+        wait_for(lambda: "connected" in self.observer.connection_states(), 60, "connected")
+        wait_for(lambda: smtp_answers(self.smtp_port), 60, "ingest listening")
+        return self
+
+    def stop(self) -> None:
+        for stage in self.stages.values():
+            stage.stop()
+        self.emulator.stop()
+        self.sink.stop()
+
+    def settled(self, timeout_s: float = 180) -> dict[str, Any]:
+        """Waits for a terminal event for every received message; returns the accounting."""
+        def done() -> bool:
+            events = [decode_event(r.value)
+                      for r in read_all(self.kafka.bootstrap_servers, self.names.mail)]
+            received = {e.message_id for e in events if e.type == "mail.received"}
+            return received <= {e.message_id for e in events if is_terminal(e)}
+        wait_for(done, timeout_s, "a terminal event for every received message")
+        return reconcile(self.kafka, datetime.now(UTC))
+
+    def assert_nothing_lost(self, accepted: list[str]) -> dict[str, Any]:
+        """DESIGN section 7 after a fault: every message accepted with 250 has exactly one
+        terminal event, no quarantine slot is held, nothing is dead-lettered, and every
+        accepted message arrived at the next hop."""
+        accounts = self.settled()
+        assert accounts["balanced"], accounts
+        assert accounts["without_terminal"] == []
+        assert accounts["terminal_exactly_once"] == accounts["accepted"] >= len(accepted)
+        assert accounts["quarantine_held"] == []
+        ledger = Ledger()
+        for record in read_all(self.kafka.bootstrap_servers, self.names.quarantine):
+            ledger.evolve(decode_event(record.value))
+        assert (ledger.messages_in_use, ledger.bytes_in_use) == (0, 0), "a slot leaked"
+        assert read_all(self.kafka.bootstrap_servers, self.names.deadletter) == []
+        events = [decode_event(r.value)
+                  for r in read_all(self.kafka.bootstrap_servers, self.names.mail)]
+        subject_of = {e.message_id: getattr(e, "subject", None) for e in events
+                      if e.type == "mail.received"}
+        missing = [m for m in accepted if m not in subject_of]
+        assert not missing, f"accepted with 250 but not in the log: {missing[:5]}"
+        arrived = b"\n".join(m.data for m in self.sink.messages())
+        undelivered = [m for m in accepted
+                       if f"Subject: {subject_of[m]}\r\n".encode() not in arrived]
+        assert not undelivered, f"accepted but never delivered: {undelivered[:5]}"
+        return accounts
+
+
+def smtp_answers(port: int) -> bool:
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+            return client.noop()[0] == 250
+    except OSError:
+        return False

@@ -1,0 +1,50 @@
+"""A part that Kafka fails is run again; a part with a bug stops the stage."""
+
+from __future__ import annotations
+
+import threading
+
+from confluent_kafka import KafkaError, KafkaException
+
+from eventlog.errors import ConsumerFailed
+from eventlog.restart import restarting
+
+
+def test_kafka_trouble_restarts_the_part_until_it_returns():
+    stop = threading.Event()
+    troubles = [KafkaException(KafkaError(KafkaError._TIMED_OUT)), ConsumerFailed("fenced")]
+    runs = []
+
+    def part() -> None:
+        runs.append(1)
+        if troubles:
+            raise troubles.pop(0)
+
+    restarting("part", part, stop, pause_s=0)()
+    assert len(runs) == 3
+    assert not stop.is_set()
+
+
+def test_a_bug_stops_the_stage_and_is_kept():
+    stop, failed = threading.Event(), []
+    runs = []
+
+    def part() -> None:
+        runs.append(1)
+        raise ValueError("a bug")
+
+    restarting("part", part, stop, pause_s=0, failed=failed)()
+    assert len(runs) == 1
+    assert stop.is_set()
+    assert isinstance(failed[0], ValueError)
+
+
+def test_a_stop_ends_the_restarts():
+    stop = threading.Event()
+
+    def part() -> None:
+        stop.set()
+        raise ConsumerFailed("fenced")
+
+    restarting("part", part, stop, pause_s=0)()
+    assert stop.is_set()

@@ -83,10 +83,12 @@ class Parcels:
         self.live = {m: p for m, p in self.live.items() if p.partition not in partitions}
 
     def due(self, now: datetime) -> list[Parcel]:
-        due: list[Parcel] = []
+        due: dict[str, Parcel] = {}
         while self._retries and self._retries[0][0] <= now:
             at, m = heapq.heappop(self._retries)
             parcel = self.live.get(m)
+            # A deferral folded twice (written, then read back; or restored, then read) left
+            # two equal entries: the retry is one, or the message is delivered twice.
             if parcel is not None and parcel.retry_at == at and parcel.decision is not None:
-                due.append(parcel)
-        return due
+                due[m] = parcel
+        return list(due.values())

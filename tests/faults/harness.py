@@ -139,17 +139,20 @@ class Senders:
 
 class Rig:
     """ingest, scanner and decider as processes on `kafka`, with the emulator and the sink.
-    `kata_port` is where the scanner is told the Central Node is (a fault proxy, say);
-    by default the emulator itself."""
+    `kata_port` (settable until `start`) is where the scanner is told the Central Node is (a
+    fault proxy, say); by default the emulator itself. The decider's next hop is the sink
+    unless its stage's env names another port before `start`."""
 
     def __init__(self, kafka: KafkaSettings, tmp: Path, *, kata_port: int | None = None,
                  scanner_env: dict[str, str] | None = None,
                  ingest_env: dict[str, str] | None = None,
+                 decider_env: dict[str, str] | None = None,
+                 sink_args: tuple[str, ...] = (),
                  bootstrap_for_stages: str | None = None) -> None:
         self.kafka, self.tmp = kafka, tmp
         self.names = TopicNames(kafka.topic_prefix)
         self.emulator = Emulator(tmp / "kata").start()
-        self.sink = Sink(tmp / "sink")
+        self.sink = Sink(tmp / "sink", *sink_args)
         self.smtp_port = free_port()
         common = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_for_stages or kafka.bootstrap_servers,
                   "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
@@ -171,17 +174,19 @@ class Rig:
                                          "KATAGATE_DECIDER_NEXT_HOP_PORT": str(self.sink.port),
                                          "KATAGATE_DECIDER_INSTANCE_ID": "decider-0",
                                          "KATAGATE_DECIDER_HELO_NAME": "gw.example.net",
-                                         "KATAGATE_DECIDER_RETRY_FIRST_S": "0.5"},
+                                         "KATAGATE_DECIDER_RETRY_FIRST_S": "0.5",
+                                         **(decider_env or {})},
                              tmp / "decider.log"),
         }
         # Only the configuring and observing half of the threaded harness.
         self.observer = Gateway.__new__(Gateway)
         self.observer.kafka, self.observer.names = kafka, self.names
-        self.observer.configure(KataSettings(
-            central_node_address=IPv4Address("127.0.0.1"),
-            central_node_port=kata_port or self.emulator.port, poll_interval_s=1), [])
+        self.kata_port = kata_port
 
     def start(self) -> Rig:
+        self.observer.configure(KataSettings(
+            central_node_address=IPv4Address("127.0.0.1"),
+            central_node_port=self.kata_port or self.emulator.port, poll_interval_s=1), [])
         for stage in self.stages.values():
             stage.start()
         (sensor,) = wait_for(self.emulator.sensors, 60, "the integration request")
@@ -211,6 +216,14 @@ class Rig:
         terminal event, no quarantine slot is held, nothing is dead-lettered, and every
         accepted message arrived at the next hop."""
         accounts = self.settled()
+        if accounts["duplicate_terminals"]:
+            first = next(iter(accounts["duplicate_terminals"]))
+            events = [decode_event(r.value)
+                      for r in read_all(self.kafka.bootstrap_servers, self.names.mail)]
+            raise AssertionError(
+                f"{len(accounts['duplicate_terminals'])} messages with more than one terminal "
+                f"event; the first:\n" + "\n".join(e.model_dump_json()[:400] for e in events
+                                                   if e.message_id == first))
         assert accounts["balanced"], accounts
         assert accounts["without_terminal"] == []
         assert accounts["terminal_exactly_once"] == accounts["accepted"] >= len(accepted)

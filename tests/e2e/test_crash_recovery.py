@@ -4,22 +4,13 @@ message has exactly one terminal event, no quarantine slot leaks, nothing is dea
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
-import re
-import signal
-import smtplib
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
-from pathlib import Path
 
 import pytest
 
@@ -32,74 +23,13 @@ from projector.replay import replay, timelines_jsonl
 from schemas import Event, KataSettings, decode_event
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway, Sink, is_terminal
+from tests.faults.harness import Senders, Stage, smtp_answers
 from tests.integration.kafka_read import read_all
-from tests.integration.kata_harness import ROOT, Emulator, wait_for
+from tests.integration.kata_harness import Emulator, wait_for
 
 pytestmark = pytest.mark.kafka
 MESSAGES = 2000
 SENDERS = 4
-
-
-class Stage:
-    def __init__(self, name: str, env: dict[str, str], log: Path, *args: str) -> None:
-        self.name, self.env, self.log, self.args = name, env, log, args
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "katagate", self.name, "run", *self.args], cwd=ROOT,
-                env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-def sender(port: int, first: int, count: int, accepted: list[str], lock: threading.Lock,
-           stop: threading.Event) -> None:
-    """Like an MTA: a message that got no 250 (a 4xx, a dropped connection) is sent again."""
-    client: smtplib.SMTP | None = None
-    for n in range(first, first + count):
-        data = (f"Subject: chaos {n}\r\nMessage-ID: <chaos-{n}@example.org>\r\n\r\n"
-                f"body {n}\r\n").encode()
-        while not stop.is_set():
-            try:
-                if client is None:
-                    client = smtplib.SMTP("127.0.0.1", port, timeout=30)
-                    client.ehlo("chaos.example.org")
-                client.mail("alice@example.org")
-                code, reply = client.rcpt("bob@example.net")
-                if code != 250:
-                    raise smtplib.SMTPResponseException(code, reply)
-                code, reply = client.data(data)
-                if code == 250:
-                    match = re.search(rb"queued as ([A-Za-z0-9]+)", reply)
-                    assert match, reply
-                    with lock:
-                        accepted.append(match.group(1).decode())
-                    break
-                client.rset()
-            except (OSError, smtplib.SMTPException):
-                if client is not None:
-                    with contextlib.suppress(OSError):
-                        client.close()
-                client = None
-                time.sleep(0.2)
-        time.sleep(0.05)  # about 20 messages/s per sender: the run spans the kills
-    if client is not None:
-        with contextlib.suppress(OSError, smtplib.SMTPException):
-            client.quit()
 
 
 def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
@@ -143,15 +73,9 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
         emulator.cli("sensors", "accept", sensor["sensorId"])
         wait_for(lambda: "connected" in configurer.connection_states(), 60, "connected")
         emulator.cli("faults", "set", "--latency", "uniform:0.2:1.5")
-        wait_for(lambda: _smtp_answers(smtp_port), 60, "ingest listening")
+        wait_for(lambda: smtp_answers(smtp_port), 60, "ingest listening")
 
-        accepted: list[str] = []
-        lock, stop_sending = threading.Lock(), threading.Event()
-        per = MESSAGES // SENDERS
-        senders = [threading.Thread(target=sender, args=(smtp_port, i * per, per, accepted, lock,
-                                                         stop_sending)) for i in range(SENDERS)]
-        for thread in senders:
-            thread.start()
+        senders = Senders(smtp_port, MESSAGES, threads=SENDERS).start()
         rng = random.Random(1129)  # seeded: a failure replays the same kill schedule
         schedule = ["ingest", "scanner", "projector", "decider", "decider", "ingest",
                     "projector", "scanner"]
@@ -160,8 +84,8 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
             stages[name].kill()
             time.sleep(rng.uniform(0.2, 1.0))
             stages[name].start()
-        for thread in senders:
-            thread.join(timeout=300)
+        senders.join(timeout_s=300)
+        accepted = senders.accepted
         assert len(accepted) == MESSAGES
 
         names = configurer.names
@@ -235,11 +159,3 @@ def http_get(port: int, path: str) -> bytes:
 
 def events_of(kafka, topic: str) -> list[Event]:
     return [decode_event(r.value) for r in read_all(kafka.bootstrap_servers, topic)]
-
-
-def _smtp_answers(port: int) -> bool:
-    try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
-            return client.noop()[0] == 250
-    except OSError:
-        return False

@@ -141,6 +141,7 @@ class TransactionalLoop:
         self._consumer = Consumer(consumer_config(settings, group_id, instance_id))
         self._restoring = _restoring(handler)
         self._ticking = _ticking(handler)
+        self._assign_failed: Exception | None = None
         if manual_assignment:
             # A single writer reads every partition itself instead of sharing them in a group.
             self._assign_all(list(topics))
@@ -232,7 +233,12 @@ class TransactionalLoop:
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         if self._restoring is not None:
-            self._restore(partitions)
+            # An exception escaping a rebalance callback comes out of poll() as a bare
+            # KafkaError, which no `except` catches: keep it and raise it properly after.
+            try:
+                self._restore(partitions)
+            except Exception as exc:
+                self._assign_failed = exc
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         if self._restoring is not None:
@@ -318,9 +324,11 @@ class TransactionalLoop:
         messages: list[Any] = self._consumer.consume(self._batch_size, 0)
         if not messages:
             first = self._consumer.poll(self._poll_timeout_s)
+            self._raise_assign_failure()
             if first is None:
                 return []
             messages = [first, *self._consumer.consume(self._batch_size - 1, 0)]
+        self._raise_assign_failure()
         now = time.monotonic()
         if self._linger_s and len(messages) < self._batch_size and now < self._busy_until:
             # Traffic is steady: fill the transaction a little more (consume returns at once
@@ -328,6 +336,13 @@ class TransactionalLoop:
             messages += self._consumer.consume(self._batch_size - len(messages), self._linger_s)
         self._busy_until = now + 1.0
         return messages
+
+    def _raise_assign_failure(self) -> None:
+        failed, self._assign_failed = self._assign_failed, None
+        if failed is not None:
+            # The handler's state is partly restored: only a new loop (and handler) is safe.
+            raise ConsumerFailed(f"{self.stage}: restoring assigned partitions failed: "
+                                 f"{failed}") from failed
 
     @property
     def producer(self) -> TransactionalProducer:

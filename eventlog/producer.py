@@ -7,6 +7,7 @@ any fatal error, the only safe move is a new producer with the same transactiona
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -24,10 +25,16 @@ from eventlog.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 2 * 1024 * 1024 + 65536
+WEDGED_GRACE_S = 5.0  # beyond librdkafka's own timeout, before a call counts as stuck
 
 
 class TransactionFailed(KafkaUnavailable):
     """The transaction was aborted (or its outcome is unknown); nothing of it is visible."""
+
+
+class ProducerWedged(KafkaUnavailable):
+    """A call into librdkafka did not return in time; the producer was replaced, and the
+    consumer whose offsets it carried may be as stale: start the loop over."""
 
 
 class ProducerFenced(KatagateError):
@@ -78,6 +85,7 @@ class TransactionalProducer:
         self._producer = self._new_producer()
         self._delivery_errors: list[KafkaError] = []
         self._written: Counter[str] = Counter()  # records per topic in the open transaction
+        self._watchdog = concurrent.futures.ThreadPoolExecutor(1, "send-offsets")
 
     @property
     def raw(self) -> Producer:
@@ -165,7 +173,21 @@ class TransactionalProducer:
             raise TransactionFailed(f"a record was refused: {self._delivery_errors[0]}")
 
     def send_offsets(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        self._producer.send_offsets_to_transaction(offsets, group_metadata, self._timeout)
+        # librdkafka can block here long past the timeout when the group coordinator went
+        # away mid-transaction (confluentinc/librdkafka#5456; seen after a broker crash: the
+        # decider waited for minutes with the broker back). So wait on our side; past it,
+        # fence the wedged producer with a new one (its blocked call is left behind) and
+        # let the caller start over.
+        call = self._watchdog.submit(self._producer.send_offsets_to_transaction, offsets,
+                                     group_metadata, self._timeout)
+        try:
+            call.result(self._timeout + WEDGED_GRACE_S)
+        except concurrent.futures.TimeoutError:
+            self._watchdog = concurrent.futures.ThreadPoolExecutor(1, "send-offsets")
+            self.recreate()
+            raise ProducerWedged(
+                f"send_offsets_to_transaction did not return in {self._timeout:.0f} s; "
+                "the producer was replaced") from None
 
     def commit(self, timeout_s: float | None = None) -> None:
         """Commit, retrying what is retriable within `timeout_s` (default: the request timeout);

@@ -4,6 +4,8 @@ never the session's shared one."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +20,30 @@ from eventlog.topics import ensure_topics
 SOAK = os.environ.get("KATAGATE_FAULT_SOAK") == "1"
 
 
+# The broker's folder is a tmpfs of this size, so that a test can fill its disk.
+TMPFS_MB = 256
+
+
+def mount_tmpfs(folder: Path, size_mb: int) -> bool:
+    """A tmpfs on `folder` (root only); False where mounting is not allowed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs",
+                                 str(folder)], capture_output=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
 class PrivateBroker:
     def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.on_tmpfs = mount_tmpfs(folder, TMPFS_MB)
         self.broker = LocalBroker(folder)
         self.port = free_port()
+
+    def running(self) -> bool:
+        return self.broker.status().running
 
     @property
     def bootstrap(self) -> str:
@@ -61,3 +83,8 @@ def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private
     broker.start()
     yield broker
     broker.broker.stop()
+    # The tmpfs goes away with the test: keep the broker's logs for whoever reads a failure.
+    shutil.copytree(broker.folder / "logs", tmp_path_factory.mktemp("broker-logs"),
+                    dirs_exist_ok=True)
+    if broker.on_tmpfs:
+        subprocess.run(["umount", "-l", str(broker.folder)], check=False, timeout=30)

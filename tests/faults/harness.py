@@ -4,6 +4,7 @@ reply they got and when."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -74,6 +75,7 @@ class Senders:
     count: int
     threads: int = 4
     pause_s: float = 0.05  # between messages, per thread
+    body_bytes: int = 0  # padding, to fill a disk sooner
     accepted: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -103,7 +105,7 @@ class Senders:
         client: smtplib.SMTP | None = None
         for n in range(first, first + count):
             data = (f"Subject: fault {n}\r\nMessage-ID: <fault-{n}@example.org>\r\n\r\n"
-                    f"body {n}\r\n").encode()
+                    f"body {n}\r\n").encode() + _padding(self.body_bytes)
             while not self.stop.is_set():
                 began = time.monotonic()
                 try:
@@ -244,6 +246,12 @@ class Rig:
                        if f"Subject: {subject_of[m]}\r\n".encode() not in arrived]
         assert not undelivered, f"accepted but never delivered: {undelivered[:5]}"
         return accounts
+
+
+def _padding(size: int) -> bytes:
+    """Random base64 lines: the broker stores them at their size (the producer compresses)."""
+    lines = size // 78
+    return base64.encodebytes(os.urandom(lines * 57)).replace(b"\n", b"\r\n")
 
 
 def smtp_answers(port: int) -> bool:

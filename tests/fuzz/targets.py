@@ -1,0 +1,77 @@
+"""atheris fuzz targets: the code that reads what strangers send. Each target states what must
+hold for any input; a violation (or any exception) is a crash that atheris saves.
+
+    python -m tests.fuzz.run TARGET [libFuzzer flags, e.g. -max_total_time=600 CORPUS_DIR]
+
+The bounded runs in CI are tests/fuzz/test_fuzz.py; a crash found becomes a case in
+tests/corpus/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from decider.subject_tag import tag_subject
+from ingest.handler import inspect
+from ingest.settings import IngestSettings
+from scanner.replies import FINAL_STATES, Garbage, parse_detects, parse_states
+
+TAGS = ("[KATA detect]", "[KATA обнаружено]", "=?utf-8?q?x?= tag", "")
+_SETTINGS = IngestSettings(relay_domains=["example.net"])
+
+
+def subject_tagger(data: bytes) -> None:
+    """Tagging changes the header block only: the body after the first empty line is byte for
+    byte what it was, and nothing untagged changes at all."""
+    if not data:
+        return
+    tag, raw = TAGS[data[0] % len(TAGS)], data[1:]
+    result = tag_subject(raw, tag)
+    if not result.tagged:
+        assert result.data is raw, "an untagged message was changed"
+        return
+    assert len(result.data) > len(raw), "tagging added nothing"
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        at = raw.find(blank)
+        if at >= 0:
+            body = raw[at + len(blank):]
+            assert result.data.endswith(body), "the body changed"
+            break
+
+
+def kata_replies(data: bytes) -> None:
+    """Any reply body parses to values of the documented types or to Garbage, never raises."""
+    states = parse_states(data)
+    if not isinstance(states, Garbage):
+        scans, skipped = states
+        assert skipped >= 0
+        for scan in scans:
+            assert isinstance(scan.scan_id, str)
+            assert scan.scan_id
+            assert scan.state in FINAL_STATES or scan.state == "processing"
+    detects = parse_detects(data)
+    if not isinstance(detects, Garbage):
+        assert all(isinstance(d.scan_id, str) and d.scan_id for d in detects.detects)
+        assert detects.token is None or isinstance(detects.token, str)
+
+
+def smtp_data(data: bytes) -> None:
+    """What ingest accepts is CRLF lines of at most 1,000 octets without NUL; a refusal is a
+    5xx reply naming the problem; the subject read is text."""
+    inspected = inspect(data, _SETTINGS)
+    if inspected.refusal is not None:
+        assert str(inspected.refusal)[:1] == "5", inspected.refusal
+        return
+    assert b"\x00" not in data
+    unpaired = data.replace(b"\r\n", b"")
+    assert b"\r" not in unpaired
+    assert b"\n" not in unpaired
+    assert all(len(line) + 2 <= 1000 for line in data.split(b"\r\n"))
+    assert inspected.subject is None or isinstance(inspected.subject, str)
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "subject_tagger": subject_tagger,
+    "kata_replies": kata_replies,
+    "smtp_data": smtp_data,
+}

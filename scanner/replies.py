@@ -77,6 +77,8 @@ def _load(body: bytes) -> Any | Garbage:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Garbage(f"reply is not JSON: {exc}")
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        return Garbage("reply is nested deeper than the JSON decoder goes")
 
 
 def parse_states(body: bytes) -> tuple[list[ScanStatus], int] | Garbage:

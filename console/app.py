@@ -64,8 +64,16 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
     return _error(422, f"{name}: {first.get('msg', 'invalid')}", name)
 
 
+# FastAPI's answer when a body fails to parse for another reason than bad JSON syntax (not
+# UTF-8, nested deeper than the decoder goes): generic, and naming no field.
+_UNPARSED = "There was an error parsing the body"
+
+
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101
+    if exc.status_code == 400 and exc.detail == _UNPARSED:
+        return _error(400, "body: not readable as JSON (not UTF-8, or nested too deep)", "body",
+                      "a JSON object")
     return _error(exc.status_code, str(exc.detail), "body" if exc.status_code == 413 else None,
                   headers=exc.headers)
 

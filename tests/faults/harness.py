@@ -248,6 +248,21 @@ class Rig:
         return accounts
 
 
+def assert_no_secrets(rig: Rig) -> None:
+    """The sensor's private key (mode 0600) is in no event and in no stage's log."""
+    key_file = rig.tmp / "gw" / "sensor" / "sensor.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    body = [line for line in key_file.read_bytes().splitlines() if b"-----" not in line]
+    needles = [b"PRIVATE KEY", *(line for line in body if len(line) > 20)]
+    topics = (rig.names.mail, rig.names.control, rig.names.quarantine, rig.names.deadletter)
+    for topic in topics:
+        for record in read_all(rig.kafka.bootstrap_servers, topic):
+            assert not any(n in (record.value or b"") for n in needles), f"key material in {topic}"
+    for log in rig.tmp.glob("*.log"):
+        text = log.read_bytes()
+        assert not any(n in text for n in needles), f"key material in {log.name}"
+
+
 def _padding(size: int) -> bytes:
     """Random base64 lines: the broker stores them at their size (the producer compresses)."""
     lines = size // 78

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.conftest import SOAK
-from tests.faults.harness import Rig, Senders
+from tests.faults.harness import Rig, Senders, assert_no_secrets
 from tests.faults.proxy import FaultProxy
 from tests.integration.kata_harness import Emulator
 
@@ -90,6 +90,7 @@ def test_the_central_node_and_the_next_hop_failing_one_way_after_another_lose_no
         assert kata.connections > 1, "nothing went through the Central Node's proxy"
         assert hop.connections > 1, "nothing went through the next hop's proxy"
         rig.assert_nothing_lost(senders.accepted)
+        assert_no_secrets(rig)
         assert applied == [name for name, _, _ in schedule]
     finally:
         rig.stop()

@@ -244,7 +244,10 @@ class Rig:
         arrived = b"\n".join(m.data for m in self.sink.messages())
         undelivered = [m for m in accepted
                        if f"Subject: {subject_of[m]}\r\n".encode() not in arrived]
-        assert not undelivered, f"accepted but never delivered: {undelivered[:5]}"
+        assert not undelivered, (
+            f"accepted but never delivered: {undelivered[:5]}; the first one's events:\n"
+            + "\n".join(e.model_dump_json()[:400] for e in events
+                        if e.message_id == undelivered[0]))
         return accounts
 
 

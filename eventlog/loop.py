@@ -328,13 +328,15 @@ class TransactionalLoop:
             if first is None:
                 return []
             messages = [first, *self._consumer.consume(self._batch_size - 1, 0)]
-        self._raise_assign_failure()
         now = time.monotonic()
         if self._linger_s and len(messages) < self._batch_size and now < self._busy_until:
             # Traffic is steady: fill the transaction a little more (consume returns at once
             # if the batch fills).
             messages += self._consumer.consume(self._batch_size - len(messages), self._linger_s)
         self._busy_until = now + 1.0
+        # Every consume above may have run the rebalance callback: never decide a batch on a
+        # state whose restore failed.
+        self._raise_assign_failure()
         return messages
 
     def _raise_assign_failure(self) -> None:

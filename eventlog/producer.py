@@ -10,6 +10,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -75,6 +77,30 @@ def producer_config(settings: KafkaSettings, transactional_id: str) -> dict[str,
     }
 
 
+class _DaemonCaller:
+    """Runs calls one at a time on a daemon thread. Not a ThreadPoolExecutor: its threads are
+    joined at interpreter exit, so a call stuck in librdkafka would keep the stage from ever
+    exiting."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Any, tuple[Any, ...]]]
+        self._calls = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="send-offsets", daemon=True).start()
+
+    def submit(self, function: Any, *args: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._calls.put((future, function, args))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            future, function, args = self._calls.get()
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
 class TransactionalProducer:
     """begin → produce → (send offsets) → commit, with a fresh producer after fatal outcomes."""
 
@@ -85,7 +111,7 @@ class TransactionalProducer:
         self._producer = self._new_producer()
         self._delivery_errors: list[KafkaError] = []
         self._written: Counter[str] = Counter()  # records per topic in the open transaction
-        self._watchdog = concurrent.futures.ThreadPoolExecutor(1, "send-offsets")
+        self._watchdog = _DaemonCaller()
 
     @property
     def raw(self) -> Producer:
@@ -183,7 +209,7 @@ class TransactionalProducer:
         try:
             call.result(self._timeout + WEDGED_GRACE_S)
         except concurrent.futures.TimeoutError:
-            self._watchdog = concurrent.futures.ThreadPoolExecutor(1, "send-offsets")
+            self._watchdog = _DaemonCaller()  # the old one's thread stays stuck in the call
             self.recreate()
             raise ProducerWedged(
                 f"send_offsets_to_transaction did not return in {self._timeout:.0f} s; "

@@ -3,7 +3,6 @@ the wrapper gives up on it after its timeout, replaces the producer, and says so
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 
 import pytest
@@ -33,7 +32,7 @@ def bare_producer(raw: object) -> TransactionalProducer:
     wrapper = TransactionalProducer.__new__(TransactionalProducer)
     wrapper._timeout = 0.2
     wrapper._producer = raw  # type: ignore[assignment]
-    wrapper._watchdog = concurrent.futures.ThreadPoolExecutor(1)
+    wrapper._watchdog = producer_module._DaemonCaller()
     return wrapper
 
 

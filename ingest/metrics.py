@@ -34,5 +34,5 @@ TRANSACTIONS = Counter(
 REASONS = (
     "relay_denied", "bad_address", "address_too_long", "too_many_recipients", "bad_helo",
     "bare_newline", "line_too_long", "too_large", "kafka_unavailable", "commit_timeout",
-    "too_many_commands",
+    "too_many_commands", "too_many_sessions", "timeout",
 )

@@ -39,6 +39,10 @@ QUEUED = Reply(250, "2.0.0", "Ok: queued as {message_id}")  # fill in with .with
 KAFKA_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure, try again later")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands, closing connection")
+TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")
+TOO_MANY_FROM_CLIENT = Reply(421, "4.7.0", "Too many connections from this client")
+IDLE_TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
+DATA_TOO_SLOW = Reply(421, "4.4.2", "DATA too slow, closing connection")
 
 # Permanent failures: RFC 5321 section 4.3.2 lists 550 (not 554) among RCPT's replies, and 550
 # is "command rejected for policy reasons"; 5.7.1 is "delivery not authorized" (RFC 3463).

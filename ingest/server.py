@@ -2,8 +2,9 @@
 threaded Controller cannot bind port 0).
 
 What the subclass adds to aiosmtpd 1.4.6: per-instance command size limits (its class-level
-dict is shared by every session and grows with each EHLO), a cap on commands per session, an
-inactivity timeout during DATA, no AUTH, and enhanced status codes on its fixed replies.
+dict is shared by every session and grows with each EHLO), a cap on commands per session, caps
+on sessions in all and per client, a DATA deadline under a minimum rate, a 421 before a
+timeout closes the connection, no AUTH, and enhanced status codes on its fixed replies.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import collections
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from aiosmtpd.smtp import SMTP
 from ingest import metrics, replies
 from ingest.handler import IngestHandler
 from ingest.replies import enhance
+from ingest.sessions import SessionTable, next_data_deadline
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,7 @@ def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 class GatewaySMTP(SMTP):
     def __init__(self, handler: IngestHandler, *, settings: IngestSettings,
                  tls_context: ssl.SSLContext | None, loop: asyncio.AbstractEventLoop,
-                 sessions: set[GatewaySMTP]) -> None:
+                 sessions: set[GatewaySMTP], table: SessionTable) -> None:
         # Read by SMTP.__init__, so set first. One more than the limit: the transparency dot
         # (RFC 5321 4.5.2); the exact limit is checked on the unstuffed content.
         self.line_length_limit = settings.max_line_length + 1
@@ -55,8 +58,14 @@ class GatewaySMTP(SMTP):
             loop=loop,
         )
         self._data_timeout = settings.data_timeout_s
+        self._min_data_rate = settings.min_data_rate
+        self._data_deadline = 0.0
+        self._table = table
+        self._client: str | None = None  # counted in the table
+        self._refused = False
         self._commands_left = settings.max_commands
         self._in_data = False
+        self._reading_data = False  # the rate deadline runs only while the body arrives
         self._ehlo = False
         self._sessions = sessions
         self._line_too_long = str(replies.LINE_TOO_LONG.with_text(
@@ -90,18 +99,59 @@ class GatewaySMTP(SMTP):
         return counted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        refusal = self._table.admit(client)
+        if refusal is not None:
+            # Refused before aiosmtpd starts a session: no greeting, no task, one reply.
+            self._refused = True
+            metrics.REFUSED.labels("too_many_sessions", "temporary").inc()
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(f"{refusal}\r\n".encode())
+            transport.close()
+            return
+        self._client = client
         self._sessions.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._client is not None:
+            self._table.release(self._client)
+            self._client = None
         self._sessions.discard(self)
         super().connection_lost(error)
 
     def data_received(self, data: bytes) -> None:
-        # RFC 5321 4.5.3.2.5: the DATA block timeout is an inactivity timeout.
-        if self._in_data:
-            self._reset_timeout(self._data_timeout)
+        if self._reading_data:
+            now = time.monotonic()
+            self._data_deadline = next_data_deadline(
+                self._data_deadline, now, len(data), timeout_s=self._data_timeout,
+                min_rate=self._min_data_rate)
+            self._reset_timeout(max(self._data_deadline - now, 0.001))
         super().data_received(data)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command == "DATA":
+            # The body is in: the rate no longer applies, and the commit is bounded by
+            # commit_timeout_s, so the full timeout cannot cut a message being committed.
+            self._reading_data = False
+            self._reset_timeout(self._data_timeout)
+        return await super()._call_handler_hook(command, *args)
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 4.2.1 lets a server close with 421; say which limit ended the session.
+        reply = replies.DATA_TOO_SLOW.with_text(
+            f"DATA too slow: under {self._min_data_rate} octets/s or idle for "
+            f"{self._data_timeout:g} s, closing connection") if self._in_data else \
+            replies.IDLE_TIMEOUT.with_text(
+                f"Timeout exceeded: idle for {self._timeout_duration:g} s, closing connection")
+        metrics.REFUSED.labels("timeout", "temporary").inc()
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(f"{reply}\r\n".encode())
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and not (self._ehlo and status.startswith("250")):
@@ -117,11 +167,13 @@ class GatewaySMTP(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:
         self._in_data = True
+        self._reading_data = True
+        self._data_deadline = time.monotonic() + self._data_timeout
         self._reset_timeout(self._data_timeout)
         try:
             await super().smtp_DATA(arg)
         finally:
-            self._in_data = False
+            self._in_data = self._reading_data = False
             if self.transport is not None:
                 self._reset_timeout()
 
@@ -132,9 +184,10 @@ async def serve(settings: IngestSettings, handler: IngestHandler, stop: threadin
     tls = (server_tls_context(settings.tls_cert, settings.tls_key)
            if settings.tls_cert is not None and settings.tls_key is not None else None)
     sessions: set[GatewaySMTP] = set()
+    table = SessionTable(settings.max_sessions, settings.max_sessions_per_client)
     server = await loop.create_server(
         lambda: GatewaySMTP(handler, settings=settings, tls_context=tls, loop=loop,
-                            sessions=sessions),
+                            sessions=sessions, table=table),
         host=settings.host, port=settings.port, reuse_address=True,
     )
     host, port = server.sockets[0].getsockname()[:2]

@@ -54,6 +54,12 @@ class IngestSettings(BaseSettings):
     max_commands: int = Field(default=1000, ge=10, le=100_000)
     session_timeout_s: float = Field(default=300.0, gt=0, le=3600)
     data_timeout_s: float = Field(default=180.0, gt=0, le=3600)
+    # During DATA each read of N octets buys N/min_data_rate seconds, up to data_timeout_s
+    # ahead (Postfix's smtpd_min_data_rate, same default); 0: a plain inactivity timeout.
+    min_data_rate: int = Field(default=500, ge=0, le=100 * MiB)
+    # Sessions at once, in all and per client address (Postfix's anvil default is 50).
+    max_sessions: int = Field(default=1000, ge=1, le=100_000)
+    max_sessions_per_client: int = Field(default=50, ge=1, le=100_000)
     # Past this, answer 451: the raw bytes and MessageReceived were not committed in time.
     commit_timeout_s: float = Field(default=10.0, gt=0, le=300)
 

@@ -1,4 +1,5 @@
-"""`kata-emulator ...`: serve, sensors, faults, rotate-key, fingerprint, admin, console.
+"""`kata-emulator ...`: serve, sensors, faults, rotate-key, expire-cert, fingerprint, admin,
+console.
 
 Usable as `python -m kata_emulator` and as `katagate kata-emulator` (through `register`).
 Exit codes: 0 done, 1 failed (e.g. an unknown sensor), 2 bad usage.
@@ -25,7 +26,7 @@ from typing import Any
 from kata_emulator import faults as F
 from kata_emulator.console import Console
 from kata_emulator.errors import EmulatorError
-from kata_emulator.keys import load_server_key, rotate_server_key
+from kata_emulator.keys import expire_certificate, load_server_key, rotate_server_key
 from kata_emulator.store import Sensor, Store
 
 Run = Callable[[argparse.Namespace], int]
@@ -99,6 +100,9 @@ def _add_actions(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("rotate-key", parents=[state],
                        help="replace the server key (the swapped-key fault)").set_defaults(
         run=_guard(_rotate_key))
+    actions.add_parser("expire-cert", parents=[state],
+                       help="re-issue the certificate, same key, expired since yesterday"
+                       ).set_defaults(run=_guard(_expire_cert))
     actions.add_parser("fingerprint", parents=[state],
                        help="print the server key fingerprint").set_defaults(
         run=_guard(_fingerprint))
@@ -261,6 +265,14 @@ def _faults_reset(args: argparse.Namespace) -> int:
 def _scans_finish(args: argparse.Namespace) -> int:
     finished = _store(args, create=True).finish_now(time.time())
     print(f"{finished} scans ready now")
+    return 0
+
+
+def _expire_cert(args: argparse.Namespace) -> int:
+    _store(args, create=True)
+    server_key = expire_certificate(args.state)
+    print(f"certificate re-issued, expired {server_key.cert.not_valid_after_utc:%Y-%m-%d}; "
+          f"key unchanged: {server_key.fingerprint}")
     return 0
 
 

@@ -61,8 +61,21 @@ def rotate_server_key(state_dir: Path) -> ServerKey:
     return _parse(path.read_bytes(), path)
 
 
-def _generate() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
+def expire_certificate(state_dir: Path) -> ServerKey:
+    """Re-issue the certificate for the same key, expired since yesterday (the expired
+    certificate fault): the key fingerprint, which the gateway pins, does not change."""
+    path = key_path(state_dir)
+    current = load_server_key(state_dir)
+    now = datetime.datetime.now(datetime.UTC)
+    _write(path, _generate(current.key, not_before=now - datetime.timedelta(days=366),
+                           not_after=now - datetime.timedelta(days=1)), replace=True)
+    return _parse(path.read_bytes(), path)
+
+
+def _generate(key: ec.EllipticCurvePrivateKey | None = None, *,
+              not_before: datetime.datetime | None = None,
+              not_after: datetime.datetime | None = None) -> bytes:
+    key = key or ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([
         x509.NameAttribute(NameOID.COMMON_NAME, "KATA Central Node emulator"),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "katagate"),
@@ -74,8 +87,8 @@ def _generate() -> bytes:
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
+        .not_valid_before(not_before or now - datetime.timedelta(minutes=5))
+        .not_valid_after(not_after or now + datetime.timedelta(days=3650))
         .add_extension(
             x509.SubjectAlternativeName([
                 x509.DNSName("localhost"),

@@ -16,3 +16,7 @@ KATA_REPLIES = Counter(
 PENDING_SCANS = Gauge(
     "katagate_scans_pending", "Messages this scanner instance tracks until their verdict"
 )
+CENTRAL_NODE_CERT_NOT_AFTER = Gauge(
+    "katagate_kata_central_node_cert_not_after_timestamp_seconds",
+    "When the Central Node's certificate expires (Unix time), as seen on the last new connection",
+)

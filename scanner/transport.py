@@ -8,13 +8,23 @@ can show and pin it.
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
+import logging
 import ssl
 import threading
 from dataclasses import dataclass
 
+from cryptography import x509
+
+from scanner import metrics
 from scanner.fingerprints import fingerprint_of_der
 from scanner.identity import SensorIdentity
+
+log = logging.getLogger(__name__)
+# Expired certificates already warned about (fingerprint, expiry): one line each per process,
+# though every lifecycle check opens a new connection.
+_WARNED: set[tuple[str, dt.datetime]] = set()
 
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 
@@ -119,9 +129,21 @@ class PinnedTransport:
         if self._pinned is not None and fingerprint != self._pinned:
             connection.close()
             return PinMismatch(observed=fingerprint, pinned=self._pinned)
+        self._note_expiry(der, fingerprint)
         self._local.connection = connection
         self._local.fingerprint = fingerprint
         return connection, fingerprint
+
+    def _note_expiry(self, der: bytes, fingerprint: str) -> None:
+        # Trust is the pinned key, not the self-signed certificate's dates: refusing an expired
+        # one would send every message on unscanned (Skipped, "not connected"). So it is used,
+        # and said loudly: a warning once per certificate, and a gauge ops can alert on.
+        not_after = x509.load_der_x509_certificate(der).not_valid_after_utc
+        metrics.CENTRAL_NODE_CERT_NOT_AFTER.set(not_after.timestamp())
+        if not_after < dt.datetime.now(dt.UTC) and (fingerprint, not_after) not in _WARNED:
+            _WARNED.add((fingerprint, not_after))
+            log.warning("the Central Node's certificate expired on %s (key %s, still pinned): "
+                        "ask its administrator to renew it", not_after.isoformat(), fingerprint)
 
     def _attempt(
         self, method: str, path: str, body: bytes | None, content_type: str | None

@@ -4,6 +4,8 @@ accepts (or rejects) it; a swapped Central Node key and an unreachable node are 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from eventlog.topics import TopicNames
@@ -140,3 +142,33 @@ def test_one_lifecycle_owner_at_a_time_and_another_takes_over(kafka_settings, em
     connected = [e for e in control_events(kafka_settings)
                  if e.type == "connection.state_changed" and e.state == "connected"]
     assert [e.producer.instance for e in connected] == ["scanner-b"]
+
+
+def test_an_expired_central_node_certificate_keeps_the_pinned_key_and_is_reported(
+        kafka_settings, emulator, tmp_path, caplog):
+    from scanner.metrics import CENTRAL_NODE_CERT_NOT_AFTER
+
+    configure_kata(kafka_settings, emulator.port)
+    with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
+        gateway.wait_state("awaiting_confirmation")
+        emulator.cli("sensors", "accept", gateway.identity.sensor_id)
+        gateway.wait_state("connected")
+        pinned = gateway.control.view.effective_pin
+        assert CENTRAL_NODE_CERT_NOT_AFTER._value.get() > time.time() + 86400
+
+        out = emulator.cli("expire-cert").stdout
+        assert "key unchanged" in out
+        assert openssl_fingerprint(emulator.key_file) == pinned
+        # The key is what the KATA administrator and ours compared: still trusted, so the
+        # gateway stays connected (mail is still scanned), and says the certificate expired.
+        gateway.service.request_check()
+        wait_for(lambda: CENTRAL_NODE_CERT_NOT_AFTER._value.get() < time.time(),
+                 what="the expiry seen on a new connection")
+        gateway.service.request_check()
+        time.sleep(1.0)
+        assert gateway.state() == "connected"
+        assert gateway.control.view.effective_pin == pinned
+        warnings = [r.getMessage() for r in caplog.records
+                    if "certificate expired" in r.getMessage()]
+        assert len(warnings) == 1, warnings  # once, though every check opens a connection
+        assert pinned in warnings[0]

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from katagate import (
     audit_cmd,
     broker_cmd,
+    cluster_cmd,
     console_cmd,
     dashboard_cmd,
     decider_cmd,
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
-        up_cmd, broker_cmd, topics_cmd, schemas_cmd, settings_cmd, kata_cmd, rules_cmd,
+        up_cmd, broker_cmd, cluster_cmd, topics_cmd, schemas_cmd, settings_cmd, kata_cmd, rules_cmd,
         quarantine_cmd, ingest_cmd, scanner_cmd,
         decider_cmd, projector_cmd, console_cmd, emulator_cmd, sink_cmd, audit_cmd,
         dashboard_cmd,

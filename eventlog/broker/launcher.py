@@ -86,12 +86,27 @@ class BrokerStatus:
         return f"127.0.0.1:{self.port}" if self.port else None
 
 
-class LocalBroker:
-    """One broker folder: `start` formats it on first use and reuses it afterwards."""
+@dataclass(frozen=True)
+class Membership:
+    """A node's place in a cluster: its id, every voter's controller port, the shared id."""
 
-    def __init__(self, data_dir: Path | None = None, cache_dir: Path | None = None) -> None:
+    node_id: int
+    voters: dict[int, int]
+    cluster_id: str
+
+
+class LocalBroker:
+    """One broker folder: `start` formats it on first use and reuses it afterwards. Alone by
+    default; with a `membership`, one node of a cluster (see cluster.py)."""
+
+    def __init__(self, data_dir: Path | None = None, cache_dir: Path | None = None, *,
+                 membership: Membership | None = None, advertised_port: int | None = None,
+                 internal_port: int | None = None) -> None:
         self.data_dir = (data_dir or default_data_dir()).resolve()
         self.cache_dir = cache_dir
+        self.membership = membership
+        self.advertised_port = advertised_port
+        self.internal_port = internal_port
 
     @property
     def pid_file(self) -> Path:
@@ -111,6 +126,15 @@ class LocalBroker:
         return BrokerStatus(running=pid is not None, pid=pid, port=port if pid else None)
 
     def start(self, port: int | None = None, timeout: float = 120.0) -> BrokerStatus:
+        status, process = self.launch(port)
+        if process is not None:
+            self.wait_ready(process, status.port or DEFAULT_PORT, timeout)
+        return status
+
+    def launch(self, port: int | None = None
+               ) -> tuple[BrokerStatus, subprocess.Popen[bytes] | None]:
+        """Start the JVM without waiting for it (a cluster's nodes must all be up before any
+        is ready); the process is None when it was already running."""
         current = self.status()
         if current.running:
             if port is not None and port != current.port:
@@ -118,7 +142,7 @@ class LocalBroker:
                     f"a broker already runs from {self.data_dir} on port {current.port}; "
                     f"stop it before starting it on port {port}"
                 )
-            return current
+            return current, None
         port = port or DEFAULT_PORT
         if port_answers(port):
             raise BrokerError(f"port {port} on 127.0.0.1 is taken by another program")
@@ -144,8 +168,7 @@ class LocalBroker:
         out.close()
         self.pid_file.write_text(f"{process.pid}\n")
         self.port_file.write_text(f"{port}\n")
-        self._wait_ready(process, port, timeout)
-        return BrokerStatus(running=True, pid=process.pid, port=port)
+        return BrokerStatus(running=True, pid=process.pid, port=port), process
 
     def stop(self, timeout: float = 60.0) -> bool:
         """SIGTERM (the broker's shutdown hook closes its logs cleanly), then wait; kill after."""
@@ -170,7 +193,9 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cport_file = self.data_dir / "controller.port"
         # The controller's address is part of the formatted quorum: keep it across restarts.
-        if cport_file.exists():
+        if self.membership is not None:
+            controller_port = self.membership.voters[self.membership.node_id]
+        elif cport_file.exists():
             controller_port = int(cport_file.read_text())
         else:
             controller_port = free_port()
@@ -178,7 +203,10 @@ class LocalBroker:
         config = self.data_dir / "server.properties"
         config.write_text(
             server_properties(
-                port=port, controller_port=controller_port, log_dir=self.data_dir / "kraft"
+                port=port, controller_port=controller_port, log_dir=self.data_dir / "kraft",
+                node_id=self.membership.node_id if self.membership else 1,
+                voters=self.membership.voters if self.membership else None,
+                advertised_port=self.advertised_port, internal_port=self.internal_port,
             ),
             encoding="utf-8",
         )
@@ -197,7 +225,9 @@ class LocalBroker:
                     java_executable(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                     f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
                     "-cp", f"{libs}/*", "kafka.tools.StorageTool",
-                    "format", "-t", new_cluster_id(), "-c", str(config),
+                    "format", "-t",
+                    self.membership.cluster_id if self.membership else new_cluster_id(),
+                    "-c", str(config),
                 ],
                 capture_output=True, text=True, check=False, timeout=180,
             )
@@ -207,7 +237,9 @@ class LocalBroker:
             shutil.rmtree(self.data_dir / "kraft", ignore_errors=True)
         raise BrokerError(f"formatting KRaft storage failed twice:\n{output[-4000:]}")
 
-    def _wait_ready(self, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    def wait_ready(self, process: subprocess.Popen[bytes], port: int, timeout: float,
+                   brokers: int = 1) -> None:
+        """Until the node answers metadata naming `brokers` brokers (a cluster's size)."""
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout
@@ -220,7 +252,7 @@ class LocalBroker:
             if port_answers(port):
                 with contextlib.suppress(Exception):
                     metadata = admin.list_topics(timeout=2)
-                    if metadata.brokers:
+                    if len(metadata.brokers) >= brokers:
                         return
             time.sleep(0.2)
         self.stop(timeout=10)

@@ -1,7 +1,8 @@
-"""The single-node KRaft broker's configuration, rendered as pure text.
+"""A KRaft node's configuration (combined broker and controller), rendered as pure text.
 
-One combined broker+controller cannot meet the default replication of Kafka's internal topics,
-and `init_transactions` then hangs forever: every internal topic gets factor 1 and min ISR 1 here.
+One node cannot meet the default replication of Kafka's internal topics, and
+`init_transactions` then hangs forever: alone, every internal topic gets factor 1 and min ISR 1.
+In a cluster of three or more, factor 3 and min ISR 2: an acknowledged write survives a node.
 """
 
 from __future__ import annotations
@@ -16,27 +17,50 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
 
 
-def server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
+def server_properties(*, port: int, controller_port: int, log_dir: Path, node_id: int = 1,
+                      voters: dict[int, int] | None = None, advertised_port: int | None = None,
+                      internal_port: int | None = None) -> str:
+    """`voters` maps every node id of the cluster to its controller port (alone: this node).
+    `advertised_port`: clients are told to connect there (a fault proxy in front of the
+    broker); brokers then talk to each other on `internal_port`, never through the proxy."""
+    voters = voters or {node_id: controller_port}
+    replication = min(3, len(voters))
+    min_isr = 2 if replication >= 3 else 1
+    listeners = [f"PLAINTEXT://127.0.0.1:{port}"]
+    advertised = [f"PLAINTEXT://127.0.0.1:{advertised_port or port}"]
+    inter_broker = "PLAINTEXT"
+    if internal_port is not None:
+        listeners.append(f"INTERNAL://127.0.0.1:{internal_port}")
+        advertised.append(f"INTERNAL://127.0.0.1:{internal_port}")
+        inter_broker = "INTERNAL"
+    elif advertised_port is not None:
+        raise ValueError("an advertised port other than the listener needs an internal port")
     settings: dict[str, str | int] = {
         "process.roles": "broker,controller",
-        "node.id": 1,
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "node.id": node_id,
+        "controller.quorum.voters": ",".join(
+            f"{node}@127.0.0.1:{cport}" for node, cport in sorted(voters.items())),
+        "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{controller_port}"]),
+        "advertised.listeners": ",".join(advertised),
+        "listener.security.protocol.map":
+            "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "inter.broker.listener.name": inter_broker,
         "log.dirs": str(log_dir),
         "num.partitions": 1,
-        "default.replication.factor": 1,
-        "min.insync.replicas": 1,
-        "offsets.topic.replication.factor": 1,
-        "offsets.topic.num.partitions": 1,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
-        "transaction.state.log.num.partitions": 1,
-        "share.coordinator.state.topic.replication.factor": 1,
-        "share.coordinator.state.topic.min.isr": 1,
+        "default.replication.factor": replication,
+        "min.insync.replicas": min_isr,
+        # A replica that fell behind never becomes leader: that would drop acknowledged writes.
+        "unclean.leader.election.enable": "false",
+        "offsets.topic.replication.factor": replication,
+        # Alone, one coordinator partition starts fastest; in a cluster, groups and
+        # transactional ids spread their coordinators over the nodes.
+        "offsets.topic.num.partitions": 1 if len(voters) == 1 else 6,
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min_isr,
+        "transaction.state.log.num.partitions": 1 if len(voters) == 1 else 6,
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": min_isr,
         "group.initial.rebalance.delay.ms": 0,
         # Topics are created on purpose with their specification (eventlog.topics), never by a typo.
         "auto.create.topics.enable": "false",
@@ -48,7 +72,7 @@ def server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
         "message.max.bytes": 2 * 1024 * 1024 + 65536,
         "replica.fetch.max.bytes": 2 * 1024 * 1024 + 65536,
     }
-    lines = ["# written by katagate broker start; one local node, replication factor 1"]
+    lines = [f"# written by katagate; node {node_id} of {len(voters)}, replication {replication}"]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 

@@ -92,3 +92,30 @@ def test_an_outgoing_event_is_keyed_and_labelled_for_readers_that_do_not_parse_i
     assert record.key == event.partition_key().encode()
     assert dict(record.headers)["katagate-type"] == event.type.encode()
     assert dict(record.headers)["katagate-event-id"] == str(event.event_id).encode()
+
+
+def test_a_node_of_three_replicates_everything_three_times_with_two_in_sync():
+    voters = {1: 9101, 2: 9102, 3: 9103}
+    props = _props(server_properties(port=9092, controller_port=9102, log_dir=Path("/d"),
+                                     node_id=2, voters=voters))
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:9101,2@127.0.0.1:9102,3@127.0.0.1:9103")
+    for key in ("offsets.topic.replication.factor", "transaction.state.log.replication.factor",
+                "default.replication.factor", "share.coordinator.state.topic.replication.factor"):
+        assert props[key] == "3", key
+    for key in ("min.insync.replicas", "transaction.state.log.min.isr",
+                "share.coordinator.state.topic.min.isr"):
+        assert props[key] == "2", key
+    assert props["unclean.leader.election.enable"] == "false"
+
+
+def test_clients_can_be_sent_through_a_proxy_while_brokers_talk_directly():
+    props = _props(server_properties(port=9092, controller_port=9093, log_dir=Path("/d"),
+                                     advertised_port=19092, internal_port=9094))
+    assert props["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,INTERNAL://127.0.0.1:9094")
+    assert props["inter.broker.listener.name"] == "INTERNAL"
+    with pytest.raises(ValueError, match="internal port"):
+        server_properties(port=9092, controller_port=9093, log_dir=Path("/d"),
+                          advertised_port=19092)

@@ -123,6 +123,7 @@ class ConnectionService:
                 self._producer = TransactionalProducer(
                     self._kafka, f"{self._kafka.topic_prefix}-scanner-lifecycle"
                 )
+                log.info("this instance is now the lifecycle owner")
                 self._next_check = 0.0
             self._act(self._producer)
         except ProducerFenced:

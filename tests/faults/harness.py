@@ -76,6 +76,9 @@ class Senders:
     threads: int = 4
     pause_s: float = 0.05  # between messages, per thread
     body_bytes: int = 0  # padding, to fill a disk sooner
+    # Further ingest instances: like an MTA with several MX hosts, a thread whose connection
+    # fails goes on with the next one.
+    other_ports: tuple[int, ...] = ()
     accepted: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -83,7 +86,7 @@ class Senders:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         per = self.count // self.threads
-        self._workers = [threading.Thread(target=self._send, args=(i * per, per), daemon=True)
+        self._workers = [threading.Thread(target=self._send, args=(i * per, per, i), daemon=True)
                          for i in range(self.threads)]
 
     def start(self) -> Senders:
@@ -101,7 +104,9 @@ class Senders:
         with self._lock:
             self.attempts.append(Attempt(began, time.monotonic(), code))
 
-    def _send(self, first: int, count: int) -> None:
+    def _send(self, first: int, count: int, index: int = 0) -> None:
+        ports = (self.port, *self.other_ports)
+        turn = index
         client: smtplib.SMTP | None = None
         for n in range(first, first + count):
             data = (f"Subject: fault {n}\r\nMessage-ID: <fault-{n}@example.org>\r\n\r\n"
@@ -110,7 +115,7 @@ class Senders:
                 began = time.monotonic()
                 try:
                     if client is None:
-                        client = smtplib.SMTP("127.0.0.1", self.port, timeout=30)
+                        client = smtplib.SMTP("127.0.0.1", ports[turn % len(ports)], timeout=30)
                         client.ehlo("fault.example.org")
                     client.mail("alice@example.org")
                     code, reply = client.rcpt("bob@example.net")
@@ -132,6 +137,7 @@ class Senders:
                         with contextlib.suppress(OSError):
                             client.close()
                     client = None
+                    turn += 1
                     time.sleep(0.2)
             time.sleep(self.pause_s)
         if client is not None:
@@ -150,51 +156,80 @@ class Rig:
                  ingest_env: dict[str, str] | None = None,
                  decider_env: dict[str, str] | None = None,
                  sink_args: tuple[str, ...] = (),
-                 bootstrap_for_stages: str | None = None) -> None:
+                 bootstrap_for_stages: str | None = None,
+                 instances: int = 1, projector: bool = False,
+                 kata: dict[str, Any] | None = None) -> None:
         self.kafka, self.tmp = kafka, tmp
         self.names = TopicNames(kafka.topic_prefix)
         self.emulator = Emulator(tmp / "kata").start()
         self.sink = Sink(tmp / "sink", *sink_args)
         self.smtp_port = free_port()
-        common = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_for_stages or kafka.bootstrap_servers,
-                  "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
-                  "KATAGATE_TRANSACTION_TIMEOUT_MS": str(kafka.transaction_timeout_ms),
-                  "KATAGATE_MAIL_PARTITIONS": str(kafka.mail_partitions)}
-        self.stages = {
-            "ingest": Stage("ingest", {**common, "KATAGATE_INGEST_PORT": str(self.smtp_port),
-                                       "KATAGATE_INGEST_RELAY_DOMAINS": '["example.net"]',
-                                       "KATAGATE_INGEST_INSTANCE_ID": "ingest-0",
-                                       **(ingest_env or {})},
-                            tmp / "ingest.log"),
-            "scanner": Stage("scanner", {**common,
-                                         "KATAGATE_SCANNER_STATE_DIR": str(tmp / "gw"),
-                                         "KATAGATE_SCANNER_INSTANCE_ID": "scanner-0",
-                                         "KATAGATE_SCANNER_RECHECK_S": "0.3",
-                                         **(scanner_env or {})},
-                             tmp / "scanner.log"),
-            "decider": Stage("decider", {**common,
-                                         "KATAGATE_DECIDER_NEXT_HOP_PORT": str(self.sink.port),
-                                         "KATAGATE_DECIDER_INSTANCE_ID": "decider-0",
-                                         "KATAGATE_DECIDER_HELO_NAME": "gw.example.net",
-                                         "KATAGATE_DECIDER_RETRY_FIRST_S": "0.5",
-                                         **(decider_env or {})},
-                             tmp / "decider.log"),
-        }
+        self.common = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_for_stages or kafka.bootstrap_servers,
+                       "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
+                       "KATAGATE_TRANSACTION_TIMEOUT_MS": str(kafka.transaction_timeout_ms),
+                       "KATAGATE_MAIL_PARTITIONS": str(kafka.mail_partitions)}
+        self.envs = {"ingest": ingest_env or {}, "scanner": scanner_env or {},
+                     "decider": decider_env or {}}
+        self.smtp_ports = [self.smtp_port]
+        self.projector_ports: list[int] = []
+        self.stages: dict[str, Stage] = {}
+        for n in range(instances):
+            self._add_instance(n, projector)
         # Only the configuring and observing half of the threaded harness.
         self.observer = Gateway.__new__(Gateway)
         self.observer.kafka, self.observer.names = kafka, self.names
         self.kata_port = kata_port
+        self.kata = kata or {}
+
+    def _add_instance(self, n: int, projector: bool) -> None:
+        """Stages of instance n: "ingest", "scanner", ... for the first, "ingest-1" ... after.
+        Scanner instances share the sensor folder: one sensor id, one key (as a cluster of
+        the product's nodes shares one integration), each with its own sensorInstanceId."""
+        suffix = f"-{n}" if n else ""
+        port = self.smtp_port if n == 0 else free_port()
+        if n:
+            self.smtp_ports.append(port)
+        tmp, common = self.tmp, self.common
+        self.stages[f"ingest{suffix}"] = Stage(
+            "ingest", {**common, "KATAGATE_INGEST_PORT": str(port),
+                       "KATAGATE_INGEST_RELAY_DOMAINS": '["example.net"]',
+                       "KATAGATE_INGEST_INSTANCE_ID": f"ingest-{n}", **self.envs["ingest"]},
+            tmp / f"ingest{suffix}.log")
+        self.stages[f"scanner{suffix}"] = Stage(
+            "scanner", {**common, "KATAGATE_SCANNER_STATE_DIR": str(tmp / "gw"),
+                        "KATAGATE_SCANNER_INSTANCE_ID": f"scanner-{n}",
+                        "KATAGATE_SCANNER_RECHECK_S": "0.3", **self.envs["scanner"]},
+            tmp / f"scanner{suffix}.log")
+        self.stages[f"decider{suffix}"] = Stage(
+            "decider", {**common, "KATAGATE_DECIDER_NEXT_HOP_PORT": str(self.sink.port),
+                        "KATAGATE_DECIDER_INSTANCE_ID": f"decider-{n}",
+                        "KATAGATE_DECIDER_HELO_NAME": "gw.example.net",
+                        "KATAGATE_DECIDER_RETRY_FIRST_S": "0.5", **self.envs["decider"]},
+            tmp / f"decider{suffix}.log")
+        if projector:
+            self.projector_ports.append(free_port())
+            self.stages[f"projector{suffix}"] = Stage(
+                "projector", {**common, "KATAGATE_PROJECTOR_INSTANCE_ID": f"projector-{n}"},
+                tmp / f"projector{suffix}.log", "--port", str(self.projector_ports[-1]),
+                "--state-dir", str(tmp / f"projector{suffix}"))
 
     def start(self) -> Rig:
         self.observer.configure(KataSettings(
             central_node_address=IPv4Address("127.0.0.1"),
-            central_node_port=self.kata_port or self.emulator.port, poll_interval_s=1), [])
-        for stage in self.stages.values():
+            central_node_port=self.kata_port or self.emulator.port,
+            **{"poll_interval_s": 1, **self.kata}), [])
+        first = {name: stage for name, stage in self.stages.items() if "-" not in name}
+        for stage in first.values():
             stage.start()
         (sensor,) = wait_for(self.emulator.sensors, 60, "the integration request")
         self.emulator.cli("sensors", "accept", sensor["sensorId"])
         wait_for(lambda: "connected" in self.observer.connection_states(), 60, "connected")
-        wait_for(lambda: smtp_answers(self.smtp_port), 60, "ingest listening")
+        # Further instances once the sensor key exists: they load it, never make another.
+        for name, stage in self.stages.items():
+            if name not in first:
+                stage.start()
+        for port in self.smtp_ports:
+            wait_for(lambda port=port: smtp_answers(port), 60, f"ingest listening on {port}")
         return self
 
     def stop(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -27,6 +28,19 @@ def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
     raise AssertionError("unreachable")
 
 
+def _topic_metadata(consumer: Consumer, topic: str) -> Any:
+    """Retried: with a cluster node down, the first broker asked may be the dead one."""
+    for attempt in range(10):
+        try:
+            return consumer.list_topics(topic, timeout=10).topics[topic]
+        except KafkaException as exc:
+            if attempt == 9 or not (exc.args[0].retriable()
+                                    or exc.args[0].code() == KafkaError._TRANSPORT):
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 def read_all(
     bootstrap: str, topic: str, *, committed_only: bool = True, timeout_s: float = 30.0
 ) -> list[Consumed]:
@@ -39,7 +53,7 @@ def read_all(
         "log_level": 3,
     })
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        metadata = _topic_metadata(consumer, topic)
         partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
         # With read_committed the high watermark is the last stable offset.
         ends = {}

@@ -1,0 +1,156 @@
+"""Everything twice on a replicated cluster: three KRaft nodes (replication 3, min ISR 2) and
+two instances of every stage under a steady load. One broker is killed (-9), then one instance
+of each stage, then whichever instances own the quarantine ledger and the Central Node
+connection. Afterwards every accepted message has exactly one terminal event, the quarantine
+limits were never exceeded, no slot leaked, and both projectors equal a replay. How long the
+ledger and the connection went without an owner is measured and printed."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from decider.ledger import Ledger
+from eventlog.broker.cluster import LocalCluster
+from eventlog.settings import KafkaSettings
+from eventlog.topics import ensure_topics
+from projector.replay import replay
+from schemas import decode_event
+from tests.faults.conftest import SOAK
+from tests.faults.harness import Rig, Senders
+from tests.integration.kafka_read import read_all
+from tests.integration.kata_harness import wait_for
+
+pytestmark = pytest.mark.kafka
+
+QUARANTINE_MAX_MESSAGES = 15  # small, so that the limit is met under the emulator's latency
+_OWNER_LINE = re.compile(r"^(\S+ \S+) INFO \S+ this instance is now the lifecycle owner$",
+                         re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    local.start(brokers=3)
+    yield local
+    local.stop(timeout=30)
+
+
+def test_a_broker_and_every_stage_instance_and_both_owners_die_and_nothing_is_lost(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    layout = cluster.layout()
+    assert layout is not None
+    kafka = KafkaSettings(bootstrap_servers=layout.bootstrap_servers, topic_prefix="failover",
+                          mail_partitions=4, transaction_timeout_ms=10_000,
+                          request_timeout_s=30.0)
+    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    rig = Rig(kafka, tmp_path, instances=2, projector=True,
+              kata={"quarantine_max_messages": QUARANTINE_MAX_MESSAGES}).start()
+    rig.emulator.cli("faults", "set", "--latency", "uniform:0.2:1.0")
+    try:
+        senders = Senders(rig.smtp_port, count=2000 if SOAK else 600,
+                          other_ports=tuple(rig.smtp_ports[1:])).start()
+        time.sleep(4)
+        cluster.kill_node(2)
+        time.sleep(5)
+        for name in ("ingest-1", "scanner-1", "decider-1", "projector-1"):
+            rig.stages[name].kill()
+        time.sleep(2)
+        for name in ("ingest-1", "scanner-1", "decider-1", "projector-1"):
+            rig.stages[name].start()
+        time.sleep(6)
+
+        ledger_owner = _ledger_owner(rig)
+        lifecycle_owner = _lifecycle_owner(rig)
+        killed_at = time.time()
+        rig.stages[ledger_owner].kill()
+        rig.stages[lifecycle_owner].kill()
+        ledger_s = wait_for(lambda: _ledger_taken_over(rig, ledger_owner, killed_at), 90,
+                            "another decider to write the ledger")
+        lifecycle_s = wait_for(lambda: _lifecycle_taken_over(rig, lifecycle_owner, killed_at),
+                               90, "another scanner to own the connection")
+        print(f"failover: ledger {ledger_s:.1f} s, connection lifecycle {lifecycle_s:.1f} s "
+              f"(owners {ledger_owner}, {lifecycle_owner})")
+        rig.stages[ledger_owner].start()
+        rig.stages[lifecycle_owner].start()
+        cluster.start_node(2)
+
+        senders.join(timeout_s=600)
+        assert len(senders.accepted) == senders.count, "the senders did not finish"
+        rig.assert_nothing_lost(senders.accepted)
+        _assert_limits_never_exceeded(rig)
+        replayed = replay(kafka).projections
+        for port in rig.projector_ports:
+            wait_for(lambda port=port: all(
+                _get(port, f"/state/{view}") == replayed.document(view)
+                for view in ("connection", "quarantine", "counters")), 90,
+                f"projector on {port} to equal the replay")
+    finally:
+        rig.stop()
+
+
+def _events(rig: Rig, topic: str) -> list:
+    return [decode_event(r.value) for r in read_all(rig.kafka.bootstrap_servers, topic)]
+
+
+def _stage_of(instance: str) -> str:
+    stage, n = instance.rsplit("-", 1)
+    return stage if n == "0" else instance
+
+
+def _ledger_owner(rig: Rig) -> str:
+    last = _events(rig, rig.names.quarantine)[-1]
+    return _stage_of(last.producer.instance)
+
+
+def _ledger_taken_over(rig: Rig, dead: str, since: float) -> float | None:
+    for event in _events(rig, rig.names.quarantine):
+        if (event.occurred_at.timestamp() > since
+                and _stage_of(event.producer.instance) != dead):
+            return event.occurred_at.timestamp() - since
+    return None
+
+
+def _owner_lines(rig: Rig, stage: str) -> list[float]:
+    text = rig.stages[stage].log.read_text(errors="replace")
+    return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for stamp in _OWNER_LINE.findall(text)]
+
+
+def _lifecycle_owner(rig: Rig) -> str:
+    latest = {name: max(_owner_lines(rig, name), default=0.0)
+              for name in ("scanner", "scanner-1")}
+    return max(latest, key=lambda name: latest[name])
+
+
+def _lifecycle_taken_over(rig: Rig, dead: str, since: float) -> float | None:
+    other = "scanner-1" if dead == "scanner" else "scanner"
+    later = [t for t in _owner_lines(rig, other) if t > since]
+    return later[0] - since if later else None
+
+
+def _assert_limits_never_exceeded(rig: Rig) -> None:
+    ledger = Ledger()
+    denied = 0
+    for event in _events(rig, rig.names.quarantine):
+        ledger.evolve(event)
+        denied += event.type == "quarantine.denied"
+        assert ledger.messages_in_use <= QUARANTINE_MAX_MESSAGES, event
+    assert denied, "the limit was never met: the test proved nothing about it"
+
+
+def _get(port: int, path: str) -> bytes:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return bytes(reply.read())
+    except (OSError, urllib.error.URLError):
+        return b""
+

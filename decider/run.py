@@ -91,7 +91,7 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
     if settings.metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
     from decider.apply import run_apply
 
     parts = {

@@ -24,7 +24,7 @@ def run_scanner(kafka: KafkaSettings, scanner: ScannerSettings, stop: threading.
     if scanner.metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(scanner.metrics_port, addr="127.0.0.1")
+        start_http_server(scanner.metrics_port, addr=scanner.metrics_host)
     identity = load_or_create(scanner.sensor_dir)
     log.info("sensor %s, key fingerprint %s", identity.sensor_id, identity.fingerprint)
     lifecycle_view = ControlView(kafka)

@@ -6,7 +6,8 @@ import smtplib
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,8 @@ class LoadResult:
     seconds: float
     refused: int
     latencies_ms: list[float]
+    # Message-ID -> time.time() when its 250 came: for end-to-end latencies at the next hop.
+    accepted_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
@@ -43,30 +46,37 @@ def message(size: int, i: int) -> bytes:
     return head + line * max(1, (size - len(head)) // len(line))
 
 
-def send_load(port: int, total: int, size: int, concurrency: int,
+def send_load(port: int | Sequence[int], total: int, size: int, concurrency: int,
               host: str = "127.0.0.1") -> LoadResult:
+    """`port`: one, or several (ingest instances), connection i going to port i mod n."""
+    ports = [port] if isinstance(port, int) else list(port)
     latencies: list[float] = []
+    accepted_at: dict[str, float] = {}
     refused = [0]
     lock = threading.Lock()
     per_thread = [total // concurrency + (1 if i < total % concurrency else 0)
                   for i in range(concurrency)]
 
     def worker(index: int, count: int) -> None:
-        client = smtplib.SMTP(host, port, timeout=120)
+        client = smtplib.SMTP(host, ports[index % len(ports)], timeout=120)
         client.ehlo("load.example.org")
         mine: list[float] = []
+        stamps: dict[str, float] = {}
         bad = 0
         for n in range(count):
-            data = message(size, index * 1_000_000 + n)
+            number = index * 1_000_000 + n
+            data = message(size, number)
             began = time.perf_counter()
             try:
                 client.sendmail("load@example.org", ["rcpt@example.net"], data)
                 mine.append((time.perf_counter() - began) * 1000)
+                stamps[f"<load-{number}@example.org>"] = time.time()
             except smtplib.SMTPException:
                 bad += 1
         client.quit()
         with lock:
             latencies.extend(mine)
+            accepted_at.update(stamps)
             refused[0] += bad
 
     threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(per_thread)]
@@ -75,4 +85,5 @@ def send_load(port: int, total: int, size: int, concurrency: int,
         thread.start()
     for thread in threads:
         thread.join()
-    return LoadResult(len(latencies), time.perf_counter() - began, refused[0], latencies)
+    return LoadResult(len(latencies), time.perf_counter() - began, refused[0], latencies,
+                      accepted_at)

@@ -56,17 +56,17 @@ def test_a_broker_and_every_stage_instance_and_both_owners_die_and_nothing_is_lo
               kata={"quarantine_max_messages": QUARANTINE_MAX_MESSAGES}).start()
     rig.emulator.cli("faults", "set", "--latency", "uniform:0.2:1.0")
     try:
-        senders = Senders(rig.smtp_port, count=2000 if SOAK else 600,
+        senders = Senders(rig.smtp_port, count=2000 if SOAK else 400,
                           other_ports=tuple(rig.smtp_ports[1:])).start()
-        time.sleep(4)
+        time.sleep(3)
         cluster.kill_node(2)
-        time.sleep(5)
+        time.sleep(3)
         for name in ("ingest-1", "scanner-1", "decider-1", "projector-1"):
             rig.stages[name].kill()
         time.sleep(2)
         for name in ("ingest-1", "scanner-1", "decider-1", "projector-1"):
             rig.stages[name].start()
-        time.sleep(6)
+        time.sleep(3)
 
         ledger_owner = _ledger_owner(rig)
         lifecycle_owner = _lifecycle_owner(rig)

@@ -21,8 +21,11 @@ def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
             _low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
             return int(high)
         except KafkaException as exc:
+            # With a cluster node just killed, the request may also have gone to it: timed out,
+            # or its broker handle destroyed under it.
             if attempt == 19 or (not exc.args[0].retriable() and exc.args[0].code() not in (
-                    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)):
+                    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError._TIMED_OUT, KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT)):
                 raise
             time.sleep(0.5)
     raise AssertionError("unreachable")

@@ -22,7 +22,7 @@ from tests.integration.kata_harness import Emulator
 
 pytestmark = pytest.mark.kafka
 
-HOLD_S = 12.0 if SOAK else 2.5  # how long each fault lasts
+HOLD_S = 12.0 if SOAK else 2.2  # how long each fault lasts
 HEAL_S = 4.0 if SOAK else 0.8  # quiet time between faults
 
 
@@ -76,7 +76,7 @@ def test_the_central_node_and_the_next_hop_failing_one_way_after_another_lose_no
     try:
         rig.start()
         # About 20 messages a second, for as long as the schedule lasts.
-        senders = Senders(rig.smtp_port, count=4000 if SOAK else 900, pause_s=0.2).start()
+        senders = Senders(rig.smtp_port, count=4000 if SOAK else 820, pause_s=0.2).start()
         applied = []
         for name, apply, heal in schedule:
             began = time.monotonic()

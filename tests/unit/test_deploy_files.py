@@ -1,163 +1,290 @@
-"""The deployment files are checked, not just kept: the Kubernetes manifests against the
-Kubernetes API schemas (strict), the compose file by docker-compose's own parser, and both for
-what operators rely on: replicas, probes, resources, disruption budgets, a 3-node Kafka with
-replication 3 and min ISR 2, and environment names that are real settings (a misspelt
-KATAGATE_* variable would be silently ignored)."""
+"""The deploy files against the metric catalogue (deploy/METRICS.md), without a network: the
+dashboard is well formed, queries only metrics some stage exports, with their labels and label
+values, rates only counters; every alert is complete and unit-tested; the README is current."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from decider.settings import DeciderSettings
-from eventlog.settings import KafkaSettings
-from ingest.settings import IngestSettings
-from projector.settings import ProjectorSettings
-from scanner.settings import ScannerSettings
+from katagate import dashboard_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
-COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
-STAGES = ("ingest", "scanner", "decider", "projector")
-# Outside KATAGATE_<STAGE>_*: what the process itself reads.
-OTHER_ENV = {"KAFKA_BOOTSTRAP_SERVERS", "MALLOC_ARENA_MAX", "KATA_EMULATOR_STATE"}
+DEPLOY = ROOT / "deploy"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "katagate.json"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+ALERT_TESTS = DEPLOY / "prometheus" / "alerts_test.yml"
+SCRAPE = DEPLOY / "prometheus" / "prometheus.yml"
+
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count", "_created")
+# Labels Prometheus adds at scrape time, and the bucket bound of histograms.
+TARGET_LABELS = {"job", "instance"}
+NAME = re.compile(r"\b((?:katagate|process)_[a-z_]+|up)\b(?!\s*\()")
+ROW = re.compile(r"^\|\s*`((?:katagate)_[a-z_]+)`\s*\|\s*(\w+)\s*\|([^|]*)\|", re.MULTILINE)
+LABEL_WITH_VALUES = re.compile(r"`(\w+)`(?:\s*\(([^)]*)\))?")
 
 
-def known_env() -> set[str]:
-    names = set(OTHER_ENV)
-    for prefix, model in (("KATAGATE_INGEST_", IngestSettings),
-                          ("KATAGATE_SCANNER_", ScannerSettings),
-                          ("KATAGATE_DECIDER_", DeciderSettings),
-                          ("KATAGATE_PROJECTOR_", ProjectorSettings),
-                          ("KATAGATE_", KafkaSettings)):
-        names |= {prefix + field.upper() for field in model.model_fields}
-    return names
+class Metric:
+    def __init__(self, kind: str, labels: dict[str, set[str] | None]) -> None:
+        self.kind = kind
+        self.labels = labels  # label -> its documented values (None: not enumerated)
 
 
-def manifests() -> list[tuple[Path, dict[str, Any]]]:
-    return [(path, doc) for path in sorted(K8S.glob("*.yaml")) if path.name != "kustomization.yaml"
-            for doc in yaml.safe_load_all(path.read_text()) if doc]
+def catalogue() -> dict[str, Metric]:
+    text = (DEPLOY / "METRICS.md").read_text()
+    metrics: dict[str, Metric] = {}
+    for name, kind, labels_cell in ROW.findall(text):
+        labels: dict[str, set[str] | None] = {}
+        for label, values in LABEL_WITH_VALUES.findall(labels_cell):
+            enumerated = {v.strip() for v in values.split(",")} if values else set()
+            # "(as skipped)" and the like refer to another row: not an enumeration.
+            labels[label] = enumerated if enumerated and all(
+                re.fullmatch(r"[a-z0-9_]+", v) for v in enumerated) else None
+        metrics[name] = Metric(kind, labels)
+    for name in re.findall(r"`(process_[a-z_]+)`", text):
+        metrics[name] = Metric("counter" if name.endswith("_total") else "gauge", {})
+    metrics["up"] = Metric("gauge", {})
+    return metrics
 
 
-def test_every_manifest_is_valid_against_the_kubernetes_schemas():
-    import kubernetes_validate
-
-    docs = manifests()
-    assert len(docs) >= 15
-    for version in ("1.29.0", "1.33.0"):
-        for _path, doc in docs:
-            kubernetes_validate.validate(doc, version, strict=True)  # raises, naming the field
-    # And a broken one is caught (the check can fail).
-    broken = next(doc for _, doc in docs if doc["kind"] == "Deployment")
-    broken = {**broken, "spec": {**broken["spec"], "replicas": "two"}}
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(broken, "1.33.0", strict=True)
+CATALOGUE = catalogue()
 
 
-def test_the_kustomization_lists_every_manifest_and_kustomize_builds_it():
-    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
-    present = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
-    assert sorted(listed) == present
-    if shutil.which("kubectl") is None:
-        return  # kustomize is checked where kubectl is installed; the schemas everywhere
-    built = subprocess.run(["kubectl", "kustomize", str(K8S)], capture_output=True, text=True,
-                           check=False, timeout=60)
-    assert built.returncode == 0, built.stderr
-    assert len([d for d in yaml.safe_load_all(built.stdout) if d]) == len(manifests())
+def resolve(name: str) -> tuple[str, Metric] | None:
+    """The catalogue entry a series name belongs to (a histogram's _bucket/_sum/_count too)."""
+    if name in CATALOGUE:
+        return name, CATALOGUE[name]
+    for suffix in HISTOGRAM_SUFFIXES:
+        base = name.removesuffix(suffix)
+        if base != name and CATALOGUE.get(base) and CATALOGUE[base].kind == "histogram":
+            return base, CATALOGUE[base]
+    return None
 
 
-def test_every_stage_runs_twice_with_probes_resources_and_a_disruption_budget():
-    docs = [doc for _, doc in manifests()]
-    workloads = {doc["metadata"]["name"]: doc for doc in docs
-                 if doc["kind"] in ("Deployment", "StatefulSet")}
-    assert set(workloads) == set(STAGES)
-    budgets = [doc for doc in docs if doc["kind"] == "PodDisruptionBudget"]
-    for name, workload in workloads.items():
-        spec = workload["spec"]
-        assert spec["replicas"] >= 2, name
-        labels = spec["template"]["metadata"]["labels"]
-        assert any(b["spec"]["selector"]["matchLabels"].items() <= labels.items()
-                   and b["spec"]["minAvailable"] == 1 for b in budgets), f"{name}: no PDB"
-        for container in spec["template"]["spec"]["containers"]:
-            assert {"readinessProbe", "livenessProbe"} <= container.keys(), name
-            assert {"cpu", "memory"} <= container["resources"]["requests"].keys(), name
-            assert "memory" in container["resources"]["limits"], name
-            assert {"configMapRef": {"name": "katagate"}} in container["envFrom"], name
-    # Scanner and decider instances keep their names (sensorInstanceId, static membership).
-    assert workloads["scanner"]["kind"] == workloads["decider"]["kind"] == "StatefulSet"
-    # The sensor key comes from a Secret, never from the ConfigMap.
-    scanner_volumes = workloads["scanner"]["spec"]["template"]["spec"]["volumes"]
-    assert {"secretName": "katagate-sensor", "defaultMode": 0o400} in [
-        v.get("secret") for v in scanner_volumes]
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
 
 
-def test_the_configmap_and_the_pods_name_only_real_settings():
-    known = known_env()
-    for _, doc in manifests():
-        if doc["kind"] == "ConfigMap":
-            unknown = set(doc["data"]) - known
-            assert not unknown, f"not settings: {unknown}"
-        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
-            for container in doc["spec"]["template"]["spec"]["containers"]:
-                unknown = {e["name"] for e in container.get("env", [])} - known
-                assert not unknown, f"not settings: {unknown}"
-    for service in compose()["services"].values():
-        if service.get("image", "").startswith("apache/kafka"):
-            continue  # Kafka's own configuration
-        unknown = set(service.get("environment", {})) - known
-        assert not unknown, f"not settings: {unknown}"
+def panels() -> list[dict[str, Any]]:
+    return [p for _, row in dashboard_cmd.rows(dashboard()) for p in row]
 
 
-def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+def dashboard_queries() -> list[tuple[str, str]]:
+    return [(p["title"], t["expr"]) for p in panels() for t in p["targets"]]
 
 
-def test_docker_compose_parses_the_compose_file():
-    tool = shutil.which("docker-compose")
-    if tool is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-compose is missing (scripts/system-packages installs it)")
-        pytest.skip("docker-compose is not installed")
-    checked = subprocess.run([tool, "-f", str(COMPOSE), "config", "-q"], capture_output=True,
-                             text=True, check=False, timeout=60, cwd=COMPOSE.parent)
-    assert checked.returncode == 0, checked.stderr
-    # It does check: the same file with a service that names a bad key is refused.
-    bad = COMPOSE.parent / ".broken-compose.yaml"
-    data = compose()
-    data["services"]["ingest"]["deploy"]["replicas"] = "two"
-    bad.write_text(yaml.safe_dump(data))
-    try:
-        refused = subprocess.run([tool, "-f", str(bad), "config", "-q"], capture_output=True,
-                                 text=True, check=False, timeout=60, cwd=COMPOSE.parent)
-    finally:
-        bad.unlink()
-    assert refused.returncode != 0
+def alert_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
 
 
-def test_the_compose_cluster_has_three_replicated_nodes_and_every_stage_twice():
-    services = compose()["services"]
-    nodes = {name: s for name, s in services.items() if s.get("image", "").startswith(
-        "apache/kafka")}
-    assert len(nodes) == 3
-    for node in nodes.values():
-        env = node["environment"]
-        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
-        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
-        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
-        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
-    assert len({n["environment"]["KAFKA_NODE_ID"] for n in nodes.values()}) == 3
-    for stage in STAGES:
-        assert services[stage]["deploy"]["replicas"] >= 2, stage
-    # Every file the compose file mounts is in the repository.
-    for service in services.values():
-        for volume in service.get("volumes", []):
-            source = volume.split(":")[0]
-            if source.startswith("."):
-                assert (COMPOSE.parent / source).resolve().exists(), source
-    assert {"prometheus", "grafana"} <= services.keys()
+def all_queries() -> list[tuple[str, str]]:
+    return dashboard_queries() + [(r["alert"], r["expr"]) for r in alert_rules()]
+
+
+def test_the_catalogue_parses_into_the_metrics_it_lists():
+    assert CATALOGUE["katagate_scan_duration_seconds"].kind == "histogram"
+    assert CATALOGUE["katagate_deliveries_total"].labels == {
+        "outcome": {"delivered", "deferred", "failed"}}
+    assert CATALOGUE["katagate_dead_lettered_total"].labels == {"stage": None, "error": None}
+    assert "process_resident_memory_bytes" in CATALOGUE
+    assert len([n for n in CATALOGUE if n.startswith("katagate_")]) >= 40
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+def test_the_dashboard_is_a_grafana_dashboard_on_a_templated_prometheus():
+    board = dashboard()
+    assert board["schemaVersion"] >= 36
+    assert board["uid"]
+    assert board["title"]
+    (variable,) = [v for v in board["templating"]["list"] if v["name"] == "DS_PROMETHEUS"]
+    assert (variable["type"], variable["query"]) == ("datasource", "prometheus")
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+
+
+def test_every_panel_has_a_title_a_known_unit_a_description_and_queries():
+    for panel in panels():
+        title = panel.get("title", "")
+        assert title, f"a panel without a title: {panel['id']}"
+        unit = panel["fieldConfig"]["defaults"].get("unit")
+        assert unit in dashboard_cmd.UNITS, f"{title}: unit {unit!r} is not a known Grafana unit"
+        assert panel.get("description"), f"{title}: no description"
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", title
+        assert panel["targets"], f"{title}: no query"
+        for target in panel["targets"]:
+            assert target["expr"].strip(), f"{title}: an empty query"
+            assert target["datasource"]["uid"] == "${DS_PROMETHEUS}", title
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), f"{title}: refIds repeat"
+
+
+def test_panels_do_not_overlap_and_fit_the_grid():
+    taken: dict[tuple[int, int], str] = {}
+    for panel in dashboard()["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, f"{panel['title']} overlaps {taken.get((x, y))}"
+                taken[(x, y)] = panel["title"]
+
+
+def test_the_dashboard_answers_the_operators_questions():
+    titles = [title.lower() for title, _ in dashboard_cmd.rows(dashboard())]
+    for words in ("mail flow", "scans", "quarantine", "without a verdict", "actions",
+                  "central node", "keeping up", "errors", "processes"):
+        assert any(words in t for t in titles), f"no row about {words!r}: {titles}"
+    exprs = "\n".join(e for _, e in dashboard_queries())
+    for p in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({p}, sum by (le) (rate(katagate_scan_duration_seconds_bucket"\
+            in exprs
+    for needed in ("katagate_quarantine_limit_bytes", "katagate_quarantine_limit_messages",
+                   "katagate_delivered_without_verdict_total", "katagate_skipped_total",
+                   "katagate_consumer_lag_seconds", "katagate_connection_state",
+                   "katagate_kata_api_responses_total", "process_cpu_seconds_total",
+                   "process_resident_memory_bytes"):
+        assert needed in exprs, needed
+
+
+# -- queries against the catalogue -------------------------------------------------------------
+
+@pytest.mark.parametrize(("where", "expr"), all_queries())
+def test_every_metric_a_query_names_is_in_the_catalogue(where, expr):
+    names = set(NAME.findall(expr))
+    assert names, f"{where}: no metric in {expr}"
+    unknown = sorted(n for n in names if resolve(n) is None)
+    assert not unknown, f"{where}: {unknown} are not in deploy/METRICS.md"
+
+
+@pytest.mark.parametrize(("where", "expr"), all_queries())
+def test_rates_are_taken_of_counters_only(where, expr):
+    for name in re.findall(r"\b(?:rate|increase|irate)\(\s*([a-z_]+)", expr):
+        resolved = resolve(name)
+        assert resolved is not None, name
+        base, metric = resolved
+        counts = metric.kind == "counter" or (metric.kind == "histogram" and name != base)
+        assert counts, f"{where}: rate of the {metric.kind} {name}"
+
+
+@pytest.mark.parametrize(("where", "expr"), all_queries())
+def test_selectors_and_groupings_use_the_metrics_labels(where, expr):
+    used: set[str] = set()
+    for name, matchers in re.findall(r"\b([a-z_]+)\{([^}]*)\}", expr):
+        resolved = resolve(name)
+        assert resolved is not None, f"{where}: {name}"
+        metric = resolved[1]
+        for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', matchers):
+            if label in TARGET_LABELS:
+                continue
+            assert label in metric.labels, f"{where}: {name} has no label {label!r}"
+            documented = metric.labels[label]
+            if documented and op in ("=", "=~"):
+                values = set(value.split("|")) if op == "=~" else {value}
+                assert values <= documented, f"{where}: {name}{{{label}}}: {values - documented}"
+    for name in NAME.findall(expr):
+        resolved = resolve(name)
+        if resolved:
+            used |= set(resolved[1].labels)
+            if resolved[1].kind == "histogram":
+                used.add("le")
+    for group in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr):
+        for label in (g.strip() for g in group.split(",") if g.strip()):
+            assert label in used | TARGET_LABELS, f"{where}: no metric here has {label!r}"
+
+
+# -- alert rules and their tests --------------------------------------------------------------
+
+def test_every_alert_has_a_severity_a_summary_and_a_description():
+    rules = alert_rules()
+    names = [r["alert"] for r in rules]
+    assert len(names) == len(set(names))
+    for rule in rules:
+        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+        assert rule["annotations"]["summary"].strip(), rule["alert"]
+        assert len(rule["annotations"]["description"]) > 80, rule["alert"]
+
+
+def test_the_alerts_cover_what_the_issue_asks():
+    exprs = {r["alert"]: r["expr"] for r in alert_rules()}
+    joined = "\n".join(exprs.values())
+    for needed in ('katagate_connection_state{state="connected"}',
+                   "katagate_quarantine_bytes_in_use / katagate_quarantine_limit_bytes",
+                   "katagate_quarantine_messages_in_use / katagate_quarantine_limit_messages",
+                   "katagate_scan_timeouts_total", "katagate_consumer_lag_seconds",
+                   'katagate_deliveries_total{outcome="failed"}', "katagate_dead_lettered_total",
+                   "up{"):
+        assert needed in joined, needed
+    fors = {r["alert"]: r.get("for") for r in alert_rules()}
+    assert fors["KatagateCentralNodeNotConnected"] == "5m"
+    assert fors["KatagateConsumerLagHigh"] == "5m"
+
+
+def test_every_alert_is_unit_tested_firing_and_not_firing():
+    tests = yaml.safe_load(ALERT_TESTS.read_text())
+    assert tests["rule_files"] == ["alerts.yml"]
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for case in tests["tests"]:
+        for check in case["alert_rule_test"]:
+            (firing if check["exp_alerts"] else quiet).add(check["alertname"])
+    names = {r["alert"] for r in alert_rules()}
+    assert names - firing == set(), "alerts never shown firing"
+    assert names - quiet == set(), "alerts never shown quiet"
+
+
+def test_the_scrape_configuration_has_every_stage_and_the_rules():
+    config = yaml.safe_load(SCRAPE.read_text())
+    assert config["global"]["scrape_interval"] == "15s"
+    assert config["rule_files"] == ["alerts.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"katagate-ingest", "katagate-scanner", "katagate-decider",
+            "katagate-projector"} <= set(jobs)
+    ports = {name: job["static_configs"][0]["targets"][0].rsplit(":", 1)[1]
+             for name, job in jobs.items()}
+    assert (ports["katagate-ingest"], ports["katagate-scanner"], ports["katagate-decider"],
+            ports["katagate-projector"]) == ("9101", "9102", "9103", "8080")
+
+
+def test_the_grafana_provisioning_files_parse():
+    sources = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    (source,) = sources["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["isDefault"]
+    providers = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/dashboards/katagate.yml").read_text())
+    assert providers["providers"][0]["type"] == "file"
+
+
+# -- the README's view of the dashboard ----------------------------------------------------------
+
+def test_the_readme_operations_section_is_current():
+    readme = (ROOT / "README.md").read_text()
+    assert dashboard_cmd.is_current(readme, dashboard()), (
+        "README.md's dashboard section is stale: run `katagate dashboard write`")
+
+
+def test_the_rendering_names_every_panel_unit_and_query():
+    rendered = dashboard_cmd.describe(dashboard())
+    for panel in panels():
+        assert f"**{panel['title']}**" in rendered
+        assert f"`{panel['fieldConfig']['defaults']['unit']}`" in rendered
+        for target in panel["targets"]:
+            assert f"`{target['expr']}`" in rendered
+
+
+def test_a_changed_dashboard_makes_the_section_stale():
+    readme = (ROOT / "README.md").read_text()
+    board = dashboard()
+    board["panels"][1]["title"] = "Something else"
+    assert not dashboard_cmd.is_current(readme, board)
+    with pytest.raises(dashboard_cmd.DashboardSectionMissing):
+        dashboard_cmd.with_section("# no section\n", "x")

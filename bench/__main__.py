@@ -13,8 +13,8 @@ in the same run, as a ratio, with the machine's details.
 6. replay: events/s rebuilding every projection against a bare consumer (bench/replay.py).
 
 Writes report.json, report.md and PNG plots into bench/results/suite-<time>/ (or --out);
-`--write-docs` also writes docs/PERFORMANCE.md. `--quick` checks the suite works (CI runs
-it); its figures mean nothing.
+`--write-docs` also writes docs/PERFORMANCE.md. `--quick` checks the suite works (`pytest -m soak`
+runs it); its figures mean nothing.
 """
 
 from __future__ import annotations

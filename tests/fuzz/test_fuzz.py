@@ -15,7 +15,7 @@ from tests.fuzz.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = Path(__file__).parent / "seeds"
-SECONDS = int(os.environ.get("KATAGATE_FUZZ_SECONDS", "5"))
+SECONDS = int(os.environ.get("KATAGATE_FUZZ_SECONDS", "3"))
 
 
 @pytest.mark.parametrize("target", sorted(TARGETS))

@@ -1,5 +1,6 @@
 """The benchmark suite works from a checkout with one command: `python -m bench --quick` runs
-every section and writes its report and plots. A smoke test — it never judges a timing."""
+every section and writes its report and plots. A smoke test — it never judges a timing.
+Soak (`pytest -m soak`): its minute went to the cluster failover test in the suite's budget."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.soak]
 
 
 def test_the_quick_suite_runs_every_section_and_writes_its_report(kafka_bootstrap, tmp_path):

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import random
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
@@ -24,7 +22,7 @@ from projector.replay import replay, timelines_jsonl
 from schemas import Event, KataSettings, decode_event
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway, Sink, is_terminal
-from tests.faults.harness import Senders, Stage, smtp_answers
+from tests.faults.harness import Senders, Stage, http_get, smtp_answers
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import Emulator, wait_for
 
@@ -152,14 +150,6 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
             stage.stop()
         emulator.stop()
         sink.stop()
-
-
-def http_get(port: int, path: str) -> bytes:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-            return bytes(reply.read())
-    except (OSError, urllib.error.URLError):
-        return b""
 
 
 def events_of(kafka, topic: str) -> list[Event]:

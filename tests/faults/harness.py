@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
@@ -305,6 +307,15 @@ def _padding(size: int) -> bytes:
     """Random base64 lines: the broker stores them at their size (the producer compresses)."""
     lines = size // 78
     return base64.encodebytes(os.urandom(lines * 57)).replace(b"\n", b"\r\n")
+
+
+def http_get(port: int, path: str) -> bytes:
+    """A projector's answer, or b"" while it cannot answer (starting, restarting)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+            return bytes(reply.read())
+    except (OSError, urllib.error.URLError):
+        return b""
 
 
 def smtp_answers(port: int) -> bool:

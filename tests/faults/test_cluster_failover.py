@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +25,7 @@ from projector.canonical import document
 from projector.replay import replay, timelines_jsonl
 from schemas import decode_event
 from tests.faults.conftest import SOAK
-from tests.faults.harness import Rig, Senders
+from tests.faults.harness import Rig, Senders, http_get
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import wait_for
 
@@ -92,14 +90,14 @@ def test_a_broker_and_every_stage_instance_and_both_owners_die_and_nothing_is_lo
         replayed = replay(kafka).projections
         for port in rig.projector_ports:
             wait_for(lambda port=port: all(
-                _get(port, f"/state/{view}") == replayed.document(view)
+                http_get(port, f"/state/{view}") == replayed.document(view)
                 for view in ("connection", "quarantine", "counters")), 90,
                 f"projector on {port} to equal the replay")
             # Every message's timeline, and the listing, byte for byte.
-            served = b"".join(_get(port, f"/messages/{m}") for m in replayed.message_ids())
+            served = b"".join(http_get(port, f"/messages/{m}") for m in replayed.message_ids())
             assert served == timelines_jsonl(replayed)
             page, more = replayed.listing(None, 1000, {})
-            assert _get(port, "/messages?limit=1000") == document(
+            assert http_get(port, "/messages?limit=1000") == document(
                 {"messages": page, "next": page[-1]["message_id"] if more else None})
     finally:
         rig.stop()
@@ -153,12 +151,3 @@ def _assert_limits_never_exceeded(rig: Rig) -> None:
         denied += event.type == "quarantine.denied"
         assert ledger.messages_in_use <= QUARANTINE_MAX_MESSAGES, event
     assert denied, "the limit was never met: the test proved nothing about it"
-
-
-def _get(port: int, path: str) -> bytes:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
-            return bytes(reply.read())
-    except (OSError, urllib.error.URLError):
-        return b""
-

@@ -29,14 +29,19 @@ def connect_from(source: str, address: tuple[str, int]) -> socket.socket:
     return sock
 
 
-def first_line(sock: socket.socket) -> bytes:
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """What the server sends until `marker` has come, or it closes."""
     data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(4096)
+    while marker not in data:
+        chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
-    return data.split(b"\r\n", 1)[0]
+    return data
+
+
+def first_line(sock: socket.socket) -> bytes:
+    return read_until(sock, b"\r\n").split(b"\r\n", 1)[0]
 
 
 def test_a_client_sending_one_byte_a_second_is_cut_off_with_421(make_kafka_settings):
@@ -125,12 +130,7 @@ def test_a_thousand_idle_connections_take_no_slot_from_other_clients(make_kafka_
                          b"RCPT TO:<b@example.net>\r\nDATA\r\n")
             sock.sendall(b"Subject: after the flood\r\n\r\nhello\r\n.\r\nQUIT\r\n")
             sock.settimeout(10)
-            answer = b""
-            while b"221" not in answer:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = read_until(sock, b"221")
             sock.close()
             assert b"250 2.0.0 Ok: queued as" in answer, answer
             assert len(received(kafka)) == 1

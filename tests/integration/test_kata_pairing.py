@@ -29,6 +29,14 @@ def emulator(tmp_path):
     emulator.stop()
 
 
+def paired(gateway, emulator) -> str:
+    """Accepted by the KATA administrator and connected; the Central Node key now pinned."""
+    gateway.wait_state("awaiting_confirmation")
+    emulator.cli("sensors", "accept", gateway.identity.sensor_id)
+    gateway.wait_state("connected")
+    return gateway.control.view.effective_pin
+
+
 def control_events(settings):
     topic = TopicNames(settings.topic_prefix).control
     return [decode_event(r.value) for r in read_all(settings.bootstrap_servers, topic)]
@@ -84,10 +92,7 @@ def test_pairing_rejected_by_kata(kafka_settings, emulator, tmp_path):
 def test_a_swapped_central_node_key_is_a_certificate_mismatch(kafka_settings, emulator, tmp_path):
     configure_kata(kafka_settings, emulator.port)
     with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
-        gateway.wait_state("awaiting_confirmation")
-        emulator.cli("sensors", "accept", gateway.identity.sensor_id)
-        gateway.wait_state("connected")
-        pinned = gateway.control.view.effective_pin
+        pinned = paired(gateway, emulator)
 
         emulator.cli("rotate-key")
         new_key = openssl_fingerprint(emulator.key_file)
@@ -150,10 +155,7 @@ def test_an_expired_central_node_certificate_keeps_the_pinned_key_and_is_reporte
 
     configure_kata(kafka_settings, emulator.port)
     with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
-        gateway.wait_state("awaiting_confirmation")
-        emulator.cli("sensors", "accept", gateway.identity.sensor_id)
-        gateway.wait_state("connected")
-        pinned = gateway.control.view.effective_pin
+        pinned = paired(gateway, emulator)
         assert CENTRAL_NODE_CERT_NOT_AFTER._value.get() > time.time() + 86400
 
         out = emulator.cli("expire-cert").stdout

@@ -8,27 +8,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from audit.reading import watermarks
 from eventlog.records import Consumed
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from schemas import ControlState, Event, decode_event, evolve_control
-
-
-def _high_watermark(consumer: Consumer, tp: TopicPartition) -> int:
-    """Retried: right after topic creation or under load the broker may answer 'not leader'."""
-    for attempt in range(20):
-        try:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-            return int(high)
-        except KafkaException as exc:
-            # With a cluster node just killed, the request may also have gone to it: timed out,
-            # or its broker handle destroyed under it.
-            if attempt == 19 or (not exc.args[0].retriable() and exc.args[0].code() not in (
-                    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                    KafkaError._TIMED_OUT, KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT)):
-                raise
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
 
 
 def _topic_metadata(consumer: Consumer, topic: str) -> Any:
@@ -61,7 +45,9 @@ def read_all(
         # With read_committed the high watermark is the last stable offset.
         ends = {}
         for tp in partitions:
-            ends[tp.partition] = _high_watermark(consumer, tp)
+            # Retried whatever the error: with a cluster node just killed, the answer may be
+            # 'not leader', a timeout, a destroyed handle or 'high watermark not caught up'.
+            ends[tp.partition] = watermarks(consumer, (topic, tp.partition), 60.0)[1]
         consumer.assign(partitions)
         records: list[Consumed] = []
         positions = {p: 0 for p in ends}

@@ -152,10 +152,11 @@ class TransactionalProducer:
                     # The local queue is full: serve delivery reports to make room.
                     self._producer.poll(0.05)
 
-    def produce_located(self, records: list[Outgoing]) -> list[tuple[int, int]]:
+    def produce_located(self, records: Iterable[Outgoing]) -> list[tuple[int, int]]:
         """Produce within the open transaction and wait for each record's (partition, offset):
-        events that point at raw chunks need the chunks' offsets before they are written."""
-        located: list[tuple[int, int] | None] = [None] * len(records)
+        events that point at raw chunks need the chunks' offsets before they are written.
+        Records are taken one at a time, so a lazy sequence of chunks is never all in memory."""
+        located: list[tuple[int, int] | None] = []
 
         def on_delivery(index: int) -> Any:
             def callback(error: KafkaError | None, message: Any) -> None:
@@ -166,6 +167,7 @@ class TransactionalProducer:
             return callback
 
         for index, record in enumerate(records):
+            located.append(None)
             self._written[record.topic] += 1
             while True:
                 try:
@@ -176,6 +178,7 @@ class TransactionalProducer:
                     break
                 except BufferError:
                     self._producer.poll(0.05)
+            del record  # the chunk's slice: librdkafka holds its own copy
         self.flush()
         if any(place is None for place in located):
             raise TransactionFailed("a record was acknowledged without an offset")

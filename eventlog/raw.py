@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -23,25 +25,47 @@ class RawUnavailable(KatagateError):
     """The chunks a location names are gone (retention) or do not match."""
 
 
+class Chunks(Sequence[Outgoing]):
+    """One message's chunk records, each sliced only when asked for: produced one by one, a
+    chunk's copy lives only until librdkafka has copied it, so a 200 MB message is not held a
+    third time as slices for the whole transaction."""
+
+    def __init__(self, topic: str, message_id: str, data: bytes, chunk_bytes: int) -> None:
+        self._topic, self._key, self._data, self._bytes = (
+            topic, message_id.encode(), data, chunk_bytes)
+        self._count = max(1, -(-len(data) // chunk_bytes))
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Outgoing: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Outgoing]: ...
+    def __getitem__(self, index: int | slice) -> Outgoing | Sequence[Outgoing]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        i = index % self._count
+        return Outgoing(
+            topic=self._topic,
+            key=self._key,
+            value=self._data[i * self._bytes:(i + 1) * self._bytes],
+            headers=((H_MESSAGE_ID, self._key), (H_CHUNK, f"{i}/{self._count}".encode())),
+        )
+
+
 @dataclass(frozen=True)
 class Chunked:
-    records: list[Outgoing]
+    records: Chunks
     sha256: str
     size: int
 
 
 def chunk(topic: str, message_id: str, data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Chunked:
-    count = max(1, -(-len(data) // chunk_bytes))
-    records = [
-        Outgoing(
-            topic=topic,
-            key=message_id.encode(),
-            value=data[i * chunk_bytes:(i + 1) * chunk_bytes],
-            headers=((H_MESSAGE_ID, message_id.encode()), (H_CHUNK, f"{i}/{count}".encode())),
-        )
-        for i in range(count)
-    ]
-    return Chunked(records, hashlib.sha256(data).hexdigest(), len(data))
+    return Chunked(Chunks(topic, message_id, data, chunk_bytes),
+                   hashlib.sha256(data).hexdigest(), len(data))
 
 
 @dataclass(frozen=True)

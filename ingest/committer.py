@@ -211,7 +211,7 @@ class GroupCommitter:
         producer.begin()
         chunked = [chunk(self._topics.raw, p.accepted.message_id, p.accepted.data)
                    for p in batch]
-        located = producer.produce_located([r for c in chunked for r in c.records])
+        located = producer.produce_located(r for c in chunked for r in c.records)
         events, start = [], 0
         for pending, parts in zip(batch, chunked, strict=True):
             places = located[start:start + len(parts.records)]

@@ -4,7 +4,8 @@ threaded Controller cannot bind port 0).
 What the subclass adds to aiosmtpd 1.4.6: per-instance command size limits (its class-level
 dict is shared by every session and grows with each EHLO), a cap on commands per session, caps
 on sessions in all and per client, a DATA deadline under a minimum rate, a 421 before a
-timeout closes the connection, no AUTH, and enhanced status codes on its fixed replies.
+timeout closes the connection, the DATA body in one buffer
+(not a bytearray per line), no AUTH, and enhanced status codes on its fixed replies.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from ingest import metrics, replies
+from ingest.data_body import DataBody, Overflow
 from ingest.handler import IngestHandler
 from ingest.replies import enhance
 from ingest.sessions import SessionTable, next_data_deadline
@@ -165,17 +167,55 @@ class GatewaySMTP(SMTP):
         finally:
             self._ehlo = False
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         self._in_data = True
         self._reading_data = True
         self._data_deadline = time.monotonic() + self._data_timeout
         self._reset_timeout(self._data_timeout)
         try:
-            await super().smtp_DATA(arg)
+            await self._data(arg)
         finally:
             self._in_data = self._reading_data = False
             if self.transport is not None:
                 self._reset_timeout()
+
+    async def _data(self, arg: str) -> None:
+        """aiosmtpd's DATA, with the body read into one buffer (ingest/data_body.py)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        envelope = self.envelope
+        if envelope is None or not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        body = DataBody(max_bytes=self.data_size_limit, max_line=self.line_length_limit)
+        while not body.done:
+            try:
+                body.feed_line(await self._reader.readuntil(b"\r\n"))
+            except asyncio.LimitOverrunError as error:
+                body.feed_fragment(await self._reader.read(error.consumed))
+            except asyncio.CancelledError:
+                # A lost connection cancels this task (aiosmtpd's eof_received): no EOF here.
+                log.info("connection lost during DATA")
+                self._writer.close()
+                raise
+        if body.overflow is not Overflow.NONE:
+            # Answered only once the data is complete (RFC 5321 4.2.5), as aiosmtpd does.
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)"
+                            if body.overflow is Overflow.LINE_TOO_LONG
+                            else "552 Error: Too much mail data")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        content = body.content()
+        del body
+        envelope.content = envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push(status)
 
 
 async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,

@@ -19,7 +19,7 @@ from scanner.replies import (
     parse_detects,
     parse_states,
 )
-from scanner.transport import Outcome, PinMismatch, Reply, Unreachable
+from scanner.transport import Body, Outcome, PinMismatch, Reply, Unreachable
 
 ALL_STATES = ("detect", "not detected", "processing", "timeout", "error")
 
@@ -52,7 +52,7 @@ class Deleted:
 
 class Transport(Protocol):
     def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
+        self, method: str, path: str, body: Body = None, content_type: str | None = None
     ) -> Outcome: ...
 
 
@@ -77,7 +77,10 @@ def refusal(outcome: Outcome) -> Refused:
     )
 
 
-def multipart(fields: dict[str, str], file_field: str, content: bytes) -> tuple[bytes, str]:
+def multipart(fields: dict[str, str], file_field: str, content: bytes
+              ) -> tuple[tuple[bytes, ...], str]:
+    """The form's body as its parts, sent one after another: joined, a 200 MB message would be
+    copied once more for every submission."""
     boundary = f"katagate-{uuid.uuid4().hex}"
     parts: list[bytes] = []
     for name, value in fields.items():
@@ -91,7 +94,7 @@ def multipart(fields: dict[str, str], file_field: str, content: bytes) -> tuple[
     )
     parts.append(content)
     parts.append(f"\r\n--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+    return tuple(parts), f"multipart/form-data; boundary={boundary}"
 
 
 class KataApi:

@@ -58,6 +58,7 @@ class PinMismatch:
 
 
 Outcome = Reply | Unreachable | PinMismatch
+Body = bytes | tuple[bytes, ...] | None  # a tuple is sent part after part
 
 
 def client_context(identity: SensorIdentity) -> ssl.SSLContext:
@@ -99,7 +100,7 @@ class PinnedTransport:
         self._local.fingerprint = None
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
+        self, method: str, path: str, body: Body = None, content_type: str | None = None
     ) -> Outcome:
         outcome, stale = self._attempt(method, path, body, content_type)
         if stale:
@@ -146,7 +147,7 @@ class PinnedTransport:
                         "ask its administrator to renew it", not_after.isoformat(), fingerprint)
 
     def _attempt(
-        self, method: str, path: str, body: bytes | None, content_type: str | None
+        self, method: str, path: str, body: Body, content_type: str | None
     ) -> tuple[Outcome, bool]:
         """The outcome, and whether it was a reused connection that went stale."""
         reused = getattr(self._local, "connection", None) is not None
@@ -157,6 +158,9 @@ class PinnedTransport:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
+        if isinstance(body, tuple):
+            # With the length given, http.client sends the parts as they are (not chunked).
+            headers["Content-Length"] = str(sum(len(part) for part in body))
         try:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()

@@ -8,10 +8,12 @@ import base64
 import contextlib
 import os
 import re
+import shutil
 import signal
 import smtplib
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -242,13 +244,37 @@ class Rig:
 
     def settled(self, timeout_s: float = 180) -> dict[str, Any]:
         """Waits for a terminal event for every received message; returns the accounting."""
-        def done() -> bool:
+        def unsettled() -> dict[str, list[str]]:
             events = [decode_event(r.value)
                       for r in read_all(self.kafka.bootstrap_servers, self.names.mail)]
             received = {e.message_id for e in events if e.type == "mail.received"}
-            return received <= {e.message_id for e in events if is_terminal(e)}
-        wait_for(done, timeout_s, "a terminal event for every received message")
+            left = received - {e.message_id for e in events if is_terminal(e)}
+            return {m: [e.type for e in events if e.message_id == m] for m in sorted(left)}
+
+        try:
+            wait_for(lambda: not unsettled(), timeout_s,
+                     "a terminal event for every received message")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self._diagnosis(unsettled())}") from None
         return reconcile(self.kafka, datetime.now(UTC))
+
+    def _diagnosis(self, unsettled: dict[str, list[str]]) -> str:
+        """What a rare failure leaves behind: the messages stuck and their events, the stages'
+        warnings, and their logs kept where pytest's rotation of tmp folders will not reach."""
+        kept = Path(os.environ.get("KATAGATE_FAULT_LOGS")
+                    or Path(tempfile.gettempdir()) / "katagate-fault-logs")
+        kept = kept / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        kept.mkdir(parents=True, exist_ok=True)
+        lines = [f"{len(unsettled)} messages without a terminal event, first ones:"]
+        lines += [f"  {m}: {', '.join(kinds)}" for m, kinds in list(unsettled.items())[:5]]
+        for log in sorted(self.tmp.glob("*.log")):
+            shutil.copy(log, kept / log.name)
+            notable = [line for line in log.read_text(errors="replace").splitlines()
+                       if re.search(r"WARNING|ERROR|Traceback|owner", line)]
+            lines.append(f"--- {log.name}: {len(notable)} notable lines, the last ones:")
+            lines += notable[-15:]
+        lines.append(f"logs kept in {kept}")
+        return "\n".join(lines)
 
     def assert_nothing_lost(self, accepted: list[str]) -> dict[str, Any]:
         """DESIGN section 7 after a fault: every message accepted with 250 has exactly one

@@ -72,8 +72,10 @@ def test_199_and_201_mb_messages_one_scanned_one_skipped_as_too_large(make_kafka
         peaks = {name: peak_rss_mb(stage.process.pid) for name, stage in rig.stages.items()
                  if stage.process is not None}
         print("peak RSS MB:", peaks)
-        # Measured: ingest 1,076, decider 881, scanner 671 MB (aiosmtpd keeps the lines and
-        # their join; the raw chunks are then copied into the producer). Bounded, not small.
-        assert all(peak < 1600 for peak in peaks.values()), peaks
+        # Measured: ingest 496, scanner 491, decider 486 MB, about 2.4 times the largest
+        # message: its bytes and one copy (the body buffer taken as bytes, librdkafka's copy
+        # of the chunks, the raw chunks joined). Before the body was read into one buffer and
+        # the chunks, the form and the DATA were sent in pieces: 1,076, 671 and 881 MB.
+        assert all(peak < 3 * 201 + 150 for peak in peaks.values()), peaks
     finally:
         rig.stop()

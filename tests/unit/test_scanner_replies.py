@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from kata_emulator.multipart import parse_multipart
 from scanner.kata_api import KataApi, Refused, Submitted, refusal
 from scanner.replies import Garbage, ScanStatus, parse_detects, parse_states
-from scanner.transport import PinMismatch, Reply, Unreachable
+from scanner.transport import Body, PinMismatch, Reply, Unreachable
 
 
 def test_given_the_documented_shape_then_every_scan_and_state_is_read():
@@ -86,7 +87,7 @@ def test_transport_failures_map_to_their_reasons():
 class RecordingTransport:
     def __init__(self, reply: Reply) -> None:
         self.reply = reply
-        self.calls: list[tuple[str, str, bytes | None, str | None]] = []
+        self.calls: list[tuple[str, str, Body, str | None]] = []
 
     def request(self, method, path, body=None, content_type=None):
         self.calls.append((method, path, body, content_type))
@@ -97,12 +98,15 @@ def test_submit_sends_the_documented_multipart_fields():
     transport = RecordingTransport(Reply(200, b'{"scanId": "m1"}', None, "AA"))
     api = KataApi(transport, "sensor-1", instance_id="scanner-0")
     assert api.submit("m1", b"Subject: hi\r\n\r\nbody") == Submitted("m1")
-    method, path, body, content_type = transport.calls[0]
+    method, path, parts, content_type = transport.calls[0]
     assert method == "POST"
     assert path == "/kata/scanner/v1/sensors/sensor-1/scans?sensorInstanceId=scanner-0"
     assert content_type is not None
     assert content_type.startswith("multipart/form-data; boundary=")
-    assert body is not None
+    assert isinstance(parts, tuple)  # sent part after part, never joined into one copy
+    body = b"".join(parts)
+    assert parse_multipart(body, content_type) == {
+        "scanId": b"m1", "objectType": b"file", "content": b"Subject: hi\r\n\r\nbody"}
     assert b'name="scanId"\r\n\r\nm1\r\n' in body
     assert b'name="objectType"\r\n\r\nfile\r\n' in body
     assert b'name="content"; filename="message.eml"' in body

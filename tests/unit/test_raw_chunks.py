@@ -1,0 +1,43 @@
+"""Raw chunks: sliced lazily, in order, with headers a reader can check."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from eventlog.raw import H_CHUNK, H_MESSAGE_ID, chunk
+
+
+def test_the_chunks_put_back_together_are_the_message() -> None:
+    data = bytes(range(256)) * 40  # 10,240 octets
+    chunked = chunk("raw", "m1", data, chunk_bytes=1000)
+    assert len(chunked.records) == 11
+    assert b"".join(r.value for r in chunked.records) == data
+    assert [len(r.value) for r in chunked.records] == [1000] * 10 + [240]
+    assert chunked.sha256 == hashlib.sha256(data).hexdigest()
+    assert chunked.size == len(data)
+
+
+def test_each_chunk_names_its_message_and_place() -> None:
+    chunked = chunk("raw", "m2", b"x" * 25, chunk_bytes=10)
+    assert [dict(r.headers)[H_CHUNK] for r in chunked.records] == [b"0/3", b"1/3", b"2/3"]
+    assert {dict(r.headers)[H_MESSAGE_ID] for r in chunked.records} == {b"m2"}
+    assert {(r.topic, r.key) for r in chunked.records} == {("raw", b"m2")}
+
+
+def test_an_empty_message_is_one_empty_chunk() -> None:
+    records = chunk("raw", "m3", b"").records
+    assert len(records) == 1
+    assert records[0].value == b""
+
+
+def test_indexing_and_slicing_behave_as_a_list_would() -> None:
+    records = chunk("raw", "m4", b"abcdefghij", chunk_bytes=3).records
+    as_list = list(records)
+    assert [r.value for r in records[1:3]] == [r.value for r in as_list[1:3]] == [b"def", b"ghi"]
+    assert records[-1].value == b"j"
+    with pytest.raises(IndexError):
+        records[4]
+    with pytest.raises(IndexError):
+        records[-5]

@@ -35,15 +35,22 @@ class DataBody:
 
     def feed_line(self, line: bytes) -> None:
         """A complete line, CRLF included, as `readuntil(b"\\r\\n")` returned it."""
-        if not self._mid_line and line == END:
+        # Called once per line of every message: the checks are inline, cheapest first.
+        if line == END and not self._mid_line:
             self.done = True
             return
-        self._count(line)
+        self._received += len(line)
         self._mid_line = False
-        if self.overflow is Overflow.NONE and len(line) > self._max_line:
+        if self.overflow is not Overflow.NONE:
+            return
+        if self._max_bytes and self._received > self._max_bytes:
+            self._refuse(Overflow.TOO_MUCH)
+        elif len(line) > self._max_line:
             self._refuse(Overflow.LINE_TOO_LONG)
-        if self.overflow is Overflow.NONE:
-            self._buffer += memoryview(line)[1:] if line.startswith(b".") else line
+        elif line[:1] == b".":
+            self._buffer += memoryview(line)[1:]
+        else:
+            self._buffer += line
 
     def feed_fragment(self, fragment: bytes) -> None:
         """Part of a line longer than the reader's limit: the line is refused."""

@@ -51,8 +51,7 @@ async def _one_buffer(wire: bytes) -> bytes:
     reader.feed_data(wire)
     reader.feed_eof()
     body = DataBody(max_bytes=None, max_line=LIMIT)
-    while not body.done:
-        body.feed_line(await reader.readuntil(b"\r\n"))
+    await body.read(reader)
     return body.content()
 
 

@@ -10,7 +10,9 @@ line limit or data over the size limit is read to the end and then refused as a 
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import sys
 
 END = b".\r\n"
 
@@ -22,7 +24,8 @@ class Overflow(enum.Enum):
 
 
 class DataBody:
-    """Fed the reads of one DATA command; `done` once the final dot has arrived."""
+    """One DATA command's body: `read` it from the session's reader (or feed it lines and
+    fragments); `done` once the final dot has arrived."""
 
     def __init__(self, *, max_bytes: int | None, max_line: int) -> None:
         self._max_bytes = max_bytes
@@ -32,6 +35,37 @@ class DataBody:
         self._mid_line = False  # after a fragment: a dot "line" here is not a line
         self.overflow = Overflow.NONE
         self.done = False
+
+    async def read(self, reader: asyncio.StreamReader) -> None:
+        """Reads to the final dot. This loop runs once per line of every message, so while
+        nothing is wrong it keeps its state in locals; the first overflow hands over to
+        `feed_line` and `feed_fragment`, which read the rest of a refused message."""
+        readuntil, buffer, max_line = reader.readuntil, self._buffer, self._max_line
+        received, limit = self._received, self._max_bytes or sys.maxsize
+        while not self.done:
+            try:
+                line = await readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as error:
+                self._received = received
+                self.feed_fragment(await reader.read(error.consumed))
+                break
+            if line == END:
+                self.done = True
+            elif received + len(line) > limit or len(line) > max_line:
+                self._received = received
+                self.feed_line(line)
+                break
+            else:
+                received += len(line)
+                buffer += memoryview(line)[1:] if line[:1] == b"." else line
+        else:
+            self._received = received
+            return
+        while not self.done:
+            try:
+                self.feed_line(await readuntil(b"\r\n"))
+            except asyncio.LimitOverrunError as error:
+                self.feed_fragment(await reader.read(error.consumed))
 
     def feed_line(self, line: bytes) -> None:
         """A complete line, CRLF included, as `readuntil(b"\\r\\n")` returned it."""

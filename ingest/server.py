@@ -193,16 +193,13 @@ class GatewaySMTP(SMTP):
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         body = DataBody(max_bytes=self.data_size_limit, max_line=self.line_length_limit)
-        while not body.done:
-            try:
-                body.feed_line(await self._reader.readuntil(b"\r\n"))
-            except asyncio.LimitOverrunError as error:
-                body.feed_fragment(await self._reader.read(error.consumed))
-            except asyncio.CancelledError:
-                # A lost connection cancels this task (aiosmtpd's eof_received): no EOF here.
-                log.info("connection lost during DATA")
-                self._writer.close()
-                raise
+        try:
+            await body.read(self._reader)
+        except asyncio.CancelledError:
+            # A lost connection cancels this task (aiosmtpd's eof_received): no EOF here.
+            log.info("connection lost during DATA")
+            self._writer.close()
+            raise
         if body.overflow is not Overflow.NONE:
             # Answered only once the data is complete (RFC 5321 4.2.5), as aiosmtpd does.
             await self.push("500 Line too long (see RFC5321 4.5.3.1.6)"

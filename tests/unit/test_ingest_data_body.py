@@ -16,18 +16,14 @@ LIMIT = 1001
 
 def read(wire: bytes, *, max_bytes: int | None = 10_000, max_line: int = LIMIT,
          reader_limit: int = LIMIT) -> tuple[DataBody, bytes]:
-    """Feeds `wire` through a real StreamReader exactly as the server does; returns the body
-    and what the reader still holds (the next commands)."""
+    """Reads `wire` from a real StreamReader as the server does; returns the body and what the
+    reader still holds (the next commands)."""
     async def run() -> tuple[DataBody, bytes]:
         reader = asyncio.StreamReader(limit=reader_limit)
         reader.feed_data(wire)
         reader.feed_eof()
         body = DataBody(max_bytes=max_bytes, max_line=max_line)
-        while not body.done:
-            try:
-                body.feed_line(await reader.readuntil(b"\r\n"))
-            except asyncio.LimitOverrunError as error:
-                body.feed_fragment(await reader.read(error.consumed))
+        await body.read(reader)
         return body, await reader.read()
     return asyncio.run(run())
 

@@ -9,9 +9,12 @@ tests/corpus/.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable
 
 from decider.subject_tag import tag_subject
+from ingest.data_body import DataBody, Overflow
 from ingest.handler import inspect
 from ingest.settings import IngestSettings
 from scanner.replies import FINAL_STATES, Garbage, parse_detects, parse_states
@@ -55,18 +58,44 @@ def kata_replies(data: bytes) -> None:
         assert detects.token is None or isinstance(detects.token, str)
 
 
+_LOOP = asyncio.new_event_loop()  # one for every run: a loop per input would be most of its cost
+
+
+def _read_body(wire: bytes) -> tuple[DataBody, bytes]:
+    async def read() -> tuple[DataBody, bytes]:
+        reader = asyncio.StreamReader(limit=_SETTINGS.max_line_length + 1)
+        reader.feed_data(wire)
+        reader.feed_eof()
+        body = DataBody(max_bytes=_SETTINGS.max_message_bytes,
+                        max_line=_SETTINGS.max_line_length + 1)
+        await body.read(reader)
+        return body, await reader.read()
+    return _LOOP.run_until_complete(read())
+
+
 def smtp_data(data: bytes) -> None:
-    """What ingest accepts is CRLF lines of at most 1,000 octets without NUL; a refusal is a
-    5xx reply naming the problem; the subject read is text."""
-    inspected = inspect(data, _SETTINGS)
+    """The DATA reader ends at the first line of one dot and nowhere else, leaving what
+    follows unread, and removes exactly one leading dot per line; of what it read, ingest
+    accepts CRLF lines of at most 1,000 octets without NUL; a refusal is a 5xx reply naming the
+    problem; the subject read is text."""
+    wire = data + b"\r\n.\r\nQUIT\r\n"
+    body, rest = _read_body(wire)
+    end = 3 if wire.startswith(b".\r\n") else wire.index(b"\r\n.\r\n") + 5
+    assert rest == wire[end:], (rest[:40], end)
+    if body.overflow is not Overflow.NONE:
+        return
+    lines = re.split(rb"(?<=\r\n)", wire[:end - 3 if end > 3 else 0])
+    content = body.content()
+    assert content == b"".join(line[1:] if line[:1] == b"." else line for line in lines)
+    inspected = inspect(content, _SETTINGS)
     if inspected.refusal is not None:
         assert str(inspected.refusal)[:1] == "5", inspected.refusal
         return
-    assert b"\x00" not in data
-    unpaired = data.replace(b"\r\n", b"")
+    assert b"\x00" not in content
+    unpaired = content.replace(b"\r\n", b"")
     assert b"\r" not in unpaired
     assert b"\n" not in unpaired
-    assert all(len(line) + 2 <= 1000 for line in data.split(b"\r\n"))
+    assert all(len(line) + 2 <= 1000 for line in content.split(b"\r\n"))
     assert inspected.subject is None or isinstance(inspected.subject, str)
 
 

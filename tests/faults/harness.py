@@ -29,6 +29,8 @@ from decider.ledger import Ledger
 from eventlog.broker import free_port
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
+from projector.canonical import document
+from projector.replay import replay, timelines_jsonl
 from schemas import KataSettings, decode_event
 from tests.e2e.gateway import Gateway, Sink, is_terminal
 from tests.integration.kafka_read import read_all
@@ -312,6 +314,22 @@ class Rig:
             + "\n".join(e.model_dump_json()[:400] for e in events
                         if e.message_id == undelivered[0]))
         return accounts
+
+    def assert_projections_equal_replay(self, timeout_s: float = 90) -> None:
+        """Every projector's views, every message's timeline and the listing equal, byte for
+        byte, what a fresh replay of the log computes."""
+        replayed = replay(self.kafka).projections
+        assert self.projector_ports, "the rig runs no projector"
+        for port in self.projector_ports:
+            wait_for(lambda port=port: all(
+                http_get(port, f"/state/{view}") == replayed.document(view)
+                for view in ("connection", "quarantine", "counters")), timeout_s,
+                f"projector on {port} to equal the replay")
+            served = b"".join(http_get(port, f"/messages/{m}") for m in replayed.message_ids())
+            assert served == timelines_jsonl(replayed)
+            page, more = replayed.listing(None, 1000, {})
+            assert http_get(port, "/messages?limit=1000") == document(
+                {"messages": page, "next": page[-1]["message_id"] if more else None})
 
 
 def assert_no_secrets(rig: Rig) -> None:

@@ -24,7 +24,8 @@ def test_a_broker_crash_gets_451s_never_a_250_and_loses_nothing(private_broker: 
                                                                  tmp_path):
     kafka = private_broker.namespace("outage")
     # A sender waits at most this long for its reply: shorter than the outage.
-    rig = Rig(kafka, tmp_path, ingest_env={"KATAGATE_INGEST_COMMIT_TIMEOUT_S": "3"}).start()
+    rig = Rig(kafka, tmp_path, ingest_env={"KATAGATE_INGEST_COMMIT_TIMEOUT_S": "3"},
+              projector=True).start()
     try:
         senders = Senders(rig.smtp_port, count=2000 if SOAK else 600).start()
         time.sleep(3)
@@ -42,6 +43,7 @@ def test_a_broker_crash_gets_451s_never_a_250_and_loses_nothing(private_broker: 
         assert during, "no reply came while the broker was down"
         assert {a.code for a in during} == {451}, [a.code for a in during]
         rig.assert_nothing_lost(senders.accepted)
+        rig.assert_projections_equal_replay()
     finally:
         rig.stop()
 
@@ -57,7 +59,8 @@ def test_a_full_disk_gets_451s_and_mail_flows_again_once_space_returns(
             pytest.fail(message)
         pytest.skip(message)
     kafka = private_broker.namespace("diskfull")
-    rig = Rig(kafka, tmp_path, ingest_env={"KATAGATE_INGEST_COMMIT_TIMEOUT_S": "3"}).start()
+    rig = Rig(kafka, tmp_path, ingest_env={"KATAGATE_INGEST_COMMIT_TIMEOUT_S": "3"},
+              projector=True).start()
     ballast = private_broker.folder / "ballast"
     try:
         senders = Senders(rig.smtp_port, count=2000 if SOAK else 600, body_bytes=50_000,
@@ -84,6 +87,7 @@ def test_a_full_disk_gets_451s_and_mail_flows_again_once_space_returns(
         assert during, "no reply came while the disk was full"
         assert {a.code for a in during} <= {451}, [a.code for a in during]
         rig.assert_nothing_lost(senders.accepted)
+        rig.assert_projections_equal_replay()
     finally:
         ballast.unlink(missing_ok=True)
         rig.stop()

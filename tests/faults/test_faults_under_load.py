@@ -47,6 +47,7 @@ def test_the_central_node_and_the_next_hop_failing_one_way_after_another_lose_no
         scanner_env={"KATAGATE_SCANNER_REQUEST_TIMEOUT_S": "2"},
         decider_env={"KATAGATE_DECIDER_SMTP_TIMEOUT_S": "2"},
         sink_args=("--fail-rate", "0.1", "--seed", "1129"),  # 451s all along: retried
+        projector=True,
     )
     kata = FaultProxy(rig.emulator.port).start()
     hop = FaultProxy(rig.sink.port).start()
@@ -90,6 +91,7 @@ def test_the_central_node_and_the_next_hop_failing_one_way_after_another_lose_no
         assert kata.connections > 1, "nothing went through the Central Node's proxy"
         assert hop.connections > 1, "nothing went through the next hop's proxy"
         rig.assert_nothing_lost(senders.accepted)
+        rig.assert_projections_equal_replay()
         assert_no_secrets(rig)
         assert applied == [name for name, _, _ in schedule]
     finally:

@@ -59,7 +59,7 @@ def test_the_link_to_kafka_failing_gets_451s_never_a_loss(proxied: ProxiedBroker
     ensure_topics(AdminClient({"bootstrap.servers": direct}), kafka)
     proxy = proxied.proxy
     rig = Rig(kafka, tmp_path, bootstrap_for_stages=f"127.0.0.1:{proxy.port}",
-              ingest_env={"KATAGATE_INGEST_COMMIT_TIMEOUT_S": "3"}).start()
+              ingest_env={"KATAGATE_INGEST_COMMIT_TIMEOUT_S": "3"}, projector=True).start()
 
     def resets() -> None:
         for _ in range(3):
@@ -88,5 +88,6 @@ def test_the_link_to_kafka_failing_gets_451s_never_a_loss(proxied: ProxiedBroker
         assert codes <= {250, 451}, codes
         print(f"replies: {sorted((c, sum(a.code == c for a in senders.attempts)) for c in codes)}")
         rig.assert_nothing_lost(senders.accepted)
+        rig.assert_projections_equal_replay()
     finally:
         rig.stop()

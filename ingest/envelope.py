@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
@@ -60,6 +61,50 @@ def check_address(address: str, limits: AddressLimits, *, sender: bool) -> Reply
     if problem:
         return bad.with_text(f"{bad.text}: {problem}")
     return None
+
+
+def written_mailbox(arg: str) -> str:
+    """The mailbox as the client wrote it in a MAIL or RCPT argument: the text inside the
+    angle brackets (up to the first `>` outside quotes), without a source route (`@a,@b:`),
+    or, without brackets, up to the first space. Compared with the address aiosmtpd parsed
+    (see `mailbox_as_written`)."""
+    text = arg.strip()
+    if not text.startswith("<"):
+        return text.split(" ", 1)[0]
+    quoted = escaped = False
+    for index, char in enumerate(text[1:], start=1):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            text = text[1:index]
+            break
+    else:
+        text = text[1:]
+    text = text.strip()
+    if text.startswith("@") and ":" in text:
+        text = text.split(":", 1)[1]  # a source route, which RFC 5321 C says to ignore
+    return text.strip()
+
+
+def mailbox_as_written(arg: str, parsed: str) -> bool:
+    """Whether `parsed` (aiosmtpd's address) is the mailbox the client wrote. aiosmtpd parses
+    a path as a header address: it drops comments (`<x(y)@example.org>` gives `x@example.org`)
+    and quotes what a header would need quoted (`<a b@example.org>` gives `"a b"@example.org`).
+    Both are addresses the client never sent, and neither is an RFC 5321 path. It also
+    removes quotes that were not needed (`"ab"@x` gives `ab@x`): the same mailbox (RFC 5321
+    4.1.2), so that is kept."""
+    written = written_mailbox(arg)
+    if written == parsed or (written, parsed) == ("", NULL_SENDER):
+        return True
+    local, at, domain = written.rpartition("@")
+    if not (local.startswith('"') and local.endswith('"') and len(local) >= 2):
+        return False
+    unquoted = re.sub(r"\\(.)", r"\1", local[1:-1])
+    return f"{unquoted}{at}{domain}" == parsed
 
 
 def _domain_problem(domain: str) -> str | None:

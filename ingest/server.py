@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, syntax
 
 from ingest import metrics, replies
 from ingest.data_body import DataBody, Overflow
+from ingest.envelope import mailbox_as_written
 from ingest.handler import IngestHandler
 from ingest.replies import enhance
 from ingest.sessions import SessionTable, next_data_deadline
@@ -141,6 +142,14 @@ class GatewaySMTP(SMTP):
             self._reading_data = False
             self._reset_timeout(self._data_timeout)
         return await super()._call_handler_hook(command, *args)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # An address that is not the one the client wrote (ingest/envelope.py) is refused as
+        # malformed, 553 5.1.3, before it can reach the envelope.
+        address, rest = super()._getaddr(arg)
+        if address and not mailbox_as_written(arg, address):
+            return None, None
+        return address, rest
 
     def _timeout_cb(self) -> None:
         # RFC 5321 4.2.1 lets a server close with 421; say which limit ended the session.

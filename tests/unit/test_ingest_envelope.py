@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.envelope import AddressLimits, RelayPolicy, check_address, recipient_limit_reached
+from ingest.envelope import (
+    AddressLimits,
+    RelayPolicy,
+    check_address,
+    mailbox_as_written,
+    recipient_limit_reached,
+    written_mailbox,
+)
 
 LIMITS = AddressLimits()
 
@@ -128,3 +135,38 @@ def test_any_address_either_passes_within_every_limit_or_gets_a_5xx(address):
         assert all(ord(c) >= 0x20 and ord(c) != 0x7F for c in address)
     else:
         assert 500 <= refused.code < 600
+
+
+@pytest.mark.parametrize(("arg", "parsed"), [
+    ("<a@example.org>", "a@example.org"),
+    ("<a@example.org> SIZE=100 BODY=8BITMIME", "a@example.org"),
+    ("a@example.org", "a@example.org"),  # no brackets: aiosmtpd takes it, so do we
+    ("< a@example.org >", "a@example.org"),
+    ("<@relay.example:a@example.org>", "a@example.org"),  # a source route, ignored
+    ('<"a b"@example.org>', '"a b"@example.org'),
+    ('<"a>b"@example.org>', '"a>b"@example.org'),
+    ('<"ab"@example.org>', "ab@example.org"),  # needless quotes removed: the same mailbox
+    ('<"a\\"b"@example.org>', '"a\\"b"@example.org'),
+    ("<a@[192.0.2.1]>", "a@[192.0.2.1]"),
+    ("<postmaster>", "postmaster"),
+    ("<>", "<>"),  # the null sender, as aiosmtpd hands it over
+])
+def test_an_address_as_written_is_kept(arg: str, parsed: str) -> None:
+    assert mailbox_as_written(arg, parsed)
+
+
+@pytest.mark.parametrize(("arg", "parsed"), [
+    ("<a b@example.org>", '"a b"@example.org'),  # a space the client did not quote
+    ("<x(y)@example.org>", "x@example.org"),  # a comment dropped
+    ("<a\\b@example.org>", '"a\\\\b"@example.org'),  # a backslash outside quotes
+    ('<a"b@example.org>', '"ab@example.org>"'),  # a stray quote swallows the rest
+    ('<"a"b@example.org>', "ab@example.org"),  # quotes around part of the local part
+])
+def test_an_address_aiosmtpd_rewrote_is_not_the_one_written(arg: str, parsed: str) -> None:
+    assert not mailbox_as_written(arg, parsed)
+
+
+def test_the_written_mailbox_stops_at_the_first_bracket_outside_quotes() -> None:
+    assert written_mailbox('<"a>b"@example.org> SIZE=5') == '"a>b"@example.org'
+    assert written_mailbox("<@a,@b:c@example.org>") == "c@example.org"
+    assert written_mailbox("<>") == ""

@@ -25,6 +25,7 @@ from confluent_kafka import (
 )
 
 from eventlog.errors import ConsumerFailed, KatagateError
+from eventlog.hanging import CommittedOffsets
 from eventlog.lag import LagMeter
 from eventlog.metrics import LOOP_BATCHES, LOOP_DEAD_LETTERED, LOOP_RECORDS
 from eventlog.producer import TransactionalProducer, TransactionFailed
@@ -139,6 +140,8 @@ class TransactionalLoop:
         self._producer = TransactionalProducer(settings, transactional_id)
         self._lag = LagMeter(stage)
         self._consumer = Consumer(consumer_config(settings, group_id, instance_id))
+        self._offsets = CommittedOffsets(settings, stage=stage, group_id=group_id,
+                                         producer=self._producer, consumer=self._consumer)
         self._restoring = _restoring(handler)
         self._ticking = _ticking(handler)
         self._assign_failed: Exception | None = None
@@ -251,7 +254,7 @@ class TransactionalLoop:
             for p in self._consumer.list_topics(topic, timeout=self._timeout).topics[topic]
             .partitions
         ]
-        committed = self._consumer.committed(partitions, timeout=self._timeout)
+        committed = self._offsets.read(partitions, self._group_metadata)
         if self._restoring is not None:
             self._restore(committed)
         start = [
@@ -268,9 +271,8 @@ class TransactionalLoop:
         those that lie beyond the committed offset were already caused, and a state without
         them would decide again (a timer firing before they are read back)."""
         assert self._restoring is not None  # noqa: S101 - only called when restoring
-        committed = self._consumer.committed(
-            [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=self._timeout
-        )
+        committed = self._offsets.read(
+            [TopicPartition(tp.topic, tp.partition) for tp in partitions], self._group_metadata)
         ends = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset > 0}
         if not ends:
             return

@@ -32,3 +32,8 @@ EVENTS_WRITTEN = Counter(
     "Records committed by this process, by topic (without the deployment's prefix)",
     ["topic"],
 )
+HANGING_OFFSET_COMMITS = Counter(
+    "katagate_hanging_offset_commits_total",
+    "Offset commits found hanging (unstable past any transaction's life) and ended by the stage",
+    ["stage"],
+)

@@ -1,0 +1,154 @@
+"""Committed offsets that stay unstable because Kafka left a transaction's offset commit hanging.
+
+What happens (seen on the single-node broker killed with -9 while a transaction committed):
+the restarted broker loads the transaction log from its pre-crash metadata and starts writing
+the COMMIT markers before its listener is up; moments later the controller records the unclean
+shutdown, every partition is briefly without a leader, and the marker sender skips the
+leaderless `__consumer_offsets` partition as if its topic had been deleted (Kafka's
+TransactionMarkerChannelManager: "Couldn't find leader endpoint ... can be skipped"). The
+transaction is complete for its coordinator, so no one will ever abort it; the group
+coordinator keeps its offsets pending; and a `read_committed` consumer's offset fetch (which
+asks for stable offsets, KIP-447) answers UNSTABLE_OFFSET_COMMIT for ever. The stage cannot
+learn where to resume, and no mail moves.
+
+The group coordinator keeps pending offsets per producer id, not per transaction, and applies
+them all at the next marker of that producer id. A stage's producer keeps its transactional id
+(and with it the producer id) across restarts, so one more transaction of its own that commits
+offsets to the group ends the hang: the offsets we send are the last stable ones (read without
+asking for stability), which is the outcome Kafka's own remedy gives (`kafka-transactions.sh
+abort`): the inputs after them are read again, and the stages' restore of their own outputs
+beyond the committed offset (`restore_ahead`) makes that repeat nothing. Offsets hanging under
+another instance's transactional id are left to that instance; this one says so and waits.
+
+Only after the offsets stayed unstable longer than any transaction of ours may live, plus the
+coordinator's sweep of expired transactions, is the commit treated as hanging: until then an
+unstable offset is an ordinary transaction of another instance still in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from eventlog.errors import KatagateError
+from eventlog.metrics import HANGING_OFFSET_COMMITS
+from eventlog.producer import TransactionalProducer
+from eventlog.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+# Kafka's default transaction.abort.timed.out.transaction.cleanup.interval.ms, and a margin.
+COORDINATOR_SWEEP_S = 10.0
+MARGIN_S = 20.0
+
+
+def hanging_after_s(settings: KafkaSettings) -> float:
+    """How long committed offsets may stay unstable before the commit is taken as hanging."""
+    return settings.transaction_timeout_ms / 1000 + COORDINATOR_SWEEP_S + MARGIN_S
+
+
+def stable_committed(settings: KafkaSettings, group_id: str,
+                     partitions: list[TopicPartition]) -> list[TopicPartition] | None:
+    """The group's committed offsets as the coordinator holds them, pending transactional
+    commits left out (an offset fetch that does not ask for stability); None if the coordinator
+    does not answer either, which is an outage, not a hanging commit."""
+    reader = Consumer({
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": group_id,  # never subscribes: only asks the coordinator
+        "client.id": f"stable-offsets-{uuid.uuid4().hex[:8]}",
+        "isolation.level": "read_uncommitted",  # librdkafka asks for stable offsets otherwise
+        "enable.auto.commit": False,
+        "log_level": 3,
+    })
+    try:
+        return list(reader.committed(partitions, timeout=settings.request_timeout_s))
+    except KafkaException:
+        return None
+    finally:
+        reader.close()
+
+
+def timed_out(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    return error is not None and error.code() in (KafkaError._TIMED_OUT,
+                                                  KafkaError.UNSTABLE_OFFSET_COMMIT)
+
+
+class OffsetsHanging(KatagateError):
+    """Committed offsets still unstable after this instance ended its own hanging commit."""
+
+
+class CommittedOffsets:
+    """Reads a group's committed offsets for a stage's loop, and ends a hanging offset commit
+    of the stage's own transactional id (see the module docstring)."""
+
+    def __init__(self, settings: KafkaSettings, *, stage: str, group_id: str,
+                 producer: TransactionalProducer, consumer: Consumer,
+                 hanging_after: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._stage = stage
+        self._group_id = group_id
+        self._producer = producer
+        self._consumer = consumer
+        self._clock = clock
+        self._hanging_after = (hanging_after if hanging_after is not None
+                               else hanging_after_s(settings))
+
+    def read(self, partitions: list[TopicPartition], group_metadata: Callable[[], Any]
+             ) -> list[TopicPartition]:
+        """The committed offsets; waits while they are unstable, ends a hanging commit of this
+        instance's transactional id, and raises `OffsetsHanging` if that did not help (the
+        caller's restart tries again later; called from a rebalance callback, it must not
+        wait for ever)."""
+        unstable_since: float | None = None
+        ended = False
+        while True:
+            try:
+                return list(self._consumer.committed(partitions,
+                                                     timeout=self._settings.request_timeout_s))
+            except KafkaException as exc:
+                if not timed_out(exc):
+                    raise
+                stable = stable_committed(self._settings, self._group_id, partitions)
+                if stable is None:
+                    raise  # the coordinator does not answer at all: an outage
+                if ended:
+                    raise OffsetsHanging(
+                        f"{self._stage}: the committed offsets of group {self._group_id} are "
+                        "still unstable after this instance ended its own hanging commit: "
+                        "another transactional id holds them (kafka-transactions.sh "
+                        "find-hanging, then abort)") from exc
+                now = self._clock()
+                unstable_since = now if unstable_since is None else unstable_since
+                waited = now - unstable_since
+                if waited < self._hanging_after:
+                    log.warning("%s: committed offsets of group %s are unstable (a transaction "
+                                "is committing them); waited %.0f s of %.0f", self._stage,
+                                self._group_id, waited, self._hanging_after)
+                    continue
+                self._end_hanging(stable, group_metadata())
+                ended = True
+
+    def _end_hanging(self, stable: list[TopicPartition], group_metadata: Any) -> None:
+        offsets = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in stable]
+        log.error("%s: the committed offsets of group %s stayed unstable for over %.0f s: a "
+                  "transaction's offset commit is hanging (its markers were lost, as after a "
+                  "broker crash). Committing the last stable offsets %s under this instance's "
+                  "transactional id to end it; if they stay unstable, another transactional id "
+                  "holds them (kafka-transactions.sh find-hanging, then abort)", self._stage,
+                  self._group_id, self._hanging_after,
+                  {f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets})
+        HANGING_OFFSET_COMMITS.labels(self._stage).inc()
+        self._producer.begin()
+        try:
+            self._producer.send_offsets(offsets, group_metadata)
+        except KafkaException as exc:
+            self._producer.fail(exc.args[0] if exc.args else None)
+            raise
+        self._producer.commit()  # aborts (or fences) and raises on failure

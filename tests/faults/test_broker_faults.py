@@ -1,4 +1,5 @@
-"""The broker under a steady load: it crashes (kill -9) and comes back, and its disk fills up.
+"""The broker under a steady load: it crashes (kill -9) and comes back (in CI), and its disk
+fills up (soak).
 
 The crash: while it is down ingest
 answers 451, never 250; the stages ride it out; afterwards every message accepted with 250 has
@@ -15,23 +16,24 @@ from tests.faults.conftest import SOAK, PrivateBroker
 from tests.faults.harness import Rig, Senders
 from tests.integration.kata_harness import wait_for
 
-# Not in CI yet: after a broker crash the apply part sometimes cannot read its committed offsets
-# for minutes (see the issue note); and the disk test takes nearly two minutes.
-pytestmark = [pytest.mark.kafka, pytest.mark.soak]
+pytestmark = pytest.mark.kafka
 
 
 def test_a_broker_crash_gets_451s_never_a_250_and_loses_nothing(private_broker: PrivateBroker,
                                                                  tmp_path):
+    """In CI. About one run in ten, the restarted broker leaves a transaction's offset commit
+    hanging (Kafka drops markers while its partitions are briefly leaderless): the stage then
+    ends it after a transaction's life (eventlog/hanging.py), and the run takes a minute more."""
     kafka = private_broker.namespace("outage")
     # A sender waits at most this long for its reply: shorter than the outage.
     rig = Rig(kafka, tmp_path, ingest_env={"KATAGATE_INGEST_COMMIT_TIMEOUT_S": "3"},
               projector=True).start()
     try:
-        senders = Senders(rig.smtp_port, count=2000 if SOAK else 600).start()
+        senders = Senders(rig.smtp_port, count=2000 if SOAK else 400).start()
         time.sleep(3)
         private_broker.crash()
         down = time.monotonic()
-        time.sleep(30 if SOAK else 10)
+        time.sleep(30 if SOAK else 8)
         up = time.monotonic()
         private_broker.start()
         senders.join(timeout_s=300)
@@ -48,6 +50,7 @@ def test_a_broker_crash_gets_451s_never_a_250_and_loses_nothing(private_broker: 
         rig.stop()
 
 
+@pytest.mark.soak  # nearly two minutes
 def test_a_full_disk_gets_451s_and_mail_flows_again_once_space_returns(
         private_broker: PrivateBroker, tmp_path):
     """Kafka takes a log folder that hit ENOSPC offline, and a broker with one folder stops.

@@ -225,8 +225,10 @@ class LocalBroker:
                     java_executable(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
                     f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
                     "-cp", f"{libs}/*", "kafka.tools.StorageTool",
-                    "format", "-t",
-                    self.membership.cluster_id if self.membership else new_cluster_id(),
+                    # One argument with '=': an id from an older cluster.json may start
+                    # with '-', which argparse would take for an option.
+                    "format", "--cluster-id="
+                    + (self.membership.cluster_id if self.membership else new_cluster_id()),
                     "-c", str(config),
                 ],
                 capture_output=True, text=True, check=False, timeout=180,

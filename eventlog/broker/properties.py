@@ -13,8 +13,13 @@ from pathlib import Path
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters).
+    Never one starting with '-', as Kafka's own Uuid.randomUuid: a command line would take it
+    for an option (one id in 64; CI met it)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(*, port: int, controller_port: int, log_dir: Path, node_id: int = 1,

@@ -39,11 +39,13 @@ def test_given_one_node_when_rendering_then_every_internal_topic_has_factor_one(
 
 
 def test_a_cluster_id_is_sixteen_bytes_in_url_safe_base64_without_padding():
-    ids = {new_cluster_id() for _ in range(50)}
-    assert len(ids) == 50
+    # 2,000 ids: one in 64 random ones starts with '-', so this would meet some.
+    ids = {new_cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
     for cluster_id in ids:
         assert len(cluster_id) == 22
         assert "=" not in cluster_id
+        assert not cluster_id.startswith("-")  # a command line would take it for an option
         assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
 
 

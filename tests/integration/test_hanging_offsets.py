@@ -48,75 +48,80 @@ def commit_offset(settings, group_id: str, tp: TopicPartition, transactional_id:
             consumer.close()
 
 
+class Scene:
+    """A group with a stable offset, another instance's transaction holding a newer one
+    pending, and a stage's own producer and consumer, with offset reads on a short timeout
+    (Kafka's own calls keep the usual one: a fresh broker loads its coordinators slowly)."""
+
+    def __init__(self, settings, tp: TopicPartition, stable: int, pending: int, *,
+                 short_timeout_s: float, hanging_after: float) -> None:
+        self.group = f"hang-{uuid.uuid4().hex[:8]}"
+        self.tp = tp
+        tag = uuid.uuid4().hex[:6]
+        commit_offset(settings, self.group, TopicPartition(tp.topic, tp.partition, stable),
+                      f"test-hang-{tag}-first")
+        self.other = TransactionalProducer(settings, f"test-hang-{tag}-other")
+        self.holder = group_consumer(settings, self.group)
+        self.other.begin()
+        self.other.send_offsets([TopicPartition(tp.topic, tp.partition, pending)],
+                                self.holder.consumer_group_metadata())
+        self.ours = TransactionalProducer(settings, f"test-hang-{tag}-ours")
+        self.reader = group_consumer(settings, self.group)
+        short = settings.model_copy(update={"request_timeout_s": short_timeout_s})
+        self.offsets = CommittedOffsets(short, stage="test", group_id=self.group,
+                                        producer=self.ours, consumer=self.reader,
+                                        hanging_after=hanging_after)
+
+    def read(self) -> list[int]:
+        return [tp.offset for tp in self.offsets.read(
+            [TopicPartition(self.tp.topic, self.tp.partition)],
+            self.reader.consumer_group_metadata)]
+
+    def close(self) -> None:
+        for producer in (self.other, self.ours):
+            producer.close()
+        self.holder.close()
+        self.reader.close()
+
+
 def test_a_transaction_in_flight_is_waited_for_and_the_stable_offsets_read_beside(
         make_kafka_settings) -> None:
-    # Kafka's own calls get the usual timeout (a fresh broker loads its coordinators slowly);
-    # the offset reads under test get a short one.
     settings = make_kafka_settings()
-    short = settings.model_copy(update={"request_timeout_s": 2.0})
-    group = f"hang-{uuid.uuid4().hex[:8]}"
     mail = TopicNames(settings.topic_prefix).mail
-    commit_offset(settings, group, TopicPartition(mail, 0, 5), "test-hang-first")
-
-    # Another instance's transaction, open: its offset (9) is pending.
-    other = TransactionalProducer(settings, "test-hang-other")
-    holder = group_consumer(settings, group)
-    other.begin()
-    other.send_offsets([TopicPartition(mail, 0, 9)], holder.consumer_group_metadata())
-
-    assert [tp.offset for tp in stable_committed(settings, group, [TopicPartition(mail, 0)])] \
-        == [5]
-    ours = TransactionalProducer(settings, "test-hang-ours")
-    reader = group_consumer(settings, group)
-    offsets = CommittedOffsets(short, stage="test", group_id=group, producer=ours,
-                               consumer=reader, hanging_after=60)
-    ends = threading.Timer(3.0, other.commit)  # the other instance finishes meanwhile
+    scene = Scene(settings, TopicPartition(mail, 0), stable=5, pending=9,
+                  short_timeout_s=2.0, hanging_after=60)
+    assert [tp.offset for tp in stable_committed(settings, scene.group,
+                                                 [TopicPartition(mail, 0)])] == [5]
+    ends = threading.Timer(3.0, scene.other.commit)  # the other instance finishes meanwhile
     ends.start()
     began = time.monotonic()
     try:
-        read = offsets.read([TopicPartition(mail, 0)], reader.consumer_group_metadata)
+        read = scene.read()
     finally:
         ends.join()
-        for closing in (other, ours):
-            closing.close()
-        holder.close()
-        reader.close()
-    assert [tp.offset for tp in read] == [9]
+        scene.close()
+    assert read == [9]
     assert time.monotonic() - began >= 2.5  # it did wait for the transaction to end
 
 
 def test_a_commit_left_hanging_by_another_transactional_id_is_named_not_spun_on(
         make_kafka_settings) -> None:
     settings = make_kafka_settings(transaction_timeout_ms=120_000)
-    short = settings.model_copy(update={"request_timeout_s": 1.0})
-    group = f"hang-{uuid.uuid4().hex[:8]}"
     mail = TopicNames(settings.topic_prefix).mail
-    commit_offset(settings, group, TopicPartition(mail, 1, 7), "test-hang2-first")
-    other = TransactionalProducer(settings, "test-hang2-other")
-    holder = group_consumer(settings, group)
-    other.begin()
-    other.send_offsets([TopicPartition(mail, 1, 11)], holder.consumer_group_metadata())
-
-    ours = TransactionalProducer(settings, "test-hang2-ours")
-    reader = group_consumer(settings, group)
-    offsets = CommittedOffsets(short, stage="test", group_id=group, producer=ours,
-                               consumer=reader, hanging_after=1.0)
+    scene = Scene(settings, TopicPartition(mail, 1), stable=7, pending=11,
+                  short_timeout_s=1.0, hanging_after=1.0)
     before = HANGING_OFFSET_COMMITS.labels("test")._value.get()
     try:
         with pytest.raises(OffsetsHanging, match="another transactional id holds them"):
-            offsets.read([TopicPartition(mail, 1)], reader.consumer_group_metadata)
+            scene.read()
         # It committed the stable offset under its own id once, and changed nothing else.
         assert HANGING_OFFSET_COMMITS.labels("test")._value.get() == before + 1
-        assert [tp.offset for tp in stable_committed(settings, group,
+        assert [tp.offset for tp in stable_committed(settings, scene.group,
                                                      [TopicPartition(mail, 1)])] == [7]
-        other.commit()  # the other instance ends its transaction: the offsets are stable
-        read = offsets.read([TopicPartition(mail, 1)], reader.consumer_group_metadata)
+        scene.other.commit()  # the other instance ends its transaction: the offsets are stable
         # Kafka keeps the commit written last, which is ours (7), not the one pending since
         # before it (11). Which is why a commit is only taken as hanging once it is older
         # than any transaction may live: a live one has ended or been aborted by then.
-        assert [tp.offset for tp in read] == [7]
+        assert scene.read() == [7]
     finally:
-        for closing in (other, ours):
-            closing.close()
-        holder.close()
-        reader.close()
+        scene.close()

@@ -31,7 +31,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -100,8 +99,7 @@ class CommittedOffsets:
         self._hanging_after = (hanging_after if hanging_after is not None
                                else hanging_after_s(settings))
 
-    def read(self, partitions: list[TopicPartition], group_metadata: Callable[[], Any]
-             ) -> list[TopicPartition]:
+    def read(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """The committed offsets; waits while they are unstable, ends a hanging commit of this
         instance's transactional id, and raises `OffsetsHanging` if that did not help (the
         caller's restart tries again later; called from a rebalance callback, it must not
@@ -132,10 +130,10 @@ class CommittedOffsets:
                                 "is committing them); waited %.0f s of %.0f", self._stage,
                                 self._group_id, waited, self._hanging_after)
                     continue
-                self._end_hanging(stable, group_metadata())
+                self._end_hanging(stable)
                 ended = True
 
-    def _end_hanging(self, stable: list[TopicPartition], group_metadata: Any) -> None:
+    def _end_hanging(self, stable: list[TopicPartition]) -> None:
         offsets = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in stable]
         log.error("%s: the committed offsets of group %s stayed unstable for over %.0f s: a "
                   "transaction's offset commit is hanging (its markers were lost, as after a "
@@ -145,10 +143,21 @@ class CommittedOffsets:
                   self._group_id, self._hanging_after,
                   {f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets})
         HANGING_OFFSET_COMMITS.labels(self._stage).inc()
-        self._producer.begin()
+        # The group metadata of a consumer that never joins: no member id and no generation,
+        # which the coordinator does not check. The stage's own consumer has sat in a rebalance
+        # callback all this while, and its membership may be gone (seen: UNKNOWN_MEMBER_ID).
+        outsider = Consumer({"bootstrap.servers": self._settings.bootstrap_servers,
+                             "group.id": self._group_id, "enable.auto.commit": False,
+                             "log_level": 3})
         try:
-            self._producer.send_offsets(offsets, group_metadata)
-        except KafkaException as exc:
-            self._producer.fail(exc.args[0] if exc.args else None)
-            raise
-        self._producer.commit()  # aborts (or fences) and raises on failure
+            self._producer.begin()
+            try:
+                self._producer.send_offsets(offsets, outsider.consumer_group_metadata())
+            except KafkaException as exc:
+                # Aborting still writes a marker of our producer id to the offsets partition,
+                # which ends the hanging commit too (the offsets then stay the stable ones).
+                self._producer.fail(exc.args[0] if exc.args else None)
+                raise
+            self._producer.commit()  # aborts (or fences) and raises on failure
+        finally:
+            outsider.close()

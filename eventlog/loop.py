@@ -254,7 +254,7 @@ class TransactionalLoop:
             for p in self._consumer.list_topics(topic, timeout=self._timeout).topics[topic]
             .partitions
         ]
-        committed = self._offsets.read(partitions, self._group_metadata)
+        committed = self._offsets.read(partitions)
         if self._restoring is not None:
             self._restore(committed)
         start = [
@@ -272,7 +272,7 @@ class TransactionalLoop:
         them would decide again (a timer firing before they are read back)."""
         assert self._restoring is not None  # noqa: S101 - only called when restoring
         committed = self._offsets.read(
-            [TopicPartition(tp.topic, tp.partition) for tp in partitions], self._group_metadata)
+            [TopicPartition(tp.topic, tp.partition) for tp in partitions])
         ends = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset > 0}
         if not ends:
             return

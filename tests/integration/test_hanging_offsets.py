@@ -74,8 +74,7 @@ class Scene:
 
     def read(self) -> list[int]:
         return [tp.offset for tp in self.offsets.read(
-            [TopicPartition(self.tp.topic, self.tp.partition)],
-            self.reader.consumer_group_metadata)]
+            [TopicPartition(self.tp.topic, self.tp.partition)])]
 
     def close(self) -> None:
         for producer in (self.other, self.ours):

@@ -16,9 +16,11 @@ them all at the next marker of that producer id. A stage's producer keeps its tr
 (and with it the producer id) across restarts, so one more transaction of its own that commits
 offsets to the group ends the hang: the offsets we send are the last stable ones (read without
 asking for stability), which is the outcome Kafka's own remedy gives (`kafka-transactions.sh
-abort`): the inputs after them are read again, and the stages' restore of their own outputs
-beyond the committed offset (`restore_ahead`) makes that repeat nothing. Offsets hanging under
-another instance's transactional id are left to that instance; this one says so and waits.
+abort`): the inputs after them are read again. The brain and apply fold their own outputs
+beyond the committed offset (`restore_ahead`), so they decide nothing twice; the admission
+re-reads against its ledger (a soak run that ended its hang found nothing doubled).
+Offsets hanging under another instance's transactional id are left to that instance; this one
+says so and waits.
 
 Only after the offsets stayed unstable longer than any transaction of ours may live, plus the
 coordinator's sweep of expired transactions, is the commit treated as hanging: until then an

@@ -86,6 +86,8 @@ class Senders:
     # fails goes on with the next one.
     other_ports: tuple[int, ...] = ()
     accepted: list[str] = field(default_factory=list)
+    # Message-ID -> time.time() of its 250: for how long it then took to the next hop.
+    accepted_at: dict[str, float] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -115,6 +117,8 @@ class Senders:
         turn = index
         client: smtplib.SMTP | None = None
         for n in range(first, first + count):
+            if self.stop.is_set():
+                break
             data = (f"Subject: fault {n}\r\nMessage-ID: <fault-{n}@example.org>\r\n\r\n"
                     f"body {n}\r\n").encode() + _padding(self.body_bytes)
             while not self.stop.is_set():
@@ -135,6 +139,7 @@ class Senders:
                         assert match, reply
                         with self._lock:
                             self.accepted.append(match.group(1).decode())
+                            self.accepted_at[f"<fault-{n}@example.org>"] = time.time()
                         break
                     client.rset()
                 except (OSError, smtplib.SMTPException):

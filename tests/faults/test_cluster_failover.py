@@ -3,15 +3,13 @@ two instances of every stage under a steady load. One broker is killed (-9), the
 of each stage, then whichever instances own the quarantine ledger and the Central Node
 connection. Afterwards every accepted message has exactly one terminal event, the quarantine
 limits were never exceeded, no slot leaked, and both projectors equal a replay (views,
-timelines, listing). How long the
-ledger and the connection went without an owner is measured and printed."""
+timelines, listing). How long the ledger and the connection went without an owner is
+measured and printed; `python -m bench.failover` measures how long mail waits."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -21,17 +19,14 @@ from decider.ledger import Ledger
 from eventlog.broker.cluster import LocalCluster
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics
-from schemas import decode_event
+from tests.faults import owners
 from tests.faults.conftest import SOAK
 from tests.faults.harness import Rig, Senders
-from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import wait_for
 
 pytestmark = pytest.mark.kafka
 
 QUARANTINE_MAX_MESSAGES = 15  # small, so that the limit is met under the emulator's latency
-_OWNER_LINE = re.compile(r"^(\S+ \S+) INFO \S+ this instance is now the lifecycle owner$",
-                         re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +61,14 @@ def test_a_broker_and_every_stage_instance_and_both_owners_die_and_nothing_is_lo
             rig.stages[name].start()
         time.sleep(3)
 
-        ledger_owner = _ledger_owner(rig)
-        lifecycle_owner = _lifecycle_owner(rig)
+        ledger_owner = owners.ledger_owner(rig)
+        lifecycle_owner = owners.lifecycle_owner(rig)
         killed_at = time.time()
         rig.stages[ledger_owner].kill()
         rig.stages[lifecycle_owner].kill()
-        ledger_s = wait_for(lambda: _ledger_taken_over(rig, ledger_owner, killed_at), 90,
+        ledger_s = wait_for(lambda: owners.ledger_taken_over(rig, ledger_owner, killed_at), 90,
                             "another decider to write the ledger")
-        lifecycle_s = wait_for(lambda: _lifecycle_taken_over(rig, lifecycle_owner, killed_at),
+        lifecycle_s = wait_for(lambda: owners.lifecycle_taken_over(rig, lifecycle_owner, killed_at),
                                90, "another scanner to own the connection")
         print(f"failover: ledger {ledger_s:.1f} s, connection lifecycle {lifecycle_s:.1f} s "
               f"(owners {ledger_owner}, {lifecycle_owner})")
@@ -90,50 +85,10 @@ def test_a_broker_and_every_stage_instance_and_both_owners_die_and_nothing_is_lo
         rig.stop()
 
 
-def _events(rig: Rig, topic: str) -> list:
-    return [decode_event(r.value) for r in read_all(rig.kafka.bootstrap_servers, topic)]
-
-
-def _stage_of(instance: str) -> str:
-    stage, n = instance.rsplit("-", 1)
-    return stage if n == "0" else instance
-
-
-def _ledger_owner(rig: Rig) -> str:
-    last = _events(rig, rig.names.quarantine)[-1]
-    return _stage_of(last.producer.instance)
-
-
-def _ledger_taken_over(rig: Rig, dead: str, since: float) -> float | None:
-    for event in _events(rig, rig.names.quarantine):
-        if (event.occurred_at.timestamp() > since
-                and _stage_of(event.producer.instance) != dead):
-            return event.occurred_at.timestamp() - since
-    return None
-
-
-def _owner_lines(rig: Rig, stage: str) -> list[float]:
-    text = rig.stages[stage].log.read_text(errors="replace")
-    return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            for stamp in _OWNER_LINE.findall(text)]
-
-
-def _lifecycle_owner(rig: Rig) -> str:
-    latest = {name: max(_owner_lines(rig, name), default=0.0)
-              for name in ("scanner", "scanner-1")}
-    return max(latest, key=lambda name: latest[name])
-
-
-def _lifecycle_taken_over(rig: Rig, dead: str, since: float) -> float | None:
-    other = "scanner-1" if dead == "scanner" else "scanner"
-    later = [t for t in _owner_lines(rig, other) if t > since]
-    return later[0] - since if later else None
-
-
 def _assert_limits_never_exceeded(rig: Rig) -> None:
     ledger = Ledger()
     denied = 0
-    for event in _events(rig, rig.names.quarantine):
+    for event in owners.events(rig, rig.names.quarantine):
         ledger.evolve(event)
         denied += event.type == "quarantine.denied"
         assert ledger.messages_in_use <= QUARANTINE_MAX_MESSAGES, event

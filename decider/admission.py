@@ -16,6 +16,7 @@ from datetime import datetime
 
 from decider.history import ControlHistory, evolve_history
 from decider.ledger import Ledger, admit, release
+from eventlog.errors import KafkaUnavailable
 from eventlog.folded import FoldedTopic
 from eventlog.loop import Poison
 from eventlog.records import Consumed, Outgoing
@@ -46,7 +47,10 @@ def fold_ledger(kafka: KafkaSettings, timeout_s: float = 60.0) -> Ledger:
     folded = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).quarantine, ledger, evolve)
     try:
         if not folded.wait_caught_up(timeout_s):
-            raise TimeoutError("the quarantine ledger could not be read to its end")
+            # Kafka trouble (seen: a controller quorum busy for half a minute after a node
+            # died), not a bug: the part restarts and reads it again.
+            raise KafkaUnavailable(
+                f"the quarantine ledger could not be read to its end in {timeout_s:.0f} s")
         return folded.value
     finally:
         folded.close()

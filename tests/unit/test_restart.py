@@ -48,3 +48,33 @@ def test_a_stop_ends_the_restarts():
 
     restarting("part", part, stop, pause_s=0)()
     assert stop.is_set()
+
+
+def test_a_quarantine_ledger_kafka_cannot_serve_in_time_restarts_the_admission(
+        monkeypatch) -> None:
+    # Seen in the cluster failover test: the controller quorum was busy for half a minute
+    # after a node died, and the new ledger owner could not read the ledger to its end.
+    import decider.admission as admission
+    from eventlog.settings import KafkaSettings
+
+    class SlowLedger:
+        def __init__(self, *_args: object, **_kwargs: object) -> None:
+            pass
+
+        def wait_caught_up(self, _timeout_s: float) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(admission, "FoldedTopic", SlowLedger)
+    stop, failed, runs = threading.Event(), [], []
+
+    def part() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            admission.fold_ledger(KafkaSettings(bootstrap_servers="unused:9"), timeout_s=0)
+
+    restarting("admission", part, stop, pause_s=0, failed=failed)()
+    assert len(runs) == 2
+    assert not failed

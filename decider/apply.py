@@ -28,6 +28,7 @@ from eventlog.loop import Poison, TransactionalLoop
 from eventlog.producer import TransactionalProducer
 from eventlog.raw import RawReader, RawUnavailable, RawWant, chunk, prefetch
 from eventlog.records import Consumed, Outgoing
+from eventlog.restore_points import RestorePoints
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from schemas import (
@@ -38,6 +39,7 @@ from schemas import (
     Event,
     MessageDelivered,
     MessageDiscarded,
+    MessageReceived,
     NdrSent,
     NdrSuppressed,
     ProducerRef,
@@ -81,6 +83,7 @@ class Apply:
         self._pool = ThreadPoolExecutor(max_workers=settings.delivery_concurrency,
                                         thread_name_prefix="apply")
         self.parcels = Parcels()
+        self._points = RestorePoints()
         # Deliveries reuse connections to the next hop (RSET between messages).
         self.sessions = SessionCache()
         # The loop's producer: Backup chunks join the transaction that records BackupStored.
@@ -97,7 +100,7 @@ class Apply:
             event = decode_event(record.value or b"")
         except SchemaError as exc:
             raise Poison(str(exc)) from exc
-        self.parcels.evolve(event, record.partition)
+        self._fold(event, record)
         if isinstance(event, ActionDecided):
             parcel = self.parcels.live.get(event.message_id)
             if parcel is not None and parcel.decision is not None and parcel.attempts == 0:
@@ -115,7 +118,7 @@ class Apply:
             except SchemaError as exc:
                 results.append(Poison(str(exc)))
                 continue
-            self.parcels.evolve(event, record.partition)
+            self._fold(event, record)
             results.append([])
             if isinstance(event, ActionDecided):
                 parcel = self.parcels.live.get(event.message_id)
@@ -140,11 +143,23 @@ class Apply:
         except Exception as exc:  # the loop sets this record aside, the others go on
             return exc
 
+    def _fold(self, event: Event, record: Consumed) -> None:
+        self.parcels.evolve(event, record.partition)
+        if isinstance(event, MessageReceived):
+            self._points.began(record.partition, event.message_id, record.offset)
+
     def restore(self, record: Consumed) -> None:
         try:
-            self.parcels.evolve(decode_event(record.value or b""), record.partition)
+            event = decode_event(record.value or b"")
         except SchemaError:
             return
+        self._fold(event, record)
+
+    def restore_point(self, _topic: str, partition: int) -> int | None:
+        """Where the oldest message apply still carries (received, not yet at its terminal
+        event) was received; events of a message no longer carried change nothing."""
+        live = self.parcels.live
+        return self._points.point(partition, lambda m: m in live)
 
     def restore_ahead(self, record: Consumed) -> None:
         """After the committed offset, only apply's own records of what it did: done already,
@@ -158,6 +173,7 @@ class Apply:
 
     def forget(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.parcels.forget({p for _topic, p in partitions})
+        self._points.forget(p for _topic, p in partitions)
 
     def tick(self) -> list[Outgoing]:
         self.sessions.sweep()

@@ -12,11 +12,13 @@ from decider.process import Messages, Pending, react, timeouts
 from eventlog.folded import FoldedTopic
 from eventlog.loop import Poison
 from eventlog.records import Consumed, Outgoing
+from eventlog.restore_points import RestorePoints
 from eventlog.topics import TopicNames
 from schemas import (
     ActionDecided,
     Event,
     LateVerdictReceived,
+    MessageReceived,
     ProducerRef,
     RuleKata,
     ScanTimedOut,
@@ -37,6 +39,7 @@ class Brain:
         clock: Callable[[], datetime],
     ) -> None:
         self.messages = Messages()
+        self._points = RestorePoints()
         self._mail = topics.mail
         self._control = control
         self._producer = producer
@@ -57,15 +60,28 @@ class Brain:
             raise Poison(str(exc)) from exc
         self._control.pump(0)
         produced = react(self.messages, event, self._rule_of, self._clock(), self._producer)
-        self.messages.evolve(event, record.partition)
+        self._fold(event, record)
         return self._out(produced, record.partition)
+
+    def _fold(self, event: Event, record: Consumed) -> None:
+        self.messages.evolve(event, record.partition)
+        if isinstance(event, MessageReceived):
+            self._points.began(record.partition, event.message_id, record.offset)
 
     def restore(self, record: Consumed) -> None:
         try:
             event = decode_event(record.value or b"")
         except SchemaError:
             return
-        self.messages.evolve(event, record.partition)
+        self._fold(event, record)
+
+    def restore_point(self, _topic: str, partition: int) -> int | None:
+        """Where the oldest message the brain still holds (undecided, or decided while its
+        scan was out) was received. A message that left the state before it changes nothing
+        when its later events are read (`Messages.evolve`); past `REMEMBER_DECIDED` late-verdict
+        candidates, one may be remembered again that a restore from the start would have
+        evicted, and its late verdict is then recorded rather than ignored."""
+        return self._points.point(partition, self.messages.holds)
 
     def restore_ahead(self, record: Consumed) -> None:
         """After the committed offset, only the brain's own decisions: they were made already."""
@@ -78,6 +94,7 @@ class Brain:
 
     def forget(self, partitions: Sequence[tuple[str, int]]) -> None:
         self.messages.forget({p for _topic, p in partitions})
+        self._points.forget(p for _topic, p in partitions)
 
     def tick(self) -> list[Outgoing]:
         self._control.pump(0)

@@ -98,6 +98,14 @@ class Messages:
                                if (p := self.pending.get(m)) is not None and p.deadline_at == at]
             heapq.heapify(self._deadlines)
 
+    def holds(self, message_id: str) -> bool:
+        """Whether the state still holds the message: undecided, or decided while its scan
+        was out. Of the events of a message it no longer holds, only a decision that may meet
+        a late verdict changes anything, and such a message is no longer held only when the
+        `REMEMBER_DECIDED` bound dropped it; so a restore may begin at the oldest held
+        message's `MessageReceived` (see `Brain.restore_point`)."""
+        return message_id in self.pending or message_id in self.decided
+
     def forget(self, partitions: set[int]) -> None:
         self.pending = {m: p for m, p in self.pending.items() if p.partition not in partitions}
 

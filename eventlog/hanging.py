@@ -58,20 +58,24 @@ def stable_committed(settings: KafkaSettings, group_id: str,
     """The group's committed offsets as the coordinator holds them, pending transactional
     commits left out (an offset fetch that does not ask for stability); None if the coordinator
     does not answer either, which is an outage, not a hanging commit."""
-    reader = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": group_id,  # never subscribes: only asks the coordinator
-        "client.id": f"stable-offsets-{uuid.uuid4().hex[:8]}",
-        "isolation.level": "read_uncommitted",  # librdkafka asks for stable offsets otherwise
-        "enable.auto.commit": False,
-        "log_level": 3,
-    })
+    # librdkafka asks for stable offsets unless the consumer reads uncommitted.
+    reader = outsider(settings, group_id, "stable-offsets", isolation_level="read_uncommitted")
     try:
         return list(reader.committed(partitions, timeout=settings.request_timeout_s))
     except KafkaException:
         return None
     finally:
         reader.close()
+
+
+def outsider(settings: KafkaSettings, group_id: str, role: str,
+             isolation_level: str = "read_committed") -> Consumer:
+    """A consumer of the group that never subscribes, so never joins it: it only asks the
+    coordinator, or lends its group metadata (no member id, no generation) to a commit."""
+    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group_id,
+                     "client.id": f"{role}-{uuid.uuid4().hex[:8]}",
+                     "isolation.level": isolation_level, "enable.auto.commit": False,
+                     "log_level": 3})
 
 
 def timed_out(exc: KafkaException) -> bool:
@@ -136,7 +140,12 @@ class CommittedOffsets:
                 ended = True
 
     def _end_hanging(self, stable: list[TopicPartition]) -> None:
-        offsets = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in stable]
+        # The metadata (a restore point) goes with its offset; without one, the next
+        # restore reads from the start.
+        offsets = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0), tp.metadata)
+                   if tp.metadata is not None
+                   else TopicPartition(tp.topic, tp.partition, max(tp.offset, 0))
+                   for tp in stable]
         log.error("%s: the committed offsets of group %s stayed unstable for over %.0f s: a "
                   "transaction's offset commit is hanging (its markers were lost, as after a "
                   "broker crash). Committing the last stable offsets %s under this instance's "
@@ -148,13 +157,11 @@ class CommittedOffsets:
         # The group metadata of a consumer that never joins: no member id and no generation,
         # which the coordinator does not check. The stage's own consumer has sat in a rebalance
         # callback all this while, and its membership may be gone (seen: UNKNOWN_MEMBER_ID).
-        outsider = Consumer({"bootstrap.servers": self._settings.bootstrap_servers,
-                             "group.id": self._group_id, "enable.auto.commit": False,
-                             "log_level": 3})
+        lender = outsider(self._settings, self._group_id, "hanging-commit")
         try:
             self._producer.begin()
             try:
-                self._producer.send_offsets(offsets, outsider.consumer_group_metadata())
+                self._producer.send_offsets(offsets, lender.consumer_group_metadata())
             except KafkaException as exc:
                 # Aborting still writes a marker of our producer id to the offsets partition,
                 # which ends the hanging commit too (the offsets then stay the stable ones).
@@ -162,4 +169,4 @@ class CommittedOffsets:
                 raise
             self._producer.commit()  # aborts (or fences) and raises on failure
         finally:
-            outsider.close()
+            lender.close()

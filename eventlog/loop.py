@@ -24,6 +24,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from eventlog import restore_points
 from eventlog.errors import ConsumerFailed, KatagateError
 from eventlog.hanging import CommittedOffsets
 from eventlog.lag import LagMeter
@@ -56,7 +57,10 @@ class Restoring(Protocol):
     """Optional: a handler whose state is the fold of its input partitions. At assignment it is
     given every record before the committed offset, and it forgets revoked partitions. It may
     also define `restore_ahead(record)`, given every record after the committed offset up to
-    the end, to fold the outputs it wrote there (see `TransactionalLoop._restore`)."""
+    the end, to fold the outputs it wrote there (see `TransactionalLoop._restore`); and
+    `restore_point(topic, partition)`, the offset of the oldest record its state still needs
+    (None: none before the committed offset), committed with the offset so that the next
+    restore begins there (see `eventlog.restore_points`)."""
 
     def restore(self, record: Consumed) -> None: ...
 
@@ -204,7 +208,8 @@ class TransactionalLoop:
                 self._before_commit()
             if records:
                 self._producer.send_offsets(
-                    self._next_offsets(records), self._group_metadata()
+                    self._with_restore_points(self._next_offsets(records)),
+                    self._group_metadata()
                 )
             self._producer.commit()
         except (KafkaException, TransactionFailed) as exc:
@@ -276,6 +281,11 @@ class TransactionalLoop:
         ends = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset > 0}
         if not ends:
             return
+        # Where each partition's state begins, if its commit says (older commits do not).
+        points = {(tp.topic, tp.partition): restore_points.decode(tp.metadata, tp.offset)
+                  for tp in committed if tp.offset > 0}
+        starts = {key: OFFSET_BEGINNING if point is None else point
+                  for key, point in points.items()}
         reader = Consumer({
             "bootstrap.servers": self._settings.bootstrap_servers,
             "group.id": f"restore-{self.stage}",  # assign() only, never committed
@@ -283,11 +293,14 @@ class TransactionalLoop:
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
+            # A point whose records retention has removed: the earliest there is.
+            "auto.offset.reset": "earliest",
             "log_level": 3,
         })
         ahead = getattr(self._restoring, "restore_ahead", None)
+        began = time.monotonic()
         try:
-            reader.assign([TopicPartition(t, p, OFFSET_BEGINNING) for (t, p) in ends])
+            reader.assign([TopicPartition(t, p, starts[t, p]) for (t, p) in ends])
             pending = set(ends)
             restored = 0
             while pending:
@@ -313,7 +326,10 @@ class TransactionalLoop:
                 restored += 1
                 if offset + 1 >= ends[key] and ahead is None:
                     pending.discard(key)
-            log.info("%s: restored state from %d records", self.stage, restored)
+            # The partitions wait for it: ops read it after a rebalance.
+            log.info("%s: restored state from %d records of %d partitions in %.1f s (%d from "
+                     "their start)", self.stage, restored, len(ends), time.monotonic() - began,
+                     sum(1 for point in points.values() if point is None))
         finally:
             reader.close()
 
@@ -397,6 +413,18 @@ class TransactionalLoop:
             key = (record.topic, record.partition)
             last[key] = max(last.get(key, -1), record.offset)
         return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
+
+    def _with_restore_points(self, offsets: list[TopicPartition]) -> list[TopicPartition]:
+        point_of = getattr(self._restoring, "restore_point", None)
+        if point_of is None:
+            return offsets
+        marked = []
+        for tp in offsets:
+            point = point_of(tp.topic, tp.partition)
+            start = tp.offset if point is None else min(point, tp.offset)
+            marked.append(TopicPartition(tp.topic, tp.partition, tp.offset,
+                                         restore_points.encode(start)))
+        return marked
 
     def _rewind(self, records: Sequence[Consumed]) -> None:
         """Seek back to the first record of the aborted batch on every partition it touched."""

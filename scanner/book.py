@@ -115,6 +115,12 @@ class Book:
         elif scan.late_after is None:
             self.scans[m] = replace(scan, late_after=after)
 
+    def holds(self, message_id: str) -> bool:
+        """Whether the message's scan is still live. Events of a message whose scan is not
+        change nothing (`apply`), so a rebuild may begin at the oldest live scan's
+        `MessageReceived` (`eventlog.restore_points`)."""
+        return message_id in self.scans
+
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
         self.scans = {m: s for m, s in self.scans.items() if s.partition not in gone}

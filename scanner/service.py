@@ -1,10 +1,13 @@
 """The scanning shell: submits admitted messages to the Central Node, polls every pending
 scan's state in one request per interval, records verdicts, deletes finished scans.
 
-State is rebuilt from `katagate.mail` at every partition assignment (from offset 0), and nothing
-is submitted for a partition until it has caught up, so a restart never resubmits what the log
-already settled. Submissions are idempotent on the scan id (the message id), so the one case a
-crash can repeat (submitted, not yet recorded) repeats harmlessly.
+State is rebuilt from `katagate.mail` at every partition assignment, and nothing is submitted
+for a partition until it has caught up, so a restart never resubmits what the log already
+settled. The rebuild begins where the oldest scan still live then began: every few seconds the
+scanner commits that offset (a restore point) beside how far it has read, in its consumer
+group; without one it begins at offset 0. Submissions are idempotent on the scan id (the
+message id), so the one case a crash can repeat (submitted, not yet recorded) repeats
+harmlessly.
 """
 
 from __future__ import annotations
@@ -17,13 +20,21 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
+from eventlog import restore_points
 from eventlog.errors import ConsumerFailed, KafkaUnavailable
 from eventlog.lag import LagMeter
 from eventlog.producer import TransactionalProducer
 from eventlog.raw import RawReader, RawUnavailable, RawWant, prefetch
 from eventlog.records import Outgoing
+from eventlog.restore_points import RestorePoints
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from scanner.book import (
@@ -43,10 +54,12 @@ from scanner.metrics import KATA_REPLIES, PENDING_SCANS, POLLS, SUBMISSIONS
 from scanner.replies import DetectRecord
 from scanner.settings import ScannerSettings
 from scanner.transport import Endpoint, PinnedTransport
-from schemas import Event, ProducerRef, SchemaError, decode_event
+from schemas import Event, MessageReceived, ProducerRef, SchemaError, decode_event
 
 log = logging.getLogger(__name__)
 SUBMISSIONS_PER_TRANSACTION = 50
+# How often the restore points are committed; an older point is only a longer rebuild.
+RESTORE_POINT_COMMIT_S = 5.0
 # Failures that say the connection, not the message, is the problem: stop this round.
 CONNECTION_REASONS = {"unreachable", "certificate_mismatch", "not_authorized", "busy"}
 
@@ -68,6 +81,10 @@ class ScanService:
         self._ref = ProducerRef(stage="scanner", instance=scanner.instance_id)
         self.book = Book()
         self._catching_up: set[int] = set()
+        self._caught_up_from: dict[int, tuple[int, float]] = {}  # start offset, monotonic
+        self._folded: dict[int, int] = {}  # partition -> the next offset to fold
+        self._points = RestorePoints()
+        self._next_point_commit = 0.0
         self._own: set[UUID] = set()
         self._lag = LagMeter("scanner")
         self._producer = TransactionalProducer(
@@ -89,6 +106,8 @@ class ScanService:
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
             "session.timeout.ms": 10_000,
+            # A restore point whose records retention removed: the earliest there is.
+            "auto.offset.reset": "earliest",
             "log_level": 3,
         })
         self._consumer.subscribe(
@@ -103,16 +122,55 @@ class ScanService:
     # -- partition ownership -------------------------------------------------------------
 
     def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        # State is the log: fold each newly owned partition from its beginning.
+        # State is the log: fold each newly owned partition from its restore point.
+        starts = self._restore_points(consumer, partitions)
         for tp in partitions:
-            tp.offset = OFFSET_BEGINNING
+            tp.offset = starts.get(tp.partition, OFFSET_BEGINNING)
             self._catching_up.add(tp.partition)
+            self._caught_up_from[tp.partition] = (tp.offset, time.monotonic())
         consumer.assign(partitions)
+
+    def _restore_points(self, consumer: Any,
+                        partitions: list[TopicPartition]) -> dict[int, int]:
+        try:
+            committed = consumer.committed(
+                [TopicPartition(tp.topic, tp.partition) for tp in partitions],
+                timeout=self._kafka.request_timeout_s)
+        except KafkaException as exc:
+            log.warning("scanner: restore points unreadable (%s): folding from offset 0", exc)
+            return {}
+        starts = {tp.partition: restore_points.decode(tp.metadata, tp.offset)
+                  for tp in committed if tp.offset >= 0}
+        return {partition: point for partition, point in starts.items() if point is not None}
 
     def _revoked(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         gone = [tp.partition for tp in partitions]
         self.book.forget_partitions(gone)
         self._catching_up.difference_update(gone)
+        self._points.forget(gone)
+        for partition in gone:
+            self._folded.pop(partition, None)
+
+    def _commit_restore_points(self, now: bool = False) -> None:
+        if not now and time.monotonic() < self._next_point_commit:
+            return
+        self._next_point_commit = time.monotonic() + RESTORE_POINT_COMMIT_S
+        offsets = []
+        for partition, folded in self._folded.items():
+            if partition in self._catching_up:
+                continue
+            point = self._points.point(partition, self.book.holds)
+            offsets.append(TopicPartition(
+                self._names.mail, partition, folded,
+                restore_points.encode(folded if point is None else min(point, folded))))
+        if offsets:
+            try:
+                if now:
+                    self._consumer.commit(offsets=offsets, asynchronous=False)
+                else:
+                    self._consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as exc:  # a rebalance under way, say: the next one will do
+                log.info("scanner: restore points not committed: %s", exc)
 
     @property
     def ready(self) -> bool:
@@ -122,6 +180,7 @@ class ScanService:
 
     def step(self) -> None:
         self._pump()
+        self._commit_restore_points()
         PENDING_SCANS.set(len(self.book))
         view = self._control.view
         if not self.ready or view.state != "connected" or view.target is None:
@@ -148,7 +207,7 @@ class ScanService:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    self._catching_up.discard(message.partition() or 0)
+                    self._caught_up(message.partition() or 0, message.offset() or 0)
                 elif error.fatal() or error.code() == KafkaError._FATAL:
                     raise ConsumerFailed(f"scanner: {error}")
                 else:
@@ -160,12 +219,26 @@ class ScanService:
                 log.warning("scanner: skipping %s@%s: %s", message.partition(),
                             message.offset(), exc)
                 continue
+            partition, offset = message.partition() or 0, message.offset() or 0
+            self._folded[partition] = offset + 1
             self._lag.processed(message.timestamp()[1])
             if event.event_id in self._own:
                 self._own.discard(event.event_id)
                 continue
-            self.book.apply(event, message.partition() or 0)
+            self.book.apply(event, partition)
+            if isinstance(event, MessageReceived):
+                self._points.began(partition, event.message_id, offset)
         self._lag.measure(self._consumer)
+
+    def _caught_up(self, partition: int, end: int) -> None:
+        if partition not in self._catching_up:
+            return
+        self._catching_up.discard(partition)
+        self._folded.setdefault(partition, end)
+        start, since = self._caught_up_from.pop(partition, (OFFSET_BEGINNING, time.monotonic()))
+        log.info("scanner: partition %d rebuilt from %s to offset %d in %.1f s", partition,
+                 "its start" if start == OFFSET_BEGINNING else f"offset {start}", end,
+                 time.monotonic() - since)
 
     def _api_for(self, address: str, port: int, pin: str | None) -> KataApi:
         key = (f"{address}:{port}", pin)
@@ -306,5 +379,6 @@ class ScanService:
         self._pool.shutdown(wait=True)
         for reader in self._all_readers:
             reader.close()
+        self._commit_restore_points(now=True)  # the next owner starts from the latest
         self._consumer.close()
         self._producer.close()

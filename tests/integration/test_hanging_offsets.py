@@ -58,7 +58,9 @@ class Scene:
         self.group = f"hang-{uuid.uuid4().hex[:8]}"
         self.tp = tp
         tag = uuid.uuid4().hex[:6]
-        commit_offset(settings, self.group, TopicPartition(tp.topic, tp.partition, stable),
+        # The stable commit carries a restore point, as the stages' commits do.
+        commit_offset(settings, self.group,
+                      TopicPartition(tp.topic, tp.partition, stable, "restore-from:3"),
                       f"test-hang-{tag}-first")
         self.other = TransactionalProducer(settings, f"test-hang-{tag}-other")
         self.holder = group_consumer(settings, self.group)
@@ -113,10 +115,11 @@ def test_a_commit_left_hanging_by_another_transactional_id_is_named_not_spun_on(
     try:
         with pytest.raises(OffsetsHanging, match="another transactional id holds them"):
             scene.read()
-        # It committed the stable offset under its own id once, and changed nothing else.
+        # It committed the stable offset, with its restore point, under its own id once, and
+        # changed nothing else.
         assert HANGING_OFFSET_COMMITS.labels("test")._value.get() == before + 1
-        assert [tp.offset for tp in stable_committed(settings, scene.group,
-                                                     [TopicPartition(mail, 1)])] == [7]
+        assert [(tp.offset, tp.metadata) for tp in stable_committed(
+            settings, scene.group, [TopicPartition(mail, 1)])] == [(7, "restore-from:3")]
         scene.other.commit()  # the other instance ends its transaction: the offsets are stable
         # Kafka keeps the commit written last, which is ours (7), not the one pending since
         # before it (11). Which is why a commit is only taken as hanging once it is older

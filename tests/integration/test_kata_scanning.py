@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -191,7 +192,7 @@ def test_a_fault_is_recorded_with_its_reason_and_the_scan_completes_after_it(
 
 
 def test_a_restarted_scanner_rebuilds_from_the_log_and_does_not_resubmit(
-    kafka_settings, kata, tmp_path
+    kafka_settings, kata, tmp_path, caplog
 ):
     configure_kata(kafka_settings, kata.port, poll_interval_s=1)
     settings = ScannerSettings(state_dir=tmp_path / "gateway", instance_id="scanner-0",
@@ -215,6 +216,7 @@ def test_a_restarted_scanner_rebuilds_from_the_log_and_does_not_resubmit(
     stop.set()
     thread.join(timeout=30)
 
+    caplog.set_level(logging.INFO, logger="scanner.service")
     stop, thread = start()  # same identity, a fresh process state
     try:
         assert verdict_of(kafka_settings, waiting).state == "not_detected"
@@ -224,3 +226,10 @@ def test_a_restarted_scanner_rebuilds_from_the_log_and_does_not_resubmit(
     events = mail_events(kafka_settings, waiting)
     assert sum(isinstance(e, ScanSubmitted) for e in events) == 1
     assert sum(isinstance(e, VerdictReceived) for e in events) == 1
+    # and its partition was rebuilt from the restore point the first one committed on its
+    # way out: where the oldest live scan (the waiting message) was received
+    (where,) = [r for r in read_all(kafka_settings.bootstrap_servers,
+                                    TopicNames(kafka_settings.topic_prefix).mail)
+                if decode_event(r.value).type == "mail.received"
+                and decode_event(r.value).message_id == waiting]
+    assert f"partition {where.partition} rebuilt from offset {where.offset} " in caplog.text

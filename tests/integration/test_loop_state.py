@@ -179,3 +179,77 @@ def test_a_restarted_loop_knows_the_outputs_it_wrote_past_its_committed_offset(
     else:
         # (without it, the timer redoes what it cannot see yet: what restore_ahead prevents)
         assert len(done) > 10
+
+
+class OpenJobs:
+    """Holds the jobs opened (open:N) and not yet closed (close:N); says where the oldest it
+    holds began, so that a restore reads from there."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}
+        self.restored: list[int] = []
+        self.handled = 0
+
+    def _fold(self, record: Consumed) -> None:
+        kind, n = (record.value or b"").decode().split(":")
+        if kind == "open":
+            self.open.setdefault(n, record.offset)
+        else:
+            self.open.pop(n, None)
+
+    def handle(self, record: Consumed) -> list[Outgoing]:
+        self._fold(record)
+        self.handled += 1
+        return []
+
+    def restore(self, record: Consumed) -> None:
+        self.restored.append(record.offset)
+        self._fold(record)
+
+    def restore_point(self, _topic: str, _partition: int) -> int | None:
+        return min(self.open.values(), default=None)
+
+    def forget(self, partitions) -> None:
+        self.open.clear()
+
+
+def run_open_jobs(settings, handler: OpenJobs, topic: str, done) -> dict[str, int]:
+    """Runs a loop until `done()`; returns what the handler held then (closing the loop
+    revokes the partition, and the handler forgets it)."""
+    loop = TransactionalLoop(
+        settings, stage="open-jobs", group_id=f"{settings.topic_prefix}-open-jobs",
+        transactional_id=f"{settings.topic_prefix}-open-jobs", topics=[topic],
+        handler=handler, dead_letter_topic=TopicNames(settings.topic_prefix).deadletter,
+        batch_size=50,
+    )
+    try:
+        for _ in range(300):
+            loop.run_once()
+            if done():
+                return dict(handler.open)
+        raise AssertionError("the loop did not get there in 300 rounds")
+    finally:
+        loop.close()
+
+
+def test_a_restore_begins_where_the_oldest_entry_still_held_began(kafka_settings):
+    # Given 100 jobs opened and all but two (opened at offsets 40 and 60) closed
+    topic = f"{kafka_settings.topic_prefix}.open-jobs"
+    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+                  kafka_settings, [TopicSpec(topic, 1)])
+    records = [f"open:{n}" for n in range(100)]
+    records += [f"close:{n}" for n in range(100) if n not in (40, 60)]
+    producer = TransactionalProducer(kafka_settings, f"{kafka_settings.topic_prefix}-feed")
+    producer.begin()
+    producer.produce(Outgoing(topic, value.encode(), b"k") for value in records)
+    producer.commit()
+    first = OpenJobs()
+    held = run_open_jobs(kafka_settings, first, topic, lambda: first.handled == len(records))
+    assert held == {"40": 40, "60": 60}
+    # When a new instance takes the partition over
+    again = OpenJobs()
+    held_again = run_open_jobs(kafka_settings, again, topic, lambda: bool(again.restored))
+    # Then it read from the oldest open job's record on, and holds what the first held
+    assert again.restored[0] == 40
+    assert len(again.restored) == len(records) - 40
+    assert held_again == held

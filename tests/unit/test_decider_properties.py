@@ -5,12 +5,13 @@ decider runs: the admission (single writer of the quarantine ledger, whose event
 mirrors on the partition) and the brain (one decision per message, timers for the response
 timeout). Around them: ingest accepting messages, KATA verdicts, administrators sending a
 message on or deleting it, settings changes, the clock, and crashes — a consumer losing its
-memory and rebuilding it from the log up to where it had committed, as the shells do.
+memory and rebuilding it from the log up to where it had committed, as the shells do (the
+brain from the partition's start, or from the restore point committed beside its offset).
 
 Invariants (DESIGN section 7): the quarantine never exceeds the limits in force at each
 admission; usage is the sum of what is held; one decision per message; a decided message
-holds no slot; a rebuilt consumer equals the one that never crashed; and once the clock passes
-every deadline, every message is decided and the quarantine is empty.
+holds no slot; a rebuilt consumer equals the one that never crashed, from either start; and
+once the clock passes every deadline, every message is decided and the quarantine is empty.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from decider.brain import OWN_DECISIONS
 from decider.ledger import Ledger, admit, release
 from decider.process import Messages, react, timeouts
+from eventlog.restore_points import RestorePoints
 from schemas import (
     DEFAULT_RULE,
     ActionDecided,
@@ -85,11 +87,17 @@ class Admission:
 class Brain:
     def __init__(self) -> None:
         self.messages = Messages()
+        self.points = RestorePoints()  # as the shell keeps them (decider.brain.Brain._fold)
         self.read = 0
+
+    def fold(self, event: Event, offset: int) -> None:
+        self.messages.evolve(event, 0)
+        if isinstance(event, MessageReceived):
+            self.points.began(0, event.message_id, offset)
 
     def handle(self, event: Event, now: datetime) -> list[Event]:
         produced = react(self.messages, event, lambda _p: RuleKata(), now, REF)
-        self.messages.evolve(event, 0)
+        self.fold(event, self.read - 1)
         for item in produced:
             self.messages.evolve(item, 0)
         return produced
@@ -187,8 +195,25 @@ class DeciderMachine(RuleBasedStateMachine):
         # As the loop restores: everything up to the committed position, and after it only
         # the brain's own decisions (Brain.restore_ahead).
         rebuilt = Brain()
-        for event in self.log[:self.brain.read]:
-            rebuilt.messages.evolve(event, 0)
+        for offset in range(self.brain.read):
+            rebuilt.fold(self.log[offset], offset)
+        for event in self.log[self.brain.read:]:
+            if isinstance(event, OWN_DECISIONS):
+                rebuilt.messages.evolve(event, 0)
+        rebuilt.read = self.brain.read
+        self.brain = rebuilt
+        assert (set(rebuilt.messages.pending), dict(rebuilt.messages.decided)) == before
+
+    @rule()
+    def the_brain_crashes_and_rebuilds_from_its_restore_point(self) -> None:
+        # As the loop restores with the point committed beside the offset: from the oldest
+        # held message's MessageReceived, not from the partition's start.
+        before = (set(self.brain.messages.pending), dict(self.brain.messages.decided))
+        point = self.brain.points.point(0, self.brain.messages.holds)
+        start = self.brain.read if point is None else min(point, self.brain.read)
+        rebuilt = Brain()
+        for offset in range(start, self.brain.read):
+            rebuilt.fold(self.log[offset], offset)
         for event in self.log[self.brain.read:]:
             if isinstance(event, OWN_DECISIONS):
                 rebuilt.messages.evolve(event, 0)

@@ -149,6 +149,8 @@ class TransactionalLoop:
         self._restoring = _restoring(handler)
         self._ticking = _ticking(handler)
         self._assign_failed: Exception | None = None
+        # Partitions revoked while the current batch was gathered (see _with_restore_points).
+        self._revoked_in_batch: set[tuple[str, int]] = set()
         if manual_assignment:
             # A single writer reads every partition itself instead of sharing them in a group.
             self._assign_all(list(topics))
@@ -167,6 +169,7 @@ class TransactionalLoop:
 
     def run_once(self) -> int:
         """Process at most one batch in one transaction; return how many records it held."""
+        self._revoked_in_batch.clear()
         messages = self._next_messages()
         records: list[Consumed] = []
         for message in messages:
@@ -249,6 +252,7 @@ class TransactionalLoop:
                 self._assign_failed = exc
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._revoked_in_batch.update((tp.topic, tp.partition) for tp in partitions)
         if self._restoring is not None:
             self._restoring.forget([(tp.topic, tp.partition) for tp in partitions])
 
@@ -420,6 +424,13 @@ class TransactionalLoop:
             return offsets
         marked = []
         for tp in offsets:
+            if (tp.topic, tp.partition) in self._revoked_in_batch:
+                # Records fetched before a revoke that came while the batch was gathered: the
+                # state forgot the partition, so a point from it would skip what it still
+                # needed (seen: three decided messages never carried out after a rebalance).
+                # No point: the next restore reads the partition from its start.
+                marked.append(tp)
+                continue
             point = point_of(tp.topic, tp.partition)
             start = tp.offset if point is None else min(point, tp.offset)
             marked.append(TopicPartition(tp.topic, tp.partition, tp.offset,

@@ -359,7 +359,33 @@ class TransactionalLoop:
         # Every consume above may have run the rebalance callback: never decide a batch on a
         # state whose restore failed.
         self._raise_assign_failure()
-        return messages
+        return self._without_stale(messages)
+
+    def _without_stale(self, messages: list[Any]) -> list[Any]:
+        """Drop the records of partitions revoked while the batch was gathered. They were
+        fetched for the old assignment and the state has forgotten their partition: decided
+        here, a decision was lost (an `ActionDecided` met no parcel) and its offset committed
+        past it for the next owner. A partition assigned again within the gather is read again
+        from its committed offset (its later records were dropped with the stale ones)."""
+        if not self._revoked_in_batch:
+            return messages
+        kept = [m for m in messages
+                if (m.topic(), m.partition()) not in self._revoked_in_batch]
+        if len(kept) == len(messages):
+            return messages
+        assigned = [TopicPartition(t, p) for t, p in self._revoked_in_batch
+                    if (t, p) in {(tp.topic, tp.partition) for tp in self._consumer.assignment()}]
+        try:
+            for tp in self._offsets.read(assigned) if assigned else []:
+                self._consumer.seek(TopicPartition(
+                    tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+        except KafkaException as exc:
+            # Without the seek those records would be skipped: start the part over instead.
+            raise ConsumerFailed(f"{self.stage}: could not read a partition again after a "
+                                 f"rebalance: {exc}") from exc
+        log.info("%s: %d records of partitions revoked during the batch set aside", self.stage,
+                 len(messages) - len(kept))
+        return kept
 
     def _raise_assign_failure(self) -> None:
         failed, self._assign_failed = self._assign_failed, None

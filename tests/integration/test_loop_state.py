@@ -280,3 +280,42 @@ def test_no_restore_point_is_committed_for_a_partition_revoked_while_the_batch_w
         assert [tp.metadata for tp in marked] == ["restore-from:3"]
     finally:
         loop.close()
+
+
+def test_records_of_a_partition_revoked_during_the_batch_are_set_aside_and_read_again(
+        kafka_settings):
+    # Given a loop that has fetched ten records of its one partition
+    topic = f"{kafka_settings.topic_prefix}.open-jobs-stale"
+    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+                  kafka_settings, [TopicSpec(topic, 1)])
+    producer = TransactionalProducer(kafka_settings, f"{kafka_settings.topic_prefix}-stale")
+    producer.begin()
+    producer.produce(Outgoing(topic, f"open:{n}".encode(), b"k") for n in range(10))
+    producer.commit()
+    handler = OpenJobs()
+    loop = TransactionalLoop(
+        kafka_settings, stage="stale", group_id=f"{kafka_settings.topic_prefix}-stale",
+        transactional_id=f"{kafka_settings.topic_prefix}-stale", topics=[topic],
+        handler=handler, dead_letter_topic=TopicNames(kafka_settings.topic_prefix).deadletter)
+    try:
+        fetched: list = []
+        for _ in range(100):
+            fetched = [m for m in loop._next_messages() if m.error() is None]
+            if fetched:
+                break
+        assert [m.offset() for m in fetched][:1] == [0]
+        # When the partition is revoked (and, as here, given back) while the batch is gathered
+        loop._revoked_in_batch.clear()
+        loop._on_revoke(None, [TopicPartition(topic, 0)])
+        # Then none of its records is decided on the state that forgot it
+        assert loop._without_stale(fetched) == []
+        # and they are read again, from the committed offset (none yet: the start)
+        loop._revoked_in_batch.clear()
+        again: list = []
+        for _ in range(100):
+            again += [m for m in loop._next_messages() if m.error() is None]
+            if len(again) >= 10:
+                break
+        assert [m.offset() for m in again] == list(range(10))
+    finally:
+        loop.close()

@@ -373,8 +373,8 @@ class TransactionalLoop:
                 if (m.topic(), m.partition()) not in self._revoked_in_batch]
         if len(kept) == len(messages):
             return messages
-        assigned = [TopicPartition(t, p) for t, p in self._revoked_in_batch
-                    if (t, p) in {(tp.topic, tp.partition) for tp in self._consumer.assignment()}]
+        current = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        assigned = [TopicPartition(t, p) for t, p in self._revoked_in_batch if (t, p) in current]
         try:
             for tp in self._offsets.read(assigned) if assigned else []:
                 self._consumer.seek(TopicPartition(
@@ -451,10 +451,10 @@ class TransactionalLoop:
         marked = []
         for tp in offsets:
             if (tp.topic, tp.partition) in self._revoked_in_batch:
-                # Records fetched before a revoke that came while the batch was gathered: the
-                # state forgot the partition, so a point from it would skip what it still
-                # needed (seen: three decided messages never carried out after a rebalance).
-                # No point: the next restore reads the partition from its start.
+                # A second guard behind _without_stale: the state forgot this partition during
+                # the batch, so a point from it would skip what the next owner needs (seen:
+                # three decided messages never carried out after a rebalance). No point: the
+                # next restore reads the partition from its start.
                 marked.append(tp)
                 continue
             point = point_of(tp.topic, tp.partition)

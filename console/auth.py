@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from console.accounts import AccountError, check_token_name, match_token
+from access.tokens import TokenError, check_token_name, match_token
 from console.metrics import SIGN_INS
 from console.passwords import DECOY, BadPassword, verify_password
 from console.problems import Problem, ProblemError
@@ -196,7 +196,7 @@ def create_token(body: NewToken, who: Who, request: Request) -> dict[str, Any]:
     try:
         check_token_name(body.name)
         token = console_of(request).accounts.create_token(body.name, created)
-    except AccountError as exc:
+    except TokenError as exc:
         raise ProblemError(Problem(422, str(exc), "name")) from exc
     return {"name": body.name, "token": token, "created_at": created}
 

@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     stop = stop_on_signals()
-    run_console(KafkaSettings(), settings, stop)
+    run_console(KafkaSettings(principal="console"), settings, stop)
     return 0
 
 
@@ -76,11 +76,11 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from console.accounts import AccountError
+    from access.tokens import TokenError
 
     try:
         token = _store(args).create_token(args.name, datetime.now(UTC).isoformat())
-    except AccountError as exc:
+    except TokenError as exc:
         print(f"katagate console token create: {exc}", file=sys.stderr)
         return 2
     print(token)

@@ -8,7 +8,8 @@ import stat
 
 import pytest
 
-from console.accounts import AccountError, AccountStore, match_token, token_digest
+from access.tokens import TokenError, match_token, token_digest
+from console.accounts import AccountStore
 from console.passwords import BadPassword, check_new_password, hash_password, verify_password
 from console.ratelimit import LoginLimiter
 from console.sessions import Sessions
@@ -99,9 +100,9 @@ def test_tokens_are_kept_as_digests_and_can_be_revoked(tmp_path):
     assert record.sha256 == token_digest(token)
     assert match_token(store.tokens(), token) == record
     assert match_token(store.tokens(), token + "x") is None
-    with pytest.raises(AccountError, match="exists already"):
+    with pytest.raises(TokenError, match="exists already"):
         store.create_token("deploy", "later")
-    with pytest.raises(AccountError, match="name: must be"):
+    with pytest.raises(TokenError, match="name: must be"):
         store.create_token("no spaces please", "now")
     assert store.revoke_token("deploy")
     assert not store.revoke_token("deploy")

@@ -1,0 +1,1 @@
+"""Who may read: bearer tokens kept hashed, shared by the console and the projector."""

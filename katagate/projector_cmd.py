@@ -1,15 +1,17 @@
-"""`katagate projector run|replay`: the live projections over HTTP, and the audit replay."""
+"""`katagate projector run|token|replay`: the live projections over HTTP, the read tokens
+their readers send, and the audit replay."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from eventlog.settings import KafkaSettings
-from katagate.process import stop_on_signals
+from katagate.process import settings_or_exit, stop_on_signals
 
 
 def register(commands: Any) -> None:
@@ -21,7 +23,34 @@ def register(commands: Any) -> None:
     run.add_argument("--rebuild", action="store_true",
                      help="ignore the snapshot: read every topic from offset 0")
     run.set_defaults(run=_run)
+    _register_tokens(actions)
     add_replay(actions)
+
+
+def _register_tokens(actions: Any) -> None:
+    token = actions.add_parser(
+        "token", help="read tokens (Authorization: Bearer) for the views' readers")
+    tokens = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
+    create = tokens.add_parser("create", help="create a token and print it (shown only once)")
+    create.add_argument("name", help="1..64 letters, digits, '.', '_' or '-'")
+    create.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the token to FILE (mode 0600) instead of printing it; "
+                             "kept when FILE holds a valid token of NAME already")
+    _state_dir_option(create)
+    create.set_defaults(run=_token_create)
+    listing = tokens.add_parser("list", help="the tokens' names")
+    _state_dir_option(listing)
+    listing.set_defaults(run=_token_list)
+    revoke = tokens.add_parser("revoke", help="revoke a token (refused from the next request)")
+    revoke.add_argument("name")
+    _state_dir_option(revoke)
+    revoke.set_defaults(run=_token_revoke)
+
+
+def _state_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path,
+                        help="the projector's state folder, where tokens.json is (default "
+                             ".katagate/projector; KATAGATE_PROJECTOR_TOKENS_FILE wins)")
 
 
 def add_replay(actions: Any) -> None:
@@ -56,20 +85,62 @@ def iso_instant(text: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from projector.run import run_projector
+def _settings(args: argparse.Namespace) -> Any:
+    """The settings with the command line's overrides; a bad one names itself and its range."""
     from projector.settings import ProjectorSettings
 
     overrides: dict[str, Any] = {}
-    if args.port is not None:
-        overrides["port"] = args.port
-    if args.state_dir is not None:
-        overrides["state_dir"] = args.state_dir
-    if args.rebuild:
+    for name in ("port", "state_dir"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    if getattr(args, "rebuild", False):
         overrides["rebuild"] = True
-    settings = ProjectorSettings(**overrides)
+    return settings_or_exit(ProjectorSettings, "projector", **overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from projector.run import run_projector
+
+    settings = _settings(args)
     stop = stop_on_signals()
     run_projector(KafkaSettings(), settings, stop)
+    return 0
+
+
+def _tokens(args: argparse.Namespace) -> Any:
+    from projector.guard import token_file
+
+    return token_file(_settings(args).token_path)
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from access.tokens import TokenError
+
+    created = datetime.now(UTC).isoformat()
+    try:
+        if args.out is not None:
+            made = _tokens(args).ensure_in_file(args.name, args.out, created)
+            print(f"token {args.name} {'written to' if made else 'kept in'} {args.out}")
+            return 0
+        token = _tokens(args).create(args.name, created)
+    except TokenError as exc:
+        print(f"katagate projector token create: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    print(json.dumps([{"name": t.name, "created_at": t.created_at}
+                      for t in _tokens(args).records()], indent=2))
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    if not _tokens(args).revoke(args.name):
+        print(f"katagate projector token revoke: no token {args.name!r}", file=sys.stderr)
+        return 2
+    print(f"token {args.name} revoked")
     return 0
 
 

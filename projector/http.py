@@ -1,25 +1,19 @@
-"""The projections over HTTP (stdlib `ThreadingHTTPServer`): canonical JSON bodies, the same
-bytes `katagate projector replay` writes, and specific JSON errors naming what was wrong."""
+"""The projections as HTTP answers (pure over the live projection; `server.py` is the shell):
+canonical JSON bodies, the same bytes `katagate projector replay` writes, and specific JSON
+errors naming what was wrong."""
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, get_args
-from urllib.parse import parse_qs, unquote, urlsplit
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from urllib.parse import parse_qs, unquote
 
 from projector import quarantine
 from projector.canonical import document
 from projector.live import LiveProjection
-from projector.metrics import registry_for
 from schemas import ActionReason, ScanState
-
-log = logging.getLogger(__name__)
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9]{8,64}$")
 LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 100
@@ -30,6 +24,21 @@ FILTERS: dict[str, tuple[str, ...]] = {
     "outcome": ("delivered", "discarded", "ndr_sent", "ndr_suppressed", "delivery_failed"),
 }
 LIST_PARAMETERS = ("limit", "after", *FILTERS)
+STATE_VIEWS = ("connection", "quarantine", "counters")
+JSON = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: HTTPStatus
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = JSON
+
+
+def problem(status: HTTPStatus, body: dict[str, Any],
+            headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, document(body), headers)
 
 
 class BadRequest(Exception):
@@ -87,77 +96,33 @@ def waiting(live: LiveProjection, asked: dict[str, Any]) -> dict[str, Any]:
     return {"messages": page, "next": page[-1]["message_id"] if more else None}
 
 
-def make_handler(live: LiveProjection) -> type[BaseHTTPRequestHandler]:
-    registry = registry_for(live)
-    routes: dict[str, Callable[[], bytes]] = {
-        f"/state/{name}": (lambda name=name: _locked(live, name))  # type: ignore[misc]
-        for name in ("connection", "quarantine", "counters")
-    }
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "katagate-projector"
-        sys_version = ""
-
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            try:
-                if url.path in routes:
-                    self._send(HTTPStatus.OK, routes[url.path]())
-                elif url.path == "/metrics":
-                    self._send(HTTPStatus.OK, generate_latest(registry),
-                               CONTENT_TYPE_LATEST)
-                elif url.path == "/healthz":
-                    self._send(HTTPStatus.OK, document(live.health()))
-                elif url.path == "/quarantine/messages":
-                    asked = parse_listing(url.query, ("limit", "after"))
-                    self._send(HTTPStatus.OK, document(waiting(live, asked)))
-                elif url.path == "/messages":
-                    self._send(HTTPStatus.OK, document(listing(live, parse_listing(url.query))))
-                elif url.path.startswith("/messages/"):
-                    self._message(unquote(url.path.removeprefix("/messages/")))
-                else:
-                    self._error(HTTPStatus.NOT_FOUND, {"error": f"no such path {url.path!r}",
-                                                       "path": url.path})
-            except BadRequest as exc:
-                self._error(HTTPStatus.BAD_REQUEST, exc.body)
-
-        def _message(self, message_id: str) -> None:
-            if not MESSAGE_ID.match(message_id):
-                raise BadRequest({"error": f"{message_id!r} is not a message id",
-                                  "message_id": message_id,
-                                  "allowed": "8-64 letters and digits"})
+def answer(live: LiveProjection, path: str, query: str) -> Reply:
+    """The answer to an authenticated GET of `path` with `query`."""
+    try:
+        if path.startswith("/state/") and path.removeprefix("/state/") in STATE_VIEWS:
             with live.lock:
-                body = live.projections.message(message_id)
-            if body is None:
-                self._error(HTTPStatus.NOT_FOUND, {"error": f"unknown message id {message_id}",
-                                                   "message_id": message_id})
-            else:
-                self._send(HTTPStatus.OK, document(body))
-
-        def _error(self, status: HTTPStatus, body: dict[str, Any]) -> None:
-            self._send(status, document(body))
-
-        def _send(self, status: HTTPStatus, body: bytes,
-                  content_type: str = "application/json; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("projector http: " + format, *args)
-
-    return Handler
+                return Reply(HTTPStatus.OK, live.projections.document(path.removeprefix("/state/")))
+        if path == "/status":
+            return Reply(HTTPStatus.OK, document(live.health()))
+        if path == "/quarantine/messages":
+            asked = parse_listing(query, ("limit", "after"))
+            return Reply(HTTPStatus.OK, document(waiting(live, asked)))
+        if path == "/messages":
+            return Reply(HTTPStatus.OK, document(listing(live, parse_listing(query))))
+        if path.startswith("/messages/"):
+            return _message(live, unquote(path.removeprefix("/messages/")))
+    except BadRequest as exc:
+        return problem(HTTPStatus.BAD_REQUEST, exc.body)
+    return problem(HTTPStatus.NOT_FOUND, {"error": f"no such path {path!r}", "path": path})
 
 
-def _locked(live: LiveProjection, name: str) -> bytes:
+def _message(live: LiveProjection, message_id: str) -> Reply:
+    if not MESSAGE_ID.match(message_id):
+        raise BadRequest({"error": f"{message_id!r} is not a message id",
+                          "message_id": message_id, "allowed": "8-64 letters and digits"})
     with live.lock:
-        return live.projections.document(name)
-
-
-def serve(live: LiveProjection, host: str, port: int) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(live))
-    server.daemon_threads = True
-    return server
+        body = live.projections.message(message_id)
+    if body is None:
+        return problem(HTTPStatus.NOT_FOUND, {"error": f"unknown message id {message_id}",
+                                              "message_id": message_id})
+    return Reply(HTTPStatus.OK, document(body))

@@ -21,6 +21,7 @@ class LiveProjection:
     caught_up: bool = False
     resumed_from_snapshot: bool = False
     address: tuple[str, int] | None = None  # the HTTP server's, once listening
+    metrics_address: tuple[str, int] | None = None  # the metrics listener's, when served
     ends: Positions = field(default_factory=dict)  # last known end offsets, for the lag
     newest_ms: int = 0  # the newest record folded (its Kafka timestamp), for the lag
 

@@ -1,6 +1,7 @@
 """The live projector: fold every event of katagate.mail, katagate.quarantine and
-katagate.control as it is committed, serve the views over HTTP, and keep a snapshot (views and
-positions together) so a restart reads on from where it stood."""
+katagate.control as it is committed, serve the views over HTTP to token holders (and the
+metrics on their own listener), and keep a snapshot (views and positions together) so a
+restart reads on from where it stood."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 
 from eventlog.settings import KafkaSettings
-from projector.http import serve
+from projector.guard import token_file
 from projector.live import LiveProjection
+from projector.server import ViewServer, serve_metrics
 from projector.settings import ProjectorSettings
 from projector.snapshot import open_snapshot, save, snapshot_path
 from projector.source import LogReader, projected_topics
@@ -37,13 +39,14 @@ def run_projector(
     live.positions = dict(reader.positions)
     if snapshot.resumed:
         log.info("projector: resumed from %s", path)
-    server = serve(live, settings.host, settings.port)
-    server_thread = threading.Thread(target=server.serve_forever, name="projector-http",
-                                     daemon=True)
-    server_thread.start()
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    live.address = (host, port)
-    print(f"projector={host}:{port}", flush=True)
+    server = ViewServer(live, settings, token_file(settings.token_path))
+    server.start()
+    metrics = serve_metrics(live, settings)
+    if metrics is not None:
+        live.metrics_address = (str(metrics.server_address[0]), int(metrics.server_address[1]))
+        print("projector-metrics={}:{}".format(*live.metrics_address), flush=True)
+    live.address = server.address
+    print("projector={}:{}".format(*server.address), flush=True)
     saved_at_records = -1
     next_snapshot = next_ends = 0.0
     try:
@@ -77,9 +80,11 @@ def run_projector(
         try:
             _save(live, kafka.topic_prefix)
         finally:
+            server.close()
+            if metrics is not None:
+                metrics.shutdown()
+                metrics.server_close()
             live.projections.close()
-            server.shutdown()
-            server.server_close()
             reader.close()
     return live
 

@@ -1,5 +1,6 @@
 """The projector on a real broker: live views over HTTP equal the audit replay byte for byte,
-after a restart from the snapshot (which reads only what is new) and after a rebuild."""
+after a restart from the snapshot (which reads only what is new) and after a rebuild. Reads
+send a token made as `katagate projector token create` makes one."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,7 @@ from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from katagate import projector_cmd
+from projector.guard import token_file
 from projector.live import LiveProjection
 from projector.replay import replay, timelines_jsonl
 from projector.run import run_projector
@@ -52,21 +55,38 @@ def publish_routed(kafka: KafkaSettings, routed: Routed, per_transaction: int = 
         producer.close()
 
 
-def get(live: LiveProjection, path: str) -> tuple[int, bytes]:
+# The read token of each running projector, by its address.
+READ_TOKENS: dict[tuple[str, int], str] = {}
+
+
+def get(live: LiveProjection, path: str, token: str | None = "") -> tuple[int, bytes]:
+    """GET with the projector's read token (or `token`; None: none at all)."""
+    status, _headers, body = request(live, path, token)
+    return status, body
+
+
+def request(live: LiveProjection, path: str, token: str | None = "",
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     assert live.address is not None
     host, port = live.address
+    asked = urllib.request.Request(f"http://{host}:{port}{path}", headers=headers or {})
+    token = READ_TOKENS[live.address] if token == "" else token
+    if token is not None:
+        asked.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as reply:
-            return int(reply.status), bytes(reply.read())
+        with urllib.request.urlopen(asked, timeout=10) as reply:  # noqa: S310 - http only
+            return int(reply.status), dict(reply.headers), bytes(reply.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, dict(exc.headers), exc.read()
 
 
 @contextmanager
 def running(kafka: KafkaSettings, state_dir: Path, rebuild: bool = False,
-            ) -> Iterator[LiveProjection]:
-    settings = ProjectorSettings(port=0, state_dir=state_dir, rebuild=rebuild,
-                                 snapshot_interval_s=0.3)
+            **overrides: Any) -> Iterator[LiveProjection]:
+    settings = ProjectorSettings(**{"port": 0, "state_dir": state_dir, "rebuild": rebuild,
+                                    "snapshot_interval_s": 0.3, **overrides})
+    holder = state_dir / "test-read-token"
+    token_file(settings.token_path).ensure_in_file("tests", holder, "now")
     stop = threading.Event()
     started: list[LiveProjection] = []
     failed: list[BaseException] = []
@@ -82,8 +102,11 @@ def running(kafka: KafkaSettings, state_dir: Path, rebuild: bool = False,
     thread.start()
     wait_for(lambda: started or failed, 30, "the projector to listen")
     assert not failed, failed
+    live = started[0]
+    assert live.address is not None
+    READ_TOKENS[live.address] = holder.read_text().strip()
     try:
-        yield started[0]
+        yield live
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -204,9 +227,9 @@ def test_http_pages_filters_and_names_what_was_wrong(
         status, body = get(live, "/messages?state=clean")
         assert (status, json.loads(body)["parameter"]) == (400, "state")
         assert get(live, "/nowhere")[0] == 404
-        health = json.loads(get(live, "/healthz")[1])
-        assert health["caught_up"] is True
-        assert health["records_read"] == len(routed)
+        status = json.loads(get(live, "/status")[1])
+        assert status["caught_up"] is True
+        assert status["records_read"] == len(routed)
 
 
 def test_replay_as_of_an_offset_or_an_instant_is_the_log_up_to_it(
@@ -220,7 +243,7 @@ def test_replay_as_of_an_offset_or_an_instant_is_the_log_up_to_it(
     publish_routed(kafka_settings, second)
     names = TopicNames(kafka_settings.topic_prefix)
     records = [r for topic in (names.mail, names.quarantine, names.control)
-               for r in read_all(kafka_settings.bootstrap_servers, topic)]
+               for r in read_all(kafka_settings, topic)]
 
     def fold(keep: list[bool]) -> Projections:
         return reduce(apply, (decode_event(r.value or b"")

@@ -1,4 +1,5 @@
-"""The console's Prometheus metrics (and the process's CPU and memory), on `/metrics`."""
+"""The console's Prometheus metrics (and the process's CPU and memory), served on their own
+listener (`metrics_host:metrics_port`, `run.py`), not beside the pages."""
 
 from prometheus_client import Counter
 

@@ -10,6 +10,7 @@ import sys
 import threading
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from console.accounts import FirstStart
 from console.app import create_app
@@ -37,9 +38,20 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     console = bootstrap(settings, kafka)
     password = settings.admin_password.get_secret_value() if settings.admin_password else None
     announce(console.accounts.ensure_admin(settings.admin_name, password))
+    token_file = settings.projector_token_file
+    if token_file is not None and not token_file.is_file():
+        console.close()
+        raise SystemExit(f"console: projector_token_file {token_file} is not a file: make it "
+                         "with `katagate projector token create console --out FILE`")
+    if token_file is None:
+        log.warning("console: no projector_token_file; the projector will refuse its reads")
     # Bind first, so port 0 works and the ready line names the real port.
     listener = socket.create_server((settings.host, settings.port))
     host, port = listener.getsockname()[:2]
+    metrics = None
+    if settings.metrics_port is not None:  # unauthenticated, so not on the console's port
+        metrics, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        print("console-metrics={}:{}".format(*metrics.server_address[:2]), flush=True)
     server = uvicorn.Server(uvicorn.Config(
         create_app(console), log_level="warning", access_log=False, proxy_headers=False,
         server_header=False, timeout_graceful_shutdown=5))
@@ -63,4 +75,7 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     try:
         asyncio.run(serve())
     finally:
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
         console.close()

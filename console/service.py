@@ -43,6 +43,7 @@ def bootstrap(settings: ConsoleSettings, kafka: KafkaSettings) -> Console:
         sessions=Sessions(settings.session_idle_s, settings.session_max_s),
         limiter=LoginLimiter(settings.login_failures, settings.login_window_s),
         control=ControlService(kafka, settings.read_your_writes_s),
-        projector=ProjectorClient(settings.projector_url, settings.projector_timeout_s),
+        projector=ProjectorClient(settings.projector_url, settings.projector_timeout_s,
+                                  settings.projector_token_file),
         quarantine=QuarantineWriter(kafka),
     )

@@ -20,8 +20,11 @@ class ConsoleSettings(BaseSettings):
     admin_name: str = Field(default="admin", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     # The first start's password; unset: one is generated and written to the state dir.
     admin_password: SecretStr | None = None
-    # Where the live views come from (`katagate projector run`).
+    # Where the live views come from (`katagate projector run`), and the file (mode 0600)
+    # holding the projector read token the console sends (`katagate up` makes it); the token
+    # itself is never a setting, so it never reaches `ps` or a log.
     projector_url: str = "http://127.0.0.1:8080"
+    projector_token_file: Path | None = None
     projector_timeout_s: float = Field(default=5.0, gt=0, le=60)
     session_idle_s: int = Field(default=1800, ge=60, le=86400)
     session_max_s: int = Field(default=12 * 3600, ge=60, le=7 * 86400)
@@ -32,3 +35,7 @@ class ConsoleSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # How long a read waits for the console's own last write to be folded back.
     read_your_writes_s: float = Field(default=10.0, gt=0, le=120)
+    # Prometheus metrics on their own listener, unauthenticated (None: not served).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
+    metrics_host: str = "127.0.0.1"

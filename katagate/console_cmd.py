@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from katagate.process import stop_on_signals
+from katagate.process import settings_or_exit, stop_on_signals
 
 
 def register(commands: Any) -> None:
@@ -21,6 +21,8 @@ def register(commands: Any) -> None:
     run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--projector-url", help="the projector's HTTP API "
                                              "(default http://127.0.0.1:8080)")
+    run.add_argument("--projector-token-file", type=Path,
+                     help="a file (mode 0600) holding the projector read token to send")
     _state_dir_option(run)
     run.set_defaults(run=_run)
     token = actions.add_parser("token", help="API tokens (Authorization: Bearer) for scripts")
@@ -52,11 +54,11 @@ def _settings(args: argparse.Namespace) -> Any:
     from console.settings import ConsoleSettings
 
     overrides: dict[str, Any] = {}
-    for name in ("port", "host", "projector_url", "state_dir"):
+    for name in ("port", "host", "projector_url", "projector_token_file", "state_dir"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    return ConsoleSettings(**overrides)
+    return settings_or_exit(ConsoleSettings, "console", **overrides)
 
 
 def _run(args: argparse.Namespace) -> int:

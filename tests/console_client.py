@@ -16,6 +16,7 @@ from console.app import create_app
 from console.service import Console, bootstrap
 from console.settings import ConsoleSettings
 from eventlog.settings import KafkaSettings
+from projector.guard import token_file
 from projector.live import LiveProjection
 from projector.run import run_projector
 from projector.settings import ProjectorSettings
@@ -59,6 +60,15 @@ def sign_in(client: TestClient, password: str = PASSWORD) -> str:
     assert answer.status_code == 200, answer.text
     token: str = answer.json()["csrf_token"]
     return token
+
+
+def console_token_file(projector_state: Path) -> Path:
+    """A read token of the projector of `projector_state` in a 0600 file, as `katagate up`
+    gives the console one."""
+    holder = projector_state / "console-token"
+    token_file(ProjectorSettings(state_dir=projector_state).token_path).ensure_in_file(
+        "console", holder, "now")
+    return holder
 
 
 @contextmanager

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 
 from admin.errors import InvalidCommand
 from admin.settings import validate_settings
-from tests.console_client import projector
+from tests.console_client import console_token_file, projector
 from tests.e2e.browser import chromium, screenshot, until
 from tests.e2e.gateway import Gateway, rule
 from tests.integration.kata_harness import ROOT
@@ -40,14 +42,17 @@ def mail(subject: str, body: bytes, to: str) -> bytes:
 class ConsoleProcess:
     """`katagate console run` on a free port, its state in its own folder."""
 
-    def __init__(self, gateway: Gateway, state: Path, projector_url: str) -> None:
+    def __init__(self, gateway: Gateway, state: Path, projector_url: str,
+                 projector_token_file: Path) -> None:
         env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": gateway.kafka.bootstrap_servers,
-               "KATAGATE_TOPIC_PREFIX": gateway.kafka.topic_prefix}
+               "KATAGATE_TOPIC_PREFIX": gateway.kafka.topic_prefix,
+               "KATAGATE_CONSOLE_METRICS_PORT": "0"}
         env.pop("KATAGATE_CONSOLE_ADMIN_PASSWORD", None)
         self.state = state
         self.process = subprocess.Popen(
             [sys.executable, "-m", "katagate", "console", "run", "--port", "0",
-             "--state-dir", str(state), "--projector-url", projector_url],
+             "--state-dir", str(state), "--projector-url", projector_url,
+             "--projector-token-file", str(projector_token_file)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         lines: queue.Queue[str] = queue.Queue()
         stdout = self.process.stdout
@@ -58,6 +63,8 @@ class ConsoleProcess:
         while not self.said or not self.said[-1].startswith("console="):
             self.said.append(lines.get(timeout=60))
         self.url = "http://" + self.said[-1].strip().split("=", 1)[1]
+        self.metrics_url = next("http://" + line.strip().split("=", 1)[1] + "/metrics"
+                                for line in self.said if line.startswith("console-metrics="))
 
     @property
     def password(self) -> str:
@@ -130,7 +137,8 @@ def stack(tmp_path_factory, kafka_bootstrap) -> Iterator[Stack]:
         with projector(gateway.kafka, tmp / "projector") as live:
             assert live.address is not None
             console = ConsoleProcess(gateway, tmp / "console",
-                                     f"http://{live.address[0]}:{live.address[1]}")
+                                     f"http://{live.address[0]}:{live.address[1]}",
+                                     console_token_file(tmp / "projector"))
             try:
                 stack = Stack(gateway, console, driver)
                 stack.sign_in(console.password)
@@ -158,6 +166,12 @@ def test_signing_in_with_the_generated_password_and_refusing_a_wrong_one(stack):
     stack.type_into("login-password", stack.console.password)
     stack.by_id("login-submit").click()
     assert until(lambda: stack.text("signed-in-user"), what="the page asked for") == "admin"
+    # The refusal is counted on the console's own metrics listener, not beside its pages.
+    with urllib.request.urlopen(stack.console.metrics_url, timeout=10) as reply:  # noqa: S310
+        assert 'katagate_console_sign_ins_total{outcome="refused"} 1.0' in reply.read().decode()
+    with pytest.raises(urllib.error.HTTPError) as beside_pages:
+        urllib.request.urlopen(stack.console.url + "/metrics", timeout=10)  # noqa: S310
+    assert beside_pages.value.code == 404
     assert stack.driver.current_url == stack.console.url + "/rules"
 
 

@@ -14,7 +14,7 @@ import pytest
 from admin.control_writer import ControlSession
 from admin.settings import change_settings
 from console.documents import rules_document, settings_document
-from tests.console_client import console_client, projector, sign_in
+from tests.console_client import console_client, console_token_file, projector, sign_in
 from tests.integration.kafka_read import control_events, refold
 from tests.integration.kata_harness import wait_for
 
@@ -212,8 +212,16 @@ def test_connection_state_and_quarantine_come_from_the_projector(kafka_settings,
     with projector(kafka_settings, tmp_path / "projector") as live:
         assert live.address is not None
         url = f"http://{live.address[0]}:{live.address[1]}"
+        token = console_token_file(tmp_path / "projector")
+        # Without the projector's read token the console cannot show its views, and says why.
         with console_client(tmp_path / "console", kafka_settings, projector_url=url) as (
                 client, _console, _clock):
+            sign_in(client)
+            refused = client.get("/api/kata/connection")
+            assert refused.status_code == 502
+            assert "projector_token_file" in refused.json()["error"]
+        with console_client(tmp_path / "console", kafka_settings, projector_url=url,
+                            projector_token_file=token) as (client, _console, _clock):
             csrf = sign_in(client)
             headers = {"X-CSRF-Token": csrf}
             client.put("/api/settings", headers=headers, json={
@@ -240,8 +248,8 @@ def test_connection_state_and_quarantine_come_from_the_projector(kafka_settings,
             assert waiting.json()["error"].startswith(
                 "message_id: ABCDEFGH1234 is not waiting in the KATA Quarantine")
     # The projector has stopped: the console says so rather than guessing.
-    with console_client(tmp_path / "console", kafka_settings, projector_url=url) as (
-            client, _console, _clock):
+    with console_client(tmp_path / "console", kafka_settings, projector_url=url,
+                        projector_token_file=token) as (client, _console, _clock):
         sign_in(client)
         gone = client.get("/api/kata/connection")
         assert gone.status_code == 502

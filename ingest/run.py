@@ -66,7 +66,7 @@ def run_ingest(
         if settings.metrics_port is not None:
             from prometheus_client import start_http_server
 
-            start_http_server(settings.metrics_port, addr=settings.host)
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
         handler = IngestHandler(settings, lambda: control.state, committer)
         # aiosmtpd logs every command of every session at INFO: a fifth of the event loop's
         # time under load. Our own line per accepted message (handler.py) is the mail log.

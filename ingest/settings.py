@@ -76,7 +76,11 @@ class IngestSettings(BaseSettings):
     # Wait this long for the control log to be read to its end before listening; past it,
     # listen with what was read (logged), and keep folding.
     control_catchup_s: float = Field(default=10.0, ge=0, le=600)
+    # Serve Prometheus metrics on metrics_host:PORT (None: not served): their own address, not
+    # the SMTP listener's, which faces the mail senders.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("relay_domains")
     @classmethod

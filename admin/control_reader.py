@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
+from eventlog.clients import new_admin
 from eventlog.errors import KafkaUnavailable, TopicError
 from eventlog.folded import FoldedTopic
 from eventlog.settings import KafkaSettings
@@ -29,7 +29,7 @@ def read_folded(settings: KafkaSettings, topic: str, initial: S,
     """Every committed event of `topic` folded from offset 0, up to its end as it is now."""
     timeout = timeout_s if timeout_s is not None else settings.request_timeout_s
     try:
-        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers, "log_level": 3})
+        admin = new_admin(settings)
         known = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
         # A missing topic would leave the fold waiting for an end it never reaches.
         if known is None or known.error is not None or not known.partitions:

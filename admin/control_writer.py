@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from types import TracebackType
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from admin.control_reader import read_control
+from eventlog.clients import new_reader
 from eventlog.errors import KafkaUnavailable, KatagateError
+from eventlog.principals import CONTROL_WRITER
 from eventlog.producer import ProducerFenced, TransactionalProducer, is_fenced
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -49,7 +50,8 @@ def _kafka_error(exc: BaseException) -> KafkaError | None:
 
 
 def admin_transactional_id(prefix: str) -> str:
-    return f"{prefix}-admin-cli"
+    """Shared by every writer of the control topic, the console's included (see above)."""
+    return f"{prefix}-{CONTROL_WRITER}"
 
 
 class ControlSession:
@@ -91,13 +93,7 @@ class ControlSession:
 
     def _await_visible(self, partition: int, offset: int) -> None:
         """Wait until the last stable offset (what read_committed readers see) passes `offset`."""
-        consumer = Consumer({
-            "bootstrap.servers": self._settings.bootstrap_servers,
-            "group.id": f"admin-{uuid.uuid4().hex}",  # never joins or commits
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "log_level": 3,
-        })
+        consumer = new_reader(self._settings, "visible")
         tp = TopicPartition(self._topic, partition)
         deadline = time.monotonic() + self._settings.request_timeout_s
         try:

@@ -33,6 +33,8 @@ from audit.settings import AuditSettings
 from audit.verify import read_checkpoints
 from eventlog.election import Election
 from eventlog.errors import KafkaUnavailable
+from eventlog.preflight import prepare_stage
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import ProducerFenced, TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -48,7 +50,7 @@ def utc_now() -> datetime:
 
 
 def transactional_id(kafka: KafkaSettings) -> str:
-    return f"{kafka.topic_prefix}-audit-checkpointer"
+    return PRINCIPALS["audit"].transactional_id(kafka.topic_prefix, "audit-checkpointer")
 
 
 @dataclass
@@ -157,6 +159,7 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
                      clock: Clock = utc_now) -> None:
     """Stand for election; while owner, checkpoint each partition every `every_records` records
     or `every_s` seconds after its first uncovered record. Returns when `stop` is set."""
+    kafka = prepare_stage(kafka, "audit")
     key = load_or_create(settings.key_dir)
     log.info("audit: signing key %s", key.key_id)
     election = Election(kafka, "audit-checkpointer", TopicNames(kafka.topic_prefix).audit,

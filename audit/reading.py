@@ -6,13 +6,13 @@ Manual assignment, no consumer group, nothing committed: the audit never moves a
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from audit.chain import LogRecord
+from eventlog.clients import new_reader
 from eventlog.errors import KafkaUnavailable
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -30,16 +30,8 @@ def audited_topics(prefix: str) -> dict[str, str]:
 
 
 def new_consumer(kafka: KafkaSettings) -> Consumer:
-    return Consumer({
-        "bootstrap.servers": kafka.bootstrap_servers,
-        "group.id": f"audit-{uuid.uuid4().hex}",  # assign() only, never committed
-        "client.id": "katagate-audit",
-        "enable.auto.commit": False,
-        "isolation.level": "read_committed",
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-        "log_level": 3,
-    })
+    return new_reader(kafka, "audit", **{"auto.offset.reset": "earliest",
+                                         "enable.partition.eof": True})
 
 
 def partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:

@@ -41,10 +41,9 @@ RESULTS = ROOT / "bench" / "results"
 
 def broker_produce_rate(records: int, size: int) -> dict[str, float]:
     """One Python producer, the gateway's producer settings, no transactions: the ceiling."""
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient
 
     from eventlog.broker import LocalBroker, free_port
+    from eventlog.clients import new_admin, new_producer
     from eventlog.settings import KafkaSettings
     from eventlog.topics import TopicSpec, ensure_topics
 
@@ -56,10 +55,9 @@ def broker_produce_rate(records: int, size: int) -> dict[str, float]:
             servers = broker.start(port=free_port()).bootstrap_servers or ""
         settings = KafkaSettings(bootstrap_servers=servers, topic_prefix=uuid.uuid4().hex[:8])
         topic = f"{settings.topic_prefix}.limits"
-        ensure_topics(AdminClient({"bootstrap.servers": servers}), settings,
-                      [TopicSpec(topic, 6)])
-        producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True,
-                             "acks": "all", "linger.ms": 2, "compression.type": "zstd"})
+        ensure_topics(new_admin(settings), settings, [TopicSpec(topic, 6)])
+        producer = new_producer(settings, {"enable.idempotence": True, "acks": "all",
+                                           "linger.ms": 2, "compression.type": "zstd"})
         payload = message(size, 0)
         began = time.perf_counter()
         for i in range(records):

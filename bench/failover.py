@@ -31,11 +31,10 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
 from bench.machine import machine
 from demo_sink.store import read_messages
 from eventlog.broker.cluster import LocalCluster
+from eventlog.clients import new_admin
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics
 
@@ -111,7 +110,7 @@ def run(hold_s: float, recover_s: float, rate: float, warm_s: float, baseline_s:
     kafka = KafkaSettings(bootstrap_servers=layout.bootstrap_servers, topic_prefix="failover",
                           mail_partitions=6, transaction_timeout_ms=10_000,
                           request_timeout_s=30.0)
-    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    ensure_topics(new_admin(kafka), kafka)
     rig = Rig(kafka, folder / "rig", instances=2).start()
     rig.emulator.cli("faults", "set", "--latency", "uniform:0.05:0.3")
 

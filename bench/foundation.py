@@ -19,12 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
-
 from bench.machine import machine
 from eventlog.broker import LocalBroker, free_port
 from eventlog.broker.classpath import classpath_dir, default_cache_dir, kafka_version
+from eventlog.clients import new_admin, new_consumer, new_producer
 from eventlog.loop import TransactionalLoop
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Consumed, Outgoing
@@ -90,13 +88,12 @@ def feed(settings: KafkaSettings, topic: str, payload: bytes, n: int) -> None:
 
 def bare_copy(settings: KafkaSettings, src: str, dst: str, n: int) -> float:
     """The baseline: read_committed consumer + idempotent producer, no transactions."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers, "group.id": f"bare-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": True,
-        "isolation.level": "read_committed",
+    consumer = new_consumer(settings, {
+        "group.id": f"bare-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+        "enable.auto.commit": True, "isolation.level": "read_committed",
     })
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers,
-                         "enable.idempotence": True, "linger.ms": 2, "compression.type": "zstd"})
+    producer = new_producer(settings, {"enable.idempotence": True, "linger.ms": 2,
+                                       "compression.type": "zstd"})
     consumer.subscribe([src])
     done = 0
     began: float | None = None
@@ -173,9 +170,8 @@ def idle_latency(
     stop = threading.Event()
     worker = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     worker.start()
-    reader = Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                       "group.id": f"latr-{tag}", "auto.offset.reset": "latest",
-                       "isolation.level": "read_committed"})
+    reader = new_consumer(settings, {"group.id": f"latr-{tag}", "auto.offset.reset": "latest",
+                                     "isolation.level": "read_committed"})
     reader.subscribe([dst])
     while not reader.assignment():
         reader.poll(0.1)
@@ -212,7 +208,7 @@ def loop_throughput(n: int) -> dict[str, Any]:
             servers = broker.start(port=free_port()).bootstrap_servers
         assert servers
         settings = KafkaSettings(bootstrap_servers=servers, topic_prefix=f"b{uuid.uuid4().hex[:8]}")
-        admin = AdminClient({"bootstrap.servers": servers})
+        admin = new_admin(KafkaSettings(bootstrap_servers=servers))
         src = f"{settings.topic_prefix}.in"
         ensure_topics(admin, settings)
         outs = [f"{settings.topic_prefix}.out{i}" for i in range(7)]

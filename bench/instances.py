@@ -25,12 +25,11 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
 from bench.machine import machine
 from bench.smtp_load import send_load
 from demo_sink.store import read_messages
 from eventlog.broker import LocalBroker, free_port
+from eventlog.clients import new_admin
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics
 
@@ -56,7 +55,7 @@ def one(bootstrap: str, instances: int, messages: int, concurrency: int, warm_up
     kafka = KafkaSettings(bootstrap_servers=bootstrap,
                           topic_prefix=f"x{instances}-{int(time.time())}",
                           mail_partitions=partitions, transaction_timeout_ms=10_000)
-    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), kafka)
+    ensure_topics(new_admin(KafkaSettings(bootstrap_servers=bootstrap)), kafka)
     rig = Rig(kafka, folder, instances=instances).start()
     sink_dir = rig.sink.folder
     try:

@@ -45,10 +45,13 @@ def start_bare_sink() -> tuple[subprocess.Popen[str], int]:
     return process, port
 
 
-def start_gateway(folder: Path) -> tuple[subprocess.Popen[str], dict[str, int], Path]:
+def start_gateway(folder: Path, secure: bool = False,
+                  ) -> tuple[subprocess.Popen[str], dict[str, int], Path]:
+    """`katagate up` on free ports (with `secure`: SASL_SSL, ACLs, a principal per stage)."""
     ports = {name: free_port() for name in ("broker", "smtp", "kata", "sink", "projector",
                                             "console")}
-    ports["metrics"] = free_port_run(3)  # ingest, scanner, decider: base, base+1, base+2
+    # Metrics of ingest, scanner, decider, projector, console: base_port + 0..4.
+    ports["metrics"] = free_port_run(5)
     config = folder / "katagate.toml"
     config.write_text(f"""
 [paths]
@@ -84,7 +87,8 @@ base_port = {ports['metrics']}
     env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")
            and k != "KAFKA_BOOTSTRAP_SERVERS"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "katagate", "up", "--config", str(config), "--accept-sensor"],
+        [sys.executable, "-m", "katagate", "up", "--config", str(config), "--accept-sensor",
+         *(["--secure"] if secure else [])],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     assert process.stdout is not None

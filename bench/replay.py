@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.machine import machine
 from eventlog.broker import LocalBroker, free_port
+from eventlog.clients import new_admin, new_reader
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -92,7 +93,7 @@ class RssSampler:
 
 def child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
     """One reader, in this (fresh) process."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     from projector.replay import replay, write_outputs
     from projector.source import projected_topics
@@ -115,9 +116,7 @@ def child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
         extra["rss_mb_after_writing"] = round(status_kib("VmRSS") / 1024, 1)
         result.projections.close()
     else:
-        consumer = Consumer({"bootstrap.servers": servers, "group.id": uuid.uuid4().hex,
-                             "isolation.level": "read_committed", "enable.partition.eof": True,
-                             "enable.auto.commit": False, "log_level": 3})
+        consumer = new_reader(kafka, "bare", **{"enable.partition.eof": True})
         partitions = [TopicPartition(t, p, 0) for t in projected_topics(kafka)
                       for p in consumer.list_topics(t, timeout=30).topics[t].partitions]
         consumer.assign(partitions)
@@ -153,9 +152,8 @@ def measure(messages: int) -> dict[str, Any]:
         if not servers:
             servers = broker.start(port=free_port()).bootstrap_servers or ""
         kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix=f"r{uuid.uuid4().hex[:8]}")
-        from confluent_kafka.admin import AdminClient
 
-        ensure_topics(AdminClient({"bootstrap.servers": servers}), kafka)
+        ensure_topics(new_admin(KafkaSettings(bootstrap_servers=servers)), kafka)
         events = feed(kafka, messages)
         report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
                                   "machine": machine(), "messages": messages,

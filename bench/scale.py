@@ -15,12 +15,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.mailpath import ROOT, delivered
 from bench.processes import up_pid, usage
 from bench.smtp_load import send_load
+from projector.guard import token_file
 
 
 def _scanner_counts(metrics_port: int) -> tuple[float, float, float]:
@@ -38,10 +40,21 @@ def _scanner_counts(metrics_port: int) -> tuple[float, float, float]:
     return polls, submissions, replies
 
 
-def _in_quarantine(projector_port: int) -> int:
-    body = urllib.request.urlopen(
-        f"http://127.0.0.1:{projector_port}/state/quarantine", timeout=10).read()
+def _in_quarantine(folder: Path, projector_port: int) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{projector_port}/state/quarantine",
+        headers={"Authorization": f"Bearer {_read_token(folder)}"})
+    body = urllib.request.urlopen(request, timeout=10).read()  # noqa: S310 - http
     return int(json.loads(body)["messages_in_use"])
+
+
+def _read_token(folder: Path) -> str:
+    """The benchmark's read token for the projector `katagate up` runs (made once, kept in a
+    0600 file, as `up` gives the console its own)."""
+    holder = folder / "bench-projector-token"
+    token_file(folder / "state" / "projector" / "tokens.json").ensure_in_file(
+        "bench", holder, datetime.now(UTC).isoformat())
+    return holder.read_text().strip()
 
 
 def _emulator(folder: Path, *args: str) -> None:
@@ -56,7 +69,7 @@ def quarantine_at_scale(folder: Path, ports: dict[str, int], sink_dir: Path, hel
     # Start from an empty quarantine: mail of the earlier sections may still be in flight, and
     # its slots would count against the limit (the burst would be denied, not held).
     emptied = time.monotonic()
-    while time.monotonic() - emptied < 600 and _in_quarantine(ports["projector"]) > 0:
+    while time.monotonic() - emptied < 600 and _in_quarantine(folder, ports["projector"]) > 0:
         time.sleep(1)
     # Every scan stays processing, and the emulator takes them all (its default 100 in
     # processing per sensor would answer 429 and the scanner would retry, not wait).

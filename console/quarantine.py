@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from admin.quarantine import Waiting, forced_delete, forced_release, refuse_unless_waiting
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -51,7 +52,8 @@ class QuarantineWriter:
         with self._lock:
             if self._producer is None:
                 self._producer = TransactionalProducer(
-                    self._kafka, f"{self._kafka.topic_prefix}-console-quarantine")
+                    self._kafka, PRINCIPALS["console"].transactional_id(
+                        self._kafka.topic_prefix, "console-quarantine"))
             try:
                 self._producer.begin()
                 self._producer.produce([Outgoing.event(self._topic, event)])

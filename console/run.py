@@ -16,6 +16,7 @@ from console.accounts import FirstStart
 from console.app import create_app
 from console.service import bootstrap
 from console.settings import ConsoleSettings
+from eventlog.preflight import prepare_stage
 from eventlog.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def announce(first: FirstStart | None) -> None:
 
 
 def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading.Event) -> None:
+    kafka = prepare_stage(kafka, "console", topics=False)
     console = bootstrap(settings, kafka)
     password = settings.admin_password.get_secret_value() if settings.admin_password else None
     announce(console.accounts.ensure_admin(settings.admin_name, password))

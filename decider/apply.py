@@ -25,6 +25,7 @@ from decider.smtp_out import DeliveryOutcome, SessionCache, StartTls, deliver, n
 from decider.subject_tag import tag_subject
 from eventlog.folded import FoldedTopic
 from eventlog.loop import Poison, TransactionalLoop
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
 from eventlog.raw import RawReader, RawUnavailable, RawWant, chunk, prefetch
 from eventlog.records import Consumed, Outgoing
@@ -49,6 +50,7 @@ from schemas import (
 )
 
 log = logging.getLogger(__name__)
+DECIDER = PRINCIPALS["decider"]
 KATA_REJECT_REASON = "KATA detected a threat in this message"
 OWN_OUTPUTS = (BackupStored, DeliveryDeferred, DeliveryFailed, MessageDelivered,
                MessageDiscarded, NdrSent, NdrSuppressed)
@@ -395,8 +397,9 @@ def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
     handler = Apply(kafka, settings, control,
                     ProducerRef(stage="decider", instance=settings.instance_id), clock)
     loop = TransactionalLoop(
-        kafka, stage="apply", group_id=f"{kafka.topic_prefix}.apply",
-        transactional_id=f"{kafka.topic_prefix}-apply-{settings.instance_id}",
+        kafka, stage="apply", group_id=DECIDER.group(kafka.topic_prefix, "apply"),
+        transactional_id=DECIDER.transactional_id(kafka.topic_prefix,
+                                                  f"apply-{settings.instance_id}"),
         instance_id=f"apply-{settings.instance_id}",
         topics=[names.mail], handler=handler, dead_letter_topic=names.deadletter,
         batch_size=50,

@@ -8,20 +8,21 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from confluent_kafka.admin import AdminClient
-
 from decider.admission import Admission, new_control_view
 from decider.brain import Brain
 from decider.settings import DeciderSettings
 from eventlog.election import Election
 from eventlog.loop import TransactionalLoop
+from eventlog.preflight import prepare_stage
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import ProducerFenced
 from eventlog.restart import restarting
 from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, ensure_topics
+from eventlog.topics import TopicNames
 from schemas import ProducerRef
 
 log = logging.getLogger(__name__)
+DECIDER = PRINCIPALS["decider"]
 Clock = Callable[[], datetime]
 
 
@@ -46,8 +47,10 @@ def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
             while not control.wait_caught_up(10) and not stop.is_set():
                 log.warning("admission: the control log is not read to its end yet; waiting")
             loop = TransactionalLoop(
-                kafka, stage="admission", group_id=f"{kafka.topic_prefix}.admission-offsets",
-                transactional_id=f"{kafka.topic_prefix}-admission", topics=[names.mail],
+                kafka, stage="admission",
+                group_id=DECIDER.group(kafka.topic_prefix, "admission-offsets"),
+                transactional_id=DECIDER.transactional_id(kafka.topic_prefix, "admission"),
+                topics=[names.mail],
                 handler=Admission(kafka, control, producer, clock),
                 dead_letter_topic=names.deadletter, manual_assignment=True,
             )
@@ -69,8 +72,9 @@ def run_brain(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
     control = new_control_view(kafka)
     control.wait_caught_up(30)
     loop = TransactionalLoop(
-        kafka, stage="decider", group_id=f"{kafka.topic_prefix}.decider",
-        transactional_id=f"{kafka.topic_prefix}-decider-{settings.instance_id}",
+        kafka, stage="decider", group_id=DECIDER.group(kafka.topic_prefix, "decider"),
+        transactional_id=DECIDER.transactional_id(kafka.topic_prefix,
+                                                  f"decider-{settings.instance_id}"),
         instance_id=f"decider-{settings.instance_id}",
         topics=[names.mail],
         handler=Brain(names, control, ProducerRef(stage="decider",
@@ -87,7 +91,7 @@ def run_brain(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
 
 def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
                 clock: Clock = utc_now) -> None:
-    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    kafka = prepare_stage(kafka, "decider")
     if settings.metrics_port is not None:
         from prometheus_client import start_http_server
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import Consumer
-
+from eventlog.clients import new_consumer
 from eventlog.settings import KafkaSettings
 
 
 class Election:
     def __init__(self, settings: KafkaSettings, role: str, topic: str, instance_id: str) -> None:
         self.owner = False
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap_servers,
+        self._consumer = new_consumer(settings, {
             "group.id": f"{settings.topic_prefix}.{role}",
             "client.id": instance_id,
             "enable.auto.commit": False,
@@ -27,7 +25,6 @@ class Election:
             "session.timeout.ms": 6000,
             "partition.assignment.strategy": "cooperative-sticky",
             "heartbeat.interval.ms": 1000,
-            "log_level": 3,
         })
         self._consumer.subscribe(
             [topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked

@@ -9,8 +9,9 @@ import uuid
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
+from eventlog.clients import new_reader
 from eventlog.settings import KafkaSettings
 from schemas import Event, SchemaError, decode_event
 
@@ -30,16 +31,9 @@ class FoldedTopic(Generic[S]):
         self._value = initial
         self._lock = threading.Lock()
         self.caught_up = False
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"fold-{uuid.uuid4().hex}",  # assign() only, never committed
-            "client.id": f"katagate-fold-{topic}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": fetch_wait_ms,
-            "log_level": 3,
-        })
+        self._consumer = new_reader(settings, "fold", **{
+            "client.id": f"katagate-fold-{topic}", "enable.partition.eof": True,
+            "fetch.wait.max.ms": fetch_wait_ms})
         partitions = self._consumer.list_topics(topic, timeout=settings.request_timeout_s)
         self._consumer.assign([
             TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions.topics[topic].partitions

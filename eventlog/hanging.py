@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from eventlog.clients import new_consumer
 from eventlog.errors import KatagateError
 from eventlog.metrics import HANGING_OFFSET_COMMITS
 from eventlog.producer import TransactionalProducer
@@ -72,10 +73,10 @@ def outsider(settings: KafkaSettings, group_id: str, role: str,
              isolation_level: str = "read_committed") -> Consumer:
     """A consumer of the group that never subscribes, so never joins it: it only asks the
     coordinator, or lends its group metadata (no member id, no generation) to a commit."""
-    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group_id,
-                     "client.id": f"{role}-{uuid.uuid4().hex[:8]}",
-                     "isolation.level": isolation_level, "enable.auto.commit": False,
-                     "log_level": 3})
+    return new_consumer(settings, {"group.id": group_id,
+                                   "client.id": f"{role}-{uuid.uuid4().hex[:8]}",
+                                   "isolation.level": isolation_level,
+                                   "enable.auto.commit": False})
 
 
 def timed_out(exc: KafkaException) -> bool:

@@ -18,13 +18,13 @@ from typing import Any, Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    Consumer,
     KafkaError,
     KafkaException,
     TopicPartition,
 )
 
 from eventlog import restore_points
+from eventlog.clients import new_consumer, new_reader
 from eventlog.errors import ConsumerFailed, KatagateError
 from eventlog.hanging import CommittedOffsets
 from eventlog.lag import LagMeter
@@ -99,7 +99,6 @@ def consumer_config(
         # Static membership: a restarted instance takes its partitions back at once instead of
         # waiting for the group to expire its previous self.
         **static,
-        "bootstrap.servers": settings.bootstrap_servers,
         "group.id": group_id,
         "client.id": group_id,  # names the stage in the broker's request logs and metrics
         "enable.auto.commit": False,
@@ -109,7 +108,6 @@ def consumer_config(
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 1_000,
         "fetch.max.bytes": 16 * 1024 * 1024,
-        "log_level": 3,
     }
 
 
@@ -143,7 +141,7 @@ class TransactionalLoop:
         self._settings = settings
         self._producer = TransactionalProducer(settings, transactional_id)
         self._lag = LagMeter(stage)
-        self._consumer = Consumer(consumer_config(settings, group_id, instance_id))
+        self._consumer = new_consumer(settings, consumer_config(settings, group_id, instance_id))
         self._offsets = CommittedOffsets(settings, stage=stage, group_id=group_id,
                                          producer=self._producer, consumer=self._consumer)
         self._restoring = _restoring(handler)
@@ -290,17 +288,9 @@ class TransactionalLoop:
                   for tp in committed if tp.offset > 0}
         starts = {key: OFFSET_BEGINNING if point is None else point
                   for key, point in points.items()}
-        reader = Consumer({
-            "bootstrap.servers": self._settings.bootstrap_servers,
-            "group.id": f"restore-{self.stage}",  # assign() only, never committed
-            "client.id": f"restore-{self.stage}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            # A point whose records retention has removed: the earliest there is.
-            "auto.offset.reset": "earliest",
-            "log_level": 3,
-        })
+        # A point whose records retention has removed: the earliest there is.
+        reader = new_reader(self._settings, f"restore-{self.stage}",
+                            **{"enable.partition.eof": True, "auto.offset.reset": "earliest"})
         ahead = getattr(self._restoring, "restore_ahead", None)
         began = time.monotonic()
         try:

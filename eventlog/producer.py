@@ -19,6 +19,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
+from eventlog.clients import new_producer
 from eventlog.errors import KafkaUnavailable, KatagateError
 from eventlog.metrics import EVENTS_WRITTEN
 from eventlog.records import Outgoing
@@ -57,7 +58,6 @@ def is_fenced(error: KafkaError | None) -> bool:
 
 def producer_config(settings: KafkaSettings, transactional_id: str) -> dict[str, Any]:
     return {
-        "bootstrap.servers": settings.bootstrap_servers,
         "transactional.id": transactional_id,
         "client.id": transactional_id,
         "enable.idempotence": True,
@@ -73,7 +73,6 @@ def producer_config(settings: KafkaSettings, transactional_id: str) -> dict[str,
         "retry.backoff.ms": 5,
         "retry.backoff.max.ms": 100,
         "socket.connection.setup.timeout.ms": int(settings.request_timeout_s * 1000),
-        "log_level": 3,
     }
 
 
@@ -118,7 +117,7 @@ class TransactionalProducer:
         return self._producer
 
     def _new_producer(self) -> Producer:
-        producer = Producer(self._config)
+        producer = new_producer(self._settings, self._config)
         try:
             producer.init_transactions(self._timeout)
         except KafkaException as exc:

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import overload
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
+from eventlog.clients import new_consumer, reader_config
 from eventlog.errors import KatagateError
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -92,12 +93,8 @@ class RawReader:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._timeout = settings.request_timeout_s
-        self._consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": "katagate-raw-reader",  # assign() only: never joins or commits
-            "client.id": "katagate-raw-reader",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
+        self._consumer = new_consumer(settings, {
+            **reader_config(settings, "raw-reader"),
             # Offsets removed by retention must be an error here, not a silent jump.
             "auto.offset.reset": "error",
             "enable.partition.eof": True,
@@ -108,7 +105,6 @@ class RawReader:
             "queued.max.messages.kbytes": 8 * CHUNK_BYTES // 1024,
             # Reads are by offset, of records that exist: never wait for more to arrive.
             "fetch.wait.max.ms": 5,
-            "log_level": 3,
         })
 
     def read(

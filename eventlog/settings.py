@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,3 +38,17 @@ class KafkaSettings(BaseSettings):
     # transaction costs the broker about ten requests whatever it holds. A record that arrives
     # after a quiet second never waits.
     loop_linger_ms: int = Field(default=20, ge=0, le=1000)
+    # The user's librdkafka properties (TLS, SASL, ...), merged over katagate's own per client:
+    # one file for every stage, or a folder with one `<principal>.properties` per stage.
+    config_file: Path | None = Field(
+        default=None, validation_alias="KATAGATE_KAFKA_CONFIG")
+    config_dir: Path | None = Field(
+        default=None,
+        validation_alias="KATAGATE_KAFKA_CONFIG_DIR")
+    # Which stage's credentials this process uses (eventlog/principals.py); set by the entry
+    # point, it picks the file in `config_dir` and the names of groups and transactional ids.
+    principal: str | None = Field(
+        default=None, validation_alias="KATAGATE_KAFKA_PRINCIPAL")
+
+    def as_principal(self, name: str) -> KafkaSettings:
+        return self.model_copy(update={"principal": name})

@@ -135,5 +135,11 @@ def ensure_topics(
             # Another stage starting at the same moment may have created it first.
             if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
+            if exc.args[0].code() in (KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                                      KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+                raise TopicError(
+                    f"topic {name} is missing (or this principal may not see it) and this "
+                    f"principal may not create it: run `katagate topics create` as the admin "
+                    f"principal, and `katagate acls apply`") from exc
             raise TopicError(f"creating topic {name} failed: {exc}") from exc
     return created

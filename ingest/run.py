@@ -9,11 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka.admin import AdminClient
-
+from eventlog.preflight import prepare_stage
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
 from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, ensure_topics
+from eventlog.topics import TopicNames
 from ingest.committer import Batching, CommitterPool, GroupCommitter
 from ingest.control import ControlFollower
 from ingest.handler import IngestHandler
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def transactional_id(kafka: KafkaSettings, settings: IngestSettings) -> str:
-    return f"{kafka.topic_prefix}-ingest-{settings.instance_id}"
+    return PRINCIPALS["ingest"].transactional_id(kafka.topic_prefix,
+                                                 f"ingest-{settings.instance_id}")
 
 
 def run_ingest(
@@ -34,7 +35,7 @@ def run_ingest(
     stop: threading.Event,
     ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    kafka = prepare_stage(kafka, "ingest")
     if not settings.relay_domains and not settings.relay_networks:
         log.warning("no relay domains or networks configured: every recipient is refused")
     halt = threading.Event()  # stops the helper threads however serving ends

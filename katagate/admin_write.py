@@ -50,7 +50,7 @@ def commit(args: argparse.Namespace, decide: Decide, report: Report) -> int:
         values.actor_ref(args.actor)  # refuse a bad --actor before contacting Kafka
     except InvalidCommand as exc:
         return refuse(args, exc)
-    with ControlSession(KafkaSettings()) as session:
+    with ControlSession(KafkaSettings(principal="admin")) as session:
         before = session.state
         try:
             event = decide(before, {"actor": args.actor, "now": datetime.now(UTC),

@@ -70,19 +70,19 @@ def _public_key(args: argparse.Namespace) -> Any:
 
 def _run(_args: argparse.Namespace) -> int:
     stop = stop_on_signals()
-    run_checkpointer(KafkaSettings(), AuditSettings(), stop)
+    run_checkpointer(KafkaSettings(principal="audit"), AuditSettings(), stop)
     return 0
 
 
 def _once(_args: argparse.Namespace) -> int:
     key = load_or_create(AuditSettings().key_dir)
-    written = checkpoint_once(KafkaSettings(), key)
+    written = checkpoint_once(KafkaSettings(principal="audit"), key)
     print(f"{written} checkpoints written (key {key.key_id})")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    kafka = KafkaSettings()
+    kafka = KafkaSettings(principal="audit")
     try:
         public_key = _public_key(args)
     except AuditKeyError as exc:
@@ -100,7 +100,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    kafka = KafkaSettings()
+    kafka = KafkaSettings(principal="audit")
     try:
         public_key = _public_key(args)
     except AuditKeyError as exc:
@@ -122,7 +122,8 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     from audit.reconcile import Window, reconcile
 
-    report = reconcile(KafkaSettings(), datetime.now(UTC), Window(args.since, args.until))
+    report = reconcile(KafkaSettings(principal="audit"), datetime.now(UTC),
+                       Window(args.since, args.until))
     unsettled = report["without_terminal"]
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))

@@ -17,6 +17,9 @@ def register(commands: Any) -> None:
     start = actions.add_parser("start", help="fetch (once), format (once) and start the broker")
     start.add_argument("--port", type=_port, default=None, help="listener port (default 9092)")
     start.add_argument("--data", type=Path, default=None, help="broker folder")
+    start.add_argument("--secure", action="store_true",
+                       help="SASL_SSL (SCRAM-SHA-512) for clients on a CA of its own, no "
+                            "plaintext listener, ACLs enforced; one user per principal")
     start.set_defaults(run=_start)
     stop = actions.add_parser("stop", help="stop the broker cleanly (SIGTERM, then wait)")
     stop.add_argument("--data", type=Path, default=None)
@@ -39,7 +42,7 @@ def _port(text: str) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    broker = LocalBroker(args.data)
+    broker = LocalBroker(args.data, secure=True if args.secure else None)
     cached = (classpath_dir(default_cache_dir()) / ".complete").exists()
     if not cached:
         print(f"fetching Apache Kafka {kafka_version()} from Maven Central (once) ...", flush=True)
@@ -48,8 +51,15 @@ def _start(args: argparse.Namespace) -> int:
     status = broker.start(port=args.port)
     word = "already running" if already else f"started in {time.monotonic() - began:.1f} s"
     print(f"broker {word}: pid {status.pid}, folder {broker.data_dir}")
-    print(f"KAFKA_BOOTSTRAP_SERVERS={status.bootstrap_servers}")
+    print_endpoints(status.bootstrap_servers, status.clients_dir)
     return 0
+
+
+def print_endpoints(bootstrap: str | None, clients_dir: Path | None) -> None:
+    """The last lines: what the gateway's commands need to reach this Kafka (`export` them)."""
+    if clients_dir is not None:
+        print(f"KATAGATE_KAFKA_CONFIG_DIR={clients_dir}")
+    print(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
 
 
 def _stop(args: argparse.Namespace) -> int:
@@ -62,7 +72,9 @@ def _status(args: argparse.Namespace) -> int:
     broker = LocalBroker(args.data)
     status = broker.status()
     if status.running:
-        print(f"running: pid {status.pid}, KAFKA_BOOTSTRAP_SERVERS={status.bootstrap_servers}")
+        print(f"running: pid {status.pid}, KAFKA_BOOTSTRAP_SERVERS={status.bootstrap_servers}"
+              + (f", KATAGATE_KAFKA_CONFIG_DIR={status.clients_dir}" if status.clients_dir
+                 else ""))
         return 0
     print(f"not running (folder {broker.data_dir})")
     return 3

@@ -7,9 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from katagate import (
+    acls_cmd,
     audit_cmd,
     broker_cmd,
     cluster_cmd,
+    config_cmd,
     console_cmd,
     dashboard_cmd,
     decider_cmd,
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         up_cmd, broker_cmd, cluster_cmd, topics_cmd, schemas_cmd, settings_cmd, kata_cmd, rules_cmd,
         quarantine_cmd, ingest_cmd, scanner_cmd,
         decider_cmd, projector_cmd, console_cmd, emulator_cmd, sink_cmd, audit_cmd,
-        dashboard_cmd,
+        dashboard_cmd, acls_cmd, config_cmd,
     ):
         module.register(commands)
     return parser

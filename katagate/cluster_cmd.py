@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from eventlog.broker.cluster import MAX_NODES, LocalCluster
-from katagate.broker_cmd import _port
+from katagate.broker_cmd import _port, print_endpoints
 
 
 def register(commands: Any) -> None:
@@ -22,6 +22,9 @@ def register(commands: Any) -> None:
     start.add_argument("--port", type=_port, default=None,
                        help="first node's client port; the next nodes take the next ones")
     start.add_argument("--data", type=Path, default=None, help="cluster folder")
+    start.add_argument("--secure", action="store_true",
+                       help="SASL_SSL (SCRAM-SHA-512) for clients, mutual TLS between nodes, "
+                            "ACLs enforced; one user per principal")
     start.set_defaults(run=_start)
     for name, text, run in (("stop", "stop every node cleanly", _stop),
                             ("status", "say which nodes run", _status)):
@@ -50,10 +53,10 @@ def _brokers(text: str) -> int:
 def _start(args: argparse.Namespace) -> int:
     cluster = LocalCluster(args.data)
     began = time.monotonic()
-    layout = cluster.start(brokers=args.brokers, port=args.port)
+    layout = cluster.start(brokers=args.brokers, port=args.port, secure=args.secure)
     print(f"cluster of {len(layout.nodes)} running in {time.monotonic() - began:.1f} s, "
           f"folder {cluster.data_dir}")
-    print(f"KAFKA_BOOTSTRAP_SERVERS={layout.bootstrap_servers}")
+    print_endpoints(layout.bootstrap_servers, cluster.clients_dir if layout.secure else None)
     return 0
 
 
@@ -74,7 +77,8 @@ def _status(args: argparse.Namespace) -> int:
         print(f"node {node_id}: {word}")
     layout = cluster.layout()
     if layout is not None:
-        print(f"KAFKA_BOOTSTRAP_SERVERS={layout.bootstrap_servers}")
+        print_endpoints(layout.bootstrap_servers,
+                        cluster.clients_dir if layout.secure else None)
     return 0 if all(s.running for s in statuses.values()) else 3
 
 

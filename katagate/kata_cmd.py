@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from admin.central_node import InvalidCommand, pin_key
+from admin.control_writer import admin_transactional_id
 from admin.labels import CONNECTION_STATES
 from admin.settings import set_protection
 from eventlog.producer import TransactionalProducer
@@ -52,7 +53,7 @@ def current_view(settings: KafkaSettings, timeout_s: float = 30.0) -> Connection
 
 
 def _state(args: argparse.Namespace) -> int:
-    view = current_view(KafkaSettings())
+    view = current_view(KafkaSettings(principal="admin"))
     window = {
         "central_node_address": str(view.settings.central_node_address or ""),
         "central_node_port": view.settings.central_node_port,
@@ -84,14 +85,14 @@ def _state(args: argparse.Namespace) -> int:
 
 
 def _pin(args: argparse.Namespace) -> int:
-    settings = KafkaSettings()
+    settings = KafkaSettings(principal="admin")
     view = current_view(settings)
     try:
         event = pin_key(view.target, args.fingerprint, args.actor, datetime.now(UTC))
     except InvalidCommand as exc:
         print(f"katagate kata pin: {exc}", file=sys.stderr)
         return 2
-    producer = TransactionalProducer(settings, f"{settings.topic_prefix}-admin-cli")
+    producer = TransactionalProducer(settings, admin_transactional_id(settings.topic_prefix))
     producer.begin()
     producer.produce([Outgoing.event(TopicNames(settings.topic_prefix).control, event)])
     producer.commit()

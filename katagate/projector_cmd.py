@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     stop = stop_on_signals()
-    run_projector(KafkaSettings(), settings, stop)
+    run_projector(KafkaSettings(principal="projector"), settings, stop)
     return 0
 
 
@@ -147,8 +147,8 @@ def _token_revoke(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from projector.replay import print_views, replay, write_outputs
 
-    result = replay(KafkaSettings(), until_offset=args.until_offset, as_of=args.as_of,
-                    progress=sys.stderr)
+    result = replay(KafkaSettings(principal="projector"), until_offset=args.until_offset,
+                    as_of=args.as_of, progress=sys.stderr)
     if args.out is not None:
         for path in write_outputs(result, args.out, args.timelines):
             print(path)

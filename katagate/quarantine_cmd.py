@@ -19,6 +19,7 @@ from admin.quarantine import (
     oldest_first,
     refuse_unless_waiting,
 )
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -47,7 +48,7 @@ def _held(settings: KafkaSettings) -> Held:
 
 
 def _list(args: argparse.Namespace) -> int:
-    messages = oldest_first(_held(KafkaSettings()))
+    messages = oldest_first(_held(KafkaSettings(principal="admin")))
     if args.json:
         print_json({"messages": [{"message_id": w.message_id, "size": w.size,
                                   "rule_id": w.rule_id,
@@ -72,12 +73,13 @@ def _act(args: argparse.Namespace) -> int:
         event = make(args.message_id, args.actor, args.comment, datetime.now(UTC))
     except InvalidCommand as exc:
         return _refuse(args, exc)
-    settings = KafkaSettings()
+    settings = KafkaSettings(principal="admin")
     try:
         refuse_unless_waiting(_held(settings), args.message_id)
     except InvalidCommand as exc:
         return _refuse(args, exc)
-    producer = TransactionalProducer(settings, f"{settings.topic_prefix}-admin-quarantine")
+    producer = TransactionalProducer(
+        settings, PRINCIPALS["admin"].transactional_id(settings.topic_prefix, "admin-quarantine"))
     try:
         producer.begin()
         producer.produce([Outgoing.event(TopicNames(settings.topic_prefix).mail, event)])

@@ -112,7 +112,7 @@ def rules_document(state: ControlState) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    state = read_control(KafkaSettings())
+    state = read_control(KafkaSettings(principal="admin"))
     if args.json:
         print_json(rules_document(state))
         return 0
@@ -135,7 +135,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    state = read_control(KafkaSettings())
+    state = read_control(KafkaSettings(principal="admin"))
     try:
         rule = (DEFAULT_RULE if args.rule_id == DEFAULT_RULE.rule_id
                 else existing_rule(state, args.rule_id))

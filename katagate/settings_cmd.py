@@ -81,7 +81,7 @@ def settings_document(state: ControlState) -> dict[str, Any]:
 
 
 def _show(args: argparse.Namespace) -> int:
-    state = read_control(KafkaSettings())
+    state = read_control(KafkaSettings(principal="admin"))
     if args.json:
         print_json(settings_document(state))
         return 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
+from eventlog.clients import new_admin
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics, topic_specs
 
@@ -23,8 +22,8 @@ def register(commands: Any) -> None:
 
 
 def _create(_args: argparse.Namespace) -> int:
-    settings = KafkaSettings()
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    settings = KafkaSettings(principal="admin")
+    admin = new_admin(settings)
     created = ensure_topics(admin, settings)
     for spec in topic_specs(settings):
         word = "created" if spec.name in created else "exists"
@@ -33,8 +32,8 @@ def _create(_args: argparse.Namespace) -> int:
 
 
 def _list(_args: argparse.Namespace) -> int:
-    settings = KafkaSettings()
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    settings = KafkaSettings(principal="admin")
+    admin = new_admin(settings)
     existing = admin.list_topics(timeout=settings.request_timeout_s).topics
     missing = 0
     for spec in topic_specs(settings):

@@ -16,11 +16,14 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.admin import AdminClient
-
 from admin.first_start import first_start_events
+from eventlog.acls import apply as apply_acls
+from eventlog.acls import plan as plan_acls
 from eventlog.broker import LocalBroker
+from eventlog.clients import new_admin
 from eventlog.folded import FoldedTopic
+from eventlog.preflight import check_cluster
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -36,6 +39,9 @@ def register(commands: Any) -> None:
     up.add_argument("--config", type=Path, default=Path("katagate.toml"))
     up.add_argument("--accept-sensor", action="store_true",
                     help="accept the gateway on the KATA emulator (demos)")
+    up.add_argument("--secure", action="store_true",
+                    help="the local broker on SASL_SSL with ACLs (katagate broker start "
+                         "--secure), every stage with its own principal; grants applied")
     up.add_argument("--detach-after-start", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(run=_up)
     down = commands.add_parser("down", help="stop what `katagate up` started")
@@ -76,16 +82,30 @@ def _up(args: argparse.Namespace) -> int:
     (state / "up.pid").write_text(f"{os.getpid()}\n")
     try:
         servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_cfg.get("bootstrap_servers")
+        # The stages' librdkafka properties: one file, or a folder of one per principal.
+        client_files = {name: os.environ.get(name) or kafka_cfg.get(key) for name, key in (
+            ("KATAGATE_KAFKA_CONFIG", "config_file"), ("KATAGATE_KAFKA_CONFIG_DIR", "config_dir"))}
+        secure = args.secure
         if not servers:
-            broker = LocalBroker(state / "broker")
+            broker = LocalBroker(state / "broker", secure=True if args.secure else None)
             started = broker.start(port=int(kafka_cfg.get("broker_port", 9092)))
             servers = started.bootstrap_servers or ""
+            if started.clients_dir is not None:
+                client_files["KATAGATE_KAFKA_CONFIG_DIR"] = str(started.clients_dir)
+                secure = True
         prefix = os.environ.get("KATAGATE_TOPIC_PREFIX", kafka_cfg.get("topic_prefix", "katagate"))
-        common = {"KAFKA_BOOTSTRAP_SERVERS": servers, "KATAGATE_TOPIC_PREFIX": prefix}
+        common = {"KAFKA_BOOTSTRAP_SERVERS": servers, "KATAGATE_TOPIC_PREFIX": prefix,
+                  **{name: str(Path(value).resolve()) for name, value in client_files.items()
+                     if value}}
         os.environ.update(common)
-        kafka = KafkaSettings()
-        ensure_topics(AdminClient({"bootstrap.servers": servers}), kafka)
+        kafka = KafkaSettings(principal="admin")
+        check_cluster(kafka)
+        ensure_topics(new_admin(kafka), kafka)
         print(f"kafka={servers}", flush=True)
+        if secure:
+            _apply_grants(kafka)
+            print(f"kafka-config-dir={os.environ.get('KATAGATE_KAFKA_CONFIG_DIR', '')}",
+                  flush=True)
 
         kata_cfg = config.get("kata", {})
         emulator_cfg = config.get("emulator", {"enabled": True})
@@ -115,8 +135,9 @@ def _up(args: argparse.Namespace) -> int:
 
         _first_start(kafka, kata_cfg, node_address, int(node_port))
         metrics_base = int(config.get("metrics", {}).get("base_port", 9101))
-        metrics = {name: metrics_base + i for i, name in enumerate(("ingest", "scanner",
-                                                                     "decider"))}
+        # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..4.
+        metrics = {name: metrics_base + i for i, name in enumerate(
+            ("ingest", "scanner", "decider", "projector", "console"))}
         stages = {
             "scanner": {**section_env("SCANNER", {"metrics_port": metrics["scanner"],
                                                   **config.get("scanner", {})}),
@@ -133,10 +154,15 @@ def _up(args: argparse.Namespace) -> int:
             "projector", python_module("katagate", "projector", "run", "--port",
                                        str(projector_cfg.get("port", 8080)), "--state-dir",
                                        str(state / "projector")),
-            state / "logs" / "projector.log", ready_prefix="projector="))
+            state / "logs" / "projector.log",
+            env=section_env("PROJECTOR", {"metrics_port": metrics["projector"],
+                                          **{k: v for k, v in projector_cfg.items()
+                                             if k != "port"}}),
+            ready_prefix="projector="))
         print(projector.ready_line.split()[0], flush=True)
         _start_console(supervisor, config.get("console", {}), state,
-                       "http://" + projector.ready_line.split()[0].split("=", 1)[1])
+                       _projector_url(projector.ready_line),
+                       _console_token(state, projector_cfg), metrics["console"])
         supervisor.start(Child(
             "audit", python_module("katagate", "audit", "checkpoint", "run"),
             # The audit key stays where `katagate audit verify` looks for it by default.
@@ -167,15 +193,48 @@ def _up(args: argparse.Namespace) -> int:
         (state / "up.pid").unlink(missing_ok=True)
 
 
+def _apply_grants(kafka: KafkaSettings) -> None:
+    """Each principal's grants made exactly true: every stage then runs on its own."""
+    admin = new_admin(kafka)
+    change, _foreign = plan_acls(admin, kafka.topic_prefix, kafka.request_timeout_s)
+    apply_acls(admin, change, kafka.request_timeout_s)
+    print(f"acls: {len(change.create)} granted, {len(change.delete)} removed, "
+          f"{change.kept} in force already", flush=True)
+
+
+def _projector_url(ready_line: str) -> str:
+    """Where the console reaches the projector: its ready line's address, by a loopback name
+    when it listens on every address (the projector accepts its own names only)."""
+    host, _, port = ready_line.split()[0].split("=", 1)[1].rpartition(":")
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - a name for it
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _console_token(state: Path, projector: dict[str, Any]) -> Path:
+    """The console's read token for the projector, made once into a 0600 file in the console's
+    folder and kept while valid (revoked or lost: a new one). Only the file's name is passed
+    on, so the token never reaches `ps`, a log or an event."""
+    from projector.guard import token_file
+
+    tokens = Path(os.environ.get("KATAGATE_PROJECTOR_TOKENS_FILE")
+                  or projector.get("tokens_file") or state / "projector" / "tokens.json")
+    holder = state / "console" / "projector-token"
+    if token_file(tokens).ensure_in_file("console", holder, datetime.now(UTC).isoformat()):
+        print(f"console-projector-token={holder} (made)", flush=True)
+    return holder
+
+
 def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
-                   projector_url: str) -> None:
+                   projector_url: str, token_file: Path, metrics_port: int) -> None:
     """The web console, and where its first password is (`katagate console run` writes it
     there, mode 0600, when KATAGATE_CONSOLE_ADMIN_PASSWORD does not set one)."""
-    settings = {k: v for k, v in console.items() if k != "port"}
+    settings = {"metrics_port": metrics_port, **{k: v for k, v in console.items()
+                                                  if k != "port"}}
     child = supervisor.start(Child(
         "console", python_module("katagate", "console", "run", "--port",
                                  str(console.get("port", 8081)), "--state-dir",
-                                 str(state / "console"), "--projector-url", projector_url),
+                                 str(state / "console"), "--projector-url", projector_url,
+                                 "--projector-token-file", str(token_file)),
         state / "logs" / "console.log", env=section_env("CONSOLE", settings),
         ready_prefix="console="))
     print(f"console=http://{child.ready_line.split()[0].split('=', 1)[1]}", flush=True)
@@ -204,7 +263,8 @@ def _first_start(kafka: KafkaSettings, kata: dict[str, Any], address: str, port:
                                 "katagate-up", datetime.now(UTC))
     if not events:
         return
-    producer = TransactionalProducer(kafka, f"{kafka.topic_prefix}-admin-up")
+    producer = TransactionalProducer(
+        kafka, PRINCIPALS["admin"].transactional_id(kafka.topic_prefix, "admin-up"))
     producer.begin()
     producer.produce(Outgoing.event(TopicNames(kafka.topic_prefix).control, e) for e in events)
     producer.commit()

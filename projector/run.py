@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 
+from eventlog.preflight import prepare_stage
 from eventlog.settings import KafkaSettings
 from projector.guard import token_file
 from projector.live import LiveProjection
@@ -31,6 +32,7 @@ def run_projector(
     ready: Callable[[LiveProjection], None] | None = None,
 ) -> LiveProjection:
     """Run until `stop` is set; `ready` gets the live projection once HTTP is listening."""
+    kafka = prepare_stage(kafka, "projector", topics=False)
     path = snapshot_path(settings.state_dir, kafka.topic_prefix)
     snapshot = open_snapshot(path, kafka.topic_prefix, rebuild=settings.rebuild)
     live = LiveProjection(projections=snapshot.projections,

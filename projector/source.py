@@ -4,20 +4,19 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    Consumer,
     IsolationLevel,
     KafkaError,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
+from eventlog.clients import new_admin, new_reader
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from projector.snapshot import Positions
@@ -49,21 +48,11 @@ class LogReader:
     def __init__(self, kafka: KafkaSettings, topics: Sequence[str],
                  start: Positions | None = None, bounds: Positions | None = None) -> None:
         self._timeout = kafka.request_timeout_s
-        self._consumer = Consumer({
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"projector-{uuid.uuid4().hex}",  # assign() only, never committed
-            "client.id": "katagate-projector",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            "fetch.max.bytes": 16 * 1024 * 1024,
-            "log_level": 3,
-        })
-        self._admin_config: dict[str, str | int | float | bool] = {
-            "bootstrap.servers": kafka.bootstrap_servers, "log_level": 3}
-        self._admin = AdminClient(self._admin_config)
+        self._consumer = new_reader(kafka, "projector", **{
+            "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+            "enable.partition.eof": True, "fetch.max.bytes": 16 * 1024 * 1024})
+        self._kafka = kafka
+        self._admin = new_admin(kafka)
         self.partitions: list[tuple[str, int]] = []
         for topic in topics:
             metadata = self._consumer.list_topics(topic, timeout=self._timeout).topics[topic]
@@ -161,7 +150,7 @@ class LogReader:
             if exc.args and exc.args[0].code() in _STALE_LEADER:
                 # After a broker restart librdkafka's admin client kept asking with the old
                 # leader epoch for minutes (seen in the broker crash test): start afresh.
-                self._admin = AdminClient(self._admin_config)
+                self._admin = new_admin(self._kafka)
             raise
 
     def close(self) -> None:

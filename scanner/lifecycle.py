@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 from eventlog.election import Election
 from eventlog.errors import KafkaUnavailable
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import ProducerFenced, TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.restart import KAFKA_TROUBLE
@@ -121,8 +122,8 @@ class ConnectionService:
             if self._producer is None:
                 # Fences whichever instance owned the lifecycle before.
                 self._producer = TransactionalProducer(
-                    self._kafka, f"{self._kafka.topic_prefix}-scanner-lifecycle"
-                )
+                    self._kafka, PRINCIPALS["scanner"].transactional_id(
+                        self._kafka.topic_prefix, "scanner-lifecycle"))
                 log.info("this instance is now the lifecycle owner")
                 self._next_check = 0.0
             self._act(self._producer)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from confluent_kafka.admin import AdminClient
-
+from eventlog.preflight import prepare_stage
 from eventlog.restart import KAFKA_TROUBLE
 from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
 from scanner.control_view import ControlView
 from scanner.identity import load_or_create
 from scanner.lifecycle import ConnectionService
@@ -20,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def run_scanner(kafka: KafkaSettings, scanner: ScannerSettings, stop: threading.Event) -> None:
-    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+    kafka = prepare_stage(kafka, "scanner")
     if scanner.metrics_port is not None:
         from prometheus_client import start_http_server
 

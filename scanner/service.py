@@ -22,15 +22,16 @@ from uuid import UUID
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    Consumer,
     KafkaError,
     KafkaException,
     TopicPartition,
 )
 
 from eventlog import restore_points
+from eventlog.clients import new_consumer
 from eventlog.errors import ConsumerFailed, KafkaUnavailable
 from eventlog.lag import LagMeter
+from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
 from eventlog.raw import RawReader, RawUnavailable, RawWant, prefetch
 from eventlog.records import Outgoing
@@ -87,9 +88,8 @@ class ScanService:
         self._next_point_commit = 0.0
         self._own: set[UUID] = set()
         self._lag = LagMeter("scanner")
-        self._producer = TransactionalProducer(
-            kafka, f"{kafka.topic_prefix}-scanner-{scanner.instance_id}"
-        )
+        self._producer = TransactionalProducer(kafka, PRINCIPALS["scanner"].transactional_id(
+            kafka.topic_prefix, f"scanner-{scanner.instance_id}"))
         self._kafka = kafka
         # Each submitting thread reads raw chunks with its own consumer (a consumer is not
         # shared between threads); the transport keeps one connection per thread already.
@@ -98,9 +98,8 @@ class ScanService:
         self._readers_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=scanner.submit_concurrency,
                                         thread_name_prefix="kata-submit")
-        self._consumer = Consumer({
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": f"{kafka.topic_prefix}.scanner",
+        self._consumer = new_consumer(kafka, {
+            "group.id": PRINCIPALS["scanner"].group(kafka.topic_prefix, "scanner"),
             "client.id": scanner.instance_id,
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -108,7 +107,6 @@ class ScanService:
             "session.timeout.ms": 10_000,
             # A restore point whose records retention removed: the earliest there is.
             "auto.offset.reset": "earliest",
-            "log_level": 3,
         })
         self._consumer.subscribe(
             [self._names.mail], on_assign=self._assigned, on_revoke=self._revoked,

@@ -4,8 +4,8 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
+from eventlog.clients import new_admin
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics
 from tests.kafka_cluster import kafka_cluster
@@ -29,7 +29,7 @@ def ensure_namespace(bootstrap: str, **overrides: object) -> KafkaSettings:
         **overrides,
     }
     settings = KafkaSettings(**values)  # type: ignore[arg-type]
-    ensure_topics(AdminClient({"bootstrap.servers": bootstrap}), settings)
+    ensure_topics(new_admin(KafkaSettings(bootstrap_servers=bootstrap)), settings)
     return settings
 
 

@@ -24,6 +24,8 @@ from eventlog.broker.launcher import (
     port_answers,
 )
 from eventlog.broker.properties import new_cluster_id
+from eventlog.broker.tls import TlsFiles
+from eventlog.broker.users import ensure_users
 from eventlog.errors import BrokerError
 
 MAX_NODES = 9
@@ -34,25 +36,28 @@ class NodePorts:
     node_id: int
     port: int
     controller_port: int
+    internal_port: int | None = None  # a secure cluster's mutual-TLS listener
 
 
 @dataclass(frozen=True)
 class Layout:
     cluster_id: str
     nodes: tuple[NodePorts, ...]
+    secure: bool = False
 
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
 
     def to_json(self) -> str:
-        return json.dumps({"cluster_id": self.cluster_id,
+        return json.dumps({"cluster_id": self.cluster_id, "secure": self.secure,
                            "nodes": [node.__dict__ for node in self.nodes]}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> Layout:
         data = json.loads(text)
-        return cls(data["cluster_id"], tuple(NodePorts(**node) for node in data["nodes"]))
+        return cls(data["cluster_id"], tuple(NodePorts(**node) for node in data["nodes"]),
+                   bool(data.get("secure", False)))
 
 
 def default_cluster_dir() -> Path:
@@ -71,7 +76,7 @@ class LocalCluster:
     def layout(self) -> Layout | None:
         return Layout.from_json(self.layout_file.read_text()) if self.layout_file.exists() else None
 
-    def _plan(self, brokers: int, port: int | None) -> Layout:
+    def _plan(self, brokers: int, port: int | None, secure: bool) -> Layout:
         if not 1 <= brokers <= MAX_NODES:
             raise BrokerError(f"--brokers must be in 1..{MAX_NODES}, not {brokers}")
         existing = self.layout()
@@ -80,25 +85,41 @@ class LocalCluster:
                 raise BrokerError(
                     f"the cluster in {self.data_dir} has {len(existing.nodes)} nodes, not "
                     f"{brokers}: its quorum is formatted; remove the folder to start another")
+            if secure and not existing.secure:
+                raise BrokerError(f"the cluster in {self.data_dir} was set up without "
+                                  "--secure; remove the folder to start a secure one")
             return existing
         base = port if port is not None else free_port_run(brokers)
         controllers = free_port_run(brokers)
+        internal = free_port_run(brokers) if secure else None
         layout = Layout(new_cluster_id(), tuple(
-            NodePorts(i + 1, base + i, controllers + i) for i in range(brokers)))
+            NodePorts(i + 1, base + i, controllers + i,
+                      None if internal is None else internal + i) for i in range(brokers)),
+            secure)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.layout_file.write_text(layout.to_json() + "\n")
         return layout
 
+    @property
+    def clients_dir(self) -> Path:
+        """A secure cluster's principals' client properties (KATAGATE_KAFKA_CONFIG_DIR)."""
+        return self.data_dir / "clients"
+
     def node(self, node_id: int) -> LocalBroker:
         layout = self._require()
         voters = {n.node_id: n.controller_port for n in layout.nodes}
+        spec = next(n for n in layout.nodes if n.node_id == node_id)
+        # One CA and one broker certificate for every node: all on loopback.
         return LocalBroker(self.data_dir / f"node-{node_id}", self.cache_dir,
-                           membership=Membership(node_id, voters, layout.cluster_id))
+                           membership=Membership(node_id, voters, layout.cluster_id),
+                           internal_port=spec.internal_port, secure=layout.secure,
+                           tls_dir=self.data_dir / "tls")
 
     def start(self, brokers: int = 3, port: int | None = None,
-              timeout: float = 180.0) -> Layout:
-        """Every node started, then each waited for until it sees all of them."""
-        layout = self._plan(brokers, port)
+              timeout: float = 180.0, secure: bool = False) -> Layout:
+        """Every node started, then each waited for until it sees all of them; a secure
+        cluster's users and their client properties made (in `clients_dir`)."""
+        layout = self._plan(brokers, port, secure)
         launched = []
         for spec in layout.nodes:
             node = self.node(spec.node_id)
@@ -109,6 +130,11 @@ class LocalCluster:
         for node, spec, process in launched:
             if process is not None:
                 node.wait_ready(process, spec.port, timeout, brokers=len(layout.nodes))
+        if layout.secure:
+            first = layout.nodes[0]
+            assert first.internal_port is not None  # noqa: S101 - a secure layout has them
+            ensure_users(TlsFiles(self.data_dir / "tls"), first.internal_port,
+                         layout.bootstrap_servers, self.clients_dir)
         return layout
 
     def start_node(self, node_id: int, timeout: float = 180.0) -> BrokerStatus:

@@ -17,9 +17,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from eventlog.broker.classpath import ensure_classpath, java_executable
 from eventlog.broker.properties import log4j2_properties, new_cluster_id, server_properties
+from eventlog.broker.tls import TlsFiles, ensure_tls
+from eventlog.broker.users import broker_client_config, ensure_users
 from eventlog.errors import BrokerError
 
 DEFAULT_PORT = 9092
@@ -80,6 +83,8 @@ class BrokerStatus:
     running: bool
     pid: int | None
     port: int | None
+    # A secure broker: the folder of its principals' client properties (KATAGATE_KAFKA_CONFIG_DIR)
+    clients_dir: Path | None = None
 
     @property
     def bootstrap_servers(self) -> str | None:
@@ -101,12 +106,17 @@ class LocalBroker:
 
     def __init__(self, data_dir: Path | None = None, cache_dir: Path | None = None, *,
                  membership: Membership | None = None, advertised_port: int | None = None,
-                 internal_port: int | None = None) -> None:
+                 internal_port: int | None = None, secure: bool | None = None,
+                 tls_dir: Path | None = None) -> None:
+        """`secure`: SASL_SSL for clients, mutual TLS between nodes, ACLs on; None keeps what
+        the folder was first started with (plaintext for a new one)."""
         self.data_dir = (data_dir or default_data_dir()).resolve()
         self.cache_dir = cache_dir
         self.membership = membership
         self.advertised_port = advertised_port
         self.internal_port = internal_port
+        self._secure = secure
+        self.tls_dir = (tls_dir or self.data_dir / "tls").resolve()
 
     @property
     def pid_file(self) -> Path:
@@ -120,16 +130,57 @@ class LocalBroker:
     def log_file(self) -> Path:
         return self.data_dir / "logs" / "server.log"
 
+    @property
+    def secure(self) -> bool:
+        marked = (self.data_dir / "secure").exists()
+        if self._secure is None or self._secure == marked:
+            return marked
+        if (self.data_dir / "kraft" / "meta.properties").exists():
+            raise BrokerError(
+                f"the broker in {self.data_dir} was set up "
+                f"{'with' if marked else 'without'} --secure; start it the same way, or remove "
+                "the folder to start another")
+        return self._secure
+
+    @property
+    def clients_dir(self) -> Path:
+        return self.data_dir / "clients"
+
     def status(self) -> BrokerStatus:
         pid = self._live_pid()
         port = int(self.port_file.read_text()) if self.port_file.exists() else None
-        return BrokerStatus(running=pid is not None, pid=pid, port=port if pid else None)
+        clients = self.clients_dir if self.secure and self.clients_dir.exists() else None
+        return BrokerStatus(running=pid is not None, pid=pid, port=port if pid else None,
+                            clients_dir=clients)
+
+    def _internal_port(self) -> int | None:
+        """A secure broker's mutual-TLS listener (between nodes, and its own administration)."""
+        if self.internal_port is not None or not self.secure:
+            return self.internal_port
+        return self._kept_port("internal.port")
+
+    def _kept_port(self, name: str) -> int:
+        path = self.data_dir / name
+        if path.exists():
+            return int(path.read_text())
+        port = free_port()
+        path.write_text(f"{port}\n")
+        return port
 
     def start(self, port: int | None = None, timeout: float = 120.0) -> BrokerStatus:
         status, process = self.launch(port)
         if process is not None:
             self.wait_ready(process, status.port or DEFAULT_PORT, timeout)
-        return status
+        return self.ensure_users(status)
+
+    def ensure_users(self, status: BrokerStatus) -> BrokerStatus:
+        """A secure broker's principals and their client properties (no-op when plaintext)."""
+        internal = self._internal_port()
+        if not self.secure or internal is None or status.port is None:
+            return status
+        ensure_users(TlsFiles(self.tls_dir), internal, f"127.0.0.1:{status.port}",
+                     self.clients_dir)
+        return BrokerStatus(status.running, status.pid, status.port, self.clients_dir)
 
     def launch(self, port: int | None = None
                ) -> tuple[BrokerStatus, subprocess.Popen[bytes] | None]:
@@ -191,25 +242,28 @@ class LocalBroker:
 
     def _configure(self, port: int) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cport_file = self.data_dir / "controller.port"
         # The controller's address is part of the formatted quorum: keep it across restarts.
         if self.membership is not None:
             controller_port = self.membership.voters[self.membership.node_id]
-        elif cport_file.exists():
-            controller_port = int(cport_file.read_text())
         else:
-            controller_port = free_port()
-            cport_file.write_text(f"{controller_port}\n")
+            controller_port = self._kept_port("controller.port")
+        tls = None
+        if self.secure:
+            os.chmod(self.data_dir, 0o700)
+            (self.data_dir / "secure").touch()
+            tls = ensure_tls(self.tls_dir)
         config = self.data_dir / "server.properties"
-        config.write_text(
-            server_properties(
+        # It holds the key store's password when secure: the owner's only.
+        config.unlink(missing_ok=True)
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(server_properties(
                 port=port, controller_port=controller_port, log_dir=self.data_dir / "kraft",
                 node_id=self.membership.node_id if self.membership else 1,
                 voters=self.membership.voters if self.membership else None,
-                advertised_port=self.advertised_port, internal_port=self.internal_port,
-            ),
-            encoding="utf-8",
-        )
+                advertised_port=self.advertised_port, internal_port=self._internal_port(),
+                secure=tls,
+            ))
         (self.data_dir / "log4j2.properties").write_text(
             log4j2_properties(self.log_file), encoding="utf-8"
         )
@@ -245,7 +299,12 @@ class LocalBroker:
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout
-        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
+        internal = self._internal_port()
+        # A secure broker answers only authenticated clients: ask as the broker itself.
+        config: dict[str, Any] = (broker_client_config(TlsFiles(self.tls_dir), internal)
+                  if self.secure and internal is not None
+                  else {"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
+        admin = AdminClient(config)
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise BrokerError(

@@ -129,7 +129,7 @@ class Gateway:
     # -- observing ------------------------------------------------------------------------
 
     def control_events(self) -> list[Event]:
-        return [decode_event(r.value) for r in read_all(self.kafka.bootstrap_servers,
+        return [decode_event(r.value) for r in read_all(self.kafka,
                                                         self.names.control)]
 
     def connection_states(self) -> list[str]:
@@ -137,7 +137,7 @@ class Gateway:
                 if e.type == "connection.state_changed"]
 
     def mail_events(self, message_id: str | None = None) -> list[Event]:
-        events = [decode_event(r.value) for r in read_all(self.kafka.bootstrap_servers,
+        events = [decode_event(r.value) for r in read_all(self.kafka,
                                                           self.names.mail)]
         return [e for e in events if message_id is None or
                 getattr(e, "message_id", None) == message_id]

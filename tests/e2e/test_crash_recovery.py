@@ -22,7 +22,7 @@ from projector.replay import replay, timelines_jsonl
 from schemas import Event, KataSettings, decode_event
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway, Sink, is_terminal
-from tests.faults.harness import Senders, Stage, http_get, smtp_answers
+from tests.faults.harness import Senders, Stage, http_get, read_token, smtp_answers
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import Emulator, wait_for
 
@@ -42,6 +42,7 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
     emulator = Emulator(tmp_path / "kata").start()
     sink = Sink(tmp_path / "sink")
     smtp_port, projector_port = free_port(), free_port()
+    token = read_token(tmp_path / "projector")
     common = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
               "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
               "KATAGATE_TRANSACTION_TIMEOUT_MS": "10000",
@@ -95,7 +96,7 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
 
         def settled() -> dict[str, int] | None:
             events = [decode_event(r.value)
-                      for r in read_all(kafka.bootstrap_servers, names.mail)]
+                      for r in read_all(kafka, names.mail)]
             received = {e.message_id for e in events if e.type == "mail.received"}
             terminal = Counter(e.message_id for e in events if is_terminal(e))
             return dict(terminal) if received <= terminal.keys() else None
@@ -112,10 +113,10 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
         assert accounts["quarantine_held"] == []
 
         ledger = Ledger()
-        for record in read_all(kafka.bootstrap_servers, names.quarantine):
+        for record in read_all(kafka, names.quarantine):
             ledger.evolve(decode_event(record.value))
         assert (ledger.messages_in_use, ledger.bytes_in_use) == (0, 0), "a slot leaked"
-        assert read_all(kafka.bootstrap_servers, names.deadletter) == []
+        assert read_all(kafka, names.deadletter) == []
         # Every accepted message arrived at the next hop. (A kill between the next hop's 250 and
         # our commit may deliver one twice, and a 250 lost to an ingest kill makes the sender
         # send it again under a new id: at-least-once, as with any MTA.)
@@ -131,11 +132,12 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
         replayed = replay(kafka).projections
 
         def views_equal() -> bool:
-            return all(http_get(projector_port, f"/state/{name}") == replayed.document(name)
+            return all(http_get(projector_port, f"/state/{name}", token)
+                       == replayed.document(name)
                        for name in ("connection", "quarantine", "counters"))
 
         wait_for(views_equal, 60, "the live views to equal the replay")
-        served = b"".join(http_get(projector_port, f"/messages/{m}")
+        served = b"".join(http_get(projector_port, f"/messages/{m}", token)
                           for m in replayed.message_ids())
         assert served == timelines_jsonl(replayed)
         # And so do the listings, page by page, filtered or not.
@@ -144,7 +146,7 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
             page, more = replayed.listing(None, 1000, filters)
             expected = document({"messages": page,
                                  "next": page[-1]["message_id"] if more else None})
-            assert http_get(projector_port, f"/messages?limit=1000{query}") == expected
+            assert http_get(projector_port, f"/messages?limit=1000{query}", token) == expected
     finally:
         for stage in stages.values():
             stage.stop()
@@ -153,4 +155,4 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
 
 
 def events_of(kafka, topic: str) -> list[Event]:
-    return [decode_event(r.value) for r in read_all(kafka.bootstrap_servers, topic)]
+    return [decode_event(r.value) for r in read_all(kafka, topic)]

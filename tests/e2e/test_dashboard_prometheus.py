@@ -32,11 +32,13 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import Producer
 
 from eventlog.broker import free_port, free_port_run
+from eventlog.clients import new_producer
+from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from katagate.dashboard_cmd import DASHBOARD, rows
+from projector.guard import token_file
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Sink
 from tests.integration.kata_harness import ROOT, wait_for
@@ -55,8 +57,10 @@ def require_prometheus() -> str:
     return require_tool("prometheus", package="prometheus")
 
 
-def get_json(url: str, timeout: float = 10) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (our URLs)
+def get_json(url: str, timeout: float = 10, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (our URLs)
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (our URLs)
         return json.loads(response.read())
 
 
@@ -69,13 +73,13 @@ def mail(subject: str, body: bytes, to: str = "bob@example.net") -> bytes:
 class Up:
     """`katagate up --accept-sensor` in a subprocess, its output read on a thread."""
 
-    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str], log: Path, *extra: str) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "katagate", "up", "--config", str(config),
-             "--accept-sensor"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+             "--accept-sensor", *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -157,7 +161,7 @@ def scrape_config(tmp: Path, ports: dict[str, int]) -> Path:
     jobs = []
     for job in config["scrape_configs"]:
         stage = job["job_name"].removeprefix("katagate-")
-        if stage in ports:  # the console only once it serves /metrics
+        if stage in ports:  # every process of this test
             job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[stage]}"]}]
             jobs.append(job)
     config["scrape_configs"] = jobs
@@ -197,7 +201,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(kafka_bootstr
     kafka = ensure_namespace(kafka_bootstrap)
     state = tmp_path / "state"
     sink = Sink(tmp_path / "sink", "--reject-rcpt", "nobody@example.net")
-    smtp_port, projector_port, base = free_port(), free_port(), free_port_run(3)
+    smtp_port, projector_port, base = free_port(), free_port(), free_port_run(5)
     max_recipients = 100
     config = tmp_path / "katagate.toml"
     config.write_text(f"""
@@ -239,9 +243,15 @@ enabled = false
                KATAGATE_MAIL_PARTITIONS=str(kafka.mail_partitions),
                KATAGATE_TRANSACTION_TIMEOUT_MS="10000",
                KATAGATE_AUDIT_KEY_DIR=str(tmp_path / "audit-key"))
-    ports = {"ingest": base, "scanner": base + 1, "decider": base + 2,
-             "projector": projector_port}
+    # Every process's metrics on a port of its own, as `up` assigns them from base_port.
+    ports = {"ingest": base, "scanner": base + 1, "decider": base + 2, "projector": base + 3,
+             "console": base + 4}
     projector = f"http://127.0.0.1:{projector_port}"
+    # A reader of the views holds a token, made as `katagate projector token create` does.
+    token = token_file(state / "projector" / "tokens.json").create("dashboard-test", "now")
+
+    def projected(path: str) -> Any:
+        return get_json(projector + path, token=token)
 
     def katagate(*args: str) -> None:
         result = subprocess.run([sys.executable, "-m", "katagate", *args], cwd=ROOT, env=env,
@@ -257,7 +267,7 @@ enabled = false
     def message(message_id: str) -> dict[str, Any]:
         """The projector's view of a message; empty until the projector has seen it."""
         with contextlib.suppress(OSError):
-            view: dict[str, Any] = get_json(f"{projector}/messages/{message_id}")
+            view: dict[str, Any] = projected(f"/messages/{message_id}")
             return view
         return {}
 
@@ -274,15 +284,15 @@ enabled = false
     prometheus: Prometheus | None = None
     try:
         up.wait_line("katagate is up", 120)
-        console = next((line.split("=", 1)[1] for line in up.seen
-                        if line.startswith("console=")), None)
-        if console and _serves_metrics(console):  # scraped once the console exports metrics
-            ports["console"] = int(console.rsplit(":", 1)[1].strip("/"))
+        # `up` says where each process serves its metrics: those are scraped.
+        said = next(line.strip() for line in up.seen if line.startswith("metrics="))
+        assert said == "metrics=" + ",".join(f"{name}:127.0.0.1:{port}"
+                                             for name, port in ports.items())
         step("katagate is up")
         prometheus = Prometheus(prometheus_binary, scrape_config(tmp_path, ports),
                                 tmp_path / "tsdb", tmp_path / "prometheus.log")
         step("prometheus scraped every target")
-        wait_for(lambda: get_json(f"{projector}/state/connection")["connection_state"]
+        wait_for(lambda: projected("/state/connection")["connection_state"]
                  == "connected", 60, "connected")
         katagate("rules", "add", "rejecting", "--recipients", "reject@example.net",
                  "--kata-action", "reject")
@@ -291,7 +301,7 @@ enabled = false
         # timeout; the EICAR one's detect comes late), 2 denied (count_limit).
         faults("set", "--latency", str(SLOW_SCAN_S))
         katagate("settings", "set", "--quarantine-max-messages", "3")
-        wait_for(lambda: get_json(f"{projector}/state/quarantine")["limit_messages"] == 3, 30,
+        wait_for(lambda: projected("/state/quarantine")["limit_messages"] == 3, 30,
                  "the new quarantine limit")
         time.sleep(1)  # ingest stamps the settings version it has folded
         slow = [smtp_send(smtp_port, mail("slow detect", EICAR))]
@@ -299,13 +309,13 @@ enabled = false
                         "the slow EICAR's admission")
         assert held["admitted"], held
         slow += [smtp_send(smtp_port, mail(f"slow {n}", b"clean")) for n in range(4)]
-        wait_for(lambda: get_json(f"{projector}/state/quarantine")["denied_total"] >= 2, 30,
+        wait_for(lambda: projected("/state/quarantine")["denied_total"] >= 2, 30,
                  "two count_limit denials")
         wait_for(lambda: len(_processing_scans(state / "kata")) >= 3, 30,
                  "three slow scans submitted")
         faults("reset")
         katagate("settings", "set", "--quarantine-max-messages", "5000")
-        wait_for(lambda: get_json(f"{projector}/state/quarantine")["limit_messages"] == 5000,
+        wait_for(lambda: projected("/state/quarantine")["limit_messages"] == 5000,
                  30, "the quarantine limit back")
         time.sleep(1)
 
@@ -354,13 +364,6 @@ enabled = false
         sink.stop()
 
 
-def _serves_metrics(base_url: str) -> bool:
-    with contextlib.suppress(OSError), urllib.request.urlopen(  # noqa: S310 (our URL)
-            f"{base_url.rstrip('/')}/metrics", timeout=5) as response:
-        return bool(response.status == 200 and b"# TYPE" in response.read())
-    return False
-
-
 def _processing_scans(kata_state: Path) -> list[tuple[str, str]]:
     from kata_emulator.store import Store
 
@@ -372,7 +375,7 @@ def _processing_scans(kata_state: Path) -> list[tuple[str, str]]:
 
 def _dead_letter_one(bootstrap: str, topic: str) -> None:
     """A record no stage can decode, as a broken producer would write it."""
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = new_producer(KafkaSettings(bootstrap_servers=bootstrap), {})
     producer.produce(topic, key=b"garbage", value=b"this is not an event")
     assert producer.flush(30) == 0
 

@@ -32,7 +32,7 @@ def body(i: int, size: int = 200) -> bytes:
 
 
 def ledger_events(gateway):
-    return [decode_event(r.value) for r in read_all(gateway.kafka.bootstrap_servers,
+    return [decode_event(r.value) for r in read_all(gateway.kafka,
                                                     gateway.names.quarantine)]
 
 

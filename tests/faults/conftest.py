@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from eventlog.broker import LocalBroker, free_port
+from eventlog.clients import new_admin
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics
 
@@ -65,7 +65,7 @@ class PrivateBroker:
         settings = KafkaSettings(bootstrap_servers=self.bootstrap, topic_prefix=prefix,
                                  mail_partitions=3, transaction_timeout_ms=10_000,
                                  request_timeout_s=30.0)
-        ensure_topics(AdminClient({"bootstrap.servers": self.bootstrap}), settings)
+        ensure_topics(new_admin(settings), settings)
         return settings
 
 

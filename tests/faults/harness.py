@@ -30,6 +30,7 @@ from eventlog.broker import free_port
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from projector.canonical import document
+from projector.guard import token_file
 from projector.replay import replay, timelines_jsonl
 from schemas import KataSettings, decode_event
 from tests.e2e.gateway import Gateway, Sink, is_terminal
@@ -178,11 +179,15 @@ class Rig:
         self.common = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_for_stages or kafka.bootstrap_servers,
                        "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
                        "KATAGATE_TRANSACTION_TIMEOUT_MS": str(kafka.transaction_timeout_ms),
-                       "KATAGATE_MAIL_PARTITIONS": str(kafka.mail_partitions)}
+                       "KATAGATE_MAIL_PARTITIONS": str(kafka.mail_partitions),
+                       # A secure cluster: each stage picks its own principal's file.
+                       **({"KATAGATE_KAFKA_CONFIG_DIR": str(kafka.config_dir)}
+                          if kafka.config_dir else {})}
         self.envs = {"ingest": ingest_env or {}, "scanner": scanner_env or {},
                      "decider": decider_env or {}}
         self.smtp_ports = [self.smtp_port]
         self.projector_ports: list[int] = []
+        self.projector_tokens: list[str] = []  # each projector's read token
         self.stages: dict[str, Stage] = {}
         for n in range(instances):
             self._add_instance(n, projector)
@@ -219,6 +224,7 @@ class Rig:
             tmp / f"decider{suffix}.log")
         if projector:
             self.projector_ports.append(free_port())
+            self.projector_tokens.append(read_token(tmp / f"projector{suffix}"))
             self.stages[f"projector{suffix}"] = Stage(
                 "projector", {**common, "KATAGATE_PROJECTOR_INSTANCE_ID": f"projector-{n}"},
                 tmp / f"projector{suffix}.log", "--port", str(self.projector_ports[-1]),
@@ -253,7 +259,7 @@ class Rig:
         """Waits for a terminal event for every received message; returns the accounting."""
         def unsettled() -> dict[str, list[str]]:
             events = [decode_event(r.value)
-                      for r in read_all(self.kafka.bootstrap_servers, self.names.mail)]
+                      for r in read_all(self.kafka, self.names.mail)]
             received = {e.message_id for e in events if e.type == "mail.received"}
             left = received - {e.message_id for e in events if is_terminal(e)}
             return {m: [e.type for e in events if e.message_id == m] for m in sorted(left)}
@@ -291,7 +297,7 @@ class Rig:
         if accounts["duplicate_terminals"]:
             first = next(iter(accounts["duplicate_terminals"]))
             events = [decode_event(r.value)
-                      for r in read_all(self.kafka.bootstrap_servers, self.names.mail)]
+                      for r in read_all(self.kafka, self.names.mail)]
             raise AssertionError(
                 f"{len(accounts['duplicate_terminals'])} messages with more than one terminal "
                 f"event; the first:\n" + "\n".join(e.model_dump_json()[:400] for e in events
@@ -301,12 +307,12 @@ class Rig:
         assert accounts["terminal_exactly_once"] == accounts["accepted"] >= len(accepted)
         assert accounts["quarantine_held"] == []
         ledger = Ledger()
-        for record in read_all(self.kafka.bootstrap_servers, self.names.quarantine):
+        for record in read_all(self.kafka, self.names.quarantine):
             ledger.evolve(decode_event(record.value))
         assert (ledger.messages_in_use, ledger.bytes_in_use) == (0, 0), "a slot leaked"
-        assert read_all(self.kafka.bootstrap_servers, self.names.deadletter) == []
+        assert read_all(self.kafka, self.names.deadletter) == []
         events = [decode_event(r.value)
-                  for r in read_all(self.kafka.bootstrap_servers, self.names.mail)]
+                  for r in read_all(self.kafka, self.names.mail)]
         subject_of = {e.message_id: getattr(e, "subject", None) for e in events
                       if e.type == "mail.received"}
         missing = [m for m in accepted if m not in subject_of]
@@ -325,15 +331,16 @@ class Rig:
         byte, what a fresh replay of the log computes."""
         replayed = replay(self.kafka).projections
         assert self.projector_ports, "the rig runs no projector"
-        for port in self.projector_ports:
-            wait_for(lambda port=port: all(
-                http_get(port, f"/state/{view}") == replayed.document(view)
+        for port, token in zip(self.projector_ports, self.projector_tokens, strict=True):
+            wait_for(lambda port=port, token=token: all(
+                http_get(port, f"/state/{view}", token) == replayed.document(view)
                 for view in ("connection", "quarantine", "counters")), timeout_s,
                 f"projector on {port} to equal the replay")
-            served = b"".join(http_get(port, f"/messages/{m}") for m in replayed.message_ids())
+            served = b"".join(http_get(port, f"/messages/{m}", token)
+                              for m in replayed.message_ids())
             assert served == timelines_jsonl(replayed)
             page, more = replayed.listing(None, 1000, {})
-            assert http_get(port, "/messages?limit=1000") == document(
+            assert http_get(port, "/messages?limit=1000", token) == document(
                 {"messages": page, "next": page[-1]["message_id"] if more else None})
 
 
@@ -345,7 +352,7 @@ def assert_no_secrets(rig: Rig) -> None:
     needles = [b"PRIVATE KEY", *(line for line in body if len(line) > 20)]
     topics = (rig.names.mail, rig.names.control, rig.names.quarantine, rig.names.deadletter)
     for topic in topics:
-        for record in read_all(rig.kafka.bootstrap_servers, topic):
+        for record in read_all(rig.kafka, topic):
             assert not any(n in (record.value or b"") for n in needles), f"key material in {topic}"
     for log in rig.tmp.glob("*.log"):
         text = log.read_bytes()
@@ -358,10 +365,20 @@ def _padding(size: int) -> bytes:
     return base64.encodebytes(os.urandom(lines * 57)).replace(b"\n", b"\r\n")
 
 
-def http_get(port: int, path: str) -> bytes:
+def read_token(projector_state: Path) -> str:
+    """A read token for the projector of this state folder, made as `katagate up` makes the
+    console's (kept in a 0600 file beside it)."""
+    holder = projector_state / "test-read-token"
+    token_file(projector_state / "tokens.json").ensure_in_file("tests", holder, "now")
+    return holder.read_text().strip()
+
+
+def http_get(port: int, path: str, token: str) -> bytes:
     """A projector's answer, or b"" while it cannot answer (starting, restarting)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                     headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - http
             return bytes(reply.read())
     except (OSError, urllib.error.URLError):
         return b""

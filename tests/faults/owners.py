@@ -21,7 +21,7 @@ def events(rig: Rig, topic: str) -> list[Any]:
     # Read while a node is dead: a controller quorum slow to settle has kept the cluster
     # from answering for over 30 s on this loaded machine.
     return [decode_event(r.value)
-            for r in read_all(rig.kafka.bootstrap_servers, topic, timeout_s=120)]
+            for r in read_all(rig.kafka, topic, timeout_s=120)]
 
 
 def stage_of(instance: str) -> str:

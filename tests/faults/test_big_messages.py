@@ -56,7 +56,7 @@ def test_199_and_201_mb_messages_one_scanned_one_skipped_as_too_large(make_kafka
             sent[subject] = hashlib.sha256(data).hexdigest()
             del data
         rig.settled(timeout_s=900)
-        events = [decode_event(r.value) for r in read_all(kafka.bootstrap_servers,
+        events = [decode_event(r.value) for r in read_all(kafka,
                                                           rig.names.mail)]
         by_subject = {e.subject: e.message_id for e in events if e.type == "mail.received"}
         kinds = {s: [e.type for e in events if e.message_id == m] for s, m in by_subject.items()}

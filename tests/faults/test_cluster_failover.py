@@ -1,9 +1,10 @@
-"""Everything twice on a replicated cluster: three KRaft nodes (replication 3, min ISR 2) and
-two instances of every stage under a steady load. One broker is killed (-9), then one instance
-of each stage, then whichever instances own the quarantine ledger and the Central Node
-connection. Afterwards every accepted message has exactly one terminal event, the quarantine
-limits were never exceeded, no slot leaked, and both projectors equal a replay (views,
-timelines, listing). How long the ledger and the connection went without an owner is
+"""Everything twice on a replicated, secure cluster: three KRaft nodes (replication 3, min ISR
+2; SASL_SSL for clients, mutual TLS between nodes, ACLs enforced, every stage on its own
+principal) and two instances of every stage under a steady load. One broker is killed (-9),
+then one instance of each stage, then whichever instances own the quarantine ledger and the
+Central Node connection. Afterwards every accepted message has exactly one terminal event,
+the quarantine limits were never exceeded, no slot leaked, and both projectors equal a replay
+(views, timelines, listing). How long the ledger and the connection went without an owner is
 measured and printed; `python -m bench.failover` measures how long mail waits."""
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from decider.ledger import Ledger
+from eventlog.acls import apply, plan
 from eventlog.broker.cluster import LocalCluster
+from eventlog.clients import new_admin
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics
 from tests.faults import owners
@@ -32,7 +34,7 @@ QUARANTINE_MAX_MESSAGES = 15  # small, so that the limit is met under the emulat
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     local = LocalCluster(tmp_path_factory.mktemp("cluster"))
-    local.start(brokers=3)
+    local.start(brokers=3, secure=True)
     yield local
     local.stop(timeout=30)
 
@@ -41,10 +43,15 @@ def test_a_broker_and_every_stage_instance_and_both_owners_die_and_nothing_is_lo
         cluster: LocalCluster, tmp_path: Path) -> None:
     layout = cluster.layout()
     assert layout is not None
+    # The test itself reads and configures as the cluster's administrator.
     kafka = KafkaSettings(bootstrap_servers=layout.bootstrap_servers, topic_prefix="failover",
                           mail_partitions=4, transaction_timeout_ms=10_000,
-                          request_timeout_s=30.0)
-    ensure_topics(AdminClient({"bootstrap.servers": kafka.bootstrap_servers}), kafka)
+                          request_timeout_s=30.0, config_dir=cluster.clients_dir,
+                          principal="admin")
+    admin = new_admin(kafka)
+    ensure_topics(admin, kafka)
+    grants, _ = plan(admin, kafka.topic_prefix, kafka.request_timeout_s)
+    apply(admin, grants, kafka.request_timeout_s)
     rig = Rig(kafka, tmp_path, instances=2, projector=True,
               kata={"quarantine_max_messages": QUARANTINE_MAX_MESSAGES}).start()
     rig.emulator.cli("faults", "set", "--latency", "uniform:0.2:1.0")

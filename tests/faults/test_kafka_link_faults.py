@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from eventlog.broker import LocalBroker, free_port
+from eventlog.clients import new_admin
 from eventlog.settings import KafkaSettings
 from eventlog.topics import ensure_topics
 from tests.faults.conftest import SOAK
@@ -56,7 +56,7 @@ def test_the_link_to_kafka_failing_gets_451s_never_a_loss(proxied: ProxiedBroker
     direct = f"127.0.0.1:{proxied.internal}"
     kafka = KafkaSettings(bootstrap_servers=direct, topic_prefix="link", mail_partitions=3,
                           transaction_timeout_ms=10_000, request_timeout_s=30.0)
-    ensure_topics(AdminClient({"bootstrap.servers": direct}), kafka)
+    ensure_topics(new_admin(KafkaSettings(bootstrap_servers=direct)), kafka)
     proxy = proxied.proxy
     rig = Rig(kafka, tmp_path, bootstrap_for_stages=f"127.0.0.1:{proxy.port}",
               ingest_env={"KATAGATE_INGEST_COMMIT_TIMEOUT_S": "3"}, projector=True).start()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from audit.reading import watermarks
+from eventlog.clients import new_reader
 from eventlog.records import Consumed
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -29,16 +29,16 @@ def _topic_metadata(consumer: Consumer, topic: str) -> Any:
 
 
 def read_all(
-    bootstrap: str, topic: str, *, committed_only: bool = True, timeout_s: float = 30.0
+    bootstrap: str | KafkaSettings, topic: str, *, committed_only: bool = True,
+    timeout_s: float = 30.0,
 ) -> list[Consumed]:
-    """Every record of every partition up to the end visible at the isolation level asked."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"reader-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
-        "isolation.level": "read_committed" if committed_only else "read_uncommitted",
-        "log_level": 3,
-    })
+    """Every record of every partition up to the end visible at the isolation level asked.
+    `bootstrap`: a plaintext cluster's address, or the settings of a principal (secure)."""
+    settings = (bootstrap if isinstance(bootstrap, KafkaSettings)
+                else KafkaSettings(bootstrap_servers=bootstrap))
+    consumer = new_reader(
+        settings, "test-reader",
+        **{"isolation.level": "read_committed" if committed_only else "read_uncommitted"})
     try:
         metadata = _topic_metadata(consumer, topic)
         partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
@@ -72,7 +72,7 @@ def read_all(
 def control_events(kafka: KafkaSettings) -> list[Event]:
     """Every event of the control topic, in order."""
     topic = TopicNames(kafka.topic_prefix).control
-    return [decode_event(r.value or b"") for r in read_all(kafka.bootstrap_servers, topic)]
+    return [decode_event(r.value or b"") for r in read_all(kafka, topic)]
 
 
 def refold(kafka: KafkaSettings) -> ControlState:

@@ -62,7 +62,7 @@ def test_the_elected_checkpointer_covers_new_records(
         stop.set()
         thread.join(timeout=30)
     assert not thread.is_alive()
-    checkpoints = [decode(r.value) for r in read_all(kafka.bootstrap_servers,
+    checkpoints = [decode(r.value) for r in read_all(kafka,
                                                      TopicNames(kafka.topic_prefix).audit)]
     # every 5 records: ranges of at most 5, chained
     assert all(cp.count <= 5 for cp in checkpoints)

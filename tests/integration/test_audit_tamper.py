@@ -16,7 +16,6 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 import pytest
-from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.chain import LogRecord, chain_head
@@ -26,6 +25,7 @@ from audit.export import export_message
 from audit.keys import AuditKey, load_or_create
 from audit.reading import audited_topics, new_consumer, partitions, read_to_end, watermarks
 from audit.verify import Finding, Report, verify
+from eventlog.clients import new_producer
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -134,8 +134,8 @@ def copy_into(bootstrap: str, logs: dict[Place, list[LogRecord]],
               audit: list[LogRecord]) -> KafkaSettings:
     kafka = ensure_namespace(bootstrap)
     topics = audited_topics(kafka.topic_prefix)
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "acks": "all", "linger.ms": 5, "log_level": 3})
+    producer = new_producer(kafka, {"enable.idempotence": True, "acks": "all",
+                                    "linger.ms": 5})
     targets = [(topics[rel], p, r) for (rel, p), records in logs.items() for r in records]
     targets += [(TopicNames(kafka.topic_prefix).audit, 0, r) for r in audit]
     for topic, partition, r in targets:

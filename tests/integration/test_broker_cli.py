@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from eventlog.broker import free_port
+from eventlog.clients import new_admin
+from eventlog.settings import KafkaSettings
 
 pytestmark = pytest.mark.kafka
 
@@ -32,7 +33,7 @@ def test_start_status_stop_round_trip(tmp_path, kafka_bootstrap):
         assert started.returncode == 0, started.stderr
         last_line = started.stdout.strip().splitlines()[-1]
         assert last_line == f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port}"
-        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+        admin = new_admin(KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"))
         assert admin.list_topics(timeout=10).brokers
 
         status = katagate("broker", "status", "--data", folder)

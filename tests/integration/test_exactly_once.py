@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import TopicPartition
 
+from eventlog.clients import new_admin, new_consumer
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.topics import TopicNames, TopicSpec, ensure_topics
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _setup(settings, count: int) -> dict[str, str]:
     prefix = settings.topic_prefix
     topics = {"EOS_IN": f"{prefix}.eos-in", "EOS_OUT": f"{prefix}.eos-out"}
-    ensure_topics(AdminClient({"bootstrap.servers": settings.bootstrap_servers}), settings,
+    ensure_topics(new_admin(settings), settings,
                   [TopicSpec(name, 3) for name in topics.values()])
     producer = TransactionalProducer(settings, f"{prefix}-feeder")
     producer.begin()
@@ -55,7 +55,7 @@ def _worker(env: dict[str, str], **extra: str) -> subprocess.Popen[bytes]:
 
 
 def _assert_exactly_once(settings, env: dict[str, str], count: int) -> list[bytes]:
-    out = read_all(settings.bootstrap_servers, env["EOS_OUT"])
+    out = read_all(settings, env["EOS_OUT"])
     produced = Counter(r.value for r in out)
     expected = Counter(f"out:{i}".encode() for i in range(count))
     missing = expected - produced
@@ -66,17 +66,16 @@ def _assert_exactly_once(settings, env: dict[str, str], count: int) -> list[byte
     # The group's committed offsets stand just past the last input record of each partition
     # (the high watermark lies one further: the feeder's commit marker takes an offset too).
     ends: dict[int, int] = {}
-    for record in read_all(settings.bootstrap_servers, env["EOS_IN"]):
+    for record in read_all(settings, env["EOS_IN"]):
         ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                         "group.id": env["EOS_GROUP"], "log_level": 3})
+    consumer = new_consumer(settings, {"group.id": env["EOS_GROUP"]})
     try:
         partitions = [TopicPartition(env["EOS_IN"], p) for p in range(3)]
         committed = consumer.committed(partitions, timeout=10)
         assert {tp.partition: tp.offset for tp in committed} == ends
     finally:
         consumer.close()
-    return [r.value for r in read_all(settings.bootstrap_servers, env["EOS_OUT"],
+    return [r.value for r in read_all(settings, env["EOS_OUT"],
                                       committed_only=False)]
 
 
@@ -105,7 +104,7 @@ def test_hard_kills_at_random_moments_lose_nothing_and_duplicate_nothing(kafka_s
         time.sleep(rng.uniform(1.5, 4.0))
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
-    done_before_final = len(read_all(kafka_settings.bootstrap_servers, env["EOS_OUT"]))
+    done_before_final = len(read_all(kafka_settings, env["EOS_OUT"]))
     assert 0 < done_before_final < count, "the kills should land in the middle of the work"
     final = _worker(env, BATCH_SIZE="50")
     assert final.wait(timeout=180) == 0

@@ -15,6 +15,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from eventlog.clients import new_consumer
 from eventlog.hanging import CommittedOffsets, OffsetsHanging, stable_committed
 from eventlog.metrics import HANGING_OFFSET_COMMITS
 from eventlog.producer import ProducerWedged, TransactionalProducer
@@ -24,9 +25,8 @@ pytestmark = pytest.mark.kafka
 
 
 def group_consumer(settings, group_id: str) -> Consumer:
-    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": group_id,
-                     "isolation.level": "read_committed", "enable.auto.commit": False,
-                     "log_level": 3})
+    return new_consumer(settings, {"group.id": group_id, "isolation.level": "read_committed",
+                                   "enable.auto.commit": False})
 
 
 def commit_offset(settings, group_id: str, tp: TopicPartition, transactional_id: str) -> None:

@@ -77,7 +77,7 @@ class Ingest:
 
 
 def received(kafka: KafkaSettings) -> list[MessageReceived]:
-    records = read_all(kafka.bootstrap_servers, TopicNames(kafka.topic_prefix).mail)
+    records = read_all(kafka, TopicNames(kafka.topic_prefix).mail)
     events = [decode_event(r.value or b"") for r in records]
     assert all(isinstance(e, MessageReceived) for e in events)
     return [e for e in events if isinstance(e, MessageReceived)]
@@ -93,7 +93,7 @@ def raw_of(kafka: KafkaSettings, event: MessageReceived) -> bytes:
 
 
 def raw_records(kafka: KafkaSettings) -> int:
-    return len(read_all(kafka.bootstrap_servers, TopicNames(kafka.topic_prefix).raw))
+    return len(read_all(kafka, TopicNames(kafka.topic_prefix).raw))
 
 
 def publish_rule(kafka: KafkaSettings, rule_id: str, version: int, *, position: int = 1,

@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from eventlog.broker import LocalBroker, free_port
+from eventlog.clients import new_admin
 from eventlog.producer import TransactionalProducer
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames, ensure_topics
@@ -118,7 +118,7 @@ def accepted_message(subject: str) -> Accepted:
 
 
 def test_a_commit_slower_than_the_bound_is_aborted(kafka_settings):
-    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+    ensure_topics(new_admin(kafka_settings),
                   kafka_settings)
     slow = {"on": True}
     committer = GroupCommitter(
@@ -136,13 +136,13 @@ def test_a_commit_slower_than_the_bound_is_aborted(kafka_settings):
         committer.stop()
     assert [e.subject for e in received(kafka_settings)] == ["fast"]
     # The slow one did reach the log, in a transaction that was aborted.
-    everything = read_all(kafka_settings.bootstrap_servers,
+    everything = read_all(kafka_settings,
                           TopicNames(kafka_settings.topic_prefix).mail, committed_only=False)
     assert len(everything) == 2
 
 
 def test_a_pool_of_writers_commits_each_message_once_and_shares_the_load(kafka_settings):
-    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+    ensure_topics(new_admin(kafka_settings),
                   kafka_settings)
     # Each commit takes at least 50 ms: a message arriving meanwhile goes to the idle writer.
     writers = [GroupCommitter(

@@ -39,7 +39,7 @@ def paired(gateway, emulator) -> str:
 
 def control_events(settings):
     topic = TopicNames(settings.topic_prefix).control
-    return [decode_event(r.value) for r in read_all(settings.bootstrap_servers, topic)]
+    return [decode_event(r.value) for r in read_all(settings, topic)]
 
 
 def test_pairing_accepted_after_comparing_fingerprints(kafka_settings, emulator, tmp_path):

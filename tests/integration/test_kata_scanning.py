@@ -85,7 +85,7 @@ def connection_states(settings):
 
 def mail_events(settings, message_id=None):
     topic = TopicNames(settings.topic_prefix).mail
-    events = [decode_event(r.value) for r in read_all(settings.bootstrap_servers, topic)]
+    events = [decode_event(r.value) for r in read_all(settings, topic)]
     return [e for e in events if message_id is None or e.message_id == message_id]
 
 
@@ -228,7 +228,7 @@ def test_a_restarted_scanner_rebuilds_from_the_log_and_does_not_resubmit(
     assert sum(isinstance(e, VerdictReceived) for e in events) == 1
     # and its partition was rebuilt from the restore point the first one committed on its
     # way out: where the oldest live scan (the waiting message) was received
-    (where,) = [r for r in read_all(kafka_settings.bootstrap_servers,
+    (where,) = [r for r in read_all(kafka_settings,
                                     TopicNames(kafka_settings.topic_prefix).mail)
                 if decode_event(r.value).type == "mail.received"
                 and decode_event(r.value).message_id == waiting]

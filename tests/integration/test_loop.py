@@ -27,7 +27,7 @@ def test_every_event_type_round_trips_through_kafka_and_the_decoder(kafka_settin
     producer.produce([Outgoing.event(topic, event) for event in events])
     producer.commit()
 
-    records = read_all(kafka_settings.bootstrap_servers, topic)
+    records = read_all(kafka_settings, topic)
 
     assert [decode_event(r.value) for r in records] == events
     assert [r.header(H_TYPE) for r in records] == [e.type.encode() for e in events]
@@ -77,9 +77,9 @@ def test_a_malformed_record_goes_to_the_dead_letter_topic_and_the_loop_keeps_goi
     loop.close()
 
     assert processed == 4
-    assert [decode_event(r.value) for r in read_all(kafka_settings.bootstrap_servers,
+    assert [decode_event(r.value) for r in read_all(kafka_settings,
                                                     names.audit)] == good
-    dead = read_all(kafka_settings.bootstrap_servers, names.deadletter)
+    dead = read_all(kafka_settings, names.deadletter)
     assert [r.value for r in dead] == [b"\x00not json at all", unknown_type]
     assert [r.header(DLQ_OFFSET) for r in dead] == [b"1", b"2"]
     assert all(r.header(DLQ_STAGE) == b"test" for r in dead)
@@ -132,9 +132,9 @@ def test_a_batching_handler_sets_aside_only_the_records_it_refused(kafka_setting
     loop.close()
     assert processed == 4
     assert sum(handler.batches) == 4
-    assert [decode_event(r.value) for r in read_all(kafka_settings.bootstrap_servers,
+    assert [decode_event(r.value) for r in read_all(kafka_settings,
                                                     names.audit)] == good
-    dead = read_all(kafka_settings.bootstrap_servers, names.deadletter)
+    dead = read_all(kafka_settings, names.deadletter)
     assert [r.value for r in dead] == [b"\x00not json at all"]
     assert dead[0].header(DLQ_OFFSET) == b"1"
 

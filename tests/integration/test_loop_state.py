@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient
 
+from eventlog.clients import new_admin
 from eventlog.loop import TransactionalLoop
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Consumed, Outgoing
@@ -73,7 +73,7 @@ def run(settings, handler, topic: str, expect: int) -> None:
 def test_a_restarted_stateful_loop_continues_from_its_restored_state(kafka_settings):
     prefix = kafka_settings.topic_prefix
     src, out = f"{prefix}.count-in", f"{prefix}.count-out"
-    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+    ensure_topics(new_admin(kafka_settings),
                   kafka_settings, [TopicSpec(src, 3), TopicSpec(out, 1)])
     feed(kafka_settings, src, 0, 30)
     run(kafka_settings, RunningCount(out, tick_after=10), src, 30)
@@ -83,7 +83,7 @@ def test_a_restarted_stateful_loop_continues_from_its_restored_state(kafka_setti
     run(kafka_settings, second, src, 20)
     assert second.restored == 30
 
-    values = [r.value.decode() for r in read_all(kafka_settings.bootstrap_servers, out)]
+    values = [r.value.decode() for r in read_all(kafka_settings, out)]
     assert values.count("tick") == 1
     per_key: dict[str, list[int]] = {}
     for value in values:
@@ -159,7 +159,7 @@ def test_a_restarted_loop_knows_the_outputs_it_wrote_past_its_committed_offset(
     # Given ten jobs done by a loop that stopped as soon as it had read them: its outputs,
     # written into its own input topic, lie past its committed offset
     topic = f"{kafka_settings.topic_prefix}.jobs"
-    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+    ensure_topics(new_admin(kafka_settings),
                   kafka_settings, [TopicSpec(topic, 1)])
     producer = TransactionalProducer(kafka_settings, f"{kafka_settings.topic_prefix}-jobs")
     producer.begin()
@@ -171,7 +171,7 @@ def test_a_restarted_loop_knows_the_outputs_it_wrote_past_its_committed_offset(
     # When it restarts and its timer fires
     again = JobsDoneOnce(topic, ahead)
     run_until_idle(kafka_settings, again, topic)
-    done = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)
+    done = [r.value for r in read_all(kafka_settings, topic)
             if r.value.startswith(b"done:")]
     if ahead:
         # Then with restore_ahead it knows them all: nothing is done twice
@@ -236,7 +236,7 @@ def run_open_jobs(settings, handler: OpenJobs, topic: str, done) -> dict[str, in
 def test_a_restore_begins_where_the_oldest_entry_still_held_began(kafka_settings):
     # Given 100 jobs opened and all but two (opened at offsets 40 and 60) closed
     topic = f"{kafka_settings.topic_prefix}.open-jobs"
-    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+    ensure_topics(new_admin(kafka_settings),
                   kafka_settings, [TopicSpec(topic, 1)])
     records = [f"open:{n}" for n in range(100)]
     records += [f"close:{n}" for n in range(100) if n not in (40, 60)]
@@ -261,7 +261,7 @@ def test_no_restore_point_is_committed_for_a_partition_revoked_while_the_batch_w
     # Records fetched before a revoke are still in the batch; the handler has forgotten the
     # partition, so a point computed from its state would skip what a new owner needs.
     topic = f"{kafka_settings.topic_prefix}.open-jobs-revoked"
-    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+    ensure_topics(new_admin(kafka_settings),
                   kafka_settings, [TopicSpec(topic, 2)])
     handler = OpenJobs()
     loop = TransactionalLoop(
@@ -286,7 +286,7 @@ def test_records_of_a_partition_revoked_during_the_batch_are_set_aside_and_read_
         kafka_settings):
     # Given a loop that has fetched ten records of its one partition
     topic = f"{kafka_settings.topic_prefix}.open-jobs-stale"
-    ensure_topics(AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers}),
+    ensure_topics(new_admin(kafka_settings),
                   kafka_settings, [TopicSpec(topic, 1)])
     producer = TransactionalProducer(kafka_settings, f"{kafka_settings.topic_prefix}-stale")
     producer.begin()

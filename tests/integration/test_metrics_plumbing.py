@@ -7,9 +7,10 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from prometheus_client import REGISTRY
 
+from eventlog.clients import new_consumer
 from eventlog.lag import LagMeter
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
@@ -43,10 +44,9 @@ def test_lag_is_what_is_left_to_read_and_how_old_the_last_record_read_is(kafka_s
     producer.begin()
     producer.produce([Outgoing(topic, f"r{i}".encode(), b"k") for i in range(20)])
     producer.commit()
-    consumer = Consumer({"bootstrap.servers": kafka_settings.bootstrap_servers,
-                         "group.id": uuid.uuid4().hex, "isolation.level": "read_committed",
-                         "enable.auto.commit": False,
-                         "log_level": 3})
+    consumer = new_consumer(kafka_settings, {"group.id": uuid.uuid4().hex,
+                                             "isolation.level": "read_committed",
+                                             "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         meter = LagMeter("lagtest", every_s=0)

@@ -7,10 +7,13 @@ import uuid
 
 import pytest
 
+from audit.reading import watermarks
+from eventlog.clients import new_reader
 from eventlog.producer import TransactionalProducer
 from eventlog.raw import MAX_SKIP, RawReader, RawUnavailable, RawWant, chunk
 from eventlog.records import Outgoing
 from eventlog.topics import TopicNames
+from tests.integration.kata_harness import wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -21,6 +24,16 @@ def write(settings, records: list[Outgoing]) -> list[tuple[int, int]]:
     located = producer.produce_located(records)
     producer.commit()
     producer.close()
+    # A commit returns before the markers are written: until then a read_committed reader
+    # meets the partition's end first (as the stages never do: they read what they consumed).
+    probe = new_reader(settings, "test-visible")
+    try:
+        for partition in {p for p, _o in located}:
+            last = max(o for p, o in located if p == partition)
+            wait_for(lambda p=partition, last=last: watermarks(
+                probe, (records[0].topic, p), 30.0)[1] > last, 30, "the commit to be visible")
+    finally:
+        probe.close()
     return located
 
 

@@ -9,6 +9,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from eventlog.clients import new_admin
 from eventlog.errors import TopicError
 from eventlog.topics import TopicSpec, ensure_topics, topic_specs
 
@@ -32,7 +33,7 @@ def _config(admin: AdminClient, topic: str) -> dict[str, str]:
 
 
 def test_every_topic_exists_with_its_partitions_and_configs(kafka_settings):
-    admin = AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers})
+    admin = new_admin(kafka_settings)
     topics = admin.list_topics(timeout=10).topics
     for spec in topic_specs(kafka_settings):
         assert len(topics[spec.name].partitions) == spec.partitions, spec.name
@@ -48,20 +49,20 @@ def test_every_topic_exists_with_its_partitions_and_configs(kafka_settings):
 
 
 def test_creating_again_creates_nothing(kafka_settings):
-    admin = AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers})
+    admin = new_admin(kafka_settings)
     assert ensure_topics(admin, kafka_settings) == []
 
 
 def test_a_topic_with_another_partition_count_is_refused_by_name(make_kafka_settings):
     settings = make_kafka_settings(mail_partitions=3)
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = new_admin(settings)
     grown = settings.model_copy(update={"mail_partitions": 4})
     with pytest.raises(TopicError, match=rf"{settings.topic_prefix}\.mail has 3 partitions"):
         ensure_topics(admin, grown)
 
 
 def test_a_custom_spec_is_created_once(kafka_settings):
-    admin = AdminClient({"bootstrap.servers": kafka_settings.bootstrap_servers})
+    admin = new_admin(kafka_settings)
     spec = TopicSpec(f"{kafka_settings.topic_prefix}.extra", 2, {"retention.ms": "3600000"})
     assert ensure_topics(admin, kafka_settings, [spec]) == [spec.name]
     assert ensure_topics(admin, kafka_settings, [spec]) == []

@@ -32,10 +32,10 @@ def test_committed_is_visible_and_aborted_is_not(kafka_settings):
     producer.commit()
     producer.close()
 
-    committed = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)]
+    committed = [r.value for r in read_all(kafka_settings, topic)]
     everything = [
         r.value
-        for r in read_all(kafka_settings.bootstrap_servers, topic, committed_only=False)
+        for r in read_all(kafka_settings, topic, committed_only=False)
     ]
     assert committed == [b"committed-1", b"committed-2", b"committed-3"]
     assert everything == [b"committed-1", b"committed-2", b"aborted-1", b"committed-3"]
@@ -58,7 +58,7 @@ def test_a_second_producer_with_the_same_id_fences_the_first(kafka_settings):
     with pytest.raises(ProducerFenced):
         first.commit()
 
-    committed = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)]
+    committed = [r.value for r in read_all(kafka_settings, topic)]
     assert committed == [b"from-the-successor"]
 
 
@@ -76,5 +76,5 @@ def test_a_fenced_producer_waiting_for_offsets_gets_a_named_kafka_error(kafka_se
     with pytest.raises(KafkaException) as caught:
         first.produce_located([Outgoing(topic, b"late", b"k")])
     assert is_fenced(caught.value.args[0])
-    committed = [r.value for r in read_all(kafka_settings.bootstrap_servers, topic)]
+    committed = [r.value for r in read_all(kafka_settings, topic)]
     assert committed == [b"from-the-successor"]

@@ -249,8 +249,11 @@ def test_the_scrape_configuration_has_every_stage_and_the_rules():
             "katagate-projector"} <= set(jobs)
     ports = {name: job["static_configs"][0]["targets"][0].rsplit(":", 1)[1]
              for name, job in jobs.items()}
+    # Each on its own metrics listener, as `katagate up` assigns them (never the projector's
+    # views or the console's pages).
     assert (ports["katagate-ingest"], ports["katagate-scanner"], ports["katagate-decider"],
-            ports["katagate-projector"]) == ("9101", "9102", "9103", "8080")
+            ports["katagate-projector"], ports["katagate-console"]) == (
+        "9101", "9102", "9103", "9104", "9105")
 
 
 def test_the_grafana_provisioning_files_parse():

@@ -6,6 +6,7 @@ the cluster ends with exactly the derived set. Run as a principal allowed to alt
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -89,7 +90,23 @@ def plan(admin: AdminClient, prefix: str, timeout_s: float) -> tuple[Plan, list[
     return Plan(sorted(wanted - have), sorted(have - wanted), len(wanted & have)), foreign
 
 
-def apply(admin: AdminClient, change: Plan, timeout_s: float) -> None:
+def apply(admin: AdminClient, change: Plan, timeout_s: float, prefix: str | None = None,
+          ) -> None:
+    """Make `change`; with `prefix`, return only once the broker answers with the grants in
+    force (they reach it a moment after the controller took them, and a stage started in
+    between would be refused its own group)."""
+    _change(admin, change, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while prefix is not None and change.create:
+        pending, _foreign = plan(admin, prefix, timeout_s)
+        if not pending.create:
+            return
+        if time.monotonic() > deadline:
+            raise AclError(f"{len(pending.create)} grants not in force after {timeout_s:g} s")
+        time.sleep(0.2)
+
+
+def _change(admin: AdminClient, change: Plan, timeout_s: float) -> None:
     if change.create:
         futures = admin.create_acls([binding(g) for g in change.create],
                                     request_timeout=timeout_s)

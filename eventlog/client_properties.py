@@ -21,6 +21,8 @@ from eventlog.errors import KatagateError
 SECRET_KEYS = frozenset({
     "sasl.password", "ssl.key.password", "ssl.keystore.password", "ssl.key.pem",
     "ssl_key.pem", "sasl.oauthbearer.client.secret", "sasl.oauthbearer.config",
+    # A Java-style client file carries the password inside the JAAS line.
+    "sasl.jaas.config",
 })
 # What exactly-once and the stages' own reading depend on: set by katagate, never by a file.
 OWNED_KEYS = frozenset({

@@ -45,7 +45,7 @@ def _apply(args: argparse.Namespace) -> int:
     for grant in change.delete:
         print(f"{'would remove' if args.dry_run else 'removed    '} {grant.line()}")
     if not args.dry_run:
-        apply(admin, change, settings.request_timeout_s)
+        apply(admin, change, settings.request_timeout_s, settings.topic_prefix)
     print(f"{len(change.create)} to grant, {len(change.delete)} to remove, {change.kept} in "
           f"force already{' (dry run: nothing changed)' if args.dry_run else ''}")
     return 0

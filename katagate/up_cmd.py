@@ -197,7 +197,7 @@ def _apply_grants(kafka: KafkaSettings) -> None:
     """Each principal's grants made exactly true: every stage then runs on its own."""
     admin = new_admin(kafka)
     change, _foreign = plan_acls(admin, kafka.topic_prefix, kafka.request_timeout_s)
-    apply_acls(admin, change, kafka.request_timeout_s)
+    apply_acls(admin, change, kafka.request_timeout_s, kafka.topic_prefix)
     print(f"acls: {len(change.create)} granted, {len(change.delete)} removed, "
           f"{change.kept} in force already", flush=True)
 

@@ -12,6 +12,7 @@ from typing import Any
 from schemas import decode_event
 from tests.faults.harness import Rig
 from tests.integration.kafka_read import read_all
+from tests.integration.kata_harness import wait_for
 
 _OWNER_LINE = re.compile(r"^(\S+ \S+) INFO \S+ this instance is now the lifecycle owner$",
                          re.MULTILINE)
@@ -36,8 +37,10 @@ def other(stage: str) -> str:
 
 
 def ledger_owner(rig: Rig) -> str:
-    last = events(rig, rig.names.quarantine)[-1]
-    return stage_of(last.producer.instance)
+    # The owner is known once the ledger holds a committed event: right after a node died,
+    # the first admissions may still wait for their transaction coordinator to move.
+    ledger = wait_for(lambda: events(rig, rig.names.quarantine), 120, "a ledger event")
+    return stage_of(ledger[-1].producer.instance)
 
 
 def ledger_taken_over(rig: Rig, dead: str, since: float) -> float | None:

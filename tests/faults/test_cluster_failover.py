@@ -39,6 +39,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     local.stop(timeout=30)
 
 
+# Its own senders wait up to 600 s: TLS on every hop makes the run longer than the suite's 300.
+@pytest.mark.timeout(900)
 def test_a_broker_and_every_stage_instance_and_both_owners_die_and_nothing_is_lost(
         cluster: LocalCluster, tmp_path: Path) -> None:
     layout = cluster.layout()
@@ -51,7 +53,7 @@ def test_a_broker_and_every_stage_instance_and_both_owners_die_and_nothing_is_lo
     admin = new_admin(kafka)
     ensure_topics(admin, kafka)
     grants, _ = plan(admin, kafka.topic_prefix, kafka.request_timeout_s)
-    apply(admin, grants, kafka.request_timeout_s)
+    apply(admin, grants, kafka.request_timeout_s, kafka.topic_prefix)
     rig = Rig(kafka, tmp_path, instances=2, projector=True,
               kata={"quarantine_max_messages": QUARANTINE_MAX_MESSAGES}).start()
     rig.emulator.cli("faults", "set", "--latency", "uniform:0.2:1.0")

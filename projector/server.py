@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import resource
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ MAX_HEAD_BYTES = 16 * 1024
 METHODS = ("GET", "HEAD")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 LISTEN_BACKLOG = 1024
+FD_RESERVE = 64  # descriptors kept for Kafka, SQLite and the metrics listener
 
 
 class HeadError(Exception):
@@ -117,6 +119,11 @@ class ViewServer:
         self.address = (str(bound[0]), int(bound[1]))
         self.accepted = guard.host_names(settings.allowed_hosts, settings.host,
                                          self.address[1])
+        limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if limit != resource.RLIM_INFINITY and settings.max_connections > limit - FD_RESERVE:
+            log.warning("projector: max_connections %d leaves too few of the %d open files this "
+                        "process may have; lower it or raise the limit (ulimit -n)",
+                        settings.max_connections, limit)
         self.active = 0  # requests in the workers
         self.connections = 0
         self._pool = ThreadPoolExecutor(settings.max_requests,

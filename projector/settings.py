@@ -37,8 +37,9 @@ class ProjectorSettings(BaseSettings):
     # Requests served at once; one more is answered 503 with Retry-After at once. Only a
     # whole, authenticated request takes a place: idle and slow connections do not.
     max_requests: int = Field(default=32, ge=1, le=1024)
-    # Open connections; one more is closed at once (the folding and Kafka need descriptors).
-    max_connections: int = Field(default=1024, ge=1, le=65536)
+    # Open connections; one more is answered 503 and closed at once: the descriptors left
+    # under the process's limit (often 1024) are Kafka's and SQLite's.
+    max_connections: int = Field(default=512, ge=1, le=65536)
 
     # Prometheus metrics on their own listener, unauthenticated (None: not served).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

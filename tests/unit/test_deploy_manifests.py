@@ -2,7 +2,8 @@
 Kubernetes API schemas (strict), the compose file by docker-compose's own parser, and both for
 what operators rely on: replicas, probes, resources, disruption budgets, a 3-node Kafka with
 replication 3 and min ISR 2, and environment names that are real settings (a misspelt
-KATAGATE_* variable would be silently ignored)."""
+KATAGATE_* variable would be silently ignored). Their security (TLS, SCRAM, ACLs, secrets) is
+checked in test_deploy_security.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import AliasChoices
 
+from console.settings import ConsoleSettings
 from decider.settings import DeciderSettings
 from eventlog.settings import KafkaSettings
 from ingest.settings import IngestSettings
@@ -24,6 +27,9 @@ from scanner.settings import ScannerSettings
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
+KAFKA_NODE = ROOT / "deploy" / "compose" / "kafka" / "server.properties"
+# Not Kubernetes API objects of this kustomization: Strimzi's, applied in the Kafka's namespace.
+NOT_KUSTOMIZED = {"kustomization.yaml", "strimzi-users.yaml"}
 STAGES = ("ingest", "scanner", "decider", "projector")
 # Outside KATAGATE_<STAGE>_*: what the process itself reads.
 OTHER_ENV = {"KAFKA_BOOTSTRAP_SERVERS", "MALLOC_ARENA_MAX", "KATA_EMULATOR_STATE"}
@@ -35,14 +41,28 @@ def known_env() -> set[str]:
                           ("KATAGATE_SCANNER_", ScannerSettings),
                           ("KATAGATE_DECIDER_", DeciderSettings),
                           ("KATAGATE_PROJECTOR_", ProjectorSettings),
+                          ("KATAGATE_CONSOLE_", ConsoleSettings),
                           ("KATAGATE_", KafkaSettings)):
-        names |= {prefix + field.upper() for field in model.model_fields}
+        for name, field in model.model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, str):  # e.g. KATAGATE_KAFKA_CONFIG for config_file
+                names.add(alias)
+            elif isinstance(alias, AliasChoices):
+                names |= {choice for choice in alias.choices if isinstance(choice, str)}
+            else:
+                names.add(prefix + name.upper())
     return names
 
 
 def manifests() -> list[tuple[Path, dict[str, Any]]]:
-    return [(path, doc) for path in sorted(K8S.glob("*.yaml")) if path.name != "kustomization.yaml"
+    return [(path, doc) for path in sorted(K8S.glob("*.yaml")) if path.name not in NOT_KUSTOMIZED
             for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def node_properties() -> dict[str, str]:
+    """The compose Kafka nodes' shared server.properties."""
+    lines = KAFKA_NODE.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def test_every_manifest_is_valid_against_the_kubernetes_schemas():
@@ -62,7 +82,7 @@ def test_every_manifest_is_valid_against_the_kubernetes_schemas():
 
 def test_the_kustomization_lists_every_manifest_and_kustomize_builds_it():
     listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
-    present = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    present = sorted(p.name for p in K8S.glob("*.yaml") if p.name not in NOT_KUSTOMIZED)
     assert sorted(listed) == present
     if shutil.which("kubectl") is None:
         return  # kustomize is checked where kubectl is installed; the schemas everywhere
@@ -145,12 +165,17 @@ def test_the_compose_cluster_has_three_replicated_nodes_and_every_stage_twice():
     nodes = {name: s for name, s in services.items() if s.get("image", "").startswith(
         "apache/kafka")}
     assert len(nodes) == 3
-    for node in nodes.values():
-        env = node["environment"]
-        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
-        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
-        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
-        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+    # One configuration for the three (start.sh adds each node's id and address).
+    node = node_properties()
+    assert node["default.replication.factor"] == "3"
+    assert node["min.insync.replicas"] == "2"
+    assert node["transaction.state.log.replication.factor"] == "3"
+    assert node["transaction.state.log.min.isr"] == "2"
+    assert node["offsets.topic.replication.factor"] == "3"
+    assert node["unclean.leader.election.enable"] == "false"
+    assert node["auto.create.topics.enable"] == "false"
+    assert node["controller.quorum.voters"] == ",".join(
+        f"{n['environment']['KAFKA_NODE_ID']}@{n['hostname']}:9093" for n in nodes.values())
     assert len({n["environment"]["KAFKA_NODE_ID"] for n in nodes.values()}) == 3
     for stage in STAGES:
         assert services[stage]["deploy"]["replicas"] >= 2, stage

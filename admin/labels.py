@@ -4,7 +4,7 @@
 # "If KATA detected an event", in a rule's KATA protection section.
 ACTION_LABELS = {"delete": "Delete message", "reject": "Reject", "skip": "Skip"}
 
-# The KATA connection state window's states (DESIGN section 6).
+# The KATA connection state window's states (docs/ARCHITECTURE.md, The KATA connection).
 CONNECTION_STATES = {
     "not_configured": "Not configured",
     "connecting": "Connecting",

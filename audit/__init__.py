@@ -1,6 +1,6 @@
 """Tamper evidence for the event log: per-partition hash chains, signed checkpoints in
-`katagate.audit`, and a verifier that recomputes every chain from offset 0 (DESIGN invariant 5).
-See audit/README.md."""
+`katagate.audit`, and a verifier that recomputes every chain from offset 0 (invariant 5 of
+docs/ARCHITECTURE.md). See audit/README.md."""
 
 from audit.chain import ZERO_HEAD, LogRecord, canonical, chain_head, next_head
 from audit.checkpoint import Checkpoint, sign, signature_valid

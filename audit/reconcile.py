@@ -1,6 +1,6 @@
-"""Accounting from the log alone: every message accepted with `250` (its `mail.received`) and
-what became of it — exactly one terminal event (DESIGN invariant 2), or, where none yet, why
-not and until when; duplicated terminals; terminals with no accepted message; quarantine slots
+"""Accounting from the log alone: every message accepted with `250` (its `mail.received`) and what
+became of it — exactly one terminal event (invariant 2 of docs/ARCHITECTURE.md), or, where none yet,
+why not and until when; duplicated terminals; terminals with no accepted message; quarantine slots
 still held; and messages that look like a sender's resend of an accepted one.
 
 Pure: `Reconciler.add` folds events (each once: read `katagate.mail` and the ledger topic

@@ -27,7 +27,7 @@ def effect_id(message_id: str, effect: str) -> uuid.UUID:
 
 
 def is_terminal(event: Event) -> bool:
-    """Every accepted message ends in exactly one of these (DESIGN invariant 2)."""
+    """Every accepted message ends in exactly one of these (invariant 2 of docs/ARCHITECTURE.md)."""
     return terminal_outcome(event) is not None
 
 

@@ -1,5 +1,5 @@
-"""DESIGN section 5's decision table, as data: what happens to a message for each outcome of
-its KATA scan. The stage that decides is not the stage that acts (apply carries it out)."""
+"""The decision table of docs/ARCHITECTURE.md, as data: what happens to a message for each outcome
+of its KATA scan. The stage that decides is not the stage that acts (apply carries it out)."""
 
 from __future__ import annotations
 

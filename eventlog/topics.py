@@ -1,4 +1,4 @@
-"""The topics of DESIGN section 2, their layout as data, and an idempotent `ensure_topics`.
+"""The topics of docs/ARCHITECTURE.md, their layout as data, and an idempotent `ensure_topics`.
 
 Partition counts matter beyond speed: the message id picks the partition, so a topic that exists
 with another count is reported, never silently used or grown.

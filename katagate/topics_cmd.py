@@ -1,4 +1,4 @@
-"""`katagate topics create|list`: the topics of DESIGN section 2, created idempotently."""
+"""`katagate topics create|list`: the topics of docs/ARCHITECTURE.md, created idempotently."""
 
 from __future__ import annotations
 

@@ -286,8 +286,8 @@ class NdrSuppressed(MailEvent):
 
 def terminal_outcome(event: Event) -> str | None:
     """The terminal event of a message, named: every accepted message ends in exactly one of
-    these (DESIGN invariant 2). An NDR for a failed delivery follows the failure, which is the
-    terminal event; an NDR for a KATA reject is itself the end."""
+    these (invariant 2 of docs/ARCHITECTURE.md). An NDR for a failed delivery follows the
+    failure, which is the terminal event; an NDR for a KATA reject is itself the end."""
     match event:
         case MessageDelivered():
             return "delivered"

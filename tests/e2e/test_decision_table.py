@@ -1,6 +1,6 @@
-"""Every row of DESIGN's decision table through the whole gateway: a real SMTP client, the
-real broker, the KATA emulator, the demo sink. What the sink received (bytes), what the sender
-received (NDR), which events were written."""
+"""Every row of the decision table (docs/ARCHITECTURE.md) through the whole gateway: a real SMTP
+client, the real broker, the KATA emulator, the demo sink. What the sink received (bytes), what the
+sender received (NDR), which events were written."""
 
 from __future__ import annotations
 

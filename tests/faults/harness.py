@@ -290,9 +290,9 @@ class Rig:
         return "\n".join(lines)
 
     def assert_nothing_lost(self, accepted: list[str]) -> dict[str, Any]:
-        """DESIGN section 7 after a fault: every message accepted with 250 has exactly one
-        terminal event, no quarantine slot is held, nothing is dead-lettered, and every
-        accepted message arrived at the next hop."""
+        """The invariants of docs/ARCHITECTURE.md after a fault: every message accepted with 250
+        has exactly one terminal event, no quarantine slot is held, nothing is dead-lettered, and
+        every accepted message arrived at the next hop."""
         accounts = self.settled()
         if accounts["duplicate_terminals"]:
             first = next(iter(accounts["duplicate_terminals"]))

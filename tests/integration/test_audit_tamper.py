@@ -1,4 +1,5 @@
-"""DESIGN invariant 5 on the real broker: a changed, removed or reordered event is detected.
+"""Invariant 5 of docs/ARCHITECTURE.md on the real broker: a changed, removed or reordered
+event is detected.
 
 A few hundred real events are written with the transactional producer (one transaction aborted,
 so the log has invisible records and markers), checkpointed twice, then copied record by record

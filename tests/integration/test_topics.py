@@ -1,4 +1,4 @@
-"""Topics of DESIGN section 2 are created with their layout, idempotently, and a topic that
+"""Topics of docs/ARCHITECTURE.md are created with their layout, idempotently, and a topic that
 exists with another partition count is reported, not used."""
 
 from __future__ import annotations

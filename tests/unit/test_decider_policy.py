@@ -1,4 +1,4 @@
-"""Every row of DESIGN section 5's decision table."""
+"""Every row of the decision table in docs/ARCHITECTURE.md."""
 
 from __future__ import annotations
 

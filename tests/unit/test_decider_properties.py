@@ -8,7 +8,7 @@ message on or deleting it, settings changes, the clock, and crashes — a consum
 memory and rebuilding it from the log up to where it had committed, as the shells do (the
 brain from the partition's start, or from the restore point committed beside its offset).
 
-Invariants (DESIGN section 7): the quarantine never exceeds the limits in force at each
+Invariants (docs/ARCHITECTURE.md): the quarantine never exceeds the limits in force at each
 admission; usage is the sum of what is held; one decision per message; a decided message
 holds no slot; a rebuilt consumer equals the one that never crashed, from either start; and
 once the clock passes every deadline, every message is decided and the quarantine is empty.

@@ -1,31 +1,7 @@
-"""Committed offsets that stay unstable because Kafka left a transaction's offset commit hanging.
-
-What happens (seen on the single-node broker killed with -9 while a transaction committed):
-the restarted broker loads the transaction log from its pre-crash metadata and starts writing
-the COMMIT markers before its listener is up; moments later the controller records the unclean
-shutdown, every partition is briefly without a leader, and the marker sender skips the
-leaderless `__consumer_offsets` partition as if its topic had been deleted (Kafka's
-TransactionMarkerChannelManager: "Couldn't find leader endpoint ... can be skipped"). The
-transaction is complete for its coordinator, so no one will ever abort it; the group
-coordinator keeps its offsets pending; and a `read_committed` consumer's offset fetch (which
-asks for stable offsets, KIP-447) answers UNSTABLE_OFFSET_COMMIT for ever. The stage cannot
-learn where to resume, and no mail moves.
-
-The group coordinator keeps pending offsets per producer id, not per transaction, and applies
-them all at the next marker of that producer id. A stage's producer keeps its transactional id
-(and with it the producer id) across restarts, so one more transaction of its own that commits
-offsets to the group ends the hang: the offsets we send are the last stable ones (read without
-asking for stability), which is the outcome Kafka's own remedy gives (`kafka-transactions.sh
-abort`): the inputs after them are read again. The brain and apply fold their own outputs
-beyond the committed offset (`restore_ahead`), so they decide nothing twice; the admission
-re-reads against its ledger (a soak run that ended its hang found nothing doubled).
-Offsets hanging under another instance's transactional id are left to that instance; this one
-says so and waits.
-
-Only after the offsets stayed unstable longer than any transaction of ours may live, plus the
-coordinator's sweep of expired transactions, is the commit treated as hanging: until then an
-unstable offset is an ordinary transaction of another instance still in flight.
-"""
+"""Committed offsets that stay unstable because Kafka left a transaction's offset commit hanging
+(a broker crash can lose its marker): past any transaction's life, the stage ends it with the last
+stable offsets under its own transactional id. Why and how:
+docs/decisions/0001-ending-a-hanging-offset-commit.md."""
 
 from __future__ import annotations
 

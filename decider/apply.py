@@ -19,7 +19,7 @@ from typing import Any, cast
 from decider.admission import new_control_view
 from decider.history import ControlHistory
 from decider.ndr import build_ndr, should_send_ndr
-from decider.parcels import Parcel, Parcels, effect_id
+from decider.parcels import Parcel, Parcels
 from decider.settings import DeciderSettings
 from decider.smtp_out import DeliveryOutcome, SessionCache, StartTls, deliver, next_retry
 from decider.subject_tag import tag_subject
@@ -48,6 +48,7 @@ from schemas import (
     SchemaError,
     decode_event,
 )
+from schemas.ids import EFFECTS, step_id
 
 log = logging.getLogger(__name__)
 DECIDER = PRINCIPALS["decider"]
@@ -194,7 +195,7 @@ class Apply:
     def _common(self, parcel: Parcel, effect: str) -> dict[str, Any]:
         decision = parcel.decision
         return {
-            "event_id": effect_id(parcel.message_id, effect), "occurred_at": self._clock(),
+            "event_id": step_id(EFFECTS, parcel.message_id, effect), "occurred_at": self._clock(),
             "producer": self._producer, "message_id": parcel.message_id,
             "correlation_id": parcel.correlation_id,
             "causation_id": decision.event_id if decision is not None else None,

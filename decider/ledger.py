@@ -4,7 +4,6 @@ release decisions. Only the single admission writer appends to it, so the limits
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,14 +17,10 @@ from schemas import (
     QuarantineReleased,
     Rule,
 )
+from schemas.ids import LEDGER, step_id
 
 # The product quarantines no message over 200 MB, whatever the limits say.
 MAX_MESSAGE_BYTES = 200 * 1024 * 1024
-_NS = uuid.UUID("9a4e2b1c-7d3f-4e5a-8b6c-0d1e2f3a4b5c")
-
-
-def ledger_id(message_id: str, step: str) -> uuid.UUID:
-    return uuid.uuid5(_NS, f"{message_id}:{step}")
 
 
 @dataclass
@@ -68,7 +63,7 @@ def admit(
 ) -> QuarantineAdmitted | QuarantineDenied:
     settings = control.settings
     common = {
-        "event_id": ledger_id(received.message_id, "admission"), "occurred_at": now,
+        "event_id": step_id(LEDGER, received.message_id, "admission"), "occurred_at": now,
         "producer": producer, "message_id": received.message_id,
         "correlation_id": received.correlation_id or received.event_id,
         "causation_id": received.event_id, "size": received.size,
@@ -98,7 +93,7 @@ def release(
     if size is None:
         return None
     return QuarantineReleased(
-        event_id=ledger_id(message_id, "released"), occurred_at=now, producer=producer,
+        event_id=step_id(LEDGER, message_id, "released"), occurred_at=now, producer=producer,
         message_id=message_id, correlation_id=getattr(caused_by, "correlation_id", None),
         causation_id=caused_by.event_id, size=size,
         cause=cause,

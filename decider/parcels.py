@@ -18,13 +18,6 @@ from schemas import (
     terminal_outcome,
 )
 
-_NS = uuid.UUID("5b2e8c71-0a9d-4f36-9e12-7c4d3b6a8f05")
-
-
-def effect_id(message_id: str, effect: str) -> uuid.UUID:
-    """One id per (message, effect): a redone effect writes the same event."""
-    return uuid.uuid5(_NS, f"{message_id}:{effect}")
-
 
 def is_terminal(event: Event) -> bool:
     """Every accepted message ends in exactly one of these (invariant 2 of docs/ARCHITECTURE.md)."""

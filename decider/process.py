@@ -33,15 +33,11 @@ from schemas import (
     ScanTimedOut,
     VerdictReceived,
 )
+from schemas.ids import DECISIONS, step_id
 
-_NS = uuid.UUID("3f0c9a52-61d4-4c1e-b7a4-2c6e8d1f5b90")
 REMEMBER_DECIDED = 100_000  # decided messages kept to recognise late verdicts
 # The decisions after which a verdict may still come: the scan was out, nobody waited for it.
 LATE_VERDICT_POSSIBLE = frozenset({"timeout", "forced_release", "deleted_by_admin"})
-
-
-def step_id(message_id: str, step: str) -> uuid.UUID:
-    return uuid.uuid5(_NS, f"{message_id}:{step}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +122,8 @@ def _decision_event(
 ) -> ActionDecided:
     decision = decide(outcome, rule)
     return ActionDecided(
-        event_id=step_id(pending.message_id, "decided"), occurred_at=now, producer=producer,
+        event_id=step_id(DECISIONS, pending.message_id, "decided"), occurred_at=now,
+        producer=producer,
         message_id=pending.message_id, correlation_id=pending.correlation_id,
         causation_id=cause.event_id if cause is not None else None,
         action=decision.action, tag=decision.tag, backup=decision.backup,
@@ -172,7 +169,7 @@ def react(
     if pending is None:
         if isinstance(event, VerdictReceived) and m in messages.decided:
             return [LateVerdictReceived(
-                event_id=step_id(m, "late-verdict"), occurred_at=now, producer=producer,
+                event_id=step_id(DECISIONS, m, "late-verdict"), occurred_at=now, producer=producer,
                 message_id=m, correlation_id=event.correlation_id, causation_id=event.event_id,
                 scan_id=event.scan_id, state=event.state, detects=event.detects,
                 after=LATE_AFTER.get(messages.decided[m], "timeout"),
@@ -189,7 +186,7 @@ def timeouts(
     for pending in messages.due(now):
         assert pending.deadline_at is not None  # noqa: S101 - only admitted ones have deadlines
         timed_out = ScanTimedOut(
-            event_id=step_id(pending.message_id, "timed-out"), occurred_at=now,
+            event_id=step_id(DECISIONS, pending.message_id, "timed-out"), occurred_at=now,
             producer=producer, message_id=pending.message_id,
             correlation_id=pending.correlation_id,
             scan_id=pending.message_id if pending.submitted else None,

@@ -33,13 +33,9 @@ from schemas import (
     ScanTimedOut,
     VerdictReceived,
 )
+from schemas.ids import SCANS, step_id
 
-_NS = uuid.UUID("0d6c7d2e-9b7e-4f43-8f0e-5c1a3b2d9e71")
 MAX_BACKOFF_S = 300.0
-
-
-def step_id(message_id: str, step: str) -> uuid.UUID:
-    return uuid.uuid5(_NS, f"{message_id}:{step}")
 
 
 @dataclass(frozen=True)
@@ -161,7 +157,7 @@ def submission_events(scan: Scan, outcome: Submitted | Refused, ctx: Ctx) -> lis
     }
     if isinstance(outcome, Submitted):
         return [ScanSubmitted(
-            event_id=step_id(scan.message_id, "submitted"), central_node=ctx.central_node,
+            event_id=step_id(SCANS, scan.message_id, "submitted"), central_node=ctx.central_node,
             sensor_id=ctx.sensor_id, **common,
         )]
     attempt = scan.attempts + 1
@@ -169,7 +165,7 @@ def submission_events(scan: Scan, outcome: Submitted | Refused, ctx: Ctx) -> lis
     if outcome.retry_after_s is not None:
         retry = max(retry, timedelta(seconds=min(outcome.retry_after_s, MAX_BACKOFF_S)))
     return [ScanFailed(
-        event_id=step_id(scan.message_id, f"failed-{attempt}"), reason=outcome.reason,
+        event_id=step_id(SCANS, scan.message_id, f"failed-{attempt}"), reason=outcome.reason,
         detail=outcome.detail[:1000], attempt=attempt, final=outcome.final, **common,
     )]
 
@@ -177,7 +173,7 @@ def submission_events(scan: Scan, outcome: Submitted | Refused, ctx: Ctx) -> lis
 def content_unavailable(scan: Scan, detail: str, ctx: Ctx) -> list[Event]:
     attempt = scan.attempts + 1
     return [ScanFailed(
-        event_id=step_id(scan.message_id, f"failed-{attempt}"), occurred_at=ctx.now,
+        event_id=step_id(SCANS, scan.message_id, f"failed-{attempt}"), occurred_at=ctx.now,
         producer=ctx.producer, message_id=scan.message_id, scan_id=scan.message_id,
         correlation_id=scan.correlation_id, reason="content_unavailable",
         detail=detail[:1000], attempt=attempt, final=True,
@@ -192,7 +188,7 @@ def poll_failure_events(book: Book, refused: Refused, ctx: Ctx) -> list[Event]:
             continue
         attempt = scan.attempts + 1
         events.append(ScanFailed(
-            event_id=step_id(scan.message_id, f"poll-failed-{attempt}"), occurred_at=ctx.now,
+            event_id=step_id(SCANS, scan.message_id, f"poll-failed-{attempt}"), occurred_at=ctx.now,
             producer=ctx.producer, message_id=scan.message_id, scan_id=scan.message_id,
             correlation_id=scan.correlation_id, reason=refused.reason,
             detail=f"state poll: {refused.detail}"[:1000], attempt=attempt, final=False,
@@ -221,10 +217,11 @@ def verdict_events(
             "state": status.state, "detects": found,
         }
         if scan.late_after is None:
-            events.append(VerdictReceived(event_id=step_id(scan.message_id, "verdict"), **common))
+            events.append(VerdictReceived(
+                event_id=step_id(SCANS, scan.message_id, "verdict"), **common))
         else:
             events.append(LateVerdictReceived(
-                event_id=step_id(scan.message_id, "late-verdict"), after=scan.late_after,
+                event_id=step_id(SCANS, scan.message_id, "late-verdict"), after=scan.late_after,
                 **common,
             ))
     return events

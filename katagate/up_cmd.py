@@ -70,127 +70,149 @@ def _state_dir(config: dict[str, Any]) -> Path:
 
 
 def _up(args: argparse.Namespace) -> int:
+    """The whole gateway, step by step; everything started is stopped on the way out."""
     config = load_config(args.config)
     state = _state_dir(config)
     state.mkdir(parents=True, exist_ok=True)
-    kafka_cfg = config.get("kafka", {})
     supervisor = Supervisor(ROOT)
-    broker: LocalBroker | None = None
+    brokers: list[LocalBroker] = []
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     (state / "up.pid").write_text(f"{os.getpid()}\n")
     try:
-        servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_cfg.get("bootstrap_servers")
-        # The stages' librdkafka properties: one file, or a folder of one per principal.
-        client_files = {name: os.environ.get(name) or kafka_cfg.get(key) for name, key in (
-            ("KATAGATE_KAFKA_CONFIG", "config_file"), ("KATAGATE_KAFKA_CONFIG_DIR", "config_dir"))}
-        secure = args.secure
-        if not servers:
-            broker = LocalBroker(state / "broker", secure=True if args.secure else None)
-            started = broker.start(port=int(kafka_cfg.get("broker_port", 9092)))
-            servers = started.bootstrap_servers or ""
-            if started.clients_dir is not None:
-                client_files["KATAGATE_KAFKA_CONFIG_DIR"] = str(started.clients_dir)
-                secure = True
-        prefix = os.environ.get("KATAGATE_TOPIC_PREFIX", kafka_cfg.get("topic_prefix", "katagate"))
-        common = {"KAFKA_BOOTSTRAP_SERVERS": servers, "KATAGATE_TOPIC_PREFIX": prefix,
-                  **{name: str(Path(value).resolve()) for name, value in client_files.items()
-                     if value}}
-        os.environ.update(common)
-        kafka = KafkaSettings(principal="admin")
-        check_cluster(kafka)
-        ensure_topics(new_admin(kafka), kafka)
-        print(f"kafka={servers}", flush=True)
-        if secure:
-            _apply_grants(kafka)
-            print(f"kafka-config-dir={os.environ.get('KATAGATE_KAFKA_CONFIG_DIR', '')}",
-                  flush=True)
-
-        kata_cfg = config.get("kata", {})
-        emulator_cfg = config.get("emulator", {"enabled": True})
-        node_address, node_port = kata_cfg.get("central_node", "emulator"), kata_cfg.get(
-            "central_node_port", 443)
-        if emulator_cfg.get("enabled", True):
-            argv = python_module("kata_emulator", "serve", "--state", str(state / "kata"),
-                                 "--port", str(emulator_cfg.get("port", 8443)),
-                                 "--log-level", "WARNING")
-            if emulator_cfg.get("rules"):
-                argv += ["--rules", str(Path(emulator_cfg["rules"]).resolve())]
-            emulator = supervisor.start(Child("kata-emulator", argv, state / "logs" /
-                                              "kata-emulator.log",
-                                              ready_prefix="kata-emulator listening on"))
-            url = emulator.ready_line.split("listening on ", 1)[1].split()[0]
-            print(f"kata={url}", flush=True)
-            if node_address == "emulator":
-                node_address, node_port = "127.0.0.1", int(url.rsplit(":", 1)[1])
-        sink_cfg = config.get("sink", {"enabled": True})
-        if sink_cfg.get("enabled", True):
-            sink = supervisor.start(Child(
-                "sink", python_module("katagate", "sink", "run", "--port",
-                                      str(sink_cfg.get("port", 2526)), "--dir",
-                                      str(state / "sink")),
-                state / "logs" / "sink.log", ready_prefix="sink="))
-            print(sink.ready_line.split()[0], flush=True)
-
-        _first_start(kafka, kata_cfg, node_address, int(node_port))
-        metrics_base = int(config.get("metrics", {}).get("base_port", 9101))
-        # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..4.
-        metrics = {name: metrics_base + i for i, name in enumerate(
-            ("ingest", "scanner", "decider", "projector", "console"))}
-        stages = {
-            "scanner": {**section_env("SCANNER", {"metrics_port": metrics["scanner"],
-                                                  **config.get("scanner", {})}),
-                        "KATAGATE_SCANNER_STATE_DIR": os.environ.get(
-                            "KATAGATE_SCANNER_STATE_DIR", str(state))},
-            "decider": section_env("DECIDER", {"metrics_port": metrics["decider"],
-                                               **config.get("decider", {})}),
-        }
-        for name, env in stages.items():
-            supervisor.start(Child(name, python_module("katagate", name, "run"),
-                                   state / "logs" / f"{name}.log", env=env))
-        projector_cfg = config.get("projector", {})
-        projector = supervisor.start(Child(
-            "projector", python_module("katagate", "projector", "run", "--port",
-                                       str(projector_cfg.get("port", 8080)), "--state-dir",
-                                       str(state / "projector")),
-            state / "logs" / "projector.log",
-            env=section_env("PROJECTOR", {"metrics_port": metrics["projector"],
-                                          **{k: v for k, v in projector_cfg.items()
-                                             if k != "port"}}),
-            ready_prefix="projector="))
-        print(projector.ready_line.split()[0], flush=True)
-        _start_console(supervisor, config.get("console", {}), state,
-                       _projector_url(projector.ready_line),
-                       _console_token(state, projector_cfg), metrics["console"])
-        supervisor.start(Child(
-            "audit", python_module("katagate", "audit", "checkpoint", "run"),
-            # The audit key stays where `katagate audit verify` looks for it by default.
-            state / "logs" / "audit.log"))
-        ingest = supervisor.start(Child(
-            "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
-            env=section_env("INGEST", {"metrics_port": metrics["ingest"],
-                                       **config.get("ingest", {})}), ready_prefix="smtp="))
-        print(ingest.ready_line.split()[0], flush=True)
-        print("metrics=" + ",".join(f"{name}:127.0.0.1:{port}" for name, port in metrics.items()),
-              flush=True)
-        print(f"logs={state / 'logs'}", flush=True)
-        if args.accept_sensor and emulator_cfg.get("enabled", True):
+        kafka = _kafka(config.get("kafka", {}), state, args.secure, brokers)
+        node_address, node_port = _kata_node(supervisor, config, state)
+        _sink(supervisor, config.get("sink", {"enabled": True}), state)
+        _first_start(kafka, config.get("kata", {}), node_address, node_port)
+        _stages(supervisor, config, state)
+        if args.accept_sensor and config.get("emulator", {"enabled": True}).get("enabled", True):
             _accept_sensor(supervisor, state / "kata", stop)
         print("katagate is up; Ctrl-C or `katagate down` stops it", flush=True)
-        while not stop.is_set():
-            if dead := supervisor.dead():
-                code = dead[0].process.returncode if dead[0].process else None
-                print(f"{dead[0].name} exited with {code}; see {dead[0].log}; stopping",
-                      flush=True)
-                return 1
-            stop.wait(0.5)
-        return 0
+        return _watch(supervisor, stop)
     finally:
         supervisor.stop_all()
-        if broker is not None:
+        for broker in brokers:
             broker.stop()
         (state / "up.pid").unlink(missing_ok=True)
+
+
+def _kafka(kafka_cfg: dict[str, Any], state: Path, secure: bool,
+           brokers: list[LocalBroker]) -> KafkaSettings:
+    """The cluster named, or a local broker (secure if asked or set up so); the environment
+    every stage inherits; the topics; with a secure backbone, the grants."""
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or kafka_cfg.get("bootstrap_servers")
+    # The stages' librdkafka properties: one file, or a folder of one per principal.
+    client_files = {name: os.environ.get(name) or kafka_cfg.get(key) for name, key in (
+        ("KATAGATE_KAFKA_CONFIG", "config_file"), ("KATAGATE_KAFKA_CONFIG_DIR", "config_dir"))}
+    if not servers:
+        broker = LocalBroker(state / "broker", secure=True if secure else None)
+        brokers.append(broker)
+        started = broker.start(port=int(kafka_cfg.get("broker_port", 9092)))
+        servers = started.bootstrap_servers or ""
+        if started.clients_dir is not None:
+            client_files["KATAGATE_KAFKA_CONFIG_DIR"] = str(started.clients_dir)
+            secure = True
+    prefix = os.environ.get("KATAGATE_TOPIC_PREFIX", kafka_cfg.get("topic_prefix", "katagate"))
+    os.environ.update({"KAFKA_BOOTSTRAP_SERVERS": servers, "KATAGATE_TOPIC_PREFIX": prefix,
+                       **{name: str(Path(value).resolve())
+                          for name, value in client_files.items() if value}})
+    kafka = KafkaSettings(principal="admin")
+    check_cluster(kafka)
+    ensure_topics(new_admin(kafka), kafka)
+    print(f"kafka={servers}", flush=True)
+    if secure:
+        _apply_grants(kafka)
+        print(f"kafka-config-dir={os.environ.get('KATAGATE_KAFKA_CONFIG_DIR', '')}", flush=True)
+    return kafka
+
+
+def _kata_node(supervisor: Supervisor, config: dict[str, Any], state: Path) -> tuple[str, int]:
+    """The Central Node's address: the configured one, or the emulator started here."""
+    kata_cfg = config.get("kata", {})
+    emulator_cfg = config.get("emulator", {"enabled": True})
+    address = kata_cfg.get("central_node", "emulator")
+    port = int(kata_cfg.get("central_node_port", 443))
+    if not emulator_cfg.get("enabled", True):
+        return address, port
+    argv = python_module("kata_emulator", "serve", "--state", str(state / "kata"),
+                         "--port", str(emulator_cfg.get("port", 8443)), "--log-level", "WARNING")
+    if emulator_cfg.get("rules"):
+        argv += ["--rules", str(Path(emulator_cfg["rules"]).resolve())]
+    emulator = supervisor.start(Child("kata-emulator", argv, state / "logs" / "kata-emulator.log",
+                                      ready_prefix="kata-emulator listening on"))
+    url = emulator.ready_line.split("listening on ", 1)[1].split()[0]
+    print(f"kata={url}", flush=True)
+    if address == "emulator":
+        return "127.0.0.1", int(url.rsplit(":", 1)[1])
+    return address, port
+
+
+def _sink(supervisor: Supervisor, sink_cfg: dict[str, Any], state: Path) -> None:
+    if not sink_cfg.get("enabled", True):
+        return
+    sink = supervisor.start(Child(
+        "sink", python_module("katagate", "sink", "run", "--port",
+                              str(sink_cfg.get("port", 2526)), "--dir", str(state / "sink")),
+        state / "logs" / "sink.log", ready_prefix="sink="))
+    print(sink.ready_line.split()[0], flush=True)
+
+
+def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None:
+    """Scanner and decider, the projector and the console, the audit checkpointer, and ingest
+    last: mail is accepted only once everything behind it runs."""
+    metrics_base = int(config.get("metrics", {}).get("base_port", 9101))
+    # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..4.
+    metrics = {name: metrics_base + i for i, name in enumerate(
+        ("ingest", "scanner", "decider", "projector", "console"))}
+    stages = {
+        "scanner": {**section_env("SCANNER", {"metrics_port": metrics["scanner"],
+                                              **config.get("scanner", {})}),
+                    "KATAGATE_SCANNER_STATE_DIR": os.environ.get(
+                        "KATAGATE_SCANNER_STATE_DIR", str(state))},
+        "decider": section_env("DECIDER", {"metrics_port": metrics["decider"],
+                                           **config.get("decider", {})}),
+    }
+    for name, env in stages.items():
+        supervisor.start(Child(name, python_module("katagate", name, "run"),
+                               state / "logs" / f"{name}.log", env=env))
+    projector_cfg = config.get("projector", {})
+    projector = supervisor.start(Child(
+        "projector", python_module("katagate", "projector", "run", "--port",
+                                   str(projector_cfg.get("port", 8080)), "--state-dir",
+                                   str(state / "projector")),
+        state / "logs" / "projector.log",
+        env=section_env("PROJECTOR", {"metrics_port": metrics["projector"],
+                                      **{k: v for k, v in projector_cfg.items()
+                                         if k != "port"}}),
+        ready_prefix="projector="))
+    print(projector.ready_line.split()[0], flush=True)
+    _start_console(supervisor, config.get("console", {}), state,
+                   _projector_url(projector.ready_line),
+                   _console_token(state, projector_cfg), metrics["console"])
+    supervisor.start(Child(
+        "audit", python_module("katagate", "audit", "checkpoint", "run"),
+        # The audit key stays where `katagate audit verify` looks for it by default.
+        state / "logs" / "audit.log"))
+    ingest = supervisor.start(Child(
+        "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
+        env=section_env("INGEST", {"metrics_port": metrics["ingest"],
+                                   **config.get("ingest", {})}), ready_prefix="smtp="))
+    print(ingest.ready_line.split()[0], flush=True)
+    print("metrics=" + ",".join(f"{name}:127.0.0.1:{port}" for name, port in metrics.items()),
+          flush=True)
+    print(f"logs={state / 'logs'}", flush=True)
+
+
+def _watch(supervisor: Supervisor, stop: threading.Event) -> int:
+    """Until asked to stop (0), or until a child dies (1: everything is stopped)."""
+    while not stop.is_set():
+        if dead := supervisor.dead():
+            code = dead[0].process.returncode if dead[0].process else None
+            print(f"{dead[0].name} exited with {code}; see {dead[0].log}; stopping", flush=True)
+            return 1
+        stop.wait(0.5)
+    return 0
 
 
 def _apply_grants(kafka: KafkaSettings) -> None:

@@ -16,8 +16,3 @@ def spki_fingerprint(certificate: x509.Certificate) -> str:
 
 def fingerprint_of_der(der: bytes) -> str:
     return spki_fingerprint(x509.load_der_x509_certificate(der))
-
-
-def fingerprint_of_pem(pem: bytes | str) -> str:
-    data = pem.encode() if isinstance(pem, str) else pem
-    return spki_fingerprint(x509.load_pem_x509_certificate(data))

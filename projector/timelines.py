@@ -16,17 +16,10 @@ from typing import Any
 from projector.canonical import jsonable, micros, timestamp
 from projector.store import TimelineStore
 from projector.summary import Key
-from schemas import MailEvent, decode_event
+from schemas import MAIL_LIFECYCLE, MailEvent, decode_event
 
 # The lifecycle order of event types, to order events stamped with the same instant.
-STAGE_ORDER = {name: rank for rank, name in enumerate((
-    "mail.received", "quarantine.admitted", "quarantine.denied", "scan.submitted",
-    "scan.failed", "scan.verdict", "scan.timed_out", "quarantine.forced_release",
-    "quarantine.forced_delete",
-    "action.decided", "quarantine.released", "backup.stored", "delivery.deferred",
-    "delivery.delivered", "delivery.failed", "message.discarded", "ndr.sent", "ndr.suppressed",
-    "scan.late_verdict",
-))}
+STAGE_ORDER = {name: rank for rank, name in enumerate(MAIL_LIFECYCLE)}
 # Envelope fields shown on their own; bulky fields a timeline does not need.
 _ENVELOPE = {"type", "schema_version", "event_id", "occurred_at", "producer", "message_id",
              "correlation_id", "causation_id"}

@@ -23,7 +23,7 @@ from schemas.control import (
     RuleKataToggled,
     SensorKeyGenerated,
 )
-from schemas.envelope import Event
+from schemas.envelope import Event, MailEvent
 from schemas.errors import SchemaError
 from schemas.mail import (
     ActionDecided,
@@ -95,6 +95,17 @@ CURRENT_VERSIONS: dict[str, int] = {
 }
 if len(EVENT_TYPES) != len(_classes()):
     raise RuntimeError("two event classes share a type string")
+
+# A message's events in the order of its life: what orders events stamped with the same
+# instant (the projector's timelines). Every mail event of the union has its place.
+MAIL_LIFECYCLE: tuple[str, ...] = tuple(cls.model_fields["type"].default for cls in (
+    MessageReceived, QuarantineAdmitted, QuarantineDenied, ScanSubmitted, ScanFailed,
+    VerdictReceived, ScanTimedOut, ForcedRelease, ForcedDelete, ActionDecided,
+    QuarantineReleased, BackupStored, DeliveryDeferred, MessageDelivered, DeliveryFailed,
+    MessageDiscarded, NdrSent, NdrSuppressed, LateVerdictReceived))
+if set(MAIL_LIFECYCLE) != {name for name, cls in EVENT_TYPES.items()
+                           if issubclass(cls, MailEvent)}:
+    raise RuntimeError("MAIL_LIFECYCLE must place every mail event of the union, once")
 
 
 def encode_event(event: Event) -> bytes:

@@ -1,4 +1,5 @@
-"""Event ids derived from (message, step) are the ids already in the log: given the same
+"""Ids and orders derived from the event union stay what the log was written with. Event ids
+derived from (message, step) are the ids already in the log: given the same
 message and step, each part's namespace gives what the code gave before it shared one
 function. A change here would make a step redone after an upgrade write a second event."""
 
@@ -20,3 +21,14 @@ def test_given_two_parts_then_the_same_step_never_gets_the_same_id():
     ids = {step_id(namespace, "M1", "step") for namespace in (LEDGER, EFFECTS, DECISIONS, SCANS)}
     assert len(ids) == 4
     assert all(isinstance(i, uuid.UUID) for i in ids)
+
+
+def test_given_the_union_then_the_lifecycle_order_is_the_one_timelines_were_ordered_by():
+    from schemas import MAIL_LIFECYCLE
+
+    assert MAIL_LIFECYCLE == (
+        "mail.received", "quarantine.admitted", "quarantine.denied", "scan.submitted",
+        "scan.failed", "scan.verdict", "scan.timed_out", "quarantine.forced_release",
+        "quarantine.forced_delete", "action.decided", "quarantine.released", "backup.stored",
+        "delivery.deferred", "delivery.delivered", "delivery.failed", "message.discarded",
+        "ndr.sent", "ndr.suppressed", "scan.late_verdict")

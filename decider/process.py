@@ -99,7 +99,7 @@ class Messages:
         was out. Of the events of a message it no longer holds, only a decision that may meet
         a late verdict changes anything, and such a message is no longer held only when the
         `REMEMBER_DECIDED` bound dropped it; so a restore may begin at the oldest held
-        message's `MessageReceived` (see `Brain.restore_point`)."""
+        message's `MessageReceived` (see `Decisions.restore_point`)."""
         return message_id in self.pending or message_id in self.decided
 
     def forget(self, partitions: set[int]) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from decider.admission import Admission, new_control_view
-from decider.brain import Brain
+from decider.decisions import Decisions
 from decider.settings import DeciderSettings
 from eventlog.election import Election
 from eventlog.loop import TransactionalLoop
@@ -77,7 +77,7 @@ def run_brain(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
                                                   f"decider-{settings.instance_id}"),
         instance_id=f"decider-{settings.instance_id}",
         topics=[names.mail],
-        handler=Brain(names, control, ProducerRef(stage="decider",
+        handler=Decisions(names, control, ProducerRef(stage="decider",
                                                   instance=settings.instance_id), clock),
         dead_letter_topic=names.deadletter,
     )

@@ -26,12 +26,12 @@ from confluent_kafka import (
 from eventlog import restore_points
 from eventlog.clients import new_consumer, new_reader
 from eventlog.errors import ConsumerFailed, KatagateError
-from eventlog.hanging import CommittedOffsets
 from eventlog.lag import LagMeter
 from eventlog.metrics import LOOP_BATCHES, LOOP_DEAD_LETTERED, LOOP_RECORDS
 from eventlog.producer import TransactionalProducer, TransactionFailed
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
+from eventlog.stuck_offsets import CommittedOffsets
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ def test_a_broker_crash_gets_451s_never_a_250_and_loses_nothing(private_broker: 
                                                                  tmp_path):
     """In CI (300 messages, a 6 s outage). About one run in ten, the restarted broker leaves a
     transaction's offset commit hanging (Kafka drops markers while its partitions are briefly
-    leaderless): the stage ends it after a transaction's life (eventlog/hanging.py), and the
+    leaderless): the stage ends it after a transaction's life (eventlog/stuck_offsets.py), and the
     run takes a minute more."""
     kafka = private_broker.namespace("outage")
     # A sender waits at most this long for its reply: shorter than the outage.

@@ -16,9 +16,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from eventlog.clients import new_consumer
-from eventlog.hanging import CommittedOffsets, OffsetsHanging, stable_committed
 from eventlog.metrics import HANGING_OFFSET_COMMITS
 from eventlog.producer import ProducerWedged, TransactionalProducer
+from eventlog.stuck_offsets import CommittedOffsets, OffsetsHanging, stable_committed
 from eventlog.topics import TopicNames
 
 pytestmark = pytest.mark.kafka

@@ -24,7 +24,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from decider.brain import OWN_DECISIONS
+from decider.decisions import OWN_DECISIONS
 from decider.ledger import Ledger, admit, release
 from decider.process import Messages, react, timeouts
 from eventlog.restore_points import RestorePoints
@@ -84,10 +84,10 @@ class Admission:
         return produced
 
 
-class Brain:
+class DecisionsModel:
     def __init__(self) -> None:
         self.messages = Messages()
-        self.points = RestorePoints()  # as the shell keeps them (decider.brain.Brain._fold)
+        self.points = RestorePoints()  # as the shell keeps them (decider.decisions.Decisions._fold)
         self.read = 0
 
     def fold(self, event: Event, offset: int) -> None:
@@ -109,7 +109,7 @@ class DeciderMachine(RuleBasedStateMachine):
         self.log: list[Event] = []  # the partition (ledger events mirrored here)
         self.ledger_topic: list[Event] = []
         self.admission = Admission()
-        self.brain = Brain()
+        self.brain = DecisionsModel()
         self.now = T0
         self.config = control(3, 4)
         self.count = 0
@@ -193,8 +193,8 @@ class DeciderMachine(RuleBasedStateMachine):
     def the_brain_crashes_and_rebuilds_from_the_partition(self) -> None:
         before = (set(self.brain.messages.pending), dict(self.brain.messages.decided))
         # As the loop restores: everything up to the committed position, and after it only
-        # the brain's own decisions (Brain.restore_ahead).
-        rebuilt = Brain()
+        # the brain's own decisions (Decisions.restore_ahead).
+        rebuilt = DecisionsModel()
         for offset in range(self.brain.read):
             rebuilt.fold(self.log[offset], offset)
         for event in self.log[self.brain.read:]:
@@ -211,7 +211,7 @@ class DeciderMachine(RuleBasedStateMachine):
         before = (set(self.brain.messages.pending), dict(self.brain.messages.decided))
         point = self.brain.points.point(0, self.brain.messages.holds)
         start = self.brain.read if point is None else min(point, self.brain.read)
-        rebuilt = Brain()
+        rebuilt = DecisionsModel()
         for offset in range(start, self.brain.read):
             rebuilt.fold(self.log[offset], offset)
         for event in self.log[self.brain.read:]:

@@ -30,7 +30,7 @@ from schemas import (
 OWN_DECISIONS = (ActionDecided, ScanTimedOut, LateVerdictReceived)
 
 
-class Brain:
+class Decisions:
     def __init__(
         self,
         topics: TopicNames,

@@ -15,11 +15,13 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from schemas.errors import KatagateError
+
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_TOKENS = 100
 
 
-class TokenError(ValueError):
+class TokenError(KatagateError, ValueError):
     """A token request that cannot be done; the message names the field and why."""
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 
+from schemas.errors import KatagateError
+
 # `central_node_port: must be ...`, `kata.action: must be ...`: the field a message starts with.
 _FIELD = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?): ")
 
 
-class InvalidCommand(ValueError):
+class InvalidCommand(KatagateError, ValueError):
     """A command that changes nothing; the message names the field and what it accepts."""
 
     def __init__(self, message: str, *, field: str | None = None,

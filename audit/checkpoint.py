@@ -16,13 +16,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.errors import KatagateError
+
 FORMAT = "katagate.audit.checkpoint"
 HEX64 = r"^[0-9a-f]{64}$"
 # Headers of the audit record, so tools can tell a checkpoint without parsing it.
 HEADERS = (("katagate-type", b"audit.checkpoint"), ("katagate-version", b"1"))
 
 
-class CheckpointError(ValueError):
+class CheckpointError(KatagateError, ValueError):
     """The record is not a readable checkpoint."""
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from schemas.errors import KatagateError
+
 PRIVATE_FILE = "audit.key"
 PUBLIC_FILE = "audit.pub"
 
 
-class AuditKeyError(ValueError):
+class AuditKeyError(KatagateError, ValueError):
     """A key file is missing, unreadable, too open, or not an Ed25519 key."""
 
 

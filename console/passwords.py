@@ -7,6 +7,8 @@ import base64
 import hashlib
 import hmac
 
+from schemas.errors import KatagateError
+
 # RFC 7914's interactive-login parameters: about 50 ms and 16 MiB per check on this machine.
 N, R, P = 2**14, 8, 1
 DIGEST_BYTES = 32
@@ -14,7 +16,7 @@ SALT_BYTES = 16
 MIN_LENGTH, MAX_LENGTH = 8, 1024  # the upper bound keeps one login from costing much more
 
 
-class BadPassword(ValueError):
+class BadPassword(KatagateError, ValueError):
     """A new password that is not acceptable; the message says why."""
 
 

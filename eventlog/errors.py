@@ -1,8 +1,9 @@
-"""The one exception root of the Kafka plumbing; domain outcomes are events, never these."""
+"""The Kafka plumbing's errors; domain outcomes are events, never these. Their root,
+`KatagateError`, is the project's one exception root (`schemas.errors`)."""
 
+from schemas.errors import KatagateError
 
-class KatagateError(Exception):
-    """Root of every error katagate raises on purpose."""
+__all__ = ["BrokerError", "ConsumerFailed", "KafkaUnavailable", "KatagateError", "TopicError"]
 
 
 class BrokerError(KatagateError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from schemas.errors import KatagateError
 
-class EmulatorError(Exception):
+
+class EmulatorError(KatagateError):
     """Something the operator can fix (a bad state folder, an unknown sensor, a bad rules file)."""

@@ -10,12 +10,14 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
+from schemas.errors import KatagateError
+
 SCAN_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 MAX_PARTS = 16
 MAX_HEADER_BYTES = 8192
 
 
-class FormError(ValueError):
+class FormError(KatagateError, ValueError):
     """The request body is not the form the API documents; the message says which field."""
 
 

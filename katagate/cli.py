@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from eventlog.errors import KatagateError
+        from schemas.errors import KatagateError
 
         if not isinstance(exc, KatagateError):
             raise

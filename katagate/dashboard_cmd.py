@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from schemas.errors import KatagateError
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "katagate.json"
 README = ROOT / "README.md"
@@ -28,7 +30,7 @@ KINDS = {
 }
 
 
-class DashboardSectionMissing(Exception):
+class DashboardSectionMissing(KatagateError):
     """The README has no generated dashboard section (its two marker lines)."""
 
 

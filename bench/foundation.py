@@ -23,6 +23,7 @@ from bench.machine import machine
 from eventlog.broker import LocalBroker, free_port
 from eventlog.broker.classpath import classpath_dir, default_cache_dir, kafka_version
 from eventlog.clients import new_admin, new_consumer, new_producer
+from eventlog.handler import Handler
 from eventlog.loop import TransactionalLoop
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Consumed, Outgoing
@@ -116,21 +117,21 @@ def bare_copy(settings: KafkaSettings, src: str, dst: str, n: int) -> float:
     return n / (time.monotonic() - began)
 
 
-class CopyBytes:
+class CopyBytes(Handler):
     def __init__(self, dst: str) -> None:
         self.dst = dst
 
-    def handle(self, record: Consumed) -> list[Outgoing]:
+    def decide(self, record: Consumed) -> list[Outgoing]:
         return [Outgoing(self.dst, record.value or b"", record.key)]
 
 
-class DecodeAndEncode:
+class DecodeAndEncode(Handler):
     """What a stage does at least: decode the event, validate it, encode an event back."""
 
     def __init__(self, dst: str) -> None:
         self.dst = dst
 
-    def handle(self, record: Consumed) -> list[Outgoing]:
+    def decide(self, record: Consumed) -> list[Outgoing]:
         return [Outgoing.event(self.dst, decode_event(record.value or b""))]
 
 

@@ -18,7 +18,7 @@ from decider.history import ControlHistory, evolve_history
 from decider.ledger import Ledger, admit, release
 from eventlog.errors import KafkaUnavailable
 from eventlog.folded import FoldedTopic
-from eventlog.loop import Poison
+from eventlog.handler import Handler, Poison
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -56,7 +56,7 @@ def fold_ledger(kafka: KafkaSettings, timeout_s: float = 60.0) -> Ledger:
         folded.close()
 
 
-class Admission:
+class Admission(Handler):
     def __init__(
         self,
         kafka: KafkaSettings,
@@ -73,7 +73,7 @@ class Admission:
         log.info("quarantine ledger: %d messages, %d bytes held",
                  self.ledger.messages_in_use, self.ledger.bytes_in_use)
 
-    def handle(self, record: Consumed) -> list[Outgoing]:
+    def decide(self, record: Consumed) -> list[Outgoing]:
         try:
             event = decode_event(record.value or b"")
         except SchemaError as exc:
@@ -119,9 +119,6 @@ class Admission:
     def aborted(self) -> None:
         # The ledger was changed eagerly for the aborted batch: read it again from the log.
         self.ledger = fold_ledger(self._kafka)
-
-    def committed(self) -> None:
-        pass
 
 
 def new_control_view(kafka: KafkaSettings) -> FoldedTopic[ControlHistory]:

@@ -72,6 +72,10 @@ class Parcels:
             case _ if is_terminal(event):
                 self.live.pop(m, None)
 
+    def holds(self, message_id: str) -> bool:
+        """Whether the message is still carried (received, not yet at its terminal event)."""
+        return message_id in self.live
+
     def forget(self, partitions: set[int]) -> None:
         self.live = {m: p for m, p in self.live.items() if p.partition not in partitions}
 

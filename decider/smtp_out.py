@@ -4,7 +4,7 @@
 the next hop does. Outcomes:
 
 - **delivered**: the next hop took the message (`250` after the data) for the recipients it
-  accepted; others may have been refused at RCPT (see `retry` and `failed_for`).
+  accepted; others may have been refused at RCPT (`recipients` holds each RCPT reply).
 - **deferred**: try again later — a `4xx` reply (greeting, MAIL, RCPT for all, DATA), a `5xx`
   greeting (the host refuses to talk to us now: Postfix skips such hosts), a refused, reset,
   timed-out or dropped connection, a failed TLS handshake, STARTTLS required but not offered.
@@ -89,30 +89,6 @@ class DeliveryOutcome:
         if self.kind != "delivered":
             return []
         return [r.recipient for r in self.recipients if r.accepted]
-
-    def retry(self, recipients: list[str]) -> list[str]:
-        """Of `recipients` (those attempted), the ones to try again later."""
-        if self.kind == "failed":
-            return []
-        results = {r.recipient: r for r in self.recipients}
-
-        def again(recipient: str) -> bool:
-            result = results.get(recipient)
-            if result is None:  # RCPT not reached
-                return True
-            if result.accepted:  # taken, unless the data itself was deferred
-                return self.kind == "deferred"
-            return not result.permanent
-
-        return [r for r in recipients if again(r)]
-
-    def failed_for(self, recipients: list[str]) -> list[str]:
-        """Of `recipients` (those attempted), the ones that failed for good."""
-        if self.kind == "failed":
-            return list(recipients)
-        results = {r.recipient: r for r in self.recipients}
-        return [r for r in recipients if r in results and not results[r].accepted
-                and results[r].permanent]
 
 
 def deliver(

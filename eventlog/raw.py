@@ -5,6 +5,7 @@ event that points at them, read back by their offsets.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -195,6 +196,32 @@ def _spans(offsets: list[int]) -> list[tuple[int, int]]:
         else:
             spans.append((offset, offset))
     return spans
+
+
+class RawReaders:
+    """One `RawReader` per thread (a consumer is not shared between threads), all closed
+    together: for stages that read raw messages from a pool of worker threads."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._local = threading.local()
+        self._all: list[RawReader] = []
+        self._lock = threading.Lock()
+
+    def mine(self) -> RawReader:
+        """The calling thread's reader, created on its first use."""
+        reader: RawReader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = RawReader(self._settings)
+            with self._lock:
+                self._all.append(reader)
+        return reader
+
+    def close(self) -> None:
+        with self._lock:
+            readers, self._all = self._all, []
+        for reader in readers:
+            reader.close()
 
 
 def prefetch(reader: RawReader, wants: list[tuple[RawWant, int]],

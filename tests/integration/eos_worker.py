@@ -8,17 +8,18 @@ import os
 import threading
 import time
 
+from eventlog.handler import Handler
 from eventlog.loop import TransactionalLoop
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
 
 
-class CopyHandler:
+class CopyHandler(Handler):
     def __init__(self, out_topic: str, sleep_s: float) -> None:
         self.out_topic = out_topic
         self.sleep_s = sleep_s
 
-    def handle(self, record: Consumed) -> list[Outgoing]:
+    def decide(self, record: Consumed) -> list[Outgoing]:
         if self.sleep_s:
             time.sleep(self.sleep_s)
         return [Outgoing(

@@ -8,7 +8,9 @@ import threading
 
 import pytest
 
-from eventlog.loop import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE, Poison, TransactionalLoop
+from eventlog.dead_letters import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE
+from eventlog.handler import Handler, Poison
+from eventlog.loop import TransactionalLoop
 from eventlog.producer import TransactionalProducer
 from eventlog.records import H_TYPE, Consumed, Outgoing
 from eventlog.topics import TopicNames
@@ -34,13 +36,13 @@ def test_every_event_type_round_trips_through_kafka_and_the_decoder(kafka_settin
     assert [r.key for r in records] == [e.partition_key().encode() for e in events]
 
 
-class EchoToAudit:
+class EchoToAudit(Handler):
     """Decodes each record and re-publishes the event on the audit topic."""
 
     def __init__(self, out_topic: str) -> None:
         self.out_topic = out_topic
 
-    def handle(self, record: Consumed) -> list[Outgoing]:
+    def decide(self, record: Consumed) -> list[Outgoing]:
         try:
             event = decode_event(record.value or b"")
         except SchemaError as exc:
@@ -96,12 +98,12 @@ class EchoToAuditInBatches(EchoToAudit):
         super().__init__(out_topic)
         self.batches: list[int] = []
 
-    def handle_batch(self, records):
+    def decide_batch(self, records):
         self.batches.append(len(records))
         results = []
         for record in records:
             try:
-                results.append(self.handle(record))
+                results.append(self.decide(record))
             except Exception as exc:
                 results.append(exc)
         return results

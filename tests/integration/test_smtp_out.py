@@ -262,7 +262,8 @@ def test_given_a_4xx_after_the_data_then_deferred(next_hop):
     outcome = _deliver(port, recipients=["b@example.net", "c@example.net"])
     assert (outcome.kind, outcome.code, outcome.reply) == (
         "deferred", 451, "451 4.3.0 try again later")
-    assert outcome.retry(["b@example.net", "c@example.net"]) == ["b@example.net", "c@example.net"]
+    assert [(r.recipient, r.code) for r in outcome.recipients] == [
+        ("b@example.net", 250), ("c@example.net", 250)]
     assert outcome.delivered_to == []
 
 
@@ -271,7 +272,7 @@ def test_given_a_5xx_after_the_data_then_failed(next_hop):
     outcome = _deliver(port)
     assert (outcome.kind, outcome.code) == ("failed", 554)
     assert outcome.reply == "554 5.7.1 message content rejected"
-    assert outcome.failed_for(["b@example.net"]) == ["b@example.net"]
+    assert outcome.delivered_to == []
 
 
 def test_given_some_recipients_refused_then_delivered_to_the_others(next_hop):
@@ -283,8 +284,7 @@ def test_given_some_recipients_refused_then_delivered_to_the_others(next_hop):
     outcome = _deliver(port, recipients=recipients)
     assert outcome.kind == "delivered"
     assert outcome.delivered_to == ["b@example.net"]
-    assert outcome.retry(recipients) == ["full@example.net"]
-    assert outcome.failed_for(recipients) == ["gone@example.net"]
+    assert [r.recipient for r in outcome.recipients if r.permanent] == ["gone@example.net"]
     assert [(r.recipient, r.code) for r in outcome.recipients] == [
         ("b@example.net", 250), ("gone@example.net", 550), ("full@example.net", 452)]
     assert handler.received[0].rcpt_tos == ["b@example.net"]
@@ -303,8 +303,8 @@ def test_given_refusals_some_temporary_then_deferred_for_those(next_hop):
     recipients = ["b@example.net", "c@example.net"]
     outcome = _deliver(port, recipients=recipients)
     assert (outcome.kind, outcome.reply) == ("deferred", "450 4.2.1 try later")
-    assert outcome.retry(recipients) == ["c@example.net"]
-    assert outcome.failed_for(recipients) == ["b@example.net"]
+    assert [(r.recipient, r.permanent) for r in outcome.recipients] == [
+        ("b@example.net", True), ("c@example.net", False)]
 
 
 @pytest.mark.parametrize(("reply", "kind"), [("451 4.3.0 busy", "deferred"),

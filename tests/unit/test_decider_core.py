@@ -8,8 +8,8 @@ from uuid import UUID
 
 import pytest
 
+from decider.decide import Messages, decide, timeouts
 from decider.ledger import MAX_MESSAGE_BYTES, Ledger, admit, release
-from decider.process import Messages, react, timeouts
 from schemas import (
     DEFAULT_RULE,
     ActionDecided,
@@ -128,7 +128,7 @@ def verdict(m: str, state: str) -> VerdictReceived:
 class TestDecisions:
     def test_given_a_detect_and_a_reject_rule_then_reject_with_backup(self):
         messages = admitted_messages("m0000001")
-        (decided,) = react(messages, verdict("m0000001", "detect"),
+        (decided,) = decide(messages, verdict("m0000001", "detect"),
                            rule_of(RuleKata(action="reject")), T0, REF)
         assert isinstance(decided, ActionDecided)
         assert (decided.action, decided.backup, decided.reason) == ("reject", True, "detected")
@@ -145,19 +145,19 @@ class TestDecisions:
         assert (decided.action, decided.skipped, decided.reason) == ("deliver", True, "timeout")
         messages.evolve(timed_out, 0)
         messages.evolve(decided, 0)
-        (late,) = react(messages, verdict("m0000001", "detect"), rule_of(RuleKata()), T0, REF)
+        (late,) = decide(messages, verdict("m0000001", "detect"), rule_of(RuleKata()), T0, REF)
         assert isinstance(late, LateVerdictReceived)
         assert late.after == "timeout"
 
     def test_one_decision_per_message_whatever_arrives_next(self):
         messages = admitted_messages("m0000001")
-        (first,) = react(messages, verdict("m0000001", "not_detected"), rule_of(RuleKata()),
+        (first,) = decide(messages, verdict("m0000001", "not_detected"), rule_of(RuleKata()),
                          T0, REF)
         messages.evolve(first, 0)
         assert timeouts(messages, T0 + timedelta(days=1), rule_of(RuleKata()), REF) == []
         forced = ForcedRelease(event_id=UUID(int=9), occurred_at=T0, producer=REF,
                                message_id="m0000001", actor="admin")
-        assert react(messages, forced, rule_of(RuleKata()), T0, REF) == []
+        assert decide(messages, forced, rule_of(RuleKata()), T0, REF) == []
 
     def test_deleted_by_an_administrator_then_discarded_and_a_later_verdict_is_late(self):
         # Given a message waiting for its verdict under a rule that would deliver it
@@ -165,20 +165,20 @@ class TestDecisions:
         deleted = ForcedDelete(event_id=UUID(int=10), occurred_at=T0, producer=REF,
                                message_id="m0000001", actor="admin", comment="phishing")
         # When an administrator deletes it from the KATA Quarantine
-        (decided,) = react(messages, deleted, rule_of(RuleKata(action="skip")), T0, REF)
+        (decided,) = decide(messages, deleted, rule_of(RuleKata(action="skip")), T0, REF)
         # Then it is discarded without a backup, and the verdict that still comes is late
         assert isinstance(decided, ActionDecided)
         assert (decided.action, decided.backup, decided.skipped, decided.reason) == (
             "delete", False, False, "deleted_by_admin")
         messages.evolve(decided, 0)
-        (late,) = react(messages, verdict("m0000001", "detect"), rule_of(RuleKata()), T0, REF)
+        (late,) = decide(messages, verdict("m0000001", "detect"), rule_of(RuleKata()), T0, REF)
         assert isinstance(late, LateVerdictReceived)
         assert late.after == "deleted_by_admin"
 
     def test_a_redone_step_makes_the_same_event(self):
-        first = react(admitted_messages("m0000001"), verdict("m0000001", "detect"),
+        first = decide(admitted_messages("m0000001"), verdict("m0000001", "detect"),
                       rule_of(RuleKata()), T0, REF)
-        again = react(admitted_messages("m0000001"), verdict("m0000001", "detect"),
+        again = decide(admitted_messages("m0000001"), verdict("m0000001", "detect"),
                       rule_of(RuleKata()), T0, REF)
         assert first[0].event_id == again[0].event_id
 
@@ -195,7 +195,7 @@ class TestWhatTheBrainKeeps:
             admitted = admit(ledger, received(m), control(response_timeout_s=600), DEFAULT_RULE,
                              T0, REF)
             messages.evolve(admitted, 0)
-            (decided,) = react(messages, verdict(m, "not_detected"), rule_of(RuleKata()), T0,
+            (decided,) = decide(messages, verdict(m, "not_detected"), rule_of(RuleKata()), T0,
                                REF)
             messages.evolve(decided, 0)
         return messages
@@ -215,4 +215,4 @@ class TestWhatTheBrainKeeps:
 
     def test_a_second_verdict_after_a_verdict_decision_changes_nothing(self):
         messages = self.run(1)
-        assert react(messages, verdict("m0000000", "detect"), rule_of(RuleKata()), T0, REF) == []
+        assert decide(messages, verdict("m0000000", "detect"), rule_of(RuleKata()), T0, REF) == []

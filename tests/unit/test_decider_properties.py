@@ -24,9 +24,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from decider.decisions import OWN_DECISIONS
+from decider.decide import Messages, decide, timeouts
+from decider.decisions import Decisions
 from decider.ledger import Ledger, admit, release
-from decider.process import Messages, react, timeouts
 from eventlog.restore_points import RestorePoints
 from schemas import (
     DEFAULT_RULE,
@@ -66,7 +66,7 @@ class Admission:
         self.ledger = Ledger()
         self.read = 0  # the committed position on the partition
 
-    def handle(self, event: Event, config: ControlState, now: datetime) -> list[Event]:
+    def decide(self, event: Event, config: ControlState, now: datetime) -> list[Event]:
         produced: list[Event] = []
         match event:
             case MessageReceived() if event.message_id not in self.ledger.held:
@@ -87,7 +87,7 @@ class Admission:
 class DecisionsModel:
     def __init__(self) -> None:
         self.messages = Messages()
-        self.points = RestorePoints()  # as the shell keeps them (decider.decisions.Decisions._fold)
+        self.points = RestorePoints()  # as the shell keeps them (decider.mail_fold.MailFold.fold)
         self.read = 0
 
     def fold(self, event: Event, offset: int) -> None:
@@ -95,8 +95,8 @@ class DecisionsModel:
         if isinstance(event, MessageReceived):
             self.points.began(0, event.message_id, offset)
 
-    def handle(self, event: Event, now: datetime) -> list[Event]:
-        produced = react(self.messages, event, lambda _p: RuleKata(), now, REF)
+    def decide(self, event: Event, now: datetime) -> list[Event]:
+        produced = decide(self.messages, event, lambda _p: RuleKata(), now, REF)
         self.fold(event, self.read - 1)
         for item in produced:
             self.messages.evolve(item, 0)
@@ -167,14 +167,14 @@ class DeciderMachine(RuleBasedStateMachine):
             if self.admission.read < len(self.log):
                 event = self.log[self.admission.read]
                 self.admission.read += 1
-                produced = self.admission.handle(event, self.config, self.now)
+                produced = self.admission.decide(event, self.config, self.now)
                 self.ledger_topic += produced
                 self.log += produced  # the mirrors
                 moved = True
             if self.brain.read < len(self.log):
                 event = self.log[self.brain.read]
                 self.brain.read += 1
-                self.log += self.brain.handle(event, self.now)
+                self.log += self.brain.decide(event, self.now)
                 moved = True
             if not moved:
                 return
@@ -198,7 +198,7 @@ class DeciderMachine(RuleBasedStateMachine):
         for offset in range(self.brain.read):
             rebuilt.fold(self.log[offset], offset)
         for event in self.log[self.brain.read:]:
-            if isinstance(event, OWN_DECISIONS):
+            if isinstance(event, Decisions.own_outputs):
                 rebuilt.messages.evolve(event, 0)
         rebuilt.read = self.brain.read
         self.brain = rebuilt
@@ -215,7 +215,7 @@ class DeciderMachine(RuleBasedStateMachine):
         for offset in range(start, self.brain.read):
             rebuilt.fold(self.log[offset], offset)
         for event in self.log[self.brain.read:]:
-            if isinstance(event, OWN_DECISIONS):
+            if isinstance(event, Decisions.own_outputs):
                 rebuilt.messages.evolve(event, 0)
         rebuilt.read = self.brain.read
         self.brain = rebuilt

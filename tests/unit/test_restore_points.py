@@ -68,7 +68,8 @@ def new_apply() -> Apply:
     # restore, restore_point and forget touch neither Kafka, the control view nor the clock.
     return Apply(KafkaSettings(bootstrap_servers="unused:9"), DeciderSettings(),
                  None,  # type: ignore[arg-type]
-                 REF, lambda: datetime.now(UTC))
+                 REF, lambda: datetime.now(UTC),
+                 None)  # type: ignore[arg-type]
 
 
 def delivered(m: str) -> MessageDelivered:

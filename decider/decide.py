@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from decider.policy import decide
+from decider import policy
 from schemas import (
     ActionDecided,
     Event,
@@ -120,7 +120,7 @@ def _decision_event(
     pending: Pending, outcome: str, rule: RuleKata, cause: Event | None, now: datetime,
     producer: ProducerRef,
 ) -> ActionDecided:
-    decision = decide(outcome, rule)
+    decision = policy.decide(outcome, rule)
     return ActionDecided(
         event_id=step_id(DECISIONS, pending.message_id, "decided"), occurred_at=now,
         producer=producer,
@@ -154,7 +154,7 @@ RuleOf = Callable[[Pending], RuleKata]
 LATE_AFTER = {"forced_release": "forced_release", "deleted_by_admin": "deleted_by_admin"}
 
 
-def react(
+def decide(
     messages: Messages, event: Event, rule_of: RuleOf, now: datetime, producer: ProducerRef
 ) -> list[Event]:
     """The events `event` causes. `rule_of` gives the KATA section of a message's rule as

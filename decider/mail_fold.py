@@ -1,0 +1,72 @@
+"""The shell both stateful decider handlers share: a per-partition fold of `katagate.mail`
+(`Messages` for decisions, `Parcels` for apply), restored from the log, bounded by restore
+points, with the handler's own outputs folded ahead of the committed offset."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import ClassVar, Protocol
+
+from eventlog.handler import Handler, Poison
+from eventlog.records import Consumed, Outgoing
+from eventlog.restore_points import RestorePoints
+from schemas import Event, MessageReceived, SchemaError, decode_event
+
+
+class MailState(Protocol):
+    def evolve(self, event: Event, partition: int) -> None: ...
+
+    def holds(self, message_id: str) -> bool: ...
+
+    def forget(self, partitions: set[int]) -> None: ...
+
+
+class MailFold(Handler):
+    stateful = True
+    folds_own_outputs = True
+    # What the handler writes itself: after the committed offset only these are folded.
+    own_outputs: ClassVar[tuple[type[Event], ...]] = ()
+
+    def __init__(self, state: MailState, mail_topic: str) -> None:
+        self.state = state
+        self._mail = mail_topic
+        self._points = RestorePoints()
+
+    def read(self, record: Consumed) -> Event:
+        try:
+            return decode_event(record.value or b"")
+        except SchemaError as exc:
+            raise Poison(str(exc)) from exc
+
+    def fold(self, event: Event, record: Consumed) -> None:
+        self.state.evolve(event, record.partition)
+        if isinstance(event, MessageReceived):
+            self._points.began(record.partition, event.message_id, record.offset)
+
+    def emit(self, events: Sequence[Event], partition: int) -> list[Outgoing]:
+        """The handler's outputs, folded into its state as they are written."""
+        for event in events:
+            self.state.evolve(event, partition)
+        return [Outgoing.event(self._mail, e) for e in events]
+
+    def restore(self, record: Consumed) -> None:
+        with contextlib.suppress(Poison):  # dead-lettered when it was first read
+            self.fold(self.read(record), record)
+
+    def restore_ahead(self, record: Consumed) -> None:
+        try:
+            event = self.read(record)
+        except Poison:
+            return
+        if isinstance(event, self.own_outputs):
+            self.state.evolve(event, record.partition)
+
+    def restore_point(self, topic: str, partition: int) -> int | None:
+        """Where the oldest message the state still holds was received. A message that left
+        the state changes nothing when its later events are read."""
+        return self._points.point(partition, self.state.holds)
+
+    def forget(self, partitions: Sequence[tuple[str, int]]) -> None:
+        self.state.forget({p for _topic, p in partitions})
+        self._points.forget(p for _topic, p in partitions)

@@ -39,20 +39,16 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
+from decider.smtp_client import SmtpClient
 
 OutcomeKind = Literal["delivered", "deferred", "failed"]
 StartTls = Literal["never", "opportunistic", "required"]
 
 MAX_REPLY = 1000  # the events' SmtpReply limit
-FIRST_RETRY = timedelta(seconds=30)
-MAX_RETRY = timedelta(hours=1)
 
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _BAD_ADDRESS = re.compile("[\x00-\x1f\x7f<>\x85\u2028\u2029]")
@@ -144,7 +140,7 @@ def deliver(
 class _Session:
     def __init__(self, host: str, port: int, helo: str, timeout_s: float, starttls: StartTls,
                  tls_context: ssl.SSLContext | None) -> None:
-        self.client = _Client(local_hostname=helo, timeout=timeout_s)  # `run` connects
+        self.client = SmtpClient(local_hostname=helo, timeout=timeout_s)  # `run` connects
         self.host = host
         self.port = port
         self.starttls = starttls
@@ -318,50 +314,6 @@ class SessionCache:
             return sum(len(kept) for kept in self._idle.values())
 
 
-class _Client(smtplib.SMTP):
-    """`smtplib.SMTP` that keeps the host it connects to, for STARTTLS's server_hostname.
-
-    (`SMTP(host, port)` sets it but connects in the constructor; `connect` alone does not.)
-    """
-
-    def connect(self, host: str = "localhost", port: int = 0,
-                source_address: Any = None) -> tuple[int, bytes]:
-        self._host = host
-        return super().connect(host, port, source_address)
-
-    def data(self, msg: Buffer | str) -> tuple[int, bytes]:
-        """`smtplib.SMTP.data`, sent in pieces of about 1 MiB: the library builds the whole
-        dot-stuffed copy and then two more with the final dot appended, three times a 200 MB
-        message's size on top of the message itself."""
-        if not isinstance(msg, bytes):
-            return super().data(msg)
-        self.putcmd("data")
-        code, reply = self.getreply()
-        if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
-        for piece in data_pieces(msg):
-            self.send(piece)
-        return self.getreply()
-
-
-_PIECE_BYTES = 1024 * 1024
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-def data_pieces(data: bytes, size: int = _PIECE_BYTES) -> Iterator[bytes]:
-    """What `smtplib.SMTP.data` sends after the 354, in pieces of about `size` octets: the data
-    dot-stuffed, a final CRLF if it lacks one, and the final dot."""
-    start = 0
-    while start < len(data):
-        # Each piece ends just after an LF, so each starts a line and a leading dot is stuffed
-        # exactly as in the whole message.
-        cut = data.find(b"\n", start + size - 1)
-        end = len(data) if cut < 0 else cut + 1
-        yield _LEADING_DOT.sub(b"..", data[start:end])
-        start = end
-    yield b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
-
-
 def _unverified_context() -> ssl.SSLContext:
     """Encryption without authentication, as opportunistic STARTTLS is (RFC 7435)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -407,20 +359,3 @@ def _line(code: int | None, reply: bytes) -> str:
 def _one_line(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_REPLY else text[: MAX_REPLY - 3] + "..."
-
-
-def next_retry(attempt: int, first_attempt_at: datetime, now: datetime,
-               give_up_after: timedelta, first: timedelta = FIRST_RETRY) -> datetime | None:
-    """When to try again after failed attempt number `attempt` (1-based), or None: give up.
-
-    Waits `first` (30 s) after the first attempt, doubling each time up to 1 h; never later than
-    `first_attempt_at + give_up_after` (so the last try falls on the deadline); None once `now`
-    has reached that deadline.
-    """
-    if attempt < 1:
-        raise ValueError("attempt counts from 1")
-    deadline = first_attempt_at + give_up_after
-    if now >= deadline:
-        return None
-    delay = MAX_RETRY if attempt > 24 else min(first * 2 ** (attempt - 1), MAX_RETRY)
-    return min(now + delay, deadline)

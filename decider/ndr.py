@@ -8,7 +8,7 @@
 2. `message/delivery-status` (RFC 3464): Reporting-MTA, Arrival-Date, and per recipient
    Final-Recipient, Action: failed, Status, Diagnostic-Code. Non-ASCII addresses use the
    `utf-8` address type with `\\x{HEX}` escapes (RFC 6533 section 3), so the part stays ASCII.
-3. `text/rfc822-headers`: the original's header block (line endings made CRLF, cut at 256 KiB).
+3. `text/rfc822-headers`: the original's header section (line endings made CRLF, cut at 256 KiB).
 
 **The caller must send the NDR with the null envelope sender `<>`** (RFC 5321 4.5.5, RFC 3464
 section 2), so that an NDR can never cause another NDR; `smtp_out.deliver(envelope_from="")`.
@@ -27,10 +27,13 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Literal
 
+from schemas.raw_mail import header_end
+
 NdrKind = Literal["kata_reject", "delivery_failed"]
 SendDecision = Literal["send", "null_sender", "ndr_disabled"]
 
 MAX_ORIGINAL_HEADERS = 256 * 1024
+_CUT_NOTE = b"X-Katagate-Note: original headers cut at 256 KiB\r\n"
 _MAX_REASON = 200
 _MAX_DIAGNOSTIC = 900
 # A host name as machines name themselves (socket.getfqdn() may hold "_"), or an address literal.
@@ -178,16 +181,20 @@ def _address_field(address: str) -> str:
 
 
 def _original_headers(raw: bytes) -> bytes:
-    """The header block only, CRLF line endings, no trailing empty line, at most 256 KiB."""
-    block = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    end = block.find(b"\n\n")
-    if end >= 0:
-        block = block[: end + 1]
-    if len(block) > MAX_ORIGINAL_HEADERS:
-        cut = block.rfind(b"\n", 0, MAX_ORIGINAL_HEADERS)
-        block = block[: cut + 1] + b"X-Katagate-Note: original headers cut at 256 KiB\n"
-    block = block.rstrip(b"\n")
-    return block.replace(b"\n", b"\r\n")
+    """The header section only, CRLF line endings, no trailing empty line; longer than 256 KiB,
+    the whole lines within 256 KiB and a note saying so."""
+    # Stored messages are CRLF already; any other line ending is made CRLF all the same, so no
+    # bare CR or LF reaches the NDR whatever the caller passes. Normalising moves no byte nearer
+    # the start, so the first MAX + 2 bytes hold all that the cap and header_end look at.
+    block = raw[: MAX_ORIGINAL_HEADERS + 2]
+    block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    end = header_end(block, MAX_ORIGINAL_HEADERS)
+    if end is None:
+        cut = block.rfind(b"\r\n", 0, MAX_ORIGINAL_HEADERS)
+        block = block[: cut + 2 if cut >= 0 else 0] + _CUT_NOTE
+    else:
+        block = block[:end]
+    return block.rstrip(b"\r\n")
 
 
 def _boundary(dsn_id: str, content: bytes) -> str:

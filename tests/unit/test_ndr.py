@@ -107,6 +107,36 @@ def test_given_huge_original_headers_then_they_are_cut():
     assert b"original headers cut at 256 KiB" in raw
 
 
+def _headers_part(raw: bytes) -> bytes:
+    """The text/rfc822-headers part's content, as sent."""
+    head, _, rest = raw.partition(b"Content-Type: text/rfc822-headers\r\n")
+    assert head, "no text/rfc822-headers part"
+    content = rest.split(b"\r\n\r\n", 1)[1]
+    return content[: content.rindex(b"\r\n--")]
+
+
+def test_given_huge_original_headers_then_whole_lines_within_256_kib_as_sent_are_kept():
+    lines = [b"X-Filler-%d: %s\r\n" % (i, b"v" * 100) for i in range(10_000)]
+    part = _headers_part(_ndr(original_headers=b"".join(lines) + b"\r\nbody\r\n"))
+    kept, note = part.rsplit(b"\r\n", 1)
+    assert note == b"X-Katagate-Note: original headers cut at 256 KiB"
+    assert len(kept) + 2 <= 256 * 1024  # measured on the CRLF bytes that go out
+    assert kept + b"\r\n" == b"".join(lines[: len(kept.split(b"\r\n"))])
+    assert len(kept) + 2 + len(lines[0]) > 256 * 1024  # and no whole line more would fit
+
+
+def test_given_a_message_that_starts_with_its_empty_line_then_no_body_line_is_returned():
+    part = _headers_part(_ndr(original_headers=b"\r\nSubject: body text\r\n\r\nmore\r\n"))
+    assert part == b""
+
+
+def test_given_bare_line_endings_then_the_returned_headers_are_crlf_only():
+    raw = _ndr(original_headers=b"Subject: a\nX-One: b\rX-Two: c\r\n\nbody\n")
+    assert _headers_part(raw) == b"Subject: a\r\nX-One: b\r\nX-Two: c"
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert b"\r" not in raw.replace(b"\r\n", b"")
+
+
 @pytest.mark.parametrize("reason", [
     "threat\r\nBcc: evil@attacker.example", "line\nX-Injected: 1", "a\rb", "tab\tand\x00nul"])
 def test_given_line_breaks_in_the_reason_then_they_become_spaces(reason):

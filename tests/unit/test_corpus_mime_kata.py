@@ -2,7 +2,8 @@
 tests/corpus/kata/cases.json), each case within its time, with the outcome the file names.
 
 A MIME case goes through what handles such a message in production: ingest's DATA checks and
-subject reader, the subject tagger, the NDR and the scanner's upload to the Central Node."""
+subject reader, the subject tagger, the NDR and the scanner's upload to the Central Node. The
+same messages cross the running gateway in tests/e2e/test_mime_corpus.py."""
 
 from __future__ import annotations
 

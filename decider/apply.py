@@ -53,12 +53,6 @@ from schemas import (
 log = logging.getLogger(__name__)
 DECIDER = PRINCIPALS["decider"]
 KATA_REJECT_REASON = "KATA detected a threat in this message"
-MAX_HEADER_BLOCK = 1024 * 1024
-
-
-def header_block(data: bytes) -> bytes:
-    end = data.find(b"\r\n\r\n", 0, MAX_HEADER_BLOCK)
-    return data[: end + 2] if end >= 0 else data[:MAX_HEADER_BLOCK]
 
 
 class Apply(MailFold):
@@ -212,7 +206,7 @@ class Apply(MailFold):
         dsn_id = f"{parcel.message_id}-dsn"
         try:
             report = build_ndr(
-                original_headers=header_block(self._read(parcel)),
+                original=self._read(parcel),
                 envelope_from=parcel.envelope_from, recipients=bounce.recipients,
                 reporting_mta=self._settings.helo_name,
                 reason="the next hop did not accept the message",
@@ -239,7 +233,7 @@ class Apply(MailFold):
         dsn_id = f"{parcel.message_id}-ndr"
         try:
             report = build_ndr(
-                original_headers=header_block(data),
+                original=data,
                 envelope_from=parcel.envelope_from, recipients=list(parcel.recipients),
                 reporting_mta=self._settings.helo_name, reason=KATA_REJECT_REASON,
                 status="5.7.1", diagnostic=None, arrival=parcel.received_at, now=now,

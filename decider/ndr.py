@@ -8,7 +8,7 @@
 2. `message/delivery-status` (RFC 3464): Reporting-MTA, Arrival-Date, and per recipient
    Final-Recipient, Action: failed, Status, Diagnostic-Code. Non-ASCII addresses use the
    `utf-8` address type with `\\x{HEX}` escapes (RFC 6533 section 3), so the part stays ASCII.
-3. `text/rfc822-headers`: the original's header block (line endings made CRLF, cut at 256 KiB).
+3. `text/rfc822-headers`: the original's header section (line endings made CRLF, cut at 256 KiB).
 
 **The caller must send the NDR with the null envelope sender `<>`** (RFC 5321 4.5.5, RFC 3464
 section 2), so that an NDR can never cause another NDR; `smtp_out.deliver(envelope_from="")`.
@@ -27,10 +27,13 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Literal
 
+from schemas.raw_mail import header_end
+
 NdrKind = Literal["kata_reject", "delivery_failed"]
 SendDecision = Literal["send", "null_sender", "ndr_disabled"]
 
 MAX_ORIGINAL_HEADERS = 256 * 1024
+_CUT_NOTE = b"X-Katagate-Note: original headers cut at 256 KiB\r\n"
 _MAX_REASON = 200
 _MAX_DIAGNOSTIC = 900
 # A host name as machines name themselves (socket.getfqdn() may hold "_"), or an address literal.
@@ -56,7 +59,7 @@ def should_send_ndr(envelope_from: str, ndr_enabled: bool) -> tuple[bool, SendDe
 
 def build_ndr(
     *,
-    original_headers: bytes,
+    original: bytes,
     envelope_from: str,
     recipients: list[str],
     reporting_mta: str,
@@ -69,14 +72,15 @@ def build_ndr(
     dsn_id: str,
     kind: NdrKind = "kata_reject",
 ) -> bytes:
-    """The NDR for `recipients` of the message `message_id`, to `envelope_from` (see module)."""
+    """The NDR for `recipients` of the message `message_id`, to `envelope_from` (see module).
+    `original` is the raw message (or its start): only its header section is returned."""
     _check(envelope_from, recipients, reporting_mta, status, message_id, dsn_id, arrival, now)
     reason_line = _one_line(reason, _MAX_REASON) or "not delivered"
-    original = _original_headers(original_headers)
+    returned = _original_headers(original)
     human = _human_text(kind, reporting_mta, reason_line, recipients, message_id)
     report = _delivery_status(reporting_mta, message_id, arrival, recipients, status,
                               diagnostic, reason_line, kind)
-    boundary = _boundary(dsn_id, "\n".join(human + report).encode("utf-8") + original)
+    boundary = _boundary(dsn_id, "\n".join(human + report).encode("utf-8") + returned)
     headers = [
         f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>",
         f"To: <{envelope_from}>",
@@ -93,12 +97,12 @@ def build_ndr(
     lines += [f"--{boundary}", "Content-Description: Delivery report",
               "Content-Type: message/delivery-status", "", *report, ""]
     head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
-    cte = "8bit" if not original.isascii() else "7bit"
+    cte = "8bit" if not returned.isascii() else "7bit"
     original_part = (
         f"--{boundary}\r\nContent-Description: Undelivered Message Headers\r\n"
         f"Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
     ).encode("ascii")
-    return head + original_part + original + f"\r\n--{boundary}--\r\n".encode("ascii")
+    return head + original_part + returned + f"\r\n--{boundary}--\r\n".encode("ascii")
 
 
 def _check(envelope_from: str, recipients: list[str], reporting_mta: str, status: str,
@@ -178,16 +182,20 @@ def _address_field(address: str) -> str:
 
 
 def _original_headers(raw: bytes) -> bytes:
-    """The header block only, CRLF line endings, no trailing empty line, at most 256 KiB."""
-    block = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    end = block.find(b"\n\n")
-    if end >= 0:
-        block = block[: end + 1]
-    if len(block) > MAX_ORIGINAL_HEADERS:
-        cut = block.rfind(b"\n", 0, MAX_ORIGINAL_HEADERS)
-        block = block[: cut + 1] + b"X-Katagate-Note: original headers cut at 256 KiB\n"
-    block = block.rstrip(b"\n")
-    return block.replace(b"\n", b"\r\n")
+    """The header section only, CRLF line endings, no trailing empty line; longer than 256 KiB,
+    the whole lines within 256 KiB and a note saying so."""
+    # Stored messages are CRLF already; any other line ending is made CRLF all the same, so no
+    # bare CR or LF reaches the NDR whatever the caller passes. Normalising moves no byte nearer
+    # the start, so the first MAX + 2 bytes hold all that the cap and header_end look at.
+    block = raw[: MAX_ORIGINAL_HEADERS + 2]
+    block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    end = header_end(block, MAX_ORIGINAL_HEADERS)
+    if end is None:
+        cut = block.rfind(b"\r\n", 0, MAX_ORIGINAL_HEADERS)
+        block = block[: cut + 2 if cut >= 0 else 0] + _CUT_NOTE
+    else:
+        block = block[:end]
+    return block.rstrip(b"\r\n")
 
 
 def _boundary(dsn_id: str, content: bytes) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from email.header import decode_header
 
+from schemas.raw_mail import header_end
+
 HEADER_BLOCK_CAP = 100 * 1024  # like Postfix's header_size_limit
 SUBJECT_CAP = 16 * 1024  # raw, unfolded value: about 1,000 encoded words at most
 SUBJECT_CHARS = 2000  # what MessageReceived.subject holds
@@ -24,13 +26,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 def header_block(data: bytes, cap: int = HEADER_BLOCK_CAP) -> bytes | None:
     """The bytes before the first empty line, or None if that is longer than the cap."""
-    head = data[: cap + 4]
-    if head.startswith(b"\r\n"):
-        return b""  # no header at all
-    end = head.find(b"\r\n\r\n")
-    if end >= 0:
-        return head[: end + 2] if end + 2 <= cap else None
-    return data + (b"" if data.endswith(b"\r\n") else b"\r\n") if len(data) <= cap else None
+    end = header_end(data, cap)
+    if end is None:
+        return None
+    if end == len(data) and not data.endswith(b"\r\n"):
+        return data + b"\r\n"  # the message ends inside its last header line
+    return data[:end]
 
 
 def raw_subject(block: bytes) -> bytes | None:

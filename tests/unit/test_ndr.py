@@ -20,7 +20,7 @@ NOW = ARRIVAL + timedelta(minutes=12)
 
 def _ndr(**overrides: Any) -> bytes:
     values: dict[str, Any] = {
-        "original_headers": ORIGINAL, "envelope_from": "alice@example.org",
+        "original": ORIGINAL, "envelope_from": "alice@example.org",
         "recipients": ["bob@example.net"], "reporting_mta": "gw.example.net",
         "reason": "KATA detected a threat", "status": "5.7.1", "diagnostic": None,
         "arrival": ARRIVAL, "now": NOW, "message_id": "M0123456789", "dsn_id": "dsn-0001",
@@ -93,7 +93,7 @@ def test_given_a_delivery_failure_then_the_text_and_diagnostic_say_so():
 
 
 def test_given_the_original_headers_then_they_are_returned_verbatim_without_the_body():
-    raw = _ndr(original_headers=ORIGINAL + b"secret body\r\n")
+    raw = _ndr(original=ORIGINAL + b"secret body\r\n")
     returned = list(_parse(raw).iter_parts())[2]
     assert ORIGINAL.rstrip(b"\r\n") + b"\r\n--" in raw
     assert b"secret body" not in raw
@@ -102,9 +102,39 @@ def test_given_the_original_headers_then_they_are_returned_verbatim_without_the_
 
 def test_given_huge_original_headers_then_they_are_cut():
     huge = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"v" * 100) for i in range(10_000))
-    raw = _ndr(original_headers=huge + b"\r\n")
+    raw = _ndr(original=huge + b"\r\n")
     assert len(raw) < 300 * 1024
     assert b"original headers cut at 256 KiB" in raw
+
+
+def _headers_part(raw: bytes) -> bytes:
+    """The text/rfc822-headers part's content, as sent."""
+    head, _, rest = raw.partition(b"Content-Type: text/rfc822-headers\r\n")
+    assert head, "no text/rfc822-headers part"
+    content = rest.split(b"\r\n\r\n", 1)[1]
+    return content[: content.rindex(b"\r\n--")]
+
+
+def test_given_huge_original_headers_then_whole_lines_within_256_kib_as_sent_are_kept():
+    lines = [b"X-Filler-%d: %s\r\n" % (i, b"v" * 100) for i in range(10_000)]
+    part = _headers_part(_ndr(original=b"".join(lines) + b"\r\nbody\r\n"))
+    kept, note = part.rsplit(b"\r\n", 1)
+    assert note == b"X-Katagate-Note: original headers cut at 256 KiB"
+    assert len(kept) + 2 <= 256 * 1024  # measured on the CRLF bytes that go out
+    assert kept + b"\r\n" == b"".join(lines[: len(kept.split(b"\r\n"))])
+    assert len(kept) + 2 + len(lines[0]) > 256 * 1024  # and no whole line more would fit
+
+
+def test_given_a_message_that_starts_with_its_empty_line_then_no_body_line_is_returned():
+    part = _headers_part(_ndr(original=b"\r\nSubject: body text\r\n\r\nmore\r\n"))
+    assert part == b""
+
+
+def test_given_bare_line_endings_then_the_returned_headers_are_crlf_only():
+    raw = _ndr(original=b"Subject: a\nX-One: b\rX-Two: c\r\n\nbody\n")
+    assert _headers_part(raw) == b"Subject: a\r\nX-One: b\r\nX-Two: c"
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert b"\r" not in raw.replace(b"\r\n", b"")
 
 
 @pytest.mark.parametrize("reason", [
@@ -163,7 +193,7 @@ def test_given_an_original_that_contains_the_boundary_then_another_is_chosen():
     boundary = _parse(first).get_boundary()
     assert boundary
     tricky = ORIGINAL.rstrip(b"\r\n") + b"\r\nX-Trick: --" + boundary.encode() + b"--\r\n\r\n"
-    second = _parse(_ndr(original_headers=tricky))
+    second = _parse(_ndr(original=tricky))
     assert second.get_boundary() != boundary
     assert len(list(second.iter_parts())) == 3
 

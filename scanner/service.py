@@ -13,7 +13,6 @@ harmlessly.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -33,7 +32,7 @@ from eventlog.errors import ConsumerFailed, KafkaUnavailable
 from eventlog.lag import LagMeter
 from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawReader, RawUnavailable, RawWant, prefetch
+from eventlog.raw import RawReaders, RawUnavailable, RawWant, prefetch
 from eventlog.records import Outgoing
 from eventlog.restore_points import RestorePoints
 from eventlog.settings import KafkaSettings
@@ -91,11 +90,9 @@ class ScanService:
         self._producer = TransactionalProducer(kafka, PRINCIPALS["scanner"].transactional_id(
             kafka.topic_prefix, f"scanner-{scanner.instance_id}"))
         self._kafka = kafka
-        # Each submitting thread reads raw chunks with its own consumer (a consumer is not
-        # shared between threads); the transport keeps one connection per thread already.
-        self._readers = threading.local()
-        self._all_readers: list[RawReader] = []
-        self._readers_lock = threading.Lock()
+        # Each submitting thread reads raw chunks with its own reader; the transport keeps one
+        # connection per thread already.
+        self._readers = RawReaders(kafka)
         self._pool = ThreadPoolExecutor(max_workers=scanner.submit_concurrency,
                                         thread_name_prefix="kata-submit")
         self._consumer = new_consumer(kafka, {
@@ -260,7 +257,7 @@ class ScanService:
         for start in range(0, len(due), SUBMISSIONS_PER_TRANSACTION):
             batch = due[start:start + SUBMISSIONS_PER_TRANSACTION]
             # Messages received together lie together in the raw topic: one pass reads them.
-            ahead = prefetch(self._reader(), [
+            ahead = prefetch(self._readers.mine(), [
                 (RawWant(s.raw.topic, s.raw.partition, s.raw.offsets, s.message_id, s.sha256),
                  s.size) for s in batch if s.raw is not None])
             outcomes = list(self._pool.map(
@@ -286,15 +283,6 @@ class ScanService:
             # A long backlog of submissions must not hold back the verdicts already waiting.
             self._poll_if_due(api)
 
-    def _reader(self) -> RawReader:
-        """The calling thread's reader (a consumer is not shared between threads)."""
-        reader: RawReader | None = getattr(self._readers, "reader", None)
-        if reader is None:
-            reader = self._readers.reader = RawReader(self._kafka)
-            with self._readers_lock:
-                self._all_readers.append(reader)
-        return reader
-
     def _read_and_submit(self, api: KataApi, scan: Scan,
                          content: bytes | RawUnavailable | None
                          ) -> Submitted | Refused | RawUnavailable:
@@ -302,7 +290,7 @@ class ScanService:
         assert scan.raw is not None  # noqa: S101 - only received messages are admitted
         if content is None:
             try:
-                content = self._reader().read(scan.raw.topic, scan.raw.partition,
+                content = self._readers.mine().read(scan.raw.topic, scan.raw.partition,
                                               scan.raw.offsets, scan.message_id, scan.sha256)
             except RawUnavailable as exc:
                 return exc
@@ -375,8 +363,7 @@ class ScanService:
         if self._transport is not None:
             self._transport.close()
         self._pool.shutdown(wait=True)
-        for reader in self._all_readers:
-            reader.close()
+        self._readers.close()
         self._commit_restore_points(now=True)  # the next owner starts from the latest
         self._consumer.close()
         self._producer.close()

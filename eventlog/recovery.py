@@ -141,11 +141,9 @@ class Recovery:
     # -- a batch and the partitions revoked while it was gathered ------------------------------
 
     def without_stale(self, messages: list[Any]) -> list[Any]:
-        """Drop the records of partitions revoked while the batch was gathered. They were
-        fetched for the old assignment and the state has forgotten their partition: decided
-        here, a decision was lost (an `ActionDecided` met no parcel) and its offset committed
-        past it for the next owner. A partition assigned again within the gather is read again
-        from its committed offset (its later records were dropped with the stale ones)."""
+        """Drop the records of partitions revoked while the batch was gathered: the state has
+        forgotten them (docs/decisions/0002-partitions-revoked-during-a-batch.md). A partition
+        assigned again within the gather is read again from its committed offset."""
         if not self.revoked_in_batch:
             return messages
         kept = [m for m in messages
@@ -172,10 +170,8 @@ class Recovery:
         marked = []
         for tp in offsets:
             if (tp.topic, tp.partition) in self.revoked_in_batch:
-                # A second guard behind without_stale: the state forgot this partition during
-                # the batch, so a point from it would skip what the next owner needs (seen:
-                # three decided messages never carried out after a rebalance). No point: the
-                # next restore reads the partition from its start.
+                # No point from a state that forgot the partition: the next restore reads it
+                # from its start (docs/decisions/0002-partitions-revoked-during-a-batch.md).
                 marked.append(tp)
                 continue
             point = self._handler.restore_point(tp.topic, tp.partition)

@@ -7,8 +7,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from audit.reading import watermarks
 from eventlog.clients import new_reader
+from eventlog.read_to_end import watermarks
 from eventlog.records import Consumed
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames

@@ -24,10 +24,11 @@ from audit.checkpoint import Checkpoint, decode, encode, sign
 from audit.checkpointer import checkpoint_once
 from audit.export import export_message
 from audit.keys import AuditKey, load_or_create
-from audit.reading import audited_topics, new_consumer, partitions, read_to_end, watermarks
+from audit.reading import audited_topics, from_message, new_consumer
 from audit.verify import Finding, Report, verify
 from eventlog.clients import new_producer
 from eventlog.producer import TransactionalProducer
+from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -90,10 +91,10 @@ def snapshot(kafka: KafkaSettings) -> tuple[dict[Place, list[LogRecord]], list[L
         audit = TopicNames(kafka.topic_prefix).audit
         places = [(t, p) for t in [*topics.values(), audit]
                   for p in partitions(consumer, t, 10)]
-        ends = {place: watermarks(consumer, place, 10)[1] for place in places}
+        ends = last_stable_offsets(consumer, places, 10)
         logs: dict[Place, list[LogRecord]] = defaultdict(list)
         audit_records: list[LogRecord] = []
-        for r in read_to_end(consumer, dict.fromkeys(places, 0), ends, 30):
+        for r in map(from_message, read_to_end(consumer, dict.fromkeys(places, 0), ends, 30)):
             if r.topic == audit:
                 audit_records.append(r)
             else:

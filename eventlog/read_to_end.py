@@ -5,7 +5,7 @@ then returns. The ends are taken before the read, usually the last stable offset
 (`last_stable_offsets`): records committed while it reads wait for the next read, and a
 transaction left open does not hold it up. Manual assignment, no consumer group, nothing
 committed. Following a log live (a stage's loop, a view kept up to date) is another thing:
-`loop.py`, `folded.py`, `projector/source.py`.
+`loop.py`, `folded.py`.
 """
 
 from __future__ import annotations

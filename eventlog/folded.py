@@ -22,18 +22,15 @@ S = TypeVar("S")
 class FoldedTopic(Generic[S]):
     def __init__(
         self, settings: KafkaSettings, topic: str, initial: S, evolve: Callable[[S, Event], S],
-        fetch_wait_ms: int = 500,
     ) -> None:
-        """`fetch_wait_ms`: how long the broker may hold an empty fetch. Followers that live
-        long keep the default (few idle requests); a one-shot read to the end wants it short,
-        since reaching the end is a fetch that comes back empty."""
+        # For following. A one-shot fold reads to ends taken before (read_to_end.py): being
+        # caught up only says each partition met an end once, whenever that was.
         self._evolve = evolve
         self._value = initial
         self._lock = threading.Lock()
         self.caught_up = False
         self._consumer = new_reader(settings, "fold", **{
-            "client.id": f"katagate-fold-{topic}", "enable.partition.eof": True,
-            "fetch.wait.max.ms": fetch_wait_ms})
+            "client.id": f"katagate-fold-{topic}", "enable.partition.eof": True})
         partitions = self._consumer.list_topics(topic, timeout=settings.request_timeout_s)
         self._consumer.assign([
             TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions.topics[topic].partitions

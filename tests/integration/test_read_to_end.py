@@ -1,6 +1,7 @@
 """eventlog.read_to_end on the real broker: committed records only, up to the last stable offsets
 taken before the read, across transaction markers, aborted transactions, an open transaction
-and an empty partition; records committed after the ends wait for the next read."""
+and an empty partition; records committed after the ends wait for the next read. And the
+one-shot fold built on it (eventlog.folded.fold_to_end)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from confluent_kafka.admin import NewTopic
 
 from eventlog.clients import new_admin, new_producer, new_reader
 from eventlog.errors import ReadStalled
-from eventlog.producer import producer_config
+from eventlog.folded import fold_to_end
+from eventlog.producer import TransactionalProducer, producer_config
 from eventlog.read_to_end import Place, last_stable_offsets, partitions, read_to_end
+from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
 from tests.integration.kata_harness import wait_for
+from tests.unit.test_projector_flows import control_flow
 
 pytestmark = pytest.mark.kafka
 
@@ -147,3 +152,29 @@ def test_an_end_that_cannot_be_reached_stalls_after_the_deadline(
     finally:
         reader.close()
         holder.abort_transaction(30)
+
+
+def test_a_one_shot_fold_folds_the_committed_events_and_skips_what_does_not_decode(
+        kafka_settings: KafkaSettings) -> None:
+    # Given control events committed around a record that is no event, then one left open
+    topic = TopicNames(kafka_settings.topic_prefix).control
+    events = [e for _t, e in control_flow()]
+    writer = TransactionalProducer(kafka_settings, f"test-fold-{uuid.uuid4().hex[:8]}")
+    holder = TransactionalProducer(kafka_settings, f"test-fold-{uuid.uuid4().hex[:8]}")
+    writer.begin()
+    writer.produce([Outgoing.event(topic, events[0]), Outgoing(topic, b"not an event", b"k"),
+                    *(Outgoing.event(topic, e) for e in events[1:-1])])
+    writer.commit()
+    settled_ends(kafka_settings, [(topic, 0)], {(topic, 0): len(events) + 1})
+    holder.begin()
+    holder.produce([Outgoing.event(topic, events[-1])])
+    holder.flush()
+    try:
+        # When the topic is folded once
+        folded = fold_to_end(kafka_settings, topic, [], lambda seen, e: [*seen, e.event_id], 10)
+        # Then every committed event in order, the undecodable record skipped, the open one not
+        assert folded == [e.event_id for e in events[:-1]]
+    finally:
+        holder.abort("the test is over")
+        holder.close()
+        writer.close()

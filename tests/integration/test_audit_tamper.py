@@ -32,14 +32,13 @@ from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
-from schemas import Event, MailEvent, QuarantineAdmitted, QuarantineDenied, QuarantineReleased
+from schemas import Event, LedgerEvent, MailEvent
 from tests.conftest import ensure_namespace
 from tests.unit.fixtures.events import sample_events
 
 pytestmark = pytest.mark.kafka
 
 Place = tuple[str, int]
-LEDGER = (QuarantineAdmitted, QuarantineDenied, QuarantineReleased)
 
 
 def variants(first: int, last: int) -> list[list[Event]]:
@@ -61,7 +60,7 @@ def outgoing(names: TopicNames, flow: list[Event]) -> list[Outgoing]:
     for event in flow:
         if isinstance(event, MailEvent):
             records.append(Outgoing.event(names.mail, event))
-            if isinstance(event, LEDGER):
+            if isinstance(event, LedgerEvent):
                 records.append(Outgoing.event(names.quarantine, event))
         else:
             records.append(Outgoing.event(names.control, event))

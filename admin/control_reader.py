@@ -10,7 +10,7 @@ from confluent_kafka import KafkaException
 
 from eventlog.clients import new_admin
 from eventlog.errors import KafkaUnavailable, TopicError
-from eventlog.folded import FoldedTopic
+from eventlog.folded import fold_to_end
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from schemas import ControlState, Event, evolve_control
@@ -26,20 +26,15 @@ def read_control(settings: KafkaSettings, timeout_s: float | None = None) -> Con
 
 def read_folded(settings: KafkaSettings, topic: str, initial: S,
                 evolve: Callable[[S, Event], S], timeout_s: float | None = None) -> S:
-    """Every committed event of `topic` folded from offset 0, up to its end as it is now."""
+    """Every committed event of `topic` folded from offset 0, up to its end as it is now (its
+    last stable offsets when the read starts)."""
     timeout = timeout_s if timeout_s is not None else settings.request_timeout_s
     try:
         admin = new_admin(settings)
         known = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
-        # A missing topic would leave the fold waiting for an end it never reaches.
+        # Named with its remedy, rather than as Kafka's 'unknown topic'.
         if known is None or known.error is not None or not known.partitions:
             raise TopicError(f"topic {topic} does not exist: run `katagate topics create`")
-        folded = FoldedTopic(settings, topic, initial, evolve, fetch_wait_ms=10)
+        return fold_to_end(settings, topic, initial, evolve, timeout)
     except KafkaException as exc:
         raise KafkaUnavailable(f"reading {topic}: {exc.args[0]}") from exc
-    try:
-        if not folded.wait_caught_up(timeout):
-            raise KafkaUnavailable(f"reading {topic}: not at its end after {timeout:g} s")
-        return folded.value
-    finally:
-        folded.close()

@@ -19,13 +19,14 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from admin.control_reader import read_control
 from eventlog.clients import new_reader
 from eventlog.errors import KafkaUnavailable, KatagateError
 from eventlog.principals import CONTROL_WRITER
 from eventlog.producer import ProducerFenced, TransactionalProducer, is_fenced
+from eventlog.read_to_end import watermarks
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -94,18 +95,16 @@ class ControlSession:
     def _await_visible(self, partition: int, offset: int) -> None:
         """Wait until the last stable offset (what read_committed readers see) passes `offset`."""
         consumer = new_reader(self._settings, "visible")
-        tp = TopicPartition(self._topic, partition)
         deadline = time.monotonic() + self._settings.request_timeout_s
         try:
-            while time.monotonic() < deadline:
+            while (left := deadline - time.monotonic()) > 0:
                 try:
-                    _low, stable = consumer.get_watermark_offsets(
-                        tp, timeout=self._settings.request_timeout_s, cached=False)
-                except KafkaException as exc:
-                    log.debug("watermark of %s: %s", tp, exc)
-                else:
-                    if stable > offset:
-                        return
+                    _low, stable = watermarks(consumer, (self._topic, partition), left)
+                except KafkaUnavailable as exc:
+                    log.debug("%s", exc)
+                    break
+                if stable > offset:
+                    return
                 time.sleep(0.02)
         finally:
             consumer.close()

@@ -21,14 +21,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from audit.chain import ZERO_HEAD, LogRecord, record_bytes
 from audit.checkpoint import HEADERS, Checkpoint, encode, record_key, sign, signature_valid
 from audit.keys import AuditKey, load_or_create
-from audit.reading import (
-    audited_topics,
-    from_message,
-    new_consumer,
-    partitions,
-    read_to_end,
-    watermarks,
-)
+from audit.reading import audited_topics, from_message, new_consumer
 from audit.settings import AuditSettings
 from audit.verify import read_checkpoints
 from eventlog.election import Election
@@ -36,6 +29,7 @@ from eventlog.errors import KafkaUnavailable
 from eventlog.preflight import prepare_stage
 from eventlog.principals import PRINCIPALS
 from eventlog.producer import ProducerFenced, TransactionalProducer
+from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -139,10 +133,10 @@ def checkpoint_once(kafka: KafkaSettings, key: AuditKey, clock: Clock = utc_now)
     consumer = new_consumer(kafka)
     try:
         ranges, starts = _open_ranges(kafka, key, consumer)
-        ends = {place: watermarks(consumer, place, kafka.request_timeout_s)[1]
-                for place in starts}
+        ends = last_stable_offsets(consumer, starts, kafka.request_timeout_s)
         now = time.monotonic()
-        for record in read_to_end(consumer, starts, ends, kafka.request_timeout_s):
+        for message in read_to_end(consumer, starts, ends, kafka.request_timeout_s):
+            record = from_message(message)
             ranges[(relative[record.topic], record.partition)].add(record, now)
         created = clock()
         checkpoints = [r.signed(kafka.topic_prefix, place, created, key)

@@ -4,15 +4,21 @@ why not and until when; duplicated terminals; terminals with no accepted message
 still held; and messages that look like a sender's resend of an accepted one.
 
 Pure: `Reconciler.add` folds events (each once: read `katagate.mail` and the ledger topic
-`katagate.quarantine`, whose events are there once each) and `report` judges them as of `now`.
+`katagate.quarantine`, whose events are there once each) and `report` judges them as of `now`;
+`reconcile` is the shell that reads them.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from audit.reading import new_consumer
+from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
 from schemas import (
     ActionDecided,
     DeliveryDeferred,
@@ -23,9 +29,13 @@ from schemas import (
     QuarantineDenied,
     QuarantineReleased,
     ScanSubmitted,
+    SchemaError,
     VerdictReceived,
+    decode_event,
     terminal_outcome,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -152,27 +162,34 @@ def _resends(accepted: dict[str, Account]) -> list[list[str]]:
     return sorted(sorted(ids) for ids in groups.values() if len(ids) > 1)
 
 
-def reconcile(kafka: Any, now: datetime, window: Window = Window()) -> dict[str, Any]:
-    """Read `katagate.mail` and `katagate.quarantine` to their ends and account for them."""
-    from eventlog.topics import TopicNames
-    from projector.source import LogReader
-
+def reconcile(kafka: KafkaSettings, now: datetime, window: Window = Window()) -> dict[str, Any]:
+    """Read `katagate.mail` and `katagate.quarantine` to their ends (the last stable offsets when
+    it starts) and account for them. Records that do not decode are counted and skipped."""
     names = TopicNames(kafka.topic_prefix)
-    reader = LogReader(kafka, [names.mail, names.quarantine])
+    timeout = kafka.request_timeout_s
     reconciler = Reconciler()
+    records = undecodable = 0
+    consumer = new_consumer(kafka)
     try:
-        reader.bound(reader.end_offsets())
-        while not reader.finished:
-            for read in reader.poll(5000, 0.2):
-                if read.event is None:
-                    continue
-                if read.topic == names.quarantine:
-                    reconciler.add_ledger(read.event)
-                else:
-                    reconciler.add_mail(read.event)
-        report = reconciler.report(now, window)
-        report["records_read"] = reader.records_read
-        report["undecodable_records"] = reader.undecodable
-        return report
+        places = [(topic, p) for topic in (names.mail, names.quarantine)
+                  for p in partitions(consumer, topic, timeout)]
+        ends = last_stable_offsets(consumer, places, timeout)
+        for message in read_to_end(consumer, dict.fromkeys(places, 0), ends, timeout, 5000):
+            records += 1
+            try:
+                event = decode_event(message.value() or b"")
+            except SchemaError as exc:
+                undecodable += 1
+                log.warning("reconcile: skipping %s[%s]@%s: %s", message.topic(),
+                            message.partition(), message.offset(), exc)
+                continue
+            if message.topic() == names.quarantine:
+                reconciler.add_ledger(event)
+            else:
+                reconciler.add_mail(event)
     finally:
-        reader.close()
+        consumer.close()
+    report = reconciler.report(now, window)
+    report["records_read"] = records
+    report["undecodable_records"] = undecodable
+    return report

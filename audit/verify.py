@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from audit.chain import ZERO_HEAD, LogRecord, record_bytes
 from audit.checkpoint import Checkpoint, CheckpointError, decode, signature_valid
 from audit.keys import key_id
-from audit.reading import AUDITED, audited_topics, new_consumer, partitions, read_to_end, watermarks
+from audit.reading import AUDITED, audited_topics, from_message, new_consumer
+from eventlog.read_to_end import partitions, read_to_end, watermarks
 from eventlog.settings import KafkaSettings
 
 # Ranges read as in prose: "katagate.mail[2] offsets 120 to 180" with an en dash.
@@ -205,8 +206,8 @@ def read_checkpoints(kafka: KafkaSettings, audit_topic: str) -> tuple[list[Entry
         place = (audit_topic, 0)
         partitions(consumer, audit_topic, kafka.request_timeout_s)
         _low, end = watermarks(consumer, place, kafka.request_timeout_s)
-        for index, record in enumerate(
-                read_to_end(consumer, {place: 0}, {place: end}, kafka.request_timeout_s)):
+        read = read_to_end(consumer, {place: 0}, {place: end}, kafka.request_timeout_s)
+        for index, record in enumerate(map(from_message, read)):
             try:
                 cp = decode(record.value)
             except CheckpointError as exc:
@@ -270,7 +271,8 @@ def verify(
                     report.failures.append(Finding(
                         f"checkpoint {entry.index}: {names[rel]}[{p}] does not exist",
                         names[rel], p, checkpoint=entry.index))
-        for record in read_to_end(consumer, starts, ends, kafka.request_timeout_s):
+        for record in map(from_message,
+                          read_to_end(consumer, starts, ends, kafka.request_timeout_s)):
             checker = checkers[(record.topic, record.partition)]
             if observe is not None:
                 observe(relative[record.topic], record, checker.position)

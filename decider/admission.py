@@ -16,8 +16,8 @@ from datetime import datetime
 
 from decider.history import ControlHistory, evolve_history
 from decider.ledger import Ledger, admit, release
-from eventlog.errors import KafkaUnavailable
-from eventlog.folded import FoldedTopic
+from eventlog.errors import KafkaUnavailable, ReadStalled
+from eventlog.folded import FoldedTopic, fold_to_end
 from eventlog.handler import Handler, Poison
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
@@ -38,22 +38,18 @@ log = logging.getLogger(__name__)
 
 
 def fold_ledger(kafka: KafkaSettings, timeout_s: float = 60.0) -> Ledger:
-    ledger = Ledger()
-
     def evolve(ledger_: Ledger, event: Event) -> Ledger:
         ledger_.evolve(event)
         return ledger_
 
-    folded = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).quarantine, ledger, evolve)
     try:
-        if not folded.wait_caught_up(timeout_s):
-            # Kafka trouble (seen: a controller quorum busy for half a minute after a node
-            # died), not a bug: the part restarts and reads it again.
-            raise KafkaUnavailable(
-                f"the quarantine ledger could not be read to its end in {timeout_s:.0f} s")
-        return folded.value
-    finally:
-        folded.close()
+        return fold_to_end(kafka, TopicNames(kafka.topic_prefix).quarantine, Ledger(), evolve,
+                           timeout_s)
+    except ReadStalled as exc:
+        # Kafka trouble (seen: a controller quorum busy for half a minute after a node died),
+        # not a bug: the part restarts and reads it again.
+        raise KafkaUnavailable(
+            f"the quarantine ledger could not be read to its end: {exc}") from exc
 
 
 class Admission(Handler):

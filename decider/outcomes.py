@@ -154,8 +154,12 @@ def after_delivery(fx: Effects, parcel: Parcel, outcome: DeliveryOutcome, tagged
     # of it now. (Temporarily refused ones are not retried on their own: that needs
     # per-recipient delivery state; a stated limit.)
     refused = [r for r in recipients if r not in accepted]
-    bounce = Bounce(refused, f"refused by the next hop: {outcome.reply}") if refused else None
-    return Recorded([delivered], bounce)
+    if not refused:
+        return Recorded([delivered])
+    # Each refused recipient with its own RCPT reply: the DSN's status is the first one's.
+    replies = {r.recipient: r.reply for r in outcome.recipients}
+    said = "; ".join(f"{r}: {replies.get(r, outcome.reply)}" for r in refused)
+    return Recorded([delivered], Bounce(refused, f"refused by the next hop: {said}"))
 
 
 def after_ndr(fx: Effects, parcel: Parcel, outcome: DeliveryOutcome, dsn_id: str,

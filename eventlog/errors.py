@@ -21,3 +21,7 @@ class KafkaUnavailable(KatagateError):
 class ConsumerFailed(KafkaUnavailable):
     """The consumer hit a fatal error (a static member fenced when the group coordinator came
     back from a crash, say): it never reads again, and only a new consumer can go on."""
+
+
+class ReadStalled(KafkaUnavailable):
+    """A read to the end got no record for its whole deadline while short of its end."""

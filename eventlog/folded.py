@@ -1,5 +1,6 @@
 """A side input: a small topic (e.g. katagate.control) folded from offset 0 into a value, read
-by every instance without a consumer group, with a flag saying when it has caught up."""
+by every instance without a consumer group: followed, with a flag saying when it has caught up
+(`FoldedTopic`), or once, up to its end as it is now (`fold_to_end`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Generic, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from eventlog.clients import new_reader
+from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
 from eventlog.settings import KafkaSettings
 from schemas import Event, SchemaError, decode_event
 
@@ -19,21 +21,39 @@ log = logging.getLogger(__name__)
 S = TypeVar("S")
 
 
+def fold_to_end(settings: KafkaSettings, topic: str, initial: S,
+                evolve: Callable[[S, Event], S], timeout_s: float) -> S:
+    """Every committed event of `topic` folded from offset 0 up to its last stable offsets when
+    the read starts. Records that do not decode are skipped (logged)."""
+    consumer = new_reader(settings, "fold", **{"client.id": f"katagate-fold-{topic}"})
+    try:
+        places = [(topic, p) for p in partitions(consumer, topic, timeout_s)]
+        ends = last_stable_offsets(consumer, places, timeout_s)
+        value = initial
+        for message in read_to_end(consumer, dict.fromkeys(places, 0), ends, timeout_s):
+            try:
+                event = decode_event(message.value() or b"")
+            except SchemaError as exc:
+                log.warning("fold %s: skipping offset %s: %s", topic, message.offset(), exc)
+                continue
+            value = evolve(value, event)
+        return value
+    finally:
+        consumer.close()
+
+
 class FoldedTopic(Generic[S]):
     def __init__(
         self, settings: KafkaSettings, topic: str, initial: S, evolve: Callable[[S, Event], S],
-        fetch_wait_ms: int = 500,
     ) -> None:
-        """`fetch_wait_ms`: how long the broker may hold an empty fetch. Followers that live
-        long keep the default (few idle requests); a one-shot read to the end wants it short,
-        since reaching the end is a fetch that comes back empty."""
+        # For following. A one-shot fold is `fold_to_end`'s, to ends taken before: being caught
+        # up only says each partition met an end once, whenever that was.
         self._evolve = evolve
         self._value = initial
         self._lock = threading.Lock()
         self.caught_up = False
         self._consumer = new_reader(settings, "fold", **{
-            "client.id": f"katagate-fold-{topic}", "enable.partition.eof": True,
-            "fetch.wait.max.ms": fetch_wait_ms})
+            "client.id": f"katagate-fold-{topic}", "enable.partition.eof": True})
         partitions = self._consumer.list_topics(topic, timeout=settings.request_timeout_s)
         self._consumer.assign([
             TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions.topics[topic].partitions

@@ -9,12 +9,13 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from eventlog import restore_points
 from eventlog.clients import new_reader
 from eventlog.errors import ConsumerFailed
 from eventlog.handler import Handler
+from eventlog.read_to_end import last_stable_offsets, read_to_end
 from eventlog.records import Consumed
 from eventlog.settings import KafkaSettings
 from eventlog.stuck_offsets import CommittedOffsets
@@ -101,36 +102,18 @@ class Recovery:
                   for key, point in points.items()}
         # A point whose records retention has removed: the earliest there is.
         reader = new_reader(self._settings, f"restore-{self._stage}",
-                            **{"enable.partition.eof": True, "auto.offset.reset": "earliest"})
-        ahead = self._handler.folds_own_outputs
+                            **{"auto.offset.reset": "earliest"})
+        timeout = self._settings.request_timeout_s
         began = time.monotonic()
+        restored = 0
         try:
-            reader.assign([TopicPartition(t, p, starts[t, p]) for (t, p) in ends])
-            pending = set(ends)
-            restored = 0
-            while pending:
-                message = reader.poll(1.0)
-                if message is None:
-                    continue
-                key = (message.topic() or "", message.partition() or 0)
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(key)
-                    continue
-                offset = message.offset() or 0
-                if key not in pending:
-                    continue
-                if offset >= ends[key]:
-                    if ahead:
-                        self._handler.restore_ahead(Consumed.from_message(message))
-                    else:
-                        pending.discard(key)
-                    continue
+            for message in read_to_end(reader, starts, ends, timeout):
                 self._handler.restore(Consumed.from_message(message))
                 restored += 1
-                if offset + 1 >= ends[key] and not ahead:
-                    pending.discard(key)
+            if self._handler.folds_own_outputs:
+                tails = last_stable_offsets(reader, list(ends), timeout)
+                for message in read_to_end(reader, ends, tails, timeout):
+                    self._handler.restore_ahead(Consumed.from_message(message))
             # The partitions wait for it: ops read it after a rebalance.
             log.info("%s: restored state from %d records of %d partitions in %.1f s (%d from "
                      "their start)", self._stage, restored, len(ends), time.monotonic() - began,

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas import Event, QuarantineAdmitted, QuarantineDenied, QuarantineReleased
-
-LEDGER_EVENTS = (QuarantineAdmitted, QuarantineDenied, QuarantineReleased)
+from schemas import Event, LedgerEvent
 
 
 @dataclass
@@ -23,7 +21,7 @@ class LedgerCopies:
 
     def first(self, event: Event) -> bool:
         """True for the first copy of a ledger event, and for every other event."""
-        if not isinstance(event, LEDGER_EVENTS):
+        if not isinstance(event, LedgerEvent):
             return True
         event_id = event.event_id.int
         if event_id in self.waiting:

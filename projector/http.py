@@ -13,15 +13,15 @@ from urllib.parse import parse_qs, unquote
 from projector import quarantine
 from projector.canonical import document
 from projector.live import LiveProjection
-from schemas import ActionReason, ScanState
+from schemas import TERMINAL_OUTCOMES, ActionDecided, ActionReason, ScanState
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9]{8,64}$")
 LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 100
 FILTERS: dict[str, tuple[str, ...]] = {
-    "action": ("deliver", "delete", "reject"),
+    "action": get_args(ActionDecided.model_fields["action"].annotation),
     "reason": get_args(ActionReason),
     "state": (*get_args(ScanState), "response_timeout"),
-    "outcome": ("delivered", "discarded", "ndr_sent", "ndr_suppressed", "delivery_failed"),
+    "outcome": TERMINAL_OUTCOMES,
 }
 LIST_PARAMETERS = ("limit", "after", *FILTERS)
 STATE_VIEWS = ("connection", "quarantine", "counters")

@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from projector import connection, counters, quarantine
 from projector.live import LiveProjection
 from schemas import (
+    ActionDecided,
     ActionReason,
     ConnectionState,
     DenialReason,
@@ -42,7 +43,7 @@ LABELLED: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
     ("detects", "detect_types", "type", get_args(DetectType), "Detects in KATA verdicts"),
     ("late_verdicts", "late_verdict_states", "state", get_args(ScanState),
      "Verdicts that came after the message had gone on"),
-    ("actions", "actions", "action", ("deliver", "delete", "reject"),
+    ("actions", "actions", "action", get_args(ActionDecided.model_fields["action"].annotation),
      "Decisions: deliver, delete or reject"),
     ("skipped", "skipped_reasons", "reason", _SKIPPED, "Decisions of the product's Skipped"),
     ("delivered_without_verdict", "without_verdict", "reason", _SKIPPED,

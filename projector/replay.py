@@ -80,13 +80,11 @@ def replay(
             bounds = {key: min(until_offset, end) for key, end in ends.items()}
         else:
             bounds = ends
-        reader.bound(bounds)
         meter = Progress(progress, sum(bounds.values()))
         views = Projections()
-        while not reader.finished:
-            for read in reader.poll(batch_size, 0.2):
-                if read.event is not None:
-                    apply(views, read.event, read.value)
+        for read in reader.read_to(bounds, batch_size):
+            if read.event is not None:
+                apply(views, read.event, read.value)
             meter.update(reader.records_read)
         meter.update(reader.records_read, final=True)
         return Replayed(views, dict(reader.positions), reader.records_read,

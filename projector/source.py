@@ -1,10 +1,11 @@
 """Reading the log for a projection: every partition of the given topics, assigned (no group),
-`read_committed`, from given positions, optionally up to given bounds, decoded to events."""
+`read_committed`, from given positions, decoded to events. Live, following the log with no end
+(`poll`); or to given bounds and no further (`read_to`, through eventlog.read_to_end)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from confluent_kafka import (
@@ -12,11 +13,13 @@ from confluent_kafka import (
     IsolationLevel,
     KafkaError,
     KafkaException,
+    Message,
     TopicPartition,
 )
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 from eventlog.clients import new_admin, new_reader
+from eventlog.read_to_end import partitions, read_to_end
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from projector.snapshot import Positions
@@ -46,51 +49,34 @@ class Read(NamedTuple):
 
 class LogReader:
     def __init__(self, kafka: KafkaSettings, topics: Sequence[str],
-                 start: Positions | None = None, bounds: Positions | None = None) -> None:
+                 start: Positions | None = None) -> None:
         self._timeout = kafka.request_timeout_s
         self._consumer = new_reader(kafka, "projector", **{
             "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
             "enable.partition.eof": True, "fetch.max.bytes": 16 * 1024 * 1024})
         self._kafka = kafka
         self._admin = new_admin(kafka)
-        self.partitions: list[tuple[str, int]] = []
-        for topic in topics:
-            metadata = self._consumer.list_topics(topic, timeout=self._timeout).topics[topic]
-            if metadata.error is not None:
-                raise KafkaException(metadata.error)
-            self.partitions += [(topic, p) for p in sorted(metadata.partitions)]
+        self.partitions: list[tuple[str, int]] = [
+            (topic, p) for topic in topics
+            for p in partitions(self._consumer, topic, self._timeout)]
         start = start or {}
         self.positions: Positions = {tp: start.get(tp, 0) for tp in self.partitions}
-        self._bounds: Positions | None = None
         self.records_read = 0
         self.undecodable = 0
         self._eof: set[tuple[str, int]] = set()
-        self._done: set[tuple[str, int]] = set()  # bounded partitions that reached their bound
-        self._consumer.assign([TopicPartition(t, p, offset or OFFSET_BEGINNING)
-                               for (t, p), offset in self.positions.items()])
-        if bounds is not None:
-            self.bound(bounds)
-
-    def bound(self, bounds: Positions) -> None:
-        """Read each partition up to (not including) its bound, then stop; a partition with
-        no bound given is not read at all."""
-        self._bounds = bounds
-        for key, offset in self.positions.items():
-            if offset >= bounds.get(key, 0):
-                self._finish(key)
+        self._following = False  # assigned for `poll`
 
     @property
     def caught_up(self) -> bool:
-        """Every partition has been read to its end (or bound) at least once since its last
-        record."""
-        return len(self._eof | self._done) >= len(self.partitions)
-
-    @property
-    def finished(self) -> bool:
-        """Bounded reading only: every partition reached its bound or its end."""
-        return len(self._done) >= len(self.partitions)
+        """Every partition has been read to its end at least once since its last record."""
+        return len(self._eof) >= len(self.partitions)
 
     def poll(self, max_records: int, timeout_s: float) -> list[Read]:
+        """The next records, following the log from the positions: there is no end."""
+        if not self._following:
+            self._consumer.assign([TopicPartition(t, p, offset or OFFSET_BEGINNING)
+                                   for (t, p), offset in self.positions.items()])
+            self._following = True
         reads: list[Read] = []
         for message in self._consumer.consume(max_records, timeout_s):
             error = message.error()
@@ -98,35 +84,37 @@ class LogReader:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self._eof.add(key)
-                    if self._bounds is not None:
-                        self._finish(key)
                 elif error.fatal():
                     raise KafkaException(error)
                 else:
                     log.warning("projector: consumer error: %s", error)
                 continue
-            offset = message.offset() or 0
-            if key in self._done:
-                continue
-            if self._bounds is not None and offset >= self._bounds.get(key, 0):
-                self._finish(key)
-                continue
             self._eof.discard(key)
-            self.positions[key] = offset + 1
-            self.records_read += 1
-            value = message.value() or b""
-            try:
-                event: Event | None = decode_event(value)
-            except SchemaError as exc:
-                self.undecodable += 1
-                log.warning("projector: skipping %s[%d]@%d: %s", key[0], key[1], offset, exc)
-                event = None
-            reads.append(Read(key[0], key[1], offset, message.timestamp()[1], event, value))
+            reads.append(self._read(message))
         return reads
 
-    def _finish(self, key: tuple[str, int]) -> None:
-        self._done.add(key)
-        self._consumer.pause([TopicPartition(key[0], key[1])])
+    def read_to(self, bounds: Positions, batch: int = 5000) -> Iterator[Read]:
+        """Every record from the positions up to (not including) each partition's bound, then
+        stop; a partition with no bound given is not read."""
+        self._following = False  # read_to_end assigns for itself: a later `poll` assigns anew
+        ends = {key: bounds.get(key, 0) for key in self.positions}
+        for message in read_to_end(self._consumer, dict(self.positions), ends, self._timeout,
+                                   batch):
+            yield self._read(message)
+
+    def _read(self, message: Message) -> Read:
+        key = (message.topic() or "", message.partition() or 0)
+        offset = message.offset() or 0
+        self.positions[key] = offset + 1
+        self.records_read += 1
+        value = message.value() or b""
+        try:
+            event: Event | None = decode_event(value)
+        except SchemaError as exc:
+            self.undecodable += 1
+            log.warning("projector: skipping %s[%d]@%d: %s", key[0], key[1], offset, exc)
+            event = None
+        return Read(key[0], key[1], offset, message.timestamp()[1], event, value)
 
     def end_offsets(self) -> Positions:
         """The end (last stable offset) of every partition now, in one request."""

@@ -25,6 +25,7 @@ from schemas.control_state import evolve as evolve_control
 from schemas.envelope import Event, MailEvent
 from schemas.errors import SchemaError
 from schemas.mail import (
+    TERMINAL_OUTCOMES,
     ActionDecided,
     ActionReason,
     BackupStored,
@@ -34,6 +35,7 @@ from schemas.mail import (
     ForcedDelete,
     ForcedRelease,
     LateVerdictReceived,
+    LedgerEvent,
     MessageDelivered,
     MessageDiscarded,
     MessageReceived,
@@ -46,6 +48,7 @@ from schemas.mail import (
     ScanFailureReason,
     ScanSubmitted,
     ScanTimedOut,
+    TerminalOutcome,
     VerdictReceived,
     terminal_outcome,
 )
@@ -74,6 +77,7 @@ from schemas.union import (
     AnyEvent,
     decode_event,
     encode_event,
+    type_of,
 )
 from schemas.upcasters import UPCASTERS, upcast
 
@@ -84,6 +88,7 @@ __all__ = [
     "EVENT_TYPES",
     "MAIL_LIFECYCLE",
     "RESET_FIELDS",
+    "TERMINAL_OUTCOMES",
     "UPCASTERS",
     "ActionDecided",
     "ActionReason",
@@ -108,6 +113,7 @@ __all__ = [
     "KataSettingsChanged",
     "KataSettingsReset",
     "LateVerdictReceived",
+    "LedgerEvent",
     "MailEvent",
     "MessageDelivered",
     "MessageDiscarded",
@@ -139,6 +145,7 @@ __all__ = [
     "SensorKeyGenerated",
     "Sha256Hex",
     "SubjectTag",
+    "TerminalOutcome",
     "UtcDatetime",
     "VerdictReceived",
     "decode_event",
@@ -146,5 +153,6 @@ __all__ = [
     "evolve_control",
     "match_rule",
     "terminal_outcome",
+    "type_of",
     "upcast",
 ]

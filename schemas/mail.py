@@ -7,7 +7,7 @@ auditor reading one event needs no other to see why it happened.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, IPvAnyAddress, NonNegativeInt, StringConstraints, model_validator
 
@@ -69,15 +69,17 @@ class MessageReceived(MailEvent):
     raw: RawLocation
 
 
-class _Ledger(MailEvent):
-    """Usage of the KATA Quarantine after this event, as the single ledger writer saw it."""
+class LedgerEvent(MailEvent):
+    """An event of the KATA Quarantine's ledger, with the usage after it as the single ledger
+    writer saw it. The admission writes each to `katagate.quarantine` and, with the same event
+    id, to the message's `katagate.mail` partition: a reader of both topics meets it twice."""
 
     size: NonNegativeInt
     bytes_in_use: NonNegativeInt
     messages_in_use: NonNegativeInt
 
 
-class QuarantineAdmitted(_Ledger):
+class QuarantineAdmitted(LedgerEvent):
     type: Literal["quarantine.admitted"] = "quarantine.admitted"
     schema_version: Literal[1] = 1
     rule_id: RuleId | None
@@ -99,7 +101,7 @@ class QuarantineAdmitted(_Ledger):
         return self
 
 
-class QuarantineDenied(_Ledger):
+class QuarantineDenied(LedgerEvent):
     type: Literal["quarantine.denied"] = "quarantine.denied"
     schema_version: Literal[1] = 1
     reason: DenialReason
@@ -107,7 +109,7 @@ class QuarantineDenied(_Ledger):
     limit_messages: MessageCountLimit
 
 
-class QuarantineReleased(_Ledger):
+class QuarantineReleased(LedgerEvent):
     type: Literal["quarantine.released"] = "quarantine.released"
     schema_version: Literal[1] = 1
     cause: Literal["action_applied", "forced_release", "deleted_by_admin"]
@@ -284,7 +286,13 @@ class NdrSuppressed(MailEvent):
     reason: Literal["null_sender", "ndr_disabled"]
 
 
-def terminal_outcome(event: Event) -> str | None:
+# How an accepted message ends: each ends in exactly one (see terminal_outcome).
+TerminalOutcome = Literal["delivered", "discarded", "ndr_sent", "ndr_suppressed",
+                          "delivery_failed"]
+TERMINAL_OUTCOMES: tuple[TerminalOutcome, ...] = get_args(TerminalOutcome)
+
+
+def terminal_outcome(event: Event) -> TerminalOutcome | None:
     """The terminal event of a message, named: every accepted message ends in exactly one of
     these (invariant 2 of docs/ARCHITECTURE.md). An NDR for a failed delivery follows the
     failure, which is the terminal event; an NDR for a KATA reject is itself the end."""

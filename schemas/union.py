@@ -89,7 +89,13 @@ def _classes() -> tuple[type[Event], ...]:
     return classes
 
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.model_fields["type"].default: cls for cls in _classes()}
+def type_of(cls: type[Event]) -> str:
+    """An event class's `type` string: its tag in the union, what a record says it is."""
+    tag: str = cls.model_fields["type"].default
+    return tag
+
+
+EVENT_TYPES: dict[str, type[Event]] = {type_of(cls): cls for cls in _classes()}
 CURRENT_VERSIONS: dict[str, int] = {
     name: cls.model_fields["schema_version"].default for name, cls in EVENT_TYPES.items()
 }
@@ -98,7 +104,7 @@ if len(EVENT_TYPES) != len(_classes()):
 
 # A message's events in the order of its life: what orders events stamped with the same
 # instant (the projector's timelines). Every mail event of the union has its place.
-MAIL_LIFECYCLE: tuple[str, ...] = tuple(cls.model_fields["type"].default for cls in (
+MAIL_LIFECYCLE: tuple[str, ...] = tuple(type_of(cls) for cls in (
     MessageReceived, QuarantineAdmitted, QuarantineDenied, ScanSubmitted, ScanFailed,
     VerdictReceived, ScanTimedOut, ForcedRelease, ForcedDelete, ActionDecided,
     QuarantineReleased, BackupStored, DeliveryDeferred, MessageDelivered, DeliveryFailed,

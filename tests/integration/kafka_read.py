@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
-from audit.reading import watermarks
 from eventlog.clients import new_reader
+from eventlog.errors import ReadStalled
+from eventlog.read_to_end import read_to_end, watermarks
 from eventlog.records import Consumed
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -32,39 +33,26 @@ def read_all(
     bootstrap: str | KafkaSettings, topic: str, *, committed_only: bool = True,
     timeout_s: float = 30.0,
 ) -> list[Consumed]:
-    """Every record of every partition up to the end visible at the isolation level asked.
-    `bootstrap`: a plaintext cluster's address, or the settings of a principal (secure)."""
+    """Every record of every partition up to the end visible at the isolation level asked,
+    through the same read to the end as the product's. `bootstrap`: a plaintext cluster's
+    address, or the settings of a principal (secure). TimeoutError when no record came for
+    `timeout_s` while short of the end."""
     settings = (bootstrap if isinstance(bootstrap, KafkaSettings)
                 else KafkaSettings(bootstrap_servers=bootstrap))
     consumer = new_reader(
         settings, "test-reader",
         **{"isolation.level": "read_committed" if committed_only else "read_uncommitted"})
     try:
-        metadata = _topic_metadata(consumer, topic)
-        partitions = [TopicPartition(topic, p, 0) for p in metadata.partitions]
-        # With read_committed the high watermark is the last stable offset.
-        ends = {}
-        for tp in partitions:
-            # Retried whatever the error: with a cluster node just killed, the answer may be
-            # 'not leader', a timeout, a destroyed handle or 'high watermark not caught up'.
-            ends[tp.partition] = watermarks(consumer, (topic, tp.partition), 60.0)[1]
-        consumer.assign(partitions)
-        records: list[Consumed] = []
-        positions = {p: 0 for p in ends}
-        deadline = time.monotonic() + timeout_s
-        while any(positions[p] < ends[p] for p in ends):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: at {positions}, end {ends}")
-            for message in consumer.consume(500, 0.5):
-                if message.error():
-                    continue
-                records.append(Consumed.from_message(message))
-                positions[message.partition()] = message.offset() + 1
-            # Transaction markers occupy offsets too: ask where the consumer really is.
-            for tp in consumer.position(partitions):
-                if tp.offset >= 0:
-                    positions[tp.partition] = max(positions[tp.partition], tp.offset)
-        return records
+        places = [(topic, p) for p in _topic_metadata(consumer, topic).partitions]
+        # The high watermark; with read_committed, the last stable offset. Retried whatever the
+        # error: with a cluster node just killed, the answer may be 'not leader', a timeout, a
+        # destroyed handle or 'high watermark not caught up'.
+        ends = {place: watermarks(consumer, place, 60.0)[1] for place in places}
+        try:
+            return [Consumed.from_message(m)
+                    for m in read_to_end(consumer, dict.fromkeys(places, 0), ends, timeout_s)]
+        except ReadStalled as exc:
+            raise TimeoutError(f"reading {topic}: {exc}") from exc
     finally:
         consumer.close()
 

@@ -275,3 +275,16 @@ def test_kafka_unreachable_fails_with_1_but_a_bad_value_is_still_refused_with_2(
     # And a bad value is refused before Kafka is contacted
     assert main(["settings", "set", "--port", "0"]) == 2
     assert "central_node_port: must be an integer in 1..65535, got 0" in capsys.readouterr().err
+
+
+def test_reading_a_namespace_without_topics_names_the_remedy_and_an_empty_one_is_empty(
+        run, monkeypatch, kafka_settings):
+    # Given the test's namespace, whose quarantine ledger is empty
+    # Then the list is empty (a partition whose end is 0 is not read at all)
+    assert shown(run, "quarantine", "list") == {"messages": []}
+    # And in a namespace whose topics were never created, reading says what to run (exit 1)
+    monkeypatch.setenv("KATAGATE_TOPIC_PREFIX", f"t{uuid4().hex[:12]}")
+    for argv in (["settings", "show"], ["quarantine", "list"]):
+        code, out, err = run(*argv)
+        assert (code, out) == (1, "")
+        assert "does not exist: run `katagate topics create`" in err

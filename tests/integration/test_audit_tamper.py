@@ -24,21 +24,21 @@ from audit.checkpoint import Checkpoint, decode, encode, sign
 from audit.checkpointer import checkpoint_once
 from audit.export import export_message
 from audit.keys import AuditKey, load_or_create
-from audit.reading import audited_topics, new_consumer, partitions, read_to_end, watermarks
+from audit.reading import audited_topics, from_message, new_consumer
 from audit.verify import Finding, Report, verify
 from eventlog.clients import new_producer
 from eventlog.producer import TransactionalProducer
+from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
-from schemas import Event, MailEvent, QuarantineAdmitted, QuarantineDenied, QuarantineReleased
+from schemas import Event, LedgerEvent, MailEvent
 from tests.conftest import ensure_namespace
 from tests.unit.fixtures.events import sample_events
 
 pytestmark = pytest.mark.kafka
 
 Place = tuple[str, int]
-LEDGER = (QuarantineAdmitted, QuarantineDenied, QuarantineReleased)
 
 
 def variants(first: int, last: int) -> list[list[Event]]:
@@ -60,7 +60,7 @@ def outgoing(names: TopicNames, flow: list[Event]) -> list[Outgoing]:
     for event in flow:
         if isinstance(event, MailEvent):
             records.append(Outgoing.event(names.mail, event))
-            if isinstance(event, LEDGER):
+            if isinstance(event, LedgerEvent):
                 records.append(Outgoing.event(names.quarantine, event))
         else:
             records.append(Outgoing.event(names.control, event))
@@ -90,10 +90,10 @@ def snapshot(kafka: KafkaSettings) -> tuple[dict[Place, list[LogRecord]], list[L
         audit = TopicNames(kafka.topic_prefix).audit
         places = [(t, p) for t in [*topics.values(), audit]
                   for p in partitions(consumer, t, 10)]
-        ends = {place: watermarks(consumer, place, 10)[1] for place in places}
+        ends = last_stable_offsets(consumer, places, 10)
         logs: dict[Place, list[LogRecord]] = defaultdict(list)
         audit_records: list[LogRecord] = []
-        for r in read_to_end(consumer, dict.fromkeys(places, 0), ends, 30):
+        for r in map(from_message, read_to_end(consumer, dict.fromkeys(places, 0), ends, 30)):
             if r.topic == audit:
                 audit_records.append(r)
             else:

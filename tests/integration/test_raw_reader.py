@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 
-from audit.reading import watermarks
 from eventlog.clients import new_reader
 from eventlog.producer import TransactionalProducer
 from eventlog.raw import MAX_SKIP, RawReader, RawUnavailable, RawWant, chunk
+from eventlog.read_to_end import watermarks
 from eventlog.records import Outgoing
 from eventlog.topics import TopicNames
 from tests.integration.kata_harness import wait_for

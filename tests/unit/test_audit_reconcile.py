@@ -3,8 +3,11 @@ and for the others why not and until when."""
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import audit
 from audit.reconcile import Reconciler, Window
 from tests.unit.test_projector_flows import SCENARIOS, all_flows, message_flow
 
@@ -81,3 +84,14 @@ def test_the_same_content_and_envelope_under_two_ids_is_a_possible_resend() -> N
     report = fold([*first, resent]).report(LATER)
     assert report["possible_resends"] == [["MSG00000000", "MSG00000099"]]
     assert report["without_terminal"][0]["state"] == "waiting_for_admission"
+
+
+def test_the_audit_reads_the_log_without_the_projector() -> None:
+    """The auditor's tools stand on the log (eventlog, schemas), not on a view of it."""
+    for path in Path(audit.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names]
+        imported += [node.module or "" for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom)]
+        assert not [name for name in imported if name.split(".")[0] == "projector"], path.name

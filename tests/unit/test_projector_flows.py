@@ -7,13 +7,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from schemas import Event, decode_event, encode_event
+from schemas import Event, LedgerEvent, decode_event, encode_event
 from tests.unit.fixtures.events import T0, sample_events
 
-# Which topic an event goes to: "mail", "quarantine" (the ledger; also mirrored to "mail"),
-# or "control".
+# Which topic an event goes to: "mail", "quarantine" (the ledger, a LedgerEvent; also mirrored
+# to "mail"), or "control".
 Routed = list[tuple[str, Event]]
-LEDGER = ("quarantine.admitted", "quarantine.denied", "quarantine.released")
 SCENARIOS = ("clean", "deleted", "rejected", "count_limit", "timeout", "error")
 
 
@@ -47,7 +46,7 @@ def message_flow(i: int, scenario: str | None = None) -> Routed:
     def add(topic: str, event_type: str, minutes: float, **update: Any) -> None:
         event = _variant(s[event_type], next(n), at + minutes, message_id=m, **update)
         out.append((topic, event))
-        if event.type in LEDGER:
+        if isinstance(event, LedgerEvent):
             out.append(("mail", event))  # the mirror: the same event on the message
 
     add("mail", "mail.received", 0, size=size, rule_id=rule)
@@ -125,6 +124,6 @@ def test_every_flow_is_valid_and_round_trips() -> None:
 
 def test_ledger_events_are_mirrored_with_the_same_event_id() -> None:
     flow = message_flow(0, "clean")
-    ledger = [(topic, e.event_id) for topic, e in flow if e.type in LEDGER]
+    ledger = [(topic, e.event_id) for topic, e in flow if isinstance(e, LedgerEvent)]
     assert [t for t, _ in ledger] == ["quarantine", "mail", "quarantine", "mail"]
     assert ledger[0][1] == ledger[1][1]

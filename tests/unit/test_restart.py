@@ -6,7 +6,7 @@ import threading
 
 from confluent_kafka import KafkaError, KafkaException
 
-from eventlog.errors import ConsumerFailed
+from eventlog.errors import ConsumerFailed, ReadStalled
 from eventlog.restart import restarting
 
 
@@ -57,17 +57,10 @@ def test_a_quarantine_ledger_kafka_cannot_serve_in_time_restarts_the_admission(
     import decider.admission as admission
     from eventlog.settings import KafkaSettings
 
-    class SlowLedger:
-        def __init__(self, *_args: object, **_kwargs: object) -> None:
-            pass
+    def slow_ledger(*_args: object, **_kwargs: object) -> None:
+        raise ReadStalled("reading stalled at {('t.quarantine', 0): 0} (ends ...)")
 
-        def wait_caught_up(self, _timeout_s: float) -> bool:
-            return False
-
-        def close(self) -> None:
-            pass
-
-    monkeypatch.setattr(admission, "FoldedTopic", SlowLedger)
+    monkeypatch.setattr(admission, "fold_to_end", slow_ledger)
     stop, failed, runs = threading.Event(), [], []
 
     def part() -> None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from schemas import (
     EVENT_TYPES,
+    TERMINAL_OUTCOMES,
     ActionDecided,
     Event,
     KataSettings,
@@ -21,6 +22,7 @@ from schemas import (
     SensorKeyGenerated,
     decode_event,
     encode_event,
+    terminal_outcome,
 )
 from tests.unit.fixtures.events import CERTIFICATE_PEM, MESSAGE_ID, envelope, sample_events
 
@@ -307,3 +309,12 @@ def test_given_any_sample_then_bytes_and_parsed_records_decode_alike() -> None:
     for event in sample_events():
         record = encode_event(event)
         assert decode_event(record) == decode_event(json.loads(record)) == event
+
+
+def test_the_terminal_outcomes_are_exactly_the_names_terminal_outcome_gives() -> None:
+    # One sample of every event, the NDR of a failed delivery beside that of a KATA reject
+    events = sample_events()
+    ndr = next(e for e in events if e.type == "ndr.sent")
+    events.append(ndr.model_copy(update={"reason": "delivery_failed"}))
+    named = [terminal_outcome(e) for e in events]
+    assert sorted(o for o in named if o is not None) == sorted(TERMINAL_OUTCOMES)

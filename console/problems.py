@@ -50,10 +50,6 @@ def problem(refusal: InvalidCommand) -> Problem:
     return Problem(status_of(refusal), str(refusal), refusal.field, refusal.allowed)
 
 
-def bad_request(error: str, name: str | None = None, allowed: Any = None) -> ProblemError:
-    return ProblemError(Problem(400, error, name, allowed))
-
-
 def validate_each(validate: Callable[[Mapping[str, object]], object],
                   changes: Mapping[str, object]) -> None:
     """Run `validate` on each field alone, then on all together (rules between fields), and

@@ -11,7 +11,6 @@ in the same transaction, and the loop keeps going.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -97,13 +96,6 @@ class TransactionalLoop:
                 list(topics), on_assign=self._recovery.on_assign,
                 on_revoke=self._recovery.on_revoke, on_lost=self._recovery.on_revoke,
             )
-
-    def run(self, stop: threading.Event) -> None:
-        try:
-            while not stop.is_set():
-                self.run_once()
-        finally:
-            self.close()
 
     def run_once(self) -> int:
         """Process at most one batch in one transaction; return how many records it held."""

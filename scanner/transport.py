@@ -84,14 +84,6 @@ class PinnedTransport:
         self._timeout_s = timeout_s
         self._local = threading.local()
 
-    @property
-    def pinned(self) -> str | None:
-        return self._pinned
-
-    def pin(self, fingerprint: str | None) -> None:
-        self._pinned = fingerprint
-        self.close()
-
     def close(self) -> None:
         connection: http.client.HTTPSConnection | None = getattr(self._local, "connection", None)
         if connection is not None:

@@ -15,7 +15,7 @@ from eventlog.election import Election
 from eventlog.loop import TransactionalLoop
 from eventlog.preflight import prepare_stage
 from eventlog.principals import PRINCIPALS
-from eventlog.producer import ProducerFenced
+from eventlog.producer import ProducerFenced, TransactionalProducer
 from eventlog.restart import restarting
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -46,11 +46,14 @@ def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
             # Never admit under default limits because the configuration was not read yet.
             while not control.wait_caught_up(10) and not stop.is_set():
                 log.warning("admission: the control log is not read to its end yet; waiting")
+            # Fence the previous owner first (init_transactions), then fold the ledger: folded
+            # before, a last commit of the old owner in between would be missing from it.
+            fenced = TransactionalProducer(
+                kafka, DECIDER.transactional_id(kafka.topic_prefix, "admission"))
             loop = TransactionalLoop(
                 kafka, stage="admission",
                 group_id=DECIDER.group(kafka.topic_prefix, "admission-offsets"),
-                transactional_id=DECIDER.transactional_id(kafka.topic_prefix, "admission"),
-                topics=[names.mail],
+                producer=fenced, topics=[names.mail],
                 handler=Admission(kafka, control, producer, clock),
                 dead_letter_topic=names.deadletter, manual_assignment=True,
             )

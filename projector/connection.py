@@ -56,7 +56,7 @@ class ConnectionView:
         return cls(**state)
 
 
-def apply(view: ConnectionView, event: Event) -> ConnectionView:
+def evolve(view: ConnectionView, event: Event) -> ConnectionView:
     if isinstance(event, MailEvent):  # most of the log; none of it concerns the connection
         return view
     match event:

@@ -82,7 +82,7 @@ def _bump(view: Counters, group: str, key: str) -> None:
     counts[key] = counts.get(key, 0) + 1
 
 
-def apply(view: Counters, event: Event) -> Counters:
+def evolve(view: Counters, event: Event) -> Counters:
     """Updates the view in place and returns it."""
     match event:
         case MessageReceived():

@@ -73,7 +73,7 @@ class QuarantineView:
         )
 
 
-def apply(view: QuarantineView, event: Event) -> QuarantineView:
+def evolve(view: QuarantineView, event: Event) -> QuarantineView:
     """Updates the view in place and returns it (a fold over a mutable accumulator)."""
     if event.type not in FOLDED:
         return view

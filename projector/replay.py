@@ -19,7 +19,7 @@ from eventlog.settings import KafkaSettings
 from projector.canonical import canonical_json, document
 from projector.snapshot import Positions, write_atomically
 from projector.source import LogReader, projected_topics
-from projector.views import VIEW_NAMES, Projections, apply
+from projector.views import VIEW_NAMES, Projections, evolve
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def replay(
         views = Projections()
         for read in reader.read_to(bounds, batch_size):
             if read.event is not None:
-                apply(views, read.event, read.value)
+                evolve(views, read.event, read.value)
             meter.update(reader.records_read)
         meter.update(reader.records_read, final=True)
         return Replayed(views, dict(reader.positions), reader.records_read,

@@ -20,7 +20,7 @@ from projector.server import ViewServer, serve_metrics
 from projector.settings import ProjectorSettings
 from projector.snapshot import open_snapshot, save, snapshot_path
 from projector.source import LogReader, projected_topics
-from projector.views import apply
+from projector.views import evolve
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def run_projector(
             with live.lock:
                 for read in reads:
                     if read.event is not None:
-                        apply(live.projections, read.event, read.value)
+                        evolve(live.projections, read.event, read.value)
                     live.newest_ms = max(live.newest_ms, read.timestamp_ms)
                 live.positions.update(reader.positions)
                 live.records_read = reader.records_read

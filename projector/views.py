@@ -1,4 +1,4 @@
-"""Every projection together: one `apply` for all, one canonical rendering, one state format.
+"""Every projection together: one `evolve` for all, one canonical rendering, one state format.
 
 The views are functions of the set of events read (per-partition order aside), so a live
 projector and a replay that have read the same records render the same bytes. The small views
@@ -91,14 +91,14 @@ class Projections:
         self.store.close()
 
 
-def apply(views: Projections, event: Event, record: bytes | None = None) -> Projections:
+def evolve(views: Projections, event: Event, record: bytes | None = None) -> Projections:
     """Fold one event into every projection (in place; returns the same object). `record` is
     the event as read (kept in its timeline); without it the event is encoded afresh."""
     if not views.copies.first(event):
         return views
-    views.connection = connection.apply(views.connection, event)
-    quarantine.apply(views.quarantine, event)
-    counters.apply(views.counters, event)
+    views.connection = connection.evolve(views.connection, event)
+    quarantine.evolve(views.quarantine, event)
+    counters.evolve(views.counters, event)
     if isinstance(event, MailEvent):
         for observation in views.store.add(
                 event.message_id, timelines.order_key(event), event,

@@ -66,7 +66,7 @@ class Book:
     def __len__(self) -> int:
         return len(self.scans)
 
-    def apply(self, event: Event, partition: int) -> None:
+    def evolve(self, event: Event, partition: int) -> None:
         m = getattr(event, "message_id", None)
         if m is None:
             return
@@ -113,7 +113,7 @@ class Book:
 
     def holds(self, message_id: str) -> bool:
         """Whether the message's scan is still live. Events of a message whose scan is not
-        change nothing (`apply`), so a rebuild may begin at the oldest live scan's
+        change nothing (`evolve`), so a rebuild may begin at the oldest live scan's
         `MessageReceived` (`eventlog.restore_points`)."""
         return message_id in self.scans
 

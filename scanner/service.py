@@ -220,7 +220,7 @@ class ScanService:
             if event.event_id in self._own:
                 self._own.discard(event.event_id)
                 continue
-            self.book.apply(event, partition)
+            self.book.evolve(event, partition)
             if isinstance(event, MessageReceived):
                 self._points.began(partition, event.message_id, offset)
         self._lag.measure(self._consumer)
@@ -351,7 +351,7 @@ class ScanService:
             self._own.add(event.event_id)
             message_id = getattr(event, "message_id", "")
             scan = self.book.scans.get(message_id)
-            self.book.apply(event, scan.partition if scan else 0)
+            self.book.evolve(event, scan.partition if scan else 0)
         return True
 
     @staticmethod

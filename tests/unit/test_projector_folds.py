@@ -17,7 +17,7 @@ from projector.copies import LedgerCopies
 from projector.counters import Counters
 from projector.quarantine import QuarantineView
 from projector.summary import terminal_outcome
-from projector.views import Projections, apply
+from projector.views import Projections, evolve
 from schemas import CentralNodeObserved, Event, NodeAddress
 from tests.unit.fixtures.events import FINGERPRINT, NODE_FINGERPRINT, SENSOR_ID
 from tests.unit.test_projector_flows import (
@@ -30,7 +30,7 @@ from tests.unit.test_projector_flows import (
 
 
 def fold_all(routed: Routed) -> Projections:
-    return reduce(apply, (e for _t, e in routed), Projections())
+    return reduce(evolve, (e for _t, e in routed), Projections())
 
 
 def first_copies(events: list[Event]) -> list[Event]:
@@ -65,7 +65,7 @@ def rendered(views: Projections) -> list[bytes]:
 
 def test_connection_window_shows_address_state_and_both_fingerprints() -> None:
     # Given settings, our key, the connection confirmed and KATA's key pinned
-    view = reduce(connection.apply, (e for _t, e in control_flow()), ConnectionView())
+    view = reduce(connection.evolve, (e for _t, e in control_flow()), ConnectionView())
     # Then the window shows what the product's "KATA connection state" window shows
     window = connection.render(view)
     assert window["central_node_address"] == "10.20.30.40"
@@ -88,7 +88,7 @@ def test_connection_keeps_the_last_error_after_recovery() -> None:
                                         "detail": "connection refused"})
     up = events[4].model_copy(update={"occurred_at": events[4].occurred_at.replace(hour=10)})
     # When it recovers
-    view = reduce(connection.apply, [*events, down, up], ConnectionView())
+    view = reduce(connection.evolve, [*events, down, up], ConnectionView())
     # Then the state is connected and the last error is still on record
     window = connection.render(view)
     assert window["connection_state"] == "connected"
@@ -107,7 +107,7 @@ def test_a_pin_for_another_central_node_does_not_apply() -> None:
     changed = events[0].model_copy(update={"settings": events[0].settings.model_copy(
         update={"central_node_address": IPv4Address("10.9.9.9")})})
     # When the settings move to that node
-    window = connection.render(reduce(connection.apply, [*events, observed, changed],
+    window = connection.render(reduce(connection.evolve, [*events, observed, changed],
                                       ConnectionView()))
     # Then no pin applies, and the observed key is the new one
     assert window["central_node_address"] == "10.9.9.9"
@@ -129,7 +129,7 @@ def test_quarantine_counts_a_mirrored_admission_once() -> None:
     # Given a message admitted (the ledger event and its mirror on the message)
     flow = message_flow(1, "clean")[:4]  # received, admitted, mirror, submitted
     # When both copies are read
-    view = reduce(quarantine.apply, first_copies([e for _t, e in flow]), QuarantineView())
+    view = reduce(quarantine.evolve, first_copies([e for _t, e in flow]), QuarantineView())
     # Then it counts once, under its rule
     usage = quarantine.render(view)
     assert (usage["bytes_in_use"], usage["messages_in_use"]) == (1001, 1)
@@ -143,7 +143,7 @@ def test_a_release_read_before_the_mirrored_admission_leaves_nothing_held() -> N
     ledger = [e for t, e in flow if t == "quarantine"]
     mirrors = [e for t, e in flow if t == "mail" and e.type.startswith("quarantine.")]
     # When the mirrored admission arrives after the release
-    view = reduce(quarantine.apply, first_copies([*ledger, *mirrors]), QuarantineView())
+    view = reduce(quarantine.evolve, first_copies([*ledger, *mirrors]), QuarantineView())
     # Then the message is not held again
     usage = quarantine.render(view)
     assert (usage["bytes_in_use"], usage["messages_in_use"]) == (0, 0)
@@ -153,7 +153,7 @@ def test_a_release_read_before_the_mirrored_admission_leaves_nothing_held() -> N
 def test_quarantine_limits_follow_the_settings_and_usage_the_held_messages() -> None:
     # Given settings with a 100-message limit, and messages in flight
     routed = control_flow() + [pair for i in range(6) for pair in message_flow(i)[:4]]
-    view = reduce(quarantine.apply, first_copies([e for _t, e in routed]), QuarantineView())
+    view = reduce(quarantine.evolve, first_copies([e for _t, e in routed]), QuarantineView())
     usage = quarantine.render(view)
     # Then five are held (the count-limit one was denied) against the configured limits
     assert usage["limit_messages"] == 100
@@ -169,7 +169,7 @@ def test_quarantine_limits_follow_the_settings_and_usage_the_held_messages() -> 
 
 def test_counters_count_each_decision_verdict_denial_and_outcome_once() -> None:
     # Given two messages of every scenario, ledger events mirrored
-    view = reduce(counters.apply, first_copies([e for _t, e in all_flows(12)]), Counters())
+    view = reduce(counters.evolve, first_copies([e for _t, e in all_flows(12)]), Counters())
     # Then each is counted once
     counts = counters.render(view)
     assert counts["actions"] == {"deliver": 8, "delete": 2, "reject": 2}
@@ -187,7 +187,7 @@ def test_counters_count_each_decision_verdict_denial_and_outcome_once() -> None:
 # -- timelines and summaries -------------------------------------------------------------
 
 def folded(events: list[Event]) -> Projections:
-    return reduce(apply, events, Projections())
+    return reduce(evolve, events, Projections())
 
 
 def test_a_timeline_holds_each_event_once_in_lifecycle_order() -> None:
@@ -312,7 +312,7 @@ def test_every_view_is_the_same_whatever_the_interleaving_of_partitions() -> Non
     expected = rendered(fold_all(routed))
     for seed in range(5):
         # When folded in that order
-        views = reduce(apply, interleave(routed, seed), Projections())
+        views = reduce(evolve, interleave(routed, seed), Projections())
         # Then every view renders the same bytes
         assert rendered(views) == expected
 
@@ -321,12 +321,12 @@ def test_only_ledger_copies_still_unmatched_are_remembered() -> None:
     # Given every record read once, in any interleaving
     routed = all_flows(12)
     for seed in range(3):
-        views = reduce(apply, interleave(routed, seed), Projections())
+        views = reduce(evolve, interleave(routed, seed), Projections())
         # Then no ledger event id is kept: memory does not grow with the log
         assert views.copies.waiting == set()
     # And a log cut between the two copies keeps only the copies still unread
     ledger = [e for t, e in routed if t == "quarantine"]
-    views = reduce(apply, ledger, Projections())
+    views = reduce(evolve, ledger, Projections())
     assert views.copies.waiting == {e.event_id.int for e in ledger}
 
 
@@ -334,7 +334,7 @@ def test_the_quarantine_lists_the_messages_waiting_for_a_verdict_in_pages() -> N
     # Given three messages admitted and not yet released, and one done
     routed = [pair for i in (1, 5, 7) for pair in message_flow(i, "timeout")[:4]]
     routed += message_flow(2, "clean")
-    view = reduce(quarantine.apply, first_copies([e for _t, e in routed]), QuarantineView())
+    view = reduce(quarantine.evolve, first_copies([e for _t, e in routed]), QuarantineView())
     # Then they are listed in message id order, a page at a time
     page, more = quarantine.waiting(view, None, 2)
     assert [w["message_id"] for w in page] == ["MSG00000001", "MSG00000005"]

@@ -12,14 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from projector.live import LiveProjection
 from projector.metrics import registry_for
-from projector.views import Projections, apply
+from projector.views import Projections, evolve
 from tests.unit.test_projector_flows import all_flows
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "deploy" / "METRICS.md"
 
 
 def scraped(messages: int = 12) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    live = LiveProjection(projections=reduce(apply, (e for _t, e in all_flows(messages)),
+    live = LiveProjection(projections=reduce(evolve, (e for _t, e in all_flows(messages)),
                                              Projections()))
     text = generate_latest(registry_for(live)).decode()
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value

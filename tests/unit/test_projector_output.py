@@ -16,12 +16,12 @@ from projector.http import BadRequest, parse_listing
 from projector.replay import Progress, Replayed, timelines_csv, timelines_jsonl, write_outputs
 from projector.snapshot import open_snapshot, save, snapshot_path, write_atomically
 from projector.store import TimelineStore
-from projector.views import Projections, apply
+from projector.views import Projections, evolve
 from tests.unit.test_projector_flows import all_flows
 
 
 def folded(messages: int = 12) -> Projections:
-    return reduce(apply, (e for _t, e in all_flows(messages)), Projections())
+    return reduce(evolve, (e for _t, e in all_flows(messages)), Projections())
 
 
 def test_canonical_json_sorts_keys_and_has_no_whitespace() -> None:
@@ -59,7 +59,7 @@ def test_a_snapshot_resumes_views_positions_and_timelines(tmp_path: Path) -> Non
     first = open_snapshot(path, "t")
     assert not first.resumed
     for _t, event in routed[:half]:
-        apply(first.projections, event)
+        evolve(first.projections, event)
     save(first.projections, {("t.mail", 0): half}, "t")
     first.projections.close()
     # When reopened and the rest folded on
@@ -67,7 +67,7 @@ def test_a_snapshot_resumes_views_positions_and_timelines(tmp_path: Path) -> Non
     assert again.resumed
     assert again.positions == {("t.mail", 0): half}
     for _t, event in routed[half:]:
-        apply(again.projections, event)
+        evolve(again.projections, event)
     # Then it is what folding everything at once gives
     whole = folded(6)
     for name in ("connection", "quarantine", "counters"):
@@ -80,10 +80,10 @@ def test_what_was_folded_after_the_last_save_is_not_in_the_snapshot(tmp_path: Pa
     routed = all_flows(4)
     path = snapshot_path(tmp_path, "t")
     live = open_snapshot(path, "t")
-    apply(live.projections, routed[0][1])
+    evolve(live.projections, routed[0][1])
     save(live.projections, {("t.control", 0): 1}, "t")
     for _t, event in routed[1:]:
-        apply(live.projections, event)
+        evolve(live.projections, event)
     live.projections.store.flush()  # written into the open transaction, never committed
     # When another process opens the file
     again = open_snapshot(path, "t")
@@ -91,14 +91,14 @@ def test_what_was_folded_after_the_last_save_is_not_in_the_snapshot(tmp_path: Pa
     assert again.positions == {("t.control", 0): 1}
     assert list(again.projections.message_ids()) == []
     assert again.projections.document("counters") == reduce(
-        apply, [routed[0][1]], Projections()).document("counters")
+        evolve, [routed[0][1]], Projections()).document("counters")
 
 
 def test_a_snapshot_of_another_namespace_garbage_or_a_rebuild_starts_empty(
         tmp_path: Path) -> None:
     path = snapshot_path(tmp_path, "t")
     other = open_snapshot(path, "other")
-    apply(other.projections, all_flows(1)[-1][1])
+    evolve(other.projections, all_flows(1)[-1][1])
     save(other.projections, {("t.mail", 0): 9}, "other")
     other.projections.close()
     fresh = open_snapshot(path, "t")
@@ -140,7 +140,7 @@ def test_the_store_keeps_few_summaries_in_memory(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr("projector.store.HOT_MESSAGES", 5)
     views = Projections(store=TimelineStore())
     for _t, event in all_flows(40):
-        apply(views, event)
+        evolve(views, event)
     views.store.flush()
     # Then the rest are on disk, and every summary still reads back whole
     assert len(views.store._hot) <= 5

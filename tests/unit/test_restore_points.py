@@ -158,7 +158,7 @@ def book_from(log: list[Event], start: int) -> tuple[Book, RestorePoints]:
     # As ScanService._pump folds a partition: the book, and where each message began.
     book, points = Book(), RestorePoints()
     for offset in range(start, len(log)):
-        book.apply(log[offset], 0)
+        book.evolve(log[offset], 0)
         if isinstance(log[offset], MessageReceived):
             points.began(0, log[offset].message_id, offset)
     return book, points

@@ -51,7 +51,7 @@ def admitted(m: str, n: int = 2) -> QuarantineAdmitted:
 def book_with(*events) -> Book:
     book = Book()
     for event in events:
-        book.apply(event, 0)
+        book.evolve(event, 0)
     return book
 
 
@@ -61,7 +61,7 @@ def test_given_an_admitted_message_then_it_is_due_and_a_submission_records_scan_
     (event,) = submission_events(scan, Submitted("m0000001"), CTX)
     assert isinstance(event, ScanSubmitted)
     assert (event.scan_id, event.sensor_id) == ("m0000001", "sensor-1")
-    book.apply(event, 0)
+    book.evolve(event, 0)
     assert book.due_for_submit(T0) == []
     assert [s.message_id for s in book.awaiting_verdict()] == ["m0000001"]
 
@@ -82,7 +82,7 @@ def test_given_a_429_then_a_retriable_failure_and_the_scan_waits_its_backoff():
     (failed,) = submission_events(scan, Refused("busy", "429 limit", status=429), CTX)
     assert isinstance(failed, ScanFailed)
     assert (failed.reason, failed.final, failed.attempt) == ("busy", False, 1)
-    book.apply(failed, 0)
+    book.evolve(failed, 0)
     assert book.due_for_submit(T0) == []
     assert len(book.due_for_submit(T0 + timedelta(seconds=3))) == 1
 
@@ -91,13 +91,13 @@ def test_given_a_413_then_a_final_failure_ends_the_scan():
     book = book_with(received("m0000001"), admitted("m0000001"))
     (scan,) = book.due_for_submit(T0)
     (failed,) = submission_events(scan, Refused("too_large", "413", final=True, status=413), CTX)
-    book.apply(failed, 0)
+    book.evolve(failed, 0)
     assert len(book) == 0
 
 
 def test_given_a_detect_then_a_verdict_with_its_detects_and_other_scans_are_ignored():
     book = book_with(received("m0000001"), admitted("m0000001"))
-    book.apply(submission_events(book.due_for_submit(T0)[0], Submitted("m0000001"), CTX)[0], 0)
+    book.evolve(submission_events(book.due_for_submit(T0)[0], Submitted("m0000001"), CTX)[0], 0)
     events = verdict_events(
         book,
         [ScanStatus("m0000001", "detect"), ScanStatus("someoneelse", "detect"),
@@ -109,14 +109,14 @@ def test_given_a_detect_then_a_verdict_with_its_detects_and_other_scans_are_igno
     assert isinstance(verdict, VerdictReceived)
     assert verdict.state == "detect"
     assert [(d.type, d.name) for d in verdict.detects] == [("am", "EICAR-Test-File")]
-    book.apply(verdict, 0)
+    book.evolve(verdict, 0)
     assert len(book) == 0
 
 
 def test_given_a_timed_out_scan_then_its_verdict_is_a_late_one():
     book = book_with(received("m0000001"), admitted("m0000001"))
-    book.apply(submission_events(book.due_for_submit(T0)[0], Submitted("m0000001"), CTX)[0], 0)
-    book.apply(ScanTimedOut(event_id=UUID(int=9), occurred_at=T0, producer=REF,
+    book.evolve(submission_events(book.due_for_submit(T0)[0], Submitted("m0000001"), CTX)[0], 0)
+    book.evolve(ScanTimedOut(event_id=UUID(int=9), occurred_at=T0, producer=REF,
                             message_id="m0000001", scan_id="m0000001", deadline_at=T0), 0)
     (late,) = verdict_events(book, [ScanStatus("m0000001", "not_detected")], [], CTX)
     assert isinstance(late, LateVerdictReceived)

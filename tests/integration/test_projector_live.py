@@ -31,7 +31,7 @@ from projector.replay import replay, timelines_jsonl
 from projector.run import run_projector
 from projector.settings import ProjectorSettings
 from projector.snapshot import snapshot_path
-from projector.views import Projections, apply
+from projector.views import Projections, evolve
 from schemas import decode_event
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import wait_for
@@ -246,7 +246,7 @@ def test_replay_as_of_an_offset_or_an_instant_is_the_log_up_to_it(
                for r in read_all(kafka_settings, topic)]
 
     def fold(keep: list[bool]) -> Projections:
-        return reduce(apply, (decode_event(r.value or b"")
+        return reduce(evolve, (decode_event(r.value or b"")
                               for r, k in zip(records, keep, strict=True) if k), Projections())
 
     # When replayed as of the instant between them, Then it is the first batch only

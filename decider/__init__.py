@@ -1,1 +1,3 @@
-"""The brain: pure decide/evolve per message, and the admission, deadline and apply shells."""
+"""The decider: admission (the quarantine ledger's single writer), decisions (one `decide` per
+message, deadlines as data) and apply (the action carried out); pure cores and thin shells
+(docs/ARCHITECTURE.md, "How a stage runs")."""

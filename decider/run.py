@@ -69,7 +69,7 @@ def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
         election.close()
 
 
-def run_brain(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
+def run_decisions(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
               clock: Clock = utc_now) -> None:
     names = TopicNames(kafka.topic_prefix)
     control = new_control_view(kafka)
@@ -103,7 +103,7 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
 
     parts = {
         "admission": lambda: run_admission(kafka, settings, stop, clock),
-        "decider": lambda: run_brain(kafka, settings, stop, clock),
+        "decider": lambda: run_decisions(kafka, settings, stop, clock),
         "apply": lambda: run_apply(kafka, settings, stop, clock),
     }
     failed: list[BaseException] = []

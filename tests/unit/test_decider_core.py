@@ -183,7 +183,7 @@ class TestDecisions:
         assert first[0].event_id == again[0].event_id
 
 
-class TestWhatTheBrainKeeps:
+class TestWhatDecisionsKeep:
     """Memory bounded by what is undecided, not by the mail carried (10k vs 100k messages)."""
 
     def run(self, count: int) -> Messages:

@@ -2,11 +2,11 @@
 
 The model is one mail partition — a list of events — read in order by the two consumers the
 decider runs: the admission (single writer of the quarantine ledger, whose events it also
-mirrors on the partition) and the brain (one decision per message, timers for the response
+mirrors on the partition) and decisions (one decision per message, timers for the response
 timeout). Around them: ingest accepting messages, KATA verdicts, administrators sending a
 message on or deleting it, settings changes, the clock, and crashes — a consumer losing its
 memory and rebuilding it from the log up to where it had committed, as the shells do (the
-brain from the partition's start, or from the restore point committed beside its offset).
+decisions from the partition's start, or from the restore point committed beside its offset).
 
 Invariants (docs/ARCHITECTURE.md): the quarantine never exceeds the limits in force at each
 admission; usage is the sum of what is held; one decision per message; a decided message
@@ -109,7 +109,7 @@ class DeciderMachine(RuleBasedStateMachine):
         self.log: list[Event] = []  # the partition (ledger events mirrored here)
         self.ledger_topic: list[Event] = []
         self.admission = Admission()
-        self.brain = DecisionsModel()
+        self.model = DecisionsModel()
         self.now = T0
         self.config = control(3, 4)
         self.count = 0
@@ -151,11 +151,11 @@ class DeciderMachine(RuleBasedStateMachine):
 
     @rule(seconds=st.integers(min_value=1, max_value=90))
     def time_passes(self, seconds: int) -> None:
-        # The brain's timer: its outputs join its state at once (and the log, read later).
+        # The decisions' timer: its outputs join its state at once (and the log, read later).
         self.now += timedelta(seconds=seconds)
-        produced = timeouts(self.brain.messages, self.now, lambda _p: RuleKata(), REF)
+        produced = timeouts(self.model.messages, self.now, lambda _p: RuleKata(), REF)
         for event in produced:
-            self.brain.messages.evolve(event, 0)
+            self.model.messages.evolve(event, 0)
         self.log += produced
 
     # -- the decider's consumers --------------------------------------------------------
@@ -171,10 +171,10 @@ class DeciderMachine(RuleBasedStateMachine):
                 self.ledger_topic += produced
                 self.log += produced  # the mirrors
                 moved = True
-            if self.brain.read < len(self.log):
-                event = self.log[self.brain.read]
-                self.brain.read += 1
-                self.log += self.brain.decide(event, self.now)
+            if self.model.read < len(self.log):
+                event = self.log[self.model.read]
+                self.model.read += 1
+                self.log += self.model.decide(event, self.now)
                 moved = True
             if not moved:
                 return
@@ -190,35 +190,35 @@ class DeciderMachine(RuleBasedStateMachine):
         assert (dict(rebuilt.ledger.held), rebuilt.read) == before
 
     @rule()
-    def the_brain_crashes_and_rebuilds_from_the_partition(self) -> None:
-        before = (set(self.brain.messages.pending), dict(self.brain.messages.decided))
+    def decisions_crash_and_rebuilds_from_the_partition(self) -> None:
+        before = (set(self.model.messages.pending), dict(self.model.messages.decided))
         # As the loop restores: everything up to the committed position, and after it only
-        # the brain's own decisions (Decisions.restore_ahead).
+        # their own outputs (Decisions.own_outputs, restore_ahead).
         rebuilt = DecisionsModel()
-        for offset in range(self.brain.read):
+        for offset in range(self.model.read):
             rebuilt.fold(self.log[offset], offset)
-        for event in self.log[self.brain.read:]:
+        for event in self.log[self.model.read:]:
             if isinstance(event, Decisions.own_outputs):
                 rebuilt.messages.evolve(event, 0)
-        rebuilt.read = self.brain.read
-        self.brain = rebuilt
+        rebuilt.read = self.model.read
+        self.model = rebuilt
         assert (set(rebuilt.messages.pending), dict(rebuilt.messages.decided)) == before
 
     @rule()
-    def the_brain_crashes_and_rebuilds_from_its_restore_point(self) -> None:
+    def decisions_crash_and_rebuilds_from_its_restore_point(self) -> None:
         # As the loop restores with the point committed beside the offset: from the oldest
         # held message's MessageReceived, not from the partition's start.
-        before = (set(self.brain.messages.pending), dict(self.brain.messages.decided))
-        point = self.brain.points.point(0, self.brain.messages.holds)
-        start = self.brain.read if point is None else min(point, self.brain.read)
+        before = (set(self.model.messages.pending), dict(self.model.messages.decided))
+        point = self.model.points.point(0, self.model.messages.holds)
+        start = self.model.read if point is None else min(point, self.model.read)
         rebuilt = DecisionsModel()
-        for offset in range(start, self.brain.read):
+        for offset in range(start, self.model.read):
             rebuilt.fold(self.log[offset], offset)
-        for event in self.log[self.brain.read:]:
+        for event in self.log[self.model.read:]:
             if isinstance(event, Decisions.own_outputs):
                 rebuilt.messages.evolve(event, 0)
-        rebuilt.read = self.brain.read
-        self.brain = rebuilt
+        rebuilt.read = self.model.read
+        self.model = rebuilt
         assert (set(rebuilt.messages.pending), dict(rebuilt.messages.decided)) == before
 
     # -- invariants -----------------------------------------------------------------------

@@ -165,6 +165,7 @@ class GatewaySMTP(SMTP):
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def push(self, status: Any) -> None:
+        # RFC 2034: the HELO and EHLO replies carry no enhanced code.
         if isinstance(status, str) and not (self._ehlo and status.startswith("250")):
             status = enhance(status, self._line_too_long)
         await super().push(status)
@@ -173,6 +174,13 @@ class GatewaySMTP(SMTP):
         self._ehlo = True
         try:
             await super().smtp_EHLO(hostname)
+        finally:
+            self._ehlo = False
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._ehlo = True
+        try:
+            await super().smtp_HELO(hostname)
         finally:
             self._ehlo = False
 

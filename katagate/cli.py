@@ -54,8 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from confluent_kafka import KafkaException
+
         from schemas.errors import KatagateError
 
+        if isinstance(exc, KafkaException):
+            # The broker cannot be reached or refused the request: one line, not a traceback.
+            print(f"katagate {args.command}: Kafka: {exc.args[0]}", file=sys.stderr)
+            return 1
         if not isinstance(exc, KatagateError):
             raise
         print(f"katagate {args.command}: {exc}", file=sys.stderr)

@@ -70,7 +70,7 @@ def add_replay(actions: Any) -> None:
 
 
 def _offset(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not an offset (an integer >= 0)")
     return int(text)
 

@@ -35,11 +35,12 @@ def _list(_args: argparse.Namespace) -> int:
     settings = KafkaSettings(principal="admin")
     admin = new_admin(settings)
     existing = admin.list_topics(timeout=settings.request_timeout_s).topics
-    missing = 0
+    wrong = 0
     for spec in topic_specs(settings):
         here = spec.name in existing
-        missing += not here
         have = len(existing[spec.name].partitions) if here else 0
-        word = "ok" if here else "MISSING"
-        print(f"{word:8} {spec.name:32} {have}/{spec.partitions}  {spec.purpose}")
-    return 1 if missing else 0
+        # A topic with another partition count moves keys to other partitions: not ok.
+        word = "ok" if have == spec.partitions else "MISSING" if not here else "PARTITIONS"
+        wrong += word != "ok"
+        print(f"{word:10} {spec.name:32} {have}/{spec.partitions}  {spec.purpose}")
+    return 1 if wrong else 0

@@ -314,7 +314,16 @@ def _down(args: argparse.Namespace) -> int:
     if not pid_file.exists():
         print("katagate is not up (no up.pid)")
         return 0
-    pid = int(pid_file.read_text())
+    text = pid_file.read_text().strip()
+    if not (text.isascii() and text.isdigit()):
+        print(f"{pid_file} holds {text[:20]!r}, not a process id; remove it if katagate is down")
+        return 1
+    pid = int(text)
+    if Path(f"/proc/{pid}").exists() and not _is_katagate(pid):
+        # A stale file after a reboot may name an unrelated process: never signal that.
+        pid_file.unlink(missing_ok=True)
+        print(f"katagate was not running (pid {pid} is another program; up.pid removed)")
+        return 0
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -326,3 +335,11 @@ def _down(args: argparse.Namespace) -> int:
         time.sleep(0.2)
     print("katagate stopped" if not pid_file.exists() else "katagate did not stop in 60 s")
     return 0 if not pid_file.exists() else 1
+
+
+def _is_katagate(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(b"katagate" in part for part in argv) and b"up" in argv

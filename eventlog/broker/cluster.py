@@ -108,7 +108,7 @@ class LocalCluster:
     def node(self, node_id: int) -> LocalBroker:
         layout = self._require()
         voters = {n.node_id: n.controller_port for n in layout.nodes}
-        spec = next(n for n in layout.nodes if n.node_id == node_id)
+        spec = self._spec(layout, node_id)
         # One CA and one broker certificate for every node: all on loopback.
         return LocalBroker(self.data_dir / f"node-{node_id}", self.cache_dir,
                            membership=Membership(node_id, voters, layout.cluster_id),
@@ -139,7 +139,7 @@ class LocalCluster:
 
     def start_node(self, node_id: int, timeout: float = 180.0) -> BrokerStatus:
         layout = self._require()
-        spec = next(n for n in layout.nodes if n.node_id == node_id)
+        spec = self._spec(layout, node_id)
         node = self.node(node_id)
         status, process = node.launch(spec.port)
         if process is not None:
@@ -185,3 +185,10 @@ class LocalCluster:
         if layout is None:
             raise BrokerError(f"no cluster in {self.data_dir}: run `katagate cluster start`")
         return layout
+
+    @staticmethod
+    def _spec(layout: Layout, node_id: int) -> NodePorts:
+        for spec in layout.nodes:
+            if spec.node_id == node_id:
+                return spec
+        raise BrokerError(f"no node {node_id}: this cluster has nodes 1-{len(layout.nodes)}")

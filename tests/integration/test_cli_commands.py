@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -71,7 +72,7 @@ def test_topics_list_shows_what_is_missing_and_create_makes_it_once(cli, kafka_b
     # Given a namespace without topics, list names each one MISSING and exits 1
     code, out, err = run("topics", "list")
     assert (code, err) == (1, "")
-    assert out.splitlines() == [f"MISSING  {s.name:32} 0/{s.partitions}  {s.purpose}"
+    assert out.splitlines() == [f"MISSING    {s.name:32} 0/{s.partitions}  {s.purpose}"
                                 for s in specs]
 
     # When they are created, each is named with its partitions
@@ -87,7 +88,7 @@ def test_topics_list_shows_what_is_missing_and_create_makes_it_once(cli, kafka_b
     # And list says ok for each, and exits 0
     code, out, _ = run("topics", "list")
     assert code == 0
-    assert out.splitlines() == [f"ok       {s.name:32} {s.partitions}/{s.partitions}  "
+    assert out.splitlines() == [f"ok         {s.name:32} {s.partitions}/{s.partitions}  "
                                 f"{s.purpose}" for s in specs]
     # And create again creates nothing
     assert run("topics", "create") == (0, "".join(
@@ -105,7 +106,24 @@ def test_topics_create_refuses_a_topic_with_another_partition_count(cli, kafka_s
     # list shows the count it has against the count asked
     code, out, _ = run("topics", "list")
     [line] = [line for line in out.splitlines() if f" {mail} " in line]
+    assert line.startswith("PARTITIONS ")
     assert " 3/4 " in line
+    assert code == 1
+
+
+def test_a_command_that_cannot_reach_kafka_says_so_in_one_line(cli, kafka_settings, monkeypatch):
+    # Given a broker address where nothing listens
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    run = cli(kafka_settings.model_copy(update={"bootstrap_servers": dead}))
+    monkeypatch.setenv("KATAGATE_REQUEST_TIMEOUT_S", "2")
+    # When a command that asks the broker runs, it fails with one line naming Kafka, no traceback
+    code, out, err = run("topics", "list")
+    assert code == 1
+    assert out == ""
+    assert err.startswith("katagate topics: Kafka: ")
+    assert "Traceback" not in err
 
 
 # --- katagate kata state|pin ----------------------------------------------------------------

@@ -61,6 +61,11 @@ def test_a_three_node_cluster_starts_reports_survives_a_killed_node_and_stops(
         assert status.stdout.splitlines()[0].startswith("node 1: running, pid ")
         assert katagate("cluster", "kill-node", "2", *data).stderr == (
             "katagate cluster: node 2 is not running\n")
+        # A node the cluster does not have is named, with the ones it has
+        for action in ("kill-node", "start-node"):
+            beyond = katagate("cluster", action, "5", *data)
+            assert (beyond.returncode, beyond.stderr) == (
+                1, "katagate cluster: no node 5: this cluster has nodes 1-3\n")
 
         # When it is started again, it rejoins on its port
         again = katagate("cluster", "start-node", "2", *data)

@@ -49,12 +49,8 @@ def test_a_client_that_says_helo_not_ehlo_can_send_mail(kafka_settings):
             assert client.cmd("HELO bad name") == "501 5.5.4 Invalid HELO/EHLO argument"
             assert client.cmd("MAIL FROM:<alice@example.org>").startswith("503 ")
             # When the client greets with HELO: one line, no extensions
-            # (RFC 2034 section 3 exempts HELO and EHLO replies from enhanced status codes;
-            # the gateway adds "2.0.0" to this one, so only the reply's shape is asserted.)
-            greeting = client.cmd("HELO old-client.test")
-            assert "\n" not in greeting
-            assert greeting.startswith("250 ")
-            assert greeting.endswith(" mx.test")
+            # (RFC 2034 section 3 exempts HELO and EHLO replies from enhanced status codes)
+            assert client.cmd("HELO old-client.test") == "250 mx.test"
             assert client.cmd("MAIL FROM:<alice@example.org>").startswith("250")
             assert client.cmd("RCPT TO:<bob@example.net>").startswith("250")
             assert client.cmd("DATA").startswith("354")

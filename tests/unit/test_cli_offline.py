@@ -370,7 +370,7 @@ def test_an_offset_is_a_whole_number_from_zero(text, value):
     assert projector_cmd._offset(text) == value
 
 
-@pytest.mark.parametrize("text", ["-1", "1.5", "", "ten", "0x10", " 3"])
+@pytest.mark.parametrize("text", ["-1", "1.5", "", "ten", "0x10", " 3", "\u00b2", "\u0663"])
 def test_anything_else_is_not_an_offset(text):
     with pytest.raises(argparse.ArgumentTypeError) as refused_:
         projector_cmd._offset(text)
@@ -449,7 +449,7 @@ def test_down_without_up_says_so(run, tmp_path):
 def test_down_stops_the_process_named_by_up_pid_and_waits_for_its_pid_file(run, tmp_path):
     config = config_for(tmp_path)
     pid_file = tmp_path / "state" / "up.pid"
-    child = subprocess.Popen([sys.executable, "-c", UP_STAND_IN, str(pid_file)],
+    child = subprocess.Popen([sys.executable, "-c", UP_STAND_IN, str(pid_file), "katagate", "up"],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
@@ -474,12 +474,38 @@ def test_down_with_a_stale_pid_file_removes_it(run, tmp_path):
     assert not pid_file.exists()
 
 
+def test_down_never_signals_a_process_that_is_not_katagate_up(run, tmp_path):
+    config = config_for(tmp_path)
+    pid_file = tmp_path / "state" / "up.pid"
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        pid_file.write_text(f"{other.pid}\n")
+        assert run("down", "--config", str(config)) == (
+            0, f"katagate was not running (pid {other.pid} is another program; up.pid removed)\n",
+            "")
+        assert other.poll() is None  # still alive: the stale file named someone else
+        assert not pid_file.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_down_refuses_a_pid_file_that_holds_no_number(run, tmp_path):
+    config = config_for(tmp_path)
+    pid_file = tmp_path / "state" / "up.pid"
+    pid_file.write_text("garbage\n")
+    code, out, _ = run("down", "--config", str(config))
+    assert code == 1
+    assert "holds 'garbage', not a process id" in out
+    assert pid_file.exists()
+
+
 def test_down_reads_the_state_folder_from_the_default_config_in_the_working_folder(
         run, tmp_path, monkeypatch):
     config_for(tmp_path)
     monkeypatch.chdir(tmp_path)
     pid_file = tmp_path / "state" / "up.pid"
-    child = subprocess.Popen([sys.executable, "-c", UP_STAND_IN, str(pid_file)],
+    child = subprocess.Popen([sys.executable, "-c", UP_STAND_IN, str(pid_file), "katagate", "up"],
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None

@@ -15,17 +15,17 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import cast
 
 from decider import outcomes
 from decider.admission import new_control_view
 from decider.history import ControlHistory
 from decider.mail_fold import MailFold
 from decider.ndr import build_ndr, should_send_ndr
+from decider.next_hop_tls import next_hop_tls
 from decider.outcomes import Effects, Recorded
 from decider.parcels import Parcel, Parcels
 from decider.settings import DeciderSettings
-from decider.smtp_out import DeliveryOutcome, SessionCache, StartTls, deliver
+from decider.smtp_out import DeliveryOutcome, SessionCache, deliver
 from decider.subject_tag import tag_subject
 from eventlog.folded import FoldedTopic
 from eventlog.handler import Poison
@@ -88,6 +88,9 @@ class Apply(MailFold):
                                         thread_name_prefix="apply")
         # Deliveries reuse connections to the next hop (RSET between messages).
         self.sessions = SessionCache()
+        # One TLS context for every delivery (and the cache's key): loaded once.
+        self._tls = next_hop_tls(settings.next_hop_tls_level, settings.next_hop_tls_ca_file,
+                                 settings.next_hop_tls_name)
 
     # -- the loop's handler ---------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class Apply(MailFold):
             host=self._settings.next_hop_host, port=self._settings.next_hop_port,
             envelope_from=envelope_from, recipients=recipients, data=data,
             helo=self._settings.helo_name, timeout_s=self._settings.smtp_timeout_s,
-            starttls=cast(StartTls, self._settings.next_hop_starttls), cache=self.sessions,
+            tls=self._tls, cache=self.sessions,
         )
 
     def _deliver(self, parcel: Parcel, data: bytes, tag: str | None) -> list[Event]:

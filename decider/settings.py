@@ -4,9 +4,12 @@ control events, not these."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
 
 
 class DeciderSettings(BaseSettings):
@@ -26,8 +29,20 @@ class DeciderSettings(BaseSettings):
     # The next-hop MTA every message (and NDR) is handed to.
     next_hop_host: str = Field(default="127.0.0.1", min_length=1)
     next_hop_port: int = Field(default=2526, ge=1, le=65535)
-    next_hop_starttls: str = Field(default="opportunistic",
-                                   pattern=r"^(never|opportunistic|required)$")
+    # TLS to the next hop (decider/next_hop_tls.py): Postfix's smtp_tls_security_level, one of
+    # none, may, encrypt, verify; unset, from next_hop_starttls, and `may` when neither is set.
+    # next_hop_starttls is the older name: never = none, opportunistic = may, required = verify.
+    # Both set to different levels is refused.
+    next_hop_starttls: str | None = Field(default=None,
+                                          pattern=r"^(never|opportunistic|required)$")
+    next_hop_tls_security_level: TlsLevel | None = None
+    # At level verify: the PEM CA certificates the next hop's chain must end in (these alone);
+    # unset, the system's store. Checked at start: a readable file with a certificate.
+    next_hop_tls_ca_file: Path | None = None
+    # At level verify: the name the certificate must hold (also sent as SNI); unset,
+    # next_hop_host (an IP address is then matched against the certificate's IP addresses).
+    next_hop_tls_name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
     helo_name: str = Field(default_factory=socket.getfqdn, min_length=1, max_length=255)
     smtp_timeout_s: float = Field(default=60.0, gt=0, le=600)
     # Messages carried out at once in a batch: each reads its message and talks SMTP, which
@@ -36,3 +51,38 @@ class DeciderSettings(BaseSettings):
     # Deferred deliveries are retried with backoff for this long, then fail with a DSN.
     retry_period_s: int = Field(default=5 * 24 * 3600, ge=60, le=30 * 24 * 3600)
     retry_first_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("next_hop_tls_security_level")
+    @classmethod
+    def _one_level(cls, level: TlsLevel | None, info: ValidationInfo) -> TlsLevel | None:
+        starttls = info.data.get("next_hop_starttls")
+        if level is not None and starttls is not None and STARTTLS_LEVELS[starttls] != level:
+            raise ValueError(f"next_hop_starttls = {starttls} means level "
+                             f"{STARTTLS_LEVELS[starttls]}, not {level}: set only one of them")
+        return level
+
+    @field_validator("next_hop_tls_ca_file")
+    @classmethod
+    def _ca_file(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        level = _level(info.data.get("next_hop_tls_security_level"),
+                       info.data.get("next_hop_starttls"))
+        if level != "verify":
+            raise ValueError(f"read only at level verify, and the level is {level}: set "
+                             "next_hop_tls_security_level = verify, or remove the CA file")
+        problem = ca_file_problem(path)
+        if problem:
+            raise ValueError(problem)
+        return path
+
+    @property
+    def next_hop_tls_level(self) -> TlsLevel:
+        """The TLS security level in force, from whichever of the two settings is set."""
+        return _level(self.next_hop_tls_security_level, self.next_hop_starttls)
+
+
+def _level(level: TlsLevel | None, starttls: str | None) -> TlsLevel:
+    if level is not None:
+        return level
+    return STARTTLS_LEVELS[starttls] if starttls is not None else "may"

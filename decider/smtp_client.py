@@ -1,5 +1,5 @@
-"""The SMTP client apply speaks with: `smtplib.SMTP`, keeping the host for STARTTLS and sending
-DATA in pieces, so a large message is never copied three times over."""
+"""The SMTP client apply speaks with: `smtplib.SMTP`, keeping the name STARTTLS checks and
+sending DATA in pieces, so a large message is never copied three times over."""
 
 from __future__ import annotations
 
@@ -13,14 +13,19 @@ if TYPE_CHECKING:
 
 
 class SmtpClient(smtplib.SMTP):
-    """`smtplib.SMTP` that keeps the host it connects to, for STARTTLS's server_hostname.
-
-    (`SMTP(host, port)` sets it but connects in the constructor; `connect` alone does not.)
+    """`smtplib.SMTP` that keeps STARTTLS's server_hostname: `tls_name` when given (the name
+    the next hop's certificate must hold, e.g. when it is reached by IP address), else the host
+    it connects to. (`SMTP(host, port)` sets it but connects in the constructor; `connect`
+    alone does not.)
     """
+
+    def __init__(self, *args: Any, tls_name: str | None = None, **kwargs: Any) -> None:
+        self.tls_name = tls_name
+        super().__init__(*args, **kwargs)
 
     def connect(self, host: str = "localhost", port: int = 0,
                 source_address: Any = None) -> tuple[int, bytes]:
-        self._host = host
+        self._host = self.tls_name or host
         return super().connect(host, port, source_address)
 
     def data(self, msg: Buffer | str) -> tuple[int, bytes]:

@@ -24,12 +24,12 @@ same), SMTPUTF8 when an address is not ASCII (failed when not offered). The exce
 socket's (`ConnectionRefusedError`, `TimeoutError` a.k.a. `socket.timeout`, `ssl.SSLError`,
 `OSError`) are mapped as above.
 
-TLS: `opportunistic` (default) uses STARTTLS when offered, encrypting without checking the
-certificate (Postfix's `may`); a refusal of STARTTLS (`454`) continues in plain text, a failed
-handshake defers (the connection is gone; set `never` for a next hop whose TLS is broken).
-`required` defers when STARTTLS is not offered or fails (Postfix's `encrypt`). Pass
-`tls_context` to check certificates (Postfix's `verify`/`secure`). `timeout_s` bounds each socket
-operation, not the whole attempt.
+TLS (`decider/next_hop_tls.py`): at level `may` (the default) STARTTLS is used when offered,
+without checking the certificate; a refusal (`454`) continues in plain text, a failed handshake
+defers (the connection is gone; set `none` for a next hop whose TLS is broken). `encrypt`
+defers when STARTTLS is not offered, refused or fails; `verify` also when the certificate's
+chain or name does not verify, with the verification error as the reply. `timeout_s` bounds
+each socket operation, not the whole attempt.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from decider.next_hop_tls import NextHopTls
 from decider.smtp_client import SmtpClient
 
 OutcomeKind = Literal["delivered", "deferred", "failed"]
-StartTls = Literal["never", "opportunistic", "required"]
+_MAY = NextHopTls()
 
 MAX_REPLY = 1000  # the events' SmtpReply limit
 
@@ -96,8 +97,7 @@ def deliver(
     data: bytes,
     helo: str,
     timeout_s: float,
-    starttls: StartTls = "opportunistic",
-    tls_context: ssl.SSLContext | None = None,
+    tls: NextHopTls = _MAY,
     cache: SessionCache | None = None,
 ) -> DeliveryOutcome:
     """One delivery attempt of `data` to `recipients` at `host:port` (see the module docstring).
@@ -112,10 +112,10 @@ def deliver(
     if refusal:
         return DeliveryOutcome("failed", f"refused before sending: {refusal}", None)
     sender = "" if envelope_from.strip() in ("", "<>") else envelope_from
-    key = (host, port, helo, starttls, id(tls_context))
+    key = (host, port, helo, tls)
     session = cache.take(key) if cache is not None else None
     if session is None:
-        session = _Session(host, port, helo, timeout_s, starttls, tls_context)
+        session = _Session(host, port, helo, timeout_s, tls)
     try:
         return session.run(sender, recipients, data)
     except smtplib.SMTPResponseException as exc:
@@ -126,6 +126,9 @@ def deliver(
         return _outcome("deferred", None, f"connection refused by {host}:{port}", session)
     except TimeoutError:
         return _outcome("deferred", None, f"timed out after {timeout_s:g} s", session)
+    except ssl.SSLCertVerificationError as exc:
+        return _outcome("deferred", None, f"TLS certificate of {host}:{port} not verified: "
+                        f"{exc.verify_message or exc}", session)
     except ssl.SSLError as exc:
         return _outcome("deferred", None, f"TLS failure: {exc}", session)
     except (OSError, smtplib.SMTPException) as exc:
@@ -138,13 +141,13 @@ def deliver(
 
 
 class _Session:
-    def __init__(self, host: str, port: int, helo: str, timeout_s: float, starttls: StartTls,
-                 tls_context: ssl.SSLContext | None) -> None:
-        self.client = SmtpClient(local_hostname=helo, timeout=timeout_s)  # `run` connects
+    def __init__(self, host: str, port: int, helo: str, timeout_s: float,
+                 policy: NextHopTls) -> None:
+        # `run` connects; STARTTLS checks (and sends as SNI) the policy's name, else the host.
+        self.client = SmtpClient(local_hostname=helo, timeout=timeout_s, tls_name=policy.name)
         self.host = host
         self.port = port
-        self.starttls = starttls
-        self.tls_context = tls_context
+        self.policy = policy
         self.tls = False
         self.results: tuple[RecipientResult, ...] = ()
         self.done = False
@@ -205,18 +208,17 @@ class _Session:
         return None
 
     def start_tls(self) -> DeliveryOutcome | None:
-        if self.starttls == "never":
+        if self.policy.level == "none":
             return None
         if not self.client.has_extn("starttls"):
-            if self.starttls == "required":
-                return _outcome("deferred", None, "TLS is required, but STARTTLS was not "
-                                f"offered by {self.host}:{self.port}", self)
+            if self.policy.required:
+                return _outcome("deferred", None, f"TLS is required ({self.policy.level}), but "
+                                f"STARTTLS was not offered by {self.host}:{self.port}", self)
             return None
-        context = self.tls_context or _unverified_context()
         try:
-            self.client.starttls(context=context)
+            self.client.starttls(context=self.policy.context)
         except smtplib.SMTPResponseException as exc:  # e.g. 454 TLS not available
-            if self.starttls == "required":
+            if self.policy.required:
                 return _outcome("deferred", exc.smtp_code, exc.smtp_error, self)
             return None
         self.tls = True
@@ -312,15 +314,6 @@ class SessionCache:
     def __len__(self) -> int:
         with self._lock:
             return sum(len(kept) for kept in self._idle.values())
-
-
-def _unverified_context() -> ssl.SSLContext:
-    """Encryption without authentication, as opportunistic STARTTLS is (RFC 7435)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _check(envelope_from: str, recipients: list[str], data: bytes) -> str:

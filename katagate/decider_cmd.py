@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from eventlog.settings import KafkaSettings
-from katagate.process import stop_on_signals
+from katagate.process import settings_or_exit, stop_on_signals
 
 
 def register(commands: Any) -> None:
@@ -19,6 +19,9 @@ def _run(_args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
     from decider.run import run_decider
     from decider.settings import DeciderSettings
+    # A bad setting (a CA file that cannot be read, ...) is one line naming it, before anything
+    # starts.
+    settings = settings_or_exit(DeciderSettings, "decider")
     stop = stop_on_signals()
-    run_decider(KafkaSettings(), DeciderSettings(), stop)
+    run_decider(KafkaSettings(), settings, stop)
     return 0

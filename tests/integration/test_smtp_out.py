@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from decider.next_hop_tls import next_hop_tls
 from decider.outcomes import next_retry
 from decider.smtp_out import DeliveryOutcome, SessionCache, deliver
 
@@ -124,7 +125,7 @@ def _deliver(port: int, **overrides: Any) -> DeliveryOutcome:
     values: dict[str, Any] = {
         "host": "127.0.0.1", "port": port, "envelope_from": "a@example.org",
         "recipients": ["b@example.net"], "data": MESSAGE, "helo": "gw.example.org",
-        "timeout_s": 5.0, "starttls": "opportunistic",
+        "timeout_s": 5.0,
     }
     values.update(overrides)
     return deliver(**values)
@@ -404,10 +405,10 @@ def test_given_an_address_with_line_breaks_then_failed_before_connecting(recipie
 # -- STARTTLS -----------------------------------------------------------------------------------
 
 
-def test_given_starttls_required_and_a_self_signed_cert_then_delivered_encrypted(
+def test_given_level_encrypt_and_a_self_signed_cert_then_delivered_encrypted(
         next_hop, server_tls):
     handler, port = next_hop(tls_context=server_tls, require_starttls=True)
-    outcome = _deliver(port, starttls="required")
+    outcome = _deliver(port, tls=next_hop_tls("encrypt"))
     assert outcome.kind == "delivered"
     assert outcome.tls
     assert handler.received[0].tls
@@ -420,25 +421,17 @@ def test_given_opportunistic_tls_and_an_offer_then_it_is_used(next_hop, server_t
     assert (outcome.kind, outcome.tls, handler.received[0].tls) == ("delivered", True, True)
 
 
-def test_given_starttls_never_then_plain_text_even_when_offered(next_hop, server_tls):
+def test_given_level_none_then_plain_text_even_when_offered(next_hop, server_tls):
     handler, port = next_hop(tls_context=server_tls)
-    outcome = _deliver(port, starttls="never")
+    outcome = _deliver(port, tls=next_hop_tls("none"))
     assert (outcome.kind, outcome.tls, handler.received[0].tls) == ("delivered", False, False)
 
 
-def test_given_starttls_required_and_not_offered_then_deferred(next_hop):
+def test_given_level_encrypt_and_not_offered_then_deferred(next_hop):
     handler, port = next_hop()
-    outcome = _deliver(port, starttls="required")
+    outcome = _deliver(port, tls=next_hop_tls("encrypt"))
     assert outcome.kind == "deferred"
     assert "STARTTLS was not offered" in outcome.reply
-    assert handler.received == []
-
-
-def test_given_a_verifying_context_and_an_untrusted_cert_then_deferred(next_hop, server_tls):
-    handler, port = next_hop(tls_context=server_tls)
-    outcome = _deliver(port, starttls="required", tls_context=ssl.create_default_context())
-    assert outcome.kind == "deferred"
-    assert "TLS failure" in outcome.reply
     assert handler.received == []
 
 

@@ -84,9 +84,9 @@ class Gateway:
         ready = threading.Event()
         scanner = ScannerSettings(state_dir=tmp / "gw", instance_id="scanner-0", recheck_s=0.3,
                                   request_timeout_s=5)
-        decider_settings = DeciderSettings(
-            instance_id="decider-0", next_hop_port=self.sink.port, helo_name="gw.example.net",
-            retry_first_s=0.5, **(decider or {}))
+        decider_settings = DeciderSettings(**{  # `decider` may name another next hop
+            "instance_id": "decider-0", "next_hop_port": self.sink.port,
+            "helo_name": "gw.example.net", "retry_first_s": 0.5, **(decider or {})})
         ingest = IngestSettings(port=self.smtp_port, relay_domains=["example.net"],
                                 hostname="gw.example.net", instance_id="ingest-0")
         extra = {"clock": clock} if clock is not None else {}

@@ -96,11 +96,13 @@ class Seen:
 
 
 class TlsNextHop:
-    """An aiosmtpd next hop on 127.0.0.1, offering STARTTLS with `context` (none: no offer)."""
+    """An aiosmtpd next hop on 127.0.0.1 (on `port`, else a free one), offering STARTTLS with
+    `context` (none: no offer)."""
 
-    def __init__(self, context: ssl.SSLContext | None, **options: Any) -> None:
+    def __init__(self, context: ssl.SSLContext | None, port: int | None = None,
+                 **options: Any) -> None:
         self.seen = Seen()
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(self.seen, hostname="127.0.0.1", port=self.port,
                                      tls_context=context, **options)
 

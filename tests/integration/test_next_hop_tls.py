@@ -1,6 +1,6 @@
 """TLS to the next hop at each security level, on real sockets: three next hops offering
 STARTTLS (a certificate from our test CA for the right name, a self-signed one, one from the CA
-for another name) and one offering no STARTTLS."""
+for another name), one offering no STARTTLS and one refusing it."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class Hops:
     self_signed: int  # for mx.test and 127.0.0.1, signed by its own key
     wrong_name: int  # the CA's certificate for other.test only
     plain: int  # no STARTTLS offered
+    refusing: int  # STARTTLS offered, answered 454
     seen: dict[str, Seen]
 
 
@@ -44,6 +45,8 @@ def hops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hops]:
     servers = {name: TlsNextHop(issued.server_context(folder, name))
                for name, issued in contexts.items()}
     servers["plain"] = TlsNextHop(None)
+    servers["refusing"] = TlsNextHop(contexts["valid"].server_context(folder, "refusing"),
+                                     refuse=True)
     for server in servers.values():
         server.__enter__()
     try:
@@ -154,6 +157,22 @@ def test_given_may_and_no_starttls_offered_then_delivered_in_plain_text(hops):
     outcome = _deliver(hops.plain, next_hop_tls("may"))
     assert (outcome.kind, outcome.tls) == ("delivered", False)
     assert hops.seen["plain"].messages[-1] == (MESSAGE, False)
+
+
+@pytest.mark.parametrize("level", ["encrypt", "verify"])
+def test_given_tls_required_and_starttls_refused_then_deferred_nothing_sent_in_clear(
+        hops, level):
+    before = _counts(hops.seen["refusing"])
+    outcome = _deliver(hops.refusing, next_hop_tls(level, hops.ca_file, "mx.test"))
+    assert (outcome.kind, outcome.code, outcome.tls) == ("deferred", 454, False)
+    assert outcome.reply == "454 4.7.0 TLS not available due to temporary reason"
+    assert _nothing_sent(hops.seen["refusing"], before)
+
+
+def test_given_may_and_starttls_refused_then_delivered_in_plain_text(hops):
+    outcome = _deliver(hops.refusing, next_hop_tls("may"))
+    assert (outcome.kind, outcome.tls) == ("delivered", False)
+    assert hops.seen["refusing"].messages[-1] == (MESSAGE, False)
 
 
 # -- the connection cache -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -95,16 +95,30 @@ class Seen:
         return "250 2.0.0 Ok: queued"
 
 
+class _Refusing(SMTP):
+    """Offers STARTTLS, then refuses it for a temporary reason."""
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        await self.push("454 4.7.0 TLS not available due to temporary reason")
+
+
+class _RefusingController(Controller):
+    def factory(self) -> SMTP:
+        return _Refusing(self.handler, **self.SMTP_kwargs)
+
+
 class TlsNextHop:
     """An aiosmtpd next hop on 127.0.0.1 (on `port`, else a free one), offering STARTTLS with
-    `context` (none: no offer)."""
+    `context` (none: no offer); with `refuse`, answering it 454."""
 
     def __init__(self, context: ssl.SSLContext | None, port: int | None = None,
-                 **options: Any) -> None:
+                 refuse: bool = False, **options: Any) -> None:
         self.seen = Seen()
         self.port = port or free_port()
-        self.controller = Controller(self.seen, hostname="127.0.0.1", port=self.port,
-                                     tls_context=context, **options)
+        kind = _RefusingController if refuse else Controller
+        self.controller = kind(self.seen, hostname="127.0.0.1", port=self.port,
+                               tls_context=context, **options)
 
     def __enter__(self) -> TlsNextHop:
         self.controller.start()

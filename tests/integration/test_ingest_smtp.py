@@ -113,6 +113,28 @@ def test_open_relay_is_refused_and_relay_networks_may_send_anywhere(kafka_settin
     assert [e.envelope_to for e in received(kafka_settings)] == [["anyone@elsewhere.test"]]
 
 
+@pytest.mark.parametrize(("rcpt", "routing"), [
+    ("<user%elsewhere.test@example.net>", "%"),
+    ("<elsewhere.test!user@example.net>", "!"),
+    ('<"user@elsewhere.test"@example.net>', "@"),
+])
+def test_given_sender_specified_routing_when_rcpt_then_550_5_7_1_and_nothing_written(
+        kafka_settings, rcpt, routing):
+    # Given a relay domain, and a client in a relay network too; when RCPT names another
+    # destination in its local part (percent hack, bang path, quoted @); then 550 5.7.1, and
+    # DATA has no recipient to take.
+    with Ingest(kafka_settings, relay_networks=["127.0.0.0/8"]) as ingest:
+        client = RawClient(ingest.address)
+        client.cmd("EHLO client.test")
+        assert client.cmd("MAIL FROM:<alice@example.org>").startswith("250")
+        assert client.cmd(f"RCPT TO:{rcpt}") == (
+            f"550 5.7.1 Relaying denied: sender-specified routing ({routing!r} in the local part)")
+        assert client.cmd("DATA").startswith("503 5.5.1")
+        client.close()
+    assert received(kafka_settings) == []
+    assert raw_records(kafka_settings) == 0
+
+
 @pytest.mark.parametrize(("limit", "count"), [(100, 99), (100, 100), (100, 101), (1000, 1000),
                                               (1000, 1001)])
 def test_recipients_up_to_the_limit_are_accepted_and_more_get_452(kafka_settings, limit, count):

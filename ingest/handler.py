@@ -21,7 +21,7 @@ from ingest.ids import ENTROPY_BYTES, message_id
 from ingest.received import Accepted, rule_for, sender_of
 from ingest.replies import Reply
 from ingest.settings import IngestSettings
-from ingest.subject import decode_subject
+from ingest.subject import check_subject_fields, decode_subject
 from schemas import ControlState
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ _REASONS: dict[tuple[int, str], str] = {
     (replies.BARE_NEWLINE.code, replies.BARE_NEWLINE.enhanced): "bare_newline",
     (replies.LINE_TOO_LONG.code, replies.LINE_TOO_LONG.enhanced): "line_too_long",
     (replies.TOO_LARGE.code, replies.TOO_LARGE.enhanced): "too_large",
+    (replies.SUBJECT_FIELDS.code, replies.SUBJECT_FIELDS.enhanced): "untaggable_headers",
     (501, replies.SENDER_TOO_LONG.enhanced): "address_too_long",
     (501, replies.RECIPIENT_TOO_LONG.enhanced): "address_too_long",
 }
@@ -58,7 +59,7 @@ class Inspected:
 
 
 def inspect(data: bytes, settings: IngestSettings) -> Inspected:
-    refusal = check_content(data, settings.content_limits())
+    refusal = check_content(data, settings.content_limits()) or check_subject_fields(data)
     return Inspected(refusal, None if refusal else decode_subject(data))
 
 

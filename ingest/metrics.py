@@ -33,6 +33,6 @@ TRANSACTIONS = Counter(
 # The reasons REFUSED counts; anything else is a bug.
 REASONS = (
     "relay_denied", "bad_address", "address_too_long", "too_many_recipients", "bad_helo",
-    "bare_newline", "line_too_long", "too_large", "kafka_unavailable", "commit_timeout",
-    "too_many_commands", "too_many_sessions", "timeout",
+    "bare_newline", "line_too_long", "too_large", "untaggable_headers", "kafka_unavailable",
+    "commit_timeout", "too_many_commands", "too_many_sessions", "timeout",
 )

@@ -59,6 +59,10 @@ TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 # smuggling); NUL breaks MTAs. Refused, never repaired (see README).
 BARE_NEWLINE = Reply(550, "5.6.11", "Bare CR/LF or NUL not allowed")
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+# A message the subject tag could not mark whole: a detected one would pass for clean (see
+# ingest/subject.py). 5.6.0: "other or undefined media error" (RFC 3463).
+SUBJECT_FIELDS = Reply(554, "5.6.0", "More than one Subject header field")
+HEADERS_TOO_LARGE = Reply(554, "5.6.0", "Header section too large")
 TOO_LARGE = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 
 # aiosmtpd's own fixed replies, given the enhanced code they lack.

@@ -16,7 +16,12 @@ from typing import Any
 from ingest import metrics, replies
 from ingest.committer import Committer, Outcome
 from ingest.content import check_content
-from ingest.envelope import check_address, client_address, recipient_limit_reached
+from ingest.envelope import (
+    check_address,
+    client_address,
+    domain_of,
+    recipient_limit_reached,
+)
 from ingest.ids import ENTROPY_BYTES, message_id
 from ingest.received import Accepted, rule_for, sender_of
 from ingest.replies import Reply
@@ -34,6 +39,9 @@ _REASONS: dict[tuple[int, str], str] = {
     (replies.LINE_TOO_LONG.code, replies.LINE_TOO_LONG.enhanced): "line_too_long",
     (replies.TOO_LARGE.code, replies.TOO_LARGE.enhanced): "too_large",
     (replies.SUBJECT_FIELDS.code, replies.SUBJECT_FIELDS.enhanced): "untaggable_headers",
+    (replies.UNKNOWN_RECIPIENT.code, replies.UNKNOWN_RECIPIENT.enhanced): "unknown_recipient",
+    (replies.UNVERIFIED_RECIPIENT.code, replies.UNVERIFIED_RECIPIENT.enhanced):
+        "unverified_recipient",
     (501, replies.SENDER_TOO_LONG.enhanced): "address_too_long",
     (501, replies.RECIPIENT_TOO_LONG.enhanced): "address_too_long",
 }
@@ -69,6 +77,8 @@ class IngestHandler:
         self._settings = settings
         self._limits = settings.address_limits()
         self._relay = settings.relay_policy()
+        self._recipients = settings.recipient_table()
+        self._verifier = settings.recipient_verifier()
         self._control = control
         self._committer = committer
 
@@ -103,13 +113,24 @@ class IngestHandler:
                           rcpt_options: list[str]) -> str:
         refusal = (recipient_limit_reached(envelope.rcpt_tos, self._settings.max_recipients)
                    or check_address(address, self._limits, sender=False)
-                   or self._relay.decide(session.peer[0], address))
+                   or self._relay.decide(session.peer[0], address)
+                   or await self._verify(address))
         if refusal:
             return refuse(refusal)
         if address not in envelope.rcpt_tos:  # a repeated recipient gets one copy
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
         return str(replies.RECIPIENT_OK)
+
+    async def _verify(self, recipient: str) -> Reply | None:
+        """Whether a relay domain's recipient exists: the table first, then the next hop.
+        Recipients of other domains (relayed for a relay network) are the next hop's business."""
+        if not self._relay.is_relay_domain(domain_of(recipient)):
+            return None
+        refusal = self._recipients.check(recipient)
+        if refusal is None and self._verifier is not None:
+            refusal = await self._verifier.check(recipient)
+        return refusal
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         metrics.RECEIVED.inc()

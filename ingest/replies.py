@@ -37,6 +37,9 @@ QUEUED = Reply(250, "2.0.0", "Ok: queued as {message_id}")  # fill in with .with
 
 # Temporary failures: the sender keeps the message and retries.
 KAFKA_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure, try again later")
+# The next hop could not be asked whether it takes the recipient (Postfix's
+# unverified_recipient_defer_code; 4.1.1: "bad destination mailbox address", for now).
+UNVERIFIED_RECIPIENT = Reply(450, "4.1.1", "Recipient address rejected: unverified address")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands, closing connection")
 TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")
@@ -47,6 +50,8 @@ DATA_TOO_SLOW = Reply(421, "4.4.2", "DATA too slow, closing connection")
 # Permanent failures: RFC 5321 section 4.3.2 lists 550 (not 554) among RCPT's replies, and 550
 # is "command rejected for policy reasons"; 5.7.1 is "delivery not authorized" (RFC 3463).
 RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied")
+# The recipient does not exist: the relay recipient table or the next hop says so.
+UNKNOWN_RECIPIENT = Reply(550, "5.1.1", "Recipient address rejected: User unknown")
 NO_DOMAIN = Reply(553, "5.1.3", "Recipient address must have a domain")
 BAD_SENDER = Reply(553, "5.1.7", "Bad sender address syntax")
 BAD_RECIPIENT = Reply(553, "5.1.3", "Bad recipient address syntax")

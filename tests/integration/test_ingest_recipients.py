@@ -168,3 +168,35 @@ def test_given_concurrent_rcpts_of_one_address_then_one_probe_answers_them_all(k
                 connection.close()
     assert got == [[unverified("bob@example.net", "no answer within 2 s")]] * 5
     assert len(connections) == 1
+
+
+@pytest.mark.parametrize(("script", "detail"), [
+    (b"hello, not SMTP\r\n", "the next hop's answer was broken"),
+    (b"554 5.3.2 go away\r\n", "greeting 554"),
+    (b"220 hop\r\n" + b"250-" + b"x" * 8000 + b"\r\n", "the next hop's answer was broken"),
+])
+def test_given_a_next_hop_that_does_not_speak_smtp_then_450_4_1_1_naming_why(
+        kafka_settings, script, detail):
+    # Given a next hop that greets with garbage, refuses the session, or answers EHLO with a
+    # line over the read limit, when a recipient comes, then 450 4.1.1 says why.
+    with socket.socket() as hop:
+        hop.bind(("127.0.0.1", 0))
+        hop.listen(8)
+
+        def answer() -> None:
+            connection, _ = hop.accept()
+            with connection:
+                connection.sendall(script.split(b"\r\n", 1)[0] + b"\r\n")
+                rest = script.split(b"\r\n", 1)[1]
+                if rest:
+                    connection.recv(1024)  # the EHLO
+                    connection.sendall(rest)
+                connection.recv(1024)
+
+        server = threading.Thread(target=answer)
+        server.start()
+        with Ingest(kafka_settings, verify_recipients=True,
+                    verify_port=hop.getsockname()[1]) as ingest:
+            got = rcpt_replies(ingest.address, ["bob@example.net"])
+        server.join(10)
+    assert got == [unverified("bob@example.net", detail)]

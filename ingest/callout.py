@@ -9,6 +9,8 @@ the session, and never bounced later to a sender who may be forged (backscatter)
 - it cannot be asked (refused connection, timeout, 4xx, a reply that is not SMTP): `450 4.1.1`,
   remembered not at all; the sender retries.
 
+The probe uses STARTTLS when the next hop offers it (`verify_starttls`, as the decider's
+`next_hop_starttls`: encrypted, not authenticated; `required` refuses to probe in plaintext).
 At most `verify_concurrency` probes run at once, and concurrent RCPTs of one address share one.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -38,44 +41,77 @@ class Probe:
     detail: str  # why, in a few fixed words and reply codes: it goes into our reply
 
 
+StartTls = Literal["never", "opportunistic", "required"]
+
+
 @dataclass(frozen=True)
 class NextHop:
     host: str
     port: int
     helo: str
     timeout_s: float
+    starttls: StartTls = "opportunistic"
 
 
-async def _reply(reader: asyncio.StreamReader) -> int:
-    """The code of one SMTP reply, its continuation lines read; ValueError if not SMTP."""
+async def _reply(reader: asyncio.StreamReader) -> tuple[int, list[bytes]]:
+    """The code of one SMTP reply and its lines' texts; ValueError if it is not SMTP."""
+    texts: list[bytes] = []
     for _ in range(_MAX_REPLY_LINES):
         line = await reader.readline()  # ValueError past the stream's limit
         if not line.endswith(b"\n"):
             raise ConnectionError("closed by the next hop")
         if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r"):
             raise ValueError("not an SMTP reply")
+        texts.append(line[4:].strip())
         if line[3:4] != b"-":
-            return int(line[:3])
+            return int(line[:3]), texts
     raise ValueError("reply of too many lines")
+
+
+async def _hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 helo: str) -> tuple[int, list[bytes]]:
+    writer.write(f"EHLO {helo}\r\n".encode("ascii"))
+    code, texts = await _reply(reader)
+    if code in (500, 502):  # no ESMTP: plain HELO
+        writer.write(f"HELO {helo}\r\n".encode("ascii"))
+        code, texts = await _reply(reader)
+    return code, texts
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """Encryption without authentication, as opportunistic STARTTLS is (RFC 7435), and as the
+    decider speaks to the same next hop (decider/smtp_out.py)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def _ask(hop: NextHop, recipient: str) -> Probe:
     reader, writer = await asyncio.open_connection(hop.host, hop.port, limit=_LINE_LIMIT)
     try:
-        if (code := await _reply(reader)) != 220:
+        if (code := (await _reply(reader))[0]) != 220:
             return Probe("unverified", f"greeting {code}")
-        writer.write(f"EHLO {hop.helo}\r\n".encode("ascii"))
-        if (code := await _reply(reader)) in (500, 502):  # no ESMTP: plain HELO
-            writer.write(f"HELO {hop.helo}\r\n".encode("ascii"))
-            code = await _reply(reader)
+        code, texts = await _hello(reader, writer, hop.helo)
         if code != 250:
             return Probe("unverified", f"EHLO answered {code}")
+        offered = any(t.upper().split(b" ")[0] == b"STARTTLS" for t in texts[1:])
+        if hop.starttls == "required" and not offered:
+            return Probe("unverified", "TLS is required, but STARTTLS was not offered")
+        if hop.starttls != "never" and offered:
+            writer.write(b"STARTTLS\r\n")
+            if (code := (await _reply(reader))[0]) != 220:
+                return Probe("unverified", f"STARTTLS answered {code}")
+            await writer.start_tls(_unverified_context(), server_hostname=hop.host)
+            if (code := (await _hello(reader, writer, hop.helo))[0]) != 250:
+                return Probe("unverified", f"EHLO answered {code}")
         writer.write(b"MAIL FROM:<>\r\n")  # the null sender: a probe must never cause a bounce
-        if (code := await _reply(reader)) != 250:
+        if (code := (await _reply(reader))[0]) != 250:
             return Probe("unverified", f"MAIL FROM:<> answered {code}")
         # The address passed check_address and sender_routing: no control character, no CRLF.
         writer.write(f"RCPT TO:<{recipient}>\r\n".encode())
-        code = await _reply(reader)
+        code = (await _reply(reader))[0]
         writer.write(b"QUIT\r\n")
         if 200 <= code < 300:
             return Probe("exists", f"RCPT answered {code}")
@@ -84,7 +120,7 @@ async def _ask(hop: NextHop, recipient: str) -> Probe:
         return Probe("unverified", f"RCPT answered {code}")
     finally:
         writer.close()
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
 
 
@@ -97,6 +133,9 @@ async def probe(hop: NextHop, recipient: str) -> Probe:
         return Probe("unverified", f"no answer within {hop.timeout_s:g} s")
     except ConnectionRefusedError:
         return Probe("unverified", "connection refused")
+    except ssl.SSLError as exc:
+        log.warning("recipient verification: TLS with the next hop failed: %s", exc)
+        return Probe("unverified", "TLS with the next hop failed")
     except (OSError, ValueError) as exc:  # ConnectionError included; ValueError: not SMTP
         log.warning("recipient verification failed: %s", exc)
         return Probe("unverified", "the next hop's answer was broken")

@@ -11,7 +11,7 @@ from typing import Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingest.callout import NextHop, RecipientVerifier
+from ingest.callout import NextHop, RecipientVerifier, StartTls
 from ingest.content import ContentLimits
 from ingest.envelope import AddressLimits, RelayPolicy
 from ingest.recipients import RecipientTable, parse_entry, parse_table
@@ -52,6 +52,9 @@ class IngestSettings(BaseSettings):
     verify_recipients: bool = False
     verify_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
     verify_port: int = Field(default=2526, ge=1, le=65535)
+    # As the decider's next_hop_starttls: encrypted when offered (not authenticated, RFC 7435);
+    # "required": no STARTTLS offered gives 450 4.1.1.
+    verify_starttls: StartTls = "opportunistic"
     verify_timeout_s: float = Field(default=10.0, gt=0, le=120)
     verify_positive_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=31 * 24 * 3600)
     verify_negative_ttl_s: float = Field(default=3600.0, gt=0, le=31 * 24 * 3600)
@@ -157,7 +160,8 @@ class IngestSettings(BaseSettings):
     def recipient_verifier(self) -> RecipientVerifier | None:
         if not self.verify_recipients:
             return None
-        hop = NextHop(self.verify_host, self.verify_port, self.hostname, self.verify_timeout_s)
+        hop = NextHop(self.verify_host, self.verify_port, self.hostname, self.verify_timeout_s,
+                      self.verify_starttls)
         cache = VerifyCache(self.verify_cache_size, self.verify_positive_ttl_s,
                             self.verify_negative_ttl_s)
         return RecipientVerifier(hop, cache, self.verify_concurrency)

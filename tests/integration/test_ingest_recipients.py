@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from demo_sink.server import Faults, SinkServer
 from demo_sink.store import read_messages
-from tests.integration.test_ingest_harness import Ingest, received
+from tests.integration.test_ingest_harness import Ingest, received, self_signed
 
 pytestmark = pytest.mark.kafka
 
@@ -200,3 +203,53 @@ def test_given_a_next_hop_that_does_not_speak_smtp_then_450_4_1_1_naming_why(
             got = rcpt_replies(ingest.address, ["bob@example.net"])
         server.join(10)
     assert got == [unverified("bob@example.net", detail)]
+
+
+class TlsHop:
+    """An aiosmtpd next hop that requires STARTTLS, knows only bob@example.net, and records
+    whether each RCPT came over TLS."""
+
+    def __init__(self) -> None:
+        self.rcpts: list[tuple[str, bool]] = []
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        self.rcpts.append((address, session.ssl is not None))
+        if address != "bob@example.net":
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+
+@pytest.mark.parametrize("starttls", ["opportunistic", "required"])
+def test_given_a_next_hop_offering_starttls_then_the_probe_is_encrypted(
+        kafka_settings, tmp_path: Path, starttls):
+    # Given a next hop that offers (and requires) STARTTLS, when recipients are verified, then
+    # every probe's RCPT came over TLS, and the answers are its own.
+    cert, key = self_signed(tmp_path, "hop.test")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    hop = TlsHop()
+    controller = Controller(hop, hostname="127.0.0.1", port=free_port(), tls_context=context,
+                            require_starttls=True)
+    controller.start()
+    try:
+        with Ingest(kafka_settings, verify_recipients=True, verify_starttls=starttls,
+                    verify_port=controller.port) as ingest:
+            got = rcpt_replies(ingest.address, ["bob@example.net", "ghost@example.net"])
+    finally:
+        controller.stop()
+    assert got == ["250 2.1.5 Recipient ok", unknown("ghost@example.net")]
+    assert hop.rcpts == [("bob@example.net", True), ("ghost@example.net", True)]
+
+
+def test_given_starttls_required_and_a_next_hop_without_it_then_450_and_no_plaintext_probe(
+        kafka_settings, tmp_path: Path):
+    # Given verify_starttls required and a next hop (the demo sink) that offers no STARTTLS,
+    # when a recipient comes, then 450 4.1.1 says so, and no RCPT went out in plaintext.
+    with SinkServer(tmp_path / "sink") as sink, \
+            Ingest(kafka_settings, verify_recipients=True, verify_starttls="required",
+                   verify_port=sink.port) as ingest:
+        got = rcpt_replies(ingest.address, ["bob@example.net"])
+    assert got == [unverified("bob@example.net",
+                              "TLS is required, but STARTTLS was not offered")]

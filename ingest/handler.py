@@ -28,6 +28,7 @@ from ingest.replies import Reply
 from ingest.settings import IngestSettings
 from ingest.subject import check_subject_fields, decode_subject
 from schemas import ControlState
+from schemas.raw_mail import header_end
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,15 @@ def _valid_helo(name: str) -> bool:
 
 
 INLINE_INSPECT_BYTES = 256 * 1024
+# The subject check reads the header section line by line, in Python: 256 KiB of short header
+# lines cost about 70 ms, too long to stop the event loop for. A section that ends within 16 KiB
+# (any honest one) costs well under a millisecond.
+INLINE_HEADER_BYTES = 16 * 1024
+
+
+def inline(data: bytes) -> bool:
+    """Whether DATA's checks are cheap enough to run on the event loop."""
+    return len(data) <= INLINE_INSPECT_BYTES and header_end(data, INLINE_HEADER_BYTES) is not None
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,7 @@ class IngestHandler:
         data: bytes = envelope.original_content or b""
         # A 36 MiB message takes tens of milliseconds to scan: off the event loop. A small one
         # takes microseconds, less than the hop to a thread.
-        inspected = (inspect(data, self._settings) if len(data) <= INLINE_INSPECT_BYTES
+        inspected = (inspect(data, self._settings) if inline(data)
                      else await asyncio.to_thread(inspect, data, self._settings))
         if inspected.refusal:
             return refuse(inspected.refusal)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ingest.handler import inline
 from ingest.subject import HEADER_BLOCK_CAP, check_subject_fields, decode_subject
 
 
@@ -128,3 +129,11 @@ def test_given_a_header_block_over_1_mib_then_the_message_is_refused_with_554_5_
     over = fits.replace(b"X-Pad: ", b"X-Pad: p", 1)
     assert str(check_subject_fields(over)) == (
         "554 5.6.0 Header section over 1048576 octets: the subject tag could not mark it")
+
+
+def test_given_a_long_header_section_then_datas_checks_leave_the_event_loop():
+    # Given 256 KiB of short header lines (about 70 ms for the subject check), then DATA's
+    # checks run in a thread; a message whose header section ends within 16 KiB stays inline.
+    assert not inline(b"a:\r\n" * 64_000 + b"\r\nx\r\n")
+    assert inline(b"Subject: s\r\n" + b"X-A: b\r\n" * 1000 + b"\r\n" + b"body\r\n" * 20_000)
+    assert not inline(b"Subject: s\r\n\r\n" + b"x" * 256 * 1024)  # over 256 KiB in all

@@ -8,7 +8,12 @@
 2. `message/delivery-status` (RFC 3464): Reporting-MTA, Arrival-Date, and per recipient
    Final-Recipient, Action: failed, Status, Diagnostic-Code. Non-ASCII addresses use the
    `utf-8` address type with `\\x{HEX}` escapes (RFC 6533 section 3), so the part stays ASCII.
-3. `text/rfc822-headers`: the original's header section (line endings made CRLF, cut at 256 KiB).
+3. `text/rfc822-headers` (RFC 3462): the original's header section, line endings made CRLF, at
+   most 16 KiB of it, cut at a field boundary (a folded field's continuation lines go with it).
+
+The bound is low because the header section is the sender's to write: an NDR or DSN goes to the
+envelope sender, who may not have written those headers (a forged sender), so whatever we
+return is reflected at a third party (backscatter); 16 KiB holds any honest trace.
 
 **The caller must send the NDR with the null envelope sender `<>`** (RFC 5321 4.5.5, RFC 3464
 section 2), so that an NDR can never cause another NDR; `smtp_out.deliver(envelope_from="")`.
@@ -32,8 +37,8 @@ from schemas.raw_mail import header_end
 NdrKind = Literal["kata_reject", "delivery_failed"]
 SendDecision = Literal["send", "null_sender", "ndr_disabled"]
 
-MAX_ORIGINAL_HEADERS = 256 * 1024
-_CUT_NOTE = b"X-Katagate-Note: original headers cut at 256 KiB\r\n"
+MAX_ORIGINAL_HEADERS = 16 * 1024
+_CUT_NOTE = b"X-Katagate-Note: original headers cut at 16 KiB\r\n"
 _MAX_REASON = 200
 _MAX_DIAGNOSTIC = 900
 # A host name as machines name themselves (socket.getfqdn() may hold "_"), or an address literal.
@@ -182,8 +187,8 @@ def _address_field(address: str) -> str:
 
 
 def _original_headers(raw: bytes) -> bytes:
-    """The header section only, CRLF line endings, no trailing empty line; longer than 256 KiB,
-    the whole lines within 256 KiB and a note saying so."""
+    """The header section only, CRLF line endings, no trailing empty line; longer than 16 KiB,
+    the whole fields within 16 KiB and a note saying so."""
     # Stored messages are CRLF already; any other line ending is made CRLF all the same, so no
     # bare CR or LF reaches the NDR whatever the caller passes. Normalising moves no byte nearer
     # the start, so the first MAX + 2 bytes hold all that the cap and header_end look at.
@@ -191,11 +196,21 @@ def _original_headers(raw: bytes) -> bytes:
     block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     end = header_end(block, MAX_ORIGINAL_HEADERS)
     if end is None:
-        cut = block.rfind(b"\r\n", 0, MAX_ORIGINAL_HEADERS)
-        block = block[: cut + 2 if cut >= 0 else 0] + _CUT_NOTE
+        block = block[: _last_field_end(block, MAX_ORIGINAL_HEADERS)] + _CUT_NOTE
     else:
         block = block[:end]
     return block.rstrip(b"\r\n")
+
+
+def _last_field_end(block: bytes, limit: int) -> int:
+    """Where the last whole field within `limit` bytes ends: after a CRLF that no continuation
+    line (one starting with a space or a tab) follows, so a folded field is kept or cut whole."""
+    crlf = block.rfind(b"\r\n", 0, limit)
+    while crlf >= 0:
+        if block[crlf + 2: crlf + 3] not in (b" ", b"\t"):
+            return crlf + 2
+        crlf = block.rfind(b"\r\n", 0, crlf)
+    return 0
 
 
 def _boundary(dsn_id: str, content: bytes) -> str:

@@ -68,6 +68,15 @@ def tag_subject(raw: bytes, tag: str) -> TagResult:
     return TagResult(data, True, note)
 
 
+def subject_fields(raw: bytes) -> int | None:
+    """How many Subject fields `tag_subject` finds in `raw`'s header block; None when the block
+    does not end within `HEADER_SCAN_LIMIT` bytes, so the message could not be tagged. Ingest
+    refuses a message unless this is 0 or 1 (ingest/subject.py): it reads the header block as
+    the tagger does, so whatever ingest accepts, the tagger tags whole."""
+    scan = _scan_headers(raw)
+    return None if scan is None else len(scan[0])
+
+
 def _check_tag(tag: str) -> str:
     if not tag:
         return "empty tag: nothing to add"

@@ -130,6 +130,24 @@ def client_address(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ip
 
 
+def local_part(address: str) -> str:
+    """The local part as the mailbox means it: a quoted one unquoted, its escapes undone."""
+    local = address.rpartition("@")[0]
+    if len(local) >= 2 and local.startswith('"') and local.endswith('"'):
+        return re.sub(r"\\(.)", r"\1", local[1:-1])
+    return local
+
+
+def sender_routing(address: str) -> str | None:
+    """The routing character in the local part (`%`, `!` or `@`), or None. `user%other@relay`,
+    `other!user@relay` and `"user@other"@relay` name a further destination that a next hop
+    honouring the percent hack, bang paths or a dequoted address would relay to: an open relay
+    through a domain we relay for. Refused whatever the client, as Postfix's
+    reject_unauth_destination refuses sender-specified routing."""
+    local = local_part(address)
+    return next((char for char in "@%!" if char in local), None)
+
+
 @dataclass(frozen=True)
 class RelayPolicy:
     """Mail is accepted *for* the relay domains, or *from* the relay networks; nothing else:
@@ -140,8 +158,12 @@ class RelayPolicy:
 
     def decide(self, client_ip: str, recipient: str) -> Reply | None:
         """None: relay allowed; else the refusal naming the reason."""
+        routing = sender_routing(recipient)
+        if routing is not None:
+            return replies.RELAY_DENIED.with_text(
+                f"Relaying denied: sender-specified routing ({routing!r} in the local part)")
         domain = domain_of(recipient)
-        if any(fnmatch.fnmatchcase(domain, pattern.casefold()) for pattern in self.domains):
+        if self.is_relay_domain(domain):
             return None
         try:
             ip = client_address(client_ip)
@@ -153,6 +175,9 @@ class RelayPolicy:
         return replies.RELAY_DENIED.with_text(
             f"Relaying denied: {domain} is not a relay domain and client {client_ip} is not "
             "in a relay network")
+
+    def is_relay_domain(self, domain: str) -> bool:
+        return any(fnmatch.fnmatchcase(domain, pattern.casefold()) for pattern in self.domains)
 
 
 def recipient_limit_reached(current: Sequence[str], limit: int) -> Reply | None:

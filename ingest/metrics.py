@@ -30,9 +30,16 @@ TRANSACTIONS = Counter(
     "katagate_ingest_transactions_total", "Group-commit transactions by outcome", ["outcome"]
 )
 
+VERIFICATIONS = Counter(
+    "katagate_ingest_recipient_verifications_total",
+    "Recipient verifications by outcome (exists, unknown, unverified) and source (probe, cache)",
+    ["outcome", "source"],
+)
+
 # The reasons REFUSED counts; anything else is a bug.
 REASONS = (
     "relay_denied", "bad_address", "address_too_long", "too_many_recipients", "bad_helo",
-    "bare_newline", "line_too_long", "too_large", "kafka_unavailable", "commit_timeout",
-    "too_many_commands", "too_many_sessions", "timeout",
+    "bare_newline", "line_too_long", "too_large", "untaggable_headers", "kafka_unavailable",
+    "commit_timeout", "too_many_commands", "too_many_sessions", "timeout", "unknown_recipient",
+    "unverified_recipient",
 )

@@ -37,6 +37,9 @@ QUEUED = Reply(250, "2.0.0", "Ok: queued as {message_id}")  # fill in with .with
 
 # Temporary failures: the sender keeps the message and retries.
 KAFKA_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure, try again later")
+# The next hop could not be asked whether it takes the recipient (Postfix's
+# unverified_recipient_defer_code; 4.1.1: "bad destination mailbox address", for now).
+UNVERIFIED_RECIPIENT = Reply(450, "4.1.1", "Recipient address rejected: unverified address")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands, closing connection")
 TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")
@@ -47,6 +50,8 @@ DATA_TOO_SLOW = Reply(421, "4.4.2", "DATA too slow, closing connection")
 # Permanent failures: RFC 5321 section 4.3.2 lists 550 (not 554) among RCPT's replies, and 550
 # is "command rejected for policy reasons"; 5.7.1 is "delivery not authorized" (RFC 3463).
 RELAY_DENIED = Reply(550, "5.7.1", "Relaying denied")
+# The recipient does not exist: the relay recipient table or the next hop says so.
+UNKNOWN_RECIPIENT = Reply(550, "5.1.1", "Recipient address rejected: User unknown")
 NO_DOMAIN = Reply(553, "5.1.3", "Recipient address must have a domain")
 BAD_SENDER = Reply(553, "5.1.7", "Bad sender address syntax")
 BAD_RECIPIENT = Reply(553, "5.1.3", "Bad recipient address syntax")
@@ -59,6 +64,10 @@ TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 # smuggling); NUL breaks MTAs. Refused, never repaired (see README).
 BARE_NEWLINE = Reply(550, "5.6.11", "Bare CR/LF or NUL not allowed")
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+# A message the subject tag could not mark whole: a detected one would pass for clean (see
+# ingest/subject.py). 5.6.0: "other or undefined media error" (RFC 3463).
+SUBJECT_FIELDS = Reply(554, "5.6.0", "More than one Subject header field")
+HEADERS_TOO_LARGE = Reply(554, "5.6.0", "Header section too large")
 TOO_LARGE = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 
 # aiosmtpd's own fixed replies, given the enhanced code they lack.

@@ -11,8 +11,11 @@ from typing import Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.callout import NextHop, RecipientVerifier, StartTls
 from ingest.content import ContentLimits
 from ingest.envelope import AddressLimits, RelayPolicy
+from ingest.recipients import RecipientTable, parse_entry, parse_table
+from ingest.verify_cache import VerifyCache
 
 MiB = 1024 * 1024
 
@@ -37,6 +40,26 @@ class IngestSettings(BaseSettings):
     # "*.example.org" does not match "example.org") or from these client networks.
     relay_domains: list[str] = Field(default_factory=list)
     relay_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+
+    # Which recipients of the relay domains exist (Postfix's relay_recipient_maps): addresses
+    # and @domain entries, here and in a file of one entry a line (read at start). A relay
+    # domain with no entry is not checked. Unknown recipients get 550 5.1.1 at RCPT.
+    relay_recipients: list[str] = Field(default_factory=list)
+    relay_recipients_file: Path | None = None
+    # Recipient verification (Postfix's reject_unverified_recipient): ask the next hop (the
+    # decider's next_hop_host/port) at RCPT whether it takes a relay domain's recipient; 5xx
+    # gives 550 5.1.1, no answer 450 4.1.1. Answers are kept, a refusal for less time.
+    verify_recipients: bool = False
+    verify_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
+    verify_port: int = Field(default=2526, ge=1, le=65535)
+    # As the decider's next_hop_starttls: encrypted when offered (not authenticated, RFC 7435);
+    # "required": no STARTTLS offered gives 450 4.1.1.
+    verify_starttls: StartTls = "opportunistic"
+    verify_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    verify_positive_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=31 * 24 * 3600)
+    verify_negative_ttl_s: float = Field(default=3600.0, gt=0, le=31 * 24 * 3600)
+    verify_cache_size: int = Field(default=100_000, ge=100, le=10_000_000)
+    verify_concurrency: int = Field(default=20, ge=1, le=1000)
 
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -92,6 +115,25 @@ class IngestSettings(BaseSettings):
                 raise ValueError(f"not a domain glob: {pattern!r}")
         return [pattern.casefold() for pattern in value]
 
+    @field_validator("relay_recipients")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        return [parse_entry(entry) for entry in value]
+
+    @field_validator("relay_recipients_file")
+    @classmethod
+    def _recipients_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            _read_table(value)  # refuse a missing or bad file at start, naming the line
+        return value
+
+    @model_validator(mode="after")
+    def _verify_ttls(self) -> Self:
+        if self.verify_negative_ttl_s > self.verify_positive_ttl_s:
+            raise ValueError("verify_negative_ttl_s must not exceed verify_positive_ttl_s: a "
+                             "refusal is remembered for less time than an acceptance")
+        return self
+
     @model_validator(mode="after")
     def _tls(self) -> Self:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -108,3 +150,29 @@ class IngestSettings(BaseSettings):
 
     def relay_policy(self) -> RelayPolicy:
         return RelayPolicy(tuple(self.relay_domains), tuple(self.relay_networks))
+
+    def recipient_table(self) -> RecipientTable:
+        entries = list(self.relay_recipients)
+        if self.relay_recipients_file is not None:
+            entries += _read_table(self.relay_recipients_file)
+        return RecipientTable.of(entries)
+
+    def recipient_verifier(self) -> RecipientVerifier | None:
+        if not self.verify_recipients:
+            return None
+        hop = NextHop(self.verify_host, self.verify_port, self.hostname, self.verify_timeout_s,
+                      self.verify_starttls)
+        cache = VerifyCache(self.verify_cache_size, self.verify_positive_ttl_s,
+                            self.verify_negative_ttl_s)
+        return RecipientVerifier(hop, cache, self.verify_concurrency)
+
+
+def _read_table(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    try:
+        return parse_table(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

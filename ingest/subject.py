@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from email.header import decode_header
 
+from decider.subject_tag import HEADER_SCAN_LIMIT, subject_fields
+from ingest import replies
+from ingest.replies import Reply
 from schemas.raw_mail import header_end
 
 HEADER_BLOCK_CAP = 100 * 1024  # like Postfix's header_size_limit
@@ -82,3 +85,25 @@ def decode_subject(data: bytes) -> str | None:
     except Exception:  # hostile input: any parser failure means "no subject"
         return None
     return _CONTROL.sub("\ufffd", text)[:SUBJECT_CHARS]
+
+
+def check_subject_fields(data: bytes) -> Reply | None:
+    """None when the subject tag can mark the message whole; else the 554 5.6.0 refusal.
+
+    The tagger (decider/subject_tag.py) reads at most 1 MiB of header block and tags one
+    Subject. A message with two Subject fields, or with a header block over 1 MiB, would reach
+    a reader with a Subject the tag did not mark (mail clients differ on which of two Subjects
+    they show): a detected message would look clean. We refuse such messages before the 250
+    rather than tag every Subject: RFC 5322 section 3.6 allows at most one Subject, so no
+    correct sender writes two (nor a megabyte of header), and tagging each would still leave
+    the header block over 1 MiB that no bounded scan can tag. A refusal in the session bounces
+    nothing (no backscatter), and the sender learns why.
+    """
+    count = subject_fields(data)
+    if count is None:
+        return replies.HEADERS_TOO_LARGE.with_text(
+            f"Header section over {HEADER_SCAN_LIMIT} octets: the subject tag could not mark it")
+    if count > 1:
+        return replies.SUBJECT_FIELDS.with_text(
+            f"{count} Subject header fields; RFC 5322 allows at most one")
+    return None

@@ -70,11 +70,12 @@ class Gateway:
     def __init__(self, kafka: KafkaSettings, tmp: Path, *, rules_file: Path | None = None,
                  kata: dict[str, Any] | None = None, decider: dict[str, Any] | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 rules: list[Rule] | None = None) -> None:
+                 rules: list[Rule] | None = None, ingest: dict[str, Any] | None = None,
+                 sink_args: tuple[str, ...] = ()) -> None:
         self.kafka = kafka
         self.names = TopicNames(kafka.topic_prefix)
         self.emulator = Emulator(tmp / "kata", rules=rules_file).start()
-        self.sink = Sink(tmp / "sink")
+        self.sink = Sink(tmp / "sink", *sink_args)
         self.stop_event = threading.Event()
         kata_settings = KataSettings(central_node_address=IPv4Address("127.0.0.1"),
                                      central_node_port=self.emulator.port,
@@ -87,15 +88,18 @@ class Gateway:
         decider_settings = DeciderSettings(**{  # `decider` may name another next hop
             "instance_id": "decider-0", "next_hop_port": self.sink.port,
             "helo_name": "gw.example.net", "retry_first_s": 0.5, **(decider or {})})
-        ingest = IngestSettings(port=self.smtp_port, relay_domains=["example.net"],
-                                hostname="gw.example.net", instance_id="ingest-0")
+        # Recipient verification, when asked for, probes the sink, the decider's next hop.
+        ingest_settings = IngestSettings(**{
+            "port": self.smtp_port, "relay_domains": ["example.net"],
+            "hostname": "gw.example.net", "instance_id": "ingest-0",
+            "verify_port": self.sink.port, **(ingest or {})})
         extra = {"clock": clock} if clock is not None else {}
         self.threads = [
             threading.Thread(target=run_scanner, args=(kafka, scanner, self.stop_event),
                              daemon=True),
             threading.Thread(target=run_decider, args=(kafka, decider_settings, self.stop_event),
                              kwargs=extra, daemon=True),
-            threading.Thread(target=run_ingest, args=(kafka, ingest, self.stop_event),
+            threading.Thread(target=run_ingest, args=(kafka, ingest_settings, self.stop_event),
                              kwargs={"ready": lambda h, p: ready.set()}, daemon=True),
         ]
         for thread in self.threads:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.kafka
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 TAG = b"[KATA detect]"
-CUT_NOTE = b"X-Katagate-Note: original headers cut at 256 KiB"
+CUT_NOTE = b"X-Katagate-Note: original headers cut at 16 KiB"
 # The NDR copy is left out for the 3.6 MB case: a second 10 s scan in the emulator, and what the
 # NDR does with its short header section is shown by the smaller cases.
 NO_NDR_COPY = {"parts_100000"}

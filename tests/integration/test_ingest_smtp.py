@@ -113,6 +113,58 @@ def test_open_relay_is_refused_and_relay_networks_may_send_anywhere(kafka_settin
     assert [e.envelope_to for e in received(kafka_settings)] == [["anyone@elsewhere.test"]]
 
 
+@pytest.mark.parametrize(("rcpt", "routing"), [
+    ("<user%elsewhere.test@example.net>", "%"),
+    ("<elsewhere.test!user@example.net>", "!"),
+    ('<"user@elsewhere.test"@example.net>', "@"),
+])
+def test_given_sender_specified_routing_when_rcpt_then_550_5_7_1_and_nothing_written(
+        kafka_settings, rcpt, routing):
+    # Given a relay domain, and a client in a relay network too; when RCPT names another
+    # destination in its local part (percent hack, bang path, quoted @); then 550 5.7.1, and
+    # DATA has no recipient to take.
+    with Ingest(kafka_settings, relay_networks=["127.0.0.0/8"]) as ingest:
+        client = RawClient(ingest.address)
+        client.cmd("EHLO client.test")
+        assert client.cmd("MAIL FROM:<alice@example.org>").startswith("250")
+        assert client.cmd(f"RCPT TO:{rcpt}") == (
+            f"550 5.7.1 Relaying denied: sender-specified routing ({routing!r} in the local part)")
+        assert client.cmd("DATA").startswith("503 5.5.1")
+        client.close()
+    assert received(kafka_settings) == []
+    assert raw_records(kafka_settings) == 0
+
+
+def test_given_two_subject_fields_when_data_ends_then_554_5_6_0_and_nothing_written(
+        kafka_settings):
+    # Given a message with two Subject fields (the tag would mark only the first), when its
+    # DATA ends, then 554 5.6.0 with the reason, and nothing reaches the log.
+    data = b"Subject: invoice\r\nFrom: a@example.org\r\nSubject: hello\r\n\r\nbody\r\n"
+    with Ingest(kafka_settings) as ingest:
+        code, reply = send(ingest.address, "alice@example.org", ["bob@example.net"], data)
+    assert (code, reply) == (554, "5.6.0 2 Subject header fields; RFC 5322 allows at most one")
+    assert received(kafka_settings) == []
+    assert raw_records(kafka_settings) == 0
+
+
+def test_given_a_header_section_over_1_mib_when_data_ends_then_554_5_6_0_and_nothing_written(
+        kafka_settings):
+    # Given a 1.1 MiB header section (beyond what the tag scans), when its DATA ends, then
+    # 554 5.6.0 says why, and nothing reaches the log; the same message with 1 MiB less of
+    # header is accepted.
+    filler = b"".join(b"X-Filler-%05d: %s\r\n" % (i, b"f" * 80) for i in range(12_000))
+    with Ingest(kafka_settings) as ingest:
+        code, reply = send(ingest.address, "alice@example.org", ["bob@example.net"],
+                           b"Subject: big\r\n" + filler + b"\r\nbody\r\n")
+        assert (code, reply) == (
+            554, "5.6.0 Header section over 1048576 octets: the subject tag could not mark it")
+        assert received(kafka_settings) == []
+        code, reply = send(ingest.address, "alice@example.org", ["bob@example.net"],
+                           b"Subject: big\r\n" + filler[:100_000] + b"\r\nbody\r\n")
+    assert code == 250, reply
+    assert len(received(kafka_settings)) == 1
+
+
 @pytest.mark.parametrize(("limit", "count"), [(100, 99), (100, 100), (100, 101), (1000, 1000),
                                               (1000, 1001)])
 def test_recipients_up_to_the_limit_are_accepted_and_more_get_452(kafka_settings, limit, count):

@@ -27,7 +27,7 @@ from tests.corpus_files import MIME, corpus_bytes, corpus_cases, mime_message
 
 KATA = corpus_cases("kata")
 TAG = "[KATA detect]"
-CUT_NOTE = b"X-Katagate-Note: original headers cut at 256 KiB"
+CUT_NOTE = b"X-Katagate-Note: original headers cut at 16 KiB"
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 

@@ -115,6 +115,28 @@ def test_anything_else_is_relaying_denied_with_550_and_the_reason(client, recipi
     assert client in refused.text
 
 
+@pytest.mark.parametrize(("recipient", "routing"), [
+    ("user%other.test@example.net", "%"),
+    ("other.test!user@example.net", "!"),
+    ('"user@other.test"@example.net', "@"),
+    ('"user%other.test"@example.net', "%"),  # what aiosmtpd makes of a quoted percent hack
+    ('"us\\"er@other.test"@example.net', "@"),
+])
+@pytest.mark.parametrize("client", ["198.51.100.7", "192.0.2.99"])  # outside, in a relay network
+def test_given_sender_specified_routing_to_a_relay_domain_then_relaying_is_denied(
+        client, recipient, routing):
+    # Given a local part that names another destination (percent hack, bang path, quoted @),
+    # when the relay check runs, then 550 5.7.1 names the routing, whoever the client is.
+    refused = RELAY.decide(client, recipient)
+    assert refused is not None
+    assert str(refused) == ("550 5.7.1 Relaying denied: sender-specified routing "
+                            f"({routing!r} in the local part)")
+
+
+def test_given_a_quoted_local_part_without_routing_then_it_is_relayed():
+    assert RELAY.decide("198.51.100.7", '"john smith"@example.net') is None
+
+
 def test_no_relay_configuration_relays_nothing():
     assert RelayPolicy().decide("127.0.0.1", "bob@example.net") is not None
 

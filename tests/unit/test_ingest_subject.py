@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.subject import HEADER_BLOCK_CAP, decode_subject
+from ingest.handler import inline
+from ingest.subject import HEADER_BLOCK_CAP, check_subject_fields, decode_subject
 
 
 def message(*headers: bytes, body: bytes = b"body\r\n") -> bytes:
@@ -94,3 +95,45 @@ def test_any_bytes_give_a_bounded_str_or_none(data):
     subject = decode_subject(data)
     assert subject is None or (len(subject) <= 2000 and "\n" not in subject
                                and "\r" not in subject and "\x00" not in subject)
+
+
+@pytest.mark.parametrize("data", [
+    b"Subject: one\r\nSubject: two\r\n\r\nbody\r\n",
+    b"Subject: one\r\nFrom: a@example.org\r\nSUBJECT : two\r\n\r\n",  # any case, obsolete WSP
+    b"Subject: one\r\n\tfolded\r\nsubject:\r\n\r\n",  # an empty second one counts too
+])
+def test_given_two_subject_fields_then_the_message_is_refused_with_554_5_6_0(data):
+    # Given two Subject fields in the header block, when DATA is checked, then 554 5.6.0
+    # names the count and the rule: the tag would mark only the first.
+    assert str(check_subject_fields(data)) == (
+        "554 5.6.0 2 Subject header fields; RFC 5322 allows at most one")
+
+
+@pytest.mark.parametrize("data", [
+    b"Subject: one\r\nFrom: a@example.org\r\n\r\nSubject: in the body\r\n",
+    b"From: a@example.org\r\n\r\n",  # none: the tagger adds one
+    b"X-Subject: a\r\nSubject: b\r\nSubjects: c\r\n\r\n",
+])
+def test_given_at_most_one_subject_field_in_the_header_block_then_it_passes(data):
+    assert check_subject_fields(data) is None
+
+
+def test_given_a_header_block_over_1_mib_then_the_message_is_refused_with_554_5_6_0():
+    # Given a header section whose empty line ends one octet past the tagger's 1 MiB, when DATA
+    # is checked, then 554 5.6.0 says the tag could not mark it; one octet less passes.
+    line = b"X-Filler: " + b"f" * 88 + b"\r\n"  # 100 octets
+    head = b"Subject: s\r\n" + line * 10_000
+    fits = head + b"X-Pad: " + b"p" * (1024 * 1024 - len(head) - 11) + b"\r\n\r\nbody\r\n"
+    assert fits.index(b"\r\n\r\n") + 4 == 1024 * 1024  # the empty line ends at 1 MiB
+    assert check_subject_fields(fits) is None
+    over = fits.replace(b"X-Pad: ", b"X-Pad: p", 1)
+    assert str(check_subject_fields(over)) == (
+        "554 5.6.0 Header section over 1048576 octets: the subject tag could not mark it")
+
+
+def test_given_a_long_header_section_then_datas_checks_leave_the_event_loop():
+    # Given 256 KiB of short header lines (about 70 ms for the subject check), then DATA's
+    # checks run in a thread; a message whose header section ends within 16 KiB stays inline.
+    assert not inline(b"a:\r\n" * 64_000 + b"\r\nx\r\n")
+    assert inline(b"Subject: s\r\n" + b"X-A: b\r\n" * 1000 + b"\r\n" + b"body\r\n" * 20_000)
+    assert not inline(b"Subject: s\r\n\r\n" + b"x" * 256 * 1024)  # over 256 KiB in all

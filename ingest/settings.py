@@ -60,6 +60,13 @@ class IngestSettings(BaseSettings):
     # Sessions at once, in all and per client address (Postfix's anvil default is 50).
     max_sessions: int = Field(default=1000, ge=1, le=100_000)
     max_sessions_per_client: int = Field(default=50, ge=1, le=100_000)
+    # DATA bytes all sessions together may hold in memory; past it a new DATA, or a body that
+    # would go over it, gets 451 4.3.1 and the messages already in hand keep their room. Sized
+    # for the 2 GiB memory limit of deploy/k8s/ingest.yaml: a message held peaks at about 2.4
+    # times its size (tests/faults/test_big_messages.py), so 512 MiB in DATA stays near 1.2 GiB.
+    # Scale it with the stage's memory; at least max_message_bytes, or the largest message
+    # allowed could never be held.
+    data_budget_bytes: int = Field(default=512 * MiB, ge=MiB, le=64 * 1024 * MiB)
     # Past this, answer 451: the raw bytes and MessageReceived were not committed in time.
     commit_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
@@ -91,6 +98,15 @@ class IngestSettings(BaseSettings):
             ):
                 raise ValueError(f"not a domain glob: {pattern!r}")
         return [pattern.casefold() for pattern in value]
+
+    @model_validator(mode="after")
+    def _budget(self) -> Self:
+        if self.data_budget_bytes < self.max_message_bytes:
+            raise ValueError(
+                f"data_budget_bytes ({self.data_budget_bytes}) must be at least "
+                f"max_message_bytes ({self.max_message_bytes}): a message of the size allowed "
+                "could never be held")
+        return self
 
     @model_validator(mode="after")
     def _tls(self) -> Self:

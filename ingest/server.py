@@ -28,7 +28,7 @@ from ingest.data_budget import STEP, DataBudget, Reservation
 from ingest.envelope import mailbox_as_written
 from ingest.handler import IngestHandler
 from ingest.replies import enhance
-from ingest.sessions import SessionTable, next_data_deadline
+from ingest.sessions import SessionTable, client_key, next_data_deadline
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class GatewaySMTP(SMTP):
         self._min_data_rate = settings.min_data_rate
         self._data_deadline = 0.0
         self._table = table
+        self._ipv6_prefix = settings.client_ipv6_prefix
         self._budget = budget
         self._client: str | None = None  # counted in the table
         self._refused = False
@@ -105,7 +106,8 @@ class GatewaySMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        client = (client_key(str(peer[0]), self._ipv6_prefix)
+                  if isinstance(peer, tuple) and peer else "unknown")
         refusal = self._table.admit(client)
         if refusal is not None:
             # Refused before aiosmtpd starts a session: no greeting, no task, one reply.

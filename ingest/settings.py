@@ -60,6 +60,9 @@ class IngestSettings(BaseSettings):
     # Sessions at once, in all and per client address (Postfix's anvil default is 50).
     max_sessions: int = Field(default=1000, ge=1, le=100_000)
     max_sessions_per_client: int = Field(default=50, ge=1, le=100_000)
+    # The per-client caps count an IPv6 client by its network of this many bits (a host is
+    # commonly given a whole /64, and picks any address in it); IPv4 counts per address.
+    client_ipv6_prefix: int = Field(default=64, ge=32, le=128)
     # DATA bytes all sessions together may hold in memory; past it a new DATA, or a body that
     # would go over it, gets 451 4.3.1 and the messages already in hand keep their room. Sized
     # for the 2 GiB memory limit of deploy/k8s/ingest.yaml: a message held peaks at about 2.4

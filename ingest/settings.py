@@ -11,6 +11,7 @@ from typing import Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventlog.listen import LOOPBACK, ListenHost, same_listener
 from ingest.content import ContentLimits
 from ingest.envelope import AddressLimits, RelayPolicy
 
@@ -89,8 +90,9 @@ class IngestSettings(BaseSettings):
     # Serve Prometheus metrics on metrics_host:PORT (None: not served): their own address, not
     # the SMTP listener's, which faces the mail senders.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
-    metrics_host: str = "127.0.0.1"
+    # An IP literal, loopback unless told otherwise, whatever `host` is: 0.0.0.0 in a
+    # container, for Prometheus to reach it. Never the SMTP listener's address (checked).
+    metrics_host: ListenHost = LOOPBACK
 
     @field_validator("relay_domains")
     @classmethod
@@ -101,6 +103,16 @@ class IngestSettings(BaseSettings):
             ):
                 raise ValueError(f"not a domain glob: {pattern!r}")
         return [pattern.casefold() for pattern in value]
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> Self:
+        if self.metrics_port is not None and same_listener(
+                self.metrics_host, self.metrics_port, self.host, self.port):
+            raise ValueError(
+                f"metrics_host:metrics_port ({self.metrics_host}:{self.metrics_port}) is the SMTP "
+                f"listener's address ({self.host}:{self.port}): metrics are unauthenticated and "
+                "never served where mail senders connect; give metrics_port another port")
+        return self
 
     @model_validator(mode="after")
     def _budget(self) -> Self:

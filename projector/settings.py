@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventlog.listen import LOOPBACK, ListenHost
+
 # A name a client may put in Host: a DNS name or IPv4 address, or a bracketed IPv6 address,
 # with an optional port.
 HOST_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$")
@@ -44,7 +46,7 @@ class ProjectorSettings(BaseSettings):
     # Prometheus metrics on their own listener, unauthenticated (None: not served).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
-    metrics_host: str = "127.0.0.1"
+    metrics_host: ListenHost = LOOPBACK
 
     @field_validator("allowed_hosts")
     @classmethod

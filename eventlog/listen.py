@@ -34,3 +34,13 @@ def same_listener(host: str, port: int, other_host: str, other_port: int) -> boo
     if port == 0 or port != other_port:
         return False
     return host == other_host or host in _EVERY or other_host in _EVERY
+
+
+def refuse_metrics_on(listener: str, host: str, port: int, metrics_host: str,
+                      metrics_port: int | None) -> None:
+    """Raises ValueError, naming the settings, if metrics would share `listener`'s address."""
+    if metrics_port is not None and same_listener(metrics_host, metrics_port, host, port):
+        raise ValueError(
+            f"metrics_host:metrics_port ({metrics_host}:{metrics_port}) is the {listener} "
+            f"listener's address ({host}:{port}): metrics are unauthenticated and never served "
+            "there; give metrics_port another port")

@@ -11,7 +11,7 @@ from typing import Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventlog.listen import LOOPBACK, ListenHost, same_listener
+from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 from ingest.content import ContentLimits
 from ingest.envelope import AddressLimits, RelayPolicy
 
@@ -106,12 +106,7 @@ class IngestSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _metrics_apart(self) -> Self:
-        if self.metrics_port is not None and same_listener(
-                self.metrics_host, self.metrics_port, self.host, self.port):
-            raise ValueError(
-                f"metrics_host:metrics_port ({self.metrics_host}:{self.metrics_port}) is the SMTP "
-                f"listener's address ({self.host}:{self.port}): metrics are unauthenticated and "
-                "never served where mail senders connect; give metrics_port another port")
+        refuse_metrics_on("SMTP", self.host, self.port, self.metrics_host, self.metrics_port)
         return self
 
     @model_validator(mode="after")

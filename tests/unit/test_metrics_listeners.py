@@ -50,3 +50,9 @@ def test_ingest_refuses_metrics_on_the_smtp_listeners_address(host, metrics_host
 def test_ingest_metrics_may_share_a_port_number_on_another_address_or_take_any_free_port():
     assert IngestSettings(host="192.0.2.10", port=25, metrics_port=25).metrics_port == 25
     assert IngestSettings(port=0, metrics_port=0).metrics_port == 0
+
+
+def test_the_projector_refuses_metrics_on_its_views_address():
+    with pytest.raises(ValidationError, match=r"metrics_host:metrics_port .* projector listener"):
+        ProjectorSettings(host="0.0.0.0", port=8080, metrics_port=8080)  # noqa: S104
+    assert ProjectorSettings(port=8080, metrics_port=9103).metrics_port == 9103

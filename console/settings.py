@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventlog.listen import LOOPBACK, ListenHost
+
 
 class ConsoleSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_CONSOLE_", frozen=True,
@@ -38,4 +40,4 @@ class ConsoleSettings(BaseSettings):
     # Prometheus metrics on their own listener, unauthenticated (None: not served).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
-    metrics_host: str = "127.0.0.1"
+    metrics_host: ListenHost = LOOPBACK

@@ -10,15 +10,16 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
+from eventlog.listen import LOOPBACK, ListenHost
 
 
 class DeciderSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_DECIDER_", frozen=True, extra="ignore")
 
-    # Serve Prometheus metrics on 127.0.0.1:PORT (None: not served).
+    # Serve Prometheus metrics on metrics_host:PORT (None: not served).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
-    metrics_host: str = "127.0.0.1"
+    metrics_host: ListenHost = LOOPBACK
     instance_id: str = Field(
         # Stable across restarts: the transactional id and the static group membership derive
         # from it, so a restarted instance fences its predecessor's open transaction at once.

@@ -1,6 +1,6 @@
 """The ingest stage's Prometheus metrics; labels are bounded (fixed reasons and outcomes)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECEIVED = Counter(
     "katagate_ingest_messages_received_total", "Messages whose DATA reached the final dot"
@@ -35,11 +35,16 @@ VERIFICATIONS = Counter(
     "Recipient verifications by outcome (exists, unknown, unverified) and source (probe, cache)",
     ["outcome", "source"],
 )
+DATA_HELD = Gauge(
+    "katagate_ingest_data_held_bytes",
+    "DATA bytes reserved by the sessions in DATA, out of data_budget_bytes",
+)
+DATA_BUDGET = Gauge("katagate_ingest_data_budget_bytes", "The setting data_budget_bytes")
 
 # The reasons REFUSED counts; anything else is a bug.
 REASONS = (
     "relay_denied", "bad_address", "address_too_long", "too_many_recipients", "bad_helo",
     "bare_newline", "line_too_long", "too_large", "untaggable_headers", "kafka_unavailable",
     "commit_timeout", "too_many_commands", "too_many_sessions", "timeout", "unknown_recipient",
-    "unverified_recipient",
+    "unverified_recipient", "data_budget",
 )

@@ -40,6 +40,9 @@ KAFKA_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure, try again later")
 # The next hop could not be asked whether it takes the recipient (Postfix's
 # unverified_recipient_defer_code; 4.1.1: "bad destination mailbox address", for now).
 UNVERIFIED_RECIPIENT = Reply(450, "4.1.1", "Recipient address rejected: unverified address")
+# RFC 3463 4.3.1 "mail system full": the DATA bytes all sessions may hold are spent; the sender
+# retries later, and the messages already in hand are not put at risk to make room.
+DATA_BUDGET_FULL = Reply(451, "4.3.1", "Too much mail data in transit, try again later")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands, closing connection")
 TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from wsgiref.simple_server import WSGIServer
 
 from eventlog.preflight import prepare_stage
 from eventlog.principals import PRINCIPALS
@@ -55,6 +56,7 @@ def run_ingest(
 
     committer = CommitterPool([writer(i) for i in range(settings.writers)])
     committer.start()
+    metrics: WSGIServer | None = None
     try:
         # Accept only with the configuration in force, unless the log cannot be read in time:
         # then accept with what was read (rules apply as soon as they arrive).
@@ -67,7 +69,11 @@ def run_ingest(
         if settings.metrics_port is not None:
             from prometheus_client import start_http_server
 
-            start_http_server(settings.metrics_port, addr=settings.metrics_host)
+            # Their own listener (metrics_host, loopback by default), never the SMTP one.
+            metrics, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+            host, port = str(metrics.server_address[0]), int(metrics.server_address[1])
+            log.info("ingest-metrics=%s:%d", host, port)
+            print(f"ingest-metrics={host}:{port}", flush=True)
         handler = IngestHandler(settings, lambda: control.state, committer)
         # aiosmtpd logs every command of every session at INFO: a fifth of the event loop's
         # time under load. Our own line per accepted message (handler.py) is the mail log.
@@ -81,6 +87,9 @@ def run_ingest(
 
         asyncio.run(serve(settings, handler, stop, listening))
     finally:
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
         committer.stop()
         halt.set()
         control.join(5.0)

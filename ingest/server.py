@@ -3,8 +3,8 @@ threaded Controller cannot bind port 0).
 
 What the subclass adds to aiosmtpd 1.4.6: per-instance command size limits (its class-level
 dict is shared by every session and grows with each EHLO), a cap on commands per session, caps
-on sessions in all and per client, a DATA deadline under a minimum rate, a 421 before a
-timeout closes the connection, the DATA body in one buffer
+on sessions in all and per client, a budget of DATA bytes held across sessions, a DATA deadline
+under a minimum rate, a 421 before a timeout closes the connection, the DATA body in one buffer
 (not a bytearray per line), no AUTH, and enhanced status codes on its fixed replies.
 """
 
@@ -24,10 +24,11 @@ from aiosmtpd.smtp import SMTP, syntax
 
 from ingest import metrics, replies
 from ingest.data_body import DataBody, Overflow
+from ingest.data_budget import STEP, DataBudget, Reservation
 from ingest.envelope import mailbox_as_written
 from ingest.handler import IngestHandler
 from ingest.replies import enhance
-from ingest.sessions import SessionTable, next_data_deadline
+from ingest.sessions import SessionTable, client_key, next_data_deadline
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 class GatewaySMTP(SMTP):
     def __init__(self, handler: IngestHandler, *, settings: IngestSettings,
                  tls_context: ssl.SSLContext | None, loop: asyncio.AbstractEventLoop,
-                 sessions: set[GatewaySMTP], table: SessionTable) -> None:
+                 sessions: set[GatewaySMTP], table: SessionTable, budget: DataBudget) -> None:
         # Read by SMTP.__init__, so set first. One more than the limit: the transparency dot
         # (RFC 5321 4.5.2); the exact limit is checked on the unstuffed content.
         self.line_length_limit = settings.max_line_length + 1
@@ -64,6 +65,8 @@ class GatewaySMTP(SMTP):
         self._min_data_rate = settings.min_data_rate
         self._data_deadline = 0.0
         self._table = table
+        self._ipv6_prefix = settings.client_ipv6_prefix
+        self._budget = budget
         self._client: str | None = None  # counted in the table
         self._refused = False
         self._commands_left = settings.max_commands
@@ -103,7 +106,8 @@ class GatewaySMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        client = (client_key(str(peer[0]), self._ipv6_prefix)
+                  if isinstance(peer, tuple) and peer else "unknown")
         refusal = self._table.admit(client)
         if refusal is not None:
             # Refused before aiosmtpd starts a session: no greeting, no task, one reply.
@@ -208,8 +212,21 @@ class GatewaySMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        body = DataBody(max_bytes=self.data_size_limit, max_line=self.line_length_limit)
+        reservation = Reservation(self._budget)
+        try:
+            if not reservation.cover(STEP):  # no room for a new body: refused before 354
+                metrics.REFUSED.labels("data_budget", "temporary").inc()
+                await self.push(str(replies.DATA_BUDGET_FULL))
+                return
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await self._body(envelope, reservation)
+        finally:
+            # The answer is out (or the connection gone): the bytes are no longer ours to hold.
+            reservation.release()
+
+    async def _body(self, envelope: Any, reservation: Reservation) -> None:
+        body = DataBody(max_bytes=self.data_size_limit, max_line=self.line_length_limit,
+                        reservation=reservation)
         try:
             await body.read(self._reader)
         except asyncio.CancelledError:
@@ -219,9 +236,13 @@ class GatewaySMTP(SMTP):
             raise
         if body.overflow is not Overflow.NONE:
             # Answered only once the data is complete (RFC 5321 4.2.5), as aiosmtpd does.
-            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)"
-                            if body.overflow is Overflow.LINE_TOO_LONG
-                            else "552 Error: Too much mail data")
+            if body.overflow is Overflow.OVER_BUDGET:
+                metrics.REFUSED.labels("data_budget", "temporary").inc()
+                await self.push(str(replies.DATA_BUDGET_FULL))
+            else:
+                await self.push("500 Line too long (see RFC5321 4.5.3.1.6)"
+                                if body.overflow is Overflow.LINE_TOO_LONG
+                                else "552 Error: Too much mail data")
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
         content = body.content()
@@ -229,6 +250,7 @@ class GatewaySMTP(SMTP):
         envelope.content = envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
+        del content
         await self.push(status)
 
 
@@ -239,9 +261,12 @@ async def serve(settings: IngestSettings, handler: IngestHandler, stop: threadin
            if settings.tls_cert is not None and settings.tls_key is not None else None)
     sessions: set[GatewaySMTP] = set()
     table = SessionTable(settings.max_sessions, settings.max_sessions_per_client)
+    budget = DataBudget(settings.data_budget_bytes)
+    metrics.DATA_BUDGET.set(budget.limit)
+    metrics.DATA_HELD.set_function(lambda: budget.held)
     server = await loop.create_server(
         lambda: GatewaySMTP(handler, settings=settings, tls_context=tls, loop=loop,
-                            sessions=sessions, table=table),
+                            sessions=sessions, table=table, budget=budget),
         host=settings.host, port=settings.port, reuse_address=True,
     )
     host, port = server.sockets[0].getsockname()[:2]

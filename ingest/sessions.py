@@ -1,6 +1,8 @@
 """Who may hold an SMTP session: a cap on sessions in all and per client address, so that idle
 or slow connections from one client cannot take every slot (Postfix's process_limit and
-anvil's smtpd_client_connection_count_limit play this part there).
+anvil's smtpd_client_connection_count_limit play this part there). A client is an IPv4
+address, or an IPv6 network of `client_ipv6_prefix` bits (a /64 by default): one IPv6 host
+commonly holds a whole /64, so counting by /128 would give it 2^64 allowances.
 
 And the DATA deadline under a minimum rate (Postfix 3.7's smtpd_min_data_rate): each read of
 N octets buys N/rate seconds, never more than the whole timeout ahead, so a client that sends
@@ -9,11 +11,25 @@ one byte a second is cut off after about the timeout instead of holding a sessio
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
 from ingest import replies
+from ingest.envelope import client_address
 from ingest.replies import Reply
+
+
+def client_key(peer: str, ipv6_prefix: int) -> str:
+    """What the per-client caps count: the IPv4 address (also when it arrives IPv4-mapped on a
+    dual-stack socket), or the IPv6 network of `ipv6_prefix` bits holding the address."""
+    try:
+        ip = client_address(peer)
+    except ValueError:
+        return peer  # not an IP address (a Unix socket): itself
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 from ingest.callout import NextHop, RecipientVerifier, StartTls
 from ingest.content import ContentLimits
 from ingest.envelope import AddressLimits, RelayPolicy
@@ -83,6 +84,16 @@ class IngestSettings(BaseSettings):
     # Sessions at once, in all and per client address (Postfix's anvil default is 50).
     max_sessions: int = Field(default=1000, ge=1, le=100_000)
     max_sessions_per_client: int = Field(default=50, ge=1, le=100_000)
+    # The per-client caps count an IPv6 client by its network of this many bits (a host is
+    # commonly given a whole /64, and picks any address in it); IPv4 counts per address.
+    client_ipv6_prefix: int = Field(default=64, ge=32, le=128)
+    # DATA bytes all sessions together may hold in memory; past it a new DATA, or a body that
+    # would go over it, gets 451 4.3.1 and the messages already in hand keep their room. Sized
+    # for the 2 GiB memory limit of deploy/k8s/ingest.yaml: a message held peaks at about 2.4
+    # times its size (tests/faults/test_big_messages.py), so 512 MiB in DATA stays near 1.2 GiB.
+    # Scale it with the stage's memory; at least max_message_bytes, or the largest message
+    # allowed could never be held.
+    data_budget_bytes: int = Field(default=512 * MiB, ge=MiB, le=64 * 1024 * MiB)
     # Past this, answer 451: the raw bytes and MessageReceived were not committed in time.
     commit_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
@@ -102,8 +113,9 @@ class IngestSettings(BaseSettings):
     # Serve Prometheus metrics on metrics_host:PORT (None: not served): their own address, not
     # the SMTP listener's, which faces the mail senders.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
-    metrics_host: str = "127.0.0.1"
+    # An IP literal, loopback unless told otherwise, whatever `host` is: 0.0.0.0 in a
+    # container, for Prometheus to reach it. Never the SMTP listener's address (checked).
+    metrics_host: ListenHost = LOOPBACK
 
     @field_validator("relay_domains")
     @classmethod
@@ -132,6 +144,20 @@ class IngestSettings(BaseSettings):
         if self.verify_negative_ttl_s > self.verify_positive_ttl_s:
             raise ValueError("verify_negative_ttl_s must not exceed verify_positive_ttl_s: a "
                              "refusal is remembered for less time than an acceptance")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> Self:
+        refuse_metrics_on("SMTP", self.host, self.port, self.metrics_host, self.metrics_port)
+        return self
+
+    @model_validator(mode="after")
+    def _budget(self) -> Self:
+        if self.data_budget_bytes < self.max_message_bytes:
+            raise ValueError(
+                f"data_budget_bytes ({self.data_budget_bytes}) must be at least "
+                f"max_message_bytes ({self.max_message_bytes}): a message of the size allowed "
+                "could never be held")
         return self
 
     @model_validator(mode="after")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
 # A name a client may put in Host: a DNS name or IPv4 address, or a bracketed IPv6 address,
 # with an optional port.
@@ -44,7 +47,7 @@ class ProjectorSettings(BaseSettings):
     # Prometheus metrics on their own listener, unauthenticated (None: not served).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
-    metrics_host: str = "127.0.0.1"
+    metrics_host: ListenHost = LOOPBACK
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -53,6 +56,12 @@ class ProjectorSettings(BaseSettings):
             if not HOST_NAME.fullmatch(name):
                 raise ValueError(f"not a host name (with an optional :port): {name[:80]!r}")
         return value
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> Self:
+        refuse_metrics_on("projector", self.host, self.port, self.metrics_host,
+                          self.metrics_port)
+        return self
 
     @property
     def token_path(self) -> Path:

@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventlog.listen import LOOPBACK, ListenHost
+
 
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -21,10 +23,10 @@ class ScannerSettings(BaseSettings):
     # Holds the sensor identity (sensor.key mode 0600, sensor.crt, sensor.id). Instances of one
     # gateway share it: KATA expects one sensorId for a cluster of sensors.
     state_dir: Path = Field(default_factory=_default_state_dir)
-    # Serve Prometheus metrics on 127.0.0.1:PORT (None: not served).
+    # Serve Prometheus metrics on metrics_host:PORT (None: not served).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
-    metrics_host: str = "127.0.0.1"
+    metrics_host: ListenHost = LOOPBACK
     instance_id: str = Field(
         # Stable across restarts: the transactional id and the static group membership derive
         # from it, so a restarted instance fences its predecessor's open transaction at once.

@@ -1,12 +1,19 @@
 """What the ingest integration tests share (this module holds no tests): the stage running in
-a thread on a real broker, a raw-socket SMTP client, the log as witness, a self-signed cert."""
+a thread (or as its own process) on a real broker, a raw-socket SMTP client, the log as
+witness, a self-signed cert."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -186,3 +193,60 @@ def client_tls_context() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the test's own self-signed certificate
     return context
+
+
+class IngestProcess:
+    """`katagate ingest run` as its own process (its memory is its own), settings through the
+    environment as an operator gives them; `with IngestProcess(kafka, ...) as ingest:` waits
+    until it listens."""
+
+    def __init__(self, kafka: KafkaSettings, log: Path, **settings: Any) -> None:
+        values = {"port": 0, "hostname": "mx.test", "relay_domains": [RELAY_DOMAIN],
+                  "instance_id": f"test-{uuid.uuid4().hex[:8]}", **settings}
+        self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                    "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
+                    "KATAGATE_MAIL_PARTITIONS": str(kafka.mail_partitions),
+                    "KATAGATE_TRANSACTION_TIMEOUT_MS": str(kafka.transaction_timeout_ms),
+                    **{f"KATAGATE_INGEST_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
+                       for k, v in values.items()}}
+        self.log = log
+        self.listening: dict[str, tuple[str, int]] = {}
+
+    def __enter__(self) -> IngestProcess:
+        self._stderr = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "katagate", "ingest", "run"], env=self.env,
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + 60
+        while "smtp" not in self.listening:
+            line = self.process.stdout.readline()
+            if not line or time.monotonic() > deadline:
+                self.__exit__()
+                raise AssertionError(f"ingest did not listen: {self.log.read_text()[-2000:]}")
+            name, _, address = line.strip().partition("=")
+            host, _, port = address.rpartition(":")
+            if port.isdigit():
+                self.listening[name] = (host, int(port))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(10)
+            self._stderr.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.listening["smtp"]
+
+    def rss_mb(self) -> float:
+        """The process's resident memory, from /proc."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")

@@ -44,6 +44,32 @@ def first_line(sock: socket.socket) -> bytes:
     return read_until(sock, b"\r\n").split(b"\r\n", 1)[0]
 
 
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+def test_an_ipv6_client_is_counted_by_its_64_on_a_real_socket(make_kafka_settings):
+    # Given ingest on ::1 with 2 sessions per client
+    with Ingest(make_kafka_settings(), host="::1", max_sessions_per_client=2) as ingest:
+        held = [socket.create_connection(ingest.address, timeout=10) for _ in range(2)]
+        try:
+            for sock in held:
+                assert first_line(sock).startswith(b"220 ")
+            # When the client connects a third time
+            with socket.create_connection(ingest.address, timeout=10) as extra:
+                # Then the refusal names its /64, the unit the cap counts
+                assert first_line(extra) == b"421 4.7.0 Too many connections from ::/64: limit 2"
+        finally:
+            for sock in held:
+                sock.close()
+
+
 def test_a_client_sending_one_byte_a_second_is_cut_off_with_421(make_kafka_settings):
     kafka = make_kafka_settings()
     with Ingest(kafka, data_timeout_s=2.0, min_data_rate=500) as ingest:

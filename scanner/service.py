@@ -257,9 +257,10 @@ class ScanService:
         # than a submission. A crash before the record only means submitting again under the
         # same scanId, which KATA takes as the same scan.
         for start in range(0, len(due), SUBMISSIONS_PER_TRANSACTION):
+            self._control.pump(0)  # an address changed under a long backlog stops it here
             still = destination(self._control.view)
             if still is None or still[0] != ctx.central_node:
-                break  # the address changed (or the link dropped) under a long backlog
+                break
             batch = due[start:start + SUBMISSIONS_PER_TRANSACTION]
             # Messages received together lie together in the raw topic: one pass reads them.
             ahead = prefetch(self._readers.mine(), [

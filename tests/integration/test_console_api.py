@@ -290,3 +290,28 @@ def test_simultaneous_applies_from_one_console_each_get_their_own_version(admin,
     versions = sorted(a.json()["version"] for a in answers)
     assert versions == [1, 2, 3, 4]
     assert [e.version for e in control_events(kafka_settings)] == versions
+
+
+def test_an_administrator_confirms_the_central_nodes_key_in_the_console(admin, kafka_settings):
+    key = ":".join(["CD"] * 32)
+    # Given no Central Node address: a pin is refused naming the setting, nothing written
+    refused = admin("POST", "/api/kata/pin", {"fingerprint": key})
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "central_node_address"
+    assert control_events(kafka_settings) == []
+    written(admin("PUT", "/api/settings", {"central_node_address": "192.0.2.10",
+                                          "central_node_port": 8443}))
+    # A fingerprint that is not 32 hex bytes is refused naming the field
+    bad = admin("POST", "/api/kata/pin", {"fingerprint": "zz"})
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "fingerprint"
+    assert len(control_events(kafka_settings)) == 1
+    # When the administrator confirms the key as KATA shows it (lower case, no colons)
+    pinned = admin("POST", "/api/kata/pin", {"fingerprint": key.replace(":", "").lower()})
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json() == {"pinned": key, "central_node": "192.0.2.10:8443"}
+    # Then the pin is a control event for that node, by the signed-in administrator
+    event = control_events(kafka_settings)[-1]
+    assert isinstance(event, CentralNodeObserved)
+    assert (event.pinned, event.fingerprint, event.central_node.port) == (True, key, 8443)
+    assert (event.producer.stage, event.producer.instance) == ("admin", "admin")

@@ -146,7 +146,8 @@ def assess(check: Check | None, pinned: str | None, manual_pin: bool) -> Assessm
         return Assessment("error", (
             f"{node} answered {check.status}, not as a KATA scanner API answers an accepted "
             f"sensor (a list of detects); its key {check.fingerprint} is not pinned and "
-            "nothing is sent to it"))
+            "nothing is sent to it (if it is the Central Node, compare the key with KATA's "
+            "and pin it: katagate kata pin)"))
     if manual_pin:
         return Assessment("connecting", (
             f"require_manual_pin is on: an administrator must confirm the KATA public key "

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from admin import values
+from admin.central_node import pin_key
 from admin.errors import InvalidCommand
 from admin.rules import (
     change_rule,
@@ -25,7 +26,7 @@ from admin.rules import (
 from admin.settings import change_settings, reset_settings, set_protection, validate_settings
 from console import quarantine
 from console.auth import Caller, Who, authorised, console_of
-from console.control import Decide
+from console.control import Context, Decide
 from console.documents import (
     rule_document,
     rules_document,
@@ -33,7 +34,7 @@ from console.documents import (
     written_document,
 )
 from console.problems import Problem, ProblemError, problem, validate_each
-from schemas import DEFAULT_RULE
+from schemas import DEFAULT_RULE, CentralNodeObserved, ControlState, Event, NodeAddress
 
 router = APIRouter(prefix="/api", dependencies=[Depends(authorised)])
 
@@ -95,6 +96,31 @@ def put_settings(body: SettingsChange, who: Who, request: Request) -> dict[str, 
 def set_defaults(who: Who, request: Request) -> dict[str, Any]:
     written = _write(request, who, lambda state, ctx: reset_settings(state, **ctx))
     return written_document(written, settings_document(written.after))
+
+
+class PinRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fingerprint: str = Field(description="the KATA public key fingerprint the administrator "
+                                         "compared with the one KATA shows (SHA-256, hex)",
+                             max_length=200)
+
+
+# Before /kata/{switch}, which would take "pin" for a switch.
+@router.post("/kata/pin", tags=["settings"],
+             summary="Confirm (pin) the Central Node's public key fingerprint, as `katagate "
+                     "kata pin` does; the only way to pin under require_manual_pin")
+def kata_pin(body: PinRequest, who: Who, request: Request) -> dict[str, Any]:
+    def decide(state: ControlState, ctx: Context) -> Event:
+        address = state.settings.central_node_address
+        node = None if address is None else NodeAddress(
+            address=address, port=state.settings.central_node_port)
+        return pin_key(node, body.fingerprint, ctx["actor"], ctx["now"])
+
+    written = _write(request, who, decide)
+    event = written.event
+    assert isinstance(event, CentralNodeObserved)  # noqa: S101 - what pin_key returns
+    return {"pinned": event.fingerprint,
+            "central_node": f"{event.central_node.address}:{event.central_node.port}"}
 
 
 @router.post("/kata/{switch}", tags=["settings"],

@@ -54,29 +54,41 @@ def current_view(settings: KafkaSettings, timeout_s: float = 30.0) -> Connection
 
 def _state(args: argparse.Namespace) -> int:
     view = current_view(KafkaSettings(principal="admin"))
+    # Connected refers to the node it was recorded for; a moved address is not connected yet.
+    state = "connecting" if view.state == "connected" and view.central_node != view.target \
+        else view.state
+    confirm = view.observed if view.pin_required and view.effective_pin is None else None
+    not_after = view.observed_not_after.isoformat() if view.observed_not_after else None
     window = {
         "central_node_address": str(view.settings.central_node_address or ""),
         "central_node_port": view.settings.central_node_port,
-        "connection_state": view.state,
+        "connection_state": state,
         "since": view.since.isoformat() if view.since else None,
         "detail": view.detail,
         "ksmg_public_key_fingerprint": view.sensor_fingerprint,
         "sensor_id": view.sensor_id,
         "kata_public_key_fingerprint": view.observed,
         "kata_public_key_pinned": view.effective_pin,
+        "kata_certificate_not_after": not_after,
+        "kata_public_key_confirmation_required": confirm,
     }
     if args.json:
         print(json.dumps(window, indent=2))
         return 0
     rows = [
         ("KATA Central Node IPv4-address", window["central_node_address"] or "(not set)"),
-        ("Connection state", CONNECTION_STATES[view.state]
+        ("Connection state", CONNECTION_STATES[state]
          + (f" since {window['since']}" if window["since"] else "")),
         ("KSMG public key fingerprint", view.sensor_fingerprint or "(no key yet)"),
         ("KATA public key fingerprint", view.observed or "(not seen yet)"),
         ("KATA key pinned", "yes" if view.effective_pin and view.effective_pin == view.observed
          else (view.effective_pin or "no")),
     ]
+    if not_after:
+        rows.append(("KATA certificate valid until", not_after))
+    if confirm:
+        rows.append(("Action needed", "an administrator must confirm the KATA public key "
+                     f"fingerprint above with KATA's, then run: katagate kata pin {confirm}"))
     if view.detail:
         rows.append(("Detail", view.detail))
     for name, value in rows:

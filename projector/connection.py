@@ -44,6 +44,9 @@ class ConnectionView:
     observed_at: str | None = None
     pinned_fingerprint: str | None = None
     pinned_node: str | None = None  # the address the pin belongs to
+    pinned_port: int | None = None  # and its port (None: kept by a projector of before ports)
+    observed_not_after: str | None = None  # the observed certificate's expiry, when recorded
+    pin_required: bool = False  # require_manual_pin: an administrator must confirm the key
     last_error_state: str | None = None
     last_error_detail: str | None = None
     last_error_at: str | None = None
@@ -71,11 +74,17 @@ def evolve(view: ConnectionView, event: Event) -> ConnectionView:
                            sensor_key_at=timestamp(event.occurred_at))
         case CentralNodeObserved():
             node = f"{event.central_node.address}:{event.central_node.port}"
+            # An administrator's pin carries no certificate: the same key keeps its expiry.
+            expiry = event.certificate_not_after
+            same = expiry is None and event.fingerprint == view.observed_fingerprint
             seen = replace(view, observed_fingerprint=event.fingerprint, observed_node=node,
-                           observed_at=timestamp(event.occurred_at))
+                           observed_at=timestamp(event.occurred_at),
+                           observed_not_after=view.observed_not_after if same
+                           else None if expiry is None else timestamp(expiry))
             if event.pinned:
                 return replace(seen, pinned_fingerprint=event.fingerprint,
-                               pinned_node=str(event.central_node.address))
+                               pinned_node=str(event.central_node.address),
+                               pinned_port=event.central_node.port)
             return seen
         case ConnectionStateChanged():
             at = event.central_node
@@ -83,6 +92,7 @@ def evolve(view: ConnectionView, event: Event) -> ConnectionView:
                 view, state=event.state, previous=event.previous,
                 since=timestamp(event.occurred_at), detail=event.detail,
                 state_node=None if at is None else f"{at.address}:{at.port}",
+                pin_required=event.pin_required,
             )
             if event.state in ERROR_STATES:
                 return replace(changed, last_error_state=event.state,
@@ -93,13 +103,18 @@ def evolve(view: ConnectionView, event: Event) -> ConnectionView:
 
 
 def render(view: ConnectionView) -> dict[str, Any]:
-    """The window, with the pin that applies to the configured address."""
-    applies = view.pinned_node is not None and view.pinned_node == view.central_node_address
+    """The window, with the pin that applies to the configured address and port."""
+    applies = (view.pinned_node is not None and view.pinned_node == view.central_node_address
+               and view.pinned_port in (None, view.central_node_port))
+    confirm = view.pin_required and not applies and view.observed_fingerprint is not None
     return {
         "central_node_address": view.central_node_address,
         "central_node_port": view.central_node_port,
         "kata_protection_enabled": view.protection_enabled,
-        "connection_state": view.state,
+        # Connected refers to the node the state was recorded for: the configured one moved on
+        # means Connecting until the scanner checks and pins the new one.
+        "connection_state": "connecting" if view.state == "connected" and view.state_node
+        != f"{view.central_node_address}:{view.central_node_port}" else view.state,
         "previous_state": view.previous,
         "since": view.since,
         "state_central_node": view.state_node,
@@ -114,6 +129,9 @@ def render(view: ConnectionView) -> dict[str, Any]:
         "kata_public_key_matches_pin": (
             applies and view.observed_fingerprint == view.pinned_fingerprint
         ),
+        "kata_certificate_not_after": view.observed_not_after,
+        # require_manual_pin: the fingerprint an administrator must confirm (katagate kata pin).
+        "kata_public_key_confirmation_required": view.observed_fingerprint if confirm else None,
         "last_error": None if view.last_error_state is None else {
             "state": view.last_error_state,
             "detail": view.last_error_detail,

@@ -77,6 +77,13 @@ def refusal(outcome: Outcome) -> Refused:
     )
 
 
+def answers_as_kata(outcome: Outcome) -> bool:
+    """A reply in the scanner API's own shape (a detects page), which a server that merely
+    speaks HTTPS does not give: the first pin needs one."""
+    return (isinstance(outcome, Reply) and outcome.status == 200
+            and isinstance(parse_detects(outcome.body), DetectsPage))
+
+
 def multipart(fields: dict[str, str], file_field: str, content: bytes
               ) -> tuple[tuple[bytes, ...], str]:
     """The form's body as its parts, sent one after another: joined, a 200 MB message would be
@@ -120,6 +127,11 @@ class KataApi:
         if isinstance(outcome, Reply) and outcome.status == 200:
             return Submitted(scan_id)
         return refusal(outcome)
+
+    def probe_path(self) -> str:
+        """The connection check: the first detects page, which an accepted sensor always gets
+        as a list, so the reply shows whether a KATA scanner API answered at all."""
+        return f"{self._base}/detects?{urlencode({'limit': '1'})}"
 
     def state_path(self, states: tuple[str, ...] = ("processing",)) -> str:
         return f"{self._base}/scans/state{self._query(state=','.join(states))}"

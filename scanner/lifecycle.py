@@ -28,13 +28,14 @@ from scanner.connection import (
     Check,
     ConnectionView,
     Context,
+    announce,
     decide,
     next_check_in,
     sensor_key_events,
 )
 from scanner.control_view import ControlView
 from scanner.identity import SensorIdentity
-from scanner.kata_api import KataApi
+from scanner.kata_api import KataApi, answers_as_kata
 from scanner.replies import error_text
 from scanner.settings import ScannerSettings
 from scanner.transport import Endpoint, PinMismatch, PinnedTransport, Unreachable
@@ -51,7 +52,8 @@ def _ids() -> Iterator[UUID]:
 def check_central_node(
     view: ConnectionView, identity: SensorIdentity, timeout_s: float
 ) -> Check | None:
-    """One request to the Central Node (a state poll), the key checked against the pin first."""
+    """One request to the Central Node (the first detects page), the key checked against the pin
+    first; whether the reply had the API's own shape decides whether a first pin may follow."""
     target = view.target
     if target is None:
         return None
@@ -59,7 +61,7 @@ def check_central_node(
         Endpoint(str(target.address), target.port), identity, view.effective_pin, timeout_s
     )
     try:
-        outcome = transport.request("GET", KataApi(transport, identity.sensor_id).state_path())
+        outcome = transport.request("GET", KataApi(transport, identity.sensor_id).probe_path())
     finally:
         transport.close()
     if isinstance(outcome, Unreachable):
@@ -70,7 +72,8 @@ def check_central_node(
             f"the Central Node's key {outcome.observed} is not the pinned {outcome.pinned}",
             mismatch=True,
         )
-    return Check(target, outcome.fingerprint, outcome.status, error_text(outcome.body))
+    return Check(target, outcome.fingerprint, outcome.status, error_text(outcome.body),
+                 genuine=answers_as_kata(outcome), not_after=outcome.not_after)
 
 
 class ConnectionService:
@@ -146,12 +149,17 @@ class ConnectionService:
         )
         if key_events:
             self._commit(producer, key_events)
-        if time.monotonic() < self._next_check and not self._wake.is_set():
+        moved = view.target != view.central_node  # a new address or port: check it now
+        if time.monotonic() < self._next_check and not self._wake.is_set() and not moved:
             return
         self._wake.clear()
+        connecting = announce(view, self._context())
+        if connecting:  # a new node: Connecting before anything else reaches it
+            self._commit(producer, connecting)
+            view = self._control.view
         check = check_central_node(view, self._identity, self._scanner.request_timeout_s)
         view = self._control.view  # settings may have moved on while we waited for the reply
-        events = decide(view, check, self._context())
+        events = decide(view, check, self._context(), self._scanner.require_manual_pin)
         if events:
             self._commit(producer, events)
         healthy = self._control.view.state in ("connected", "not_configured")

@@ -46,6 +46,7 @@ from scanner.book import (
     submission_events,
     verdict_events,
 )
+from scanner.connection import destination
 from scanner.control_view import ControlView
 from scanner.identity import SensorIdentity
 from scanner.kata_api import KataApi, Refused, Submitted
@@ -54,7 +55,7 @@ from scanner.metrics import KATA_REPLIES, PENDING_SCANS, POLLS, SUBMISSIONS
 from scanner.replies import DetectRecord
 from scanner.settings import ScannerSettings
 from scanner.transport import Endpoint, PinnedTransport
-from schemas import Event, MessageReceived, ProducerRef, SchemaError, decode_event
+from schemas import Event, MessageReceived, NodeAddress, ProducerRef, SchemaError, decode_event
 
 log = logging.getLogger(__name__)
 SUBMISSIONS_PER_TRANSACTION = 50
@@ -177,21 +178,22 @@ class ScanService:
         self._pump()
         self._commit_restore_points()
         PENDING_SCANS.set(len(self.book))
-        view = self._control.view
-        if not self.ready or view.state != "connected" or view.target is None:
+        # Only to a node checked Connected whose key is pinned: right after a change of address
+        # the state still reads Connected for the old node, and the new one is not trusted yet.
+        pinned = destination(self._control.view)
+        if not self.ready or pinned is None:
             return
-        api = self._api_for(str(view.target.address), view.target.port, view.effective_pin)
-        ctx = Ctx(datetime.now(UTC), self._ref, view.target, self._identity.sensor_id)
+        node, pin = pinned
+        api = self._api_for(str(node.address), node.port, pin)
+        ctx = Ctx(datetime.now(UTC), self._ref, node, self._identity.sensor_id)
         self._submit_due(api, ctx)
-        self._poll_if_due(api)
+        self._poll_if_due(api, node)
 
-    def _poll_if_due(self, api: KataApi) -> None:
-        view = self._control.view
-        if view.target is None or time.monotonic() < self._next_poll or \
-                not self.book.awaiting_verdict():
+    def _poll_if_due(self, api: KataApi, node: NodeAddress) -> None:
+        if time.monotonic() < self._next_poll or not self.book.awaiting_verdict():
             return
-        self._next_poll = time.monotonic() + view.settings.poll_interval_s
-        self._poll(api, Ctx(datetime.now(UTC), self._ref, view.target, self._identity.sensor_id))
+        self._next_poll = time.monotonic() + self._control.view.settings.poll_interval_s
+        self._poll(api, Ctx(datetime.now(UTC), self._ref, node, self._identity.sensor_id))
 
     def _pump(self, budget: int = 2000) -> None:
         for _ in range(budget):
@@ -255,6 +257,10 @@ class ScanService:
         # than a submission. A crash before the record only means submitting again under the
         # same scanId, which KATA takes as the same scan.
         for start in range(0, len(due), SUBMISSIONS_PER_TRANSACTION):
+            self._control.pump(0)  # an address changed under a long backlog stops it here
+            still = destination(self._control.view)
+            if still is None or still[0] != ctx.central_node:
+                break
             batch = due[start:start + SUBMISSIONS_PER_TRANSACTION]
             # Messages received together lie together in the raw topic: one pass reads them.
             ahead = prefetch(self._readers.mine(), [
@@ -281,7 +287,7 @@ class ScanService:
             if stop:
                 break
             # A long backlog of submissions must not hold back the verdicts already waiting.
-            self._poll_if_due(api)
+            self._poll_if_due(api, ctx.central_node)
 
     def _read_and_submit(self, api: KataApi, scan: Scan,
                          content: bytes | RawUnavailable | None

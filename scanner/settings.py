@@ -44,6 +44,10 @@ class ScannerSettings(BaseSettings):
     # Submissions in flight at once: each reads the message from Kafka and uploads it, which is
     # waiting, not work; one at a time capped the gateway at about 30 messages/s.
     submit_concurrency: int = Field(default=8, ge=1, le=64)
+    # Off, as the product behaves: the Central Node's key is pinned at the first real exchange
+    # with it (trust on first use). On: never pinned by the gateway itself; the state window
+    # asks an administrator to confirm the fingerprint (`katagate kata pin`).
+    require_manual_pin: bool = False
 
     @property
     def sensor_dir(self) -> Path:

@@ -44,6 +44,7 @@ class Reply:
     body: bytes
     retry_after_s: float | None
     fingerprint: str
+    not_after: dt.datetime | None = None  # the server certificate's expiry
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,12 @@ class PinnedTransport:
             outcome, _ = self._attempt(method, path, body, content_type)
         return outcome
 
-    def _connect(self) -> tuple[http.client.HTTPSConnection, str] | Outcome:
+    def _connect(
+        self,
+    ) -> tuple[http.client.HTTPSConnection, str, dt.datetime] | Outcome:
         connection: http.client.HTTPSConnection | None = getattr(self._local, "connection", None)
         if connection is not None and connection.sock is not None:
-            return connection, self._local.fingerprint
+            return connection, self._local.fingerprint, self._local.not_after
         connection = http.client.HTTPSConnection(
             self.endpoint.address, self.endpoint.port, timeout=self._timeout_s,
             context=self._context,
@@ -122,12 +125,13 @@ class PinnedTransport:
         if self._pinned is not None and fingerprint != self._pinned:
             connection.close()
             return PinMismatch(observed=fingerprint, pinned=self._pinned)
-        self._note_expiry(der, fingerprint)
+        not_after = self._note_expiry(der, fingerprint)
         self._local.connection = connection
         self._local.fingerprint = fingerprint
-        return connection, fingerprint
+        self._local.not_after = not_after
+        return connection, fingerprint, not_after
 
-    def _note_expiry(self, der: bytes, fingerprint: str) -> None:
+    def _note_expiry(self, der: bytes, fingerprint: str) -> dt.datetime:
         # Trust is the pinned key, not the self-signed certificate's dates: refusing an expired
         # one would send every message on unscanned (Skipped, "not connected"). So it is used,
         # and said loudly: a warning once per certificate, and a gauge ops can alert on.
@@ -137,6 +141,7 @@ class PinnedTransport:
             _WARNED.add((fingerprint, not_after))
             log.warning("the Central Node's certificate expired on %s (key %s, still pinned): "
                         "ask its administrator to renew it", not_after.isoformat(), fingerprint)
+        return not_after
 
     def _attempt(
         self, method: str, path: str, body: Body, content_type: str | None
@@ -146,7 +151,7 @@ class PinnedTransport:
         connected = self._connect()
         if not isinstance(connected, tuple):
             return connected, False
-        connection, fingerprint = connected
+        connection, fingerprint, not_after = connected
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -165,8 +170,8 @@ class PinnedTransport:
             return Unreachable(f"{type(exc).__name__}: {exc}"), reused
         if len(data) > MAX_REPLY_BYTES:
             self.close()
-            return Reply(response.status, b"", None, fingerprint), False
-        return Reply(response.status, data, _seconds(retry_after), fingerprint), False
+            return Reply(response.status, b"", None, fingerprint, not_after), False
+        return Reply(response.status, data, _seconds(retry_after), fingerprint, not_after), False
 
 
 def _seconds(value: str | None) -> float | None:

@@ -29,6 +29,7 @@ from schemas.types import (
     RuleId,
     SensorId,
     SubjectTag,
+    UtcDatetime,
     Version,
 )
 
@@ -206,6 +207,9 @@ class CentralNodeObserved(Event):
     central_node: NodeAddress
     fingerprint: Fingerprint
     pinned: bool
+    # The certificate's notAfter, shown in the state window; trust is the key, not these dates.
+    # Added later: events recorded before it read as "not recorded".
+    certificate_not_after: UtcDatetime | None = None
 
     def partition_key(self) -> str:
         return "central-node"
@@ -230,6 +234,9 @@ class ConnectionStateChanged(Event):
     previous: ConnectionState | None  # None: the first state after start
     central_node: NodeAddress | None
     detail: Annotated[str, StringConstraints(max_length=1000)] = ""
+    # The node answered as a KATA Central Node, but `require_manual_pin` leaves the pin to an
+    # administrator, who confirms the fingerprint observed (`katagate kata pin`).
+    pin_required: bool = False
 
     def partition_key(self) -> str:
         return "connection"

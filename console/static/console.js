@@ -163,6 +163,14 @@ async function refreshConnection() {
     c.ksmg_public_key_fingerprint || "(no key yet)";
   document.getElementById("conn-kata-fingerprint").textContent =
     c.kata_public_key_fingerprint || "(not seen yet)";
+  document.getElementById("conn-kata-not-after").textContent =
+    c.kata_certificate_not_after || "(not seen yet)";
+  // require_manual_pin: nothing is sent until an administrator confirms KATA's key.
+  const confirm = c.kata_public_key_confirmation_required;
+  show(document.getElementById("conn-confirm"), confirm
+    ? "An administrator must compare the KATA public key fingerprint " + confirm +
+      " with the one KATA shows, then confirm it: katagate kata pin " + confirm
+    : "");
   document.getElementById("conn-detail").textContent = c.detail || "";
 }
 

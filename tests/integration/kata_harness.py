@@ -59,16 +59,17 @@ def openssl_fingerprint(pem_file: Path) -> str:
 class Emulator:
     """`python -m kata_emulator serve` on a free port, with a state folder of its own."""
 
-    def __init__(self, state: Path, rules: Path | None = None) -> None:
+    def __init__(self, state: Path, rules: Path | None = None, host: str = "127.0.0.1") -> None:
         self.state = state
         self.rules = rules
+        self.host = host
         self.port = 0
         self.fingerprint = ""
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> Emulator:
         command = [sys.executable, "-m", "kata_emulator", "serve", "--state", str(self.state),
-                   "--port", str(self.port), "--log-level", "WARNING"]
+                   "--port", str(self.port), "--host", self.host, "--log-level", "WARNING"]
         if self.rules:
             command += ["--rules", str(self.rules)]
         self.process = subprocess.Popen(
@@ -116,8 +117,9 @@ def publish(settings: KafkaSettings, topic: str, events: list[Event]) -> None:
     producer.close()
 
 
-def configure_kata(settings: KafkaSettings, port: int, version: int = 1, **extra: Any) -> None:
-    kata = KataSettings(central_node_address=IPv4Address("127.0.0.1"), central_node_port=port,
+def configure_kata(settings: KafkaSettings, port: int, version: int = 1,
+                   address: str = "127.0.0.1", **extra: Any) -> None:
+    kata = KataSettings(central_node_address=IPv4Address(address), central_node_port=port,
                         **extra)
     publish(settings, TopicNames(settings.topic_prefix).control, [KataSettingsChanged(
         event_id=uuid.uuid4(), occurred_at=datetime.now(UTC),
@@ -198,3 +200,49 @@ def inject_admitted(settings: KafkaSettings, message_id: str, raw: bytes,
     ))])
     producer.commit()
     producer.close()
+
+
+class PlainHttps:
+    """An HTTPS server that is no KATA: it answers every request `404 Not Found`, on loopback,
+    with a self-signed certificate (made the way the sensor's is), and counts what it got."""
+
+    def __init__(self, state: Path) -> None:
+        import http.server
+        import ssl
+
+        from scanner.identity import load_or_create
+
+        identity = load_or_create(state)
+        self.fingerprint = identity.fingerprint
+        self.requests: list[str] = []
+        seen = self.requests
+
+        class NotFound(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                seen.append(f"{self.command} {self.path}")
+                body = b"<html><body>404 Not Found</body></html>"
+                self.send_response(404)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _answer
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(identity.cert_path, identity.key_path)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> PlainHttps:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from functools import reduce
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from projector.views import Projections, evolve
 from schemas import (
     CentralNodeObserved,
     ConnectionStateChanged,
+    NodeAddress,
     SensorKeyGenerated,
     decode_event,
 )
@@ -149,6 +151,7 @@ def test_kata_state_and_pinning_the_central_nodes_key(cli, kafka_settings):
         "connection_state": "not_configured", "since": None, "detail": "",
         "ksmg_public_key_fingerprint": None, "sensor_id": None,
         "kata_public_key_fingerprint": None, "kata_public_key_pinned": None,
+        "kata_certificate_not_after": None, "kata_public_key_confirmation_required": None,
     }
     code, out, _ = run("kata", "state")
     assert code == 0
@@ -228,6 +231,38 @@ def test_kata_state_and_pinning_the_central_nodes_key(cli, kafka_settings):
     assert shown["central_node_address"] == "192.0.2.20"
     assert shown["kata_public_key_pinned"] is None
     assert shown["kata_public_key_fingerprint"] == FINGERPRINT  # seen, but not pinned for it
+
+
+def test_kata_state_shows_the_certificate_expiry_and_the_key_an_administrator_must_confirm(
+        cli, kafka_settings):
+    """Given require_manual_pin: the scanner saw KATA's key (with its certificate's expiry) and
+    recorded Connecting with the pin left to an administrator."""
+    run = cli(kafka_settings)
+    assert run("settings", "set", "--central-node-address", "192.0.2.10", "--port", "8443",
+               "--actor", "alice")[0] == 0
+    samples = {e.type: e for e in sample_events()}
+    node = NodeAddress(address=IPv4Address("192.0.2.10"), port=8443)
+    observed = samples["central_node.observed"].model_copy(update={
+        "event_id": uuid.uuid4(), "central_node": node, "fingerprint": FINGERPRINT,
+        "pinned": False, "certificate_not_after": datetime(2027, 1, 31, tzinfo=UTC)})
+    waiting = samples["connection.state_changed"].model_copy(update={
+        "event_id": uuid.uuid4(), "state": "connecting", "central_node": node,
+        "detail": "require_manual_pin is on", "pin_required": True})
+    publish(kafka_settings, TopicNames(kafka_settings.topic_prefix).control, [observed, waiting])
+    # When the window is read, Then it names the key to confirm and the expiry
+    shown = window(run)
+    assert shown["connection_state"] == "connecting"
+    assert shown["kata_public_key_confirmation_required"] == FINGERPRINT
+    assert shown["kata_certificate_not_after"] == "2027-01-31T00:00:00+00:00"
+    _code, out, _ = run("kata", "state")
+    assert row("KATA certificate valid until", "2027-01-31T00:00:00+00:00") in out.splitlines()
+    assert row("Action needed", "an administrator must confirm the KATA public key fingerprint "
+               f"above with KATA's, then run: katagate kata pin {FINGERPRINT}") in out.splitlines()
+    # When the administrator pins it, Then nothing is asked any more
+    assert run("kata", "pin", FINGERPRINT, "--actor", "bob")[0] == 0
+    shown = window(run)
+    assert shown["kata_public_key_confirmation_required"] is None
+    assert shown["kata_public_key_pinned"] == FINGERPRINT
 
 
 # --- katagate audit reconcile ---------------------------------------------------------------

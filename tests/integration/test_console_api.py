@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
@@ -14,9 +15,11 @@ import pytest
 from admin.control_writer import ControlSession
 from admin.settings import change_settings
 from console.documents import rules_document, settings_document
+from eventlog.topics import TopicNames
+from schemas import CentralNodeObserved, ConnectionStateChanged, NodeAddress, ProducerRef
 from tests.console_client import console_client, console_token_file, projector, sign_in
 from tests.integration.kafka_read import control_events, refold
-from tests.integration.kata_harness import wait_for
+from tests.integration.kata_harness import publish, wait_for
 
 pytestmark = pytest.mark.kafka
 MIB = 1_048_576
@@ -235,6 +238,25 @@ def test_connection_state_and_quarantine_come_from_the_projector(kafka_settings,
                              window(), 30, "the projector to fold the address")
             assert shown["connection_state"] == "not_configured"
             assert {"ksmg_public_key_fingerprint", "kata_public_key_fingerprint"} <= set(shown)
+            # When the scanner, under require_manual_pin, saw KATA's key (and its certificate's
+            # expiry) and left the pin to an administrator
+            node = NodeAddress(address=IPv4Address("192.0.2.10"), port=443)
+            key = ":".join(["AB"] * 32)
+            scanner = ProducerRef(stage="scanner", instance="scanner-0")
+            publish(kafka_settings, TopicNames(kafka_settings.topic_prefix).control, [
+                CentralNodeObserved(
+                    event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), producer=scanner,
+                    central_node=node, fingerprint=key, pinned=False,
+                    certificate_not_after=datetime(2027, 1, 31, tzinfo=UTC)),
+                ConnectionStateChanged(
+                    event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), producer=scanner,
+                    state="connecting", previous="not_configured", central_node=node,
+                    detail="require_manual_pin is on", pin_required=True)])
+            # Then the console's state window names the key to confirm, and the expiry
+            shown = wait_for(lambda: window()["connection_state"] == "connecting" and window(),
+                             30, "the projector to fold the scanner's events")
+            assert shown["kata_public_key_confirmation_required"] == key
+            assert shown["kata_certificate_not_after"] == "2027-01-31T00:00:00.000000Z"
             usage = client.get("/api/quarantine/usage").json()
             assert (usage["messages_in_use"], usage["limit_messages"]) == (0, 7)
             assert client.get("/api/quarantine/messages").json() == {"messages": [],
@@ -268,3 +290,28 @@ def test_simultaneous_applies_from_one_console_each_get_their_own_version(admin,
     versions = sorted(a.json()["version"] for a in answers)
     assert versions == [1, 2, 3, 4]
     assert [e.version for e in control_events(kafka_settings)] == versions
+
+
+def test_an_administrator_confirms_the_central_nodes_key_in_the_console(admin, kafka_settings):
+    key = ":".join(["CD"] * 32)
+    # Given no Central Node address: a pin is refused naming the setting, nothing written
+    refused = admin("POST", "/api/kata/pin", {"fingerprint": key})
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "central_node_address"
+    assert control_events(kafka_settings) == []
+    written(admin("PUT", "/api/settings", {"central_node_address": "192.0.2.10",
+                                          "central_node_port": 8443}))
+    # A fingerprint that is not 32 hex bytes is refused naming the field
+    bad = admin("POST", "/api/kata/pin", {"fingerprint": "zz"})
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "fingerprint"
+    assert len(control_events(kafka_settings)) == 1
+    # When the administrator confirms the key as KATA shows it (lower case, no colons)
+    pinned = admin("POST", "/api/kata/pin", {"fingerprint": key.replace(":", "").lower()})
+    assert pinned.status_code == 200, pinned.text
+    assert pinned.json() == {"pinned": key, "central_node": "192.0.2.10:8443"}
+    # Then the pin is a control event for that node, by the signed-in administrator
+    event = control_events(kafka_settings)[-1]
+    assert isinstance(event, CentralNodeObserved)
+    assert (event.pinned, event.fingerprint, event.central_node.port) == (True, key, 8443)
+    assert (event.producer.stage, event.producer.instance) == ("admin", "admin")

@@ -5,6 +5,7 @@ accepts (or rejects) it; a swapped Central Node key and an unreachable node are 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,6 +15,7 @@ from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import (
     Emulator,
     Lifecycle,
+    PlainHttps,
     configure_kata,
     openssl_fingerprint,
     wait_for,
@@ -78,7 +80,7 @@ def test_pairing_accepted_after_comparing_fingerprints(kafka_settings, emulator,
     pins = [e for e in events if isinstance(e, CentralNodeObserved) and e.pinned]
     assert [p.fingerprint for p in pins] == [theirs]
     states = [e.state for e in events if e.type == "connection.state_changed"]
-    assert states == ["awaiting_confirmation", "connected"]
+    assert states == ["connecting", "awaiting_confirmation", "connected"]
 
 
 def test_pairing_rejected_by_kata(kafka_settings, emulator, tmp_path):
@@ -170,7 +172,61 @@ def test_an_expired_central_node_certificate_keeps_the_pinned_key_and_is_reporte
         time.sleep(1.0)
         assert gateway.state() == "connected"
         assert gateway.control.view.effective_pin == pinned
+        # The state window has the expiry too, from the log.
+        expired = gateway.control.view.observed_not_after
+        assert expired is not None
+        assert expired.timestamp() == CENTRAL_NODE_CERT_NOT_AFTER._value.get()
         warnings = [r.getMessage() for r in caplog.records
                     if "certificate expired" in r.getMessage()]
         assert len(warnings) == 1, warnings  # once, though every check opens a connection
         assert pinned in warnings[0]
+
+
+def test_an_https_server_answering_404_is_never_pinned(kafka_settings, tmp_path):
+    """Given a plain HTTPS server (no KATA) at the configured address, When the gateway checks
+    it, Then it is an Error naming why, its key is shown but not pinned, and no message could go
+    there (no pin, no Connected)."""
+    with PlainHttps(tmp_path / "plain") as plain:
+        configure_kata(kafka_settings, plain.port)
+        with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
+            gateway.wait_state("error")
+            wait_for(lambda: len(plain.requests) >= 3, what="checks after the first")
+            view = gateway.control.view
+            assert view.observed == plain.fingerprint
+            assert view.effective_pin is None
+            assert "not as a KATA scanner API answers" in view.detail
+            assert all(r.startswith("GET ") and "/detects?" in r for r in plain.requests)
+    events = control_events(kafka_settings)
+    assert not [e for e in events if isinstance(e, CentralNodeObserved) and e.pinned]
+    states = [e.state for e in events if e.type == "connection.state_changed"]
+    assert "connected" not in states
+
+
+def test_with_require_manual_pin_the_gateway_never_pins_and_waits_for_an_administrator(
+        kafka_settings, emulator, tmp_path):
+    from admin.central_node import pin_key
+    from tests.integration.kata_harness import publish
+
+    configure_kata(kafka_settings, emulator.port)
+    with Lifecycle(kafka_settings, tmp_path / "gateway", require_manual_pin=True) as gateway:
+        # Given the sensor accepted by the KATA administrator
+        gateway.wait_state("awaiting_confirmation")
+        emulator.cli("sensors", "accept", gateway.identity.sensor_id)
+        # Then the gateway stays Connecting, showing the key an administrator must confirm
+        wait_for(lambda: gateway.control.view.pin_required, what="the pin left to a person")
+        view = gateway.control.view
+        assert (view.state, view.observed, view.effective_pin) == (
+            "connecting", emulator.fingerprint, None)
+        assert emulator.fingerprint in view.detail
+        time.sleep(1.5)  # several quick re-checks later: still nothing pinned
+        assert (gateway.state(), gateway.control.view.effective_pin) == ("connecting", None)
+        # When the administrator pins the fingerprint shown (what `katagate kata pin` writes)
+        publish(kafka_settings, TopicNames(kafka_settings.topic_prefix).control, [
+            pin_key(view.target, view.observed or "", "bob", datetime.now(UTC))])
+        # Then the next check connects with that key
+        gateway.wait_state("connected")
+        assert gateway.control.view.effective_pin == emulator.fingerprint
+        assert not gateway.control.view.pin_required
+    pins = [e for e in control_events(kafka_settings)
+            if isinstance(e, CentralNodeObserved) and e.pinned]
+    assert [(p.producer.stage, p.fingerprint) for p in pins] == [("admin", emulator.fingerprint)]

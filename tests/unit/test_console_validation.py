@@ -287,7 +287,7 @@ def test_the_openapi_document_lists_the_api_and_no_cdn_docs_are_served(api):
     client = api.client
     spec = client.get("/api/openapi.json").json()
     assert {"/api/settings", "/api/settings/defaults", "/api/kata/{switch}",
-            "/api/kata/connection", "/api/rules", "/api/rules/{rule_id}",
+            "/api/kata/connection", "/api/kata/pin", "/api/rules", "/api/rules/{rule_id}",
             "/api/rules/{rule_id}/kata", "/api/quarantine/messages",
             "/api/quarantine/messages/{message_id}/send-now",
             "/api/quarantine/messages/{message_id}", "/api/quarantine/usage",

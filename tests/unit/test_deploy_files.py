@@ -220,7 +220,7 @@ def test_the_alerts_cover_what_the_issue_asks():
                    "katagate_quarantine_messages_in_use / katagate_quarantine_limit_messages",
                    "katagate_scan_timeouts_total", "katagate_consumer_lag_seconds",
                    'katagate_deliveries_total{outcome="failed"}', "katagate_dead_lettered_total",
-                   "up{"):
+                   "up{", "katagate_kata_central_node_cert_not_after_timestamp_seconds"):
         assert needed in joined, needed
     fors = {r["alert"]: r.get("for") for r in alert_rules()}
     assert fors["KatagateCentralNodeNotConnected"] == "5m"

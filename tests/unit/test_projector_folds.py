@@ -5,6 +5,7 @@ how the topics interleave on arrival."""
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import timedelta
 from functools import reduce
 from ipaddress import IPv4Address
@@ -18,7 +19,7 @@ from projector.counters import Counters
 from projector.quarantine import QuarantineView
 from projector.summary import terminal_outcome
 from projector.views import Projections, evolve
-from schemas import CentralNodeObserved, Event, NodeAddress
+from schemas import CentralNodeObserved, ConnectionStateChanged, Event, NodeAddress
 from tests.unit.fixtures.events import FINGERPRINT, NODE_FINGERPRINT, SENSOR_ID
 from tests.unit.test_projector_flows import (
     SCENARIOS,
@@ -114,6 +115,46 @@ def test_a_pin_for_another_central_node_does_not_apply() -> None:
     assert window["kata_public_key_pinned"] is None
     assert window["kata_public_key_fingerprint"] == FINGERPRINT
     assert window["kata_public_key_matches_pin"] is False
+
+
+def test_a_pin_for_another_port_does_not_apply() -> None:
+    # Given KATA's key pinned for 10.20.30.40:443
+    events = [e for _t, e in control_flow()]
+    changed = events[0].model_copy(update={"settings": events[0].settings.model_copy(
+        update={"central_node_port": 8443})})
+    # When the port moves
+    window = connection.render(reduce(connection.evolve, [*events, changed], ConnectionView()))
+    # Then the pin does not follow it
+    assert window["kata_public_key_pinned"] is None
+
+
+def test_the_window_shows_the_certificate_expiry_and_a_key_waiting_for_an_administrator() -> None:
+    # Given require_manual_pin: KATA's key observed unpinned, with its certificate's expiry,
+    # and the state Connecting with the pin left to an administrator
+    flow = [e for _t, e in control_flow()]
+    events = flow[:4]
+    node = NodeAddress(address=IPv4Address("10.20.30.40"), port=443)
+    observed = CentralNodeObserved.model_validate({
+        **flow[5].model_dump(), "central_node": node,
+        "fingerprint": NODE_FINGERPRINT, "pinned": False,
+        "certificate_not_after": "2027-01-31T00:00:00Z"})
+    waiting = ConnectionStateChanged(
+        event_id=uuid.uuid4(), occurred_at=events[3].occurred_at, producer=events[3].producer,
+        state="connecting", previous="awaiting_confirmation", central_node=node,
+        detail="require_manual_pin is on", pin_required=True)
+    view = reduce(connection.evolve, [*events, observed, waiting], ConnectionView())
+    # Then the window says which fingerprint an administrator must confirm, and the expiry
+    window = connection.render(view)
+    assert window["connection_state"] == "connecting"
+    assert window["kata_public_key_confirmation_required"] == NODE_FINGERPRINT
+    assert window["kata_certificate_not_after"] == "2027-01-31T00:00:00.000000Z"
+    # When the administrator pins it, Then nothing is waiting any more
+    pinned = observed.model_copy(update={"event_id": uuid.uuid4(), "pinned": True,
+                                         "certificate_not_after": None})
+    window = connection.render(connection.evolve(view, pinned))
+    assert window["kata_public_key_confirmation_required"] is None
+    assert window["kata_public_key_pinned"] == NODE_FINGERPRINT
+    assert window["kata_certificate_not_after"] == "2027-01-31T00:00:00.000000Z"  # kept
 
 
 def test_a_fresh_view_is_not_configured() -> None:

@@ -126,3 +126,16 @@ def test_a_garbage_poll_reply_is_refused_with_the_reason():
     polled = KataApi(RecordingTransport(Reply(200, b"<html>", None, "AA")), "s").poll()
     assert isinstance(polled, Refused)
     assert polled.reason == "garbage"
+
+
+def test_only_a_detects_page_answers_as_kata():
+    """Given replies a plain HTTPS server gives (404, an empty 200, HTML, JSON of another shape),
+    Then none of them counts as the scanner API answering; a detects page does."""
+    from scanner.kata_api import answers_as_kata
+    from scanner.transport import Unreachable
+
+    not_kata = [Reply(404, b'{"error": "not found"}', None, "AA"), Reply(200, b"", None, "AA"),
+                Reply(200, b"<html>ok</html>", None, "AA"), Reply(200, b'{"ok": true}', None, "AA"),
+                Reply(204, b"", None, "AA"), Unreachable("refused")]
+    assert not any(answers_as_kata(reply) for reply in not_kata)
+    assert answers_as_kata(Reply(200, b'{"detects": [], "token": null}', None, "AA"))

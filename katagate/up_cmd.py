@@ -28,6 +28,7 @@ from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames, ensure_topics
+from katagate.state_folder import prepare_state_folder
 from katagate.supervisor import Child, Supervisor, python_module
 from schemas import ControlState, KataSettings, evolve_control
 
@@ -73,7 +74,9 @@ def _up(args: argparse.Namespace) -> int:
     """The whole gateway, step by step; everything started is stopped on the way out."""
     config = load_config(args.config)
     state = _state_dir(config)
-    state.mkdir(parents=True, exist_ok=True)
+    note = prepare_state_folder(state)  # refuses another user's folder before anything starts
+    if note:
+        print(note, flush=True)
     supervisor = Supervisor(ROOT)
     brokers: list[LocalBroker] = []
     stop = threading.Event()

@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from prometheus_client import start_http_server
 
+from audit import metrics as metrics_shown
 from audit.chain import ZERO_HEAD, LogRecord, record_bytes
 from audit.checkpoint import HEADERS, Checkpoint, encode, record_key, sign, signature_valid
 from audit.keys import AuditKey, load_or_create
@@ -60,6 +62,7 @@ class OpenRange:
     first_offset: int = -1
     last_offset: int = -1
     since: float = 0.0  # monotonic time of the first record of the range
+    signed_at: str | None = None  # created_at of the checkpoint before it, when resumed
 
     @classmethod
     def after(cls, head: bytes, position: int) -> OpenRange:
@@ -96,8 +99,9 @@ def resume(kafka: KafkaSettings, key: AuditKey) -> dict[Place, tuple[OpenRange, 
         if not signature_valid(cp, key.public_key):
             log.warning("audit: ignoring checkpoint %s, not signed by this key", entry.index)
             continue
-        state[(cp.topic, cp.partition)] = (
-            OpenRange.after(bytes.fromhex(cp.head), cp.end), cp.last_offset + 1)
+        resumed = OpenRange.after(bytes.fromhex(cp.head), cp.end)
+        resumed.signed_at = cp.created_at
+        state[(cp.topic, cp.partition)] = (resumed, cp.last_offset + 1)
     return state
 
 
@@ -161,6 +165,10 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
     or `every_s` seconds after its first uncovered record. Returns when `stop` is set."""
     kafka = prepare_stage(kafka, "audit")
     key = load_or_create(settings.key_dir)
+    metrics = None
+    if settings.metrics_port is not None:
+        metrics, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        metrics_shown.EVERY_RECORDS.set(settings.every_records)
     witness = settings.witness_file(kafka.topic_prefix)
     log.info("audit: signing key %s, witness %s", key.key_id, witness)
     election = Election(kafka, "audit-checkpointer", TopicNames(kafka.topic_prefix).audit,
@@ -177,6 +185,8 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
                 stop.wait(2)
     finally:
         election.close()
+        if metrics is not None:
+            metrics.shutdown()
 
 
 def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, election: Election,
@@ -188,6 +198,9 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
     consumer = new_consumer(kafka)
     try:
         ranges, starts = _open_ranges(kafka, key, consumer)
+        for place, open_range in ranges.items():
+            metrics_shown.show_checkpoint(place, open_range.signed_at)
+            metrics_shown.show_uncovered(place, 0)
         consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
         while not stop.is_set() and election.tick():
             ready: list[Checkpoint] = []
@@ -212,6 +225,11 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
                 # A failed write raises: the caller starts over from what the log holds.
                 _write(producer, names.audit, ready, witness)
                 log.info("audit: wrote %d checkpoints", len(ready))
+                for cp in ready:
+                    metrics_shown.show_checkpoint((cp.topic, cp.partition), cp.created_at)
+            for place, open_range in ranges.items():
+                metrics_shown.show_uncovered(place, open_range.count)
     finally:
+        metrics_shown.forget()
         consumer.close()
         producer.close()

@@ -32,6 +32,10 @@ class AuditSettings(BaseSettings):
     # file, or a folder holding PREFIX.witness.jsonl; unset, the key folder. Point it at
     # storage whoever controls Kafka cannot rewrite; `katagate audit verify --witness` reads it.
     witness: Path | None = None
+    # Serve Prometheus metrics on metrics_host:metrics_port (None: not served); loopback unless
+    # told otherwise (0.0.0.0 in a container, for Prometheus to reach it).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     # Names this member in the election; the transactional id is fixed per namespace.
     instance_id: str = Field(default_factory=socket.gethostname,
                              pattern=r"^[A-Za-z0-9._-]{1,100}$")

@@ -165,9 +165,9 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
     """Scanner and decider, the projector and the console, the audit checkpointer, and ingest
     last: mail is accepted only once everything behind it runs."""
     metrics_base = int(config.get("metrics", {}).get("base_port", 9101))
-    # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..4.
+    # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..5.
     metrics = {name: metrics_base + i for i, name in enumerate(
-        ("ingest", "scanner", "decider", "projector", "console"))}
+        ("ingest", "scanner", "decider", "projector", "console", "audit"))}
     stages = {
         "scanner": {**section_env("SCANNER", {"metrics_port": metrics["scanner"],
                                               **config.get("scanner", {})}),
@@ -196,7 +196,8 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
     supervisor.start(Child(
         "audit", python_module("katagate", "audit", "checkpoint", "run"),
         # The audit key stays where `katagate audit verify` looks for it by default.
-        state / "logs" / "audit.log"))
+        state / "logs" / "audit.log",
+        env=section_env("AUDIT", {"metrics_port": metrics["audit"], **config.get("audit", {})})))
     ingest = supervisor.start(Child(
         "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
         env=section_env("INGEST", {"metrics_port": metrics["ingest"],

@@ -21,6 +21,7 @@ from pydantic import (
 from schemas.envelope import Event
 from schemas.types import (
     Actor,
+    ActorNote,
     Fingerprint,
     MessageCountLimit,
     NodeAddress,
@@ -65,6 +66,7 @@ RESET_FIELDS: tuple[str, ...] = (
 class _SettingsEvent(Event):
     version: Version  # the settings version after this event; MessageReceived records it
     actor: Actor
+    actor_note: ActorNote = ""
 
     def partition_key(self) -> str:
         return "kata-settings"
@@ -138,6 +140,7 @@ class Rule(BaseModel):
 class _RuleEvent(Event):
     version: Version  # the rule set's version after this event
     actor: Actor
+    actor_note: ActorNote = ""
 
 
 class _WholeRuleEvent(_RuleEvent):
@@ -206,6 +209,7 @@ class CentralNodeObserved(Event):
     central_node: NodeAddress
     fingerprint: Fingerprint
     pinned: bool
+    actor_note: ActorNote = ""  # an administrator's pin (`katagate kata pin --note`)
 
     def partition_key(self) -> str:
         return "central-node"

@@ -29,7 +29,7 @@ class AuditSettings(BaseSettings):
     # (keep it well above every_s: the checkpointer needs that long to cover a record).
     grace_s: float = Field(default=900.0, gt=0, le=30 * 86_400)
     # Where the checkpointer also appends every checkpoint it writes (JSON lines, fsynced): a
-    # file, or a folder holding PREFIX.witness.jsonl; unset, the key folder. Point it at
+    # file, or an existing folder holding PREFIX.witness.jsonl; unset, the key folder. Point at
     # storage whoever controls Kafka cannot rewrite; `katagate audit verify --witness` reads it.
     witness: Path | None = None
     # Serve Prometheus metrics on metrics_host:metrics_port (None: not served); loopback unless

@@ -15,15 +15,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
+from prometheus_client import start_http_server
 
+from audit import metrics as metrics_shown
 from audit.chain import ZERO_HEAD, LogRecord, record_bytes
 from audit.checkpoint import HEADERS, Checkpoint, encode, record_key, sign, signature_valid
 from audit.keys import AuditKey, load_or_create
 from audit.reading import audited_topics, from_message, new_consumer
 from audit.settings import AuditSettings
 from audit.verify import read_checkpoints
+from audit.witness import WitnessError, append
 from eventlog.election import Election
 from eventlog.errors import KafkaUnavailable
 from eventlog.preflight import prepare_stage
@@ -58,6 +62,7 @@ class OpenRange:
     first_offset: int = -1
     last_offset: int = -1
     since: float = 0.0  # monotonic time of the first record of the range
+    signed_at: str | None = None  # created_at of the checkpoint before it, when resumed
 
     @classmethod
     def after(cls, head: bytes, position: int) -> OpenRange:
@@ -94,8 +99,9 @@ def resume(kafka: KafkaSettings, key: AuditKey) -> dict[Place, tuple[OpenRange, 
         if not signature_valid(cp, key.public_key):
             log.warning("audit: ignoring checkpoint %s, not signed by this key", entry.index)
             continue
-        state[(cp.topic, cp.partition)] = (
-            OpenRange.after(bytes.fromhex(cp.head), cp.end), cp.last_offset + 1)
+        resumed = OpenRange.after(bytes.fromhex(cp.head), cp.end)
+        resumed.signed_at = cp.created_at
+        state[(cp.topic, cp.partition)] = (resumed, cp.last_offset + 1)
     return state
 
 
@@ -114,19 +120,23 @@ def _open_ranges(
 
 
 def _write(producer: TransactionalProducer, audit_topic: str,
-           checkpoints: list[Checkpoint]) -> None:
+           checkpoints: list[Checkpoint], witness: Path | None) -> None:
     producer.begin()
     producer.produce([
         Outgoing(topic=audit_topic, value=encode(cp), key=record_key(cp), headers=HEADERS)
         for cp in checkpoints
     ])
     producer.commit()
+    # Only after the commit: the witness never holds a checkpoint the log was not given.
+    if witness is not None:
+        append(witness, checkpoints)
 
 
-def checkpoint_once(kafka: KafkaSettings, key: AuditKey, clock: Clock = utc_now) -> int:
-    """Checkpoint every audited partition up to its last stable offset now, in one transaction;
-    return the number of checkpoints written. Fences a running checkpointer of the namespace
-    (which then starts over from the log)."""
+def checkpoint_once(kafka: KafkaSettings, key: AuditKey, clock: Clock = utc_now, *,
+                    witness: Path | None = None) -> int:
+    """Checkpoint every audited partition up to its last stable offset now, in one transaction
+    (then append them to the `witness` file); return the number of checkpoints written. Fences a
+    running checkpointer of the namespace (which then starts over from the log)."""
     names = TopicNames(kafka.topic_prefix)
     relative = {topic: rel for rel, topic in audited_topics(kafka.topic_prefix).items()}
     producer = TransactionalProducer(kafka, transactional_id(kafka))
@@ -142,7 +152,7 @@ def checkpoint_once(kafka: KafkaSettings, key: AuditKey, clock: Clock = utc_now)
         checkpoints = [r.signed(kafka.topic_prefix, place, created, key)
                        for place, r in sorted(ranges.items()) if r.count]
         if checkpoints:
-            _write(producer, names.audit, checkpoints)
+            _write(producer, names.audit, checkpoints, witness)
         return len(checkpoints)
     finally:
         consumer.close()
@@ -155,7 +165,12 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
     or `every_s` seconds after its first uncovered record. Returns when `stop` is set."""
     kafka = prepare_stage(kafka, "audit")
     key = load_or_create(settings.key_dir)
-    log.info("audit: signing key %s", key.key_id)
+    metrics = None
+    if settings.metrics_port is not None:
+        metrics, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        metrics_shown.EVERY_RECORDS.set(settings.every_records)
+    witness = settings.witness_file(kafka.topic_prefix)
+    log.info("audit: signing key %s, witness %s", key.key_id, witness)
     election = Election(kafka, "audit-checkpointer", TopicNames(kafka.topic_prefix).audit,
                         settings.instance_id)
     try:
@@ -164,16 +179,18 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
                 stop.wait(0.2)
                 continue
             try:
-                _serve(kafka, settings, key, election, stop, clock)
-            except (KafkaUnavailable, ProducerFenced) as exc:
+                _serve(kafka, settings, key, election, stop, clock, witness)
+            except (KafkaUnavailable, ProducerFenced, WitnessError) as exc:
                 log.warning("audit checkpointer stopped (%s); starting over in 2 s", exc)
                 stop.wait(2)
     finally:
         election.close()
+        if metrics is not None:
+            metrics.shutdown()
 
 
 def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, election: Election,
-           stop: threading.Event, clock: Clock) -> None:
+           stop: threading.Event, clock: Clock, witness: Path) -> None:
     log.info("audit: this instance is the checkpointer")
     names = TopicNames(kafka.topic_prefix)
     relative = {topic: rel for rel, topic in audited_topics(kafka.topic_prefix).items()}
@@ -181,6 +198,9 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
     consumer = new_consumer(kafka)
     try:
         ranges, starts = _open_ranges(kafka, key, consumer)
+        for place, open_range in ranges.items():
+            metrics_shown.show_checkpoint(place, open_range.signed_at)
+            metrics_shown.show_uncovered(place, 0)
         consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
         while not stop.is_set() and election.tick():
             ready: list[Checkpoint] = []
@@ -203,8 +223,13 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
                     ranges[place] = open_range.next()
             if ready:
                 # A failed write raises: the caller starts over from what the log holds.
-                _write(producer, names.audit, ready)
+                _write(producer, names.audit, ready, witness)
                 log.info("audit: wrote %d checkpoints", len(ready))
+                for cp in ready:
+                    metrics_shown.show_checkpoint((cp.topic, cp.partition), cp.created_at)
+            for place, open_range in ranges.items():
+                metrics_shown.show_uncovered(place, open_range.count)
     finally:
+        metrics_shown.forget()
         consumer.close()
         producer.close()

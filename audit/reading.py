@@ -29,9 +29,12 @@ def new_consumer(kafka: KafkaSettings) -> Consumer:
 
 
 def from_message(message: Any) -> LogRecord:
-    """A consumed message as the audit sees it (null header values stay null)."""
+    """A consumed message as the audit sees it (null header values stay null; the timestamp
+    is information for the grace period, never hashed)."""
+    _kind, timestamp_ms = message.timestamp()
     return LogRecord(
         topic=message.topic(), partition=message.partition(), offset=message.offset(),
         key=message.key(), value=message.value(), headers=tuple(message.headers() or ()),
+        timestamp_ms=timestamp_ms,
     )
 

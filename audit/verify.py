@@ -16,6 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -133,8 +134,14 @@ def check_continuity(label: str, entries: list[Entry]) -> list[Finding]:
 class RangeChecker:
     """Fed one partition's committed records in order; checks every signed range against them."""
 
-    def __init__(self, label: str, entries: list[Entry]) -> None:
+    def __init__(self, label: str, entries: list[Entry], *, stale_before_ms: int | None = None,
+                 grace_s: float = 0.0) -> None:
         self.label = label
+        # An uncovered record written before this instant (ms since the epoch) is a failure:
+        # the checkpointer had the grace period to cover it.
+        self.stale_before_ms, self.grace_s = stale_before_ms, grace_s
+        self.stale: list[LogRecord] = []  # the first and the latest such record
+        self.stale_count = 0
         self.topic = label.rsplit("[", 1)[0]
         self.position = 0
         self.covered_end = max((e.checkpoint.end for e in entries), default=0)
@@ -151,6 +158,10 @@ class RangeChecker:
             self._active.append((entry, bytes.fromhex(entry.checkpoint.previous_head)))
         if self.position == self.covered_end:
             self.first_uncovered_offset = record.offset
+        if (self.position >= self.covered_end and self.stale_before_ms is not None
+                and 0 <= record.timestamp_ms < self.stale_before_ms):
+            self.stale[1:] = [record] if self.stale else [record, record]
+            self.stale_count += 1
         if self._active:
             data = record_bytes(record)
             still: list[tuple[Entry, bytes]] = []
@@ -185,6 +196,15 @@ class RangeChecker:
                 f"positions {cp.position}{DASH}{cp.end - 1}, the partition holds {self.position} "
                 f"committed records (checkpoint {entry.index})",
                 self.topic, cp.partition, cp.first_offset, cp.last_offset, entry.index))
+        if self.stale_count:
+            first, last = self.stale
+            written = datetime.fromtimestamp(first.timestamp_ms / 1000, UTC).isoformat()
+            self.findings.append(Finding(
+                f"{self.label} offsets {first.offset}{DASH}{last.offset}: no checkpoint covers "
+                f"{self.stale_count} records older than the grace period ({self.grace_s:g} s; "
+                f"the first written {written}): the checkpointer is not running or its "
+                "checkpoints were removed", self.topic, first.partition, first.offset,
+                last.offset))
         notes: list[Finding] = []
         if self.position > self.covered_end:
             n = self.position - self.covered_end
@@ -229,10 +249,15 @@ def read_checkpoints(kafka: KafkaSettings, audit_topic: str) -> tuple[list[Entry
 def verify(
     kafka: KafkaSettings, prefix: str, audit_topic: str, public_key: Ed25519PublicKey,
     *, only: set[str] | None = None, observe: Observer | None = None,
+    grace_s: float | None = None, now_s: float | None = None,
 ) -> Report:
     """Verify the audited topics of namespace `prefix` against the checkpoints in `audit_topic`.
-    `only` restricts to some relative topic names; `observe` sees every record read."""
+    `only` restricts to some relative topic names; `observe` sees every record read. With
+    `grace_s`, an uncovered record written more than `grace_s` before `now_s` (default: the
+    clock) fails, and so does an audit topic without a single valid checkpoint."""
     started = time.monotonic()
+    stale_before_ms = (None if grace_s is None
+                       else int(((time.time() if now_s is None else now_s) - grace_s) * 1000))
     report = Report()
     names = audited_topics(prefix)
     entries, unreadable = read_checkpoints(kafka, audit_topic)
@@ -240,6 +265,10 @@ def verify(
     report.failures += unreadable
     valid, bad = check_signatures(entries, public_key, names)
     report.failures += bad
+    if grace_s is not None and not valid:
+        report.failures.append(Finding(
+            f"{audit_topic}: no checkpoint signed by this key at all: nothing in the log is "
+            "verified (is `katagate audit checkpoint run` running?)"))
     by_place: dict[tuple[str, int], list[Entry]] = defaultdict(list)
     for entry in valid:
         by_place[(entry.checkpoint.topic, entry.checkpoint.partition)].append(entry)
@@ -258,7 +287,8 @@ def verify(
                 place = (topic, p)
                 mine = by_place.pop((rel, p), [])
                 report.failures += check_continuity(label, mine)
-                checkers[place] = RangeChecker(label, mine)
+                checkers[place] = RangeChecker(label, mine, stale_before_ms=stale_before_ms,
+                                               grace_s=grace_s or 0.0)
                 low, ends[place] = watermarks(consumer, place, kafka.request_timeout_s)
                 starts[place] = 0
                 if low > 0:

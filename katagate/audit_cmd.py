@@ -14,8 +14,11 @@ from typing import Any
 from audit.checkpointer import checkpoint_once, run_checkpointer
 from audit.export import export_message
 from audit.keys import PUBLIC_FILE, AuditKeyError, load_or_create, load_public_key
+from audit.reading import audited_topics
 from audit.settings import AuditSettings
 from audit.verify import verify
+from audit.witness import WitnessError, check_witness, witness_file
+from audit.witness import read as read_witness
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from katagate.process import stop_on_signals
@@ -47,6 +50,9 @@ def register(commands: Any) -> None:
     check = actions.add_parser("verify", help="recompute every chain; exit 1 if tampered")
     _common(check)
     check.add_argument("--json", action="store_true", help="findings as JSON lines")
+    check.add_argument("--witness", type=Path, metavar="PATH",
+                       help="the checkpointer's witness file (or its folder): fail when the "
+                            "log's latest checkpoint of a partition is older than the witness's")
     check.set_defaults(run=_verify)
 
     export = actions.add_parser("export", help="a message's events as JSON lines")
@@ -75,8 +81,9 @@ def _run(_args: argparse.Namespace) -> int:
 
 
 def _once(_args: argparse.Namespace) -> int:
-    key = load_or_create(AuditSettings().key_dir)
-    written = checkpoint_once(KafkaSettings(principal="audit"), key)
+    settings, kafka = AuditSettings(), KafkaSettings(principal="audit")
+    key = load_or_create(settings.key_dir)
+    written = checkpoint_once(kafka, key, witness=settings.witness_file(kafka.topic_prefix))
     print(f"{written} checkpoints written (key {key.key_id})")
     return 0
 
@@ -88,8 +95,18 @@ def _verify(args: argparse.Namespace) -> int:
     except AuditKeyError as exc:
         print(f"katagate audit verify: {exc}", file=sys.stderr)
         return 2
+    witness = args.witness and witness_file(args.witness, kafka.topic_prefix)
+    try:
+        witnessed = read_witness(witness) if witness else []
+    except WitnessError as exc:
+        print(f"katagate audit verify: {exc}", file=sys.stderr)
+        return 2
     audit_topic = args.audit_topic or TopicNames(kafka.topic_prefix).audit
-    report = verify(kafka, kafka.topic_prefix, audit_topic, public_key)
+    report = verify(kafka, kafka.topic_prefix, audit_topic, public_key,
+                    grace_s=AuditSettings().grace_s)
+    if witness:
+        report.failures += check_witness(witness, witnessed, [r.entry for r in report.ranges],
+                                         public_key, audited_topics(kafka.topic_prefix))
     if args.json:
         for kind, findings in (("failure", report.failures), ("note", report.notes)):
             for finding in findings:

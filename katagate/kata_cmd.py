@@ -4,7 +4,6 @@ Central Node's key by hand, and the global KATA protection switch."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
 import time
@@ -19,7 +18,14 @@ from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
-from katagate.admin_write import add_write_options, commit
+from katagate.admin_write import (
+    add_note_option,
+    add_write_options,
+    checked_note,
+    cli_actor,
+    commit,
+    noted,
+)
 from scanner.connection import ConnectionView
 from scanner.control_view import ControlView
 from schemas import ControlState, Event
@@ -33,7 +39,7 @@ def register(commands: Any) -> None:
     state.set_defaults(run=_state)
     pin = actions.add_parser("pin", help="pin the Central Node's public key fingerprint")
     pin.add_argument("fingerprint", help="SHA-256 of its public key, as KATA shows it")
-    pin.add_argument("--actor", default=getpass.getuser(), help="who makes the change")
+    add_note_option(pin)
     pin.set_defaults(run=_pin)
     for name, enabled in (("enable", True), ("disable", False)):
         switch = actions.add_parser(name, help=f"{name} KATA protection (global switch)")
@@ -100,7 +106,8 @@ def _pin(args: argparse.Namespace) -> int:
     settings = KafkaSettings(principal="admin")
     view = current_view(settings)
     try:
-        event = pin_key(view.target, args.fingerprint, args.actor, datetime.now(UTC))
+        event = noted(pin_key(view.target, args.fingerprint, cli_actor(), datetime.now(UTC)),
+                      checked_note(args.note))
     except InvalidCommand as exc:
         print(f"katagate kata pin: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,6 @@ the messages waiting for a verdict, "Send now" (release) and "Delete"."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +23,15 @@ from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
-from katagate.admin_write import EXIT_INVALID, EXIT_OK, print_json
+from katagate.admin_write import (
+    EXIT_INVALID,
+    EXIT_OK,
+    add_note_option,
+    checked_note,
+    cli_actor,
+    noted,
+    print_json,
+)
 
 
 def register(commands: Any) -> None:
@@ -38,7 +45,7 @@ def register(commands: Any) -> None:
         action = actions.add_parser(name, help=what)
         action.add_argument("message_id", help="the id from '250 2.0.0 Ok: queued as ...'")
         action.add_argument("--comment", default="", help="why (kept in the audit log)")
-        action.add_argument("--actor", default=getpass.getuser(), help="who does it")
+        add_note_option(action)
         action.set_defaults(run=_act)
 
 
@@ -70,7 +77,8 @@ def _list(args: argparse.Namespace) -> int:
 def _act(args: argparse.Namespace) -> int:
     make = forced_release if args.action == "release" else forced_delete
     try:
-        event = make(args.message_id, args.actor, args.comment, datetime.now(UTC))
+        event = noted(make(args.message_id, cli_actor(), args.comment, datetime.now(UTC)),
+                      checked_note(args.note))
     except InvalidCommand as exc:
         return _refuse(args, exc)
     settings = KafkaSettings(principal="admin")

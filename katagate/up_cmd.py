@@ -28,6 +28,7 @@ from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames, ensure_topics
+from katagate.state_folder import prepare_state_folder
 from katagate.supervisor import Child, Supervisor, python_module
 from schemas import ControlState, KataSettings, evolve_control
 
@@ -73,7 +74,9 @@ def _up(args: argparse.Namespace) -> int:
     """The whole gateway, step by step; everything started is stopped on the way out."""
     config = load_config(args.config)
     state = _state_dir(config)
-    state.mkdir(parents=True, exist_ok=True)
+    note = prepare_state_folder(state)  # refuses another user's folder before anything starts
+    if note:
+        print(note, flush=True)
     supervisor = Supervisor(ROOT)
     brokers: list[LocalBroker] = []
     stop = threading.Event()
@@ -162,9 +165,9 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
     """Scanner and decider, the projector and the console, the audit checkpointer, and ingest
     last: mail is accepted only once everything behind it runs."""
     metrics_base = int(config.get("metrics", {}).get("base_port", 9101))
-    # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..4.
+    # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..5.
     metrics = {name: metrics_base + i for i, name in enumerate(
-        ("ingest", "scanner", "decider", "projector", "console"))}
+        ("ingest", "scanner", "decider", "projector", "console", "audit"))}
     stages = {
         "scanner": {**section_env("SCANNER", {"metrics_port": metrics["scanner"],
                                               **config.get("scanner", {})}),
@@ -193,7 +196,8 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
     supervisor.start(Child(
         "audit", python_module("katagate", "audit", "checkpoint", "run"),
         # The audit key stays where `katagate audit verify` looks for it by default.
-        state / "logs" / "audit.log"))
+        state / "logs" / "audit.log",
+        env=section_env("AUDIT", {"metrics_port": metrics["audit"], **config.get("audit", {})})))
     ingest = supervisor.start(Child(
         "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
         env=section_env("INGEST", {"metrics_port": metrics["ingest"],

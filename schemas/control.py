@@ -21,6 +21,7 @@ from pydantic import (
 from schemas.envelope import Event
 from schemas.types import (
     Actor,
+    ActorNote,
     Fingerprint,
     MessageCountLimit,
     NodeAddress,
@@ -66,6 +67,7 @@ RESET_FIELDS: tuple[str, ...] = (
 class _SettingsEvent(Event):
     version: Version  # the settings version after this event; MessageReceived records it
     actor: Actor
+    actor_note: ActorNote = ""
 
     def partition_key(self) -> str:
         return "kata-settings"
@@ -139,6 +141,7 @@ class Rule(BaseModel):
 class _RuleEvent(Event):
     version: Version  # the rule set's version after this event
     actor: Actor
+    actor_note: ActorNote = ""
 
 
 class _WholeRuleEvent(_RuleEvent):
@@ -210,6 +213,7 @@ class CentralNodeObserved(Event):
     # The certificate's notAfter, shown in the state window; trust is the key, not these dates.
     # Added later: events recorded before it read as "not recorded".
     certificate_not_after: UtcDatetime | None = None
+    actor_note: ActorNote = ""  # an administrator's pin (`katagate kata pin --note`)
 
     def partition_key(self) -> str:
         return "central-node"

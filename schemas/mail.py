@@ -14,6 +14,7 @@ from pydantic import Field, IPvAnyAddress, NonNegativeInt, StringConstraints, mo
 from schemas.envelope import Event, MailEvent
 from schemas.types import (
     Actor,
+    ActorNote,
     Address,
     Detect,
     HostPort,
@@ -122,6 +123,7 @@ class ForcedRelease(MailEvent):
     schema_version: Literal[1] = 1
     actor: Actor
     comment: Annotated[str, StringConstraints(max_length=1000)] = ""
+    actor_note: ActorNote = ""
 
 
 class ForcedDelete(MailEvent):
@@ -132,6 +134,7 @@ class ForcedDelete(MailEvent):
     schema_version: Literal[1] = 1
     actor: Actor
     comment: Annotated[str, StringConstraints(max_length=1000)] = ""
+    actor_note: ActorNote = ""
 
 
 class ScanSubmitted(MailEvent):

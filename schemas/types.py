@@ -42,6 +42,10 @@ Fingerprint = Annotated[str, StringConstraints(pattern=r"^([0-9A-F]{2}:){31}[0-9
 
 # Who did an administrative act: a user or service name, printable, single line.
 Actor = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
+# What the one who acted said about it (`--note`/`--actor` of the CLI: who asked, a ticket): free
+# text kept apart from `actor`, which names who acted as the system saw it (`cli:<OS user>`, a
+# console account). Empty on events written before it existed.
+ActorNote = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{0,500}$")]
 
 # The sensorId is a path segment of the KATA scanner API, so keep it URL-safe.
 SensorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]

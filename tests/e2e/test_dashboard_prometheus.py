@@ -201,7 +201,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(kafka_bootstr
     kafka = ensure_namespace(kafka_bootstrap)
     state = tmp_path / "state"
     sink = Sink(tmp_path / "sink", "--reject-rcpt", "nobody@example.net")
-    smtp_port, projector_port, base = free_port(), free_port(), free_port_run(5)
+    smtp_port, projector_port, base = free_port(), free_port(), free_port_run(6)
     max_recipients = 100
     config = tmp_path / "katagate.toml"
     config.write_text(f"""
@@ -245,7 +245,7 @@ enabled = false
                KATAGATE_AUDIT_KEY_DIR=str(tmp_path / "audit-key"))
     # Every process's metrics on a port of its own, as `up` assigns them from base_port.
     ports = {"ingest": base, "scanner": base + 1, "decider": base + 2, "projector": base + 3,
-             "console": base + 4}
+             "console": base + 4, "audit": base + 5}
     projector = f"http://127.0.0.1:{projector_port}"
     # A reader of the views holds a token, made as `katagate projector token create` does.
     token = token_file(state / "projector" / "tokens.json").create("dashboard-test", "now")

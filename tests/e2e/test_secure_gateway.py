@@ -31,7 +31,7 @@ STAGE_LOGS = ("ingest", "scanner", "decider", "projector", "console", "audit")
 
 
 def config(tmp: Path) -> Path:
-    base = free_port_run(9)
+    base = free_port_run(12)
     path = tmp / "katagate.toml"
     path.write_text(f"""
 [paths]

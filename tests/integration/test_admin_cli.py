@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -18,22 +19,31 @@ import pytest
 from admin.control_writer import ConcurrentChange, ControlSession
 from admin.settings import change_settings
 from eventlog.broker import free_port
+from eventlog.producer import TransactionalProducer
+from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
 from katagate.cli import main
 from schemas import (
     DEFAULT_RULE,
+    ForcedRelease,
     KataProtectionToggled,
     KataSettingsChanged,
     KataSettingsReset,
+    QuarantineAdmitted,
     RuleChanged,
     RuleCreated,
     RuleDeleted,
     RuleKataToggled,
+    decode_event,
 )
-from tests.integration.kafka_read import control_events, refold
+from tests.integration.kafka_read import control_events, read_all, refold
+from tests.unit.fixtures.events import sample_events
 
 pytestmark = pytest.mark.kafka
 MIB = 1_048_576
+# Who the CLI records as acting: the operating-system user running it, whatever --actor says.
+ME = f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
 
 
 @pytest.fixture
@@ -67,12 +77,14 @@ def test_settings_changes_are_events_and_a_replay_reproduces_what_show_prints(
                          "--port", "8443", "--response-timeout", "900",
                          "--quarantine-max-size-mb", "10", "--quarantine-max-messages", "20",
                          "--ndr", "off", "--actor", "alice")
-    # Then one KataSettingsChanged is written, recording her and version 1
+    # Then one KataSettingsChanged is written with version 1, recording the OS user who ran the
+    # command as its actor and what --actor said only as a note beside it
     assert (code, err) == (0, "")
     assert "KATA Central Node port: 443 -> 8443" in out
     [event] = control_events(kafka_settings)
     assert isinstance(event, KataSettingsChanged)
-    assert (event.actor, event.version) == ("alice", 1)
+    assert (event.actor, event.actor_note, event.version) == (ME, "alice", 1)
+    assert event.producer.instance == ME
     assert event.changed == ["central_node_address", "central_node_port", "response_timeout_s",
                              "quarantine_max_bytes", "quarantine_max_messages", "ndr_enabled"]
     assert event.settings.quarantine_max_bytes == 10 * MIB
@@ -84,7 +96,7 @@ def test_settings_changes_are_events_and_a_replay_reproduces_what_show_prints(
     # Then the reset put back the four documented fields and left the others
     reset = control_events(kafka_settings)[-1]
     assert isinstance(reset, KataSettingsReset)
-    assert reset.actor == "bob"
+    assert (reset.actor, reset.actor_note) == (ME, "bob")
     after = shown(run, "settings", "show")["settings"]
     assert (after["central_node_port"], after["response_timeout_s"],
             after["quarantine_max_bytes"], after["quarantine_max_messages"]) == (
@@ -113,9 +125,10 @@ def test_the_global_kata_switch(run, kafka_settings):
     assert "kata_protection: nothing to change, already enabled" in err
     assert run("kata", "disable", "--actor", "carol")[0] == 0
     events = control_events(kafka_settings)
-    assert [(type(e), e.enabled, e.version, e.actor) for e in events
+    assert [(type(e), e.enabled, e.version, e.actor, e.actor_note) for e in events
             if isinstance(e, KataProtectionToggled)] == [
-        (KataProtectionToggled, True, 1, "carol"), (KataProtectionToggled, False, 2, "carol")]
+        (KataProtectionToggled, True, 1, ME, "carol"),
+        (KataProtectionToggled, False, 2, ME, "carol")]
     assert shown(run, "settings", "show")["kata_protection"] is False
 
 
@@ -140,7 +153,8 @@ def test_rules_lifecycle_and_a_replay_reproduces_what_list_prints(run, kafka_set
     assert [type(e) for e in events] == [RuleCreated, RuleCreated, RuleChanged, RuleChanged,
                                          RuleKataToggled, RuleCreated, RuleDeleted]
     assert [getattr(e, "version", None) for e in events] == [1, 2, 3, 4, 5, 6, 7]
-    assert [getattr(e, "actor", None) for e in events][3:5] == ["bob", "bob"]
+    assert {getattr(e, "actor", None) for e in events} == {ME}
+    assert [getattr(e, "actor_note", None) for e in events][3:5] == ["bob", "bob"]
     # And the list is in matching order with the KATA sections as set
     listed = shown(run, "rules", "list")
     assert [r["rule_id"] for r in listed["rules"]] == ["partners", "finance"]
@@ -204,7 +218,11 @@ REFUSED: list[tuple[list[str], str]] = [
     (["rules", "set", "default", "--kata-action", "skip"], "rule_id: 'default' is the built-in"),
     (["rules", "show", "hr"], "rule_id: no rule 'hr'"),
     (["kata", "disable"], "kata_protection: nothing to change, already disabled"),
-    (["settings", "set", "--port", "444", "--actor", ""], "actor: must be 1..128 characters"),
+    (["settings", "set", "--port", "444", "--note", "a\nb"],
+     "note: must not contain line breaks or control characters, got U+000A at "
+     "character 2"),
+    (["settings", "set", "--port", "444", "--actor", "x" * 501],
+     "note: must be 1..500 characters, got 501 characters"),
 ]
 
 
@@ -240,7 +258,7 @@ def test_a_command_that_lost_a_race_with_another_administrator_writes_nothing(
     # And the log holds the winner's change alone: versions stay unique
     [written] = control_events(kafka_settings)
     assert isinstance(written, KataSettingsChanged)
-    assert (written.actor, written.version) == ("fast", 1)
+    assert (written.actor, written.actor_note, written.version) == (ME, "fast", 1)
     # And run again, it decides on the new state
     assert run("settings", "set", "--port", "9443", "--actor", "slow")[0] == 0
     assert [getattr(e, "version", None) for e in control_events(kafka_settings)] == [1, 2]
@@ -288,3 +306,25 @@ def test_reading_a_namespace_without_topics_names_the_remedy_and_an_empty_one_is
         code, out, err = run(*argv)
         assert (code, out) == (1, "")
         assert "does not exist: run `katagate topics create`" in err
+
+
+def test_a_send_now_from_the_cli_names_the_os_user_and_keeps_the_note_apart(
+        run, kafka_settings):
+    # Given a message waiting in the KATA Quarantine
+    admitted = next(e for e in sample_events() if isinstance(e, QuarantineAdmitted))
+    names = TopicNames(kafka_settings.topic_prefix)
+    producer = TransactionalProducer(kafka_settings, f"{kafka_settings.topic_prefix}-test-ledger")
+    producer.begin()
+    producer.produce([Outgoing.event(names.quarantine, admitted)])
+    producer.commit()
+    producer.close()
+    # When an administrator sends it on, claiming to be someone else
+    code, out, err = run("quarantine", "release", admitted.message_id, "--comment", "expected",
+                         "--actor", "root-of-all-evil")
+    assert (code, out, err) == (0, f"send-now of {admitted.message_id} recorded\n", "")
+    # Then the event names the OS user as the actor; the claim is only a note, in its own field
+    [release] = [decode_event(r.value or b"") for r in read_all(kafka_settings, names.mail)]
+    assert isinstance(release, ForcedRelease)
+    assert (release.actor, release.actor_note, release.comment) == (
+        ME, "root-of-all-evil", "expected")
+    assert release.producer.instance == ME

@@ -6,6 +6,7 @@ import argparse
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from audit.checkpointer import run_checkpointer
 from audit.keys import load_or_create
 from audit.settings import AuditSettings
 from audit.verify import verify
+from eventlog.broker import free_port
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
@@ -104,3 +106,58 @@ def test_the_commands_checkpoint_verify_and_export(
     load_or_create(other)
     assert run_cli(["audit", "verify", "--public-key", str(other / "audit.pub")]) == 1
     assert "bad signature" in capsys.readouterr().out
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The audit samples of the checkpointer's /metrics, by name and labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith("katagate_audit_")}
+
+
+def test_given_the_checkpointer_serves_metrics_then_they_show_records_waiting_then_covered(
+        make_kafka_settings: Callable[..., KafkaSettings], tmp_path: Path) -> None:
+    kafka = make_kafka_settings()
+    port = free_port()
+    settings = AuditSettings(key_dir=tmp_path, every_records=1000, every_s=4, instance_id="m1",
+                             metrics_port=port)
+    control = 'katagate_audit_{}{{partition="0",topic="control"}}'
+    stop = threading.Event()
+    thread = threading.Thread(target=run_checkpointer, args=(kafka, settings, stop), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while control.format("uncovered_records") not in (seen := _scrape_or_empty(port)):
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
+        # Given an owner that has checkpointed nothing yet: never signed, nothing waiting
+        assert seen[control.format("last_checkpoint_timestamp_seconds")] == 0
+        assert seen["katagate_audit_checkpoint_every_records"] == 1000
+        # When records arrive, then they show as uncovered until the checkpoint (every_s)
+        before = time.time()
+        write_samples(kafka)
+        waiting = covered = False
+        while not covered:
+            seen = scrape(port)
+            waiting = waiting or seen[control.format("uncovered_records")] > 0
+            covered = seen[control.format("last_checkpoint_timestamp_seconds")] >= before - 1
+            assert time.monotonic() < deadline + 30, seen
+            time.sleep(0.1)
+        assert waiting
+        # Then the checkpoint's time is shown and nothing waits
+        deadline = time.monotonic() + 10
+        while scrape(port)[control.format("uncovered_records")] != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def _scrape_or_empty(port: int) -> dict[str, float]:
+    try:
+        return scrape(port)
+    except OSError:
+        return {}

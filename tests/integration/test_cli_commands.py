@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -193,7 +194,10 @@ def test_kata_state_and_pinning_the_central_nodes_key(cli, kafka_settings):
     assert isinstance(pin, CentralNodeObserved)
     assert (pin.pinned, pin.fingerprint) == (True, FINGERPRINT)
     assert (str(pin.central_node.address), pin.central_node.port) == ("192.0.2.10", 8443)
-    assert (pin.producer.stage, pin.producer.instance) == ("admin", "bob")
+    # ... by the OS user running the CLI, with what --actor said kept as a note
+    assert (pin.producer.stage, pin.producer.instance) == (
+        "admin", f"cli:{pwd.getpwuid(os.geteuid()).pw_name}")
+    assert pin.actor_note == "bob"
     # And the state window shows it pinned for that node
     shown = window(run)
     assert (shown["central_node_address"], shown["central_node_port"]) == ("192.0.2.10", 8443)

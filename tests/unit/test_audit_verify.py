@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.chain import ZERO_HEAD, LogRecord, chain_head
@@ -95,3 +97,35 @@ def test_a_checkpoint_signed_by_another_key_is_refused() -> None:
     assert valid == [entries[0]]
     assert [f.message for f in findings] == [
         "checkpoint 5 (katagate.mail[2] offsets 20\N{EN DASH}38): bad signature"]
+
+
+def stamped(n: int, ms: int) -> list[LogRecord]:
+    return [replace(r, timestamp_ms=ms) for r in log(n)]
+
+
+def test_given_an_uncovered_tail_older_than_the_grace_when_checked_then_it_fails() -> None:
+    # Given 30 covered records and 5 uncovered ones written at t=1000 s, grace 900 s, now 2000 s
+    records = stamped(35, 1_000_000)
+    checker = RangeChecker(LABEL, checkpoints(records[:30], 10), stale_before_ms=1_100_000,
+                           grace_s=900)
+    for record in records:
+        checker.feed(record)
+    failures, notes = checker.finish()
+    # Then the partition and the offsets of the stale records are named
+    assert [(f.topic, f.first_offset, f.last_offset) for f in failures] == [
+        ("katagate.mail", 60, 68)]
+    assert failures[0].message.startswith(
+        "katagate.mail[2] offsets 60\N{EN DASH}68: no checkpoint covers 5 records older than "
+        "the grace period (900 s; the first written 1970-01-01T00:16:40+00:00)")
+    assert len(notes) == 1
+
+
+def test_given_an_uncovered_tail_within_the_grace_when_checked_then_it_is_only_a_note() -> None:
+    records = stamped(30, 1_000_000) + stamped(35, 1_200_000)[30:]
+    checker = RangeChecker(LABEL, checkpoints(records[:30], 10), stale_before_ms=1_100_000,
+                           grace_s=900)
+    for record in records:
+        checker.feed(record)
+    failures, notes = checker.finish()
+    assert failures == []
+    assert [n.first_offset for n in notes] == [60]

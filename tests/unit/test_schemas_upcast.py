@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from schemas import UPCASTERS, Detect, SchemaError, VerdictReceived, decode_event
+from schemas import UPCASTERS, Detect, SchemaError, VerdictReceived, decode_event, encode_event
 from schemas.upcasters import upcast_verdict_v1_v2
+from tests.unit.fixtures.events import sample_events
 
 V1_FIXTURE = Path(__file__).parent / "fixtures" / "scan.verdict.v1.json"
 
@@ -77,3 +78,22 @@ def test_given_a_v1_payload_that_is_invalid_after_upcasting_then_error_names_v1(
     data = {**v1_payload(), "detect_types": ["antivirus"]}
     with pytest.raises(SchemaError, match=r"scan.verdict v1: field 'detects.0.type'"):
         decode_event(data)
+
+
+ACTED = ("settings.kata_changed", "settings.kata_reset", "settings.kata_toggled",
+         "rule.created", "rule.changed", "rule.deleted", "rule.kata_toggled",
+         "quarantine.forced_release", "quarantine.forced_delete", "central_node.observed")
+
+
+@pytest.mark.parametrize("event_type", ACTED)
+def test_given_an_admin_event_written_before_actor_note_when_decoded_then_the_note_is_empty(
+        event_type: str) -> None:
+    # Given a record of the same version as written before the field existed
+    [event] = [e for e in sample_events() if e.type == event_type]
+    old = json.loads(encode_event(event))
+    old.pop("actor_note")
+    # When decoded, then it is the same event with no note: nothing reinterpreted
+    decoded = decode_event(json.dumps(old).encode())
+    assert decoded == event
+    assert decoded.actor_note == ""  # type: ignore[attr-defined]
+    assert decoded.schema_version == 1

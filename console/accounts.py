@@ -1,7 +1,8 @@
 """The administrator account and API tokens, kept as files in the console's state folder
 (mode 0700, files 0600, replaced atomically).
 
-- `account.json`: the admin's name and scrypt password hash, created at the first start from
+- `account.json`: the admin's name and argon2id password hash (an scrypt one of an earlier
+  release is rehashed at the next successful sign-in), created at the first start from
   `KATAGATE_CONSOLE_ADMIN_PASSWORD` or from a generated password, which is then written to
   `initial-admin-password` (removed when the password is changed).
 - `tokens.json`: API tokens by name, each stored as its SHA-256 (`access/tokens.py`, shared
@@ -10,15 +11,21 @@
 
 from __future__ import annotations
 
+import hmac
 import json
-import os
 import secrets
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from access.tokens import TokenFile, TokenRecord, write_private
-from console.passwords import SALT_BYTES, check_new_password, hash_password
+from console.passwords import (
+    DECOY,
+    check_new_password,
+    hash_password,
+    needs_upgrade,
+    verify_password,
+)
 
 ACCOUNT_FILE = "account.json"
 TOKENS_FILE = "tokens.json"
@@ -66,7 +73,7 @@ class AccountStore:
                 generated = password = secrets.token_urlsafe(18)
                 write_private(self.password_file, generated + "\n")
             check_new_password(password)
-            self._save_account(Account(name, hash_password(password, os.urandom(SALT_BYTES))))
+            self._save_account(Account(name, hash_password(password)))
             return FirstStart(name, generated, self.password_file if generated else None)
 
     def admin(self) -> Account:
@@ -77,9 +84,24 @@ class AccountStore:
         check_new_password(password)
         with self._lock:
             account = self.admin()
-            self._save_account(Account(account.name,
-                                       hash_password(password, os.urandom(SALT_BYTES))))
+            self._save_account(Account(account.name, hash_password(password)))
             self.password_file.unlink(missing_ok=True)  # the generated one is void now
+
+    def check_password(self, name: str, password: str) -> Account | None:
+        """The account when `name` and `password` are right, else None. A wrong name is checked
+        against a decoy hash, so it takes as long as a wrong password. A right password kept
+        under an older scheme (scrypt) is rehashed as argon2id now, while it is at hand."""
+        account = self.admin()
+        right_name = hmac.compare_digest(name.encode(), account.name.encode())
+        right = verify_password(password, account.password_hash if right_name else DECOY)
+        if not (right_name and right):
+            return None
+        if needs_upgrade(account.password_hash):
+            with self._lock:
+                if self.admin() == account:  # not changed meanwhile by another process
+                    account = Account(account.name, hash_password(password))
+                    self._save_account(account)
+        return account
 
     def _save_account(self, account: Account) -> None:
         write_private(self.folder / ACCOUNT_FILE, json.dumps(asdict(account), indent=2) + "\n")

@@ -4,7 +4,6 @@ Sign-in is rate-limited per client address; a wrong name or password gets one ge
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from access.tokens import TokenError, check_token_name, match_token
 from console.metrics import SIGN_INS
-from console.passwords import DECOY, BadPassword, verify_password
+from console.passwords import BadPassword
 from console.problems import Problem, ProblemError
 from console.service import Console
 from console.sessions import COOKIE, CSRF_HEADER, Session, csrf_matches
@@ -121,11 +120,8 @@ def _check_password(console: Console, request: Request, name: str, password: str
         raise ProblemError(Problem(
             429, f"too many failed sign-ins from {address}: try again in {retry} s",
             headers={"Retry-After": str(retry)}))
-    account = console.accounts.admin()
-    right_name = hmac.compare_digest(name.encode(), account.name.encode())
-    # A wrong name is checked against a decoy hash so it takes as long as a wrong password.
-    right_password = verify_password(password, account.password_hash if right_name else DECOY)
-    if not (right_name and right_password):
+    account = console.accounts.check_password(name, password)
+    if account is None:
         console.limiter.failed(address, now)
         SIGN_INS.labels("refused").inc()
         log.warning("console: failed sign-in as %r from %s", name[:64], address)

@@ -4,13 +4,22 @@ session (401), with a wrong password (401, one generic message) or over the limi
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import stat
 
 import pytest
 
 from access.tokens import TokenError, match_token, token_digest
 from console.accounts import AccountStore
-from console.passwords import BadPassword, check_new_password, hash_password, verify_password
+from console.passwords import (
+    BadPassword,
+    check_new_password,
+    hash_password,
+    needs_upgrade,
+    verify_password,
+)
 from console.ratelimit import LoginLimiter
 from console.sessions import Sessions
 from tests.console_client import PASSWORD, console_client, sign_in
@@ -18,31 +27,41 @@ from tests.console_client import PASSWORD, console_client, sign_in
 SALT = b"0123456789abcdef"
 
 
+def scrypt_hash(password: str, salt: bytes = SALT) -> str:
+    """A hash as the console's earlier releases stored it: `scrypt$N$r$p$salt$digest`."""
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return (f"scrypt$16384$8$1${base64.b64encode(salt).decode()}$"
+            f"{base64.b64encode(digest).decode()}")
+
+
 # --- hashing ------------------------------------------------------------------------------------
 
-def test_a_hash_is_salted_scrypt_with_its_parameters_and_verifies_only_the_password():
-    stored = hash_password("s3cret passphrase", SALT)
-    scheme, n, r, p, _salt, _digest = stored.split("$")
-    assert (scheme, n, r, p) == ("scrypt", "16384", "8", "1")
+def test_a_hash_is_salted_argon2id_with_its_parameters_and_verifies_only_the_password():
+    stored = hash_password("s3cret passphrase")
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert verify_password("s3cret passphrase", stored)
     assert not verify_password("s3cret passphrasE", stored)
     assert not verify_password("", stored)
+    assert not needs_upgrade(stored)
 
 
-def test_the_same_password_with_another_salt_hashes_differently():
-    assert hash_password("same", SALT) != hash_password("same", b"fedcba9876543210")
+def test_the_same_password_hashes_differently_each_time():
+    assert hash_password("same password") != hash_password("same password")
+
+
+def test_an_earlier_releases_scrypt_hash_still_verifies_and_needs_an_upgrade():
+    stored = scrypt_hash("s3cret passphrase")
+    assert verify_password("s3cret passphrase", stored)
+    assert not verify_password("s3cret passphrasE", stored)
+    assert needs_upgrade(stored)
 
 
 @pytest.mark.parametrize("stored", ["", "scrypt$1$2", "bcrypt$16384$8$1$AAAA$AAAA",
                                     "scrypt$16384$8$1$not-base64!$AAAA",
-                                    "scrypt$x$8$1$AAAA$AAAA"])
+                                    "scrypt$x$8$1$AAAA$AAAA", "$argon2id$v=19$m=1,t=1,p=1$AA$AA",
+                                    "$argon2id$garbage"])
 def test_a_malformed_stored_hash_matches_nothing(stored):
     assert not verify_password("anything", stored)
-
-
-def test_a_short_salt_is_refused():
-    with pytest.raises(ValueError, match="salt"):
-        hash_password("pw", b"short")
 
 
 @pytest.mark.parametrize(("password", "problem"), [("short", "8..1024"),
@@ -87,6 +106,46 @@ def test_changing_the_password_removes_the_generated_one(tmp_path):
     store.set_password("a brand new password")
     assert not store.password_file.exists()
     assert verify_password("a brand new password", store.admin().password_hash)
+
+
+def _store_with_scrypt_admin(folder):
+    """Given an account stored by an earlier release, with an scrypt hash."""
+    store = AccountStore(folder)
+    store.ensure_admin("admin", PASSWORD)
+    (folder / "account.json").write_text(json.dumps(
+        {"name": "admin", "password_hash": scrypt_hash(PASSWORD)}))
+    return store
+
+
+def test_an_scrypt_account_signs_in_and_is_then_stored_as_argon2id(tmp_path):
+    store = _store_with_scrypt_admin(tmp_path)
+    # When it signs in with the right password
+    assert store.check_password("admin", PASSWORD) is not None
+    # Then its hash is argon2id from now on, and the password still signs in
+    stored = store.admin().password_hash
+    assert stored.startswith("$argon2id$")
+    assert verify_password(PASSWORD, stored)
+    assert store.check_password("admin", PASSWORD) is not None
+    assert stat.S_IMODE((tmp_path / "account.json").stat().st_mode) == 0o600
+
+
+def test_a_wrong_password_or_name_does_not_upgrade_an_scrypt_hash(tmp_path):
+    store = _store_with_scrypt_admin(tmp_path)
+    before = store.admin().password_hash
+    assert store.check_password("admin", "not the password") is None
+    assert store.check_password("root", PASSWORD) is None
+    assert store.admin().password_hash == before
+
+
+def test_an_scrypt_account_is_upgraded_by_a_sign_in_over_the_api(tmp_path):
+    with console_client(tmp_path) as (client, console, _clock):
+        (tmp_path / "account.json").write_text(json.dumps(
+            {"name": "admin", "password_hash": scrypt_hash(PASSWORD)}))
+        assert client.post("/api/login", json={"name": "admin", "password": "wrong one!"}
+                           ).status_code == 401
+        assert console.accounts.admin().password_hash.startswith("scrypt$")
+        sign_in(client)
+        assert console.accounts.admin().password_hash.startswith("$argon2id$")
 
 
 def test_tokens_are_kept_as_digests_and_can_be_revoked(tmp_path):

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import stat
+from urllib.parse import quote
 
 import pytest
 
@@ -23,6 +24,7 @@ from console.passwords import (
 from console.ratelimit import LoginLimiter
 from console.sessions import Sessions
 from tests.console_client import PASSWORD, console_client, sign_in
+from tests.unit.test_console_pages import HOSTILE_NEXT
 
 SALT = b"0123456789abcdef"
 
@@ -358,3 +360,17 @@ def test_sign_ins_are_counted_by_outcome_for_the_metrics_listener_not_on_the_con
         # Unauthenticated figures are served on their own address (metrics_host/metrics_port),
         # not beside the console's pages.
         assert client.get("/metrics").status_code == 404
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_NEXT)
+def test_a_hostile_next_after_sign_in_lands_on_the_home_page(tmp_path, hostile):
+    with console_client(tmp_path) as (client, _console, _clock):
+        query = f"/login?next={quote(hostile, safe='')}"
+        # Given the sign-in page asked with a next= leading off the site
+        page = client.get(query)
+        # Then the page's form goes to / once signed in
+        assert 'data-next="/"' in page.text
+        # And a signed-in browser sent there goes to /, never off the site
+        sign_in(client)
+        again = client.get(query, follow_redirects=False)
+        assert (again.status_code, again.headers["location"]) == (303, "/")

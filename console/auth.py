@@ -1,6 +1,7 @@
 """Who is asking: a browser session (cookie + CSRF token on every state-changing request) or an
 API token (`Authorization: Bearer`, for scripts: no ambient credential, so no CSRF check).
-Sign-in is rate-limited per client address; a wrong name or password gets one generic answer."""
+Sign-in is rate-limited per client address and per account; a wrong name or password gets one
+generic answer."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from access.tokens import TokenError, check_token_name, match_token
 from console.metrics import SIGN_INS
 from console.passwords import BadPassword
 from console.problems import Problem, ProblemError
+from console.ratelimit import sign_in_keys
 from console.service import Console
 from console.sessions import COOKIE, CSRF_HEADER, Session, csrf_matches
 
@@ -111,22 +113,24 @@ def _client(request: Request) -> str:
 
 
 def _check_password(console: Console, request: Request, name: str, password: str) -> None:
-    """Refuse (401, counted) or let through; 429 while the address is over the limit."""
+    """Refuse (401, counted) or let through; 429 while the address or the account is over the
+    limit. The attempt is counted before its password is checked (console/ratelimit.py)."""
     address, now = _client(request), console.clock()
-    retry = console.limiter.retry_after(address, now)
+    keys = sign_in_keys(address, name)
+    retry = console.limiter.admit(keys, now)
     if retry is not None:
         SIGN_INS.labels("rate_limited").inc()
-        log.warning("console: sign-in from %s refused: over the limit for %d s", address, retry)
+        log.warning("console: sign-in as %r from %s refused: over the limit for %d s",
+                    name[:64], address, retry)
         raise ProblemError(Problem(
-            429, f"too many failed sign-ins from {address}: try again in {retry} s",
-            headers={"Retry-After": str(retry)}))
+            429, f"too many failed sign-ins from {address} or as this user: try again in "
+                 f"{retry} s", headers={"Retry-After": str(retry)}))
     account = console.accounts.check_password(name, password)
     if account is None:
-        console.limiter.failed(address, now)
         SIGN_INS.labels("refused").inc()
         log.warning("console: failed sign-in as %r from %s", name[:64], address)
         raise _unauthorised(WRONG_LOGIN)
-    console.limiter.succeeded(address)
+    console.limiter.succeeded(keys)
     SIGN_INS.labels("ok").inc()
     log.info("console: %s's password checked from %s", account.name, address)
 

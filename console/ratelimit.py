@@ -1,14 +1,25 @@
-"""Failed logins counted per client address in a sliding window: past the limit, that address
-gets 429 (with Retry-After) until its oldest failure leaves the window — even for a right
-password, or guessing would go on. Pure: the time comes in."""
+"""Failed sign-ins counted in a sliding window per key — the client address and the account
+name asked for, so neither many addresses against one account nor one address against many
+accounts get past the limit. Past it, 429 (with Retry-After) until the oldest failure leaves
+the window — even for a right password, or guessing would go on.
+
+Atomic: `admit` counts an attempt as a failure in the same locked step that lets it through,
+before its password is checked, so parallel requests cannot all pass the check while the first
+ones are still being hashed; `succeeded` forgets them. Pure: the time comes in."""
 
 from __future__ import annotations
 
 import math
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 
-MAX_ADDRESSES = 10_000  # memory bound: the addresses seen least recently are forgotten first
+MAX_KEYS = 10_000  # memory bound: the keys seen least recently are forgotten first
+
+
+def sign_in_keys(address: str, account: str) -> tuple[str, str]:
+    """What a sign-in attempt is counted against: where it comes from and whom it is for."""
+    return f"address {address}", f"account {account.casefold()[:64]}"
 
 
 class LoginLimiter:
@@ -18,29 +29,37 @@ class LoginLimiter:
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _recent(self, address: str, now: float) -> deque[float]:
-        failures = self._failures.get(address, deque())
+    def _recent(self, key: str, now: float) -> deque[float]:
+        failures = self._failures.get(key, deque())
         while failures and failures[0] <= now - self.window_s:
             failures.popleft()
         return failures
 
-    def retry_after(self, address: str, now: float) -> int | None:
-        """Seconds until `address` may try again, or None if it may now."""
-        with self._lock:
-            failures = self._recent(address, now)
-            if len(failures) < self.limit:
-                return None
-            return max(1, math.ceil(failures[-self.limit] + self.window_s - now))
+    def _retry_after(self, key: str, now: float) -> int | None:
+        failures = self._recent(key, now)
+        if len(failures) < self.limit:
+            return None
+        return max(1, math.ceil(failures[-self.limit] + self.window_s - now))
 
-    def failed(self, address: str, now: float) -> None:
+    def admit(self, keys: Iterable[str], now: float) -> int | None:
+        """None: the attempt may be checked, and is counted as a failure of every key until
+        `succeeded`. Else the seconds until every key is under the limit again (nothing
+        counted)."""
+        keys = tuple(keys)
         with self._lock:
-            failures = self._recent(address, now)
-            failures.append(now)
-            self._failures[address] = failures
-            self._failures.move_to_end(address)
-            while len(self._failures) > MAX_ADDRESSES:
+            waits = [wait for key in keys if (wait := self._retry_after(key, now)) is not None]
+            if waits:
+                return max(waits)
+            for key in keys:
+                failures = self._recent(key, now)
+                failures.append(now)
+                self._failures[key] = failures
+                self._failures.move_to_end(key)
+            while len(self._failures) > MAX_KEYS:
                 self._failures.popitem(last=False)
+            return None
 
-    def succeeded(self, address: str) -> None:
+    def succeeded(self, keys: Iterable[str]) -> None:
         with self._lock:
-            self._failures.pop(address, None)
+            for key in keys:
+                self._failures.pop(key, None)

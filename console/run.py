@@ -8,8 +8,10 @@ import logging
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import start_http_server
 
 from console.accounts import FirstStart
@@ -35,6 +37,24 @@ def announce(first: FirstStart | None) -> None:
         print(f"console: password for {first.name!r}: {first.generated_password}", flush=True)
 
 
+def http_server(app: FastAPI, settings: ConsoleSettings) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn.Config(
+        app, log_level="warning", access_log=False, proxy_headers=False, server_header=False,
+        timeout_graceful_shutdown=5))
+
+
+async def serve(server: uvicorn.Server, listener: socket.socket,
+                ready: Callable[[], None]) -> None:
+    """Serve on `listener` until `server.should_exit`; `ready` once connections are taken."""
+    # `startup` runs before the loop accepts connections; say we listen after it.
+    config_task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started and not config_task.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        ready()
+    await config_task
+
+
 def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading.Event) -> None:
     kafka = prepare_stage(kafka, "console", topics=False)
     console = bootstrap(settings, kafka)
@@ -54,9 +74,7 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     if settings.metrics_port is not None:  # unauthenticated, so not on the console's port
         metrics, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
         print("console-metrics={}:{}".format(*metrics.server_address[:2]), flush=True)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(console), log_level="warning", access_log=False, proxy_headers=False,
-        server_header=False, timeout_graceful_shutdown=5))
+    server = http_server(create_app(console), settings)
 
     def stop_when_asked() -> None:
         stop.wait()
@@ -65,17 +83,11 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     # In the main thread uvicorn also stops on SIGTERM/SIGINT itself (then passes them on).
     threading.Thread(target=stop_when_asked, name="console-stop", daemon=True).start()
 
-    async def serve() -> None:
-        # `startup` runs before the loop accepts connections; say we listen after it.
-        config_task = asyncio.create_task(server.serve(sockets=[listener]))
-        while not server.started and not config_task.done():
-            await asyncio.sleep(0.02)
-        if server.started:
-            print(f"console={host}:{port}", flush=True)
-        await config_task
+    def ready() -> None:
+        print(f"console={host}:{port}", flush=True)
 
     try:
-        asyncio.run(serve())
+        asyncio.run(serve(server, listener, ready))
     finally:
         if metrics is not None:
             metrics.shutdown()

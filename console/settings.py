@@ -30,7 +30,7 @@ class ConsoleSettings(BaseSettings):
     session_max_s: int = Field(default=12 * 3600, ge=60, le=7 * 86400)
     # Behind TLS, set true: the session cookie is then sent over HTTPS only.
     cookie_secure: bool = False
-    login_failures: int = Field(default=5, ge=1, le=1000)  # per client address ...
+    login_failures: int = Field(default=5, ge=1, le=1000)  # per client address and account
     login_window_s: int = Field(default=60, ge=1, le=3600)  # ... in this many seconds
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # How long a read waits for the console's own last write to be folded back.

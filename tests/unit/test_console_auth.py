@@ -11,9 +11,11 @@ import stat
 from urllib.parse import quote
 
 import pytest
+from fastapi.testclient import TestClient
 
 from access.tokens import TokenError, match_token, token_digest
 from console.accounts import AccountStore
+from console.app import create_app
 from console.passwords import (
     BadPassword,
     check_new_password,
@@ -21,9 +23,9 @@ from console.passwords import (
     needs_upgrade,
     verify_password,
 )
-from console.ratelimit import LoginLimiter
+from console.ratelimit import LoginLimiter, sign_in_keys
 from console.sessions import Sessions
-from tests.console_client import PASSWORD, console_client, sign_in
+from tests.console_client import PASSWORD, console_client, make_console, sign_in
 from tests.unit.test_console_pages import HOSTILE_NEXT
 
 SALT = b"0123456789abcdef"
@@ -197,21 +199,31 @@ def test_closing_all_sessions_of_a_user():
 def test_five_failures_a_minute_block_the_address_until_the_oldest_leaves_the_window():
     limiter = LoginLimiter(limit=5, window_s=60)
     for t in range(5):
-        assert limiter.retry_after("10.0.0.1", now=100 + t) is None
-        limiter.failed("10.0.0.1", now=100 + t)
-    assert limiter.retry_after("10.0.0.1", now=105) == 55
-    assert limiter.retry_after("10.0.0.2", now=105) is None  # per address
-    assert limiter.retry_after("10.0.0.1", now=160) is None  # the first failure has left
-    limiter.failed("10.0.0.1", now=160)
-    assert limiter.retry_after("10.0.0.1", now=160) == 1
+        assert limiter.admit(["10.0.0.1"], now=100 + t) is None  # admitted, counted
+    assert limiter.admit(["10.0.0.1"], now=105) == 55
+    assert limiter.admit(["10.0.0.2"], now=105) is None  # per key
+    assert limiter.admit(["10.0.0.1"], now=160) is None  # the first failure has left
+    assert limiter.admit(["10.0.0.1"], now=160) == 1
 
 
 def test_a_success_forgets_the_failures():
     limiter = LoginLimiter(limit=2, window_s=60)
-    limiter.failed("a", 0)
-    limiter.succeeded("a")
-    limiter.failed("a", 1)
-    assert limiter.retry_after("a", 1) is None
+    assert limiter.admit(["a"], 0) is None
+    limiter.succeeded(["a"])
+    assert limiter.admit(["a"], 1) is None
+    assert limiter.admit(["a"], 1) is None
+    assert limiter.admit(["a"], 1) == 60
+
+
+def test_an_attempt_is_counted_against_its_address_and_its_account():
+    limiter = LoginLimiter(limit=3, window_s=60)
+    # Given three failures as admin, each from another address
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        assert limiter.admit(sign_in_keys(address, "admin"), 0) is None
+    # Then a fourth address is refused for admin (and names are compared case-blind)
+    assert limiter.admit(sign_in_keys("10.0.0.4", "Admin"), 1) == 59
+    # But may try another account, and a refused attempt counted nothing against it
+    assert limiter.admit(sign_in_keys("10.0.0.4", "auditor"), 1) is None
 
 
 # --- through the API ----------------------------------------------------------------------------
@@ -374,3 +386,22 @@ def test_a_hostile_next_after_sign_in_lands_on_the_home_page(tmp_path, hostile):
         sign_in(client)
         again = client.get(query, follow_redirects=False)
         assert (again.status_code, again.headers["location"]) == (303, "/")
+
+
+def test_failures_as_one_account_from_many_addresses_are_refused_with_429(tmp_path):
+    console, _clock = make_console(tmp_path, login_failures=3)
+    app = create_app(console)
+    try:
+        # Given three wrong passwords for admin, each from another client address
+        for n in range(3):
+            with TestClient(app, base_url="http://console.test", client=(f"10.0.0.{n}", 1)) as c:
+                assert c.post("/api/login", json={"name": "admin", "password": "guess!"}
+                              ).status_code == 401
+        # When a fourth address tries admin, even with the right password
+        with TestClient(app, base_url="http://console.test", client=("10.0.0.9", 1)) as c:
+            refused = c.post("/api/login", json={"name": "admin", "password": PASSWORD})
+        # Then it is refused unchecked
+        assert refused.status_code == 429
+        assert refused.headers["retry-after"] == "60"
+    finally:
+        console.close()

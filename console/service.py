@@ -13,7 +13,7 @@ from console.control import ControlService
 from console.projector_client import ProjectorClient
 from console.quarantine import QuarantineWriter
 from console.ratelimit import LoginLimiter
-from console.sessions import Sessions
+from console.sessions import SESSIONS_FILE, Sessions
 from console.settings import ConsoleSettings
 from eventlog.settings import KafkaSettings
 
@@ -28,7 +28,8 @@ class Console:
     control: ControlService
     projector: ProjectorClient
     quarantine: QuarantineWriter
-    clock: Callable[[], float] = field(default=time.monotonic)  # sessions and login limits
+    # Wall-clock seconds: sessions are kept on disk, shared with other console processes.
+    clock: Callable[[], float] = field(default=time.time)
 
     def close(self) -> None:
         self.control.close()
@@ -40,7 +41,8 @@ def bootstrap(settings: ConsoleSettings, kafka: KafkaSettings) -> Console:
         settings=settings,
         kafka=kafka,
         accounts=AccountStore(settings.state_dir),
-        sessions=Sessions(settings.session_idle_s, settings.session_max_s),
+        sessions=Sessions(settings.state_dir / SESSIONS_FILE, settings.session_idle_s,
+                          settings.session_max_s),
         limiter=LoginLimiter(settings.login_failures, settings.login_window_s),
         control=ControlService(kafka, settings.read_your_writes_s),
         projector=ProjectorClient(settings.projector_url, settings.projector_timeout_s,

@@ -39,8 +39,8 @@ def register(commands: Any) -> None:
     _state_dir_option(revoke)
     revoke.set_defaults(run=_token_revoke)
     password = actions.add_parser(
-        "password", help="set the admin password (read from standard input); sessions end "
-                         "when the console restarts")
+        "password", help="set the admin password (read from standard input); every session "
+                         "of the account ends at once")
     _state_dir_option(password)
     password.set_defaults(run=_password)
 
@@ -75,6 +75,14 @@ def _store(args: argparse.Namespace) -> Any:
     from console.accounts import AccountStore
 
     return AccountStore(_settings(args).state_dir)
+
+
+def _sessions(args: argparse.Namespace) -> Any:
+    from console.sessions import SESSIONS_FILE, Sessions
+
+    settings = _settings(args)
+    return Sessions(settings.state_dir / SESSIONS_FILE, settings.session_idle_s,
+                    settings.session_max_s)
 
 
 def _token_create(args: argparse.Namespace) -> int:
@@ -118,5 +126,6 @@ def _password(args: argparse.Namespace) -> int:
     except BadPassword as exc:
         print(f"katagate console password: {exc}", file=sys.stderr)
         return 2
-    print("admin password changed")
+    ended = _sessions(args).close_all(store.admin().name)
+    print(f"admin password changed; {ended} session(s) ended")
     return 0

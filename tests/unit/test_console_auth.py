@@ -174,8 +174,8 @@ def test_tokens_are_kept_as_digests_and_can_be_revoked(tmp_path):
 
 # --- sessions and the login limit (pure: the time comes in) -------------------------------------
 
-def test_a_session_ends_after_its_idle_time_or_its_maximum_age():
-    sessions = Sessions(idle_s=60, max_s=300)
+def test_a_session_ends_after_its_idle_time_or_its_maximum_age(tmp_path):
+    sessions = Sessions(tmp_path / "sessions.sqlite3", idle_s=60, max_s=300)
     sessions.open("admin", "sid", "csrf", now=0)
     assert sessions.get("sid", now=59) is not None  # seen: the idle clock restarts
     assert sessions.get("sid", now=118) is not None
@@ -187,13 +187,26 @@ def test_a_session_ends_after_its_idle_time_or_its_maximum_age():
     assert sessions.get("sid", now=300) is None
 
 
-def test_closing_all_sessions_of_a_user():
-    sessions = Sessions(idle_s=60, max_s=300)
+def test_closing_all_sessions_of_a_user(tmp_path):
+    sessions = Sessions(tmp_path / "sessions.sqlite3", idle_s=60, max_s=300)
     sessions.open("admin", "a", "x", 0)
     sessions.open("admin", "b", "y", 0)
-    sessions.close_all("admin")
+    sessions.open("auditor", "c", "z", 0)
+    assert sessions.close_all("admin") == 2
     assert sessions.get("a", 1) is None
     assert sessions.get("b", 1) is None
+    assert sessions.get("c", 1) is not None
+
+
+def test_sessions_are_kept_by_digest_in_a_private_file_another_instance_reads(tmp_path):
+    path = tmp_path / "state" / "sessions.sqlite3"
+    Sessions(path, idle_s=60, max_s=300).open("admin", "the-session-id", "csrf", 0)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert b"the-session-id" not in path.read_bytes()
+    # Another instance over the same file (a restart, a second console) finds it
+    session = Sessions(path, idle_s=60, max_s=300).get("the-session-id", 1)
+    assert session is not None
+    assert (session.user, session.csrf_token) == ("admin", "csrf")
 
 
 def test_five_failures_a_minute_block_the_address_until_the_oldest_leaves_the_window():

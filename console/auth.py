@@ -81,6 +81,11 @@ def authorised(request: Request) -> Caller:
 Who = Annotated[Caller, Depends(authorised)]
 
 
+def over_tls(request: Request) -> bool:
+    """HTTPS served by the console, or behind a TLS-terminating proxy (`cookie_secure`)."""
+    return request.url.scheme == "https" or console_of(request).settings.cookie_secure
+
+
 def same_origin(request: Request) -> None:
     """A browser names the page a request comes from; one from another site is refused."""
     origin = request.headers.get("origin")
@@ -143,7 +148,7 @@ def login(body: Login, request: Request, response: Response) -> dict[str, Any]:
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     console.sessions.open(body.name, session_id, csrf, console.clock())
     response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/",
-                        secure=console.settings.cookie_secure)
+                        secure=over_tls(request))
     return {"user": body.name, "csrf_token": csrf}
 
 
@@ -152,7 +157,8 @@ def logout(who: Who, request: Request, response: Response) -> None:
     session_id = request.cookies.get(COOKIE)
     if session_id:
         console_of(request).sessions.close(session_id)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=over_tls(request))
 
 
 @router.get("/session", summary="Who is signed in, and the session's CSRF token")
@@ -179,7 +185,8 @@ def change_password(body: PasswordChange, who: Who, request: Request,
     except BadPassword as exc:
         raise ProblemError(Problem(422, str(exc), "new_password", "8..1024 characters")) from exc
     console.sessions.close_all(who.user)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=over_tls(request))
 
 
 @router.get("/tokens", tags=["API tokens"], summary="API tokens (names only)")

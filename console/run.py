@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from console.service import bootstrap
 from console.settings import ConsoleSettings
 from eventlog.preflight import prepare_stage
 from eventlog.settings import KafkaSettings
+from schemas.errors import KatagateError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +39,40 @@ def announce(first: FirstStart | None) -> None:
         print(f"console: password for {first.name!r}: {first.generated_password}", flush=True)
 
 
+class BadTlsFiles(KatagateError, ValueError):
+    """tls_cert_file / tls_key_file that cannot serve HTTPS; the message names the setting."""
+
+
+def check_tls(settings: ConsoleSettings) -> bool:
+    """True when the console serves HTTPS; refuses half a pair, or files that do not load."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if (cert is None) != (key is None):
+        missing = "tls_key_file" if key is None else "tls_cert_file"
+        raise BadTlsFiles(f"setting {missing} (KATAGATE_CONSOLE_{missing.upper()}): needed "
+                          "with the other one; set both tls_cert_file and tls_key_file, or "
+                          "neither")
+    if cert is None or key is None:
+        return False
+    for name, path in (("tls_cert_file", cert), ("tls_key_file", key)):
+        if not path.is_file():
+            raise BadTlsFiles(f"setting {name} (KATAGATE_CONSOLE_{name.upper()}): {path} is "
+                              "not a readable file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise BadTlsFiles(f"settings tls_cert_file and tls_key_file: {cert} and {key} are not "
+                          f"a PEM certificate and its private key ({exc})") from exc
+    return True
+
+
 def http_server(app: FastAPI, settings: ConsoleSettings) -> uvicorn.Server:
+    """uvicorn as the console runs it: HTTPS when check_tls says so (TLS 1.2 at least)."""
+    tls = check_tls(settings)
     return uvicorn.Server(uvicorn.Config(
         app, log_level="warning", access_log=False, proxy_headers=False, server_header=False,
-        timeout_graceful_shutdown=5))
+        timeout_graceful_shutdown=5,
+        ssl_certfile=settings.tls_cert_file if tls else None,
+        ssl_keyfile=settings.tls_key_file if tls else None))
 
 
 async def serve(server: uvicorn.Server, listener: socket.socket,
@@ -56,6 +88,10 @@ async def serve(server: uvicorn.Server, listener: socket.socket,
 
 
 def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading.Event) -> None:
+    try:
+        check_tls(settings)  # before anything starts
+    except BadTlsFiles as exc:
+        raise SystemExit(f"console: {exc}") from None
     kafka = prepare_stage(kafka, "console", topics=False)
     console = bootstrap(settings, kafka)
     password = settings.admin_password.get_secret_value() if settings.admin_password else None

@@ -23,6 +23,9 @@ def register(commands: Any) -> None:
                                              "(default http://127.0.0.1:8080)")
     run.add_argument("--projector-token-file", type=Path,
                      help="a file (mode 0600) holding the projector read token to send")
+    run.add_argument("--tls-cert-file", type=Path,
+                     help="serve HTTPS with this PEM certificate (chain); with --tls-key-file")
+    run.add_argument("--tls-key-file", type=Path, help="the certificate's PEM private key")
     _state_dir_option(run)
     run.set_defaults(run=_run)
     token = actions.add_parser("token", help="API tokens (Authorization: Bearer) for scripts")
@@ -54,7 +57,8 @@ def _settings(args: argparse.Namespace) -> Any:
     from console.settings import ConsoleSettings
 
     overrides: dict[str, Any] = {}
-    for name in ("port", "host", "projector_url", "projector_token_file", "state_dir"):
+    for name in ("port", "host", "projector_url", "projector_token_file", "state_dir",
+                 "tls_cert_file", "tls_key_file"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

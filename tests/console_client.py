@@ -64,7 +64,8 @@ def served(console: Console) -> Iterator[str]:
     thread.start()
     try:
         wait_for(lambda: server.started, 10, "the console listening")
-        yield f"http://127.0.0.1:{port}"
+        scheme = "https" if console.settings.tls_cert_file else "http"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)

@@ -6,7 +6,8 @@
   `KATAGATE_CONSOLE_ADMIN_PASSWORD` or from a generated password, which is then written to
   `initial-admin-password` (removed when the password is changed).
 - `tokens.json`: API tokens by name, each stored as its SHA-256 (`access/tokens.py`, shared
-  with the projector's read tokens); the token itself is shown once, when created.
+  with the projector's read tokens) with its scope and expiry (console/api_tokens.py); the
+  token itself is shown once, when created.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ import json
 import secrets
 import threading
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from access.tokens import TokenFile, TokenRecord, write_private
+from console.api_tokens import (
+    DEFAULT_DAYS,
+    DEFAULT_SCOPE,
+    check_scope,
+    expires_at,
+    legacy_upgrade,
+)
 from console.passwords import (
     DECOY,
     check_new_password,
@@ -111,11 +120,18 @@ class AccountStore:
     def tokens(self) -> list[TokenRecord]:
         return self._tokens.records()
 
-    def create_token(self, name: str, created_at: str) -> str:
-        """A new token (shown once: only its digest is kept)."""
+    def create_token(self, name: str, now: datetime, scope: str = DEFAULT_SCOPE,
+                     expires_days: object = DEFAULT_DAYS) -> str:
+        """A new token (shown once: only its digest is kept), with its scope and expiry."""
+        check_scope(scope)
+        until = expires_at(now, expires_days)
         with self._lock:
             self._ensure_folder()
-        return self._tokens.create(name, created_at)
+        return self._tokens.create(name, now.astimezone(UTC).isoformat(), scope, until)
+
+    def migrate_tokens(self) -> int:
+        """Tokens of an earlier release get their scope written down (console/api_tokens.py)."""
+        return self._tokens.migrate(legacy_upgrade)
 
     def revoke_token(self, name: str) -> bool:
         return self._tokens.revoke(name)

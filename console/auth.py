@@ -1,5 +1,6 @@
 """Who is asking: a browser session (cookie + CSRF token on every state-changing request) or an
-API token (`Authorization: Bearer`, for scripts: no ambient credential, so no CSRF check).
+API token (`Authorization: Bearer`, for scripts: no ambient credential, so no CSRF check; a
+`read` one changes nothing, an expired one is refused).
 Sign-in is rate-limited per client address and per account; a wrong name or password gets one
 generic answer."""
 
@@ -15,7 +16,16 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from access.tokens import TokenError, check_token_name, match_token
+from access.tokens import TokenError, TokenRecord, check_token_name, match_token
+from console.api_tokens import (
+    DEFAULT_DAYS,
+    DEFAULT_SCOPE,
+    MAX_DAYS,
+    MIN_DAYS,
+    SCOPES,
+    expired,
+    scope_of,
+)
 from console.metrics import SIGN_INS
 from console.passwords import BadPassword
 from console.problems import Problem, ProblemError
@@ -34,6 +44,7 @@ class Caller:
     actor: str  # recorded on the events this caller's changes write
     session: Session | None  # None: an API token
     token_name: str | None = None
+    scope: str | None = None  # an API token's: read | admin
 
 
 def console_of(request: Request) -> Console:
@@ -55,8 +66,12 @@ def identify(request: Request) -> Caller:
         record = match_token(console.accounts.tokens(), token.strip())
         if record is None:
             raise _unauthorised("API token unknown or revoked")
+        if expired(record, datetime.fromtimestamp(console.clock(), UTC)):
+            raise _unauthorised(f"API token {record.name!r} expired at {record.expires_at}: "
+                                "make a new one")
         user = console.accounts.admin().name
-        return Caller(user, f"{user} (token {record.name})", None, record.name)
+        return Caller(user, f"{user} (token {record.name})", None, record.name,
+                      scope_of(record))
     session_id = request.cookies.get(COOKIE)
     if session_id:
         session = console.sessions.get(session_id, console.clock())
@@ -70,6 +85,10 @@ def authorised(request: Request) -> Caller:
     """The caller, refused 401 without a session or token, 403 for a state-changing request
     from a session without its CSRF token."""
     caller = identify(request)
+    if request.method not in SAFE_METHODS and caller.scope == "read":
+        raise ProblemError(Problem(
+            403, f"API token {caller.token_name!r} has scope read: it cannot change anything "
+                 "(make one with scope admin)", "Authorization", list(SCOPES)))
     if request.method not in SAFE_METHODS and caller.session is not None and not csrf_matches(
             caller.session, request.headers.get(CSRF_HEADER)):
         raise ProblemError(Problem(
@@ -108,6 +127,8 @@ class PasswordChange(BaseModel):
 class NewToken(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="1..64 letters, digits, '.', '_' or '-'")
+    scope: str = Field(DEFAULT_SCOPE, description="read (GET only) or admin (every change)")
+    expires_days: int = Field(DEFAULT_DAYS, description=f"{MIN_DAYS}..{MAX_DAYS} days")
 
 
 router = APIRouter(prefix="/api", tags=["sign-in"])
@@ -189,28 +210,36 @@ def change_password(body: PasswordChange, who: Who, request: Request,
                            secure=over_tls(request))
 
 
-@router.get("/tokens", tags=["API tokens"], summary="API tokens (names only)")
+@router.get("/tokens", tags=["API tokens"], summary="API tokens (names, scopes, expiry)")
 def tokens(who: Who, request: Request) -> dict[str, Any]:
-    return {"tokens": [{"name": t.name, "created_at": t.created_at}
-                       for t in console_of(request).accounts.tokens()]}
+    return {"tokens": [token_document(t) for t in console_of(request).accounts.tokens()]}
+
+
+def token_document(record: TokenRecord) -> dict[str, Any]:
+    return {"name": record.name, "created_at": record.created_at, "scope": scope_of(record),
+            "expires_at": record.expires_at}
 
 
 @router.post("/tokens", status_code=201, tags=["API tokens"],
              summary="Create an API token; it is shown in this answer only")
 def create_token(body: NewToken, who: Who, request: Request) -> dict[str, Any]:
     _session_only(who)
-    created = datetime.now(UTC).isoformat()
+    console = console_of(request)
     try:
         check_token_name(body.name)
-        token = console_of(request).accounts.create_token(body.name, created)
+        token = console.accounts.create_token(body.name,
+                                              datetime.fromtimestamp(console.clock(), UTC),
+                                              body.scope, body.expires_days)
     except TokenError as exc:
-        raise ProblemError(Problem(422, str(exc), "name")) from exc
-    return {"name": body.name, "token": token, "created_at": created}
+        field = str(exc).partition(":")[0]
+        allowed = {"scope": list(SCOPES), "expires_days": f"{MIN_DAYS}..{MAX_DAYS}"}.get(field)
+        raise ProblemError(Problem(422, str(exc), field, allowed)) from exc
+    record = next(t for t in console.accounts.tokens() if t.name == body.name)
+    return {**token_document(record), "token": token}
 
 
 @router.delete("/tokens/{name}", status_code=204, tags=["API tokens"],
-               summary="Revoke an API token")
+               summary="Revoke an API token (a session, or a token with scope admin)")
 def revoke_token(name: str, who: Who, request: Request) -> None:
     if not console_of(request).accounts.revoke_token(name):
         raise ProblemError(Problem(404, f"name: no token {name[:80]!r}", "name"))
-

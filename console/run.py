@@ -96,6 +96,9 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     console = bootstrap(settings, kafka)
     password = settings.admin_password.get_secret_value() if settings.admin_password else None
     announce(console.accounts.ensure_admin(settings.admin_name, password))
+    if migrated := console.accounts.migrate_tokens():
+        print(f"console: {migrated} API token(s) of an earlier release given scope admin "
+              "and no expiry, as they worked before", flush=True)
     token_file = settings.projector_token_file
     if token_file is not None and not token_file.is_file():
         console.close()

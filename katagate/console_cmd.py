@@ -32,6 +32,10 @@ def register(commands: Any) -> None:
     tokens = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
     create = tokens.add_parser("create", help="create a token and print it (shown only once)")
     create.add_argument("name", help="1..64 letters, digits, '.', '_' or '-'")
+    create.add_argument("--scope", choices=("read", "admin"), default="read",
+                        help="read: GET only (default); admin: every change")
+    create.add_argument("--expires", type=int, default=90, metavar="DAYS",
+                        help="days until the token stops working, 1..3650 (default 90)")
     _state_dir_option(create)
     create.set_defaults(run=_token_create)
     listing = tokens.add_parser("list", help="the tokens' names")
@@ -91,9 +95,16 @@ def _sessions(args: argparse.Namespace) -> Any:
 
 def _token_create(args: argparse.Namespace) -> int:
     from access.tokens import TokenError
+    from console.api_tokens import MAX_DAYS, MIN_DAYS
 
+    if not MIN_DAYS <= args.expires <= MAX_DAYS:
+        print(f"katagate console token create: --expires: must be {MIN_DAYS}..{MAX_DAYS} days, "
+              f"got {args.expires}", file=sys.stderr)
+        return 2
+    store = _store(args)
+    store.migrate_tokens()
     try:
-        token = _store(args).create_token(args.name, datetime.now(UTC).isoformat())
+        token = store.create_token(args.name, datetime.now(UTC), args.scope, args.expires)
     except TokenError as exc:
         print(f"katagate console token create: {exc}", file=sys.stderr)
         return 2
@@ -102,8 +113,12 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    print(json.dumps([{"name": t.name, "created_at": t.created_at}
-                      for t in _store(args).tokens()], indent=2))
+    from console.api_tokens import scope_of
+
+    store = _store(args)
+    store.migrate_tokens()
+    print(json.dumps([{"name": t.name, "created_at": t.created_at, "scope": scope_of(t),
+                       "expires_at": t.expires_at} for t in store.tokens()], indent=2))
     return 0
 
 

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import stat
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
@@ -29,6 +30,7 @@ from tests.console_client import PASSWORD, console_client, make_console, sign_in
 from tests.unit.test_console_pages import HOSTILE_NEXT
 
 SALT = b"0123456789abcdef"
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
 
 
 def scrypt_hash(password: str, salt: bytes = SALT) -> str:
@@ -154,7 +156,7 @@ def test_an_scrypt_account_is_upgraded_by_a_sign_in_over_the_api(tmp_path):
 
 def test_tokens_are_kept_as_digests_and_can_be_revoked(tmp_path):
     store = AccountStore(tmp_path)
-    token = store.create_token("deploy", "2026-11-29T00:00:00+00:00")
+    token = store.create_token("deploy", NOW)
     assert token.startswith("kgt_")
     assert len(token) > 40
     assert token not in (tmp_path / "tokens.json").read_text()
@@ -164,9 +166,9 @@ def test_tokens_are_kept_as_digests_and_can_be_revoked(tmp_path):
     assert match_token(store.tokens(), token) == record
     assert match_token(store.tokens(), token + "x") is None
     with pytest.raises(TokenError, match="exists already"):
-        store.create_token("deploy", "later")
+        store.create_token("deploy", NOW)
     with pytest.raises(TokenError, match="name: must be"):
-        store.create_token("no spaces please", "now")
+        store.create_token("no spaces please", NOW)
     assert store.revoke_token("deploy")
     assert not store.revoke_token("deploy")
     assert match_token(store.tokens(), token) is None

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from access.tokens import TokenError, TokenRecord, check_token_name, match_token
+from console.accounts import Account
 from console.api_tokens import (
     DEFAULT_DAYS,
     DEFAULT_SCOPE,
@@ -45,6 +46,7 @@ class Caller:
     session: Session | None  # None: an API token
     token_name: str | None = None
     scope: str | None = None  # an API token's: read | admin
+    role: str = "admin"  # the account's: admin | auditor (an API token's is admin)
 
 
 def console_of(request: Request) -> Console:
@@ -75,8 +77,9 @@ def identify(request: Request) -> Caller:
     session_id = request.cookies.get(COOKIE)
     if session_id:
         session = console.sessions.get(session_id, console.clock())
-        if session is not None:
-            return Caller(session.user, session.user, session)
+        account = console.accounts.account(session.user) if session is not None else None
+        if session is not None and account is not None:  # None: the account was removed
+            return Caller(session.user, session.user, session, role=account.role)
     raise _unauthorised("not signed in: sign in at /login, or send an API token "
                         "(Authorization: Bearer ...)")
 
@@ -85,6 +88,11 @@ def authorised(request: Request) -> Caller:
     """The caller, refused 401 without a session or token, 403 for a state-changing request
     from a session without its CSRF token."""
     caller = identify(request)
+    if (request.method not in SAFE_METHODS and caller.role == "auditor"
+            and request.url.path != "/api/logout"):
+        raise ProblemError(Problem(
+            403, f"{caller.user} has the role auditor: it can read and export, not change "
+                 "anything", "role", ["admin"]))
     if request.method not in SAFE_METHODS and caller.scope == "read":
         raise ProblemError(Problem(
             403, f"API token {caller.token_name!r} has scope read: it cannot change anything "
@@ -138,7 +146,7 @@ def _client(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-def _check_password(console: Console, request: Request, name: str, password: str) -> None:
+def _check_password(console: Console, request: Request, name: str, password: str) -> Account:
     """Refuse (401, counted) or let through; 429 while the address or the account is over the
     limit. The attempt is counted before its password is checked (console/ratelimit.py)."""
     address, now = _client(request), console.clock()
@@ -159,18 +167,19 @@ def _check_password(console: Console, request: Request, name: str, password: str
     console.limiter.succeeded(keys)
     SIGN_INS.labels("ok").inc()
     log.info("console: %s's password checked from %s", account.name, address)
+    return account
 
 
 @router.post("/login", summary="Sign in: a session cookie and the CSRF token for the pages")
 def login(body: Login, request: Request, response: Response) -> dict[str, Any]:
     console = console_of(request)
     same_origin(request)
-    _check_password(console, request, body.name, body.password)
+    account = _check_password(console, request, body.name, body.password)
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    console.sessions.open(body.name, session_id, csrf, console.clock())
+    console.sessions.open(account.name, session_id, csrf, console.clock())
     response.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/",
                         secure=over_tls(request))
-    return {"user": body.name, "csrf_token": csrf}
+    return {"user": account.name, "role": account.role, "csrf_token": csrf}
 
 
 @router.post("/logout", status_code=204, summary="Sign out (ends the session)")
@@ -184,7 +193,7 @@ def logout(who: Who, request: Request, response: Response) -> None:
 
 @router.get("/session", summary="Who is signed in, and the session's CSRF token")
 def session(who: Who) -> dict[str, Any]:
-    return {"user": who.user, "actor": who.actor,
+    return {"user": who.user, "actor": who.actor, "role": who.role, "scope": who.scope,
             "csrf_token": who.session.csrf_token if who.session else None}
 
 
@@ -202,7 +211,7 @@ def change_password(body: PasswordChange, who: Who, request: Request,
     console = console_of(request)
     _check_password(console, request, who.user, body.current_password)
     try:
-        console.accounts.set_password(body.new_password)
+        console.accounts.set_password(body.new_password, who.user)
     except BadPassword as exc:
         raise ProblemError(Problem(422, str(exc), "new_password", "8..1024 characters")) from exc
     console.sessions.close_all(who.user)

@@ -1,5 +1,6 @@
-"""`katagate console run|token|password`: the web console and its HTTP API; API tokens for
-scripts and the admin password, managed from the machine the console runs on."""
+"""`katagate console run|token|password|user`: the web console and its HTTP API; API tokens for
+scripts, passwords and further accounts (an auditor), managed from the machine the console
+runs on."""
 
 from __future__ import annotations
 
@@ -48,8 +49,25 @@ def register(commands: Any) -> None:
     password = actions.add_parser(
         "password", help="set the admin password (read from standard input); every session "
                          "of the account ends at once")
+    password.add_argument("--user", help="another account's name (default: the first admin)")
     _state_dir_option(password)
     password.set_defaults(run=_password)
+    user = actions.add_parser("user", help="further accounts and their roles")
+    users = user.add_subparsers(dest="user_action", required=True, metavar="ACTION")
+    add = users.add_parser("add", help="add an account; its password is read from standard "
+                                       "input")
+    add.add_argument("name", help="1..64 letters, digits, '.', '_' or '-'")
+    add.add_argument("--role", choices=("admin", "auditor"), required=True,
+                     help="auditor: reads and exports everything, changes nothing")
+    _state_dir_option(add)
+    add.set_defaults(run=_user_add)
+    listed = users.add_parser("list", help="every account's name and role")
+    _state_dir_option(listed)
+    listed.set_defaults(run=_user_list)
+    remove = users.add_parser("remove", help="remove an account; its sessions end")
+    remove.add_argument("name")
+    _state_dir_option(remove)
+    remove.set_defaults(run=_user_remove)
 
 
 def _state_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +149,7 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _password(args: argparse.Namespace) -> int:
-    from console.accounts import ACCOUNT_FILE
+    from console.accounts import ACCOUNT_FILE, AccountError
     from console.passwords import BadPassword
 
     store = _store(args)
@@ -141,10 +159,45 @@ def _password(args: argparse.Namespace) -> int:
         return 2
     password = sys.stdin.readline().rstrip("\n")
     try:
-        store.set_password(password)
-    except BadPassword as exc:
+        account = store.set_password(password, args.user)
+    except (BadPassword, AccountError) as exc:
         print(f"katagate console password: {exc}", file=sys.stderr)
         return 2
-    ended = _sessions(args).close_all(store.admin().name)
-    print(f"admin password changed; {ended} session(s) ended")
+    ended = _sessions(args).close_all(account.name)
+    who = "admin" if args.user is None else f"{account.name}'s"
+    print(f"{who} password changed; {ended} session(s) ended")
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from console.accounts import ACCOUNT_FILE, AccountError
+    from console.passwords import BadPassword
+
+    store = _store(args)
+    if not (store.folder / ACCOUNT_FILE).exists():
+        print("katagate console user add: no admin account yet: start the console once",
+              file=sys.stderr)
+        return 2
+    try:
+        store.add_user(args.name, args.role, sys.stdin.readline().rstrip("\n"))
+    except (BadPassword, AccountError) as exc:
+        print(f"katagate console user add: {exc}", file=sys.stderr)
+        return 2
+    print(f"account {args.name} added with the role {args.role}")
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    print(json.dumps([{"name": a.name, "role": a.role} for a in store.accounts()], indent=2))
+    return 0
+
+
+def _user_remove(args: argparse.Namespace) -> int:
+    if not _store(args).remove_user(args.name):
+        print(f"katagate console user remove: no account {args.name!r} (the first admin "
+              "stays)", file=sys.stderr)
+        return 2
+    ended = _sessions(args).close_all(args.name)
+    print(f"account {args.name} removed; {ended} session(s) ended")
     return 0

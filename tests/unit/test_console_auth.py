@@ -338,7 +338,8 @@ def test_an_api_token_authenticates_scripts_and_a_revoked_one_does_not(tmp_path)
         client.cookies.clear()
         bearer = {"Authorization": f"Bearer {token}"}
         me = client.get("/api/session", headers=bearer).json()
-        assert me == {"user": "admin", "actor": "admin (token deploy)", "csrf_token": None}
+        assert me == {"user": "admin", "actor": "admin (token deploy)", "role": "admin",
+                      "scope": "read", "csrf_token": None}
         # A token cannot mint tokens (only a signed-in administrator can).
         assert client.post("/api/tokens", json={"name": "x"}, headers=bearer
                            ).status_code == 403

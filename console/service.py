@@ -13,8 +13,9 @@ from console.control import ControlService
 from console.projector_client import ProjectorClient
 from console.quarantine import QuarantineWriter
 from console.ratelimit import LoginLimiter
-from console.sessions import SESSIONS_FILE, Sessions
+from console.sessions import Sessions
 from console.settings import ConsoleSettings
+from console.state_db import STATE_DB, StateDb
 from eventlog.settings import KafkaSettings
 
 
@@ -37,13 +38,13 @@ class Console:
 
 
 def bootstrap(settings: ConsoleSettings, kafka: KafkaSettings) -> Console:
+    state = StateDb(settings.state_dir / STATE_DB)  # sessions and failed sign-ins
     return Console(
         settings=settings,
         kafka=kafka,
         accounts=AccountStore(settings.state_dir),
-        sessions=Sessions(settings.state_dir / SESSIONS_FILE, settings.session_idle_s,
-                          settings.session_max_s),
-        limiter=LoginLimiter(settings.login_failures, settings.login_window_s),
+        sessions=Sessions(state, settings.session_idle_s, settings.session_max_s),
+        limiter=LoginLimiter(state, settings.login_failures, settings.login_window_s),
         control=ControlService(kafka, settings.read_your_writes_s),
         projector=ProjectorClient(settings.projector_url, settings.projector_timeout_s,
                                   settings.projector_token_file),

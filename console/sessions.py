@@ -1,6 +1,6 @@
-"""Browser sessions, kept server-side in SQLite in the console's state folder
-(`sessions.sqlite3`, mode 0600), so they survive a restart, are shared by every console process
-over the same folder, and `katagate console password` can end them from the command line. The
+"""Browser sessions, kept server-side in SQLite in the console's state folder (`console.sqlite3`,
+console/state_db.py), so they survive a restart, are shared by every console process over the
+same folder, and `katagate console password` can end them from the command line. The
 session id travels in an HttpOnly, SameSite=Strict cookie and is stored by its SHA-256 only;
 each session has its synchronizer CSRF token, which the pages send back in a header on every
 state-changing request. Ids and the time (seconds since the epoch) come in.
@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+
+from console.state_db import StateDb
 
 COOKIE = "katagate_session"
 CSRF_HEADER = "X-CSRF-Token"
-SESSIONS_FILE = "sessions.sqlite3"
-_SCHEMA = ("CREATE TABLE IF NOT EXISTS sessions (key TEXT PRIMARY KEY, user TEXT NOT NULL, "
-           "csrf_token TEXT NOT NULL, created REAL NOT NULL, seen REAL NOT NULL)")
 
 
 @dataclass(frozen=True)
@@ -40,35 +34,14 @@ def _key(session_id: str) -> str:
 
 
 class Sessions:
-    def __init__(self, path: Path, idle_s: float, max_s: float) -> None:
-        self.path = path
+    def __init__(self, db: StateDb, idle_s: float, max_s: float) -> None:
+        self._db = db
         self.idle_s = idle_s
         self.max_s = max_s
-        self._ready = False
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One connection per use (threads and processes share the file, not a connection);
-        BEGIN IMMEDIATE takes the write lock at once, so a read-then-write is atomic."""
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Created 0600 before SQLite opens it (its journal files take the same mode).
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        with closing(sqlite3.connect(self.path, timeout=10, isolation_level=None)) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if not self._ready:
-                    db.execute(_SCHEMA)
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        self._ready = True
 
     def open(self, user: str, session_id: str, csrf_token: str, now: float) -> Session:
         session = Session(user=user, csrf_token=csrf_token, created=now, seen=now)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM sessions WHERE seen <= ? OR created <= ?",
                        (now - self.idle_s, now - self.max_s))
             db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?)",
@@ -78,7 +51,7 @@ class Sessions:
     def get(self, session_id: str, now: float) -> Session | None:
         """The live session with this id (its idle clock restarted), or None."""
         key = _key(session_id)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute("SELECT user, csrf_token, created, seen FROM sessions "
                              "WHERE key = ?", (key,)).fetchone()
             if row is None:
@@ -91,12 +64,12 @@ class Sessions:
         return Session(session.user, session.csrf_token, session.created, now)
 
     def close(self, session_id: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM sessions WHERE key = ?", (_key(session_id),))
 
     def close_all(self, user: str) -> int:
         """After a password change or reset: every session of that user ends. How many did."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             return db.execute("DELETE FROM sessions WHERE user = ?", (user,)).rowcount
 
     def _alive(self, session: Session, now: float) -> bool:

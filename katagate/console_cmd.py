@@ -104,10 +104,11 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _sessions(args: argparse.Namespace) -> Any:
-    from console.sessions import SESSIONS_FILE, Sessions
+    from console.sessions import Sessions
+    from console.state_db import STATE_DB, StateDb
 
     settings = _settings(args)
-    return Sessions(settings.state_dir / SESSIONS_FILE, settings.session_idle_s,
+    return Sessions(StateDb(settings.state_dir / STATE_DB), settings.session_idle_s,
                     settings.session_max_s)
 
 

@@ -26,6 +26,7 @@ from console.passwords import (
 )
 from console.ratelimit import LoginLimiter, sign_in_keys
 from console.sessions import Sessions
+from console.state_db import StateDb
 from tests.console_client import PASSWORD, console_client, make_console, sign_in
 from tests.unit.test_console_pages import HOSTILE_NEXT
 
@@ -177,7 +178,7 @@ def test_tokens_are_kept_as_digests_and_can_be_revoked(tmp_path):
 # --- sessions and the login limit (pure: the time comes in) -------------------------------------
 
 def test_a_session_ends_after_its_idle_time_or_its_maximum_age(tmp_path):
-    sessions = Sessions(tmp_path / "sessions.sqlite3", idle_s=60, max_s=300)
+    sessions = Sessions(StateDb(tmp_path / "console.sqlite3"), idle_s=60, max_s=300)
     sessions.open("admin", "sid", "csrf", now=0)
     assert sessions.get("sid", now=59) is not None  # seen: the idle clock restarts
     assert sessions.get("sid", now=118) is not None
@@ -190,7 +191,7 @@ def test_a_session_ends_after_its_idle_time_or_its_maximum_age(tmp_path):
 
 
 def test_closing_all_sessions_of_a_user(tmp_path):
-    sessions = Sessions(tmp_path / "sessions.sqlite3", idle_s=60, max_s=300)
+    sessions = Sessions(StateDb(tmp_path / "console.sqlite3"), idle_s=60, max_s=300)
     sessions.open("admin", "a", "x", 0)
     sessions.open("admin", "b", "y", 0)
     sessions.open("auditor", "c", "z", 0)
@@ -201,18 +202,18 @@ def test_closing_all_sessions_of_a_user(tmp_path):
 
 
 def test_sessions_are_kept_by_digest_in_a_private_file_another_instance_reads(tmp_path):
-    path = tmp_path / "state" / "sessions.sqlite3"
-    Sessions(path, idle_s=60, max_s=300).open("admin", "the-session-id", "csrf", 0)
+    path = tmp_path / "state" / "console.sqlite3"
+    Sessions(StateDb(path), idle_s=60, max_s=300).open("admin", "the-session-id", "csrf", 0)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert b"the-session-id" not in path.read_bytes()
     # Another instance over the same file (a restart, a second console) finds it
-    session = Sessions(path, idle_s=60, max_s=300).get("the-session-id", 1)
+    session = Sessions(StateDb(path), idle_s=60, max_s=300).get("the-session-id", 1)
     assert session is not None
     assert (session.user, session.csrf_token) == ("admin", "csrf")
 
 
-def test_five_failures_a_minute_block_the_address_until_the_oldest_leaves_the_window():
-    limiter = LoginLimiter(limit=5, window_s=60)
+def test_five_failures_a_minute_block_the_address_until_the_oldest_leaves_the_window(tmp_path):
+    limiter = LoginLimiter(StateDb(tmp_path / "console.sqlite3"), limit=5, window_s=60)
     for t in range(5):
         assert limiter.admit(["10.0.0.1"], now=100 + t) is None  # admitted, counted
     assert limiter.admit(["10.0.0.1"], now=105) == 55
@@ -221,8 +222,8 @@ def test_five_failures_a_minute_block_the_address_until_the_oldest_leaves_the_wi
     assert limiter.admit(["10.0.0.1"], now=160) == 1
 
 
-def test_a_success_forgets_the_failures():
-    limiter = LoginLimiter(limit=2, window_s=60)
+def test_a_success_forgets_the_failures(tmp_path):
+    limiter = LoginLimiter(StateDb(tmp_path / "console.sqlite3"), limit=2, window_s=60)
     assert limiter.admit(["a"], 0) is None
     limiter.succeeded(["a"])
     assert limiter.admit(["a"], 1) is None
@@ -230,8 +231,19 @@ def test_a_success_forgets_the_failures():
     assert limiter.admit(["a"], 1) == 60
 
 
-def test_an_attempt_is_counted_against_its_address_and_its_account():
-    limiter = LoginLimiter(limit=3, window_s=60)
+def test_failures_counted_by_one_console_count_on_another_over_the_same_folder(tmp_path):
+    # Given two consoles over one state folder, each with its own limiter
+    first = LoginLimiter(StateDb(tmp_path / "console.sqlite3"), limit=2, window_s=60)
+    second = LoginLimiter(StateDb(tmp_path / "console.sqlite3"), limit=2, window_s=60)
+    # When two attempts as admin fail on the first
+    for _ in range(2):
+        assert first.admit(sign_in_keys("10.0.0.1", "admin"), 0) is None
+    # Then the second refuses admin too, from any address
+    assert second.admit(sign_in_keys("10.0.0.2", "admin"), 1) == 59
+
+
+def test_an_attempt_is_counted_against_its_address_and_its_account(tmp_path):
+    limiter = LoginLimiter(StateDb(tmp_path / "console.sqlite3"), limit=3, window_s=60)
     # Given three failures as admin, each from another address
     for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
         assert limiter.admit(sign_in_keys(address, "admin"), 0) is None

@@ -46,6 +46,7 @@ def test_an_auditor_reads_everything_and_every_change_is_refused_naming_the_role
                      "/api/tokens", "/api/session", "/settings/protection/kata", "/rules",
                      "/rules/sales", "/queue/kata-quarantine"):
             assert client.get(path).status_code == 200, path
+        assert "(auditor: read only)" in client.get("/rules").text
         # When it asks for any change, with its CSRF token
         for method, path, body in CHANGES:
             answer = client.request(method, path, json=body, headers={"X-CSRF-Token": csrf})

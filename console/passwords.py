@@ -14,7 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from schemas.errors import KatagateError
 
-# OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): about 30 ms a check on this machine,
+# OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): about 25 ms a check on this machine,
 # and the memory bound keeps many parallel sign-ins from exhausting a small host.
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32,
                         salt_len=16, type=Type.ID)

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +31,10 @@ class TokenRecord:
     name: str
     sha256: str
     created_at: str
+    # What the token may do, and until when (ISO 8601, UTC): the console's API tokens have
+    # them; None where a file of an earlier release, or the projector's tokens, have none.
+    scope: str | None = None
+    expires_at: str | None = None
 
 
 def token_digest(token: str) -> str:
@@ -89,7 +94,8 @@ class TokenFile:
     def match(self, presented: str) -> TokenRecord | None:
         return match_token(self.records(), presented)
 
-    def create(self, name: str, created_at: str) -> str:
+    def create(self, name: str, created_at: str, scope: str | None = None,
+               expires_at: str | None = None) -> str:
         """A new token (shown once: only its digest is kept)."""
         check_token_name(name)
         with self._lock:
@@ -99,7 +105,8 @@ class TokenFile:
             if len(records) >= MAX_TOKENS:
                 raise TokenError(f"name: at most {MAX_TOKENS} tokens; revoke one first")
             token = self.prefix + secrets.token_urlsafe(32)
-            self._save([*records, TokenRecord(name, token_digest(token), created_at)])
+            self._save([*records, TokenRecord(name, token_digest(token), created_at, scope,
+                                              expires_at)])
             return token
 
     def revoke(self, name: str) -> bool:
@@ -110,6 +117,16 @@ class TokenFile:
                 return False
             self._save(kept)
             return True
+
+    def migrate(self, upgrade: Callable[[TokenRecord], TokenRecord]) -> int:
+        """Rewrite every record through `upgrade`; how many changed (none: the file is left)."""
+        with self._lock:
+            records = self.records()
+            upgraded = [upgrade(record) for record in records]
+            changed = sum(a != b for a, b in zip(records, upgraded, strict=True))
+            if changed:
+                self._save(upgraded)
+            return changed
 
     def ensure_in_file(self, name: str, holder: Path, created_at: str) -> bool:
         """Make `holder` (mode 0600) hold a valid token named `name`: kept when it does
@@ -127,4 +144,5 @@ class TokenFile:
     def _save(self, records: list[TokenRecord]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_private(self.path,
-                      json.dumps({"tokens": [asdict(r) for r in records]}, indent=2) + "\n")
+                      json.dumps({"tokens": [{k: v for k, v in asdict(r).items() if v is not None}
+                                             for r in records]}, indent=2) + "\n")

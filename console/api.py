@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from admin import values
@@ -33,6 +34,7 @@ from console.documents import (
     settings_document,
     written_document,
 )
+from console.export import FORMATS, VIEWS, rules_csv, settings_csv
 from console.problems import Problem, ProblemError, problem, validate_each
 from schemas import DEFAULT_RULE, CentralNodeObserved, ControlState, Event, NodeAddress
 
@@ -254,6 +256,25 @@ def remove_rule(rule_id: str, who: Who, request: Request) -> dict[str, Any]:
     _checked_id(rule_id)
     written = _write(request, who, lambda state, ctx: delete_rule(state, rule_id, **ctx))
     return written_document(written, {})
+
+
+# -- Export (every role, every token scope: it only reads) ----------------------------------------
+
+@router.get("/export/{file}", tags=["export"],
+            summary="The settings or the rules as a file: settings.json, settings.csv, "
+                    "rules.json or rules.csv")
+def export(file: str, who: Who, request: Request) -> Response:
+    view, _, fmt = file.partition(".")
+    if view not in VIEWS or fmt not in FORMATS:
+        raise ProblemError(Problem(404, f"file: no export {file[:40]!r}", "file",
+                                   [f"{v}.{f}" for v in VIEWS for f in FORMATS]))
+    state = console_of(request).control.state()
+    headers = {"Content-Disposition": f'attachment; filename="katagate-{view}.{fmt}"'}
+    if fmt == "csv":
+        text = settings_csv(state) if view == "settings" else rules_csv(state)
+        return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
+    document = settings_document(state) if view == "settings" else rules_document(state)
+    return JSONResponse({**document, "exported_by": who.actor}, headers=headers)
 
 
 # -- Message queue → KATA Quarantine ------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -46,7 +47,7 @@ def _is_api(request: Request) -> bool:
 async def _problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProblemError)  # noqa: S101 - registered for ProblemError only
     if exc.problem.status == 401 and not _is_api(request):
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
     return JSONResponse(exc.problem.body(), exc.problem.status, headers=exc.problem.headers)
 
 
@@ -87,7 +88,7 @@ async def _kafka(request: Request, exc: Exception) -> Response:
 
 async def _sign_in(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, web.SignIn)  # noqa: S101
-    return RedirectResponse(f"/login?next={exc.path}", status_code=303)
+    return RedirectResponse(f"/login?next={quote(exc.path)}", status_code=303)
 
 
 class SecurityHeaders:

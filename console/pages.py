@@ -4,6 +4,7 @@ labels and values. Pure; the templates only lay it out."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from admin.labels import ACTION_LABELS
 from schemas import DEFAULT_RULE, ControlState, KataSettings, Rule
@@ -121,7 +122,13 @@ def rule_page(state: ControlState, rule: Rule) -> RulePage:
 
 
 def safe_next(path: str | None) -> str:
-    """Where to go after signing in: a path on this console only (never //host or a URL)."""
-    if path and path.startswith("/") and not path.startswith("//") and "\\" not in path:
-        return path
-    return "/settings/protection/kata"
+    """Where to go after signing in: a path on this console only, else `/`. Browsers drop tabs
+    and newlines from a URL and read `\\` as `/`, so `/\t/evil.example` or `/\\evil` would leave
+    the site: any control character, space or backslash is refused, as is `//host` or a scheme."""
+    if (not path or not path.startswith("/") or path.startswith("//")
+            or any(c in "\\" or c.isspace() or not c.isprintable() for c in path)):
+        return "/"
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return path

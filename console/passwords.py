@@ -1,5 +1,7 @@
-"""Password hashing with the standard library's scrypt: a random salt per password, the cost
-parameters stored with the hash so they can be raised later without locking anyone out."""
+"""Password hashing: argon2id (RFC 9106) with a random salt per password and the cost
+parameters stored in the hash. Hashes of the console's earlier releases (`scrypt$N$r$p$salt$
+digest`, hashlib.scrypt) still verify, and `needs_upgrade` says so: the account store rehashes
+them as argon2id at the next successful sign-in, when the password is at hand."""
 
 from __future__ import annotations
 
@@ -7,26 +9,20 @@ import base64
 import hashlib
 import hmac
 
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
 from schemas.errors import KatagateError
 
-# RFC 7914's interactive-login parameters: about 50 ms and 16 MiB per check on this machine.
-N, R, P = 2**14, 8, 1
-DIGEST_BYTES = 32
-SALT_BYTES = 16
+# OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): about 25 ms a check on this machine,
+# and the memory bound keeps many parallel sign-ins from exhausting a small host.
+HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32,
+                        salt_len=16, type=Type.ID)
 MIN_LENGTH, MAX_LENGTH = 8, 1024  # the upper bound keeps one login from costing much more
 
 
 class BadPassword(KatagateError, ValueError):
     """A new password that is not acceptable; the message says why."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                          dklen=DIGEST_BYTES, maxmem=128 * r * (n + p + 2) + 1024 * 1024)
 
 
 def check_new_password(password: str) -> str:
@@ -38,27 +34,44 @@ def check_new_password(password: str) -> str:
     return password
 
 
-def hash_password(password: str, salt: bytes) -> str:
-    """`scrypt$N$r$p$salt$digest` (base64); the salt comes from the caller (os.urandom)."""
-    if len(salt) < SALT_BYTES:
-        raise ValueError(f"salt: at least {SALT_BYTES} bytes")
-    digest = _scrypt(password, salt, N, R, P)
-    return f"scrypt${N}${R}${P}${_b64(salt)}${_b64(digest)}"
+def hash_password(password: str) -> str:
+    """`$argon2id$v=19$m=...,t=...,p=...$salt$digest`, with a fresh random salt."""
+    return HASHER.hash(password)
+
+
+def _verify_scrypt(password: str, stored: str) -> bool:
+    """The earlier releases' `scrypt$N$r$p$salt$digest` (base64)."""
+    scheme, n, r, p, salt, digest = stored.split("$")
+    if scheme != "scrypt":
+        return False
+    expected = base64.b64decode(digest, validate=True)
+    cost, block, lanes = int(n), int(r), int(p)
+    actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt, validate=True),
+                            n=cost, r=block, p=lanes, dklen=len(expected),
+                            maxmem=128 * block * (cost + lanes + 2) + 1024 * 1024)
+    return hmac.compare_digest(actual, expected)
 
 
 def verify_password(password: str, stored: str) -> bool:
     """True when `password` hashes to `stored`; a malformed `stored` matches nothing."""
+    password = password[:MAX_LENGTH + 1]
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest, validate=True)
-        actual = _scrypt(password[:MAX_LENGTH + 1], base64.b64decode(salt, validate=True),
-                         int(n), int(r), int(p))
-    except ValueError:
+        if stored.startswith("$argon2id$"):
+            return HASHER.verify(stored, password)
+        return _verify_scrypt(password, stored)
+    except (VerifyMismatchError, VerificationError, InvalidHashError, ValueError):
         return False
-    return hmac.compare_digest(actual, expected)
+
+
+def needs_upgrade(stored: str) -> bool:
+    """True for a hash that is not argon2id with today's parameters (an scrypt one, say)."""
+    if not stored.startswith("$argon2id$"):
+        return True
+    try:
+        return HASHER.check_needs_rehash(stored)
+    except (InvalidHashError, ValueError):
+        return True
 
 
 # Checked against when the user name is wrong, so a wrong name costs as long as a wrong password.
-DECOY = hash_password("decoy password, never a real one", b"\x00" * SALT_BYTES)
+DECOY = hash_password("decoy password, never a real one")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 import sys
 import threading
+from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import start_http_server
 
 from console.accounts import FirstStart
@@ -18,6 +21,7 @@ from console.service import bootstrap
 from console.settings import ConsoleSettings
 from eventlog.preflight import prepare_stage
 from eventlog.settings import KafkaSettings
+from schemas.errors import KatagateError
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +39,66 @@ def announce(first: FirstStart | None) -> None:
         print(f"console: password for {first.name!r}: {first.generated_password}", flush=True)
 
 
+class BadTlsFiles(KatagateError, ValueError):
+    """tls_cert_file / tls_key_file that cannot serve HTTPS; the message names the setting."""
+
+
+def check_tls(settings: ConsoleSettings) -> bool:
+    """True when the console serves HTTPS; refuses half a pair, or files that do not load."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if (cert is None) != (key is None):
+        missing = "tls_key_file" if key is None else "tls_cert_file"
+        raise BadTlsFiles(f"setting {missing} (KATAGATE_CONSOLE_{missing.upper()}): needed "
+                          "with the other one; set both tls_cert_file and tls_key_file, or "
+                          "neither")
+    if cert is None or key is None:
+        return False
+    for name, path in (("tls_cert_file", cert), ("tls_key_file", key)):
+        if not path.is_file():
+            raise BadTlsFiles(f"setting {name} (KATAGATE_CONSOLE_{name.upper()}): {path} is "
+                              "not a readable file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise BadTlsFiles(f"settings tls_cert_file and tls_key_file: {cert} and {key} are not "
+                          f"a PEM certificate and its private key ({exc})") from exc
+    return True
+
+
+def http_server(app: FastAPI, settings: ConsoleSettings) -> uvicorn.Server:
+    """uvicorn as the console runs it: HTTPS when check_tls says so (TLS 1.2 at least)."""
+    tls = check_tls(settings)
+    return uvicorn.Server(uvicorn.Config(
+        app, log_level="warning", access_log=False, proxy_headers=False, server_header=False,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=settings.tls_cert_file if tls else None,
+        ssl_keyfile=settings.tls_key_file if tls else None))
+
+
+async def serve(server: uvicorn.Server, listener: socket.socket,
+                ready: Callable[[], None]) -> None:
+    """Serve on `listener` until `server.should_exit`; `ready` once connections are taken."""
+    # `startup` runs before the loop accepts connections; say we listen after it.
+    config_task = asyncio.create_task(server.serve(sockets=[listener]))
+    while not server.started and not config_task.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        ready()
+    await config_task
+
+
 def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading.Event) -> None:
+    try:
+        check_tls(settings)  # before anything starts
+    except BadTlsFiles as exc:
+        raise SystemExit(f"console: {exc}") from None
     kafka = prepare_stage(kafka, "console", topics=False)
     console = bootstrap(settings, kafka)
     password = settings.admin_password.get_secret_value() if settings.admin_password else None
     announce(console.accounts.ensure_admin(settings.admin_name, password))
+    if migrated := console.accounts.migrate_tokens():
+        print(f"console: {migrated} API token(s) of an earlier release given scope admin "
+              "and no expiry, as they worked before", flush=True)
     token_file = settings.projector_token_file
     if token_file is not None and not token_file.is_file():
         console.close()
@@ -54,9 +113,7 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     if settings.metrics_port is not None:  # unauthenticated, so not on the console's port
         metrics, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
         print("console-metrics={}:{}".format(*metrics.server_address[:2]), flush=True)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(console), log_level="warning", access_log=False, proxy_headers=False,
-        server_header=False, timeout_graceful_shutdown=5))
+    server = http_server(create_app(console), settings)
 
     def stop_when_asked() -> None:
         stop.wait()
@@ -65,17 +122,11 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     # In the main thread uvicorn also stops on SIGTERM/SIGINT itself (then passes them on).
     threading.Thread(target=stop_when_asked, name="console-stop", daemon=True).start()
 
-    async def serve() -> None:
-        # `startup` runs before the loop accepts connections; say we listen after it.
-        config_task = asyncio.create_task(server.serve(sockets=[listener]))
-        while not server.started and not config_task.done():
-            await asyncio.sleep(0.02)
-        if server.started:
-            print(f"console={host}:{port}", flush=True)
-        await config_task
+    def ready() -> None:
+        print(f"console={host}:{port}", flush=True)
 
     try:
-        asyncio.run(serve())
+        asyncio.run(serve(server, listener, ready))
     finally:
         if metrics is not None:
             metrics.shutdown()

@@ -15,6 +15,7 @@ from console.quarantine import QuarantineWriter
 from console.ratelimit import LoginLimiter
 from console.sessions import Sessions
 from console.settings import ConsoleSettings
+from console.state_db import STATE_DB, StateDb
 from eventlog.settings import KafkaSettings
 
 
@@ -28,7 +29,8 @@ class Console:
     control: ControlService
     projector: ProjectorClient
     quarantine: QuarantineWriter
-    clock: Callable[[], float] = field(default=time.monotonic)  # sessions and login limits
+    # Wall-clock seconds: sessions are kept on disk, shared with other console processes.
+    clock: Callable[[], float] = field(default=time.time)
 
     def close(self) -> None:
         self.control.close()
@@ -36,12 +38,13 @@ class Console:
 
 
 def bootstrap(settings: ConsoleSettings, kafka: KafkaSettings) -> Console:
+    state = StateDb(settings.state_dir / STATE_DB)  # sessions and failed sign-ins
     return Console(
         settings=settings,
         kafka=kafka,
         accounts=AccountStore(settings.state_dir),
-        sessions=Sessions(settings.session_idle_s, settings.session_max_s),
-        limiter=LoginLimiter(settings.login_failures, settings.login_window_s),
+        sessions=Sessions(state, settings.session_idle_s, settings.session_max_s),
+        limiter=LoginLimiter(state, settings.login_failures, settings.login_window_s),
         control=ControlService(kafka, settings.read_your_writes_s),
         projector=ProjectorClient(settings.projector_url, settings.projector_timeout_s,
                                   settings.projector_token_file),

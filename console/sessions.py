@@ -1,13 +1,20 @@
-"""Browser sessions, held in memory (a restart signs everyone out): the session id travels in an
-HttpOnly, SameSite=Strict cookie; each session has its synchronizer CSRF token, which the pages
-send back in a header on every state-changing request. Ids and the time come in."""
+"""Browser sessions, kept server-side in SQLite in the console's state folder (`console.sqlite3`,
+console/state_db.py), so they survive a restart, are shared by every console process over the
+same folder, and `katagate console password` can end them from the command line. The
+session id travels in an HttpOnly, SameSite=Strict cookie and is stored by its SHA-256 only;
+each session has its synchronizer CSRF token, which the pages send back in a header on every
+state-changing request. Ids and the time (seconds since the epoch) come in.
+
+Server-side rather than signed cookies: a signed cookie cannot be revoked one by one (sign
+out, a password reset) without a shared deny list, which is server-side state again."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+from console.state_db import StateDb
 
 COOKIE = "katagate_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -22,49 +29,51 @@ class Session:
 
 
 def _key(session_id: str) -> str:
-    # Stored by digest: a memory dump or a debug listing does not hand out live cookies.
+    # Stored by digest: a copy of the file or a debug listing does not hand out live cookies.
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
 class Sessions:
-    def __init__(self, idle_s: float, max_s: float) -> None:
+    def __init__(self, db: StateDb, idle_s: float, max_s: float) -> None:
+        self._db = db
         self.idle_s = idle_s
         self.max_s = max_s
-        self._held: dict[str, Session] = {}
-        self._lock = threading.Lock()
 
     def open(self, user: str, session_id: str, csrf_token: str, now: float) -> Session:
         session = Session(user=user, csrf_token=csrf_token, created=now, seen=now)
-        with self._lock:
-            self._expire(now)
-            self._held[_key(session_id)] = session
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE seen <= ? OR created <= ?",
+                       (now - self.idle_s, now - self.max_s))
+            db.execute("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?)",
+                       (_key(session_id), user, csrf_token, now, now))
         return session
 
     def get(self, session_id: str, now: float) -> Session | None:
         """The live session with this id (its idle clock restarted), or None."""
-        with self._lock:
-            key = _key(session_id)
-            session = self._held.get(key)
-            if session is None or not self._alive(session, now):
-                self._held.pop(key, None)
+        key = _key(session_id)
+        with self._db.transaction() as db:
+            row = db.execute("SELECT user, csrf_token, created, seen FROM sessions "
+                             "WHERE key = ?", (key,)).fetchone()
+            if row is None:
                 return None
-            self._held[key] = replace(session, seen=now)
-            return self._held[key]
+            session = Session(*row)
+            if not self._alive(session, now):
+                db.execute("DELETE FROM sessions WHERE key = ?", (key,))
+                return None
+            db.execute("UPDATE sessions SET seen = ? WHERE key = ?", (now, key))
+        return Session(session.user, session.csrf_token, session.created, now)
 
     def close(self, session_id: str) -> None:
-        with self._lock:
-            self._held.pop(_key(session_id), None)
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM sessions WHERE key = ?", (_key(session_id),))
 
-    def close_all(self, user: str) -> None:
-        """After a password change: every session of that user ends."""
-        with self._lock:
-            self._held = {k: s for k, s in self._held.items() if s.user != user}
+    def close_all(self, user: str) -> int:
+        """After a password change or reset: every session of that user ends. How many did."""
+        with self._db.transaction() as db:
+            return db.execute("DELETE FROM sessions WHERE user = ?", (user,)).rowcount
 
     def _alive(self, session: Session, now: float) -> bool:
         return now - session.seen < self.idle_s and now - session.created < self.max_s
-
-    def _expire(self, now: float) -> None:
-        self._held = {k: s for k, s in self._held.items() if self._alive(s, now)}
 
 
 def csrf_matches(session: Session, presented: str | None) -> bool:

@@ -30,9 +30,13 @@ class ConsoleSettings(BaseSettings):
     projector_timeout_s: float = Field(default=5.0, gt=0, le=60)
     session_idle_s: int = Field(default=1800, ge=60, le=86400)
     session_max_s: int = Field(default=12 * 3600, ge=60, le=7 * 86400)
-    # Behind TLS, set true: the session cookie is then sent over HTTPS only.
+    # HTTPS served by the console itself: a PEM certificate (chain) and its private key, both
+    # or neither, checked at start. Over TLS the session cookie is always `Secure`.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Behind a reverse proxy that terminates TLS, set true: the cookie is then `Secure` too.
     cookie_secure: bool = False
-    login_failures: int = Field(default=5, ge=1, le=1000)  # per client address ...
+    login_failures: int = Field(default=5, ge=1, le=1000)  # per client address and account
     login_window_s: int = Field(default=60, ge=1, le=3600)  # ... in this many seconds
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # How long a read waits for the console's own last write to be folded back.

@@ -46,9 +46,10 @@ def _session(request: Request) -> Session:
 
 def _render(request: Request, template: str, session: Session, status: int = 200,
             **context: Any) -> HTMLResponse:
+    account = console_of(request).accounts.account(session.user)
     return templates.TemplateResponse(request, template, {
         "user": session.user, "csrf_token": session.csrf_token, "navigation": NAVIGATION,
-        "path": request.url.path, **context,
+        "path": request.url.path, "role": account.role if account else None, **context,
     }, status_code=status)
 
 

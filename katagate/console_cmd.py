@@ -1,5 +1,6 @@
-"""`katagate console run|token|password`: the web console and its HTTP API; API tokens for
-scripts and the admin password, managed from the machine the console runs on."""
+"""`katagate console run|token|password|user`: the web console and its HTTP API; API tokens for
+scripts, passwords and further accounts (an auditor), managed from the machine the console
+runs on."""
 
 from __future__ import annotations
 
@@ -23,12 +24,19 @@ def register(commands: Any) -> None:
                                              "(default http://127.0.0.1:8080)")
     run.add_argument("--projector-token-file", type=Path,
                      help="a file (mode 0600) holding the projector read token to send")
+    run.add_argument("--tls-cert-file", type=Path,
+                     help="serve HTTPS with this PEM certificate (chain); with --tls-key-file")
+    run.add_argument("--tls-key-file", type=Path, help="the certificate's PEM private key")
     _state_dir_option(run)
     run.set_defaults(run=_run)
     token = actions.add_parser("token", help="API tokens (Authorization: Bearer) for scripts")
     tokens = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
     create = tokens.add_parser("create", help="create a token and print it (shown only once)")
     create.add_argument("name", help="1..64 letters, digits, '.', '_' or '-'")
+    create.add_argument("--scope", choices=("read", "admin"), default="read",
+                        help="read: GET only (default); admin: every change")
+    create.add_argument("--expires", type=int, default=90, metavar="DAYS",
+                        help="days until the token stops working, 1..3650 (default 90)")
     _state_dir_option(create)
     create.set_defaults(run=_token_create)
     listing = tokens.add_parser("list", help="the tokens' names")
@@ -39,10 +47,27 @@ def register(commands: Any) -> None:
     _state_dir_option(revoke)
     revoke.set_defaults(run=_token_revoke)
     password = actions.add_parser(
-        "password", help="set the admin password (read from standard input); sessions end "
-                         "when the console restarts")
+        "password", help="set the admin password (read from standard input); every session "
+                         "of the account ends at once")
+    password.add_argument("--user", help="another account's name (default: the first admin)")
     _state_dir_option(password)
     password.set_defaults(run=_password)
+    user = actions.add_parser("user", help="further accounts and their roles")
+    users = user.add_subparsers(dest="user_action", required=True, metavar="ACTION")
+    add = users.add_parser("add", help="add an account; its password is read from standard "
+                                       "input")
+    add.add_argument("name", help="1..64 letters, digits, '.', '_' or '-'")
+    add.add_argument("--role", choices=("admin", "auditor"), required=True,
+                     help="auditor: reads and exports everything, changes nothing")
+    _state_dir_option(add)
+    add.set_defaults(run=_user_add)
+    listed = users.add_parser("list", help="every account's name and role")
+    _state_dir_option(listed)
+    listed.set_defaults(run=_user_list)
+    remove = users.add_parser("remove", help="remove an account; its sessions end")
+    remove.add_argument("name")
+    _state_dir_option(remove)
+    remove.set_defaults(run=_user_remove)
 
 
 def _state_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +79,8 @@ def _settings(args: argparse.Namespace) -> Any:
     from console.settings import ConsoleSettings
 
     overrides: dict[str, Any] = {}
-    for name in ("port", "host", "projector_url", "projector_token_file", "state_dir"):
+    for name in ("port", "host", "projector_url", "projector_token_file", "state_dir",
+                 "tls_cert_file", "tls_key_file"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -77,11 +103,27 @@ def _store(args: argparse.Namespace) -> Any:
     return AccountStore(_settings(args).state_dir)
 
 
+def _sessions(args: argparse.Namespace) -> Any:
+    from console.sessions import Sessions
+    from console.state_db import STATE_DB, StateDb
+
+    settings = _settings(args)
+    return Sessions(StateDb(settings.state_dir / STATE_DB), settings.session_idle_s,
+                    settings.session_max_s)
+
+
 def _token_create(args: argparse.Namespace) -> int:
     from access.tokens import TokenError
+    from console.api_tokens import MAX_DAYS, MIN_DAYS
 
+    if not MIN_DAYS <= args.expires <= MAX_DAYS:
+        print(f"katagate console token create: --expires: must be {MIN_DAYS}..{MAX_DAYS} days, "
+              f"got {args.expires}", file=sys.stderr)
+        return 2
+    store = _store(args)
+    store.migrate_tokens()
     try:
-        token = _store(args).create_token(args.name, datetime.now(UTC).isoformat())
+        token = store.create_token(args.name, datetime.now(UTC), args.scope, args.expires)
     except TokenError as exc:
         print(f"katagate console token create: {exc}", file=sys.stderr)
         return 2
@@ -90,8 +132,12 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    print(json.dumps([{"name": t.name, "created_at": t.created_at}
-                      for t in _store(args).tokens()], indent=2))
+    from console.api_tokens import scope_of
+
+    store = _store(args)
+    store.migrate_tokens()
+    print(json.dumps([{"name": t.name, "created_at": t.created_at, "scope": scope_of(t),
+                       "expires_at": t.expires_at} for t in store.tokens()], indent=2))
     return 0
 
 
@@ -104,7 +150,7 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _password(args: argparse.Namespace) -> int:
-    from console.accounts import ACCOUNT_FILE
+    from console.accounts import ACCOUNT_FILE, AccountError
     from console.passwords import BadPassword
 
     store = _store(args)
@@ -114,9 +160,45 @@ def _password(args: argparse.Namespace) -> int:
         return 2
     password = sys.stdin.readline().rstrip("\n")
     try:
-        store.set_password(password)
-    except BadPassword as exc:
+        account = store.set_password(password, args.user)
+    except (BadPassword, AccountError) as exc:
         print(f"katagate console password: {exc}", file=sys.stderr)
         return 2
-    print("admin password changed")
+    ended = _sessions(args).close_all(account.name)
+    who = "admin" if args.user is None else f"{account.name}'s"
+    print(f"{who} password changed; {ended} session(s) ended")
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from console.accounts import ACCOUNT_FILE, AccountError
+    from console.passwords import BadPassword
+
+    store = _store(args)
+    if not (store.folder / ACCOUNT_FILE).exists():
+        print("katagate console user add: no admin account yet: start the console once",
+              file=sys.stderr)
+        return 2
+    try:
+        store.add_user(args.name, args.role, sys.stdin.readline().rstrip("\n"))
+    except (BadPassword, AccountError) as exc:
+        print(f"katagate console user add: {exc}", file=sys.stderr)
+        return 2
+    print(f"account {args.name} added with the role {args.role}")
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    print(json.dumps([{"name": a.name, "role": a.role} for a in store.accounts()], indent=2))
+    return 0
+
+
+def _user_remove(args: argparse.Namespace) -> int:
+    if not _store(args).remove_user(args.name):
+        print(f"katagate console user remove: no account {args.name!r} (the first admin "
+              "stays)", file=sys.stderr)
+        return 2
+    ended = _sessions(args).close_all(args.name)
+    print(f"account {args.name} removed; {ended} session(s) ended")
     return 0

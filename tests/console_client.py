@@ -4,6 +4,8 @@ listens on (for refusals, which are decided before Kafka is contacted)."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +15,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from console.app import create_app
+from console.run import http_server, serve
 from console.service import Console, bootstrap
 from console.settings import ConsoleSettings
 from eventlog.settings import KafkaSettings
@@ -38,14 +41,41 @@ class Clock:
         return self.now
 
 
-@contextmanager
-def console_client(state: Path, kafka: KafkaSettings = NO_KAFKA, **overrides: Any
-                   ) -> Iterator[tuple[TestClient, Console, Clock]]:
+def make_console(state: Path, kafka: KafkaSettings = NO_KAFKA, **overrides: Any
+                 ) -> tuple[Console, Clock]:
+    """A console as the entry point wires it, its clock the test's, its admin signed up."""
     settings = ConsoleSettings(state_dir=state, **overrides)
     console = bootstrap(settings, kafka)
     clock = Clock()
     console.clock = clock
     console.accounts.ensure_admin(settings.admin_name, PASSWORD)
+    return console, clock
+
+
+@contextmanager
+def served(console: Console) -> Iterator[str]:
+    """The console's app on a real socket (127.0.0.1, a free port), served by uvicorn as
+    `katagate console run` serves it; yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = http_server(create_app(console), console.settings)
+    thread = threading.Thread(target=lambda: asyncio.run(serve(server, listener, lambda: None)),
+                              daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, 10, "the console listening")
+        scheme = "https" if console.settings.tls_cert_file else "http"
+        yield f"{scheme}://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+
+@contextmanager
+def console_client(state: Path, kafka: KafkaSettings = NO_KAFKA, **overrides: Any
+                   ) -> Iterator[tuple[TestClient, Console, Clock]]:
+    console, clock = make_console(state, kafka, **overrides)
     try:
         # base_url names the host the Origin check compares with.
         with TestClient(create_app(console), base_url="http://console.test") as client:

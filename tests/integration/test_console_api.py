@@ -167,7 +167,7 @@ def test_rules_and_their_kata_section_are_events_and_a_replay_reproduces_the_lis
 
 
 def test_an_api_token_writes_as_the_admin_through_that_token(admin, kafka_settings):
-    token = admin("POST", "/api/tokens", {"name": "ci"}).json()["token"]
+    token = admin("POST", "/api/tokens", {"name": "ci", "scope": "admin"}).json()["token"]
     client = admin.client
     client.cookies.clear()
     answer = client.post("/api/kata/enable", headers={"Authorization": f"Bearer {token}"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,17 @@ def test_a_token_in_a_file_is_made_once_and_remade_when_revoked(tmp_path):
     assert tokens.ensure_in_file("console", holder, "again")
     assert tokens.match(second) is None
     assert [r.name for r in tokens.records()] == ["console"]
+
+
+def test_a_token_without_scope_or_expiry_is_written_as_before_and_migrate_rewrites_it(tmp_path):
+    # Given a projector token (no scope, no expiry): its record keeps the earlier shape
+    tokens = TokenFile(tmp_path / "tokens.json", "kgp_")
+    tokens.create("reader", "2026-01-01T00:00:00+00:00")
+    assert set(json.loads((tmp_path / "tokens.json").read_text())["tokens"][0]) == {
+        "name", "sha256", "created_at"}
+    # When migrate gives it a scope, the file says so; a migration changing nothing writes not
+    assert tokens.migrate(lambda r: r if r.scope else replace(r, scope="admin")) == 1
+    assert json.loads((tmp_path / "tokens.json").read_text())["tokens"][0]["scope"] == "admin"
+    before = (tmp_path / "tokens.json").stat().st_ino
+    assert tokens.migrate(lambda r: r) == 0
+    assert (tmp_path / "tokens.json").stat().st_ino == before

@@ -280,7 +280,8 @@ def test_console_password_needs_an_account_then_changes_it_from_stdin(
 
     # When the administrator types a new one
     monkeypatch.setattr(sys, "stdin", io.StringIO("a new passphrase\n"))
-    assert run("console", "password", *where) == (0, "admin password changed\n", "")
+    assert run("console", "password", *where) == (
+        0, "admin password changed; 0 session(s) ended\n", "")
     # Then only the new one verifies, and the generated one's file is gone
     account = AccountStore(state).admin()
     assert account.name == "admin"

@@ -92,11 +92,15 @@ def test_the_action_labels_are_the_admin_commands_choices():
     assert tuple(ACTION_LABELS) == ACTIONS
 
 
+# Each would send the browser to another site (browsers drop tab, CR and LF and read '\\' as '/').
+HOSTILE_NEXT = ["//evil", "/\\evil", "/\t/evil.example", "/\n/evil", "/\r/evil", "/ /evil",
+                "https://evil", "http:/evil", "javascript:alert(1)", "evil.example",
+                "/\\/evil", "\\\\evil", "/\x00/evil", "/\u3000/evil", "\t//evil"]
+
+
 @pytest.mark.parametrize(("asked", "went"), [
-    ("/rules/sales", "/rules/sales"), (None, "/settings/protection/kata"),
-    ("//evil.example/x", "/settings/protection/kata"),
-    ("https://evil.example", "/settings/protection/kata"),
-    ("/\\evil.example", "/settings/protection/kata"),
+    ("/rules/sales", "/rules/sales"), ("/rules?x=1#y", "/rules?x=1#y"), (None, "/"), ("", "/"),
+    *((hostile, "/") for hostile in HOSTILE_NEXT),
 ])
 def test_after_signing_in_only_a_path_on_this_console_is_followed(asked, went):
     assert safe_next(asked) == went

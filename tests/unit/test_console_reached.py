@@ -46,7 +46,8 @@ def test_tokens_made_on_the_command_line_are_listed_and_revoked_over_the_api(tmp
     state = tmp_path / "console"
     with console_client(state) as (client, _console, _clock):
         # Given two tokens made with `katagate console token create` in the console's folder
-        code, ci = cli("console", "token", "create", "ci", "--state-dir", str(state))
+        code, ci = cli("console", "token", "create", "ci", "--scope", "admin", "--state-dir",
+                       str(state))
         assert code == 0
         code, deploy = cli("console", "token", "create", "deploy", "--state-dir", str(state))
         assert code == 0
@@ -59,7 +60,8 @@ def test_tokens_made_on_the_command_line_are_listed_and_revoked_over_the_api(tmp
         assert listed.status_code == 200
         tokens = listed.json()["tokens"]
         assert [t["name"] for t in tokens] == ["ci", "deploy"]
-        assert all(set(t) == {"name", "created_at"} for t in tokens)
+        assert all(set(t) == {"name", "created_at", "scope", "expires_at"} for t in tokens)
+        assert [t["scope"] for t in tokens] == ["admin", "read"]
         assert ci.strip() not in listed.text
 
         # Without a token or a session: 401

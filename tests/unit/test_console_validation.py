@@ -240,7 +240,7 @@ def test_reads_need_no_csrf_token(api):
 
 
 def test_an_api_token_needs_no_csrf_token(api):
-    token = api("POST", "/api/tokens", {"name": "script"}).json()["token"]
+    token = api("POST", "/api/tokens", {"name": "script", "scope": "admin"}).json()["token"]
     with TestClient(api.app, base_url="http://console.test") as script:  # no cookie
         answer = script.put("/api/settings", json={"central_node_port": 0},
                             headers={"Authorization": f"Bearer {token}"})

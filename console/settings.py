@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventlog.listen import LOOPBACK, ListenHost
+from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
 
 class ConsoleSettings(BaseSettings):
@@ -45,3 +46,8 @@ class ConsoleSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
     metrics_host: ListenHost = LOOPBACK
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> Self:
+        refuse_metrics_on("console", self.host, self.port, self.metrics_host, self.metrics_port)
+        return self

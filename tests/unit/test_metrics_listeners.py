@@ -56,3 +56,9 @@ def test_the_projector_refuses_metrics_on_its_views_address():
     with pytest.raises(ValidationError, match=r"metrics_host:metrics_port .* projector listener"):
         ProjectorSettings(host="0.0.0.0", port=8080, metrics_port=8080)  # noqa: S104
     assert ProjectorSettings(port=8080, metrics_port=9103).metrics_port == 9103
+
+
+def test_the_console_refuses_metrics_on_its_own_address():
+    with pytest.raises(ValidationError, match=r"metrics_host:metrics_port .* console listener"):
+        ConsoleSettings(host="0.0.0.0", port=8081, metrics_port=8081)  # noqa: S104
+    assert ConsoleSettings(port=8081, metrics_port=9104).metrics_port == 9104

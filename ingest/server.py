@@ -72,7 +72,7 @@ class GatewaySMTP(SMTP):
         self._commands_left = settings.max_commands
         self._in_data = False
         self._reading_data = False  # the rate deadline runs only while the body arrives
-        self._ehlo = False
+        self._greeting = False
         self._sessions = sessions
         self._line_too_long = str(replies.LINE_TOO_LONG.with_text(
             f"Line too long: limit {settings.max_line_length} octets with CRLF "
@@ -170,23 +170,22 @@ class GatewaySMTP(SMTP):
 
     async def push(self, status: Any) -> None:
         # RFC 2034: the HELO and EHLO replies carry no enhanced code.
-        if isinstance(status, str) and not (self._ehlo and status.startswith("250")):
+        if isinstance(status, str) and not (self._greeting and status.startswith("250")):
             status = enhance(status, self._line_too_long)
         await super().push(status)
 
     async def smtp_EHLO(self, hostname: str) -> None:
-        self._ehlo = True
-        try:
-            await super().smtp_EHLO(hostname)
-        finally:
-            self._ehlo = False
+        await self._answer_greeting(super().smtp_EHLO(hostname))
 
     async def smtp_HELO(self, hostname: str) -> None:
-        self._ehlo = True
+        await self._answer_greeting(super().smtp_HELO(hostname))
+
+    async def _answer_greeting(self, command: Awaitable[None]) -> None:
+        self._greeting = True
         try:
-            await super().smtp_HELO(hostname)
+            await command
         finally:
-            self._ehlo = False
+            self._greeting = False
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:

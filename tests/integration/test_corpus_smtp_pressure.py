@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_ingest_harness import IngestProcess, RawClient, received
+from tests.integration.test_ingest_harness import IngestProcess, RawClient, first_line, received
 
 pytestmark = pytest.mark.kafka
 
@@ -44,16 +44,6 @@ def lines_until_closed(sock: socket.socket, timeout: float) -> list[bytes]:
             return data.split(b"\r\n")[:-1]
         data += chunk
     raise AssertionError(f"not closed within {timeout} s; got {data!r}")
-
-
-def first_line(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.split(b"\r\n", 1)[0]
 
 
 def test_thousand_idle_connections(make_kafka_settings, tmp_path):

@@ -83,6 +83,21 @@ class Ingest:
         return self.host, self.port
 
 
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """What the server sends until `marker` has come, or it closes."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def first_line(sock: socket.socket) -> bytes:
+    return read_until(sock, b"\r\n").split(b"\r\n", 1)[0]
+
+
 def received(kafka: KafkaSettings) -> list[MessageReceived]:
     records = read_all(kafka, TopicNames(kafka.topic_prefix).mail)
     events = [decode_event(r.value or b"") for r in records]

@@ -10,7 +10,13 @@ import time
 
 import pytest
 
-from tests.integration.test_ingest_harness import Ingest, RawClient, received
+from tests.integration.test_ingest_harness import (
+    Ingest,
+    RawClient,
+    first_line,
+    read_until,
+    received,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -29,31 +35,6 @@ def connect_from(source: str, address: tuple[str, int]) -> socket.socket:
     return sock
 
 
-def read_until(sock: socket.socket, marker: bytes) -> bytes:
-    """What the server sends until `marker` has come, or it closes."""
-    data = b""
-    while marker not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def first_line(sock: socket.socket) -> bytes:
-    return read_until(sock, b"\r\n").split(b"\r\n", 1)[0]
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
 def test_an_ipv6_client_is_counted_by_its_64_on_a_real_socket(make_kafka_settings):
     # Given ingest on ::1 with 2 sessions per client
     with Ingest(make_kafka_settings(), host="::1", max_sessions_per_client=2) as ingest:

@@ -22,11 +22,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-HEADER_SCAN_LIMIT = 1 << 20  # bytes of header block we are prepared to scan
+from schemas.raw_mail import HEADER_SCAN_LIMIT, Header, scan_headers
+
 MAX_LINE = 998  # RFC 5322 2.1.1, without the line ending
 _EW_CHUNK = 45  # UTF-8 bytes per encoded word: 60 base64 chars, 72 with the delimiters
 
-_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")
 _ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=(?=[ \t\r\n]|$)")
 
 
@@ -39,13 +39,6 @@ class TagResult:
     note: str  # why nothing was tagged, or what was special ("" when nothing was)
 
 
-@dataclass(frozen=True)
-class _Header:
-    start: int  # offset of the field's first line
-    name_end: int  # offset just after the colon
-    end: int  # offset after the field's last line (continuations included)
-
-
 def tag_subject(raw: bytes, tag: str) -> TagResult:
     """Prepend `tag` and a space to the first Subject of `raw` (see the module docstring)."""
     refusal = _check_tag(tag)
@@ -53,7 +46,7 @@ def tag_subject(raw: bytes, tag: str) -> TagResult:
         return TagResult(raw, False, refusal)
     if not raw:
         return TagResult(raw, False, "empty message: nothing to tag")
-    scan = _scan_headers(raw)
+    scan = scan_headers(raw)
     if scan is None:
         return TagResult(
             raw, False, f"header block larger than {HEADER_SCAN_LIMIT} bytes: not tagged"
@@ -68,15 +61,6 @@ def tag_subject(raw: bytes, tag: str) -> TagResult:
     return TagResult(data, True, note)
 
 
-def subject_fields(raw: bytes) -> int | None:
-    """How many Subject fields `tag_subject` finds in `raw`'s header block; None when the block
-    does not end within `HEADER_SCAN_LIMIT` bytes, so the message could not be tagged. Ingest
-    refuses a message unless this is 0 or 1 (ingest/subject.py): it reads the header block as
-    the tagger does, so whatever ingest accepts, the tagger tags whole."""
-    scan = _scan_headers(raw)
-    return None if scan is None else len(scan[0])
-
-
 def _check_tag(tag: str) -> str:
     if not tag:
         return "empty tag: nothing to add"
@@ -88,53 +72,7 @@ def _check_tag(tag: str) -> str:
     return ""
 
 
-def _scan_headers(raw: bytes) -> tuple[list[_Header], int, bytes] | None:
-    """The Subject fields, where a new field would go, and the line ending to use.
-
-    None when the header block does not end within `HEADER_SCAN_LIMIT` bytes.
-    """
-    subjects: list[_Header] = []
-    current: _Header | None = None
-    eol = b"\r\n"
-    eol_known = False
-    pos = 0
-    limit = min(len(raw), HEADER_SCAN_LIMIT)
-    while pos < len(raw):
-        if pos >= limit:
-            return None
-        newline = raw.find(b"\n", pos, limit)
-        if newline < 0:
-            if len(raw) > limit:
-                return None
-            line_end = content_end = len(raw)  # the last line has no line ending
-        else:
-            line_end = newline + 1
-            content_end = newline - 1 if newline > pos and raw[newline - 1] == 0x0D else newline
-            if not eol_known:
-                eol, eol_known = raw[content_end:line_end], True
-        if content_end == pos:  # the empty line: the body follows
-            break
-        first = raw[pos]
-        if first in (0x20, 0x09):  # a continuation line (even a stray first one)
-            if current is not None:
-                current = _Header(current.start, current.name_end, line_end)
-                subjects[-1] = current
-        else:
-            current = None
-            field = _FIELD.match(raw, pos, content_end)
-            if field is None:
-                if pos == 0 and raw.startswith(b"From "):  # an mbox From_ line
-                    pos = line_end
-                    continue
-                break  # not a header: the body starts here, without an empty line
-            if field.group(1).lower() == b"subject":
-                current = _Header(pos, field.end(), line_end)
-                subjects.append(current)
-        pos = line_end
-    return subjects, pos, eol
-
-
-def _prepend(raw: bytes, subject: _Header, tag: str) -> bytes:
+def _prepend(raw: bytes, subject: Header, tag: str) -> bytes:
     value_start = subject.name_end
     while value_start < subject.end and raw[value_start] in (0x20, 0x09):
         value_start += 1

@@ -42,6 +42,9 @@ PARSERS: dict[str, Callable[[object], object]] = {
                                                         4294967296),
     "ndr_enabled": lambda v: values.switch("ndr_enabled", v),
     "poll_interval_s": lambda v: values.integer("poll_interval_s", v, 1, 3600, "seconds"),
+    "backup_max_age_days": lambda v: values.integer("backup_max_age_days", v, 1, 3650, "days"),
+    "backup_max_bytes": lambda v: values.integer("backup_max_bytes", v, MIB, 2**50,
+                                                 "bytes (1 MB = 1048576 bytes)"),
 }
 SETTING_NAMES: tuple[str, ...] = (*PARSERS, SIZE_MB)
 
@@ -79,10 +82,12 @@ def _rebuild(current: KataSettings, typed: Mapping[str, object]) -> KataSettings
 
 def describe(name: str, settings: KataSettings) -> str:
     value = getattr(settings, name)
-    if name == "quarantine_max_bytes":
+    if name in ("quarantine_max_bytes", "backup_max_bytes"):
         return f"{value / MIB:g} MB" if value % MIB == 0 else f"{value} bytes"
     if name.endswith("_s"):
         return f"{value} s"
+    if name.endswith("_days"):
+        return f"{value} days"
     if isinstance(value, bool):
         return "on" if value else "off"
     return "(not set)" if value is None else str(value)

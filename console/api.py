@@ -73,6 +73,10 @@ class SettingsChange(BaseModel):
                                                      "SMTP session: true/false")
     poll_interval_s: JsonValue = Field(None, description="Central Node poll interval, "
                                                          "1..3600 s")
+    backup_max_age_days: JsonValue = Field(None, description="Backup storage period, "
+                                                             "1..3650 days")
+    backup_max_bytes: JsonValue = Field(None, description="Backup maximum size in bytes, "
+                                                          "at least 1048576")
 
 
 def given(body: BaseModel) -> dict[str, object]:

@@ -39,6 +39,11 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "ndr_enabled": ("--ndr", "on|off", "NDR for messages rejected after the SMTP session"),
     "poll_interval_s": ("--poll-interval", "SECONDS",
                         "how often to poll the Central Node, 1..3600 s (default 60)"),
+    "backup_max_age_days": ("--backup-max-age-days", "DAYS",
+                            "keep a Backup copy this long, 1..3650 days (default 30)"),
+    "backup_max_bytes": ("--backup-max-bytes", "BYTES",
+                         "Backup maximum size, at least 1048576 bytes (default 10 GiB); "
+                         "the oldest copies go first"),
 }
 LABELS = {
     "central_node_address": "KATA Central Node IPv4-address",
@@ -48,6 +53,8 @@ LABELS = {
     "quarantine_max_messages": "Maximum number of messages in KATA Quarantine",
     "ndr_enabled": "NDR for messages rejected after the session",
     "poll_interval_s": "Central Node poll interval",
+    "backup_max_age_days": "Backup storage period",
+    "backup_max_bytes": "Backup maximum size",
 }
 
 

@@ -3,6 +3,15 @@
 This package imports no other project package: stages share it and talk only through events.
 """
 
+from schemas.backup import (
+    BackupDeleteRequested,
+    BackupLedgerEvent,
+    BackupRemoved,
+    BackupResendRequested,
+    BackupResent,
+    BackupRetained,
+    RemovalCause,
+)
 from schemas.control import (
     RESET_FIELDS,
     CentralNodeObserved,
@@ -22,6 +31,7 @@ from schemas.control import (
 )
 from schemas.control_state import DEFAULT_RULE, ControlState, match_rule
 from schemas.control_state import evolve as evolve_control
+from schemas.delivery_queue import QueueAction, QueueActionRequested
 from schemas.envelope import Event, MailEvent
 from schemas.errors import SchemaError
 from schemas.mail import (
@@ -94,6 +104,12 @@ __all__ = [
     "ActionReason",
     "Actor",
     "AnyEvent",
+    "BackupDeleteRequested",
+    "BackupLedgerEvent",
+    "BackupRemoved",
+    "BackupResendRequested",
+    "BackupResent",
+    "BackupRetained",
     "BackupStored",
     "CentralNodeObserved",
     "ConnectionState",
@@ -126,7 +142,10 @@ __all__ = [
     "QuarantineAdmitted",
     "QuarantineDenied",
     "QuarantineReleased",
+    "QueueAction",
+    "QueueActionRequested",
     "RawLocation",
+    "RemovalCause",
     "Rule",
     "RuleChanged",
     "RuleCreated",

@@ -22,6 +22,8 @@ from schemas.envelope import Event
 from schemas.types import (
     Actor,
     ActorNote,
+    BackupMaxAgeDays,
+    BackupMaxBytes,
     Fingerprint,
     MessageCountLimit,
     NodeAddress,
@@ -49,6 +51,11 @@ class KataSettings(BaseModel):
     quarantine_max_messages: MessageCountLimit = 5000
     ndr_enabled: bool = True  # NDR for messages rejected after the SMTP session
     poll_interval_s: Annotated[int, Field(ge=1, le=3600)] = 60
+    # Backup retention: a copy is removed when it is this old, or, oldest first, while the
+    # Backup holds more than this. Added after the first release: older settings events
+    # decode with these defaults (30 days was the Backup topic's retention then).
+    backup_max_age_days: BackupMaxAgeDays = 30
+    backup_max_bytes: BackupMaxBytes = 10240 * MIB
 
     @classmethod
     def defaults(cls) -> KataSettings:

@@ -61,6 +61,9 @@ SubjectTag = Annotated[
 Address = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 ResponseTimeout = Annotated[int, Field(ge=60, le=86400)]
+# How long a Backup copy is kept (days), and how large the Backup may grow (bytes).
+BackupMaxAgeDays = Annotated[int, Field(ge=1, le=3650)]
+BackupMaxBytes = Annotated[int, Field(ge=1_048_576, le=2**50)]
 # The product's documented range: 1 to 4294967296 (sic, 2**32).
 MessageCountLimit = Annotated[int, Field(ge=1, le=4294967296)]
 Version = Annotated[int, Field(ge=1)]

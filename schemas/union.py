@@ -11,6 +11,13 @@ from typing import Annotated, Any, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from schemas.backup import (
+    BackupDeleteRequested,
+    BackupRemoved,
+    BackupResendRequested,
+    BackupResent,
+    BackupRetained,
+)
 from schemas.control import (
     CentralNodeObserved,
     ConnectionStateChanged,
@@ -23,6 +30,7 @@ from schemas.control import (
     RuleKataToggled,
     SensorKeyGenerated,
 )
+from schemas.delivery_queue import QueueActionRequested
 from schemas.envelope import Event, MailEvent
 from schemas.errors import SchemaError
 from schemas.mail import (
@@ -68,6 +76,12 @@ AnyEvent = Annotated[
     | MessageDiscarded
     | NdrSent
     | NdrSuppressed
+    | BackupRetained
+    | BackupRemoved
+    | BackupDeleteRequested
+    | BackupResendRequested
+    | BackupResent
+    | QueueActionRequested
     | KataSettingsChanged
     | KataSettingsReset
     | KataProtectionToggled
@@ -107,8 +121,10 @@ if len(EVENT_TYPES) != len(_classes()):
 MAIL_LIFECYCLE: tuple[str, ...] = tuple(type_of(cls) for cls in (
     MessageReceived, QuarantineAdmitted, QuarantineDenied, ScanSubmitted, ScanFailed,
     VerdictReceived, ScanTimedOut, ForcedRelease, ForcedDelete, ActionDecided,
-    QuarantineReleased, BackupStored, DeliveryDeferred, MessageDelivered, DeliveryFailed,
-    MessageDiscarded, NdrSent, NdrSuppressed, LateVerdictReceived))
+    QuarantineReleased, BackupStored, BackupRetained, DeliveryDeferred, QueueActionRequested,
+    MessageDelivered, DeliveryFailed, MessageDiscarded, NdrSent, NdrSuppressed,
+    LateVerdictReceived, BackupResendRequested, BackupResent, BackupDeleteRequested,
+    BackupRemoved))
 if set(MAIL_LIFECYCLE) != {name for name, cls in EVENT_TYPES.items()
                            if issubclass(cls, MailEvent)}:
     raise RuntimeError("MAIL_LIFECYCLE must place every mail event of the union, once")

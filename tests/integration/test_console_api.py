@@ -80,7 +80,8 @@ def test_settings_changes_are_events_by_the_admin_and_a_replay_reproduces_what_i
     assert shown == {"version": 4, "kata_protection": True, "settings": {
         "central_node_address": "192.0.2.10", "central_node_port": 443,
         "response_timeout_s": 600, "quarantine_max_bytes": 1024 * MIB,
-        "quarantine_max_messages": 5000, "ndr_enabled": False, "poll_interval_s": 30}}
+        "quarantine_max_messages": 5000, "ndr_enabled": False, "poll_interval_s": 30,
+        "backup_max_age_days": 30, "backup_max_bytes": 10240 * MIB}}
     # And a fold from offset 0 reproduces what the API shows
     assert settings_document(refold(kafka_settings)) == shown
 

@@ -32,7 +32,7 @@ from eventlog.handler import Poison
 from eventlog.loop import TransactionalLoop
 from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawReaders, RawUnavailable, RawWant, chunk, prefetch
+from eventlog.raw import RawReaders, RawUnavailable, RawWant, backup_chunks, prefetch
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
@@ -173,7 +173,7 @@ class Apply(MailFold):
                                          parcel.raw.offsets, parcel.message_id, parcel.sha256)
 
     def _backup(self, parcel: Parcel, data: bytes) -> BackupStored:
-        chunked = chunk(self._names.backup, parcel.message_id, data)
+        chunked = backup_chunks(self._names.backup, parcel.message_id, data, parcel.partition)
         with self._lock:  # the producer waits for its own records' offsets: one at a time
             located = self._transaction.produce_located(chunked.records)
         location = RawLocation(topic=self._names.backup, partition=located[0][0],

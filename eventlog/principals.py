@@ -64,7 +64,7 @@ PRINCIPALS: dict[str, Principal] = {p.name: p for p in (
               writes=("mail", "control"), groups=("scanner",),
               transactional_ids=("scanner-",),
               why="the KATA connector: submissions, verdicts, the connection lifecycle"),
-    Principal("decider", reads=("mail", "raw", "quarantine", "control"),
+    Principal("decider", reads=("mail", "raw", "quarantine", "control", "backup"),
               writes=("mail", "quarantine", "backup", "deadletter"),
               groups=("decider", "admission", "apply"),
               transactional_ids=("decider-", "admission", "apply-"),

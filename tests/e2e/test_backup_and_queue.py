@@ -2,7 +2,7 @@
 client, the real broker, the KATA emulator, a real next hop. An EICAR message deleted by the
 default rule is retained in the Backup and, resent to an address the administrator gives,
 arrives marked as released; a message the next hop defers is retried now by a queue action
-and delivered, another deleted from the queue."""
+and delivered, another deleted from the queue, a third returned to its sender."""
 
 from __future__ import annotations
 
@@ -82,21 +82,25 @@ def test_an_eicar_copy_in_the_backup_is_resent_marked_to_an_address_given(gatewa
     assert arrived.envelope_from == "mallory@example.org"
 
 
-def test_a_deferred_message_is_retried_now_and_another_deleted_from_the_queue(
+def test_deferred_messages_are_retried_now_deleted_or_returned_to_their_sender(
         gateway, next_hop):
-    # Given a next hop that answers 451 to every message, and two messages deferred
+    # Given a next hop that answers 451 to every message, and three messages deferred
     next_hop.handler.faults = Faults(fail_rate=1.0)
     first = gateway.send(mail(b"queued one", b"first body"))
     second = gateway.send(mail(b"queued two", b"second body"))
-    for m in (first, second):
+    third = gateway.send(mail(b"queued three", b"third body"), sender="dave@example.org")
+    for m in (first, second, third):
         wait_for(lambda m=m: of_type(gateway, m, "delivery.deferred"), 30, "a deferral")
-    # When the next hop is back and an administrator retries the first now, deletes the second
+    # When the next hop is back and an administrator retries the first now, deletes the
+    # second and returns the third to its sender
     next_hop.handler.faults = Faults()
-    retry, delete = (QueueActionRequested(
+    retry, delete, bounce = (QueueActionRequested(
         event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), producer=ADMIN, message_id=m,
-        action=action, actor="cli:root") for m, action in ((first, "retry"), (second, "delete")))
+        action=action, actor="cli:root")
+        for m, action in ((first, "retry"), (second, "delete"), (third, "bounce")))
     request(gateway, retry)
     request(gateway, delete)
+    request(gateway, bounce)
     # Then the first is delivered at its second attempt, caused by the request
     events = gateway.wait_terminal(first, 30)
     (delivered,) = [e for e in events if e.type == "delivery.delivered"]
@@ -107,6 +111,16 @@ def test_a_deferred_message_is_retried_now_and_another_deleted_from_the_queue(
     (discarded,) = [e for e in events if e.type == "message.discarded"]
     assert (discarded.reason, discarded.causation_id) == ("deleted_by_admin", delete.event_id)
     assert not [s for s in _messages(next_hop) if b"second body" in s.data]
+    # And the third failed for good naming the administrator, its sender told by a DSN
+    events = wait_for(lambda: (found := gateway.mail_events(third)) and any(
+        e.type == "ndr.sent" for e in found) and found, 30, "the DSN recorded")
+    (failed,) = [e for e in events if e.type == "delivery.failed"]
+    assert "cli:root" in failed.reply
+    assert failed.causation_id == bounce.event_id
+    (dsn,) = [s for s in _messages(next_hop) if s.recipients == ["dave@example.org"]]
+    assert dsn.envelope_from == ""
+    assert not [s for s in _messages(next_hop) if s.recipients == ["bob@example.net"]
+                and b"third body" in s.data]
 
 
 def _messages(sink):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -66,7 +67,15 @@ def refuse_unless_held(copy_row: Mapping[str, Any]) -> None:
             "(see `katagate backup list`)", field="message_id", allowed="a copy held in the Backup")
 
 
-def _copy_facts(copy_row: Mapping[str, Any]) -> tuple[str, list[str], RawLocation, str]:
+@dataclass(frozen=True)
+class CopyFacts:
+    envelope_from: str  # "" is the null sender
+    recipients: list[str]
+    location: RawLocation
+    sha256: str
+
+
+def copy_facts(copy_row: Mapping[str, Any]) -> CopyFacts:
     """The original sender and recipients, the copy's place and digest, from the row."""
     sender = copy_row.get("envelope_from")
     original = copy_row.get("recipients")
@@ -80,7 +89,8 @@ def _copy_facts(copy_row: Mapping[str, Any]) -> tuple[str, list[str], RawLocatio
         raise InvalidCommand(f"message_id: the Backup row of {copy_row.get('message_id')} "
                              "lacks the copy's sender, recipients, location or sha256",
                              field="message_id", allowed="a copy held in the Backup")
-    return ("" if sender == "<>" else sender), [str(r) for r in original], location, sha256
+    return CopyFacts("" if sender == "<>" else sender, [str(r) for r in original], location,
+                     sha256)
 
 
 def resend_request(copy_row: Mapping[str, Any], actor: str, comment: str,
@@ -89,12 +99,12 @@ def resend_request(copy_row: Mapping[str, Any], actor: str, comment: str,
     message_id = str(copy_row.get("message_id", ""))
     producer = checked(message_id, actor, comment)
     refuse_unless_held(copy_row)
-    sender, original, location, sha256 = _copy_facts(copy_row)
+    facts = copy_facts(copy_row)
     return BackupResendRequested(
         event_id=uuid.uuid4(), occurred_at=now, producer=producer, message_id=message_id,
-        actor=actor, comment=comment, envelope_from=sender,
-        recipients=original if to is None else recipients(to), to_original=to is None,
-        location=location, sha256=sha256)
+        actor=actor, comment=comment, envelope_from=facts.envelope_from,
+        recipients=facts.recipients if to is None else recipients(to), to_original=to is None,
+        location=facts.location, sha256=facts.sha256)
 
 
 def delete_request(message_id: str, actor: str, comment: str,

@@ -89,8 +89,8 @@ def _refusal(error: urllib.error.HTTPError, url: str) -> KatagateError:
         allowed = body.get("allowed")
         shown = (", ".join(map(str, allowed)) if isinstance(allowed, list)
                  else str(allowed) if allowed else "")
-        message = f"{parameter}: {text}" if parameter and not text.startswith(
-            f"{parameter}:") else text
+        # The projector's words name the parameter already, as `parameter 'x': ...` does.
+        message = f"{parameter}: {text}" if parameter and str(parameter) not in text else text
         if shown and shown not in message:
             message += f" (allowed: {shown})"
         return InvalidCommand(message, field=str(parameter) if parameter else None,

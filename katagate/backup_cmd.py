@@ -152,6 +152,8 @@ def _download(args: argparse.Namespace) -> int:
     except FileExistsError:
         raise InvalidCommand(f"out: {out} exists; katagate never overwrites a file",
                              field="out") from None
+    except OSError as exc:  # no such folder, not allowed there, a symbolic link
+        raise InvalidCommand(f"out: {out} cannot be made: {exc.strerror}", field="out") from None
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
     print(f"{out}: {len(data)} bytes, sha256 {copy_facts(row).sha256}")

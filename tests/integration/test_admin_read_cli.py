@@ -160,3 +160,32 @@ def test_given_a_backup_copy_then_it_is_read_back_by_its_row_and_checked(
     with pytest.raises(InvalidCommand, match="not held"):
         read_copy(kafka_settings, {**row, "backup": {"state": "removed",
                                                      "cause": "expired_age"}})
+
+
+def test_given_bad_resend_addresses_or_an_existing_file_then_backup_refuses_before_asking(
+        projector: Projector, kafka_settings: KafkaSettings, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _live, where = projector
+    mail = TopicNames(kafka_settings.topic_prefix).mail
+    before = len(read_all(kafka_settings, mail))
+    # a recipient that is no address, or one that smuggles an SMTP command: refused, naming `to`
+    for bad in ("not-an-address", "a@example.com>\r\nRCPT TO:<evil@x.example"):
+        code, out, err = cli(capsys, "backup", "resend", "MSG00000002", "--to", "ok@example.com",
+                             bad, *where)
+        assert (code, out) == (2, "")
+        assert err.startswith("katagate backup resend: to: not an address")
+    # a file already there is never overwritten
+    existing = tmp_path / "copy.eml"
+    existing.write_bytes(b"mine")
+    code, out, err = cli(capsys, "backup", "download", "MSG00000002", "--out", str(existing),
+                         *where)
+    assert (code, out) == (2, "")
+    assert "out: " in err
+    assert "never overwrites" in err
+    assert existing.read_bytes() == b"mine"
+    # a message id that is none: refused before anything is read or written
+    for action in ("show", "download", "delete"):
+        code, _out, err = cli(capsys, "backup", action, "x/../y", *where)
+        assert code == 2
+        assert "message_id: expected 8-64" in err
+    assert len(read_all(kafka_settings, mail)) == before

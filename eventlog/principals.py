@@ -46,12 +46,14 @@ class Principal:
 CONTROL_WRITER = "control-writer"
 
 PRINCIPALS: dict[str, Principal] = {p.name: p for p in (
-    Principal("admin", reads=("mail", "quarantine", "control"),
+    # admin and console read `backup` to show and download a Backup copy (`katagate backup
+    # show|download`, the console's Backup page); only apply writes it (and reads it to resend).
+    Principal("admin", reads=("mail", "quarantine", "control", "backup"),
               writes=("control", "mail"), groups=("admin",),
               transactional_ids=(CONTROL_WRITER, "admin-"), cluster=("DESCRIBE", "CREATE"),
               why="the administrator commands: settings, rules, quarantine release and delete, "
-                  "topic creation"),
-    Principal("console", reads=("mail", "quarantine", "control"),
+                  "the Backup and the delivery queue, topic creation"),
+    Principal("console", reads=("mail", "quarantine", "control", "backup"),
               writes=("control", "mail"), groups=("console",),
               transactional_ids=(CONTROL_WRITER, "console-"),
               why="the web console: the same changes as the commands, by a signed-in user"),

@@ -82,6 +82,12 @@ def test_only_the_decider_writes_quarantine_backup_and_deadletter():
     assert topic_writers("deadletter") == {"decider"}
 
 
+def test_given_the_backup_copies_then_only_apply_the_admin_commands_and_the_console_read_them():
+    # The copies are whole detected messages: the administrator's tools read them (show,
+    # download); the projector only lists what the ledger says, never the bytes.
+    assert holders("topic", TopicNames(PREFIX).backup, "READ") == {"decider", "admin", "console"}
+
+
 def test_the_projector_writes_nothing_and_has_no_transactional_id():
     projector = PRINCIPALS["projector"]
     assert projector.writes == ()

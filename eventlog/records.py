@@ -65,6 +65,9 @@ class Outgoing:
     value: bytes
     key: bytes | None = None
     headers: Headers = field(default_factory=tuple)
+    # The event `value` encodes, kept for the mail log written after the commit
+    # (eventlog/mail_log.py); not part of the record.
+    source: Event | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def event(cls, topic: str, event: Event) -> Outgoing:
@@ -73,6 +76,7 @@ class Outgoing:
             key=event.partition_key().encode(),
             value=encode_event(event),
             headers=event_headers(event),
+            source=event,
         )
 
 

@@ -165,7 +165,8 @@ def _forced_delete(e: ForcedDelete) -> tuple[str, Fields]:
 
 
 def _submitted(e: ScanSubmitted) -> tuple[str, Fields]:
-    return "kata submitted", (("scan", e.scan_id), ("node", str(e.central_node)))
+    node = e.central_node
+    return "kata submitted", (("scan", e.scan_id), ("node", f"{node.address}:{node.port}"))
 
 
 def _failed(e: ScanFailed) -> tuple[str, Fields]:

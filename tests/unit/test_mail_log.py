@@ -23,8 +23,10 @@ from schemas import (
     MailEvent,
     MessageDelivered,
     MessageReceived,
+    NodeAddress,
     ProducerRef,
     RawLocation,
+    ScanSubmitted,
     VerdictReceived,
 )
 
@@ -106,6 +108,15 @@ def test_a_verdict_a_decision_and_a_delivery_read_as_in_postfix():
     assert mail_log.line(deferred).text() == (
         f"{MID} delivery relay=127.0.0.1:2526 attempt=2 retry_at=2026-12-03T07:35:00Z "
         "status=deferred (451 4.3.0 try later)")
+
+
+def test_a_submission_names_the_central_node_as_host_and_port():
+    submitted = ScanSubmitted(**envelope(ProducerRef(stage="scanner", instance="s-0")),
+                              scan_id=MID, sensor_id="s1",
+                              central_node=NodeAddress(address=IPv4Address("192.0.2.7"),
+                                                       port=443))
+    assert mail_log.line(submitted).text() == (
+        f"{MID} kata submitted scan={MID} node=192.0.2.7:443")
 
 
 def test_a_hostile_address_and_helo_stay_inside_their_quotes():

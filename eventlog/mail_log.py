@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,9 +94,12 @@ class MailLogLine:
         return found
 
 
+_BARE = re.compile(r'[!#-\[\]-~]+')  # printable ASCII but space, `"` and `\`
+
+
 def quoted(value: str) -> str:
     """`value` bare when it is a plain token, else as a JSON string (see the module doc)."""
-    if value and all(0x21 <= ord(c) <= 0x7E and c not in '"\\' for c in value):
+    if _BARE.fullmatch(value):
         return value
     return f'"{_escaped(value)}"'
 
@@ -295,6 +299,22 @@ def line(event: Event) -> MailLogLine | None:
     return MailLogLine(event.message_id, step, fields, reply(event) if reply else None)
 
 
+@dataclass(frozen=True)
+class Logged:
+    """What a mail log record carries (`record.maillog`) for a structured form: the line and
+    the event's envelope, made into fields only when a formatter asks."""
+
+    event: MailEvent
+    line: MailLogLine
+
+    def fields(self) -> dict[str, Any]:
+        event = self.event
+        return {"stage": event.producer.stage, "message_id": self.line.message_id,
+                "event": event.type, "event_id": str(event.event_id),
+                "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
+                "step": self.line.step, **self.line.values()}
+
+
 def write(events: Iterable[Event]) -> None:
     """Log each event's line (call only once the events are committed)."""
     if not log.isEnabledFor(logging.INFO):
@@ -305,10 +325,6 @@ def write(events: Iterable[Event]) -> None:
         except Exception:  # a bug here must not turn a committed transaction into a failure
             log.exception("no mail log line for %s %s", event.type, event.event_id)
             continue
-        if found is None:
+        if found is None or not isinstance(event, MailEvent):
             continue
-        log.info(found.text(), extra={"maillog": {
-            "stage": event.producer.stage, "message_id": found.message_id,
-            "event": event.type, "event_id": str(event.event_id),
-            "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
-            "step": found.step, **found.values()}})
+        log.info(found.text(), extra={"maillog": Logged(event, found)})

@@ -28,6 +28,8 @@ from typing import Any, Literal
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventlog.mail_log import Logged
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 SYSLOG_FORM = "/dev/log (a socket path) or udp:HOST:PORT"
 # katagate.toml's [logging] keys and the variables they become.
@@ -80,8 +82,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname, "logger": record.name, "stage": self._stage,
         }
         mail = getattr(record, "maillog", None)
-        if isinstance(mail, dict):
-            body.update({k: v for k, v in mail.items() if k not in _RESERVED})
+        if isinstance(mail, Logged):
+            body.update({k: v for k, v in mail.fields().items() if k not in _RESERVED})
         body["message"] = record.getMessage()
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
@@ -93,7 +95,7 @@ class SyslogTextFormatter(logging.Formatter):
     logger; a traceback kept on the record's one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        if isinstance(getattr(record, "maillog", None), dict):
+        if isinstance(getattr(record, "maillog", None), Logged):
             text = record.getMessage()
         else:
             text = f"{record.levelname} {record.name} {record.getMessage()}"

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,15 +19,24 @@ from katagate.log_output import JsonFormatter
 from schemas import (
     EVENT_TYPES,
     ActionDecided,
+    BackupRemoved,
+    BackupResendRequested,
+    BackupResent,
+    BackupRetained,
     DeliveryDeferred,
+    DeliveryFailed,
     Detect,
     MailEvent,
     MessageDelivered,
     MessageReceived,
+    NdrSent,
     NodeAddress,
     ProducerRef,
+    QuarantineDenied,
+    QueueActionRequested,
     RawLocation,
     ScanSubmitted,
+    ScanTimedOut,
     VerdictReceived,
 )
 
@@ -176,3 +186,46 @@ def test_a_json_record_is_one_line_with_time_level_stage_message_id_and_the_fiel
     assert body["tls"] is False
     assert body["time"].endswith("Z")
     assert body["occurred_at"] == "2026-12-03T07:30:00Z"
+
+
+ADMIN = ProducerRef(stage="console", instance="console-0")
+LATER = NOW + timedelta(days=30)
+
+
+@pytest.mark.parametrize(("event", "text"), [
+    (lambda: QuarantineDenied(**envelope(), size=9, bytes_in_use=100, messages_in_use=3,
+                              reason="count_limit", limit_bytes=1000, limit_messages=3),
+     "quarantine denied reason=count_limit size=9 usage=100 messages=3"),
+    (lambda: ScanTimedOut(**envelope(), scan_id=None, deadline_at=NOW),
+     "kata timeout scan=none deadline=2026-12-03T07:30:00Z"),
+    (lambda: DeliveryFailed(**envelope(), next_hop="mx.y.example:25", attempts=3,
+                            reply="550 5.1.1 no such user", recipients=["b@y.example"]),
+     "delivery to=<b@y.example> nrcpt=1 relay=mx.y.example:25 attempts=3 status=bounced "
+     "(550 5.1.1 no such user)"),
+    (lambda: NdrSent(**envelope(), to="a@x.example", dsn_message_id="<d1@gw>",
+                     reason="delivery_failed"),
+     "ndr sent to=<a@x.example> reason=delivery_failed dsn=<d1@gw>"),
+    (lambda: BackupRetained(**envelope(), size=233, bytes_in_use=233, copies_in_use=1,
+                            stored_at=NOW, location=RawLocation(
+                                topic="katagate.backup", partition=0, offsets=[0],
+                                chunk_bytes=1), sha256="0" * 64, max_age_days=30,
+                            expires_at=LATER, limit_bytes=2**30),
+     "backup retained size=233 usage=233 copies=1 expires=2027-01-02T07:30:00Z"),
+    (lambda: BackupRemoved(**envelope(), size=233, bytes_in_use=0, copies_in_use=0,
+                           cause="deleted_by_admin", actor="ann", max_age_days=30,
+                           limit_bytes=2**30),
+     "backup removed cause=deleted_by_admin actor=ann size=233 usage=0 copies=0"),
+    (lambda: BackupResendRequested(**envelope(ADMIN), actor="ann smith", envelope_from="",
+                                   recipients=["c@y.example"], to_original=False,
+                                   location=RawLocation(topic="katagate.backup", partition=0,
+                                                        offsets=[0], chunk_bytes=1),
+                                   sha256="0" * 64),
+     'backup resend_requested actor="ann smith" to=<c@y.example> nrcpt=1 to_original=no'),
+    (lambda: BackupResent(**envelope(), outcome="delivered", next_hop="127.0.0.1:2526",
+                          recipients=["c@y.example"], reply="250 2.0.0 Ok"),
+     "backup resent to=<c@y.example> nrcpt=1 relay=127.0.0.1:2526 status=sent (250 2.0.0 Ok)"),
+    (lambda: QueueActionRequested(**envelope(ADMIN), action="bounce", actor="cli:root"),
+     "queue action=bounce actor=cli:root"),
+], ids=lambda value: value.split()[1] if isinstance(value, str) else None)
+def test_the_new_steps_have_their_lines(event, text):
+    assert mail_log.line(event()).text() == f"{MID} {text}"

@@ -19,11 +19,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
+from eventlog import mail_log
 from eventlog.clients import new_producer
 from eventlog.errors import KafkaUnavailable, KatagateError
 from eventlog.metrics import EVENTS_WRITTEN
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from schemas import Event
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,10 @@ class TransactionalProducer:
         self._producer = self._new_producer()
         self._delivery_errors: list[KafkaError] = []
         self._written: Counter[str] = Counter()  # records per topic in the open transaction
+        # The message events of the open transaction, for the mail log once it commits; the
+        # ledger's copies on other topics are the same events, logged once.
+        self._mail_topic = TopicNames(settings.topic_prefix).mail
+        self._mail_events: list[Event] = []
         self._watchdog = _DaemonCaller()
 
     @property
@@ -140,11 +147,13 @@ class TransactionalProducer:
     def begin(self) -> None:
         self._delivery_errors = []
         self._written.clear()
+        self._mail_events = []
         self._producer.begin_transaction()
 
     def produce(self, records: Iterable[Outgoing]) -> None:
         for record in records:
             self._written[record.topic] += 1
+            self._keep_for_mail_log(record)
             while True:
                 try:
                     self._producer.produce(
@@ -174,6 +183,7 @@ class TransactionalProducer:
         for index, record in enumerate(records):
             located.append(None)
             self._written[record.topic] += 1
+            self._keep_for_mail_log(record)
             while True:
                 try:
                     self._producer.produce(
@@ -235,6 +245,7 @@ class TransactionalProducer:
                     # Without the deployment's prefix: one label value per topic kind.
                     EVENTS_WRITTEN.labels(topic.rsplit(".", 1)[-1]).inc(count)
                 self._written.clear()
+                self.committed()
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
@@ -242,6 +253,17 @@ class TransactionalProducer:
                     continue
                 self.fail(error)
                 raise TransactionFailed(f"commit failed: {error}") from exc
+
+    def committed(self) -> None:
+        """The open transaction committed: its message events go to the mail log. `commit`
+        calls it; a caller that commits on `raw` itself (ingest, to its own deadline) calls
+        it after."""
+        events, self._mail_events = self._mail_events, []
+        mail_log.write(events)
+
+    def _keep_for_mail_log(self, record: Outgoing) -> None:
+        if record.source is not None and record.topic == self._mail_topic:
+            self._mail_events.append(record.source)
 
     def fail(self, error: KafkaError | None) -> None:
         """Leave no transaction open after `error`: abort it, or fence it with a new producer."""

@@ -68,6 +68,9 @@ class Outgoing:
     # None: the producer's partitioner picks it from the key. Set where a record's key is not
     # the message id but the record must lie in the message's partition (Backup chunks).
     partition: int | None = None
+    # The event `value` encodes, kept for the mail log written after the commit
+    # (eventlog/mail_log.py); not part of the record.
+    source: Event | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def event(cls, topic: str, event: Event) -> Outgoing:
@@ -76,6 +79,7 @@ class Outgoing:
             key=event.partition_key().encode(),
             value=encode_event(event),
             headers=event_headers(event),
+            source=event,
         )
 
 

@@ -202,6 +202,7 @@ class GroupCommitter:
             self._recover(producer, None)
             self._finish(live, Outcome.UNAVAILABLE, "failed")
         else:
+            producer.committed()  # the mail log's `ingest` lines, now that the log holds them
             self.transactions += 1
             metrics.BATCH_MESSAGES.observe(len(live))
             self._finish(live, Outcome.COMMITTED, "committed")

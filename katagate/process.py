@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import signal
 import sys
 import threading
@@ -11,17 +11,37 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from katagate.log_output import LogSettings, configure, process_stage, section_env
+
 Settings = TypeVar("Settings", bound=BaseSettings)
 
 
 def stop_on_signals() -> threading.Event:
-    """Log to stderr, and return an event SIGTERM or SIGINT sets (a clean stop, not a kill)."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    """Set up the log (katagate/log_output.py: stderr in text or JSON, syslog if configured),
+    and return an event SIGTERM or SIGINT sets (a clean stop, not a kill)."""
+    stage = process_stage()
+    settings = settings_or_exit(LogSettings, stage)
+    try:
+        configure(settings, stage)
+    except OSError as exc:
+        print(f"katagate {stage}: setting syslog (KATAGATE_SYSLOG): cannot log to "
+              f"{settings.syslog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def pass_logging_on(section: dict[str, Any]) -> None:
+    """katagate.toml's [logging] into the environment every child of `katagate up` inherits
+    (a variable set already wins); a bad value exits 2 here, naming the setting."""
+    try:
+        os.environ.update(section_env(section))
+    except ValueError as exc:
+        print(f"katagate up: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    settings_or_exit(LogSettings, "up")
 
 
 def settings_or_exit(model: type[Settings], command: str, **overrides: Any) -> Settings:

@@ -28,6 +28,7 @@ from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames, ensure_topics
+from katagate.process import pass_logging_on
 from katagate.state_folder import prepare_state_folder
 from katagate.supervisor import Child, Supervisor, python_module
 from schemas import ControlState, KataSettings, evolve_control
@@ -73,6 +74,7 @@ def _state_dir(config: dict[str, Any]) -> Path:
 def _up(args: argparse.Namespace) -> int:
     """The whole gateway, step by step; everything started is stopped on the way out."""
     config = load_config(args.config)
+    pass_logging_on(config.get("logging", {}))  # KATAGATE_LOG_FORMAT, KATAGATE_SYSLOG
     state = _state_dir(config)
     note = prepare_state_folder(state)  # refuses another user's folder before anything starts
     if note:

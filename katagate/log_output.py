@@ -1,0 +1,141 @@
+"""Where a `katagate … run` process logs, and in what form.
+
+- stderr, always: text (`time LEVEL logger message`, as before), or with
+  `KATAGATE_LOG_FORMAT=json` one JSON object per line: `time`, `level`, `logger`, `stage`,
+  `message`, and for a mail log line (eventlog/mail_log.py) `message_id`, `event`,
+  `event_id`, `occurred_at`, `step` and the line's fields (`stage` is then the stage that wrote
+  the event);
+- syslog too, when `KATAGATE_SYSLOG` names it (`/dev/log` or another socket path, or
+  `udp:HOST:PORT`), facility `mail`, tagged `katagate/<stage>[pid]`, in the same form (text
+  without the time, which syslog adds).
+
+`katagate up` passes the `[logging]` section of katagate.toml (`format`, `syslog`) to every
+child as these variables; one set in the environment wins.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import re
+import stat
+import sys
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eventlog.mail_log import Logged
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+SYSLOG_FORM = "/dev/log (a socket path) or udp:HOST:PORT"
+# katagate.toml's [logging] keys and the variables they become.
+SECTION = {"format": "KATAGATE_LOG_FORMAT", "syslog": "KATAGATE_SYSLOG"}
+_RESERVED = ("time", "level", "logger")
+
+
+class LogSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KATAGATE_")
+
+    log_format: Literal["text", "json"] = "text"
+    syslog: str = ""  # empty: no syslog
+
+    @field_validator("syslog")
+    @classmethod
+    def _a_syslog_target(cls, value: str) -> str:
+        syslog_address(value)
+        return value
+
+
+def syslog_address(value: str) -> str | tuple[str, int] | None:
+    """A socket path, or (host, port) for `udp:HOST:PORT` (an IPv6 host in brackets)."""
+    if not value:
+        return None
+    if value.startswith("/"):
+        return value
+    match = re.fullmatch(r"udp:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})", value)
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise ValueError(f"must be {SYSLOG_FORM}, got {value!r}")
+    return match.group(1).strip("[]"), int(match.group(2))
+
+
+def process_stage() -> str:
+    """The stage a `katagate STAGE run` process runs: its first argument."""
+    name = sys.argv[1] if len(sys.argv) > 1 else ""
+    return name if re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) else "katagate"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (json escapes every control character)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__()
+        self._stage = stage
+
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name, "stage": self._stage,
+        }
+        mail = getattr(record, "maillog", None)
+        if isinstance(mail, Logged):
+            body.update({k: v for k, v in mail.fields().items() if k not in _RESERVED})
+        body["message"] = record.getMessage()
+        if record.exc_info:
+            body["exception"] = self.formatException(record.exc_info)
+        return json.dumps(body, ensure_ascii=True)
+
+
+class SyslogTextFormatter(logging.Formatter):
+    """A mail log line as it is (syslog adds time and tag); other records with level and
+    logger; a traceback kept on the record's one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(getattr(record, "maillog", None), Logged):
+            text = record.getMessage()
+        else:
+            text = f"{record.levelname} {record.name} {record.getMessage()}"
+            if record.exc_info:
+                text += " " + self.formatException(record.exc_info)
+        return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def handlers(settings: LogSettings, stage: str) -> list[logging.Handler]:
+    """stderr, and syslog when configured (the socket is opened here: a path that is not a
+    socket raises OSError)."""
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(JsonFormatter(stage) if settings.log_format == "json"
+                        else logging.Formatter(TEXT_FORMAT))
+    found: list[logging.Handler] = [stderr]
+    address = syslog_address(settings.syslog)
+    if isinstance(address, str) and not stat.S_ISSOCK(os.stat(address).st_mode):
+        # SysLogHandler would take it silently and fail on every record.
+        raise OSError(f"{address} is not a socket")
+    if address is not None:
+        syslog = logging.handlers.SysLogHandler(
+            address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+        syslog.ident = f"katagate/{stage}[{os.getpid()}]: "
+        syslog.setFormatter(JsonFormatter(stage) if settings.log_format == "json"
+                            else SyslogTextFormatter())
+        found.append(syslog)
+    return found
+
+
+def configure(settings: LogSettings, stage: str) -> None:
+    """The root logger at INFO with `handlers` (unless something configured it already)."""
+    logging.basicConfig(level=logging.INFO, handlers=handlers(settings, stage))
+
+
+def section_env(section: dict[str, Any]) -> dict[str, str]:
+    """katagate.toml's [logging] as the variables the children read; an unknown key raises
+    ValueError naming the allowed ones."""
+    unknown = sorted(set(section) - set(SECTION))
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} in [logging]; allowed: "
+                         f"{', '.join(sorted(SECTION))}")
+    return {SECTION[key]: str(value) for key, value in section.items()
+            if SECTION[key] not in os.environ}

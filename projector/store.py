@@ -20,22 +20,51 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+from projector import rows, search
+from projector.search_filters import Search
 from projector.summary import Key, MessageSummary, Observation
-from schemas import Event
+from schemas import Event, MessageReceived
 
+STORE_FORMAT = 2  # the tables' layout (SQLite's user_version)
+# The search columns beside each summary (rows.columns computes them), each indexed with the
+# received time after it, so a filter reads its matches newest first and stops at a page.
+SEARCH_COLUMNS = ("received_at", "sender", "sender_domain", "client_ip", "row_verdict",
+                  "row_action", "status", "size", "held", "deadline_at", "backup", "detects")
 SCHEMA = (
     # The records column comes last: listing reads the row's head, never its overflow pages.
-    """CREATE TABLE IF NOT EXISTS messages (
+    f"""CREATE TABLE IF NOT EXISTS messages (
         message_id TEXT PRIMARY KEY, summary TEXT NOT NULL,
-        action TEXT, reason TEXT, verdict TEXT, outcome TEXT, records BLOB NOT NULL)""",
+        action TEXT, reason TEXT, verdict TEXT, outcome TEXT,
+        {", ".join(SEARCH_COLUMNS)}, records BLOB NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    *(f"CREATE INDEX IF NOT EXISTS messages_{c} ON messages ({c}, received_at, message_id)"
+      for c in ("sender", "sender_domain", "client_ip", "row_verdict", "row_action",
+                "status")),
+    "CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at, message_id)",
+    # Small subsets: the KATA Quarantine's held messages, the Backup's copies.
+    "CREATE INDEX IF NOT EXISTS messages_held ON messages (message_id) WHERE held = 1",
+    """CREATE INDEX IF NOT EXISTS messages_backup ON messages (received_at, message_id)
+        WHERE backup IS NOT NULL""",
+    # Recipients and their domains, one row per message each (a message to two addresses
+    # of one domain is found once by *@domain).
+    """CREATE TABLE IF NOT EXISTS recipients (address TEXT, received_at INTEGER,
+        message_id TEXT, PRIMARY KEY (address, received_at, message_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS recipient_domains (domain TEXT, received_at INTEGER,
+        message_id TEXT, PRIMARY KEY (domain, received_at, message_id)) WITHOUT ROWID""",
+    # Subject words: a full-text index keyed by the message row's rowid (contentless: the
+    # subject itself is in the summary).
+    "CREATE VIRTUAL TABLE IF NOT EXISTS subjects USING fts5(subject, content='')",
 )
 # One statement per message per flush, however many of its events came: new records are
 # appended to the message's row.
-UPSERT = """INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO UPDATE
+UPSERT = f"""INSERT INTO messages VALUES ({", ".join("?" for _ in range(7 + len(SEARCH_COLUMNS)))})
+    ON CONFLICT (message_id) DO UPDATE
     SET summary = excluded.summary, action = excluded.action, reason = excluded.reason,
         verdict = excluded.verdict, outcome = excluded.outcome,
-        records = CAST(records || excluded.records AS BLOB)"""
+        {", ".join(f"{c} = excluded.{c}" for c in SEARCH_COLUMNS)},
+        records = CAST(records || excluded.records AS BLOB)"""  # noqa: S608 (fixed names)
+SUBJECT = """INSERT INTO subjects (rowid, subject)
+    SELECT rowid, ? FROM messages WHERE message_id = ?"""
 # The listing filters, by the column that holds each.
 FILTER_COLUMNS = {"action": "action", "reason": "reason", "state": "verdict",
                   "outcome": "outcome"}
@@ -69,11 +98,18 @@ class TimelineStore:
         else:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")  # a crash may lose the last commit
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != STORE_FORMAT:
+            # Rows of another format: dropped (with the positions in meta), so the owner
+            # rebuilds them from offset 0.
+            for table in ("messages", "meta", "recipients", "recipient_domains", "subjects"):
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+            self._db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
         for statement in SCHEMA:
             self._db.execute(statement)
         self._db.execute("BEGIN")
         self._hot: OrderedDict[str, MessageSummary] = OrderedDict()
         self._new: dict[str, list[bytes]] = {}  # records added since the last flush
+        self._received: set[str] = set()  # messages whose envelope came since then
         self._buffered = 0
 
     # -- writing ---------------------------------------------------------------------
@@ -87,6 +123,8 @@ class TimelineStore:
             summary = self._load(message_id) or MessageSummary()
             self._hot[message_id] = summary
         observations = summary.add(key, event)
+        if isinstance(event, MessageReceived):
+            self._received.add(message_id)
         new = self._new.get(message_id)
         if new is None:
             self._new[message_id] = [record]
@@ -102,12 +140,32 @@ class TimelineStore:
         if self._new:
             self._db.executemany(UPSERT, [
                 (m, json.dumps(s.to_state(), separators=(",", ":")), s.action, s.reason,
-                 s.verdict_state, s.outcome_name, pack(records))
+                 s.verdict_state, s.outcome_name, *rows.columns(s), pack(records))
                 for m, records in self._new.items() for s in (self._hot[m],)])
+            self._index_envelopes()
             self._new.clear()
             self._buffered = 0
         while len(self._hot) > HOT_MESSAGES:  # all written now: the oldest can go
             self._hot.popitem(last=False)
+
+    def _index_envelopes(self) -> None:
+        """The recipients and subject words of the messages received since the last flush
+        (each message's envelope comes once, with `mail.received`)."""
+        addresses, domains, subjects = [], [], []
+        for m in sorted(self._received):
+            envelope, at = self._hot[m].envelope, self._hot[m].received_at
+            if envelope is None:
+                continue
+            for address in {str(a).lower() for a in envelope[1]}:
+                addresses.append((address, at, m))
+                domains.append((address.rpartition("@")[2], at, m))
+            if envelope[2]:
+                subjects.append((str(envelope[2]), m))
+        self._db.executemany("INSERT OR IGNORE INTO recipients VALUES (?, ?, ?)", addresses)
+        self._db.executemany("INSERT OR IGNORE INTO recipient_domains VALUES (?, ?, ?)",
+                             domains)
+        self._db.executemany(SUBJECT, subjects)
+        self._received.clear()
 
     def commit(self, meta: dict[str, str] | None = None) -> None:
         """Make everything added so far durable, with `meta`, in one transaction."""
@@ -121,9 +179,11 @@ class TimelineStore:
         """Forget everything (a rebuild), committed at once."""
         self._new.clear()
         self._hot.clear()
+        self._received.clear()
         self._buffered = 0
-        for table in ("messages", "meta"):
+        for table in ("messages", "meta", "recipients", "recipient_domains"):
             self._db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
+        self._db.execute("INSERT INTO subjects (subjects) VALUES ('delete-all')")
         self.commit()
 
     def _load(self, message_id: str) -> MessageSummary | None:
@@ -177,6 +237,12 @@ class TimelineStore:
         ).fetchall()
         found = [(str(m), MessageSummary.from_state(json.loads(s))) for m, s in rows[:limit]]
         return found, len(rows) > limit
+
+    def search(self, asked: Search,
+               listing: str) -> tuple[list[tuple[str, MessageSummary]], str | None]:
+        """A page of a listing's rows matching `asked`, and the next page's cursor."""
+        self.flush()
+        return search.page(self._db, asked, listing)
 
     def count(self) -> int:
         self.flush()

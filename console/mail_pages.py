@@ -127,6 +127,8 @@ def _summary_value(name: str, value: Any) -> str:
         return ", ".join(f"{d.get('name', '')} ({d.get('type', '')})" for d in value)
     if name == "envelope_from":
         return value or "<>"
+    if name == "size":
+        return f"{value} bytes"
     return field_text(value)
 
 

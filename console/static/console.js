@@ -394,11 +394,14 @@ function mailList({path, rows, empty, more, render, refresh, update}) {
   const error = document.getElementById("search-error");
   let cursor = null;
   let shown = "";
+  let asked = 0;
   async function load() {
     const query = filterQuery(form);
     query.set("limit", "100");
     if (cursor) query.set("cursor", cursor);
+    const mine = ++asked;
     const answer = await api("GET", path + "?" + query.toString());
+    if (mine !== asked) return;  // a later search (or refresh) was asked for: its answer counts
     if (!answer.ok) {
       showErrors(form, "", error, answer.body);
       return;

@@ -66,7 +66,6 @@ PRINCIPALS: dict[str, Principal] = {p.name: p for p in (
               writes=("mail", "control"), groups=("scanner",),
               transactional_ids=("scanner-",),
               why="the KATA connector: submissions, verdicts, the connection lifecycle"),
-    # The decider reads `backup` back for a resend from the Backup (apply).
     Principal("decider", reads=("mail", "raw", "quarantine", "control", "backup"),
               writes=("mail", "quarantine", "backup", "deadletter"),
               groups=("decider", "admission", "apply"),

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from katagate import (
     acls_cmd,
     audit_cmd,
+    backup_cmd,
     broker_cmd,
     cluster_cmd,
     config_cmd,
@@ -18,8 +19,10 @@ from katagate import (
     emulator_cmd,
     ingest_cmd,
     kata_cmd,
+    messages_cmd,
     projector_cmd,
     quarantine_cmd,
+    queue_cmd,
     rules_cmd,
     scanner_cmd,
     schemas_cmd,
@@ -38,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
         up_cmd, broker_cmd, cluster_cmd, topics_cmd, schemas_cmd, settings_cmd, kata_cmd, rules_cmd,
-        quarantine_cmd, ingest_cmd, scanner_cmd,
+        quarantine_cmd, messages_cmd, backup_cmd, queue_cmd, ingest_cmd, scanner_cmd,
         decider_cmd, projector_cmd, console_cmd, emulator_cmd, sink_cmd, audit_cmd,
         dashboard_cmd, acls_cmd, config_cmd,
     ):

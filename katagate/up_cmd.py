@@ -190,9 +190,10 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
                                          if k != "port"}}),
         ready_prefix="projector="))
     print(projector.ready_line.split()[0], flush=True)
+    _projector_token(state, projector_cfg, "cli")  # the admin commands' (admin/projector_reader.py)
     _start_console(supervisor, config.get("console", {}), state,
                    _projector_url(projector.ready_line),
-                   _console_token(state, projector_cfg), metrics["console"])
+                   _projector_token(state, projector_cfg, "console"), metrics["console"])
     supervisor.start(Child(
         "audit", python_module("katagate", "audit", "checkpoint", "run"),
         # The audit key stays where `katagate audit verify` looks for it by default.
@@ -236,17 +237,17 @@ def _projector_url(ready_line: str) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _console_token(state: Path, projector: dict[str, Any]) -> Path:
-    """The console's read token for the projector, made once into a 0600 file in the console's
-    folder and kept while valid (revoked or lost: a new one). Only the file's name is passed
-    on, so the token never reaches `ps`, a log or an event."""
+def _projector_token(state: Path, projector: dict[str, Any], holder_name: str) -> Path:
+    """A read token for the projector, named after its holder (the console, the CLI), made once
+    into a 0600 file in `<state>/<holder>/` and kept while valid (revoked or lost: a new one).
+    Only the file's name is passed on, so the token never reaches `ps`, a log or an event."""
     from projector.guard import token_file
 
     tokens = Path(os.environ.get("KATAGATE_PROJECTOR_TOKENS_FILE")
                   or projector.get("tokens_file") or state / "projector" / "tokens.json")
-    holder = state / "console" / "projector-token"
-    if token_file(tokens).ensure_in_file("console", holder, datetime.now(UTC).isoformat()):
-        print(f"console-projector-token={holder} (made)", flush=True)
+    holder = state / holder_name / "projector-token"
+    if token_file(tokens).ensure_in_file(holder_name, holder, datetime.now(UTC).isoformat()):
+        print(f"{holder_name}-projector-token={holder} (made)", flush=True)
     return holder
 
 

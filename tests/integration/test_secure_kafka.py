@@ -264,7 +264,8 @@ def fetched(settings: KafkaSettings, group: str, topic: str, wait_s: float = 15.
     ("ingest", "mail", TOPIC_DENIED),  # it writes the mail events, never reads them
     ("decider", "mail", None),
     ("decider", "audit", TOPIC_DENIED),
-    ("admin", "backup", None),  # `katagate backup show|download`
+    # a Backup copy's view and download (admin, a super user, reads it anyway)
+    ("console", "backup", None),
     ("projector", "backup", TOPIC_DENIED),  # it lists the ledger, never reads the copies
 ])
 def test_a_principal_reads_only_the_topics_it_needs(secure, who, topic, expected):

@@ -1,4 +1,5 @@
-"""The admission shell: the single writer of `katagate.quarantine`.
+"""The admission shell: the single writer of `katagate.quarantine` (the quarantine's ledger and
+the Backup's, `decider/backup_ledger.py`).
 
 Only the elected owner runs it. It reads every `katagate.mail` partition itself (manual
 assignment, one fixed transactional.id that fences a previous owner), starts from the ledger
@@ -14,20 +15,26 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from decider.backup_ledger import Copy, delete, expire, retain
 from decider.history import ControlHistory, evolve_history
 from decider.ledger import Ledger, admit, release
 from eventlog.errors import KafkaUnavailable, ReadStalled
 from eventlog.folded import FoldedTopic, fold_to_end
 from eventlog.handler import Handler, Poison
+from eventlog.raw import tombstones
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from schemas import (
     ActionDecided,
+    BackupDeleteRequested,
+    BackupRemoved,
+    BackupStored,
     ControlState,
     Event,
     ForcedDelete,
     ForcedRelease,
+    KataSettings,
     MessageReceived,
     ProducerRef,
     SchemaError,
@@ -35,6 +42,8 @@ from schemas import (
 )
 
 log = logging.getLogger(__name__)
+# How often the Backup's age limit is checked: copies are kept for days, not seconds.
+EXPIRY_CHECK_S = 10.0
 
 
 def fold_ledger(kafka: KafkaSettings, timeout_s: float = 60.0) -> Ledger:
@@ -66,8 +75,10 @@ class Admission(Handler):
         self._producer = producer
         self._clock = clock
         self.ledger = fold_ledger(kafka)
-        log.info("quarantine ledger: %d messages, %d bytes held",
-                 self.ledger.messages_in_use, self.ledger.bytes_in_use)
+        self._next_expiry_check = 0.0
+        log.info("quarantine ledger: %d messages, %d bytes held; Backup: %d copies, %d bytes",
+                 self.ledger.messages_in_use, self.ledger.bytes_in_use,
+                 self.ledger.backup.copies_in_use, self.ledger.backup.bytes_in_use)
 
     def decide(self, record: Consumed) -> list[Outgoing]:
         try:
@@ -76,6 +87,7 @@ class Admission(Handler):
             raise Poison(str(exc)) from exc
         now = self._clock()
         produced: list[Event] = []
+        removed: list[tuple[Copy, BackupRemoved]] = []
         match event:
             case MessageReceived():
                 if event.message_id in self.ledger.held:
@@ -93,15 +105,60 @@ class Admission(Handler):
                 if (done := release(self.ledger, event.message_id, cause, event, now,
                                     self._producer)) is not None:
                     produced.append(done)
+            case BackupStored():
+                settings = self._settings_now()
+                if (kept := retain(self.ledger.backup, event, settings, now,
+                                   self._producer)) is None:
+                    return []  # redelivered after a crash that kept its retention
+                self.ledger.evolve(kept)
+                # Over the size limit now: the oldest copies go (this one too, if it alone is).
+                return [*self._ledger_out(kept),
+                        *self._removals(expire(self.ledger.backup, settings, now,
+                                               self._producer))]
+            case BackupDeleteRequested():
+                copy = self.ledger.backup.held.get(event.message_id)
+                if copy is None:
+                    log.info("%s: Backup delete by %s: no copy held; nothing to do",
+                             event.message_id, event.actor)
+                    return []
+                gone = delete(self.ledger.backup, event.message_id, event.actor,
+                              event.event_id, self._settings_now(), now, self._producer)
+                assert gone is not None  # noqa: S101 - the copy is held, checked above
+                removed.append((copy, gone))
             case _:
                 return []
         for item in produced:
             self.ledger.evolve(item)
-        return [
-            out for item in produced
-            for out in (Outgoing.event(self._names.quarantine, item),
-                        Outgoing.event(self._names.mail, item))
-        ]
+        return [out for item in produced for out in self._ledger_out(item)] + self._removals(
+            removed, evolve=True)
+
+    def tick(self) -> list[Outgoing]:
+        """Backup retention by age (and by size, for a limit lowered since the last copy)."""
+        if time.monotonic() < self._next_expiry_check:
+            return []
+        self._next_expiry_check = time.monotonic() + EXPIRY_CHECK_S
+        return self._removals(expire(self.ledger.backup, self._settings_now(), self._clock(),
+                                     self._producer))
+
+    def _ledger_out(self, item: Event) -> list[Outgoing]:
+        return [Outgoing.event(self._names.quarantine, item),
+                Outgoing.event(self._names.mail, item)]
+
+    def _removals(self, removed: list[tuple[Copy, BackupRemoved]],
+                  evolve: bool = False) -> list[Outgoing]:
+        """Each removal recorded, and its copy's chunks tombstoned in the same transaction."""
+        out: list[Outgoing] = []
+        for copy, event in removed:
+            if evolve:
+                self.ledger.evolve(event)
+            log.info("%s: Backup copy removed (%s)", copy.message_id, event.cause)
+            out += self._ledger_out(event)
+            out += tombstones(self._names.backup, copy.message_id, copy.partition, copy.chunks)
+        return out
+
+    def _settings_now(self) -> KataSettings:
+        self._control.pump(0)
+        return self._control.value.current.settings
 
     def _control_at_least(self, version: int) -> ControlState:
         """The configuration the message was received under (or newer): wait briefly for the

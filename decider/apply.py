@@ -1,7 +1,8 @@
 """Apply's shell: carries out each decided action — Backup copy, deliver (with the subject tag),
 discard, NDR — and records the outcome that `decider/outcomes.py` names. A stateful handler of
 the transactional loop over `katagate.mail`; deferred deliveries are timers restored from the
-log.
+log. It also carries out administrators' requests: a Backup copy resent
+(`decider/backup_resend.py`), and retry, bounce or delete of a deferred message.
 
 Effects outside Kafka (SMTP) happen before the transaction that records them commits: a crash
 in between repeats the effect once on restart (at-least-once delivery, as every MTA), never
@@ -15,9 +16,11 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 
 from decider import outcomes
 from decider.admission import new_control_view
+from decider.backup_resend import location_problem, mark_released, resent
 from decider.history import ControlHistory
 from decider.mail_fold import MailFold
 from decider.ndr import build_ndr, should_send_ndr
@@ -32,12 +35,14 @@ from eventlog.handler import Poison
 from eventlog.loop import TransactionalLoop
 from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawReaders, RawUnavailable, RawWant, chunk, prefetch
+from eventlog.raw import RawReaders, RawUnavailable, RawWant, backup_chunks, prefetch
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from schemas import (
     ActionDecided,
+    BackupResendRequested,
+    BackupResent,
     BackupStored,
     DeliveryDeferred,
     DeliveryFailed,
@@ -47,6 +52,7 @@ from schemas import (
     NdrSent,
     NdrSuppressed,
     ProducerRef,
+    QueueActionRequested,
     RawLocation,
 )
 
@@ -57,8 +63,8 @@ KATA_REJECT_REASON = "KATA detected a threat in this message"
 
 class Apply(MailFold):
     # What apply records of what it did; after a restart a retry timer must not do it again.
-    own_outputs = (BackupStored, DeliveryDeferred, DeliveryFailed, MessageDelivered,
-                   MessageDiscarded, NdrSent, NdrSuppressed)
+    own_outputs = (BackupResent, BackupStored, DeliveryDeferred, DeliveryFailed,
+                   MessageDelivered, MessageDiscarded, NdrSent, NdrSuppressed)
 
     def __init__(
         self,
@@ -95,10 +101,12 @@ class Apply(MailFold):
     # -- the loop's handler ---------------------------------------------------------------
 
     def decide_batch(self, records: Sequence[Consumed]) -> list[Sequence[Outgoing] | Exception]:
-        """The batch's records folded in order, then its decided messages carried out
-        concurrently; one result per record."""
+        """The batch's records folded in order, then its decided messages and administrators'
+        requests carried out concurrently; one result per record."""
         results: list[Sequence[Outgoing] | Exception] = []
-        work: list[tuple[int, Parcel, int]] = []
+        decided: list[tuple[int, Parcel, int]] = []
+        work: list[tuple[int, int, Callable[[], list[Event]]]] = []
+        acted_on: set[str] = set()  # one queue action per message and batch: never two at once
         for index, record in enumerate(records):
             try:
                 event = self.read(record)
@@ -110,15 +118,25 @@ class Apply(MailFold):
             if isinstance(event, ActionDecided):
                 parcel = self.parcels.live.get(event.message_id)
                 if parcel is not None and parcel.decision is not None and parcel.attempts == 0:
-                    work.append((index, parcel, record.partition))
+                    decided.append((index, parcel, record.partition))
+            elif isinstance(event, BackupResendRequested):
+                if event.event_id in self.parcels.resends_done:
+                    log.info("%s: resend %s was carried out already", event.message_id,
+                             event.event_id)
+                else:
+                    work.append((index, record.partition, partial(self._resend, event)))
+            elif isinstance(event, QueueActionRequested):
+                job = self._queue_job(event, acted_on)
+                if job is not None:
+                    work.append((index, record.partition, job))
         # Messages decided together were received together: one pass reads their bytes.
         ahead = prefetch(self._readers.mine(), [
             (RawWant(p.raw.topic, p.raw.partition, p.raw.offsets, p.message_id, p.sha256), p.size)
-            for _i, p, _part in work])
-        parcels = [parcel for _i, parcel, _p in work]
-        done = self._pool.map(self._carried_out_or_error, parcels,
-                              [ahead.get(parcel.message_id) for parcel in parcels])
-        for (index, _parcel, partition), outcome in zip(work, done, strict=True):
+            for _i, p, _part in decided])
+        work += [(index, partition, partial(self._carry_out, parcel, ahead.get(parcel.message_id)))
+                 for index, parcel, partition in decided]
+        done = self._pool.map(_outcome_or_error, [job for _i, _p, job in work])
+        for (index, partition, _job), outcome in zip(work, done, strict=True):
             results[index] = outcome if isinstance(outcome, Exception) else self.emit(
                 outcome, partition)
         return results
@@ -137,19 +155,12 @@ class Apply(MailFold):
 
     # -- effects ------------------------------------------------------------------------
 
-    def _carried_out_or_error(self, parcel: Parcel,
-                              data: bytes | RawUnavailable | None) -> list[Event] | Exception:
-        try:
-            return self._carry_out(parcel, data)
-        except Exception as exc:  # the loop sets this record aside, the others go on
-            return exc
-
-    def _carry_out(self, parcel: Parcel,
-                   data: bytes | RawUnavailable | None = None) -> list[Event]:
+    def _carry_out(self, parcel: Parcel, data: bytes | RawUnavailable | None = None,
+                   fx: Effects | None = None) -> list[Event]:
         """Carry out the parcel's decision on `data`, read ahead, or read now when it was not."""
         decision = parcel.decision
         assert decision is not None  # noqa: S101 - only decided parcels are carried out
-        fx, now = self._effects, self._clock()
+        fx, now = fx or self._effects, self._clock()
         try:
             if data is None:
                 data = self._read(parcel)
@@ -163,17 +174,59 @@ class Apply(MailFold):
         if decision.action == "delete":
             events.append(outcomes.discarded(fx, parcel, now))
         elif decision.action == "reject":
-            events += self._reject(parcel, data)
+            events += self._reject(fx, parcel, data)
         else:
-            events += self._deliver(parcel, data, decision.tag)
+            events += self._deliver(fx, parcel, data, decision.tag)
         return events
+
+    def _queue_job(self, request: QueueActionRequested,
+                   acted_on: set[str]) -> Callable[[], list[Event]] | None:
+        """An administrator's action on a deferred message, to carry out; None (logged) when
+        the message does not wait in the delivery queue."""
+        waiting = self.parcels.waiting(request.message_id)
+        if request.message_id in acted_on:
+            waiting = "another queue action for it is carried out in this batch"
+        if isinstance(waiting, str):
+            log.info("%s: queue action %s by %s changes nothing: %s", request.message_id,
+                     request.action, request.actor, waiting)
+            return None
+        acted_on.add(request.message_id)
+        log.info("%s: queue action %s by %s", request.message_id, request.action, request.actor)
+        fx = self._effects.caused_by(request.event_id)
+        if request.action == "retry":
+            return partial(self._carry_out, waiting, None, fx)
+        if request.action == "bounce":
+            return lambda: self._with_bounce(fx, waiting, outcomes.returned_by_admin(
+                fx, waiting, request.actor, self._clock()))
+        return lambda: [outcomes.deleted_by_admin(fx, waiting, self._clock())]
+
+    def _resend(self, request: BackupResendRequested) -> list[Event]:
+        """One attempt to send a Backup copy, marked as released, to the request's recipients."""
+        fx, loc = self._effects, request.location
+        problem = location_problem(request, self._names.backup)
+        if problem is None:
+            try:
+                data = self._readers.mine().read(loc.topic, loc.partition, loc.offsets,
+                                                 request.message_id, request.sha256)
+            except RawUnavailable as exc:
+                problem = str(exc)
+        if problem is not None:
+            log.warning("%s: resend by %s: the copy is unavailable: %s", request.message_id,
+                        request.actor, problem)
+            return [resent(fx, request, None, f"Backup copy unavailable: {problem}",
+                           self._clock())]
+        marked = mark_released(data, request.message_id, request.actor, request.occurred_at)
+        outcome = self._send(request.envelope_from, list(request.recipients), marked)
+        log.info("%s: resent from Backup by %s: %s", request.message_id, request.actor,
+                 outcome.reply)
+        return [resent(fx, request, outcome, outcome.reply, self._clock())]
 
     def _read(self, parcel: Parcel) -> bytes:
         return self._readers.mine().read(parcel.raw.topic, parcel.raw.partition,
                                          parcel.raw.offsets, parcel.message_id, parcel.sha256)
 
     def _backup(self, parcel: Parcel, data: bytes) -> BackupStored:
-        chunked = chunk(self._names.backup, parcel.message_id, data)
+        chunked = backup_chunks(self._names.backup, parcel.message_id, data, parcel.partition)
         with self._lock:  # the producer waits for its own records' offsets: one at a time
             located = self._transaction.produce_located(chunked.records)
         location = RawLocation(topic=self._names.backup, partition=located[0][0],
@@ -190,7 +243,8 @@ class Apply(MailFold):
             tls=self._tls, cache=self.sessions,
         )
 
-    def _deliver(self, parcel: Parcel, data: bytes, tag: str | None) -> list[Event]:
+    def _deliver(self, fx: Effects, parcel: Parcel, data: bytes,
+                 tag: str | None) -> list[Event]:
         tagged = False
         if tag:
             result = tag_subject(data, tag)
@@ -198,10 +252,10 @@ class Apply(MailFold):
             if not result.tagged:
                 log.warning("%s: subject not tagged: %s", parcel.message_id, result.note)
         outcome = self._send(parcel.envelope_from, list(parcel.recipients), data)
-        return self._with_bounce(parcel, outcomes.after_delivery(
-            self._effects, parcel, outcome, tagged, self._clock()))
+        return self._with_bounce(fx, parcel, outcomes.after_delivery(
+            fx, parcel, outcome, tagged, self._clock()))
 
-    def _with_bounce(self, parcel: Parcel, recorded: Recorded) -> list[Event]:
+    def _with_bounce(self, fx: Effects, parcel: Parcel, recorded: Recorded) -> list[Event]:
         """The recorded events, and the DSN the sender is owed sent (best effort, once)."""
         bounce = recorded.bounce
         if bounce is None or not should_send_ndr(parcel.envelope_from, True)[0]:
@@ -224,11 +278,11 @@ class Apply(MailFold):
         if sent.kind != "delivered":
             log.warning("the DSN for %s was not accepted: %s", parcel.message_id, sent.reply)
             return recorded.events
-        return [*recorded.events, outcomes.ndr_sent(self._effects, parcel, "dsn", dsn_id,
+        return [*recorded.events, outcomes.ndr_sent(fx, parcel, "dsn", dsn_id,
                                                     "delivery_failed", self._clock())]
 
-    def _reject(self, parcel: Parcel, data: bytes) -> list[Event]:
-        fx, now = self._effects, self._clock()
+    def _reject(self, fx: Effects, parcel: Parcel, data: bytes) -> list[Event]:
+        now = self._clock()
         ndr_enabled = self._control.value.current.settings.ndr_enabled
         send, why = should_send_ndr(parcel.envelope_from, ndr_enabled)
         if not send:
@@ -247,8 +301,15 @@ class Apply(MailFold):
             return outcomes.failed(fx, parcel, f"no NDR could be built: {exc}",
                                    [parcel.envelope_from], parcel.attempts + 1, now).events
         outcome = self._send("", [parcel.envelope_from], report)
-        return self._with_bounce(parcel, outcomes.after_ndr(fx, parcel, outcome, dsn_id,
-                                                            self._clock()))
+        return self._with_bounce(fx, parcel, outcomes.after_ndr(fx, parcel, outcome, dsn_id,
+                                                                self._clock()))
+
+
+def _outcome_or_error(job: Callable[[], list[Event]]) -> list[Event] | Exception:
+    try:
+        return job()
+    except Exception as exc:  # the loop sets this record aside, the others go on
+        return exc
 
 
 def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from decider.backup_ledger import BackupLedger
 from schemas import (
     ControlState,
     Event,
@@ -28,9 +29,12 @@ class Ledger:
     bytes_in_use: int = 0
     messages_in_use: int = 0
     held: dict[str, int] = field(default_factory=dict)  # message id -> size
+    # The Backup's ledger lives in the same topic, kept by the same single writer.
+    backup: BackupLedger = field(default_factory=BackupLedger)
 
     def evolve(self, event: Event) -> None:
         """Idempotent: an event seen twice (the ledger and its mirror) counts once."""
+        self.backup.evolve(event)
         match event:
             case QuarantineAdmitted() if event.message_id not in self.held:
                 self.held[event.message_id] = event.size

@@ -7,7 +7,8 @@ per (message, effect), so a redelivered decision records the same events again, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,6 +41,8 @@ class Effects:
     next_hop: str
     retry_first: timedelta
     retry_period: timedelta  # give up this long after the first attempt
+    # What caused the effects when not the decision: an administrator's queue action.
+    cause: uuid.UUID | None = None
 
     def common(self, parcel: Parcel, effect: str, now: datetime) -> dict[str, Any]:
         decision = parcel.decision
@@ -47,8 +50,11 @@ class Effects:
             "event_id": step_id(EFFECTS, parcel.message_id, effect), "occurred_at": now,
             "producer": self.producer, "message_id": parcel.message_id,
             "correlation_id": parcel.correlation_id,
-            "causation_id": decision.event_id if decision is not None else None,
+            "causation_id": self.cause or (decision.event_id if decision is not None else None),
         }
+
+    def caused_by(self, request: uuid.UUID) -> Effects:
+        return replace(self, cause=request)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,18 @@ def discarded(fx: Effects, parcel: Parcel, now: datetime) -> MessageDiscarded:
     by_admin = decision is not None and decision.reason == "deleted_by_admin"
     return MessageDiscarded(**fx.common(parcel, "discarded", now),
                             reason="deleted_by_admin" if by_admin else "kata_delete")
+
+
+def deleted_by_admin(fx: Effects, parcel: Parcel, now: datetime) -> MessageDiscarded:
+    """A deferred message an administrator deleted from the delivery queue."""
+    return MessageDiscarded(**fx.common(parcel, "discarded", now), reason="deleted_by_admin")
+
+
+def returned_by_admin(fx: Effects, parcel: Parcel, actor: str, now: datetime) -> Recorded:
+    """A deferred message an administrator returned to its sender: failed for good now, with
+    the DSN a delivery that fails owes."""
+    reply = f"returned to the sender by the administrator {actor}"
+    return failed(fx, parcel, reply, list(parcel.recipients), max(1, parcel.attempts), now)
 
 
 def ndr_suppressed(fx: Effects, parcel: Parcel, why: str, now: datetime) -> NdrSuppressed:

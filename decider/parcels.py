@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import heapq
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from schemas import (
     ActionDecided,
+    BackupResent,
     BackupStored,
     DeliveryDeferred,
     Event,
@@ -42,10 +44,16 @@ class Parcel:
     size: int = 0  # bytes, as received
 
 
+# Resend requests whose outcome was recorded, remembered so a redelivered one is not sent
+# again: bounded, as a redelivery comes soon after the outcome or never.
+RESENDS_REMEMBERED = 10_000
+
+
 class Parcels:
     def __init__(self) -> None:
         self.live: dict[str, Parcel] = {}
         self._retries: list[tuple[datetime, str]] = []
+        self.resends_done: OrderedDict[uuid.UUID, None] = OrderedDict()
 
     def evolve(self, event: Event, partition: int) -> None:
         m = getattr(event, "message_id", None)
@@ -53,6 +61,10 @@ class Parcels:
             return
         parcel = self.live.get(m)
         match event:
+            case BackupResent() if event.causation_id is not None:
+                self.resends_done[event.causation_id] = None
+                while len(self.resends_done) > RESENDS_REMEMBERED:
+                    self.resends_done.popitem(last=False)
             case MessageReceived():
                 self.live[m] = Parcel(
                     m, partition, event.correlation_id or event.event_id, event.envelope_from,
@@ -71,6 +83,16 @@ class Parcels:
                 heapq.heappush(self._retries, (event.retry_at, m))
             case _ if is_terminal(event):
                 self.live.pop(m, None)
+
+    def waiting(self, message_id: str) -> Parcel | str:
+        """The parcel if its delivery was deferred and it waits for its next attempt, else
+        why not (for an administrator's queue action)."""
+        parcel = self.live.get(message_id)
+        if parcel is None:
+            return "not carried by apply: unknown here, or already at its terminal event"
+        if parcel.decision is None or parcel.retry_at is None:
+            return "not deferred: no delivery attempt has been deferred yet"
+        return parcel
 
     def holds(self, message_id: str) -> bool:
         """Whether the message is still carried (received, not yet at its terminal event)."""

@@ -56,6 +56,11 @@ def is_fenced(error: KafkaError | None) -> bool:
     return error is not None and error.code() in _FENCED
 
 
+def _partition(record: Outgoing) -> int:
+    """The record's partition when it names one; else -1, the partitioner's choice by key."""
+    return -1 if record.partition is None else record.partition
+
+
 def producer_config(settings: KafkaSettings, transactional_id: str) -> dict[str, Any]:
     return {
         "transactional.id": transactional_id,
@@ -145,6 +150,7 @@ class TransactionalProducer:
                     self._producer.produce(
                         record.topic, value=record.value, key=record.key,
                         headers=list(record.headers), on_delivery=self._on_delivery,
+                        partition=_partition(record),
                     )
                     break
                 except BufferError:
@@ -173,6 +179,7 @@ class TransactionalProducer:
                     self._producer.produce(
                         record.topic, value=record.value, key=record.key,
                         headers=list(record.headers), on_delivery=on_delivery(index),
+                        partition=_partition(record),
                     )
                     break
                 except BufferError:

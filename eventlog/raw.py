@@ -1,5 +1,10 @@
 """Raw RFC 5322 bytes in Kafka: chunks of at most 1 MiB, written in the same transaction as the
 event that points at them, read back by their offsets.
+
+`katagate.mail.raw` keys every chunk by its message id (time retention removes them). The Backup
+(`katagate.backup`) is compacted instead: each chunk has a key of its own, `<message_id>/<index>`,
+in the message's partition, so compaction never drops a live chunk, and a tombstone per chunk key
+(`tombstones`) is what removes a copy.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ class Chunks(Sequence[Outgoing]):
     chunk's copy lives only until librdkafka has copied it, so a 200 MB message is not held a
     third time as slices for the whole transaction."""
 
-    def __init__(self, topic: str, message_id: str, data: bytes, chunk_bytes: int) -> None:
+    def __init__(self, topic: str, message_id: str, data: bytes, chunk_bytes: int,
+                 partition: int | None = None) -> None:
         self._topic, self._key, self._data, self._bytes = (
             topic, message_id.encode(), data, chunk_bytes)
         self._count = max(1, -(-len(data) // chunk_bytes))
+        # Set: a Backup copy, each chunk keyed on its own in this partition (see the module).
+        self._partition = partition
 
     def __len__(self) -> int:
         return self._count
@@ -52,9 +60,10 @@ class Chunks(Sequence[Outgoing]):
         i = index % self._count
         return Outgoing(
             topic=self._topic,
-            key=self._key,
+            key=self._key if self._partition is None else chunk_key(self._key.decode(), i),
             value=self._data[i * self._bytes:(i + 1) * self._bytes],
             headers=((H_MESSAGE_ID, self._key), (H_CHUNK, f"{i}/{self._count}".encode())),
+            partition=self._partition,
         )
 
 
@@ -66,8 +75,27 @@ class Chunked:
 
 
 def chunk(topic: str, message_id: str, data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Chunked:
+    """Raw chunks, keyed by the message id (`katagate.mail.raw`)."""
     return Chunked(Chunks(topic, message_id, data, chunk_bytes),
                    hashlib.sha256(data).hexdigest(), len(data))
+
+
+def chunk_key(message_id: str, index: int) -> bytes:
+    return f"{message_id}/{index}".encode()
+
+
+def backup_chunks(topic: str, message_id: str, data: bytes, partition: int,
+                  chunk_bytes: int = CHUNK_BYTES) -> Chunked:
+    """A Backup copy's chunks: each keyed `<message_id>/<index>`, all in `partition` (the
+    message's), so a compacted topic keeps every chunk until its own tombstone."""
+    return Chunked(Chunks(topic, message_id, data, chunk_bytes, partition),
+                   hashlib.sha256(data).hexdigest(), len(data))
+
+
+def tombstones(topic: str, message_id: str, partition: int, chunk_count: int) -> list[Outgoing]:
+    """What removes a Backup copy from the compacted topic: a null value per chunk key."""
+    return [Outgoing(topic=topic, key=chunk_key(message_id, i), value=None, partition=partition)
+            for i in range(chunk_count)]
 
 
 @dataclass(frozen=True)
@@ -136,8 +164,10 @@ class RawReader:
         results: dict[str, bytes | RawUnavailable] = {}
         for want in wants:
             places = [(want.topic, want.partition, o) for o in want.offsets]
-            missing = [p[2] for p in places
-                       if p not in found or keys[p] != want.message_id.encode()]
+            # A raw chunk is keyed by its message id, a Backup chunk by `<id>/<index>`.
+            missing = [p[2] for i, p in enumerate(places)
+                       if p not in found or keys[p] not in (want.message_id.encode(),
+                                                             chunk_key(want.message_id, i))]
             if missing:
                 results[want.message_id] = RawUnavailable(
                     f"message {want.message_id}: chunks at {want.topic}[{want.partition}] "
@@ -173,7 +203,7 @@ class RawReader:
                             done = True  # the end, or the offsets were deleted by retention
                         continue
                     offset = message.offset() or 0
-                    if offset in wanted:
+                    if offset in wanted and message.value() is not None:  # not a tombstone
                         found[(topic, partition, offset)] = message.value() or b""
                         keys[(topic, partition, offset)] = message.key() or b""
                     if offset >= last:

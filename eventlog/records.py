@@ -62,9 +62,12 @@ class Consumed:
 @dataclass(frozen=True)
 class Outgoing:
     topic: str
-    value: bytes
+    value: bytes | None  # None: a tombstone, for a compacted topic
     key: bytes | None = None
     headers: Headers = field(default_factory=tuple)
+    # None: the producer's partitioner picks it from the key. Set where a record's key is not
+    # the message id but the record must lie in the message's partition (Backup chunks).
+    partition: int | None = None
 
     @classmethod
     def event(cls, topic: str, event: Event) -> Outgoing:

@@ -29,7 +29,8 @@ class KafkaSettings(BaseSettings):
     # -1 keeps records forever: the mail and quarantine logs are the audit trail.
     mail_retention_ms: int = Field(default=-1, ge=-1)
     raw_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=3600 * 1000)
-    backup_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
+    # No Backup retention here: `katagate.backup` is compacted and keeps a copy until the Backup
+    # ledger removes it (`backup_max_age_days`, `backup_max_bytes`: settings of the control log).
     # Short, so that a producer that died mid-transaction stalls read_committed readers briefly.
     transaction_timeout_ms: int = Field(default=60_000, ge=1000, le=900_000)
     # A bound on any single blocking broker call (metadata, commit, admin requests).

@@ -18,6 +18,20 @@ from eventlog.errors import TopicError
 from eventlog.settings import KafkaSettings
 
 MiB = 1024 * 1024
+DAY_MS = 24 * 3600 * 1000
+
+# The Backup is compacted, with no time retention: a copy leaves the topic only when the Backup
+# ledger writes its tombstones (age or size per the settings, or an administrator's delete),
+# never earlier. The active segment rolls daily and a dirty segment is compacted within a day,
+# so a removed copy's bytes are gone from the brokers within about two days.
+BACKUP_CONFIG = {
+    "cleanup.policy": "compact",
+    "compression.type": "zstd",
+    "max.message.bytes": str(2 * MiB),  # as the raw chunks
+    "segment.ms": str(DAY_MS),
+    "max.compaction.lag.ms": str(DAY_MS),
+    "delete.retention.ms": str(DAY_MS),  # how long readers still see a tombstone
+}
 
 
 @dataclass(frozen=True)
@@ -83,8 +97,8 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
                   "the KATA quarantine ledger; one partition, one writer"),
         TopicSpec(names.control, 1, {**events, **forever},
                   "settings, rules, toggles, keys and connection events"),
-        TopicSpec(names.backup, n, {**chunks, "retention.ms": str(settings.backup_retention_ms)},
-                  "Backup copies of originals, as raw chunks"),
+        TopicSpec(names.backup, n, BACKUP_CONFIG,
+                  "Backup copies of originals, a key per chunk; removed by tombstones only"),
         TopicSpec(names.audit, 1, {**events, **forever},
                   "signed checkpoints over the other topics"),
         TopicSpec(names.deadletter, 1, {**chunks, **forever},

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from eventlog.raw import H_CHUNK, H_MESSAGE_ID, chunk
+from eventlog.raw import H_CHUNK, H_MESSAGE_ID, backup_chunks, chunk, tombstones
 
 
 def test_the_chunks_put_back_together_are_the_message() -> None:
@@ -41,3 +41,21 @@ def test_indexing_and_slicing_behave_as_a_list_would() -> None:
         records[4]
     with pytest.raises(IndexError):
         records[-5]
+
+
+def test_a_backup_copy_keys_each_chunk_on_its_own_in_the_messages_partition() -> None:
+    # Given a Backup copy of three chunks for a message of partition 4
+    records = backup_chunks("backup", "m5", b"x" * 25, partition=4, chunk_bytes=10).records
+    # Then each chunk has its own key, so compaction never supersedes one by another
+    assert [r.key for r in records] == [b"m5/0", b"m5/1", b"m5/2"]
+    assert {r.partition for r in records} == {4}
+    assert {dict(r.headers)[H_MESSAGE_ID] for r in records} == {b"m5"}
+    # And the raw topic's chunks keep the message id as key, placed by the partitioner
+    assert {(r.key, r.partition) for r in chunk("raw", "m5", b"x" * 25, 10).records} == {
+        (b"m5", None)}
+
+
+def test_a_removed_copy_gets_one_tombstone_per_chunk_key_in_its_partition() -> None:
+    dead = tombstones("backup", "m6", 2, 3)
+    assert [(r.topic, r.key, r.value, r.partition) for r in dead] == [
+        ("backup", b"m6/0", None, 2), ("backup", b"m6/1", None, 2), ("backup", b"m6/2", None, 2)]

@@ -1,0 +1,68 @@
+"""Apply's shell, for administrators' requests that must change nothing, without a broker: a
+resend already recorded is not sent again, and a queue action for a message that does not wait
+in the queue writes nothing. (What a carried-out request does, with the broker and a next hop:
+tests/e2e/test_backup_and_queue.py.)"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+import pytest
+
+from decider.apply import Apply
+from decider.settings import DeciderSettings
+from eventlog.records import Consumed, Outgoing
+from eventlog.settings import KafkaSettings
+from schemas import (
+    BackupResendRequested,
+    BackupResent,
+    Event,
+    QueueActionRequested,
+    RawLocation,
+)
+from tests.unit.test_decider_core import REF, T0, received
+
+M = "m0000001"
+RESEND = BackupResendRequested(
+    event_id=UUID(int=5), occurred_at=T0, producer=REF, message_id=M, actor="console:alice",
+    envelope_from="a@example.org", recipients=["b@example.org"], to_original=True,
+    location=RawLocation(topic="t.backup", partition=0, offsets=[3], chunk_bytes=1024),
+    sha256="0" * 64)
+
+
+@pytest.fixture
+def apply():
+    # Nothing listens on port 9: a handler that tried to read Kafka or send would record an
+    # outcome (unavailable, deferred), never nothing.
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", topic_prefix="t", config_file=None,
+                          config_dir=None, principal=None, request_timeout_s=1)
+    handler = Apply(kafka, DeciderSettings(next_hop_port=9, smtp_timeout_s=1, helo_name="gw"),
+                    None, REF, lambda: datetime.now(UTC), None)  # type: ignore[arg-type]
+    yield handler
+    handler.close()
+
+
+def batch(handler: Apply, *events: Event) -> list[object]:
+    records = [Consumed("t.mail", 0, n, M.encode(), Outgoing.event("t.mail", e).value)
+               for n, e in enumerate(events)]
+    return list(handler.decide_batch(records))
+
+
+def test_a_resend_whose_outcome_apply_recorded_is_not_sent_again(apply):
+    # Given the outcome of a resend request, read back (a redelivery after it was recorded)
+    done = BackupResent(event_id=UUID(int=6), occurred_at=T0, producer=REF, message_id=M,
+                        causation_id=RESEND.event_id, outcome="delivered",
+                        next_hop="127.0.0.1:9", recipients=["b@example.org"], reply="250 ok")
+    # When the request comes again, then nothing is sent or written
+    assert batch(apply, done, RESEND) == [[], []]
+
+
+@pytest.mark.parametrize("action", ["retry", "bounce", "delete"])
+def test_a_queue_action_for_a_message_not_waiting_writes_nothing(apply, action):
+    # Given a message apply knows but never attempted, and one it never saw
+    for message_id in (M, "m0000002"):
+        asked = QueueActionRequested(event_id=UUID(int=8), occurred_at=T0, producer=REF,
+                                     message_id=message_id, action=action, actor="cli:root")
+        # When an administrator acts on it, then nothing is written
+        assert batch(apply, received(M), asked) == [[], []]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from eventlog.producer import TransactionalProducer
-from eventlog.raw import CHUNK_BYTES, chunk
+from eventlog.raw import CHUNK_BYTES, backup_chunks
 from eventlog.topics import TopicNames
 from schemas import (
     BackupRemoved,
@@ -51,7 +51,7 @@ def retained_copy(kafka: Any) -> BackupRetained:
     """What apply and the Backup ledger write for a detected message's copy: the bytes in
     katagate.backup, the ledger's backup.retained on katagate.quarantine and katagate.mail."""
     names = TopicNames(kafka.topic_prefix)
-    chunked = chunk(names.backup, COPY_ID, ORIGINAL)
+    chunked = backup_chunks(names.backup, COPY_ID, ORIGINAL, partition=0)
     producer = TransactionalProducer(kafka, f"test-apply-{uuid.uuid4().hex[:8]}")
     producer.begin()
     located = producer.produce_located(chunked.records)

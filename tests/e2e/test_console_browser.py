@@ -366,7 +366,7 @@ def test_a_backup_copy_is_found_by_its_sender_and_resent_to_an_address(stack):
     stack.open("/backup")
     stack.type_into("filter-from", sender)
     searched(stack, f"copy-{message_id}", "Held")
-    until(lambda: "copy" in stack.text("backup-copies"), 20, "the Backup's usage")
+    until(lambda: "days at most" in stack.text("backup-copies"), 20, "the Backup's usage")
     stack.shot("backup")
     stack.by_id(f"copy-{message_id}").click()
     until(lambda: stack.text("copy-id") == message_id, 20, "the copy's page")

@@ -117,8 +117,9 @@ def create_app(console: Console) -> FastAPI:
     app = FastAPI(
         title="katagate console API",
         version="1",
-        description="The KATA protection settings, rules, connection state and KATA "
-                    "Quarantine of a katagate gateway. Sign in (`POST /api/login`, then send "
+        description="The KATA protection settings, rules, connection state, message "
+                    "tracking, KATA Quarantine, delivery queue and Backup of a katagate "
+                    "gateway. Sign in (`POST /api/login`, then send "
                     "the `X-CSRF-Token` header on every change) or send an API token "
                     "(`Authorization: Bearer ...`). Errors: `{\"error\", \"field\", "
                     "\"allowed\"}`.",

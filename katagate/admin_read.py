@@ -112,12 +112,12 @@ def page_footer(document: Mapping[str, Any], key: str, noun: str) -> None:
     print(f"{len(rows)} {noun}" + (f"; more with --cursor {more}" if more else ""))
 
 
-def record(event: Event, transactional_name: str) -> int:
-    """Append one request event to `katagate.mail` as the admin principal."""
+def record(event: Event) -> int:
+    """Append one request event to `katagate.mail` as the admin principal (one transactional
+    id for these requests: a second command at once fences the first, which then fails whole)."""
     settings = KafkaSettings(principal="admin")
     producer = TransactionalProducer(
-        settings, PRINCIPALS["admin"].transactional_id(settings.topic_prefix,
-                                                       transactional_name))
+        settings, PRINCIPALS["admin"].transactional_id(settings.topic_prefix, "admin-requests"))
     try:
         producer.begin()
         producer.produce([Outgoing.event(TopicNames(settings.topic_prefix).mail, event)])

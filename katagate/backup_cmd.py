@@ -166,7 +166,7 @@ def _resend(args: argparse.Namespace) -> int:
         recipients(args.to)  # refused before asking anyone
     row = _row(args)
     event = noted(resend_request(row, actor, args.comment, args.to, datetime.now(UTC)), note)
-    record(event, "admin-backup")
+    record(event)
     print(f"resend of {args.message_id} to {', '.join(event.recipients)} recorded "
           f"(event {event.event_id}); `katagate messages show {args.message_id}` shows the "
           "outcome")
@@ -177,6 +177,6 @@ def _delete(args: argparse.Namespace) -> int:
     actor, note = cli_actor(), checked_note(args.note)
     event = noted(delete_request(args.message_id, actor, args.comment, datetime.now(UTC)), note)
     refuse_unless_held(_row(args))
-    record(event, "admin-backup")
+    record(event)
     print(f"deletion of the Backup copy of {args.message_id} recorded (event {event.event_id})")
     return EXIT_OK

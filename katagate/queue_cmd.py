@@ -76,7 +76,7 @@ def _act(args: argparse.Namespace) -> int:
     except NotFound:
         row = None
     refuse_unless_queued(row, args.message_id)
-    record(event, "admin-queue")
+    record(event)
     print(f"{args.action} of {args.message_id} recorded (event {event.event_id}); `katagate "
           f"messages show {args.message_id}` shows the outcome")
     return EXIT_OK

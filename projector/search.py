@@ -26,8 +26,10 @@ from projector.summary import MessageSummary
 PROBE = 4000  # rows of the driver tried before subject words drive
 SORT_COLUMNS = {"received_at": "m.received_at", "size": "m.size",
                 "deadline_at": "m.deadline_at", "from": "m.sender"}
-# A filter's usual value reads most of the table: it never drives.
-USUAL = {"row_verdict": "not_detected", "status": "delivered", "row_action": "delivered"}
+# A filter's usual value reads most of the table: it never drives. Nor does `skipped`, a
+# range of values, whose index is not in received order.
+USUAL = {"row_verdict": ("not_detected", "skipped"), "status": ("delivered",),
+         "row_action": ("delivered",)}
 Query = tuple[str, list[Any]]
 
 
@@ -52,7 +54,7 @@ def driver(search: Search, listing: str) -> str:
             return name
     for column, value in (("row_verdict", search.verdict), ("status", search.status),
                           ("row_action", search.action)):
-        if value is not None and value != USUAL[column]:
+        if value is not None and value not in USUAL[column]:
             return column
     return "received_at"
 
@@ -97,7 +99,7 @@ def _own(search: Search, drive: str) -> list[Cond]:
               "sender_domain": search.sender_domain, "row_action": search.action,
               "status": search.status}
     if drive == "row_verdict" and search.verdict is not None:
-        return [c for c in _conditions(search, "search", drive) if "row_verdict" in c[0]]
+        return [("m.row_verdict = ?", [search.verdict])]
     if values.get(drive) is not None:
         return [(f"m.{drive} = ?", [values[drive]])]
     return []

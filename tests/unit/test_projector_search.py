@@ -185,6 +185,7 @@ def test_a_search_finds_what_filtering_every_row_finds_newest_first(
     ("client=192.0.2.1&to=c@d.example", "client_ip"), ("to=c@d.example&verdict=detected", "to"),
     ("to=*@d.example&from=*@b.example", "sender_domain"), ("to=*@d.example", "to_domain"),
     ("verdict=not_detected&status=bounced", "status"), ("verdict=detected", "row_verdict"),
+    ("verdict=skipped&since=2026-01-01T00:00:00Z", "received_at"),
     ("action=delivered&status=delivered&subject=x", "received_at"),
 ])
 def test_the_most_selective_filter_drives(query: str, drives: str) -> None:

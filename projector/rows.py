@@ -14,7 +14,7 @@ from typing import Any
 from projector.canonical import from_micros
 from projector.summary import MessageSummary
 
-WORD = re.compile(r"\w+")
+WORD = re.compile(r"[^\W_]+")  # letters and digits, as the subject index splits words
 
 
 def _at(value: int | None) -> str | None:
@@ -179,4 +179,5 @@ def columns(s: MessageSummary) -> tuple[Any, ...]:
         state,
         None if state is None else words(" ".join(str(n) for _t, n in s.verdict[1][1]
                                                   if n) if s.verdict else ""),
+        None if s.envelope is None else words(str(s.envelope[2] or "")),
     )

@@ -43,7 +43,7 @@ LISTINGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 BACKUP_STATES = ("held", "removed")
 ADDRESS = re.compile(r"^[^\s@<>]{1,64}@[^\s@<>]{1,255}$")
 DOMAIN = re.compile(r"^\*@([A-Za-z0-9.-]{1,255}|\[[0-9A-Fa-f:.]{2,64}\])$")
-WORD = re.compile(r"\w+")
+WORD = re.compile(r"[^\W_]+")  # letters and digits, as rows.words splits them
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9]{8,64}$")
 
 

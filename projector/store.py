@@ -1,10 +1,12 @@
 """Timelines and message summaries in SQLite, so a projection's memory stays bounded however
 long the log grows.
 
-`messages` holds one row per message: its summary, the listing filters as columns, and the
-records of its events as read (in reading order; the timeline sorts them). `meta` holds what
-the owner stores beside them — the small views and the positions they are the fold of —
-committed in the same transaction.
+`messages` holds one row per message: its summary and the search columns (`rows.columns`),
+indexed; `recipients`, `recipient_domains` and the full-text `subjects` index what a message
+was received with (search.py reads them). `timelines` holds the records of each message's
+events as read (in reading order; the timeline sorts them). `meta` holds what the owner stores
+beside them — the small views and the positions they are the fold of — committed in the same
+transaction. A file of another layout (`STORE_FORMAT`) is emptied when opened.
 
 Writes are buffered: `add` updates the message's summary in a bounded cache of recent messages
 and keeps the record; `flush` writes one row per message touched (reads flush first, so they
@@ -29,13 +31,16 @@ STORE_FORMAT = 2  # the tables' layout (SQLite's user_version)
 # The search columns beside each summary (rows.columns computes them), each indexed with the
 # received time after it, so a filter reads its matches newest first and stops at a page.
 SEARCH_COLUMNS = ("received_at", "sender", "sender_domain", "client_ip", "row_verdict",
-                  "row_action", "status", "size", "held", "deadline_at", "backup", "detects")
+                  "row_action", "status", "size", "held", "deadline_at", "backup", "detects",
+                  "words")
 SCHEMA = (
-    # The records column comes last: listing reads the row's head, never its overflow pages.
     f"""CREATE TABLE IF NOT EXISTS messages (
         message_id TEXT PRIMARY KEY, summary TEXT NOT NULL,
-        action TEXT, reason TEXT, verdict TEXT, outcome TEXT,
-        {", ".join(SEARCH_COLUMNS)}, records BLOB NOT NULL)""",
+        action TEXT, reason TEXT, verdict TEXT, outcome TEXT, {", ".join(SEARCH_COLUMNS)})""",
+    # The records in a table of their own: a message row stays small (most fit a page with
+    # others), so a search that checks rows one by one never reads a timeline.
+    """CREATE TABLE IF NOT EXISTS timelines (message_id TEXT PRIMARY KEY,
+        records BLOB NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     *(f"CREATE INDEX IF NOT EXISTS messages_{c} ON messages ({c}, received_at, message_id)"
       for c in ("sender", "sender_domain", "client_ip", "row_verdict", "row_action",
@@ -52,17 +57,19 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS recipient_domains (domain TEXT, received_at INTEGER,
         message_id TEXT, PRIMARY KEY (domain, received_at, message_id)) WITHOUT ROWID""",
     # Subject words: a full-text index keyed by the message row's rowid (contentless: the
-    # subject itself is in the summary).
-    "CREATE VIRTUAL TABLE IF NOT EXISTS subjects USING fts5(subject, content='')",
+    # subject itself is in the summary), splitting words as rows.words does.
+    """CREATE VIRTUAL TABLE IF NOT EXISTS subjects USING fts5(subject, content='',
+        tokenize="unicode61 remove_diacritics 0")""",
 )
 # One statement per message per flush, however many of its events came: new records are
 # appended to the message's row.
-UPSERT = f"""INSERT INTO messages VALUES ({", ".join("?" for _ in range(7 + len(SEARCH_COLUMNS)))})
+UPSERT = f"""INSERT INTO messages VALUES ({", ".join("?" for _ in range(6 + len(SEARCH_COLUMNS)))})
     ON CONFLICT (message_id) DO UPDATE
     SET summary = excluded.summary, action = excluded.action, reason = excluded.reason,
         verdict = excluded.verdict, outcome = excluded.outcome,
-        {", ".join(f"{c} = excluded.{c}" for c in SEARCH_COLUMNS)},
-        records = CAST(records || excluded.records AS BLOB)"""  # noqa: S608 (fixed names)
+        {", ".join(f"{c} = excluded.{c}" for c in SEARCH_COLUMNS)}"""  # noqa: S608 (fixed names)
+APPEND = """INSERT INTO timelines VALUES (?, ?) ON CONFLICT (message_id) DO UPDATE
+    SET records = CAST(records || excluded.records AS BLOB)"""
 SUBJECT = """INSERT INTO subjects (rowid, subject)
     SELECT rowid, ? FROM messages WHERE message_id = ?"""
 # The listing filters, by the column that holds each.
@@ -101,7 +108,8 @@ class TimelineStore:
         if self._db.execute("PRAGMA user_version").fetchone()[0] != STORE_FORMAT:
             # Rows of another format: dropped (with the positions in meta), so the owner
             # rebuilds them from offset 0.
-            for table in ("messages", "meta", "recipients", "recipient_domains", "subjects"):
+            for table in ("messages", "timelines", "meta", "recipients", "recipient_domains",
+                          "subjects"):
                 self._db.execute(f"DROP TABLE IF EXISTS {table}")
             self._db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
         for statement in SCHEMA:
@@ -140,8 +148,10 @@ class TimelineStore:
         if self._new:
             self._db.executemany(UPSERT, [
                 (m, json.dumps(s.to_state(), separators=(",", ":")), s.action, s.reason,
-                 s.verdict_state, s.outcome_name, *rows.columns(s), pack(records))
-                for m, records in self._new.items() for s in (self._hot[m],)])
+                 s.verdict_state, s.outcome_name, *rows.columns(s))
+                for m in self._new for s in (self._hot[m],)])
+            self._db.executemany(APPEND, [(m, pack(records))
+                                          for m, records in self._new.items()])
             self._index_envelopes()
             self._new.clear()
             self._buffered = 0
@@ -181,7 +191,7 @@ class TimelineStore:
         self._hot.clear()
         self._received.clear()
         self._buffered = 0
-        for table in ("messages", "meta", "recipients", "recipient_domains"):
+        for table in ("messages", "timelines", "meta", "recipients", "recipient_domains"):
             self._db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
         self._db.execute("INSERT INTO subjects (subjects) VALUES ('delete-all')")
         self.commit()
@@ -207,7 +217,7 @@ class TimelineStore:
     def records(self, message_id: str) -> list[bytes]:
         """The message's event records as they were added ([] for an unknown message)."""
         self.flush()
-        row = self._db.execute("SELECT records FROM messages WHERE message_id = ?",
+        row = self._db.execute("SELECT records FROM timelines WHERE message_id = ?",
                                (message_id,)).fetchone()
         return [] if row is None else unpack(bytes(row[0]))
 

@@ -13,6 +13,7 @@ from projector import backup_usage
 from projector.backup_usage import BackupUsage
 from projector.canonical import micros
 from projector.copies import LedgerCopies
+from projector.search import driver
 from projector.search_filters import VERDICTS, FilterError, Search, encode_cursor, parse
 from projector.store import TimelineStore
 from projector.views import Projections, evolve
@@ -157,9 +158,14 @@ SEARCHES: list[tuple[str, Any]] = [
 ]
 
 
+@pytest.mark.parametrize("probe", [4000, 2], ids=["subject-words-checked", "subject-index"])
 @pytest.mark.parametrize(("query", "keep"), SEARCHES, ids=[q or "all" for q, _k in SEARCHES])
 def test_a_search_finds_what_filtering_every_row_finds_newest_first(
-        views: Projections, query: str, keep: Any) -> None:
+        views: Projections, query: str, keep: Any, probe: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given subject words checked row by row, or (a probe of 2 rows) the subject index
+    # driving whenever they are the most selective filter
+    monkeypatch.setattr("projector.search.PROBE", probe)
     # When searched, following the cursor page by page
     found = all_pages(views, query)
     # Then the rows are those every summary filtered by hand gives, newest first, each once
@@ -172,6 +178,18 @@ def test_a_search_finds_what_filtering_every_row_finds_newest_first(
         assert set(row) >= {"message_id", "received_at", "envelope_from", "recipients",
                             "subject", "size", "client_ip", "rule_id", "verdict", "detects",
                             "action", "status", "last_reply", "next_attempt_at", "backup"}
+
+
+@pytest.mark.parametrize(("query", "drives"), [
+    ("", "received_at"), ("from=a@b.example&to=c@d.example", "sender"),
+    ("client=192.0.2.1&to=c@d.example", "client_ip"), ("to=c@d.example&verdict=detected", "to"),
+    ("to=*@d.example&from=*@b.example", "sender_domain"), ("to=*@d.example", "to_domain"),
+    ("verdict=not_detected&status=bounced", "status"), ("verdict=detected", "row_verdict"),
+    ("verdict=skipped&since=2026-01-01T00:00:00Z", "received_at"),
+    ("action=delivered&status=delivered&subject=x", "received_at"),
+])
+def test_the_most_selective_filter_drives(query: str, drives: str) -> None:
+    assert driver(parse(query, "search"), "search") == drives
 
 
 def test_oldest_first_is_the_same_rows_reversed(views: Projections) -> None:

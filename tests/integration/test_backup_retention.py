@@ -1,11 +1,12 @@
 """The Backup on the real broker: `katagate.backup` is compacted without time retention, the
 admission's Backup ledger retains stored copies, and a copy it removes gets a tombstone per
-chunk key in the same transaction, while a copy still held stays readable."""
+chunk key in the same transaction, while a copy still held stays readable; a newly elected
+writer folds the ledger from the log and expires the copies past the age limit."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -68,7 +69,21 @@ def test_the_backup_topic_is_compacted_with_no_time_retention(kafka_settings):
     assert "delete" not in config["cleanup.policy"]
 
 
-def test_a_removed_copy_is_tombstoned_and_a_held_copy_stays_readable(kafka_settings):
+def admission_loop(settings, control, clock) -> TransactionalLoop:
+    """The admission's single writer as `run_admission` runs it once elected: its ledger folded
+    from `katagate.quarantine` at the start."""
+    return TransactionalLoop(
+        settings, stage="admission",
+        group_id=DECIDER.group(settings.topic_prefix, "admission-offsets"),
+        producer=TransactionalProducer(
+            settings, DECIDER.transactional_id(settings.topic_prefix, "admission")),
+        topics=[TopicNames(settings.topic_prefix).mail],
+        dead_letter_topic=TopicNames(settings.topic_prefix).deadletter, manual_assignment=True,
+        handler=Admission(settings, control, REF, clock))
+
+
+def test_a_removed_copy_is_tombstoned_and_a_held_copy_stays_readable_until_it_expires(
+        kafka_settings):
     names = TopicNames(kafka_settings.topic_prefix)
     # Given two Backup copies stored as apply stores them, 3 chunks each
     kept_id, gone_id = "keep" + uuid.uuid4().hex[:8], "gone" + uuid.uuid4().hex[:8]
@@ -78,19 +93,14 @@ def test_a_removed_copy_is_tombstoned_and_a_held_copy_stays_readable(kafka_setti
     # And the admission's single writer running on them
     control = new_control_view(kafka_settings)
     control.wait_caught_up(30)
-    loop = TransactionalLoop(
-        kafka_settings, stage="admission",
-        group_id=DECIDER.group(kafka_settings.topic_prefix, "admission-offsets"),
-        producer=TransactionalProducer(
-            kafka_settings, DECIDER.transactional_id(kafka_settings.topic_prefix, "admission")),
-        topics=[names.mail], dead_letter_topic=names.deadletter, manual_assignment=True,
-        handler=Admission(kafka_settings, control, REF, lambda: datetime.now(UTC)))
+    loop = admission_loop(kafka_settings, control, lambda: datetime.now(UTC))
+
+    def ledger(kind):
+        loop.run_once()
+        return [e for e in (decode_event(r.value) for r in read_all(kafka_settings,
+                                                                    names.quarantine))
+                if isinstance(e, kind)]
     try:
-        def ledger(kind):
-            loop.run_once()
-            return [e for e in (decode_event(r.value) for r in read_all(kafka_settings,
-                                                                        names.quarantine))
-                    if isinstance(e, kind)]
         # Then both are retained, with the Backup's usage after each
         retained = wait_for(lambda: len(ledger(BackupRetained)) == 2 and ledger(BackupRetained),
                             60, "both copies retained")
@@ -103,7 +113,6 @@ def test_a_removed_copy_is_tombstoned_and_a_held_copy_stays_readable(kafka_setti
         (removed,) = wait_for(lambda: ledger(BackupRemoved), 60, "the copy removed")
     finally:
         loop.close()
-        control.close()
     assert (removed.message_id, removed.cause, removed.actor) == (gone_id, "deleted_by_admin",
                                                                   "cli:root")
     assert removed.copies_in_use == 1
@@ -119,3 +128,19 @@ def test_a_removed_copy_is_tombstoned_and_a_held_copy_stays_readable(kafka_setti
                            kept_id, kept.sha256) == kept_data
     finally:
         reader.close()
+
+    # When a new single writer is elected 31 days later (the default age limit is 30 days)
+    later = datetime.now(UTC) + timedelta(days=31)
+    loop = admission_loop(kafka_settings, control, lambda: later)
+    try:
+        # Then its ledger, folded from the log, holds the one copy, and expires it by age
+        expired = wait_for(lambda: [e for e in ledger(BackupRemoved) if e.message_id == kept_id],
+                           60, "the held copy expired")
+    finally:
+        loop.close()
+        control.close()
+    assert [(e.cause, e.copies_in_use, e.bytes_in_use) for e in expired] == [
+        ("expired_age", 0, 0)]
+    dead = {(r.partition, r.key) for r in read_all(kafka_settings, names.backup)
+            if r.value is None}
+    assert {(kept.location.partition, f"{kept_id}/{i}".encode()) for i in range(3)} <= dead

@@ -2,6 +2,7 @@
 in the same run, as a ratio, with the machine's details.
 
     python -m bench [--quick] [--out DIR] [--write-docs]
+    python -m bench search [--messages N] ...   # message search over a big store (search.py)
 
 1. limits: the broker's produce rate for 4 KB and 50 KB records from one Python producer;
    the bare aiosmtpd sink's CPU per message.
@@ -244,6 +245,10 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["search"]:  # a benchmark of its own: no broker, one SQLite store
+        from bench import search
+
+        return search.main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: checks it works")
     parser.add_argument("--out", type=Path, help="results folder")

@@ -5,7 +5,6 @@ every refusal names the field and what it accepts (console.problems)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -25,7 +24,6 @@ from admin.rules import (
     validate_rule_id,
 )
 from admin.settings import change_settings, reset_settings, set_protection, validate_settings
-from console import quarantine
 from console.auth import Caller, Who, authorised, console_of
 from console.control import Context, Decide
 from console.documents import (
@@ -279,54 +277,3 @@ def export(file: str, who: Who, request: Request) -> Response:
         return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
     document = settings_document(state) if view == "settings" else rules_document(state)
     return JSONResponse({**document, "exported_by": who.actor}, headers=headers)
-
-
-# -- Message queue → KATA Quarantine ------------------------------------------------------------
-
-class QuarantineAction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    comment: str = Field("", description="why (kept in the log), at most 1000 characters")
-
-
-@router.get("/quarantine/usage", tags=["quarantine"],
-            summary="KATA Quarantine usage against both limits (from the projector)")
-def quarantine_usage(request: Request) -> dict[str, Any]:
-    return console_of(request).projector.quarantine_usage()
-
-
-@router.get("/quarantine/messages", tags=["quarantine"],
-            summary="Messages waiting for a verdict, in message id order (from the projector)")
-def quarantine_messages(request: Request, limit: str | None = None,
-                        after: str | None = None) -> dict[str, Any]:
-    return console_of(request).projector.get(
-        "/quarantine/messages",
-        {k: v for k, v in (("limit", limit), ("after", after)) if v is not None})
-
-
-def _act(request: Request, who: Caller, what: str, message_id: str,
-         comment: str) -> dict[str, Any]:
-    console = console_of(request)
-    try:
-        event = quarantine.command(what, message_id, who.actor, comment, datetime.now(UTC))
-    except InvalidCommand as exc:  # the id or the comment is malformed
-        raise _refused(exc) from exc
-    try:
-        quarantine.require_waiting(console.projector.all_waiting(), message_id)
-    except InvalidCommand as exc:  # well-formed, but not waiting (any more)
-        raise ProblemError(Problem(404, str(exc), "message_id")) from exc
-    console.quarantine.write(event)
-    return {"message_id": message_id, "events": [event.model_dump(mode="json")]}
-
-
-@router.post("/quarantine/messages/{message_id}/send-now", status_code=202, tags=["quarantine"],
-             summary="Send now: deliver without waiting for the verdict (the scan goes on)")
-def send_now(message_id: str, who: Who, request: Request,
-             body: QuarantineAction | None = None) -> dict[str, Any]:
-    return _act(request, who, "send-now", message_id, body.comment if body else "")
-
-
-@router.delete("/quarantine/messages/{message_id}", status_code=202, tags=["quarantine"],
-               summary="Delete a waiting message: it is discarded, never delivered")
-def delete_waiting(message_id: str, who: Who, request: Request,
-                   body: QuarantineAction | None = None) -> dict[str, Any]:
-    return _act(request, who, "delete", message_id, body.comment if body else "")

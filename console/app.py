@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin.control_writer import ConcurrentChange
-from console import api, auth, web
+from console import api, auth, backup_api, quarantine_api, queue_api, tracking_api, web
 from console.limits import BodyLimit
 from console.problems import ProblemError
 from console.service import Console
@@ -117,8 +117,9 @@ def create_app(console: Console) -> FastAPI:
     app = FastAPI(
         title="katagate console API",
         version="1",
-        description="The KATA protection settings, rules, connection state and KATA "
-                    "Quarantine of a katagate gateway. Sign in (`POST /api/login`, then send "
+        description="The KATA protection settings, rules, connection state, message "
+                    "tracking, KATA Quarantine, delivery queue and Backup of a katagate "
+                    "gateway. Sign in (`POST /api/login`, then send "
                     "the `X-CSRF-Token` header on every change) or send an API token "
                     "(`Authorization: Bearer ...`). Errors: `{\"error\", \"field\", "
                     "\"allowed\"}`.",
@@ -135,6 +136,10 @@ def create_app(console: Console) -> FastAPI:
     app.add_exception_handler(web.SignIn, _sign_in)
     app.include_router(auth.router)
     app.include_router(api.router)
+    app.include_router(tracking_api.router)
+    app.include_router(quarantine_api.router)
+    app.include_router(backup_api.router)
+    app.include_router(queue_api.router)
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 

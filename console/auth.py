@@ -108,6 +108,24 @@ def authorised(request: Request) -> Caller:
 Who = Annotated[Caller, Depends(authorised)]
 
 
+def content_reader(who: Who) -> Caller:
+    """A caller who may see a message's content (a Backup copy's headers, text, bytes): an
+    administrator or an `admin` token. Content is mail data; an auditor and a `read` token see
+    the log's metadata (who, when, verdict, what was done), not what people wrote."""
+    if who.role == "auditor":
+        raise ProblemError(Problem(
+            403, f"{who.user} has the role auditor: it sees the log's metadata, not message "
+                 "content", "role", ["admin"]))
+    if who.scope == "read":
+        raise ProblemError(Problem(
+            403, f"API token {who.token_name!r} has scope read: it cannot see message content "
+                 "(make one with scope admin)", "Authorization", list(SCOPES)))
+    return who
+
+
+ContentReader = Annotated[Caller, Depends(content_reader)]
+
+
 def over_tls(request: Request) -> bool:
     """HTTPS served by the console, or behind a TLS-terminating proxy (`cookie_secure`)."""
     return request.url.scheme == "https" or console_of(request).settings.cookie_secure

@@ -10,10 +10,14 @@ from admin.labels import ACTION_LABELS
 from schemas import DEFAULT_RULE, ControlState, KataSettings, Rule
 from schemas.control import MIB
 
+# The product's management console tree: a section is a link, or a tree of leaves.
 NAVIGATION = (
     ("Settings", (("Protection", (("KATA Protection", "/settings/protection/kata"),)),)),
-    ("Rules", ()),
-    ("Message queue", (("KATA Quarantine", "/queue/kata-quarantine"),)),
+    ("Rules", "/rules"),
+    ("Tracking", "/tracking"),
+    ("Message queue", (("KATA Quarantine", "/queue/kata-quarantine"),
+                       ("Delivery queue", "/queue/delivery"))),
+    ("Backup", "/backup"),
 )
 
 

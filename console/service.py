@@ -1,6 +1,6 @@
 """Everything the console's request handlers share, wired once by `bootstrap` (the entry point)
 or by a test: settings, the account store, sessions, the login limiter, the configuration, the
-projector and the quarantine writer."""
+projector, the writer of administrator requests to `katagate.mail` and the Backup's reader."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from console.accounts import AccountStore
+from console.backup_copies import BackupReader
 from console.control import ControlService
 from console.projector_client import ProjectorClient
 from console.quarantine import QuarantineWriter
@@ -28,13 +29,15 @@ class Console:
     limiter: LoginLimiter
     control: ControlService
     projector: ProjectorClient
-    quarantine: QuarantineWriter
+    quarantine: QuarantineWriter  # every request the console writes to katagate.mail
+    backup: BackupReader
     # Wall-clock seconds: sessions are kept on disk, shared with other console processes.
     clock: Callable[[], float] = field(default=time.time)
 
     def close(self) -> None:
         self.control.close()
         self.quarantine.close()
+        self.backup.close()
 
 
 def bootstrap(settings: ConsoleSettings, kafka: KafkaSettings) -> Console:
@@ -49,4 +52,5 @@ def bootstrap(settings: ConsoleSettings, kafka: KafkaSettings) -> Console:
         projector=ProjectorClient(settings.projector_url, settings.projector_timeout_s,
                                   settings.projector_token_file),
         quarantine=QuarantineWriter(kafka),
+        backup=BackupReader(kafka),
     )

@@ -14,7 +14,15 @@ from fastapi.templating import Jinja2Templates
 from admin.errors import InvalidCommand
 from admin.labels import CONNECTION_STATES
 from admin.rules import existing_rule
-from console.auth import console_of
+from console.auth import Caller, console_of, content_reader
+from console.backup_copies import view_document
+from console.filters import checked_id
+from console.mail_pages import (
+    backup_copy_page,
+    retention_fields,
+    search_form,
+    timeline_page,
+)
 from console.pages import (
     NAVIGATION,
     kata_protection_page,
@@ -22,7 +30,9 @@ from console.pages import (
     rules_page,
     safe_next,
 )
+from console.problems import ProblemError
 from console.sessions import COOKIE, Session
+from eventlog.raw import RawUnavailable
 from schemas import DEFAULT_RULE
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -51,6 +61,16 @@ def _render(request: Request, template: str, session: Session, status: int = 200
         "user": session.user, "csrf_token": session.csrf_token, "navigation": NAVIGATION,
         "path": request.url.path, "role": account.role if account else None, **context,
     }, status_code=status)
+
+
+def _refused(request: Request, session: Session, exc: ProblemError) -> HTMLResponse:
+    """A page the projector or the caller's role refused, saying why."""
+    status = exc.problem.status
+    if status in (400, 403, 404):
+        return _render(request, "missing.html", session, status=status,
+                       message=exc.problem.error,
+                       heading="Not allowed" if status == 403 else "Not found")
+    return _render(request, "error.html", session, status=status, message=exc.problem.error)
 
 
 @router.get("/")
@@ -96,4 +116,55 @@ def rule(request: Request, rule_id: str) -> HTMLResponse:
 
 @router.get("/queue/kata-quarantine")
 def kata_quarantine(request: Request) -> HTMLResponse:
-    return _render(request, "kata_quarantine.html", _session(request))
+    return _render(request, "kata_quarantine.html", _session(request),
+                   fields=search_form("quarantine"))
+
+
+@router.get("/tracking")
+def tracking(request: Request) -> HTMLResponse:
+    return _render(request, "tracking.html", _session(request), fields=search_form("tracking"))
+
+
+@router.get("/tracking/{message_id}")
+def message_timeline(request: Request, message_id: str) -> HTMLResponse:
+    session = _session(request)
+    try:
+        document = console_of(request).projector.get(f"/messages/{checked_id(message_id)}")
+    except ProblemError as exc:  # unknown or malformed id, or the projector unreachable
+        return _refused(request, session, exc)
+    return _render(request, "timeline.html", session, page=timeline_page(document))
+
+
+@router.get("/queue/delivery")
+def delivery_queue(request: Request) -> HTMLResponse:
+    return _render(request, "delivery_queue.html", _session(request),
+                   fields=search_form("queue"))
+
+
+@router.get("/backup")
+def backup(request: Request) -> HTMLResponse:
+    session = _session(request)
+    settings = console_of(request).control.state().settings
+    return _render(request, "backup.html", session, fields=search_form("backup"),
+                   retention=retention_fields(settings.backup_max_age_days,
+                                              settings.backup_max_bytes))
+
+
+@router.get("/backup/{message_id}")
+def backup_copy(request: Request, message_id: str) -> HTMLResponse:
+    """A copy's page: its content is mail data, for administrators only (as the API's)."""
+    session = _session(request)
+    account = console_of(request).accounts.account(session.user)
+    console = console_of(request)
+    try:
+        content_reader(Caller(session.user, session.user, session,
+                              role=account.role if account else "admin"))
+        row = console.projector.get(f"/backup/copies/{checked_id(message_id)}")
+        held = (row.get("backup") or {}).get("state") == "held"
+        view = view_document(console.backup.view(row)) if held else None
+    except ProblemError as exc:
+        return _refused(request, session, exc)
+    except RawUnavailable as exc:
+        return _render(request, "error.html", session, status=410,
+                       message=f"the copy's bytes cannot be read: {exc}")
+    return _render(request, "backup_copy.html", session, page=backup_copy_page(row, view))

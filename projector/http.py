@@ -10,9 +10,11 @@ from http import HTTPStatus
 from typing import Any, get_args
 from urllib.parse import parse_qs, unquote
 
-from projector import quarantine
+from projector import search_filters
 from projector.canonical import document
 from projector.live import LiveProjection
+from projector.search_filters import FilterError
+from projector.views import STATE_VIEWS
 from schemas import TERMINAL_OUTCOMES, ActionDecided, ActionReason, ScanState
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9]{8,64}$")
@@ -24,7 +26,9 @@ FILTERS: dict[str, tuple[str, ...]] = {
     "outcome": TERMINAL_OUTCOMES,
 }
 LIST_PARAMETERS = ("limit", "after", *FILTERS)
-STATE_VIEWS = ("connection", "quarantine", "counters")
+# The listings that take the search filters, by path (search_filters.LISTINGS).
+LISTINGS = {"/search/messages": "search", "/quarantine/messages": "quarantine",
+            "/backup/copies": "backup", "/queue/messages": "queue"}
 JSON = "application/json; charset=utf-8"
 
 
@@ -88,12 +92,12 @@ def listing(live: LiveProjection, asked: dict[str, Any]) -> dict[str, Any]:
     return {"messages": page, "next": page[-1]["message_id"] if more else None}
 
 
-def waiting(live: LiveProjection, asked: dict[str, Any]) -> dict[str, Any]:
-    """One page of the messages waiting in the KATA Quarantine for a verdict."""
+def search(live: LiveProjection, path: str, query: str) -> dict[str, Any]:
+    """One page of a listing, its filters validated before the store is touched."""
+    listing = LISTINGS[path]
+    asked = search_filters.parse(query, listing)
     with live.lock:
-        page, more = quarantine.waiting(live.projections.quarantine, asked["after"],
-                                        asked["limit"])
-    return {"messages": page, "next": page[-1]["message_id"] if more else None}
+        return live.projections.search(asked, listing)
 
 
 def answer(live: LiveProjection, path: str, query: str) -> Reply:
@@ -104,22 +108,37 @@ def answer(live: LiveProjection, path: str, query: str) -> Reply:
                 return Reply(HTTPStatus.OK, live.projections.document(path.removeprefix("/state/")))
         if path == "/status":
             return Reply(HTTPStatus.OK, document(live.health()))
-        if path == "/quarantine/messages":
-            asked = parse_listing(query, ("limit", "after"))
-            return Reply(HTTPStatus.OK, document(waiting(live, asked)))
+        if path in LISTINGS:
+            return Reply(HTTPStatus.OK, document(search(live, path, query)))
+        if path.startswith("/backup/copies/"):
+            return _backup_copy(live, unquote(path.removeprefix("/backup/copies/")))
         if path == "/messages":
             return Reply(HTTPStatus.OK, document(listing(live, parse_listing(query))))
         if path.startswith("/messages/"):
             return _message(live, unquote(path.removeprefix("/messages/")))
-    except BadRequest as exc:
+    except (BadRequest, FilterError) as exc:
         return problem(HTTPStatus.BAD_REQUEST, exc.body)
     return problem(HTTPStatus.NOT_FOUND, {"error": f"no such path {path!r}", "path": path})
 
 
-def _message(live: LiveProjection, message_id: str) -> Reply:
+def _check_id(message_id: str) -> None:
     if not MESSAGE_ID.match(message_id):
         raise BadRequest({"error": f"{message_id!r} is not a message id",
                           "message_id": message_id, "allowed": "8-64 letters and digits"})
+
+
+def _backup_copy(live: LiveProjection, message_id: str) -> Reply:
+    _check_id(message_id)
+    with live.lock:
+        body = live.projections.backup_copy(message_id)
+    if body is None:
+        return problem(HTTPStatus.NOT_FOUND, {"error": f"no Backup copy of {message_id}",
+                                              "message_id": message_id})
+    return Reply(HTTPStatus.OK, document(body))
+
+
+def _message(live: LiveProjection, message_id: str) -> Reply:
+    _check_id(message_id)
     with live.lock:
         body = live.projections.message(message_id)
     if body is None:

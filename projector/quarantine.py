@@ -115,14 +115,3 @@ def render(view: QuarantineView) -> dict[str, Any]:
         "released_total": view.released_total,
         "denied_total": view.denied_total,
     }
-
-
-def waiting(view: QuarantineView, after: str | None, limit: int) -> tuple[list[dict[str, Any]],
-                                                                         bool]:
-    """A page of the messages waiting for a verdict, in message id order (the order they
-    arrived in, for the gateway's time-ordered ids), and whether more follow."""
-    ids = sorted(m for m in view.held if after is None or m > after)
-    page = [{"message_id": m, "size": view.held[m].size, "rule_id": view.held[m].rule,
-             "admitted_at": view.held[m].admitted_at, "deadline_at": view.held[m].deadline_at}
-            for m in ids[:limit]]
-    return page, len(ids) > limit

@@ -23,7 +23,7 @@ from projector.views import Projections
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FORMAT = 4
+SNAPSHOT_FORMAT = 5
 Positions = dict[tuple[str, int], int]  # (topic, partition) -> next offset to read
 
 

@@ -1,10 +1,12 @@
 """Timelines and message summaries in SQLite, so a projection's memory stays bounded however
 long the log grows.
 
-`messages` holds one row per message: its summary, the listing filters as columns, and the
-records of its events as read (in reading order; the timeline sorts them). `meta` holds what
-the owner stores beside them — the small views and the positions they are the fold of —
-committed in the same transaction.
+`messages` holds one row per message: its summary and the search columns (`rows.columns`),
+indexed; `recipients`, `recipient_domains` and the full-text `subjects` index what a message
+was received with (search.py reads them). `timelines` holds the records of each message's
+events as read (in reading order; the timeline sorts them). `meta` holds what the owner stores
+beside them — the small views and the positions they are the fold of — committed in the same
+transaction. A file of another layout (`STORE_FORMAT`) is emptied when opened.
 
 Writes are buffered: `add` updates the message's summary in a bounded cache of recent messages
 and keeps the record; `flush` writes one row per message touched (reads flush first, so they
@@ -20,22 +22,56 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+from projector import rows, search
+from projector.search_filters import Search
 from projector.summary import Key, MessageSummary, Observation
-from schemas import Event
+from schemas import Event, MessageReceived
 
+STORE_FORMAT = 2  # the tables' layout (SQLite's user_version)
+# The search columns beside each summary (rows.columns computes them), each indexed with the
+# received time after it, so a filter reads its matches newest first and stops at a page.
+SEARCH_COLUMNS = ("received_at", "sender", "sender_domain", "client_ip", "row_verdict",
+                  "row_action", "status", "size", "held", "deadline_at", "backup", "detects",
+                  "words")
 SCHEMA = (
-    # The records column comes last: listing reads the row's head, never its overflow pages.
-    """CREATE TABLE IF NOT EXISTS messages (
+    f"""CREATE TABLE IF NOT EXISTS messages (
         message_id TEXT PRIMARY KEY, summary TEXT NOT NULL,
-        action TEXT, reason TEXT, verdict TEXT, outcome TEXT, records BLOB NOT NULL)""",
+        action TEXT, reason TEXT, verdict TEXT, outcome TEXT, {", ".join(SEARCH_COLUMNS)})""",
+    # The records in a table of their own: a message row stays small (most fit a page with
+    # others), so a search that checks rows one by one never reads a timeline.
+    """CREATE TABLE IF NOT EXISTS timelines (message_id TEXT PRIMARY KEY,
+        records BLOB NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    *(f"CREATE INDEX IF NOT EXISTS messages_{c} ON messages ({c}, received_at, message_id)"
+      for c in ("sender", "sender_domain", "client_ip", "row_verdict", "row_action",
+                "status")),
+    "CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at, message_id)",
+    # Small subsets: the KATA Quarantine's held messages, the Backup's copies.
+    "CREATE INDEX IF NOT EXISTS messages_held ON messages (message_id) WHERE held = 1",
+    """CREATE INDEX IF NOT EXISTS messages_backup ON messages (received_at, message_id)
+        WHERE backup IS NOT NULL""",
+    # Recipients and their domains, one row per message each (a message to two addresses
+    # of one domain is found once by *@domain).
+    """CREATE TABLE IF NOT EXISTS recipients (address TEXT, received_at INTEGER,
+        message_id TEXT, PRIMARY KEY (address, received_at, message_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS recipient_domains (domain TEXT, received_at INTEGER,
+        message_id TEXT, PRIMARY KEY (domain, received_at, message_id)) WITHOUT ROWID""",
+    # Subject words: a full-text index keyed by the message row's rowid (contentless: the
+    # subject itself is in the summary), splitting words as rows.words does.
+    """CREATE VIRTUAL TABLE IF NOT EXISTS subjects USING fts5(subject, content='',
+        tokenize="unicode61 remove_diacritics 0")""",
 )
 # One statement per message per flush, however many of its events came: new records are
 # appended to the message's row.
-UPSERT = """INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO UPDATE
+UPSERT = f"""INSERT INTO messages VALUES ({", ".join("?" for _ in range(6 + len(SEARCH_COLUMNS)))})
+    ON CONFLICT (message_id) DO UPDATE
     SET summary = excluded.summary, action = excluded.action, reason = excluded.reason,
         verdict = excluded.verdict, outcome = excluded.outcome,
-        records = CAST(records || excluded.records AS BLOB)"""
+        {", ".join(f"{c} = excluded.{c}" for c in SEARCH_COLUMNS)}"""  # noqa: S608 (fixed names)
+APPEND = """INSERT INTO timelines VALUES (?, ?) ON CONFLICT (message_id) DO UPDATE
+    SET records = CAST(records || excluded.records AS BLOB)"""
+SUBJECT = """INSERT INTO subjects (rowid, subject)
+    SELECT rowid, ? FROM messages WHERE message_id = ?"""
 # The listing filters, by the column that holds each.
 FILTER_COLUMNS = {"action": "action", "reason": "reason", "state": "verdict",
                   "outcome": "outcome"}
@@ -69,11 +105,19 @@ class TimelineStore:
         else:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")  # a crash may lose the last commit
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != STORE_FORMAT:
+            # Rows of another format: dropped (with the positions in meta), so the owner
+            # rebuilds them from offset 0.
+            for table in ("messages", "timelines", "meta", "recipients", "recipient_domains",
+                          "subjects"):
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
+            self._db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
         for statement in SCHEMA:
             self._db.execute(statement)
         self._db.execute("BEGIN")
         self._hot: OrderedDict[str, MessageSummary] = OrderedDict()
         self._new: dict[str, list[bytes]] = {}  # records added since the last flush
+        self._received: set[str] = set()  # messages whose envelope came since then
         self._buffered = 0
 
     # -- writing ---------------------------------------------------------------------
@@ -87,6 +131,8 @@ class TimelineStore:
             summary = self._load(message_id) or MessageSummary()
             self._hot[message_id] = summary
         observations = summary.add(key, event)
+        if isinstance(event, MessageReceived):
+            self._received.add(message_id)
         new = self._new.get(message_id)
         if new is None:
             self._new[message_id] = [record]
@@ -102,12 +148,34 @@ class TimelineStore:
         if self._new:
             self._db.executemany(UPSERT, [
                 (m, json.dumps(s.to_state(), separators=(",", ":")), s.action, s.reason,
-                 s.verdict_state, s.outcome_name, pack(records))
-                for m, records in self._new.items() for s in (self._hot[m],)])
+                 s.verdict_state, s.outcome_name, *rows.columns(s))
+                for m in self._new for s in (self._hot[m],)])
+            self._db.executemany(APPEND, [(m, pack(records))
+                                          for m, records in self._new.items()])
+            self._index_envelopes()
             self._new.clear()
             self._buffered = 0
         while len(self._hot) > HOT_MESSAGES:  # all written now: the oldest can go
             self._hot.popitem(last=False)
+
+    def _index_envelopes(self) -> None:
+        """The recipients and subject words of the messages received since the last flush
+        (each message's envelope comes once, with `mail.received`)."""
+        addresses, domains, subjects = [], [], []
+        for m in sorted(self._received):
+            envelope, at = self._hot[m].envelope, self._hot[m].received_at
+            if envelope is None:
+                continue
+            for address in {str(a).lower() for a in envelope[1]}:
+                addresses.append((address, at, m))
+                domains.append((address.rpartition("@")[2], at, m))
+            if envelope[2]:
+                subjects.append((str(envelope[2]), m))
+        self._db.executemany("INSERT OR IGNORE INTO recipients VALUES (?, ?, ?)", addresses)
+        self._db.executemany("INSERT OR IGNORE INTO recipient_domains VALUES (?, ?, ?)",
+                             domains)
+        self._db.executemany(SUBJECT, subjects)
+        self._received.clear()
 
     def commit(self, meta: dict[str, str] | None = None) -> None:
         """Make everything added so far durable, with `meta`, in one transaction."""
@@ -121,9 +189,11 @@ class TimelineStore:
         """Forget everything (a rebuild), committed at once."""
         self._new.clear()
         self._hot.clear()
+        self._received.clear()
         self._buffered = 0
-        for table in ("messages", "meta"):
+        for table in ("messages", "timelines", "meta", "recipients", "recipient_domains"):
             self._db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
+        self._db.execute("INSERT INTO subjects (subjects) VALUES ('delete-all')")
         self.commit()
 
     def _load(self, message_id: str) -> MessageSummary | None:
@@ -147,7 +217,7 @@ class TimelineStore:
     def records(self, message_id: str) -> list[bytes]:
         """The message's event records as they were added ([] for an unknown message)."""
         self.flush()
-        row = self._db.execute("SELECT records FROM messages WHERE message_id = ?",
+        row = self._db.execute("SELECT records FROM timelines WHERE message_id = ?",
                                (message_id,)).fetchone()
         return [] if row is None else unpack(bytes(row[0]))
 
@@ -177,6 +247,12 @@ class TimelineStore:
         ).fetchall()
         found = [(str(m), MessageSummary.from_state(json.loads(s))) for m, s in rows[:limit]]
         return found, len(rows) > limit
+
+    def search(self, asked: Search,
+               listing: str) -> tuple[list[tuple[str, MessageSummary]], str | None]:
+        """A page of a listing's rows matching `asked`, and the next page's cursor."""
+        self.flush()
+        return search.page(self._db, asked, listing)
 
     def count(self) -> int:
         self.flush()

@@ -1,9 +1,10 @@
-"""What a message came to — rule, quarantine, verdict, decision, outcome — kept as it folds.
+"""What a message came to — envelope, rule, quarantine, verdict, decision, delivery, Backup —
+kept as it folds.
 
 A summary is updated event by event, in whatever order the events are read, and ends the same
 as folding the message's timeline in timeline order: each field keeps the event that wins by
 timeline position (`Key`), not the one read last. So a summary never needs the timeline read
-back, and the listing filters (`/messages?action=…`) read one row per message.
+back, and the listings and searches read one row per message (`rows.py` renders them).
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from projector.canonical import from_micros
+from projector.canonical import micros
 from schemas import (
     ActionDecided,
+    BackupRemoved,
+    BackupResendRequested,
+    BackupResent,
+    BackupRetained,
+    DeliveryDeferred,
+    DeliveryFailed,
     Event,
     LateVerdictReceived,
     MessageDelivered,
     MessageReceived,
     QuarantineAdmitted,
     QuarantineDenied,
+    QuarantineReleased,
+    QueueActionRequested,
     ScanSubmitted,
     ScanTimedOut,
     VerdictReceived,
@@ -29,16 +38,25 @@ from schemas import (
 # A position in a timeline: (occurred_at in microseconds since the epoch, lifecycle rank, event
 # id hex); see timelines.order_key.
 Key = tuple[int, int, str]
+Keyed = tuple[Key, Any]
 
 
-def _later(current: tuple[Key, Any] | None, key: Key) -> bool:
+def _later(current: Keyed | None, key: Key) -> bool:
     return current is None or key > current[0]
+
+
+def _earlier(current: Keyed | None, key: Key) -> bool:
+    return current is None or key < current[0]
 
 
 # What a message's events, once two of them are known, tell the counters: a scan's duration
 # (submitted → verdict), a delivery's latency (received → delivered), a delivery without a
 # verdict (decided Skipped, then delivered). Each is told once, whichever event came second.
 Observation = tuple[str, int | str]
+
+# Fields holding (Key, value) pairs (JSON turns the pairs into lists; from_state turns back).
+_KEYED = ("quarantine", "verdict", "decision", "outcome", "admission", "released",
+          "delivery", "first_deferral", "retained", "removed", "queue_action")
 
 
 @dataclass
@@ -47,18 +65,31 @@ class MessageSummary:
     first_at: int | None = None  # microseconds since the epoch
     last_at: int | None = None
     event_count: int = 0
-    quarantine: tuple[Key, dict[str, Any]] | None = None  # the last admission or denial
-    verdict: tuple[Key, str] | None = None  # the last verdict's state
+    quarantine: Keyed | None = None  # the last admission or denial
+    verdict: Keyed | None = None  # the last verdict: [state, [[type, name], ...]]
     timed_out: bool = False
-    decision: tuple[Key, dict[str, Any]] | None = None  # the last decision
-    outcome: tuple[Key, str] | None = None  # the first terminal event
-    late: list[tuple[Key, str]] = field(default_factory=list)
+    decision: Keyed | None = None  # the last decision
+    outcome: Keyed | None = None  # the first terminal event
+    late: list[Keyed] = field(default_factory=list)
     # Instants (microseconds) that make the observations, and which were made.
     received_at: int | None = None
     submitted_at: int | None = None
     verdict_at: int | None = None
     delivered_at: int | None = None
     observed: list[str] = field(default_factory=list)
+    # The envelope, as ingest received it: [from, [to...], subject, size, client].
+    envelope: list[Any] | None = None
+    admission: Keyed | None = None  # the last admission: [admitted_at, deadline_at, size]
+    released: Keyed | None = None  # the first release from the quarantine
+    delivery: Keyed | None = None  # the last attempt: [kind, reply, next_hop, retry_at, attempt]
+    first_deferral: Keyed | None = None  # the first deferred attempt's instant
+    retained: Keyed | None = None  # [stored_at, expires_at, location, sha256, size]
+    removed: Keyed | None = None  # [cause, actor, at]
+    # Resends: request event id -> [key, actor, at, to]; outcomes by the request's id ->
+    # [key, outcome, reply, at] (the earliest outcome stands).
+    resends: dict[str, list[Any]] = field(default_factory=dict)
+    resent: dict[str, list[Any]] = field(default_factory=dict)
+    queue_action: Keyed | None = None  # the last request: [action, actor, at]
 
     def add(self, key: Key, event: Event) -> list[Observation]:
         """Fold one event of the message (each event once: copies are removed upstream);
@@ -73,15 +104,23 @@ class MessageSummary:
             case MessageReceived():
                 self.rule_id = event.rule_id
                 self.received_at = at
-            case QuarantineAdmitted() if _later(self.quarantine, key):
-                self.quarantine = (key, {"admitted": True, "reason": None})
+                self.envelope = [event.envelope_from, list(event.envelope_to), event.subject,
+                                 event.size, str(event.client_ip)]
+            case QuarantineAdmitted():
+                if _later(self.quarantine, key):
+                    self.quarantine = (key, {"admitted": True, "reason": None})
+                if _later(self.admission, key):
+                    self.admission = (key, [at, micros(event.deadline_at), event.size])
             case QuarantineDenied() if _later(self.quarantine, key):
                 self.quarantine = (key, {"admitted": False, "reason": event.reason})
+            case QuarantineReleased() if _earlier(self.released, key):
+                self.released = (key, at)
             case VerdictReceived():
                 if self.verdict_at is None or at < self.verdict_at:
                     self.verdict_at = at
                 if _later(self.verdict, key):
-                    self.verdict = (key, event.state)
+                    self.verdict = (key, [event.state,
+                                          [[d.type, d.name] for d in event.detects]])
             case ScanSubmitted():
                 if self.submitted_at is None or at < self.submitted_at:
                     self.submitted_at = at
@@ -94,13 +133,41 @@ class MessageSummary:
             case LateVerdictReceived():
                 self.late.append((key, event.state))
                 self.late.sort()
+            case BackupRetained() if _later(self.retained, key):
+                self.retained = (key, [micros(event.stored_at), micros(event.expires_at),
+                                       event.location.model_dump(mode="json"), event.sha256,
+                                       event.size])
+            case BackupRemoved() if _earlier(self.removed, key):
+                self.removed = (key, [event.cause, event.actor, at])
+            case BackupResendRequested():
+                self.resends[event.event_id.hex] = [list(key), event.actor, at,
+                                                    list(event.recipients)]
+            case BackupResent() if event.causation_id is not None:
+                request = event.causation_id.hex
+                if request not in self.resent or list(key) < self.resent[request][0]:
+                    self.resent[request] = [list(key), event.outcome, event.reply, at]
+            case QueueActionRequested() if _later(self.queue_action, key):
+                self.queue_action = (key, [event.action, event.actor, at])
             case _:
-                outcome = terminal_outcome(event)
-                if outcome is not None and (self.outcome is None or key < self.outcome[0]):
-                    self.outcome = (key, outcome)
-                if isinstance(event, MessageDelivered):
-                    self.delivered_at = at
+                self._delivery(key, event)
         return self._observations()
+
+    def _delivery(self, key: Key, event: Event) -> None:
+        outcome = terminal_outcome(event)
+        if outcome is not None and _earlier(self.outcome, key):
+            self.outcome = (key, outcome)
+        if isinstance(event, MessageDelivered):
+            self.delivered_at = key[0]
+        if isinstance(event, DeliveryDeferred):
+            if _earlier(self.first_deferral, key):
+                self.first_deferral = (key, key[0])
+            attempt = [event.reply, str(event.next_hop), micros(event.retry_at), event.attempt]
+        elif isinstance(event, MessageDelivered | DeliveryFailed):
+            attempt = [event.reply, str(event.next_hop), None, event.attempts]
+        else:
+            return
+        if _later(self.delivery, key):
+            self.delivery = (key, [event.type, *attempt])
 
     def _observations(self) -> list[Observation]:
         found: list[Observation] = []
@@ -122,7 +189,7 @@ class MessageSummary:
     @property
     def verdict_state(self) -> str | None:
         if self.verdict is not None:
-            return self.verdict[1]
+            return str(self.verdict[1][0])
         return "response_timeout" if self.timed_out else None
 
     @property
@@ -137,33 +204,21 @@ class MessageSummary:
     def outcome_name(self) -> str | None:
         return None if self.outcome is None else self.outcome[1]
 
-    def render(self, message_id: str) -> dict[str, Any]:
-        return {
-            "message_id": message_id,
-            "rule_id": self.rule_id,
-            "first_at": None if self.first_at is None else from_micros(self.first_at),
-            "last_at": None if self.last_at is None else from_micros(self.last_at),
-            "event_count": self.event_count,
-            "quarantine": None if self.quarantine is None else dict(self.quarantine[1]),
-            "verdict": self.verdict_state,
-            "late_verdicts": [state for _key, state in self.late],
-            "decision": None if self.decision is None else dict(self.decision[1]),
-            "outcome": self.outcome_name,
-        }
+    @property
+    def held(self) -> bool:
+        """Waiting in the KATA Quarantine: admitted and not released."""
+        return self.admission is not None and self.released is None
 
-    def to_state(self) -> list[Any]:
-        return [self.rule_id, self.first_at, self.last_at, self.event_count, self.quarantine,
-                self.verdict, self.timed_out, self.decision, self.outcome, self.late,
-                self.received_at, self.submitted_at, self.verdict_at, self.delivered_at,
-                self.observed]
+    def to_state(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_state(cls, state: list[Any]) -> MessageSummary:
+    def from_state(cls, state: dict[str, Any]) -> MessageSummary:
         def keyed(pair: list[Any] | None) -> Any:
             return None if pair is None else (tuple(pair[0]), pair[1])
 
-        (rule_id, first_at, last_at, count, quarantine, verdict, timed_out, decision, outcome,
-         late, received_at, submitted_at, verdict_at, delivered_at, observed) = state
-        return cls(rule_id, first_at, last_at, count, keyed(quarantine), keyed(verdict),
-                   timed_out, keyed(decision), keyed(outcome), [keyed(p) for p in late],
-                   received_at, submitted_at, verdict_at, delivered_at, list(observed))
+        fields = dict(state)
+        for name in _KEYED:
+            fields[name] = keyed(fields[name])
+        fields["late"] = [keyed(p) for p in fields["late"]]
+        return cls(**fields)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from projector import rows
 from projector.canonical import jsonable, micros, timestamp
 from projector.store import TimelineStore
 from projector.summary import Key
@@ -60,6 +61,6 @@ def render(store: TimelineStore, message_id: str) -> dict[str, Any] | None:
             raise TypeError(f"{event.type} is not a mail event")
         events.setdefault(event.event_id.hex, event)
     ordered = sorted(events.values(), key=order_key)
-    return {**summary.render(message_id), "events": [entry(e) for e in ordered]}
+    return {**rows.summary(message_id, summary), "events": [entry(e) for e in ordered]}
 
 

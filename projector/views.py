@@ -13,17 +13,23 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from projector import connection, counters, quarantine, timelines
+from projector import backup_usage, connection, counters, quarantine, rows, timelines
+from projector.backup_usage import BackupUsage
 from projector.canonical import document
 from projector.connection import ConnectionView
 from projector.copies import LedgerCopies
 from projector.counters import Counters
 from projector.quarantine import QuarantineView
+from projector.search_filters import Search
 from projector.store import TimelineStore
 from schemas import Event, MailEvent, encode_event
 
-STATE_FORMAT = 4
-VIEW_NAMES = ("connection", "quarantine", "counters")
+LISTING_ROWS = {"search": rows.row, "quarantine": rows.quarantine_row,
+                "backup": rows.backup_row, "queue": rows.queue_row}
+
+STATE_FORMAT = 5
+VIEW_NAMES = ("connection", "quarantine", "counters")  # replay's files
+STATE_VIEWS = (*VIEW_NAMES, "backup")  # served under /state/
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Projections:
     connection: ConnectionView = field(default_factory=ConnectionView)
     quarantine: QuarantineView = field(default_factory=QuarantineView)
     counters: Counters = field(default_factory=Counters)
+    backup: BackupUsage = field(default_factory=BackupUsage)
     copies: LedgerCopies = field(default_factory=LedgerCopies)
     store: TimelineStore = field(default_factory=TimelineStore)
 
@@ -41,6 +48,7 @@ class Projections:
             "connection": self.connection.to_state(),
             "quarantine": self.quarantine.to_state(),
             "counters": self.counters.to_state(),
+            "backup": self.backup.to_state(),
             "ledger_copies_waiting": sorted(str(UUID(int=i)) for i in self.copies.waiting),
         }
 
@@ -52,6 +60,7 @@ class Projections:
             connection=ConnectionView.from_state(state["connection"]),
             quarantine=QuarantineView.from_state(state["quarantine"]),
             counters=Counters.from_state(state["counters"]),
+            backup=BackupUsage.from_state(state["backup"]),
             copies=LedgerCopies({UUID(i).int for i in state["ledger_copies_waiting"]}),
             store=store,
         )
@@ -65,6 +74,8 @@ class Projections:
             return quarantine.render(self.quarantine)
         if name == "counters":
             return counters.render(self.counters)
+        if name == "backup":
+            return backup_usage.render(self.backup)
         raise KeyError(name)
 
     def document(self, name: str) -> bytes:
@@ -76,7 +87,7 @@ class Projections:
 
     def summary(self, message_id: str) -> dict[str, Any] | None:
         found = self.store.summary(message_id)
-        return None if found is None else found.render(message_id)
+        return None if found is None else rows.summary(message_id, found)
 
     def message_ids(self, after: str | None = None) -> Iterator[str]:
         return self.store.message_ids(after)
@@ -85,7 +96,20 @@ class Projections:
                 filters: dict[str, str]) -> tuple[list[dict[str, Any]], bool]:
         """A page of summaries in message id order, filtered; and whether more follow."""
         found, more = self.store.listing(after, limit, filters)
-        return [summary.render(m) for m, summary in found], more
+        return [rows.summary(m, summary) for m, summary in found], more
+
+    def search(self, asked: Search, listing: str) -> dict[str, Any]:
+        """A page of a listing (search_filters.LISTINGS): its rows and the next cursor."""
+        found, cursor = self.store.search(asked, listing)
+        render = LISTING_ROWS[listing]
+        return {"messages": [render(m, summary) for m, summary in found], "next": cursor}
+
+    def backup_copy(self, message_id: str) -> dict[str, Any] | None:
+        """One Backup copy's row; None unless the message has one."""
+        found = self.store.summary(message_id)
+        if found is None or rows.backup_state(found) is None:
+            return None
+        return rows.backup_row(message_id, found)
 
     def close(self) -> None:
         self.store.close()
@@ -98,6 +122,7 @@ def evolve(views: Projections, event: Event, record: bytes | None = None) -> Pro
         return views
     views.connection = connection.evolve(views.connection, event)
     quarantine.evolve(views.quarantine, event)
+    backup_usage.evolve(views.backup, event)
     counters.evolve(views.counters, event)
     if isinstance(event, MailEvent):
         for observation in views.store.add(

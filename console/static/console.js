@@ -331,7 +331,7 @@ function setUpRule() {
   });
 }
 
-// -- Message queue → KATA Quarantine ---------------------------------------------------------
+// -- the mail lists: Tracking, KATA Quarantine, Backup, Delivery queue ----------------------
 
 function shortTime(text) { return text ? text.replace("T", " ").replace(/\.\d+Z$/, "") : ""; }
 
@@ -342,55 +342,306 @@ function cell(row, text) {
   return td;
 }
 
-async function act(messageId, what) {
-  const path = "/api/quarantine/messages/" + encodeURIComponent(messageId);
-  const answer = what === "send-now"
-    ? await api("POST", path + "/send-now", {}) : await api("DELETE", path, {});
-  const done = what === "send-now" ? "sent on (Send now)" : "deleted";
-  show(document.getElementById("flash"),
-       answer.ok ? "Message " + messageId + " " + done : answer.body.error);
-  refreshWaiting();
-}
-
-let waitingAfter = null;
-
-async function refreshWaiting() {
-  const query = "?limit=100" + (waitingAfter ? "&after=" + encodeURIComponent(waitingAfter) : "");
-  const answer = await api("GET", "/api/quarantine/messages" + query);
-  const error = document.getElementById("waiting-error");
-  if (!answer.ok) { show(error, answer.body.error); return; }
-  show(error, "");
-  const rows = document.getElementById("waiting-rows");
-  rows.replaceChildren();
-  for (const m of answer.body.messages) {
-    const row = document.createElement("tr");
-    row.id = "waiting-" + m.message_id;
-    row.dataset.messageId = m.message_id;
-    cell(row, m.message_id);
-    cell(row, String(m.size));
-    cell(row, m.rule_id || "default");
-    cell(row, shortTime(m.admitted_at));
-    cell(row, shortTime(m.deadline_at));
-    const actions = cell(row, "");
-    for (const [what, label] of [["send-now", "Send now"], ["delete", "Delete"]]) {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.textContent = label;
-      button.className = what;
-      button.addEventListener("click", () => act(m.message_id, what));
-      actions.appendChild(button);
-    }
-    rows.appendChild(row);
+// The search form as the API's query: the filled fields only; a datetime-local is UTC.
+function filterQuery(form) {
+  const query = new URLSearchParams();
+  for (const input of form.querySelectorAll("input, select")) {
+    let value = input.value.trim();
+    if (!value) continue;
+    if (input.dataset.zone) value += input.dataset.zone;
+    query.set(input.name, value);
   }
-  document.getElementById("waiting-empty").hidden = answer.body.messages.length > 0;
-  const more = document.getElementById("waiting-more");
-  more.hidden = !answer.body.next;
-  more.onclick = () => { waitingAfter = answer.body.next; refreshWaiting(); };
+  return query;
 }
+
+const VERDICTS = {pending: "Pending", not_detected: "Not detected", detected: "Detected",
+                  timed_out: "Timed out", skipped: "Skipped"};
+const ACTIONS = {delivered: "Delivered", tagged: "Delivered, tagged", deleted: "Deleted",
+                 rejected: "Rejected"};
+const STATUSES = {pending: "Pending", delivered: "Delivered", deferred: "Deferred",
+                  bounced: "Bounced", discarded: "Discarded", rejected: "Rejected"};
+
+function verdictText(verdict) {
+  if (!verdict) return "";
+  const [kind, reason] = verdict.split(":");
+  return (VERDICTS[kind] || kind) + (reason ? ": " + reason.replaceAll("_", " ") : "");
+}
+
+function sender(row) { return row.envelope_from === "" ? "<>" : (row.envelope_from || ""); }
+
+function recipients(row) { return (row.recipients || []).join(", "); }
+
+function formatSize(bytes) {
+  if (bytes === undefined || bytes === null) return "";
+  if (bytes < 1024) return bytes + " B";
+  if (bytes < 1048576) return (bytes / 1024).toFixed(1) + " KB";
+  return (bytes / 1048576).toFixed(1) + " MB";
+}
+
+function timeLeft(deadline) {
+  if (!deadline) return "";
+  const seconds = Math.round((Date.parse(deadline) - Date.now()) / 1000);
+  if (seconds <= 0) return "due now";
+  const minutes = Math.floor(seconds / 60);
+  return (minutes ? minutes + " min " : "") + (seconds % 60) + " s";
+}
+
+// A list filled from `path` with the search form's filters, a page at a time (`next` is the
+// cursor of the page after). `render(row, item)` fills one row; `same` rows are kept in place
+// (a refresh must not swap the element a user is about to click).
+function mailList({path, rows, empty, more, render, refresh, update}) {
+  const form = document.getElementById("search-form");
+  const error = document.getElementById("search-error");
+  let cursor = null;
+  let shown = "";
+  let asked = 0;
+  async function load() {
+    const query = filterQuery(form);
+    query.set("limit", "100");
+    if (cursor) query.set("cursor", cursor);
+    const mine = ++asked;
+    const answer = await api("GET", path + "?" + query.toString());
+    if (mine !== asked) return;  // a later search (or refresh) was asked for: its answer counts
+    if (!answer.ok) {
+      showErrors(form, "", error, answer.body);
+      return;
+    }
+    clearErrors(form);
+    show(error, "");
+    const items = answer.body.messages || answer.body.copies || [];
+    const key = JSON.stringify(items);
+    if (key !== shown) {
+      shown = key;
+      const body = document.getElementById(rows);
+      body.replaceChildren();
+      for (const item of items) {
+        const row = document.createElement("tr");
+        row.dataset.messageId = item.message_id;
+        render(row, item);
+        body.appendChild(row);
+      }
+      document.getElementById(empty).hidden = items.length > 0;
+      const next = document.getElementById(more);
+      next.hidden = !answer.body.next;
+      next.onclick = () => { cursor = answer.body.next; load(); };
+    }
+    if (update) update(items);
+  }
+  form.addEventListener("submit", (event) => { event.preventDefault(); cursor = null; load(); });
+  form.addEventListener("reset", () => { cursor = null; setTimeout(load, 0); });
+  load();
+  if (refresh) setInterval(load, POLL_MS);
+  return load;
+}
+
+function setUpTracking() {
+  mailList({path: "/api/messages", rows: "results", empty: "results-empty", more: "results-more",
+    render(row, m) {
+      row.id = "result-" + m.message_id;
+      row.className = "clickable";
+      cell(row, shortTime(m.received_at));
+      cell(row, sender(m));
+      cell(row, recipients(m));
+      cell(row, m.subject || "");
+      cell(row, verdictText(m.verdict));
+      cell(row, ACTIONS[m.action] || m.action || "");
+      cell(row, STATUSES[m.status] || m.status || "");
+      row.addEventListener("click", () => {
+        location.assign("/tracking/" + encodeURIComponent(m.message_id));
+      });
+    }});
+}
+
+// -- Message queue → KATA Quarantine ---------------------------------------------------------
 
 function setUpKataQuarantine() {
-  refreshWaiting();
-  setInterval(refreshWaiting, POLL_MS);
+  const selected = new Set();
+  const count = document.getElementById("selection-count");
+  const buttons = [document.getElementById("selection-send-now"),
+                   document.getElementById("selection-delete")];
+  function counted() {
+    count.textContent = selected.size + " selected";
+    buttons.forEach((b) => { b.disabled = selected.size === 0; });
+  }
+  const load = mailList({path: "/api/quarantine/messages", rows: "waiting-rows",
+    empty: "waiting-empty", more: "waiting-more", refresh: true,
+    render(row, m) {
+      row.id = "waiting-" + m.message_id;
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.className = "select";
+      box.setAttribute("aria-label", "Select " + m.message_id);
+      box.checked = selected.has(m.message_id);
+      box.addEventListener("change", () => {
+        if (box.checked) selected.add(m.message_id); else selected.delete(m.message_id);
+        counted();
+      });
+      cell(row, "").appendChild(box);
+      cell(row, sender(m)).className = "sender";
+      cell(row, recipients(m));
+      cell(row, m.subject || "");
+      cell(row, formatSize(m.size));
+      cell(row, m.rule_id || "default");
+      cell(row, shortTime(m.received_at || m.admitted_at));
+      const left = cell(row, timeLeft(m.deadline_at));
+      left.className = "time-left";
+      left.dataset.deadline = m.deadline_at || "";
+    },
+    update(items) {
+      const listed = new Set(items.map((m) => m.message_id));
+      for (const id of [...selected]) if (!listed.has(id)) selected.delete(id);
+      counted();
+      document.querySelectorAll("#waiting-rows .time-left").forEach((td) => {
+        td.textContent = timeLeft(td.dataset.deadline);
+      });
+    }});
+  document.getElementById("select-all").addEventListener("change", (event) => {
+    document.querySelectorAll("#waiting-rows input.select").forEach((box) => {
+      box.checked = event.target.checked;
+      if (box.checked) selected.add(box.closest("tr").dataset.messageId);
+      else selected.delete(box.closest("tr").dataset.messageId);
+    });
+    counted();
+  });
+  for (const [button, action, done] of [[buttons[0], "send-now", "sent on (Send now)"],
+                                        [buttons[1], "delete", "deleted"]]) {
+    button.addEventListener("click", async () => {
+      const ids = [...selected];
+      const answer = await api("POST", "/api/quarantine/actions",
+                               {action, message_ids: ids});
+      show(document.getElementById("flash"), answer.ok
+        ? ids.length + (ids.length === 1 ? " message " : " messages ") + done + ": " +
+          ids.join(", ")
+        : answer.body.error);
+      if (answer.ok) selected.clear();
+      document.getElementById("select-all").checked = false;
+      load();
+    });
+  }
+}
+
+// -- Backup ----------------------------------------------------------------------------------
+
+async function refreshBackupUsage() {
+  const answer = await api("GET", "/api/backup/usage");
+  const error = document.getElementById("backup-usage-error");
+  if (!answer.ok) { show(error, answer.body.error || "usage unavailable"); return; }
+  show(error, "");
+  const u = answer.body;
+  setMeter(document.getElementById("backup-bytes-bar"), document.getElementById("backup-bytes"),
+           u.bytes_in_use, u.limit_bytes, formatBytes);
+  document.getElementById("backup-copies").textContent =
+    u.copies_in_use + (u.copies_in_use === 1 ? " copy" : " copies") + ", each kept " +
+    u.max_age_days + " days at most";
+}
+
+function setUpBackup() {
+  refreshBackupUsage();
+  setInterval(refreshBackupUsage, POLL_MS);
+  const retention = document.getElementById("retention-form");
+  retention.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const changes = changedFields(retention);
+    if (Object.keys(changes).length === 0) {
+      showErrors(retention, "", document.getElementById("retention-error"),
+                 {error: "Nothing to change: the settings are as shown."});
+      return;
+    }
+    const answer = await api("PUT", "/api/settings", changes);
+    if (answer.ok) {
+      flashNext("Backup retention applied (configuration version " + answer.body.version + ")");
+      location.reload();
+    } else {
+      showErrors(retention, "", document.getElementById("retention-error"), answer.body);
+    }
+  });
+  mailList({path: "/api/backup/copies", rows: "copies", empty: "copies-empty",
+    more: "copies-more",
+    render(row, c) {
+      row.id = "copy-" + c.message_id;
+      row.className = "clickable";
+      cell(row, shortTime(c.received_at));
+      cell(row, sender(c));
+      cell(row, recipients(c));
+      cell(row, c.subject || "");
+      cell(row, (c.detects || []).map((d) => d.name).join(", "));
+      cell(row, shortTime(c.expires_at));
+      const removed = c.removed || (c.backup && c.backup.state === "removed" ? c.backup : null);
+      cell(row, removed ? "Removed (" + (removed.cause || "").replaceAll("_", " ") + ")"
+                        : "Held");
+      row.addEventListener("click", () => {
+        location.assign("/backup/" + encodeURIComponent(c.message_id));
+      });
+    }});
+}
+
+function setUpBackupCopy() {
+  const actions = document.getElementById("copy-actions");
+  if (!actions) return;  // removed: nothing to act on
+  const id = actions.dataset.messageId;
+  const path = "/api/backup/copies/" + encodeURIComponent(id);
+  const form = document.getElementById("resend-form");
+  const general = document.getElementById("resend-error");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const given = document.getElementById("resend-given").checked;
+    const body = {comment: document.getElementById("resend-comment").value,
+                  to: given ? patterns(document.getElementById("resend-addresses").value)
+                            : null};
+    const answer = await api("POST", path + "/resend", body);
+    if (answer.ok) {
+      const to = answer.body.events[0].recipients.join(", ");
+      flashNext("Copy " + id + " resent to " + to + " (the outcome shows under Resent)");
+      location.reload();
+    } else {
+      showErrors(form, "resend-", general, answer.body);
+    }
+  });
+  document.getElementById("copy-delete").addEventListener("click", async () => {
+    if (!confirm("Delete the Backup copy of " + id + "? It cannot be read again.")) return;
+    const answer = await api("DELETE", path, {comment: document.getElementById(
+      "resend-comment").value});
+    if (answer.ok) {
+      flashNext("Copy " + id + " deleted from the Backup");
+      location.assign("/backup");
+    } else {
+      show(general, answer.body.error);
+    }
+  });
+}
+
+// -- Message queue → Delivery queue ----------------------------------------------------------
+
+function setUpDeliveryQueue() {
+  const load = mailList({path: "/api/queue/messages", rows: "queue-rows", empty: "queue-empty",
+    more: "queue-more", refresh: true,
+    render(row, m) {
+      row.id = "queued-" + m.message_id;
+      cell(row, shortTime(m.received_at));
+      cell(row, sender(m));
+      cell(row, recipients(m));
+      cell(row, m.subject || "");
+      cell(row, String(m.attempts || ""));
+      cell(row, m.last_reply || "");
+      cell(row, shortTime(m.next_attempt_at));
+      const actions = cell(row, "");
+      for (const [what, label, method, suffix] of [
+        ["retry", "Retry", "POST", "/retry"], ["bounce", "Return to sender", "POST", "/bounce"],
+        ["delete", "Delete", "DELETE", ""]]) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = label;
+        button.className = what + (what === "retry" ? "" : " danger");
+        button.addEventListener("click", async () => {
+          const answer = await api(method, "/api/queue/messages/" +
+                                   encodeURIComponent(m.message_id) + suffix, {});
+          show(document.getElementById("flash"), answer.ok
+            ? label + ": asked for " + m.message_id : answer.body.error);
+          load();
+        });
+        actions.appendChild(button);
+      }
+    }});
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -405,6 +656,10 @@ document.addEventListener("DOMContentLoaded", () => {
     "rules": setUpRules,
     "rule": setUpRule,
     "kata-quarantine": setUpKataQuarantine,
+    "tracking": setUpTracking,
+    "backup": setUpBackup,
+    "backup-copy": setUpBackupCopy,
+    "delivery-queue": setUpDeliveryQueue,
   };
   if (pages[page]) pages[page]();
 });

@@ -259,28 +259,57 @@ def test_switching_a_rules_action_changes_how_the_next_detected_message_is_handl
     assert (decided.skipped, decided.reason) == (True, "rule_kata_disabled")
 
 
-def test_the_kata_quarantine_lists_waiting_messages_with_send_now_and_delete(stack):
+def select(stack: Stack, message_id: str) -> None:
+    box = stack.by_id(f"waiting-{message_id}").find_element("css selector", "input.select")
+    if not box.is_selected():
+        box.click()
+
+
+def test_the_kata_quarantine_shows_each_sender_and_acts_on_a_selection(stack):
     gateway = stack.gateway
     gateway.emulator.cli("faults", "set", "--latency", "60")
     try:
-        first = gateway.send(mail("waiting one", b"hello", "bob@example.net"))
-        second = gateway.send(mail("waiting two", b"hello again", "bob@example.net"))
+        senders = ("anna@partner.example.org", "ben@partner.example.org",
+                   "carl@other.example.org")
+        ids = [gateway.send(mail(f"waiting {n}", b"hello", "bob@example.net"), sender=sender)
+               for n, sender in enumerate(senders)]
         stack.open("/queue/kata-quarantine")
-        until(lambda: stack.by_id(f"waiting-{first}") and stack.by_id(f"waiting-{second}"),
-              30, "both messages listed as waiting")
-        until(lambda: stack.text("usage-messages").startswith("2 of 5000"), 20,
-              "the usage bar to count both")
-        assert stack.text("usage-bytes").endswith("of 1024 MB (0%)")
+        until(lambda: all(stack.by_id(f"waiting-{m}") for m in ids), 30,
+              "the three messages listed as waiting")
+        # Each row names its sender, recipients and subject, and the time left
+        for message_id, sender in zip(ids, senders, strict=True):
+            row = stack.by_id(f"waiting-{message_id}")
+            assert row.find_element("css selector", "td.sender").text == sender
+            assert "bob@example.net" in row.text
+            assert row.find_element("css selector", "td.time-left").text.endswith(" s")
+        until(lambda: stack.text("usage-messages").startswith("3 of 5000"), 20,
+              "the usage bar to count all three")
+        # The search form narrows the list: one sender's domain
+        stack.type_into("filter-from", "*@partner.example.org")
+        stack.by_id("search-submit").click()
+        until(lambda: not stack.driver.find_elements("id", f"waiting-{ids[2]}"), 20,
+              "the other domain's message filtered out")
         stack.shot("kata-quarantine")
 
-        stack.by_id(f"waiting-{first}").find_element("css selector", "button.send-now").click()
-        sent = gateway.wait_terminal(first, 30)
-        assert "delivery.delivered" in [e.type for e in sent]
-        forced = next(e for e in sent if e.type == "quarantine.forced_release")
-        assert forced.actor == "admin"
+        # When both listed are selected and sent on (Send now) at once
+        select(stack, ids[0])
+        select(stack, ids[1])
+        assert stack.text("selection-count") == "2 selected"
+        stack.by_id("selection-send-now").click()
+        # Then each is delivered, forced by the administrator
+        for message_id in ids[:2]:
+            sent = gateway.wait_terminal(message_id, 30)
+            assert "delivery.delivered" in [e.type for e in sent]
+            forced = next(e for e in sent if e.type == "quarantine.forced_release")
+            assert forced.actor == "admin"
 
-        stack.by_id(f"waiting-{second}").find_element("css selector", "button.delete").click()
-        deleted = gateway.wait_terminal(second, 30)
+        # And Delete on the third: discarded
+        stack.type_into("filter-from", "")
+        stack.by_id("search-submit").click()
+        until(lambda: stack.by_id(f"waiting-{ids[2]}"), 20, "the third listed again")
+        select(stack, ids[2])
+        stack.by_id("selection-delete").click()
+        deleted = gateway.wait_terminal(ids[2], 30)
         assert "message.discarded" in [e.type for e in deleted]
         assert next(e for e in deleted if e.type == "quarantine.forced_delete").actor == "admin"
         until(lambda: not stack.by_id("waiting-empty").get_attribute("hidden"), 20,
@@ -288,6 +317,77 @@ def test_the_kata_quarantine_lists_waiting_messages_with_send_now_and_delete(sta
         until(lambda: stack.text("usage-messages").startswith("0 of 5000"), 20, "usage 0")
     finally:
         gateway.emulator.cli("faults", "reset")
+
+
+def searched(stack: Stack, row_id: str, text: str) -> str:
+    """Search again until the row shows `text` (the projector folds the log a moment after
+    it was written); the row's text."""
+    def found() -> str | None:
+        stack.by_id("search-submit").click()
+        time.sleep(0.5)
+        shown = stack.text(row_id)
+        return shown if text in shown else None
+    row: str = until(found, 30, f"{row_id} showing {text!r}")
+    return row
+
+
+def test_tracking_finds_a_message_by_its_sender_and_opens_its_timeline(stack):
+    sender = "dora@tracked.example.org"
+    message_id = stack.gateway.send(mail("quarterly figures", b"numbers", "bob@example.net"),
+                                    sender=sender)
+    events = stack.gateway.wait_terminal(message_id)
+    stack.open("/tracking")
+    stack.type_into("filter-from", sender)
+    row = searched(stack, f"result-{message_id}", "Delivered")
+    assert [r.get_attribute("id") for r in stack.driver.find_elements(
+        "css selector", "#results tr")] == [f"result-{message_id}"]  # that sender's only
+    for shown in (sender, "bob@example.net", "quarterly figures", "Not detected",
+                  "Delivered"):
+        assert shown in row
+    stack.shot("tracking")
+    stack.by_id(f"result-{message_id}").click()
+    until(lambda: stack.text("timeline-id") == message_id, 20, "the message's timeline")
+    types = [r.get_attribute("data-type") for r in stack.driver.find_elements(
+        "css selector", "#timeline tr.event")]
+    # Every event of the message, each with its time and the stage that wrote it
+    assert set(types) >= {e.type for e in events}
+    assert "ingest/ingest-0" in stack.text("timeline")
+    stack.shot("tracking-timeline")
+
+
+def test_a_backup_copy_is_found_by_its_sender_and_resent_to_an_address(stack):
+    # Given an EICAR message deleted by the default rule (Place copy in Backup: on)
+    sender = "eve@suspect.example.org"
+    message_id = stack.gateway.send(mail("invoice attached", EICAR, "bob@example.net"),
+                                    sender=sender)
+    events = stack.gateway.wait_terminal(message_id)
+    assert "message.discarded" in [e.type for e in events]
+    # When the administrator looks for it in the Backup by its sender
+    stack.open("/backup")
+    stack.type_into("filter-from", sender)
+    searched(stack, f"copy-{message_id}", "Held")
+    until(lambda: "days at most" in stack.text("backup-copies"), 20, "the Backup's usage")
+    stack.shot("backup")
+    stack.by_id(f"copy-{message_id}").click()
+    until(lambda: stack.text("copy-id") == message_id, 20, "the copy's page")
+    # Then its headers and its text are shown, as text
+    assert "invoice attached" in stack.text("copy-headers")
+    assert "EICAR-STANDARD-ANTIVIRUS-TEST-FILE" in stack.text("copy-text")
+    stack.shot("backup-copy")
+    # When it is resent to an address the administrator gives
+    stack.by_id("resend-given").click()
+    stack.type_into("resend-addresses", "helpdesk@example.net")
+    assert "resent to helpdesk@example.net" in stack.click_and_reload(
+        stack.by_id("resend-submit"))
+    # Then it arrives at the next hop for that address, marked as released from Backup
+    arrived = until(lambda: [m for m in stack.gateway.sink.messages()
+                             if m.recipients == ["helpdesk@example.net"]], 60,
+                    "the resent copy at the sink")
+    assert EICAR in arrived[0].data
+    assert b"X-Katagate-Released-From-Backup: " + message_id.encode() in arrived[0].data
+    requested = next(e for e in stack.gateway.mail_events(message_id)
+                     if e.type == "backup.resend_requested")
+    assert (requested.actor, requested.recipients) == ("admin", ["helpdesk@example.net"])
 
 
 BAD_VALUES = [

@@ -13,7 +13,7 @@ import pytest
 from katagate.cli import main
 from tests.console_client import console_client, sign_in
 from tests.integration.kafka_read import control_events
-from tests.unit.test_console_tokens import CHANGES
+from tests.unit.test_console_tokens import CHANGES, CONTENT
 
 pytestmark = pytest.mark.kafka
 AUDITOR_PASSWORD = "an auditor's passphrase"
@@ -44,8 +44,19 @@ def test_an_auditor_reads_everything_and_every_change_is_refused_naming_the_role
         # Then every view reads
         for path in ("/api/settings", "/api/rules", "/api/rules/sales", "/api/rules/default",
                      "/api/tokens", "/api/session", "/settings/protection/kata", "/rules",
-                     "/rules/sales", "/queue/kata-quarantine"):
+                     "/rules/sales", "/queue/kata-quarantine", "/tracking", "/backup",
+                     "/queue/delivery"):
             assert client.get(path).status_code == 200, path
+        # But not a message's content: the log's metadata is the auditor's, mail is not
+        for path in CONTENT:
+            answer = client.get(path)
+            assert answer.status_code == 403, (path, answer.text)
+            assert answer.json() == {
+                "error": "alice has the role auditor: it sees the log's metadata, not message "
+                         "content", "field": "role", "allowed": ["admin"]}
+        page = client.get("/backup/ABCDEFGH12")
+        assert page.status_code == 403
+        assert "not message content" in page.text
         assert "(auditor: read only)" in client.get("/rules").text
         # When it asks for any change, with its CSRF token
         for method, path, body in CHANGES:

@@ -36,8 +36,18 @@ CHANGES = [("PUT", "/api/settings", {"central_node_port": 8443}),
            ("DELETE", "/api/rules/r1", None),
            ("POST", "/api/quarantine/messages/ABCDEFGH12/send-now", None),
            ("DELETE", "/api/quarantine/messages/ABCDEFGH12", None),
+           ("POST", "/api/quarantine/actions", {"action": "delete",
+                                                "message_ids": ["ABCDEFGH12"]}),
+           ("POST", "/api/backup/copies/ABCDEFGH12/resend", {"to": None}),
+           ("DELETE", "/api/backup/copies/ABCDEFGH12", None),
+           ("POST", "/api/queue/messages/ABCDEFGH12/retry", None),
+           ("POST", "/api/queue/messages/ABCDEFGH12/bounce", None),
+           ("DELETE", "/api/queue/messages/ABCDEFGH12", None),
            ("POST", "/api/tokens", {"name": "more"}), ("DELETE", "/api/tokens/other", None),
            ("PUT", "/api/account/password", {"current_password": "x", "new_password": "y"})]
+
+# Mail content: an administrator's (an `admin` token's) to see, not an auditor's.
+CONTENT = ["/api/backup/copies/ABCDEFGH12", "/api/backup/copies/ABCDEFGH12/eml"]
 
 
 def test_a_read_token_reads_but_every_change_is_refused_naming_its_scope(tmp_path):
@@ -58,6 +68,12 @@ def test_a_read_token_reads_but_every_change_is_refused_naming_its_scope(tmp_pat
                                               "change anything (make one with scope admin)")
             assert answer.json()["field"] == "Authorization"
         assert [t.name for t in console.accounts.tokens()] == ["dashboard", "other"]
+        # And a message's content (a Backup copy's view or download) is not for it either
+        for path in CONTENT:
+            answer = client.get(path, headers=bearer(reader))
+            assert answer.status_code == 403, (path, answer.text)
+            assert answer.json()["error"] == ("API token 'dashboard' has scope read: it cannot "
+                                              "see message content (make one with scope admin)")
 
 
 def test_only_an_admin_token_revokes_other_tokens(tmp_path):

@@ -7,13 +7,19 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from schemas import Event, LedgerEvent, decode_event, encode_event
+from schemas import BackupLedgerEvent, Event, LedgerEvent, decode_event, encode_event
 from tests.unit.fixtures.events import T0, sample_events
 
 # Which topic an event goes to: "mail", "quarantine" (the ledger, a LedgerEvent; also mirrored
 # to "mail"), or "control".
 Routed = list[tuple[str, Event]]
 SCENARIOS = ("clean", "deleted", "rejected", "count_limit", "timeout", "error")
+# The administrator's daily tools: a detect delivered with the subject tag; a detect deleted
+# with a Backup copy, resent, then removed; a delivery deferred and waiting, with a retry asked.
+MORE_SCENARIOS = ("tagged", "backup", "queued")
+ALL_SCENARIOS = SCENARIOS + MORE_SCENARIOS
+SENDER_DOMAINS = ("partner.example.org", "supplier.example.net", "example.com")
+SUBJECT_WORDS = ("Invoice", "Meeting notes", "Quarterly report", "Re: Invoice overdue")
 
 
 def _samples() -> dict[str, Event]:
@@ -43,13 +49,17 @@ def message_flow(i: int, scenario: str | None = None) -> Routed:
     n = iter(range(100))
     out: Routed = []
 
-    def add(topic: str, event_type: str, minutes: float, **update: Any) -> None:
+    def add(topic: str, event_type: str, minutes: float, **update: Any) -> Event:
         event = _variant(s[event_type], next(n), at + minutes, message_id=m, **update)
         out.append((topic, event))
-        if isinstance(event, LedgerEvent):
+        if isinstance(event, LedgerEvent | BackupLedgerEvent):
             out.append(("mail", event))  # the mirror: the same event on the message
+        return event
 
-    add("mail", "mail.received", 0, size=size, rule_id=rule)
+    add("mail", "mail.received", 0, size=size, rule_id=rule,
+        envelope_from="" if i % 7 == 6 else f"user{i % 4}@{SENDER_DOMAINS[i % 3]}",
+        envelope_to=[f"rcpt{i % 3}@finance.example.com", f"All{i % 2}@Staff.Example.com"],
+        subject=f"{SUBJECT_WORDS[i % 4]} {i}", client_ip=f"198.51.100.{i % 5 + 1}")
     if kind == "count_limit":
         add("quarantine", "quarantine.denied", 0.01, size=size, reason="count_limit")
         add("mail", "action.decided", 0.02, action="deliver", tag=None, backup=False,
@@ -63,10 +73,17 @@ def message_flow(i: int, scenario: str | None = None) -> Routed:
     if kind == "clean":
         add("mail", "scan.verdict", 1, scan_id=m, state="not_detected", detects=[])
         decided = {"action": "deliver", "tag": None, "skipped": False, "reason": "not_detected"}
-    elif kind in ("deleted", "rejected"):
+    elif kind in ("deleted", "rejected", "backup"):
         add("mail", "scan.verdict", 1, scan_id=m)  # detect, with the sample's detects
-        decided = {"action": "delete" if kind == "deleted" else "reject", "tag": None,
+        decided = {"action": "reject" if kind == "rejected" else "delete", "tag": None,
                    "skipped": False, "reason": "detected"}
+    elif kind == "tagged":
+        add("mail", "scan.verdict", 1, scan_id=m)
+        decided = {"action": "deliver", "tag": "[KATA detect]", "skipped": False,
+                   "reason": "detected"}
+    elif kind == "queued":
+        add("mail", "scan.verdict", 1, scan_id=m, state="not_detected", detects=[])
+        decided = {"action": "deliver", "tag": None, "skipped": False, "reason": "not_detected"}
     elif kind == "timeout":
         add("mail", "scan.timed_out", 10, scan_id=m)
         decided = {"action": "deliver", "tag": None, "skipped": True, "reason": "timeout"}
@@ -74,11 +91,20 @@ def message_flow(i: int, scenario: str | None = None) -> Routed:
         add("mail", "scan.verdict", 1, scan_id=m, state="error", detects=[])
         decided = {"action": "deliver", "tag": None, "skipped": True, "reason": "error"}
     t = 10.01 if kind == "timeout" else 1.01
-    add("mail", "action.decided", t, backup=False, **decided)
+    add("mail", "action.decided", t, backup=kind == "backup", **decided)
     add("quarantine", "quarantine.released", t + 0.01, size=size, bytes_in_use=0,
         messages_in_use=0)
     if kind == "deleted":
         add("mail", "message.discarded", t + 0.02)
+    elif kind == "backup":
+        _backup(add, t, size, removed=i % 2 == 1)
+    elif kind == "tagged":
+        add("mail", "delivery.delivered", t + 0.02, tagged=True, attempts=1)
+    elif kind == "queued":
+        add("mail", "delivery.deferred", t + 0.02, attempt=1, retry_at=T0 + timedelta(days=1))
+        add("mail", "delivery.deferred", t + 0.5, attempt=2,
+            retry_at=T0 + timedelta(days=1, minutes=at))
+        add("mail", "queue.action_requested", t + 0.6, action="retry")
     elif kind == "rejected":
         add("mail", "ndr.sent", t + 0.02, reason="kata_reject")
     elif kind == "timeout":
@@ -91,6 +117,24 @@ def message_flow(i: int, scenario: str | None = None) -> Routed:
     else:
         add("mail", "delivery.delivered", t + 0.02, tagged=False, attempts=1)
     return out
+
+
+def _backup(add: Any, t: float, size: int, removed: bool) -> None:
+    """A deleted detect kept in the Backup: stored, retained, resent to an address (delivered)
+    and to its recipients (deferred); removed by an administrator if `removed`."""
+    add("mail", "backup.stored", t + 0.015)
+    add("mail", "message.discarded", t + 0.02)
+    add("quarantine", "backup.retained", t + 0.03, size=size, bytes_in_use=size,
+        copies_in_use=1)
+    first = add("mail", "backup.resend_requested", t + 1,
+                recipients=["helpdesk@example.com"], to_original=False)
+    add("mail", "backup.resent", t + 1.5, causation_id=first.event_id,
+        recipients=["helpdesk@example.com"])
+    second = add("mail", "backup.resend_requested", t + 2)
+    add("mail", "backup.resent", t + 3, causation_id=second.event_id, outcome="deferred",
+        reply="451 4.3.0 later")
+    if removed:
+        add("quarantine", "backup.removed", t + 4, size=size, bytes_in_use=0, copies_in_use=0)
 
 
 def control_flow(start: int = 0) -> Routed:
@@ -110,15 +154,15 @@ def control_flow(start: int = 0) -> Routed:
     return [("control", e) for e in events]
 
 
-def all_flows(messages: int) -> Routed:
+def all_flows(messages: int, scenarios: tuple[str, ...] = SCENARIOS) -> Routed:
     out = control_flow()
     for i in range(messages):
-        out += message_flow(i)
+        out += message_flow(i, scenarios[i % len(scenarios)])
     return out
 
 
 def test_every_flow_is_valid_and_round_trips() -> None:
-    for _topic, event in all_flows(len(SCENARIOS) * 2):
+    for _topic, event in all_flows(len(ALL_SCENARIOS) * 2, ALL_SCENARIOS):
         assert decode_event(encode_event(event)) == event
 
 

@@ -130,7 +130,8 @@ def test_store_listing_filters_and_pages_in_message_id_order() -> None:
     assert not more
     assert all(s["decision"]["action"] == "reject" for s in rejected)
     timeouts, _ = views.listing(None, 100, {"state": "response_timeout"})
-    assert {s["verdict"] for s in timeouts} == {"response_timeout"}
+    assert {s["scan_state"] for s in timeouts} == {"response_timeout"}
+    assert {s["verdict"] for s in timeouts} == {"timed_out"}
     later, _ = views.listing("MSG00000010", 100, {})
     assert [s["message_id"] for s in later] == ["MSG00000011"]
 

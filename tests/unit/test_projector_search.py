@@ -1,0 +1,291 @@
+"""The projector's search, Given / When / Then: the filters validated (pure), and every
+listing over a real SQLite store equal to filtering every row by hand, page by page."""
+
+from __future__ import annotations
+
+from functools import reduce
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from projector import backup_usage
+from projector.backup_usage import BackupUsage
+from projector.canonical import micros
+from projector.copies import LedgerCopies
+from projector.search import driver
+from projector.search_filters import VERDICTS, FilterError, Search, encode_cursor, parse
+from projector.store import TimelineStore
+from projector.views import Projections, evolve
+from schemas import BackupLedgerEvent, Event
+from tests.unit.fixtures.events import T0
+from tests.unit.test_projector_flows import ALL_SCENARIOS, Routed, all_flows, message_flow
+
+# -- the filters ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("query", "listing", "parameter"), [
+    ("verdict=clean", "search", "verdict"), ("verdict=skipped:timeout", "search", "verdict"),
+    ("action=deliver", "search", "action"), ("status=queued", "search", "status"),
+    ("from=not-an-address", "search", "from"), ("to=*@", "search", "to"),
+    ("subject=%20!!", "search", "subject"), ("client=10.0.0.300", "search", "client"),
+    ("since=2026-01-01T00:00:00", "search", "since"), ("until=yesterday", "search", "until"),
+    ("limit=0", "search", "limit"), ("limit=1001", "search", "limit"),
+    ("order=newest", "search", "order"), ("cursor=abc", "search", "cursor"),
+    ("sort=size", "search", "sort"), ("sort=colour", "quarantine", "sort"),
+    ("state=gone", "backup", "state"), ("detect=", "backup", "detect"),
+    ("after=MSG00000001&order=asc", "quarantine", "after"), ("colour=red", "queue", "colour"),
+    ("from=a@b.c&from=d@e.f", "search", "from"),
+])
+def test_a_bad_filter_is_refused_naming_the_parameter_and_what_it_allows(
+        query: str, listing: str, parameter: str) -> None:
+    # When a listing is asked with a bad or unknown value
+    with pytest.raises(FilterError) as caught:
+        parse(query, listing)
+    # Then the answer names the parameter and what it takes
+    assert caught.value.body["parameter"] == parameter
+    assert caught.value.body["allowed"]
+    assert repr(parameter) in caught.value.body["error"]
+
+
+def test_the_allowed_values_are_listed_for_the_choices() -> None:
+    with pytest.raises(FilterError) as caught:
+        parse("verdict=clean", "search")
+    assert caught.value.body["allowed"] == list(VERDICTS)
+    assert "skipped:size_limit" in VERDICTS
+
+
+def test_a_good_query_is_read_whole() -> None:
+    # Given every filter at once
+    asked = parse("from=*@Partner.Example.org&to=Bob@Example.COM&subject=Invoice%2C+march"
+                  "&client=2001:db8:0::1&since=2025-03-14T09:00:00%2B01:00"
+                  "&until=2025-03-15T00:00:00Z&verdict=skipped:error&action=tagged"
+                  "&status=deferred&limit=20&order=asc", "search")
+    # Then each is read as the store compares it
+    assert asked == Search(sender_domain="partner.example.org", to="bob@example.com",
+                           subject=("invoice", "march"), client="2001:db8::1",
+                           since=micros(T0.replace(hour=8, minute=0, second=0)),
+                           until=micros(T0.replace(day=15, hour=0, minute=0, second=0)),
+                           verdict="skipped:error", action="tagged", status="deferred",
+                           limit=20, order="asc")
+    assert parse("from=%3C%3E", "search").sender == ""
+    assert parse("", "quarantine").legacy
+    assert not parse("sort=size", "quarantine").legacy
+
+
+def test_a_cursor_is_for_its_own_sort_and_order() -> None:
+    cursor = encode_cursor("size", "asc", 1200, "MSG00000001")
+    assert parse(f"sort=size&order=asc&cursor={cursor}", "quarantine").cursor == (
+        1200, "MSG00000001")
+    with pytest.raises(FilterError) as caught:
+        parse(f"sort=size&cursor={cursor}", "quarantine")
+    assert caught.value.body["parameter"] == "cursor"
+
+
+# -- the store ---------------------------------------------------------------------------
+
+MESSAGES = len(ALL_SCENARIOS) * 4
+
+
+@pytest.fixture(scope="module")
+def views(tmp_path_factory: pytest.TempPathFactory) -> Projections:
+    """Every scenario four times, folded into a store on disk and committed."""
+    path: Path = tmp_path_factory.mktemp("search") / "search.sqlite"
+    folded = reduce(evolve, (e for _t, e in all_flows(MESSAGES, ALL_SCENARIOS)),
+                    Projections(store=TimelineStore(path)))
+    folded.store.commit()
+    return folded
+
+
+def all_pages(views: Projections, query: str, listing: str = "search") -> list[dict[str, Any]]:
+    """Every row, following the cursor three rows at a time."""
+    rows: list[dict[str, Any]] = []
+    asked = f"{query}&limit=3" if query else "limit=3"
+    while True:
+        page = views.search(parse(asked, listing), listing)
+        rows += page["messages"]
+        if page["next"] is None:
+            return rows
+        asked = f"{query}&limit=3&cursor={page['next']}" if query else (
+            f"limit=3&cursor={page['next']}")
+
+
+def expected(views: Projections, keep: Any, newest_first: bool = True) -> list[str]:
+    """By hand: every message's summary, filtered, newest first."""
+    summaries = [views.summary(m) for m in views.message_ids()]
+    kept = [s for s in summaries if s is not None and keep(s)]
+    kept.sort(key=lambda s: (s["received_at"], s["message_id"]), reverse=newest_first)
+    return [s["message_id"] for s in kept]
+
+
+def ids(rows: list[dict[str, Any]]) -> list[str]:
+    return [r["message_id"] for r in rows]
+
+
+USER1 = "user1@supplier.example.net"
+SEARCHES: list[tuple[str, Any]] = [
+    ("", lambda s: True),
+    ("from=user1@supplier.example.net", lambda s: s["envelope_from"] == USER1),
+    ("from=USER1@Supplier.Example.NET", lambda s: s["envelope_from"] == USER1),
+    ("from=*@example.com", lambda s: s["envelope_from"].endswith("@example.com")),
+    ("from=<>", lambda s: s["envelope_from"] == ""),
+    ("to=rcpt2@finance.example.com", lambda s: "rcpt2@finance.example.com" in s["recipients"]),
+    ("to=all1@staff.example.com", lambda s: "All1@Staff.Example.com" in s["recipients"]),
+    ("to=*@staff.example.com", lambda s: True),
+    ("to=*@nowhere.example", lambda s: False),
+    ("subject=invoice", lambda s: s["subject"].lower().split()[0] in ("invoice", "re:")),
+    ("subject=quart", lambda s: s["subject"].startswith("Quarterly")),
+    ("subject=invoice+overdue", lambda s: "overdue" in s["subject"]),
+    ("client=198.51.100.3", lambda s: s["client_ip"] == "198.51.100.3"),
+    ("verdict=detected", lambda s: s["verdict"] == "detected"),
+    ("verdict=skipped", lambda s: s["verdict"].startswith("skipped:")),
+    ("verdict=skipped:count_limit", lambda s: s["verdict"] == "skipped:count_limit"),
+    ("verdict=timed_out", lambda s: s["verdict"] == "timed_out"),
+    ("action=tagged", lambda s: s["action"] == "tagged"),
+    ("action=deleted", lambda s: s["action"] == "deleted"),
+    ("status=bounced", lambda s: s["status"] == "bounced"),
+    ("status=deferred", lambda s: s["status"] == "deferred"),
+    ("since=2025-03-14T09:35:00Z&until=2025-03-14T09:40:00Z",
+     lambda s: "2025-03-14T09:35:00" <= s["received_at"] < "2025-03-14T09:40:00"),
+    ("to=*@finance.example.com&verdict=detected&since=2025-03-14T09:30:00Z",
+     lambda s: s["verdict"] == "detected" and s["received_at"] >= "2025-03-14T09:30:00"),
+    ("from=*@example.com&subject=report&action=delivered",
+     lambda s: s["envelope_from"].endswith("@example.com") and "report" in s["subject"]
+     and s["action"] == "delivered"),
+    ("to=rcpt0@finance.example.com&status=delivered&client=198.51.100.1",
+     lambda s: "rcpt0@finance.example.com" in s["recipients"] and s["status"] == "delivered"
+     and s["client_ip"] == "198.51.100.1"),
+]
+
+
+@pytest.mark.parametrize("probe", [4000, 2], ids=["subject-words-checked", "subject-index"])
+@pytest.mark.parametrize(("query", "keep"), SEARCHES, ids=[q or "all" for q, _k in SEARCHES])
+def test_a_search_finds_what_filtering_every_row_finds_newest_first(
+        views: Projections, query: str, keep: Any, probe: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given subject words checked row by row, or (a probe of 2 rows) the subject index
+    # driving whenever they are the most selective filter
+    monkeypatch.setattr("projector.search.PROBE", probe)
+    # When searched, following the cursor page by page
+    found = all_pages(views, query)
+    # Then the rows are those every summary filtered by hand gives, newest first, each once
+    assert ids(found) == expected(views, keep)
+    # And a row carries the contract's keys, equal to the message's summary
+    for row in found[:3]:
+        summary = views.summary(row["message_id"])
+        assert summary is not None
+        assert row == {k: summary[k] for k in row}
+        assert set(row) >= {"message_id", "received_at", "envelope_from", "recipients",
+                            "subject", "size", "client_ip", "rule_id", "verdict", "detects",
+                            "action", "status", "last_reply", "next_attempt_at", "backup"}
+
+
+@pytest.mark.parametrize(("query", "drives"), [
+    ("", "received_at"), ("from=a@b.example&to=c@d.example", "sender"),
+    ("client=192.0.2.1&to=c@d.example", "client_ip"), ("to=c@d.example&verdict=detected", "to"),
+    ("to=*@d.example&from=*@b.example", "sender_domain"), ("to=*@d.example", "to_domain"),
+    ("verdict=not_detected&status=bounced", "status"), ("verdict=detected", "row_verdict"),
+    ("verdict=skipped&since=2026-01-01T00:00:00Z", "received_at"),
+    ("action=delivered&status=delivered&subject=x", "received_at"),
+])
+def test_the_most_selective_filter_drives(query: str, drives: str) -> None:
+    assert driver(parse(query, "search"), "search") == drives
+
+
+def test_oldest_first_is_the_same_rows_reversed(views: Projections) -> None:
+    newest = ids(all_pages(views, "to=*@finance.example.com&verdict=detected"))
+    oldest = ids(all_pages(views, "to=*@finance.example.com&verdict=detected&order=asc"))
+    assert newest
+    assert oldest == newest[::-1]
+
+
+def test_the_quarantine_sorts_by_each_column(tmp_path: Path) -> None:
+    # Given six messages waiting for a verdict (admitted, not released) and one released
+    routed: Routed = [p for i in range(6) for p in message_flow(i, "timeout")[:4]]
+    routed += message_flow(9, "clean")
+    views = reduce(evolve, (e for _t, e in routed),
+                   Projections(store=TimelineStore(tmp_path / "q.sqlite")))
+    # When sorted by size, largest first, two at a time
+    rows = all_pages(views, "sort=size&order=desc", "quarantine")
+    # Then every waiting message is listed once, in that order, with its deadline
+    assert [r["size"] for r in rows] == [1005, 1004, 1003, 1002, 1001, 1000]
+    assert all(r["deadline_at"] > r["admitted_at"] for r in rows)
+    by_from = [r["envelope_from"] for r in all_pages(views, "sort=from&order=asc",
+                                                     "quarantine")]
+    assert by_from == sorted(by_from)
+    assert ids(all_pages(views, "sort=deadline_at&order=asc", "quarantine")) == [
+        f"MSG{i:08d}" for i in range(6)]
+    assert ids(all_pages(views, "sort=received_at&from=*@example.com", "quarantine")) == [
+        "MSG00000005", "MSG00000002"]
+
+
+def test_the_backup_lists_copies_with_their_removal_and_resends(views: Projections) -> None:
+    # When the Backup is listed
+    copies = all_pages(views, "", "backup")
+    # Then every message with a copy is listed, newest first
+    assert ids(copies) == expected(views, lambda s: s["backup"] is not None)
+    assert len(copies) == 4
+    removed = [c for c in copies if c["removed"] is not None]
+    held = [c for c in copies if c["removed"] is None]
+    assert len(removed) == len(held) == 2
+    assert removed[0]["backup"]["state"] == "removed"
+    assert removed[0]["removed"]["cause"] == "deleted_by_admin"
+    assert removed[0]["removed"]["actor"] == "admin"
+    copy = held[0]
+    assert copy["backup"]["state"] == "held"
+    assert copy["location"]["topic"] == "katagate.backup"
+    assert copy["expires_at"] > copy["stored_at"]
+    # And its resends, in order, each with what came of it
+    assert [(r["to"], r["outcome"]) for r in copy["resends"]] == [
+        (["helpdesk@example.com"], "delivered"), (["bob@example.net"], "deferred")]
+    assert copy["resends"][1]["reply"] == "451 4.3.0 later"
+    # And its filters: a state, words of a detect's name, the common ones
+    assert ids(all_pages(views, "state=held", "backup")) == ids(held)
+    assert ids(all_pages(views, "detect=trojan+heur", "backup")) == ids(copies)
+    assert all_pages(views, "detect=eicar", "backup") == []
+    assert ids(all_pages(views, "from=user3@partner.example.org", "backup")) == expected(
+        views, lambda s: s["backup"] is not None
+        and s["envelope_from"] == "user3@partner.example.org")
+    # And one copy by its id; a message without one is not a copy
+    assert views.backup_copy(copy["message_id"]) == copy
+    assert views.backup_copy("MSG00000000") is None
+
+
+def test_the_queue_lists_deferred_messages_with_their_attempts(views: Projections) -> None:
+    queued = all_pages(views, "", "queue")
+    assert ids(queued) == expected(views, lambda s: s["status"] == "deferred")
+    assert len(queued) == 4
+    row = queued[0]
+    assert row["attempts"] == 2
+    assert row["first_attempt_at"] < row["next_attempt_at"]
+    assert row["last_reply"] == "451 4.3.0 Try again later"
+    assert row["next_hop"] == "mx.internal.example.com:25"
+    assert row["requested"]["action"] == "retry"
+    # A message that was deferred and then delivered is not waiting
+    timed_out = next(m for m in views.message_ids() if views.summary(m)["verdict"] == "timed_out")  # type: ignore[index]
+    assert timed_out not in ids(queued)
+
+
+# -- the Backup's usage, from its ledger ------------------------------------------------
+
+def test_backup_usage_is_the_ledgers_latest_whatever_copy_came_first() -> None:
+    # Given the Backup ledger's events of four copies, two of them removed
+    ledger: list[Event] = [e for t, e in all_flows(MESSAGES, ALL_SCENARIOS)
+                           if t == "quarantine" and isinstance(e, BackupLedgerEvent)]
+    latest = max(ledger, key=lambda e: (e.occurred_at, e.event_id.hex))
+    # When folded in ledger order, and reversed (the mirrors read first)
+    for order in (ledger, ledger[::-1]):
+        view = reduce(backup_usage.evolve, order, BackupUsage())
+        # Then the usage is the latest event's, and the limits the settings'
+        assert backup_usage.render(view) == {
+            "bytes_in_use": latest.bytes_in_use, "copies_in_use": latest.copies_in_use,
+            "limit_bytes": 10 * 1024**3, "max_age_days": 30}
+
+
+def test_a_backup_ledger_event_counts_once_of_its_two_copies() -> None:
+    flow = message_flow(7, "backup")
+    ledger = [e for _t, e in flow if isinstance(e, BackupLedgerEvent)]
+    assert len(ledger) == 4  # retained and removed, each with its mirror
+    copies = LedgerCopies()
+    assert [copies.first(e) for e in ledger] == [True, False, True, False]
+    assert copies.waiting == set()

@@ -1,15 +1,16 @@
-"""Administrator commands on the KATA Quarantine — "Send now" and "Delete" — validated into
-events, and the list of messages waiting there, folded from the ledger."""
+"""Administrator commands on the KATA Quarantine — "Send now" and "Delete", on one message or a
+selection — validated into events, and the list of messages waiting there, folded from the
+ledger."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from admin.central_node import InvalidCommand
+from admin.errors import InvalidCommand, NotFound
 from schemas import (
     Event,
     ForcedDelete,
@@ -91,3 +92,44 @@ def refuse_unless_waiting(held: Held, message_id: str) -> None:
     if message_id not in held:
         raise InvalidCommand(f"message_id: {message_id} is not waiting in the KATA Quarantine "
                              "(see `katagate quarantine list`)")
+
+
+Command = Callable[[str, str, str, datetime], Event]
+COMMANDS: dict[str, Command] = {"send-now": forced_release, "delete": forced_delete}
+MAX_SELECTION = 1000  # a page of the list at most; one transaction
+
+
+def command(what: str, message_id: str, actor: str, comment: str, now: datetime) -> Event:
+    """The event for Send now or Delete; InvalidCommand for a malformed id or comment."""
+    return COMMANDS[what](message_id, actor, comment, now)
+
+
+def selection(what: str, message_ids: list[str], actor: str, comment: str, now: datetime,
+              waiting: Callable[[], Iterable[str]]) -> list[Event]:
+    """The events for Send now or Delete on a selection, all or none: InvalidCommand for an
+    unknown action, an empty or too long selection or a malformed id; NotFound naming every id
+    not waiting (any more), asking `waiting` (the ids waiting) only once the request is
+    well-formed. Each id is acted on once. The console and `katagate quarantine` share it."""
+    if what not in COMMANDS:
+        raise InvalidCommand(f"action: {what[:40]!r} is not one of send-now, delete",
+                             field="action", allowed=list(COMMANDS))
+    ids = list(dict.fromkeys(message_ids))
+    if not 1 <= len(ids) <= MAX_SELECTION:
+        raise InvalidCommand(f"message_ids: select 1..{MAX_SELECTION} messages, got {len(ids)}",
+                             allowed=f"1..{MAX_SELECTION} message ids")
+    events = []
+    for message_id in ids:
+        try:
+            events.append(command(what, message_id, actor, comment, now))
+        except InvalidCommand as exc:
+            if exc.field != "message_id":
+                raise  # the comment
+            raise InvalidCommand(f"message_ids: {str(exc).removeprefix('message_id: ')}",
+                                 allowed="8-64 letters and digits") from exc
+    held = set(waiting())
+    gone = [m for m in ids if m not in held]
+    if gone:
+        raise NotFound(f"message_ids: not waiting in the KATA Quarantine: {', '.join(gone[:20])}"
+                       + (f" and {len(gone) - 20} more" if len(gone) > 20 else "")
+                       + "; nothing was done")
+    return events

@@ -7,22 +7,16 @@ delivery queue's actions) go to `katagate.mail` through the same writer."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from admin.errors import InvalidCommand, NotFound
-from admin.quarantine import Waiting, forced_delete, forced_release, refuse_unless_waiting
+from admin.quarantine import Waiting, refuse_unless_waiting
 from eventlog.principals import PRINCIPALS
 from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from schemas import Event
-
-Command = Callable[[str, str, str, datetime], Event]
-COMMANDS: dict[str, Command] = {"send-now": forced_release, "delete": forced_delete}
-MAX_SELECTION = 1000  # a page of the list at most
 
 
 def held(listed: list[dict[str, Any]]) -> dict[str, Waiting]:
@@ -33,45 +27,9 @@ def held(listed: list[dict[str, Any]]) -> dict[str, Waiting]:
     ) for m in listed}
 
 
-def command(what: str, message_id: str, actor: str, comment: str, now: datetime) -> Event:
-    """The event for Send now or Delete; InvalidCommand for a malformed id or comment."""
-    return COMMANDS[what](message_id, actor, comment, now)
-
-
 def require_waiting(listed: list[dict[str, Any]], message_id: str) -> None:
     """InvalidCommand unless the message is waiting for its verdict."""
     refuse_unless_waiting(held(listed), message_id)
-
-
-def selection(what: str, message_ids: list[str], actor: str, comment: str, now: datetime,
-              listed: Callable[[], list[dict[str, Any]]]) -> list[Event]:
-    """The events for Send now or Delete on a selection, all or none: InvalidCommand for an
-    unknown action, an empty or too long selection or a malformed id; NotFound naming every id
-    not waiting (any more), asking `listed` only once the request is well-formed. Each id is
-    acted on once."""
-    if what not in COMMANDS:
-        raise InvalidCommand(f"action: {what[:40]!r} is not one of send-now, delete",
-                             field="action", allowed=list(COMMANDS))
-    ids = list(dict.fromkeys(message_ids))
-    if not 1 <= len(ids) <= MAX_SELECTION:
-        raise InvalidCommand(f"message_ids: select 1..{MAX_SELECTION} messages, got {len(ids)}",
-                             allowed=f"1..{MAX_SELECTION} message ids")
-    events = []
-    for message_id in ids:
-        try:
-            events.append(command(what, message_id, actor, comment, now))
-        except InvalidCommand as exc:
-            if exc.field != "message_id":
-                raise  # the comment
-            raise InvalidCommand(f"message_ids: {str(exc).removeprefix('message_id: ')}",
-                                 allowed="8-64 letters and digits") from exc
-    waiting = {m["message_id"] for m in listed()}
-    gone = [m for m in ids if m not in waiting]
-    if gone:
-        raise NotFound(f"message_ids: not waiting in the KATA Quarantine: {', '.join(gone[:20])}"
-                       + (f" and {len(gone) - 20} more" if len(gone) > 20 else "")
-                       + "; nothing was done")
-    return events
 
 
 class QuarantineWriter:

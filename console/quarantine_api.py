@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from admin.errors import InvalidCommand
+from admin.quarantine import command, selection
 from console import quarantine
 from console.auth import Caller, Who, authorised, console_of
 from console.filters import QUARANTINE_EXTRA, projector_query
@@ -48,7 +49,7 @@ def _act(request: Request, who: Caller, what: str, message_id: str,
          comment: str) -> dict[str, Any]:
     console = console_of(request)
     try:
-        event = quarantine.command(what, message_id, who.actor, comment, datetime.now(UTC))
+        event = command(what, message_id, who.actor, comment, datetime.now(UTC))
     except InvalidCommand as exc:  # the id or the comment is malformed
         raise ProblemError(problem(exc)) from exc
     try:
@@ -79,8 +80,10 @@ def delete_waiting(message_id: str, who: Who, request: Request,
 def act_on_selection(body: SelectionAction, who: Who, request: Request) -> dict[str, Any]:
     console = console_of(request)
     try:
-        events = quarantine.selection(body.action, body.message_ids, who.actor, body.comment,
-                                      datetime.now(UTC), console.projector.all_waiting)
+        events = selection(body.action, body.message_ids, who.actor, body.comment,
+                                      datetime.now(UTC), lambda: [
+                                          m["message_id"]
+                                          for m in console.projector.all_waiting()])
     except InvalidCommand as exc:
         raise ProblemError(problem(exc)) from exc
     console.quarantine.write(*events)

@@ -22,6 +22,7 @@ from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import publish, wait_for
+from tests.integration.test_projector_live import running
 
 pytestmark = pytest.mark.kafka
 
@@ -165,43 +166,69 @@ def test_a_forced_release_delivers_now_and_the_scan_goes_on(namespace, tmp_path)
 def test_an_administrator_lists_and_deletes_a_waiting_message_and_it_is_never_delivered(
         namespace, tmp_path):
     gateway = Gateway(namespace, tmp_path)
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": namespace.bootstrap_servers,
-           "KATAGATE_TOPIC_PREFIX": namespace.topic_prefix}
-
-    def katagate(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "katagate", *args], env=env, text=True,
-                              capture_output=True, timeout=60, check=False)
-
+    state = tmp_path / "projector"
+    state.mkdir()
     try:
-        gateway.emulator.cli("faults", "set", "--latency", "5")
-        m = gateway.send(body(8))
-        # Given a message waiting for its verdict, shown by `quarantine list`
-        listed = wait_for(lambda: [w for w in json.loads(
-            katagate("quarantine", "list", "--json").stdout)["messages"]
-            if w["message_id"] == m], 30, "the message in the quarantine list")
-        assert listed[0]["size"] > 0
-        # When an administrator deletes it (a bad id is refused first, naming the field)
-        refused = katagate("quarantine", "delete", "not an id")
-        assert refused.returncode == 2
-        assert "message_id" in refused.stderr
-        done = katagate("quarantine", "delete", m, "--comment", "phishing", "--actor", "ops")
-        assert done.returncode == 0, done.stderr
-        # Then it is discarded without waiting, its slot freed, and the verdict is late
-        events = gateway.wait_terminal(m, timeout_s=30)
-        assert [e.type for e in events if e.type in ("message.discarded",
-                                                     "delivery.delivered")] == [
-            "message.discarded"]
-        decided = next(e for e in events if e.type == "action.decided")
-        assert (decided.action, decided.reason, decided.backup) == (
-            "delete", "deleted_by_admin", False)
-        released = next(e for e in events if e.type == "quarantine.released")
-        assert released.cause == "deleted_by_admin"
-        discarded = next(e for e in events if e.type == "message.discarded")
-        assert discarded.reason == "deleted_by_admin"
-        assert json.loads(katagate("quarantine", "list", "--json").stdout)["messages"] == []
-        again = katagate("quarantine", "delete", m)
-        assert again.returncode == 2
-        assert "not waiting" in again.stderr
+        with running(namespace, state) as live:
+            assert live.address is not None
+            env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": namespace.bootstrap_servers,
+                   "KATAGATE_TOPIC_PREFIX": namespace.topic_prefix,
+                   "KATAGATE_PROJECTOR_URL": f"http://127.0.0.1:{live.address[1]}",
+                   "KATAGATE_PROJECTOR_TOKEN_FILE": str(state / "test-read-token")}
+
+            def katagate(*args: str) -> subprocess.CompletedProcess[str]:
+                return subprocess.run([sys.executable, "-m", "katagate", *args], env=env,
+                                      text=True, capture_output=True, timeout=60, check=False)
+
+            def waiting(*filters: str) -> list[dict]:
+                done = katagate("quarantine", "list", "--json", *filters)
+                assert done.returncode == 0, done.stderr
+                rows: list[dict] = json.loads(done.stdout)["messages"]
+                return rows
+
+            # Verdicts come after 30 s: the administrator acts before them.
+            gateway.emulator.cli("faults", "set", "--latency", "30")
+            m = gateway.send(body(8), sender="erin@partner.example.org")
+            other = gateway.send(body(9), sender="frank@partner.example.org")
+            # Given two messages waiting for their verdict, listed with their senders
+            wait_for(lambda: len(waiting("--from", "*@partner.example.org")) == 2, 30,
+                     "both messages in the quarantine list")
+            listed = waiting("--from", "erin@partner.example.org")
+            assert [(w["message_id"], w["envelope_from"]) for w in listed] == [
+                (m, "erin@partner.example.org")]
+            assert listed[0]["size"] > 0
+            assert listed[0]["deadline_at"]
+            shown = katagate("quarantine", "list", "--sort", "size")
+            assert "erin@partner.example.org" in shown.stdout, shown.stderr
+            # When an administrator deletes it with an id that is not waiting, nothing is done
+            refused = katagate("quarantine", "delete", m, "not an id")
+            assert refused.returncode == 2
+            assert "message_ids" in refused.stderr
+            refused = katagate("quarantine", "delete", m, "AAAAAAAA0009")
+            assert refused.returncode == 2
+            assert "not waiting in the KATA Quarantine: AAAAAAAA0009" in refused.stderr
+            # When they delete both at once
+            done = katagate("quarantine", "delete", m, other, "--comment", "phishing",
+                            "--actor", "ops")
+            assert done.returncode == 0, done.stderr
+            # Then each is discarded without waiting, its slot freed, and the verdict is late
+            for message in (m, other):
+                events = gateway.wait_terminal(message, timeout_s=30)
+                assert [e.type for e in events if e.type in ("message.discarded",
+                                                             "delivery.delivered")] == [
+                    "message.discarded"]
+            events = gateway.wait_terminal(m, timeout_s=30)
+            decided = next(e for e in events if e.type == "action.decided")
+            assert (decided.action, decided.reason, decided.backup) == (
+                "delete", "deleted_by_admin", False)
+            released = next(e for e in events if e.type == "quarantine.released")
+            assert released.cause == "deleted_by_admin"
+            discarded = next(e for e in events if e.type == "message.discarded")
+            assert discarded.reason == "deleted_by_admin"
+            wait_for(lambda: waiting("--from", "*@partner.example.org") == [], 30, "emptied")
+            again = katagate("quarantine", "delete", m)
+            assert again.returncode == 2
+            assert "not waiting" in again.stderr
         late = wait_for(lambda: [e for e in gateway.mail_events(m)
                                  if e.type == "scan.late_verdict"], 30, "the late verdict")
         assert late[0].after == "deleted_by_admin"

@@ -298,11 +298,13 @@ def test_kafka_unreachable_fails_with_1_but_a_bad_value_is_still_refused_with_2(
 def test_reading_a_namespace_without_topics_names_the_remedy_and_an_empty_one_is_empty(
         run, monkeypatch, kafka_settings):
     # Given the test's namespace, whose quarantine ledger is empty
-    # Then the list is empty (a partition whose end is 0 is not read at all)
-    assert shown(run, "quarantine", "list") == {"messages": []}
+    # Then nothing waits there to release (a partition whose end is 0 is not read at all)
+    code, out, err = run("quarantine", "release", "AAAAAAAA0001")
+    assert (code, out) == (2, "")
+    assert "not waiting in the KATA Quarantine: AAAAAAAA0001; nothing was done" in err
     # And in a namespace whose topics were never created, reading says what to run (exit 1)
     monkeypatch.setenv("KATAGATE_TOPIC_PREFIX", f"t{uuid4().hex[:12]}")
-    for argv in (["settings", "show"], ["quarantine", "list"]):
+    for argv in (["settings", "show"], ["quarantine", "release", "AAAAAAAA0001"]):
         code, out, err = run(*argv)
         assert (code, out) == (1, "")
         assert "does not exist: run `katagate topics create`" in err

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from admin.errors import InvalidCommand, NotFound
+from admin.quarantine import selection
 from console import filters
 from console.backup_copies import chunks_for
 from console.mail_pages import backup_copy_page, search_form, timeline_page, verdict_label
 from console.problems import ProblemError
-from console.quarantine import selection
 from schemas import ForcedDelete, ForcedRelease
 from schemas.types import RawLocation
 
@@ -140,7 +140,7 @@ def test_a_copys_page_reads_only_the_chunks_its_view_shows():
     assert chunks_for(location, 1000) == [3, 5, 7, 9]
 
 
-WAITING = [{"message_id": "AAAAAAAA0001"}, {"message_id": "AAAAAAAA0002"}]
+WAITING = ["AAAAAAAA0001", "AAAAAAAA0002"]
 
 
 def test_send_now_on_a_selection_is_one_event_per_message_each_once():
@@ -162,7 +162,7 @@ def test_a_selection_with_one_message_not_waiting_is_refused_whole_naming_it():
     assert "AAAAAAAA0001" not in str(refused.value)
 
 
-def never_asked() -> list[dict[str, str]]:
+def never_asked() -> list[str]:
     raise AssertionError("a malformed request must not reach the projector")
 
 

@@ -158,13 +158,15 @@ SEARCHES: list[tuple[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize("probe", [4000, 2], ids=["subject-words-checked", "subject-index"])
+@pytest.mark.parametrize("probe", [4000, 10, 2],
+                         ids=["words-checked", "words-checked-or-index", "subject-index"])
 @pytest.mark.parametrize(("query", "keep"), SEARCHES, ids=[q or "all" for q, _k in SEARCHES])
 def test_a_search_finds_what_filtering_every_row_finds_newest_first(
         views: Projections, query: str, keep: Any, probe: int,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given subject words checked row by row, or (a probe of 2 rows) the subject index
-    # driving whenever they are the most selective filter
+    # Given subject words checked row by row (on every row, or on a probe of 10 rows before
+    # the subject index drives), or the subject index driving whenever they are the most
+    # selective filter (a probe of 2 rows never fills a page of 3)
     monkeypatch.setattr("projector.search.PROBE", probe)
     # When searched, following the cursor page by page
     found = all_pages(views, query)

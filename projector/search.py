@@ -9,9 +9,10 @@ last row's sort value and message id). Every driver index has the received time 
 column, so the rows come in page order without sorting.
 
 Subject words are checked on the row's words (word prefixes) when another filter drives. When
-they are the most selective filter, the driver's first `PROBE` rows are tried; a page not full
-by then means the words are rare, and the full-text index drives instead (its matches sorted:
-few, since rare). The KATA Quarantine and the Backup read their own small subsets.
+they are the most selective filter, the driver's first `PROBE` rows are tried (the PROBE-th
+row's position read from the index alone bounds the read); a page not full by then means the
+words are rare, and the full-text index drives instead (its matches sorted: few, since rare).
+The KATA Quarantine and the Backup read their own small subsets.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from projector.search_filters import Search, encode_cursor
 from projector.summary import MessageSummary
 
-PROBE = 4000  # rows of the driver tried before subject words drive
+PROBE = 10_000  # rows of the driver tried before subject words drive
 SORT_COLUMNS = {"received_at": "m.received_at", "size": "m.size",
                 "deadline_at": "m.deadline_at", "from": "m.sender"}
 # A filter's usual value reads most of the table: it never drives. Nor does `skipped`, a
@@ -126,10 +127,12 @@ def _joined(conditions: list[Cond]) -> Query:
             [p for _c, params in conditions for p in params])
 
 
-def plan(search: Search, listing: str, mode: str = "index") -> Query:
+def plan(search: Search, listing: str, mode: str = "index",
+         window: tuple[Any, str] | None = None) -> Query:
     """The SQL of one page (a row more than the limit: whether more follow). `mode`: "index"
-    (the driver, every row it reads checked), "probe" (the driver's first PROBE rows only),
-    "probed" (how many rows the probe reads), "subjects" (the full-text index drives)."""
+    (the driver, every row it reads checked; with `window`, only its rows up to that sort
+    value and id), "window" (the sort value and id of the driver's PROBE-th row), "subjects"
+    (the full-text index drives)."""
     drive = "subjects" if mode == "subjects" else driver(search, listing)
     sort = "m.message_id" if search.legacy else SORT_COLUMNS[search.sort]
     ident, source_params = "m.message_id", []
@@ -147,20 +150,18 @@ def plan(search: Search, listing: str, mode: str = "index") -> Query:
         source = f"messages m INDEXED BY {index}"
     own = _own(search, drive)
     paging, order = _paging(search, sort, ident)
+    if mode == "window":
+        # The driver's index alone (its own filter, the range, the cursor): PROBE entries.
+        if drive in ("to", "to_domain"):
+            source = "recipients r" if drive == "to" else "recipient_domains r"
+        where, params = _joined(own + paging)
+        return (f"SELECT {sort}, {ident} FROM {source} WHERE {where} "  # noqa: S608 (fixed names)
+                f"ORDER BY {order} LIMIT 1 OFFSET {PROBE - 1}", params)
     checks = _conditions(search, listing, drive)
-    if mode in ("probe", "probed"):
-        # The driver's first rows alone (its own filter, the range, the cursor), then checked.
-        inner, inner_params = _joined(own + paging)
-        probe = (f"SELECT m.rowid AS id FROM {source} WHERE {inner} "  # noqa: S608 (fixed names)
-                 f"ORDER BY {order} LIMIT {PROBE}")
-        if mode == "probed":
-            return f"SELECT count(*) FROM ({probe})", inner_params  # noqa: S608 (fixed names)
-        direction = "DESC" if search.order == "desc" else "ASC"
-        where, params = _joined(checks)
-        return (f"SELECT m.message_id, m.summary, m.received_at FROM ({probe}) p "  # noqa: S608 (fixed names)
-                f"CROSS JOIN messages m ON m.rowid = p.id WHERE {where} ORDER BY "
-                f"m.received_at {direction}, m.message_id {direction} LIMIT ?",
-                [*inner_params, *params, search.limit + 1])
+    if window is not None:
+        newest_first = search.order == "desc"
+        checks.append((f"({sort}, {ident}) {'>=' if newest_first else '<='} (?, ?)",
+                       [*window]))
     where, params = _joined(own + paging + checks)
     sql = (f"SELECT m.message_id, m.summary, {sort} FROM {source} "  # noqa: S608 (fixed names)
            f"WHERE {where} ORDER BY {order} LIMIT ?")
@@ -170,14 +171,18 @@ def plan(search: Search, listing: str, mode: str = "index") -> Query:
 def page(db: sqlite3.Connection, search: Search,
          listing: str) -> tuple[list[tuple[str, MessageSummary]], str | None]:
     """A page of (message id, summary) and the cursor of the next page (None: the last)."""
+    found: list[Any] | None = None
     if search.subject and listing == "search" and driver(search, listing) in (
             "sender_domain", "to_domain", "row_verdict", "status", "row_action",
             "received_at"):
-        found = db.execute(*plan(search, listing, "probe")).fetchall()
-        if len(found) <= search.limit and (
-                db.execute(*plan(search, listing, "probed")).fetchone()[0] >= PROBE):
-            found = db.execute(*plan(search, listing, "subjects")).fetchall()
-    else:
+        # Subject words may be the most selective filter: the driver's first PROBE rows are
+        # checked; a page not full in them means rare words, which the subject index drives.
+        window = db.execute(*plan(search, listing, "window")).fetchone()
+        if window is not None:
+            found = db.execute(*plan(search, listing, window=tuple(window))).fetchall()
+            if len(found) <= search.limit:
+                found = db.execute(*plan(search, listing, "subjects")).fetchall()
+    if found is None:
         found = db.execute(*plan(search, listing)).fetchall()
     rows = [(str(m), MessageSummary.from_state(json.loads(s))) for m, s, _v in found]
     if len(found) <= search.limit:

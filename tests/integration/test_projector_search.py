@@ -14,7 +14,13 @@ import pytest
 from eventlog.settings import KafkaSettings
 from projector.replay import replay
 from projector.search_filters import VERDICTS
-from tests.integration.test_projector_live import caught_up, get, publish_routed, running
+from tests.integration.test_projector_live import (
+    assert_live_equals_replay,
+    caught_up,
+    get,
+    publish_routed,
+    running,
+)
 from tests.unit.test_projector_flows import ALL_SCENARIOS, all_flows
 
 pytestmark = pytest.mark.kafka
@@ -36,6 +42,8 @@ def test_every_listing_answers_the_contracts_shapes_and_equals_the_replay(
     publish_routed(kafka_settings, routed)
     with running(kafka_settings, tmp_path) as live:
         caught_up(live, len(routed))
+        # Then every view and timeline, the rows' keys in them, equals the replay's
+        assert_live_equals_replay(live, kafka_settings)
         replayed = replay(kafka_settings).projections
         # When searched by a recipient domain and a verdict, a page of 2 at a time
         found: list[dict[str, Any]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from functools import reduce
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from projector.canonical import canonical_json, document, timestamp
 from projector.http import BadRequest, parse_listing
 from projector.replay import Progress, Replayed, timelines_csv, timelines_jsonl, write_outputs
+from projector.search_filters import parse
 from projector.snapshot import open_snapshot, save, snapshot_path, write_atomically
 from projector.store import TimelineStore
 from projector.views import Projections, evolve
@@ -112,6 +114,32 @@ def test_a_snapshot_of_another_namespace_garbage_or_a_rebuild_starts_empty(
     save(good.projections, {("t.mail", 0): 1}, "t")
     assert open_snapshot(path, "t").resumed
     assert not open_snapshot(path, "t", rebuild=True).resumed
+
+
+def test_a_store_of_the_older_layout_is_rebuilt_from_offset_0(tmp_path: Path) -> None:
+    # Given a snapshot written by the projector before the search columns (format 4, the
+    # records in the message row, no recipients or subject index)
+    path = snapshot_path(tmp_path, "t")
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE messages (message_id TEXT PRIMARY KEY, summary TEXT NOT NULL,
+            action TEXT, reason TEXT, verdict TEXT, outcome TEXT, records BLOB NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        INSERT INTO messages VALUES ('MSG00000000', '[]', NULL, NULL, NULL, NULL, x'');
+        INSERT INTO meta VALUES ('format', '4'), ('prefix', 't'), ('positions', '[]');""")
+    old.commit()
+    old.close()
+    # When the projector opens it
+    opened = open_snapshot(path, "t")
+    # Then it starts empty, from offset 0, and folds and searches in the new layout
+    assert not opened.resumed
+    assert list(opened.projections.message_ids()) == []
+    for _t, event in all_flows(2):
+        evolve(opened.projections, event)
+    found = opened.projections.search(parse("from=*@example.com", "search"), "search")
+    assert found["messages"] == []
+    assert len(opened.projections.search(parse("", "search"), "search")["messages"]) == 2
+    opened.projections.close()
 
 
 def test_files_are_written_atomically_from_chunks(tmp_path: Path) -> None:

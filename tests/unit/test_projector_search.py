@@ -3,9 +3,12 @@ listing over a real SQLite store equal to filtering every row by hand, page by p
 
 from __future__ import annotations
 
+import random
+import re
 from functools import reduce
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -158,13 +161,15 @@ SEARCHES: list[tuple[str, Any]] = [
 ]
 
 
-@pytest.mark.parametrize("probe", [4000, 2], ids=["subject-words-checked", "subject-index"])
+@pytest.mark.parametrize("probe", [4000, 10, 2],
+                         ids=["words-checked", "words-checked-or-index", "subject-index"])
 @pytest.mark.parametrize(("query", "keep"), SEARCHES, ids=[q or "all" for q, _k in SEARCHES])
 def test_a_search_finds_what_filtering_every_row_finds_newest_first(
         views: Projections, query: str, keep: Any, probe: int,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given subject words checked row by row, or (a probe of 2 rows) the subject index
-    # driving whenever they are the most selective filter
+    # Given subject words checked row by row (on every row, or on a probe of 10 rows before
+    # the subject index drives), or the subject index driving whenever they are the most
+    # selective filter (a probe of 2 rows never fills a page of 3)
     monkeypatch.setattr("projector.search.PROBE", probe)
     # When searched, following the cursor page by page
     found = all_pages(views, query)
@@ -289,3 +294,67 @@ def test_a_backup_ledger_event_counts_once_of_its_two_copies() -> None:
     copies = LedgerCopies()
     assert [copies.first(e) for e in ledger] == [True, False, True, False]
     assert copies.waiting == set()
+
+
+# -- any combination of filters ----------------------------------------------------------
+
+def matches(row: dict[str, Any], asked: dict[str, str]) -> bool:
+    """The filters' meaning (README, "The search filters"), on a row, by hand."""
+    sender, words = row["envelope_from"].lower(), re.findall(r"[^\W_]+", row["subject"].lower())
+    recipients = [r.lower() for r in row["recipients"]]
+    checks = {
+        "from": lambda v: sender == ("" if v == "<>" else v.lower()) if not v.startswith("*@")
+        else sender.endswith("@" + v[2:].lower()),
+        "to": lambda v: any(r.endswith("@" + v[2:].lower()) for r in recipients)
+        if v.startswith("*@") else v.lower() in recipients,
+        "subject": lambda v: all(any(w.startswith(q) for w in words) for q in v.split()),
+        "client": lambda v: row["client_ip"] == v,
+        "since": lambda v: row["received_at"] >= v,
+        "until": lambda v: row["received_at"] < v,
+        "verdict": lambda v: row["verdict"].startswith("skipped:") if v == "skipped"
+        else row["verdict"] == v,
+        "action": lambda v: row["action"] == v,
+        "status": lambda v: row["status"] == v,
+    }
+    return all(checks[name](value) for name, value in asked.items())
+
+
+CHOICES = {
+    "from": ["user1@supplier.example.net", "USER0@partner.example.org", "*@example.com",
+             "*@partner.example.org", "<>"],
+    "to": ["rcpt1@finance.example.com", "*@finance.example.com", "all0@staff.example.com",
+           "*@staff.example.com"],
+    "subject": ["invoice", "inv", "report", "meeting notes", "re", "overdue invoice", "1"],
+    "client": ["198.51.100.1", "198.51.100.4"],
+    "since": ["2025-03-14T09:30:00.000000Z", "2025-03-14T09:40:00.000000Z"],
+    "until": ["2025-03-14T09:35:00.000000Z", "2025-03-14T09:50:00.000000Z"],
+    "verdict": ["detected", "not_detected", "skipped", "timed_out", "skipped:error", "pending"],
+    "action": ["delivered", "tagged", "deleted", "rejected"],
+    "status": ["delivered", "deferred", "bounced", "discarded", "rejected", "pending"],
+}
+
+
+@pytest.mark.parametrize("probe", [10_000, 3])
+def test_any_combination_of_filters_finds_what_they_mean(
+        views: Projections, probe: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the subject index driving early (a probe of 3 rows) or late
+    monkeypatch.setattr("projector.search.PROBE", probe)
+    rng = random.Random(probe)
+    rows = all_pages(views, "order=asc")
+    for _ in range(150):
+        # When searched with one to four filters at random, in pages of 1 to 4, either order
+        asked = {name: rng.choice(CHOICES[name])
+                 for name in rng.sample(sorted(CHOICES), rng.randint(1, 4))}
+        order = rng.choice(("asc", "desc"))
+        query = urlencode({**asked, "order": order, "limit": rng.randint(1, 4)})
+        found, cursor = [], None
+        while True:
+            page = views.search(parse(query + (f"&cursor={cursor}" if cursor else ""),
+                                      "search"), "search")
+            found += page["messages"]
+            cursor = page["next"]
+            if cursor is None:
+                break
+        # Then the rows are exactly those the filters mean, in the order asked, each once
+        wanted = [r["message_id"] for r in rows if matches(r, asked)]
+        assert ids(found) == (wanted if order == "asc" else wanted[::-1]), query

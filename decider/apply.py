@@ -203,7 +203,9 @@ class Apply(MailFold):
     def _resend(self, request: BackupResendRequested) -> list[Event]:
         """One attempt to send a Backup copy, marked as released, to the request's recipients."""
         fx, loc = self._effects, request.location
-        problem = location_problem(request, self._names.backup)
+        removed = self.parcels.copies_removed.get(request.message_id)
+        problem = (f"the copy was removed from the Backup ({removed})" if removed is not None
+                   else location_problem(request, self._names.backup))
         if problem is None:
             try:
                 data = self._readers.mine().read(loc.topic, loc.partition, loc.offsets,

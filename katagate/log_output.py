@@ -105,11 +105,14 @@ class SyslogTextFormatter(logging.Formatter):
         return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+DROPS_REPORTED = 1000  # a dropped syslog line is said on stderr once per this many
+
+
 class NonBlockingSyslog(logging.handlers.SysLogHandler):
     """SysLogHandler whose local socket never blocks: the mail log is written in the thread
     that committed the events, so a syslog daemon that stops reading (its socket queue full)
     would stall the stage, and the mail with it. A line the socket cannot take now is dropped
-    and counted (`dropped`), as a UDP datagram would be."""
+    and counted (`dropped`, said on stderr), as a UDP datagram would be."""
 
     dropped = 0
 
@@ -122,6 +125,9 @@ class NonBlockingSyslog(logging.handlers.SysLogHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         if isinstance(sys.exc_info()[1], BlockingIOError):
             self.dropped += 1
+            if self.dropped % DROPS_REPORTED == 1:  # said on stderr, not to syslog again
+                sys.stderr.write(f"katagate: the syslog socket is full: {self.dropped} "
+                                 "line(s) dropped so far\n")
             return
         super().handleError(record)
 

@@ -140,7 +140,7 @@ def test_syslog_on_a_local_socket_gets_the_line(tmp_path):
     assert datagram.rstrip(b"\0").endswith(mail_log.line(received()).text().encode())
 
 
-def test_a_syslog_daemon_that_stops_reading_costs_lines_never_the_stage(tmp_path):
+def test_a_syslog_daemon_that_stops_reading_costs_lines_never_the_stage(tmp_path, capsys):
     # Given a syslog daemon's datagram socket that is never read (a stalled daemon)
     path = tmp_path / "log"
     daemon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -165,6 +165,8 @@ def test_a_syslog_daemon_that_stops_reading_costs_lines_never_the_stage(tmp_path
         # Then it goes on: the lines the socket cannot take are dropped and counted
         assert done.wait(20), "the stage is blocked on its syslog socket"
         assert 0 < syslog.dropped < 5000  # type: ignore[attr-defined]
+        assert "katagate: the syslog socket is full: 1 line(s) dropped so far" in (
+            capsys.readouterr().err)
         assert daemon.recv(65536).rstrip(b"\0").endswith(
             mail_log.line(received()).text().encode())
     finally:

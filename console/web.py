@@ -155,10 +155,11 @@ def backup_copy(request: Request, message_id: str) -> HTMLResponse:
     """A copy's page: its content is mail data, for administrators only (as the API's)."""
     session = _session(request)
     account = console_of(request).accounts.account(session.user)
+    if account is None:  # removed while its session lives: signed out, as the API has it
+        raise SignIn(request.url.path)
     console = console_of(request)
     try:
-        content_reader(Caller(session.user, session.user, session,
-                              role=account.role if account else "admin"))
+        content_reader(Caller(session.user, session.user, session, role=account.role))
         row = console.projector.get(f"/backup/copies/{checked_id(message_id)}")
         held = (row.get("backup") or {}).get("state") == "held"
         view = view_document(console.backup.view(row)) if held else None

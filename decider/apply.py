@@ -20,7 +20,7 @@ from functools import partial
 
 from decider import outcomes
 from decider.admission import new_control_view
-from decider.backup_resend import location_problem, mark_released, resent
+from decider.backup_resend import disarm_marks, location_problem, mark_released, resent
 from decider.history import ControlHistory
 from decider.mail_fold import MailFold
 from decider.ndr import build_ndr, should_send_ndr
@@ -203,7 +203,9 @@ class Apply(MailFold):
     def _resend(self, request: BackupResendRequested) -> list[Event]:
         """One attempt to send a Backup copy, marked as released, to the request's recipients."""
         fx, loc = self._effects, request.location
-        problem = location_problem(request, self._names.backup)
+        removed = self.parcels.copies_removed.get(request.message_id)
+        problem = (f"the copy was removed from the Backup ({removed})" if removed is not None
+                   else location_problem(request, self._names.backup))
         if problem is None:
             try:
                 data = self._readers.mine().read(loc.topic, loc.partition, loc.offsets,
@@ -245,7 +247,7 @@ class Apply(MailFold):
 
     def _deliver(self, fx: Effects, parcel: Parcel, data: bytes,
                  tag: str | None) -> list[Event]:
-        tagged = False
+        tagged, data = False, disarm_marks(data)  # only a resend from Backup carries the mark
         if tag:
             result = tag_subject(data, tag)
             data, tagged = result.data, result.tagged

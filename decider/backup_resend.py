@@ -2,7 +2,8 @@
 
 The mark is one header prepended to the copy's bytes (as `subject_tag` does: the message is
 never re-serialised), `X-Katagate-Released-From-Backup: <message_id>; by=<actor>; at=<date>`,
-so the recipient's side can tell a released copy from the original delivery.
+so the recipient's side can tell a released copy from the original delivery. A mark that
+mail arrives with is renamed on every delivery (`disarm_marks`): only apply writes the mark.
 
 One attempt per request: a resend the next hop defers is recorded as `deferred` and not tried
 again by apply; the administrator resends again (a new request) when the next hop is back.
@@ -18,8 +19,12 @@ from decider.outcomes import MAX_REPLY, Effects
 from decider.smtp_out import DeliveryOutcome
 from schemas import BackupResendRequested, BackupResent
 from schemas.ids import EFFECTS, step_id
+from schemas.raw_mail import HEADER_SCAN_LIMIT, header_end
 
 HEADER = b"X-Katagate-Released-From-Backup"
+# What a mark found on received mail becomes: kept for the record, no longer the mark.
+RECEIVED_MARK = b"X-Katagate-Received-Release-Mark"
+_MARK = re.compile(rb"(?im)^" + re.escape(HEADER) + rb"(?=[ \t]*:)")
 _TOKEN = re.compile(r"^[A-Za-z0-9._:@+-]+$")
 
 
@@ -36,11 +41,24 @@ def released_header(message_id: str, actor: str, at: datetime) -> bytes:
     return HEADER + b": " + value.encode("ascii")
 
 
+def disarm_marks(data: bytes) -> bytes:
+    """The message with every release mark it arrived with renamed to `RECEIVED_MARK`, so the
+    one a recipient sees was written by apply: anyone may put the header on mail they send, to
+    pass it off as a copy an administrator checked and released. Only the header section is
+    looked at (its first HEADER_SCAN_LIMIT bytes); the rest is kept byte for byte."""
+    end = header_end(data, HEADER_SCAN_LIMIT)
+    end = min(len(data), HEADER_SCAN_LIMIT) if end is None else end
+    if _MARK.search(data, 0, end) is None:
+        return data  # the usual case: no copy of a large message
+    return _MARK.sub(RECEIVED_MARK, data[:end]) + data[end:]
+
+
 def mark_released(data: bytes, message_id: str, actor: str, at: datetime) -> bytes:
-    """The copy with the release header in front, ended as the message's first line is."""
+    """The copy with the release header in front, ended as the message's first line is (any
+    mark the copy arrived with disarmed)."""
     first_end = data.find(b"\n")
     newline = b"\n" if first_end > 0 and data[first_end - 1:first_end] != b"\r" else b"\r\n"
-    return released_header(message_id, actor, at) + newline + data
+    return released_header(message_id, actor, at) + newline + disarm_marks(data)
 
 
 def location_problem(request: BackupResendRequested, backup_topic: str) -> str | None:

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from schemas import (
     ActionDecided,
+    BackupRemoved,
     BackupResent,
     BackupStored,
     DeliveryDeferred,
@@ -47,6 +48,10 @@ class Parcel:
 # Resend requests whose outcome was recorded, remembered so a redelivered one is not sent
 # again: bounded, as a redelivery comes soon after the outcome or never.
 RESENDS_REMEMBERED = 10_000
+# Copies the Backup ledger removed, so a resend asked after the removal (a stale page, a
+# forged or raced request) is not sent while the bytes await compaction (up to two days,
+# eventlog/topics.py): the most recent ones, far more than two days of removals.
+REMOVALS_REMEMBERED = 100_000
 
 
 class Parcels:
@@ -54,6 +59,7 @@ class Parcels:
         self.live: dict[str, Parcel] = {}
         self._retries: list[tuple[datetime, str]] = []
         self.resends_done: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self.copies_removed: OrderedDict[str, str] = OrderedDict()  # message id -> cause
 
     def evolve(self, event: Event, partition: int) -> None:
         m = getattr(event, "message_id", None)
@@ -65,6 +71,10 @@ class Parcels:
                 self.resends_done[event.causation_id] = None
                 while len(self.resends_done) > RESENDS_REMEMBERED:
                     self.resends_done.popitem(last=False)
+            case BackupRemoved():
+                self.copies_removed[m] = event.cause
+                while len(self.copies_removed) > REMOVALS_REMEMBERED:
+                    self.copies_removed.popitem(last=False)
             case MessageReceived():
                 self.live[m] = Parcel(
                     m, partition, event.correlation_id or event.event_id, event.envelope_from,

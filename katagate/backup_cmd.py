@@ -16,7 +16,7 @@ from typing import Any
 from admin.backup import copy_facts, delete_request, recipients, refuse_unless_held, resend_request
 from admin.backup_copy import read_copy
 from admin.errors import InvalidCommand
-from admin.mail_view import view
+from admin.mail_view import safe_line, view
 from admin.quarantine import MESSAGE_ID
 from eventlog.settings import KafkaSettings
 from katagate.admin_read import (
@@ -40,6 +40,7 @@ from katagate.admin_write import (
     print_json,
 )
 from katagate.messages_cmd import shown_sender
+from schemas import BackupResendRequested
 
 EXTRA = (("detect", "detect", "words in the name of one of the verdict's detects"),
          ("state", "state", "held (still in the Backup) or removed"))
@@ -167,10 +168,16 @@ def _resend(args: argparse.Namespace) -> int:
     row = _row(args)
     event = noted(resend_request(row, actor, args.comment, args.to, datetime.now(UTC)), note)
     record(event)
-    print(f"resend of {args.message_id} to {', '.join(event.recipients)} recorded "
-          f"(event {event.event_id}); `katagate messages show {args.message_id}` shows the "
-          "outcome")
+    print(resend_recorded(event))
     return EXIT_OK
+
+
+def resend_recorded(event: BackupResendRequested) -> str:
+    """What `resend` says it wrote. The original recipients are mail data (an envelope may
+    hold C1 controls or bidi overrides): made safe for the terminal like every table cell."""
+    return (f"resend of {event.message_id} to {safe_line(', '.join(event.recipients))} "
+            f"recorded (event {event.event_id}); `katagate messages show {event.message_id}` "
+            "shows the outcome")
 
 
 def _delete(args: argparse.Namespace) -> int:

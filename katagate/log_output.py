@@ -7,7 +7,8 @@
   the event);
 - syslog too, when `KATAGATE_SYSLOG` names it (`/dev/log` or another socket path, or
   `udp:HOST:PORT`), facility `mail`, tagged `katagate/<stage>[pid]`, in the same form (text
-  without the time, which syslog adds).
+  without the time, which syslog adds); a local socket that is full drops the line rather
+  than block the stage.
 
 `katagate up` passes the `[logging]` section of katagate.toml (`format`, `syslog`) to every
 child as these variables; one set in the environment wins.
@@ -104,6 +105,33 @@ class SyslogTextFormatter(logging.Formatter):
         return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+DROPS_REPORTED = 1000  # a dropped syslog line is said on stderr once per this many
+
+
+class NonBlockingSyslog(logging.handlers.SysLogHandler):
+    """SysLogHandler whose local socket never blocks: the mail log is written in the thread
+    that committed the events, so a syslog daemon that stops reading (its socket queue full)
+    would stall the stage, and the mail with it. A line the socket cannot take now is dropped
+    and counted (`dropped`, said on stderr), as a UDP datagram would be."""
+
+    dropped = 0
+
+    def _connect_unixsocket(self, address: Any) -> None:
+        # CPython's connect of a local socket (not in typeshed), also called by emit() to
+        # reconnect after a failed send: each socket it makes is non-blocking.
+        super()._connect_unixsocket(address)  # type: ignore[misc]
+        self.socket.setblocking(False)  # type: ignore[attr-defined]
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], BlockingIOError):
+            self.dropped += 1
+            if self.dropped % DROPS_REPORTED == 1:  # said on stderr, not to syslog again
+                sys.stderr.write(f"katagate: the syslog socket is full: {self.dropped} "
+                                 "line(s) dropped so far\n")
+            return
+        super().handleError(record)
+
+
 def handlers(settings: LogSettings, stage: str) -> list[logging.Handler]:
     """stderr, and syslog when configured (the socket is opened here: a path that is not a
     socket raises OSError)."""
@@ -116,7 +144,7 @@ def handlers(settings: LogSettings, stage: str) -> list[logging.Handler]:
         # SysLogHandler would take it silently and fail on every record.
         raise OSError(f"{address} is not a socket")
     if address is not None:
-        syslog = logging.handlers.SysLogHandler(
+        syslog = NonBlockingSyslog(
             address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL)
         syslog.ident = f"katagate/{stage}[{os.getpid()}]: "
         syslog.setFormatter(JsonFormatter(stage) if settings.log_format == "json"

@@ -24,6 +24,7 @@ from schemas import (
     RawLocation,
     decode_event,
 )
+from tests.console_client import console_client, console_token_file, projector
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import publish, wait_for
 from tests.integration.test_console_mail import signed_in  # noqa: F401 - the fixture
@@ -180,3 +181,29 @@ def test_the_delivery_queue_lists_deferred_messages_and_each_action_is_a_request
         answer = client.post(f"/api/queue/messages/{message_id}/retry", headers=csrf, json={})
         assert (answer.status_code, answer.json()["field"]) == (status, "message_id")
     assert len(requests(kafka_settings, "queue.action_requested")) == 1
+
+
+def test_a_session_whose_account_was_removed_never_reads_a_copy_on_its_page(
+        kafka_settings, tmp_path):
+    with projector(kafka_settings, tmp_path / "projector") as live:
+        assert live.address is not None
+        with console_client(tmp_path / "console", kafka_settings,
+                            projector_url=f"http://{live.address[0]}:{live.address[1]}",
+                            projector_token_file=console_token_file(tmp_path / "projector")
+                            ) as (client, console, _clock):
+            # Given a copy, and an auditor signed in (metadata only: its content refused)
+            retained_copy(kafka_settings)
+            console.accounts.add_user("alice", "auditor", "an auditor's passphrase")
+            assert client.post("/api/login", json={
+                "name": "alice", "password": "an auditor's passphrase"}).status_code == 200
+            wait_for(lambda: client.get("/api/backup/copies").json()["messages"], 30,
+                     "the copy listed")
+            assert client.get(f"/backup/{COPY_ID}").status_code == 403
+            # When the account leaves the accounts file while its session still lives
+            assert console.accounts.remove_user("alice")
+            # Then its session reads no content on the copy's page: it is sent to sign in
+            page = client.get(f"/backup/{COPY_ID}", follow_redirects=False)
+            assert page.status_code == 303
+            assert page.headers["location"].startswith("/login")
+            assert "Dezember" not in page.text
+            assert client.get(f"/api/backup/copies/{COPY_ID}").status_code == 401

@@ -3,12 +3,14 @@ under the projector's name, none clobbering the command's own arguments."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from admin.backup import resend_request
 from katagate.admin_read import query
-from katagate.backup_cmd import EXTRA
+from katagate.backup_cmd import EXTRA, resend_recorded
 from katagate.cli import build_parser
 from katagate.up_cmd import _projector_token
 from projector.guard import token_file
@@ -68,3 +70,20 @@ def test_given_katagate_up_then_the_cli_has_its_own_projector_token_in_a_private
     console = _projector_token(tmp_path, {}, "console").read_text().strip()
     assert console != kept.strip()
     assert token_file(tmp_path / "projector" / "tokens.json").match(kept.strip()) is not None
+
+
+def test_given_original_recipients_with_terminal_controls_then_resend_prints_them_inert():
+    # Given a copy whose envelope recipients hold a C1 CSI (8-bit ESC[) and a bidi override,
+    # which ingest lets through in a UTF-8 address
+    row = {"message_id": "m0000001", "envelope_from": "a@example.org",
+           "recipients": ["\x9b31mbob@example.net", "eve\u202egro.elpmaxe@x.example"],
+           "backup": {"state": "held"}, "sha256": "0" * 64,
+           "location": {"topic": "t.backup", "partition": 0, "offsets": [1],
+                        "chunk_bytes": 1024}}
+    event = resend_request(row, "cli:root", "", None, datetime.now(UTC))
+    # When the CLI says what it recorded
+    said = resend_recorded(event)
+    # Then neither reaches the administrator's terminal
+    assert "\x9b" not in said
+    assert "\u202e" not in said
+    assert "\ufffd31mbob@example.net" in said

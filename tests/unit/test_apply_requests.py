@@ -15,11 +15,13 @@ from decider.settings import DeciderSettings
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
 from schemas import (
+    BackupRemoved,
     BackupResendRequested,
     BackupResent,
     Event,
     QueueActionRequested,
     RawLocation,
+    decode_event,
 )
 from tests.unit.test_decider_core import REF, T0, received
 
@@ -66,3 +68,21 @@ def test_a_queue_action_for_a_message_not_waiting_writes_nothing(apply, action):
                                      message_id=message_id, action=action, actor="cli:root")
         # When an administrator acts on it, then nothing is written
         assert batch(apply, received(M), asked) == [[], []]
+
+
+@pytest.mark.parametrize("cause", ["deleted_by_admin", "expired_age", "expired_size"])
+def test_a_resend_of_a_copy_the_ledger_removed_is_refused_without_reading_it(apply, cause):
+    # Given the Backup ledger removed the copy (its bytes wait for compaction, up to two days)
+    removed = BackupRemoved(event_id=UUID(int=7), occurred_at=T0, producer=REF, message_id=M,
+                            cause=cause, size=10, bytes_in_use=0, copies_in_use=0,
+                            max_age_days=30, limit_bytes=1_048_576,
+                            actor="console:alice" if cause == "deleted_by_admin" else None)
+    # When a resend of it is asked after (a stale page, or a request written by hand)
+    outcome = batch(apply, removed, RESEND)[1]
+    # Then it is recorded as unavailable, saying why, and nothing was read or sent
+    assert isinstance(outcome, list)
+    [written] = [decode_event(o.value) for o in outcome]
+    assert isinstance(written, BackupResent)
+    assert (written.outcome, written.causation_id) == ("unavailable", RESEND.event_id)
+    assert written.reply == ("Backup copy unavailable: the copy was removed from the Backup "
+                             f"({cause})")

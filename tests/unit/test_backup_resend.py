@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from decider.backup_resend import location_problem, mark_released, resent
+from decider.backup_resend import disarm_marks, location_problem, mark_released, resent
 from decider.smtp_out import DeliveryOutcome, RecipientResult
 from schemas import BackupResendRequested, RawLocation
 from tests.unit.test_decider_core import REF, T0
@@ -75,3 +75,21 @@ def test_each_outcome_is_recorded_once_per_request_caused_by_it():
     assert len({e.event_id for e in cases.values()}) == 1
     other = request().model_copy(update={"event_id": UUID(int=6)})
     assert resent(FX, other, ok, "", now).event_id != cases["delivered"].event_id
+
+
+FORGED = (b"From: a@example.org\r\nx-katagate-released-from-backup : m0000009; by=admin\r\n"
+          b"Subject: checked, safe\r\n\r\n"
+          b"X-Katagate-Released-From-Backup: in the body, left alone\r\n")
+
+
+def test_a_mark_the_message_arrived_with_is_disarmed_so_only_apply_writes_one():
+    # Given mail whose sender wrote a release mark, to pass it off as checked and released
+    # When it is delivered, then the mark is kept under another name; the body is untouched
+    assert disarm_marks(FORGED) == FORGED.replace(
+        b"x-katagate-released-from-backup :", b"X-Katagate-Received-Release-Mark :")
+    assert disarm_marks(ORIGINAL) is ORIGINAL
+    # When its Backup copy is resent, then the one mark in its header section is apply's own
+    marked = mark_released(FORGED, M, "console:alice", T0)
+    head = marked.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.count(b"x-katagate-released-from-backup") == 1
+    assert head.startswith(b"x-katagate-released-from-backup: m0000001; by=console:alice")

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -137,3 +138,41 @@ def test_syslog_on_a_local_socket_gets_the_line(tmp_path):
         syslog.close()
         daemon.close()
     assert datagram.rstrip(b"\0").endswith(mail_log.line(received()).text().encode())
+
+
+def test_a_syslog_daemon_that_stops_reading_costs_lines_never_the_stage(tmp_path, capsys):
+    # Given a syslog daemon's datagram socket that is never read (a stalled daemon)
+    path = tmp_path / "log"
+    daemon = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    daemon.bind(str(path))
+    (_, syslog) = handlers(LogSettings(syslog=str(path)), "decider")
+    logger = logging.getLogger(mail_log.LOGGER)
+    logger.addHandler(syslog)
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the lines go to syslog only here
+    done = threading.Event()
+
+    def committed_lines() -> None:
+        for _ in range(5000):  # far more than the socket's queue holds
+            mail_log.write([received()])
+        done.set()
+
+    writer = threading.Thread(target=committed_lines, daemon=True)
+    try:
+        # When a stage writes its mail log lines after each commit
+        writer.start()
+        # Then it goes on: the lines the socket cannot take are dropped and counted
+        assert done.wait(20), "the stage is blocked on its syslog socket"
+        assert 0 < syslog.dropped < 5000  # type: ignore[attr-defined]
+        assert "katagate: the syslog socket is full: 1 line(s) dropped so far" in (
+            capsys.readouterr().err)
+        assert daemon.recv(65536).rstrip(b"\0").endswith(
+            mail_log.line(received()).text().encode())
+    finally:
+        logger.removeHandler(syslog)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        daemon.close()
+        writer.join(5)
+        syslog.close()

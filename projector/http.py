@@ -14,6 +14,7 @@ from projector import search_filters
 from projector.canonical import document
 from projector.live import LiveProjection
 from projector.search_filters import FilterError
+from projector.store import SearchTooSlow
 from projector.views import STATE_VIEWS
 from schemas import TERMINAL_OUTCOMES, ActionDecided, ActionReason, ScanState
 
@@ -68,12 +69,12 @@ def parse_listing(query: str, allowed: tuple[str, ...] = LIST_PARAMETERS) -> dic
     if "limit" in values:
         text = values["limit"][0]
         limits = f"an integer in {LIMIT_MIN}..{LIMIT_MAX}"
-        if not text.isdigit() or not LIMIT_MIN <= int(text) <= LIMIT_MAX:
+        if not (text.isascii() and text.isdigit()) or not LIMIT_MIN <= int(text) <= LIMIT_MAX:
             raise _bad("limit", f"{text!r} is not {limits}", limits)
         asked["limit"] = int(text)
     if "after" in values:
         after = values["after"][0]
-        if not MESSAGE_ID.match(after):
+        if not MESSAGE_ID.fullmatch(after):
             raise _bad("after", f"{after!r} is not a message id", "8-64 letters and digits")
         asked["after"] = after
     for name, choices in FILTERS.items():
@@ -118,11 +119,14 @@ def answer(live: LiveProjection, path: str, query: str) -> Reply:
             return _message(live, unquote(path.removeprefix("/messages/")))
     except (BadRequest, FilterError) as exc:
         return problem(HTTPStatus.BAD_REQUEST, exc.body)
+    except SearchTooSlow as exc:
+        return problem(HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)},
+                       (("Retry-After", "10"),))
     return problem(HTTPStatus.NOT_FOUND, {"error": f"no such path {path!r}", "path": path})
 
 
 def _check_id(message_id: str) -> None:
-    if not MESSAGE_ID.match(message_id):
+    if not MESSAGE_ID.fullmatch(message_id):
         raise BadRequest({"error": f"{message_id!r} is not a message id",
                           "message_id": message_id, "allowed": "8-64 letters and digits"})
 

@@ -115,8 +115,10 @@ def _cursor(text: str, sort: str, order: str) -> tuple[Any, str]:
         got_sort, got_order, value, message_id = json.loads(raw)
     except (binascii.Error, ValueError, TypeError):
         raise FilterError("cursor", f"{text!r} is not a cursor", allowed) from None
-    valid = (isinstance(value, int | str) and not isinstance(value, bool)
-             and isinstance(message_id, str) and MESSAGE_ID.match(message_id))
+    # An int past SQLite's 64 bits would fail in the query, not here: refused as not ours.
+    valid = ((isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)
+                                         and -2**63 <= value < 2**63))
+             and isinstance(message_id, str) and MESSAGE_ID.fullmatch(message_id))
     if not valid:
         raise FilterError("cursor", f"{text!r} is not a cursor", allowed)
     if (got_sort, got_order) != (sort, order):
@@ -140,9 +142,9 @@ def parse(query: str, listing: str) -> Search:
         found.update(_sender(asked["from"]))
     if "to" in asked:
         text = asked["to"]
-        if DOMAIN.match(text):
+        if DOMAIN.fullmatch(text):
             found["to_domain"] = text[2:].lower()
-        elif ADDRESS.match(text):
+        elif ADDRESS.fullmatch(text):
             found["to"] = text.lower()
         else:
             raise FilterError("to", f"{text!r} is not an address or *@domain",
@@ -167,11 +169,11 @@ def parse(query: str, listing: str) -> Search:
                 name, asked[name], choices)
     if "limit" in asked:
         text, limits = asked["limit"], f"an integer in {LIMIT_MIN}..{LIMIT_MAX}"
-        if not text.isdigit() or not LIMIT_MIN <= int(text) <= LIMIT_MAX:
+        if not (text.isascii() and text.isdigit()) or not LIMIT_MIN <= int(text) <= LIMIT_MAX:
             raise FilterError("limit", f"{text!r} is not {limits}", limits)
         found["limit"] = int(text)
     if "after" in asked:
-        if not MESSAGE_ID.match(asked["after"]):
+        if not MESSAGE_ID.fullmatch(asked["after"]):
             raise FilterError("after", f"{asked['after']!r} is not a message id",
                               "8-64 letters and digits")
         found["after"] = asked["after"]
@@ -190,9 +192,9 @@ def parse(query: str, listing: str) -> Search:
 def _sender(text: str) -> dict[str, str]:
     if text == "<>":
         return {"sender": ""}
-    if DOMAIN.match(text):
+    if DOMAIN.fullmatch(text):
         return {"sender_domain": text[2:].lower()}
-    if ADDRESS.match(text):
+    if ADDRESS.fullmatch(text):
         return {"sender": text.lower()}
     raise FilterError("from", f"{text!r} is not an address, *@domain or <>",
                       "an address (user@example.com), *@domain, or <> for the null sender")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,16 @@ from projector import rows, search
 from projector.search_filters import Search
 from projector.summary import Key, MessageSummary, Observation
 from schemas import Event, MessageReceived
+from schemas.errors import KatagateError
+
+# A search holds the projection's lock while it runs (the fold and every other request wait):
+# one that reads for longer than this is stopped and answered 503, naming how to narrow it.
+SEARCH_TIME_LIMIT_S = 2.0
+SEARCH_CHECK_STEPS = 10_000  # SQLite steps between two looks at the clock
+
+
+class SearchTooSlow(KatagateError):
+    """A search read for longer than SEARCH_TIME_LIMIT_S; nothing was changed by stopping it."""
 
 STORE_FORMAT = 2  # the tables' layout (SQLite's user_version)
 # The search columns beside each summary (rows.columns computes them), each indexed with the
@@ -252,7 +263,22 @@ class TimelineStore:
                listing: str) -> tuple[list[tuple[str, MessageSummary]], str | None]:
         """A page of a listing's rows matching `asked`, and the next page's cursor."""
         self.flush()
-        return search.page(self._db, asked, listing)
+        deadline = time.monotonic() + SEARCH_TIME_LIMIT_S
+        # A non-zero answer interrupts the statement (a read: the open transaction and what it
+        # holds are kept).
+        self._db.set_progress_handler(lambda: int(time.monotonic() > deadline),
+                                      SEARCH_CHECK_STEPS)
+        try:
+            return search.page(self._db, asked, listing)
+        except sqlite3.OperationalError as exc:
+            if "interrupted" not in str(exc):
+                raise
+            raise SearchTooSlow(
+                f"the search read for more than {SEARCH_TIME_LIMIT_S:g} s; narrow it: "
+                "a time range (since, until), a sender or recipient, longer subject words"
+            ) from exc
+        finally:
+            self._db.set_progress_handler(None, 0)
 
     def count(self) -> int:
         self.flush()

@@ -12,13 +12,13 @@ from urllib.parse import urlencode
 
 import pytest
 
-from projector import backup_usage
+from projector import backup_usage, store
 from projector.backup_usage import BackupUsage
 from projector.canonical import micros
 from projector.copies import LedgerCopies
 from projector.search import driver
 from projector.search_filters import VERDICTS, FilterError, Search, encode_cursor, parse
-from projector.store import TimelineStore
+from projector.store import SearchTooSlow, TimelineStore
 from projector.views import Projections, evolve
 from schemas import BackupLedgerEvent, Event
 from tests.unit.fixtures.events import T0
@@ -39,6 +39,10 @@ from tests.unit.test_projector_flows import ALL_SCENARIOS, Routed, all_flows, me
     ("state=gone", "backup", "state"), ("detect=", "backup", "detect"),
     ("after=MSG00000001&order=asc", "quarantine", "after"), ("colour=red", "queue", "colour"),
     ("from=a@b.c&from=d@e.f", "search", "from"),
+    # Digits Python's int() reads but a limit is not; a value with a line end after it
+    ("limit=%C2%B2", "search", "limit"), ("limit=%D9%A3", "search", "limit"),
+    ("from=a@b.c%0A", "search", "from"), ("to=*@b.c%0A", "search", "to"),
+    ("after=MSG00000001%0A", "quarantine", "after"),
 ])
 def test_a_bad_filter_is_refused_naming_the_parameter_and_what_it_allows(
         query: str, listing: str, parameter: str) -> None:
@@ -83,6 +87,13 @@ def test_a_cursor_is_for_its_own_sort_and_order() -> None:
     with pytest.raises(FilterError) as caught:
         parse(f"sort=size&cursor={cursor}", "quarantine")
     assert caught.value.body["parameter"] == "cursor"
+    # A cursor we did not make, with a number past SQLite's 64 bits, is refused here, not
+    # by the query (which would be a 500)
+    for forged in (2**63, -2**63 - 1, True):
+        cursor = encode_cursor("size", "asc", forged, "MSG00000001")
+        with pytest.raises(FilterError) as caught:
+            parse(f"sort=size&order=asc&cursor={cursor}", "quarantine")
+        assert caught.value.body["parameter"] == "cursor"
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -358,3 +369,25 @@ def test_any_combination_of_filters_finds_what_they_mean(
         # Then the rows are exactly those the filters mean, in the order asked, each once
         wanted = [r["message_id"] for r in rows if matches(r, asked)]
         assert ids(found) == (wanted if order == "asc" else wanted[::-1]), query
+
+
+def test_a_search_that_reads_too_long_is_stopped_and_the_store_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a store with messages added but not yet committed, whose searches may read 0 s
+    path = tmp_path / "slow.sqlite"
+    views = reduce(evolve, (e for _t, e in all_flows(8, ALL_SCENARIOS)),
+                   Projections(store=TimelineStore(path)))
+    monkeypatch.setattr(store, "SEARCH_TIME_LIMIT_S", -1.0)
+    monkeypatch.setattr(store, "SEARCH_CHECK_STEPS", 1)
+    # When a search runs
+    with pytest.raises(SearchTooSlow, match="narrow it"):
+        views.search(parse("subject=a", "search"), "search")
+    # Then nothing it held was lost: with the limit back, what was added commits and is found
+    monkeypatch.undo()
+    found = all_pages(views, "")
+    views.store.commit()
+    views.close()
+    reopened = Projections(store=TimelineStore(path))
+    assert ids(all_pages(reopened, "")) == ids(found)
+    assert len(found) == 8
+    reopened.close()

@@ -10,6 +10,7 @@ InvalidCommand naming the parameter and its allowed values; its 404, NotFound.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import urllib.error
@@ -17,7 +18,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from admin.errors import InvalidCommand, NotFound
 from schemas.errors import KatagateError
@@ -32,6 +33,17 @@ class ProjectorUnavailable(KatagateError):
     """The projector cannot be asked: not reachable, the token refused, or a broken answer."""
 
 
+def _loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ProjectorReader:
     def __init__(self, url: str | None = None, token_file: str | Path | None = None,
                  timeout_s: float = TIMEOUT_S) -> None:
@@ -42,6 +54,11 @@ class ProjectorReader:
         if not self.url.startswith(("http://", "https://")):
             raise ProjectorUnavailable(f"projector URL {self.url!r} (--projector-url, "
                                        "KATAGATE_PROJECTOR_URL) is not http:// or https://")
+        if self.url.startswith("http://") and not _loopback(urlsplit(self.url).hostname):
+            raise ProjectorUnavailable(
+                f"projector URL {self.url!r} (--projector-url, KATAGATE_PROJECTOR_URL): the "
+                "read token would cross the network in the clear; use https:// (TLS in front "
+                "of the projector) or a loopback address")
 
     def _token(self) -> str:
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from admin.backup import resend_request
+from admin.projector_reader import ProjectorReader, ProjectorUnavailable
 from katagate.admin_read import query
 from katagate.backup_cmd import EXTRA, resend_recorded
 from katagate.cli import build_parser
@@ -87,3 +88,19 @@ def test_given_original_recipients_with_terminal_controls_then_resend_prints_the
     assert "\x9b" not in said
     assert "\u202e" not in said
     assert "\ufffd31mbob@example.net" in said
+
+
+@pytest.mark.parametrize("url", ["http://projector.example.net:8080", "http://10.0.0.5:8080",
+                                 "http://[2001:db8::1]:8080", "ftp://127.0.0.1/"])
+def test_given_a_projector_url_that_would_send_the_token_in_clear_then_it_is_refused(
+        url: str) -> None:
+    # Given a plain-HTTP URL of another host (or not HTTP at all)
+    # Then the reader refuses it before any request, naming the setting
+    with pytest.raises(ProjectorUnavailable, match="KATAGATE_PROJECTOR_URL"):
+        ProjectorReader(url, "unused")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://localhost:8080",
+                                 "http://[::1]:8080", "https://projector.example.net"])
+def test_given_a_loopback_or_https_projector_url_then_it_is_taken(url: str) -> None:
+    assert ProjectorReader(url, "unused").url == url

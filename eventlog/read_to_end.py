@@ -38,15 +38,21 @@ def partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:
     return sorted(metadata.partitions)
 
 
+WATERMARK_TRY_S = 5.0
+
+
 def watermarks(consumer: Consumer, place: Place, timeout_s: float) -> tuple[int, int]:
     """(low, end) of a partition; for a read_committed consumer the end is the last stable
     offset. Retried: right after topic creation, under load or with a node just killed the
     broker may answer 'not leader' or time out for a moment."""
     deadline = time.monotonic() + timeout_s
     while True:
+        # Each try gets a few seconds, not the whole budget: a request sent to a leader that
+        # just died waits out its timeout, while a new try goes where fresh metadata points.
+        left = max(0.1, deadline - time.monotonic())
         try:
             low, high = consumer.get_watermark_offsets(
-                TopicPartition(*place), timeout=timeout_s, cached=False)
+                TopicPartition(*place), timeout=min(WATERMARK_TRY_S, left), cached=False)
             return int(low), int(high)
         except KafkaException as exc:
             if time.monotonic() > deadline:

@@ -5,17 +5,10 @@ process with its generated first password. Screenshots of each page go to tests/
 
 from __future__ import annotations
 
-import base64
-import os
-import queue
-import subprocess
-import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,106 +16,14 @@ import pytest
 from admin.errors import InvalidCommand
 from admin.settings import validate_settings
 from tests.console_client import console_token_file, projector
-from tests.e2e.browser import chromium, screenshot, until
+from tests.e2e.browser import chromium, until
+from tests.e2e.console_stack import ConsoleProcess, Stack, mail
 from tests.e2e.gateway import Gateway, rule
-from tests.integration.kata_harness import ROOT
 
 pytestmark = pytest.mark.kafka
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MIB = 1_048_576
-
-
-def mail(subject: str, body: bytes, to: str) -> bytes:
-    return (f"From: alice@example.org\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <"
-            f"{base64.b16encode(subject.encode()[:12]).decode()}@example.org>\r\n\r\n"
-            ).encode() + body + b"\r\n"
-
-
-class ConsoleProcess:
-    """`katagate console run` on a free port, its state in its own folder."""
-
-    def __init__(self, gateway: Gateway, state: Path, projector_url: str,
-                 projector_token_file: Path) -> None:
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": gateway.kafka.bootstrap_servers,
-               "KATAGATE_TOPIC_PREFIX": gateway.kafka.topic_prefix,
-               "KATAGATE_CONSOLE_METRICS_PORT": "0"}
-        env.pop("KATAGATE_CONSOLE_ADMIN_PASSWORD", None)
-        self.state = state
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "katagate", "console", "run", "--port", "0",
-             "--state-dir", str(state), "--projector-url", projector_url,
-             "--projector-token-file", str(projector_token_file)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = self.process.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: [lines.put(line) for line in stdout],
-                         daemon=True).start()
-        self.said: list[str] = []
-        while not self.said or not self.said[-1].startswith("console="):
-            self.said.append(lines.get(timeout=60))
-        self.url = "http://" + self.said[-1].strip().split("=", 1)[1]
-        self.metrics_url = next("http://" + line.strip().split("=", 1)[1] + "/metrics"
-                                for line in self.said if line.startswith("console-metrics="))
-
-    @property
-    def password(self) -> str:
-        return (self.state / "initial-admin-password").read_text().strip()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
-class Stack:
-    def __init__(self, gateway: Gateway, console: ConsoleProcess, driver: Any) -> None:
-        self.gateway = gateway
-        self.console = console
-        self.driver = driver
-
-    # -- the browser --------------------------------------------------------------------------
-
-    def open(self, path: str) -> None:
-        self.driver.get(self.console.url + path)
-
-    def by_id(self, element_id: str) -> Any:
-        from selenium.webdriver.common.by import By
-
-        return self.driver.find_element(By.ID, element_id)
-
-    def text(self, element_id: str) -> str:
-        return str(self.by_id(element_id).text)
-
-    def type_into(self, element_id: str, value: str) -> None:
-        field = self.by_id(element_id)
-        field.clear()
-        field.send_keys(value)
-
-    def click_and_reload(self, element: Any) -> str:
-        """Click what reloads the page; return the confirmation the new page shows."""
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
-
-        old = self.driver.find_element(By.TAG_NAME, "html")
-        element.click()
-        until(lambda: expected_conditions.staleness_of(old)(self.driver), 20, "the reload")
-        text: str = until(lambda: self.text("flash"), 20, "the page's confirmation")
-        return text
-
-    def sign_in(self, password: str) -> None:
-        self.open("/login")
-        self.type_into("login-password", password)
-        self.by_id("login-submit").click()
-
-    def shot(self, name: str) -> None:
-        screenshot(self.driver, f"console-{name}")
-
-    # -- the gateway --------------------------------------------------------------------------
-
-    def last_control(self) -> Any:
-        """The last administrator's event (the scanner writes connection events too)."""
-        return [e for e in self.gateway.control_events() if e.producer.stage == "admin"][-1]
 
 
 @pytest.fixture(scope="module")

@@ -279,8 +279,7 @@ def test_audit_reconcile_balances_the_accounts_and_lists_what_is_unsettled(
     # and never submitted (its deadline long past)
     delivered = message_flow(0, "clean")
     undelivered = message_flow(1, "clean")[:-1]
-    # received, admitted and its mirror; the same content and envelope as message 0's, as a
-    # sender's resend would be
+    # received, admitted and its mirror; message 0's content and envelope, as a resend's
     first = delivered[0][1]
     waiting = [(t, e.model_copy(update={"envelope_from": first.envelope_from,
                                         "envelope_to": first.envelope_to}))

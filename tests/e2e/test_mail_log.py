@@ -106,12 +106,18 @@ port = {sink_port}
 
         events: list[dict[str, Any]] = wait_for(timeline, 60, "the message's outcome")
 
-        # When its lines are gathered from every process's log
-        def all_lines() -> list[tuple[str, dict[str, Any]]] | None:
+        # When its lines are gathered from every process's log, once the timeline has settled
+        # (the Backup ledger's `backup.retained` may follow the terminal event)
+        def settled() -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]]] | None:
             found = mail_log_lines(state / "logs", message_id)
-            return found if len(found) >= len(events) else None
+            now = timeline()
+            if now is None or "backup.retained" not in {e["type"] for e in now}:
+                return None
+            ids = sorted(e["event_id"] for e in now)
+            return (found, now) if sorted(r["event_id"] for _, r in found) == ids else None
 
-        lines = wait_for(all_lines, 10, "a line for every event")
+        settled_at = wait_for(settled, 30, "a line for every event of the settled timeline")
+        lines, events = settled_at
     finally:
         up.stop()
 

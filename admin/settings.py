@@ -19,7 +19,7 @@ from schemas import (
     KataSettingsChanged,
     KataSettingsReset,
 )
-from schemas.control import MIB
+from schemas.control import MIB, VERDICT_HEADER_FIELDS
 
 # The product shows the quarantine size in MB; the events hold bytes. Either name may be used.
 SIZE_MB = "quarantine_max_size_mb"
@@ -45,6 +45,13 @@ PARSERS: dict[str, Callable[[object], object]] = {
     "backup_max_age_days": lambda v: values.integer("backup_max_age_days", v, 1, 3650, "days"),
     "backup_max_bytes": lambda v: values.integer("backup_max_bytes", v, MIB, 2**50,
                                                  "bytes (1 MB = 1048576 bytes)"),
+    "on_unavailable": lambda v: values.choice("on_unavailable", v, ("skip", "hold", "tempfail")),
+    "hold_outcome": lambda v: values.choice("hold_outcome", v, ("skip", "reject")),
+    "verdict_header_name": lambda v: values.header_name("verdict_header_name", v),
+    "verdict_header_format": lambda v: values.header_format("verdict_header_format", v,
+                                                            VERDICT_HEADER_FIELDS),
+    "verdict_cache_ttl_s": lambda v: values.integer("verdict_cache_ttl_s", v, 0, 604800,
+                                                    "seconds (0: no cache)"),
 }
 SETTING_NAMES: tuple[str, ...] = (*PARSERS, SIZE_MB)
 

@@ -9,6 +9,7 @@ command never reaches pydantic and an accepted one always builds a valid event.
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 from collections.abc import Sequence
 from ipaddress import AddressValueError, IPv4Address
@@ -135,3 +136,37 @@ def actor_ref(actor: str) -> ProducerRef:
     """Check who acts and name the writer after them: the event records both."""
     line("actor", actor, 128)
     return ProducerRef(stage="admin", instance=re.sub(r"\s", "_", actor))
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,75}$")
+
+
+def header_name(field: str, value: object) -> str | None:
+    """A header field name (letters, digits, hyphens; 1..76), or off/none/empty for none."""
+    allowed = "a header name such as X-KATA-Verdict (letters, digits, '-'), or off"
+    if value is None or (isinstance(value, str) and value.strip().casefold() in ("", "off",
+                                                                               "none")):
+        return None
+    if isinstance(value, str) and _HEADER_NAME.match(value.strip()):
+        return value.strip()
+    raise InvalidCommand(f"{field}: must be {allowed}, got {shown(value)}", field=field,
+                         allowed=allowed)
+
+
+def header_format(field: str, value: object, placeholders: Sequence[str]) -> str:
+    """The verdict header's value: printable ASCII, with only the known {placeholders}."""
+    allowed = (f"1..200 printable ASCII characters; placeholders: "
+               f"{', '.join('{' + p + '}' for p in placeholders)}")
+    if not isinstance(value, str) or not re.fullmatch(r"[\x20-\x7e]{1,200}", value):
+        raise InvalidCommand(f"{field}: must be {allowed}, got {shown(value)}", field=field,
+                             allowed=allowed)
+    try:
+        names = {n for _, n, _, _ in string.Formatter().parse(value) if n is not None}
+    except ValueError as exc:
+        raise InvalidCommand(f"{field}: not a valid format ({exc}); {allowed}", field=field,
+                             allowed=allowed) from exc
+    unknown = sorted(names - set(placeholders))
+    if unknown:
+        raise InvalidCommand(f"{field}: unknown placeholder {{{unknown[0]}}}; {allowed}",
+                             field=field, allowed=allowed)
+    return value

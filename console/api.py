@@ -75,6 +75,19 @@ class SettingsChange(BaseModel):
                                                              "1..3650 days")
     backup_max_bytes: JsonValue = Field(None, description="Backup maximum size in bytes, "
                                                           "at least 1048576")
+    on_unavailable: JsonValue = Field(None, description="mail KATA cannot scan now: skip, "
+                                                        "hold or tempfail")
+    hold_outcome: JsonValue = Field(None, description="held mail after its response timeout: "
+                                                      "skip or reject")
+    verdict_header_name: JsonValue = Field(None, description="verdict header on delivered "
+                                                             "mail, e.g. X-KATA-Verdict; "
+                                                             "null or 'off': none")
+    verdict_header_format: JsonValue = Field(None, description="the verdict header's value, "
+                                                               "with {verdict} {scanned_at} "
+                                                               "{scan_id} {detects} "
+                                                               "{message_id}")
+    verdict_cache_ttl_s: JsonValue = Field(None, description="verdict cache time-to-live, "
+                                                             "0..604800 s (0: off)")
 
 
 def given(body: BaseModel) -> dict[str, object]:

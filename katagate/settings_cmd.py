@@ -44,6 +44,19 @@ OPTIONS: dict[str, tuple[str, str, str]] = {
     "backup_max_bytes": ("--backup-max-bytes", "BYTES",
                          "Backup maximum size, at least 1048576 bytes (default 10 GiB); "
                          "the oldest copies go first"),
+    "on_unavailable": ("--on-unavailable", "skip|hold|tempfail",
+                       "mail KATA cannot scan now: deliver unscanned (skip, default), hold it "
+                       "until KATA answers or the timeout, or answer 451 at SMTP (tempfail)"),
+    "hold_outcome": ("--hold-outcome", "skip|reject",
+                     "held mail whose response timeout ended: deliver (skip) or reject"),
+    "verdict_header_name": ("--verdict-header", "NAME|off",
+                            "add this header with the verdict to delivered mail (default off)"),
+    "verdict_header_format": ("--verdict-header-format", "FORMAT",
+                              "its value; placeholders {verdict} {scanned_at} {scan_id} "
+                              "{detects} {message_id}"),
+    "verdict_cache_ttl_s": ("--verdict-cache-ttl", "SECONDS",
+                            "reuse a verdict for identical content this long, 0..604800 s "
+                            "(default 3600; 0: off)"),
 }
 LABELS = {
     "central_node_address": "KATA Central Node IPv4-address",
@@ -55,6 +68,11 @@ LABELS = {
     "poll_interval_s": "Central Node poll interval",
     "backup_max_age_days": "Backup storage period",
     "backup_max_bytes": "Backup maximum size",
+    "on_unavailable": "When KATA cannot scan",
+    "hold_outcome": "Held mail after the response timeout",
+    "verdict_header_name": "Verdict header",
+    "verdict_header_format": "Verdict header format",
+    "verdict_cache_ttl_s": "Verdict cache time-to-live",
 }
 
 

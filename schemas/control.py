@@ -6,6 +6,7 @@ current value from the latest event alone and replay needs nothing earlier.
 
 from __future__ import annotations
 
+import string
 from ipaddress import IPv4Address
 from typing import Annotated, Literal, Self
 
@@ -38,6 +39,17 @@ from schemas.types import (
 
 MIB = 1_048_576
 
+# What to do with mail KATA cannot scan now (not Connected, the quarantine full, too large):
+# `skip` delivers it unscanned (the product's behaviour), `hold` keeps it until KATA answers
+# or the response timeout ends (then `hold_outcome`), `tempfail` answers 451 4.7.0 at SMTP.
+OnUnavailable = Literal["skip", "hold", "tempfail"]
+HoldOutcome = Literal["skip", "reject"]
+# RFC 5322 field-name: printable ASCII but ":"; ours must also read as a header of its own.
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,75}$")]
+# The verdict header's value; its placeholders are VERDICT_HEADER_FIELDS.
+VERDICT_HEADER_FIELDS = ("verdict", "scanned_at", "scan_id", "detects", "message_id")
+HeaderFormat = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,200}$")]
+
 
 class KataSettings(BaseModel):
     """The product's KATA protection settings, with its documented ranges and defaults."""
@@ -56,6 +68,26 @@ class KataSettings(BaseModel):
     # decode with these defaults (30 days was the Backup topic's retention then).
     backup_max_age_days: BackupMaxAgeDays = 30
     backup_max_bytes: BackupMaxBytes = 10240 * MIB
+    # Added with the policy's second part (all defaulted, so older events decode as before).
+    on_unavailable: OnUnavailable = "skip"
+    hold_outcome: HoldOutcome = "skip"  # for held mail whose response timeout ended
+    verdict_header_name: HeaderName | None = None  # None: no verdict header on delivered mail
+    verdict_header_format: HeaderFormat = "{verdict}; scanned={scanned_at}"
+    # A verdict for the same content is reused this long; 0 disables the cache.
+    verdict_cache_ttl_s: Annotated[int, Field(ge=0, le=604800)] = 3600
+
+    @field_validator("verdict_header_format")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid format: {exc}") from exc
+        unknown = sorted(set(names) - set(VERDICT_HEADER_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown placeholders {unknown}; allowed: "
+                             f"{', '.join(VERDICT_HEADER_FIELDS)}")
+        return value
 
     @classmethod
     def defaults(cls) -> KataSettings:
@@ -129,6 +161,7 @@ class RuleKata(BaseModel):
     action: Literal["delete", "reject", "skip"] = "delete"  # "If KATA detected an event"
     tag: SubjectTag | None = "[KATA detect]"  # None: no subject tag
     backup: bool = True  # place a copy of the original in Backup
+    on_unavailable: OnUnavailable | None = None  # None: the global setting
 
 
 class Rule(BaseModel):

@@ -68,6 +68,9 @@ class MessageReceived(MailEvent):
     rule_id: RuleId | None  # None: no rule matched
     settings_version: NonNegativeInt  # the KATA settings the decision will be made under
     raw: RawLocation
+    # The SHA-256 of the message as the client sent it, before the gateway's own trace field:
+    # the key of the verdict cache. None in events written before it was recorded.
+    content_sha256: Sha256Hex | None = None
 
 
 class LedgerEvent(MailEvent):

@@ -238,7 +238,9 @@ def test_set_default_values_resets_exactly_the_four_documented_fields():
     untouched = set(KataSettings.model_fields) - set(RESET_FIELDS)
     # (the Backup's retention is not in the KATA Protection window the button belongs to)
     assert untouched == {"central_node_address", "ndr_enabled", "poll_interval_s",
-                         "backup_max_age_days", "backup_max_bytes"}
+                         "backup_max_age_days", "backup_max_bytes", "on_unavailable",
+                         "hold_outcome", "verdict_header_name", "verdict_header_format",
+                         "verdict_cache_ttl_s"}
     for name in untouched:
         assert getattr(event.settings, name) == getattr(state.settings, name)
     assert (event.version, event.actor) == (state.version + 1, "bob")
@@ -271,3 +273,24 @@ def test_the_global_switch_turns_protection_on_and_off_with_increasing_versions(
 def test_switching_protection_to_the_state_it_is_in_is_refused():
     with refused("kata_protection: nothing to change, already disabled"):
         set_protection(ControlState(), False, **ids())
+
+
+def test_the_policy_settings_are_parsed_and_refused_by_name() -> None:
+    # Given each of the policy's settings, When given good and bad values, Then the typed value
+    # comes back or the refusal names the setting and what it allows
+    typed = validate_settings({"on_unavailable": "Hold", "hold_outcome": "reject",
+                               "verdict_header_name": "X-KATA-Verdict",
+                               "verdict_header_format": "{verdict}; id={message_id}",
+                               "verdict_cache_ttl_s": "0"})
+    assert typed == {"on_unavailable": "hold", "hold_outcome": "reject",
+                     "verdict_header_name": "X-KATA-Verdict",
+                     "verdict_header_format": "{verdict}; id={message_id}",
+                     "verdict_cache_ttl_s": 0}
+    assert validate_settings({"verdict_header_name": "off"}) == {"verdict_header_name": None}
+    for name, bad, said in [("on_unavailable", "drop", "skip, hold, tempfail"),
+                            ("verdict_header_name", "X KATA", "letters, digits"),
+                            ("verdict_header_format", "{sender}", "unknown placeholder {sender}"),
+                            ("verdict_cache_ttl_s", "604801", "0..604800")]:
+        with pytest.raises(InvalidCommand, match=name) as refused:
+            validate_settings({name: bad})
+        assert said in str(refused.value)

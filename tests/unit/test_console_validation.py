@@ -92,7 +92,9 @@ SETTINGS_CASES = [
     ({"colour": "blue"}, "colour",
      "colour: unknown setting; known settings: central_node_address, central_node_port, "
      "response_timeout_s, quarantine_max_bytes, quarantine_max_messages, ndr_enabled, "
-     "poll_interval_s, backup_max_age_days, backup_max_bytes, quarantine_max_size_mb", None),
+     "poll_interval_s, backup_max_age_days, backup_max_bytes, on_unavailable, hold_outcome, "
+     "verdict_header_name, verdict_header_format, verdict_cache_ttl_s, quarantine_max_size_mb",
+     None),
     ({"quarantine_max_size_mb": 2, "quarantine_max_bytes": 2097152}, "quarantine_max_size_mb",
      "quarantine_max_size_mb: give the quarantine size once, in MB or in bytes "
      "(quarantine_max_bytes), not both", None),
@@ -112,7 +114,8 @@ def test_no_setting_named_is_refused(api):
             "settings: name at least one setting to change (central_node_address, "
             "central_node_port, response_timeout_s, quarantine_max_bytes, "
             "quarantine_max_messages, ndr_enabled, poll_interval_s, backup_max_age_days, "
-            "backup_max_bytes, quarantine_max_size_mb)")
+            "backup_max_bytes, on_unavailable, hold_outcome, verdict_header_name, "
+            "verdict_header_format, verdict_cache_ttl_s, quarantine_max_size_mb)")
 
 
 def test_every_bad_setting_of_one_apply_is_named_in_order(api):

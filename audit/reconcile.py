@@ -25,6 +25,7 @@ from schemas import (
     Event,
     MailEvent,
     MessageReceived,
+    NotificationComposed,
     QuarantineAdmitted,
     QuarantineDenied,
     QuarantineReleased,
@@ -52,6 +53,7 @@ class Account:
     decided: str | None = None  # the action
     retry_at: datetime | None = None
     last: tuple[str, datetime] | None = None
+    notice: bool = False  # a notice (its own id, no `mail.received`): not an accepted message
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Reconciler:
             account.terminals.append((outcome, event.occurred_at))
             return
         match event:
+            case NotificationComposed():
+                account.notice = True
             case MessageReceived():
                 account.received_at = event.occurred_at
                 account.fingerprint = (event.sha256, event.envelope_from,
@@ -115,7 +119,7 @@ class Reconciler:
         waiting = [{"message_id": m, **_why(a, now)} for m, a in sorted(accepted.items())
                    if not a.terminals]
         orphans = sorted(m for m, a in self.accounts.items()
-                         if a.received_at is None and a.terminals)
+                         if a.received_at is None and a.terminals and not a.notice)
         return {
             "since": None if window.since is None else window.since.isoformat(),
             "until": None if window.until is None else window.until.isoformat(),
@@ -125,6 +129,7 @@ class Reconciler:
             "without_terminal": waiting,
             "duplicate_terminals": duplicates,
             "terminal_without_received": orphans,
+            "notices": sum(1 for a in self.accounts.values() if a.notice),
             "quarantine_held": [
                 {"message_id": m, "size": size, "since": since.isoformat(),
                  "deadline_at": deadline.isoformat(), "overdue": deadline < now}

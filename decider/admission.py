@@ -18,6 +18,13 @@ from datetime import datetime
 from decider.backup_ledger import Copy, delete, expire, retain
 from decider.history import ControlHistory, evolve_history
 from decider.ledger import Ledger, admit, release
+from decider.notifier import (
+    Notifier,
+    Summaries,
+    connection_occurrence,
+    occurrences,
+    usage_occurrence,
+)
 from eventlog.errors import KafkaUnavailable, ReadStalled
 from eventlog.folded import FoldedTopic, fold_to_end
 from eventlog.handler import Handler, Poison
@@ -35,8 +42,11 @@ from schemas import (
     ForcedDelete,
     ForcedRelease,
     KataSettings,
+    LateVerdictReceived,
     MessageReceived,
+    NotificationSettings,
     ProducerRef,
+    QuarantineAdmitted,
     SchemaError,
     decode_event,
 )
@@ -68,6 +78,7 @@ class Admission(Handler):
         control: FoldedTopic[ControlHistory],
         producer: ProducerRef,
         clock: Callable[[], datetime],
+        from_domain: str = "localhost",
     ) -> None:
         self._kafka = kafka
         self._names = TopicNames(kafka.topic_prefix)
@@ -76,6 +87,11 @@ class Admission(Handler):
         self._clock = clock
         self.ledger = fold_ledger(kafka)
         self._next_expiry_check = 0.0
+        # The notifier (decider/notifier.py): its book is folded into the ledger; what it
+        # names of messages is remembered from the `mail.received` read here.
+        self._notifier = Notifier(producer, from_domain)
+        self._summaries = Summaries()
+        self._connection = control.value.current.connection
         log.info("quarantine ledger: %d messages, %d bytes held; Backup: %d copies, %d bytes",
                  self.ledger.messages_in_use, self.ledger.bytes_in_use,
                  self.ledger.backup.copies_in_use, self.ledger.backup.bytes_in_use)
@@ -90,12 +106,14 @@ class Admission(Handler):
         removed: list[tuple[Copy, BackupRemoved]] = []
         match event:
             case MessageReceived():
+                self._summaries.remember(event)
                 if event.message_id in self.ledger.held:
                     return []  # redelivered after a crash that kept its admission
                 control = self._control_at_least(event.settings_version)
                 rule = control.rule(event.rule_id)
                 produced.append(admit(self.ledger, event, control, rule, now, self._producer))
             case ActionDecided():
+                produced += self._notify(event, now)
                 if (done := release(self.ledger, event.message_id, "action_applied", event, now,
                                     self._producer)) is not None:
                     produced.append(done)
@@ -125,20 +143,55 @@ class Admission(Handler):
                               event.event_id, self._settings_now(), now, self._producer)
                 assert gone is not None  # noqa: S101 - the copy is held, checked above
                 removed.append((copy, gone))
+            case LateVerdictReceived():
+                produced += self._notify(event, now)
             case _:
                 return []
+        notices: list[Event] = []
         for item in produced:
             self.ledger.evolve(item)
+            if isinstance(item, QuarantineAdmitted):
+                notices += self._notify_usage(item, now)
+        produced += notices  # folded into the notifier's book as they were made
         return [out for item in produced for out in self._ledger_out(item)] + self._removals(
             removed, evolve=True)
 
     def tick(self) -> list[Outgoing]:
-        """Backup retention by age (and by size, for a limit lowered since the last copy)."""
+        """The notifier's timers (the connection's state, the digest), then Backup retention
+        by age (and by size, for a limit lowered since the last copy)."""
+        notices = self._notify_timers(self._clock())
+        out = [o for item in notices for o in self._ledger_out(item)]
         if time.monotonic() < self._next_expiry_check:
-            return []
+            return out
         self._next_expiry_check = time.monotonic() + EXPIRY_CHECK_S
-        return self._removals(expire(self.ledger.backup, self._settings_now(), self._clock(),
+        return out + self._removals(expire(self.ledger.backup, self._settings_now(), self._clock(),
                                      self._producer))
+
+    # -- notifications (decider/notifier.py decides; these feed it) -----------------------
+
+    def _notifications(self) -> NotificationSettings:
+        self._control.pump(0)
+        return self._control.value.current.notifications
+
+    def _notify(self, event: Event, now: datetime) -> list[Event]:
+        settings = self._notifications()
+        found = occurrences(event, self._summaries.get(getattr(event, "message_id", "")),
+                            settings)
+        return self._notifier.notices(self.ledger.notifier, found, event, settings, now)
+
+    def _notify_usage(self, admitted: QuarantineAdmitted, now: datetime) -> list[Event]:
+        settings = self._notifications()
+        found = usage_occurrence(self.ledger.notifier, admitted, settings)
+        return self._notifier.notices(self.ledger.notifier, [found] if found else [], admitted,
+                                      settings, now)
+
+    def _notify_timers(self, now: datetime) -> list[Event]:
+        settings = self._notifications()
+        state, self._connection = self._connection, self._control.value.current.connection
+        found = connection_occurrence(self.ledger.notifier, state, self._connection, settings)
+        notices = self._notifier.notices(self.ledger.notifier, [found] if found else [], None,
+                                         settings, now)
+        return notices + self._notifier.digest(self.ledger.notifier, settings, now)
 
     def _ledger_out(self, item: Event) -> list[Outgoing]:
         return [Outgoing.event(self._names.quarantine, item),

@@ -51,6 +51,7 @@ from schemas import (
     MessageDiscarded,
     NdrSent,
     NdrSuppressed,
+    NotificationComposed,
     ProducerRef,
     QueueActionRequested,
     RawLocation,
@@ -119,6 +120,10 @@ class Apply(MailFold):
                 parcel = self.parcels.live.get(event.message_id)
                 if parcel is not None and parcel.decision is not None and parcel.attempts == 0:
                     decided.append((index, parcel, record.partition))
+            elif isinstance(event, NotificationComposed):
+                notice = self.parcels.live.get(event.message_id)
+                if notice is not None and notice.notice is not None and notice.attempts == 0:
+                    work.append((index, record.partition, partial(self._send_notice, notice)))
             elif isinstance(event, BackupResendRequested):
                 if event.event_id in self.parcels.resends_done:
                     log.info("%s: resend %s was carried out already", event.message_id,
@@ -132,7 +137,7 @@ class Apply(MailFold):
         # Messages decided together were received together: one pass reads their bytes.
         ahead = prefetch(self._readers.mine(), [
             (RawWant(p.raw.topic, p.raw.partition, p.raw.offsets, p.message_id, p.sha256), p.size)
-            for _i, p, _part in decided])
+            for _i, p, _part in decided if p.raw is not None])
         work += [(index, partition, partial(self._carry_out, parcel, ahead.get(parcel.message_id)))
                  for index, parcel, partition in decided]
         done = self._pool.map(_outcome_or_error, [job for _i, _p, job in work])
@@ -158,6 +163,8 @@ class Apply(MailFold):
     def _carry_out(self, parcel: Parcel, data: bytes | RawUnavailable | None = None,
                    fx: Effects | None = None) -> list[Event]:
         """Carry out the parcel's decision on `data`, read ahead, or read now when it was not."""
+        if parcel.notice is not None:  # a notice's retry
+            return self._send_notice(parcel)
         decision = parcel.decision
         assert decision is not None  # noqa: S101 - only decided parcels are carried out
         fx, now = fx or self._effects, self._clock()
@@ -223,9 +230,21 @@ class Apply(MailFold):
                  outcome.reply)
         return [resent(fx, request, outcome, outcome.reply, self._clock())]
 
+    def _send_notice(self, parcel: Parcel) -> list[Event]:
+        """A notice, sent with the null sender: it never gets a DSN (RFC 5321 section 4.5.5),
+        and its delivery is recorded under its own id, deferred and retried like mail."""
+        notice = parcel.notice
+        assert notice is not None  # noqa: S101 - only notices are sent here
+        outcome = self._send("", list(notice.to), notice.data.encode("ascii"))
+        return outcomes.after_delivery(self._effects.caused_by(notice.event_id), parcel,
+                                       outcome, False, self._clock()).events
+
     def _read(self, parcel: Parcel) -> bytes:
-        return self._readers.mine().read(parcel.raw.topic, parcel.raw.partition,
-                                         parcel.raw.offsets, parcel.message_id, parcel.sha256)
+        raw = parcel.raw
+        if raw is None:
+            raise RawUnavailable(f"{parcel.message_id} is a notice: it has no raw message")
+        return self._readers.mine().read(raw.topic, raw.partition, raw.offsets,
+                                         parcel.message_id, parcel.sha256)
 
     def _backup(self, parcel: Parcel, data: bytes) -> BackupStored:
         chunked = backup_chunks(self._names.backup, parcel.message_id, data, parcel.partition)
@@ -233,7 +252,7 @@ class Apply(MailFold):
             located = self._transaction.produce_located(chunked.records)
         location = RawLocation(topic=self._names.backup, partition=located[0][0],
                                offsets=[offset for _p, offset in located],
-                               chunk_bytes=parcel.raw.chunk_bytes)
+                               chunk_bytes=parcel.raw.chunk_bytes if parcel.raw else 1)
         return outcomes.backup_stored(self._effects, parcel, location, chunked.sha256,
                                       self._clock())
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from decider.backup_ledger import BackupLedger
+from decider.notifier import NotifierBook
 from schemas import (
     ControlState,
     Event,
@@ -31,10 +32,13 @@ class Ledger:
     held: dict[str, int] = field(default_factory=dict)  # message id -> size
     # The Backup's ledger lives in the same topic, kept by the same single writer.
     backup: BackupLedger = field(default_factory=BackupLedger)
+    # The notifier's book is kept in the same topic too (decider/notifier.py).
+    notifier: NotifierBook = field(default_factory=NotifierBook)
 
     def evolve(self, event: Event) -> None:
         """Idempotent: an event seen twice (the ledger and its mirror) counts once."""
         self.backup.evolve(event)
+        self.notifier.evolve(event)
         match event:
             case QuarantineAdmitted() if event.message_id not in self.held:
                 self.held[event.message_id] = event.size

@@ -17,6 +17,7 @@ from schemas import (
     DeliveryDeferred,
     Event,
     MessageReceived,
+    NotificationComposed,
     RawLocation,
     terminal_outcome,
 )
@@ -34,7 +35,7 @@ class Parcel:
     correlation_id: uuid.UUID
     envelope_from: str
     recipients: tuple[str, ...]
-    raw: RawLocation
+    raw: RawLocation | None  # None: a notice, whose bytes are in `notice`
     sha256: str
     received_at: datetime
     decision: ActionDecided | None = None
@@ -43,6 +44,7 @@ class Parcel:
     first_attempt_at: datetime | None = None
     retry_at: datetime | None = None
     size: int = 0  # bytes, as received
+    notice: NotificationComposed | None = None  # a notice to send with MAIL FROM:<>
 
 
 # Resend requests whose outcome was recorded, remembered so a redelivered one is not sent
@@ -81,6 +83,10 @@ class Parcels:
                     tuple(event.envelope_to), event.raw, event.sha256, event.occurred_at,
                     size=event.size,
                 )
+            case NotificationComposed() if parcel is None:
+                self.live[m] = Parcel(m, partition, event.correlation_id or event.event_id, "",
+                                      tuple(event.to), None, "", event.occurred_at,
+                                      size=len(event.data), notice=event)
             case ActionDecided() if parcel is not None and parcel.decision is None:
                 self.live[m] = replace(parcel, decision=event)
             case BackupStored() if parcel is not None:
@@ -118,6 +124,7 @@ class Parcels:
             parcel = self.live.get(m)
             # A deferral folded twice (written, then read back; or restored, then read) left
             # two equal entries: the retry is one, or the message is delivered twice.
-            if parcel is not None and parcel.retry_at == at and parcel.decision is not None:
+            if parcel is not None and parcel.retry_at == at and (
+                    parcel.decision is not None or parcel.notice is not None):
                 due[m] = parcel
         return list(due.values())

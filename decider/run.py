@@ -54,7 +54,7 @@ def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
                 kafka, stage="admission",
                 group_id=DECIDER.group(kafka.topic_prefix, "admission-offsets"),
                 producer=fenced, topics=[names.mail],
-                handler=Admission(kafka, control, producer, clock),
+                handler=Admission(kafka, control, producer, clock, settings.helo_name),
                 dead_letter_topic=names.deadletter, manual_assignment=True,
             )
             try:

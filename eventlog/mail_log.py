@@ -51,6 +51,8 @@ from schemas import (
     MessageReceived,
     NdrSent,
     NdrSuppressed,
+    NotificationComposed,
+    NotificationHeld,
     QuarantineAdmitted,
     QuarantineDenied,
     QuarantineReleased,
@@ -265,6 +267,18 @@ def _queue_action(e: QueueActionRequested) -> tuple[str, Fields]:
     return "queue", (("action", e.action), ("actor", e.actor))
 
 
+def _notice(e: NotificationComposed) -> tuple[str, Fields]:
+    # The notice's own id first; `about=` names the message, so `grep ID` finds it too.
+    return "notice composed", (("kind", e.kind), ("about", e.about or "none"),
+                               ("to", _listed(e.to)), ("nrcpt", len(e.to)),
+                               ("covers", len(e.covers)))
+
+
+def _notice_held(e: NotificationHeld) -> tuple[str, Fields]:
+    return "notice held", (("kind", e.kind), ("about", e.about or "none"),
+                           ("for", "digest"))
+
+
 # Every mail event's line (tests/unit/test_mail_log.py checks none is missing).
 _LINES: dict[type[MailEvent], Callable[[Any], tuple[str, Fields]]] = {
     MessageReceived: _received, QuarantineAdmitted: _admitted, QuarantineDenied: _denied,
@@ -276,6 +290,7 @@ _LINES: dict[type[MailEvent], Callable[[Any], tuple[str, Fields]]] = {
     BackupResent: _resent, MessageDelivered: _delivered, DeliveryDeferred: _deferred,
     DeliveryFailed: _delivery_failed, MessageDiscarded: _discarded, NdrSent: _ndr_sent,
     NdrSuppressed: _ndr_suppressed, QueueActionRequested: _queue_action,
+    NotificationComposed: _notice, NotificationHeld: _notice_held,
 }
 _REPLIES: dict[type[MailEvent], Callable[[Any], str]] = {
     MessageDelivered: lambda e: e.reply, DeliveryDeferred: lambda e: e.reply,

@@ -62,6 +62,14 @@ from schemas.mail import (
     VerdictReceived,
     terminal_outcome,
 )
+from schemas.notifications import (
+    NOTICE_KINDS,
+    NoticeKind,
+    NotificationComposed,
+    NotificationHeld,
+    NotificationSettings,
+    NotificationSettingsChanged,
+)
 from schemas.types import (
     Actor,
     Detect,
@@ -97,6 +105,7 @@ __all__ = [
     "EVENT_ADAPTER",
     "EVENT_TYPES",
     "MAIL_LIFECYCLE",
+    "NOTICE_KINDS",
     "RESET_FIELDS",
     "TERMINAL_OUTCOMES",
     "UPCASTERS",
@@ -138,6 +147,11 @@ __all__ = [
     "NdrSent",
     "NdrSuppressed",
     "NodeAddress",
+    "NoticeKind",
+    "NotificationComposed",
+    "NotificationHeld",
+    "NotificationSettings",
+    "NotificationSettingsChanged",
     "ProducerRef",
     "QuarantineAdmitted",
     "QuarantineDenied",

@@ -24,6 +24,7 @@ from schemas.control import (
     RuleKataToggled,
 )
 from schemas.envelope import Event
+from schemas.notifications import NotificationSettings, NotificationSettingsChanged
 
 # Mail no rule matches is handled by this rule, with the product's defaults for a rule's KATA
 # section (protection on, Delete message, tag "[KATA detect]", Backup on).
@@ -36,6 +37,7 @@ class ControlState:
     protection_enabled: bool = False
     rules: dict[str, Rule] = field(default_factory=dict)
     connection: ConnectionState = "not_configured"
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     # The highest configuration version seen; recorded with each message it applied to.
     version: int = 0
 
@@ -66,6 +68,8 @@ def evolve(state: ControlState, event: Event) -> ControlState:
             changed = rule.model_copy(update={"kata": rule.kata.model_copy(
                 update={"enabled": event.enabled})})
             return replace(state, rules={**state.rules, event.rule_id: changed}, version=version)
+        case NotificationSettingsChanged():
+            return replace(state, notifications=event.settings, version=version)
         case ConnectionStateChanged():
             return replace(state, connection=event.state)
     return replace(state, version=version) if version != state.version else state

@@ -54,6 +54,11 @@ from schemas.mail import (
     ScanTimedOut,
     VerdictReceived,
 )
+from schemas.notifications import (
+    NotificationComposed,
+    NotificationHeld,
+    NotificationSettingsChanged,
+)
 from schemas.upcasters import upcast
 
 AnyEvent = Annotated[
@@ -91,7 +96,10 @@ AnyEvent = Annotated[
     | RuleKataToggled
     | SensorKeyGenerated
     | CentralNodeObserved
-    | ConnectionStateChanged,
+    | ConnectionStateChanged
+    | NotificationSettingsChanged
+    | NotificationComposed
+    | NotificationHeld,
     Field(discriminator="type"),
 ]
 
@@ -124,7 +132,7 @@ MAIL_LIFECYCLE: tuple[str, ...] = tuple(type_of(cls) for cls in (
     QuarantineReleased, BackupStored, BackupRetained, DeliveryDeferred, QueueActionRequested,
     MessageDelivered, DeliveryFailed, MessageDiscarded, NdrSent, NdrSuppressed,
     LateVerdictReceived, BackupResendRequested, BackupResent, BackupDeleteRequested,
-    BackupRemoved))
+    BackupRemoved, NotificationHeld, NotificationComposed))
 if set(MAIL_LIFECYCLE) != {name for name, cls in EVENT_TYPES.items()
                            if issubclass(cls, MailEvent)}:
     raise RuntimeError("MAIL_LIFECYCLE must place every mail event of the union, once")

@@ -95,3 +95,23 @@ def test_the_audit_reads_the_log_without_the_projector() -> None:
         imported += [node.module or "" for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom)]
         assert not [name for name in imported if name.split(".")[0] == "projector"], path.name
+
+
+def test_a_delivered_notice_is_no_orphan_terminal() -> None:
+    # Given a notice composed (its own id, no mail.received) and delivered
+    import uuid
+
+    from schemas import MessageDelivered, NotificationComposed, ProducerRef
+
+    ref, notice_id = ProducerRef(stage="decider", instance="d"), "ab" * 16
+    envelope = {"occurred_at": LATER, "producer": ref, "message_id": notice_id}
+    composed = NotificationComposed(**envelope, event_id=uuid.uuid4(), kind="detect",
+                                    audience="administrators", to=["soc@example.net"],
+                                    data="Subject: x\r\n\r\nx\r\n")
+    delivered = MessageDelivered(**envelope, event_id=uuid.uuid4(), next_hop="127.0.0.1:25",
+                                 recipients=["soc@example.net"], reply="250 ok", tagged=False,
+                                 attempts=1)
+    report = fold([("mail", composed), ("mail", delivered)]).report(LATER)
+    # Then the accounting counts it as a notice, not as a terminal event without a message
+    assert (report["terminal_without_received"], report["notices"]) == ([], 1)
+    assert report["balanced"] is True

@@ -229,3 +229,19 @@ LATER = NOW + timedelta(days=30)
 ], ids=lambda value: value.split()[1] if isinstance(value, str) else None)
 def test_the_new_steps_have_their_lines(event, text):
     assert mail_log.line(event()).text() == f"{MID} {text}"
+
+
+def test_a_notice_names_its_kind_the_message_it_is_about_and_its_addressees():
+    # Given a notice composed about MID and one held for the digest; then each has its line,
+    # the notice's own id first and the message's id as about=, so `grep MID` finds both.
+    from schemas import NotificationComposed, NotificationHeld
+
+    notice = {**envelope(), "message_id": "c0ffee" * 5 + "00", "about": MID}
+    composed = NotificationComposed(**notice, kind="detect", audience="administrators",
+                                    to=["soc@y.example"], data="Subject: x\r\n\r\nx\r\n")
+    held = NotificationHeld(**notice, kind="skipped", line="anything")
+    assert mail_log.line(composed).text() == (
+        f"{'c0ffee' * 5}00 notice composed kind=detect about={MID} to=<soc@y.example> "
+        "nrcpt=1 covers=0")
+    assert mail_log.line(held).text() == (
+        f"{'c0ffee' * 5}00 notice held kind=skipped about={MID} for=digest")

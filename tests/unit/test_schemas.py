@@ -86,6 +86,7 @@ EXPECTED_KEYS = {
     "sensor.key_generated": "sensor",
     "central_node.observed": "central-node",
     "connection.state_changed": "connection",
+    "settings.notifications_changed": "notification-settings",
 }
 
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from admin import values
 from admin.central_node import pin_key
 from admin.errors import InvalidCommand
+from admin.notifications import change_notifications
+from admin.notifications import validate as validate_notifications
 from admin.rules import (
     change_rule,
     create_rule,
@@ -113,6 +115,40 @@ def put_settings(body: SettingsChange, who: Who, request: Request) -> dict[str, 
 def set_defaults(who: Who, request: Request) -> dict[str, Any]:
     written = _write(request, who, lambda state, ctx: reset_settings(state, **ctx))
     return written_document(written, settings_document(written.after))
+
+
+# -- Notifications -----------------------------------------------------------------------------
+
+class NotificationsChange(BaseModel):
+    """Any notification setting (`katagate notifications set` names); templates as
+    `template.<kind>.subject` / `template.<kind>.body` (or "default"). Unknown names are refused
+    by the admin command, naming them."""
+
+    model_config = ConfigDict(extra="allow")
+    admin_addresses: JsonValue = Field(None, description="up to 20 administrator addresses")
+    rate_limit_per_hour: JsonValue = Field(None, description="single notices per hour, "
+                                                             "0..1000; the rest: the digest")
+    digest_interval_s: JsonValue = Field(None, description="the digest's interval, "
+                                                           "60..86400 s")
+
+
+def _notifications(state: ControlState) -> dict[str, Any]:
+    return {"version": state.version,
+            "settings": state.notifications.model_dump(mode="json")}
+
+
+@router.get("/notifications", tags=["settings"], summary="The notification settings in force")
+def get_notifications(request: Request) -> dict[str, Any]:
+    return _notifications(console_of(request).control.state())
+
+
+@router.put("/notifications", tags=["settings"], summary="Change notification settings")
+def put_notifications(body: NotificationsChange, who: Who, request: Request) -> dict[str, Any]:
+    changes = given(body)
+    validate_each(validate_notifications, changes)  # every bad field named, before Kafka
+    written = _write(request, who,
+                     lambda state, ctx: change_notifications(state, changes, **ctx))
+    return written_document(written, _notifications(written.after))
 
 
 class PinRequest(BaseModel):

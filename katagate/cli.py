@@ -20,6 +20,7 @@ from katagate import (
     ingest_cmd,
     kata_cmd,
     messages_cmd,
+    notifications_cmd,
     projector_cmd,
     quarantine_cmd,
     queue_cmd,
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         up_cmd, broker_cmd, cluster_cmd, topics_cmd, schemas_cmd, settings_cmd, kata_cmd, rules_cmd,
         quarantine_cmd, messages_cmd, backup_cmd, queue_cmd, ingest_cmd, scanner_cmd,
         decider_cmd, projector_cmd, console_cmd, emulator_cmd, sink_cmd, audit_cmd,
-        dashboard_cmd, acls_cmd, config_cmd,
+        dashboard_cmd, acls_cmd, config_cmd, notifications_cmd,
     ):
         module.register(commands)
     return parser

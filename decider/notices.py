@@ -22,6 +22,8 @@ from schemas.notifications import NOTICE_FIELDS, NoticeTemplate
 _BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 MAX_VALUE = 998  # a value longer than an RFC 5322 line is cut
 MAX_LISTED = 50  # recipients or detects listed in one value
+# CRLF line ends, and a body transfer-encoded to 7 bits: the notice is ASCII whatever it quotes.
+SEVEN_BIT = SMTP.clone(cte_type="7bit")
 
 
 def one_line(value: str, limit: int = MAX_VALUE) -> str:
@@ -54,7 +56,7 @@ def compose(
     """The notice as an RFC 5322 message (ASCII only: non-ASCII text is encoded, RFC 2047 in
     the header, quoted-printable or base64 in the body), ready for MAIL FROM:<>."""
     safe = clean_values(values)
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=SEVEN_BIT)
     message["From"] = f"KATA notifications <MAILER-DAEMON@{from_domain}>"
     message["To"] = ", ".join(to)
     message["Subject"] = one_line(render(template.subject, safe))

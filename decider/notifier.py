@@ -11,6 +11,7 @@ after a crash yields the same notice, never a second one.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from schemas import (
     QuarantineAdmitted,
 )
 
+log = logging.getLogger(__name__)
 NOTICES = uuid.UUID("c3a1f2e4-5b6d-4e7f-8a9b-0c1d2e3f4a5b")  # ids of occurrences and notices
 WINDOW = timedelta(hours=1)  # the rate limit's sliding window
 REMEMBERED = 100_000  # message summaries and handled occurrences kept
@@ -226,8 +228,14 @@ class Notifier:
             common = self._common(oid, occ.about, cause, now)
             event: Event
             if book.sent_within(now) < settings.rate_limit_per_hour:
-                data = compose(settings.template(occ.kind), values, notice_id=oid, to=occ.to,
-                               from_domain=self.from_domain, now=now)
+                try:
+                    data = compose(settings.template(occ.kind), values, notice_id=oid,
+                                   to=occ.to, from_domain=self.from_domain, now=now)
+                except (ValueError, UnicodeError):
+                    # A notice must never stop the ledger whose writer composes it.
+                    log.exception("%s: the %s notice could not be composed", occ.about,
+                                  occ.kind)
+                    continue
                 event = NotificationComposed(**common, kind=occ.kind, audience=occ.audience,
                                              to=list(occ.to), data=data)
             elif not settings.admin_addresses:

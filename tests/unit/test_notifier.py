@@ -271,3 +271,11 @@ def test_given_addresses_then_the_settings_check_them():
         NotificationSettings(admin_addresses=["soc@example.net\r\nBcc: x@y"])
     with pytest.raises(ValidationError):
         NotificationSettings(rate_limit_per_hour=1001)
+
+
+def test_given_short_non_ascii_lines_then_the_body_is_still_encoded_to_ascii():
+    # Given a subject of short non-ASCII text (which an 8-bit policy would send as 8bit)
+    (notice,) = notify(NotifierBook(), decided(), summary_=summary(subject="Rechnung \ufffd é"))
+    # Then the notice is ASCII, and reads back as the text
+    assert notice.data.isascii()
+    assert "Rechnung \ufffd é" in parsed(notice).get_content()

@@ -12,7 +12,8 @@ from schemas.control import MIB
 
 # The product's management console tree: a section is a link, or a tree of leaves.
 NAVIGATION = (
-    ("Settings", (("Protection", (("KATA Protection", "/settings/protection/kata"),)),)),
+    ("Settings", (("Protection", (("KATA Protection", "/settings/protection/kata"),)),
+                  ("Notifications", "/settings/notifications"))),
     ("Rules", "/rules"),
     ("Tracking", "/tracking"),
     ("Message queue", (("KATA Quarantine", "/queue/kata-quarantine"),

@@ -23,6 +23,7 @@ from console.mail_pages import (
     search_form,
     timeline_page,
 )
+from console.notifications_page import notifications_page
 from console.pages import (
     NAVIGATION,
     kata_protection_page,
@@ -93,6 +94,13 @@ def kata_protection(request: Request) -> HTMLResponse:
     state = console_of(request).control.state()
     return _render(request, "kata_protection.html", session,
                    page=kata_protection_page(state), states=CONNECTION_STATES)
+
+
+@router.get("/settings/notifications")
+def notifications(request: Request) -> HTMLResponse:
+    session = _session(request)
+    return _render(request, "notifications.html", session,
+                   page=notifications_page(console_of(request).control.state()))
 
 
 @router.get("/rules")

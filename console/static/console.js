@@ -644,6 +644,27 @@ function setUpDeliveryQueue() {
     }});
 }
 
+function setUpNotifications() {
+  const form = document.getElementById("notifications-form");
+  const general = document.getElementById("notifications-error");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const changes = changedFields(form);
+    if (Object.keys(changes).length === 0) {
+      showErrors(form, "", general, {error: "Nothing to change: the settings are as shown."});
+      return;
+    }
+    const answer = await api("PUT", "/api/notifications", changes);
+    if (answer.ok) {
+      flashNext("Notification settings applied (configuration version " +
+                answer.body.version + ")");
+      location.reload();
+    } else {
+      showErrors(form, "", general, answer.body);
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   showFlash();
@@ -660,6 +681,7 @@ document.addEventListener("DOMContentLoaded", () => {
     "backup": setUpBackup,
     "backup-copy": setUpBackupCopy,
     "delivery-queue": setUpDeliveryQueue,
+    "notifications": setUpNotifications,
   };
   if (pages[page]) pages[page]();
 });

@@ -88,3 +88,20 @@ def test_given_the_api_then_a_bad_field_is_422_naming_it_before_kafka(tmp_path):
     assert body["field"] == "rate_limit_per_hour"
     assert body["allowed"] == "an integer in 0..1000 notices per hour (0: digest only)"
     assert [e["field"] for e in body["errors"]] == ["rate_limit_per_hour", "template.detect.body"]
+
+
+def test_given_the_window_then_every_field_is_named_as_the_api_names_it():
+    # Given settings changed from their defaults
+    from admin.notifications import SETTING_NAMES
+    from console.notifications_page import notifications_page
+
+    state = evolve_control(ControlState(), change(ControlState(), admin_addresses="soc@x.example",
+                                                  notify_skipped="off"))
+    page = notifications_page(state)
+    # Then the form shows them, each field named as PUT /api/notifications takes it
+    shown = {f.name: f.value for f in (*page.fields, *page.templates)}
+    assert set(shown) == set(SETTING_NAMES)
+    assert (shown["admin_addresses"], shown["notify_skipped"], shown["notify_detect"]) == (
+        "soc@x.example", "off", "on")
+    assert shown["template.detect.subject"] == DEFAULT_TEMPLATES["detect"].subject
+

@@ -1,0 +1,65 @@
+"""A notice through apply's pure parts: a parcel of its own, sent to its addressees, deferred
+and retried on the mail's schedule, and failed for good without a DSN (it has the null sender
+<>, and nothing answers a notice)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from decider import outcomes
+from decider.outcomes import Effects
+from decider.parcels import Parcels
+from decider.smtp_out import DeliveryOutcome, RecipientResult
+from schemas import NotificationComposed, ProducerRef
+
+T0 = datetime(2026, 12, 3, 10, tzinfo=UTC)
+REF = ProducerRef(stage="decider", instance="d")
+FX = Effects(producer=REF, next_hop="127.0.0.1:25", retry_first=timedelta(seconds=30),
+             retry_period=timedelta(hours=5))
+NOTICE_ID = "ab" * 16
+
+
+def composed() -> NotificationComposed:
+    return NotificationComposed(
+        event_id=uuid.uuid4(), occurred_at=T0, producer=REF, message_id=NOTICE_ID,
+        kind="detect", audience="administrators", about="MSG00000001",
+        to=["soc@example.net", "it@example.net"], data="Subject: x\r\n\r\nx\r\n")
+
+
+def test_given_a_notice_then_apply_carries_it_as_a_parcel_of_its_own():
+    parcels, notice = Parcels(), composed()
+    parcels.evolve(notice, 2)
+    parcel = parcels.live[NOTICE_ID]
+    assert (parcel.notice, parcel.recipients, parcel.raw, parcel.decision, parcel.partition) == (
+        notice, ("soc@example.net", "it@example.net"), None, None, 2)
+
+
+def test_given_a_deferred_notice_then_it_is_retried_then_ends_when_delivered():
+    parcels = Parcels()
+    parcels.evolve(composed(), 0)
+    parcel = parcels.live[NOTICE_ID]
+    (deferred,) = outcomes.after_delivery(
+        FX, parcel, DeliveryOutcome("deferred", "451 4.3.0 try later", 451), False, T0).events
+    assert (deferred.type, deferred.message_id) == ("delivery.deferred", NOTICE_ID)
+    parcels.evolve(deferred, 0)
+    assert parcels.due(T0 + timedelta(seconds=29)) == []
+    (due,) = parcels.due(T0 + timedelta(seconds=30))
+    accepted = tuple(RecipientResult(r, 250, "250 ok") for r in due.recipients)
+    (delivered,) = outcomes.after_delivery(
+        FX, due, DeliveryOutcome("delivered", "250 ok", 250, accepted), False,
+        T0 + timedelta(seconds=30)).events
+    assert (delivered.type, delivered.recipients, delivered.attempts) == (
+        "delivery.delivered", ["soc@example.net", "it@example.net"], 2)
+    parcels.evolve(delivered, 0)
+    assert not parcels.holds(NOTICE_ID)
+
+
+def test_given_a_notice_refused_for_good_then_no_dsn_is_owed():
+    parcels = Parcels()
+    parcels.evolve(composed(), 0)
+    recorded = outcomes.after_delivery(FX, parcels.live[NOTICE_ID],
+                                       DeliveryOutcome("failed", "550 5.1.1 no such user", 550),
+                                       False, T0)
+    assert [e.type for e in recorded.events] == ["delivery.failed"]
+    assert recorded.bounce is None

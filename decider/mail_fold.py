@@ -11,7 +11,7 @@ from typing import ClassVar, Protocol
 from eventlog.handler import Handler, Poison
 from eventlog.records import Consumed, Outgoing
 from eventlog.restore_points import RestorePoints
-from schemas import Event, MessageReceived, SchemaError, decode_event
+from schemas import Event, MessageReceived, NotificationComposed, SchemaError, decode_event
 
 
 class MailState(Protocol):
@@ -41,7 +41,8 @@ class MailFold(Handler):
 
     def fold(self, event: Event, record: Consumed) -> None:
         self.state.evolve(event, record.partition)
-        if isinstance(event, MessageReceived):
+        # A notice begins an entry too: apply carries it until its terminal event.
+        if isinstance(event, MessageReceived | NotificationComposed):
             self._points.began(record.partition, event.message_id, record.offset)
 
     def emit(self, events: Sequence[Event], partition: int) -> list[Outgoing]:

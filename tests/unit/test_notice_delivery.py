@@ -63,3 +63,31 @@ def test_given_a_notice_refused_for_good_then_no_dsn_is_owed():
                                        False, T0)
     assert [e.type for e in recorded.events] == ["delivery.failed"]
     assert recorded.bounce is None
+
+
+def test_given_a_deferred_notice_then_apply_restores_it_from_its_restore_point():
+    # Given a notice deferred, then a message received and delivered after it
+    from eventlog.records import Consumed
+    from schemas import encode_event
+    from tests.unit.test_decider_core import received
+    from tests.unit.test_decider_parcels import decided
+    from tests.unit.test_restore_points import delivered, new_apply
+
+    notice = composed()
+    (deferred,) = outcomes.after_delivery(
+        FX, _parcel(notice),
+        DeliveryOutcome("deferred", "451 4.3.0 later", 451), False, T0).events
+    m = "MSG00000002"
+    log = [notice, received(m), decided(m), delivered(m), deferred]
+    shell = new_apply()
+    for offset, event in enumerate(log):
+        shell.restore(Consumed("mail", 0, offset, None, encode_event(event)))
+    # Then the restore point lies at the notice, which still waits for its retry
+    assert shell.restore_point("mail", 0) == 0
+    assert [p.message_id for p in shell.parcels.due(T0 + timedelta(hours=1))] == [NOTICE_ID]
+
+
+def _parcel(notice: NotificationComposed):
+    parcels = Parcels()
+    parcels.evolve(notice, 0)
+    return parcels.live[NOTICE_ID]

@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas import BackupLedgerEvent, Event, LedgerEvent
+from schemas import (
+    BackupLedgerEvent,
+    Event,
+    LedgerEvent,
+    NotificationComposed,
+    NotificationHeld,
+)
+
+# Written to both topics by the admission shell, with the same event id.
+MIRRORED = (LedgerEvent, BackupLedgerEvent, NotificationComposed, NotificationHeld)
 
 
 @dataclass
@@ -22,7 +31,7 @@ class LedgerCopies:
 
     def first(self, event: Event) -> bool:
         """True for the first copy of a ledger event, and for every other event."""
-        if not isinstance(event, LedgerEvent | BackupLedgerEvent):
+        if not isinstance(event, MIRRORED):
             return True
         event_id = event.event_id.int
         if event_id in self.waiting:

@@ -91,3 +91,18 @@ def _parcel(notice: NotificationComposed):
     parcels = Parcels()
     parcels.evolve(notice, 0)
     return parcels.live[NOTICE_ID]
+
+
+def test_given_a_notice_read_from_both_topics_then_its_timeline_holds_it_once():
+    # Given the notice as the admission writes it: to katagate.quarantine and its mirror
+    from functools import reduce
+
+    from projector.views import Projections, evolve
+
+    notice = composed()
+    views = reduce(evolve, [notice, notice], Projections())
+    # Then the projector's timeline of the notice holds it once
+    found = views.message(NOTICE_ID)
+    assert found is not None
+    assert [e["type"] for e in found["events"]] == ["notification.composed"]
+    assert found["event_count"] == 1

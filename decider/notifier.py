@@ -89,6 +89,7 @@ class NotifierBook:
                         self.held.pop(covered, None)
                 else:
                     self.sent.append(event.occurred_at)
+                    self.sent_within(event.occurred_at)  # the fold keeps one hour, not all
                 self._alerted(event.kind)
             case NotificationHeld():
                 self._done(event.message_id)

@@ -279,3 +279,11 @@ def test_given_short_non_ascii_lines_then_the_body_is_still_encoded_to_ascii():
     # Then the notice is ASCII, and reads back as the text
     assert notice.data.isascii()
     assert "Rechnung \ufffd é" in parsed(notice).get_content()
+
+
+def test_given_a_long_log_then_the_book_keeps_only_the_last_hour_of_notices():
+    book = NotifierBook()
+    for i in range(100):
+        notice = notify(NotifierBook(), decided(f"M{i:07d}"), now=T0 + timedelta(minutes=i))[0]
+        book.evolve(notice)
+    assert len(book.sent) == 60  # minutes 40..99: within an hour of the newest

@@ -113,10 +113,10 @@ class Admission(Handler):
                 rule = control.rule(event.rule_id)
                 produced.append(admit(self.ledger, event, control, rule, now, self._producer))
             case ActionDecided():
-                produced += self._notify(event, now)
                 if (done := release(self.ledger, event.message_id, "action_applied", event, now,
                                     self._producer)) is not None:
                     produced.append(done)
+                produced += self._notify(event, now)
             case ForcedRelease() | ForcedDelete():
                 cause = ("forced_release" if isinstance(event, ForcedRelease)
                          else "deleted_by_admin")
@@ -174,24 +174,37 @@ class Admission(Handler):
         return self._control.value.current.notifications
 
     def _notify(self, event: Event, now: datetime) -> list[Event]:
-        settings = self._notifications()
-        found = occurrences(event, self._summaries.get(getattr(event, "message_id", "")),
-                            settings)
-        return self._notifier.notices(self.ledger.notifier, found, event, settings, now)
+        def notices(settings: NotificationSettings) -> list[Event]:
+            found = occurrences(event, self._summaries.get(getattr(event, "message_id", "")),
+                                settings)
+            return self._notifier.notices(self.ledger.notifier, found, event, settings, now)
+        return self._guarded(notices)
 
     def _notify_usage(self, admitted: QuarantineAdmitted, now: datetime) -> list[Event]:
-        settings = self._notifications()
-        found = usage_occurrence(self.ledger.notifier, admitted, settings)
-        return self._notifier.notices(self.ledger.notifier, [found] if found else [], admitted,
-                                      settings, now)
+        def notices(settings: NotificationSettings) -> list[Event]:
+            found = usage_occurrence(self.ledger.notifier, admitted, settings)
+            return self._notifier.notices(self.ledger.notifier, [found] if found else [],
+                                          admitted, settings, now)
+        return self._guarded(notices)
 
     def _notify_timers(self, now: datetime) -> list[Event]:
-        settings = self._notifications()
-        state, self._connection = self._connection, self._control.value.current.connection
-        found = connection_occurrence(self.ledger.notifier, state, self._connection, settings)
-        notices = self._notifier.notices(self.ledger.notifier, [found] if found else [], None,
-                                         settings, now)
-        return notices + self._notifier.digest(self.ledger.notifier, settings, now)
+        def notices(settings: NotificationSettings) -> list[Event]:
+            state, self._connection = self._connection, self._control.value.current.connection
+            found = connection_occurrence(self.ledger.notifier, state, self._connection,
+                                          settings)
+            told = self._notifier.notices(self.ledger.notifier, [found] if found else [], None,
+                                          settings, now)
+            return told + self._notifier.digest(self.ledger.notifier, settings, now)
+        return self._guarded(notices)
+
+    def _guarded(self, notices: Callable[[NotificationSettings], list[Event]]) -> list[Event]:
+        """The notices, or none: a notifier's failure must never stop the ledger's record
+        (a release not written would hold its quarantine slot for ever)."""
+        try:
+            return notices(self._notifications())
+        except Exception:
+            log.exception("notifier: no notice for this event")
+            return []
 
     def _ledger_out(self, item: Event) -> list[Outgoing]:
         return [Outgoing.event(self._names.quarantine, item),

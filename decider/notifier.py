@@ -169,7 +169,7 @@ def occurrences(event: Event, summary: Summary | None,
             values = {**_message_values(summary, event.message_id), "verdict": "detected",
                       "detects": listed([d.name or d.type for d in event.detects]),
                       "action": "none: sent on before the verdict",
-                      "detail": LATE_AFTER[event.after]}
+                      "detail": LATE_AFTER.get(event.after, event.after)}
             if settings.notify_late_detect and admins:
                 found.append(Occurrence("late_detect", event.message_id, values, admins))
             if (settings.notify_recipients_late_detect and summary is not None

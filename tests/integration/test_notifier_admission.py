@@ -1,0 +1,84 @@
+"""Given the real broker, the notifier inside the admission's single writer: a detect decided
+for a held message releases its quarantine slot and writes the administrators' notice in the
+same batch, to `katagate.quarantine` and mirrored to `katagate.mail`; and a notifier that fails
+never keeps the release from being written."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from decider import admission as admission_module
+from decider.admission import Admission, new_control_view
+from eventlog.records import Consumed
+from eventlog.topics import TopicNames
+from schemas import (
+    ActionDecided,
+    NotificationSettings,
+    NotificationSettingsChanged,
+    ProducerRef,
+    encode_event,
+)
+from tests.integration.kata_harness import publish
+from tests.integration.test_projector_live import publish_routed
+from tests.integration.test_reached_rarely import received_event
+from tests.unit.test_projector_flows import control_flow
+
+pytestmark = pytest.mark.kafka
+REF = ProducerRef(stage="decider", instance="t")
+
+
+def detected(message_id: str) -> ActionDecided:
+    return ActionDecided(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), producer=REF,
+                         message_id=message_id, action="delete", tag=None, backup=False,
+                         skipped=False, reason="detected")
+
+
+def record(topic: str, offset: int, event) -> Consumed:
+    return Consumed(topic, 0, offset, None, encode_event(event))
+
+
+def writer(kafka_settings) -> tuple[Admission, str]:
+    names = TopicNames(kafka_settings.topic_prefix)
+    # Given KATA protection on and connected, and an administrator to tell
+    publish_routed(kafka_settings, control_flow())
+    publish(kafka_settings, names.control, [NotificationSettingsChanged(
+        event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), producer=REF, version=3,
+        actor="test", settings=NotificationSettings(admin_addresses=["soc@example.net"]),
+        changed=["admin_addresses"])])
+    control = new_control_view(kafka_settings)
+    assert control.wait_caught_up(30)
+    return Admission(kafka_settings, control, REF, lambda: datetime.now(UTC),
+                     "gw.example.net"), names.mail
+
+
+def test_a_detect_releases_the_slot_and_notifies_in_one_batch(kafka_settings):
+    admission, mail = writer(kafka_settings)
+    received = received_event(0)
+    admission.decide(record(mail, 0, received))
+    assert set(admission.ledger.held) == {received.message_id}
+    # When the detect is decided
+    out = admission.decide(record(mail, 1, detected(received.message_id)))
+    # Then the release and the notice, each to the quarantine topic and its mirror
+    written = [(o.topic.rsplit(".", 1)[-1], o.source.type if o.source else None) for o in out]
+    assert written == [("quarantine", "quarantine.released"), ("mail", "quarantine.released"),
+                       ("quarantine", "notification.composed"),
+                       ("mail", "notification.composed")]
+    assert admission.ledger.held == {}
+
+
+def test_a_failing_notifier_never_keeps_the_release_from_being_written(kafka_settings,
+                                                                       monkeypatch):
+    admission, mail = writer(kafka_settings)
+    received = received_event(1)
+    admission.decide(record(mail, 0, received))
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the test's notifier bug")
+
+    monkeypatch.setattr(admission_module, "occurrences", broken)
+    out = admission.decide(record(mail, 1, detected(received.message_id)))
+    assert [o.topic.rsplit(".", 1)[-1] for o in out] == ["quarantine", "mail"]
+    assert admission.ledger.held == {}

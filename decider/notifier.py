@@ -244,9 +244,11 @@ class Notifier:
             else:
                 told = (f" (recipients {listed(list(occ.to))} were not told)"
                         if occ.audience == "recipients" else "")
-                line = one_line(f"{values['time']} {occ.kind} "
-                                f"{occ.about or ''} {occ.values.get('detail', '')} "
-                                f"{occ.values.get('subject', '')}{told}", 2000)
+                v = occ.values
+                about = (f" {occ.about}: from {v.get('sender', '')}, subject "
+                         f"\"{v.get('subject', '')}\"" if occ.about else "")
+                line = one_line(f"{values['time']} {occ.kind}{about} "
+                                f"{v.get('detail', v.get('verdict', ''))}{told}", 2000)
                 event = NotificationHeld(**common, kind=occ.kind, line=line)
             book.evolve(event)
             out.append(event)

@@ -287,3 +287,15 @@ def test_given_a_long_log_then_the_book_keeps_only_the_last_hour_of_notices():
         notice = notify(NotifierBook(), decided(f"M{i:07d}"), now=T0 + timedelta(minutes=i))[0]
         book.evolve(notice)
     assert len(book.sent) == 60  # minutes 40..99: within an hour of the newest
+
+
+def test_given_the_limit_reached_then_a_recipient_notice_is_held_naming_who_was_not_told():
+    settings = ADMINS.model_copy(update={"rate_limit_per_hour": 0, "notify_detect": False,
+                                         "notify_recipients_deleted": True})
+    (held,) = notify(NotifierBook(), decided(), settings=settings)
+    assert isinstance(held, NotificationHeld)
+    assert held.kind == "recipient_deleted"
+    assert held.line == (
+        '2026-12-03T10:00:00Z recipient_deleted M0000001: from <alice@example.org>, subject '
+        '"Invoice" KATA detected a threat in it (recipients bob@example.net, '
+        'carol@example.net were not told)')

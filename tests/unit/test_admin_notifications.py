@@ -105,3 +105,19 @@ def test_given_the_window_then_every_field_is_named_as_the_api_names_it():
         "soc@x.example", "off", "on")
     assert shown["template.detect.subject"] == DEFAULT_TEMPLATES["detect"].subject
 
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--rate-limit", "5000"], "rate_limit_per_hour: must be an integer in 0..1000"),
+    (["--admins", "soc@example.net,bad"], "admin_addresses: not a mail address: 'bad'"),
+    (["template.detect.body={sender_ip}"], "template.detect.body: unknown placeholder "
+                                           "{sender_ip}"),
+    (["digest=60"], "digest: unknown notification setting"),
+])
+def test_given_the_cli_then_a_bad_value_exits_2_naming_it_before_kafka(
+        argv, message, monkeypatch, capsys):
+    from katagate.cli import main
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")  # nothing listens there
+    assert main(["notifications", "set", *argv]) == 2
+    assert capsys.readouterr().err.startswith(f"katagate notifications set: {message}")

@@ -24,6 +24,7 @@ from console.mail_pages import (
     timeline_page,
 )
 from console.pages import (
+    CONNECTION_WINDOW,
     NAVIGATION,
     kata_protection_page,
     rule_page,
@@ -92,7 +93,8 @@ def kata_protection(request: Request) -> HTMLResponse:
     session = _session(request)
     state = console_of(request).control.state()
     return _render(request, "kata_protection.html", session,
-                   page=kata_protection_page(state), states=CONNECTION_STATES)
+                   page=kata_protection_page(state), states=CONNECTION_STATES,
+                   connection_rows=CONNECTION_WINDOW)
 
 
 @router.get("/rules")

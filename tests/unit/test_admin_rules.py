@@ -137,6 +137,8 @@ def test_the_built_in_default_rule_cannot_be_created_or_changed():
      "character 2"),
     ({"kata.tag": 5}, "kata.tag: must be text of 1..255 characters, got 5"),
     ({"kata.backup": "sometimes"}, "kata.backup: must be on or off, got 'sometimes'"),
+    ({"kata.on_unavailable": "later"},
+     "kata.on_unavailable: must be one of global, skip, hold, tempfail, got 'later'"),
     ({"kata.enabled": "2"}, "kata.enabled: must be on or off, got 2"),
     ({"enabled": None}, "enabled: must be on or off, got None"),
     ({"position": -1}, "position: must be an integer in 0..2147483646, got -1"),
@@ -150,7 +152,8 @@ def test_the_built_in_default_rule_cannot_be_created_or_changed():
     ({"recipients": ["a b@example.com"]},
      "recipients: a pattern must not contain spaces, got 'a b@example.com'"),
     ({"priority": 1}, "priority: unknown rule field; known fields: name, enabled, position, "
-                      "senders, recipients, kata.enabled, kata.action, kata.tag, kata.backup"),
+                      "senders, recipients, kata.enabled, kata.action, kata.tag, kata.backup, "
+                      "kata.on_unavailable"),
 ])
 def test_a_bad_field_is_refused_naming_it_and_what_it_accepts(
         fields: dict[str, object], message: str):

@@ -81,7 +81,9 @@ def test_settings_changes_are_events_by_the_admin_and_a_replay_reproduces_what_i
         "central_node_address": "192.0.2.10", "central_node_port": 443,
         "response_timeout_s": 600, "quarantine_max_bytes": 1024 * MIB,
         "quarantine_max_messages": 5000, "ndr_enabled": False, "poll_interval_s": 30,
-        "backup_max_age_days": 30, "backup_max_bytes": 10240 * MIB}}
+        "backup_max_age_days": 30, "backup_max_bytes": 10240 * MIB,
+        "on_unavailable": "skip", "hold_outcome": "skip", "verdict_header_name": None,
+        "verdict_header_format": "{verdict}; scanned={scanned_at}", "verdict_cache_ttl_s": 3600}}
     # And a fold from offset 0 reproduces what the API shows
     assert settings_document(refold(kafka_settings)) == shown
 
@@ -89,7 +91,7 @@ def test_settings_changes_are_events_by_the_admin_and_a_replay_reproduces_what_i
     page = admin.client.get("/settings/protection/kata").text
     for text in ("KATA Central Node IPv4-address", "192.0.2.10", "KATA response timeout",
                  "Maximum number of messages in KATA Quarantine", "Set default values",
-                 "KATA connection state", "Gateway public key fingerprint"):
+                 "KATA connection state", "KSMG public key fingerprint"):
         assert text in page
 
 

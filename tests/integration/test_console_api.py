@@ -119,7 +119,8 @@ def test_rules_and_their_kata_section_are_events_and_a_replay_reproduces_the_lis
         "kata": {"action": "reject"}}), 201)
     assert created["type"] == "rule.created"
     assert created["rule"]["kata"] == {"enabled": True, "action": "reject",
-                                       "tag": "[KATA detect]", "backup": True}
+                                       "tag": "[KATA detect]", "backup": True,
+                                       "on_unavailable": None}
     written(admin("POST", "/api/rules", {"rule_id": "all", "position": 100}), 201)
     changed = written(admin("PUT", "/api/rules/sales", {"position": 20,
                                                         "name": "Sales <script>x</script>",
@@ -129,10 +130,14 @@ def test_rules_and_their_kata_section_are_events_and_a_replay_reproduces_the_lis
     toggled = written(admin("PUT", "/api/rules/sales/kata", {"enabled": False}))
     assert (toggled["type"], toggled["enabled"]) == ("rule.kata_toggled", False)
     section = written(admin("PUT", "/api/rules/sales/kata", {"action": "skip",
-                                                             "backup": "off"}))
+                                                             "backup": "off",
+                                                             "on_unavailable": "hold"}))
     assert section["type"] == "rule.changed"
     assert section["rule"]["kata"] == {"enabled": False, "action": "skip", "tag": None,
-                                       "backup": False}
+                                       "backup": False, "on_unavailable": "hold"}
+    # The rule form's "As in the settings": the global setting again
+    back = written(admin("PUT", "/api/rules/sales/kata", {"on_unavailable": "global"}))
+    assert back["rule"]["kata"]["on_unavailable"] is None
 
     # Refusals that need the rules in force: nothing written
     before = len(control_events(kafka_settings))

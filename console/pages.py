@@ -191,6 +191,7 @@ class RuleRow:
     senders: str
     recipients: str
     built_in: bool
+    on_unavailable: str = GLOBAL  # the rule's own, or the global setting's
 
 
 def rule_row(rule: Rule) -> RuleRow:
@@ -202,6 +203,7 @@ def rule_row(rule: Rule) -> RuleRow:
         tag="(none)" if rule.kata.tag is None else rule.kata.tag, backup=rule.kata.backup,
         senders=", ".join(rule.senders), recipients=", ".join(rule.recipients),
         built_in=built_in,
+        on_unavailable=rule.kata.on_unavailable or GLOBAL,
     )
 
 

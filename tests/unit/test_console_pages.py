@@ -3,6 +3,8 @@ of an admin command becomes the API's answer."""
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from datetime import UTC, datetime
 
@@ -13,6 +15,7 @@ from admin.errors import InvalidCommand, NotFound, NothingToChange
 from admin.labels import ACTION_LABELS, CONNECTION_STATES
 from admin.rules import ACTIONS, create_rule, validate_rule_fields
 from admin.settings import change_settings, set_protection, validate_settings
+from console.export import rules_csv
 from console.pages import (
     CONNECTION_WINDOW,
     NAVIGATION,
@@ -250,6 +253,10 @@ def test_a_rules_kata_section_offers_global_skip_hold_tempfail_when_kata_cannot_
     # "global" from the select is the rule's None: the global setting
     assert validate_rule_fields({"kata.on_unavailable": "global"}) == {
         "kata.on_unavailable": None}
+    # And the rules export says which each rule takes
+    rows = list(csv.DictReader(io.StringIO(rules_csv(state))))
+    assert [(r["rule_id"], r["on_unavailable"]) for r in rows] == [
+        ("plain", "global"), ("strict", "tempfail"), ("default", "global")]
 
 
 def test_the_settings_help_states_the_smtp_limit_against_the_200_mb_scan_cap():

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from decider.backup_ledger import Copy, delete, expire, retain
 from decider.history import ControlHistory, evolve_history
-from decider.ledger import Ledger, admit, release
+from decider.ledger import Ledger, admit, admit_waiting, end_hold, release
 from eventlog.errors import KafkaUnavailable, ReadStalled
 from eventlog.folded import FoldedTopic, fold_to_end
 from eventlog.handler import Handler, Poison
@@ -76,8 +76,9 @@ class Admission(Handler):
         self._clock = clock
         self.ledger = fold_ledger(kafka)
         self._next_expiry_check = 0.0
-        log.info("quarantine ledger: %d messages, %d bytes held; Backup: %d copies, %d bytes",
-                 self.ledger.messages_in_use, self.ledger.bytes_in_use,
+        log.info("quarantine ledger: %d messages, %d bytes held, %d waiting; Backup: %d copies, "
+                 "%d bytes", self.ledger.messages_in_use, self.ledger.bytes_in_use,
+                 len(self.ledger.waiting),
                  self.ledger.backup.copies_in_use, self.ledger.backup.bytes_in_use)
 
     def decide(self, record: Consumed) -> list[Outgoing]:
@@ -90,21 +91,21 @@ class Admission(Handler):
         removed: list[tuple[Copy, BackupRemoved]] = []
         match event:
             case MessageReceived():
-                if event.message_id in self.ledger.held:
+                if event.message_id in self.ledger.held or event.message_id in self.ledger.waiting:
                     return []  # redelivered after a crash that kept its admission
                 control = self._control_at_least(event.settings_version)
                 rule = control.rule(event.rule_id)
                 produced.append(admit(self.ledger, event, control, rule, now, self._producer))
-            case ActionDecided():
-                if (done := release(self.ledger, event.message_id, "action_applied", event, now,
-                                    self._producer)) is not None:
-                    produced.append(done)
-            case ForcedRelease() | ForcedDelete():
-                cause = ("forced_release" if isinstance(event, ForcedRelease)
-                         else "deleted_by_admin")
+            case ActionDecided() | ForcedRelease() | ForcedDelete():
+                cause = ("forced_release" if isinstance(event, ForcedRelease) else
+                         "deleted_by_admin" if isinstance(event, ForcedDelete)
+                         else "action_applied")
                 if (done := release(self.ledger, event.message_id, cause, event, now,
                                     self._producer)) is not None:
                     produced.append(done)
+                elif (ended := end_hold(self.ledger, event.message_id, cause, event, now,
+                                        self._producer)) is not None:
+                    produced.append(ended)
             case BackupStored():
                 settings = self._settings_now()
                 if (kept := retain(self.ledger.backup, event, settings, now,
@@ -129,16 +130,30 @@ class Admission(Handler):
                 return []
         for item in produced:
             self.ledger.evolve(item)
+        # Room freed (or a message held): the waiting list goes in, oldest first, as it fits.
+        produced += self._admit_waiting(now)
         return [out for item in produced for out in self._ledger_out(item)] + self._removals(
             removed, evolve=True)
 
+    def _admit_waiting(self, now: datetime) -> list[Event]:
+        if not self.ledger.waiting:
+            return []
+        self._control.pump(0)
+        admitted = admit_waiting(self.ledger, self._control.value.current, now, self._producer)
+        for item in admitted:
+            self.ledger.evolve(item)
+        return list(admitted)
+
     def tick(self) -> list[Outgoing]:
-        """Backup retention by age (and by size, for a limit lowered since the last copy)."""
+        """Backup retention by age (and by size, for a limit lowered since the last copy); held
+        mail admitted when the limits were raised."""
         if time.monotonic() < self._next_expiry_check:
             return []
         self._next_expiry_check = time.monotonic() + EXPIRY_CHECK_S
-        return self._removals(expire(self.ledger.backup, self._settings_now(), self._clock(),
-                                     self._producer))
+        waiting = [out for item in self._admit_waiting(self._clock())
+                   for out in self._ledger_out(item)]
+        return waiting + self._removals(expire(self.ledger.backup, self._settings_now(),
+                                               self._clock(), self._producer))
 
     def _ledger_out(self, item: Event) -> list[Outgoing]:
         return [Outgoing.event(self._names.quarantine, item),

@@ -33,6 +33,7 @@ from schemas.control import (
 from schemas.delivery_queue import QueueActionRequested
 from schemas.envelope import Event, MailEvent
 from schemas.errors import SchemaError
+from schemas.hold import QuarantineHeld, QuarantineHoldEnded
 from schemas.mail import (
     ActionDecided,
     BackupStored,
@@ -91,7 +92,9 @@ AnyEvent = Annotated[
     | RuleKataToggled
     | SensorKeyGenerated
     | CentralNodeObserved
-    | ConnectionStateChanged,
+    | ConnectionStateChanged
+    | QuarantineHeld
+    | QuarantineHoldEnded,
     Field(discriminator="type"),
 ]
 
@@ -124,7 +127,7 @@ MAIL_LIFECYCLE: tuple[str, ...] = tuple(type_of(cls) for cls in (
     QuarantineReleased, BackupStored, BackupRetained, DeliveryDeferred, QueueActionRequested,
     MessageDelivered, DeliveryFailed, MessageDiscarded, NdrSent, NdrSuppressed,
     LateVerdictReceived, BackupResendRequested, BackupResent, BackupDeleteRequested,
-    BackupRemoved))
+    BackupRemoved, QuarantineHeld, QuarantineHoldEnded))
 if set(MAIL_LIFECYCLE) != {name for name, cls in EVENT_TYPES.items()
                            if issubclass(cls, MailEvent)}:
     raise RuntimeError("MAIL_LIFECYCLE must place every mail event of the union, once")

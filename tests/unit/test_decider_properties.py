@@ -27,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from decider.decide import Messages, decide, timeouts
 from decider.decisions import Decisions
 from decider.ledger import Ledger, admit, release
+from decider.policy import Policy
 from eventlog.restore_points import RestorePoints
 from schemas import (
     DEFAULT_RULE,
@@ -96,7 +97,7 @@ class DecisionsModel:
             self.points.began(0, event.message_id, offset)
 
     def decide(self, event: Event, now: datetime) -> list[Event]:
-        produced = decide(self.messages, event, lambda _p: RuleKata(), now, REF)
+        produced = decide(self.messages, event, lambda _p: Policy(RuleKata()), now, REF)
         self.fold(event, self.read - 1)
         for item in produced:
             self.messages.evolve(item, 0)
@@ -153,7 +154,7 @@ class DeciderMachine(RuleBasedStateMachine):
     def time_passes(self, seconds: int) -> None:
         # The decisions' timer: its outputs join its state at once (and the log, read later).
         self.now += timedelta(seconds=seconds)
-        produced = timeouts(self.model.messages, self.now, lambda _p: RuleKata(), REF)
+        produced = timeouts(self.model.messages, self.now, lambda _p: Policy(RuleKata()), REF)
         for event in produced:
             self.model.messages.evolve(event, 0)
         self.log += produced

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from admin.errors import InvalidCommand
+from admin.errors import InvalidCommand, NothingToChange
 from admin.rules import (
     change_rule,
     create_rule,
@@ -289,3 +289,19 @@ def test_every_command_takes_the_next_version_of_the_whole_configuration():
         state = evolve_control(state, event)
     assert [e.version for e in events] == [3, 4, 5, 6]
     assert state.version == 6
+
+
+def test_a_rule_says_what_happens_when_kata_cannot_answer_or_follows_the_global_setting():
+    # Given a rule created to hold its mail when KATA cannot answer
+    state = given(finance={"kata.on_unavailable": "Hold"})
+    assert state.rules["finance"].kata.on_unavailable == "hold"
+    # When it is changed to tempfail, Then the rule's event says so
+    event = change_rule(state, "finance", {"kata.on_unavailable": "tempfail"}, **ids())
+    assert event.rule.kata.on_unavailable == "tempfail"
+    state = evolve_control(state, event)
+    # When it is set back to "global", Then it follows the global setting again (None)
+    event = change_rule(state, "finance", {"kata.on_unavailable": "global"}, **ids())
+    assert event.rule.kata.on_unavailable is None
+    state = evolve_control(state, event)
+    with pytest.raises(NothingToChange):
+        change_rule(state, "finance", {"kata.on_unavailable": "global"}, **ids())

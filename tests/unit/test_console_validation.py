@@ -155,6 +155,9 @@ RULE_CASES = [
     ({"kata": {"verdict": "x"}}, "kata.verdict",
      "kata.verdict: unknown rule field; known fields: name, enabled, position, senders, "
      "recipients, kata.enabled, kata.action, kata.tag, kata.backup, kata.on_unavailable", None),
+    ({"kata": {"on_unavailable": "queue"}}, "kata.on_unavailable",
+     "kata.on_unavailable: must be one of global, skip, hold, tempfail, got 'queue'",
+     ["global", "skip", "hold", "tempfail"]),
     ({"name": ""}, "name", "name: must be 1..128 characters, not empty or only spaces, got ''",
      None),
     ({"position": -1}, "position", "position: must be an integer in 0..2147483646, got -1",

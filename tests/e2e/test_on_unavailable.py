@@ -9,14 +9,16 @@ The response timeout's end of a hold (`hold_outcome`) is tested on the pure deci
 from __future__ import annotations
 
 import smtplib
+from datetime import UTC, datetime
 
 import pytest
 
+from admin.quarantine import forced_release
 from eventlog.settings import KafkaSettings
 from schemas import Event, Rule
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway
-from tests.integration.kata_harness import wait_for
+from tests.integration.kata_harness import publish, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -104,7 +106,21 @@ def test_skip_delivers_tempfail_refuses_and_hold_keeps_mail_until_kata_can_scan_
         assert (code, reply) == (451, b"4.7.0 KATA Quarantine full: not accepted unscanned, "
                                       b"try again later")
 
-        # When its verdict comes
+        # When an administrator sends on a third one waiting behind the second
+        third = gateway.send(CLEAN, recipients=("hold@example.net",))
+        wait_for(lambda: "quarantine.held" in types(gateway.mail_events(third)), 30,
+                 "the third held message waiting")
+        publish(gateway.kafka, gateway.names.mail,
+                [forced_release(third, "admin", "cannot wait", datetime.now(UTC))])
+        # Then it leaves the waiting list, is delivered unscanned, and frees no place
+        events = gateway.wait_terminal(third, timeout_s=30)
+        assert [t for t in types(events) if t.startswith("quarantine.")] == [
+            "quarantine.held", "quarantine.forced_release", "quarantine.hold_ended"]
+        ended = next(e for e in events if e.type == "quarantine.hold_ended")
+        assert (ended.cause, ended.messages_in_use, ended.waiting) == ("forced_release", 1, 1)
+        assert (decided(events).reason, decided(events).skipped) == ("forced_release", True)
+
+        # When the first one's verdict comes
         gateway.emulator.cli("scans", "finish")
         # Then it is delivered as scanned, and the waiting one goes in, is scanned, delivered
         events = gateway.wait_terminal(held, timeout_s=60)
@@ -117,7 +133,8 @@ def test_skip_delivers_tempfail_refuses_and_hold_keeps_mail_until_kata_can_scan_
         assert lifecycle == ["quarantine.held", "quarantine.admitted", "quarantine.released"]
         assert (decided(events).reason, decided(events).held) == ("not_detected", False)
         assert sorted(s.recipients for s in gateway.sink.messages()) == [
-            ["bob@example.net"], ["hold@example.net"], ["hold@example.net"]]
+            ["bob@example.net"], ["hold@example.net"], ["hold@example.net"],
+            ["hold@example.net"]]
         # And no message was ever accepted for the refused recipient
         assert not [e for e in gateway.mail_events() if e.type == "mail.received"
                     and "tempfail@example.net" in e.envelope_to]

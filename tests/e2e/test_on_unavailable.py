@@ -3,13 +3,14 @@ SMTP client): per rule, `skip` delivers unscanned at once, `tempfail` answers 45
 accepts nothing, `hold` keeps the message until KATA can scan it. With the emulator down (not
 connected), then with the quarantine full (one place, taken).
 
-The response timeout's end of a hold (`hold_outcome`) is tested on the pure decisions
-(tests/unit/test_on_unavailable.py): the product's shortest timeout is a minute."""
+The product's shortest response timeout is a minute: the decider's clock is moved past it, as
+tests/e2e/test_quarantine.py does."""
 
 from __future__ import annotations
 
 import smtplib
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -138,5 +139,41 @@ def test_skip_delivers_tempfail_refuses_and_hold_keeps_mail_until_kata_can_scan_
         # And no message was ever accepted for the refused recipient
         assert not [e for e in gateway.mail_events() if e.type == "mail.received"
                     and "tempfail@example.net" in e.envelope_to]
+    finally:
+        gateway.close()
+
+
+def test_hold_with_reject_returns_mail_kata_never_answered_for_as_not_scanned(namespace,
+                                                                             tmp_path):
+    offset = [timedelta(0)]
+    lock = threading.Lock()
+
+    def clock() -> datetime:
+        with lock:
+            return datetime.now(UTC) + offset[0]
+
+    # Given hold for all mail, hold_outcome reject, and KATA that takes its time
+    gateway = Gateway(namespace, tmp_path, clock=clock,
+                      kata={"on_unavailable": "hold", "hold_outcome": "reject",
+                            "response_timeout_s": 60})
+    try:
+        gateway.emulator.cli("faults", "set", "--latency", "600")
+        m = gateway.send(CLEAN)
+        wait_for(lambda: "scan.submitted" in types(gateway.mail_events(m)), 30,
+                 "the submission")
+        # When the response timeout passes without a verdict
+        with lock:
+            offset[0] = timedelta(seconds=61)
+        events = gateway.wait_terminal(m, timeout_s=30)
+        # Then hold_outcome rejects it, held, and the NDR says it was not scanned
+        assert (decided(events).action, decided(events).reason, decided(events).held,
+                decided(events).skipped) == ("reject", "timeout", True, False)
+        assert [e.reason for e in events if e.type == "ndr.sent"] == ["kata_reject"]
+        (ndr,) = wait_for(lambda: [s for s in gateway.sink.messages()
+                                   if s.recipients == ["alice@example.org"]], 30, "the NDR")
+        assert b"could not be scanned" in ndr.data
+        assert b"detected a threat" not in ndr.data
+        assert b"KATA gave no verdict within the response timeout" in ndr.data
+        assert not [s for s in gateway.sink.messages() if s.recipients == ["bob@example.net"]]
     finally:
         gateway.close()

@@ -17,6 +17,8 @@ from schemas import (
     ForcedRelease,
     ProducerRef,
     QuarantineAdmitted,
+    QuarantineHeld,
+    QuarantineHoldEnded,
     QuarantineReleased,
 )
 
@@ -67,10 +69,12 @@ Held = dict[str, Waiting]
 def evolve_waiting(held: Held, event: Event) -> Held:
     """Fold of `katagate.quarantine` read in order (each ledger event is there once)."""
     match event:
-        case QuarantineAdmitted():
+        # A held message waiting outside the full quarantine (on_unavailable = hold) can be
+        # sent on or deleted too; its deadline is the hold's until it is admitted.
+        case QuarantineAdmitted() | QuarantineHeld():
             held[event.message_id] = Waiting(event.message_id, event.size, event.rule_id,
                                              event.occurred_at, event.deadline_at)
-        case QuarantineReleased():
+        case QuarantineReleased() | QuarantineHoldEnded():
             held.pop(event.message_id, None)
     return held
 

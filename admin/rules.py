@@ -2,7 +2,8 @@
 and the rule's KATA protection switch. Pure: the state, the actor, the time and the id come in.
 
 Fields are named as `rules show --json` shows them, the KATA section with a `kata.` prefix:
-name, enabled, position, senders, recipients, kata.enabled, kata.action, kata.tag, kata.backup.
+name, enabled, position, senders, recipients, kata.enabled, kata.action, kata.tag, kata.backup,
+kata.on_unavailable.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ def _tag(value: object) -> str | None:
     return None if value is None else values.line("kata.tag", value, 255)
 
 
+def _on_unavailable(value: object) -> str | None:
+    # None (or "global"): the rule follows the global on_unavailable setting.
+    if value is None:
+        return None
+    chosen = values.choice("kata.on_unavailable", value, ("global", "skip", "hold", "tempfail"))
+    return None if chosen == "global" else chosen
+
+
 PARSERS: dict[str, Callable[[object], object]] = {
     "name": lambda v: values.line("name", v, 128),
     "enabled": lambda v: values.switch("enabled", v),
@@ -47,6 +56,7 @@ PARSERS: dict[str, Callable[[object], object]] = {
     "kata.action": lambda v: values.choice("kata.action", v, ACTIONS),
     "kata.tag": _tag,  # None: no subject tag
     "kata.backup": lambda v: values.switch("kata.backup", v),
+    "kata.on_unavailable": _on_unavailable,  # None: the global setting
 }
 RULE_FIELDS: tuple[str, ...] = tuple(PARSERS)
 
@@ -195,4 +205,6 @@ def describe_field(rule: Rule, name: str) -> str:
         return "on" if value else "off"
     if name == "kata.tag" and value is None:
         return "(no tag)"
+    if name == "kata.on_unavailable" and value is None:
+        return "global"
     return repr(value) if isinstance(value, str) else str(value)

@@ -111,7 +111,8 @@ def put_settings(body: SettingsChange, who: Who, request: Request) -> dict[str, 
 
 
 @router.post("/settings/defaults", tags=["settings"],
-             summary="Set default values: port 443, timeout 600 s, 1024 MB, 5000 messages")
+             summary="Set default values and save them at once: port 443, timeout 600 s, "
+                     "1024 MB, 5000 messages (the console's window only fills them in)")
 def set_defaults(who: Who, request: Request) -> dict[str, Any]:
     written = _write(request, who, lambda state, ctx: reset_settings(state, **ctx))
     return written_document(written, settings_document(written.after))
@@ -206,6 +207,9 @@ class RuleKataFields(BaseModel):
     tag: JsonValue = Field(None, description="text added at the start of the Subject on a "
                                              "detect, 1..255 characters; null: none")
     backup: JsonValue = Field(None, description="Place copy in Backup: true/false")
+    on_unavailable: JsonValue = Field(None, description="mail KATA cannot scan now: skip, "
+                                                        "hold or tempfail; null or 'global': "
+                                                        "the global setting")
 
 
 class RuleFields(BaseModel):

@@ -14,7 +14,7 @@ from schemas import ControlState
 VIEWS = ("settings", "rules")
 FORMATS = ("json", "csv")
 RULE_COLUMNS = ("rule_id", "name", "position", "enabled", "kata_enabled", "action", "tag",
-                "backup", "senders", "recipients")
+                "backup", "senders", "recipients", "on_unavailable")
 
 
 def _cell(value: object) -> str:

@@ -25,6 +25,7 @@ from console.mail_pages import (
 )
 from console.notifications_page import notifications_page
 from console.pages import (
+    CONNECTION_WINDOW,
     NAVIGATION,
     kata_protection_page,
     rule_page,
@@ -93,7 +94,8 @@ def kata_protection(request: Request) -> HTMLResponse:
     session = _session(request)
     state = console_of(request).control.state()
     return _render(request, "kata_protection.html", session,
-                   page=kata_protection_page(state), states=CONNECTION_STATES)
+                   page=kata_protection_page(state), states=CONNECTION_STATES,
+                   connection_rows=CONNECTION_WINDOW)
 
 
 @router.get("/settings/notifications")

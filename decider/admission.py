@@ -17,7 +17,7 @@ from datetime import datetime
 
 from decider.backup_ledger import Copy, delete, expire, retain
 from decider.history import ControlHistory, evolve_history
-from decider.ledger import Ledger, admit, release
+from decider.ledger import Ledger, admit, admit_waiting, end_hold, release
 from decider.notifier import (
     Notifier,
     Summaries,
@@ -92,8 +92,9 @@ class Admission(Handler):
         self._notifier = Notifier(producer, from_domain)
         self._summaries = Summaries()
         self._connection = control.value.current.connection
-        log.info("quarantine ledger: %d messages, %d bytes held; Backup: %d copies, %d bytes",
-                 self.ledger.messages_in_use, self.ledger.bytes_in_use,
+        log.info("quarantine ledger: %d messages, %d bytes held, %d waiting; Backup: %d copies, "
+                 "%d bytes", self.ledger.messages_in_use, self.ledger.bytes_in_use,
+                 len(self.ledger.waiting),
                  self.ledger.backup.copies_in_use, self.ledger.backup.bytes_in_use)
 
     def decide(self, record: Consumed) -> list[Outgoing]:
@@ -107,22 +108,23 @@ class Admission(Handler):
         match event:
             case MessageReceived():
                 self._summaries.remember(event)
-                if event.message_id in self.ledger.held:
+                if event.message_id in self.ledger.held or event.message_id in self.ledger.waiting:
                     return []  # redelivered after a crash that kept its admission
                 control = self._control_at_least(event.settings_version)
                 rule = control.rule(event.rule_id)
                 produced.append(admit(self.ledger, event, control, rule, now, self._producer))
-            case ActionDecided():
-                if (done := release(self.ledger, event.message_id, "action_applied", event, now,
-                                    self._producer)) is not None:
-                    produced.append(done)
-                produced += self._notify(event, now)
-            case ForcedRelease() | ForcedDelete():
-                cause = ("forced_release" if isinstance(event, ForcedRelease)
-                         else "deleted_by_admin")
+            case ActionDecided() | ForcedRelease() | ForcedDelete():
+                cause = ("forced_release" if isinstance(event, ForcedRelease) else
+                         "deleted_by_admin" if isinstance(event, ForcedDelete)
+                         else "action_applied")
                 if (done := release(self.ledger, event.message_id, cause, event, now,
                                     self._producer)) is not None:
                     produced.append(done)
+                elif (ended := end_hold(self.ledger, event.message_id, cause, event, now,
+                                        self._producer)) is not None:
+                    produced.append(ended)
+                if isinstance(event, ActionDecided):
+                    produced += self._notify(event, now)
             case BackupStored():
                 settings = self._settings_now()
                 if (kept := retain(self.ledger.backup, event, settings, now,
@@ -152,20 +154,40 @@ class Admission(Handler):
             self.ledger.evolve(item)
             if isinstance(item, QuarantineAdmitted):
                 notices += self._notify_usage(item, now)
+        # Room freed (or a message held): the waiting list goes in, oldest first, as it fits.
+        for item in self._admit_waiting(now):
+            produced.append(item)
+            if isinstance(item, QuarantineAdmitted):
+                notices += self._notify_usage(item, now)
         produced += notices  # folded into the notifier's book as they were made
         return [out for item in produced for out in self._ledger_out(item)] + self._removals(
             removed, evolve=True)
 
+    def _admit_waiting(self, now: datetime) -> list[Event]:
+        if not self.ledger.waiting:
+            return []
+        self._control.pump(0)
+        admitted = admit_waiting(self.ledger, self._control.value.current, now, self._producer)
+        for item in admitted:
+            self.ledger.evolve(item)
+        return list(admitted)
+
     def tick(self) -> list[Outgoing]:
         """The notifier's timers (the connection's state, the digest), then Backup retention
-        by age (and by size, for a limit lowered since the last copy)."""
+        by age (and by size, for a limit lowered since the last copy); held mail admitted when
+        the limits were raised."""
         notices = self._notify_timers(self._clock())
         out = [o for item in notices for o in self._ledger_out(item)]
         if time.monotonic() < self._next_expiry_check:
             return out
         self._next_expiry_check = time.monotonic() + EXPIRY_CHECK_S
-        return out + self._removals(expire(self.ledger.backup, self._settings_now(), self._clock(),
-                                     self._producer))
+        now = self._clock()
+        admitted = self._admit_waiting(now)
+        admitted += [n for item in admitted if isinstance(item, QuarantineAdmitted)
+                     for n in self._notify_usage(item, now)]
+        waiting = [o for item in admitted for o in self._ledger_out(item)]
+        return out + waiting + self._removals(expire(self.ledger.backup, self._settings_now(),
+                                                     self._clock(), self._producer))
 
     # -- notifications (decider/notifier.py decides; these feed it) -----------------------
 

@@ -60,6 +60,13 @@ from schemas import (
 log = logging.getLogger(__name__)
 DECIDER = PRINCIPALS["decider"]
 KATA_REJECT_REASON = "KATA detected a threat in this message"
+# A held message rejected by hold_outcome: why KATA gave no verdict, by the decision's reason.
+UNSCANNED_REASONS = {
+    "timeout": "KATA gave no verdict within the response timeout",
+    "not_connected": "KATA was not connected", "size_limit": "the KATA Quarantine was full",
+    "count_limit": "the KATA Quarantine was full", "error": "KATA could not scan it",
+    "too_large": "the message is over the 200 MB KATA scan limit",
+}
 
 
 class Apply(MailFold):
@@ -309,13 +316,17 @@ class Apply(MailFold):
         if not send:
             return [outcomes.ndr_suppressed(fx, parcel, why, now)]
         dsn_id = f"{parcel.message_id}-ndr"
+        held = parcel.decision is not None and parcel.decision.held
         try:
             report = build_ndr(
                 original=data,
                 envelope_from=parcel.envelope_from, recipients=list(parcel.recipients),
-                reporting_mta=self._settings.helo_name, reason=KATA_REJECT_REASON,
+                reporting_mta=self._settings.helo_name,
+                reason=(UNSCANNED_REASONS.get(parcel.decision.reason, "KATA gave no verdict")
+                        if held and parcel.decision is not None else KATA_REJECT_REASON),
                 status="5.7.1", diagnostic=None, arrival=parcel.received_at, now=now,
-                message_id=parcel.message_id, dsn_id=dsn_id, kind="kata_reject",
+                message_id=parcel.message_id, dsn_id=dsn_id,
+                kind="kata_unscanned" if held else "kata_reject",
             )
         except ValueError as exc:
             # Cannot come from a valid SMTP session; still, the message must end somewhere.

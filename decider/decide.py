@@ -27,7 +27,7 @@ from schemas import (
     ProducerRef,
     QuarantineAdmitted,
     QuarantineDenied,
-    RuleKata,
+    QuarantineHeld,
     ScanFailed,
     ScanSubmitted,
     ScanTimedOut,
@@ -70,7 +70,9 @@ class Messages:
                         m, partition, event.correlation_id or event.event_id, event.rule_id,
                         event.settings_version,
                     )
-            case QuarantineAdmitted() if m in self.pending:
+            case QuarantineAdmitted() | QuarantineHeld() if m in self.pending:
+                # A held message's hold ends at its deadline unless it is admitted first; then
+                # the admission's deadline replaces it (the old entry is void when popped).
                 self.pending[m] = replace(self.pending[m], deadline_at=event.deadline_at)
                 heapq.heappush(self._deadlines, (event.deadline_at, m))
             case ScanSubmitted() if m in self.pending:
@@ -106,7 +108,7 @@ class Messages:
         self.pending = {m: p for m, p in self.pending.items() if p.partition not in partitions}
 
     def due(self, now: datetime) -> list[Pending]:
-        """Admitted, undecided messages whose response timeout has passed."""
+        """Admitted (or held), undecided messages whose response timeout has passed."""
         due: list[Pending] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, m = heapq.heappop(self._deadlines)
@@ -117,17 +119,17 @@ class Messages:
 
 
 def _decision_event(
-    pending: Pending, outcome: str, rule: RuleKata, cause: Event | None, now: datetime,
+    pending: Pending, outcome: str, rule: policy.Policy, cause: Event | None, now: datetime,
     producer: ProducerRef,
 ) -> ActionDecided:
-    decision = policy.decide(outcome, rule)
+    decision = policy.decide(outcome, rule.kata, rule.on_unavailable, rule.hold_outcome)
     return ActionDecided(
         event_id=step_id(DECISIONS, pending.message_id, "decided"), occurred_at=now,
         producer=producer,
         message_id=pending.message_id, correlation_id=pending.correlation_id,
         causation_id=cause.event_id if cause is not None else None,
         action=decision.action, tag=decision.tag, backup=decision.backup,
-        skipped=decision.skipped, reason=decision.reason,
+        skipped=decision.skipped, reason=decision.reason, held=decision.held,
     )
 
 
@@ -149,7 +151,7 @@ def outcome_of(event: Event) -> str | None:
     return None
 
 
-RuleOf = Callable[[Pending], RuleKata]
+RuleOf = Callable[[Pending], policy.Policy]
 # What a late verdict came after, by the reason the message was decided for.
 LATE_AFTER = {"forced_release": "forced_release", "deleted_by_admin": "deleted_by_admin"}
 
@@ -157,8 +159,8 @@ LATE_AFTER = {"forced_release": "forced_release", "deleted_by_admin": "deleted_b
 def decide(
     messages: Messages, event: Event, rule_of: RuleOf, now: datetime, producer: ProducerRef
 ) -> list[Event]:
-    """The events `event` causes. `rule_of` gives the KATA section of a message's rule as
-    configured at the message's settings version."""
+    """The events `event` causes. `rule_of` gives the policy of a message's rule (its KATA
+    section, on_unavailable, hold_outcome) as configured at the message's settings version."""
     m = getattr(event, "message_id", None)
     if m is None:
         return []

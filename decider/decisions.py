@@ -10,6 +10,7 @@ from datetime import datetime
 from decider.decide import Messages, Pending, decide, timeouts
 from decider.history import ControlHistory
 from decider.mail_fold import MailFold
+from decider.policy import Policy, policy_of
 from eventlog.folded import FoldedTopic
 from eventlog.records import Consumed, Outgoing
 from eventlog.topics import TopicNames
@@ -17,7 +18,6 @@ from schemas import (
     ActionDecided,
     LateVerdictReceived,
     ProducerRef,
-    RuleKata,
     ScanTimedOut,
 )
 
@@ -39,8 +39,8 @@ class Decisions(MailFold):
         self._producer = producer
         self._clock = clock
 
-    def _rule_of(self, pending: Pending) -> RuleKata:
-        return self._control.value.at(pending.settings_version).rule(pending.rule_id).kata
+    def _rule_of(self, pending: Pending) -> Policy:
+        return policy_of(self._control.value.at(pending.settings_version), pending.rule_id)
 
     def decide(self, record: Consumed) -> list[Outgoing]:
         event = self.read(record)

@@ -34,7 +34,8 @@ from typing import Literal
 
 from schemas.raw_mail import header_end
 
-NdrKind = Literal["kata_reject", "delivery_failed"]
+# kata_unscanned: rejected by `hold_outcome` = reject, KATA gave no verdict (no threat found).
+NdrKind = Literal["kata_reject", "kata_unscanned", "delivery_failed"]
 SendDecision = Literal["send", "null_sender", "ndr_disabled"]
 
 MAX_ORIGINAL_HEADERS = 16 * 1024
@@ -137,6 +138,10 @@ def _human_text(kind: NdrKind, reporting_mta: str, reason: str, recipients: list
     if kind == "kata_reject":
         why = ["Your message was rejected and not delivered: Kaspersky Anti Targeted Attack",
                "Platform (KATA) detected a threat in it."]
+    elif kind == "kata_unscanned":
+        why = ["Your message was rejected and not delivered: it could not be scanned by",
+               "Kaspersky Anti Targeted Attack Platform (KATA), and this gateway does not",
+               "deliver mail it could not scan. No threat was found; you may send it again."]
     else:
         why = ["Your message could not be delivered to one or more recipients."]
     body = [
@@ -163,7 +168,7 @@ def _delivery_status(reporting_mta: str, message_id: str, arrival: datetime,
     ]
     if diagnostic is not None and (text := _ascii_line(diagnostic, _MAX_DIAGNOSTIC)):
         code = f"smtp; {text}" if re.match(r"^[245][0-9]{2}\b", text) else f"X-Katagate; {text}"
-    elif kind == "kata_reject":
+    elif kind in ("kata_reject", "kata_unscanned"):
         code = f"X-Katagate; rejected by KATA protection: {_ascii_line(reason, 200)}"
     else:
         code = None

@@ -6,9 +6,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from schemas import RuleKata
+from schemas import UNAVAILABLE_REASONS, ControlState, RuleKata, on_unavailable_of
+from schemas.control import HoldOutcome, OnUnavailable
 
 Action = Literal["deliver", "delete", "reject"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What decides a message: its rule's KATA section, and what to do when KATA cannot answer
+    (the rule's `on_unavailable`, else the global one; the global `hold_outcome`)."""
+
+    kata: RuleKata
+    on_unavailable: OnUnavailable = "skip"
+    hold_outcome: HoldOutcome = "skip"
+
+
+def policy_of(control: ControlState, rule_id: str | None) -> Policy:
+    rule = control.rule(rule_id)
+    return Policy(rule.kata, on_unavailable_of(control, rule), control.settings.hold_outcome)
 
 
 @dataclass(frozen=True)
@@ -18,6 +34,7 @@ class Decision:
     backup: bool
     skipped: bool
     reason: str  # schemas.ActionReason
+    held: bool = False  # decided by hold_outcome: the message was kept, KATA did not answer
 
 
 # "If KATA detected an event": the rule's choice → what we do.
@@ -30,9 +47,17 @@ SKIPPED_REASONS = frozenset({
 })
 
 
-def decide(outcome: str, rule: RuleKata) -> Decision:
+def decide(outcome: str, rule: RuleKata, on_unavailable: OnUnavailable = "skip",
+           hold_outcome: HoldOutcome = "skip") -> Decision:
     """`outcome` is a verdict state (detect, not_detected, timeout, error), a Skipped reason,
-    or deleted_by_admin."""
+    or deleted_by_admin. Under `hold` (and `tempfail`, for a message accepted before the
+    gateway knew KATA could not answer) an outcome KATA could not answer for ends with
+    `hold_outcome`: Skipped, or rejected (an NDR per the NDR switch)."""
+    if outcome in UNAVAILABLE_REASONS and on_unavailable != "skip":
+        if hold_outcome == "reject":
+            return Decision("reject", None, backup=False, skipped=False, reason=outcome,
+                            held=True)
+        return Decision("deliver", None, backup=False, skipped=True, reason=outcome, held=True)
     if outcome == "detect":
         action = ON_DETECT[rule.action]
         # The tag marks delivered messages only; a deleted or rejected one is never seen.

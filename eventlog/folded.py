@@ -45,7 +45,10 @@ def fold_to_end(settings: KafkaSettings, topic: str, initial: S,
 class FoldedTopic(Generic[S]):
     def __init__(
         self, settings: KafkaSettings, topic: str, initial: S, evolve: Callable[[S, Event], S],
+        tail: int | None = None,
     ) -> None:
+        """`tail`: fold only the last `tail` records of each partition (and what follows), for
+        a value that the newest records alone give (e.g. the quarantine's usage)."""
         # For following. A one-shot fold is `fold_to_end`'s, to ends taken before: being caught
         # up only says each partition met an end once, whenever that was.
         self._evolve = evolve
@@ -55,9 +58,12 @@ class FoldedTopic(Generic[S]):
         self._consumer = new_reader(settings, "fold", **{
             "client.id": f"katagate-fold-{topic}", "enable.partition.eof": True})
         partitions = self._consumer.list_topics(topic, timeout=settings.request_timeout_s)
-        self._consumer.assign([
-            TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions.topics[topic].partitions
-        ])
+        starts = dict.fromkeys(partitions.topics[topic].partitions, OFFSET_BEGINNING)
+        for p in starts if tail is not None else ():
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=settings.request_timeout_s)
+            starts[p] = max(low, high - (tail or 0))
+        self._consumer.assign([TopicPartition(topic, p, at) for p, at in starts.items()])
         self._eof: set[int] = set()
         self._partitions = len(partitions.topics[topic].partitions)
         self._own: set[uuid.UUID] = set()

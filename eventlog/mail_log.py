@@ -55,6 +55,8 @@ from schemas import (
     NotificationHeld,
     QuarantineAdmitted,
     QuarantineDenied,
+    QuarantineHeld,
+    QuarantineHoldEnded,
     QuarantineReleased,
     QueueActionRequested,
     ScanFailed,
@@ -162,6 +164,16 @@ def _released(e: QuarantineReleased) -> tuple[str, Fields]:
                                    ("messages", e.messages_in_use))
 
 
+def _held(e: QuarantineHeld) -> tuple[str, Fields]:
+    return "quarantine held", (("reason", e.reason), ("size", e.size), ("waiting", e.waiting),
+                               ("usage", e.bytes_in_use), ("messages", e.messages_in_use),
+                               ("deadline", _when(e.deadline_at)))
+
+
+def _hold_ended(e: QuarantineHoldEnded) -> tuple[str, Fields]:
+    return "quarantine hold_ended", (("cause", e.cause), ("waiting", e.waiting))
+
+
 def _forced_release(e: ForcedRelease) -> tuple[str, Fields]:
     return "quarantine forced_release", (("actor", e.actor),)
 
@@ -197,8 +209,9 @@ def _timed_out(e: ScanTimedOut) -> tuple[str, Fields]:
 
 def _decided(e: ActionDecided) -> tuple[str, Fields]:
     tag: Fields = (("tag", e.tag),) if e.tag is not None else ()
+    held: Fields = (("held", True),) if e.held else ()  # decided by hold_outcome
     return "", (("action", e.action), ("backup", e.backup), ("reason", e.reason),
-                ("skipped", e.skipped), *tag)
+                ("skipped", e.skipped), *held, *tag)
 
 
 def _stored(e: BackupStored) -> tuple[str, Fields]:
@@ -290,6 +303,7 @@ _LINES: dict[type[MailEvent], Callable[[Any], tuple[str, Fields]]] = {
     BackupResent: _resent, MessageDelivered: _delivered, DeliveryDeferred: _deferred,
     DeliveryFailed: _delivery_failed, MessageDiscarded: _discarded, NdrSent: _ndr_sent,
     NdrSuppressed: _ndr_suppressed, QueueActionRequested: _queue_action,
+    QuarantineHeld: _held, QuarantineHoldEnded: _hold_ended,
     NotificationComposed: _notice, NotificationHeld: _notice_held,
 }
 _REPLIES: dict[type[MailEvent], Callable[[Any], str]] = {

@@ -57,8 +57,9 @@ PRINCIPALS: dict[str, Principal] = {p.name: p for p in (
               writes=("control", "mail"), groups=("console",),
               transactional_ids=(CONTROL_WRITER, "console-"),
               why="the web console: the same changes as the commands, by a signed-in user"),
-    Principal("ingest", reads=("control",), writes=("mail", "raw"), groups=("ingest",),
-              transactional_ids=("ingest-",),
+    # The quarantine's newest ledger records: its usage, for on_unavailable = tempfail.
+    Principal("ingest", reads=("control", "quarantine"), writes=("mail", "raw"),
+              groups=("ingest",), transactional_ids=("ingest-",),
               why="SMTP in: raw chunks and MessageReceived"),
     # The connection lifecycle records its state, keys and pins in the control topic, so the
     # scanner writes it too (docs/SECURITY.md: moving those events to a topic of their own).

@@ -1,4 +1,5 @@
-"""The configuration in force, folded from `katagate.control` from offset 0 in a thread.
+"""The configuration in force, folded from `katagate.control` from offset 0 in a thread; and the
+KATA Quarantine's usage, from the newest records of `katagate.quarantine` (for tempfail).
 
 No consumer group: the control log is small and single-partition, and every ingest instance
 needs all of it. New rules and settings apply to messages whose DATA ends after they were read;
@@ -12,7 +13,12 @@ import threading
 from eventlog.folded import FoldedTopic
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
+from ingest.unavailable import Usage, evolve_usage
 from schemas import ControlState, evolve_control
+
+# Ledger records read back at start: the newest one with the usage is among them unless the
+# Backup's removals fill the tail (then the usage is unknown until the next ledger event).
+USAGE_TAIL = 1000
 
 
 class ControlFollower:
@@ -48,3 +54,27 @@ class ControlFollower:
     def join(self, timeout_s: float) -> None:
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+class QuarantineUsage:
+    """The quarantine's usage as the ledger's newest records give it, followed in a thread."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._folded = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).quarantine, Usage(),
+                                   evolve_usage, tail=USAGE_TAIL)
+
+    @property
+    def usage(self) -> Usage:
+        return self._folded.value
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        def run() -> None:
+            try:
+                while not stop.is_set():
+                    self._folded.pump(0.2)
+            finally:
+                self._folded.close()
+
+        thread = threading.Thread(target=run, name="ingest-quarantine-usage", daemon=True)
+        thread.start()
+        return thread

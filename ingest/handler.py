@@ -27,7 +27,8 @@ from ingest.received import Accepted, rule_for, sender_of
 from ingest.replies import Reply
 from ingest.settings import IngestSettings
 from ingest.subject import check_subject_fields, decode_subject
-from schemas import ControlState
+from ingest.unavailable import Usage, tempfail
+from schemas import ControlState, match_rule
 from schemas.raw_mail import header_end
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ _REASONS: dict[tuple[int, str], str] = {
     (replies.UNKNOWN_RECIPIENT.code, replies.UNKNOWN_RECIPIENT.enhanced): "unknown_recipient",
     (replies.UNVERIFIED_RECIPIENT.code, replies.UNVERIFIED_RECIPIENT.enhanced):
         "unverified_recipient",
+    (replies.KATA_NOT_CONNECTED.code, replies.KATA_NOT_CONNECTED.enhanced): "kata_unavailable",
     (501, replies.SENDER_TOO_LONG.enhanced): "address_too_long",
     (501, replies.RECIPIENT_TOO_LONG.enhanced): "address_too_long",
 }
@@ -83,7 +85,7 @@ def inspect(data: bytes, settings: IngestSettings) -> Inspected:
 
 class IngestHandler:
     def __init__(self, settings: IngestSettings, control: Callable[[], ControlState],
-                 committer: Committer) -> None:
+                 committer: Committer, usage: Callable[[], Usage] = Usage) -> None:
         self._settings = settings
         self._limits = settings.address_limits()
         self._relay = settings.relay_policy()
@@ -91,6 +93,7 @@ class IngestHandler:
         self._verifier = settings.recipient_verifier()
         self._control = control
         self._committer = committer
+        self._usage = usage  # the KATA Quarantine's, for on_unavailable = tempfail
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -124,7 +127,8 @@ class IngestHandler:
         refusal = (recipient_limit_reached(envelope.rcpt_tos, self._settings.max_recipients)
                    or check_address(address, self._limits, sender=False)
                    or self._relay.decide(session.peer[0], address)
-                   or await self._verify(address))
+                   or await self._verify(address)
+                   or self._unavailable(envelope.mail_from, [address], 0))
         if refusal:
             return refuse(refusal)
         if address not in envelope.rcpt_tos:  # a repeated recipient gets one copy
@@ -142,6 +146,14 @@ class IngestHandler:
             refusal = await self._verifier.check(recipient)
         return refusal
 
+    def _unavailable(self, mail_from: str, recipients: list[str], size: int) -> Reply | None:
+        """451 4.7.0 for mail whose rule says tempfail while KATA cannot take it: at RCPT for
+        each recipient under its own rule, and again at the end of DATA for the whole message
+        under its rule, with its size (the connection may have gone meanwhile)."""
+        state = self._control()
+        rule = match_rule(state, sender_of(mail_from), recipients)
+        return tempfail(state, rule, self._usage(), size)
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         metrics.RECEIVED.inc()
         data: bytes = envelope.original_content or b""
@@ -149,8 +161,10 @@ class IngestHandler:
         # takes microseconds, less than the hop to a thread.
         inspected = (inspect(data, self._settings) if inline(data)
                      else await asyncio.to_thread(inspect, data, self._settings))
-        if inspected.refusal:
-            return refuse(inspected.refusal)
+        refusal = inspected.refusal or self._unavailable(envelope.mail_from,
+                                                         list(envelope.rcpt_tos), len(data))
+        if refusal:
+            return refuse(refusal)
         sender = sender_of(envelope.mail_from)
         recipients = list(envelope.rcpt_tos)
         state = self._control()

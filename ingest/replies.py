@@ -43,6 +43,12 @@ UNVERIFIED_RECIPIENT = Reply(450, "4.1.1", "Recipient address rejected: unverifi
 # RFC 3463 4.3.1 "mail system full": the DATA bytes all sessions may hold are spent; the sender
 # retries later, and the messages already in hand are not put at risk to make room.
 DATA_BUDGET_FULL = Reply(451, "4.3.1", "Too much mail data in transit, try again later")
+# on_unavailable = tempfail: KATA cannot scan it now, so the sender keeps it and retries (RFC
+# 3463 4.7.0: "other or undefined security status").
+KATA_NOT_CONNECTED = Reply(451, "4.7.0", "KATA not connected: not accepted unscanned, try again "
+                                         "later")
+KATA_QUARANTINE_FULL = Reply(451, "4.7.0", "KATA Quarantine full: not accepted unscanned, try "
+                                           "again later")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands, closing connection")
 TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")
@@ -72,6 +78,9 @@ LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
 SUBJECT_FIELDS = Reply(554, "5.6.0", "More than one Subject header field")
 HEADERS_TOO_LARGE = Reply(554, "5.6.0", "Header section too large")
 TOO_LARGE = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+# on_unavailable = tempfail and over the 200 MB KATA scan cap: no retry could be scanned.
+OVER_SCAN_LIMIT = Reply(552, "5.3.4", "Message over the 200 MB KATA scan limit: not accepted "
+                                      "unscanned")
 
 # aiosmtpd's own fixed replies, given the enhanced code they lack.
 _KNOWN: dict[str, str] = {

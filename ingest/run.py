@@ -16,7 +16,7 @@ from eventlog.producer import TransactionalProducer
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
 from ingest.committer import Batching, CommitterPool, GroupCommitter
-from ingest.control import ControlFollower
+from ingest.control import ControlFollower, QuarantineUsage
 from ingest.handler import IngestHandler
 from ingest.server import serve
 from ingest.settings import IngestSettings
@@ -42,6 +42,8 @@ def run_ingest(
     halt = threading.Event()  # stops the helper threads however serving ends
     control = ControlFollower(kafka)
     control.start(halt)
+    quarantine = QuarantineUsage(kafka)  # for on_unavailable = tempfail
+    usage_thread = quarantine.start(halt)
     def writer(index: int) -> GroupCommitter:
         # Writer 0 keeps the id a single writer always had; a restart with as many writers
         # fences (and aborts the transactions of) the previous ones.
@@ -74,7 +76,8 @@ def run_ingest(
             host, port = str(metrics.server_address[0]), int(metrics.server_address[1])
             log.info("ingest-metrics=%s:%d", host, port)
             print(f"ingest-metrics={host}:{port}", flush=True)
-        handler = IngestHandler(settings, lambda: control.state, committer)
+        handler = IngestHandler(settings, lambda: control.state, committer,
+                                lambda: quarantine.usage)
         # aiosmtpd logs every command of every session at INFO: a fifth of the event loop's
         # time under load. Our own line per accepted message (handler.py) is the mail log.
         logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -93,3 +96,4 @@ def run_ingest(
         committer.stop()
         halt.set()
         control.join(5.0)
+        usage_thread.join(5.0)

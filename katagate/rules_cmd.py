@@ -87,6 +87,9 @@ def _field_options(parser: argparse.ArgumentParser) -> None:
     tag.add_argument("--tag", help="text added at the start of the Subject on a detect")
     tag.add_argument("--no-tag", action="store_true", help="add no text to the Subject")
     parser.add_argument("--backup", metavar="on|off", help="Place copy in Backup")
+    parser.add_argument("--on-unavailable", metavar="global|skip|hold|tempfail",
+                        help="when KATA cannot answer (not connected, quarantine full): deliver "
+                             "unscanned, hold, or 451 at SMTP; 'global': the global setting")
     add_write_options(parser)
 
 
@@ -96,6 +99,7 @@ def _fields(args: argparse.Namespace) -> dict[str, object]:
         "senders": args.senders, "recipients": args.recipients,
         "kata.enabled": args.kata_enabled, "kata.action": args.kata_action,
         "kata.tag": args.tag, "kata.backup": args.backup,
+        "kata.on_unavailable": args.on_unavailable,
     }
     fields = {name: value for name, value in given.items() if value is not None}
     if args.no_tag:
@@ -160,6 +164,7 @@ def describe_rule(rule: Rule) -> str:
         ("  If KATA detected an event", ACTION_LABELS[rule.kata.action]),
         ("  Add to the subject", "(nothing)" if rule.kata.tag is None else rule.kata.tag),
         ("  Place copy in Backup", describe_field(rule, "kata.backup")),
+        ("  If KATA cannot answer", describe_field(rule, "kata.on_unavailable")),
     ]
     return "\n".join(f"{name + ':':30} {value}" for name, value in rows)
 

@@ -29,13 +29,15 @@ from schemas.control import (
     RuleKataToggled,
     SensorKeyGenerated,
 )
-from schemas.control_state import DEFAULT_RULE, ControlState, match_rule
+from schemas.control_state import DEFAULT_RULE, ControlState, match_rule, on_unavailable_of
 from schemas.control_state import evolve as evolve_control
 from schemas.delivery_queue import QueueAction, QueueActionRequested
 from schemas.envelope import Event, MailEvent
 from schemas.errors import SchemaError
+from schemas.hold import HoldReason, QuarantineHeld, QuarantineHoldEnded
 from schemas.mail import (
     TERMINAL_OUTCOMES,
+    UNAVAILABLE_REASONS,
     ActionDecided,
     ActionReason,
     BackupStored,
@@ -108,6 +110,7 @@ __all__ = [
     "NOTICE_KINDS",
     "RESET_FIELDS",
     "TERMINAL_OUTCOMES",
+    "UNAVAILABLE_REASONS",
     "UPCASTERS",
     "ActionDecided",
     "ActionReason",
@@ -133,6 +136,7 @@ __all__ = [
     "Fingerprint",
     "ForcedDelete",
     "ForcedRelease",
+    "HoldReason",
     "KataProtectionToggled",
     "KataSettings",
     "KataSettingsChanged",
@@ -155,6 +159,8 @@ __all__ = [
     "ProducerRef",
     "QuarantineAdmitted",
     "QuarantineDenied",
+    "QuarantineHeld",
+    "QuarantineHoldEnded",
     "QuarantineReleased",
     "QueueAction",
     "QueueActionRequested",
@@ -185,6 +191,7 @@ __all__ = [
     "encode_event",
     "evolve_control",
     "match_rule",
+    "on_unavailable_of",
     "terminal_outcome",
     "type_of",
     "upcast",

@@ -17,6 +17,7 @@ from schemas.control import (
     KataSettings,
     KataSettingsChanged,
     KataSettingsReset,
+    OnUnavailable,
     Rule,
     RuleChanged,
     RuleCreated,
@@ -93,3 +94,9 @@ def match_rule(state: ControlState, sender: str, recipients: list[str]) -> Rule:
                                                    for r in recipients):
             return rule
     return DEFAULT_RULE
+
+
+def on_unavailable_of(state: ControlState, rule: Rule) -> OnUnavailable:
+    """What to do with a message of `rule` that KATA cannot scan now: the rule's own choice,
+    else the global setting."""
+    return rule.kata.on_unavailable or state.settings.on_unavailable

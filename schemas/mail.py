@@ -48,6 +48,9 @@ ActionReason = Literal[
     "forced_release",
     "deleted_by_admin",
 ]
+# KATA could not answer for these: what `on_unavailable` (skip, hold, tempfail) is about.
+UNAVAILABLE_REASONS = frozenset({
+    "timeout", "error", "size_limit", "count_limit", "too_large", "not_connected"})
 SmtpReply = Annotated[str, StringConstraints(max_length=1000)]
 Recipients = Annotated[list[Address], Field(min_length=1, max_length=1000)]
 
@@ -221,6 +224,9 @@ class ActionDecided(MailEvent):
     backup: bool
     skipped: bool  # the product's "Skipped": delivered unchanged, KATA gave no usable verdict
     reason: ActionReason
+    # The rule's on_unavailable kept the message (hold, or tempfail after its 250) and KATA did
+    # not answer: `hold_outcome` decided it (deliver Skipped, or reject). False in older events.
+    held: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -232,6 +238,9 @@ class ActionDecided(MailEvent):
             raise ValueError("a tag applies only when delivering a detected message")
         if self.reason == "deleted_by_admin" and (self.action != "delete" or self.backup):
             raise ValueError("reason 'deleted_by_admin' requires action 'delete', no backup")
+        if self.held and (self.reason not in UNAVAILABLE_REASONS or self.action == "delete"):
+            raise ValueError("a held message's outcome is deliver or reject, for a reason "
+                             "KATA could not answer")
         return self
 
 

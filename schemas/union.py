@@ -33,6 +33,7 @@ from schemas.control import (
 from schemas.delivery_queue import QueueActionRequested
 from schemas.envelope import Event, MailEvent
 from schemas.errors import SchemaError
+from schemas.hold import QuarantineHeld, QuarantineHoldEnded
 from schemas.mail import (
     ActionDecided,
     BackupStored,
@@ -97,6 +98,8 @@ AnyEvent = Annotated[
     | SensorKeyGenerated
     | CentralNodeObserved
     | ConnectionStateChanged
+    | QuarantineHeld
+    | QuarantineHoldEnded
     | NotificationSettingsChanged
     | NotificationComposed
     | NotificationHeld,
@@ -132,7 +135,8 @@ MAIL_LIFECYCLE: tuple[str, ...] = tuple(type_of(cls) for cls in (
     QuarantineReleased, BackupStored, BackupRetained, DeliveryDeferred, QueueActionRequested,
     MessageDelivered, DeliveryFailed, MessageDiscarded, NdrSent, NdrSuppressed,
     LateVerdictReceived, BackupResendRequested, BackupResent, BackupDeleteRequested,
-    BackupRemoved, NotificationHeld, NotificationComposed))
+    BackupRemoved, QuarantineHeld, QuarantineHoldEnded,
+    NotificationHeld, NotificationComposed))
 if set(MAIL_LIFECYCLE) != {name for name, cls in EVENT_TYPES.items()
                            if issubclass(cls, MailEvent)}:
     raise RuntimeError("MAIL_LIFECYCLE must place every mail event of the union, once")

@@ -154,17 +154,19 @@ async function refreshConnection() {
   show(document.getElementById("conn-error"), "");
   const names = JSON.parse(document.getElementById("connection-state-names").textContent);
   const c = answer.body;
-  const address = c.central_node_address
-    ? c.central_node_address + ":" + c.central_node_port : "(not set)";
-  document.getElementById("conn-address").textContent = address;
-  document.getElementById("conn-state").textContent =
-    (names[c.connection_state] || c.connection_state) + (c.since ? " since " + c.since : "");
-  document.getElementById("conn-gateway-fingerprint").textContent =
-    c.ksmg_public_key_fingerprint || "(no key yet)";
-  document.getElementById("conn-kata-fingerprint").textContent =
-    c.kata_public_key_fingerprint || "(not seen yet)";
-  document.getElementById("conn-kata-not-after").textContent =
-    c.kata_certificate_not_after || "(not seen yet)";
+  // The window's lines as the page lists them: the address alone, the port on its own line.
+  const shown = {
+    central_node_address: c.central_node_address || "(not set)",
+    central_node_port: c.central_node_address ? String(c.central_node_port) : "(not set)",
+    connection_state: (names[c.connection_state] || c.connection_state) +
+      (c.since ? " since " + c.since : ""),
+    ksmg_public_key_fingerprint: c.ksmg_public_key_fingerprint || "(no key yet)",
+    kata_public_key_fingerprint: c.kata_public_key_fingerprint || "(not seen yet)",
+    kata_certificate_not_after: c.kata_certificate_not_after || "(not seen yet)",
+  };
+  document.querySelectorAll("#connection-rows [data-key]").forEach((element) => {
+    element.textContent = shown[element.dataset.key] || "";
+  });
   // require_manual_pin: nothing is sent until an administrator confirms KATA's key.
   const confirm = c.kata_public_key_confirmation_required;
   show(document.getElementById("conn-confirm"), confirm
@@ -199,13 +201,23 @@ function setUpKataProtection() {
       if (input) input.focus();
     });
   });
+  const status = document.getElementById("kata-form-status");
+  // Cancel (or Esc) discards what was typed or filled in: the window shows the settings in
+  // force when it opens again.
+  windowDialog.addEventListener("close", () => {
+    form.reset();
+    clearErrors(form);
+    show(status, "");
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const changes = changedFields(form);
     if ("ndr_enabled" in changes) changes.ndr_enabled = switchValue(changes.ndr_enabled);
     if (Object.keys(changes).length === 0) {
-      showErrors(form, "", document.getElementById("kata-form-error"),
-                 {error: "Nothing to change: the settings are as shown."});
+      // As the product's Apply: the window closes; there was nothing to save.
+      windowDialog.close();
+      show(document.getElementById("flash"), "Nothing to change: the settings in force are " +
+           "as shown (configuration version " + form.dataset.version + ")");
       return;
     }
     const answer = await api("PUT", "/api/settings", changes);
@@ -217,15 +229,14 @@ function setUpKataProtection() {
       showErrors(form, "", document.getElementById("kata-form-error"), answer.body);
     }
   });
-  document.getElementById("set-default-values").addEventListener("click", async (event) => {
+  // "Set default values" only fills the window in; Apply saves, Cancel discards (the
+  // documentation's steps 10 and 11). POST /api/settings/defaults stays for scripts.
+  document.getElementById("set-default-values").addEventListener("click", (event) => {
     event.preventDefault();
-    const answer = await api("POST", "/api/settings/defaults");
-    if (answer.ok) {
-      flashNext("Default values set (configuration version " + answer.body.version + ")");
-      location.reload();
-    } else {
-      showErrors(form, "", document.getElementById("kata-form-error"), answer.body);
-    }
+    form.querySelectorAll("[data-default]").forEach((input) => {
+      input.value = input.dataset.default;
+    });
+    show(status, "Default values filled in: Apply saves them, Cancel discards them.");
   });
 
   const connection = document.getElementById("connection-window");
@@ -297,6 +308,7 @@ function setUpRule() {
       let typed = value;
       if (["enabled", "kata.enabled", "kata.backup"].includes(name)) typed = switchValue(value);
       if (["senders", "recipients"].includes(name)) typed = patterns(value);
+      if (name === "kata.on_unavailable" && value === "global") typed = null;  // the setting's
       if (name.startsWith("kata.")) kata[name.slice(5)] = typed; else general[name] = typed;
     }
     const base = "/api/rules/" + encodeURIComponent(ruleId);

@@ -10,6 +10,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,15 @@ class Stack:
         return [e for e in self.gateway.control_events() if e.producer.stage == "admin"][-1]
 
 
+
+
+def searched(stack: Stack, row_id: str, text: str) -> str:
+    """Search again until the row shows `text` (the projector folds the log a moment after
+    it was written); the row's text."""
+    def found() -> str | None:
+        stack.by_id("search-submit").click()
+        time.sleep(0.5)
+        shown = stack.text(row_id)
+        return shown if text in shown else None
+    row: str = until(found, 30, f"{row_id} showing {text!r}")
+    return row

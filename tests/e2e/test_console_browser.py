@@ -17,7 +17,7 @@ from admin.errors import InvalidCommand
 from admin.settings import validate_settings
 from tests.console_client import console_token_file, projector
 from tests.e2e.browser import chromium, until
-from tests.e2e.console_stack import ConsoleProcess, Stack, mail
+from tests.e2e.console_stack import ConsoleProcess, Stack, mail, searched
 from tests.e2e.gateway import Gateway, rule
 
 pytestmark = pytest.mark.kafka
@@ -82,7 +82,10 @@ def test_the_connection_window_shows_both_fingerprints_as_the_emulator_does(stac
     stack.shot("kata-protection")
     stack.by_id("open-connection-window").click()
     until(lambda: stack.text("conn-state").startswith("Connected"), 30, "Connected")
-    assert stack.text("conn-address") == f"127.0.0.1:{stack.gateway.emulator.port}"
+    # The address alone, as documented; the port on a line of its own
+    assert stack.text("conn-address") == "127.0.0.1"
+    assert stack.text("conn-port") == str(stack.gateway.emulator.port)
+    assert "KSMG public key fingerprint" in stack.text("connection-rows")
     assert stack.text("conn-gateway-fingerprint") == sensor["fingerprint"]
     assert stack.text("conn-kata-fingerprint") == stack.gateway.emulator.fingerprint
     # The certificate's expiry, as recorded by the scanner: the emulator's is a year or more off.
@@ -136,6 +139,7 @@ def test_switching_a_rules_action_changes_how_the_next_detected_message_is_handl
 
     # Reject → Skip, with a subject tag set in the "Tag for messages with a KATA detect" window
     Select(stack.by_id("field-kata.action")).select_by_visible_text("Skip")
+    Select(stack.by_id("field-kata.on_unavailable")).select_by_value("tempfail")
     stack.by_id("open-tag-window").click()
     stack.type_into("tag-input", "[console detect]")
     stack.shot("tag-window")
@@ -144,7 +148,8 @@ def test_switching_a_rules_action_changes_how_the_next_detected_message_is_handl
     stack.by_id("field-kata.backup").click()  # Place copy in Backup: off
     version = apply_rule(stack)
     assert stack.last_control().rule.kata.model_dump() == {
-        "enabled": True, "action": "skip", "tag": "[console detect]", "backup": False}
+        "enabled": True, "action": "skip", "tag": "[console detect]", "backup": False,
+        "on_unavailable": "tempfail"}
     _m, events = send_detect(stack, "skipped by the console", version)
     assert next(e for e in events if e.type == "delivery.delivered").tagged
     assert "backup.stored" not in [e.type for e in events]
@@ -218,18 +223,6 @@ def test_the_kata_quarantine_shows_each_sender_and_acts_on_a_selection(stack):
         until(lambda: stack.text("usage-messages").startswith("0 of 5000"), 20, "usage 0")
     finally:
         gateway.emulator.cli("faults", "reset")
-
-
-def searched(stack: Stack, row_id: str, text: str) -> str:
-    """Search again until the row shows `text` (the projector folds the log a moment after
-    it was written); the row's text."""
-    def found() -> str | None:
-        stack.by_id("search-submit").click()
-        time.sleep(0.5)
-        shown = stack.text(row_id)
-        return shown if text in shown else None
-    row: str = until(found, 30, f"{row_id} showing {text!r}")
-    return row
 
 
 def test_tracking_finds_a_message_by_its_sender_and_opens_its_timeline(stack):
@@ -333,6 +326,8 @@ def test_each_bad_value_shows_its_validation_message_and_changes_nothing(stack):
 
 
 def test_changing_each_setting_then_set_default_values(stack):
+    from selenium.webdriver.support.select import Select
+
     # Last: the gateway is pointed elsewhere on this machine (127.0.0.2: loopback only).
     stack.open("/settings/protection/kata")
     stack.by_id("show-response_timeout_s").click()
@@ -342,13 +337,15 @@ def test_changing_each_setting_then_set_default_values(stack):
     for name, value in new.items():
         stack.type_into(f"field-{name}", value)
     stack.by_id("field-ndr_enabled").click()
+    Select(stack.by_id("field-hold_outcome")).select_by_value("reject")  # a Policy field
     stack.shot("kata-protection-window")
     assert "applied" in stack.click_and_reload(stack.by_id("kata-apply"))
     changed = stack.last_control()
     assert (changed.type, changed.actor) == ("settings.kata_changed", "admin")
     assert changed.changed == ["central_node_address", "central_node_port",
                                "response_timeout_s", "quarantine_max_bytes",
-                               "quarantine_max_messages", "ndr_enabled", "poll_interval_s"]
+                               "quarantine_max_messages", "ndr_enabled", "poll_interval_s",
+                               "hold_outcome"]
     shown = {name: stack.text(f"show-{name}") for name in new}
     assert shown == {"central_node_address": "127.0.0.2", "central_node_port": "8443",
                      "response_timeout_s": "900 s", "quarantine_max_size_mb": "2048 MB",
@@ -358,17 +355,39 @@ def test_changing_each_setting_then_set_default_values(stack):
           "the usage bar against the new limit")
     stack.shot("kata-protection-applied")
 
-    # "Set default values": port, timeout and both quarantine limits; nothing else
-    stack.by_id("show-central_node_port").click()
-    assert "Default values set" in stack.click_and_reload(stack.by_id("set-default-values"))
-    reset = stack.last_control()
-    assert (reset.type, reset.actor) == ("settings.kata_reset", "admin")
+    # "Set default values" fills in port, timeout and both quarantine limits; Cancel discards
+    def fill_defaults() -> None:
+        stack.by_id("show-central_node_port").click()
+        stack.by_id("set-default-values").click()
+        assert stack.by_id("field-central_node_port").get_attribute("value") == "443"
+        assert stack.by_id("field-quarantine_max_size_mb").get_attribute("value") == "1024"
+    before = len(stack.gateway.control_events())
+    fill_defaults()
+    stack.by_id("kata-cancel").click()
+    assert stack.text("show-central_node_port") == "8443"  # the settings in force
+    stack.by_id("show-central_node_port").click()  # opened again: as in force, not filled
+    assert stack.by_id("field-central_node_port").get_attribute("value") == "8443"
+    stack.by_id("kata-cancel").click()
+    assert len(stack.gateway.control_events()) == before
+    # Apply saves them: port, timeout and both quarantine limits; nothing else
+    fill_defaults()
+    stack.shot("kata-protection-window-defaults")
+    assert "applied" in stack.click_and_reload(stack.by_id("kata-apply"))
+    assert stack.last_control().changed == ["central_node_port", "response_timeout_s",
+                                            "quarantine_max_bytes", "quarantine_max_messages"]
     assert {name: stack.text(f"show-{name}") for name in new} == {
         "central_node_address": "127.0.0.2", "central_node_port": "443",
         "response_timeout_s": "600 s", "quarantine_max_size_mb": "1024 MB",
         "quarantine_max_messages": "5000", "poll_interval_s": "5 s"}
     assert stack.text("show-ndr_enabled") == "Off"
     stack.shot("kata-protection-defaults")
+    # With the defaults in force: filled in and applied, the window closes without an error
+    before = len(stack.gateway.control_events())
+    fill_defaults()
+    stack.by_id("kata-apply").click()
+    until(lambda: not stack.by_id("kata-window").is_displayed(), 10, "the window to close")
+    assert stack.text("flash").startswith("Nothing to change")
+    assert len(stack.gateway.control_events()) == before
 
     # The global KATA protection switch
     switch = stack.by_id("kata-protection-switch").find_element("xpath", "..")

@@ -138,7 +138,8 @@ def test_rules_lifecycle_and_a_replay_reproduces_what_list_prints(run, kafka_set
         ("rules", "add", "finance", "--name", "Finance", "--recipients", "*@finance.example",
          "--actor", "alice"),
         ("rules", "add", "partners", "--senders", "*@partner.example", "*@vendor.example",
-         "--kata-action", "reject", "--tag", "[Partner KATA]", "--backup", "off"),
+         "--kata-action", "reject", "--tag", "[Partner KATA]", "--backup", "off",
+         "--on-unavailable", "tempfail"),
         ("rules", "set", "finance", "--position", "20"),
         ("rules", "set", "partners", "--position", "5", "--no-tag", "--actor", "bob"),
         ("rules", "kata", "finance", "off", "--actor", "bob"),
@@ -160,10 +161,10 @@ def test_rules_lifecycle_and_a_replay_reproduces_what_list_prints(run, kafka_set
     assert [r["rule_id"] for r in listed["rules"]] == ["partners", "finance"]
     partners, finance = listed["rules"]
     assert partners["kata"] == {"enabled": True, "action": "reject", "tag": None,
-                                "backup": False}
+                                "backup": False, "on_unavailable": "tempfail"}
     assert partners["senders"] == ["*@partner.example", "*@vendor.example"]
     assert finance["kata"] == {"enabled": False, "action": "delete", "tag": "[KATA detect]",
-                               "backup": True}
+                               "backup": True, "on_unavailable": None}
     # And a fold of the topic from offset 0 gives exactly what `rules list --json` prints
     state = refold(kafka_settings)
     assert listed == {
@@ -176,6 +177,9 @@ def test_rules_lifecycle_and_a_replay_reproduces_what_list_prints(run, kafka_set
     # And the human views name the product's settings
     code, out, _ = run("rules", "show", "partners")
     assert re.search(r"^  If KATA detected an event: +Reject$", out, re.MULTILINE), out
+    assert re.search(r"^  If KATA cannot answer: +'tempfail'$", out, re.MULTILINE), out
+    code, out, _ = run("rules", "show", "finance")
+    assert re.search(r"^  If KATA cannot answer: +global$", out, re.MULTILINE), out
     code, out, _ = run("rules", "list")
     assert out.splitlines()[1].split()[:2] == ["5", "partners"]
 
@@ -202,6 +206,8 @@ REFUSED: list[tuple[list[str], str]] = [
     (["rules", "add", "finance"], "rule_id: a rule 'finance' already exists"),
     (["rules", "add", "Bad Id"], "rule_id: must be 1..64 lower-case letters"),
     (["rules", "add", "x", "--tag", ""], "kata.tag: must be 1..255 characters"),
+    (["rules", "add", "x", "--on-unavailable", "later"],
+     "kata.on_unavailable: must be one of global, skip, hold, tempfail, got 'later'"),
     (["rules", "add", "x", "--tag", "T" * 256], "kata.tag: must be 1..255 characters"),
     (["rules", "add", "x", "--tag", "[A]\r\nBcc: x@example.com"],
      "kata.tag: must not contain line breaks or control characters"),

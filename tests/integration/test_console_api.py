@@ -81,7 +81,9 @@ def test_settings_changes_are_events_by_the_admin_and_a_replay_reproduces_what_i
         "central_node_address": "192.0.2.10", "central_node_port": 443,
         "response_timeout_s": 600, "quarantine_max_bytes": 1024 * MIB,
         "quarantine_max_messages": 5000, "ndr_enabled": False, "poll_interval_s": 30,
-        "backup_max_age_days": 30, "backup_max_bytes": 10240 * MIB}}
+        "backup_max_age_days": 30, "backup_max_bytes": 10240 * MIB,
+        "on_unavailable": "skip", "hold_outcome": "skip", "verdict_header_name": None,
+        "verdict_header_format": "{verdict}; scanned={scanned_at}", "verdict_cache_ttl_s": 3600}}
     # And a fold from offset 0 reproduces what the API shows
     assert settings_document(refold(kafka_settings)) == shown
 
@@ -89,7 +91,7 @@ def test_settings_changes_are_events_by_the_admin_and_a_replay_reproduces_what_i
     page = admin.client.get("/settings/protection/kata").text
     for text in ("KATA Central Node IPv4-address", "192.0.2.10", "KATA response timeout",
                  "Maximum number of messages in KATA Quarantine", "Set default values",
-                 "KATA connection state", "Gateway public key fingerprint"):
+                 "KATA connection state", "KSMG public key fingerprint"):
         assert text in page
 
 
@@ -117,7 +119,8 @@ def test_rules_and_their_kata_section_are_events_and_a_replay_reproduces_the_lis
         "kata": {"action": "reject"}}), 201)
     assert created["type"] == "rule.created"
     assert created["rule"]["kata"] == {"enabled": True, "action": "reject",
-                                       "tag": "[KATA detect]", "backup": True}
+                                       "tag": "[KATA detect]", "backup": True,
+                                       "on_unavailable": None}
     written(admin("POST", "/api/rules", {"rule_id": "all", "position": 100}), 201)
     changed = written(admin("PUT", "/api/rules/sales", {"position": 20,
                                                         "name": "Sales <script>x</script>",
@@ -127,10 +130,14 @@ def test_rules_and_their_kata_section_are_events_and_a_replay_reproduces_the_lis
     toggled = written(admin("PUT", "/api/rules/sales/kata", {"enabled": False}))
     assert (toggled["type"], toggled["enabled"]) == ("rule.kata_toggled", False)
     section = written(admin("PUT", "/api/rules/sales/kata", {"action": "skip",
-                                                             "backup": "off"}))
+                                                             "backup": "off",
+                                                             "on_unavailable": "hold"}))
     assert section["type"] == "rule.changed"
     assert section["rule"]["kata"] == {"enabled": False, "action": "skip", "tag": None,
-                                       "backup": False}
+                                       "backup": False, "on_unavailable": "hold"}
+    # The rule form's "As in the settings": the global setting again
+    back = written(admin("PUT", "/api/rules/sales/kata", {"on_unavailable": "global"}))
+    assert back["rule"]["kata"]["on_unavailable"] is None
 
     # Refusals that need the rules in force: nothing written
     before = len(control_events(kafka_settings))

@@ -261,6 +261,7 @@ def fetched(settings: KafkaSettings, group: str, topic: str, wait_s: float = 15.
 
 @pytest.mark.parametrize(("who", "topic", "expected"), [
     ("ingest", "control", None),
+    ("ingest", "quarantine", None),  # the ledger's usage, for on_unavailable = tempfail
     ("ingest", "mail", TOPIC_DENIED),  # it writes the mail events, never reads them
     ("decider", "mail", None),
     ("decider", "audit", TOPIC_DENIED),

@@ -46,3 +46,19 @@ def test_only_a_waiting_message_can_be_sent_on_or_deleted() -> None:
     held = {w.message_id: w for w in waiting(ledger(1))}
     with pytest.raises(InvalidCommand, match="is not waiting in the KATA Quarantine"):
         refuse_unless_waiting(held, "MSG00000001")
+
+
+def test_a_message_held_outside_the_full_quarantine_can_be_sent_on_until_its_hold_ends() -> None:
+    # Given a message waiting outside the full quarantine (on_unavailable = hold)
+    from tests.unit.fixtures.events import sample_events
+
+    held_event, ended = [e for e in sample_events()
+                         if e.type in ("quarantine.held", "quarantine.hold_ended")]
+    held = {w.message_id: w for w in waiting([held_event])}
+    # Then an administrator may send it on or delete it
+    refuse_unless_waiting(held, held_event.message_id)
+    assert held[held_event.message_id].deadline_at == held_event.deadline_at
+    # When its hold ended, Then no more
+    held = {w.message_id: w for w in waiting([held_event, ended])}
+    with pytest.raises(InvalidCommand, match="is not waiting in the KATA Quarantine"):
+        refuse_unless_waiting(held, held_event.message_id)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from admin.errors import InvalidCommand
+from admin.errors import InvalidCommand, NothingToChange
 from admin.rules import (
     change_rule,
     create_rule,
@@ -137,6 +137,8 @@ def test_the_built_in_default_rule_cannot_be_created_or_changed():
      "character 2"),
     ({"kata.tag": 5}, "kata.tag: must be text of 1..255 characters, got 5"),
     ({"kata.backup": "sometimes"}, "kata.backup: must be on or off, got 'sometimes'"),
+    ({"kata.on_unavailable": "later"},
+     "kata.on_unavailable: must be one of global, skip, hold, tempfail, got 'later'"),
     ({"kata.enabled": "2"}, "kata.enabled: must be on or off, got 2"),
     ({"enabled": None}, "enabled: must be on or off, got None"),
     ({"position": -1}, "position: must be an integer in 0..2147483646, got -1"),
@@ -150,7 +152,8 @@ def test_the_built_in_default_rule_cannot_be_created_or_changed():
     ({"recipients": ["a b@example.com"]},
      "recipients: a pattern must not contain spaces, got 'a b@example.com'"),
     ({"priority": 1}, "priority: unknown rule field; known fields: name, enabled, position, "
-                      "senders, recipients, kata.enabled, kata.action, kata.tag, kata.backup"),
+                      "senders, recipients, kata.enabled, kata.action, kata.tag, kata.backup, "
+                      "kata.on_unavailable"),
 ])
 def test_a_bad_field_is_refused_naming_it_and_what_it_accepts(
         fields: dict[str, object], message: str):
@@ -286,3 +289,19 @@ def test_every_command_takes_the_next_version_of_the_whole_configuration():
         state = evolve_control(state, event)
     assert [e.version for e in events] == [3, 4, 5, 6]
     assert state.version == 6
+
+
+def test_a_rule_says_what_happens_when_kata_cannot_answer_or_follows_the_global_setting():
+    # Given a rule created to hold its mail when KATA cannot answer
+    state = given(finance={"kata.on_unavailable": "Hold"})
+    assert state.rules["finance"].kata.on_unavailable == "hold"
+    # When it is changed to tempfail, Then the rule's event says so
+    event = change_rule(state, "finance", {"kata.on_unavailable": "tempfail"}, **ids())
+    assert event.rule.kata.on_unavailable == "tempfail"
+    state = evolve_control(state, event)
+    # When it is set back to "global", Then it follows the global setting again (None)
+    event = change_rule(state, "finance", {"kata.on_unavailable": "global"}, **ids())
+    assert event.rule.kata.on_unavailable is None
+    state = evolve_control(state, event)
+    with pytest.raises(NothingToChange):
+        change_rule(state, "finance", {"kata.on_unavailable": "global"}, **ids())

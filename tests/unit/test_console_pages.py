@@ -3,23 +3,33 @@ of an admin command becomes the API's answer."""
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from markupsafe import escape
 
 from admin.errors import InvalidCommand, NotFound, NothingToChange
-from admin.labels import ACTION_LABELS
-from admin.rules import ACTIONS, create_rule
+from admin.labels import ACTION_LABELS, CONNECTION_STATES
+from admin.rules import ACTIONS, create_rule, validate_rule_fields
 from admin.settings import change_settings, set_protection, validate_settings
+from console.export import rules_csv
 from console.pages import (
+    CONNECTION_WINDOW,
+    NAVIGATION,
+    SCAN_CAP_MB,
+    SIZE_LIMITS_HELP,
+    SMTP_LIMIT_DEFAULT_MIB,
     kata_protection_page,
     rule_page,
     rules_page,
     safe_next,
 )
 from console.problems import ProblemError, problem, validate_each
-from schemas import DEFAULT_RULE, ControlState, evolve_control
+from schemas import DEFAULT_RULE, RESET_FIELDS, ControlState, KataSettings, evolve_control
+from schemas.control import MIB
 
 NOW = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)
 
@@ -139,3 +149,125 @@ def test_validate_each_names_every_bad_field_then_checks_them_together():
     assert together.value.problem.field == "quarantine_max_size_mb"
     assert "errors" not in together.value.problem.body()
     validate_each(validate_settings, {"central_node_port": "8443"})
+
+
+# -- the product's windows, exactly (issue 21) ---------------------------------------------------
+
+def rendered(template: str, **context) -> str:
+    """A page as the console serves it, from its page model (the template only lays it out)."""
+    from console.web import templates
+
+    return templates.env.get_template(template).render(
+        user="admin", csrf_token="t", navigation=NAVIGATION, path="/", role="admin", **context)
+
+
+def kata_window(state: ControlState) -> str:
+    return rendered("kata_protection.html", page=kata_protection_page(state),
+                    states=CONNECTION_STATES, connection_rows=CONNECTION_WINDOW)
+
+
+@pytest.mark.parametrize("size", [1 * MIB * 3, 1_500_000])
+def test_set_default_values_fills_in_exactly_the_products_four_fields_with_their_defaults(size):
+    # Given settings away from every default, the quarantine size set in MB or in bytes
+    state = given(lambda s, c: change_settings(s, {
+        "central_node_port": 8443, "response_timeout_s": 900, "quarantine_max_bytes": size,
+        "quarantine_max_messages": 10, "poll_interval_s": 5, "on_unavailable": "hold"}, **c))
+    page = kata_protection_page(state)
+    # When the window's "Set default values" fills in the fields that carry a default
+    filled = {f.name: f.default for f in page.fields + page.policy_fields if f.default}
+    # Then those are the product's reset fields, in the unit each field is shown in...
+    typed = validate_settings(filled)
+    assert set(typed) == set(RESET_FIELDS)
+    defaults = KataSettings.defaults()
+    assert typed == {name: getattr(defaults, name) for name in RESET_FIELDS}
+    # ...and the page carries them for the script to fill in, with the values in force
+    html = kata_window(state)
+    assert ('id="field-central_node_port" value="8443" data-initial="8443" data-default="443"'
+            in html)
+    assert html.count("data-default=") == len(RESET_FIELDS)
+
+
+def test_the_connection_window_shows_the_address_alone_and_the_port_on_its_own_line():
+    rows = {row.label: row for row in CONNECTION_WINDOW}
+    assert rows["KATA Central Node IPv4-address"].key == "central_node_address"
+    assert rows["KATA Central Node port"].key == "central_node_port"
+    html = kata_window(ControlState())
+    assert ('<span id="conn-address" data-key="central_node_address">' in html)
+    assert ('<span id="conn-port" data-key="central_node_port">' in html)
+
+
+def test_the_gateways_key_is_labelled_as_the_documentation_names_it_with_katagates_name_in_help():
+    html = kata_window(ControlState())
+    assert "<dt>KSMG public key fingerprint</dt>" in html
+    assert "<dt>Gateway public key fingerprint</dt>" not in html
+    (row,) = [r for r in CONNECTION_WINDOW if r.key == "ksmg_public_key_fingerprint"]
+    assert "katagate's Gateway public key fingerprint" in row.hint
+    assert str(escape(row.hint)) in html
+
+
+def test_a_rules_kata_section_warns_while_kata_protection_is_off_globally():
+    # Given a rule, and KATA protection off in the application settings (the default)
+    state = given(lambda s, c: create_rule(s, "sales", {}, **c))
+    page = rule_page(state, state.rules["sales"])
+    # Then its KATA section says so, as the documentation asks the administrator to check
+    assert "KATA protection is off in the application settings" in page.protection_warning
+    assert 'id="kata-protection-off"' in rendered("rule.html", page=page)
+    # When protection is switched on, the warning goes
+    on = given(lambda s, c: create_rule(s, "sales", {}, **c),
+               lambda s, c: set_protection(s, True, **c))
+    page = rule_page(on, on.rules["sales"])
+    assert page.protection_warning == ""
+    assert 'id="kata-protection-off"' not in rendered("rule.html", page=page)
+
+
+def test_the_policy_fields_are_the_new_settings_each_with_its_range_in_the_hint():
+    state = given(lambda s, c: change_settings(s, {"verdict_header_name": "X-KATA-Verdict",
+                                                   "hold_outcome": "reject"}, **c))
+    policy = {f.name: f for f in kata_protection_page(state).policy_fields}
+    assert list(policy) == ["on_unavailable", "hold_outcome", "verdict_header_name",
+                            "verdict_header_format", "verdict_cache_ttl_s"]
+    # Each as the API names it, its value in force accepted as it is shown
+    validate_settings({name: f.value for name, f in policy.items()})
+    assert [c for c, _ in policy["on_unavailable"].choices] == ["skip", "hold", "tempfail"]
+    assert [c for c, _ in policy["hold_outcome"].choices] == ["skip", "reject"]
+    assert policy["hold_outcome"].shown == "Reject"
+    assert policy["verdict_header_name"].value == "X-KATA-Verdict"
+    assert "0..604800" in policy["verdict_cache_ttl_s"].hint
+    assert "{scan_id}" in policy["verdict_header_format"].hint
+    assert "empty: no header" in policy["verdict_header_name"].hint
+    html = kata_window(state)
+    assert '<option value="reject" selected>Reject</option>' in html
+
+
+def test_a_rules_kata_section_offers_global_skip_hold_tempfail_when_kata_cannot_scan():
+    state = given(lambda s, c: create_rule(s, "plain", {}, **c),
+                  lambda s, c: create_rule(s, "strict", {"kata.on_unavailable": "tempfail"},
+                                           **c))
+    plain = rule_page(state, state.rules["plain"])
+    assert [(v, s) for v, _, s in plain.on_unavailable] == [
+        ("global", True), ("skip", False), ("hold", False), ("tempfail", False)]
+    assert plain.on_unavailable_value == "global"
+    strict = rule_page(state, state.rules["strict"])
+    assert strict.on_unavailable_value == "tempfail"
+    assert 'data-initial="tempfail"' in rendered("rule.html", page=strict)
+    # "global" from the select is the rule's None: the global setting
+    assert validate_rule_fields({"kata.on_unavailable": "global"}) == {
+        "kata.on_unavailable": None}
+    # And the rules export says which each rule takes
+    rows = list(csv.DictReader(io.StringIO(rules_csv(state))))
+    assert [(r["rule_id"], r["on_unavailable"]) for r in rows] == [
+        ("plain", "global"), ("strict", "tempfail"), ("default", "global")]
+
+
+def test_the_settings_help_states_the_smtp_limit_against_the_200_mb_scan_cap():
+    from decider.ledger import MAX_MESSAGE_BYTES
+    from ingest.settings import IngestSettings
+
+    # The help's figures are the code's: ingest's default SMTP limit and the scan cap
+    assert IngestSettings.model_fields["max_message_bytes"].default == (
+        SMTP_LIMIT_DEFAULT_MIB * MIB)
+    assert MAX_MESSAGE_BYTES == SCAN_CAP_MB * MIB
+    html = kata_window(ControlState())
+    assert SIZE_LIMITS_HELP in html
+    for said in ("36 MiB", "200 MB", "max_message_bytes", "Skipped", "cannot happen"):
+        assert said in SIZE_LIMITS_HELP

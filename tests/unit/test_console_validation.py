@@ -154,7 +154,10 @@ RULE_CASES = [
     ({"kata": {"backup": 2}}, "kata.backup", "kata.backup: must be on or off, got 2", None),
     ({"kata": {"verdict": "x"}}, "kata.verdict",
      "kata.verdict: unknown rule field; known fields: name, enabled, position, senders, "
-     "recipients, kata.enabled, kata.action, kata.tag, kata.backup", None),
+     "recipients, kata.enabled, kata.action, kata.tag, kata.backup, kata.on_unavailable", None),
+    ({"kata": {"on_unavailable": "queue"}}, "kata.on_unavailable",
+     "kata.on_unavailable: must be one of global, skip, hold, tempfail, got 'queue'",
+     ["global", "skip", "hold", "tempfail"]),
     ({"name": ""}, "name", "name: must be 1..128 characters, not empty or only spaces, got ''",
      None),
     ({"position": -1}, "position", "position: must be an integer in 0..2147483646, got -1",

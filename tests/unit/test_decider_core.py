@@ -10,6 +10,7 @@ import pytest
 
 from decider.decide import Messages, decide, timeouts
 from decider.ledger import MAX_MESSAGE_BYTES, Ledger, admit, release
+from decider.policy import Policy
 from schemas import (
     DEFAULT_RULE,
     ActionDecided,
@@ -117,7 +118,7 @@ def admitted_messages(m: str, timeout_s: int = 60) -> Messages:
 
 
 def rule_of(kata: RuleKata):
-    return lambda pending: kata
+    return lambda pending: Policy(kata)
 
 
 def verdict(m: str, state: str) -> VerdictReceived:

@@ -4,14 +4,16 @@ The model is one mail partition — a list of events — read in order by the tw
 decider runs: the admission (single writer of the quarantine ledger, whose events it also
 mirrors on the partition) and decisions (one decision per message, timers for the response
 timeout). Around them: ingest accepting messages, KATA verdicts, administrators sending a
-message on or deleting it, settings changes, the clock, and crashes — a consumer losing its
+message on or deleting it, settings changes (the limits; on_unavailable skip or hold, the
+connection up or down), the clock, and crashes — a consumer losing its
 memory and rebuilding it from the log up to where it had committed, as the shells do (the
 decisions from the partition's start, or from the restore point committed beside its offset).
 
 Invariants (docs/ARCHITECTURE.md): the quarantine never exceeds the limits in force at each
 admission; usage is the sum of what is held; one decision per message; a decided message
-holds no slot; a rebuilt consumer equals the one that never crashed, from either start; and
-once the clock passes every deadline, every message is decided and the quarantine is empty.
+holds no slot and waits on no list; a rebuilt consumer equals the one that never crashed, from
+either start; and once the clock passes every deadline, every message is decided and the
+quarantine is empty, its waiting list too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from decider.decide import Messages, decide, timeouts
 from decider.decisions import Decisions
-from decider.ledger import Ledger, admit, release
+from decider.ledger import Ledger, admit, admit_waiting, end_hold, release
+from decider.policy import Policy
 from eventlog.restore_points import RestorePoints
 from schemas import (
     DEFAULT_RULE,
@@ -51,11 +54,13 @@ REF = ProducerRef(stage="decider", instance="d-0")
 STATES = ("detect", "not_detected", "error")
 
 
-def control(max_messages: int, max_mib: int) -> ControlState:
+def control(max_messages: int, max_mib: int, on_unavailable: str = "skip",
+            connection: str = "connected") -> ControlState:
     kata = KataSettings(central_node_address=IPv4Address("127.0.0.1"),
                         quarantine_max_messages=max_messages,
-                        quarantine_max_bytes=max_mib * MIB, response_timeout_s=60)
-    return ControlState(settings=kata, protection_enabled=True, connection="connected",
+                        quarantine_max_bytes=max_mib * MIB, response_timeout_s=60,
+                        on_unavailable=on_unavailable)
+    return ControlState(settings=kata, protection_enabled=True, connection=connection,
                         version=1)
 
 
@@ -69,19 +74,23 @@ class Admission:
     def decide(self, event: Event, config: ControlState, now: datetime) -> list[Event]:
         produced: list[Event] = []
         match event:
-            case MessageReceived() if event.message_id not in self.ledger.held:
+            case MessageReceived() if (event.message_id not in self.ledger.held
+                                       and event.message_id not in self.ledger.waiting):
                 produced.append(admit(self.ledger, event, config, DEFAULT_RULE, now, REF))
-            case ActionDecided():
-                done = release(self.ledger, event.message_id, "action_applied", event, now, REF)
-                produced += [done] if done else []
-            case ForcedRelease() | ForcedDelete():
-                cause = ("forced_release" if isinstance(event, ForcedRelease)
-                         else "deleted_by_admin")
-                done = release(self.ledger, event.message_id, cause, event, now, REF)
+            case ActionDecided() | ForcedRelease() | ForcedDelete():
+                cause = ("forced_release" if isinstance(event, ForcedRelease) else
+                         "deleted_by_admin" if isinstance(event, ForcedDelete)
+                         else "action_applied")
+                done = (release(self.ledger, event.message_id, cause, event, now, REF)
+                        or end_hold(self.ledger, event.message_id, cause, event, now, REF))
                 produced += [done] if done else []
         for item in produced:
             self.ledger.evolve(item)
-        return produced
+        # As the shell: the waiting list goes in as room frees up.
+        waiting = admit_waiting(self.ledger, config, now, REF)
+        for item in waiting:
+            self.ledger.evolve(item)
+        return produced + list(waiting)
 
 
 class DecisionsModel:
@@ -95,8 +104,8 @@ class DecisionsModel:
         if isinstance(event, MessageReceived):
             self.points.began(0, event.message_id, offset)
 
-    def decide(self, event: Event, now: datetime) -> list[Event]:
-        produced = decide(self.messages, event, lambda _p: RuleKata(), now, REF)
+    def decide(self, event: Event, now: datetime, policy: Policy) -> list[Event]:
+        produced = decide(self.messages, event, lambda _p: policy, now, REF)
         self.fold(event, self.read - 1)
         for item in produced:
             self.messages.evolve(item, 0)
@@ -147,13 +156,25 @@ class DeciderMachine(RuleBasedStateMachine):
     @rule(max_messages=st.integers(min_value=1, max_value=5),
           max_mib=st.integers(min_value=1, max_value=8))
     def the_limits_change(self, max_messages: int, max_mib: int) -> None:
-        self.config = control(max_messages, max_mib)
+        settings = self.config.settings
+        self.config = control(max_messages, max_mib, settings.on_unavailable,
+                              self.config.connection)
+
+    @rule(hold=st.booleans(), connected=st.booleans())
+    def on_unavailable_or_the_connection_changes(self, hold: bool, connected: bool) -> None:
+        settings = self.config.settings
+        self.config = control(settings.quarantine_max_messages,
+                              settings.quarantine_max_bytes // MIB, "hold" if hold else "skip",
+                              "connected" if connected else "unreachable")
+
+    def policy(self) -> Policy:
+        return Policy(RuleKata(), self.config.settings.on_unavailable, "skip")
 
     @rule(seconds=st.integers(min_value=1, max_value=90))
     def time_passes(self, seconds: int) -> None:
         # The decisions' timer: its outputs join its state at once (and the log, read later).
         self.now += timedelta(seconds=seconds)
-        produced = timeouts(self.model.messages, self.now, lambda _p: RuleKata(), REF)
+        produced = timeouts(self.model.messages, self.now, lambda _p: self.policy(), REF)
         for event in produced:
             self.model.messages.evolve(event, 0)
         self.log += produced
@@ -174,20 +195,21 @@ class DeciderMachine(RuleBasedStateMachine):
             if self.model.read < len(self.log):
                 event = self.log[self.model.read]
                 self.model.read += 1
-                self.log += self.model.decide(event, self.now)
+                self.log += self.model.decide(event, self.now, self.policy())
                 moved = True
             if not moved:
                 return
 
     @rule()
     def the_admission_crashes_and_rebuilds_from_the_ledger(self) -> None:
-        before = (dict(self.admission.ledger.held), self.admission.read)
+        before = (dict(self.admission.ledger.held), dict(self.admission.ledger.waiting),
+                  self.admission.read)
         rebuilt = Admission()
         for event in self.ledger_topic:
             rebuilt.ledger.evolve(event)
         rebuilt.read = self.admission.read
         self.admission = rebuilt
-        assert (dict(rebuilt.ledger.held), rebuilt.read) == before
+        assert (dict(rebuilt.ledger.held), dict(rebuilt.ledger.waiting), rebuilt.read) == before
 
     @rule()
     def decisions_crash_and_rebuilds_from_the_partition(self) -> None:
@@ -246,6 +268,7 @@ class DeciderMachine(RuleBasedStateMachine):
         read = self.log[:self.admission.read]
         decided = {e.message_id for e in read if isinstance(e, ActionDecided)}
         assert not decided & set(self.admission.ledger.held)
+        assert not decided & set(self.admission.ledger.waiting)
 
     @invariant()
     def every_release_frees_an_admitted_slot(self) -> None:
@@ -268,6 +291,7 @@ class DeciderMachine(RuleBasedStateMachine):
         decided = {e.message_id for e in self.log if isinstance(e, ActionDecided)}
         assert received == decided
         assert self.admission.ledger.held == {}
+        assert self.admission.ledger.waiting == {}
 
 
 DeciderMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40,

@@ -231,6 +231,28 @@ def test_the_new_steps_have_their_lines(event, text):
     assert mail_log.line(event()).text() == f"{MID} {text}"
 
 
+def test_a_hold_reads_as_a_quarantine_step_and_its_outcome_says_held():
+    # Given a message held outside the full quarantine, then decided by hold_outcome = reject
+    from schemas import QuarantineHeld, QuarantineHoldEnded
+
+    held = QuarantineHeld(**envelope(), size=233, bytes_in_use=900, messages_in_use=1,
+                          reason="count_limit", rule_id=None, settings_version=3,
+                          response_timeout_s=600, deadline_at=NOW + timedelta(seconds=600),
+                          limit_bytes=1 << 30, limit_messages=1, waiting=1)
+    ended = QuarantineHoldEnded(**envelope(), size=233, bytes_in_use=900, messages_in_use=1,
+                                cause="action_applied", waiting=0)
+    decided = ActionDecided(**envelope(), action="reject", tag=None, backup=False,
+                            skipped=False, reason="timeout", held=True)
+    # Then each has its line, and the decision says it was held
+    assert mail_log.line(held).text() == (
+        f"{MID} quarantine held reason=count_limit size=233 waiting=1 usage=900 messages=1 "
+        "deadline=2026-12-03T07:40:00Z")
+    assert mail_log.line(ended).text() == (
+        f"{MID} quarantine hold_ended cause=action_applied waiting=0")
+    assert mail_log.line(decided).text() == (
+        f"{MID} action=reject backup=no reason=timeout skipped=no held=yes")
+
+
 def test_a_notice_names_its_kind_the_message_it_is_about_and_its_addressees():
     # Given a notice composed about MID and one held for the digest; then each has its line,
     # the notice's own id first and the message's id as about=, so `grep MID` finds both.

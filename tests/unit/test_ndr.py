@@ -244,3 +244,15 @@ def test_should_send_ndr(sender, enabled, expected):
 def test_given_a_machine_style_reporting_mta_then_it_is_accepted(name):
     ndr = _parse(_ndr(reporting_mta=name))
     assert ndr["From"].addresses[0].addr_spec == f"MAILER-DAEMON@{name}"
+
+
+def test_given_a_held_message_rejected_unscanned_then_the_ndr_says_it_was_not_scanned():
+    # Given hold_outcome = reject and KATA gave no verdict within the response timeout
+    raw = _ndr(kind="kata_unscanned", reason="KATA gave no verdict within the response timeout")
+    parts = list(_parse(raw).iter_parts())
+    text = parts[0].get_content()
+    # Then the sender reads that it was not scanned, never that a threat was found
+    assert "could not be scanned" in text
+    assert "detected a threat" not in text
+    assert "no verdict within the response timeout" in text
+    assert b"rejected by KATA protection: KATA gave no verdict" in raw

@@ -88,6 +88,13 @@ def test_given_the_backup_copies_then_only_apply_the_admin_commands_and_the_cons
     assert holders("topic", TopicNames(PREFIX).backup, "READ") == {"decider", "admin", "console"}
 
 
+def test_given_tempfail_then_ingest_reads_the_quarantine_ledger_but_never_writes_it():
+    # Its usage answers 451 4.7.0 "KATA Quarantine full" at SMTP (ingest/unavailable.py).
+    quarantine = TopicNames(PREFIX).quarantine
+    assert "ingest" in holders("topic", quarantine, "READ")
+    assert "ingest" not in holders("topic", quarantine, "WRITE")
+
+
 def test_the_projector_writes_nothing_and_has_no_transactional_id():
     projector = PRINCIPALS["projector"]
     assert projector.writes == ()

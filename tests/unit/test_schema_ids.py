@@ -39,8 +39,8 @@ def test_given_the_union_then_the_lifecycle_order_is_the_one_timelines_were_orde
         "backup.retained", "delivery.deferred", "queue.action_requested", "delivery.delivered",
         "delivery.failed", "message.discarded", "ndr.sent", "ndr.suppressed",
         "scan.late_verdict", "backup.resend_requested", "backup.resent",
-        "backup.delete_requested", "backup.removed", "notification.held",
-        "notification.composed")
+        "backup.delete_requested", "backup.removed", "quarantine.held",
+        "quarantine.hold_ended", "notification.held", "notification.composed")
     # Types added later are placed between the earlier ones, never reorder them: a timeline
     # of the first release's events keeps its order.
     assert tuple(t for t in MAIL_LIFECYCLE if t in first_release) == first_release

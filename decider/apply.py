@@ -254,12 +254,13 @@ class Apply(MailFold):
                                          parcel.message_id, parcel.sha256)
 
     def _backup(self, parcel: Parcel, data: bytes) -> BackupStored:
+        assert parcel.raw is not None  # noqa: S101 - a notice (no raw message) has no Backup
         chunked = backup_chunks(self._names.backup, parcel.message_id, data, parcel.partition)
         with self._lock:  # the producer waits for its own records' offsets: one at a time
             located = self._transaction.produce_located(chunked.records)
         location = RawLocation(topic=self._names.backup, partition=located[0][0],
                                offsets=[offset for _p, offset in located],
-                               chunk_bytes=parcel.raw.chunk_bytes if parcel.raw else 1)
+                               chunk_bytes=parcel.raw.chunk_bytes)
         return outcomes.backup_stored(self._effects, parcel, location, chunked.sha256,
                                       self._clock())
 

@@ -44,6 +44,11 @@ class Parcel:
     retry_at: datetime | None = None
     size: int = 0  # bytes, as received
 
+    @property
+    def raw_key(self) -> str:
+        """The id the raw chunks are keyed by: a copy of a split message shares the first's."""
+        return self.raw.key or self.message_id
+
 
 # Resend requests whose outcome was recorded, remembered so a redelivered one is not sent
 # again: bounded, as a redelivery comes soon after the outcome or never.

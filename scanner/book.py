@@ -56,6 +56,11 @@ class Scan:
     # A failed poll is recorded once per scan until a poll succeeds again.
     poll_failed: bool = False
 
+    @property
+    def raw_key(self) -> str:
+        """The id the raw chunks are keyed by: a copy of a split message shares the first's."""
+        return self.raw.key if self.raw is not None and self.raw.key else self.message_id
+
 
 class Book:
     """Live scans by message id. Entries leave when their verdict is recorded."""

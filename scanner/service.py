@@ -264,11 +264,11 @@ class ScanService:
             batch = due[start:start + SUBMISSIONS_PER_TRANSACTION]
             # Messages received together lie together in the raw topic: one pass reads them.
             ahead = prefetch(self._readers.mine(), [
-                (RawWant(s.raw.topic, s.raw.partition, s.raw.offsets, s.message_id, s.sha256),
+                (RawWant(s.raw.topic, s.raw.partition, s.raw.offsets, s.raw_key, s.sha256),
                  s.size) for s in batch if s.raw is not None])
             outcomes = list(self._pool.map(
                 self._read_and_submit, [api] * len(batch), batch,
-                [ahead.get(scan.message_id) for scan in batch]))
+                [ahead.get(scan.raw_key) for scan in batch]))
             recorded: list[Event] = []
             stop = False
             for scan, outcome in zip(batch, outcomes, strict=True):
@@ -297,7 +297,7 @@ class ScanService:
         if content is None:
             try:
                 content = self._readers.mine().read(scan.raw.topic, scan.raw.partition,
-                                              scan.raw.offsets, scan.message_id, scan.sha256)
+                                              scan.raw.offsets, scan.raw_key, scan.sha256)
             except RawUnavailable as exc:
                 return exc
         if isinstance(content, RawUnavailable):

@@ -159,6 +159,8 @@ class Book:
     def reuse_plan(self, due: list[Scan], now: datetime, ttl_s: int) -> Plan:
         """Which of the scans due reuse a verdict, wait for the same content's scan, or are
         submitted (scanner/verdict_cache.py)."""
+        if not due:  # the common case: no O(scans) pass over what waits at KATA
+            return Plan([], [], [])
         return plan(self.cache, [s.candidate for s in due],
                     [s.candidate for s in self.awaiting_verdict()], now, ttl_s)
 

@@ -24,6 +24,7 @@ from schemas import Detect
 # Entries are small (a key, ids, a time, the detects' names); 50,000 cover an hour of 14
 # distinct messages a second, while an entry of a detect with long details stays bounded too.
 MAX_ENTRIES = 50_000
+EXPIRY_EVERY = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class VerdictCache:
         self._max = max_entries
         self.entries: OrderedDict[str, Cached] = OrderedDict()  # content key -> newest verdict
         self._keys: dict[str, str] = {}  # scan id -> its content key, while its entry lives
+        self._next_expiry: datetime | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -74,7 +76,11 @@ class VerdictCache:
 
     def expire(self, now: datetime, ttl_s: int, wanted: set[str]) -> None:
         """Drop entries past the time-to-live that no live scan of their content still wants
-        (a copy of the same split message waiting for its verdict)."""
+        (a copy of the same split message waiting for its verdict). A pass over every entry
+        runs at most every EXPIRY_EVERY: the scanner calls this at every step."""
+        if self._next_expiry is not None and now < self._next_expiry:
+            return
+        self._next_expiry = now + EXPIRY_EVERY
         limit = timedelta(seconds=ttl_s)
         for key in [k for k, c in self.entries.items() if now - c.at > limit
                     and k not in wanted]:

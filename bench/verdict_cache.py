@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,7 @@ def burst(ttl_s: int, messages: int, latency_s: float, concurrency: int,
     finally:
         gateway.terminate()
         gateway.wait(timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ in the same run, as a ratio, with the machine's details.
 
     python -m bench [--quick] [--out DIR] [--write-docs]
     python -m bench search [--messages N] ...   # message search over a big store (search.py)
+    python -m bench verdict-cache [--messages N] ...   # identical mail, cache off/on
 
 1. limits: the broker's produce rate for 4 KB and 50 KB records from one Python producer;
    the bare aiosmtpd sink's CPU per message.
@@ -249,6 +250,10 @@ def main() -> int:
         from bench import search
 
         return search.main(sys.argv[2:])
+    if sys.argv[1:2] == ["verdict-cache"]:  # two fresh gateways, a burst of identical mail
+        from bench import verdict_cache
+
+        return verdict_cache.main(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: checks it works")
     parser.add_argument("--out", type=Path, help="results folder")

@@ -87,3 +87,38 @@ def send_load(port: int | Sequence[int], total: int, size: int, concurrency: int
         thread.join()
     return LoadResult(len(latencies), time.perf_counter() - began, refused[0], latencies,
                       accepted_at)
+
+
+def send_same(port: int, total: int, data: bytes, concurrency: int,
+              host: str = "127.0.0.1") -> LoadResult:
+    """`total` copies of the very same bytes (the verdict cache's case), one recipient each."""
+    latencies: list[float] = []
+    refused = [0]
+    lock = threading.Lock()
+    per_thread = [total // concurrency + (1 if i < total % concurrency else 0)
+                  for i in range(concurrency)]
+
+    def worker(count: int) -> None:
+        client = smtplib.SMTP(host, port, timeout=120)
+        client.ehlo("load.example.org")
+        mine: list[float] = []
+        bad = 0
+        for _ in range(count):
+            began = time.perf_counter()
+            try:
+                client.sendmail("news@example.org", ["rcpt@example.net"], data)
+                mine.append((time.perf_counter() - began) * 1000)
+            except smtplib.SMTPException:
+                bad += 1
+        client.quit()
+        with lock:
+            latencies.extend(mine)
+            refused[0] += bad
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in per_thread]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(len(latencies), time.perf_counter() - began, refused[0], latencies)

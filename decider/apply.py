@@ -143,9 +143,9 @@ class Apply(MailFold):
                     work.append((index, record.partition, job))
         # Messages decided together were received together: one pass reads their bytes.
         ahead = prefetch(self._readers.mine(), [
-            (RawWant(p.raw.topic, p.raw.partition, p.raw.offsets, p.message_id, p.sha256), p.size)
+            (RawWant(p.raw.topic, p.raw.partition, p.raw.offsets, p.raw_key, p.sha256), p.size)
             for _i, p, _part in decided if p.raw is not None])
-        work += [(index, partition, partial(self._carry_out, parcel, ahead.get(parcel.message_id)))
+        work += [(index, partition, partial(self._carry_out, parcel, ahead.get(parcel.raw_key)))
                  for index, parcel, partition in decided]
         done = self._pool.map(_outcome_or_error, [job for _i, _p, job in work])
         for (index, partition, _job), outcome in zip(work, done, strict=True):
@@ -251,7 +251,7 @@ class Apply(MailFold):
         if raw is None:
             raise RawUnavailable(f"{parcel.message_id} is a notice: it has no raw message")
         return self._readers.mine().read(raw.topic, raw.partition, raw.offsets,
-                                         parcel.message_id, parcel.sha256)
+                                         parcel.raw_key, parcel.sha256)
 
     def _backup(self, parcel: Parcel, data: bytes) -> BackupStored:
         assert parcel.raw is not None  # noqa: S101 - a notice (no raw message) has no Backup

@@ -46,6 +46,11 @@ class Parcel:
     size: int = 0  # bytes, as received
     notice: NotificationComposed | None = None  # a notice to send with MAIL FROM:<>
 
+    @property
+    def raw_key(self) -> str:
+        """The id the raw chunks are keyed by: a copy of a split message shares the first's."""
+        return (self.raw.key if self.raw is not None else None) or self.message_id
+
 
 # Resend requests whose outcome was recorded, remembered so a redelivered one is not sent
 # again: bounded, as a redelivery comes soon after the outcome or never.

@@ -145,7 +145,8 @@ def _received(e: MessageReceived) -> tuple[str, Fields]:
     return "ingest", (("from", e.envelope_from), ("to", _listed(e.envelope_to)),
                       ("nrcpt", len(e.envelope_to)), ("size", e.size),
                       ("client", str(e.client_ip)), ("helo", e.helo), ("tls", e.tls),
-                      ("rule", e.rule_id or "none"))
+                      ("rule", e.rule_id or "none"),
+                      *((("copies", _listed(e.copies)),) if e.copies else ()))
 
 
 def _admitted(e: QuarantineAdmitted) -> tuple[str, Fields]:
@@ -194,7 +195,9 @@ def _failed(e: ScanFailed) -> tuple[str, Fields]:
 
 def _verdict(e: VerdictReceived) -> tuple[str, Fields]:
     detects: Fields = (("detects", _detects(e.detects)),) if e.detects else ()
-    return "kata", (("verdict", _VERDICT.get(e.state, e.state)), *detects, ("scan", e.scan_id))
+    cached: Fields = (("cached_from", e.cached_from),) if e.cached_from else ()
+    return "kata", (("verdict", _VERDICT.get(e.state, e.state)), *detects, ("scan", e.scan_id),
+                    *cached)
 
 
 def _late(e: LateVerdictReceived) -> tuple[str, Fields]:

@@ -33,7 +33,7 @@ from eventlog.raw import CHUNK_BYTES, chunk
 from eventlog.records import Outgoing
 from eventlog.topics import TopicNames
 from ingest import metrics
-from ingest.received import Accepted, received_event
+from ingest.received import Accepted, received_events
 from schemas import ProducerRef, RawLocation
 
 log = logging.getLogger(__name__)
@@ -222,8 +222,8 @@ class GroupCommitter:
             location = RawLocation(topic=self._topics.raw, partition=places[0][0],
                                    offsets=[offset for _, offset in places],
                                    chunk_bytes=CHUNK_BYTES)
-            events.append(received_event(pending.accepted, self._ref, parts.sha256,
-                                         parts.size, location))
+            events += received_events(pending.accepted, self._ref, parts.sha256,
+                                      parts.size, location)
         producer.produce(Outgoing.event(self._topics.mail, event) for event in events)
         if self._before_commit is not None:
             self._before_commit()

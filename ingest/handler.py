@@ -4,6 +4,7 @@ a reply line. The only waiting it does is for the transaction that makes a `250`
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -23,9 +24,10 @@ from ingest.envelope import (
     recipient_limit_reached,
 )
 from ingest.ids import ENTROPY_BYTES, message_id
-from ingest.received import Accepted, rule_for, sender_of
+from ingest.received import Accepted, Copy, sender_of
 from ingest.replies import Reply
 from ingest.settings import IngestSettings
+from ingest.split import copy_ids, queued_as, recipient_groups
 from ingest.subject import check_subject_fields, decode_subject
 from ingest.unavailable import Usage, tempfail
 from schemas import ControlState, match_rule
@@ -65,6 +67,10 @@ INLINE_INSPECT_BYTES = 256 * 1024
 # lines cost about 70 ms, too long to stop the event loop for. A section that ends within 16 KiB
 # (any honest one) costs well under a millisecond.
 INLINE_HEADER_BYTES = 16 * 1024
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def inline(data: bytes) -> bool:
@@ -161,15 +167,27 @@ class IngestHandler:
         # takes microseconds, less than the hop to a thread.
         inspected = (inspect(data, self._settings) if inline(data)
                      else await asyncio.to_thread(inspect, data, self._settings))
-        refusal = inspected.refusal or self._unavailable(envelope.mail_from,
-                                                         list(envelope.rcpt_tos), len(data))
-        if refusal:
-            return refuse(refusal)
+        if inspected.refusal:
+            return refuse(inspected.refusal)
+        # The verdict cache's key, over the bytes exactly as the client sent them: computed
+        # here, before anything of the gateway's own (a trace field) is added to `data`
+        # (docs/decisions/0003-verdict-cache-content-key.md).
+        content_sha256 = (hashlib.sha256(data).hexdigest() if inline(data)
+                          else await asyncio.to_thread(_sha256, data))
         sender = sender_of(envelope.mail_from)
         recipients = list(envelope.rcpt_tos)
         state = self._control()
+        groups = recipient_groups(state, sender, recipients)
+        # tempfail is asked again at the end of DATA (the connection may have gone since RCPT),
+        # for each copy under its own rule: one copy KATA cannot take refuses the message.
+        for group in groups:
+            refusal = tempfail(state, state.rule(group.rule_id), self._usage(), len(data))
+            if refusal:
+                return refuse(refusal)
+        first = message_id(time.time_ns() // 1_000_000, secrets.token_bytes(ENTROPY_BYTES))
+        ids = copy_ids(first, len(groups))
         accepted = Accepted(
-            message_id=message_id(time.time_ns() // 1_000_000, secrets.token_bytes(ENTROPY_BYTES)),
+            message_id=first,
             event_id=uuid.uuid4(),
             occurred_at=datetime.now(UTC),
             envelope_from=sender,
@@ -178,9 +196,13 @@ class IngestHandler:
             helo=session.host_name or "",
             tls=session.ssl is not None,
             subject=inspected.subject,
-            rule_id=rule_for(state, sender, recipients),
+            rule_id=groups[0].rule_id,
             settings_version=state.version,
             data=data,
+            content_sha256=content_sha256,
+            copies=() if len(groups) == 1 else tuple(
+                Copy(i, uuid.uuid4(), g.rule_id, g.recipients) for i, g in zip(
+                    ids, groups, strict=True)),
         )
         bound = self._settings.commit_timeout_s
         future = self._committer.submit(accepted, bound)
@@ -193,10 +215,11 @@ class IngestHandler:
             return str(replies.KAFKA_UNAVAILABLE)
         metrics.ACCEPTED.inc()
         metrics.ACCEPTED_BYTES.inc(len(data))
-        log.info("accepted %s from %s: %d octets, %d recipients", accepted.message_id,
-                 accepted.client_ip, len(data), len(recipients))
+        log.info("accepted %s from %s: %d octets, %d recipients%s", accepted.message_id,
+                 accepted.client_ip, len(data), len(recipients),
+                 f", split by rule into {' '.join(ids)}" if len(ids) > 1 else "")
         queued = replies.QUEUED
-        return str(queued.with_text(queued.text.format(message_id=accepted.message_id)))
+        return str(queued.with_text(queued.text.format(message_id=queued_as(ids))))
 
     async def handle_exception(self, error: Exception) -> str:
         # A bug of ours must cost the sender a retry, never a message (nor leak details).

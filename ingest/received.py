@@ -37,6 +37,22 @@ class Accepted:
     rule_id: str | None  # None: no rule matched, the default rule applies
     settings_version: int
     data: bytes
+    # The SHA-256 of the bytes as the client sent them (the verdict cache's key); None only
+    # where a caller has no such bytes apart from `data`.
+    content_sha256: str | None = None
+    # Split by rule (ingest/split.py): one copy per KATA section, the first under
+    # `message_id` (the raw chunks' key). Empty: one message, `envelope_to` and `rule_id`.
+    copies: tuple[Copy, ...] = ()
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One copy of a split message: its own id, event id, recipients and rule."""
+
+    message_id: str
+    event_id: uuid.UUID
+    rule_id: str | None
+    envelope_to: tuple[str, ...]
 
 
 def sender_of(mail_from: str) -> str:
@@ -46,6 +62,23 @@ def sender_of(mail_from: str) -> str:
 def rule_for(state: ControlState, sender: str, recipients: list[str]) -> str | None:
     rule = match_rule(state, sender, recipients)
     return None if rule is DEFAULT_RULE else rule.rule_id
+
+
+def received_events(
+    accepted: Accepted, producer: ProducerRef, sha256: str, size: int, location: RawLocation
+) -> list[MessageReceived]:
+    """The `MessageReceived` of the message, or of each of its copies: they share the raw
+    chunks, written once under the first copy's id (named as the location's key)."""
+    event = received_event(accepted, producer, sha256, size, location)
+    if not accepted.copies:
+        return [event]
+    ids = [c.message_id for c in accepted.copies]
+    return [MessageReceived.model_validate({
+        **dict(event), "message_id": c.message_id, "event_id": c.event_id,
+        "rule_id": c.rule_id, "envelope_to": list(c.envelope_to), "copies": ids,
+        "raw": location if c.message_id == accepted.message_id
+        else location.model_copy(update={"key": accepted.message_id}),
+    }) for c in accepted.copies]
 
 
 def received_event(
@@ -67,4 +100,5 @@ def received_event(
         rule_id=accepted.rule_id,
         settings_version=accepted.settings_version,
         raw=location,
+        content_sha256=accepted.content_sha256,
     )

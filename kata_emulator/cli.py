@@ -96,6 +96,9 @@ def _add_actions(parser: argparse.ArgumentParser) -> None:
     which.add_parser("finish", parents=[state],
                      help="every scan in processing is ready now (held verdicts arrive)"
                      ).set_defaults(run=_guard(_scans_finish))
+    which.add_parser("count", parents=[state],
+                     help="scans accepted by sensor since the state began, as JSON"
+                     ).set_defaults(run=_guard(_scans_count))
 
     actions.add_parser("rotate-key", parents=[state],
                        help="replace the server key (the swapped-key fault)").set_defaults(
@@ -260,6 +263,11 @@ def _faults_set(args: argparse.Namespace) -> int:
 def _faults_reset(args: argparse.Namespace) -> int:
     _store(args, create=True).set_faults(F.Faults())
     return _faults_show(argparse.Namespace(state=args.state, json=False))
+
+
+def _scans_count(args: argparse.Namespace) -> int:
+    print(json.dumps(_store(args, create=True).submissions(), sort_keys=True))
+    return 0
 
 
 def _scans_finish(args: argparse.Namespace) -> int:

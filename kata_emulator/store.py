@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS detects (
 );
 CREATE INDEX IF NOT EXISTS detects_by_scan ON detects (sensor_id, scan_id);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Scans accepted since the state folder was made, per sensor: what a sensor cost the node.
+CREATE TABLE IF NOT EXISTS submissions (sensor_id TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS admins (
     name TEXT PRIMARY KEY, salt BLOB NOT NULL, hash BLOB NOT NULL,
     n INTEGER NOT NULL, r INTEGER NOT NULL, p INTEGER NOT NULL
@@ -232,6 +234,8 @@ class Store:
                 (scan.sensor_id, scan.scan_id, scan.instance_id, now, ready_at, scan.outcome,
                  scan.size, scan.sha256),
             )
+            conn.execute("INSERT INTO submissions VALUES (?, 1) ON CONFLICT (sensor_id) "
+                         "DO UPDATE SET count = count + 1", (scan.sensor_id,))
             if scan.outcome == "detect":
                 conn.executemany(
                     "INSERT INTO detects (sensor_id, scan_id, detect_type, threat_name, details)"
@@ -280,6 +284,12 @@ class Store:
             conn.execute("DELETE FROM detects WHERE sensor_id = ?", (sensor_id,))
             return int(conn.execute("DELETE FROM scans WHERE sensor_id = ?",
                                     (sensor_id,)).rowcount)
+
+    def submissions(self) -> dict[str, int]:
+        """Scans accepted (a repeated scanId not counted), by sensor, since the state began."""
+        with self._read() as conn:
+            return {row["sensor_id"]: int(row["count"])
+                    for row in conn.execute("SELECT sensor_id, count FROM submissions")}
 
     # -- faults -------------------------------------------------------------------------------
 

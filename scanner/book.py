@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from scanner.kata_api import Refused, Submitted
 from scanner.replies import FINAL_STATES, DetectRecord, ScanStatus
+from scanner.verdict_cache import Cached, Candidate, Plan, VerdictCache, plan
 from schemas import (
     ActionDecided,
     Detect,
@@ -55,6 +56,19 @@ class Scan:
     correlation_id: uuid.UUID | None = None
     # A failed poll is recorded once per scan until a poll succeeds again.
     poll_failed: bool = False
+    # The verdict cache's key (None in events written before it), and the split message this
+    # is a copy of (its first id), else its own id.
+    content_key: str | None = None
+    group: str = ""
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.message_id, self.content_key, self.group or self.message_id)
+
+    @property
+    def raw_key(self) -> str:
+        """The id the raw chunks are keyed by: a copy of a split message shares the first's."""
+        return self.raw.key if self.raw is not None and self.raw.key else self.message_id
 
 
 class Book:
@@ -62,6 +76,7 @@ class Book:
 
     def __init__(self) -> None:
         self.scans: dict[str, Scan] = {}
+        self.cache = VerdictCache()
 
     def __len__(self) -> int:
         return len(self.scans)
@@ -76,6 +91,8 @@ class Book:
                 self.scans[m] = Scan(
                     m, partition, raw=event.raw, sha256=event.sha256, size=event.size,
                     correlation_id=event.correlation_id or event.event_id,
+                    content_key=event.content_sha256,
+                    group=event.copies[0] if event.copies else m,
                 )
             case QuarantineAdmitted() if scan is not None:
                 self.scans[m] = replace(scan, admitted=True, deadline_at=event.deadline_at)
@@ -102,6 +119,12 @@ class Book:
             case ActionDecided() | QuarantineReleased() if scan is not None:
                 self._went_on(m, scan, "action_applied")
             case VerdictReceived() | LateVerdictReceived():
+                if scan is not None and scan.content_key is not None and not getattr(
+                        event, "cached_from", None) and event.state in ("detect", "not_detected"):
+                    self.cache.remember(scan.content_key, Cached(
+                        m, scan.partition, scan.candidate.group,
+                        "detect" if event.state == "detect" else "not_detected",
+                        tuple(event.detects), event.occurred_at))
                 self.scans.pop(m, None)
 
     def _went_on(self, m: str, scan: Scan, after: str) -> None:
@@ -115,11 +138,12 @@ class Book:
         """Whether the message's scan is still live. Events of a message whose scan is not
         change nothing (`evolve`), so a rebuild may begin at the oldest live scan's
         `MessageReceived` (`eventlog.restore_points`)."""
-        return message_id in self.scans
+        return message_id in self.scans or self.cache.holds(message_id)
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         gone = set(partitions)
         self.scans = {m: s for m, s in self.scans.items() if s.partition not in gone}
+        self.cache.forget_partitions(gone)
 
     def due_for_submit(self, now: datetime) -> list[Scan]:
         due = [
@@ -131,6 +155,18 @@ class Book:
 
     def awaiting_verdict(self) -> list[Scan]:
         return [s for s in self.scans.values() if s.submitted]
+
+    def reuse_plan(self, due: list[Scan], now: datetime, ttl_s: int) -> Plan:
+        """Which of the scans due reuse a verdict, wait for the same content's scan, or are
+        submitted (scanner/verdict_cache.py)."""
+        if not due:  # the common case: no O(scans) pass over what waits at KATA
+            return Plan([], [], [])
+        return plan(self.cache, [s.candidate for s in due],
+                    [s.candidate for s in self.awaiting_verdict()], now, ttl_s)
+
+    def expire_cache(self, now: datetime, ttl_s: int) -> None:
+        wanted = {s.content_key for s in self.scans.values() if s.content_key is not None}
+        self.cache.expire(now, ttl_s, wanted)
 
     def poll_succeeded(self) -> None:
         for m, scan in self.scans.items():
@@ -168,6 +204,22 @@ def submission_events(scan: Scan, outcome: Submitted | Refused, ctx: Ctx) -> lis
         event_id=step_id(SCANS, scan.message_id, f"failed-{attempt}"), reason=outcome.reason,
         detail=outcome.detail[:1000], attempt=attempt, final=outcome.final, **common,
     )]
+
+
+def cached_verdict_events(book: Book, reuse: list[tuple[str, Cached]], now: datetime,
+                          producer: ProducerRef) -> list[Event]:
+    """A verdict for each message taking another scan's: recorded as this message's
+    `scan.verdict`, naming the scan it came from."""
+    events: list[Event] = []
+    for message_id, cached in reuse:
+        scan = book.scans[message_id]
+        events.append(VerdictReceived(
+            event_id=step_id(SCANS, message_id, "verdict"), occurred_at=now,
+            producer=producer, message_id=message_id, scan_id=message_id,
+            correlation_id=scan.correlation_id, state=cached.state,
+            detects=list(cached.detects), cached_from=cached.scan_id,
+        ))
+    return events
 
 
 def content_unavailable(scan: Scan, detail: str, ctx: Ctx) -> list[Event]:

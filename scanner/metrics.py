@@ -20,3 +20,11 @@ CENTRAL_NODE_CERT_NOT_AFTER = Gauge(
     "katagate_kata_central_node_cert_not_after_timestamp_seconds",
     "When the Central Node's certificate expires (Unix time), as seen on the last new connection",
 )
+VERDICT_CACHE_HITS = Counter(
+    "katagate_kata_verdict_cache_hits_total",
+    "Verdicts reused from an identical message's scan (the verdict cache, or a copy of the same "
+    "split message) instead of a Central Node submission",
+)
+VERDICT_CACHE_ENTRIES = Gauge(
+    "katagate_kata_verdict_cache_entries", "Verdicts this scanner instance holds for reuse"
+)

@@ -19,12 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from eventlog import restore_points
 from eventlog.clients import new_consumer
@@ -41,6 +36,7 @@ from scanner.book import (
     Book,
     Ctx,
     Scan,
+    cached_verdict_events,
     content_unavailable,
     poll_failure_events,
     submission_events,
@@ -51,7 +47,14 @@ from scanner.control_view import ControlView
 from scanner.identity import SensorIdentity
 from scanner.kata_api import KataApi, Refused, Submitted
 from scanner.lifecycle import ConnectionService
-from scanner.metrics import KATA_REPLIES, PENDING_SCANS, POLLS, SUBMISSIONS
+from scanner.metrics import (
+    KATA_REPLIES,
+    PENDING_SCANS,
+    POLLS,
+    SUBMISSIONS,
+    VERDICT_CACHE_ENTRIES,
+    VERDICT_CACHE_HITS,
+)
 from scanner.replies import DetectRecord
 from scanner.settings import ScannerSettings
 from scanner.transport import Endpoint, PinnedTransport
@@ -178,6 +181,8 @@ class ScanService:
         self._pump()
         self._commit_restore_points()
         PENDING_SCANS.set(len(self.book))
+        if self.ready:
+            self._reuse_verdicts(datetime.now(UTC))
         # Only to a node checked Connected whose key is pinned: right after a change of address
         # the state still reads Connected for the old node, and the new one is not trusted yet.
         pinned = destination(self._control.view)
@@ -250,9 +255,26 @@ class ScanService:
             self._api_key = key
         return self._api
 
+    def _reuse_verdicts(self, now: datetime) -> None:
+        """Verdicts for due messages whose content KATA judged already: no Central Node
+        needed, so this runs whatever the connection's state."""
+        ttl = self._control.view.settings.verdict_cache_ttl_s
+        reuse = self.book.reuse_plan(self.book.due_for_submit(now), now, ttl).reuse
+        for start in range(0, len(reuse), SUBMISSIONS_PER_TRANSACTION):
+            batch = reuse[start:start + SUBMISSIONS_PER_TRANSACTION]
+            if not self._record(cached_verdict_events(self.book, batch, now, self._ref)):
+                break
+            VERDICT_CACHE_HITS.inc(len(batch))
+        self.book.expire_cache(now, ttl)
+        VERDICT_CACHE_ENTRIES.set(len(self.book.cache))
+
     def _submit_due(self, api: KataApi, ctx: Ctx) -> None:
         room = self._scanner.max_outstanding_scans - len(self.book.awaiting_verdict())
-        due = self.book.due_for_submit(ctx.now)[:max(0, room)]
+        ttl = self._control.view.settings.verdict_cache_ttl_s
+        due = self.book.due_for_submit(ctx.now)
+        # Content at KATA already waits for that scan's verdict (recorded at a next step).
+        chosen = set(self.book.reuse_plan(due, ctx.now, ttl).submit)
+        due = [s for s in due if s.message_id in chosen][:max(0, room)]
         # Submitted concurrently, recorded a batch per transaction: a transaction costs more
         # than a submission. A crash before the record only means submitting again under the
         # same scanId, which KATA takes as the same scan.
@@ -264,11 +286,11 @@ class ScanService:
             batch = due[start:start + SUBMISSIONS_PER_TRANSACTION]
             # Messages received together lie together in the raw topic: one pass reads them.
             ahead = prefetch(self._readers.mine(), [
-                (RawWant(s.raw.topic, s.raw.partition, s.raw.offsets, s.message_id, s.sha256),
+                (RawWant(s.raw.topic, s.raw.partition, s.raw.offsets, s.raw_key, s.sha256),
                  s.size) for s in batch if s.raw is not None])
             outcomes = list(self._pool.map(
                 self._read_and_submit, [api] * len(batch), batch,
-                [ahead.get(scan.message_id) for scan in batch]))
+                [ahead.get(scan.raw_key) for scan in batch]))
             recorded: list[Event] = []
             stop = False
             for scan, outcome in zip(batch, outcomes, strict=True):
@@ -297,7 +319,7 @@ class ScanService:
         if content is None:
             try:
                 content = self._readers.mine().read(scan.raw.topic, scan.raw.partition,
-                                              scan.raw.offsets, scan.message_id, scan.sha256)
+                                              scan.raw.offsets, scan.raw_key, scan.sha256)
             except RawUnavailable as exc:
                 return exc
         if isinstance(content, RawUnavailable):

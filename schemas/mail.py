@@ -19,6 +19,7 @@ from schemas.types import (
     Detect,
     HostPort,
     MessageCountLimit,
+    MessageId,
     NodeAddress,
     RawLocation,
     ResponseTimeout,
@@ -74,6 +75,16 @@ class MessageReceived(MailEvent):
     # The SHA-256 of the message as the client sent it, before the gateway's own trace field:
     # the key of the verdict cache. None in events written before it was recorded.
     content_sha256: Sha256Hex | None = None
+    # Set when the message's recipients fell under rules with different KATA sections and
+    # ingest split it into one copy per section: every copy's id, in order, this one included
+    # (the first is the id the client was told first). Empty: not split.
+    copies: Annotated[list[MessageId], Field(max_length=1000)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _copies_name_this_one(self) -> Self:
+        if self.copies and self.message_id not in self.copies:
+            raise ValueError("copies must include this message's own id")
+        return self
 
 
 class LedgerEvent(MailEvent):
@@ -197,6 +208,16 @@ class VerdictReceived(_Verdict):
 
     type: Literal["scan.verdict"] = "scan.verdict"
     schema_version: Literal[2] = 2
+    # Set when the verdict was not asked of KATA for this message but reused from the scan of
+    # an identical one (the verdict cache, or a copy of the same split message): that scan's
+    # id. None: KATA scanned this message.
+    cached_from: ScanId | None = None
+
+    @model_validator(mode="after")
+    def _cached_only_final(self) -> Self:
+        if self.cached_from is not None and self.state not in ("detect", "not_detected"):
+            raise ValueError("only a detect or not_detected verdict is reused")
+        return self
 
 
 class LateVerdictReceived(_Verdict):

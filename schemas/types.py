@@ -105,6 +105,9 @@ class RawLocation(_Value):
     partition: NonNegativeInt
     offsets: Annotated[list[NonNegativeInt], Field(min_length=1)]
     chunk_bytes: Annotated[int, Field(ge=1)]
+    # The message id the chunks are keyed by, when not the id of the event naming them: the
+    # copies of a split message share the chunks written under the first copy's id.
+    key: MessageId | None = None
 
     @field_validator("offsets")
     @classmethod

@@ -164,7 +164,7 @@ def env_without_kafka() -> dict[str, str]:
 
 
 def inject_admitted(settings: KafkaSettings, message_id: str, raw: bytes,
-                    timeout_s: int = 600) -> None:
+                    timeout_s: int = 600, content_sha256: str | None = None) -> None:
     """What ingest and the admission stage write for an admitted message: the raw chunks and
     MessageReceived in one transaction, then QuarantineAdmitted."""
     from datetime import timedelta
@@ -184,6 +184,7 @@ def inject_admitted(settings: KafkaSettings, message_id: str, raw: bytes,
         envelope_from="sender@example.org", envelope_to=["rcpt@example.net"],
         client_ip="192.0.2.10", helo="mx.example.org", tls=False, size=chunked.size,
         sha256=chunked.sha256, subject="test", rule_id=None, settings_version=1,
+        content_sha256=content_sha256,
         raw=RawLocation(topic=names.raw, partition=located[0][0],
                         offsets=[offset for _p, offset in located], chunk_bytes=CHUNK_BYTES),
     )

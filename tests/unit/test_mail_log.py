@@ -267,3 +267,20 @@ def test_a_notice_names_its_kind_the_message_it_is_about_and_its_addressees():
         "nrcpt=1 covers=0")
     assert mail_log.line(held).text() == (
         f"{'c0ffee' * 5}00 notice held kind=skipped about={MID} for=digest")
+
+
+def test_a_split_copy_names_every_copy_and_a_reused_verdict_names_its_scan():
+    # Given a copy of a message split by rule, and a verdict taken from another scan
+    copies = [MID, f"{MID}S1"]
+    split = received().model_copy(update={"copies": copies})
+    reused = VerdictReceived(**envelope(ProducerRef(stage="scanner", instance="s-0")),
+                             scan_id=MID, state="not_detected", cached_from="01M8OTHERSCAN")
+    # Then the ingest line lists the copies, the kata line the scan the verdict came from
+    assert mail_log.line(split).text().endswith(f" rule=none copies={MID},{MID}S1")
+    assert mail_log.line(reused).text() == (
+        f"{MID} kata verdict=not_detected scan={MID} cached_from=01M8OTHERSCAN")
+    # And the projector's timeline entries show both fields
+    from projector.timelines import entry
+
+    assert entry(split)["fields"]["copies"] == copies
+    assert entry(reused)["fields"]["cached_from"] == "01M8OTHERSCAN"

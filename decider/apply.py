@@ -292,7 +292,8 @@ class Apply(MailFold):
 
     def _reject(self, fx: Effects, parcel: Parcel, data: bytes) -> list[Event]:
         now = self._clock()
-        ndr_enabled = self._control.value.current.settings.ndr_enabled
+        # The NDR switch as it was when the message was received, as its rule (decisions.py).
+        ndr_enabled = self._control.value.at(parcel.settings_version).settings.ndr_enabled
         send, why = should_send_ndr(parcel.envelope_from, ndr_enabled)
         if not send:
             return [outcomes.ndr_suppressed(fx, parcel, why, now)]

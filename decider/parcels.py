@@ -43,6 +43,7 @@ class Parcel:
     first_attempt_at: datetime | None = None
     retry_at: datetime | None = None
     size: int = 0  # bytes, as received
+    settings_version: int = 0  # the configuration the message was received under
 
 
 # Resend requests whose outcome was recorded, remembered so a redelivered one is not sent
@@ -79,7 +80,7 @@ class Parcels:
                 self.live[m] = Parcel(
                     m, partition, event.correlation_id or event.event_id, event.envelope_from,
                     tuple(event.envelope_to), event.raw, event.sha256, event.occurred_at,
-                    size=event.size,
+                    size=event.size, settings_version=event.settings_version,
                 )
             case ActionDecided() if parcel is not None and parcel.decision is None:
                 self.live[m] = replace(parcel, decision=event)

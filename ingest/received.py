@@ -45,7 +45,7 @@ def sender_of(mail_from: str) -> str:
 
 def rule_for(state: ControlState, sender: str, recipients: list[str]) -> str | None:
     rule = match_rule(state, sender, recipients)
-    return None if rule is DEFAULT_RULE else rule.rule_id
+    return None if rule.rule_id == DEFAULT_RULE.rule_id else rule.rule_id
 
 
 def received_event(

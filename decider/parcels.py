@@ -18,6 +18,7 @@ from schemas import (
     Event,
     MessageReceived,
     RawLocation,
+    VerdictReceived,
     terminal_outcome,
 )
 
@@ -44,6 +45,7 @@ class Parcel:
     retry_at: datetime | None = None
     size: int = 0  # bytes, as received
     settings_version: int = 0  # the configuration the message was received under
+    verdict: VerdictReceived | None = None  # for the verdict header
 
 
 # Resend requests whose outcome was recorded, remembered so a redelivered one is not sent
@@ -82,6 +84,8 @@ class Parcels:
                     tuple(event.envelope_to), event.raw, event.sha256, event.occurred_at,
                     size=event.size, settings_version=event.settings_version,
                 )
+            case VerdictReceived() if parcel is not None and parcel.decision is None:
+                self.live[m] = replace(parcel, verdict=event)
             case ActionDecided() if parcel is not None and parcel.decision is None:
                 self.live[m] = replace(parcel, decision=event)
             case BackupStored() if parcel is not None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +29,7 @@ from ingest.received import Accepted, rule_for, sender_of
 from ingest.replies import Reply
 from ingest.settings import IngestSettings
 from ingest.subject import check_subject_fields, decode_subject
+from ingest.trace import check_hops, received_field
 from ingest.unavailable import Usage, tempfail
 from schemas import ControlState, match_rule
 from schemas.raw_mail import header_end
@@ -41,6 +44,7 @@ _REASONS: dict[tuple[int, str], str] = {
     (replies.LINE_TOO_LONG.code, replies.LINE_TOO_LONG.enhanced): "line_too_long",
     (replies.TOO_LARGE.code, replies.TOO_LARGE.enhanced): "too_large",
     (replies.SUBJECT_FIELDS.code, replies.SUBJECT_FIELDS.enhanced): "untaggable_headers",
+    (replies.TOO_MANY_HOPS.code, replies.TOO_MANY_HOPS.enhanced): "too_many_hops",
     (replies.UNKNOWN_RECIPIENT.code, replies.UNKNOWN_RECIPIENT.enhanced): "unknown_recipient",
     (replies.UNVERIFIED_RECIPIENT.code, replies.UNVERIFIED_RECIPIENT.enhanced):
         "unverified_recipient",
@@ -79,8 +83,17 @@ class Inspected:
 
 
 def inspect(data: bytes, settings: IngestSettings) -> Inspected:
-    refusal = check_content(data, settings.content_limits()) or check_subject_fields(data)
+    refusal = (check_content(data, settings.content_limits()) or check_subject_fields(data)
+               or check_hops(data, settings.hop_count_limit))
     return Inspected(refusal, None if refusal else decode_subject(data))
+
+
+def reverse_name(ip: str) -> str | None:
+    """The client's PTR name, or None (none, or the resolver failed)."""
+    try:
+        return socket.gethostbyaddr(ip)[0]
+    except (OSError, UnicodeError):
+        return None
 
 
 class IngestHandler:
@@ -94,6 +107,28 @@ class IngestHandler:
         self._control = control
         self._committer = committer
         self._usage = usage  # the KATA Quarantine's, for on_unavailable = tempfail
+        # Its own threads: a slow resolver never holds up DATA's checks (asyncio.to_thread).
+        self._resolver = (ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest-rdns")
+                          if settings.reverse_dns else None)
+
+    def close(self) -> None:
+        if self._resolver is not None:
+            self._resolver.shutdown(wait=False, cancel_futures=True)
+
+    def _look_up(self, session: Any) -> None:
+        """Start the client's reverse DNS lookup, once per session."""
+        if self._resolver is None or getattr(session, "rdns", None) is not None:
+            return
+        session.rdns = asyncio.get_running_loop().run_in_executor(
+            self._resolver, reverse_name, str(client_address(session.peer[0])))
+
+    @staticmethod
+    def _rdns_of(session: Any) -> str | None:
+        lookup = getattr(session, "rdns", None)
+        if lookup is None or not lookup.done() or lookup.cancelled():
+            return None
+        name: str | None = lookup.result()
+        return name
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -101,6 +136,7 @@ class IngestHandler:
             metrics.REFUSED.labels("bad_helo", "permanent").inc()
             return [str(replies.BAD_HELO)]
         session.host_name = hostname
+        self._look_up(session)
         # No AUTH: this is a relay for the domains and networks configured, not a submission
         # server. Enhanced status codes are in every reply (RFC 2034).
         kept = [line for line in responses[:-1] if not line.startswith("250-AUTH")]
@@ -111,6 +147,7 @@ class IngestHandler:
             metrics.REFUSED.labels("bad_helo", "permanent").inc()
             return str(replies.BAD_HELO)
         session.host_name = hostname
+        self._look_up(session)
         return f"250 {server.hostname}"
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
@@ -168,19 +205,27 @@ class IngestHandler:
         sender = sender_of(envelope.mail_from)
         recipients = list(envelope.rcpt_tos)
         state = self._control()
+        new_id = message_id(time.time_ns() // 1_000_000, secrets.token_bytes(ENTROPY_BYTES))
+        now, client_ip, tls = datetime.now(UTC), str(client_address(session.peer[0])), (
+            session.ssl is not None)
         accepted = Accepted(
-            message_id=message_id(time.time_ns() // 1_000_000, secrets.token_bytes(ENTROPY_BYTES)),
+            message_id=new_id,
             event_id=uuid.uuid4(),
-            occurred_at=datetime.now(UTC),
+            occurred_at=now,
             envelope_from=sender,
             envelope_to=tuple(recipients),
-            client_ip=str(client_address(session.peer[0])),
+            client_ip=client_ip,
             helo=session.host_name or "",
-            tls=session.ssl is not None,
+            tls=tls,
             subject=inspected.subject,
             rule_id=rule_for(state, sender, recipients),
             settings_version=state.version,
             data=data,
+            # Stored in front of the client's bytes (`data` stays as the client sent it).
+            trace=received_field(
+                helo=session.host_name or "", rdns=self._rdns_of(session), client_ip=client_ip,
+                gateway=self._settings.hostname, extended=session.extended_smtp, tls=tls,
+                message_id=new_id, recipients=tuple(recipients), at=now),
         )
         bound = self._settings.commit_timeout_s
         future = self._committer.submit(accepted, bound)

@@ -1,7 +1,8 @@
 """From an accepted SMTP transaction to the `MessageReceived` event, pure.
 
-Ids, the clock and the Kafka location are inputs; the rule is matched on envelope addresses
-against the configuration in force (schemas.match_rule).
+Ids, the clock and the Kafka location are inputs; the stored message is `trace` (our Received
+field, ingest/trace.py) followed by `data`, the client's bytes; the rule is matched on envelope
+addresses against the configuration in force (schemas.match_rule).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Accepted:
     subject: str | None
     rule_id: str | None  # None: no rule matched, the default rule applies
     settings_version: int
-    data: bytes
+    data: bytes  # as the client sent it (dot-unstuffed)
+    trace: bytes = b""  # our Received field: stored in front of `data`
 
 
 def sender_of(mail_from: str) -> str:

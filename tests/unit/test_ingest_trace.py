@@ -9,6 +9,8 @@ from email import message_from_bytes
 from email.utils import parsedate_to_datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ingest.handler import inspect
 from ingest.settings import IngestSettings
@@ -71,6 +73,20 @@ def test_a_hostile_helo_or_reverse_name_cannot_break_or_add_a_field(helo):
     assert len(message.get_all("Received")) == 1
     assert len(message.keys()) == 1
     assert parsedate_to_datetime(str(message["Received"]).rsplit(";", 1)[1]) == AT
+
+
+@given(helo=st.text(max_size=300), rdns=st.none() | st.text(max_size=300),
+       recipient=st.text(max_size=300))
+def test_whatever_a_client_chooses_the_field_is_one_field_of_whole_lines(helo, rdns, recipient):
+    got = field(helo=helo, rdns=rdns, recipients=(recipient,))
+    lines = got.split(b"\r\n")
+    assert lines[-1] == b""
+    assert lines[0].startswith(b"Received: from ")
+    assert all(line.startswith(b"\t") for line in lines[1:-1])
+    assert all(0x20 <= c < 0x7F or c == 0x09 for c in got.replace(b"\r\n", b""))
+    assert got.count(b";") == 1
+    assert got.count(b"(") == got.count(b")") == 1
+    assert len(got) <= TRACE_RESERVE
 
 
 def test_the_field_fits_the_reserve_the_subject_tag_allows_at_its_largest():

@@ -110,17 +110,26 @@ class IngestHandler:
         # Its own threads: a slow resolver never holds up DATA's checks (asyncio.to_thread).
         self._resolver = (ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest-rdns")
                           if settings.reverse_dns else None)
+        self._lookups = 0  # submitted and not done
 
     def close(self) -> None:
         if self._resolver is not None:
             self._resolver.shutdown(wait=False, cancel_futures=True)
 
     def _look_up(self, session: Any) -> None:
-        """Start the client's reverse DNS lookup, once per session."""
-        if self._resolver is None or getattr(session, "rdns", None) is not None:
+        """Start the client's reverse DNS lookup, once per session; none while as many wait
+        as sessions may be open (a slow resolver and clients that come and go: `unknown`)."""
+        if (self._resolver is None or getattr(session, "rdns", None) is not None
+                or self._lookups >= self._settings.max_sessions):
             return
-        session.rdns = asyncio.get_running_loop().run_in_executor(
+        self._lookups += 1
+        lookup = asyncio.get_running_loop().run_in_executor(
             self._resolver, reverse_name, str(client_address(session.peer[0])))
+        lookup.add_done_callback(self._looked_up)
+        session.rdns = lookup
+
+    def _looked_up(self, _lookup: object) -> None:
+        self._lookups -= 1  # on the event loop, as the count's increment
 
     @staticmethod
     def _rdns_of(session: Any) -> str | None:

@@ -84,6 +84,25 @@ def test_an_accepted_message_is_committed_raw_and_received_before_250(kafka_sett
     assert event.raw.topic.endswith(".mail.raw")
 
 
+@pytest.mark.parametrize("reverse_dns", [True, False])
+def test_the_received_field_names_the_clients_reverse_dns_name_or_unknown(kafka_settings,
+                                                                          reverse_dns):
+    import socket
+
+    try:
+        name = socket.gethostbyaddr("127.0.0.1")[0] if reverse_dns else "unknown"
+    except OSError:
+        name = "unknown"
+    with Ingest(kafka_settings, reverse_dns=reverse_dns) as ingest, \
+            smtplib.SMTP(*ingest.address, timeout=30) as client:
+        client.ehlo("client.test")
+        time.sleep(0.2)  # the lookup runs in the background from EHLO on
+        client.sendmail("alice@example.org", ["bob@example.net"], b"Subject: s\r\n\r\nx\r\n")
+    [event] = received(kafka_settings)
+    trace, _ = split_trace(raw_of(kafka_settings, event))
+    assert trace.startswith(f"Received: from client.test ({name} [127.0.0.1])\r\n".encode())
+
+
 def test_a_large_message_is_chunked_and_reads_back_equal(kafka_settings):
     line = b"x" * 998 + b"\r\n"
     data = b"Subject: big\r\n\r\n" + line * 2600  # 2.6 MB: three chunks

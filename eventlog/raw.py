@@ -69,7 +69,6 @@ class Chunks(Sequence[Outgoing]):
             partition=self._partition,
         )
 
-
     def _slice(self, start: int, end: int) -> bytes:
         h = len(self._head)
         if start >= h:

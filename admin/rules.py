@@ -1,5 +1,6 @@
 """Rules as commands: create, change (order, enable/disable, patterns, the KATA section), delete,
 and the rule's KATA protection switch. Pure: the state, the actor, the time and the id come in.
+The built-in default rule ('default') takes changes of its KATA section only.
 
 Fields are named as `rules show --json` shows them, the KATA section with a `kata.` prefix:
 name, enabled, position, senders, recipients, kata.enabled, kata.action, kata.tag, kata.backup,
@@ -62,11 +63,6 @@ RULE_FIELDS: tuple[str, ...] = tuple(PARSERS)
 
 
 def validate_rule_id(rule_id: str) -> str:
-    if rule_id == DEFAULT_RULE.rule_id:
-        raise InvalidCommand(
-            "rule_id: 'default' is the built-in rule for mail no rule matches and cannot be "
-            "changed; add a rule with senders '*' and recipients '*' to handle all mail instead"
-        )
     if not RULE_ID.fullmatch(rule_id):
         raise InvalidCommand(
             "rule_id: must be 1..64 lower-case letters, digits, '-' or '_', starting with a "
@@ -74,6 +70,41 @@ def validate_rule_id(rule_id: str) -> str:
             allowed="1..64 of a-z, 0-9, '-' and '_', starting with a letter or digit",
         )
     return rule_id
+
+
+# The default rule handles mail no rule matches: it matches any sender and recipient, is always
+# used and always last, so only its KATA section can change.
+DEFAULT_RULE_FIXED = ("it handles mail no rule matches, so it matches any sender and "
+                      "recipient, is always enabled and stays last; only its KATA section "
+                      "can be changed")
+
+
+def validate_new_rule_id(rule_id: str) -> str:
+    """A rule id a new rule may take: not the built-in default rule's."""
+    if rule_id == DEFAULT_RULE.rule_id:
+        raise InvalidCommand(
+            "rule_id: 'default' is the built-in rule for mail no rule matches and exists "
+            "already; change its KATA section with `rules set default` (--kata, --kata-action, "
+            "--tag, --backup)")
+    return validate_rule_id(rule_id)
+
+
+def validate_deletable(rule_id: str) -> str:
+    if rule_id == DEFAULT_RULE.rule_id:
+        raise InvalidCommand(f"rule_id: the default rule cannot be deleted: {DEFAULT_RULE_FIXED}")
+    return validate_rule_id(rule_id)
+
+
+def validate_default_rule_fields(rule_id: str, fields: Mapping[str, object]) -> None:
+    """Of the default rule only the KATA section's fields may be named. Needs no state."""
+    if rule_id != DEFAULT_RULE.rule_id:
+        return
+    kata = [name for name in RULE_FIELDS if name.startswith("kata.")]
+    for name in fields:
+        if not name.startswith("kata."):
+            raise InvalidCommand(f"{name}: the default rule's {name} cannot be changed: "
+                                 f"{DEFAULT_RULE_FIXED} ({', '.join(kata)})", field=name,
+                                 allowed=kata)
 
 
 def validate_rule_fields(fields: Mapping[str, object]) -> dict[str, object]:
@@ -88,8 +119,11 @@ def validate_rule_fields(fields: Mapping[str, object]) -> dict[str, object]:
 
 
 def existing_rule(state: ControlState, rule_id: str) -> Rule:
-    """The rule with this id, or a refusal naming the rules there are."""
+    """The rule with this id ('default': the built-in one, as configured), or a refusal naming
+    the rules there are."""
     validate_rule_id(rule_id)
+    if rule_id == DEFAULT_RULE.rule_id:
+        return state.default_rule
     rule = state.rules.get(rule_id)
     if rule is None:
         known = ", ".join(sorted(state.rules)) or "none yet"
@@ -131,7 +165,7 @@ def create_rule(
     KATA protection on, Delete message, tag "[KATA detect]", Backup on), the name defaults to
     the id and the position to after the last rule."""
     producer = values.actor_ref(actor)
-    validate_rule_id(rule_id)
+    validate_new_rule_id(rule_id)
     typed = validate_rule_fields(fields)
     if rule_id in state.rules:
         raise InvalidCommand(f"rule_id: a rule {rule_id!r} already exists; change it with "
@@ -158,6 +192,7 @@ def change_rule(
         raise InvalidCommand(f"rule: name at least one field to change ({', '.join(RULE_FIELDS)})",
                              allowed=list(RULE_FIELDS))
     typed = validate_rule_fields(fields)
+    validate_default_rule_fields(rule_id, typed)
     rule = existing_rule(state, rule_id)
     new = _build(rule.model_dump(), typed)
     if new == rule:
@@ -174,6 +209,7 @@ def delete_rule(
     state: ControlState, rule_id: str, *, actor: str, now: datetime, event_id: UUID
 ) -> RuleDeleted:
     producer = values.actor_ref(actor)
+    validate_deletable(rule_id)
     existing_rule(state, rule_id)
     return RuleDeleted(
         event_id=event_id, occurred_at=now, producer=producer, version=state.version + 1,

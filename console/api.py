@@ -4,7 +4,7 @@ every refusal names the field and what it accepts (console.problems)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -22,6 +22,9 @@ from admin.rules import (
     delete_rule,
     existing_rule,
     set_rule_kata,
+    validate_default_rule_fields,
+    validate_deletable,
+    validate_new_rule_id,
     validate_rule_fields,
     validate_rule_id,
 )
@@ -36,7 +39,7 @@ from console.documents import (
 )
 from console.export import FORMATS, VIEWS, rules_csv, settings_csv
 from console.problems import Problem, ProblemError, problem, validate_each
-from schemas import DEFAULT_RULE, CentralNodeObserved, ControlState, Event, NodeAddress
+from schemas import CentralNodeObserved, ControlState, Event, NodeAddress
 
 router = APIRouter(prefix="/api", dependencies=[Depends(authorised)])
 
@@ -239,9 +242,16 @@ def rule_fields(body: RuleFields) -> dict[str, object]:
     return fields
 
 
-def _checked_id(rule_id: str) -> str:
+def _checked_id(rule_id: str, check: Callable[[str], str] = validate_rule_id) -> str:
     try:
-        return validate_rule_id(rule_id)
+        return check(rule_id)
+    except InvalidCommand as exc:
+        raise _refused(exc) from exc
+
+
+def _default_rule_fields(rule_id: str, fields: dict[str, object]) -> None:
+    try:
+        validate_default_rule_fields(rule_id, fields)
     except InvalidCommand as exc:
         raise _refused(exc) from exc
 
@@ -253,8 +263,6 @@ def list_rules(request: Request) -> dict[str, Any]:
 
 @router.get("/rules/{rule_id}", tags=["rules"], summary="One rule ('default': the built-in)")
 def get_rule(rule_id: str, request: Request) -> dict[str, Any]:
-    if rule_id == DEFAULT_RULE.rule_id:
-        return rule_document(DEFAULT_RULE)
     state = console_of(request).control.state()
     try:
         return rule_document(existing_rule(state, rule_id))
@@ -266,7 +274,7 @@ def get_rule(rule_id: str, request: Request) -> dict[str, Any]:
              summary="Create a rule (KATA on, Delete message, tag '[KATA detect]', Backup on "
                      "unless told)")
 def post_rule(body: NewRule, who: Who, request: Request) -> dict[str, Any]:
-    rule_id = _checked_id(body.rule_id)
+    rule_id = _checked_id(body.rule_id, validate_new_rule_id)
     fields = rule_fields(body)
     validate_each(validate_rule_fields, fields)
     written = _write(request, who,
@@ -275,14 +283,16 @@ def post_rule(body: NewRule, who: Who, request: Request) -> dict[str, Any]:
 
 
 @router.put("/rules/{rule_id}", tags=["rules"],
-            summary="Change a rule: name, order, enabled, patterns, KATA section")
+            summary="Change a rule: name, order, enabled, patterns, KATA section ('default': "
+                    "the KATA section only)")
 def put_rule(rule_id: str, body: RuleFields, who: Who, request: Request) -> dict[str, Any]:
     _checked_id(rule_id)
     fields = rule_fields(body)
     validate_each(validate_rule_fields, fields)
+    _default_rule_fields(rule_id, fields)
     written = _write(request, who,
                      lambda state, ctx: change_rule(state, rule_id, fields, **ctx))
-    return written_document(written, {"rule": rule_document(written.after.rules[rule_id])})
+    return written_document(written, {"rule": rule_document(written.after.rule(rule_id))})
 
 
 @router.put("/rules/{rule_id}/kata", tags=["rules"],
@@ -303,12 +313,13 @@ def put_rule_kata(rule_id: str, body: RuleKataFields, who: Who,
     else:
         written = _write(request, who,
                          lambda state, ctx: change_rule(state, rule_id, fields, **ctx))
-    return written_document(written, {"rule": rule_document(written.after.rules[rule_id])})
+    return written_document(written, {"rule": rule_document(written.after.rule(rule_id))})
 
 
-@router.delete("/rules/{rule_id}", tags=["rules"], summary="Delete a rule")
+@router.delete("/rules/{rule_id}", tags=["rules"],
+               summary="Delete a rule (not 'default': it is built in)")
 def remove_rule(rule_id: str, who: Who, request: Request) -> dict[str, Any]:
-    _checked_id(rule_id)
+    _checked_id(rule_id, validate_deletable)
     written = _write(request, who, lambda state, ctx: delete_rule(state, rule_id, **ctx))
     return written_document(written, {})
 

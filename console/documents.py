@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from console.control import Written
-from schemas import DEFAULT_RULE, ControlState, Rule
+from schemas import ControlState, Rule
 
 
 def settings_document(state: ControlState) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def rules_document(state: ControlState) -> dict[str, Any]:
     return {
         "version": state.version,
         "rules": [rule_document(rule) for rule in state.ordered_rules()],
-        "default_rule": rule_document(DEFAULT_RULE),
+        "default_rule": rule_document(state.default_rule),
     }
 
 

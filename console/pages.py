@@ -210,7 +210,7 @@ def rule_row(rule: Rule) -> RuleRow:
 
 def rules_page(state: ControlState) -> tuple[RuleRow, ...]:
     """Rules in the order they are matched, the built-in default rule last."""
-    return tuple(rule_row(rule) for rule in [*state.ordered_rules(), DEFAULT_RULE])
+    return tuple(rule_row(rule) for rule in [*state.ordered_rules(), state.default_rule])
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from console.pages import (
 from console.problems import ProblemError
 from console.sessions import COOKIE, Session
 from eventlog.raw import RawUnavailable
-from schemas import DEFAULT_RULE
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
@@ -117,8 +116,7 @@ def rule(request: Request, rule_id: str) -> HTMLResponse:
     session = _session(request)
     state = console_of(request).control.state()
     try:
-        found = DEFAULT_RULE if rule_id == DEFAULT_RULE.rule_id else existing_rule(state,
-                                                                                   rule_id)
+        found = existing_rule(state, rule_id)
     except InvalidCommand as exc:
         return _render(request, "missing.html", session, status=404, message=str(exc))
     return _render(request, "rule.html", session, page=rule_page(state, found))

@@ -30,6 +30,7 @@ from decider.parcels import Parcel, Parcels
 from decider.settings import DeciderSettings
 from decider.smtp_out import DeliveryOutcome, SessionCache, deliver
 from decider.subject_tag import tag_subject
+from decider.verdict_header import HeaderEdit, for_delivery, strip_fields
 from eventlog.folded import FoldedTopic
 from eventlog.handler import Poison
 from eventlog.loop import TransactionalLoop
@@ -232,6 +233,10 @@ class Apply(MailFold):
             return [resent(fx, request, None, f"Backup copy unavailable: {problem}",
                            self._clock())]
         marked = mark_released(data, request.message_id, request.actor, request.occurred_at)
+        # A Backup copy is the original: a forged verdict header in it goes, none is added.
+        name = self._control.value.current.settings.verdict_header_name
+        if name is not None:
+            marked = self._logged(request.message_id, strip_fields(marked, name)).data
         outcome = self._send(request.envelope_from, list(request.recipients), marked)
         log.info("%s: resent from Backup by %s: %s", request.message_id, request.actor,
                  outcome.reply)
@@ -280,9 +285,22 @@ class Apply(MailFold):
             data, tagged = result.data, result.tagged
             if not result.tagged:
                 log.warning("%s: subject not tagged: %s", parcel.message_id, result.note)
+        assert parcel.decision is not None  # noqa: S101 - only decided parcels are delivered
+        data = self._logged(parcel.message_id, for_delivery(
+            data, self._control.value.at(parcel.settings_version).settings, parcel.decision,
+            parcel.verdict, parcel.message_id)).data
         outcome = self._send(parcel.envelope_from, list(parcel.recipients), data)
         return self._with_bounce(fx, parcel, outcomes.after_delivery(
             fx, parcel, outcome, tagged, self._clock()))
+
+    @staticmethod
+    def _logged(message_id: str, edit: HeaderEdit) -> HeaderEdit:
+        if edit.removed:
+            log.warning("%s: removed %d verdict header field(s) that came from outside",
+                        message_id, edit.removed)
+        if edit.note:
+            log.warning("%s: verdict header: %s", message_id, edit.note)
+        return edit
 
     def _with_bounce(self, fx: Effects, parcel: Parcel, recorded: Recorded) -> list[Event]:
         """The recorded events, and the DSN the sender is owed sent (best effort, once)."""
@@ -312,7 +330,8 @@ class Apply(MailFold):
 
     def _reject(self, fx: Effects, parcel: Parcel, data: bytes) -> list[Event]:
         now = self._clock()
-        ndr_enabled = self._control.value.current.settings.ndr_enabled
+        # The NDR switch as it was when the message was received, as its rule (decisions.py).
+        ndr_enabled = self._control.value.at(parcel.settings_version).settings.ndr_enabled
         send, why = should_send_ndr(parcel.envelope_from, ndr_enabled)
         if not send:
             return [outcomes.ndr_suppressed(fx, parcel, why, now)]

@@ -19,6 +19,7 @@ from schemas import (
     MessageReceived,
     NotificationComposed,
     RawLocation,
+    VerdictReceived,
     terminal_outcome,
 )
 
@@ -45,6 +46,8 @@ class Parcel:
     retry_at: datetime | None = None
     size: int = 0  # bytes, as received
     notice: NotificationComposed | None = None  # a notice to send with MAIL FROM:<>
+    settings_version: int = 0  # the configuration the message was received under
+    verdict: VerdictReceived | None = None  # for the verdict header
 
     @property
     def raw_key(self) -> str:
@@ -86,12 +89,14 @@ class Parcels:
                 self.live[m] = Parcel(
                     m, partition, event.correlation_id or event.event_id, event.envelope_from,
                     tuple(event.envelope_to), event.raw, event.sha256, event.occurred_at,
-                    size=event.size,
+                    size=event.size, settings_version=event.settings_version,
                 )
             case NotificationComposed() if parcel is None:
                 self.live[m] = Parcel(m, partition, event.correlation_id or event.event_id, "",
                                       tuple(event.to), None, "", event.occurred_at,
                                       size=len(event.data), notice=event)
+            case VerdictReceived() if parcel is not None and parcel.decision is None:
+                self.live[m] = replace(parcel, verdict=event)
             case ActionDecided() if parcel is not None and parcel.decision is None:
                 self.live[m] = replace(parcel, decision=event)
             case BackupStored() if parcel is not None:

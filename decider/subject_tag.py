@@ -22,7 +22,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from schemas.raw_mail import HEADER_SCAN_LIMIT, Header, scan_headers
+from schemas.raw_mail import HEADER_SCAN_LIMIT, TRACE_RESERVE, Header, scan_headers
 
 MAX_LINE = 998  # RFC 5322 2.1.1, without the line ending
 _EW_CHUNK = 45  # UTF-8 bytes per encoded word: 60 base64 chars, 72 with the delimiters
@@ -46,11 +46,12 @@ def tag_subject(raw: bytes, tag: str) -> TagResult:
         return TagResult(raw, False, refusal)
     if not raw:
         return TagResult(raw, False, "empty message: nothing to tag")
-    scan = scan_headers(raw)
+    # Ingest accepted at most HEADER_SCAN_LIMIT of the client's header, then added its trace.
+    scan = scan_headers(raw, HEADER_SCAN_LIMIT + TRACE_RESERVE)
     if scan is None:
         return TagResult(
-            raw, False, f"header block larger than {HEADER_SCAN_LIMIT} bytes: not tagged"
-        )
+            raw, False,
+            f"header block larger than {HEADER_SCAN_LIMIT + TRACE_RESERVE} bytes: not tagged")
     subjects, insert_at, eol = scan
     if not subjects:
         return _add_subject(raw, tag, insert_at, eol)

@@ -38,10 +38,13 @@ class Chunks(Sequence[Outgoing]):
     third time as slices for the whole transaction."""
 
     def __init__(self, topic: str, message_id: str, data: bytes, chunk_bytes: int,
-                 partition: int | None = None) -> None:
+                 partition: int | None = None, head: bytes = b"") -> None:
         self._topic, self._key, self._data, self._bytes = (
             topic, message_id.encode(), data, chunk_bytes)
-        self._count = max(1, -(-len(data) // chunk_bytes))
+        # The message is head + data, never joined: a small head (ingest's Received field)
+        # in front of a large body costs no copy of the body.
+        self._head = head
+        self._count = max(1, -(-(len(head) + len(data)) // chunk_bytes))
         # Set: a Backup copy, each chunk keyed on its own in this partition (see the module).
         self._partition = partition
 
@@ -61,10 +64,16 @@ class Chunks(Sequence[Outgoing]):
         return Outgoing(
             topic=self._topic,
             key=self._key if self._partition is None else chunk_key(self._key.decode(), i),
-            value=self._data[i * self._bytes:(i + 1) * self._bytes],
+            value=self._slice(i * self._bytes, (i + 1) * self._bytes),
             headers=((H_MESSAGE_ID, self._key), (H_CHUNK, f"{i}/{self._count}".encode())),
             partition=self._partition,
         )
+
+    def _slice(self, start: int, end: int) -> bytes:
+        h = len(self._head)
+        if start >= h:
+            return self._data[start - h:end - h]
+        return self._head[start:end] + self._data[:max(0, end - h)]
 
 
 @dataclass(frozen=True)
@@ -74,10 +83,13 @@ class Chunked:
     size: int
 
 
-def chunk(topic: str, message_id: str, data: bytes, chunk_bytes: int = CHUNK_BYTES) -> Chunked:
-    """Raw chunks, keyed by the message id (`katagate.mail.raw`)."""
-    return Chunked(Chunks(topic, message_id, data, chunk_bytes),
-                   hashlib.sha256(data).hexdigest(), len(data))
+def chunk(topic: str, message_id: str, data: bytes, chunk_bytes: int = CHUNK_BYTES,
+          head: bytes = b"") -> Chunked:
+    """Raw chunks of `head + data`, keyed by the message id (`katagate.mail.raw`)."""
+    digest = hashlib.sha256(head)
+    digest.update(data)
+    return Chunked(Chunks(topic, message_id, data, chunk_bytes, head=head),
+                   digest.hexdigest(), len(head) + len(data))
 
 
 def chunk_key(message_id: str, index: int) -> bytes:

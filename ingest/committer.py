@@ -210,7 +210,8 @@ class GroupCommitter:
     def _transaction(self, producer: TransactionalProducer, batch: list[_Pending],
                      deadline: float) -> None:
         producer.begin()
-        chunked = [chunk(self._topics.raw, p.accepted.message_id, p.accepted.data)
+        chunked = [chunk(self._topics.raw, p.accepted.message_id, p.accepted.data,
+                         head=p.accepted.trace)
                    for p in batch]
         located = producer.produce_located(r for c in chunked for r in c.records)
         events, start = [], 0

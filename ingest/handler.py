@@ -7,9 +7,11 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +31,7 @@ from ingest.replies import Reply
 from ingest.settings import IngestSettings
 from ingest.split import copy_ids, queued_as, recipient_groups
 from ingest.subject import check_subject_fields, decode_subject
+from ingest.trace import check_hops, received_field
 from ingest.unavailable import Usage, tempfail
 from schemas import ControlState, match_rule
 from schemas.raw_mail import header_end
@@ -43,6 +46,7 @@ _REASONS: dict[tuple[int, str], str] = {
     (replies.LINE_TOO_LONG.code, replies.LINE_TOO_LONG.enhanced): "line_too_long",
     (replies.TOO_LARGE.code, replies.TOO_LARGE.enhanced): "too_large",
     (replies.SUBJECT_FIELDS.code, replies.SUBJECT_FIELDS.enhanced): "untaggable_headers",
+    (replies.TOO_MANY_HOPS.code, replies.TOO_MANY_HOPS.enhanced): "too_many_hops",
     (replies.UNKNOWN_RECIPIENT.code, replies.UNKNOWN_RECIPIENT.enhanced): "unknown_recipient",
     (replies.UNVERIFIED_RECIPIENT.code, replies.UNVERIFIED_RECIPIENT.enhanced):
         "unverified_recipient",
@@ -85,8 +89,17 @@ class Inspected:
 
 
 def inspect(data: bytes, settings: IngestSettings) -> Inspected:
-    refusal = check_content(data, settings.content_limits()) or check_subject_fields(data)
+    refusal = (check_content(data, settings.content_limits()) or check_subject_fields(data)
+               or check_hops(data, settings.hop_count_limit))
     return Inspected(refusal, None if refusal else decode_subject(data))
+
+
+def reverse_name(ip: str) -> str | None:
+    """The client's PTR name, or None (none, or the resolver failed)."""
+    try:
+        return socket.gethostbyaddr(ip)[0]
+    except (OSError, UnicodeError):
+        return None
 
 
 class IngestHandler:
@@ -100,6 +113,37 @@ class IngestHandler:
         self._control = control
         self._committer = committer
         self._usage = usage  # the KATA Quarantine's, for on_unavailable = tempfail
+        # Its own threads: a slow resolver never holds up DATA's checks (asyncio.to_thread).
+        self._resolver = (ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest-rdns")
+                          if settings.reverse_dns else None)
+        self._lookups = 0  # submitted and not done
+
+    def close(self) -> None:
+        if self._resolver is not None:
+            self._resolver.shutdown(wait=False, cancel_futures=True)
+
+    def _look_up(self, session: Any) -> None:
+        """Start the client's reverse DNS lookup, once per session; none while as many wait
+        as sessions may be open (a slow resolver and clients that come and go: `unknown`)."""
+        if (self._resolver is None or getattr(session, "rdns", None) is not None
+                or self._lookups >= self._settings.max_sessions):
+            return
+        self._lookups += 1
+        lookup = asyncio.get_running_loop().run_in_executor(
+            self._resolver, reverse_name, str(client_address(session.peer[0])))
+        lookup.add_done_callback(self._looked_up)
+        session.rdns = lookup
+
+    def _looked_up(self, _lookup: object) -> None:
+        self._lookups -= 1  # on the event loop, as the count's increment
+
+    @staticmethod
+    def _rdns_of(session: Any) -> str | None:
+        lookup = getattr(session, "rdns", None)
+        if lookup is None or not lookup.done() or lookup.cancelled():
+            return None
+        name: str | None = lookup.result()
+        return name
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -107,6 +151,7 @@ class IngestHandler:
             metrics.REFUSED.labels("bad_helo", "permanent").inc()
             return [str(replies.BAD_HELO)]
         session.host_name = hostname
+        self._look_up(session)
         # No AUTH: this is a relay for the domains and networks configured, not a submission
         # server. Enhanced status codes are in every reply (RFC 2034).
         kept = [line for line in responses[:-1] if not line.startswith("250-AUTH")]
@@ -117,6 +162,7 @@ class IngestHandler:
             metrics.REFUSED.labels("bad_helo", "permanent").inc()
             return str(replies.BAD_HELO)
         session.host_name = hostname
+        self._look_up(session)
         return f"250 {server.hostname}"
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
@@ -186,15 +232,17 @@ class IngestHandler:
                 return refuse(refusal)
         first = message_id(time.time_ns() // 1_000_000, secrets.token_bytes(ENTROPY_BYTES))
         ids = copy_ids(first, len(groups))
+        now, client_ip, tls = datetime.now(UTC), str(client_address(session.peer[0])), (
+            session.ssl is not None)
         accepted = Accepted(
             message_id=first,
             event_id=uuid.uuid4(),
-            occurred_at=datetime.now(UTC),
+            occurred_at=now,
             envelope_from=sender,
             envelope_to=tuple(recipients),
-            client_ip=str(client_address(session.peer[0])),
+            client_ip=client_ip,
             helo=session.host_name or "",
-            tls=session.ssl is not None,
+            tls=tls,
             subject=inspected.subject,
             rule_id=groups[0].rule_id,
             settings_version=state.version,
@@ -203,6 +251,11 @@ class IngestHandler:
             copies=() if len(groups) == 1 else tuple(
                 Copy(i, uuid.uuid4(), g.rule_id, g.recipients) for i, g in zip(
                     ids, groups, strict=True)),
+            # Stored in front of the client's bytes (`data` stays as the client sent it).
+            trace=received_field(
+                helo=session.host_name or "", rdns=self._rdns_of(session), client_ip=client_ip,
+                gateway=self._settings.hostname, extended=session.extended_smtp, tls=tls,
+                message_id=first, recipients=tuple(recipients), at=now),
         )
         bound = self._settings.commit_timeout_s
         future = self._committer.submit(accepted, bound)

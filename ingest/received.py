@@ -1,7 +1,8 @@
 """From an accepted SMTP transaction to the `MessageReceived` event, pure.
 
-Ids, the clock and the Kafka location are inputs; the rule is matched on envelope addresses
-against the configuration in force (schemas.match_rule).
+Ids, the clock and the Kafka location are inputs; the stored message is `trace` (our Received
+field, ingest/trace.py) followed by `data`, the client's bytes; the rule is matched on envelope
+addresses against the configuration in force (schemas.match_rule).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class Accepted:
     subject: str | None
     rule_id: str | None  # None: no rule matched, the default rule applies
     settings_version: int
-    data: bytes
+    data: bytes  # as the client sent it (dot-unstuffed)
+    trace: bytes = b""  # our Received field: stored in front of `data`
     # The SHA-256 of the bytes as the client sent them (the verdict cache's key); None only
     # where a caller has no such bytes apart from `data`.
     content_sha256: str | None = None
@@ -61,7 +63,7 @@ def sender_of(mail_from: str) -> str:
 
 def rule_for(state: ControlState, sender: str, recipients: list[str]) -> str | None:
     rule = match_rule(state, sender, recipients)
-    return None if rule is DEFAULT_RULE else rule.rule_id
+    return None if rule.rule_id == DEFAULT_RULE.rule_id else rule.rule_id
 
 
 def received_events(

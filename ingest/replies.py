@@ -81,6 +81,9 @@ TOO_LARGE = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size
 # on_unavailable = tempfail and over the 200 MB KATA scan cap: no retry could be scanned.
 OVER_SCAN_LIMIT = Reply(552, "5.3.4", "Message over the 200 MB KATA scan limit: not accepted "
                                       "unscanned")
+# More Received fields than hops allowed: a mail loop (RFC 5321 6.3). 5.4.6: "routing loop
+# detected" (RFC 3463).
+TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops")
 
 # aiosmtpd's own fixed replies, given the enhanced code they lack.
 _KNOWN: dict[str, str] = {

@@ -88,7 +88,10 @@ def run_ingest(
             if ready is not None:
                 ready(host, port)
 
-        asyncio.run(serve(settings, handler, stop, listening))
+        try:
+            asyncio.run(serve(settings, handler, stop, listening))
+        finally:
+            handler.close()
     finally:
         if metrics is not None:
             metrics.shutdown()

@@ -74,6 +74,12 @@ class IngestSettings(BaseSettings):
     max_local_part: int = Field(default=64, ge=64, le=254)
     max_domain: int = Field(default=255, ge=255, le=255)
     max_path: int = Field(default=256, ge=256, le=258)  # MessageReceived holds 256 octets
+    # A message that would carry more Received fields than this, ours included, is a loop:
+    # 554 5.4.6 (Postfix's hopcount_limit, same default).
+    hop_count_limit: int = Field(default=50, ge=10, le=1000)
+    # Look up each client's reverse DNS name for our Received field (in the background, from
+    # HELO on; a name not known by the end of DATA is written `unknown`, never waited for).
+    reverse_dns: bool = True
     # Commands per session other than MAIL, RCPT, DATA and QUIT (see server.py).
     max_commands: int = Field(default=1000, ge=10, le=100_000)
     session_timeout_s: float = Field(default=300.0, gt=0, le=3600)

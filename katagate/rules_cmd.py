@@ -18,6 +18,9 @@ from admin.rules import (
     describe_field,
     existing_rule,
     set_rule_kata,
+    validate_default_rule_fields,
+    validate_deletable,
+    validate_new_rule_id,
     validate_rule_fields,
     validate_rule_id,
 )
@@ -55,7 +58,8 @@ def register(commands: Any) -> None:
     add.add_argument("rule_id", help="1..64 of a-z 0-9 - _")
     _field_options(add)
     add.set_defaults(run=_add)
-    change = actions.add_parser("set", help="change a rule: order, enabled, patterns, KATA")
+    change = actions.add_parser("set", help="change a rule: order, enabled, patterns, KATA "
+                                            "('default': its KATA section only)")
     change.add_argument("rule_id")
     _field_options(change)
     change.set_defaults(run=_set)
@@ -111,7 +115,7 @@ def rules_document(state: ControlState) -> dict[str, Any]:
     return {
         "version": state.version,
         "rules": [rule.model_dump(mode="json") for rule in state.ordered_rules()],
-        "default_rule": DEFAULT_RULE.model_dump(mode="json"),
+        "default_rule": state.default_rule.model_dump(mode="json"),
     }
 
 
@@ -122,8 +126,8 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     rows = [("POSITION", "ID", "ENABLED", "KATA", "ACTION", "TAG", "BACKUP", "SENDERS",
              "RECIPIENTS", "NAME")]
-    for rule in [*state.ordered_rules(), DEFAULT_RULE]:
-        builtin = rule is DEFAULT_RULE
+    for rule in [*state.ordered_rules(), state.default_rule]:
+        builtin = rule.rule_id == DEFAULT_RULE.rule_id
         rows.append((
             "last" if builtin else str(rule.position), rule.rule_id,
             describe_field(rule, "enabled"), describe_field(rule, "kata.enabled"),
@@ -141,8 +145,7 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     state = read_control(KafkaSettings(principal="admin"))
     try:
-        rule = (DEFAULT_RULE if args.rule_id == DEFAULT_RULE.rule_id
-                else existing_rule(state, args.rule_id))
+        rule = existing_rule(state, args.rule_id)
     except InvalidCommand as exc:
         return refuse(args, exc)
     if args.json:
@@ -156,7 +159,7 @@ def describe_rule(rule: Rule) -> str:
     rows = [
         (f"Rule {rule.rule_id}", rule.name),
         ("  Enabled", describe_field(rule, "enabled")),
-        ("  Position", "after every rule (built in)" if rule is DEFAULT_RULE
+        ("  Position", "after every rule (built in)" if rule.rule_id == DEFAULT_RULE.rule_id
          else str(rule.position)),
         ("  Senders", ", ".join(rule.senders)),
         ("  Recipients", ", ".join(rule.recipients)),
@@ -177,7 +180,7 @@ def _written(event: Event, before: ControlState, after: ControlState) -> str:
         what = f"KATA protection switched {'on' if event.enabled else 'off'}"
     head = (f"rule {rule_id}: {what} by {getattr(event, 'actor', '?')} "
             f"(configuration version {after.version})")
-    old, new = before.rules.get(rule_id), after.rules.get(rule_id)
+    old, new = _rule_in(before, rule_id), _rule_in(after, rule_id)
     if old is None or new is None:
         return head if new is None else f"{head}\n{describe_rule(new)}"
     changes = [f"  {name}: {describe_field(old, name)} -> {describe_field(new, name)}"
@@ -185,17 +188,21 @@ def _written(event: Event, before: ControlState, after: ControlState) -> str:
     return "\n".join([head + ":", *changes])
 
 
-def _checked(args: argparse.Namespace) -> dict[str, object]:
+def _rule_in(state: ControlState, rule_id: str) -> Rule | None:
+    return state.default_rule if rule_id == DEFAULT_RULE.rule_id else state.rules.get(rule_id)
+
+
+def _checked(args: argparse.Namespace, *, new: bool) -> dict[str, object]:
     """Refuse bad input before contacting Kafka."""
-    validate_rule_id(args.rule_id)
+    (validate_new_rule_id if new else validate_rule_id)(args.rule_id)
     fields = _fields(args)
-    validate_rule_fields(fields)
+    validate_default_rule_fields(args.rule_id, validate_rule_fields(fields))
     return fields
 
 
 def _add(args: argparse.Namespace) -> int:
     try:
-        fields = _checked(args)
+        fields = _checked(args, new=True)
     except InvalidCommand as exc:
         return refuse(args, exc)
     return commit(args, lambda state, ctx: create_rule(state, args.rule_id, fields, **ctx),
@@ -204,7 +211,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _set(args: argparse.Namespace) -> int:
     try:
-        fields = _checked(args)
+        fields = _checked(args, new=False)
         if not fields:
             raise InvalidCommand(f"rule: name at least one field to change "
                                  f"({', '.join(RULE_FIELDS)})")
@@ -216,7 +223,7 @@ def _set(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     try:
-        validate_rule_id(args.rule_id)
+        validate_deletable(args.rule_id)
     except InvalidCommand as exc:
         return refuse(args, exc)
     return commit(args, lambda state, ctx: delete_rule(state, args.rule_id, **ctx), _written)

@@ -22,14 +22,23 @@ from schemas.control import (
     RuleChanged,
     RuleCreated,
     RuleDeleted,
+    RuleKata,
     RuleKataToggled,
 )
 from schemas.envelope import Event
 from schemas.notifications import NotificationSettings, NotificationSettingsChanged
 
 # Mail no rule matches is handled by this rule, with the product's defaults for a rule's KATA
-# section (protection on, Delete message, tag "[KATA detect]", Backup on).
+# section (protection on, Delete message, tag "[KATA detect]", Backup on). Only its KATA section
+# can be changed (`rule.changed` / `rule.kata_toggled` with rule_id "default"); the rest is fixed:
+# any sender and recipient, enabled, last.
 DEFAULT_RULE = Rule(rule_id="default", name="Default rule", position=2**31 - 1)
+
+
+def _default_rule_with(kata: RuleKata) -> Rule:
+    # Only the KATA section is taken from an event: a hand-written one cannot move, narrow or
+    # disable the rule that catches all remaining mail.
+    return DEFAULT_RULE.model_copy(update={"kata": kata})
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class ControlState:
     rules: dict[str, Rule] = field(default_factory=dict)
     connection: ConnectionState = "not_configured"
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    default_rule: Rule = DEFAULT_RULE  # its KATA section as the administrator set it
     # The highest configuration version seen; recorded with each message it applied to.
     version: int = 0
 
@@ -47,8 +57,8 @@ class ControlState:
 
     def rule(self, rule_id: str | None) -> Rule:
         if rule_id is None or rule_id == DEFAULT_RULE.rule_id:
-            return DEFAULT_RULE
-        return self.rules.get(rule_id, DEFAULT_RULE)
+            return self.default_rule
+        return self.rules.get(rule_id, self.default_rule)
 
 
 def evolve(state: ControlState, event: Event) -> ControlState:
@@ -58,6 +68,14 @@ def evolve(state: ControlState, event: Event) -> ControlState:
             return replace(state, settings=event.settings, version=version)
         case KataProtectionToggled():
             return replace(state, protection_enabled=event.enabled, version=version)
+        case RuleChanged() if event.rule.rule_id == DEFAULT_RULE.rule_id:
+            return replace(state, default_rule=_default_rule_with(event.rule.kata),
+                           version=version)
+        case RuleCreated() | RuleDeleted() if _names_default(event):
+            return state  # the default rule is built in: admin refuses both, the fold too
+        case RuleKataToggled() if event.rule_id == DEFAULT_RULE.rule_id:
+            kata = state.default_rule.kata.model_copy(update={"enabled": event.enabled})
+            return replace(state, default_rule=_default_rule_with(kata), version=version)
         case RuleCreated() | RuleChanged():
             return replace(state, rules={**state.rules, event.rule.rule_id: event.rule},
                            version=version)
@@ -76,6 +94,11 @@ def evolve(state: ControlState, event: Event) -> ControlState:
     return replace(state, version=version) if version != state.version else state
 
 
+def _names_default(event: RuleCreated | RuleDeleted) -> bool:
+    rule_id = event.rule.rule_id if isinstance(event, RuleCreated) else event.rule_id
+    return rule_id == DEFAULT_RULE.rule_id
+
+
 def _matches(address: str, patterns: list[str]) -> bool:
     folded = address.casefold()
     return any(fnmatch.fnmatchcase(folded, p.casefold()) for p in patterns)
@@ -83,7 +106,7 @@ def _matches(address: str, patterns: list[str]) -> bool:
 
 def match_rule(state: ControlState, sender: str, recipients: list[str]) -> Rule:
     """The first enabled rule (by position) whose sender patterns match the envelope sender and
-    whose recipient patterns match at least one envelope recipient; else DEFAULT_RULE.
+    whose recipient patterns match at least one envelope recipient; else the default rule.
 
     Matching uses envelope addresses only, never header display parsing (CVE-2023-27043).
     """
@@ -93,7 +116,7 @@ def match_rule(state: ControlState, sender: str, recipients: list[str]) -> Rule:
         if _matches(sender, rule.senders) and any(_matches(r, rule.recipients)
                                                    for r in recipients):
             return rule
-    return DEFAULT_RULE
+    return state.default_rule
 
 
 def on_unavailable_of(state: ControlState, rule: Rule) -> OnUnavailable:

@@ -16,7 +16,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-HEADER_SCAN_LIMIT = 1 << 20  # bytes of header block the subject tag is prepared to scan
+HEADER_SCAN_LIMIT = 1 << 20  # bytes of header block ingest accepts from a client
+# At most what ingest's own Received field adds in front (ingest/trace.py): the subject tag
+# scans this much more, so whatever ingest accepted it can still tag whole.
+TRACE_RESERVE = 4096
 
 _FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")
 
@@ -44,17 +47,19 @@ class Header:
     end: int  # offset after the field's last line (continuations included)
 
 
-def scan_headers(raw: bytes) -> tuple[list[Header], int, bytes] | None:
-    """The Subject fields, where a new field would go, and the line ending to use.
+def scan_headers(raw: bytes, scan_limit: int = HEADER_SCAN_LIMIT, name: bytes = b"subject"
+                 ) -> tuple[list[Header], int, bytes] | None:
+    """The fields named `name` (lower case; Subject unless told), where a new field would go,
+    and the line ending to use.
 
-    None when the header block does not end within `HEADER_SCAN_LIMIT` bytes.
+    None when the header block does not end within `scan_limit` bytes.
     """
     subjects: list[Header] = []
     current: Header | None = None
     eol = b"\r\n"
     eol_known = False
     pos = 0
-    limit = min(len(raw), HEADER_SCAN_LIMIT)
+    limit = min(len(raw), scan_limit)
     while pos < len(raw):
         if pos >= limit:
             return None
@@ -83,7 +88,7 @@ def scan_headers(raw: bytes) -> tuple[list[Header], int, bytes] | None:
                     pos = line_end
                     continue
                 break  # not a header: the body starts here, without an empty line
-            if field.group(1).lower() == b"subject":
+            if field.group(1).lower() == name:
                 current = Header(pos, field.end(), line_end)
                 subjects.append(current)
         pos = line_end

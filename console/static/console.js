@@ -283,7 +283,7 @@ function setUpRule() {
   const tagNone = document.getElementById("tag-none");
   tagLink.addEventListener("click", (event) => {
     event.preventDefault();
-    if (!form.querySelector("fieldset").disabled) tagDialog.showModal();
+    if (!document.getElementById("kata-fields").disabled) tagDialog.showModal();
   });
   document.getElementById("tag-form").addEventListener("submit", () => {
     // OK closes the window; the tag is written with the rule's Apply, as in the product.
@@ -331,7 +331,9 @@ function setUpRule() {
       showErrors(form, "", document.getElementById("rule-form-error"), answer.body);
     }
   });
-  document.getElementById("rule-delete").addEventListener("click", async () => {
+  const deleteButton = document.getElementById("rule-delete");
+  if (!deleteButton) return;  // the built-in default rule cannot be deleted
+  deleteButton.addEventListener("click", async () => {
     if (!confirm("Delete rule " + ruleId + "?")) return;
     const answer = await api("DELETE", "/api/rules/" + encodeURIComponent(ruleId));
     if (answer.ok) {

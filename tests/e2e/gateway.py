@@ -34,6 +34,7 @@ from schemas import (
     KataSettingsChanged,
     ProducerRef,
     Rule,
+    RuleChanged,
     RuleCreated,
     decode_event,
     terminal_outcome,
@@ -118,8 +119,10 @@ class Gateway:
             KataProtectionToggled(event_id=uuid.uuid4(), occurred_at=now, producer=ref,
                                   version=2, actor="test", enabled=True),
         ]
-        events += [RuleCreated(event_id=uuid.uuid4(), occurred_at=now, producer=ref,
-                               version=3 + i, actor="test", rule=rule)
+        # The built-in default rule is changed, never created (its KATA section only).
+        events += [(RuleChanged if rule.rule_id == "default" else RuleCreated)(
+                       event_id=uuid.uuid4(), occurred_at=now, producer=ref, version=3 + i,
+                       actor="test", rule=rule)
                    for i, rule in enumerate(rules)]
         publish(self.kafka, self.names.control, events)
 

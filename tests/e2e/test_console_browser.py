@@ -394,3 +394,26 @@ def test_changing_each_setting_then_set_default_values(stack):
     assert "KATA protection disabled" in stack.click_and_reload(switch)
     assert stack.last_control().enabled is False
     assert stack.text("kata-protection-state").startswith("KATA protection is off")
+
+
+def test_the_default_rules_page_edits_its_kata_section_and_nothing_else(stack):
+    from selenium.webdriver.support.select import Select
+
+    # Given the built-in default rule's page
+    stack.open("/rules/default")
+    until(lambda: stack.by_id("kata-section"), what="the default rule's KATA section")
+    # Then its general fields are read-only and it has no Delete
+    assert not stack.by_id("field-name").is_enabled()
+    assert not stack.by_id("field-position").is_enabled()
+    assert stack.driver.find_elements("id", "rule-delete") == []
+    stack.shot("default-rule")
+    # When its action is set to Reject and applied, then rule.changed of "default" holds it
+    Select(stack.by_id("field-kata.action")).select_by_visible_text("Reject")
+    apply_rule(stack)
+    event = stack.last_control()
+    assert (event.type, event.rule.rule_id, event.rule.kata.action) == (
+        "rule.changed", "default", "reject")
+    assert Select(stack.by_id("field-kata.action")).first_selected_option.text == "Reject"
+    # And back to the product's default, for the module's other tests
+    Select(stack.by_id("field-kata.action")).select_by_visible_text("Delete message")
+    apply_rule(stack)

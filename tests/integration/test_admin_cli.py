@@ -145,6 +145,7 @@ def test_rules_lifecycle_and_a_replay_reproduces_what_list_prints(run, kafka_set
         ("rules", "kata", "finance", "off", "--actor", "bob"),
         ("rules", "add", "temp"),
         ("rules", "delete", "temp", "--actor", "carol"),
+        ("rules", "set", "default", "--kata-action", "reject", "--no-tag"),
     ]
     for argv in steps:
         code, _, err = run(*argv)
@@ -152,8 +153,8 @@ def test_rules_lifecycle_and_a_replay_reproduces_what_list_prints(run, kafka_set
     # Then each wrote one event with the next version
     events = control_events(kafka_settings)
     assert [type(e) for e in events] == [RuleCreated, RuleCreated, RuleChanged, RuleChanged,
-                                         RuleKataToggled, RuleCreated, RuleDeleted]
-    assert [getattr(e, "version", None) for e in events] == [1, 2, 3, 4, 5, 6, 7]
+                                         RuleKataToggled, RuleCreated, RuleDeleted, RuleChanged]
+    assert [getattr(e, "version", None) for e in events] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert {getattr(e, "actor", None) for e in events} == {ME}
     assert [getattr(e, "actor_note", None) for e in events][3:5] == ["bob", "bob"]
     # And the list is in matching order with the KATA sections as set
@@ -170,8 +171,12 @@ def test_rules_lifecycle_and_a_replay_reproduces_what_list_prints(run, kafka_set
     assert listed == {
         "version": state.version,
         "rules": [r.model_dump(mode="json") for r in state.ordered_rules()],
-        "default_rule": DEFAULT_RULE.model_dump(mode="json"),
+        "default_rule": state.default_rule.model_dump(mode="json"),
     }
+    # And the default rule keeps all but the KATA section it was given
+    assert state.default_rule == DEFAULT_RULE.model_copy(
+        update={"kata": DEFAULT_RULE.kata.model_copy(update={"action": "reject", "tag": None})})
+    assert shown(run, "rules", "show", "default") == listed["default_rule"]
     assert shown(run, "rules", "show", "finance") == state.rules["finance"].model_dump(
         mode="json")
     # And the human views name the product's settings
@@ -221,7 +226,9 @@ REFUSED: list[tuple[list[str], str]] = [
     (["rules", "delete", "hr"], "rule_id: no rule 'hr'"),
     (["rules", "kata", "finance", "maybe"], "kata.enabled: must be on or off"),
     (["rules", "kata", "finance", "on"], "kata.enabled: nothing to change"),
-    (["rules", "set", "default", "--kata-action", "skip"], "rule_id: 'default' is the built-in"),
+    (["rules", "set", "default", "--position", "5"], "position: the default rule's position "
+                                                     "cannot be changed"),
+    (["rules", "delete", "default"], "rule_id: the default rule cannot be deleted"),
     (["rules", "show", "hr"], "rule_id: no rule 'hr'"),
     (["kata", "disable"], "kata_protection: nothing to change, already disabled"),
     (["settings", "set", "--port", "444", "--note", "a\nb"],

@@ -174,6 +174,28 @@ def test_rules_and_their_kata_section_are_events_and_a_replay_reproduces_the_lis
     assert '<option value="skip" selected>Skip</option>' in page
 
 
+def test_the_default_rules_kata_section_is_edited_and_its_page_offers_that_only(
+        admin, kafka_settings):
+    # When the administrator sets the built-in default rule's action and Backup
+    section = written(admin("PUT", "/api/rules/default/kata", {"action": "reject",
+                                                               "backup": False}))
+    # Then one rule.changed for "default", and the rule shown is the one folded from the log
+    assert (section["type"], section["rule"]["rule_id"]) == ("rule.changed", "default")
+    shown = admin("GET", "/api/rules").json()
+    assert shown["default_rule"]["kata"]["action"] == "reject"
+    assert rules_document(refold(kafka_settings)) == shown
+    assert admin("GET", "/api/rules/default").json() == shown["default_rule"]
+    toggled = written(admin("PUT", "/api/rules/default/kata", {"enabled": False}))
+    assert (toggled["type"], toggled["rule_id"]) == ("rule.kata_toggled", "default")
+    # And its page shows the general fields read-only, the KATA section as a form, no Delete
+    page = admin.client.get("/rules/default").text
+    assert '<fieldset id="general-fields" disabled>' in page
+    assert '<fieldset id="kata-fields">' in page
+    assert 'id="rule-apply"' in page
+    assert 'id="rule-delete"' not in page
+    assert '<option value="reject" selected>Reject</option>' in page
+
+
 def test_an_api_token_writes_as_the_admin_through_that_token(admin, kafka_settings):
     token = admin("POST", "/api/tokens", {"name": "ci", "scope": "admin"}).json()["token"]
     client = admin.client

@@ -20,6 +20,7 @@ from tests.integration.test_ingest_harness import (
     raw_records,
     received,
 )
+from tests.trace_field import split_trace
 
 pytestmark = pytest.mark.kafka
 
@@ -66,14 +67,40 @@ def test_an_accepted_message_is_committed_raw_and_received_before_250(kafka_sett
     assert str(event.client_ip) == "127.0.0.1"
     assert event.helo == "client.test"
     assert event.tls is False
-    assert event.size == len(MESSAGE)
-    assert event.sha256 == hashlib.sha256(MESSAGE).hexdigest()
+    # The bytes stored are our Received field and the client's bytes as sent (unstuffed)
+    stored = raw_of(kafka_settings, event)
+    trace, rest = split_trace(stored)
+    assert rest == MESSAGE
+    assert trace.startswith(b"Received: from client.test (")
+    assert b" [127.0.0.1])\r\n\tby " in trace
+    assert f" with ESMTP id {event.message_id}".encode() in trace
+    assert b"for <" not in trace  # two recipients
+    assert event.size == len(stored)
+    assert event.sha256 == hashlib.sha256(stored).hexdigest()
     assert event.subject == "Quarterly r\u00e9sum\u00e9"
     assert event.rule_id == "finance"
     assert event.settings_version == 3
     assert event.producer.stage == "ingest"
     assert event.raw.topic.endswith(".mail.raw")
-    assert raw_of(kafka_settings, event) == MESSAGE
+
+
+@pytest.mark.parametrize("reverse_dns", [True, False])
+def test_the_received_field_names_the_clients_reverse_dns_name_or_unknown(kafka_settings,
+                                                                          reverse_dns):
+    import socket
+
+    try:
+        name = socket.gethostbyaddr("127.0.0.1")[0] if reverse_dns else "unknown"
+    except OSError:
+        name = "unknown"
+    with Ingest(kafka_settings, reverse_dns=reverse_dns) as ingest, \
+            smtplib.SMTP(*ingest.address, timeout=30) as client:
+        client.ehlo("client.test")
+        time.sleep(0.2)  # the lookup runs in the background from EHLO on
+        client.sendmail("alice@example.org", ["bob@example.net"], b"Subject: s\r\n\r\nx\r\n")
+    [event] = received(kafka_settings)
+    trace, _ = split_trace(raw_of(kafka_settings, event))
+    assert trace.startswith(f"Received: from client.test ({name} [127.0.0.1])\r\n".encode())
 
 
 def test_a_large_message_is_chunked_and_reads_back_equal(kafka_settings):
@@ -84,7 +111,7 @@ def test_a_large_message_is_chunked_and_reads_back_equal(kafka_settings):
     assert code == 250, reply
     [event] = received(kafka_settings)
     assert len(event.raw.offsets) == 3
-    assert raw_of(kafka_settings, event) == data
+    assert split_trace(raw_of(kafka_settings, event))[1] == data
 
 
 def test_the_null_sender_is_accepted_and_recorded_as_empty(kafka_settings):
@@ -131,6 +158,21 @@ def test_given_sender_specified_routing_when_rcpt_then_550_5_7_1_and_nothing_wri
             f"550 5.7.1 Relaying denied: sender-specified routing ({routing!r} in the local part)")
         assert client.cmd("DATA").startswith("503 5.5.1")
         client.close()
+    assert received(kafka_settings) == []
+    assert raw_records(kafka_settings) == 0
+
+
+def test_given_a_message_that_looped_when_data_ends_then_554_5_4_6_and_nothing_written(
+        kafka_settings):
+    # Given a message carrying 50 Received fields (ours would make 51: a loop)
+    hops = b"".join(b"Received: from a%d by b; Thu, 03 Dec 2026 10:00:00 +0000\r\n" % i
+                    for i in range(50))
+    with Ingest(kafka_settings) as ingest:
+        code, reply = send(ingest.address, "alice@example.org", ["bob@example.net"],
+                           hops + b"Subject: loop\r\n\r\nbody\r\n")
+    # Then 554 5.4.6 naming the count, and nothing reaches the log
+    assert (code, reply) == (554, "5.4.6 Too many hops: 50 Received header fields, limit 50 "
+                                  "(a mail loop?)")
     assert received(kafka_settings) == []
     assert raw_records(kafka_settings) == 0
 
@@ -204,7 +246,10 @@ def test_an_oversized_message_gets_552_and_nothing_is_written(kafka_settings):
         code, reply = send(ingest.address, "alice@example.org", ["bob@example.net"], exact,
                            ("SIZE=10000",))
     assert code == 250, reply
-    assert [e.size for e in received(kafka_settings)] == [limit]
+    # The limit is on what the client sent: our Received field comes on top of it
+    [event] = received(kafka_settings)
+    trace, rest = split_trace(raw_of(kafka_settings, event))
+    assert (len(rest), event.size) == (limit, limit + len(trace))
 
 
 @pytest.mark.parametrize(("body", "what"), [

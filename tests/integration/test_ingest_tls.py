@@ -12,9 +12,11 @@ from tests.integration.test_ingest_harness import (
     Ingest,
     RawClient,
     client_tls_context,
+    raw_of,
     received,
     self_signed,
 )
+from tests.trace_field import split_trace
 
 pytestmark = pytest.mark.kafka
 
@@ -39,6 +41,10 @@ def test_starttls_is_offered_only_with_a_certificate_and_the_message_records_tls
         client.sendmail("alice@example.org", ["bob@example.net"], MESSAGE)
     [event] = received(kafka_settings)
     assert event.tls is True
+    # And our Received field says so (RFC 3848), naming the one recipient
+    trace, rest = split_trace(raw_of(kafka_settings, event))
+    assert rest == MESSAGE
+    assert f"with ESMTPS id {event.message_id}\r\n\tfor <bob@example.net>; ".encode() in trace
 
 
 def test_require_tls_refuses_mail_before_starttls(kafka_settings, tmp_path):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from admin.rules import RULE_FIELDS
 from tests.console_client import console_client, sign_in
+
+KATA_FIELDS = [name for name in RULE_FIELDS if name.startswith("kata.")]
 
 
 @pytest.fixture(scope="module")
@@ -187,15 +190,30 @@ def test_a_bad_rule_field_is_refused_when_creating_or_changing(api, body, field,
                    "with a letter or digit, got 'Sales Team'"),
     ("-x", "rule_id: must be 1..64 lower-case letters, digits, '-' or '_', starting with a "
            "letter or digit, got '-x'"),
-    ("default", "rule_id: 'default' is the built-in rule for mail no rule matches and cannot "
-                "be changed; add a rule with senders '*' and recipients '*' to handle all mail "
-                "instead"),
 ])
-def test_a_bad_or_built_in_rule_id_is_refused(api, rule_id, message):
+def test_a_bad_rule_id_is_refused(api, rule_id, message):
     refused(api("POST", "/api/rules", {"rule_id": rule_id}), "rule_id", message)
     if "/" not in rule_id and " " not in rule_id:
         refused(api("PUT", f"/api/rules/{rule_id}", {"name": "x"}), "rule_id", message)
         refused(api("DELETE", f"/api/rules/{rule_id}"), "rule_id", message)
+
+
+DEFAULT_FIXED = ("it handles mail no rule matches, so it matches any sender and recipient, is "
+                 "always enabled and stays last; only its KATA section can be changed")
+
+
+def test_the_default_rule_is_not_created_deleted_moved_or_narrowed(api):
+    refused(api("POST", "/api/rules", {"rule_id": "default"}), "rule_id",
+            "rule_id: 'default' is the built-in rule for mail no rule matches and exists "
+            "already; change its KATA section with `rules set default` (--kata, --kata-action, "
+            "--tag, --backup)")
+    refused(api("DELETE", "/api/rules/default"), "rule_id",
+            f"rule_id: the default rule cannot be deleted: {DEFAULT_FIXED}")
+    for field, value in (("position", 5), ("enabled", False), ("senders", ["*@x.example"])):
+        body = refused(api("PUT", "/api/rules/default", {field: value, "kata": {
+            "action": "skip"}}), field, f"{field}: the default rule's {field} cannot be "
+            f"changed: {DEFAULT_FIXED} ({', '.join(KATA_FIELDS)})")
+        assert "kata.action" in body["allowed"]
 
 
 def test_every_bad_rule_field_of_one_apply_is_named(api):
@@ -300,3 +318,4 @@ def test_the_openapi_document_lists_the_api_and_no_cdn_docs_are_served(api):
             "/api/quarantine/messages/{message_id}", "/api/quarantine/usage",
             "/api/login"} <= set(spec["paths"])
     assert client.get("/docs").status_code == 404
+

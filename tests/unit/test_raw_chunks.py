@@ -59,3 +59,19 @@ def test_a_removed_copy_gets_one_tombstone_per_chunk_key_in_its_partition() -> N
     dead = tombstones("backup", "m6", 2, 3)
     assert [(r.topic, r.key, r.value, r.partition) for r in dead] == [
         ("backup", b"m6/0", None, 2), ("backup", b"m6/1", None, 2), ("backup", b"m6/2", None, 2)]
+
+
+@pytest.mark.parametrize(("head", "chunk_bytes"), [
+    (b"", 7), (b"Rcv\r\n", 3), (b"Rcv\r\n", 5), (b"Received: x\r\n", 4), (b"Received: x\r\n", 100),
+])
+def test_a_head_is_stored_in_front_of_the_data_in_chunks_of_the_usual_size(head, chunk_bytes):
+    # Given a head (ingest's Received field) and the client's bytes, kept apart
+    data = b"Subject: hi\r\n\r\nbody\r\n"
+    # When they are chunked together
+    chunked = chunk("raw", "m5", data, chunk_bytes=chunk_bytes, head=head)
+    values = [r.value for r in chunked.records]
+    # Then the chunks are the slices of head + data, and the digest and size are theirs
+    whole = head + data
+    assert values == [whole[i:i + chunk_bytes] for i in range(0, len(whole), chunk_bytes)]
+    assert chunked.sha256 == hashlib.sha256(whole).hexdigest()
+    assert chunked.size == len(whole)

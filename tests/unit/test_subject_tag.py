@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from decider.subject_tag import HEADER_SCAN_LIMIT, tag_subject
+from schemas.raw_mail import TRACE_RESERVE
 
 TAG = "[KATA detect]"
 BODY = b"line one\r\n.line starting with a dot\r\nSubject: not a header, in the body\r\n"
@@ -159,8 +160,21 @@ def test_given_an_mbox_from_line_then_it_is_skipped_not_taken_for_the_body():
     assert tag_subject(raw, TAG).data == raw.replace(b"Subject: x", b"Subject: [KATA detect] x")
 
 
+def test_given_the_largest_header_ingest_accepts_and_its_received_field_then_it_is_tagged():
+    # Given a client header section of HEADER_SCAN_LIMIT octets (empty line included), and
+    # ingest's trace field in front of it, as large as it can be
+    filler = HEADER_SCAN_LIMIT - len(b"Subject: x\r\nX-Filler: \r\n\r\n")
+    client = b"Subject: x\r\nX-Filler: " + b"a" * filler + b"\r\n\r\nbody"
+    trace = b"Received: " + b"b" * (TRACE_RESERVE - len(b"Received: \r\n")) + b"\r\n"
+    # When it is tagged, then the Subject is marked
+    result = tag_subject(trace + client, TAG)
+    assert result.tagged
+    assert result.data.startswith(trace + b"Subject: " + TAG.encode() + b" x\r\n")
+
+
 def test_given_a_header_block_beyond_the_cap_then_nothing_is_tagged_and_why_is_said():
-    raw = b"Subject: x\r\n" + b"X-Filler: " + b"a" * HEADER_SCAN_LIMIT + b"\r\n\r\nbody"
+    raw = (b"Subject: x\r\n" + b"X-Filler: " + b"a" * (HEADER_SCAN_LIMIT + TRACE_RESERVE)
+           + b"\r\n\r\nbody")
     result = tag_subject(raw, TAG)
     assert not result.tagged
     assert result.data is raw

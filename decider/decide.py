@@ -109,13 +109,15 @@ class Messages:
 
     def due(self, now: datetime) -> list[Pending]:
         """Admitted (or held), undecided messages whose response timeout has passed."""
-        due: list[Pending] = []
+        due: dict[str, Pending] = {}
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, m = heapq.heappop(self._deadlines)
             pending = self.pending.get(m)
+            # A held message admitted within the same instant has two equal entries: one
+            # decision for it (a second one broke invariant 2, found by the property test).
             if pending is not None and pending.deadline_at == deadline:
-                due.append(pending)
-        return due
+                due[m] = pending
+        return list(due.values())
 
 
 def _decision_event(

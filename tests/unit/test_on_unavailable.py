@@ -286,3 +286,20 @@ class TestTheEndOfAHold:
         (decided,) = decide(messages, denied, lambda _p: Policy(RuleKata(), "hold", "reject"),
                             T0, REF)
         assert (decided.action, decided.reason, decided.held) == ("reject", "too_large", True)
+
+
+def test_a_message_held_then_admitted_in_the_same_instant_is_timed_out_once() -> None:
+    # Given a message held outside the full quarantine and admitted from the waiting list at
+    # the same instant (the two deadlines equal): When its deadline passes, Then one timeout
+    # and one decision (found by tests/unit/test_decider_properties.py)
+    from tests.unit.test_decider_properties import DeciderMachine
+
+    machine = DeciderMachine()
+    for _ in range(4):
+        machine.ingest_accepts_a_message(1)
+    machine.an_administrator_acts(0, False)
+    machine.on_unavailable_or_the_connection_changes(True, False)
+    machine.the_consumers_read_on(11)
+    machine.time_passes(60)
+    decided = [e.message_id for e in machine.log if e.type == "action.decided"]
+    assert sorted(decided) == sorted(set(decided)) and len(decided) == 4

@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from admin.errors import InvalidCommand
+from admin.settings import validate_settings
 from tests.e2e.browser import screenshot, until
 from tests.e2e.gateway import Gateway
 from tests.integration.kata_harness import ROOT
@@ -123,3 +127,40 @@ def searched(stack: Stack, row_id: str, text: str) -> str:
         return shown if text in shown else None
     row: str = until(found, 30, f"{row_id} showing {text!r}")
     return row
+
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def send_detect(stack: Stack, subject: str, version: int) -> tuple[str, list[Any]]:
+    """An EICAR message to the `console` rule, admitted under configuration `version` (sent
+    again if ingest had not read the change yet: a message keeps the version it came under)."""
+    for attempt in range(3):
+        m = stack.gateway.send(mail(subject, EICAR, "console@example.net"),
+                               recipients=("console@example.net",))
+        events = stack.gateway.wait_terminal(m)
+        received = next(e for e in events if e.type == "mail.received")
+        if received.settings_version >= version or attempt == 2:
+            assert received.settings_version >= version
+            return m, events
+        time.sleep(1)
+    raise AssertionError("unreachable")
+
+
+def apply_rule(stack: Stack) -> int:
+    assert "applied" in stack.click_and_reload(stack.by_id("rule-apply"))
+    event = stack.last_control()
+    assert event.actor == "admin"
+    return int(event.version)
+
+
+def select(stack: Stack, message_id: str) -> None:
+    box = stack.by_id(f"waiting-{message_id}").find_element("css selector", "input.select")
+    if not box.is_selected():
+        box.click()
+
+
+def expected_refusal(field: str, value: str) -> str:
+    with pytest.raises(InvalidCommand) as refusal:
+        validate_settings({field: value})
+    return str(refusal.value)

@@ -5,24 +5,29 @@ process with its generated first password. Screenshots of each page go to tests/
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from admin.errors import InvalidCommand
-from admin.settings import validate_settings
 from tests.console_client import console_token_file, projector
 from tests.e2e.browser import chromium, until
-from tests.e2e.console_stack import ConsoleProcess, Stack, mail, searched
+from tests.e2e.console_stack import (
+    EICAR,
+    ConsoleProcess,
+    Stack,
+    apply_rule,
+    expected_refusal,
+    mail,
+    searched,
+    select,
+    send_detect,
+)
 from tests.e2e.gateway import Gateway, rule
 
 pytestmark = pytest.mark.kafka
 
-EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MIB = 1_048_576
 
 
@@ -95,28 +100,6 @@ def test_the_connection_window_shows_both_fingerprints_as_the_emulator_does(stac
     stack.by_id("connection-close").click()
 
 
-def send_detect(stack: Stack, subject: str, version: int) -> tuple[str, list[Any]]:
-    """An EICAR message to the `console` rule, admitted under configuration `version` (sent
-    again if ingest had not read the change yet: a message keeps the version it came under)."""
-    for attempt in range(3):
-        m = stack.gateway.send(mail(subject, EICAR, "console@example.net"),
-                               recipients=("console@example.net",))
-        events = stack.gateway.wait_terminal(m)
-        received = next(e for e in events if e.type == "mail.received")
-        if received.settings_version >= version or attempt == 2:
-            assert received.settings_version >= version
-            return m, events
-        time.sleep(1)
-    raise AssertionError("unreachable")
-
-
-def apply_rule(stack: Stack) -> int:
-    assert "applied" in stack.click_and_reload(stack.by_id("rule-apply"))
-    event = stack.last_control()
-    assert event.actor == "admin"
-    return int(event.version)
-
-
 def test_switching_a_rules_action_changes_how_the_next_detected_message_is_handled(stack):
     from selenium.webdriver.support.select import Select
 
@@ -163,12 +146,6 @@ def test_switching_a_rules_action_changes_how_the_next_detected_message_is_handl
     _m, events = send_detect(stack, "not scanned", version)
     decided = next(e for e in events if e.type == "action.decided")
     assert (decided.skipped, decided.reason) == (True, "rule_kata_disabled")
-
-
-def select(stack: Stack, message_id: str) -> None:
-    box = stack.by_id(f"waiting-{message_id}").find_element("css selector", "input.select")
-    if not box.is_selected():
-        box.click()
 
 
 def test_the_kata_quarantine_shows_each_sender_and_acts_on_a_selection(stack):
@@ -291,12 +268,6 @@ BAD_VALUES = [
     ("quarantine_max_size_mb", "0"), ("quarantine_max_messages", "0"),
     ("quarantine_max_messages", "4294967297"), ("poll_interval_s", "3601"),
 ]
-
-
-def expected_refusal(field: str, value: str) -> str:
-    with pytest.raises(InvalidCommand) as refusal:
-        validate_settings({field: value})
-    return str(refusal.value)
 
 
 def test_each_bad_value_shows_its_validation_message_and_changes_nothing(stack):

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -265,3 +266,16 @@ class IngestProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise AssertionError("no VmRSS")
+
+
+def send(address: tuple[str, int], sender: str, recipients: list[str], data: bytes,
+         options: tuple[str, ...] = ()) -> tuple[int, str]:
+    with smtplib.SMTP(*address, timeout=30) as client:
+        client.ehlo("client.test")
+        code, reply = client.mail(sender, options)
+        assert code == 250, reply
+        for recipient in recipients:
+            code, reply = client.rcpt(recipient)
+            assert code == 250, reply
+        code, reply = client.data(data)
+        return code, reply.decode()

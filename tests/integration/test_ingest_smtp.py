@@ -19,6 +19,7 @@ from tests.integration.test_ingest_harness import (
     raw_of,
     raw_records,
     received,
+    send,
 )
 from tests.trace_field import split_trace
 
@@ -36,19 +37,6 @@ MESSAGE = (
     b".\r\n"  # the stuffed lone dot must not end the message
     b"\xc3\xa9 8-bit text under 8BITMIME\r\n"
 )
-
-
-def send(address: tuple[str, int], sender: str, recipients: list[str], data: bytes,
-         options: tuple[str, ...] = ()) -> tuple[int, str]:
-    with smtplib.SMTP(*address, timeout=30) as client:
-        client.ehlo("client.test")
-        code, reply = client.mail(sender, options)
-        assert code == 250, reply
-        for recipient in recipients:
-            code, reply = client.rcpt(recipient)
-            assert code == 250, reply
-        code, reply = client.data(data)
-        return code, reply.decode()
 
 
 def test_an_accepted_message_is_committed_raw_and_received_before_250(kafka_settings):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclBinding,
     AclBindingFilter,
@@ -28,21 +28,19 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from eventlog.broker.tls import ensure_tls
 from eventlog.client_properties import KafkaConfigError
-from eventlog.clients import new_admin, new_consumer, new_producer, new_reader
-from eventlog.errors import KafkaUnavailable, TopicError
+from eventlog.clients import new_admin, new_consumer, new_reader
+from eventlog.errors import TopicError
 from eventlog.preflight import check_cluster, prepare_stage
 from eventlog.principals import CONTROL_WRITER, PRINCIPALS, Grant, grants
-from eventlog.producer import TransactionalProducer, TransactionFailed
-from eventlog.settings import KafkaSettings
 from tests.secure_kafka import (
     REQUEST_TIMEOUT_S,
     SecureKafka,
-    error_code,
     katagate,
     prepare_namespace,
     private_copy,
     secure_broker,
 )
+from tests.secure_kafka_probes import committed_one, fetched, joined, produced_plainly
 
 pytestmark = pytest.mark.kafka
 
@@ -115,32 +113,6 @@ def test_given_no_ca_or_another_ca_then_ssl_ca_location_is_named(secure, tmp_pat
 
 # --- writes: each principal to its own topics, with its own transactional ids ---------------
 
-def committed_one(settings: KafkaSettings, transactional_id: str, topic: str,
-                  value: bytes = b"v") -> int | None:
-    """One record written in a transaction: None when committed, else the broker's error code
-    (a topic the principal may see is refused when added to the transaction, one it may not
-    even see in the record's delivery report)."""
-    try:
-        producer = TransactionalProducer(settings, transactional_id)
-    except KafkaUnavailable as exc:  # init_transactions
-        return error_code(exc)
-    reports: list[KafkaError | None] = []
-    producer.begin()
-    try:
-        producer.raw.produce(topic, value, b"key",
-                             on_delivery=lambda error, _m: reports.append(error))
-    except KafkaException as exc:  # the topic already known to be refused
-        producer.abort(reason="the test's record was refused")
-        return error_code(exc)
-    try:
-        producer.commit()
-    except TransactionFailed as exc:
-        codes = [error_code(exc), *(int(e.code()) for e in reports if e is not None)]
-        # Local codes (negative: purged, inconsistent) only say that something else failed.
-        return next((code for code in codes if code is not None and code > 0), codes[0])
-    return None
-
-
 @pytest.mark.parametrize(("who", "tid", "topic", "expected"), [
     # ingest may write raw chunks and mail events with its own ids; the scanner may not
     ("ingest", "ingest-test", "raw", None),
@@ -179,21 +151,6 @@ def test_given_the_ids_the_stages_ask_for_then_their_writes_commit(secure):
             who, name)
 
 
-def produced_plainly(settings: KafkaSettings, topic: str) -> int | None:
-    """One record by a plain producer, outside any transaction: None when acknowledged."""
-    reports: list[KafkaError | None] = []
-    producer = new_producer(settings, {"client.id": "katagate-test", "acks": "all",
-                                       "message.timeout.ms": int(REQUEST_TIMEOUT_S * 1000)})
-    try:
-        producer.produce(topic, b"plain", b"key",
-                         on_delivery=lambda error, _m: reports.append(error))
-    except KafkaException as exc:  # the topic already known to be refused
-        return error_code(exc)
-    assert producer.flush(REQUEST_TIMEOUT_S + 5) == 0
-    [error] = reports
-    return None if error is None else int(error.code())
-
-
 def test_the_projector_may_produce_nothing_even_without_a_transaction(secure):
     for kind in ("mail", "quarantine", "control"):
         assert produced_plainly(secure.settings("projector"), getattr(secure.names, kind)) == (
@@ -203,25 +160,6 @@ def test_the_projector_may_produce_nothing_even_without_a_transaction(secure):
 
 
 # --- reads: each principal in its own consumer groups ----------------------------------------
-
-def joined(settings: KafkaSettings, group: str, topic: str, wait_s: float = 15.0
-           ) -> int | None:
-    """Subscribe in `group`: None once partitions are assigned, else the error consume() gave."""
-    consumer = new_consumer(settings, {"group.id": group, "auto.offset.reset": "earliest",
-                                       "enable.auto.commit": False})
-    try:
-        consumer.subscribe([topic])
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            for message in consumer.consume(10, 0.2):
-                if (error := message.error()) is not None:
-                    return int(error.code())
-            if consumer.assignment():
-                return None
-        raise AssertionError(f"neither assigned nor refused in {wait_s} s")
-    finally:
-        consumer.close()
-
 
 @pytest.mark.parametrize(("who", "group", "topic", "expected"), [
     ("ingest", "ingest", "control", None),
@@ -235,28 +173,6 @@ def test_a_principal_joins_its_own_groups_and_no_other_stages(secure, who, group
     outcome = joined(secure.settings(who), f"{secure.prefix}.{group}",
                      getattr(secure.names, topic))
     assert outcome == expected, f"{who} in group {group}: {outcome}"
-
-
-def fetched(settings: KafkaSettings, group: str, topic: str, wait_s: float = 15.0
-            ) -> int | None:
-    """Subscribe in `group` and fetch: None once a record or the partition's end is reached,
-    else the error consume() gave. (Being assigned a topic is not reading it: the assignment
-    needs only DESCRIBE, which a WRITE grant implies; the fetch needs READ.)"""
-    consumer = new_consumer(settings, {"group.id": group, "auto.offset.reset": "earliest",
-                                       "enable.auto.commit": False,
-                                       "enable.partition.eof": True})
-    try:
-        consumer.subscribe([topic])
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            for message in consumer.consume(10, 0.2):
-                error = message.error()
-                if error is None or error.code() == KafkaError._PARTITION_EOF:
-                    return None
-                return int(error.code())
-        raise AssertionError(f"neither fetched nor refused in {wait_s} s")
-    finally:
-        consumer.close()
 
 
 @pytest.mark.parametrize(("who", "topic", "expected"), [

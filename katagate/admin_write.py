@@ -9,7 +9,7 @@ import os
 import pwd
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -25,6 +25,21 @@ Report = Callable[[Event, ControlState, ControlState], str]
 E = TypeVar("E", bound=Event)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def named_changes(args: argparse.Namespace, options: Iterable[str], example: str,
+                  value_of: Callable[[str], object] = str) -> dict[str, object]:
+    """The settings a `set` command names: its options, then its NAME=VALUE assignments."""
+    changes: dict[str, object] = {n: getattr(args, n) for n in options
+                                  if getattr(args, n) is not None}
+    for item in args.assignments:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidCommand(f"{item}: expected NAME=VALUE (e.g. {example})")
+        if name in changes:
+            raise InvalidCommand(f"{name}: given twice")
+        changes[name] = value_of(value)
+    return changes
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,14 @@ from admin.notifications import (
     validate,
 )
 from eventlog.settings import KafkaSettings
-from katagate.admin_write import add_json_option, add_write_options, commit, print_json, refuse
+from katagate.admin_write import (
+    add_json_option,
+    add_write_options,
+    commit,
+    named_changes,
+    print_json,
+    refuse,
+)
 from schemas import ControlState, Event, NotificationSettings
 
 OPTIONS: dict[str, tuple[str, str, str]] = {
@@ -104,16 +111,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _changes(args: argparse.Namespace) -> dict[str, object]:
-    changes: dict[str, object] = {n: getattr(args, n) for n in OPTIONS
-                                  if getattr(args, n) is not None}
-    for item in args.assignments:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidCommand(f"{item}: expected NAME=VALUE (e.g. rate_limit_per_hour=20)")
-        if name in changes:
-            raise InvalidCommand(f"{name}: given twice")
-        changes[name] = value.replace("\\n", "\n")  # a body's line breaks, typed as \n
-    return changes
+    return named_changes(args, OPTIONS, "rate_limit_per_hour=20",
+                         lambda v: v.replace("\\n", "\n"))  # a body's line breaks, typed as \n
 
 
 def _changed(event: Event, before: ControlState, after: ControlState) -> str:

@@ -20,6 +20,7 @@ from katagate.admin_write import (
     add_json_option,
     add_write_options,
     commit,
+    named_changes,
     print_json,
     refuse,
 )
@@ -118,16 +119,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _changes(args: argparse.Namespace) -> dict[str, object]:
-    changes: dict[str, object] = {n: getattr(args, n) for n in OPTIONS
-                                  if getattr(args, n) is not None}
-    for item in args.assignments:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidCommand(f"{item}: expected NAME=VALUE (e.g. central_node_port=443)")
-        if name in changes:
-            raise InvalidCommand(f"{name}: given twice")
-        changes[name] = value
-    return changes
+    return named_changes(args, OPTIONS, "central_node_port=443")
 
 
 def _changed(event: Event, before: ControlState, after: ControlState) -> str:

@@ -23,7 +23,12 @@ from schemas import (
     NotificationSettings,
     NotificationSettingsChanged,
 )
-from schemas.notifications import DEFAULT_TEMPLATES, NOTICE_FIELDS, unknown_placeholders
+from schemas.notifications import (
+    DEFAULT_TEMPLATES,
+    NOTICE_FIELDS,
+    formatted_placeholders,
+    unknown_placeholders,
+)
 
 MAX_ADMINS = 20
 _ADDRESS = re.compile(r"^[^\s@<>\x00-\x1f\x7f]{1,64}@[A-Za-z0-9.-]{1,189}$")
@@ -78,6 +83,12 @@ def template_text(field: str, value: object, part: str) -> str | None:
         raise InvalidCommand(f"{field}: unknown placeholder"
                              f"{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join('{' + u + '}' for u in unknown)}; {allowed}",
+                             field=field, allowed=allowed)
+    formatted = formatted_placeholders(text)
+    if formatted:  # `{subject:>999999999}` would make one value a gigabyte
+        raise InvalidCommand(f"{field}: placeholder{'s' if len(formatted) > 1 else ''} "
+                             f"{', '.join(formatted)} carr{'y' if len(formatted) > 1 else 'ies'}"
+                             f" a format spec or conversion; write {{name}} only; {allowed}",
                              field=field, allowed=allowed)
     return text
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from decider.notices import compose, listed, one_line
+from prometheus_client import Counter
+
+from decider.notices import compose, listed, notice_address, one_line
 from schemas import (
     ActionDecided,
     ConnectionState,
@@ -32,12 +34,24 @@ from schemas import (
     ProducerRef,
     QuarantineAdmitted,
 )
+from schemas.notifications import Audience, NoticeTemplate
 
 log = logging.getLogger(__name__)
+NOTICES_DROPPED = Counter(
+    "katagate_notices_dropped_total",
+    "Notices that could not be composed safely even without the message's values, by kind",
+    ["kind"],
+)
 NOTICES = uuid.UUID("c3a1f2e4-5b6d-4e7f-8a9b-0c1d2e3f4a5b")  # ids of occurrences and notices
 WINDOW = timedelta(hours=1)  # the rate limit's sliding window
 REMEMBERED = 100_000  # message summaries and handled occurrences kept
-DIGEST_LISTED = 1000  # entries a digest lists; the rest are counted
+HELD_KEPT = 1000  # held occurrences kept for the digest's list; the rest are only counted
+# A digest lists held lines up to this many UTF-8 bytes, the rest counted: the body encoded
+# (base64 at worst, 1.37x) plus a template of 8,000 characters stays under MAX_NOTICE_BYTES.
+DIGEST_ENTRIES_BYTES = 150_000
+# What a notice quotes of a message, replaced when the notice with them cannot be composed.
+QUOTED = ("sender", "recipients", "subject", "detects", "message_id_header", "entries")
+WITHHELD = "(withheld: see katagate messages show)"
 USAGE_ALERT = 0.9  # of either quarantine limit
 USAGE_REARM = 0.8  # below this on both limits, the next rise above 90 % notifies again
 # Skipped for these reasons: the quarantine full, or KATA not answering.
@@ -74,6 +88,7 @@ class NotifierBook:
     sent: deque[datetime] = field(default_factory=deque)  # single notices, oldest first
     held: OrderedDict[str, NotificationHeld] = field(default_factory=OrderedDict)
     done: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    held_over: int = 0  # held past HELD_KEPT: counted in the next digest, not listed
     usage_alerts: int = 0
     usage_alerted: bool = False
     connection_alerts: int = 0
@@ -87,13 +102,17 @@ class NotifierBook:
                 if event.kind == "digest":
                     for covered in event.covers:
                         self.held.pop(covered, None)
+                    self.held_over = 0
                 else:
                     self.sent.append(event.occurred_at)
                     self.sent_within(event.occurred_at)  # the fold keeps one hour, not all
                 self._alerted(event.kind)
             case NotificationHeld():
                 self._done(event.message_id)
-                self.held[event.message_id] = event
+                if len(self.held) < HELD_KEPT:
+                    self.held[event.message_id] = event
+                else:
+                    self.held_over += 1
                 self._alerted(event.kind)
             case QuarantineAdmitted():
                 ratio = max(event.bytes_in_use / event.limit_bytes,
@@ -124,10 +143,11 @@ class Occurrence:
     kind: NoticeKind
     about: str | None  # the message's id, if it is about one
     values: dict[str, str]
-    to: tuple[str, ...]  # the recipients' addresses, for a recipient notice; else the admins
+    to: tuple[str, ...]  # the one recipient, for a recipient notice; else the admins
+    key: str | None = None  # what tells apart occurrences about one message (the recipient)
 
     @property
-    def audience(self) -> str:
+    def audience(self) -> Audience:
         return "recipients" if self.kind.startswith("recipient_") else "administrators"
 
 
@@ -163,8 +183,8 @@ def occurrences(event: Event, summary: Summary | None,
             if deleted and settings.notify_recipients_deleted and summary is not None:
                 why = ("KATA detected a threat in it" if event.reason == "detected"
                        else "an administrator deleted it")
-                found.append(Occurrence("recipient_deleted", event.message_id,
-                                        {**values, "detail": why}, summary.recipients))
+                found += _per_recipient("recipient_deleted", event.message_id,
+                                        {**values, "detail": why}, summary.recipients)
         case LateVerdictReceived(state="detect"):
             values = {**_message_values(summary, event.message_id), "verdict": "detected",
                       "detects": listed([d.name or d.type for d in event.detects]),
@@ -174,8 +194,24 @@ def occurrences(event: Event, summary: Summary | None,
                 found.append(Occurrence("late_detect", event.message_id, values, admins))
             if (settings.notify_recipients_late_detect and summary is not None
                     and event.after != "deleted_by_admin"):
-                found.append(Occurrence("recipient_late_detect", event.message_id, values,
-                                        summary.recipients))
+                found += _per_recipient("recipient_late_detect", event.message_id, values,
+                                        summary.recipients)
+    return found
+
+
+def _per_recipient(kind: NoticeKind, about: str, values: dict[str, str],
+                   recipients: tuple[str, ...]) -> list[Occurrence]:
+    """One notice per recipient, To: that recipient only, so none learns of the others (Bcc
+    included); an address a notice cannot be written to (quoted, a literal, an encoded word)
+    is skipped and named in the log."""
+    found = []
+    for rcpt in recipients:
+        if notice_address(rcpt):
+            found.append(Occurrence(kind, about, {**values, "recipients": f"<{rcpt}>"},
+                                    (rcpt,), key=rcpt))
+        else:
+            log.warning("%s: no %s notice to %r: not an address a notice can be written to",
+                        about, kind, one_line(rcpt, 320))
     return found
 
 
@@ -222,23 +258,18 @@ class Notifier:
         for occ in found:
             about = occ.about or str(book.usage_alerts if occ.kind == "quarantine_usage"
                                      else book.connection_alerts)
-            oid = occurrence_id(occ.kind, about)
+            oid = occurrence_id(occ.kind, about if occ.key is None else f"{about}:{occ.key}")
             if oid in book.done:
                 continue
             values = {**occ.values, "time": now.isoformat().replace("+00:00", "Z")}
             common = self._common(oid, occ.about, cause, now)
             event: Event
             if book.sent_within(now) < settings.rate_limit_per_hour:
-                try:
-                    data = compose(settings.template(occ.kind), values, notice_id=oid,
-                                   to=occ.to, from_domain=self.from_domain, now=now)
-                except (ValueError, UnicodeError):
-                    # A notice must never stop the ledger whose writer composes it.
-                    log.exception("%s: the %s notice could not be composed", occ.about,
-                                  occ.kind)
+                composed = self._composed(settings.template(occ.kind), values, occ.kind,
+                                          occ.audience, occ.to, common)
+                if composed is None:
                     continue
-                event = NotificationComposed(**common, kind=occ.kind, audience=occ.audience,
-                                             to=list(occ.to), data=data)
+                event = composed
             elif not settings.admin_addresses:
                 continue  # nobody to send a digest to
             else:
@@ -257,27 +288,57 @@ class Notifier:
     def digest(self, book: NotifierBook, settings: NotificationSettings,
                now: datetime) -> list[Event]:
         """The held occurrences in one notice, once the oldest has waited the digest
-        interval."""
+        interval: the lines that fit in DIGEST_ENTRIES_BYTES, the rest counted."""
         if not book.held or not settings.admin_addresses:
             return []
         first = next(iter(book.held.values()))
         if now < first.occurred_at + timedelta(seconds=settings.digest_interval_s):
             return []
         held = list(book.held.values())
-        lines = [h.line for h in held[:DIGEST_LISTED]]
-        if len(held) > DIGEST_LISTED:
-            lines.append(f"(and {len(held) - DIGEST_LISTED} more)")
+        lines: list[str] = []
+        size = 0
+        for h in held:
+            size += len(h.line.encode()) + 1
+            if size > DIGEST_ENTRIES_BYTES:
+                break
+            lines.append(h.line)
+        count = len(held) + book.held_over
+        if count > len(lines):
+            lines.append(f"(and {count - len(lines)} more: see katagate messages search "
+                         "and katagate messages show)")
         did = occurrence_id("digest", first.message_id)
-        values = {"count": str(len(held)), "entries": "\n".join(lines),
+        values = {"count": str(count), "entries": "\n".join(lines),
                   "time": now.isoformat().replace("+00:00", "Z")}
-        to = tuple(settings.admin_addresses)
-        data = compose(settings.template("digest"), values, notice_id=did, to=to,
-                       from_domain=self.from_domain, now=now)
-        event = NotificationComposed(**self._common(did, None, None, now), kind="digest",
-                                     audience="administrators", to=list(to), data=data,
-                                     covers=[h.message_id for h in held])
+        event = self._composed(settings.template("digest"), values, "digest", "administrators",
+                               tuple(settings.admin_addresses),
+                               self._common(did, None, None, now),
+                               covers=[h.message_id for h in held])
+        if event is None:  # dropped: the held list empties all the same, never retried
+            book.held.clear()
+            book.held_over = 0
+            return []
         book.evolve(event)
         return [event]
+
+    def _composed(self, template: NoticeTemplate, values: dict[str, str], kind: NoticeKind,
+                  audience: Audience, to: tuple[str, ...], common: dict[str, Any],
+                  covers: list[str] | None = None) -> NotificationComposed | None:
+        """The notice, else the notice without what it quotes of the message, else None
+        (counted). Never raises, and never logs a value (the Subject) or an exception's text,
+        which may quote it: one notice's failure must not cost the ledger or other notices."""
+        for attempt in (values, {**values, **{k: WITHHELD for k in QUOTED if k in values}}):
+            try:
+                data = compose(template, attempt, notice_id=common["message_id"], to=to,
+                               from_domain=self.from_domain, now=common["occurred_at"])
+                return NotificationComposed(**common, kind=kind, audience=audience,
+                                            to=list(to), data=data, covers=covers or [])
+            except Exception as exc:  # the email package raises many kinds
+                log.warning("%s: the %s notice %s could not be composed (%s)%s",
+                            common["about"] or "-", kind, common["message_id"],
+                            type(exc).__name__, "; trying without the message's values"
+                            if attempt is values else "; dropped")
+        NOTICES_DROPPED.labels(kind).inc()
+        return None
 
     def _common(self, oid: str, about: str | None, cause: Event | None,
                 now: datetime) -> dict[str, Any]:

@@ -53,6 +53,14 @@ def unknown_placeholders(template: str) -> list[str]:
     return sorted(set(placeholders(template)) - set(NOTICE_FIELDS))
 
 
+def formatted_placeholders(template: str) -> list[str]:
+    """The placeholders written with a format spec or a conversion (`{subject:>99}`,
+    `{subject!r}`): refused, as a spec can make one value a gigabyte; only `{name}` is allowed."""
+    return sorted({f"{{{n}{'!' + c if c else ''}{':' + s if s else ''}}}"
+                   for _, n, s, c in string.Formatter().parse(template)
+                   if n is not None and (s or c)})
+
+
 class NoticeTemplate(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -69,6 +77,10 @@ class NoticeTemplate(BaseModel):
         if unknown:
             raise ValueError(f"unknown placeholders {unknown}; allowed: "
                              f"{', '.join(NOTICE_FIELDS)}")
+        formatted = formatted_placeholders(value)
+        if formatted:
+            raise ValueError(f"placeholders {', '.join(formatted)} carry a format spec or "
+                             "conversion; write {name} only")
         return value
 
 

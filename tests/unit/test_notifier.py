@@ -104,20 +104,25 @@ def test_given_recipients_told_of_deletions_then_a_deleted_message_tells_its_rec
     settings = ADMINS.model_copy(update={"notify_recipients_deleted": True,
                                          "notify_detect": False})
     for reason in ("detected", "deleted_by_admin"):
-        (notice,) = notify(NotifierBook(), decided(reason=reason), settings=settings)
-        assert (notice.kind, notice.audience, notice.to) == (
-            "recipient_deleted", "recipients", ["bob@example.net", "carol@example.net"])
+        # One notice per recipient: none of them learns of the others (Bcc included).
+        bob, carol = notify(NotifierBook(), decided(reason=reason), settings=settings)
+        assert [(n.kind, n.audience, n.to) for n in (bob, carol)] == [
+            ("recipient_deleted", "recipients", ["bob@example.net"]),
+            ("recipient_deleted", "recipients", ["carol@example.net"])]
+        assert "carol" not in bob.data
+        assert "bob" not in carol.data
 
 
 def test_given_a_late_detect_then_the_notice_names_the_message_to_find_it_by():
     settings = ADMINS.model_copy(update={"notify_recipients_late_detect": True})
-    admin, recipients = notify(NotifierBook(), late(), settings=settings)
-    assert (admin.kind, recipients.kind) == ("late_detect", "recipient_late_detect")
+    admin, bob, carol = notify(NotifierBook(), late(), settings=settings)
+    assert (admin.kind, bob.kind, carol.kind) == ("late_detect", "recipient_late_detect",
+                                                  "recipient_late_detect")
     text = parsed(admin).get_content()
     for named in ("M0000001", "<alice@example.org>", "<bob@example.net>", "Invoice",
                   "EICAR-Test-File", "released it before the verdict"):
         assert named in text
-    assert recipients.to == ["bob@example.net", "carol@example.net"]
+    assert (bob.to, carol.to) == (["bob@example.net"], ["carol@example.net"])
     assert [e.kind for e in notify(NotifierBook(), late())] == ["late_detect"]
 
 
@@ -292,10 +297,9 @@ def test_given_a_long_log_then_the_book_keeps_only_the_last_hour_of_notices():
 def test_given_the_limit_reached_then_a_recipient_notice_is_held_naming_who_was_not_told():
     settings = ADMINS.model_copy(update={"rate_limit_per_hour": 0, "notify_detect": False,
                                          "notify_recipients_deleted": True})
-    (held,) = notify(NotifierBook(), decided(), settings=settings)
+    held, _carol = notify(NotifierBook(), decided(), settings=settings)
     assert isinstance(held, NotificationHeld)
     assert held.kind == "recipient_deleted"
     assert held.line == (
         '2026-12-03T10:00:00Z recipient_deleted M0000001: from <alice@example.org>, subject '
-        '"Invoice" KATA detected a threat in it (recipients bob@example.net, '
-        'carol@example.net were not told)')
+        '"Invoice" KATA detected a threat in it (recipients bob@example.net were not told)')

@@ -135,7 +135,8 @@ class NotificationSettings(BaseModel):
     notify_recipients_late_detect: bool = False
     # Held-back occurrences are sent together at most this often.
     digest_interval_s: Annotated[int, Field(ge=60, le=86400)] = 900
-    # Single notices per sliding hour; the rest go into the digest (0: always the digest).
+    # Single notices per sliding hour, a recipient notice (one per recipient) counting as one;
+    # the rest go into the digest (0: always the digest).
     rate_limit_per_hour: Annotated[int, Field(ge=0, le=1000)] = 20
     # Templates set by an administrator; a kind not here uses DEFAULT_TEMPLATES.
     templates: dict[NoticeKind, NoticeTemplate] = {}

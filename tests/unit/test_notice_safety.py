@@ -178,3 +178,27 @@ def test_given_a_format_spec_or_conversion_then_the_template_is_refused_naming_i
         validate({"template.detect.subject": text})
     assert str(refused.value).startswith("template.detect.subject: placeholder {")
     assert text.split(" ")[-1] in str(refused.value)
+
+
+def test_given_a_notice_too_large_with_the_values_then_it_goes_without_them(caplog):
+    # Given a body quoting the Subject 800 times and a Subject of 998 non-ASCII characters
+    template = NoticeTemplate(subject="[katagate] detect {message_id}", body="{subject}" * 800)
+    settings = ADMINS.model_copy(update={"templates": {"detect": template}})
+    with caplog.at_level(logging.DEBUG):
+        (notice,) = notify(NotifierBook(), settings, subject="Geheim " + "é" * 990)
+    # Then the notice still goes, within the cap, with the message's values withheld
+    assert len(notice.data) <= MAX_NOTICE_BYTES
+    body = email.message_from_string(notice.data, policy=email.policy.default).get_content()
+    assert body.startswith("(withheld: see katagate messages show)")
+    assert "Geheim" not in caplog.text
+
+
+def test_given_a_recipients_placeholder_then_a_recipient_notice_names_only_its_recipient():
+    template = NoticeTemplate(subject="Deleted", body="To: {recipients}\n")
+    settings = ADMINS.model_copy(update={"templates": {"recipient_deleted": template},
+                                         "notify_recipients_deleted": True,
+                                         "notify_detect": False})
+    bob, carol = notify(NotifierBook(), settings, recipients=("bob@example.net",
+                                                              "carol@example.net"))
+    assert "carol" not in bob.data
+    assert "bob" not in carol.data

@@ -98,7 +98,8 @@ def test_the_usage_is_written_at_election_and_with_each_change_never_the_same_tw
 
     # When it ticks, Then it writes the current usage, under the one compacted key; once
     first = [o for o in admission.tick() if o.topic == usage_topic]
-    assert usage(first) == [(0, 0, 0)] and first[0].key == b"usage"
+    assert usage(first) == [(0, 0, 0)]
+    assert first[0].key == b"usage"
     assert usage(admission.tick()) == []
     # When a message is admitted, Then the new usage goes in the batch of the admission
     received = received_event(2)

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 
 from decider.backup_ledger import Copy, delete, expire, retain
 from decider.history import ControlHistory, evolve_history
-from decider.ledger import Ledger, admit, admit_waiting, end_hold, release
+from decider.ledger import (
+    Ledger,
+    admit,
+    admit_waiting,
+    end_hold,
+    release,
+    usage_figures,
+    usage_record,
+)
 from decider.notifier import (
     Notifier,
     Summaries,
@@ -87,6 +96,9 @@ class Admission(Handler):
         self._clock = clock
         self.ledger = fold_ledger(kafka)
         self._next_expiry_check = 0.0
+        # The usage last written to `katagate.quarantine.usage`; None: write it at the next
+        # tick (the election: an upgraded log gets its first record, ingest its current one).
+        self._usage_written: tuple[int, ...] | None = None
         # The notifier (decider/notifier.py): its book is folded into the ledger; what it
         # names of messages is remembered from the `mail.received` read here.
         self._notifier = Notifier(producer, from_domain)
@@ -161,7 +173,7 @@ class Admission(Handler):
                 notices += self._notify_usage(item, now)
         produced += notices  # folded into the notifier's book as they were made
         return [out for item in produced for out in self._ledger_out(item)] + self._removals(
-            removed, evolve=True)
+            removed, evolve=True) + (self._usage_out(now) if produced else [])
 
     def _admit_waiting(self, now: datetime) -> list[Event]:
         if not self.ledger.waiting:
@@ -178,6 +190,7 @@ class Admission(Handler):
         the limits were raised."""
         notices = self._notify_timers(self._clock())
         out = [o for item in notices for o in self._ledger_out(item)]
+        out += self._usage_out(self._clock())  # at election, and after a change of the limits
         if time.monotonic() < self._next_expiry_check:
             return out
         self._next_expiry_check = time.monotonic() + EXPIRY_CHECK_S
@@ -186,6 +199,7 @@ class Admission(Handler):
         admitted += [n for item in admitted if isinstance(item, QuarantineAdmitted)
                      for n in self._notify_usage(item, now)]
         waiting = [o for item in admitted for o in self._ledger_out(item)]
+        waiting += self._usage_out(now) if admitted else []
         return out + waiting + self._removals(expire(self.ledger.backup, self._settings_now(),
                                                      self._clock(), self._producer))
 
@@ -228,6 +242,17 @@ class Admission(Handler):
             log.exception("notifier: no notice for this event")
             return []
 
+    def _usage_out(self, now: datetime) -> list[Outgoing]:
+        """The usage for ingest's tempfail, in the transaction of the ledger events that
+        changed it; not written again while it is unchanged."""
+        self._control.pump(0)
+        record = usage_record(self.ledger, self._control.value.current, uuid.uuid4(), now,
+                              self._producer)
+        if usage_figures(record) == self._usage_written:
+            return []
+        self._usage_written = usage_figures(record)
+        return [Outgoing.event(self._names.quarantine_usage, record)]
+
     def _ledger_out(self, item: Event) -> list[Outgoing]:
         return [Outgoing.event(self._names.quarantine, item),
                 Outgoing.event(self._names.mail, item)]
@@ -260,6 +285,7 @@ class Admission(Handler):
     def aborted(self) -> None:
         # The ledger was changed eagerly for the aborted batch: read it again from the log.
         self.ledger = fold_ledger(self._kafka)
+        self._usage_written = None  # the aborted batch's usage record was not written
 
 
 def new_control_view(kafka: KafkaSettings) -> FoldedTopic[ControlHistory]:

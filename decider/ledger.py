@@ -21,6 +21,7 @@ from schemas import (
     QuarantineHeld,
     QuarantineHoldEnded,
     QuarantineReleased,
+    QuarantineUsageRecorded,
     Rule,
     on_unavailable_of,
 )
@@ -28,6 +29,12 @@ from schemas.ids import LEDGER, step_id
 
 # The product quarantines no message over 200 MB, whatever the limits say.
 MAX_MESSAGE_BYTES = 200 * 1024 * 1024
+
+
+# How many held messages may wait for room (on_unavailable = hold). The list holds no bytes,
+# but each message waiting is state in every stage and mail kept unscanned: beyond it a message
+# is denied at once (`waiting_list_full`) and its `hold_outcome` decides it.
+MAX_WAITING = 10_000
 
 
 @dataclass(frozen=True)
@@ -109,8 +116,10 @@ def admit(
     if keep and ledger.waiting and reason is None:
         reason = "count_limit" if ledger.messages_in_use >= settings.quarantine_max_messages \
             else "size_limit"  # those ahead of it wait for room: so does it
-    if keep and reason in ("size_limit", "count_limit") \
-            and received.size <= settings.quarantine_max_bytes:
+    waits = keep and reason in ("size_limit", "count_limit") \
+        and received.size <= settings.quarantine_max_bytes
+    full = waits and len(ledger.waiting) >= MAX_WAITING
+    if waits and not full:
         return QuarantineHeld(
             event_id=step_id(LEDGER, received.message_id, "held"), occurred_at=now,
             producer=producer, message_id=received.message_id,
@@ -135,7 +144,7 @@ def admit(
     if reason is not None:
         return QuarantineDenied(
             reason=reason, bytes_in_use=ledger.bytes_in_use,
-            messages_in_use=ledger.messages_in_use, **common,
+            messages_in_use=ledger.messages_in_use, waiting_list_full=full, **common,
         )
     return QuarantineAdmitted(
         rule_id=received.rule_id, settings_version=received.settings_version,
@@ -200,3 +209,19 @@ def end_hold(ledger: Ledger, message_id: str, cause: str, caused_by: Event, now:
         bytes_in_use=ledger.bytes_in_use, messages_in_use=ledger.messages_in_use,
         waiting=len(ledger.waiting) - 1,
     )
+
+
+def usage_record(ledger: Ledger, control: ControlState, event_id: uuid.UUID, now: datetime,
+                 producer: ProducerRef) -> QuarantineUsageRecorded:
+    """The usage as ingest reads it (`katagate.quarantine.usage`, schemas/usage.py)."""
+    return QuarantineUsageRecorded(
+        event_id=event_id, occurred_at=now, producer=producer,
+        bytes_in_use=ledger.bytes_in_use, messages_in_use=ledger.messages_in_use,
+        limit_bytes=control.settings.quarantine_max_bytes,
+        limit_messages=control.settings.quarantine_max_messages, waiting=len(ledger.waiting))
+
+
+def usage_figures(record: QuarantineUsageRecorded) -> tuple[int, ...]:
+    """What a usage record says: an equal one need not be written again."""
+    return (record.bytes_in_use, record.messages_in_use, record.limit_bytes,
+            record.limit_messages, record.waiting)

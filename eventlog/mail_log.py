@@ -156,8 +156,10 @@ def _admitted(e: QuarantineAdmitted) -> tuple[str, Fields]:
 
 
 def _denied(e: QuarantineDenied) -> tuple[str, Fields]:
+    full = (("waiting_list_full", True),) if e.waiting_list_full else ()
     return "quarantine denied", (("reason", e.reason), ("size", e.size),
-                                 ("usage", e.bytes_in_use), ("messages", e.messages_in_use))
+                                 ("usage", e.bytes_in_use), ("messages", e.messages_in_use),
+                                 *full)
 
 
 def _released(e: QuarantineReleased) -> tuple[str, Fields]:

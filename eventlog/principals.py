@@ -57,8 +57,8 @@ PRINCIPALS: dict[str, Principal] = {p.name: p for p in (
               writes=("control", "mail"), groups=("console",),
               transactional_ids=(CONTROL_WRITER, "console-"),
               why="the web console: the same changes as the commands, by a signed-in user"),
-    # The quarantine's newest ledger records: its usage, for on_unavailable = tempfail.
-    Principal("ingest", reads=("control", "quarantine"), writes=("mail", "raw"),
+    # The quarantine's usage (not its ledger: Backup locations, notices), for tempfail.
+    Principal("ingest", reads=("control", "quarantine_usage"), writes=("mail", "raw"),
               groups=("ingest",), transactional_ids=("ingest-",),
               why="SMTP in: raw chunks and MessageReceived"),
     # The connection lifecycle records its state, keys and pins in the control topic, so the
@@ -68,7 +68,7 @@ PRINCIPALS: dict[str, Principal] = {p.name: p for p in (
               transactional_ids=("scanner-",),
               why="the KATA connector: submissions, verdicts, the connection lifecycle"),
     Principal("decider", reads=("mail", "raw", "quarantine", "control", "backup"),
-              writes=("mail", "quarantine", "backup", "deadletter"),
+              writes=("mail", "quarantine", "quarantine_usage", "backup", "deadletter"),
               groups=("decider", "admission", "apply"),
               transactional_ids=("decider-", "admission", "apply-"),
               why="admission (the quarantine ledger), decisions, apply (Backup, delivery)"),

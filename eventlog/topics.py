@@ -34,6 +34,16 @@ BACKUP_CONFIG = {
 }
 
 
+# The quarantine's usage: one key, compacted, so a reader from the start meets a handful of
+# records; segments roll hourly so the superseded ones go soon.
+USAGE_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(3600 * 1000),
+    "max.compaction.lag.ms": str(3600 * 1000),
+    "max.message.bytes": str(MiB),
+}
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -59,6 +69,10 @@ class TopicNames:
     @property
     def quarantine(self) -> str:
         return f"{self.prefix}.quarantine"
+
+    @property
+    def quarantine_usage(self) -> str:
+        return f"{self.prefix}.quarantine.usage"
 
     @property
     def control(self) -> str:
@@ -95,6 +109,8 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
                   "raw RFC 5322 bytes in chunks of at most 1 MiB"),
         TopicSpec(names.quarantine, 1, {**events, **forever},
                   "the KATA quarantine ledger; one partition, one writer"),
+        TopicSpec(names.quarantine_usage, 1, USAGE_CONFIG,
+                  "the quarantine's usage against its limits (ingest's tempfail); compacted"),
         TopicSpec(names.control, 1, {**events, **forever},
                   "settings, rules, toggles, keys and connection events"),
         TopicSpec(names.backup, n, BACKUP_CONFIG,

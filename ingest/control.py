@@ -1,5 +1,5 @@
 """The configuration in force, folded from `katagate.control` from offset 0 in a thread; and the
-KATA Quarantine's usage, from the newest records of `katagate.quarantine` (for tempfail).
+KATA Quarantine's usage, from the newest records of `katagate.quarantine.usage` (for tempfail).
 
 No consumer group: the control log is small and single-partition, and every ingest instance
 needs all of it. New rules and settings apply to messages whose DATA ends after they were read;
@@ -16,8 +16,8 @@ from eventlog.topics import TopicNames
 from ingest.unavailable import Usage, evolve_usage
 from schemas import ControlState, evolve_control
 
-# Ledger records read back at start: the newest one with the usage is among them unless the
-# Backup's removals fill the tail (then the usage is unknown until the next ledger event).
+# Usage records read back at start. The topic is compacted on one key, so its newest record is
+# the usage; the tail only spares reading the records its active segment still holds.
 USAGE_TAIL = 1000
 
 
@@ -57,10 +57,10 @@ class ControlFollower:
 
 
 class QuarantineUsage:
-    """The quarantine's usage as the ledger's newest records give it, followed in a thread."""
+    """The quarantine's usage as the admission last recorded it, followed in a thread."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self._folded = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).quarantine, Usage(),
+        self._folded = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).quarantine_usage, Usage(),
                                    evolve_usage, tail=USAGE_TAIL)
 
     @property

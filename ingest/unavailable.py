@@ -2,10 +2,11 @@
 client is told `451 4.7.0` and keeps the message, so nothing is accepted that cannot be scanned.
 Pure: the configuration in force and the quarantine's usage come in.
 
-The usage is the newest the ledger recorded (`katagate.quarantine`, its last records folded by
-ingest/control.py's `QuarantineUsage`): admission is the one writer that knows it exactly, so
-this is a close reading, not a reservation. A message accepted on a stale reading is kept by
-admission as under `hold` (decider/README.md).
+The usage is the newest the admission recorded (`katagate.quarantine.usage`, followed by
+ingest/control.py's `QuarantineUsage`; never the ledger topic, which holds what ingest must not
+read): admission is the one writer that knows it exactly, so this is a close reading, not a
+reservation. No record yet (a fresh gateway) reads as an empty quarantine. A message accepted
+on a stale reading is kept by admission as under `hold` (decider/README.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from ingest import replies
 from ingest.replies import Reply
-from schemas import ControlState, Event, LedgerEvent, Rule, on_unavailable_of
+from schemas import ControlState, Event, QuarantineUsageRecorded, Rule, on_unavailable_of
 
 # The product never scans a message over 200 MB (decider/ledger.py's MAX_MESSAGE_BYTES).
 MAX_SCAN_BYTES = 200 * 1024 * 1024
@@ -24,11 +25,11 @@ MAX_SCAN_BYTES = 200 * 1024 * 1024
 class Usage:
     bytes_in_use: int = 0
     messages_in_use: int = 0
-    known: bool = False  # no ledger record read yet: never called full
+    known: bool = False  # no usage record read yet: never called full
 
 
 def evolve_usage(usage: Usage, event: Event) -> Usage:
-    if isinstance(event, LedgerEvent):
+    if isinstance(event, QuarantineUsageRecorded):
         return Usage(event.bytes_in_use, event.messages_in_use, known=True)
     return usage
 

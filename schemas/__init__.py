@@ -100,6 +100,7 @@ from schemas.union import (
     type_of,
 )
 from schemas.upcasters import UPCASTERS, upcast
+from schemas.usage import USAGE_KEY, QuarantineUsageRecorded
 
 __all__ = [
     "CURRENT_VERSIONS",
@@ -112,6 +113,7 @@ __all__ = [
     "TERMINAL_OUTCOMES",
     "UNAVAILABLE_REASONS",
     "UPCASTERS",
+    "USAGE_KEY",
     "ActionDecided",
     "ActionReason",
     "Actor",
@@ -162,6 +164,7 @@ __all__ = [
     "QuarantineHeld",
     "QuarantineHoldEnded",
     "QuarantineReleased",
+    "QuarantineUsageRecorded",
     "QueueAction",
     "QueueActionRequested",
     "RawLocation",

@@ -125,6 +125,9 @@ class QuarantineDenied(LedgerEvent):
     reason: DenialReason
     limit_bytes: Annotated[int, Field(ge=1)]
     limit_messages: MessageCountLimit
+    # The quarantine was full and so was its waiting list (on_unavailable = hold; bounded,
+    # decider/ledger.py): the message could not wait, `hold_outcome` decides it at once.
+    waiting_list_full: bool = False
 
 
 class QuarantineReleased(LedgerEvent):

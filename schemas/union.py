@@ -61,6 +61,7 @@ from schemas.notifications import (
     NotificationSettingsChanged,
 )
 from schemas.upcasters import upcast
+from schemas.usage import QuarantineUsageRecorded
 
 AnyEvent = Annotated[
     MessageReceived
@@ -102,7 +103,8 @@ AnyEvent = Annotated[
     | QuarantineHoldEnded
     | NotificationSettingsChanged
     | NotificationComposed
-    | NotificationHeld,
+    | NotificationHeld
+    | QuarantineUsageRecorded,
     Field(discriminator="type"),
 ]
 

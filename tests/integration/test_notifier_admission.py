@@ -65,7 +65,8 @@ def test_a_detect_releases_the_slot_and_notifies_in_one_batch(kafka_settings):
     written = [(o.topic.rsplit(".", 1)[-1], o.source.type if o.source else None) for o in out]
     assert written == [("quarantine", "quarantine.released"), ("mail", "quarantine.released"),
                        ("quarantine", "notification.composed"),
-                       ("mail", "notification.composed")]
+                       ("mail", "notification.composed"),
+                       ("usage", "quarantine.usage_recorded")]
     assert admission.ledger.held == {}
 
 
@@ -80,5 +81,30 @@ def test_a_failing_notifier_never_keeps_the_release_from_being_written(kafka_set
 
     monkeypatch.setattr(admission_module, "occurrences", broken)
     out = admission.decide(record(mail, 1, detected(received.message_id)))
-    assert [o.topic.rsplit(".", 1)[-1] for o in out] == ["quarantine", "mail"]
+    assert [o.topic.rsplit(".", 1)[-1] for o in out] == ["quarantine", "mail", "usage"]
     assert admission.ledger.held == {}
+
+
+def test_the_usage_is_written_at_election_and_with_each_change_never_the_same_twice(
+        kafka_settings):
+    # Given a newly elected admission over a log with no usage record (a fresh gateway, or one
+    # from before the usage topic)
+    admission, mail = writer(kafka_settings)
+    usage_topic = TopicNames(kafka_settings.topic_prefix).quarantine_usage
+
+    def usage(out) -> list[tuple[int, int, int]]:
+        return [(o.source.bytes_in_use, o.source.messages_in_use, o.source.waiting)
+                for o in out if o.topic == usage_topic]
+
+    # When it ticks, Then it writes the current usage, under the one compacted key; once
+    first = [o for o in admission.tick() if o.topic == usage_topic]
+    assert usage(first) == [(0, 0, 0)]
+    assert first[0].key == b"usage"
+    assert usage(admission.tick()) == []
+    # When a message is admitted, Then the new usage goes in the batch of the admission
+    received = received_event(2)
+    out = admission.decide(record(mail, 0, received))
+    assert usage(out) == [(received.size, 1, 0)]
+    # And when the admission's batch is aborted, Then the usage is written again after it
+    admission.aborted()
+    assert usage(admission.tick()) == [(0, 0, 0)]

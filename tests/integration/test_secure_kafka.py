@@ -177,7 +177,9 @@ def test_a_principal_joins_its_own_groups_and_no_other_stages(secure, who, group
 
 @pytest.mark.parametrize(("who", "topic", "expected"), [
     ("ingest", "control", None),
-    ("ingest", "quarantine", None),  # the ledger's usage, for on_unavailable = tempfail
+    ("ingest", "quarantine_usage", None),  # the usage, for on_unavailable = tempfail
+    # never the ledger: Backup copies' locations and sha256, notices' texts
+    ("ingest", "quarantine", TOPIC_DENIED),
     ("ingest", "mail", TOPIC_DENIED),  # it writes the mail events, never reads them
     ("decider", "mail", None),
     ("decider", "audit", TOPIC_DENIED),

@@ -79,6 +79,12 @@ def test_the_quarantine_and_control_topics_have_one_partition_whatever_the_mail_
     assert specs["katagate.mail.raw"].partitions == 12
 
 
+def test_the_usage_topic_is_one_compacted_partition_created_with_the_others():
+    # Given `katagate topics create`, Then ingest's usage topic is there: its newest record kept
+    usage = {s.name: s for s in topic_specs(KafkaSettings())}["katagate.quarantine.usage"]
+    assert (usage.partitions, usage.config["cleanup.policy"]) == (1, "compact")
+
+
 def test_derived_ids_are_stable_per_position_and_distinct_across_positions():
     a = Consumed("t", 0, 41, b"k", b"v")
     again = Consumed("t", 0, 41, b"other", b"bytes")

@@ -9,7 +9,14 @@ import pytest
 
 from ingest import replies
 from ingest.unavailable import MAX_SCAN_BYTES, Usage, evolve_usage, quarantine_full, tempfail
-from schemas import DEFAULT_RULE, ControlState, KataSettings, Rule, RuleKata
+from schemas import (
+    DEFAULT_RULE,
+    ControlState,
+    KataSettings,
+    QuarantineUsageRecorded,
+    Rule,
+    RuleKata,
+)
 from tests.unit.fixtures.events import sample_events
 
 MIB = 1024 * 1024
@@ -93,9 +100,15 @@ def test_given_tempfail_a_message_over_the_scan_cap_is_refused_for_good():
     assert tempfail(state(), DEFAULT_RULE, ROOMY, MAX_SCAN_BYTES) is None
 
 
-def test_the_usage_is_the_newest_ledger_records():
+def test_given_ledger_events_then_ingest_learns_nothing_from_them_only_from_a_usage_record():
+    # Given every sample event but the usage record: ingest reads no ledger (docs/SECURITY.md)
+    samples = sample_events()
+    ledger_only = [e for e in samples if not isinstance(e, QuarantineUsageRecorded)]
     usage = Usage()
-    for event in sample_events():
+    for event in ledger_only:
         usage = evolve_usage(usage, event)
-    # The samples' last ledger event: quarantine.hold_ended with 5,300,000 bytes in 5000 places.
-    assert usage == Usage(5_300_000, 5000, known=True)
+    # Then the usage is still unknown: an empty quarantine, never called full
+    assert usage == Usage()
+    # When the admission's usage record comes in, Then it is the usage
+    [record] = [e for e in samples if isinstance(e, QuarantineUsageRecorded)]
+    assert evolve_usage(usage, record) == Usage(5_300_000, 5000, known=True)

@@ -196,6 +196,11 @@ LATER = NOW + timedelta(days=30)
     (lambda: QuarantineDenied(**envelope(), size=9, bytes_in_use=100, messages_in_use=3,
                               reason="count_limit", limit_bytes=1000, limit_messages=3),
      "quarantine denied reason=count_limit size=9 usage=100 messages=3"),
+    # Under hold, the quarantine and its waiting list full: denied at once, and said so
+    (lambda: QuarantineDenied(**envelope(), size=9, bytes_in_use=100, messages_in_use=3,
+                              reason="count_limit", limit_bytes=1000, limit_messages=3,
+                              waiting_list_full=True),
+     "quarantine denied reason=count_limit size=9 usage=100 messages=3 waiting_list_full=yes"),
     (lambda: ScanTimedOut(**envelope(), scan_id=None, deadline_at=NOW),
      "kata timeout scan=none deadline=2026-12-03T07:30:00Z"),
     (lambda: DeliveryFailed(**envelope(), next_hop="mx.y.example:25", attempts=3,

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Where a process of katagate builds Kafka clients.
 PACKAGES = ("admin", "audit", "console", "decider", "eventlog", "ingest", "katagate",
             "projector", "scanner", "access")
-TOPIC_KINDS = ("mail", "raw", "quarantine", "control", "backup", "audit", "deadletter")
+TOPIC_KINDS = ("mail", "raw", "quarantine", "quarantine_usage", "control", "backup", "audit",
+               "deadletter")
 
 
 def settings(prefix: str = PREFIX) -> KafkaSettings:
@@ -88,11 +89,14 @@ def test_given_the_backup_copies_then_only_apply_the_admin_commands_and_the_cons
     assert holders("topic", TopicNames(PREFIX).backup, "READ") == {"decider", "admin", "console"}
 
 
-def test_given_tempfail_then_ingest_reads_the_quarantine_ledger_but_never_writes_it():
-    # Its usage answers 451 4.7.0 "KATA Quarantine full" at SMTP (ingest/unavailable.py).
-    quarantine = TopicNames(PREFIX).quarantine
-    assert "ingest" in holders("topic", quarantine, "READ")
-    assert "ingest" not in holders("topic", quarantine, "WRITE")
+def test_given_tempfail_then_ingest_reads_the_quarantine_usage_but_never_the_ledger():
+    # Given the ledger holds Backup copies' locations and sha256 and the notices' texts
+    # When ingest (the internet-facing stage) needs the usage for 451 4.7.0 "quarantine full"
+    # Then it reads the usage topic only, which only the decider (admission) writes
+    names = TopicNames(PREFIX)
+    assert "ingest" not in holders("topic", names.quarantine, "READ")
+    assert "ingest" in holders("topic", names.quarantine_usage, "READ")
+    assert topic_writers("quarantine_usage") == {"decider"}
 
 
 def test_the_projector_writes_nothing_and_has_no_transactional_id():

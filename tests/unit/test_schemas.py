@@ -87,6 +87,7 @@ EXPECTED_KEYS = {
     "central_node.observed": "central-node",
     "connection.state_changed": "connection",
     "settings.notifications_changed": "notification-settings",
+    "quarantine.usage_recorded": "usage",  # the usage topic's one compacted key
 }
 
 

@@ -153,3 +153,18 @@ def test_a_header_section_past_the_scan_limit_is_stripped_whole_not_left_as_it_w
     # Then the forged field is removed (fail closed) and ours is added, the message delivered
     assert (edit.removed, edit.added) == (1, True)
     assert edit.data == TOP.replace(b"detected", b"not-detected") + raw[len(OURS):-30] + BODY
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("verdict_header_name", "Content-Type", "structural or trace field"),
+    ("verdict_header_name", "received", "structural or trace field"),
+    ("verdict_header_name", "DKIM-Signature", "structural or trace field"),
+    ("verdict_header_format", "{verdict:>2000000}", "no format spec or conversion"),
+    ("verdict_header_format", "{verdict!r}", "no format spec or conversion"),
+])
+def test_no_settings_event_can_carry_a_reserved_name_or_a_format_spec(field, value, said):
+    # Given settings as an event would carry them, When one names a structural field or a
+    # format spec, Then they do not decode (apply never strips Content-Type nor pads to 2 MB)
+    with pytest.raises(ValueError, match=said):
+        KataSettings.model_validate({**KataSettings().model_dump(), field: value})
+    assert KataSettings(verdict_header_name="X-Content-Type-Verdict").verdict_header_name

@@ -26,7 +26,8 @@ The verdict words, from the decision (`ActionDecided.reason`):
   `rule-kata-disabled`, `not-connected`, `forced-release` (and any reason added later).
 
 `scanned_at` is when the verdict came (UTC, `2026-12-02T14:03:53Z`), or when the message was
-decided when no verdict came; `scan_id` the KATA scan id (`none` without a verdict);
+decided when no verdict came; `scan_id` the KATA scan id (`none` without a verdict; for a
+verdict reused from the verdict cache, the original scan's id, `cached_from`);
 `detects` the detect names, comma-separated (`none`); `message_id` katagate's id.
 
 Changing a header breaks a DKIM signature that covers it (docs/SECURITY.md, "Header changes and
@@ -131,7 +132,8 @@ def for_delivery(raw: bytes, settings: KataSettings, decision: ActionDecided,
     scanned = Scanned(
         verdict_word(decision),
         verdict.occurred_at if verdict is not None else decision.occurred_at,
-        verdict.scan_id if verdict is not None else None,
+        # A verdict reused from the cache names the scan KATA made, not this message's id.
+        (verdict.cached_from or verdict.scan_id) if verdict is not None else None,
         tuple(verdict.detects) if verdict is not None else ())
     return set_verdict_header(raw, name, header_value(settings.verdict_header_format, scanned,
                                                       message_id))

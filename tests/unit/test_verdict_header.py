@@ -168,3 +168,14 @@ def test_no_settings_event_can_carry_a_reserved_name_or_a_format_spec(field, val
     with pytest.raises(ValueError, match=said):
         KataSettings.model_validate({**KataSettings().model_dump(), field: value})
     assert KataSettings(verdict_header_name="X-Content-Type-Verdict").verdict_header_name
+
+
+def test_a_verdict_reused_from_the_cache_names_the_scan_kata_made():
+    # Given a verdict the scanner reused from an earlier scan of identical content
+    first = "01KBQ7ZJ8N0000000000000001"
+    reused = verdict("not_detected").model_copy(update={"cached_from": first})
+    # When the message is delivered with {scan_id} in the header
+    settings = KataSettings(verdict_header_name=NAME, verdict_header_format="{verdict} {scan_id}")
+    edit = for_delivery(b"Subject: s\r\n" + BODY, settings, decided("not_detected"), reused, M)
+    # Then the header names the original scan, which KATA saw, not this message's own id
+    assert header_of(edit.data) == [b"X-KATA-Verdict: not-detected " + first.encode()]

@@ -9,13 +9,13 @@ command never reaches pydantic and an accepted one always builds a valid event.
 from __future__ import annotations
 
 import re
-import string
 import unicodedata
 from collections.abc import Sequence
 from ipaddress import AddressValueError, IPv4Address
 
 from admin.errors import InvalidCommand
 from schemas import ProducerRef
+from schemas.control import placeholder_problem, reserved_header
 
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,30}$")
 _ON = {"on", "true", "yes", "1"}
@@ -148,25 +148,22 @@ def header_name(field: str, value: object) -> str | None:
                                                                                "none")):
         return None
     if isinstance(value, str) and _HEADER_NAME.match(value.strip()):
+        reserved = reserved_header(value.strip())
+        if reserved is not None:
+            raise InvalidCommand(f"{field}: {reserved}", field=field, allowed=allowed)
         return value.strip()
     raise InvalidCommand(f"{field}: must be {allowed}, got {shown(value)}", field=field,
                          allowed=allowed)
 
 
 def header_format(field: str, value: object, placeholders: Sequence[str]) -> str:
-    """The verdict header's value: printable ASCII, with only the known {placeholders}."""
+    """The verdict header's value: printable ASCII, with only bare known {placeholders}."""
     allowed = (f"1..200 printable ASCII characters; placeholders: "
                f"{', '.join('{' + p + '}' for p in placeholders)}")
     if not isinstance(value, str) or not re.fullmatch(r"[\x20-\x7e]{1,200}", value):
         raise InvalidCommand(f"{field}: must be {allowed}, got {shown(value)}", field=field,
                              allowed=allowed)
-    try:
-        names = {n for _, n, _, _ in string.Formatter().parse(value) if n is not None}
-    except ValueError as exc:
-        raise InvalidCommand(f"{field}: not a valid format ({exc}); {allowed}", field=field,
-                             allowed=allowed) from exc
-    unknown = sorted(names - set(placeholders))
-    if unknown:
-        raise InvalidCommand(f"{field}: unknown placeholder {{{unknown[0]}}}; {allowed}",
-                             field=field, allowed=allowed)
+    problem = placeholder_problem(value, placeholders)
+    if problem is not None:
+        raise InvalidCommand(f"{field}: {problem}; {allowed}", field=field, allowed=allowed)
     return value

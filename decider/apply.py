@@ -298,8 +298,6 @@ class Apply(MailFold):
         if edit.removed:
             log.warning("%s: removed %d verdict header field(s) that came from outside",
                         message_id, edit.removed)
-        if edit.note:
-            log.warning("%s: verdict header: %s", message_id, edit.note)
         return edit
 
     def _with_bounce(self, fx: Effects, parcel: Parcel, recorded: Recorded) -> list[Event]:

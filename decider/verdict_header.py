@@ -1,11 +1,21 @@
 """The verdict header on delivered mail (`verdict_header_name`, `verdict_header_format`), pure.
 
 When the setting names a header, apply removes every field of that name the message arrived
-with (any case, `Name :` with blanks before the colon, its continuation lines), so a sender
-cannot hand a downstream filter a forged clean verdict, and adds its own at the end of the
-header section. Only the header section is read (as the subject tag reads it); the body is
-never touched. When the setting is off, nothing is removed or added: a same-named field from
-outside then means nothing to katagate, and a filter must not trust it.
+with and adds its own at the top of the header section (right after katagate's own Received
+field), so a sender cannot hand a downstream filter a forged clean verdict, and a reader that
+takes the first instance gets ours.
+
+The strip reads the whole header section, up to the first empty line (CRLF CRLF; all of a
+message that has none), whatever lines it holds. A field of our name goes even behind a line
+that is not a header field (no colon, a blank or 8-bit byte in a name, a leading mbox `From `
+line, which is line 2 behind our Received field): Python and Postfix start the body there, but a
+lenient parser may read on. A line is ours when it starts with the name (any case) followed by
+nothing but blanks, control or 8-bit bytes before a colon (`X-KATA-Verdict\v:`); its
+continuation lines go with it. The section is read whole however large (a C-speed search,
+bounded by the size limit the message was accepted under), so there is no "too large to read"
+case that leaves a forged field in: the strip cannot fail open, and mail keeps flowing. The body
+after the empty line is never touched. When the setting is off, nothing is removed or added: a
+same-named field from outside then means nothing to katagate, and a filter must not trust it.
 
 The verdict words, from the decision (`ActionDecided.reason`):
 
@@ -16,7 +26,8 @@ The verdict words, from the decision (`ActionDecided.reason`):
   `rule-kata-disabled`, `not-connected`, `forced-release` (and any reason added later).
 
 `scanned_at` is when the verdict came (UTC, `2026-12-02T14:03:53Z`), or when the message was
-decided when no verdict came; `scan_id` the KATA scan id (`none` without a verdict);
+decided when no verdict came; `scan_id` the KATA scan id (`none` without a verdict; for a
+verdict reused from the verdict cache, the original scan's id, `cached_from`);
 `detects` the detect names, comma-separated (`none`); `message_id` katagate's id.
 
 Changing a header breaks a DKIM signature that covers it (docs/SECURITY.md, "Header changes and
@@ -30,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas import ActionDecided, Detect, KataSettings, VerdictReceived
-from schemas.raw_mail import HEADER_SCAN_LIMIT, TRACE_RESERVE, scan_headers
+from schemas.raw_mail import header_end
 
 DETECTS_CHARS = 400  # the value stays one line under RFC 5322's 998 octets
 _UNSAFE = re.compile(r"[^\x21-\x7e]|[,;]")  # no blanks, controls, or the value's separators
@@ -67,36 +78,49 @@ class HeaderEdit:
     data: bytes
     removed: int  # same-named fields that came from outside
     added: bool
-    note: str = ""  # why nothing was done
+
+
+# Our Received field, the first of a stored message (ingest/trace.py), with its continuations.
+_RECEIVED_FIRST = re.compile(rb"received[ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*", re.IGNORECASE)
+# A field's first line through its last continuation line (the last may end the message).
+_FIELD_LINES = re.compile(rb"[^\n]*\n?(?:[ \t][^\n]*\n?)*")
+
+
+def _named(name: str) -> re.Pattern[bytes]:
+    # Blanks, controls and 8-bit bytes between the name and the colon still make it ours: a
+    # lenient reader may trim them. Not CR or LF: the colon must be on the name's own line.
+    return re.compile(rb"^" + re.escape(name.encode("ascii")) + rb"[^\r\n\x21-\x7e]*:",
+                      re.IGNORECASE | re.MULTILINE)
 
 
 def strip_fields(raw: bytes, name: str) -> HeaderEdit:
-    """`raw` without any header field named `name` (case-insensitive)."""
-    scan = scan_headers(raw, HEADER_SCAN_LIMIT + TRACE_RESERVE, name.lower().encode("ascii"))
-    if scan is None:  # ingest refuses such messages: only an old or hand-made one gets here
-        return HeaderEdit(raw, 0, False, "header section too large to read: left as it was")
-    fields, _, _ = scan
-    kept, start = [], 0
-    for found in fields:
-        kept.append(raw[start:found.start])
-        start = found.end
+    """`raw` without any field named `name` anywhere in its header section."""
+    end = header_end(raw, len(raw))
+    assert end is not None  # noqa: S101 - with no bound the section always ends
+    kept: list[bytes] = []
+    start = removed = 0
+    for found in _named(name).finditer(raw, 0, end):
+        lines = _FIELD_LINES.match(raw, found.start(), end)
+        assert lines is not None  # noqa: S101 - the pattern matches the empty string too
+        kept.append(raw[start:found.start()])
+        start, removed = lines.end(), removed + 1
+    if not removed:
+        return HeaderEdit(raw, 0, False)
     kept.append(raw[start:])
-    return HeaderEdit(b"".join(kept), len(fields), False)
+    return HeaderEdit(b"".join(kept), removed, False)
 
 
 def set_verdict_header(raw: bytes, name: str, value: str) -> HeaderEdit:
-    """Every `name` field from outside removed, ours added after the last header field."""
+    """Every `name` field from outside removed, ours added at the top of the header section:
+    after the first field when that is a Received field (ours), else first of all."""
     stripped = strip_fields(raw, name)
-    if stripped.note:
-        return stripped
-    scan = scan_headers(stripped.data, HEADER_SCAN_LIMIT + TRACE_RESERVE, b"")
-    assert scan is not None  # noqa: S101 - stripping only shortened a header that fitted
-    _, insert_at, eol = scan
     data = stripped.data
-    field = f"{name}: {value}".encode("ascii") + eol
-    if insert_at > 0 and data[insert_at - 1] != 0x0A:  # the message ends inside its header
-        return HeaderEdit(data + eol + field, stripped.removed, True)
-    return HeaderEdit(data[:insert_at] + field + data[insert_at:], stripped.removed, True)
+    field = f"{name}: {value}\r\n".encode("ascii")
+    received = _RECEIVED_FIRST.match(data)
+    if received is None and b"\n" not in data and re.match(rb"(?i)received[ \t]*:", data):
+        return HeaderEdit(data + b"\r\n" + field, stripped.removed, True)  # one unended line
+    at = 0 if received is None else received.end()
+    return HeaderEdit(data[:at] + field + data[at:], stripped.removed, True)
 
 
 def for_delivery(raw: bytes, settings: KataSettings, decision: ActionDecided,
@@ -108,7 +132,8 @@ def for_delivery(raw: bytes, settings: KataSettings, decision: ActionDecided,
     scanned = Scanned(
         verdict_word(decision),
         verdict.occurred_at if verdict is not None else decision.occurred_at,
-        verdict.scan_id if verdict is not None else None,
+        # A verdict reused from the cache names the scan KATA made, not this message's id.
+        (verdict.cached_from or verdict.scan_id) if verdict is not None else None,
         tuple(verdict.detects) if verdict is not None else ())
     return set_verdict_header(raw, name, header_value(settings.verdict_header_format, scanned,
                                                       message_id))

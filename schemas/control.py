@@ -7,6 +7,7 @@ current value from the latest event alone and replay needs nothing earlier.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import Annotated, Literal, Self
 
@@ -49,6 +50,42 @@ HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,
 # The verdict header's value; its placeholders are VERDICT_HEADER_FIELDS.
 VERDICT_HEADER_FIELDS = ("verdict", "scanned_at", "scan_id", "detects", "message_id")
 HeaderFormat = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,200}$")]
+# Names the verdict header may not take: apply strips a same-named field from every delivered
+# message, so one of these would remove its trace, addressing, MIME structure or signatures.
+RESERVED_HEADER_NAMES = frozenset({
+    "received", "return-path", "received-spf", "delivered-to", "x-original-to",
+    "authentication-results", "dkim-signature", "domainkey-signature", "subject", "from", "to",
+    "cc", "bcc", "sender", "reply-to", "date", "message-id", "in-reply-to", "references",
+    "comments", "keywords", "mime-version", "disposition-notification-to", "auto-submitted",
+    "precedence"})
+RESERVED_HEADER_PREFIXES = ("content-", "arc-", "resent-", "list-", "x-katagate-")
+
+
+def reserved_header(name: str) -> str | None:
+    """Why `name` may not be the verdict header's name, or None when it may."""
+    folded = name.casefold()
+    if folded in RESERVED_HEADER_NAMES or folded.startswith(RESERVED_HEADER_PREFIXES):
+        return (f"{name} is a structural or trace field: apply would strip it from every "
+                f"delivered message; use a name of its own such as X-KATA-Verdict")
+    return None
+
+
+def placeholder_problem(template: str, allowed: Sequence[str]) -> str | None:
+    """What is wrong with `template`'s placeholders, or None: only bare `{name}` of `allowed`
+    (no format spec or conversion: `{verdict:>99999}` would make a huge value)."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"not a valid format ({exc})"
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in allowed:
+            return f"unknown placeholder {{{name}}}"
+        if spec or conversion is not None:
+            return (f"placeholder {{{name}}} takes no format spec or conversion "
+                    f"(only a bare {{{name}}})")
+    return None
 
 
 class KataSettings(BaseModel):
@@ -76,17 +113,20 @@ class KataSettings(BaseModel):
     # A verdict for the same content is reused this long; 0 disables the cache.
     verdict_cache_ttl_s: Annotated[int, Field(ge=0, le=604800)] = 3600
 
+    @field_validator("verdict_header_name")
+    @classmethod
+    def _not_reserved(cls, value: str | None) -> str | None:
+        problem = None if value is None else reserved_header(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @field_validator("verdict_header_format")
     @classmethod
-    def _known_placeholders(cls, value: str) -> str:
-        try:
-            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-        except ValueError as exc:
-            raise ValueError(f"not a valid format: {exc}") from exc
-        unknown = sorted(set(names) - set(VERDICT_HEADER_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown placeholders {unknown}; allowed: "
-                             f"{', '.join(VERDICT_HEADER_FIELDS)}")
+    def _bare_placeholders(cls, value: str) -> str:
+        problem = placeholder_problem(value, VERDICT_HEADER_FIELDS)
+        if problem is not None:
+            raise ValueError(f"{problem}; allowed: {', '.join(VERDICT_HEADER_FIELDS)}")
         return value
 
     @classmethod

@@ -44,7 +44,7 @@ def gateway(tmp_path_factory, kafka_bootstrap):
 
 def verdict_fields(data: bytes) -> list[bytes]:
     head = data.split(b"\r\n\r\n", 1)[0]
-    return re.findall(rb"(?im)^x-kata-verdict[ \t]*:.*(?:\r\n[ \t].*)*", head)
+    return re.findall(rb"(?im)^x-kata-verdict[ \t]*:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", head)
 
 
 def test_clean_mail_carries_our_received_field_and_verdict_and_no_forged_one(gateway):
@@ -67,6 +67,7 @@ def test_clean_mail_carries_our_received_field_and_verdict_and_no_forged_one(gat
         re.search(rb"X-KATA-Verdict: not-detected; scan=" + m.encode() + rb"; detects=none; id="
                   + m.encode() + rb"; scanned=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ",
                   stored.data).group(0)]  # type: ignore[union-attr]
+    assert rest.startswith(verdict_fields(stored.data)[0] + b"\r\n")  # ours: right after Received
     assert BODY_LINE in rest
     assert rest.replace(FORGED, b"").replace(
         verdict_fields(stored.data)[0] + b"\r\n", b"") == data.replace(FORGED, b"")

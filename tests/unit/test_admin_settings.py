@@ -294,3 +294,31 @@ def test_the_policy_settings_are_parsed_and_refused_by_name() -> None:
         with pytest.raises(InvalidCommand, match=name) as refused:
             validate_settings({name: bad})
         assert said in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["Received", "subject", "From", "To", "Cc", "Date",
+                                  "Message-ID", "Content-Type", "content-transfer-encoding",
+                                  "MIME-Version", "DKIM-Signature", "ARC-Seal",
+                                  "Authentication-Results", "Return-Path", "Sender",
+                                  "Reply-To", "X-Katagate-Released-From-Backup"])
+def test_a_structural_or_trace_field_is_refused_as_the_verdict_header_name(name):
+    # Given a name apply would strip from every delivered message, When it is set, Then the
+    # refusal names the setting and why, and nothing is changed
+    with pytest.raises(InvalidCommand, match="verdict_header_name") as refused:
+        validate_settings({"verdict_header_name": name})
+    assert "structural or trace field: apply would strip it from every delivered" in str(
+        refused.value)
+
+
+@pytest.mark.parametrize(("fmt", "said"), [
+    ("{verdict:>99999}", "placeholder {verdict} takes no format spec or conversion"),
+    ("{verdict!r}", "placeholder {verdict} takes no format spec or conversion"),
+    ("x {scan_id:{detects}}", "placeholder {scan_id} takes no format spec or conversion"),
+    ("{verdict.upper}", "unknown placeholder {verdict.upper}"),
+    ("{}", "unknown placeholder {}"),
+])
+def test_a_verdict_header_format_with_a_spec_or_conversion_is_refused(fmt, said):
+    # Given a format whose placeholder is more than a bare {name}, When it is set, Then refused
+    with pytest.raises(InvalidCommand, match="verdict_header_format") as refused:
+        validate_settings({"verdict_header_format": fmt})
+    assert said in str(refused.value)

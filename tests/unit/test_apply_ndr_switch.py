@@ -54,11 +54,12 @@ def apply():
     handler.close()
 
 
-def rejected(handler: Apply, settings_version: int) -> list[object]:
-    """A message received at `settings_version`, decided Reject, carried out on RAW."""
+def rejected(handler: Apply, settings_version: int, held: bool = False) -> list[object]:
+    """A message received at `settings_version`, decided Reject (or, `held`, rejected at the
+    end of a hold: hold_outcome = reject), carried out on RAW."""
     reject = ActionDecided(event_id=UUID(int=9), occurred_at=T0, producer=REF, message_id=M,
                            action="reject", tag=None, backup=False, skipped=False,
-                           reason="detected")
+                           reason="timeout" if held else "detected", held=held)
     for n, event in enumerate((received(M).model_copy(
             update={"settings_version": settings_version}), reject)):
         handler.fold(event, Consumed("t.mail", 0, n, M.encode(),
@@ -87,5 +88,16 @@ def test_given_received_with_ndr_off_when_switched_on_before_the_reject_then_no_
     control.value = ndr_switched(control.value, 2, True)
     events = rejected(handler, settings_version=1)
     # Then the NDR is suppressed, as the switch said when the message came
+    assert [(type(e), e.reason) for e in events] == [  # type: ignore[attr-defined]
+        (NdrSuppressed, "ndr_disabled")]
+
+
+def test_given_the_ndr_switch_off_when_a_held_message_is_rejected_then_no_backscatter(apply):
+    handler, control = apply
+    # Given the switch off, a message held (KATA unavailable) under hold_outcome = reject
+    control.value = ndr_switched(ControlHistory(), 1, False)
+    # When its response timeout ends and apply rejects it
+    events = rejected(handler, settings_version=1, held=True)
+    # Then no NDR goes to its (possibly forged) sender (docs/SECURITY.md, "Backscatter")
     assert [(type(e), e.reason) for e in events] == [  # type: ignore[attr-defined]
         (NdrSuppressed, "ndr_disabled")]

@@ -38,11 +38,12 @@ def header_of(data: bytes) -> list[bytes]:
     return [line for line in head.split(b"\r\n") if line.lower().startswith(b"x-kata-verdict")]
 
 
-def test_a_clean_message_gets_the_default_format_after_its_last_header_field():
+def test_a_clean_message_gets_the_default_format_right_after_our_received_field():
     raw = b"Received: from a\r\n\tby b; x\r\nSubject: hi\r\n" + BODY
     edit = for_delivery(raw, ON, decided("not_detected"), verdict("not_detected"), M)
-    assert edit.data == (b"Received: from a\r\n\tby b; x\r\nSubject: hi\r\n"
-                         b"X-KATA-Verdict: not-detected; scanned=2026-12-02T14:03:53Z\r\n" + BODY)
+    assert edit.data == (b"Received: from a\r\n\tby b; x\r\n"
+                         b"X-KATA-Verdict: not-detected; scanned=2026-12-02T14:03:53Z\r\n"
+                         b"Subject: hi\r\n" + BODY)
     assert (edit.removed, edit.added) == (0, True)
 
 
@@ -83,9 +84,9 @@ def test_a_forged_verdict_is_removed_whole_and_ours_added_the_rest_untouched(for
     edit = for_delivery(raw, ON, decided("detected", tag="[KATA detect]"), verdict("detect"), M)
     # Then both forged fields (every line of them) are gone, ours is the only verdict
     assert edit.removed == 2
-    assert edit.data == (b"Received: from a\r\n\tby b; x\r\nSubject: s\r\n"
-                         b"X-KATA-Verdict-Note: another field\r\n"
-                         b"X-KATA-Verdict: detected; scanned=2026-12-02T14:03:53Z\r\n" + BODY)
+    assert edit.data == (b"Received: from a\r\n\tby b; x\r\n"
+                         b"X-KATA-Verdict: detected; scanned=2026-12-02T14:03:53Z\r\n"
+                         b"Subject: s\r\nX-KATA-Verdict-Note: another field\r\n" + BODY)
     assert b"not-detected" not in edit.data
 
 
@@ -108,6 +109,73 @@ def test_when_the_setting_is_off_nothing_is_removed_or_added():
 
 def test_a_message_without_a_body_or_a_header_still_gets_one_field():
     assert set_verdict_header(b"Subject: s", NAME, "v").data == (
-        b"Subject: s\r\nX-KATA-Verdict: v\r\n")
+        b"X-KATA-Verdict: v\r\nSubject: s")
+    assert set_verdict_header(b"Received: from a", NAME, "v").data == (
+        b"Received: from a\r\nX-KATA-Verdict: v\r\n")
     assert set_verdict_header(b"\r\nbody only\r\n", NAME, "v").data == (
         b"X-KATA-Verdict: v\r\n\r\nbody only\r\n")
+
+
+OURS = b"Received: from x (unknown [192.0.2.1])\r\n\tby gw with ESMTP id M1; Thu, 03 Dec 2026\r\n"
+TOP = OURS + b"X-KATA-Verdict: detected; scanned=2026-12-02T14:03:53Z\r\n"
+
+
+@pytest.mark.parametrize(("before", "forged"), [
+    (b"this line has no colon\r\n", b"X-KATA-Verdict: not-detected\r\n"),
+    (b"X Junk: 1\r\n", b"X-KATA-Verdict: not-detected\r\n"),  # a space in a name
+    (b"X-\xc3\xa9: 1\r\n", b"X-KATA-Verdict: not-detected\r\n"),  # an 8-bit name
+    (b"", b"X-KATA-Verdict\x0b: not-detected\r\n"),  # a vertical tab before the colon
+    (b"", b"X-KATA-Verdict \xc2\xa0\t: not-detected\r\n"),  # blanks and 8-bit bytes
+    (b"From attacker Thu Dec  3 10:00:00 2026\r\n",  # mbox From_, line 2 behind ours
+     b"X-KATA-Verdict: not-detected\r\n continued\r\n"),
+], ids=["no-colon", "space-in-name", "8bit-name", "vt-before-colon", "blanks-8bit", "mbox-from"])
+def test_a_forged_verdict_behind_a_malformed_line_is_still_removed_and_ours_is_first(
+        before, forged):
+    # Given a stored message (our Received field first) whose header section holds a line that
+    # is not a header field, then a forged clean verdict, before the empty line
+    rest = b"From: a@b\r\n" + before + forged + b"Subject: s\r\n" + BODY
+    # When apply delivers it with the verdict header on
+    edit = for_delivery(OURS + rest, ON, decided("detected", tag="[KATA detect]"),
+                        verdict("detect"), M)
+    # Then the forged field (with its continuation) is gone and ours sits right after Received
+    assert edit.removed == 1
+    assert edit.data == TOP + rest.replace(forged, b"")
+    assert b"not-detected" not in edit.data
+
+
+def test_a_header_section_past_the_scan_limit_is_stripped_whole_not_left_as_it_was():
+    # Given a hand-made stored message whose header section is far larger than ingest accepts
+    # (2 MiB of fields), with a forged verdict at its very end
+    filler = b"X-Filler: " + b"a" * 70 + b"\r\n"
+    raw = OURS + filler * (2 * 1048576 // len(filler)) + b"x-kata-verdict: not-detected\r\n"
+    # When apply delivers it
+    edit = for_delivery(raw + BODY, ON, decided("not_detected"), verdict("not_detected"), M)
+    # Then the forged field is removed (fail closed) and ours is added, the message delivered
+    assert (edit.removed, edit.added) == (1, True)
+    assert edit.data == TOP.replace(b"detected", b"not-detected") + raw[len(OURS):-30] + BODY
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("verdict_header_name", "Content-Type", "structural or trace field"),
+    ("verdict_header_name", "received", "structural or trace field"),
+    ("verdict_header_name", "DKIM-Signature", "structural or trace field"),
+    ("verdict_header_format", "{verdict:>2000000}", "no format spec or conversion"),
+    ("verdict_header_format", "{verdict!r}", "no format spec or conversion"),
+])
+def test_no_settings_event_can_carry_a_reserved_name_or_a_format_spec(field, value, said):
+    # Given settings as an event would carry them, When one names a structural field or a
+    # format spec, Then they do not decode (apply never strips Content-Type nor pads to 2 MB)
+    with pytest.raises(ValueError, match=said):
+        KataSettings.model_validate({**KataSettings().model_dump(), field: value})
+    assert KataSettings(verdict_header_name="X-Content-Type-Verdict").verdict_header_name
+
+
+def test_a_verdict_reused_from_the_cache_names_the_scan_kata_made():
+    # Given a verdict the scanner reused from an earlier scan of identical content
+    first = "01KBQ7ZJ8N0000000000000001"
+    reused = verdict("not_detected").model_copy(update={"cached_from": first})
+    # When the message is delivered with {scan_id} in the header
+    settings = KataSettings(verdict_header_name=NAME, verdict_header_format="{verdict} {scan_id}")
+    edit = for_delivery(b"Subject: s\r\n" + BODY, settings, decided("not_detected"), reused, M)
+    # Then the header names the original scan, which KATA saw, not this message's own id
+    assert header_of(edit.data) == [b"X-KATA-Verdict: not-detected " + first.encode()]

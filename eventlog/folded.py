@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 from eventlog.clients import new_reader
-from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
+from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end, watermarks
 from eventlog.settings import KafkaSettings
 from schemas import Event, SchemaError, decode_event
 
@@ -60,8 +60,8 @@ class FoldedTopic(Generic[S]):
         partitions = self._consumer.list_topics(topic, timeout=settings.request_timeout_s)
         starts = dict.fromkeys(partitions.topics[topic].partitions, OFFSET_BEGINNING)
         for p in starts if tail is not None else ():
-            low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=settings.request_timeout_s)
+            # Retried: a topic created a moment ago may have no leader yet.
+            low, high = watermarks(self._consumer, (topic, p), settings.request_timeout_s)
             starts[p] = max(low, high - (tail or 0))
         self._consumer.assign([TopicPartition(topic, p, at) for p, at in starts.items()])
         self._eof: set[int] = set()

@@ -21,6 +21,7 @@ from audit.witness import WitnessError, check_witness, witness_file
 from audit.witness import read as read_witness
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
+from katagate.log_output import add_options as add_log_options
 from katagate.process import stop_on_signals
 from katagate.projector_cmd import add_replay, iso_instant
 
@@ -31,7 +32,9 @@ def register(commands: Any) -> None:
 
     checkpoint = actions.add_parser("checkpoint", help="sign the chains of the audited topics")
     modes = checkpoint.add_subparsers(dest="mode", required=True, metavar="MODE")
-    modes.add_parser("run", help="the checkpointer, until SIGTERM").set_defaults(run=_run)
+    checkpointer = modes.add_parser("run", help="the checkpointer, until SIGTERM")
+    add_log_options(checkpointer)
+    checkpointer.set_defaults(run=_run)
     modes.add_parser("once", help="checkpoint everything up to now").set_defaults(run=_once)
 
     add_replay(actions)
@@ -74,8 +77,8 @@ def _public_key(args: argparse.Namespace) -> Any:
     return load_public_key(path)
 
 
-def _run(_args: argparse.Namespace) -> int:
-    stop = stop_on_signals()
+def _run(args: argparse.Namespace) -> int:
+    stop = stop_on_signals(args)
     run_checkpointer(KafkaSettings(principal="audit"), AuditSettings(), stop)
     return 0
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from katagate.log_output import add_options as add_log_options
 from katagate.process import settings_or_exit, stop_on_signals
 
 
@@ -28,6 +29,7 @@ def register(commands: Any) -> None:
                      help="serve HTTPS with this PEM certificate (chain); with --tls-key-file")
     run.add_argument("--tls-key-file", type=Path, help="the certificate's PEM private key")
     _state_dir_option(run)
+    add_log_options(run)
     run.set_defaults(run=_run)
     token = actions.add_parser("token", help="API tokens (Authorization: Bearer) for scripts")
     tokens = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
@@ -92,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     from eventlog.settings import KafkaSettings
 
     settings = _settings(args)
-    stop = stop_on_signals()
+    stop = stop_on_signals(args)
     run_console(KafkaSettings(principal="console"), settings, stop)
     return 0
 

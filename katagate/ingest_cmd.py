@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from eventlog.settings import KafkaSettings
+from katagate.log_output import add_options as add_log_options
 from katagate.process import stop_on_signals
 
 
@@ -17,6 +18,7 @@ def register(commands: Any) -> None:
     )
     run.add_argument("--host", help="listen address (overrides KATAGATE_INGEST_HOST)")
     run.add_argument("--port", type=int, help="listen port (overrides KATAGATE_INGEST_PORT)")
+    add_log_options(run)
     run.set_defaults(run=_run)
 
 
@@ -30,6 +32,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.port is not None:
         overrides["port"] = args.port
     settings = IngestSettings(**overrides)
-    stop = stop_on_signals()
+    stop = stop_on_signals(args)
     run_ingest(KafkaSettings(), settings, stop)
     return 0

@@ -10,8 +10,11 @@
   without the time, which syslog adds); a local socket that is full drops the line rather
   than block the stage.
 
-`katagate up` passes the `[logging]` section of katagate.toml (`format`, `syslog`) to every
-child as these variables; one set in the environment wins.
+The level (`KATAGATE_LOG_LEVEL`: debug, info, warning, error, critical; default info) is the
+root logger's. Each `run` command takes `--log-format` and `--log-level`, which win over the
+environment, which wins over katagate.toml: `katagate up` passes its `[logging]` section
+(`format`, `level`, `syslog`) to every child as these variables, and a `[logging.STAGE]` table
+(`level`, `format`) to that stage's child only.
 """
 
 from __future__ import annotations
@@ -34,7 +37,13 @@ from eventlog.mail_log import Logged
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 SYSLOG_FORM = "/dev/log (a socket path) or udp:HOST:PORT"
 # katagate.toml's [logging] keys and the variables they become.
-SECTION = {"format": "KATAGATE_LOG_FORMAT", "syslog": "KATAGATE_SYSLOG"}
+SECTION = {"format": "KATAGATE_LOG_FORMAT", "level": "KATAGATE_LOG_LEVEL",
+           "syslog": "KATAGATE_SYSLOG"}
+LEVELS = ("debug", "info", "warning", "error", "critical")
+FORMATS = ("text", "json")
+# The children of `katagate up` a [logging.STAGE] table may name, and the keys it may set.
+STAGES = ("ingest", "scanner", "decider", "projector", "console", "audit")
+STAGE_KEYS = ("format", "level")
 _RESERVED = ("time", "level", "logger")
 
 
@@ -42,7 +51,13 @@ class LogSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_")
 
     log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     syslog: str = ""  # empty: no syslog
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("syslog")
     @classmethod
@@ -154,16 +169,46 @@ def handlers(settings: LogSettings, stage: str) -> list[logging.Handler]:
 
 
 def configure(settings: LogSettings, stage: str) -> None:
-    """The root logger at INFO with `handlers` (unless something configured it already)."""
-    logging.basicConfig(level=logging.INFO, handlers=handlers(settings, stage))
+    """The root logger at the settings' level with `handlers` (unless something configured it
+    already)."""
+    logging.basicConfig(handlers=handlers(settings, stage))
+    logging.getLogger().setLevel(settings.log_level.upper())
+
+
+def add_options(parser: Any) -> None:
+    """`--log-format` and `--log-level` on a `run` command (argparse refuses another value,
+    naming the option and the allowed ones, exit 2)."""
+    parser.add_argument("--log-format", choices=FORMATS,
+                        help="text or json (overrides KATAGATE_LOG_FORMAT)")
+    parser.add_argument("--log-level", choices=LEVELS, type=str.lower,
+                        help="the least severe level logged (overrides KATAGATE_LOG_LEVEL)")
 
 
 def section_env(section: dict[str, Any]) -> dict[str, str]:
-    """katagate.toml's [logging] as the variables the children read; an unknown key raises
+    """katagate.toml's [logging] (its keys, without the [logging.STAGE] tables) as the
+    variables every child reads; a variable the environment sets wins. An unknown key raises
     ValueError naming the allowed ones."""
-    unknown = sorted(set(section) - set(SECTION))
+    unknown = sorted(set(section) - set(SECTION) - set(STAGES))
     if unknown:
         raise ValueError(f"unknown key {unknown[0]!r} in [logging]; allowed: "
-                         f"{', '.join(sorted(SECTION))}")
+                         f"{', '.join(sorted(SECTION))}, or a table [logging.STAGE] for a "
+                         f"stage of {', '.join(STAGES)}")
+    for stage in STAGES:
+        stage_env(section, stage)  # a bad stage table is refused before anything starts
     return {SECTION[key]: str(value) for key, value in section.items()
+            if key in SECTION and SECTION[key] not in os.environ}
+
+
+def stage_env(section: dict[str, Any], stage: str) -> dict[str, str]:
+    """The variables [logging.STAGE] sets for that stage's child only, over [logging]'s; a
+    variable the environment sets wins."""
+    table = section.get(stage, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"[logging] {stage} must be a table [logging.{stage}] with "
+                         f"{' or '.join(STAGE_KEYS)}")
+    unknown = sorted(set(table) - set(STAGE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} in [logging.{stage}]; allowed: "
+                         f"{', '.join(STAGE_KEYS)}")
+    return {SECTION[key]: str(value) for key, value in table.items()
             if SECTION[key] not in os.environ}

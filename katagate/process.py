@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -11,16 +12,24 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from katagate.log_output import LogSettings, configure, process_stage, section_env
+from katagate.log_output import (
+    STAGES,
+    LogSettings,
+    configure,
+    process_stage,
+    section_env,
+    stage_env,
+)
 
 Settings = TypeVar("Settings", bound=BaseSettings)
 
 
-def stop_on_signals() -> threading.Event:
-    """Set up the log (katagate/log_output.py: stderr in text or JSON, syslog if configured),
-    and return an event SIGTERM or SIGINT sets (a clean stop, not a kill)."""
+def stop_on_signals(args: argparse.Namespace) -> threading.Event:
+    """Set up the log (katagate/log_output.py: stderr in text or JSON at its level, syslog if
+    configured; the `--log-format`/`--log-level` options over the environment), and return an
+    event SIGTERM or SIGINT sets (a clean stop, not a kill)."""
     stage = process_stage()
-    settings = settings_or_exit(LogSettings, stage)
+    settings = log_settings(args, stage)
     try:
         configure(settings, stage)
     except OSError as exc:
@@ -33,15 +42,29 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def pass_logging_on(section: dict[str, Any]) -> None:
+def log_settings(args: argparse.Namespace, stage: str) -> LogSettings:
+    """The log settings: the `run` command's options over the environment (which carries
+    katagate.toml's [logging] from `katagate up`); a bad value exits 2 naming it."""
+    flags = {name: value for name in ("log_format", "log_level")
+             if (value := getattr(args, name, None)) is not None}
+    return settings_or_exit(LogSettings, stage, **flags)
+
+
+def pass_logging_on(section: dict[str, Any]) -> dict[str, dict[str, str]]:
     """katagate.toml's [logging] into the environment every child of `katagate up` inherits
-    (a variable set already wins); a bad value exits 2 here, naming the setting."""
+    (a variable set already wins), and each [logging.STAGE] table as the variables of that
+    stage's child only; a bad key or value exits 2 here, naming the setting."""
     try:
+        per_stage = {stage: stage_env(section, stage) for stage in STAGES}
         os.environ.update(section_env(section))
     except ValueError as exc:
         print(f"katagate up: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     settings_or_exit(LogSettings, "up")
+    for stage, env in per_stage.items():
+        fields = {name.removeprefix("KATAGATE_").lower(): value for name, value in env.items()}
+        settings_or_exit(LogSettings, f"up: [logging.{stage}]", **fields)
+    return per_stage
 
 
 def settings_or_exit(model: type[Settings], command: str, **overrides: Any) -> Settings:

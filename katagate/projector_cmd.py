@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from eventlog.settings import KafkaSettings
+from katagate.log_output import add_options as add_log_options
 from katagate.process import settings_or_exit, stop_on_signals
 
 
@@ -22,6 +23,7 @@ def register(commands: Any) -> None:
     run.add_argument("--state-dir", type=Path, help="where the snapshot is kept")
     run.add_argument("--rebuild", action="store_true",
                      help="ignore the snapshot: read every topic from offset 0")
+    add_log_options(run)
     run.set_defaults(run=_run)
     _register_tokens(actions)
     add_replay(actions)
@@ -102,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     from projector.run import run_projector
 
     settings = _settings(args)
-    stop = stop_on_signals()
+    stop = stop_on_signals(args)
     run_projector(KafkaSettings(principal="projector"), settings, stop)
     return 0
 

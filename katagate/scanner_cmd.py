@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from eventlog.settings import KafkaSettings
+from katagate.log_output import add_options as add_log_options
 from katagate.process import stop_on_signals
 from scanner.identity import load_or_create
 from scanner.settings import ScannerSettings
@@ -14,16 +15,18 @@ from scanner.settings import ScannerSettings
 def register(commands: Any) -> None:
     parser = commands.add_parser("scanner", help="run the KATA connector (scanner stage)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("run", help="run until SIGTERM").set_defaults(run=_run)
+    run = actions.add_parser("run", help="run until SIGTERM")
+    add_log_options(run)
+    run.set_defaults(run=_run)
     actions.add_parser(
         "identity", help="print the sensor id and its public key fingerprint (made if missing)"
     ).set_defaults(run=_identity)
 
 
-def _run(_args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
     from scanner.run import run_scanner
-    stop = stop_on_signals()
+    stop = stop_on_signals(args)
     run_scanner(KafkaSettings(), ScannerSettings(), stop)
     return 0
 

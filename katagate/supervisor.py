@@ -35,12 +35,16 @@ class Supervisor:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.children: list[Child] = []
+        # Variables for the child of one name only, over its own (katagate.toml's
+        # [logging.STAGE] tables).
+        self.named_env: dict[str, dict[str, str]] = {}
 
     def start(self, child: Child, timeout_s: float = 60.0) -> Child:
         child.log.parent.mkdir(parents=True, exist_ok=True)
         log = child.log.open("a")
         child.process = subprocess.Popen(  # noqa: S603 - our own argv
-            child.argv, cwd=self.root, env={**CHILD_DEFAULTS, **os.environ, **child.env},
+            child.argv, cwd=self.root, env={**CHILD_DEFAULTS, **os.environ, **child.env,
+                                           **self.named_env.get(child.name, {})},
             text=True,
             stdout=subprocess.PIPE if child.ready_prefix else log, stderr=log,
             stdin=subprocess.DEVNULL, start_new_session=True,

@@ -74,12 +74,14 @@ def _state_dir(config: dict[str, Any]) -> Path:
 def _up(args: argparse.Namespace) -> int:
     """The whole gateway, step by step; everything started is stopped on the way out."""
     config = load_config(args.config)
-    pass_logging_on(config.get("logging", {}))  # KATAGATE_LOG_FORMAT, KATAGATE_SYSLOG
+    # KATAGATE_LOG_FORMAT, KATAGATE_LOG_LEVEL, KATAGATE_SYSLOG; and per stage
+    log_env = pass_logging_on(config.get("logging", {}))
     state = _state_dir(config)
     note = prepare_state_folder(state)  # refuses another user's folder before anything starts
     if note:
         print(note, flush=True)
     supervisor = Supervisor(ROOT)
+    supervisor.named_env = log_env
     brokers: list[LocalBroker] = []
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

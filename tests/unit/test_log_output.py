@@ -107,7 +107,7 @@ def test_up_passes_the_logging_section_on_and_the_environment_wins(monkeypatch):
 
 
 @pytest.mark.parametrize(("section", "said"), [
-    ({"fromat": "json"}, "unknown key 'fromat' in [logging]; allowed: format, syslog"),
+    ({"fromat": "json"}, "unknown key 'fromat' in [logging]; allowed: format, level, syslog"),
     ({"format": "xml"}, "setting log_format (KATAGATE_LOG_FORMAT)"),
 ])
 def test_up_refuses_a_bad_logging_section(monkeypatch, capsys, section, said):

@@ -23,6 +23,7 @@ from eventlog.client_properties import (
     read_properties,
     redacted,
 )
+from eventlog.kafka_log import RELAY
 from eventlog.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,14 @@ def user_properties(settings: KafkaSettings) -> dict[str, str]:
 
 def client_config(settings: KafkaSettings, own: Mapping[str, Any]) -> dict[str, Any]:
     """katagate's settings for one client, then the user's properties over them."""
-    return {"bootstrap.servers": settings.bootstrap_servers, "log_level": 3, **own,
-            **user_properties(settings)}
+    return {"bootstrap.servers": settings.bootstrap_servers, **own, **user_properties(settings)}
+
+
+def relayed(config: dict[str, Any]) -> dict[str, Any]:
+    """A producer's or consumer's configuration with librdkafka's log lines, info and up
+    (`log_level` 6 unless set), through the `katagate.kafka` logger (eventlog/kafka_log.py);
+    the client's poll() serves them."""
+    return {"log_level": 6, **config, "logger": RELAY}
 
 
 def _built(kind: type[Any], config: dict[str, Any]) -> Any:
@@ -50,17 +57,20 @@ def _built(kind: type[Any], config: dict[str, Any]) -> Any:
 
 
 def new_producer(settings: KafkaSettings, own: Mapping[str, Any]) -> Producer:
-    producer: Producer = _built(Producer, client_config(settings, own))
+    producer: Producer = _built(Producer, relayed(client_config(settings, own)))
     return producer
 
 
 def new_consumer(settings: KafkaSettings, own: Mapping[str, Any]) -> Consumer:
-    consumer: Consumer = _built(Consumer, client_config(settings, own))
+    consumer: Consumer = _built(Consumer, relayed(client_config(settings, own)))
     return consumer
 
 
 def new_admin(settings: KafkaSettings, own: Mapping[str, Any] | None = None) -> AdminClient:
-    admin: AdminClient = _built(AdminClient, client_config(settings, own or {}))
+    # Errors only (3), to librdkafka's own stderr: a relayed line would wait for poll(), which
+    # an admin client seldom has (its lines would pile up while a broker is down).
+    admin: AdminClient = _built(AdminClient, {"log_level": 3,
+                                              **client_config(settings, own or {})})
     return admin
 
 

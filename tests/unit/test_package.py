@@ -101,3 +101,17 @@ print("loaded")
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("loaded")
+
+
+def test_given_no_emulator_extra_when_the_emulator_serves_then_it_names_the_extra(tmp_path: Path):
+    script = f"""
+import sys
+sys.modules["OpenSSL"] = None  # as if pyOpenSSL were not installed
+from katagate.cli import main
+sys.exit(main(["kata-emulator", "serve", "--state", {str(tmp_path)!r}, "--port", "0"]))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr == ("kata-emulator: serving needs pyOpenSSL, which katagate's emulator "
+                           "extra installs: pip install 'katagate[emulator]'\n")

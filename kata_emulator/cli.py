@@ -172,7 +172,14 @@ def _port(text: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from kata_emulator.server import make_server  # pyOpenSSL only where it is needed
+    try:
+        from kata_emulator.server import make_server  # pyOpenSSL only where it is needed
+    except ModuleNotFoundError as exc:
+        if exc.name != "OpenSSL":
+            raise
+        # A production install has no extras; say which one the emulator needs.
+        raise EmulatorError("serving needs pyOpenSSL, which katagate's emulator extra installs: "
+                            "pip install 'katagate[emulator]'") from exc
 
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

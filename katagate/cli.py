@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from katagate import (
     acls_cmd,
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="katagate",
         description="An event-sourced email security gateway with KATA protection, on Kafka.",
     )
+    # The installed distribution's version (pyproject.toml), not a copy that could drift from it.
+    parser.add_argument("--version", action="version", version=f"katagate {version('katagate')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (
         up_cmd, broker_cmd, cluster_cmd, topics_cmd, schemas_cmd, settings_cmd, kata_cmd, rules_cmd,

@@ -22,7 +22,7 @@ from typing import Any
 from bench.mailpath import ROOT, delivered
 from bench.processes import up_pid, usage
 from bench.smtp_load import send_load
-from projector.guard import token_file
+from katagate.projector.guard import token_file
 
 
 def _scanner_counts(metrics_port: int) -> tuple[float, float, float]:
@@ -58,7 +58,7 @@ def _read_token(folder: Path) -> str:
 
 
 def _emulator(folder: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "kata_emulator", *args, "--state",
+    subprocess.run([sys.executable, "-m", "katagate.kata_emulator", *args, "--state",
                     str(folder / "state" / "kata")], cwd=ROOT, check=True,
                    capture_output=True, timeout=60)
 

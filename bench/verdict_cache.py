@@ -33,7 +33,7 @@ from bench.smtp_load import send_same
 
 
 def _emulator(folder: Path, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "kata_emulator", *args, "--state",
+    return subprocess.run([sys.executable, "-m", "katagate.kata_emulator", *args, "--state",
                            str(folder / "state" / "kata")], cwd=ROOT, check=True,
                           capture_output=True, text=True, timeout=60).stdout
 
@@ -50,7 +50,7 @@ def _cache_hits(metrics_port: int) -> float:
 
 
 def _set_ttl(ports: dict[str, int], ttl_s: int) -> None:
-    from schemas import KataSettings
+    from katagate.schemas import KataSettings
 
     if ttl_s == KataSettings().verdict_cache_ttl_s:
         return  # the default in force: setting it again is refused as no change

@@ -1,4 +1,5 @@
-"""`python -m demo_sink` / `katagate sink run`: run the demo next-hop MTA in the foreground.
+"""`python -m katagate.demo_sink` / `katagate sink run`: run the demo next-hop MTA in the
+foreground.
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 1 could not listen, 2 bad usage.
 """
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from demo_sink.server import Faults, serve
+from katagate.demo_sink.server import Faults, serve
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m demo_sink",
+    parser = argparse.ArgumentParser(prog="python -m katagate.demo_sink",
                                      description=__doc__.splitlines()[0] if __doc__ else None)
     add_options(parser)
     return run(parser.parse_args(argv))

@@ -1,7 +1,7 @@
-"""`python -m kata_emulator ...`"""
+"""`python -m katagate.kata_emulator ...`"""
 
 import sys
 
-from kata_emulator.cli import main
+from katagate.kata_emulator.cli import main
 
 sys.exit(main())

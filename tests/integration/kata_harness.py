@@ -17,15 +17,15 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from scanner.control_view import ControlView
-from scanner.identity import load_or_create
-from scanner.lifecycle import ConnectionService
-from scanner.settings import ScannerSettings
-from schemas import Event, KataSettings, KataSettingsChanged, ProducerRef
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.scanner.control_view import ControlView
+from katagate.scanner.identity import load_or_create
+from katagate.scanner.lifecycle import ConnectionService
+from katagate.scanner.settings import ScannerSettings
+from katagate.schemas import Event, KataSettings, KataSettingsChanged, ProducerRef
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def openssl_fingerprint(pem_file: Path) -> str:
 
 
 class Emulator:
-    """`python -m kata_emulator serve` on a free port, with a state folder of its own."""
+    """`python -m katagate.kata_emulator serve` on a free port, with a state folder of its own."""
 
     def __init__(self, state: Path, rules: Path | None = None, host: str = "127.0.0.1") -> None:
         self.state = state
@@ -68,8 +68,9 @@ class Emulator:
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> Emulator:
-        command = [sys.executable, "-m", "kata_emulator", "serve", "--state", str(self.state),
-                   "--port", str(self.port), "--host", self.host, "--log-level", "WARNING"]
+        command = [sys.executable, "-m", "katagate.kata_emulator", "serve",
+                   "--state", str(self.state), "--port", str(self.port), "--host", self.host,
+                   "--log-level", "WARNING"]
         if self.rules:
             command += ["--rules", str(self.rules)]
         self.process = subprocess.Popen(
@@ -93,7 +94,7 @@ class Emulator:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "kata_emulator", *args, "--state", str(self.state)],
+            [sys.executable, "-m", "katagate.kata_emulator", *args, "--state", str(self.state)],
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
         )
         if check:
@@ -169,8 +170,8 @@ def inject_admitted(settings: KafkaSettings, message_id: str, raw: bytes,
     MessageReceived in one transaction, then QuarantineAdmitted."""
     from datetime import timedelta
 
-    from eventlog.raw import CHUNK_BYTES, chunk
-    from schemas import MessageReceived, QuarantineAdmitted, RawLocation
+    from katagate.eventlog.raw import CHUNK_BYTES, chunk
+    from katagate.schemas import MessageReceived, QuarantineAdmitted, RawLocation
 
     names = TopicNames(settings.topic_prefix)
     now = datetime.now(UTC)
@@ -211,7 +212,7 @@ class PlainHttps:
         import http.server
         import ssl
 
-        from scanner.identity import load_or_create
+        from katagate.scanner.identity import load_or_create
 
         identity = load_or_create(state)
         self.fingerprint = identity.fingerprint

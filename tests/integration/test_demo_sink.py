@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from decider.smtp_out import deliver
-from demo_sink.server import Faults, SinkServer
-from demo_sink.store import read_messages
 from katagate import sink_cmd
+from katagate.decider.smtp_out import deliver
+from katagate.demo_sink.server import Faults, SinkServer
+from katagate.demo_sink.store import read_messages
 
 MESSAGE = (b"From: a@example.org\r\nTo: b@example.net\r\nSubject: stored\r\n\r\n"
            b"line\r\n.dot line\r\n\r\nlast\r\n")
@@ -122,7 +122,7 @@ def test_the_fault_rate_is_checked():
 def test_python_m_demo_sink_prints_its_address_and_stores_mail(tmp_path):
     folder = tmp_path / "cli-mail"
     process = subprocess.Popen(
-        [sys.executable, "-m", "demo_sink", "--host", "127.0.0.1", "--port", "0",
+        [sys.executable, "-m", "katagate.demo_sink", "--host", "127.0.0.1", "--port", "0",
          "--dir", str(folder), "--reject-rcpt", "bad@*"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -30,7 +30,8 @@ def server(tmp_path):
 
 
 def console(state) -> pexpect.spawn:
-    child = pexpect.spawn(sys.executable, ["-m", "kata_emulator", "console", "--state", str(state)],
+    child = pexpect.spawn(sys.executable,
+                          ["-m", "katagate.kata_emulator", "console", "--state", str(state)],
                           cwd=str(ROOT), env=env(), encoding="utf-8", timeout=20)
     child.logfile_read = sys.stdout  # shown by pytest on failure
     return child

@@ -1,4 +1,4 @@
-"""The KATA emulator as a user runs it: `python -m kata_emulator serve` in a subprocess, a
+"""The KATA emulator as a user runs it: `python -m katagate.kata_emulator serve` in a subprocess, a
 sensor speaking HTTPS with a client certificate (stdlib ssl + http.client), the CLI in between.
 
 The helpers here (certificates, the server process, the sensor client) are reused by the
@@ -70,7 +70,7 @@ def env() -> dict[str, str]:
 
 def emulator(state: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kata_emulator", *args, "--state", str(state)],
+        [sys.executable, "-m", "katagate.kata_emulator", *args, "--state", str(state)],
         input=stdin, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
         env=env(),
     )
@@ -87,8 +87,8 @@ class EmulatorProcess:
     def start(self) -> EmulatorProcess:
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "kata_emulator", "serve", "--state", str(self.state),
-                 "--port", "0", *self.extra],
+                [sys.executable, "-m", "katagate.kata_emulator", "serve",
+                 "--state", str(self.state), "--port", "0", *self.extra],
                 stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT, env=env(),
             )
         assert self.process.stdout is not None

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-import console.api
-from admin.control_writer import ControlSession
-from decider.admission import Admission, new_control_view
-from eventlog.loop import TransactionalLoop
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import (
+import katagate.console.api as console_api
+from katagate.admin.control_writer import ControlSession
+from katagate.decider.admission import Admission, new_control_view
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     KataSettingsChanged,
     MessageReceived,
     ProducerRef,
@@ -157,7 +157,7 @@ def test_after_an_aborted_batch_the_ledger_is_read_again_and_the_message_admitte
 
 def test_a_console_change_that_lost_a_race_is_409_and_writes_nothing(
         kafka_settings, tmp_path, monkeypatch):
-    real = console.api.change_settings
+    real = console_api.change_settings
 
     def raced(state: Any, changes: Any, **ctx: Any) -> Any:
         # Another administrator's command runs to completion while this one decides
@@ -166,7 +166,7 @@ def test_a_console_change_that_lost_a_race_is_409_and_writes_nothing(
                               now=datetime.now(UTC), event_id=uuid.uuid4())])
         return real(state, changes, **ctx)
 
-    monkeypatch.setattr(console.api, "change_settings", raced)
+    monkeypatch.setattr(console_api, "change_settings", raced)
     with console_client(tmp_path / "console", kafka_settings) as (client, _console, _clock):
         csrf = sign_in(client)
         answer = client.put("/api/settings", json={"central_node_port": 9443},
@@ -180,6 +180,6 @@ def test_a_console_change_that_lost_a_race_is_409_and_writes_nothing(
         assert isinstance(written, KataSettingsChanged)
         assert (written.actor, written.version, written.settings.central_node_port) == (
             "fast", 1, 8443)
-        monkeypatch.setattr(console.api, "change_settings", real)
+        monkeypatch.setattr(console_api, "change_settings", real)
         shown = client.get("/api/settings").json()
         assert (shown["version"], shown["settings"]["central_node_port"]) == (1, 8443)

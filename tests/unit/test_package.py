@@ -88,13 +88,10 @@ for blocked in ("OpenSSL", "testcontainers", "matplotlib"):
     sys.modules[blocked] = None  # an import of it raises ImportError
 import katagate.cli
 katagate.cli.build_parser()
-packages = ["katagate", "eventlog", "schemas", "ingest", "scanner", "decider", "projector",
-            "admin", "demo_sink", "audit", "console", "access", "kata_emulator"]
-for package in packages:
-    for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
-        if module.name.rsplit(".", 1)[-1] != "__main__" and module.name not in (
-                "kata_emulator.server", "kata_emulator.tls"):
-            importlib.import_module(module.name)
+for module in pkgutil.walk_packages(importlib.import_module("katagate").__path__, "katagate."):
+    if module.name.rsplit(".", 1)[-1] != "__main__" and module.name not in (
+            "katagate.kata_emulator.server", "katagate.kata_emulator.tls"):
+        importlib.import_module(module.name)
 print("loaded")
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-import eventlog.clients
-from admin.control_writer import admin_transactional_id
-from audit.checkpointer import transactional_id as audit_transactional_id
-from eventlog.clients import reader_group
-from eventlog.election import Election
-from eventlog.principals import (
+import katagate.eventlog.clients as eventlog_clients
+from katagate.admin.control_writer import admin_transactional_id
+from katagate.audit.checkpointer import transactional_id as audit_transactional_id
+from katagate.eventlog.clients import reader_group
+from katagate.eventlog.election import Election
+from katagate.eventlog.principals import (
     CONTROL_WRITER,
     PRINCIPALS,
     Grant,
@@ -27,10 +27,10 @@ from eventlog.principals import (
     principal,
     topics_of,
 )
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from ingest.run import transactional_id as ingest_transactional_id
-from ingest.settings import IngestSettings
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.ingest.run import transactional_id as ingest_transactional_id
+from katagate.ingest.settings import IngestSettings
 
 PREFIX = "gw.test"
 ROOT = Path(__file__).resolve().parents[2]
@@ -325,13 +325,13 @@ def election_groups(monkeypatch) -> list[str]:
     """The group id of each Election made, read from the configuration it builds its consumer
     with (a real consumer, its bootstrap a port where nothing listens)."""
     made: list[str] = []
-    real = eventlog.clients.new_consumer
+    real = eventlog_clients.new_consumer
 
     def recording(kafka: KafkaSettings, own: dict[str, Any]) -> Any:
         made.append(own["group.id"])
         return real(kafka, {**own, "log_level": 0})
 
-    monkeypatch.setattr("eventlog.election.new_consumer", recording)
+    monkeypatch.setattr("katagate.eventlog.election.new_consumer", recording)
     return made
 
 

@@ -10,17 +10,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("ingest", "scanner", "decider", "projector", "console", "audit")
+# The folders installed as katagate's subpackages (katagate/<name> links to them).
+SUBPACKAGES = (*STAGES, "eventlog", "schemas", "admin", "kata_emulator", "demo_sink", "access")
 
 
-def imported_packages(path: Path) -> set[str]:
+def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
     return names
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The katagate subpackages a file imports: `katagate.ingest.x` counts as `ingest`."""
+    return {name.removeprefix("katagate.").split(".")[0] for name in imported_modules(path)
+            if name.startswith("katagate.")}
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -31,3 +39,14 @@ def test_a_stage_imports_no_other_stage(stage):
         for other in imported_packages(path) & set(STAGES) - {stage}
     }
     assert not crossing, sorted(crossing)
+
+
+def test_every_import_of_a_subpackage_goes_through_the_katagate_namespace():
+    # A bare `import schemas` would load a second copy of the module from the checkout (its
+    # classes unequal to katagate.schemas'), and fails in an installed wheel.
+    files = sorted({path.resolve() for folder in (*SUBPACKAGES, "katagate", "tests", "bench")
+                    for path in (ROOT / folder).rglob("*.py")})
+    bare = {f"{path.relative_to(ROOT)} imports {name}" for path in files
+            for name in imported_modules(path) if name.split(".")[0] in SUBPACKAGES}
+    assert len(files) > 300
+    assert not bare, sorted(bare)

@@ -10,7 +10,9 @@ So their ids are `P.<principal>.<role>-<random>`, inside the principal's grant.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,12 +68,24 @@ def new_consumer(settings: KafkaSettings, own: Mapping[str, Any]) -> Consumer:
     return consumer
 
 
+ADMIN_LOG_POLL_S = 1.0
+
+
 def new_admin(settings: KafkaSettings, own: Mapping[str, Any] | None = None) -> AdminClient:
-    # Errors only (3), to librdkafka's own stderr: a relayed line would wait for poll(), which
-    # an admin client seldom has (its lines would pile up while a broker is down).
-    admin: AdminClient = _built(AdminClient, {"log_level": 3,
-                                              **client_config(settings, own or {})})
+    """An admin client whose librdkafka lines go through `katagate.kafka` like the others'.
+    They are served only by poll(), which admin calls never make, so a daemon thread polls
+    while the client lives (it holds the client weakly: the client's owner decides its life)."""
+    admin: AdminClient = _built(AdminClient, relayed(client_config(settings, own or {})))
+    threading.Thread(target=_serve_admin_log, args=(weakref.ref(admin),),
+                     name="kafka-admin-log", daemon=True).start()
     return admin
+
+
+def _serve_admin_log(client: weakref.ref[AdminClient]) -> None:
+    while (admin := client()) is not None:
+        admin.poll(0)
+        del admin
+        threading.Event().wait(ADMIN_LOG_POLL_S)
 
 
 def reader_group(settings: KafkaSettings, role: str) -> str:

@@ -26,7 +26,7 @@ KEPT_TEXTS = 1000  # distinct lines remembered; past that, those whose window en
 # What varies between repeats of one line: the client's instance name (rdkafka#producer-7) and
 # the timings in parentheses ("(after 0ms in state CONNECT, 3 identical error(s) suppressed)").
 _INSTANCE = re.compile(r"rdkafka#[a-z]+-\d+")
-_TIMINGS = re.compile(r"\s*\([^()]*\d[^()]*\)")
+_TIMINGS = re.compile(r"\s*\((?:[^()]|\(s\))*\d(?:[^()]|\(s\))*\)")
 
 
 def same_text(text: str) -> str:

@@ -4,12 +4,13 @@ one at the real broker."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
 import uuid
 
-from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.clients import new_admin, new_consumer
 from katagate.eventlog.kafka_log import LOGGER
 from katagate.eventlog.settings import KafkaSettings
 
@@ -53,3 +54,19 @@ def test_given_a_client_on_the_real_broker_then_nothing_is_warned(caplog, kafka_
     warned = [r.getMessage() for r in caplog.records
               if r.name == LOGGER and r.levelno >= logging.WARNING]
     assert warned == []
+
+
+def test_given_an_admin_client_at_a_closed_port_then_its_refusal_is_logged_too(caplog):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    port = closed_port()
+    # When an admin call waits three seconds for a broker nobody runs
+    admin = new_admin(KafkaSettings(bootstrap_servers=f"127.0.0.1:{port}"), EAGER)
+    with contextlib.suppress(Exception):
+        admin.list_topics(timeout=3)
+    time.sleep(1.5)  # one more turn of the client's log poller
+    # Then the refusal reached katagate.kafka, not librdkafka's stderr
+    refused = [r for r in caplog.records
+               if r.name == LOGGER and "Connection refused" in r.getMessage()]
+    assert len(refused) == 1, [r.getMessage() for r in refused]
+    assert refused[0].levelno >= logging.WARNING
+    del admin

@@ -46,3 +46,11 @@ def test_the_same_text_keeps_the_address_and_drops_the_instance_and_timings():
     assert same_text(REFUSED.format(n=7, ms=12)) == (
         "FAIL [rdkafka] [thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: "
         "Connect to ipv4#127.0.0.1:1 failed: Connection refused")
+
+
+def test_librdkafkas_own_suppression_count_is_a_timing_too():
+    # librdkafka's "(after 0ms in state CONNECT, 1 identical error(s) suppressed)" has a
+    # parenthesis inside the parentheses
+    counted = REFUSED.format(n=5, ms=0).replace(
+        "CONNECT)", "CONNECT, 1 identical error(s) suppressed)")
+    assert same_text(counted) == same_text(REFUSED.format(n=5, ms=0))

@@ -18,7 +18,8 @@ BODY = b"Subject: via the balancer\r\n\r\nhello\r\n.\r\n"
 
 
 class ProxiedClient(RawClient):
-    """A client that sends `header` first, from `source` (all of 127/8 is this host)."""
+    """A client that sends `header` first (if any), from `source` (all of 127/8 is this
+    host)."""
 
     def __init__(self, address: tuple[str, int], header: bytes, source: str = "127.0.0.1"
                  ) -> None:
@@ -92,3 +93,43 @@ def test_proxy_protocol_headers_name_the_client_and_others_are_refused(make_kafk
         ("192.0.2.7", "mx.example.org"), ("2001:db8::7", "v6.example.org")]
     assert raw_of(kafka, events[0]).startswith(
         b"Received: from mx.example.org (unknown [192.0.2.7])\r\n")
+
+
+def test_xforward_from_a_trusted_postfix_names_the_message_s_client(make_kafka_settings):
+    kafka = make_kafka_settings()
+    # Given ingest taking XFORWARD from 127.0.0.1 (a Postfix), relaying for 198.51.100.0/24
+    with Ingest(kafka, xforward_hosts=["127.0.0.1/32"], relay_networks=["198.51.100.0/24"],
+                reverse_dns=False) as ingest:
+        postfix = RawClient(ingest.address)
+        assert "250-XFORWARD NAME ADDR PROTO HELO SOURCE" in postfix.cmd("EHLO postfix.test")
+        # When it names the client it received the message from, in two commands as Postfix does
+        assert postfix.cmd("XFORWARD NAME=mail.example.org ADDR=198.51.100.7") == "250 2.0.0 Ok"
+        assert postfix.cmd("XFORWARD PROTO=ESMTP HELO=mx.example.org SOURCE=REMOTE") == \
+            "250 2.0.0 Ok"
+        # Then the relay check is that client's
+        assert send(postfix, "carol@elsewhere.example").startswith("250 2.0.0 Ok: queued as")
+        # And the next transaction, with no XFORWARD, is Postfix's own again
+        assert send(postfix, "carol@elsewhere.example").startswith(
+            "550 5.7.1 Relaying denied: elsewhere.example is not a relay domain and client "
+            "127.0.0.1")
+        # And a bad attribute or one sent inside a transaction is refused, naming why
+        assert postfix.cmd("XFORWARD PORT=25") == "501 5.5.4 Bad XFORWARD attribute name: PORT"
+        assert postfix.cmd("MAIL FROM:<alice@example.org>").startswith("250")
+        assert postfix.cmd("XFORWARD ADDR=198.51.100.8") == \
+            "503 5.5.1 Error: MAIL transaction in progress"
+        postfix.close()
+
+        # When another client tries it
+        other = ProxiedClient(ingest.address, b"", source="127.0.0.2")
+        # Then it is neither offered nor taken
+        assert "XFORWARD" not in other.cmd("EHLO other.test")
+        assert other.cmd("XFORWARD ADDR=198.51.100.9") == \
+            "550 5.7.0 Error: insufficient authorization"
+        assert send(other, "carol@elsewhere.example").startswith("550 5.7.1 Relaying denied")
+        other.close()
+
+    (event,) = received(kafka)
+    assert (str(event.client_ip), event.helo) == ("198.51.100.7", "mx.example.org")
+    assert raw_of(kafka, event).startswith(
+        b"Received: from mx.example.org (mail.example.org [198.51.100.7])\r\n"
+        b"\tby mx.test with ESMTP id ")

@@ -5,7 +5,8 @@ own configuration, queue and data folders, ports above 1024 on loopback, and a v
 Ports: `smtpd_port`, the Postfix that receives from the internet and hands mail to katagate as
 its content_filter (`content_filter` set, XFORWARD sent); `reinject_port`, the second smtpd
 katagate delivers to (`-o content_filter=`, as in the amavis recipe), which also serves as the
-next hop of katagate placed in front.
+next hop of katagate placed in front. The content_filter lines are docs/POSTFIX.md's, read from
+it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import mailbox
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +26,7 @@ from eventlog.broker import free_port
 from tests.tools import require_tool
 
 MAILBOX_DOMAIN = "example.net"
+DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "POSTFIX.md"
 
 # Postfix's own services, none chrooted (the instance's folders are not in a chroot).
 SERVICES = """\
@@ -86,30 +89,29 @@ virtual_mailbox_base = {root}/mail
 virtual_mailbox_maps = static:mailbox/
 virtual_uid_maps = static:65534
 virtual_gid_maps = static:65534
-# After the queue, every message goes through katagate (docs/POSTFIX.md).
-content_filter = katagate:[127.0.0.1]:{filter_port}
+# After the queue, every message goes through katagate: docs/POSTFIX.md's line.
+{documented("Postfix, `main.cf`:").replace("[127.0.0.1]:10024", f"[127.0.0.1]:{filter_port}")}
 """
-
-
-# As the amavis recipe: what Postfix did before the filter is not done again.
-REINJECT_OVERRIDES = ("no_unknown_recipient_checks,no_header_body_checks,no_milters,"
-                      "no_address_mappings")
 
 
 def master_cf(smtpd_port: int, reinject_port: int) -> str:
-    return SERVICES + f"""\
-127.0.0.1:{smtpd_port} inet n - n - - smtpd
-katagate  unix  -  -  n  -  4  smtp
-  -o smtp_send_xforward_command=yes
-  -o smtp_data_done_timeout=1200s
-  -o disable_dns_lookups=yes
-127.0.0.1:{reinject_port} inet n - n - - smtpd
-  -o content_filter=
-  -o receive_override_options={REINJECT_OVERRIDES}
-  -o smtpd_authorized_xforward_hosts=127.0.0.0/8
-  -o mynetworks=127.0.0.0/8
-  -o smtpd_relay_restrictions=permit_mynetworks,reject
-"""
+    """Postfix's services, the smtpd the internet reaches, and docs/POSTFIX.md's own lines for
+    the hand-over to katagate and the reinjection, on this test's ports: the lines documented
+    are the lines tested."""
+    handover = documented("Postfix, `master.cf`:")
+    assert "127.0.0.1:10025 inet" in handover, handover
+    handover = handover.replace("127.0.0.1:10025", f"127.0.0.1:{reinject_port}")
+    return SERVICES + f"127.0.0.1:{smtpd_port} inet n - n - - smtpd\n" + handover
+
+
+def documented(caption: str) -> str:
+    """The code block right after `caption` in docs/POSTFIX.md's content_filter section."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## 2. katagate as Postfix's content_filter"):]
+    after = section[section.index(caption) + len(caption):]
+    match = re.match(r"\s*```[a-z]*\n(.*?)```", after, re.DOTALL)
+    assert match, f"no code block after {caption!r} in {DOC}"
+    return match.group(1)
 
 
 class Postfix:

@@ -17,9 +17,9 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from aiosmtpd.proxy_protocol import ProxyData, get_proxy
 
-from ingest import replies
-from ingest.envelope import client_address, in_networks
-from ingest.replies import Reply
+from katagate.ingest import replies
+from katagate.ingest.envelope import client_address, in_networks
+from katagate.ingest.replies import Reply
 
 # A balancer sends the header as it connects; this only bounds a peer that says nothing.
 PROXY_TIMEOUT_S = 10.0

@@ -19,8 +19,8 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
-from ingest import replies
-from ingest.replies import Reply
+from katagate.ingest import replies
+from katagate.ingest.replies import Reply
 
 ATTRIBUTES = ("NAME", "ADDR", "PROTO", "HELO", "SOURCE")
 # The EHLO keyword: the attributes we take, in the order the spec lists them.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from eventlog.broker import free_port
+from katagate.eventlog.broker import free_port
 from tests.tools import require_tool
 
 MAILBOX_DOMAIN = "example.net"

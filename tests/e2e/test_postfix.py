@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from eventlog.broker import free_port
+from katagate.eventlog.broker import free_port
 from tests.e2e.gateway import Gateway, rule
 from tests.e2e.postfix import Postfix
 from tests.integration.kata_harness import require_swaks, wait_for

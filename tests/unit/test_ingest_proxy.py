@@ -11,9 +11,9 @@ import struct
 
 import pytest
 
-from ingest.proxy import read_header
-from ingest.sessions import SessionTable
-from ingest.settings import IngestSettings
+from katagate.ingest.proxy import read_header
+from katagate.ingest.sessions import SessionTable
+from katagate.ingest.settings import IngestSettings
 
 BALANCERS = (ipaddress.ip_network("10.0.0.0/24"),)
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"

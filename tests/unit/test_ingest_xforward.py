@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from ingest.settings import IngestSettings
-from ingest.trace import protocol
-from ingest.xforward import (
+from katagate.ingest.settings import IngestSettings
+from katagate.ingest.trace import protocol
+from katagate.ingest.xforward import (
     EHLO_LINE,
     Client,
     Forwarded,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
@@ -130,6 +130,16 @@ def client_address(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ip
 
 
+def in_networks(peer: str, networks: Iterable[IPv4Network | IPv6Network]) -> bool:
+    """Whether the client address (IPv4-mapped counts as IPv4) lies in one of the networks;
+    something that is not an IP address (a Unix socket) lies in none."""
+    try:
+        ip = client_address(peer)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks if network.version == ip.version)
+
+
 def local_part(address: str) -> str:
     """The local part as the mailbox means it: a quoted one unquoted, its escapes undone."""
     local = address.rpartition("@")[0]
@@ -165,12 +175,7 @@ class RelayPolicy:
         domain = domain_of(recipient)
         if self.is_relay_domain(domain):
             return None
-        try:
-            ip = client_address(client_ip)
-        except ValueError:
-            ip = None
-        if ip is not None and any(ip in network for network in self.networks
-                                  if network.version == ip.version):
+        if in_networks(client_ip, self.networks):
             return None
         return replies.RELAY_DENIED.with_text(
             f"Relaying denied: {domain} is not a relay domain and client {client_ip} is not "

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from katagate.ingest import metrics, replies
+from katagate.ingest import metrics, replies, xforward
 from katagate.ingest.committer import Committer, Outcome
 from katagate.ingest.content import check_content
 from katagate.ingest.envelope import (
     check_address,
     client_address,
     domain_of,
+    in_networks,
     recipient_limit_reached,
 )
 from katagate.ingest.ids import ENTROPY_BYTES, message_id
@@ -33,6 +34,7 @@ from katagate.ingest.split import copy_ids, queued_as, recipient_groups
 from katagate.ingest.subject import check_subject_fields, decode_subject
 from katagate.ingest.trace import check_hops, received_field
 from katagate.ingest.unavailable import Usage, tempfail
+from katagate.ingest.xforward import Client, XForwardError, client_of
 from katagate.schemas import ControlState, match_rule
 from katagate.schemas.raw_mail import header_end
 
@@ -53,6 +55,9 @@ _REASONS: dict[tuple[int, str], str] = {
     (replies.KATA_NOT_CONNECTED.code, replies.KATA_NOT_CONNECTED.enhanced): "kata_unavailable",
     (501, replies.SENDER_TOO_LONG.enhanced): "address_too_long",
     (501, replies.RECIPIENT_TOO_LONG.enhanced): "address_too_long",
+    (replies.XFORWARD_DENIED.code, replies.XFORWARD_DENIED.enhanced): "xforward",
+    (replies.XFORWARD_SYNTAX.code, replies.XFORWARD_SYNTAX.enhanced): "xforward",
+    (replies.XFORWARD_IN_TRANSACTION.code, replies.XFORWARD_IN_TRANSACTION.enhanced): "xforward",
 }
 
 
@@ -155,7 +160,34 @@ class IngestHandler:
         # No AUTH: this is a relay for the domains and networks configured, not a submission
         # server. Enhanced status codes are in every reply (RFC 2034).
         kept = [line for line in responses[:-1] if not line.startswith("250-AUTH")]
-        return [*kept, "250-ENHANCEDSTATUSCODES", responses[-1]]
+        offered = [xforward.EHLO_LINE] if self._trusts_xforward(session) else []
+        return [*kept, *offered, "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    def _trusts_xforward(self, session: Any) -> bool:
+        # The peer as known after a PROXY header, as Postfix checks the client it was told of.
+        return in_networks(str(session.peer[0]), self._settings.xforward_hosts)
+
+    async def handle_XFORWARD(self, server: Any, session: Any, envelope: Any,
+                              arg: str | None) -> str:
+        """Attributes for the next mail transaction, kept on its envelope (ingest/xforward.py).
+        Authorization first, so a client that may not use it learns nothing more."""
+        if not self._trusts_xforward(session):
+            return refuse(replies.XFORWARD_DENIED)
+        if session.host_name is None:
+            return str(replies.XFORWARD_BEFORE_HELO)
+        if envelope.mail_from is not None:
+            return refuse(replies.XFORWARD_IN_TRANSACTION)
+        try:
+            attributes = xforward.parse(arg)
+        except XForwardError as exc:
+            return refuse(exc.reply)
+        envelope.xforward = xforward.update(getattr(envelope, "xforward", None), attributes)
+        return str(replies.OK)
+
+    def _client(self, session: Any, envelope: Any) -> Client:
+        return client_of(getattr(envelope, "xforward", None),
+                         peer=str(client_address(session.peer[0])),
+                         helo=session.host_name or "", rdns=self._rdns_of(session))
 
     async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
         if not _valid_helo(hostname):
@@ -178,7 +210,7 @@ class IngestHandler:
                           rcpt_options: list[str]) -> str:
         refusal = (recipient_limit_reached(envelope.rcpt_tos, self._settings.max_recipients)
                    or check_address(address, self._limits, sender=False)
-                   or self._relay.decide(session.peer[0], address)
+                   or self._relay.decide(self._client(session, envelope).ip, address)
                    or await self._verify(address)
                    or self._unavailable(envelope.mail_from, [address], 0))
         if refusal:
@@ -232,7 +264,7 @@ class IngestHandler:
                 return refuse(refusal)
         first = message_id(time.time_ns() // 1_000_000, secrets.token_bytes(ENTROPY_BYTES))
         ids = copy_ids(first, len(groups))
-        now, client_ip, tls = datetime.now(UTC), str(client_address(session.peer[0])), (
+        now, client, tls = datetime.now(UTC), self._client(session, envelope), (
             session.ssl is not None)
         accepted = Accepted(
             message_id=first,
@@ -240,8 +272,8 @@ class IngestHandler:
             occurred_at=now,
             envelope_from=sender,
             envelope_to=tuple(recipients),
-            client_ip=client_ip,
-            helo=session.host_name or "",
+            client_ip=client.ip,
+            helo=client.helo,
             tls=tls,
             subject=inspected.subject,
             rule_id=groups[0].rule_id,
@@ -253,9 +285,10 @@ class IngestHandler:
                     ids, groups, strict=True)),
             # Stored in front of the client's bytes (`data` stays as the client sent it).
             trace=received_field(
-                helo=session.host_name or "", rdns=self._rdns_of(session), client_ip=client_ip,
+                helo=client.helo, rdns=client.name, client_ip=client.ip,
                 gateway=self._settings.hostname, extended=session.extended_smtp, tls=tls,
-                message_id=first, recipients=tuple(recipients), at=now),
+                message_id=first, recipients=tuple(recipients), at=now,
+                forwarded_protocol=client.protocol),
         )
         bound = self._settings.commit_timeout_s
         future = self._committer.submit(accepted, bound)

@@ -85,6 +85,17 @@ OVER_SCAN_LIMIT = Reply(552, "5.3.4", "Message over the 200 MB KATA scan limit: 
 # detected" (RFC 3463).
 TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops")
 
+# PROXY protocol (ingest/proxy.py): before the greeting, then the connection is closed. 4xx:
+# the sender is not at fault, the load balancer in front of us is (or is not ours).
+PROXY_UNTRUSTED = Reply(421, "4.7.0", "PROXY protocol header not accepted from this address")
+PROXY_MALFORMED = Reply(421, "4.5.2", "Malformed PROXY protocol header, closing connection")
+PROXY_TIMEOUT = Reply(421, "4.4.2", "No PROXY protocol header in time, closing connection")
+# XFORWARD (ingest/xforward.py), with Postfix's own texts and codes.
+XFORWARD_DENIED = Reply(550, "5.7.0", "Error: insufficient authorization")
+XFORWARD_SYNTAX = Reply(501, "5.5.4", "Syntax: XFORWARD attribute=value...")
+XFORWARD_IN_TRANSACTION = Reply(503, "5.5.1", "Error: MAIL transaction in progress")
+XFORWARD_BEFORE_HELO = Reply(503, "5.5.1", "Error: send HELO first")
+
 # aiosmtpd's own fixed replies, given the enhanced code they lack.
 _KNOWN: dict[str, str] = {
     "250 OK": str(OK),

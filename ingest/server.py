@@ -5,13 +5,15 @@ What the subclass adds to aiosmtpd 1.4.6: per-instance command size limits (its 
 dict is shared by every session and grows with each EHLO), a cap on commands per session, caps
 on sessions in all and per client, a budget of DATA bytes held across sessions, a DATA deadline
 under a minimum rate, a 421 before a timeout closes the connection, the DATA body in one buffer
-(not a bytearray per line), no AUTH, and enhanced status codes on its fixed replies.
+(not a bytearray per line), no AUTH, enhanced status codes on its fixed replies, the PROXY
+header read with our policy and replies (ingest/proxy.py), and XFORWARD (ingest/xforward.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import ssl
 import threading
@@ -27,11 +29,13 @@ from katagate.ingest.data_body import DataBody, Overflow
 from katagate.ingest.data_budget import STEP, DataBudget, Reservation
 from katagate.ingest.envelope import mailbox_as_written
 from katagate.ingest.handler import IngestHandler
+from katagate.ingest.proxy import read_header
 from katagate.ingest.replies import enhance
 from katagate.ingest.sessions import SessionTable, client_key, next_data_deadline
 from katagate.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
+PROXY_DRAIN_S = 0.5
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -67,7 +71,11 @@ class GatewaySMTP(SMTP):
         self._table = table
         self._ipv6_prefix = settings.client_ipv6_prefix
         self._budget = budget
-        self._client: str | None = None  # counted in the table
+        # Behind a load balancer: the PROXY header names the client (ingest/proxy.py).
+        self._proxy_hosts = (tuple(settings.proxy_protocol_hosts) if settings.proxy_protocol
+                             else None)
+        self._client: str | None = None  # counted in the table for this client
+        self._admitted = False  # counted in the table (in all, at least)
         self._refused = False
         self._commands_left = settings.max_commands
         self._in_data = False
@@ -106,8 +114,10 @@ class GatewaySMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        client = (client_key(str(peer[0]), self._ipv6_prefix)
-                  if isinstance(peer, tuple) and peer else "unknown")
+        # Behind a balancer, counted for the client its header names (in all until then).
+        client: str | None = None if self._proxy_hosts is not None else (
+            client_key(str(peer[0]), self._ipv6_prefix)
+            if isinstance(peer, tuple) and peer else "unknown")
         refusal = self._table.admit(client)
         if refusal is not None:
             # Refused before aiosmtpd starts a session: no greeting, no task, one reply.
@@ -117,18 +127,53 @@ class GatewaySMTP(SMTP):
                 transport.write(f"{refusal}\r\n".encode())
             transport.close()
             return
-        self._client = client
+        self._client, self._admitted = client, True
         self._sessions.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
             return
-        if self._client is not None:
+        if self._admitted:
             self._table.release(self._client)
-            self._client = None
+            self._client, self._admitted = None, False
         self._sessions.discard(self)
         super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._proxy_hosts is not None and not await self._proxied():
+            return
+        await super()._handle_client()
+
+    async def _proxied(self) -> bool:
+        """Read the PROXY header: the session's peer becomes the client it names, counted for
+        it under the per-client cap. False: refused (with its reply) and closed."""
+        session, hosts = self.session, self._proxy_hosts
+        if session is None or hosts is None:
+            return True
+        peer = session.peer
+        host, port = (str(peer[0]), peer[1]) if isinstance(peer, tuple) else ("unknown", 0)
+        outcome = await read_header(self._reader, host, hosts)
+        refusal = outcome.refusal
+        if outcome.client is not None:
+            key = client_key(outcome.client, self._ipv6_prefix)
+            refusal = self._table.identify(key)
+            if refusal is None:
+                self._client = key
+                session.peer = (outcome.client, outcome.port or port)  # type: ignore[assignment]
+                return True
+            self._admitted = False  # identify() stopped counting it
+        if refusal is not None:
+            metrics.REFUSED.labels("proxy_protocol" if outcome.client is None
+                                   else "too_many_sessions", "temporary").inc()
+            self._writer.write(f"{refusal}\r\n".encode())
+            # What the peer sent unread at close would make it a reset, which may cost the
+            # peer our reply: take in what it sent first (briefly; nothing of it is used).
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(self._reader.read(4096), PROXY_DRAIN_S)
+        if self.transport is not None:
+            self.transport.close()
+        return False
 
     def data_received(self, data: bytes) -> None:
         if self._reading_data:
@@ -186,6 +231,10 @@ class GatewaySMTP(SMTP):
             await command
         finally:
             self._greeting = False
+
+    @syntax("XFORWARD attribute=value ...")
+    async def smtp_XFORWARD(self, arg: str) -> None:
+        await self.push(await self._call_handler_hook("XFORWARD", arg))
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:

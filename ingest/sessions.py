@@ -39,19 +39,36 @@ class SessionTable:
     _per_client: Counter[str] = field(default_factory=Counter)
     _total: int = 0
 
-    def admit(self, client: str) -> Reply | None:
+    def admit(self, client: str | None) -> Reply | None:
         """None if the client may open one more session (it is then counted), else the reply
-        that refuses it."""
-        if self._per_client[client] >= self.max_per_client:
-            return replies.TOO_MANY_FROM_CLIENT.with_text(
-                f"Too many connections from {client}: limit {self.max_per_client}")
+        that refuses it. A client None is not known yet (a PROXY header will name it): counted
+        in all only, until `identify`."""
+        if client is not None and self._per_client[client] >= self.max_per_client:
+            return self._too_many_from(client)
         if self._total >= self.max_sessions:
             return replies.TOO_MANY_SESSIONS
-        self._per_client[client] += 1
+        if client is not None:
+            self._per_client[client] += 1
         self._total += 1
         return None
 
-    def release(self, client: str) -> None:
+    def identify(self, client: str) -> Reply | None:
+        """A session admitted as None is `client`'s: counted for it, or refused (and then no
+        longer counted at all)."""
+        if self._per_client[client] >= self.max_per_client:
+            self.release(None)
+            return self._too_many_from(client)
+        self._per_client[client] += 1
+        return None
+
+    def _too_many_from(self, client: str) -> Reply:
+        return replies.TOO_MANY_FROM_CLIENT.with_text(
+            f"Too many connections from {client}: limit {self.max_per_client}")
+
+    def release(self, client: str | None) -> None:
+        if client is None:
+            self._total = max(self._total - 1, 0)
+            return
         if self._per_client[client] <= 0:
             return
         self._per_client[client] -= 1

@@ -62,6 +62,16 @@ class IngestSettings(BaseSettings):
     verify_cache_size: int = Field(default=100_000, ge=100, le=10_000_000)
     verify_concurrency: int = Field(default=20, ge=1, le=1000)
 
+    # Behind a load balancer: every connection starts with a HAProxy PROXY header (v1 or v2),
+    # and the client it names is the client (events, relay_networks, per-client caps, our
+    # Received field). Only from these networks (CIDRs; required when on): another peer gets
+    # 421 4.7.0, since it could name any address.
+    proxy_protocol: bool = False
+    proxy_protocol_hosts: list[IPvAnyNetwork] = Field(default_factory=list)
+    # Postfix's XFORWARD (smtpd_authorized_xforward_hosts): from these clients (CIDRs) EHLO
+    # offers it, and the client it names is the message's client, as above. Others: 550 5.7.0.
+    xforward_hosts: list[IPvAnyNetwork] = Field(default_factory=list)
+
     tls_cert: Path | None = None
     tls_key: Path | None = None
     require_tls: bool = False
@@ -150,6 +160,13 @@ class IngestSettings(BaseSettings):
         if self.verify_negative_ttl_s > self.verify_positive_ttl_s:
             raise ValueError("verify_negative_ttl_s must not exceed verify_positive_ttl_s: a "
                              "refusal is remembered for less time than an acceptance")
+        return self
+
+    @model_validator(mode="after")
+    def _proxy_hosts(self) -> Self:
+        if self.proxy_protocol and not self.proxy_protocol_hosts:
+            raise ValueError("proxy_protocol needs proxy_protocol_hosts: the load balancers' "
+                             "networks (CIDRs) that may send the PROXY header")
         return self
 
     @model_validator(mode="after")

@@ -10,7 +10,8 @@ its grammar allows, so no client text can end the field, start another, or pass 
     \tfor <RECIPIENT>; Thu, 03 Dec 2026 10:35:42 +0000
 
 `for` only for a message with one recipient (naming several would tell each of them the others,
-RFC 5321 7.2); `with` SMTP, ESMTP or ESMTPS (RFC 3848; STARTTLS needs EHLO, so no SMTPS).
+RFC 5321 7.2); `with` SMTP, ESMTP or ESMTPS (RFC 3848; STARTTLS needs EHLO, so no SMTPS), or
+the upstream MTA's protocol given by XFORWARD (ingest/xforward.py).
 The field is at most `schemas.raw_mail.TRACE_RESERVE` octets, which the subject tag's scan
 allows beyond the header section ingest accepts from a client.
 """
@@ -56,7 +57,14 @@ def address_literal(client_ip: str) -> str:
     return f"[IPv6:{address.compressed}]" if address.version == 6 else f"[{address}]"
 
 
-def protocol(extended: bool, tls: bool) -> str:
+_PROTOCOL = re.compile(r"^[A-Z][A-Z0-9-]{0,63}$")
+
+
+def protocol(extended: bool, tls: bool, forwarded: str | None = None) -> str:
+    """How we received it; or, for a message an upstream MTA handed on with XFORWARD, how it
+    received it (an atom: anything else gives ours), as Postfix writes it then."""
+    if forwarded is not None and _PROTOCOL.fullmatch(forwarded):
+        return forwarded
     if tls:
         return "ESMTPS"
     return "ESMTP" if extended else "SMTP"
@@ -64,14 +72,14 @@ def protocol(extended: bool, tls: bool) -> str:
 
 def received_field(*, helo: str, rdns: str | None, client_ip: str, gateway: str,
                    extended: bool, tls: bool, message_id: str, recipients: tuple[str, ...],
-                   at: datetime) -> bytes:
+                   at: datetime, forwarded_protocol: str | None = None) -> bytes:
     """The whole field, folded, ending in CRLF; `at` must be timezone-aware."""
     if at.tzinfo is None:
         raise ValueError("the Received field's time needs a time zone")
     if not _HOSTNAME.fullmatch(gateway):
         raise ValueError(f"not a host name: {gateway!r}")
     lines = [f"Received: from {helo_name(helo)} ({rdns_name(rdns)} {address_literal(client_ip)})",
-             f"\tby {gateway} with {protocol(extended, tls)} id {message_id}"]
+             f"\tby {gateway} with {protocol(extended, tls, forwarded_protocol)} id {message_id}"]
     if len(recipients) == 1 and _PLAIN_MAILBOX.fullmatch(recipients[0]):
         lines.append(f"\tfor <{recipients[0]}>")
     lines[-1] += f"; {format_datetime(at)}"

@@ -1,6 +1,9 @@
 """`katagate up` / `katagate down`: the whole gateway on this machine — the broker (unless a
 cluster is named), the KATA emulator, the demo sink and every stage as child processes — from
-one TOML file with environment overrides."""
+one TOML file with environment overrides. The file is checked whole before anything starts
+(`katagate config check`); the children read it themselves (KATAGATE_CONFIG), and get in their
+environment only what `up` works out (the broker's address, the metrics ports, the state
+folders)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import argparse
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import tomllib
@@ -16,11 +20,13 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from admin.first_start import first_start_events
+from admin.errors import InvalidCommand
+from admin.first_start import file_changes, first_start_events
 from eventlog.acls import apply as apply_acls
 from eventlog.acls import plan as plan_acls
 from eventlog.broker import LocalBroker
 from eventlog.clients import new_admin
+from eventlog.config_file import CONFIG_ENV
 from eventlog.folded import FoldedTopic
 from eventlog.preflight import check_cluster
 from eventlog.principals import PRINCIPALS
@@ -28,6 +34,7 @@ from eventlog.producer import TransactionalProducer
 from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames, ensure_topics
+from katagate.config_sections import check
 from katagate.process import pass_logging_on
 from katagate.state_folder import prepare_state_folder
 from katagate.supervisor import Child, Supervisor, python_module
@@ -56,12 +63,28 @@ def load_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def section_env(prefix: str, values: dict[str, Any]) -> dict[str, str]:
-    """KATAGATE_<PREFIX>_<KEY> for each value the environment does not set already."""
+def checked_config(path: Path) -> dict[str, Any]:
+    """The file, checked whole (every problem listed, exit 2), and named to every child in
+    KATAGATE_CONFIG; no file: the defaults."""
+    if not path.exists():
+        return {}
+    problems = check(path).problems
+    if problems:
+        for problem in problems:
+            print(f"katagate up: {path}: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    os.environ[CONFIG_ENV] = str(path.resolve())
+    return load_config(path)
+
+
+def section_env(prefix: str, values: dict[str, Any], file_section: dict[str, Any]
+                ) -> dict[str, str]:
+    """KATAGATE_<PREFIX>_<KEY> for each value `up` works out that neither the environment nor
+    the file's section sets."""
     env: dict[str, str] = {}
     for key, value in values.items():
         name = f"KATAGATE_{prefix}_{key.upper()}"
-        if name in os.environ:
+        if name in os.environ or key in file_section:
             continue
         env[name] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
@@ -73,7 +96,7 @@ def _state_dir(config: dict[str, Any]) -> Path:
 
 def _up(args: argparse.Namespace) -> int:
     """The whole gateway, step by step; everything started is stopped on the way out."""
-    config = load_config(args.config)
+    config = checked_config(args.config)
     # KATAGATE_LOG_FORMAT, KATAGATE_LOG_LEVEL, KATAGATE_SYSLOG; and per stage
     log_env = pass_logging_on(config.get("logging", {}))
     state = _state_dir(config)
@@ -90,8 +113,9 @@ def _up(args: argparse.Namespace) -> int:
     try:
         kafka = _kafka(config.get("kafka", {}), state, args.secure, brokers)
         node_address, node_port = _kata_node(supervisor, config, state)
+        if not _kata_settings(kafka, config.get("kata", {}), node_address, node_port):
+            return 2
         _sink(supervisor, config.get("sink", {"enabled": True}), state)
-        _first_start(kafka, config.get("kata", {}), node_address, node_port)
         _stages(supervisor, config, state)
         if args.accept_sensor and config.get("emulator", {"enabled": True}).get("enabled", True):
             _accept_sensor(supervisor, state / "kata", stop)
@@ -173,12 +197,10 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
     metrics = {name: metrics_base + i for i, name in enumerate(
         ("ingest", "scanner", "decider", "projector", "console", "audit"))}
     stages = {
-        "scanner": {**section_env("SCANNER", {"metrics_port": metrics["scanner"],
-                                              **config.get("scanner", {})}),
-                    "KATAGATE_SCANNER_STATE_DIR": os.environ.get(
-                        "KATAGATE_SCANNER_STATE_DIR", str(state))},
-        "decider": section_env("DECIDER", {"metrics_port": metrics["decider"],
-                                           **config.get("decider", {})}),
+        "scanner": section_env("SCANNER", {"metrics_port": metrics["scanner"],
+                                           "state_dir": str(state)}, config.get("scanner", {})),
+        "decider": section_env("DECIDER", {"metrics_port": metrics["decider"]},
+                               config.get("decider", {})),
     }
     for name, env in stages.items():
         supervisor.start(Child(name, python_module("katagate", name, "run"),
@@ -189,9 +211,7 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
                                    str(projector_cfg.get("port", 8080)), "--state-dir",
                                    str(state / "projector")),
         state / "logs" / "projector.log",
-        env=section_env("PROJECTOR", {"metrics_port": metrics["projector"],
-                                      **{k: v for k, v in projector_cfg.items()
-                                         if k != "port"}}),
+        env=section_env("PROJECTOR", {"metrics_port": metrics["projector"]}, projector_cfg),
         ready_prefix="projector="))
     print(projector.ready_line.split()[0], flush=True)
     _projector_token(state, projector_cfg, "cli")  # the admin commands' (admin/projector_reader.py)
@@ -202,11 +222,11 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
         "audit", python_module("katagate", "audit", "checkpoint", "run"),
         # The audit key stays where `katagate audit verify` looks for it by default.
         state / "logs" / "audit.log",
-        env=section_env("AUDIT", {"metrics_port": metrics["audit"], **config.get("audit", {})})))
+        env=section_env("AUDIT", {"metrics_port": metrics["audit"]}, config.get("audit", {}))))
     ingest = supervisor.start(Child(
         "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
-        env=section_env("INGEST", {"metrics_port": metrics["ingest"],
-                                   **config.get("ingest", {})}), ready_prefix="smtp="))
+        env=section_env("INGEST", {"metrics_port": metrics["ingest"]},
+                        config.get("ingest", {})), ready_prefix="smtp="))
     print(ingest.ready_line.split()[0], flush=True)
     print("metrics=" + ",".join(f"{name}:127.0.0.1:{port}" for name, port in metrics.items()),
           flush=True)
@@ -259,14 +279,13 @@ def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
                    projector_url: str, token_file: Path, metrics_port: int) -> None:
     """The web console, and where its first password is (`katagate console run` writes it
     there, mode 0600, when KATAGATE_CONSOLE_ADMIN_PASSWORD does not set one)."""
-    settings = {"metrics_port": metrics_port, **{k: v for k, v in console.items()
-                                                  if k != "port"}}
     child = supervisor.start(Child(
         "console", python_module("katagate", "console", "run", "--port",
                                  str(console.get("port", 8081)), "--state-dir",
                                  str(state / "console"), "--projector-url", projector_url,
                                  "--projector-token-file", str(token_file)),
-        state / "logs" / "console.log", env=section_env("CONSOLE", settings),
+        state / "logs" / "console.log",
+        env=section_env("CONSOLE", {"metrics_port": metrics_port}, console),
         ready_prefix="console="))
     print(f"console=http://{child.ready_line.split()[0].split('=', 1)[1]}", flush=True)
     name = os.environ.get("KATAGATE_CONSOLE_ADMIN_NAME", console.get("admin_name", "admin"))
@@ -277,7 +296,15 @@ def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
     print(f"console-admin={name}: {where}", flush=True)
 
 
-def _first_start(kafka: KafkaSettings, kata: dict[str, Any], address: str, port: int) -> None:
+# [kata] keys that are KataSettings fields under the same name (the node is resolved apart).
+KATA_FILE_FIELDS = ("response_timeout_s", "quarantine_max_bytes", "quarantine_max_messages",
+                    "poll_interval_s")
+
+
+def _kata_settings(kafka: KafkaSettings, kata: dict[str, Any], address: str, port: int) -> bool:
+    """[kata] into the control log: all of it at the first start; afterwards what the file
+    names that the log does not hold, as a settings change by `config-file`, one line per
+    setting. False (said on stderr) when the control state refuses a value."""
     control = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).control, ControlState(),
                           evolve_control)
     try:
@@ -285,22 +312,38 @@ def _first_start(kafka: KafkaSettings, kata: dict[str, Any], address: str, port:
         current = control.value
     finally:
         control.close()
-    settings = KataSettings(
-        central_node_address=IPv4Address(address), central_node_port=port,
-        **{k: kata[k] for k in ("response_timeout_s", "quarantine_max_bytes",
-                                 "quarantine_max_messages", "poll_interval_s") if k in kata},
-    )
-    events = first_start_events(current, settings, bool(kata.get("protection", True)),
-                                "katagate-up", datetime.now(UTC))
-    if not events:
-        return
-    producer = TransactionalProducer(
-        kafka, PRINCIPALS["admin"].transactional_id(kafka.topic_prefix, "admin-up"))
-    producer.begin()
-    producer.produce(Outgoing.event(TopicNames(kafka.topic_prefix).control, e) for e in events)
-    producer.commit()
-    producer.close()
-    print(f"KATA settings written (first start): Central Node {address}:{port}", flush=True)
+    now = datetime.now(UTC)
+    if current.version == 0:
+        settings = KataSettings(
+            central_node_address=IPv4Address(address), central_node_port=port,
+            **{k: kata[k] for k in KATA_FILE_FIELDS if k in kata},
+        )
+        events = first_start_events(current, settings, bool(kata.get("protection", True)),
+                                    "katagate-up", now)
+        said = [f"KATA settings written (first start): Central Node {address}:{port}"]
+    else:
+        named: dict[str, object] = {k: kata[k] for k in KATA_FILE_FIELDS if k in kata}
+        if "central_node" in kata:  # the emulator's address is the one it listens on now
+            named |= {"central_node_address": address, "central_node_port": port}
+        elif "central_node_port" in kata:
+            named["central_node_port"] = port
+        try:
+            events, said = file_changes(current, named, kata.get("protection"), now)
+        except InvalidCommand as exc:
+            print(f"katagate up: [kata] refused by the settings in force: {exc}",
+                  file=sys.stderr)
+            return False
+    if events:
+        producer = TransactionalProducer(
+            kafka, PRINCIPALS["admin"].transactional_id(kafka.topic_prefix, "admin-up"))
+        producer.begin()
+        producer.produce(Outgoing.event(TopicNames(kafka.topic_prefix).control, e)
+                         for e in events)
+        producer.commit()
+        producer.close()
+        for line in said:
+            print(line, flush=True)
+    return True
 
 
 def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading.Event) -> None:

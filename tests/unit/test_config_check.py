@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from eventlog.config_file import CONFIG_ENV
 from katagate.cli import main
 
 BAD = """\
@@ -28,7 +27,7 @@ retry_period_s = 172800       # two days
 
 @pytest.fixture(autouse=True)
 def no_config_in_env(monkeypatch):
-    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.delenv("KATAGATE_CONFIG", raising=False)
     monkeypatch.delenv("KATAGATE_RAW_RETENTION_MS", raising=False)
 
 

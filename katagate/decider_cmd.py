@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from eventlog.settings import KafkaSettings
+from katagate.config_sections import retention_problem
 from katagate.log_output import add_options as add_log_options
 from katagate.process import add_config_option, settings_or_exit, stop_on_signals, use_config
 
@@ -28,6 +30,10 @@ def _run(args: argparse.Namespace) -> int:
     use_config(args, "decider")
     settings = settings_or_exit(DeciderSettings, "decider")
     kafka = settings_or_exit(KafkaSettings, "decider")
+    problem = retention_problem(kafka.raw_retention_ms, settings.retry_period_s)
+    if problem:  # the last delivery attempts would find the raw bytes gone
+        print(f"katagate decider: {problem}", file=sys.stderr)
+        return 2
     stop = stop_on_signals(args)
     run_decider(kafka, settings, stop)
     return 0

@@ -70,6 +70,8 @@ def _show(args: argparse.Namespace) -> int:
             settings = checked.settings[name]
             found = origins(model, document)
             print(f"[{name}]")
+            if name == "kata":
+                print("# control events: a default here leaves the control log's value as it is")
             for key in model.file_keys():
                 value = getattr(settings, key)
                 shown = MASK if value is not None and is_secret(key, value) else _plain(value)

@@ -19,6 +19,7 @@ from eventlog.config_file import (
     CONFIG_ENV,
     ConfigFileError,
     FileSettings,
+    origins,
     preloaded,
     read,
     section_problems,
@@ -193,3 +194,22 @@ def retention_problem(raw_retention_ms: int, retry_period_s: int) -> str | None:
             f"({retry_period_s} s) plus {RETENTION_MARGIN_S // DAY_S} days (a message's wait "
             f"for room and for its scan before its first attempt): must be at least "
             f"{needed_ms}, or the last delivery attempts find no bytes to send")
+
+
+UP_SECTIONS = ("paths", "metrics", "sink", "emulator", "kata")
+
+
+def up_sections(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with `katagate up`'s own sections as it uses them: the values the file or
+    the environment (KATAGATE_<SECTION>_<KEY>) sets, typed; a key neither sets is left out, so
+    the default applies and, in [kata], the log's value stays. A bad environment value raises
+    ValidationError (the file was checked)."""
+    models = section_models()
+    result = dict(document)
+    with preloaded(document):
+        for name in UP_SECTIONS:
+            model = models[name]
+            settings, found = model(), origins(model, document)
+            result[name] = {key: getattr(settings, key) for key in model.file_keys()
+                            if found[key] != "default"}
+    return result

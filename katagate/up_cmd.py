@@ -16,29 +16,24 @@ import threading
 import time
 import tomllib
 from datetime import UTC, datetime
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from admin.errors import InvalidCommand
-from admin.first_start import file_changes, first_start_events
+from pydantic import ValidationError
+
 from eventlog.acls import apply as apply_acls
 from eventlog.acls import plan as plan_acls
 from eventlog.broker import LocalBroker
 from eventlog.clients import new_admin
 from eventlog.config_file import CONFIG_ENV
-from eventlog.folded import FoldedTopic
 from eventlog.preflight import check_cluster
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
 from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, ensure_topics
-from katagate.config_sections import check
+from eventlog.topics import ensure_topics
+from katagate.config_sections import check, up_sections
 from katagate.process import pass_logging_on
 from katagate.state_folder import prepare_state_folder
 from katagate.supervisor import Child, Supervisor, python_module
-from schemas import ControlState, KataSettings, evolve_control
+from katagate.up_kata import write_kata_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,16 +60,22 @@ def load_config(path: Path) -> dict[str, Any]:
 
 def checked_config(path: Path) -> dict[str, Any]:
     """The file, checked whole (every problem listed, exit 2), and named to every child in
-    KATAGATE_CONFIG; no file: the defaults."""
-    if not path.exists():
-        return {}
-    problems = check(path).problems
-    if problems:
-        for problem in problems:
-            print(f"katagate up: {path}: {problem}", file=sys.stderr)
-        raise SystemExit(2)
-    os.environ[CONFIG_ENV] = str(path.resolve())
-    return load_config(path)
+    KATAGATE_CONFIG; no file: the defaults. `up`'s own sections with the environment's
+    values (config_sections.up_sections)."""
+    if path.exists():
+        problems = check(path).problems
+        if problems:
+            for problem in problems:
+                print(f"katagate up: {path}: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+        os.environ[CONFIG_ENV] = str(path.resolve())
+    try:
+        return up_sections(load_config(path))
+    except ValidationError as exc:  # the environment's (the file's were checked)
+        for error in exc.errors():
+            print(f"katagate up: environment: {error['loc'][0]}: {error['msg']}",
+                  file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def section_env(prefix: str, values: dict[str, Any], file_section: dict[str, Any]
@@ -113,7 +114,7 @@ def _up(args: argparse.Namespace) -> int:
     try:
         kafka = _kafka(config.get("kafka", {}), state, args.secure, brokers)
         node_address, node_port = _kata_node(supervisor, config, state)
-        if not _kata_settings(kafka, config.get("kata", {}), node_address, node_port):
+        if not write_kata_settings(kafka, config.get("kata", {}), node_address, node_port):
             return 2
         _sink(supervisor, config.get("sink", {"enabled": True}), state)
         _stages(supervisor, config, state)
@@ -296,56 +297,6 @@ def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
     print(f"console-admin={name}: {where}", flush=True)
 
 
-# [kata] keys that are KataSettings fields under the same name (the node is resolved apart).
-KATA_FILE_FIELDS = ("response_timeout_s", "quarantine_max_bytes", "quarantine_max_messages",
-                    "poll_interval_s")
-
-
-def _kata_settings(kafka: KafkaSettings, kata: dict[str, Any], address: str, port: int) -> bool:
-    """[kata] into the control log: all of it at the first start; afterwards what the file
-    names that the log does not hold, as a settings change by `config-file`, one line per
-    setting. False (said on stderr) when the control state refuses a value."""
-    control = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).control, ControlState(),
-                          evolve_control)
-    try:
-        control.wait_caught_up(30)
-        current = control.value
-    finally:
-        control.close()
-    now = datetime.now(UTC)
-    if current.version == 0:
-        settings = KataSettings(
-            central_node_address=IPv4Address(address), central_node_port=port,
-            **{k: kata[k] for k in KATA_FILE_FIELDS if k in kata},
-        )
-        events = first_start_events(current, settings, bool(kata.get("protection", True)),
-                                    "katagate-up", now)
-        said = [f"KATA settings written (first start): Central Node {address}:{port}"]
-    else:
-        named: dict[str, object] = {k: kata[k] for k in KATA_FILE_FIELDS if k in kata}
-        if "central_node" in kata:  # the emulator's address is the one it listens on now
-            named |= {"central_node_address": address, "central_node_port": port}
-        elif "central_node_port" in kata:
-            named["central_node_port"] = port
-        try:
-            events, said = file_changes(current, named, kata.get("protection"), now)
-        except InvalidCommand as exc:
-            print(f"katagate up: [kata] refused by the settings in force: {exc}",
-                  file=sys.stderr)
-            return False
-    if events:
-        producer = TransactionalProducer(
-            kafka, PRINCIPALS["admin"].transactional_id(kafka.topic_prefix, "admin-up"))
-        producer.begin()
-        producer.produce(Outgoing.event(TopicNames(kafka.topic_prefix).control, e)
-                         for e in events)
-        producer.commit()
-        producer.close()
-        for line in said:
-            print(line, flush=True)
-    return True
-
-
 def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading.Event) -> None:
     from kata_emulator.store import Store
 
@@ -362,7 +313,7 @@ def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading
 
 
 def _down(args: argparse.Namespace) -> int:
-    pid_file = _state_dir(load_config(args.config)) / "up.pid"
+    pid_file = _state_dir(up_sections(load_config(args.config))) / "up.pid"
     if not pid_file.exists():
         print("katagate is not up (no up.pid)")
         return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from admin.first_start import FILE_ACTOR
-from katagate.up_cmd import _kata_settings
+from katagate.up_kata import write_kata_settings
 from schemas import KataProtectionToggled, KataSettingsChanged
 from tests.integration.kafka_read import control_events
 
@@ -20,13 +20,13 @@ def test_given_a_started_gateway_when_kata_is_edited_then_up_writes_the_change_b
         kafka_settings, capsys):
     # Given the first start wrote the file's [kata]
     kata = {"central_node": NODE, "poll_interval_s": 5, "response_timeout_s": 600}
-    assert _kata_settings(kafka_settings, kata, NODE, 443)
+    assert write_kata_settings(kafka_settings, kata, NODE, 443)
     first = control_events(kafka_settings)
     assert [e.actor for e in first] == ["katagate-up", "katagate-up"]
     capsys.readouterr()
     # When the poll interval is edited, protection switched off, and `up` starts again
     edited = {**kata, "poll_interval_s": 60, "protection": False}
-    assert _kata_settings(kafka_settings, edited, NODE, 443)
+    assert write_kata_settings(kafka_settings, edited, NODE, 443)
     # Then a settings change and the protection switch are written, by config-file
     changed, toggled = control_events(kafka_settings)[len(first):]
     assert isinstance(changed, KataSettingsChanged)
@@ -40,9 +40,9 @@ def test_given_a_started_gateway_when_kata_is_edited_then_up_writes_the_change_b
         "[kata] protection: on -> off (actor config-file)",
     ]
     # When `up` starts again with the same file, nothing is written
-    assert _kata_settings(kafka_settings, edited, NODE, 443)
+    assert write_kata_settings(kafka_settings, edited, NODE, 443)
     assert len(control_events(kafka_settings)) == len(first) + 2
     # When the file holds a value the settings refuse, `up` stops naming it and writes nothing
-    assert not _kata_settings(kafka_settings, {**edited, "poll_interval_s": 0}, NODE, 443)
+    assert not write_kata_settings(kafka_settings, {**edited, "poll_interval_s": 0}, NODE, 443)
     assert "poll_interval_s" in capsys.readouterr().err
     assert len(control_events(kafka_settings)) == len(first) + 2

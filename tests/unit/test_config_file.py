@@ -100,3 +100,15 @@ def test_show_gives_each_settings_origin_and_masks_secrets(config, capsys, monke
     assert "admin_password = ********  # env" in console
     assert "max_body_bytes = 65536  # default" in console
     assert "hunter2" not in out
+
+
+def test_given_kata_in_file_and_env_then_up_names_only_those_keys_with_env_winning(
+        config, monkeypatch):
+    from katagate.config_sections import up_sections
+    from katagate.up_cmd import load_config
+
+    # Given the file names the poll interval and protection, the environment protection too
+    path = config("[kata]\npoll_interval_s = 5\nprotection = true\n")
+    monkeypatch.setenv("KATAGATE_KATA_PROTECTION", "false")
+    # Then up's [kata] names those two alone (the rest stays as the control log has it)
+    assert up_sections(load_config(path))["kata"] == {"poll_interval_s": 5, "protection": False}

@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from pydantic import SecretStr
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -243,8 +244,6 @@ SECRET_WORDS = ("password", "secret", "token")
 def is_secret(name: str, value: object) -> bool:
     """A value `config show` masks: a SecretStr, or a setting named for a password, secret or
     token (the name of a file that holds one is not the secret: shown)."""
-    from pydantic import SecretStr
-
     if isinstance(value, SecretStr):
         return True
     return any(word in name for word in SECRET_WORDS) and not name.endswith(("_file", "_dir"))

@@ -112,7 +112,10 @@ def _bounds(field: Any) -> dict[str, Any]:
 
 def value_problem(model: type[BaseSettings], section: str, error: ErrorDetails) -> str:
     """One pydantic error as one line: `[section] key: problem`, a range as its bounds say."""
-    name = ".".join(str(part) for part in error["loc"])
+    parts = [str(part) for part in error["loc"]]
+    if parts and issubclass(model, FileSettings):
+        parts[0] = model.key_of(parts[0])
+    name = ".".join(parts)
     where = f"[{section}] {name}" if name else f"[{section}]"
     field = model.model_fields.get(str(error["loc"][0])) if error["loc"] else None
     bounds = _bounds(field) if field is not None else {}
@@ -153,6 +156,11 @@ class FileSettings(BaseSettings):
     @classmethod
     def file_keys(cls) -> list[str]:
         return [name for name in cls.model_fields if name not in cls.file_excluded]
+
+    @classmethod
+    def key_of(cls, field: str) -> str:
+        """The key the file names `field` by (its own name unless said otherwise)."""
+        return field
 
     @classmethod
     def known_keys(cls) -> list[str]:

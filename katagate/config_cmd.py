@@ -75,7 +75,7 @@ def _show(args: argparse.Namespace) -> int:
             for key in model.file_keys():
                 value = getattr(settings, key)
                 shown = MASK if value is not None and is_secret(key, value) else _plain(value)
-                print(f"{key} = {shown}  # {found[key]}")
+                print(f"{model.key_of(key)} = {shown}  # {found[key]}")
     return 0
 
 

@@ -58,6 +58,10 @@ class LogSettings(FileSettings):
     syslog: str = ""  # empty: no syslog
 
     @classmethod
+    def key_of(cls, field: str) -> str:
+        return field.removeprefix("log_")
+
+    @classmethod
     def known_keys(cls) -> list[str]:
         return [*SECTION, *STAGES]
 

@@ -56,3 +56,22 @@ def test_given_the_shipped_file_then_exit_0_with_one_line(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert err == ""
     assert re.fullmatch(rf"ok: {re.escape(str(shipped))}, [1-9][0-9]* settings\n", out)
+
+
+def test_given_raw_mail_kept_shorter_than_the_retry_period_then_the_decider_does_not_start(
+        tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    # Given raw mail kept one day while a delivery is retried for two
+    path = tmp_path / "katagate.toml"
+    path.write_text("[kafka]\nraw_retention_ms = 86400000\n[decider]\nretry_period_s = 172800\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")}
+    # When the decider is started with that file
+    done = subprocess.run([sys.executable, "-m", "katagate", "decider", "run", "--config",
+                           str(path)], env=env, capture_output=True, text=True, timeout=30)
+    # Then it exits 2 at once, naming both settings
+    assert done.returncode == 2
+    assert "[kafka] raw_retention_ms: 86400000" in done.stderr
+    assert "[decider] retry_period_s (172800 s)" in done.stderr

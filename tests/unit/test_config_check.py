@@ -27,7 +27,7 @@ retry_period_s = 172800       # two days
 
 @pytest.fixture(autouse=True)
 def no_config_in_env(monkeypatch):
-    monkeypatch.delenv("KATAGATE_CONFIG", raising=False)
+    monkeypatch.setenv("KATAGATE_CONFIG", "")  # empty: no file; restored after the test
     monkeypatch.delenv("KATAGATE_RAW_RETENTION_MS", raising=False)
 
 

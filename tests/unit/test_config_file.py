@@ -17,7 +17,8 @@ from katagate.cli import main
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Write FILE's text and name it in KATAGATE_CONFIG (restored after the test)."""
-    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    # Set (empty: no file) so that monkeypatch restores it after a `--config` set it.
+    monkeypatch.setenv(CONFIG_ENV, "")
     for name in ("KATAGATE_INGEST_PORT", "KATAGATE_INGEST_MAX_MESSAGE_BYTES",
                  "KATAGATE_CONSOLE_ADMIN_PASSWORD", "KATAGATE_CONSOLE_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -75,7 +76,7 @@ def test_given_a_value_out_of_range_then_the_stage_exits_2_naming_setting_and_ra
 
 def test_given_a_typo_then_the_stage_run_with_config_exits_2_before_it_starts(
         config, capsys, tmp_path, monkeypatch):
-    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.setenv(CONFIG_ENV, "")
     path = tmp_path / "other.toml"
     path.write_text("[decider]\nretry_period = 3600\n")
     with pytest.raises(SystemExit) as stopped:

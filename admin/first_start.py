@@ -8,8 +8,14 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
-from admin.settings import SIZE_MB, change_settings, describe, set_protection, validate_settings
-from schemas import (
+from katagate.admin.settings import (
+    SIZE_MB,
+    change_settings,
+    describe,
+    set_protection,
+    validate_settings,
+)
+from katagate.schemas import (
     ControlState,
     Event,
     KataProtectionToggled,

@@ -9,9 +9,9 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from audit.witness import SUFFIX as WITNESS_SUFFIX
-from audit.witness import witness_file
-from eventlog.config_file import FileSettings
+from katagate.audit.witness import SUFFIX as WITNESS_SUFFIX
+from katagate.audit.witness import witness_file
+from katagate.eventlog.config_file import FileSettings
 
 
 def default_key_dir() -> Path:

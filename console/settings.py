@@ -9,8 +9,8 @@ from typing import ClassVar, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from eventlog.config_file import FileSettings
-from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
+from katagate.eventlog.config_file import FileSettings
+from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
 
 class ConsoleSettings(FileSettings):

@@ -10,9 +10,9 @@ from typing import ClassVar
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
-from eventlog.config_file import FileSettings
-from eventlog.listen import LOOPBACK, ListenHost
+from katagate.decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
+from katagate.eventlog.config_file import FileSettings
+from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 
 class DeciderSettings(FileSettings):

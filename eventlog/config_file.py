@@ -32,7 +32,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
 )
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 CONFIG_ENV = "KATAGATE_CONFIG"
 # Every section the file may hold (katagate.toml): the stages', and `katagate up`'s own.

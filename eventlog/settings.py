@@ -12,7 +12,7 @@ from typing import ClassVar
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from eventlog.config_file import FileSettings
+from katagate.eventlog.config_file import FileSettings
 
 
 class KafkaSettings(FileSettings):

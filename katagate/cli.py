@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from confluent_kafka import KafkaException
 
-        from schemas.errors import KatagateError
+        from katagate.schemas.errors import KatagateError
 
         if isinstance(exc, KafkaException):
             # The broker cannot be reached or refused the request: one line, not a traceback.
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         if not isinstance(exc, KatagateError):
             raise
-        from eventlog.config_file import ConfigFileError
+        from katagate.eventlog.config_file import ConfigFileError
 
         if isinstance(exc, ConfigFileError):
             # A bad configuration file is bad usage: exit 2, each problem on its line.

@@ -10,11 +10,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eventlog.clients import shown_config
-from eventlog.config_file import CONFIG_ENV, ConfigFileError, config_path, is_secret, origins, read
-from eventlog.principals import PRINCIPALS
-from eventlog.settings import KafkaSettings
 from katagate.config_sections import check, section_models, using
+from katagate.eventlog.clients import shown_config
+from katagate.eventlog.config_file import (
+    CONFIG_ENV,
+    ConfigFileError,
+    config_path,
+    is_secret,
+    origins,
+    read,
+)
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.settings import KafkaSettings
 
 MASK = "********"
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from eventlog.config_file import (
+from katagate.eventlog.config_file import (
     CONFIG_ENV,
     ConfigFileError,
     FileSettings,
@@ -25,7 +25,7 @@ from eventlog.config_file import (
     section_problems,
     value_problem,
 )
-from schemas import KataSettings
+from katagate.schemas import KataSettings
 
 DAY_S = 86400
 # Raw bytes must outlive the longest wait before apply reads them for a last delivery attempt.
@@ -106,14 +106,14 @@ class KataFileSettings(FileSettings):
 def section_models() -> dict[str, type[FileSettings]]:
     """Each section's settings class (the stages' imported here only: a stage's process
     imports its own)."""
-    from audit.settings import AuditSettings
-    from console.settings import ConsoleSettings
-    from decider.settings import DeciderSettings
-    from eventlog.settings import KafkaSettings
-    from ingest.settings import IngestSettings
+    from katagate.audit.settings import AuditSettings
+    from katagate.console.settings import ConsoleSettings
+    from katagate.decider.settings import DeciderSettings
+    from katagate.eventlog.settings import KafkaSettings
+    from katagate.ingest.settings import IngestSettings
     from katagate.log_output import LogSettings
-    from projector.settings import ProjectorSettings
-    from scanner.settings import ScannerSettings
+    from katagate.projector.settings import ProjectorSettings
+    from katagate.scanner.settings import ScannerSettings
 
     return {"paths": PathsSettings, "kafka": KafkaSettings, "ingest": IngestSettings,
             "decider": DeciderSettings, "scanner": ScannerSettings, "kata": KataFileSettings,

@@ -33,8 +33,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-from eventlog.config_file import FileSettings, key_problems
-from eventlog.mail_log import Logged
+from katagate.eventlog.config_file import FileSettings, key_problems
+from katagate.eventlog.mail_log import Logged
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 SYSLOG_FORM = "/dev/log (a socket path) or udp:HOST:PORT"

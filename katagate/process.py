@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from eventlog.config_file import (
+from katagate.eventlog.config_file import (
     CONFIG_ENV,
     ConfigFileError,
     FileSettings,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
 from katagate.process import add_config_option, settings_or_exit, stop_on_signals, use_config
-from scanner.identity import load_or_create
-from scanner.settings import ScannerSettings
+from katagate.scanner.identity import load_or_create
+from katagate.scanner.settings import ScannerSettings
 
 
 def register(commands: Any) -> None:
@@ -26,7 +26,7 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
-    from scanner.run import run_scanner
+    from katagate.scanner.run import run_scanner
     use_config(args, "scanner")
     settings = settings_or_exit(ScannerSettings, "scanner")
     kafka = settings_or_exit(KafkaSettings, "scanner")

@@ -21,15 +21,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from eventlog.acls import apply as apply_acls
-from eventlog.acls import plan as plan_acls
-from eventlog.broker import LocalBroker
-from eventlog.clients import new_admin
-from eventlog.config_file import CONFIG_ENV
-from eventlog.preflight import check_cluster
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
 from katagate.config_sections import check, up_sections
+from katagate.eventlog.acls import apply as apply_acls
+from katagate.eventlog.acls import plan as plan_acls
+from katagate.eventlog.broker import LocalBroker
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.config_file import CONFIG_ENV
+from katagate.eventlog.preflight import check_cluster
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics
 from katagate.process import pass_logging_on
 from katagate.state_folder import prepare_state_folder
 from katagate.supervisor import Child, Supervisor, python_module
@@ -266,7 +266,7 @@ def _projector_token(state: Path, projector: dict[str, Any], holder_name: str) -
     """A read token for the projector, named after its holder (the console, the CLI), made once
     into a 0600 file in `<state>/<holder>/` and kept while valid (revoked or lost: a new one).
     Only the file's name is passed on, so the token never reaches `ps`, a log or an event."""
-    from projector.guard import token_file
+    from katagate.projector.guard import token_file
 
     tokens = Path(os.environ.get("KATAGATE_PROJECTOR_TOKENS_FILE")
                   or projector.get("tokens_file") or state / "projector" / "tokens.json")
@@ -298,7 +298,7 @@ def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
 
 
 def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading.Event) -> None:
-    from kata_emulator.store import Store
+    from katagate.kata_emulator.store import Store
 
     deadline = time.monotonic() + 120
     while not stop.is_set() and time.monotonic() < deadline:

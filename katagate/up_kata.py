@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import Any
 
-from admin.errors import InvalidCommand
-from admin.first_start import file_changes, first_start_events
-from eventlog.folded import FoldedTopic
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import ControlState, KataSettings, evolve_control
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.first_start import file_changes, first_start_events
+from katagate.eventlog.folded import FoldedTopic
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import ControlState, KataSettings, evolve_control
 
 # [kata] keys that are KataSettings fields under the same name (the node is resolved apart).
 KATA_FILE_FIELDS = ("response_timeout_s", "quarantine_max_bytes", "quarantine_max_messages",

@@ -10,8 +10,8 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from eventlog.config_file import FileSettings
-from eventlog.listen import LOOPBACK, ListenHost
+from katagate.eventlog.config_file import FileSettings
+from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 
 def _default_state_dir() -> Path:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from admin.first_start import FILE_ACTOR
+from katagate.admin.first_start import FILE_ACTOR
+from katagate.schemas import KataProtectionToggled, KataSettingsChanged
 from katagate.up_kata import write_kata_settings
-from schemas import KataProtectionToggled, KataSettingsChanged
 from tests.integration.kafka_read import control_events
 
 pytestmark = pytest.mark.kafka

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from eventlog.config_file import CONFIG_ENV, ConfigFileError
-from ingest.settings import IngestSettings
 from katagate.cli import main
+from katagate.eventlog.config_file import CONFIG_ENV, ConfigFileError
+from katagate.ingest.settings import IngestSettings
 
 
 @pytest.fixture

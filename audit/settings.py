@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from katagate.audit.witness import SUFFIX as WITNESS_SUFFIX
 from katagate.audit.witness import witness_file
+from katagate.eventlog.config_file import FileSettings
 
 
 def default_key_dir() -> Path:
     return Path.home() / ".local" / "state" / "katagate" / "audit"
 
 
-class AuditSettings(BaseSettings):
+class AuditSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_AUDIT_", frozen=True, extra="ignore")
+    config_section: ClassVar[str] = "audit"
 
     # Holds audit.key (mode 0600) and audit.pub; made on first use.
     key_dir: Path = Field(default_factory=default_key_dir)

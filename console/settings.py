@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
 
-class ConsoleSettings(BaseSettings):
+class ConsoleSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_CONSOLE_", frozen=True,
                                       extra="ignore")
+    config_section: ClassVar[str] = "console"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)  # 0: a free port

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from katagate.decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
+from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 
-class DeciderSettings(BaseSettings):
+class DeciderSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_DECIDER_", frozen=True, extra="ignore")
+    config_section: ClassVar[str] = "decider"
 
     # Serve Prometheus metrics on metrics_host:PORT (None: not served).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)

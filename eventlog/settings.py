@@ -7,15 +7,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from katagate.eventlog.config_file import FileSettings
 
 
-class KafkaSettings(BaseSettings):
+class KafkaSettings(FileSettings):
     model_config = SettingsConfigDict(
         env_prefix="KATAGATE_", frozen=True, extra="ignore", populate_by_name=True
     )
+    config_section: ClassVar[str] = "kafka"
+    file_excluded: ClassVar[tuple[str, ...]] = ("principal",)  # each process sets its own
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
@@ -46,6 +51,9 @@ class KafkaSettings(BaseSettings):
     config_dir: Path | None = Field(
         default=None,
         validation_alias="KATAGATE_KAFKA_CONFIG_DIR")
+    # The port of the single-node broker `katagate up` starts when no bootstrap_servers is
+    # set (read by `up` alone).
+    broker_port: int = Field(default=9092, ge=1, le=65535)
     # Which stage's credentials this process uses (eventlog/principals.py); set by the entry
     # point, it picks the file in `config_dir` and the names of groups and transactional ids.
     principal: str | None = Field(

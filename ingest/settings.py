@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 from katagate.ingest.callout import NextHop, RecipientVerifier, StartTls
 from katagate.ingest.content import ContentLimits
@@ -26,8 +27,9 @@ def _default_hostname() -> str:
     return name if name and all(c.isalnum() or c in ".-" for c in name) else "localhost"
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_INGEST_", frozen=True, extra="ignore")
+    config_section: ClassVar[str] = "ingest"
 
     host: str = "127.0.0.1"
     port: int = Field(default=2525, ge=0, le=65535)  # 0: any free port (tests)

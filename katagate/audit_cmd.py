@@ -22,7 +22,7 @@ from katagate.audit.witness import read as read_witness
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
 from katagate.log_output import add_options as add_log_options
-from katagate.process import stop_on_signals
+from katagate.process import add_config_option, settings_or_exit, stop_on_signals, use_config
 from katagate.projector_cmd import add_replay, iso_instant
 
 
@@ -33,6 +33,7 @@ def register(commands: Any) -> None:
     checkpoint = actions.add_parser("checkpoint", help="sign the chains of the audited topics")
     modes = checkpoint.add_subparsers(dest="mode", required=True, metavar="MODE")
     checkpointer = modes.add_parser("run", help="the checkpointer, until SIGTERM")
+    add_config_option(checkpointer)
     add_log_options(checkpointer)
     checkpointer.set_defaults(run=_run)
     modes.add_parser("once", help="checkpoint everything up to now").set_defaults(run=_once)
@@ -78,8 +79,11 @@ def _public_key(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
+    use_config(args, "audit")
+    settings = settings_or_exit(AuditSettings, "audit")
+    kafka = settings_or_exit(KafkaSettings, "audit", principal="audit")
     stop = stop_on_signals(args)
-    run_checkpointer(KafkaSettings(principal="audit"), AuditSettings(), stop)
+    run_checkpointer(kafka, settings, stop)
     return 0
 
 

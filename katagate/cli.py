@@ -71,6 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         if not isinstance(exc, KatagateError):
             raise
+        from katagate.eventlog.config_file import ConfigFileError
+
+        if isinstance(exc, ConfigFileError):
+            # A bad configuration file is bad usage: exit 2, each problem on its line.
+            for line in str(exc).splitlines():
+                print(f"katagate {args.command}: {line}", file=sys.stderr)
+            return 2
         print(f"katagate {args.command}: {exc}", file=sys.stderr)
         return 1
     return code

@@ -1,28 +1,109 @@
-"""`katagate config show [--principal P]`: the Kafka client configuration a stage would use,
-katagate's settings merged with the user's properties file, every secret redacted."""
+"""`katagate config check|show`: the configuration file checked as a whole, and the settings
+in force with where each comes from; `config show --kafka`: the Kafka client configuration a
+stage would use, katagate's settings merged with the user's properties file, every secret
+redacted."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
+from katagate.config_sections import check, section_models, using
 from katagate.eventlog.clients import shown_config
+from katagate.eventlog.config_file import (
+    CONFIG_ENV,
+    ConfigFileError,
+    config_path,
+    is_secret,
+    origins,
+    read,
+)
 from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.settings import KafkaSettings
 
+MASK = "********"
+
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("config", help="show the configuration in force")
+    parser = commands.add_parser("config", help="check and show the configuration in force")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="the Kafka client configuration (secrets redacted)")
-    show.add_argument("--principal", choices=list(PRINCIPALS), default="admin",
-                      help="whose credentials (default admin)")
+    checking = actions.add_parser(
+        "check", help="check a configuration file: exit 0, or 2 with every problem listed")
+    checking.add_argument("file", nargs="?", type=Path,
+                          help=f"the file (default: {CONFIG_ENV}, else ./katagate.toml)")
+    checking.set_defaults(run=_check)
+    show = actions.add_parser(
+        "show", help="every setting's effective value and where it comes from (default, file, "
+                     "env); secrets masked")
+    show.add_argument("file", nargs="?", type=Path,
+                      help=f"the file (default: {CONFIG_ENV}, else ./katagate.toml)")
+    show.add_argument("--kafka", action="store_true",
+                      help="the Kafka client configuration instead (secrets redacted)")
+    show.add_argument("--principal", choices=list(PRINCIPALS),
+                      help="with --kafka (implied): whose credentials (default admin)")
     show.set_defaults(run=_show)
 
 
+def _file(args: argparse.Namespace) -> Path:
+    return Path(args.file or config_path() or "katagate.toml")
+
+
+def _check(args: argparse.Namespace) -> int:
+    path = _file(args)
+    checked = check(path)
+    if checked.problems:
+        for problem in checked.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 2
+    print(f"ok: {path}, {checked.count} settings")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
-    settings = KafkaSettings(principal=args.principal)
-    print(f"# principal {args.principal}, topic prefix {settings.topic_prefix}")
+    if args.kafka or args.principal is not None:
+        return _show_kafka(args)
+    path = _file(args)
+    checked = check(path)
+    if checked.problems:
+        for problem in checked.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return 2
+    document = read(path)
+    print(f"# {path}: value (origin: default, file or env)")
+    with using(path.resolve()):
+        for name, model in section_models().items():
+            settings = checked.settings[name]
+            found = origins(model, document)
+            print(f"[{name}]")
+            if name == "kata":
+                print("# control events: a default here leaves the control log's value as it is")
+            for key in model.file_keys():
+                value = getattr(settings, key)
+                shown = MASK if value is not None and is_secret(key, value) else _plain(value)
+                print(f"{model.key_of(key)} = {shown}  # {found[key]}")
+    return 0
+
+
+def _plain(value: object) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_plain(item) for item in value) + "]"
+    return str(value)
+
+
+def _show_kafka(args: argparse.Namespace) -> int:
+    try:
+        principal = args.principal or "admin"
+        settings = KafkaSettings(principal=principal)
+    except ConfigFileError as exc:
+        print(f"katagate config: {exc}", file=sys.stderr)
+        return 2
+    print(f"# principal {principal}, topic prefix {settings.topic_prefix}")
     for key, value in sorted(shown_config(settings).items()):
         print(f"{key}={value}")
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from katagate.log_output import add_options as add_log_options
-from katagate.process import settings_or_exit, stop_on_signals
+from katagate.process import add_config_option, settings_or_exit, stop_on_signals, use_config
 
 
 def register(commands: Any) -> None:
@@ -29,6 +29,7 @@ def register(commands: Any) -> None:
                      help="serve HTTPS with this PEM certificate (chain); with --tls-key-file")
     run.add_argument("--tls-key-file", type=Path, help="the certificate's PEM private key")
     _state_dir_option(run)
+    add_config_option(run)
     add_log_options(run)
     run.set_defaults(run=_run)
     token = actions.add_parser("token", help="API tokens (Authorization: Bearer) for scripts")
@@ -93,9 +94,11 @@ def _run(args: argparse.Namespace) -> int:
     from katagate.console.run import run_console
     from katagate.eventlog.settings import KafkaSettings
 
+    use_config(args, "console")
     settings = _settings(args)
+    kafka = settings_or_exit(KafkaSettings, "console", principal="console")
     stop = stop_on_signals(args)
-    run_console(KafkaSettings(principal="console"), settings, stop)
+    run_console(kafka, settings, stop)
     return 0
 
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
+from katagate.config_sections import retention_problem
 from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
-from katagate.process import settings_or_exit, stop_on_signals
+from katagate.process import add_config_option, settings_or_exit, stop_on_signals, use_config
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("decider", help="run the decider (admission, decisions, apply)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     run = actions.add_parser("run", help="run until SIGTERM")
+    add_config_option(run)
     add_log_options(run)
     run.set_defaults(run=_run)
 
@@ -24,7 +27,13 @@ def _run(args: argparse.Namespace) -> int:
     from katagate.decider.settings import DeciderSettings
     # A bad setting (a CA file that cannot be read, ...) is one line naming it, before anything
     # starts.
+    use_config(args, "decider")
     settings = settings_or_exit(DeciderSettings, "decider")
+    kafka = settings_or_exit(KafkaSettings, "decider")
+    problem = retention_problem(kafka.raw_retention_ms, settings.retry_period_s)
+    if problem:  # the last delivery attempts would find the raw bytes gone
+        print(f"katagate decider: {problem}", file=sys.stderr)
+        return 2
     stop = stop_on_signals(args)
-    run_decider(KafkaSettings(), settings, stop)
+    run_decider(kafka, settings, stop)
     return 0

@@ -7,7 +7,7 @@ from typing import Any
 
 from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
-from katagate.process import stop_on_signals
+from katagate.process import add_config_option, settings_or_exit, stop_on_signals, use_config
 
 
 def register(commands: Any) -> None:
@@ -18,6 +18,7 @@ def register(commands: Any) -> None:
     )
     run.add_argument("--host", help="listen address (overrides KATAGATE_INGEST_HOST)")
     run.add_argument("--port", type=int, help="listen port (overrides KATAGATE_INGEST_PORT)")
+    add_config_option(run)
     add_log_options(run)
     run.set_defaults(run=_run)
 
@@ -26,12 +27,14 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
     from katagate.ingest.run import run_ingest
     from katagate.ingest.settings import IngestSettings
+    use_config(args, "ingest")
     overrides: dict[str, Any] = {}
     if args.host is not None:
         overrides["host"] = args.host
     if args.port is not None:
         overrides["port"] = args.port
-    settings = IngestSettings(**overrides)
+    settings = settings_or_exit(IngestSettings, "ingest", **overrides)
+    kafka = settings_or_exit(KafkaSettings, "ingest")
     stop = stop_on_signals(args)
-    run_ingest(KafkaSettings(), settings, stop)
+    run_ingest(kafka, settings, stop)
     return 0

@@ -26,12 +26,14 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from katagate.eventlog.config_file import FileSettings, key_problems
 from katagate.eventlog.mail_log import Logged
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -47,12 +49,48 @@ STAGE_KEYS = ("format", "level")
 _RESERVED = ("time", "level", "logger")
 
 
-class LogSettings(BaseSettings):
+class LogSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_")
+    config_section: ClassVar[str] = "logging"
 
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     syslog: str = ""  # empty: no syslog
+
+    @classmethod
+    def key_of(cls, field: str) -> str:
+        return field.removeprefix("log_")
+
+    @classmethod
+    def known_keys(cls) -> list[str]:
+        return [*SECTION, *STAGES]
+
+    @classmethod
+    def file_problems(cls, document: Mapping[str, Any]) -> list[str]:
+        """Unknown keys of [logging] and of its [logging.STAGE] tables, with the nearest."""
+        section = document.get("logging", {})
+        if not isinstance(section, dict):
+            return []
+        problems = key_problems("logging", section, cls.known_keys())
+        for stage in STAGES:
+            table = section.get(stage, {})
+            if not isinstance(table, dict):
+                problems.append(f"[logging] {stage}: must be a table [logging.{stage}] with "
+                                f"{' or '.join(STAGE_KEYS)}")
+            else:
+                problems += key_problems(f"logging.{stage}", table, STAGE_KEYS)
+        return problems
+
+    @classmethod
+    def own_values(cls, document: Mapping[str, Any]) -> dict[str, Any]:
+        """[logging], and over it the [logging.STAGE] table of this process's stage, keyed by
+        field (format, level and syslog in the file)."""
+        section = document.get("logging", {})
+        section = section if isinstance(section, dict) else {}
+        stage = section.get(process_stage(), {})
+        table = {**section, **(stage if isinstance(stage, dict) else {})}
+        return {"log_" + key if key in STAGE_KEYS else key: value
+                for key, value in table.items() if key in SECTION}
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -184,7 +222,8 @@ def add_options(parser: Any) -> None:
                         help="the least severe level logged (overrides KATAGATE_LOG_LEVEL)")
 
 
-def section_env(section: dict[str, Any]) -> dict[str, str]:
+def section_env(section: Mapping[str, Any],
+                environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """katagate.toml's [logging] (its keys, without the [logging.STAGE] tables) as the
     variables every child reads; a variable the environment sets wins. An unknown key raises
     ValueError naming the allowed ones."""
@@ -196,10 +235,10 @@ def section_env(section: dict[str, Any]) -> dict[str, str]:
     for stage in STAGES:
         stage_env(section, stage)  # a bad stage table is refused before anything starts
     return {SECTION[key]: str(value) for key, value in section.items()
-            if key in SECTION and SECTION[key] not in os.environ}
+            if key in SECTION and SECTION[key] not in environ}
 
 
-def stage_env(section: dict[str, Any], stage: str) -> dict[str, str]:
+def stage_env(section: Mapping[str, Any], stage: str) -> dict[str, str]:
     """The variables [logging.STAGE] sets for that stage's child only, over [logging]'s; a
     variable the environment sets wins."""
     table = section.get(stage, {})

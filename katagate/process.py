@@ -7,11 +7,21 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from katagate.eventlog.config_file import (
+    CONFIG_ENV,
+    ConfigFileError,
+    FileSettings,
+    config_path,
+    origins,
+    read,
+    section_problems,
+    value_problem,
+)
 from katagate.log_output import (
     STAGES,
     LogSettings,
@@ -22,6 +32,35 @@ from katagate.log_output import (
 )
 
 Settings = TypeVar("Settings", bound=BaseSettings)
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=str, metavar="FILE",
+                        help=f"the configuration file (katagate.toml); {CONFIG_ENV} when not "
+                             "given; environment variables win over it")
+
+
+def use_config(args: argparse.Namespace, stage: str) -> None:
+    """The `--config` file (else KATAGATE_CONFIG's) for every settings object this process
+    makes; a file that cannot be read, is not TOML or has an unknown section exits 2 here,
+    naming the line and column or the section (its keys are checked by each settings class)."""
+    if getattr(args, "config", None):
+        os.environ[CONFIG_ENV] = str(os.path.abspath(args.config))
+    path = config_path()
+    if path is None:
+        return
+    try:
+        problems = section_problems(read(path))
+    except ConfigFileError as exc:
+        _exit_on_file(stage, exc)
+    if problems:
+        _exit_on_file(stage, ConfigFileError(path, problems))
+
+
+def _exit_on_file(command: str, exc: ConfigFileError) -> NoReturn:
+    for line in str(exc).splitlines():
+        print(f"katagate {command}: {line}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 def stop_on_signals(args: argparse.Namespace) -> threading.Event:
@@ -72,13 +111,29 @@ def settings_or_exit(model: type[Settings], command: str, **overrides: Any) -> S
     its environment variable and the allowed range (the model's Field bounds)."""
     try:
         return model(**overrides)
+    except ConfigFileError as exc:
+        _exit_on_file(command, exc)
     except ValidationError as exc:
         prefix = str(model.model_config.get("env_prefix", ""))
+        from_file = _file_origins(model)
         for error in exc.errors():
+            if error["loc"] and from_file.get(str(error["loc"][0])) == "file":
+                section = model.config_section  # type: ignore[attr-defined]
+                print(f"katagate {command}: {config_path()}: "
+                      f"{value_problem(model, section, error)}", file=sys.stderr)
+                continue
             name = ".".join(str(part) for part in error["loc"])
             print(f"katagate {command}: setting {name} ({prefix}{name.upper()}): "
                   f"{error['msg']}{_bounds(model, name)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _file_origins(model: type[BaseSettings]) -> dict[str, str]:
+    """Which fields the configuration file sets (and neither the environment nor an option)."""
+    path = config_path()
+    if path is None or not issubclass(model, FileSettings):
+        return {}
+    return dict(origins(model, read(path)))
 
 
 def _bounds(model: type[BaseSettings], name: str) -> str:

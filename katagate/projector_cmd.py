@@ -12,7 +12,7 @@ from typing import Any
 
 from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
-from katagate.process import settings_or_exit, stop_on_signals
+from katagate.process import add_config_option, settings_or_exit, stop_on_signals, use_config
 
 
 def register(commands: Any) -> None:
@@ -23,6 +23,7 @@ def register(commands: Any) -> None:
     run.add_argument("--state-dir", type=Path, help="where the snapshot is kept")
     run.add_argument("--rebuild", action="store_true",
                      help="ignore the snapshot: read every topic from offset 0")
+    add_config_option(run)
     add_log_options(run)
     run.set_defaults(run=_run)
     _register_tokens(actions)
@@ -103,9 +104,11 @@ def _settings(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from katagate.projector.run import run_projector
 
+    use_config(args, "projector")
     settings = _settings(args)
+    kafka = settings_or_exit(KafkaSettings, "projector", principal="projector")
     stop = stop_on_signals(args)
-    run_projector(KafkaSettings(principal="projector"), settings, stop)
+    run_projector(kafka, settings, stop)
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
-from katagate.process import stop_on_signals
+from katagate.process import add_config_option, settings_or_exit, stop_on_signals, use_config
 from katagate.scanner.identity import load_or_create
 from katagate.scanner.settings import ScannerSettings
 
@@ -16,6 +16,7 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("scanner", help="run the KATA connector (scanner stage)")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     run = actions.add_parser("run", help="run until SIGTERM")
+    add_config_option(run)
     add_log_options(run)
     run.set_defaults(run=_run)
     actions.add_parser(
@@ -26,8 +27,11 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
     from katagate.scanner.run import run_scanner
+    use_config(args, "scanner")
+    settings = settings_or_exit(ScannerSettings, "scanner")
+    kafka = settings_or_exit(KafkaSettings, "scanner")
     stop = stop_on_signals(args)
-    run_scanner(KafkaSettings(), ScannerSettings(), stop)
+    run_scanner(kafka, settings, stop)
     return 0
 
 

@@ -1,6 +1,9 @@
 """`katagate up` / `katagate down`: the whole gateway on this machine — the broker (unless a
 cluster is named), the KATA emulator, the demo sink and every stage as child processes — from
-one TOML file with environment overrides."""
+one TOML file with environment overrides. The file is checked whole before anything starts
+(`katagate config check`); the children read it themselves (KATAGATE_CONFIG), and get in their
+environment only what `up` works out (the broker's address, the metrics ports, the state
+folders)."""
 
 from __future__ import annotations
 
@@ -8,30 +11,29 @@ import argparse
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import tomllib
 from datetime import UTC, datetime
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from katagate.admin.first_start import first_start_events
+from pydantic import ValidationError
+
+from katagate.config_sections import check, up_sections
 from katagate.eventlog.acls import apply as apply_acls
 from katagate.eventlog.acls import plan as plan_acls
 from katagate.eventlog.broker import LocalBroker
 from katagate.eventlog.clients import new_admin
-from katagate.eventlog.folded import FoldedTopic
+from katagate.eventlog.config_file import CONFIG_ENV
 from katagate.eventlog.preflight import check_cluster
-from katagate.eventlog.principals import PRINCIPALS
-from katagate.eventlog.producer import TransactionalProducer
-from katagate.eventlog.records import Outgoing
 from katagate.eventlog.settings import KafkaSettings
-from katagate.eventlog.topics import TopicNames, ensure_topics
+from katagate.eventlog.topics import ensure_topics
 from katagate.process import pass_logging_on
-from katagate.schemas import ControlState, KataSettings, evolve_control
 from katagate.state_folder import prepare_state_folder
 from katagate.supervisor import Child, Supervisor, python_module
+from katagate.up_kata import write_kata_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,12 +58,34 @@ def load_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def section_env(prefix: str, values: dict[str, Any]) -> dict[str, str]:
-    """KATAGATE_<PREFIX>_<KEY> for each value the environment does not set already."""
+def checked_config(path: Path) -> dict[str, Any]:
+    """The file, checked whole (every problem listed, exit 2), and named to every child in
+    KATAGATE_CONFIG; no file: the defaults. `up`'s own sections with the environment's
+    values (config_sections.up_sections)."""
+    if path.exists():
+        problems = check(path).problems
+        if problems:
+            for problem in problems:
+                print(f"katagate up: {path}: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+        os.environ[CONFIG_ENV] = str(path.resolve())
+    try:
+        return up_sections(load_config(path))
+    except ValidationError as exc:  # the environment's (the file's were checked)
+        for error in exc.errors():
+            print(f"katagate up: environment: {error['loc'][0]}: {error['msg']}",
+                  file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def section_env(prefix: str, values: dict[str, Any], file_section: dict[str, Any]
+                ) -> dict[str, str]:
+    """KATAGATE_<PREFIX>_<KEY> for each value `up` works out that neither the environment nor
+    the file's section sets."""
     env: dict[str, str] = {}
     for key, value in values.items():
         name = f"KATAGATE_{prefix}_{key.upper()}"
-        if name in os.environ:
+        if name in os.environ or key in file_section:
             continue
         env[name] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
@@ -73,7 +97,7 @@ def _state_dir(config: dict[str, Any]) -> Path:
 
 def _up(args: argparse.Namespace) -> int:
     """The whole gateway, step by step; everything started is stopped on the way out."""
-    config = load_config(args.config)
+    config = checked_config(args.config)
     # KATAGATE_LOG_FORMAT, KATAGATE_LOG_LEVEL, KATAGATE_SYSLOG; and per stage
     log_env = pass_logging_on(config.get("logging", {}))
     state = _state_dir(config)
@@ -90,8 +114,9 @@ def _up(args: argparse.Namespace) -> int:
     try:
         kafka = _kafka(config.get("kafka", {}), state, args.secure, brokers)
         node_address, node_port = _kata_node(supervisor, config, state)
+        if not write_kata_settings(kafka, config.get("kata", {}), node_address, node_port):
+            return 2
         _sink(supervisor, config.get("sink", {"enabled": True}), state)
-        _first_start(kafka, config.get("kata", {}), node_address, node_port)
         _stages(supervisor, config, state)
         if args.accept_sensor and config.get("emulator", {"enabled": True}).get("enabled", True):
             _accept_sensor(supervisor, state / "kata", stop)
@@ -173,12 +198,10 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
     metrics = {name: metrics_base + i for i, name in enumerate(
         ("ingest", "scanner", "decider", "projector", "console", "audit"))}
     stages = {
-        "scanner": {**section_env("SCANNER", {"metrics_port": metrics["scanner"],
-                                              **config.get("scanner", {})}),
-                    "KATAGATE_SCANNER_STATE_DIR": os.environ.get(
-                        "KATAGATE_SCANNER_STATE_DIR", str(state))},
-        "decider": section_env("DECIDER", {"metrics_port": metrics["decider"],
-                                           **config.get("decider", {})}),
+        "scanner": section_env("SCANNER", {"metrics_port": metrics["scanner"],
+                                           "state_dir": str(state)}, config.get("scanner", {})),
+        "decider": section_env("DECIDER", {"metrics_port": metrics["decider"]},
+                               config.get("decider", {})),
     }
     for name, env in stages.items():
         supervisor.start(Child(name, python_module("katagate", name, "run"),
@@ -189,9 +212,7 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
                                    str(projector_cfg.get("port", 8080)), "--state-dir",
                                    str(state / "projector")),
         state / "logs" / "projector.log",
-        env=section_env("PROJECTOR", {"metrics_port": metrics["projector"],
-                                      **{k: v for k, v in projector_cfg.items()
-                                         if k != "port"}}),
+        env=section_env("PROJECTOR", {"metrics_port": metrics["projector"]}, projector_cfg),
         ready_prefix="projector="))
     print(projector.ready_line.split()[0], flush=True)
     _projector_token(state, projector_cfg, "cli")  # the admin commands' (admin/projector_reader.py)
@@ -202,11 +223,11 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
         "audit", python_module("katagate", "audit", "checkpoint", "run"),
         # The audit key stays where `katagate audit verify` looks for it by default.
         state / "logs" / "audit.log",
-        env=section_env("AUDIT", {"metrics_port": metrics["audit"], **config.get("audit", {})})))
+        env=section_env("AUDIT", {"metrics_port": metrics["audit"]}, config.get("audit", {}))))
     ingest = supervisor.start(Child(
         "ingest", python_module("katagate", "ingest", "run"), state / "logs" / "ingest.log",
-        env=section_env("INGEST", {"metrics_port": metrics["ingest"],
-                                   **config.get("ingest", {})}), ready_prefix="smtp="))
+        env=section_env("INGEST", {"metrics_port": metrics["ingest"]},
+                        config.get("ingest", {})), ready_prefix="smtp="))
     print(ingest.ready_line.split()[0], flush=True)
     print("metrics=" + ",".join(f"{name}:127.0.0.1:{port}" for name, port in metrics.items()),
           flush=True)
@@ -259,14 +280,13 @@ def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
                    projector_url: str, token_file: Path, metrics_port: int) -> None:
     """The web console, and where its first password is (`katagate console run` writes it
     there, mode 0600, when KATAGATE_CONSOLE_ADMIN_PASSWORD does not set one)."""
-    settings = {"metrics_port": metrics_port, **{k: v for k, v in console.items()
-                                                  if k != "port"}}
     child = supervisor.start(Child(
         "console", python_module("katagate", "console", "run", "--port",
                                  str(console.get("port", 8081)), "--state-dir",
                                  str(state / "console"), "--projector-url", projector_url,
                                  "--projector-token-file", str(token_file)),
-        state / "logs" / "console.log", env=section_env("CONSOLE", settings),
+        state / "logs" / "console.log",
+        env=section_env("CONSOLE", {"metrics_port": metrics_port}, console),
         ready_prefix="console="))
     print(f"console=http://{child.ready_line.split()[0].split('=', 1)[1]}", flush=True)
     name = os.environ.get("KATAGATE_CONSOLE_ADMIN_NAME", console.get("admin_name", "admin"))
@@ -275,32 +295,6 @@ def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
              "its password was set before (KATAGATE_CONSOLE_ADMIN_PASSWORD or "
              "`katagate console password`)")
     print(f"console-admin={name}: {where}", flush=True)
-
-
-def _first_start(kafka: KafkaSettings, kata: dict[str, Any], address: str, port: int) -> None:
-    control = FoldedTopic(kafka, TopicNames(kafka.topic_prefix).control, ControlState(),
-                          evolve_control)
-    try:
-        control.wait_caught_up(30)
-        current = control.value
-    finally:
-        control.close()
-    settings = KataSettings(
-        central_node_address=IPv4Address(address), central_node_port=port,
-        **{k: kata[k] for k in ("response_timeout_s", "quarantine_max_bytes",
-                                 "quarantine_max_messages", "poll_interval_s") if k in kata},
-    )
-    events = first_start_events(current, settings, bool(kata.get("protection", True)),
-                                "katagate-up", datetime.now(UTC))
-    if not events:
-        return
-    producer = TransactionalProducer(
-        kafka, PRINCIPALS["admin"].transactional_id(kafka.topic_prefix, "admin-up"))
-    producer.begin()
-    producer.produce(Outgoing.event(TopicNames(kafka.topic_prefix).control, e) for e in events)
-    producer.commit()
-    producer.close()
-    print(f"KATA settings written (first start): Central Node {address}:{port}", flush=True)
 
 
 def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading.Event) -> None:
@@ -319,7 +313,7 @@ def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading
 
 
 def _down(args: argparse.Namespace) -> int:
-    pid_file = _state_dir(load_config(args.config)) / "up.pid"
+    pid_file = _state_dir(up_sections(load_config(args.config))) / "up.pid"
     if not pid_file.exists():
         print("katagate is not up (no up.pid)")
         return 0

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
 # A name a client may put in Host: a DNS name or IPv4 address, or a bracketed IPv6 address,
@@ -16,9 +17,10 @@ from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 HOST_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$")
 
 
-class ProjectorSettings(BaseSettings):
+class ProjectorSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_PROJECTOR_", frozen=True,
                                       extra="ignore")
+    config_section: ClassVar[str] = "projector"
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0: a free port

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 
@@ -17,8 +19,9 @@ def _default_state_dir() -> Path:
     return Path(base) / "katagate"
 
 
-class ScannerSettings(BaseSettings):
+class ScannerSettings(FileSettings):
     model_config = SettingsConfigDict(env_prefix="KATAGATE_SCANNER_", frozen=True, extra="ignore")
+    config_section: ClassVar[str] = "scanner"
 
     # Holds the sensor identity (sensor.key mode 0600, sensor.crt, sensor.id). Instances of one
     # gateway share it: KATA expects one sensorId for a cluster of sensors.

@@ -356,7 +356,7 @@ def test_broker_start_secure_on_the_running_folder_prints_the_two_settings_last(
 
 def test_config_show_never_prints_the_password(secure):
     password = secure.password("ingest")
-    shown = katagate("config", "show", "--principal", "ingest", env=secure.env())
+    shown = katagate("config", "show", "--kafka", "--principal", "ingest", env=secure.env())
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert "sasl.username=ingest" in lines  # the principal's own file was read

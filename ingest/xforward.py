@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 from katagate.ingest import replies
 from katagate.ingest.replies import Reply
+from katagate.schemas.errors import KatagateError
 
 ATTRIBUTES = ("NAME", "ADDR", "PROTO", "HELO", "SOURCE")
 # The EHLO keyword: the attributes we take, in the order the spec lists them.
@@ -88,7 +89,7 @@ def _value(name: str, value: str) -> str:
     return _printable(name, value)  # NAME, HELO: host names, not necessarily in the DNS
 
 
-class XForwardError(ValueError):
+class XForwardError(KatagateError, ValueError):
     """The command's refusal, as the reply to send."""
 
     def __init__(self, reply: Reply) -> None:

@@ -144,7 +144,7 @@ def test_the_dashboard_answers_the_operators_questions():
         assert any(words in t for t in titles), f"no row about {words!r}: {titles}"
     exprs = "\n".join(e for _, e in dashboard_queries())
     for p in ("0.5", "0.95", "0.99"):
-        assert f"histogram_quantile({p}, sum by (le) (rate(katagate_scan_duration_seconds_bucket"\
+        assert f"histogram_quantile({p}, max by (le) (rate(katagate_scan_duration_seconds_bucket"\
             in exprs
     for needed in ("katagate_quarantine_limit_bytes", "katagate_quarantine_limit_messages",
                    "katagate_delivered_without_verdict_total", "katagate_skipped_total",
@@ -198,6 +198,44 @@ def test_selectors_and_groupings_use_the_metrics_labels(where, expr):
     for group in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr):
         for label in (g.strip() for g in group.split(",") if g.strip()):
             assert label in used | TARGET_LABELS, f"{where}: no metric here has {label!r}"
+
+
+def projector_figures() -> set[str]:
+    """The metrics of METRICS.md's projector section: folded from the whole log by every
+    projector instance."""
+    text = (DEPLOY / "METRICS.md").read_text()
+    section = text.split("## Mail and KATA figures")[1].split("\n## ")[0]
+    return set(re.findall(r"^\|\s*`(katagate_[a-z_]+)`", section, re.MULTILINE))
+
+
+def sums(expr: str) -> list[tuple[str, str]]:
+    """Each `sum` of a query: its `by` labels ("" without) and its argument."""
+    found = []
+    for match in re.finditer(r"\bsum\s*(?:by\s*\(([^)]*)\))?\s*\(", expr):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            end += 1
+        found.append((match.group(1) or "", expr[match.end():end - 1]))
+    return found
+
+
+def test_the_projector_figures_are_those_the_dashboard_reads_most():
+    assert {"katagate_messages_received_total", "katagate_deliveries_total",
+            "katagate_quarantine_rule_messages_in_use"} <= projector_figures()
+
+
+@pytest.mark.parametrize(("where", "expr"), all_queries())
+def test_no_query_sums_a_projector_figure_over_its_instances(where, expr):
+    """Given two projector instances (compose and Kubernetes run two), each exports the figure
+    of the whole log: a sum over them doubles it. So a sum over a projector figure keeps the
+    instances apart (`by (..., instance)`, as the alerts do), and the dashboard takes max."""
+    figures = projector_figures()
+    for by, argument in sums(expr):
+        names = {re.sub(r"_(bucket|sum|count)$", "", n) for n in NAME.findall(argument)}
+        if names & figures:
+            labels = {label.strip() for label in by.split(",")}
+            assert "instance" in labels, f"{where}: sums {sorted(names & figures)} over instances"
 
 
 # -- alert rules and their tests --------------------------------------------------------------

@@ -265,6 +265,24 @@ def test_the_alerts_cover_what_the_issue_asks():
     assert fors["KatagateConsumerLagHigh"] == "5m"
 
 
+def test_the_certificate_warns_at_14_days_and_is_critical_at_3():
+    rules = {r["alert"]: r for r in alert_rules()}
+    warning = rules["KatagateCentralNodeCertificateExpiring"]
+    critical = rules["KatagateCentralNodeCertificateExpiresSoon"]
+    assert warning["labels"]["severity"] == "warning"
+    assert "< 14 * 86400" in warning["expr"]
+    assert ">= 3 * 86400" in warning["expr"]  # one alert at a time: the critical one below
+    assert critical["labels"]["severity"] == "critical"
+    assert "< 3 * 86400" in critical["expr"]
+
+
+def test_the_checkpointer_is_overdue_relative_to_its_own_interval():
+    expr = {r["alert"]: r["expr"] for r in alert_rules()}["KatagateAuditCheckpointOverdue"]
+    assert "katagate_audit_last_checkpoint_timestamp_seconds" in expr
+    assert "2 * katagate_audit_checkpoint_every_seconds" in expr
+    assert "katagate_audit_uncovered_records > 0" in expr
+
+
 def test_every_alert_is_unit_tested_firing_and_not_firing():
     tests = yaml.safe_load(ALERT_TESTS.read_text())
     assert tests["rule_files"] == ["alerts.yml"]

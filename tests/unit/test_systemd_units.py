@@ -68,7 +68,9 @@ def stage_commands() -> set[str]:
 
 
 def units() -> dict[str, dict[str, dict[str, list[str]]]]:
-    return {path.name: parse(path) for path in sorted(SYSTEMD.glob("katagate-*.service"))}
+    found = {path.name: parse(path) for path in sorted(SYSTEMD.glob("katagate-*.service"))}
+    assert len(found) == len(stage_commands()), f"units in deploy/systemd: {sorted(found)}"
+    return found
 
 
 def test_every_stage_process_has_a_unit_that_runs_it_as_the_architecture_names_it():

@@ -15,20 +15,20 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import REGISTRY
 
-from audit.chain import ZERO_HEAD
-from audit.checkpoint import decode
-from audit.checkpointer import OpenRange, _show_waiting, checkpoint_once, run_checkpointer
-from audit.keys import load_or_create
-from audit.reading import from_message, new_consumer
-from audit.settings import AuditSettings
-from audit.verify import verify
-from eventlog.broker import free_port
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
 from katagate import audit_cmd
-from schemas import MailEvent
+from katagate.audit.chain import ZERO_HEAD
+from katagate.audit.checkpoint import decode
+from katagate.audit.checkpointer import OpenRange, _show_waiting, checkpoint_once, run_checkpointer
+from katagate.audit.keys import load_or_create
+from katagate.audit.reading import from_message, new_consumer
+from katagate.audit.settings import AuditSettings
+from katagate.audit.verify import verify
+from katagate.eventlog.broker import free_port
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import MailEvent
 from tests.integration.kafka_read import read_all
 from tests.unit.fixtures.events import MESSAGE_ID, sample_events
 
@@ -224,7 +224,7 @@ def test_given_a_failed_write_then_the_owner_keeps_showing_its_waiting_records(
     control = 'katagate_audit_uncovered_records{partition="0",topic="control"}'
     stop = threading.Event()
     thread = threading.Thread(target=run_checkpointer, args=(kafka, settings, stop), daemon=True)
-    caplog.set_level(logging.WARNING, logger="audit.checkpointer")
+    caplog.set_level(logging.WARNING, logger="katagate.audit.checkpointer")
     thread.start()
     try:
         deadline = time.monotonic() + 30

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audit.metrics import not_covered
+from katagate.audit.metrics import not_covered
 
 
 def test_given_a_reader_behind_the_end_then_the_unread_records_count_with_the_read_ones():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import start_http_server
 
 from katagate.audit import metrics as metrics_shown
@@ -169,6 +169,7 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
     if settings.metrics_port is not None:
         metrics, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
         metrics_shown.EVERY_RECORDS.set(settings.every_records)
+        metrics_shown.EVERY_SECONDS.set(settings.every_s)
     witness = settings.witness_file(kafka.topic_prefix)
     log.info("audit: signing key %s, witness %s", key.key_id, witness)
     election = Election(kafka, "audit-checkpointer", TopicNames(kafka.topic_prefix).audit,
@@ -176,6 +177,7 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
     try:
         while not stop.is_set():
             if not election.tick():
+                metrics_shown.forget()
                 stop.wait(0.2)
                 continue
             try:
@@ -184,6 +186,7 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
                 log.warning("audit checkpointer stopped (%s); starting over in 2 s", exc)
                 stop.wait(2)
     finally:
+        metrics_shown.forget()
         election.close()
         if metrics is not None:
             metrics.shutdown()
@@ -200,7 +203,6 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
         ranges, starts = _open_ranges(kafka, key, consumer)
         for place, open_range in ranges.items():
             metrics_shown.show_checkpoint(place, open_range.signed_at)
-            metrics_shown.show_uncovered(place, 0)
         consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
         while not stop.is_set() and election.tick():
             ready: list[Checkpoint] = []
@@ -227,9 +229,27 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
                 log.info("audit: wrote %d checkpoints", len(ready))
                 for cp in ready:
                     metrics_shown.show_checkpoint((cp.topic, cp.partition), cp.created_at)
-            for place, open_range in ranges.items():
-                metrics_shown.show_uncovered(place, open_range.count)
+            _show_waiting(consumer, ranges, relative)
     finally:
-        metrics_shown.forget()
+        # Kept on a failed write: the same owner starts over and its records still wait (a
+        # cleared gauge would end the alerts on them). Cleared when it is no longer the owner.
         consumer.close()
         producer.close()
+
+
+def _show_waiting(consumer: Consumer, ranges: dict[Place, OpenRange],
+                  relative: dict[str, str]) -> None:
+    """Per partition, the records past its last checkpoint: those read and waiting, and those
+    not read yet (a reader that falls behind or stalls leaves them out of the open range)."""
+    try:
+        positions = consumer.position(consumer.assignment())
+        ends = [consumer.get_watermark_offsets(tp, cached=True) for tp in positions]
+    except KafkaException as exc:  # informative only: the read ones are shown
+        log.debug("audit: partition ends unavailable: %s", exc)
+        positions, ends = [], []
+    unread = {(relative[tp.topic], tp.partition): (tp.offset, end[1])
+              for tp, end in zip(positions, ends, strict=True) if end is not None}
+    for place, open_range in ranges.items():
+        position, end = unread.get(place, (-1, -1))
+        metrics_shown.show_uncovered(place, metrics_shown.not_covered(open_range.count,
+                                                                      position, end))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import threading
 import time
 import urllib.request
@@ -11,11 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from katagate import audit_cmd
+from katagate.audit.chain import ZERO_HEAD
 from katagate.audit.checkpoint import decode
-from katagate.audit.checkpointer import run_checkpointer
+from katagate.audit.checkpointer import OpenRange, _show_waiting, checkpoint_once, run_checkpointer
 from katagate.audit.keys import load_or_create
+from katagate.audit.reading import from_message, new_consumer
 from katagate.audit.settings import AuditSettings
 from katagate.audit.verify import verify
 from katagate.eventlog.broker import free_port
@@ -161,3 +166,83 @@ def _scrape_or_empty(port: int) -> dict[str, float]:
         return scrape(port)
     except OSError:
         return {}
+
+
+def test_given_records_the_checkpointer_has_not_read_yet_then_they_count_as_not_covered(
+        make_kafka_settings: Callable[..., KafkaSettings]) -> None:
+    """A reader that falls behind (or stalls) holds few records in its open range; the records
+    past the last checkpoint are those plus the ones it has not read, up to the partition's end."""
+    kafka = make_kafka_settings()
+    mail = TopicNames(kafka.topic_prefix).mail
+    producer = TransactionalProducer(kafka, f"{kafka.topic_prefix}-test-writer")
+    producer.begin()
+    producer.produce([Outgoing(topic=mail, value=b"r%d" % n, key=b"k", partition=0)
+                      for n in range(10)])
+    producer.commit()
+    producer.close()
+    consumer = new_consumer(kafka)
+    mail_0 = {"topic": "mail", "partition": "0"}
+    try:
+        # Given a reader of mail[0] that has read one record of ten
+        consumer.assign([TopicPartition(mail, 0, 0)])
+        deadline = time.monotonic() + 30
+        while not (read := [m for m in consumer.consume(1, 1.0) if m.error() is None]):
+            assert time.monotonic() < deadline
+        open_range = OpenRange.after(ZERO_HEAD, 0)
+        open_range.add(from_message(read[0]), time.monotonic())
+        # When the waiting records are shown
+        _show_waiting(consumer, {("mail", 0): open_range}, {mail: "mail"})
+        # Then the nine not read count too: the offsets up to the partition's end, which while
+        # unread include the transaction's commit marker (an upper bound by the markers)
+        assert shown(mail_0) == 1 + 9 + 1
+        # Given the reader has read the rest, when shown, then the ten wait (the marker read
+        # past counts no more)
+        while open_range.count < 10:
+            for message in consumer.consume(10, 1.0):
+                if message.error() is None:
+                    open_range.add(from_message(message), time.monotonic())
+            assert time.monotonic() < deadline
+        _show_waiting(consumer, {("mail", 0): open_range}, {mail: "mail"})
+        assert shown(mail_0) == 10
+    finally:
+        consumer.close()
+
+
+def shown(labels: dict[str, str]) -> float | None:
+    return REGISTRY.get_sample_value("katagate_audit_uncovered_records", labels)
+
+
+def test_given_a_failed_write_then_the_owner_keeps_showing_its_waiting_records(
+        make_kafka_settings: Callable[..., KafkaSettings], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The owner starts over after a failed write (here: fenced by `checkpoint once`); its
+    records still wait, so its gauges stay while it starts over, and an alert on them goes on."""
+    kafka = make_kafka_settings()
+    port = free_port()
+    settings = AuditSettings(key_dir=tmp_path, every_records=1000, every_s=1.5, instance_id="f1",
+                             metrics_port=port)
+    control = 'katagate_audit_uncovered_records{partition="0",topic="control"}'
+    stop = threading.Event()
+    thread = threading.Thread(target=run_checkpointer, args=(kafka, settings, stop), daemon=True)
+    caplog.set_level(logging.WARNING, logger="katagate.audit.checkpointer")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while control not in _scrape_or_empty(port):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        # Given records the owner holds, when another writer fences it before its checkpoint
+        write_samples(kafka)
+        while scrape(port)[control] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        checkpoint_once(kafka, load_or_create(tmp_path))
+        while "audit checkpointer stopped" not in caplog.text:
+            assert time.monotonic() < deadline + 10, caplog.text
+            time.sleep(0.05)
+        # Then, while it starts over, its gauges are still there
+        assert control in scrape(port)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()

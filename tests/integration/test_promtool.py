@@ -30,7 +30,7 @@ def test_the_scrape_configuration_and_its_rule_files_are_valid():
 def test_the_alert_rules_are_valid():
     result = run("check", "rules", "deploy/prometheus/alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 16 rules found" in result.stdout + result.stderr
+    assert "SUCCESS: 17 rules found" in result.stdout + result.stderr
 
 
 def test_the_alert_rules_pass_their_unit_tests():

@@ -144,7 +144,7 @@ def test_the_dashboard_answers_the_operators_questions():
         assert any(words in t for t in titles), f"no row about {words!r}: {titles}"
     exprs = "\n".join(e for _, e in dashboard_queries())
     for p in ("0.5", "0.95", "0.99"):
-        assert f"histogram_quantile({p}, sum by (le) (rate(katagate_scan_duration_seconds_bucket"\
+        assert f"histogram_quantile({p}, max by (le) (rate(katagate_scan_duration_seconds_bucket"\
             in exprs
     for needed in ("katagate_quarantine_limit_bytes", "katagate_quarantine_limit_messages",
                    "katagate_delivered_without_verdict_total", "katagate_skipped_total",
@@ -200,6 +200,44 @@ def test_selectors_and_groupings_use_the_metrics_labels(where, expr):
             assert label in used | TARGET_LABELS, f"{where}: no metric here has {label!r}"
 
 
+def projector_figures() -> set[str]:
+    """The metrics of METRICS.md's projector section: folded from the whole log by every
+    projector instance."""
+    text = (DEPLOY / "METRICS.md").read_text()
+    section = text.split("## Mail and KATA figures")[1].split("\n## ")[0]
+    return set(re.findall(r"^\|\s*`(katagate_[a-z_]+)`", section, re.MULTILINE))
+
+
+def sums(expr: str) -> list[tuple[str, str]]:
+    """Each `sum` of a query: its `by` labels ("" without) and its argument."""
+    found = []
+    for match in re.finditer(r"\bsum\s*(?:by\s*\(([^)]*)\))?\s*\(", expr):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(expr[end], 0)
+            end += 1
+        found.append((match.group(1) or "", expr[match.end():end - 1]))
+    return found
+
+
+def test_the_projector_figures_are_those_the_dashboard_reads_most():
+    assert {"katagate_messages_received_total", "katagate_deliveries_total",
+            "katagate_quarantine_rule_messages_in_use"} <= projector_figures()
+
+
+@pytest.mark.parametrize(("where", "expr"), all_queries())
+def test_no_query_sums_a_projector_figure_over_its_instances(where, expr):
+    """Given two projector instances (compose and Kubernetes run two), each exports the figure
+    of the whole log: a sum over them doubles it. So a sum over a projector figure keeps the
+    instances apart (`by (..., instance)`, as the alerts do), and the dashboard takes max."""
+    figures = projector_figures()
+    for by, argument in sums(expr):
+        names = {re.sub(r"_(bucket|sum|count)$", "", n) for n in NAME.findall(argument)}
+        if names & figures:
+            labels = {label.strip() for label in by.split(",")}
+            assert "instance" in labels, f"{where}: sums {sorted(names & figures)} over instances"
+
+
 # -- alert rules and their tests --------------------------------------------------------------
 
 def test_every_alert_has_a_severity_a_summary_and_a_description():
@@ -225,6 +263,24 @@ def test_the_alerts_cover_what_the_issue_asks():
     fors = {r["alert"]: r.get("for") for r in alert_rules()}
     assert fors["KatagateCentralNodeNotConnected"] == "5m"
     assert fors["KatagateConsumerLagHigh"] == "5m"
+
+
+def test_the_certificate_warns_at_14_days_and_is_critical_at_3():
+    rules = {r["alert"]: r for r in alert_rules()}
+    warning = rules["KatagateCentralNodeCertificateExpiring"]
+    critical = rules["KatagateCentralNodeCertificateExpiresSoon"]
+    assert warning["labels"]["severity"] == "warning"
+    assert "< 14 * 86400" in warning["expr"]
+    assert ">= 3 * 86400" in warning["expr"]  # one alert at a time: the critical one below
+    assert critical["labels"]["severity"] == "critical"
+    assert "< 3 * 86400" in critical["expr"]
+
+
+def test_the_checkpointer_is_overdue_relative_to_its_own_interval():
+    expr = {r["alert"]: r["expr"] for r in alert_rules()}["KatagateAuditCheckpointOverdue"]
+    assert "katagate_audit_last_checkpoint_timestamp_seconds" in expr
+    assert "2 * katagate_audit_checkpoint_every_seconds" in expr
+    assert "katagate_audit_uncovered_records > 0" in expr
 
 
 def test_every_alert_is_unit_tested_firing_and_not_firing():

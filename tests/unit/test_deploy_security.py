@@ -219,8 +219,8 @@ def test_every_compose_service_mounts_only_its_own_principals_file():
         assert config == "/run/secrets/" + mounted[f"kafka-{principal}"], name
         assert mounted["kafka-ca"] == "kafka-ca.pem", name
         seen.add(name)
-    assert seen == {"ingest", "scanner", "decider", "projector", "console", "kafka-setup",
-                    "kata-settings"}
+    assert seen == {"ingest", "scanner", "decider", "projector", "console", "audit",
+                    "kafka-setup", "kata-settings"}
 
 
 def test_the_setup_job_runs_as_admin_before_every_stage():

@@ -6,6 +6,7 @@ design has, and not one more."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
+@cache  # the YAML is parsed once for the module (read only)
 def pods() -> dict[str, dict[str, str]]:
     """Each pod template of the namespace by its component label."""
     found = {}
@@ -108,10 +110,12 @@ def allowed_flows(policies: list[dict[str, Any]], all_pods: dict[str, dict[str, 
                 flows.add((source, pod, port if port != "*" else in_port))
     return flows
 
+@cache  # the YAML is parsed once for the module (read only)
 def policies() -> list[dict[str, Any]]:
     return [doc for _, doc in manifests() if doc["kind"] == "NetworkPolicy"]
 
 
+@cache  # the YAML is parsed once for the module (read only)
 def design() -> set[Flow]:
     """The design's table (docs/ARCHITECTURE.md; deploy/k8s/networkpolicies.yaml's head), with
     the ports the manifests give each listener."""

@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from audit.witness import SUFFIX as WITNESS_SUFFIX
-from audit.witness import witness_file
+from katagate.audit.witness import SUFFIX as WITNESS_SUFFIX
+from katagate.audit.witness import witness_file
 
 
 def default_key_dir() -> Path:

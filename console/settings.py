@@ -9,7 +9,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
+from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
 
 class ConsoleSettings(BaseSettings):

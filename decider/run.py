@@ -8,18 +8,18 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from decider.admission import Admission, new_control_view
-from decider.decisions import Decisions
-from decider.settings import DeciderSettings
-from eventlog.election import Election
-from eventlog.loop import TransactionalLoop
-from eventlog.preflight import prepare_stage
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import ProducerFenced, TransactionalProducer
-from eventlog.restart import restarting
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import ProducerRef
+from katagate.decider.admission import Admission, new_control_view
+from katagate.decider.decisions import Decisions
+from katagate.decider.settings import DeciderSettings
+from katagate.eventlog.election import Election
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.preflight import prepare_stage
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import ProducerFenced, TransactionalProducer
+from katagate.eventlog.restart import restarting
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import ProducerRef
 
 log = logging.getLogger(__name__)
 DECIDER = PRINCIPALS["decider"]
@@ -99,7 +99,7 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
         from prometheus_client import start_http_server
 
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
-    from decider.apply import run_apply
+    from katagate.decider.apply import run_apply
 
     parts = {
         "admission": lambda: run_admission(kafka, settings, stop, clock),

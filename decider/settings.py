@@ -9,8 +9,8 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
-from eventlog.listen import LOOPBACK, ListenHost
+from katagate.decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
+from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 
 class DeciderSettings(BaseSettings):

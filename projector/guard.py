@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
 
-from access.tokens import TokenFile, TokenRecord
-from projector.http import Reply, problem
+from katagate.access.tokens import TokenFile, TokenRecord
+from katagate.projector.http import Reply, problem
 
 TOKEN_PREFIX = "kgp_"  # noqa: S105 - marks the projector's tokens in logs and secret scanners
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")

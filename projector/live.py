@@ -7,8 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from projector.snapshot import Positions
-from projector.views import Projections
+from katagate.projector.snapshot import Positions
+from katagate.projector.views import Projections
 
 
 @dataclass

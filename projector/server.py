@@ -23,12 +23,12 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 
-from access.tokens import TokenFile
-from projector import guard
-from projector.http import Reply, answer, problem
-from projector.live import LiveProjection
-from projector.metrics import registry_for
-from projector.settings import ProjectorSettings
+from katagate.access.tokens import TokenFile
+from katagate.projector import guard
+from katagate.projector.http import Reply, answer, problem
+from katagate.projector.live import LiveProjection
+from katagate.projector.metrics import registry_for
+from katagate.projector.settings import ProjectorSettings
 
 log = logging.getLogger(__name__)
 

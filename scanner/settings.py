@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventlog.listen import LOOPBACK, ListenHost
+from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 
 def _default_state_dir() -> Path:

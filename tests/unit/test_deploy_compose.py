@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from audit.keys import load_or_create
+from katagate.audit.keys import load_or_create
 from tests.unit.test_deploy_manifests import COMPOSE, compose
 
 # Published on every interface on purpose: mail comes from other hosts.

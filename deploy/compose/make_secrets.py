@@ -9,11 +9,14 @@ folder, by default deploy/compose/secrets/ (ignored by git and by the image buil
     kafka-<principal>.properties  a stage's SCRAM user and password (librdkafka)  10001, 0400
     projector-tokens.json         the projector: its read tokens' digests         10001, 0400
     projector-token               the console: the token it sends                 10001, 0400
+    audit.key, audit.pub          the audit checkpointer's Ed25519 signing key    10001, 0400
+    grafana-admin-password        Grafana's admin password (no admin/admin)       472, 0400
 
 Compose bind-mounts a secret file as it is on the host, owner and mode included, so each file
-belongs to the user that reads it: 1000 in apache/kafka, 10001 in deploy/Dockerfile. Run as
-root (the second form below), this script sets the owners itself; otherwise it prints the
-`chown` to run. Existing files are kept: a second run only fills gaps (a new principal).
+belongs to the user that reads it: 1000 in apache/kafka, 10001 in deploy/Dockerfile, 472 in
+grafana/grafana. Run as root (the second form below), this script sets the owners itself;
+otherwise it prints the `chown` to run. Existing files are kept: a second run only fills gaps
+(a new principal, a new secret).
 
     python deploy/compose/make_secrets.py                     # needs katagate installed
     docker run --rm --user 0 --entrypoint python -v "$PWD/deploy/compose:/compose" \\
@@ -33,6 +36,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -41,6 +45,7 @@ from katagate.projector.guard import token_file
 
 KAFKA_UID = 1000  # appuser in apache/kafka
 KATAGATE_UID = 10001  # deploy/Dockerfile
+GRAFANA_UID = 472  # grafana in grafana/grafana
 NODES = ("kafka-1", "kafka-2", "kafka-3")
 VALID_DAYS = 825
 # Where the stages find the CA: compose mounts the secret kafka-ca there.
@@ -178,6 +183,20 @@ def make(folder: Path, nodes: tuple[str, ...] = NODES,
     for path in (tokens, holder):
         os.chmod(path, 0o400)
         owners[path] = KATAGATE_UID
+
+    # The audit checkpointer's signing key, as audit/keys.py reads it (PKCS#8 and SPKI PEM;
+    # a key its group or others may read is refused). Give audit.pub to the auditors.
+    def audit_key(path: Path) -> None:
+        key = Ed25519PrivateKey.generate()
+        _write(folder / "audit.pub", key.public_key().public_bytes(
+            pem, serialization.PublicFormat.SubjectPublicKeyInfo))
+        _write(path, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    once("audit.key", KATAGATE_UID, audit_key)
+    owners[folder / "audit.pub"] = KATAGATE_UID
+    # Grafana's admin password (GF_SECURITY_ADMIN_PASSWORD__FILE): never admin/admin.
+    once("grafana-admin-password", GRAFANA_UID,
+         lambda path: _write(path, secrets.token_urlsafe(24).encode("ascii")))
     return owners
 
 

@@ -11,8 +11,9 @@ set -euo pipefail
 kafka_namespace=${1:-kafka}
 kafka_name=${2:-katagate}
 namespace=katagate
-# The principals of the pods in this folder: the setup Job (admin) and the four stages.
-principals=(admin ingest scanner decider projector)
+# The principals of the pods in this folder: the setup Job (admin), the stages, the console
+# and the audit checkpointer.
+principals=(admin ingest scanner decider projector console audit)
 
 apply() {  # a Secret from stdin: created, or replaced when it exists
   kubectl -n "$namespace" create secret generic "$1" --from-file="$2=/dev/stdin" \

@@ -219,8 +219,8 @@ def test_every_compose_service_mounts_only_its_own_principals_file():
         assert config == "/run/secrets/" + mounted[f"kafka-{principal}"], name
         assert mounted["kafka-ca"] == "kafka-ca.pem", name
         seen.add(name)
-    assert seen == {"ingest", "scanner", "decider", "projector", "console", "kafka-setup",
-                    "kata-settings"}
+    assert seen == {"ingest", "scanner", "decider", "projector", "console", "audit",
+                    "kafka-setup", "kata-settings"}
 
 
 def test_the_setup_job_runs_as_admin_before_every_stage():
@@ -285,7 +285,7 @@ def test_every_pod_mounts_only_its_own_principals_secret_as_its_user():
         assert security["runAsNonRoot"] is True
         copy = next(c for c in pod["initContainers"] if c["name"] == "kafka-config")
         assert copy["command"] == ["install", "-m", "0600", "/secret/client.properties", config]
-        assert "securityContext" not in copy  # as the pod's user, not root
+        assert "runAsUser" not in copy["securityContext"]  # as the pod's user, not root
         for container in [*pod.get("initContainers", []), *pod["containers"]]:
             mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
             if container is copy:
@@ -298,7 +298,7 @@ def test_every_pod_mounts_only_its_own_principals_secret_as_its_user():
                 assert {"configMapRef": {"name": "katagate"}} in container["envFrom"]
         # The first init container makes the copy, before anything reads it.
         assert pod["initContainers"][0] is copy
-    assert ran == {"admin", "ingest", "scanner", "decider", "projector"}
+    assert ran == {"admin", "ingest", "scanner", "decider", "projector", "console", "audit"}
 
 
 def test_the_k8s_setup_job_creates_topics_then_applies_acls_as_admin():
@@ -323,21 +323,24 @@ def test_the_projector_token_reaches_the_console_as_a_file():
     url = console["command"][console["command"].index("--projector-url") + 1]
     assert yaml.safe_load(projector["environment"]["KATAGATE_PROJECTOR_ALLOWED_HOSTS"])[0] == (
         url.split("//")[1].split(":")[0])
-    # On Kubernetes: the digests from a Secret; the kubelet's probes send an accepted Host.
+    # On Kubernetes: the digests from a Secret, the token from another, mounted in the console;
+    # the console's projector_url names a Host the projector accepts.
     data = next(d for _, d in manifests() if d["kind"] == "ConfigMap")["data"]
-    deployment = next(d for _, d in manifests()
-                      if d["kind"] == "Deployment" and d["metadata"]["name"] == "projector")
-    pod = deployment["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    tokens = next(m for m in container["volumeMounts"] if m["name"] == "tokens")
-    assert data["KATAGATE_PROJECTOR_TOKENS_FILE"].startswith(tokens["mountPath"] + "/")
-    assert {"name": "tokens", "secret": {"secretName": "katagate-projector-tokens",
-                                         "defaultMode": 0o400}} in pod["volumes"]
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for _, d in manifests()
+            if d["kind"] in ("Deployment", "StatefulSet")}
+    for name, setting, volume, secret in (
+            ("projector", "KATAGATE_PROJECTOR_TOKENS_FILE", "tokens",
+             "katagate-projector-tokens"),
+            ("console", "KATAGATE_CONSOLE_PROJECTOR_TOKEN_FILE", "projector-token",
+             "katagate-console-projector-token")):
+        pod = pods[name]
+        (container,) = pod["containers"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume)
+        assert data[setting].startswith(mount["mountPath"] + "/"), name
+        assert {"name": volume, "secret": {"secretName": secret, "defaultMode": 0o400}} in (
+            pod["volumes"]), name
     allowed = yaml.safe_load(data["KATAGATE_PROJECTOR_ALLOWED_HOSTS"])
-    for probe in ("readinessProbe", "livenessProbe"):
-        headers = container[probe]["httpGet"]["httpHeaders"]
-        assert {"name": "Host", "value": "localhost"} in headers
-        assert "localhost" in allowed
+    assert data["KATAGATE_CONSOLE_PROJECTOR_URL"].split("//")[1].split(":")[0] in allowed
 
 
 def test_metrics_are_scraped_on_their_own_listeners():
@@ -473,8 +476,8 @@ def test_a_second_run_keeps_every_secret(made: Path):
 def test_no_secret_reaches_the_image_or_git():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     final = dockerfile.rsplit("\nFROM ", 1)[1]
-    assert "COPY . " not in final
-    assert "COPY --from=wheel /wheels" in final
+    assert "COPY " not in final  # the builder's wheels, bind-mounted for one step only
+    assert "--mount=type=bind,from=builder,source=/wheels" in final
     ignored = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
     root = (ROOT / ".dockerignore").read_text().splitlines()
     assert set(root) <= set(ignored)

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
+from eventlog.health import beating_task
 from ingest import metrics, replies
 from ingest.data_body import DataBody, Overflow
 from ingest.data_budget import STEP, DataBudget, Reservation
@@ -254,7 +255,8 @@ class GatewaySMTP(SMTP):
 
 
 async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,
-                listening: Callable[[str, int], None]) -> None:
+                listening: Callable[[str, int], None],
+                beat: Callable[[], object]) -> None:
     loop = asyncio.get_running_loop()
     tls = (server_tls_context(settings.tls_cert, settings.tls_key)
            if settings.tls_cert is not None and settings.tls_key is not None else None)
@@ -269,8 +271,10 @@ async def serve(settings: IngestSettings, handler: IngestHandler, stop: threadin
         host=settings.host, port=settings.port, reuse_address=True,
     )
     host, port = server.sockets[0].getsockname()[:2]
+    beating = asyncio.create_task(beating_task(beat))  # a session blocking the loop stops it
     listening(str(host), int(port))
     await asyncio.to_thread(stop.wait)
+    beating.cancel()
     server.close()
     await server.wait_closed()
     # Let messages whose data has arrived get their answer, then close every session.

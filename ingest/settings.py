@@ -11,6 +11,7 @@ from typing import Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from eventlog.health import DEFAULT_STALL_S, StallSeconds
 from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 from ingest.callout import NextHop, RecipientVerifier, StartTls
 from ingest.content import ContentLimits
@@ -122,6 +123,8 @@ class IngestSettings(BaseSettings):
     # An IP literal, loopback unless told otherwise, whatever `host` is: 0.0.0.0 in a
     # container, for Prometheus to reach it. Never the SMTP listener's address (checked).
     metrics_host: ListenHost = LOOPBACK
+    # /healthz answers 503 when a loop of the stage has not polled for this long (5-3600 s).
+    health_stall_s: StallSeconds = DEFAULT_STALL_S
 
     @field_validator("relay_domains")
     @classmethod

@@ -59,4 +59,5 @@ def catch_up(start: Positions, target: Positions, positions: Positions,
     state = "rebuilding" if not any(start.values()) else "catching_up"
     if not target:  # its ends unknown: no progress to give
         return Condition(False, state, "reading every partition to its end")
-    return Condition(False, state, f"{done} of {total} records read", done / total)
+    # Offsets, not records: transaction markers take offsets too.
+    return Condition(False, state, f"{done} of {total} offsets read", done / total)

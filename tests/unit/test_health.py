@@ -54,14 +54,15 @@ def test_given_a_loop_in_a_bounded_blocking_call_then_it_is_not_stalled_until_it
 
 def test_given_the_projector_rebuilding_then_it_lives_but_is_not_ready_with_its_progress():
     snapshot = Snapshot(30.0, {"projector": (999.9, 0.0)}, {
-        "projector": Condition(False, "rebuilding", "1200 of 5000 records", 0.24)})
+        "projector": Condition(False, "rebuilding", "1200 of 5000 offsets read", 0.24)})
     assert answer("healthz", snapshot, 1000.0)[0] == 200
     status, body = answer("readyz", snapshot, 1000.0)
     assert status == 503
     assert body["status"] == "rebuilding"
     assert body["checks"]["projector"] == {"ok": False, "polled_s_ago": 0.1,
                                            "state": "rebuilding",
-                                           "detail": "1200 of 5000 records", "progress": 0.24}
+                                           "detail": "1200 of 5000 offsets read",
+                                           "progress": 0.24}
 
 
 def test_given_the_central_node_not_connected_then_the_scanner_is_not_ready():

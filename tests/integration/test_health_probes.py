@@ -1,0 +1,139 @@
+"""/healthz and /readyz on a stage's metrics listener, on the real broker and real sockets: a
+transactional loop whose handler blocks is stalled (503, named) while /metrics still answers;
+a projector rebuilding a log of thousands of records from offset 0 is alive but not ready
+(503 "rebuilding", with its progress) until it has read the log as it stood at its start."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlog.handler import Handler
+from eventlog.health import Health
+from eventlog.health_server import HealthServer
+from eventlog.loop import TransactionalLoop
+from eventlog.producer import TransactionalProducer
+from eventlog.records import Consumed, Outgoing
+from eventlog.settings import KafkaSettings
+from eventlog.topics import TopicNames
+from tests.integration.kata_harness import wait_for
+from tests.integration.test_projector_live import publish_routed, running
+from tests.unit.fixtures.events import sample_events
+from tests.unit.test_projector_flows import all_flows
+
+pytestmark = pytest.mark.kafka
+
+
+def probe(address: tuple[str, int], path: str) -> tuple[int, Any]:
+    url = f"http://{address[0]}:{address[1]}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            status, body = int(reply.status), reply.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    return status, (body.decode() if path == "/metrics" else json.loads(body))
+
+
+class Blocking(Handler):
+    """Decides nothing until released: a handler stuck on something that never answers."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def decide_batch(self, records: Sequence[Consumed]) -> list[Sequence[Outgoing] | Exception]:
+        self.entered.set()
+        self.release.wait(30)
+        return [() for _ in records]
+
+
+def test_given_a_loop_whose_handler_blocks_then_healthz_is_503_naming_it_and_metrics_answer(
+        kafka_settings: KafkaSettings) -> None:
+    # Given a loop on the control topic, its health served as a stage serves it
+    names = TopicNames(kafka_settings.topic_prefix)
+    health = Health(stall_s=1.0)
+    server = HealthServer("127.0.0.1", 0, health)
+    handler = Blocking()
+    loop = TransactionalLoop(
+        kafka_settings, stage="decider", group_id="test-health-stuck",
+        transactional_id="test-health-stuck", topics=[names.control], handler=handler,
+        dead_letter_topic=names.deadletter, health=health)
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            loop.run_once()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        # When it is in its group, restored, and polling: alive and ready
+        wait_for(lambda: probe(server.address, "/readyz")[0] == 200, 15, "the loop ready")
+        assert probe(server.address, "/healthz")[0] == 200
+        # And a record arrives that its handler never finishes
+        producer = TransactionalProducer(kafka_settings, "test-health-stuck-input")
+        producer.begin()
+        producer.produce([Outgoing.event(names.control, sample_events()[0])])
+        producer.commit()
+        producer.close()
+        assert handler.entered.wait(15)
+        # Then past health_stall_s /healthz is 503 and names the loop
+        status, body = wait_for(lambda: (answer := probe(server.address, "/healthz"))[0] == 503
+                                and answer, 5, "healthz 503")
+        assert body["status"] == "stalled"
+        assert body["checks"]["decider"]["ok"] is False
+        assert body["checks"]["decider"]["detail"].startswith("no poll for ")
+        assert probe(server.address, "/readyz")[1]["status"] == "stalled"
+        # While /metrics, on the same listener, still answers
+        status, page = probe(server.address, "/metrics")
+        assert status == 200
+        assert "katagate_loop_transactions_total" in page
+        # And once the handler returns, the loop beats again
+        handler.release.set()
+        wait_for(lambda: probe(server.address, "/healthz")[0] == 200, 10, "healthz 200 again")
+    finally:
+        handler.release.set()
+        stop.set()
+        thread.join(30)
+        loop.close()
+        server.close()
+
+
+def test_given_a_projector_rebuilding_from_offset_0_then_readyz_is_503_until_it_caught_up(
+        kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    # Given a log of some thousands of records
+    routed = all_flows(400)
+    assert len(routed) > 2000
+    publish_routed(kafka_settings, routed, per_transaction=500)
+    # When a projector rebuilds from offset 0, folding a small batch at a time
+    with running(kafka_settings, tmp_path / "projector", rebuild=True, metrics_port=0,
+                 batch_size=20) as live:
+        assert live.metrics_address is not None
+        address = live.metrics_address
+        # Then it is not ready while it rebuilds, and says how far it is
+        status, body = wait_for(lambda: (answer := probe(address, "/readyz"))[1]["status"]
+                                in ("rebuilding", "ok") and answer, 10, "a rebuild state")
+        assert (status, body["status"]) == (503, "rebuilding"), body
+        with live.lock:  # the fold waits: what it says holds still
+            status, body = probe(address, "/readyz")
+            check = body["checks"]["projector"]
+            assert (status, check["state"]) == (503, "rebuilding")
+            assert 0 <= check["progress"] < 1
+            done, total = map(int, check["detail"].removesuffix(" offsets read").split(" of "))
+            assert done < total
+            assert total >= len(routed)  # transaction markers take offsets too
+            # While it lives
+            assert probe(address, "/healthz")[0] == 200
+        # And once it reached the log's end as it stood at its start, it is ready
+        wait_for(lambda: probe(address, "/readyz")[0] == 200, 30, "readyz 200")
+        assert live.records_read >= len(routed)
+        # And the view port's own /healthz answers as the metrics listener's does
+        assert live.address is not None
+        assert probe(live.address, "/healthz")[1]["status"] == "ok"

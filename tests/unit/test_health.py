@@ -101,3 +101,38 @@ def test_given_a_part_just_made_then_it_is_starting_and_has_health_stall_s_to_be
     assert health.answer("healthz")[1]["checks"]["decider"]["state"] == "stalled"
     loop.beat()
     assert health.answer("healthz")[0] == 200
+
+
+def test_given_a_projector_fold_then_it_is_ready_once_it_reached_the_ends_seen_at_start():
+    from projector.live import catch_up
+
+    a, b = ("t.mail", 0), ("t.mail", 1)
+    start, target = {a: 0, b: 0}, {a: 3000, b: 1000}
+    # Rebuilding from offset 0: not ready, with how far it is
+    reached = catch_up(start, target, {a: 1000, b: 0}, caught_up=False)
+    assert (reached.ok, reached.state, reached.detail) == (False, "rebuilding",
+                                                           "1000 of 4000 offsets read")
+    assert reached.progress == 0.25
+    # From a snapshot: catching up
+    assert catch_up({a: 2000, b: 0}, target, {a: 2500, b: 0}, False).state == "catching_up"
+    # At the ends seen at start (later records are lag, not readiness), or at every partition's
+    # end (a transaction marker last is an offset no record reaches): ready
+    assert catch_up(start, target, {a: 3000, b: 1000}, False).ok
+    assert catch_up(start, target, {a: 2999, b: 999}, True).ok
+    # Ends unknown at start: only reading every partition to its end says so
+    assert catch_up(start, {}, {a: 5000, b: 5000}, False).state == "rebuilding"
+    assert catch_up(start, {}, {a: 5000, b: 5000}, True).ok
+
+
+def test_given_the_scanner_then_it_is_ready_in_its_group_folded_and_with_a_usable_central_node():
+    from scanner.connection import ConnectionView
+    from scanner.readiness import central_node_condition, partitions_condition
+
+    assert partitions_condition(False, 0, 0).state == "joining"
+    assert partitions_condition(True, 3, 1) == Condition(
+        False, "catching_up", "1 of 3 partitions still folding to their end")
+    assert partitions_condition(True, 0, 0).ok  # a member in reserve
+    assert partitions_condition(True, 3, 0).ok
+    for state, ok in (("connected", True), ("not_configured", True), ("unreachable", False),
+                      ("awaiting_confirmation", False), ("certificate_mismatch", False)):
+        assert central_node_condition(ConnectionView(state=state)).ok is ok, state

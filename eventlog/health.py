@@ -109,11 +109,6 @@ class Health:
         with self._lock:
             self._conditions[name] = condition
 
-    def forget(self, name: str) -> None:
-        with self._lock:
-            self._beats.pop(name, None)
-            self._conditions.pop(name, None)
-
     def snapshot(self) -> Snapshot:
         with self._lock:
             return Snapshot(self.stall_s, dict(self._beats), dict(self._conditions))

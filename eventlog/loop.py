@@ -89,7 +89,8 @@ class TransactionalLoop:
         self._before_commit = before_commit
         self._producer = producer or TransactionalProducer(settings, str(transactional_id))
         self._lag = LagMeter(stage)
-        self._part = (health or Health()).part(stage)
+        # Before the first poll: the consumer's start and, with manual assignment, the restore.
+        self._part = (health or Health()).part(stage, blocking_s=2 * settings.request_timeout_s)
         handler.watch(lambda blocking_s: self._part.beat(blocking_s=blocking_s))
         self._consumer = new_consumer(settings, consumer_config(settings, group_id, instance_id))
         offsets = CommittedOffsets(settings, stage=stage, group_id=group_id,

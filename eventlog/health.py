@@ -73,6 +73,8 @@ def answer(probe: Probe, snapshot: Snapshot, now: float) -> tuple[int, dict[str,
             if condition.progress is not None:
                 check["progress"] = round(condition.progress, 3)
         checks[name] = check
+    if probe == "readyz" and not checks:  # no part has said anything yet
+        return 503, {"status": "starting", "checks": checks}
     failing = [c for c in checks.values() if not c["ok"]]
     if not failing:
         return 200, {"status": "ok", "checks": checks}

@@ -23,6 +23,8 @@ def run_scanner(kafka: KafkaSettings, scanner: ScannerSettings, stop: threading.
     kafka = prepare_stage(kafka, "scanner")
     health = Health(scanner.health_stall_s)
     metrics = serve_health(scanner.metrics_host, scanner.metrics_port, health)
+    # Starting, until the scan loop polls (the control log is read first).
+    health.part("scanner", blocking_s=2 * kafka.request_timeout_s)
     identity = load_or_create(scanner.sensor_dir)
     log.info("sensor %s, key fingerprint %s", identity.sensor_id, identity.fingerprint)
     lifecycle_view = ControlView(kafka)

@@ -81,6 +81,9 @@ def test_given_the_central_node_not_connected_then_the_scanner_is_not_ready():
 def test_given_a_part_just_made_then_it_is_starting_and_has_health_stall_s_to_beat():
     clock = Clock()
     health = Health(stall_s=10.0, clock=clock)
+    # Given no part yet (the listener comes first): alive, not ready
+    assert health.answer("healthz") == (200, {"status": "ok", "checks": {}})
+    assert health.answer("readyz") == (503, {"status": "starting", "checks": {}})
     # Given a loop and a condition registered, neither done yet
     loop = health.part("decider")
     health.part("smtp", loop=False)

@@ -139,3 +139,23 @@ def test_given_the_scanner_then_it_is_ready_in_its_group_folded_and_with_a_usabl
     for state, ok in (("connected", True), ("not_configured", True), ("unreachable", False),
                       ("awaiting_confirmation", False), ("certificate_mismatch", False)):
         assert central_node_condition(ConnectionView(state=state)).ok is ok, state
+
+
+def test_given_each_stage_then_health_stall_s_defaults_to_30_and_is_refused_outside_5_to_3600():
+    import pytest
+    from pydantic import ValidationError
+
+    from audit.settings import AuditSettings
+    from console.settings import ConsoleSettings
+    from decider.settings import DeciderSettings
+    from ingest.settings import IngestSettings
+    from projector.settings import ProjectorSettings
+    from scanner.settings import ScannerSettings
+
+    for stage in (IngestSettings, ScannerSettings, DeciderSettings, ProjectorSettings,
+                  ConsoleSettings, AuditSettings):
+        assert stage().health_stall_s == 30, stage
+        assert stage(health_stall_s=5).health_stall_s == 5
+        for wrong in (4.9, 3601):
+            with pytest.raises(ValidationError, match="health_stall_s"):
+                stage(health_stall_s=wrong)

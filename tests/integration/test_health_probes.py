@@ -1,7 +1,9 @@
 """/healthz and /readyz on a stage's metrics listener, on the real broker and real sockets: a
 transactional loop whose handler blocks is stalled (503, named) while /metrics still answers;
 a projector rebuilding a log of thousands of records from offset 0 is alive but not ready
-(503 "rebuilding", with its progress) until it has read the log as it stood at its start."""
+(503 "rebuilding", with its progress) until it has read the log as it stood at its start; a
+scanner whose sensor the Central Node (the emulator) has not accepted yet is not ready, naming
+the connection's state, and is once accepted."""
 
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ from eventlog.producer import TransactionalProducer
 from eventlog.records import Consumed, Outgoing
 from eventlog.settings import KafkaSettings
 from eventlog.topics import TopicNames
-from tests.integration.kata_harness import wait_for
+from scanner.run import run_scanner
+from scanner.settings import ScannerSettings
+from tests.integration.kata_harness import Emulator, configure_kata, wait_for
 from tests.integration.test_projector_live import publish_routed, running
+from tests.integration.tls_next_hop import free_port
 from tests.unit.fixtures.events import sample_events
 from tests.unit.test_projector_flows import all_flows
 
@@ -137,3 +142,39 @@ def test_given_a_projector_rebuilding_from_offset_0_then_readyz_is_503_until_it_
         # And the view port's own /healthz answers as the metrics listener's does
         assert live.address is not None
         assert probe(live.address, "/healthz")[1]["status"] == "ok"
+
+
+def test_given_a_scanner_awaiting_the_central_nodes_acceptance_then_it_is_not_ready_until_then(
+        kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    # Given a Central Node configured, and a scanner whose sensor it has not accepted yet
+    kata = Emulator(tmp_path / "kata").start()
+    configure_kata(kafka_settings, kata.port, poll_interval_s=1)
+    address = ("127.0.0.1", free_port())
+    settings = ScannerSettings(state_dir=tmp_path / "gateway", instance_id="scanner-0",
+                               recheck_s=0.3, request_timeout_s=3, metrics_port=address[1])
+    stop = threading.Event()
+    thread = threading.Thread(target=run_scanner, args=(kafka_settings, settings, stop),
+                              daemon=True)
+    thread.start()
+    try:
+        (sensor,) = wait_for(kata.sensors, 15, "the sensor's integration request")
+        # Then it lives, its partitions folded, but it is not ready: the Central Node says why
+        def folded_awaiting() -> tuple[int, Any] | None:
+            status, body = probe(address, "/readyz")
+            checks = body["checks"]
+            folded = checks.get("scanner", {}).get("ok")
+            awaiting = checks.get("central_node", {}).get("state") == "awaiting_confirmation"
+            return (status, body) if folded and awaiting else None
+
+        status, body = wait_for(folded_awaiting, 15, "folded, awaiting confirmation")
+        assert (status, body["status"]) == (503, "awaiting_confirmation")
+        assert probe(address, "/healthz")[0] == 200
+        # When the KATA administrator accepts it, it is ready
+        kata.cli("sensors", "accept", sensor["sensorId"])
+        status, body = wait_for(lambda: (answer := probe(address, "/readyz"))[0] == 200
+                                and answer, 15, "readyz 200")
+        assert body["checks"]["central_node"]["state"] == "connected"
+    finally:
+        stop.set()
+        thread.join(30)
+        kata.stop()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_TOKENS = 100

@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from admin.errors import InvalidCommand
-from admin.mail_requests import checked
-from schemas import BackupDeleteRequested, BackupResendRequested
-from schemas.types import RawLocation
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.mail_requests import checked
+from katagate.schemas import BackupDeleteRequested, BackupResendRequested
+from katagate.schemas.types import RawLocation
 
 MAX_RECIPIENTS = 100
 # An address as SMTP carries it (RFC 5321 4.1.2, 4.5.3.1): a local part of printable ASCII

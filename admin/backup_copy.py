@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from admin.backup import copy_facts, refuse_unless_held
-from eventlog.raw import RawReader
-from eventlog.settings import KafkaSettings
+from katagate.admin.backup import copy_facts, refuse_unless_held
+from katagate.eventlog.raw import RawReader
+from katagate.eventlog.settings import KafkaSettings
 
 
 def read_copy(settings: KafkaSettings, copy_row: Mapping[str, Any]) -> bytes:

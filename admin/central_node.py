@@ -6,8 +6,8 @@ import re
 import uuid
 from datetime import datetime
 
-from admin.errors import InvalidCommand
-from schemas import CentralNodeObserved, NodeAddress, ProducerRef
+from katagate.admin.errors import InvalidCommand
+from katagate.schemas import CentralNodeObserved, NodeAddress, ProducerRef
 
 __all__ = ["FINGERPRINT", "InvalidCommand", "normalise_fingerprint", "pin_key"]
 

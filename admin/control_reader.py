@@ -8,12 +8,12 @@ from typing import TypeVar
 
 from confluent_kafka import KafkaException
 
-from eventlog.clients import new_admin
-from eventlog.errors import KafkaUnavailable, TopicError
-from eventlog.folded import fold_to_end
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import ControlState, Event, evolve_control
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.errors import KafkaUnavailable, TopicError
+from katagate.eventlog.folded import fold_to_end
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import ControlState, Event, evolve_control
 
 S = TypeVar("S")
 

@@ -21,16 +21,16 @@ from types import TracebackType
 
 from confluent_kafka import KafkaError, KafkaException
 
-from admin.control_reader import read_control
-from eventlog.clients import new_reader
-from eventlog.errors import KafkaUnavailable, KatagateError
-from eventlog.principals import CONTROL_WRITER
-from eventlog.producer import ProducerFenced, TransactionalProducer, is_fenced
-from eventlog.read_to_end import watermarks
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import ControlState, Event, evolve_control
+from katagate.admin.control_reader import read_control
+from katagate.eventlog.clients import new_reader
+from katagate.eventlog.errors import KafkaUnavailable, KatagateError
+from katagate.eventlog.principals import CONTROL_WRITER
+from katagate.eventlog.producer import ProducerFenced, TransactionalProducer, is_fenced
+from katagate.eventlog.read_to_end import watermarks
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import ControlState, Event, evolve_control
 
 log = logging.getLogger(__name__)
 

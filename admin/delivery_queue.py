@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, get_args
 
-from admin.errors import InvalidCommand
-from admin.mail_requests import checked
-from schemas import QueueAction, QueueActionRequested
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.mail_requests import checked
+from katagate.schemas import QueueAction, QueueActionRequested
 
 ACTIONS: tuple[str, ...] = get_args(QueueAction)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 # `central_node_port: must be ...`, `kata.action: must be ...`: the field a message starts with.
 _FIELD = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?): ")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from schemas import (
+from katagate.schemas import (
     ControlState,
     Event,
     KataProtectionToggled,

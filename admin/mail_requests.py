@@ -4,10 +4,10 @@ actor, so a refusal names the field and nothing is written."""
 
 from __future__ import annotations
 
-from admin.errors import InvalidCommand
-from admin.quarantine import MESSAGE_ID
-from admin.values import actor_ref
-from schemas import ProducerRef
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.quarantine import MESSAGE_ID
+from katagate.admin.values import actor_ref
+from katagate.schemas import ProducerRef
 
 MAX_COMMENT = 1000  # the events' Comment field
 

@@ -14,16 +14,16 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from admin import values
-from admin.errors import InvalidCommand, NothingToChange
-from schemas import (
+from katagate.admin import values
+from katagate.admin.errors import InvalidCommand, NothingToChange
+from katagate.schemas import (
     NOTICE_KINDS,
     ControlState,
     NoticeKind,
     NotificationSettings,
     NotificationSettingsChanged,
 )
-from schemas.notifications import (
+from katagate.schemas.notifications import (
     DEFAULT_TEMPLATES,
     NOTICE_FIELDS,
     formatted_placeholders,

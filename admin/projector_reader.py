@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from admin.errors import InvalidCommand, NotFound
-from schemas.errors import KatagateError
+from katagate.admin.errors import InvalidCommand, NotFound
+from katagate.schemas.errors import KatagateError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TOKEN_FILE = Path(".katagate") / "cli" / "projector-token"

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from admin.errors import InvalidCommand, NotFound
-from schemas import (
+from katagate.admin.errors import InvalidCommand, NotFound
+from katagate.schemas import (
     Event,
     ForcedDelete,
     ForcedRelease,

@@ -17,9 +17,9 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from admin import values
-from admin.errors import InvalidCommand, NotFound, NothingToChange
-from schemas import (
+from katagate.admin import values
+from katagate.admin.errors import InvalidCommand, NotFound, NothingToChange
+from katagate.schemas import (
     DEFAULT_RULE,
     ControlState,
     Rule,

@@ -9,9 +9,9 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from admin import values
-from admin.errors import InvalidCommand, NothingToChange
-from schemas import (
+from katagate.admin import values
+from katagate.admin.errors import InvalidCommand, NothingToChange
+from katagate.schemas import (
     RESET_FIELDS,
     ControlState,
     KataProtectionToggled,
@@ -19,7 +19,7 @@ from schemas import (
     KataSettingsChanged,
     KataSettingsReset,
 )
-from schemas.control import MIB, VERDICT_HEADER_FIELDS
+from katagate.schemas.control import MIB, VERDICT_HEADER_FIELDS
 
 # The product shows the quarantine size in MB; the events hold bytes. Either name may be used.
 SIZE_MB = "quarantine_max_size_mb"

@@ -13,9 +13,9 @@ import unicodedata
 from collections.abc import Sequence
 from ipaddress import AddressValueError, IPv4Address
 
-from admin.errors import InvalidCommand
-from schemas import ProducerRef
-from schemas.control import placeholder_problem, reserved_header
+from katagate.admin.errors import InvalidCommand
+from katagate.schemas import ProducerRef
+from katagate.schemas.control import placeholder_problem, reserved_header
 
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,30}$")
 _ON = {"on", "true", "yes", "1"}

@@ -2,13 +2,13 @@
 `katagate.audit`, and a verifier that recomputes every chain from offset 0 (invariant 5 of
 docs/ARCHITECTURE.md). See audit/README.md."""
 
-from audit.chain import ZERO_HEAD, LogRecord, canonical, chain_head, next_head
-from audit.checkpoint import Checkpoint, sign, signature_valid
-from audit.checkpointer import checkpoint_once, run_checkpointer
-from audit.export import export_message
-from audit.keys import AuditKey, load_or_create, load_public_key
-from audit.settings import AuditSettings
-from audit.verify import Finding, Report, verify
+from katagate.audit.chain import ZERO_HEAD, LogRecord, canonical, chain_head, next_head
+from katagate.audit.checkpoint import Checkpoint, sign, signature_valid
+from katagate.audit.checkpointer import checkpoint_once, run_checkpointer
+from katagate.audit.export import export_message
+from katagate.audit.keys import AuditKey, load_or_create, load_public_key
+from katagate.audit.settings import AuditSettings
+from katagate.audit.verify import Finding, Report, verify
 
 __all__ = [
     "ZERO_HEAD", "AuditKey", "AuditSettings", "Checkpoint", "Finding", "LogRecord", "Report",

@@ -13,7 +13,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 
-from eventlog.records import Consumed
+from katagate.eventlog.records import Consumed
 
 ZERO_HEAD = bytes(32)
 # A version tag in front of every record's bytes: a later layout can never collide with this one.

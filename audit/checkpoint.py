@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 FORMAT = "katagate.audit.checkpoint"
 HEX64 = r"^[0-9a-f]{64}$"

@@ -19,25 +19,25 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from audit import metrics as metrics_shown
-from audit.chain import ZERO_HEAD, LogRecord, record_bytes
-from audit.checkpoint import HEADERS, Checkpoint, encode, record_key, sign, signature_valid
-from audit.keys import AuditKey, load_or_create
-from audit.reading import audited_topics, from_message, new_consumer
-from audit.settings import AuditSettings
-from audit.verify import read_checkpoints
-from audit.witness import WitnessError, append
-from eventlog.election import Election
-from eventlog.errors import KafkaUnavailable
-from eventlog.health import Health, Part
-from eventlog.health_server import serve_health
-from eventlog.preflight import prepare_stage
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import WEDGED_GRACE_S, ProducerFenced, TransactionalProducer
-from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.audit import metrics as metrics_shown
+from katagate.audit.chain import ZERO_HEAD, LogRecord, record_bytes
+from katagate.audit.checkpoint import HEADERS, Checkpoint, encode, record_key, sign, signature_valid
+from katagate.audit.keys import AuditKey, load_or_create
+from katagate.audit.reading import audited_topics, from_message, new_consumer
+from katagate.audit.settings import AuditSettings
+from katagate.audit.verify import read_checkpoints
+from katagate.audit.witness import WitnessError, append
+from katagate.eventlog.election import Election
+from katagate.eventlog.errors import KafkaUnavailable
+from katagate.eventlog.health import Health, Part
+from katagate.eventlog.health_server import serve_health
+from katagate.eventlog.preflight import prepare_stage
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import WEDGED_GRACE_S, ProducerFenced, TransactionalProducer
+from katagate.eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]

@@ -9,9 +9,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.chain import LogRecord
-from audit.verify import RangeResult, Report, verify
-from eventlog.settings import KafkaSettings
+from katagate.audit.chain import LogRecord
+from katagate.audit.verify import RangeResult, Report, verify
+from katagate.eventlog.settings import KafkaSettings
 
 
 @dataclass(frozen=True)

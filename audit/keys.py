@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 PRIVATE_FILE = "audit.key"
 PUBLIC_FILE = "audit.pub"

@@ -8,10 +8,10 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from audit.chain import LogRecord
-from eventlog.clients import new_reader
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.audit.chain import LogRecord
+from katagate.eventlog.clients import new_reader
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
 
 # The audited topics, relative to the namespace: the event logs that are kept forever.
 AUDITED = ("mail", "quarantine", "control")

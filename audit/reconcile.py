@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from audit.reading import new_consumer
-from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.audit.reading import new_consumer
+from katagate.eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     ActionDecided,
     DeliveryDeferred,
     Event,

@@ -8,9 +8,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from audit.witness import SUFFIX as WITNESS_SUFFIX
-from audit.witness import witness_file
-from eventlog.health import DEFAULT_STALL_S, StallSeconds
+from katagate.audit.witness import SUFFIX as WITNESS_SUFFIX
+from katagate.audit.witness import witness_file
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 
 
 def default_key_dir() -> Path:

@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.chain import ZERO_HEAD, LogRecord, record_bytes
-from audit.checkpoint import Checkpoint, CheckpointError, decode, signature_valid
-from audit.keys import key_id
-from audit.reading import AUDITED, audited_topics, from_message, new_consumer
-from eventlog.read_to_end import partitions, read_to_end, watermarks
-from eventlog.settings import KafkaSettings
+from katagate.audit.chain import ZERO_HEAD, LogRecord, record_bytes
+from katagate.audit.checkpoint import Checkpoint, CheckpointError, decode, signature_valid
+from katagate.audit.keys import key_id
+from katagate.audit.reading import AUDITED, audited_topics, from_message, new_consumer
+from katagate.eventlog.read_to_end import partitions, read_to_end, watermarks
+from katagate.eventlog.settings import KafkaSettings
 
 # Ranges read as in prose: "katagate.mail[2] offsets 120 to 180" with an en dash.
 DASH = "\N{EN DASH}"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.checkpoint import Checkpoint, CheckpointError, decode, encode, signature_valid
-from audit.verify import DASH, Entry, Finding
-from schemas.errors import KatagateError
+from katagate.audit.checkpoint import Checkpoint, CheckpointError, decode, encode, signature_valid
+from katagate.audit.verify import DASH, Entry, Finding
+from katagate.schemas.errors import KatagateError
 
 SUFFIX = ".witness.jsonl"
 

@@ -44,10 +44,10 @@ RESULTS = ROOT / "bench" / "results"
 def broker_produce_rate(records: int, size: int) -> dict[str, float]:
     """One Python producer, the gateway's producer settings, no transactions: the ceiling."""
 
-    from eventlog.broker import LocalBroker, free_port
-    from eventlog.clients import new_admin, new_producer
-    from eventlog.settings import KafkaSettings
-    from eventlog.topics import TopicSpec, ensure_topics
+    from katagate.eventlog.broker import LocalBroker, free_port
+    from katagate.eventlog.clients import new_admin, new_producer
+    from katagate.eventlog.settings import KafkaSettings
+    from katagate.eventlog.topics import TopicSpec, ensure_topics
 
     folder = Path(tempfile.mkdtemp(prefix="katagate-bench-limits-"))
     broker = LocalBroker(folder)

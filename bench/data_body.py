@@ -17,7 +17,7 @@ import resource
 import time
 from typing import Any
 
-from ingest.data_body import DataBody
+from katagate.ingest.data_body import DataBody
 
 LINE = b"A" * 74 + b"\r\n"  # a base64 or quoted-printable body's usual line
 LIMIT = 1001

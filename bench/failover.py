@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine
-from demo_sink.store import read_messages
-from eventlog.broker.cluster import LocalCluster
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
+from katagate.demo_sink.store import read_messages
+from katagate.eventlog.broker.cluster import LocalCluster
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine
-from eventlog.broker import LocalBroker, free_port
-from eventlog.broker.classpath import classpath_dir, default_cache_dir, kafka_version
-from eventlog.clients import new_admin, new_consumer, new_producer
-from eventlog.handler import Handler
-from eventlog.loop import TransactionalLoop
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Consumed, Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicSpec, ensure_topics
-from schemas import decode_event
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.broker.classpath import classpath_dir, default_cache_dir, kafka_version
+from katagate.eventlog.clients import new_admin, new_consumer, new_producer
+from katagate.eventlog.handler import Handler
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicSpec, ensure_topics
+from katagate.schemas import decode_event
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -27,11 +27,11 @@ from typing import Any
 
 from bench.machine import machine
 from bench.smtp_load import send_load
-from demo_sink.store import read_messages
-from eventlog.broker import LocalBroker, free_port
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
+from katagate.demo_sink.store import read_messages
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

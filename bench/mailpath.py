@@ -30,7 +30,7 @@ from typing import Any
 from bench import processes
 from bench.machine import machine
 from bench.smtp_load import send_load
-from eventlog.broker import free_port, free_port_run
+from katagate.eventlog.broker import free_port, free_port_run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine
-from eventlog.broker import LocalBroker, free_port
-from eventlog.clients import new_admin, new_reader
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, ensure_topics
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.clients import new_admin, new_reader
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -95,9 +95,9 @@ def child(mode: str, servers: str, prefix: str) -> dict[str, Any]:
     """One reader, in this (fresh) process."""
     from confluent_kafka import TopicPartition
 
-    from projector.replay import replay, write_outputs
-    from projector.source import projected_topics
-    from schemas import decode_event
+    from katagate.projector.replay import replay, write_outputs
+    from katagate.projector.source import projected_topics
+    from katagate.schemas import decode_event
 
     kafka = KafkaSettings(bootstrap_servers=servers, topic_prefix=prefix)
     began = time.perf_counter()

@@ -22,7 +22,7 @@ from typing import Any
 from bench.mailpath import ROOT, delivered
 from bench.processes import up_pid, usage
 from bench.smtp_load import send_load
-from projector.guard import token_file
+from katagate.projector.guard import token_file
 
 
 def _scanner_counts(metrics_port: int) -> tuple[float, float, float]:

@@ -29,11 +29,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench.machine import machine
-from projector.http import answer
-from projector.live import LiveProjection
-from projector.store import TimelineStore
-from projector.views import Projections, evolve
-from schemas import Event
+from katagate.projector.http import answer
+from katagate.projector.live import LiveProjection
+from katagate.projector.store import TimelineStore
+from katagate.projector.views import Projections, evolve
+from katagate.schemas import Event
 from tests.unit.fixtures.events import sample_events
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -50,7 +50,7 @@ def _cache_hits(metrics_port: int) -> float:
 
 
 def _set_ttl(ports: dict[str, int], ttl_s: int) -> None:
-    from schemas import KataSettings
+    from katagate.schemas import KataSettings
 
     if ttl_s == KataSettings().verdict_cache_ttl_s:
         return  # the default in force: setting it again is refused as no change

@@ -23,22 +23,22 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from access.tokens import TokenFile, TokenRecord, write_private
-from console.api_tokens import (
+from katagate.access.tokens import TokenFile, TokenRecord, write_private
+from katagate.console.api_tokens import (
     DEFAULT_DAYS,
     DEFAULT_SCOPE,
     check_scope,
     expires_at,
     legacy_upgrade,
 )
-from console.passwords import (
+from katagate.console.passwords import (
     DECOY,
     check_new_password,
     hash_password,
     needs_upgrade,
     verify_password,
 )
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 ACCOUNT_FILE = "account.json"
 TOKENS_FILE = "tokens.json"

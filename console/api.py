@@ -11,12 +11,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from admin import values
-from admin.central_node import pin_key
-from admin.errors import InvalidCommand
-from admin.notifications import change_notifications
-from admin.notifications import validate as validate_notifications
-from admin.rules import (
+from katagate.admin import values
+from katagate.admin.central_node import pin_key
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.notifications import change_notifications
+from katagate.admin.notifications import validate as validate_notifications
+from katagate.admin.rules import (
     change_rule,
     create_rule,
     delete_rule,
@@ -28,18 +28,23 @@ from admin.rules import (
     validate_rule_fields,
     validate_rule_id,
 )
-from admin.settings import change_settings, reset_settings, set_protection, validate_settings
-from console.auth import Caller, Who, authorised, console_of
-from console.control import Context, Decide
-from console.documents import (
+from katagate.admin.settings import (
+    change_settings,
+    reset_settings,
+    set_protection,
+    validate_settings,
+)
+from katagate.console.auth import Caller, Who, authorised, console_of
+from katagate.console.control import Context, Decide
+from katagate.console.documents import (
     rule_document,
     rules_document,
     settings_document,
     written_document,
 )
-from console.export import FORMATS, VIEWS, rules_csv, settings_csv
-from console.problems import Problem, ProblemError, problem, validate_each
-from schemas import CentralNodeObserved, ControlState, Event, NodeAddress
+from katagate.console.export import FORMATS, VIEWS, rules_csv, settings_csv
+from katagate.console.problems import Problem, ProblemError, problem, validate_each
+from katagate.schemas import CentralNodeObserved, ControlState, Event, NodeAddress
 
 router = APIRouter(prefix="/api", dependencies=[Depends(authorised)])
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from access.tokens import TokenError, TokenRecord
+from katagate.access.tokens import TokenError, TokenRecord
 
 SCOPES = ("read", "admin")
 DEFAULT_SCOPE = "read"  # least privilege unless asked

@@ -15,12 +15,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from admin.control_writer import ConcurrentChange
-from console import api, auth, backup_api, quarantine_api, queue_api, tracking_api, web
-from console.limits import BodyLimit
-from console.problems import ProblemError
-from console.service import Console
-from eventlog.errors import KatagateError
+from katagate.admin.control_writer import ConcurrentChange
+from katagate.console import api, auth, backup_api, quarantine_api, queue_api, tracking_api, web
+from katagate.console.limits import BodyLimit
+from katagate.console.problems import ProblemError
+from katagate.console.service import Console
+from katagate.eventlog.errors import KatagateError
 
 SECURITY_HEADERS = {
     # Everything the pages use comes from this console: no CDN, no inline script.

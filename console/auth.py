@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from access.tokens import TokenError, TokenRecord, check_token_name, match_token
-from console.accounts import Account
-from console.api_tokens import (
+from katagate.access.tokens import TokenError, TokenRecord, check_token_name, match_token
+from katagate.console.accounts import Account
+from katagate.console.api_tokens import (
     DEFAULT_DAYS,
     DEFAULT_SCOPE,
     MAX_DAYS,
@@ -27,12 +27,12 @@ from console.api_tokens import (
     expired,
     scope_of,
 )
-from console.metrics import SIGN_INS
-from console.passwords import BadPassword
-from console.problems import Problem, ProblemError
-from console.ratelimit import sign_in_keys
-from console.service import Console
-from console.sessions import COOKIE, CSRF_HEADER, Session, csrf_matches
+from katagate.console.metrics import SIGN_INS
+from katagate.console.passwords import BadPassword
+from katagate.console.problems import Problem, ProblemError
+from katagate.console.ratelimit import sign_in_keys
+from katagate.console.service import Console
+from katagate.console.sessions import COOKIE, CSRF_HEADER, Session, csrf_matches
 
 log = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

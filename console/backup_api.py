@@ -13,13 +13,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from admin.backup import delete_request, refuse_unless_held, resend_request
-from admin.errors import InvalidCommand
-from console.auth import ContentReader, Who, authorised, console_of
-from console.backup_copies import view_document
-from console.filters import BACKUP_EXTRA, checked_id, projector_query
-from console.problems import Problem, ProblemError, problem
-from eventlog.raw import RawUnavailable
+from katagate.admin.backup import delete_request, refuse_unless_held, resend_request
+from katagate.admin.errors import InvalidCommand
+from katagate.console.auth import ContentReader, Who, authorised, console_of
+from katagate.console.backup_copies import view_document
+from katagate.console.filters import BACKUP_EXTRA, checked_id, projector_query
+from katagate.console.problems import Problem, ProblemError, problem
+from katagate.eventlog.raw import RawUnavailable
 
 router = APIRouter(prefix="/api", dependencies=[Depends(authorised)], tags=["backup"])
 

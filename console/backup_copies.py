@@ -9,10 +9,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from admin.mail_view import MailView, view
-from eventlog.raw import RawReader
-from eventlog.settings import KafkaSettings
-from schemas.types import RawLocation
+from katagate.admin.mail_view import MailView, view
+from katagate.eventlog.raw import RawReader
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas.types import RawLocation
 
 VIEW_BYTES = 1_048_576  # a copy's page shows its first MiB; the download has all of it
 

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from typing import TypedDict
 from uuid import UUID
 
-from admin.control_writer import ControlSession
-from eventlog.errors import KafkaUnavailable
-from eventlog.folded import FoldedTopic
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import ControlState, Event, evolve_control
+from katagate.admin.control_writer import ControlSession
+from katagate.eventlog.errors import KafkaUnavailable
+from katagate.eventlog.folded import FoldedTopic
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import ControlState, Event, evolve_control
 
 log = logging.getLogger(__name__)
 

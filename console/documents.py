@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from console.control import Written
-from schemas import ControlState, Rule
+from katagate.console.control import Written
+from katagate.schemas import ControlState, Rule
 
 
 def settings_document(state: ControlState) -> dict[str, Any]:

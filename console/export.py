@@ -8,8 +8,8 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 
-from console.pages import rules_page
-from schemas import ControlState
+from katagate.console.pages import rules_page
+from katagate.schemas import ControlState
 
 VIEWS = ("settings", "rules")
 FORMATS = ("json", "csv")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from admin.quarantine import MESSAGE_ID
-from console.problems import Problem, ProblemError
+from katagate.admin.quarantine import MESSAGE_ID
+from katagate.console.problems import Problem, ProblemError
 
 # The common filters, in the order the search form shows them, then paging and order.
 FILTERS = ("from", "to", "subject", "client", "since", "until", "verdict", "action", "status")

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from console import filters
+from katagate.console import filters
 
 VERDICT_LABELS = {"pending": "Pending", "not_detected": "Not detected",
                   "detected": "Detected", "timed_out": "Timed out", "skipped": "Skipped"}

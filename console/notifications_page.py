@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from console.pages import FormField
-from schemas import NOTICE_KINDS, ControlState, NotificationSettings
+from katagate.console.pages import FormField
+from katagate.schemas import NOTICE_KINDS, ControlState, NotificationSettings
 
 _SWITCHES = (
     ("notify_detect", "Notify administrators of each KATA detect"),

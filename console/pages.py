@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from admin.labels import ACTION_LABELS
-from schemas import DEFAULT_RULE, ControlState, KataSettings, Rule
-from schemas.control import MIB, VERDICT_HEADER_FIELDS
+from katagate.admin.labels import ACTION_LABELS
+from katagate.schemas import DEFAULT_RULE, ControlState, KataSettings, Rule
+from katagate.schemas.control import MIB, VERDICT_HEADER_FIELDS
 
 # The scanner's per-message cap (decider/ledger.py) against ingest's SMTP limit
 # (ingest/settings.py, `max_message_bytes`): numbers for the settings help only.

@@ -12,7 +12,7 @@ import hmac
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 # OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): about 25 ms a check on this machine,
 # and the memory bound keeps many parallel sign-ins from exhausting a small host.

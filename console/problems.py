@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from admin.errors import InvalidCommand, NotFound, NothingToChange
+from katagate.admin.errors import InvalidCommand, NotFound, NothingToChange
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from console.problems import Problem, ProblemError
+from katagate.console.problems import Problem, ProblemError
 
 
 class ProjectorClient:

@@ -10,13 +10,13 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from admin.quarantine import Waiting, refuse_unless_waiting
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import Event
+from katagate.admin.quarantine import Waiting, refuse_unless_waiting
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import Event
 
 
 def held(listed: list[dict[str, Any]]) -> dict[str, Waiting]:

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from admin.errors import InvalidCommand
-from admin.quarantine import command, selection
-from console import quarantine
-from console.auth import Caller, Who, authorised, console_of
-from console.filters import QUARANTINE_EXTRA, projector_query
-from console.problems import Problem, ProblemError, problem
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.quarantine import command, selection
+from katagate.console import quarantine
+from katagate.console.auth import Caller, Who, authorised, console_of
+from katagate.console.filters import QUARANTINE_EXTRA, projector_query
+from katagate.console.problems import Problem, ProblemError, problem
 
 router = APIRouter(prefix="/api", dependencies=[Depends(authorised)], tags=["quarantine"])
 

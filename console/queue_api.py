@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from admin.delivery_queue import queue_action, refuse_unless_queued
-from admin.errors import InvalidCommand
-from console.auth import Caller, Who, authorised, console_of
-from console.filters import checked_id, projector_query
-from console.problems import Problem, ProblemError, problem
+from katagate.admin.delivery_queue import queue_action, refuse_unless_queued
+from katagate.admin.errors import InvalidCommand
+from katagate.console.auth import Caller, Who, authorised, console_of
+from katagate.console.filters import checked_id, projector_query
+from katagate.console.problems import Problem, ProblemError, problem
 
 router = APIRouter(prefix="/api", dependencies=[Depends(authorised)], tags=["delivery queue"])
 

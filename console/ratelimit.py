@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from console.state_db import StateDb
+from katagate.console.state_db import StateDb
 
 
 def sign_in_keys(address: str, account: str) -> tuple[str, str]:

@@ -14,15 +14,15 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
-from console.accounts import FirstStart
-from console.app import create_app
-from console.service import bootstrap
-from console.settings import ConsoleSettings
-from eventlog.health import Health, beating_task
-from eventlog.health_server import serve_health
-from eventlog.preflight import prepare_stage
-from eventlog.settings import KafkaSettings
-from schemas.errors import KatagateError
+from katagate.console.accounts import FirstStart
+from katagate.console.app import create_app
+from katagate.console.service import bootstrap
+from katagate.console.settings import ConsoleSettings
+from katagate.eventlog.health import Health, beating_task
+from katagate.eventlog.health_server import serve_health
+from katagate.eventlog.preflight import prepare_stage
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas.errors import KatagateError
 
 log = logging.getLogger(__name__)
 

@@ -8,16 +8,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from console.accounts import AccountStore
-from console.backup_copies import BackupReader
-from console.control import ControlService
-from console.projector_client import ProjectorClient
-from console.quarantine import QuarantineWriter
-from console.ratelimit import LoginLimiter
-from console.sessions import Sessions
-from console.settings import ConsoleSettings
-from console.state_db import STATE_DB, StateDb
-from eventlog.settings import KafkaSettings
+from katagate.console.accounts import AccountStore
+from katagate.console.backup_copies import BackupReader
+from katagate.console.control import ControlService
+from katagate.console.projector_client import ProjectorClient
+from katagate.console.quarantine import QuarantineWriter
+from katagate.console.ratelimit import LoginLimiter
+from katagate.console.sessions import Sessions
+from katagate.console.settings import ConsoleSettings
+from katagate.console.state_db import STATE_DB, StateDb
+from katagate.eventlog.settings import KafkaSettings
 
 
 @dataclass

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from console.state_db import StateDb
+from katagate.console.state_db import StateDb
 
 COOKIE = "katagate_session"
 CSRF_HEADER = "X-CSRF-Token"

@@ -9,8 +9,8 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventlog.health import DEFAULT_STALL_S, StallSeconds
-from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
+from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
 
 class ConsoleSettings(BaseSettings):

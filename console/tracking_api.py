@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from console.auth import authorised, console_of
-from console.filters import checked_id, projector_query
+from katagate.console.auth import authorised, console_of
+from katagate.console.filters import checked_id, projector_query
 
 router = APIRouter(prefix="/api", dependencies=[Depends(authorised)], tags=["tracking"])
 

@@ -11,20 +11,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from admin.errors import InvalidCommand
-from admin.labels import CONNECTION_STATES
-from admin.rules import existing_rule
-from console.auth import Caller, console_of, content_reader
-from console.backup_copies import view_document
-from console.filters import checked_id
-from console.mail_pages import (
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.labels import CONNECTION_STATES
+from katagate.admin.rules import existing_rule
+from katagate.console.auth import Caller, console_of, content_reader
+from katagate.console.backup_copies import view_document
+from katagate.console.filters import checked_id
+from katagate.console.mail_pages import (
     backup_copy_page,
     retention_fields,
     search_form,
     timeline_page,
 )
-from console.notifications_page import notifications_page
-from console.pages import (
+from katagate.console.notifications_page import notifications_page
+from katagate.console.pages import (
     CONNECTION_WINDOW,
     NAVIGATION,
     kata_protection_page,
@@ -32,9 +32,9 @@ from console.pages import (
     rules_page,
     safe_next,
 )
-from console.problems import ProblemError
-from console.sessions import COOKIE, Session
-from eventlog.raw import RawUnavailable
+from katagate.console.problems import ProblemError
+from katagate.console.sessions import COOKIE, Session
+from katagate.eventlog.raw import RawUnavailable
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)

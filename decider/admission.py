@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from decider.backup_ledger import Copy, delete, expire, retain
-from decider.history import ControlHistory, evolve_history
-from decider.ledger import (
+from katagate.decider.backup_ledger import Copy, delete, expire, retain
+from katagate.decider.history import ControlHistory, evolve_history
+from katagate.decider.ledger import (
     Ledger,
     admit,
     admit_waiting,
@@ -27,21 +27,21 @@ from decider.ledger import (
     usage_figures,
     usage_record,
 )
-from decider.notifier import (
+from katagate.decider.notifier import (
     Notifier,
     Summaries,
     connection_occurrence,
     occurrences,
     usage_occurrence,
 )
-from eventlog.errors import KafkaUnavailable, ReadStalled
-from eventlog.folded import FoldedTopic, fold_to_end
-from eventlog.handler import Handler, Poison
-from eventlog.raw import tombstones
-from eventlog.records import Consumed, Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.eventlog.errors import KafkaUnavailable, ReadStalled
+from katagate.eventlog.folded import FoldedTopic, fold_to_end
+from katagate.eventlog.handler import Handler, Poison
+from katagate.eventlog.raw import tombstones
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     ActionDecided,
     BackupDeleteRequested,
     BackupRemoved,

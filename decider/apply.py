@@ -18,30 +18,30 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
 
-from decider import outcomes
-from decider.admission import new_control_view
-from decider.backup_resend import disarm_marks, location_problem, mark_released, resent
-from decider.history import ControlHistory
-from decider.mail_fold import MailFold
-from decider.ndr import build_ndr, should_send_ndr
-from decider.next_hop_tls import next_hop_tls
-from decider.outcomes import Effects, Recorded
-from decider.parcels import Parcel, Parcels
-from decider.settings import DeciderSettings
-from decider.smtp_out import DeliveryOutcome, SessionCache, deliver
-from decider.subject_tag import tag_subject
-from decider.verdict_header import HeaderEdit, for_delivery, strip_fields
-from eventlog.folded import FoldedTopic
-from eventlog.handler import Poison
-from eventlog.health import Health
-from eventlog.loop import TransactionalLoop
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawReaders, RawUnavailable, RawWant, backup_chunks, prefetch
-from eventlog.records import Consumed, Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.decider import outcomes
+from katagate.decider.admission import new_control_view
+from katagate.decider.backup_resend import disarm_marks, location_problem, mark_released, resent
+from katagate.decider.history import ControlHistory
+from katagate.decider.mail_fold import MailFold
+from katagate.decider.ndr import build_ndr, should_send_ndr
+from katagate.decider.next_hop_tls import next_hop_tls
+from katagate.decider.outcomes import Effects, Recorded
+from katagate.decider.parcels import Parcel, Parcels
+from katagate.decider.settings import DeciderSettings
+from katagate.decider.smtp_out import DeliveryOutcome, SessionCache, deliver
+from katagate.decider.subject_tag import tag_subject
+from katagate.decider.verdict_header import HeaderEdit, for_delivery, strip_fields
+from katagate.eventlog.folded import FoldedTopic
+from katagate.eventlog.handler import Poison
+from katagate.eventlog.health import Health
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.raw import RawReaders, RawUnavailable, RawWant, backup_chunks, prefetch
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     ActionDecided,
     BackupResendRequested,
     BackupResent,

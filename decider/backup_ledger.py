@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from schemas import (
+from katagate.schemas import (
     BackupRemoved,
     BackupRetained,
     BackupStored,
@@ -26,7 +26,7 @@ from schemas import (
     ProducerRef,
     QuarantineReleased,
 )
-from schemas.ids import LEDGER, step_id
+from katagate.schemas.ids import LEDGER, step_id
 
 # Sizes of messages lately released from the quarantine: a copy's `backup.stored` carries no
 # size, and comes after the release. Bounded; more than are ever between release and copy.

@@ -15,11 +15,11 @@ import re
 from datetime import datetime
 from email.utils import format_datetime
 
-from decider.outcomes import MAX_REPLY, Effects
-from decider.smtp_out import DeliveryOutcome
-from schemas import BackupResendRequested, BackupResent
-from schemas.ids import EFFECTS, step_id
-from schemas.raw_mail import HEADER_SCAN_LIMIT, header_end
+from katagate.decider.outcomes import MAX_REPLY, Effects
+from katagate.decider.smtp_out import DeliveryOutcome
+from katagate.schemas import BackupResendRequested, BackupResent
+from katagate.schemas.ids import EFFECTS, step_id
+from katagate.schemas.raw_mail import HEADER_SCAN_LIMIT, header_end
 
 HEADER = b"X-Katagate-Released-From-Backup"
 # What a mark found on received mail becomes: kept for the record, no longer the mark.

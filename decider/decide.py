@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from decider import policy
-from schemas import (
+from katagate.decider import policy
+from katagate.schemas import (
     ActionDecided,
     Event,
     ForcedDelete,
@@ -33,7 +33,7 @@ from schemas import (
     ScanTimedOut,
     VerdictReceived,
 )
-from schemas.ids import DECISIONS, step_id
+from katagate.schemas.ids import DECISIONS, step_id
 
 REMEMBER_DECIDED = 100_000  # decided messages kept to recognise late verdicts
 # The decisions after which a verdict may still come: the scan was out, nobody waited for it.

@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from decider.decide import Messages, Pending, decide, timeouts
-from decider.history import ControlHistory
-from decider.mail_fold import MailFold
-from decider.policy import Policy, policy_of
-from eventlog.folded import FoldedTopic
-from eventlog.records import Consumed, Outgoing
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.decider.decide import Messages, Pending, decide, timeouts
+from katagate.decider.history import ControlHistory
+from katagate.decider.mail_fold import MailFold
+from katagate.decider.policy import Policy, policy_of
+from katagate.eventlog.folded import FoldedTopic
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     ActionDecided,
     LateVerdictReceived,
     ProducerRef,

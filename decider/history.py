@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from schemas import ControlState, Event, evolve_control
+from katagate.schemas import ControlState, Event, evolve_control
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from decider.backup_ledger import BackupLedger
-from decider.notifier import NotifierBook
-from schemas import (
+from katagate.decider.backup_ledger import BackupLedger
+from katagate.decider.notifier import NotifierBook
+from katagate.schemas import (
     ControlState,
     Event,
     MessageReceived,
@@ -25,7 +25,7 @@ from schemas import (
     Rule,
     on_unavailable_of,
 )
-from schemas.ids import LEDGER, step_id
+from katagate.schemas.ids import LEDGER, step_id
 
 # The product quarantines no message over 200 MB, whatever the limits say.
 MAX_MESSAGE_BYTES = 200 * 1024 * 1024

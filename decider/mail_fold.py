@@ -8,10 +8,10 @@ import contextlib
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
-from eventlog.handler import Handler, Poison
-from eventlog.records import Consumed, Outgoing
-from eventlog.restore_points import RestorePoints
-from schemas import Event, MessageReceived, NotificationComposed, SchemaError, decode_event
+from katagate.eventlog.handler import Handler, Poison
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.restore_points import RestorePoints
+from katagate.schemas import Event, MessageReceived, NotificationComposed, SchemaError, decode_event
 
 
 class MailState(Protocol):

@@ -32,7 +32,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Literal
 
-from schemas.raw_mail import header_end
+from katagate.schemas.raw_mail import header_end
 
 # kata_unscanned: rejected by `hold_outcome` = reject, KATA gave no verdict (no threat found).
 NdrKind = Literal["kata_reject", "kata_unscanned", "delivery_failed"]

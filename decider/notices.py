@@ -22,8 +22,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, getaddresses
 
-from schemas.errors import KatagateError
-from schemas.notifications import MAX_NOTICE_BYTES, NOTICE_FIELDS, NoticeTemplate
+from katagate.schemas.errors import KatagateError
+from katagate.schemas.notifications import MAX_NOTICE_BYTES, NOTICE_FIELDS, NoticeTemplate
 
 # C0 and C1 controls, DEL, NEL and the Unicode line and paragraph separators.
 _BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")

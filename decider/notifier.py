@@ -20,8 +20,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from decider.notices import compose, listed, notice_address, one_line
-from schemas import (
+from katagate.decider.notices import compose, listed, notice_address, one_line
+from katagate.schemas import (
     ActionDecided,
     ConnectionState,
     Event,
@@ -34,7 +34,7 @@ from schemas import (
     ProducerRef,
     QuarantineAdmitted,
 )
-from schemas.notifications import Audience, NoticeTemplate
+from katagate.schemas.notifications import Audience, NoticeTemplate
 
 log = logging.getLogger(__name__)
 NOTICES_DROPPED = Counter(

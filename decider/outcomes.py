@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from decider.parcels import Parcel
-from decider.smtp_out import DeliveryOutcome
-from schemas import (
+from katagate.decider.parcels import Parcel
+from katagate.decider.smtp_out import DeliveryOutcome
+from katagate.schemas import (
     BackupStored,
     DeliveryDeferred,
     DeliveryFailed,
@@ -26,7 +26,7 @@ from schemas import (
     ProducerRef,
     RawLocation,
 )
-from schemas.ids import EFFECTS, step_id
+from katagate.schemas.ids import EFFECTS, step_id
 
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)

@@ -9,7 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from schemas import (
+from katagate.schemas import (
     ActionDecided,
     BackupRemoved,
     BackupResent,

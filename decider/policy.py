@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from schemas import UNAVAILABLE_REASONS, ControlState, RuleKata, on_unavailable_of
-from schemas.control import HoldOutcome, OnUnavailable
+from katagate.schemas import UNAVAILABLE_REASONS, ControlState, RuleKata, on_unavailable_of
+from katagate.schemas.control import HoldOutcome, OnUnavailable
 
 Action = Literal["deliver", "delete", "reject"]
 

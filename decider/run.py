@@ -8,20 +8,20 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from decider.admission import Admission, new_control_view
-from decider.decisions import Decisions
-from decider.settings import DeciderSettings
-from eventlog.election import Election
-from eventlog.health import Health
-from eventlog.health_server import serve_health
-from eventlog.loop import TransactionalLoop
-from eventlog.preflight import prepare_stage
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import ProducerFenced, TransactionalProducer
-from eventlog.restart import restarting
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import ProducerRef
+from katagate.decider.admission import Admission, new_control_view
+from katagate.decider.decisions import Decisions
+from katagate.decider.settings import DeciderSettings
+from katagate.eventlog.election import Election
+from katagate.eventlog.health import Health
+from katagate.eventlog.health_server import serve_health
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.preflight import prepare_stage
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import ProducerFenced, TransactionalProducer
+from katagate.eventlog.restart import restarting
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import ProducerRef
 
 log = logging.getLogger(__name__)
 DECIDER = PRINCIPALS["decider"]
@@ -108,7 +108,7 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
     kafka = prepare_stage(kafka, "decider")
     health = Health(settings.health_stall_s)
     metrics = serve_health(settings.metrics_host, settings.metrics_port, health)
-    from decider.apply import run_apply
+    from katagate.decider.apply import run_apply
 
     parts = {
         "admission": lambda: run_admission(kafka, settings, stop, clock, health),

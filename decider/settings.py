@@ -9,9 +9,9 @@ from pathlib import Path
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
-from eventlog.health import DEFAULT_STALL_S, StallSeconds
-from eventlog.listen import LOOPBACK, ListenHost
+from katagate.decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
+from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 
 class DeciderSettings(BaseSettings):

@@ -43,8 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from decider.next_hop_tls import NextHopTls
-from decider.smtp_client import SmtpClient
+from katagate.decider.next_hop_tls import NextHopTls
+from katagate.decider.smtp_client import SmtpClient
 
 OutcomeKind = Literal["delivered", "deferred", "failed"]
 _MAY = NextHopTls()

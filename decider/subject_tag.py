@@ -22,7 +22,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from schemas.raw_mail import HEADER_SCAN_LIMIT, TRACE_RESERVE, Header, scan_headers
+from katagate.schemas.raw_mail import HEADER_SCAN_LIMIT, TRACE_RESERVE, Header, scan_headers
 
 MAX_LINE = 998  # RFC 5322 2.1.1, without the line ending
 _EW_CHUNK = 45  # UTF-8 bytes per encoded word: 60 base64 chars, 72 with the delimiters

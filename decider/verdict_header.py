@@ -40,8 +40,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas import ActionDecided, Detect, KataSettings, VerdictReceived
-from schemas.raw_mail import header_end
+from katagate.schemas import ActionDecided, Detect, KataSettings, VerdictReceived
+from katagate.schemas.raw_mail import header_end
 
 DETECTS_CHARS = 400  # the value stays one line under RFC 5322's 998 octets
 _UNSAFE = re.compile(r"[^\x21-\x7e]|[,;]")  # no blanks, controls, or the value's separators

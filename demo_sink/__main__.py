@@ -1,5 +1,5 @@
 import sys
 
-from demo_sink.cli import main
+from katagate.demo_sink.cli import main
 
 sys.exit(main())

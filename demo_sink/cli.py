@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from demo_sink.server import Faults, serve
+from katagate.demo_sink.server import Faults, serve
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

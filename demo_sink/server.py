@@ -20,7 +20,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from demo_sink.store import MessageStore
+from katagate.demo_sink.store import MessageStore
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # above the gateway's 200 MB per-message cap
 

@@ -20,8 +20,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from eventlog.errors import KatagateError
-from eventlog.principals import PRINCIPALS, Grant, Pattern, Resource, grants
+from katagate.eventlog.errors import KatagateError
+from katagate.eventlog.principals import PRINCIPALS, Grant, Pattern, Resource, grants
 
 RESOURCE: dict[Resource, ResourceType] = {
     "topic": ResourceType.TOPIC, "group": ResourceType.GROUP,

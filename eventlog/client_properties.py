@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from eventlog.errors import KatagateError
+from katagate.eventlog.errors import KatagateError
 
 # Values never logged or printed: credentials, whatever the mechanism.
 SECRET_KEYS = frozenset({

@@ -17,14 +17,14 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from eventlog.client_properties import (
+from katagate.eventlog.client_properties import (
     KafkaConfigError,
     properties_file,
     read_properties,
     redacted,
 )
-from eventlog.kafka_log import RELAY
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.kafka_log import RELAY
+from katagate.eventlog.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

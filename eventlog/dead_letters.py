@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import traceback
 
-from eventlog.handler import Poison
-from eventlog.metrics import LOOP_DEAD_LETTERED
-from eventlog.records import Consumed, Outgoing
+from katagate.eventlog.handler import Poison
+from katagate.eventlog.metrics import LOOP_DEAD_LETTERED
+from katagate.eventlog.records import Consumed, Outgoing
 
 log = logging.getLogger(__name__)
 

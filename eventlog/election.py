@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventlog.clients import new_consumer
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.settings import KafkaSettings
 
 
 class Election:

@@ -1,7 +1,7 @@
 """The Kafka plumbing's errors; domain outcomes are events, never these. Their root,
 `KatagateError`, is the project's one exception root (`schemas.errors`)."""
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 __all__ = ["BrokerError", "ConsumerFailed", "KafkaUnavailable", "KatagateError", "TopicError"]
 

@@ -12,10 +12,10 @@ from typing import Generic, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from eventlog.clients import new_reader
-from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end, watermarks
-from eventlog.settings import KafkaSettings
-from schemas import Event, SchemaError, decode_event
+from katagate.eventlog.clients import new_reader
+from katagate.eventlog.read_to_end import last_stable_offsets, partitions, read_to_end, watermarks
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas import Event, SchemaError, decode_event
 
 log = logging.getLogger(__name__)
 S = TypeVar("S")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
-from eventlog.errors import KatagateError
-from eventlog.records import Consumed, Outgoing
+from katagate.eventlog.errors import KatagateError
+from katagate.eventlog.records import Consumed, Outgoing
 
 
 class Poison(KatagateError):

@@ -18,7 +18,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import REGISTRY, make_wsgi_app
 from prometheus_client.registry import Collector
 
-from eventlog.health import PROBES, Health
+from katagate.eventlog.health import PROBES, Health
 
 log = logging.getLogger(__name__)
 

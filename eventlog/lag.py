@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from eventlog.metrics import CONSUMER_LAG_RECORDS, CONSUMER_LAG_SECONDS
+from katagate.eventlog.metrics import CONSUMER_LAG_RECORDS, CONSUMER_LAG_SECONDS
 
 log = logging.getLogger(__name__)
 

@@ -17,18 +17,18 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from eventlog.clients import new_consumer
-from eventlog.dead_letters import set_aside
-from eventlog.errors import ConsumerFailed
-from eventlog.handler import Handler
-from eventlog.health import Health
-from eventlog.lag import LagMeter
-from eventlog.metrics import LOOP_BATCHES, LOOP_RECORDS
-from eventlog.producer import WEDGED_GRACE_S, TransactionalProducer, TransactionFailed
-from eventlog.records import Consumed, Outgoing
-from eventlog.recovery import Recovery
-from eventlog.settings import KafkaSettings
-from eventlog.stuck_offsets import CommittedOffsets
+from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.dead_letters import set_aside
+from katagate.eventlog.errors import ConsumerFailed
+from katagate.eventlog.handler import Handler
+from katagate.eventlog.health import Health
+from katagate.eventlog.lag import LagMeter
+from katagate.eventlog.metrics import LOOP_BATCHES, LOOP_RECORDS
+from katagate.eventlog.producer import WEDGED_GRACE_S, TransactionalProducer, TransactionFailed
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.recovery import Recovery
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.stuck_offsets import CommittedOffsets
 
 log = logging.getLogger(__name__)
 

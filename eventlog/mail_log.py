@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from schemas import (
+from katagate.schemas import (
     ActionDecided,
     BackupDeleteRequested,
     BackupRemoved,

@@ -16,11 +16,11 @@ import time
 
 from confluent_kafka import KafkaError, KafkaException
 
-from eventlog.client_properties import KafkaConfigError, properties_file
-from eventlog.clients import client_config, new_admin
-from eventlog.principals import principal, topics_of
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics, topic_specs
+from katagate.eventlog.client_properties import KafkaConfigError, properties_file
+from katagate.eventlog.clients import client_config, new_admin
+from katagate.eventlog.principals import principal, topics_of
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
-from eventlog import mail_log
-from eventlog.clients import new_producer
-from eventlog.errors import KafkaUnavailable, KatagateError
-from eventlog.metrics import EVENTS_WRITTEN
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import Event
+from katagate.eventlog import mail_log
+from katagate.eventlog.clients import new_producer
+from katagate.eventlog.errors import KafkaUnavailable, KatagateError
+from katagate.eventlog.metrics import EVENTS_WRITTEN
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import Event
 
 log = logging.getLogger(__name__)
 

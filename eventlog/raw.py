@@ -18,10 +18,10 @@ from typing import overload
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from eventlog.clients import new_consumer, reader_config
-from eventlog.errors import KatagateError
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.clients import new_consumer, reader_config
+from katagate.eventlog.errors import KatagateError
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
 
 CHUNK_BYTES = 1024 * 1024
 H_MESSAGE_ID = "katagate-message-id"

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from eventlog.errors import KafkaUnavailable, ReadStalled
+from katagate.eventlog.errors import KafkaUnavailable, ReadStalled
 
 log = logging.getLogger(__name__)
 

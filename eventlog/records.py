@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import Event, encode_event
+from katagate.schemas import Event, encode_event
 
 Headers = Sequence[tuple[str, bytes | None]]  # Kafka allows a null header value
 

@@ -11,15 +11,15 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from eventlog import restore_points
-from eventlog.clients import new_reader
-from eventlog.errors import ConsumerFailed
-from eventlog.handler import Handler
-from eventlog.health import Health, Part
-from eventlog.read_to_end import last_stable_offsets, read_to_end
-from eventlog.records import Consumed
-from eventlog.settings import KafkaSettings
-from eventlog.stuck_offsets import CommittedOffsets
+from katagate.eventlog import restore_points
+from katagate.eventlog.clients import new_reader
+from katagate.eventlog.errors import ConsumerFailed
+from katagate.eventlog.handler import Handler
+from katagate.eventlog.health import Health, Part
+from katagate.eventlog.read_to_end import last_stable_offsets, read_to_end
+from katagate.eventlog.records import Consumed
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.stuck_offsets import CommittedOffsets
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 
-from eventlog.errors import KatagateError
+from katagate.eventlog.errors import KatagateError
 
 log = logging.getLogger(__name__)
 

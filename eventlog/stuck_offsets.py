@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from eventlog.clients import new_consumer
-from eventlog.errors import KatagateError
-from eventlog.metrics import HANGING_OFFSET_COMMITS
-from eventlog.producer import TransactionalProducer
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.errors import KatagateError
+from katagate.eventlog.metrics import HANGING_OFFSET_COMMITS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
-from eventlog.errors import TopicError
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.errors import TopicError
+from katagate.eventlog.settings import KafkaSettings
 
 MiB = 1024 * 1024
 DAY_MS = 24 * 3600 * 1000

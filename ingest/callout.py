@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from ingest import metrics, replies
-from ingest.replies import Reply
-from ingest.verify_cache import VerifyCache
+from katagate.ingest import metrics, replies
+from katagate.ingest.replies import Reply
+from katagate.ingest.verify_cache import VerifyCache
 
 log = logging.getLogger(__name__)
 

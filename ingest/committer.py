@@ -27,15 +27,15 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException
 
-from eventlog.errors import KafkaUnavailable, KatagateError
-from eventlog.health import Health, Part
-from eventlog.producer import TransactionalProducer, TransactionFailed
-from eventlog.raw import CHUNK_BYTES, chunk
-from eventlog.records import Outgoing
-from eventlog.topics import TopicNames
-from ingest import metrics
-from ingest.received import Accepted, received_events
-from schemas import ProducerRef, RawLocation
+from katagate.eventlog.errors import KafkaUnavailable, KatagateError
+from katagate.eventlog.health import Health, Part
+from katagate.eventlog.producer import TransactionalProducer, TransactionFailed
+from katagate.eventlog.raw import CHUNK_BYTES, chunk
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.topics import TopicNames
+from katagate.ingest import metrics
+from katagate.ingest.received import Accepted, received_events
+from katagate.schemas import ProducerRef, RawLocation
 
 log = logging.getLogger(__name__)
 

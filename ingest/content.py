@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ingest import replies
-from ingest.replies import Reply
+from katagate.ingest import replies
+from katagate.ingest.replies import Reply
 
 # The first offending byte: a CR not followed by LF, an LF not preceded by CR, or NUL.
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")

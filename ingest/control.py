@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 
-from eventlog.folded import FoldedTopic
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from ingest.unavailable import Usage, evolve_usage
-from schemas import ControlState, evolve_control
+from katagate.eventlog.folded import FoldedTopic
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.ingest.unavailable import Usage, evolve_usage
+from katagate.schemas import ControlState, evolve_control
 
 # Usage records read back at start. The topic is compacted on one key, so its newest record is
 # the usage; the tail only spares reading the records its active segment still holds.

@@ -16,7 +16,7 @@ import asyncio
 import enum
 import sys
 
-from ingest.data_budget import Reservation
+from katagate.ingest.data_budget import Reservation
 
 END = b".\r\n"
 

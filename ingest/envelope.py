@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
-from ingest import replies
-from ingest.replies import Reply
+from katagate.ingest import replies
+from katagate.ingest.replies import Reply
 
 NULL_SENDER = "<>"  # how aiosmtpd hands over `MAIL FROM:<>`
 

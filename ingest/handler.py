@@ -16,25 +16,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest import metrics, replies
-from ingest.committer import Committer, Outcome
-from ingest.content import check_content
-from ingest.envelope import (
+from katagate.ingest import metrics, replies
+from katagate.ingest.committer import Committer, Outcome
+from katagate.ingest.content import check_content
+from katagate.ingest.envelope import (
     check_address,
     client_address,
     domain_of,
     recipient_limit_reached,
 )
-from ingest.ids import ENTROPY_BYTES, message_id
-from ingest.received import Accepted, Copy, sender_of
-from ingest.replies import Reply
-from ingest.settings import IngestSettings
-from ingest.split import copy_ids, queued_as, recipient_groups
-from ingest.subject import check_subject_fields, decode_subject
-from ingest.trace import check_hops, received_field
-from ingest.unavailable import Usage, tempfail
-from schemas import ControlState, match_rule
-from schemas.raw_mail import header_end
+from katagate.ingest.ids import ENTROPY_BYTES, message_id
+from katagate.ingest.received import Accepted, Copy, sender_of
+from katagate.ingest.replies import Reply
+from katagate.ingest.settings import IngestSettings
+from katagate.ingest.split import copy_ids, queued_as, recipient_groups
+from katagate.ingest.subject import check_subject_fields, decode_subject
+from katagate.ingest.trace import check_hops, received_field
+from katagate.ingest.unavailable import Usage, tempfail
+from katagate.schemas import ControlState, match_rule
+from katagate.schemas.raw_mail import header_end
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from ingest.envelope import NULL_SENDER
-from schemas import (
+from katagate.ingest.envelope import NULL_SENDER
+from katagate.schemas import (
     DEFAULT_RULE,
     ControlState,
     MessageReceived,

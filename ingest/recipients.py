@@ -13,9 +13,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ingest import replies
-from ingest.envelope import domain_of
-from ingest.replies import Reply
+from katagate.ingest import replies
+from katagate.ingest.envelope import domain_of
+from katagate.ingest.replies import Reply
 
 # An address or @domain without white space or control characters; quoted local parts are
 # written as aiosmtpd hands them over (quotes only where needed).

@@ -9,19 +9,19 @@ import threading
 import time
 from collections.abc import Callable
 
-from eventlog.health import Health
-from eventlog.health_server import serve_health
-from eventlog.preflight import prepare_stage
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from ingest.committer import Batching, CommitterPool, GroupCommitter
-from ingest.control import ControlFollower, QuarantineUsage
-from ingest.handler import IngestHandler
-from ingest.server import serve
-from ingest.settings import IngestSettings
-from schemas import ProducerRef
+from katagate.eventlog.health import Health
+from katagate.eventlog.health_server import serve_health
+from katagate.eventlog.preflight import prepare_stage
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.ingest.committer import Batching, CommitterPool, GroupCommitter
+from katagate.ingest.control import ControlFollower, QuarantineUsage
+from katagate.ingest.handler import IngestHandler
+from katagate.ingest.server import serve
+from katagate.ingest.settings import IngestSettings
+from katagate.schemas import ProducerRef
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,15 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
-from eventlog.health import beating_task
-from ingest import metrics, replies
-from ingest.data_body import DataBody, Overflow
-from ingest.data_budget import STEP, DataBudget, Reservation
-from ingest.envelope import mailbox_as_written
-from ingest.handler import IngestHandler
-from ingest.replies import enhance
-from ingest.sessions import SessionTable, client_key, next_data_deadline
-from ingest.settings import IngestSettings
+from katagate.eventlog.health import beating_task
+from katagate.ingest import metrics, replies
+from katagate.ingest.data_body import DataBody, Overflow
+from katagate.ingest.data_budget import STEP, DataBudget, Reservation
+from katagate.ingest.envelope import mailbox_as_written
+from katagate.ingest.handler import IngestHandler
+from katagate.ingest.replies import enhance
+from katagate.ingest.sessions import SessionTable, client_key, next_data_deadline
+from katagate.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 

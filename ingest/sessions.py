@@ -15,9 +15,9 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ingest import replies
-from ingest.envelope import client_address
-from ingest.replies import Reply
+from katagate.ingest import replies
+from katagate.ingest.envelope import client_address
+from katagate.ingest.replies import Reply
 
 
 def client_key(peer: str, ipv6_prefix: int) -> str:

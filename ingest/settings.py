@@ -11,13 +11,13 @@ from typing import Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventlog.health import DEFAULT_STALL_S, StallSeconds
-from eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
-from ingest.callout import NextHop, RecipientVerifier, StartTls
-from ingest.content import ContentLimits
-from ingest.envelope import AddressLimits, RelayPolicy
-from ingest.recipients import RecipientTable, parse_entry, parse_table
-from ingest.verify_cache import VerifyCache
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
+from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
+from katagate.ingest.callout import NextHop, RecipientVerifier, StartTls
+from katagate.ingest.content import ContentLimits
+from katagate.ingest.envelope import AddressLimits, RelayPolicy
+from katagate.ingest.recipients import RecipientTable, parse_entry, parse_table
+from katagate.ingest.verify_cache import VerifyCache
 
 MiB = 1024 * 1024
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingest.received import rule_for
-from schemas import ControlState, match_rule
+from katagate.ingest.received import rule_for
+from katagate.schemas import ControlState, match_rule
 
 # A copy's id is the first id with a suffix: still `[A-Za-z0-9]{8,64}` (the KATA scanId's
 # alphabet), and a grep for the first id finds every copy.

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from email.header import decode_header
 
-from ingest import replies
-from ingest.replies import Reply
-from schemas.raw_mail import HEADER_SCAN_LIMIT, header_end, subject_fields
+from katagate.ingest import replies
+from katagate.ingest.replies import Reply
+from katagate.schemas.raw_mail import HEADER_SCAN_LIMIT, header_end, subject_fields
 
 HEADER_BLOCK_CAP = 100 * 1024  # like Postfix's header_size_limit
 SUBJECT_CAP = 16 * 1024  # raw, unfolded value: about 1,000 encoded words at most

@@ -22,9 +22,9 @@ import re
 from datetime import datetime
 from email.utils import format_datetime
 
-from ingest import replies
-from ingest.replies import Reply
-from schemas.raw_mail import HEADER_SCAN_LIMIT, TRACE_RESERVE, header_end
+from katagate.ingest import replies
+from katagate.ingest.replies import Reply
+from katagate.schemas.raw_mail import HEADER_SCAN_LIMIT, TRACE_RESERVE, header_end
 
 UNKNOWN = "unknown"
 # What a HELO or reverse DNS name may keep: a domain or an address literal ([192.0.2.1],

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ingest import replies
-from ingest.replies import Reply
-from schemas import ControlState, Event, QuarantineUsageRecorded, Rule, on_unavailable_of
+from katagate.ingest import replies
+from katagate.ingest.replies import Reply
+from katagate.schemas import ControlState, Event, QuarantineUsageRecorded, Rule, on_unavailable_of
 
 # The product never scans a message over 200 MB (decider/ledger.py's MAX_MESSAGE_BYTES).
 MAX_SCAN_BYTES = 200 * 1024 * 1024

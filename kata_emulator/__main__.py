@@ -2,6 +2,6 @@
 
 import sys
 
-from kata_emulator.cli import main
+from katagate.kata_emulator.cli import main
 
 sys.exit(main())

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kata_emulator.faults import Faults
-from kata_emulator.multipart import SCAN_ID, FormError, parse_multipart, scan_form
-from kata_emulator.store import NewScan, Store
-from kata_emulator.verdicts import DETECT_TYPES, Rules, scan
+from katagate.kata_emulator.faults import Faults
+from katagate.kata_emulator.multipart import SCAN_ID, FormError, parse_multipart, scan_form
+from katagate.kata_emulator.store import NewScan, Store
+from katagate.kata_emulator.verdicts import DETECT_TYPES, Rules, scan
 
 log = logging.getLogger(__name__)
 

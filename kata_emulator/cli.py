@@ -23,11 +23,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kata_emulator import faults as F
-from kata_emulator.console import Console
-from kata_emulator.errors import EmulatorError
-from kata_emulator.keys import expire_certificate, load_server_key, rotate_server_key
-from kata_emulator.store import Sensor, Store
+from katagate.kata_emulator import faults as F
+from katagate.kata_emulator.console import Console
+from katagate.kata_emulator.errors import EmulatorError
+from katagate.kata_emulator.keys import expire_certificate, load_server_key, rotate_server_key
+from katagate.kata_emulator.store import Sensor, Store
 
 Run = Callable[[argparse.Namespace], int]
 DEFAULT_STATE = os.environ.get("KATA_EMULATOR_STATE", "kata-emulator-state")
@@ -173,7 +173,7 @@ def _port(text: str) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        from kata_emulator.server import make_server  # pyOpenSSL only where it is needed
+        from katagate.kata_emulator.server import make_server  # pyOpenSSL only where it is needed
     except ModuleNotFoundError as exc:
         if exc.name != "OpenSSL":
             raise

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kata_emulator.errors import EmulatorError
-from kata_emulator.keys import load_server_key
-from kata_emulator.store import Sensor, Store
+from katagate.kata_emulator.errors import EmulatorError
+from katagate.kata_emulator.keys import load_server_key
+from katagate.kata_emulator.store import Sensor, Store
 
 MAX_LOGIN_ATTEMPTS = 3
 REDRAW = -1

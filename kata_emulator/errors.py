@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 
 class EmulatorError(KatagateError):

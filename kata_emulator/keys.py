@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from kata_emulator.errors import EmulatorError
+from katagate.kata_emulator.errors import EmulatorError
 
 KEY_FILE = "server.pem"
 

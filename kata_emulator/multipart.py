@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 SCAN_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 MAX_PARTS = 16

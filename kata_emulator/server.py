@@ -20,12 +20,12 @@ from typing import Any
 
 from OpenSSL import SSL
 
-from kata_emulator.api import Api, BodyTooLarge, Peer, Request, Response, error
-from kata_emulator.keys import spki_fingerprint
-from kata_emulator.multipart import FormError
-from kata_emulator.store import Store
-from kata_emulator.tls import ServerContexts, TlsIO, peer_certificate, peer_pem
-from kata_emulator.verdicts import RulesFile
+from katagate.kata_emulator.api import Api, BodyTooLarge, Peer, Request, Response, error
+from katagate.kata_emulator.keys import spki_fingerprint
+from katagate.kata_emulator.multipart import FormError
+from katagate.kata_emulator.store import Store
+from katagate.kata_emulator.tls import ServerContexts, TlsIO, peer_certificate, peer_pem
+from katagate.kata_emulator.verdicts import RulesFile
 
 log = logging.getLogger(__name__)
 IDLE_TIMEOUT_S = 120.0

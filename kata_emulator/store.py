@@ -18,9 +18,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kata_emulator.errors import EmulatorError
-from kata_emulator.faults import Faults
-from kata_emulator.verdicts import Detect
+from katagate.kata_emulator.errors import EmulatorError
+from katagate.kata_emulator.faults import Faults
+from katagate.kata_emulator.verdicts import Detect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sensors (

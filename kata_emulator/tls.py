@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
-from kata_emulator.keys import key_path, load_server_key
+from katagate.kata_emulator.keys import key_path, load_server_key
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 
-from kata_emulator.errors import EmulatorError
+from katagate.kata_emulator.errors import EmulatorError
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 EICAR_NAME = "EICAR-Test-File"

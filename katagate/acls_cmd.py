@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventlog.acls import apply, plan
-from eventlog.clients import new_admin
-from eventlog.principals import PRINCIPALS, grants
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.acls import apply, plan
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.principals import PRINCIPALS, grants
+from katagate.eventlog.settings import KafkaSettings
 
 
 def register(commands: Any) -> None:

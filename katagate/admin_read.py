@@ -9,16 +9,16 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from admin.errors import InvalidCommand
-from admin.mail_view import safe_line
-from admin.projector_reader import DEFAULT_TOKEN_FILE, DEFAULT_URL, ProjectorReader
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.mail_view import safe_line
+from katagate.admin.projector_reader import DEFAULT_TOKEN_FILE, DEFAULT_URL, ProjectorReader
 from katagate.admin_write import EXIT_INVALID, EXIT_OK
-from schemas import Event
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import Event
 
 # The filters every listing takes (the projector's names; `from` is a keyword in Python).
 FILTERS = (("from", "sender", "envelope sender: an address, *@domain, or <> (null sender)"),

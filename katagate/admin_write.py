@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from admin import values
-from admin.control_writer import ControlSession
-from admin.errors import InvalidCommand
-from eventlog.settings import KafkaSettings
-from schemas import ControlState, Event
+from katagate.admin import values
+from katagate.admin.control_writer import ControlSession
+from katagate.admin.errors import InvalidCommand
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas import ControlState, Event
 
 # The command's inputs that do not come from the state: who, when, and the new event's id.
 Decide = Callable[[ControlState, dict[str, Any]], Event]

@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from audit.checkpointer import checkpoint_once, run_checkpointer
-from audit.export import export_message
-from audit.keys import PUBLIC_FILE, AuditKeyError, load_or_create, load_public_key
-from audit.reading import audited_topics
-from audit.settings import AuditSettings
-from audit.verify import verify
-from audit.witness import WitnessError, check_witness, witness_file
-from audit.witness import read as read_witness
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.audit.checkpointer import checkpoint_once, run_checkpointer
+from katagate.audit.export import export_message
+from katagate.audit.keys import PUBLIC_FILE, AuditKeyError, load_or_create, load_public_key
+from katagate.audit.reading import audited_topics
+from katagate.audit.settings import AuditSettings
+from katagate.audit.verify import verify
+from katagate.audit.witness import WitnessError, check_witness, witness_file
+from katagate.audit.witness import read as read_witness
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
 from katagate.log_output import add_options as add_log_options
 from katagate.process import stop_on_signals
 from katagate.projector_cmd import add_replay, iso_instant
@@ -140,7 +140,7 @@ def _export(args: argparse.Namespace) -> int:
 def _reconcile(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from audit.reconcile import Window, reconcile
+    from katagate.audit.reconcile import Window, reconcile
 
     report = reconcile(KafkaSettings(principal="audit"), datetime.now(UTC),
                        Window(args.since, args.until))

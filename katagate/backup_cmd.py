@@ -13,12 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from admin.backup import copy_facts, delete_request, recipients, refuse_unless_held, resend_request
-from admin.backup_copy import read_copy
-from admin.errors import InvalidCommand
-from admin.mail_view import safe_line, view
-from admin.quarantine import MESSAGE_ID
-from eventlog.settings import KafkaSettings
+from katagate.admin.backup import (
+    copy_facts,
+    delete_request,
+    recipients,
+    refuse_unless_held,
+    resend_request,
+)
+from katagate.admin.backup_copy import read_copy
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.mail_view import safe_line, view
+from katagate.admin.quarantine import MESSAGE_ID
 from katagate.admin_read import (
     add_filter_options,
     add_projector_options,
@@ -39,8 +44,9 @@ from katagate.admin_write import (
     noted,
     print_json,
 )
+from katagate.eventlog.settings import KafkaSettings
 from katagate.messages_cmd import shown_sender
-from schemas import BackupResendRequested
+from katagate.schemas import BackupResendRequested
 
 EXTRA = (("detect", "detect", "words in the name of one of the verdict's detects"),
          ("state", "state", "held (still in the Backup) or removed"))

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eventlog.broker import LocalBroker
-from eventlog.broker.classpath import classpath_dir, default_cache_dir, kafka_version
+from katagate.eventlog.broker import LocalBroker
+from katagate.eventlog.broker.classpath import classpath_dir, default_cache_dir, kafka_version
 
 
 def register(commands: Any) -> None:

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from confluent_kafka import KafkaException
 
-        from schemas.errors import KatagateError
+        from katagate.schemas.errors import KatagateError
 
         if isinstance(exc, KafkaException):
             # The broker cannot be reached or refused the request: one line, not a traceback.

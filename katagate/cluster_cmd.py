@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eventlog.broker.cluster import MAX_NODES, LocalCluster
 from katagate.broker_cmd import _port, print_endpoints
+from katagate.eventlog.broker.cluster import MAX_NODES, LocalCluster
 
 
 def register(commands: Any) -> None:

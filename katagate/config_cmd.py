@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventlog.clients import shown_config
-from eventlog.principals import PRINCIPALS
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.clients import shown_config
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.settings import KafkaSettings
 
 
 def register(commands: Any) -> None:

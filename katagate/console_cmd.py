@@ -78,7 +78,7 @@ def _state_dir_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from console.settings import ConsoleSettings
+    from katagate.console.settings import ConsoleSettings
 
     overrides: dict[str, Any] = {}
     for name in ("port", "host", "projector_url", "projector_token_file", "state_dir",
@@ -90,8 +90,8 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from console.run import run_console
-    from eventlog.settings import KafkaSettings
+    from katagate.console.run import run_console
+    from katagate.eventlog.settings import KafkaSettings
 
     settings = _settings(args)
     stop = stop_on_signals(args)
@@ -100,14 +100,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from console.accounts import AccountStore
+    from katagate.console.accounts import AccountStore
 
     return AccountStore(_settings(args).state_dir)
 
 
 def _sessions(args: argparse.Namespace) -> Any:
-    from console.sessions import Sessions
-    from console.state_db import STATE_DB, StateDb
+    from katagate.console.sessions import Sessions
+    from katagate.console.state_db import STATE_DB, StateDb
 
     settings = _settings(args)
     return Sessions(StateDb(settings.state_dir / STATE_DB), settings.session_idle_s,
@@ -115,8 +115,8 @@ def _sessions(args: argparse.Namespace) -> Any:
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from access.tokens import TokenError
-    from console.api_tokens import MAX_DAYS, MIN_DAYS
+    from katagate.access.tokens import TokenError
+    from katagate.console.api_tokens import MAX_DAYS, MIN_DAYS
 
     if not MIN_DAYS <= args.expires <= MAX_DAYS:
         print(f"katagate console token create: --expires: must be {MIN_DAYS}..{MAX_DAYS} days, "
@@ -134,7 +134,7 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    from console.api_tokens import scope_of
+    from katagate.console.api_tokens import scope_of
 
     store = _store(args)
     store.migrate_tokens()
@@ -152,8 +152,8 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _password(args: argparse.Namespace) -> int:
-    from console.accounts import ACCOUNT_FILE, AccountError
-    from console.passwords import BadPassword
+    from katagate.console.accounts import ACCOUNT_FILE, AccountError
+    from katagate.console.passwords import BadPassword
 
     store = _store(args)
     if not (store.folder / ACCOUNT_FILE).exists():
@@ -173,8 +173,8 @@ def _password(args: argparse.Namespace) -> int:
 
 
 def _user_add(args: argparse.Namespace) -> int:
-    from console.accounts import ACCOUNT_FILE, AccountError
-    from console.passwords import BadPassword
+    from katagate.console.accounts import ACCOUNT_FILE, AccountError
+    from katagate.console.passwords import BadPassword
 
     store = _store(args)
     if not (store.folder / ACCOUNT_FILE).exists():

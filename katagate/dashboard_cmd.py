@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "katagate.json"

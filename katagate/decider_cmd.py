@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
 from katagate.process import settings_or_exit, stop_on_signals
 
@@ -20,8 +20,8 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
-    from decider.run import run_decider
-    from decider.settings import DeciderSettings
+    from katagate.decider.run import run_decider
+    from katagate.decider.settings import DeciderSettings
     # A bad setting (a CA file that cannot be read, ...) is one line naming it, before anything
     # starts.
     settings = settings_or_exit(DeciderSettings, "decider")

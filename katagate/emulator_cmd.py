@@ -1,5 +1,5 @@
 """`katagate kata-emulator ...`: the KATA Central Node emulator's commands."""
 
-from kata_emulator.cli import register
+from katagate.kata_emulator.cli import register
 
 __all__ = ["register"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
 from katagate.process import stop_on_signals
 
@@ -24,8 +24,8 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
-    from ingest.run import run_ingest
-    from ingest.settings import IngestSettings
+    from katagate.ingest.run import run_ingest
+    from katagate.ingest.settings import IngestSettings
     overrides: dict[str, Any] = {}
     if args.host is not None:
         overrides["host"] = args.host

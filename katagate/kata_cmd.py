@@ -10,14 +10,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from admin.central_node import InvalidCommand, pin_key
-from admin.control_writer import admin_transactional_id
-from admin.labels import CONNECTION_STATES
-from admin.settings import set_protection
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.admin.central_node import InvalidCommand, pin_key
+from katagate.admin.control_writer import admin_transactional_id
+from katagate.admin.labels import CONNECTION_STATES
+from katagate.admin.settings import set_protection
 from katagate.admin_write import (
     add_note_option,
     add_write_options,
@@ -26,9 +22,13 @@ from katagate.admin_write import (
     commit,
     noted,
 )
-from scanner.connection import ConnectionView
-from scanner.control_view import ControlView
-from schemas import ControlState, Event
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.scanner.connection import ConnectionView
+from katagate.scanner.control_view import ControlView
+from katagate.schemas import ControlState, Event
 
 
 def register(commands: Any) -> None:

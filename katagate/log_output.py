@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventlog.mail_log import Logged
+from katagate.eventlog.mail_log import Logged
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 SYSLOG_FORM = "/dev/log (a socket path) or udp:HOST:PORT"

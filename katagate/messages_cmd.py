@@ -8,8 +8,8 @@ import argparse
 import json
 from typing import Any
 
-from admin.errors import InvalidCommand
-from admin.quarantine import MESSAGE_ID
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.quarantine import MESSAGE_ID
 from katagate.admin_read import (
     add_filter_options,
     add_projector_options,

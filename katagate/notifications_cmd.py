@@ -7,16 +7,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from admin.control_reader import read_control
-from admin.errors import InvalidCommand
-from admin.notifications import (
+from katagate.admin.control_reader import read_control
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.notifications import (
     PARSERS,
     TEMPLATE_NAMES,
     change_notifications,
     describe,
     validate,
 )
-from eventlog.settings import KafkaSettings
 from katagate.admin_write import (
     add_json_option,
     add_write_options,
@@ -25,7 +24,8 @@ from katagate.admin_write import (
     print_json,
     refuse,
 )
-from schemas import ControlState, Event, NotificationSettings
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas import ControlState, Event, NotificationSettings
 
 OPTIONS: dict[str, tuple[str, str, str]] = {
     "admin_addresses": ("--admins", "ADDRESSES",

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
 from katagate.process import settings_or_exit, stop_on_signals
 
@@ -89,7 +89,7 @@ def iso_instant(text: str) -> datetime:
 
 def _settings(args: argparse.Namespace) -> Any:
     """The settings with the command line's overrides; a bad one names itself and its range."""
-    from projector.settings import ProjectorSettings
+    from katagate.projector.settings import ProjectorSettings
 
     overrides: dict[str, Any] = {}
     for name in ("port", "state_dir"):
@@ -101,7 +101,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from projector.run import run_projector
+    from katagate.projector.run import run_projector
 
     settings = _settings(args)
     stop = stop_on_signals(args)
@@ -110,13 +110,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _tokens(args: argparse.Namespace) -> Any:
-    from projector.guard import token_file
+    from katagate.projector.guard import token_file
 
     return token_file(_settings(args).token_path)
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from access.tokens import TokenError
+    from katagate.access.tokens import TokenError
 
     created = datetime.now(UTC).isoformat()
     try:
@@ -147,7 +147,7 @@ def _token_revoke(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from projector.replay import print_views, replay, write_outputs
+    from katagate.projector.replay import print_views, replay, write_outputs
 
     result = replay(KafkaSettings(principal="projector"), until_offset=args.until_offset,
                     as_of=args.as_of, progress=sys.stderr)

@@ -14,14 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from admin.control_reader import read_folded
-from admin.errors import InvalidCommand
-from admin.quarantine import MAX_SELECTION, Held, evolve_waiting, selection
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.admin.control_reader import read_folded
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.quarantine import MAX_SELECTION, Held, evolve_waiting, selection
 from katagate.admin_read import add_filter_options, guarded, page_footer, query, reader, table
 from katagate.admin_read import when as instant
 from katagate.admin_write import (
@@ -33,6 +28,11 @@ from katagate.admin_write import (
     noted,
     print_json,
 )
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
 from katagate.messages_cmd import shown_sender
 
 SORT = ("sort", "sort", "received_at (the default), size, deadline_at or from")

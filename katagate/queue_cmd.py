@@ -9,8 +9,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from admin.delivery_queue import queue_action, refuse_unless_queued
-from admin.errors import NotFound
+from katagate.admin.delivery_queue import queue_action, refuse_unless_queued
+from katagate.admin.errors import NotFound
 from katagate.admin_read import (
     add_filter_options,
     add_projector_options,

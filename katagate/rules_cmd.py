@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from admin import values
-from admin.control_reader import read_control
-from admin.errors import InvalidCommand
-from admin.labels import ACTION_LABELS
-from admin.rules import (
+from katagate.admin import values
+from katagate.admin.control_reader import read_control
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.labels import ACTION_LABELS
+from katagate.admin.rules import (
     RULE_FIELDS,
     change_rule,
     create_rule,
@@ -24,7 +24,6 @@ from admin.rules import (
     validate_rule_fields,
     validate_rule_id,
 )
-from eventlog.settings import KafkaSettings
 from katagate.admin_write import (
     add_json_option,
     add_write_options,
@@ -32,7 +31,8 @@ from katagate.admin_write import (
     print_json,
     refuse,
 )
-from schemas import (
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas import (
     DEFAULT_RULE,
     ControlState,
     Event,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.settings import KafkaSettings
 from katagate.log_output import add_options as add_log_options
 from katagate.process import stop_on_signals
-from scanner.identity import load_or_create
-from scanner.settings import ScannerSettings
+from katagate.scanner.identity import load_or_create
+from katagate.scanner.settings import ScannerSettings
 
 
 def register(commands: Any) -> None:
@@ -25,7 +25,7 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here: each process registers only its own stage's metrics.
-    from scanner.run import run_scanner
+    from katagate.scanner.run import run_scanner
     stop = stop_on_signals(args)
     run_scanner(KafkaSettings(), ScannerSettings(), stop)
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from schemas import jsonschema
+from katagate.schemas import jsonschema
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from admin.control_reader import read_control
-from admin.errors import InvalidCommand
-from admin.settings import (
+from katagate.admin.control_reader import read_control
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.settings import (
     SETTING_NAMES,
     change_settings,
     describe,
     reset_settings,
     validate_settings,
 )
-from eventlog.settings import KafkaSettings
 from katagate.admin_write import (
     add_json_option,
     add_write_options,
@@ -24,7 +23,8 @@ from katagate.admin_write import (
     print_json,
     refuse,
 )
-from schemas import ControlState, Event, KataSettings, KataSettingsReset
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas import ControlState, Event, KataSettings, KataSettingsReset
 
 # Option → setting, as the product's window names them.
 OPTIONS: dict[str, tuple[str, str, str]] = {

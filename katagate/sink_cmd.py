@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from demo_sink.cli import add_options, run
+from katagate.demo_sink.cli import add_options, run
 
 
 def register(commands: Any) -> None:

@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 MODE = 0o700
 

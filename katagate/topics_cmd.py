@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics, topic_specs
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics, topic_specs
 
 
 def register(commands: Any) -> None:

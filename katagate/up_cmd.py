@@ -16,22 +16,22 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from admin.first_start import first_start_events
-from eventlog.acls import apply as apply_acls
-from eventlog.acls import plan as plan_acls
-from eventlog.broker import LocalBroker
-from eventlog.clients import new_admin
-from eventlog.folded import FoldedTopic
-from eventlog.preflight import check_cluster
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, ensure_topics
+from katagate.admin.first_start import first_start_events
+from katagate.eventlog.acls import apply as apply_acls
+from katagate.eventlog.acls import plan as plan_acls
+from katagate.eventlog.broker import LocalBroker
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.folded import FoldedTopic
+from katagate.eventlog.preflight import check_cluster
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames, ensure_topics
 from katagate.process import pass_logging_on
+from katagate.schemas import ControlState, KataSettings, evolve_control
 from katagate.state_folder import prepare_state_folder
 from katagate.supervisor import Child, Supervisor, python_module
-from schemas import ControlState, KataSettings, evolve_control
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -245,7 +245,7 @@ def _projector_token(state: Path, projector: dict[str, Any], holder_name: str) -
     """A read token for the projector, named after its holder (the console, the CLI), made once
     into a 0600 file in `<state>/<holder>/` and kept while valid (revoked or lost: a new one).
     Only the file's name is passed on, so the token never reaches `ps`, a log or an event."""
-    from projector.guard import token_file
+    from katagate.projector.guard import token_file
 
     tokens = Path(os.environ.get("KATAGATE_PROJECTOR_TOKENS_FILE")
                   or projector.get("tokens_file") or state / "projector" / "tokens.json")
@@ -304,7 +304,7 @@ def _first_start(kafka: KafkaSettings, kata: dict[str, Any], address: str, port:
 
 
 def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading.Event) -> None:
-    from kata_emulator.store import Store
+    from katagate.kata_emulator.store import Store
 
     deadline = time.monotonic() + 120
     while not stop.is_set() and time.monotonic() < deadline:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from projector.canonical import micros
-from schemas import (
+from katagate.projector.canonical import micros
+from katagate.schemas import (
     BackupLedgerEvent,
     Event,
     KataSettings,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from projector.canonical import timestamp
-from schemas import (
+from katagate.projector.canonical import timestamp
+from katagate.schemas import (
     CentralNodeObserved,
     ConnectionStateChanged,
     Event,

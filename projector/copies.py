@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas import (
+from katagate.schemas import (
     BackupLedgerEvent,
     Event,
     LedgerEvent,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from projector.summary import Observation
-from schemas import (
+from katagate.projector.summary import Observation
+from katagate.schemas import (
     ActionDecided,
     DeliveryDeferred,
     Event,

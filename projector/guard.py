@@ -15,8 +15,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from access.tokens import TokenFile, TokenRecord
-from projector.http import Reply, problem
+from katagate.access.tokens import TokenFile, TokenRecord
+from katagate.projector.http import Reply, problem
 
 TOKEN_PREFIX = "kgp_"  # noqa: S105 - marks the projector's tokens in logs and secret scanners
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")

@@ -10,13 +10,13 @@ from http import HTTPStatus
 from typing import Any, get_args
 from urllib.parse import parse_qs, unquote
 
-from projector import search_filters
-from projector.canonical import document
-from projector.live import LiveProjection
-from projector.search_filters import FilterError
-from projector.store import SearchTooSlow
-from projector.views import STATE_VIEWS
-from schemas import TERMINAL_OUTCOMES, ActionDecided, ActionReason, ScanState
+from katagate.projector import search_filters
+from katagate.projector.canonical import document
+from katagate.projector.live import LiveProjection
+from katagate.projector.search_filters import FilterError
+from katagate.projector.store import SearchTooSlow
+from katagate.projector.views import STATE_VIEWS
+from katagate.schemas import TERMINAL_OUTCOMES, ActionDecided, ActionReason, ScanState
 
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9]{8,64}$")
 LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 1000, 100

@@ -7,9 +7,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventlog.health import Condition
-from projector.snapshot import Positions
-from projector.views import Projections
+from katagate.eventlog.health import Condition
+from katagate.projector.snapshot import Positions
+from katagate.projector.views import Projections
 
 
 @dataclass

@@ -16,9 +16,9 @@ from prometheus_client.core import (
     Metric,
 )
 
-from projector import connection, counters, quarantine
-from projector.live import LiveProjection
-from schemas import (
+from katagate.projector import connection, counters, quarantine
+from katagate.projector.live import LiveProjection
+from katagate.schemas import (
     ActionDecided,
     ActionReason,
     ConnectionState,

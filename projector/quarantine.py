@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from projector.canonical import timestamp
-from schemas import (
+from katagate.projector.canonical import timestamp
+from katagate.schemas import (
     EVENT_TYPES,
     Event,
     KataSettings,

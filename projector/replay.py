@@ -15,11 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from eventlog.settings import KafkaSettings
-from projector.canonical import canonical_json, document
-from projector.snapshot import Positions, write_atomically
-from projector.source import LogReader, projected_topics
-from projector.views import VIEW_NAMES, Projections, evolve
+from katagate.eventlog.settings import KafkaSettings
+from katagate.projector.canonical import canonical_json, document
+from katagate.projector.snapshot import Positions, write_atomically
+from katagate.projector.source import LogReader, projected_topics
+from katagate.projector.views import VIEW_NAMES, Projections, evolve
 
 
 @dataclass(frozen=True)

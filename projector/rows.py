@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from projector.canonical import from_micros
-from projector.summary import MessageSummary
+from katagate.projector.canonical import from_micros
+from katagate.projector.summary import MessageSummary
 
 WORD = re.compile(r"[^\W_]+")  # letters and digits, as the subject index splits words
 

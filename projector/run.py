@@ -12,16 +12,16 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 
-from eventlog.health import Health
-from eventlog.preflight import prepare_stage
-from eventlog.settings import KafkaSettings
-from projector.guard import token_file
-from projector.live import LiveProjection, catch_up
-from projector.server import ViewServer, serve_metrics
-from projector.settings import ProjectorSettings
-from projector.snapshot import Positions, open_snapshot, save, snapshot_path
-from projector.source import LogReader, projected_topics
-from projector.views import evolve
+from katagate.eventlog.health import Health
+from katagate.eventlog.preflight import prepare_stage
+from katagate.eventlog.settings import KafkaSettings
+from katagate.projector.guard import token_file
+from katagate.projector.live import LiveProjection, catch_up
+from katagate.projector.server import ViewServer, serve_metrics
+from katagate.projector.settings import ProjectorSettings
+from katagate.projector.snapshot import Positions, open_snapshot, save, snapshot_path
+from katagate.projector.source import LogReader, projected_topics
+from katagate.projector.views import evolve
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import json
 import sqlite3
 from typing import Any
 
-from projector.search_filters import Search, encode_cursor
-from projector.summary import MessageSummary
+from katagate.projector.search_filters import Search, encode_cursor
+from katagate.projector.summary import MessageSummary
 
 PROBE = 10_000  # rows of the driver tried before subject words drive
 SORT_COLUMNS = {"received_at": "m.received_at", "size": "m.size",

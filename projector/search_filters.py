@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from projector.canonical import micros
-from schemas.errors import KatagateError
+from katagate.projector.canonical import micros
+from katagate.schemas.errors import KatagateError
 
 # The reasons of an ActionDecided that make a Skipped (a timeout shows as `timed_out`).
 SKIPPED_REASONS = ("size_limit", "count_limit", "too_large", "kata_disabled",

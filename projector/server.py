@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 
-from access.tokens import TokenFile
-from eventlog.health import PROBES, Health
-from eventlog.health_server import HealthServer, serve_health
-from projector import guard
-from projector.http import Reply, answer, problem
-from projector.live import LiveProjection
-from projector.metrics import registry_for
-from projector.settings import ProjectorSettings
+from katagate.access.tokens import TokenFile
+from katagate.eventlog.health import PROBES, Health
+from katagate.eventlog.health_server import HealthServer, serve_health
+from katagate.projector import guard
+from katagate.projector.http import Reply, answer, problem
+from katagate.projector.live import LiveProjection
+from katagate.projector.metrics import registry_for
+from katagate.projector.settings import ProjectorSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from projector.store import TimelineStore
-from projector.views import Projections
+from katagate.projector.store import TimelineStore
+from katagate.projector.views import Projections
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-from eventlog.clients import new_admin, new_reader
-from eventlog.read_to_end import partitions, read_to_end
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from projector.snapshot import Positions
-from schemas import Event, SchemaError, decode_event
+from katagate.eventlog.clients import new_admin, new_reader
+from katagate.eventlog.read_to_end import partitions, read_to_end
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.projector.snapshot import Positions
+from katagate.schemas import Event, SchemaError, decode_event
 
 log = logging.getLogger(__name__)
 

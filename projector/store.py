@@ -23,11 +23,11 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
-from projector import rows, search
-from projector.search_filters import Search
-from projector.summary import Key, MessageSummary, Observation
-from schemas import Event, MessageReceived
-from schemas.errors import KatagateError
+from katagate.projector import rows, search
+from katagate.projector.search_filters import Search
+from katagate.projector.summary import Key, MessageSummary, Observation
+from katagate.schemas import Event, MessageReceived
+from katagate.schemas.errors import KatagateError
 
 # A search holds the projection's lock while it runs (the fold and every other request wait):
 # one that reads for longer than this is stopped and answered 503, naming how to narrow it.

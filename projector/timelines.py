@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from projector import rows
-from projector.canonical import jsonable, micros, timestamp
-from projector.store import TimelineStore
-from projector.summary import Key
-from schemas import MAIL_LIFECYCLE, MailEvent, decode_event
+from katagate.projector import rows
+from katagate.projector.canonical import jsonable, micros, timestamp
+from katagate.projector.store import TimelineStore
+from katagate.projector.summary import Key
+from katagate.schemas import MAIL_LIFECYCLE, MailEvent, decode_event
 
 # The lifecycle order of event types, to order events stamped with the same instant.
 STAGE_ORDER = {name: rank for rank, name in enumerate(MAIL_LIFECYCLE)}

@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from projector import backup_usage, connection, counters, quarantine, rows, timelines
-from projector.backup_usage import BackupUsage
-from projector.canonical import document
-from projector.connection import ConnectionView
-from projector.copies import LedgerCopies
-from projector.counters import Counters
-from projector.quarantine import QuarantineView
-from projector.search_filters import Search
-from projector.store import TimelineStore
-from schemas import Event, MailEvent, encode_event
+from katagate.projector import backup_usage, connection, counters, quarantine, rows, timelines
+from katagate.projector.backup_usage import BackupUsage
+from katagate.projector.canonical import document
+from katagate.projector.connection import ConnectionView
+from katagate.projector.copies import LedgerCopies
+from katagate.projector.counters import Counters
+from katagate.projector.quarantine import QuarantineView
+from katagate.projector.search_filters import Search
+from katagate.projector.store import TimelineStore
+from katagate.schemas import Event, MailEvent, encode_event
 
 LISTING_ROWS = {"search": rows.row, "quarantine": rows.quarantine_row,
                 "backup": rows.backup_row, "queue": rows.queue_row}

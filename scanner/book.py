@@ -12,10 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from scanner.kata_api import Refused, Submitted
-from scanner.replies import FINAL_STATES, DetectRecord, ScanStatus
-from scanner.verdict_cache import Cached, Candidate, Plan, VerdictCache, plan
-from schemas import (
+from katagate.scanner.kata_api import Refused, Submitted
+from katagate.scanner.replies import FINAL_STATES, DetectRecord, ScanStatus
+from katagate.scanner.verdict_cache import Cached, Candidate, Plan, VerdictCache, plan
+from katagate.schemas import (
     ActionDecided,
     Detect,
     Event,
@@ -34,7 +34,7 @@ from schemas import (
     ScanTimedOut,
     VerdictReceived,
 )
-from schemas.ids import SCANS, step_id
+from katagate.schemas.ids import SCANS, step_id
 
 MAX_BACKOFF_S = 300.0
 

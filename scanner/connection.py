@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from uuid import UUID
 
-from schemas import (
+from katagate.schemas import (
     CentralNodeObserved,
     ConnectionState,
     ConnectionStateChanged,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from eventlog.folded import FoldedTopic
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from scanner.connection import ConnectionView, evolve
-from schemas import Event
+from katagate.eventlog.folded import FoldedTopic
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.scanner.connection import ConnectionView, evolve
+from katagate.schemas import Event
 
 
 class ControlView:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from scanner.fingerprints import spki_fingerprint
+from katagate.scanner.fingerprints import spki_fingerprint
 
 KEY_FILE = "sensor.key"
 CERT_FILE = "sensor.crt"

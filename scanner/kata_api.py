@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote, urlencode
 
-from scanner.replies import (
+from katagate.scanner.replies import (
     DetectsPage,
     Garbage,
     ScanStatus,
@@ -19,7 +19,7 @@ from scanner.replies import (
     parse_detects,
     parse_states,
 )
-from scanner.transport import Body, Outcome, PinMismatch, Reply, Unreachable
+from katagate.scanner.transport import Body, Outcome, PinMismatch, Reply, Unreachable
 
 ALL_STATES = ("detect", "not detected", "processing", "timeout", "error")
 

@@ -16,16 +16,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
-from eventlog.election import Election
-from eventlog.errors import KafkaUnavailable
-from eventlog.health import Health
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import ProducerFenced, TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.restart import KAFKA_TROUBLE
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from scanner.connection import (
+from katagate.eventlog.election import Election
+from katagate.eventlog.errors import KafkaUnavailable
+from katagate.eventlog.health import Health
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import ProducerFenced, TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.restart import KAFKA_TROUBLE
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.scanner.connection import (
     Check,
     ConnectionView,
     Context,
@@ -34,13 +34,13 @@ from scanner.connection import (
     next_check_in,
     sensor_key_events,
 )
-from scanner.control_view import ControlView
-from scanner.identity import SensorIdentity
-from scanner.kata_api import KataApi, answers_as_kata
-from scanner.replies import error_text
-from scanner.settings import ScannerSettings
-from scanner.transport import Endpoint, PinMismatch, PinnedTransport, Unreachable
-from schemas import Event, ProducerRef
+from katagate.scanner.control_view import ControlView
+from katagate.scanner.identity import SensorIdentity
+from katagate.scanner.kata_api import KataApi, answers_as_kata
+from katagate.scanner.replies import error_text
+from katagate.scanner.settings import ScannerSettings
+from katagate.scanner.transport import Endpoint, PinMismatch, PinnedTransport, Unreachable
+from katagate.schemas import Event, ProducerRef
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@ Central Node connected or deliberately not configured (scanner/connection.py's s
 
 from __future__ import annotations
 
-from eventlog.health import Condition, Health
-from scanner.connection import ConnectionView
-from scanner.settings import ScannerSettings
+from katagate.eventlog.health import Condition, Health
+from katagate.scanner.connection import ConnectionView
+from katagate.scanner.settings import ScannerSettings
 
 # Ready to scan, or deliberately not scanning (no Central Node address set).
 READY_STATES = ("connected", "not_configured")

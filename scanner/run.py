@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 
-from eventlog.health import Health
-from eventlog.health_server import serve_health
-from eventlog.preflight import prepare_stage
-from eventlog.restart import KAFKA_TROUBLE
-from eventlog.settings import KafkaSettings
-from scanner.control_view import ControlView
-from scanner.identity import load_or_create
-from scanner.lifecycle import ConnectionService
-from scanner.service import ScanService
-from scanner.settings import ScannerSettings
+from katagate.eventlog.health import Health
+from katagate.eventlog.health_server import serve_health
+from katagate.eventlog.preflight import prepare_stage
+from katagate.eventlog.restart import KAFKA_TROUBLE
+from katagate.eventlog.settings import KafkaSettings
+from katagate.scanner.control_view import ControlView
+from katagate.scanner.identity import load_or_create
+from katagate.scanner.lifecycle import ConnectionService
+from katagate.scanner.service import ScanService
+from katagate.scanner.settings import ScannerSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,19 +21,19 @@ from uuid import UUID
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
-from eventlog import restore_points
-from eventlog.clients import new_consumer
-from eventlog.errors import ConsumerFailed, KafkaUnavailable
-from eventlog.health import Health
-from eventlog.lag import LagMeter
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawReaders, RawUnavailable, RawWant, prefetch
-from eventlog.records import Outgoing
-from eventlog.restore_points import RestorePoints
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from scanner.book import (
+from katagate.eventlog import restore_points
+from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.errors import ConsumerFailed, KafkaUnavailable
+from katagate.eventlog.health import Health
+from katagate.eventlog.lag import LagMeter
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.raw import RawReaders, RawUnavailable, RawWant, prefetch
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.restore_points import RestorePoints
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.scanner.book import (
     Book,
     Ctx,
     Scan,
@@ -43,12 +43,12 @@ from scanner.book import (
     submission_events,
     verdict_events,
 )
-from scanner.connection import destination
-from scanner.control_view import ControlView
-from scanner.identity import SensorIdentity
-from scanner.kata_api import KataApi, Refused, Submitted
-from scanner.lifecycle import ConnectionService
-from scanner.metrics import (
+from katagate.scanner.connection import destination
+from katagate.scanner.control_view import ControlView
+from katagate.scanner.identity import SensorIdentity
+from katagate.scanner.kata_api import KataApi, Refused, Submitted
+from katagate.scanner.lifecycle import ConnectionService
+from katagate.scanner.metrics import (
     PENDING_SCANS,
     POLLS,
     SUBMISSIONS,
@@ -56,11 +56,18 @@ from scanner.metrics import (
     VERDICT_CACHE_HITS,
     count_reply,
 )
-from scanner.readiness import allowance, report
-from scanner.replies import DetectRecord
-from scanner.settings import ScannerSettings
-from scanner.transport import Endpoint, PinnedTransport
-from schemas import Event, MessageReceived, NodeAddress, ProducerRef, SchemaError, decode_event
+from katagate.scanner.readiness import allowance, report
+from katagate.scanner.replies import DetectRecord
+from katagate.scanner.settings import ScannerSettings
+from katagate.scanner.transport import Endpoint, PinnedTransport
+from katagate.schemas import (
+    Event,
+    MessageReceived,
+    NodeAddress,
+    ProducerRef,
+    SchemaError,
+    decode_event,
+)
 
 log = logging.getLogger(__name__)
 SUBMISSIONS_PER_TRANSACTION = 50

@@ -9,8 +9,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from eventlog.health import DEFAULT_STALL_S, StallSeconds
-from eventlog.listen import LOOPBACK, ListenHost
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
+from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 
 def _default_state_dir() -> Path:

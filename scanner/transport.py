@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from scanner import metrics
-from scanner.fingerprints import fingerprint_of_der
-from scanner.identity import SensorIdentity
+from katagate.scanner import metrics
+from katagate.scanner.fingerprints import fingerprint_of_der
+from katagate.scanner.identity import SensorIdentity
 
 log = logging.getLogger(__name__)
 # Expired certificates already warned about (fingerprint, expiry): one line each per process,

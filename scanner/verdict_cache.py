@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from schemas import Detect
+from katagate.schemas import Detect
 
 # Entries are small (a key, ids, a time, the detects' names); 50,000 cover an hour of 14
 # distinct messages a second, while an entry of a detect with long details stays bounded too.

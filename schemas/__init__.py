@@ -3,7 +3,7 @@
 This package imports no other project package: stages share it and talk only through events.
 """
 
-from schemas.backup import (
+from katagate.schemas.backup import (
     BackupDeleteRequested,
     BackupLedgerEvent,
     BackupRemoved,
@@ -12,7 +12,7 @@ from schemas.backup import (
     BackupRetained,
     RemovalCause,
 )
-from schemas.control import (
+from katagate.schemas.control import (
     RESET_FIELDS,
     CentralNodeObserved,
     ConnectionState,
@@ -29,13 +29,13 @@ from schemas.control import (
     RuleKataToggled,
     SensorKeyGenerated,
 )
-from schemas.control_state import DEFAULT_RULE, ControlState, match_rule, on_unavailable_of
-from schemas.control_state import evolve as evolve_control
-from schemas.delivery_queue import QueueAction, QueueActionRequested
-from schemas.envelope import Event, MailEvent
-from schemas.errors import SchemaError
-from schemas.hold import HoldReason, QuarantineHeld, QuarantineHoldEnded
-from schemas.mail import (
+from katagate.schemas.control_state import DEFAULT_RULE, ControlState, match_rule, on_unavailable_of
+from katagate.schemas.control_state import evolve as evolve_control
+from katagate.schemas.delivery_queue import QueueAction, QueueActionRequested
+from katagate.schemas.envelope import Event, MailEvent
+from katagate.schemas.errors import SchemaError
+from katagate.schemas.hold import HoldReason, QuarantineHeld, QuarantineHoldEnded
+from katagate.schemas.mail import (
     TERMINAL_OUTCOMES,
     UNAVAILABLE_REASONS,
     ActionDecided,
@@ -64,7 +64,7 @@ from schemas.mail import (
     VerdictReceived,
     terminal_outcome,
 )
-from schemas.notifications import (
+from katagate.schemas.notifications import (
     NOTICE_KINDS,
     NoticeKind,
     NotificationComposed,
@@ -72,7 +72,7 @@ from schemas.notifications import (
     NotificationSettings,
     NotificationSettingsChanged,
 )
-from schemas.types import (
+from katagate.schemas.types import (
     Actor,
     Detect,
     DetectType,
@@ -89,7 +89,7 @@ from schemas.types import (
     SubjectTag,
     UtcDatetime,
 )
-from schemas.union import (
+from katagate.schemas.union import (
     CURRENT_VERSIONS,
     EVENT_ADAPTER,
     EVENT_TYPES,
@@ -99,8 +99,8 @@ from schemas.union import (
     encode_event,
     type_of,
 )
-from schemas.upcasters import UPCASTERS, upcast
-from schemas.usage import USAGE_KEY, QuarantineUsageRecorded
+from katagate.schemas.upcasters import UPCASTERS, upcast
+from katagate.schemas.usage import USAGE_KEY, QuarantineUsageRecorded
 
 __all__ = [
     "CURRENT_VERSIONS",

@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, NonNegativeInt, StringConstraints
 
-from schemas.envelope import MailEvent
-from schemas.types import (
+from katagate.schemas.envelope import MailEvent
+from katagate.schemas.types import (
     Actor,
     ActorNote,
     Address,

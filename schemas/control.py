@@ -20,8 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.envelope import Event
-from schemas.types import (
+from katagate.schemas.envelope import Event
+from katagate.schemas.types import (
     Actor,
     ActorNote,
     BackupMaxAgeDays,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field, replace
 
-from schemas.control import (
+from katagate.schemas.control import (
     ConnectionState,
     ConnectionStateChanged,
     KataProtectionToggled,
@@ -25,8 +25,8 @@ from schemas.control import (
     RuleKata,
     RuleKataToggled,
 )
-from schemas.envelope import Event
-from schemas.notifications import NotificationSettings, NotificationSettingsChanged
+from katagate.schemas.envelope import Event
+from katagate.schemas.notifications import NotificationSettings, NotificationSettingsChanged
 
 # Mail no rule matches is handled by this rule, with the product's defaults for a rule's KATA
 # section (protection on, Delete message, tag "[KATA detect]", Backup on). Only its KATA section

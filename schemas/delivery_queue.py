@@ -12,8 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
-from schemas.envelope import MailEvent
-from schemas.types import Actor, ActorNote
+from katagate.schemas.envelope import MailEvent
+from katagate.schemas.types import Actor, ActorNote
 
 QueueAction = Literal["retry", "bounce", "delete"]
 

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from schemas.types import MessageId, ProducerRef, UtcDatetime
+from katagate.schemas.types import MessageId, ProducerRef, UtcDatetime
 
 
 class Event(BaseModel):

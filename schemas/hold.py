@@ -14,8 +14,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, NonNegativeInt, model_validator
 
-from schemas.mail import LedgerEvent
-from schemas.types import MessageCountLimit, ResponseTimeout, RuleId, UtcDatetime
+from katagate.schemas.mail import LedgerEvent
+from katagate.schemas.types import MessageCountLimit, ResponseTimeout, RuleId, UtcDatetime
 
 # Why a message waits: the quarantine's limit it would go over.
 HoldReason = Literal["size_limit", "count_limit"]

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schemas.union import EVENT_ADAPTER, EVENT_TYPES
+from katagate.schemas.union import EVENT_ADAPTER, EVENT_TYPES
 
 DEFAULT_DIR = Path(__file__).parent / "json"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"

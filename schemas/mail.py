@@ -11,8 +11,8 @@ from typing import Annotated, Literal, Self, get_args
 
 from pydantic import Field, IPvAnyAddress, NonNegativeInt, StringConstraints, model_validator
 
-from schemas.envelope import Event, MailEvent
-from schemas.types import (
+from katagate.schemas.envelope import Event, MailEvent
+from katagate.schemas.types import (
     Actor,
     ActorNote,
     Address,

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from schemas.envelope import Event, MailEvent
-from schemas.types import Actor, ActorNote, MessageId, Version
+from katagate.schemas.envelope import Event, MailEvent
+from katagate.schemas.types import Actor, ActorNote, MessageId, Version
 
 # What a notice can be about. `digest` gathers the occurrences the rate limit held back.
 NoticeKind = Literal[

@@ -11,14 +11,14 @@ from typing import Annotated, Any, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from schemas.backup import (
+from katagate.schemas.backup import (
     BackupDeleteRequested,
     BackupRemoved,
     BackupResendRequested,
     BackupResent,
     BackupRetained,
 )
-from schemas.control import (
+from katagate.schemas.control import (
     CentralNodeObserved,
     ConnectionStateChanged,
     KataProtectionToggled,
@@ -30,11 +30,11 @@ from schemas.control import (
     RuleKataToggled,
     SensorKeyGenerated,
 )
-from schemas.delivery_queue import QueueActionRequested
-from schemas.envelope import Event, MailEvent
-from schemas.errors import SchemaError
-from schemas.hold import QuarantineHeld, QuarantineHoldEnded
-from schemas.mail import (
+from katagate.schemas.delivery_queue import QueueActionRequested
+from katagate.schemas.envelope import Event, MailEvent
+from katagate.schemas.errors import SchemaError
+from katagate.schemas.hold import QuarantineHeld, QuarantineHoldEnded
+from katagate.schemas.mail import (
     ActionDecided,
     BackupStored,
     DeliveryDeferred,
@@ -55,13 +55,13 @@ from schemas.mail import (
     ScanTimedOut,
     VerdictReceived,
 )
-from schemas.notifications import (
+from katagate.schemas.notifications import (
     NotificationComposed,
     NotificationHeld,
     NotificationSettingsChanged,
 )
-from schemas.upcasters import upcast
-from schemas.usage import QuarantineUsageRecorded
+from katagate.schemas.upcasters import upcast
+from katagate.schemas.usage import QuarantineUsageRecorded
 
 AnyEvent = Annotated[
     MessageReceived

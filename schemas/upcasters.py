@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from schemas.errors import SchemaError
+from katagate.schemas.errors import SchemaError
 
 Payload = dict[str, Any]
 Upcaster = Callable[[Payload], Payload]

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, NonNegativeInt
 
-from schemas.envelope import Event
-from schemas.types import MessageCountLimit
+from katagate.schemas.envelope import Event
+from katagate.schemas.types import MessageCountLimit
 
 USAGE_KEY = "usage"
 

@@ -5,9 +5,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics
 from tests.kafka_cluster import kafka_cluster
 
 

@@ -14,15 +14,15 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from console.app import create_app
-from console.run import http_server, serve
-from console.service import Console, bootstrap
-from console.settings import ConsoleSettings
-from eventlog.settings import KafkaSettings
-from projector.guard import token_file
-from projector.live import LiveProjection
-from projector.run import run_projector
-from projector.settings import ProjectorSettings
+from katagate.console.app import create_app
+from katagate.console.run import http_server, serve
+from katagate.console.service import Console, bootstrap
+from katagate.console.settings import ConsoleSettings
+from katagate.eventlog.settings import KafkaSettings
+from katagate.projector.guard import token_file
+from katagate.projector.live import LiveProjection
+from katagate.projector.run import run_projector
+from katagate.projector.settings import ProjectorSettings
 from tests.integration.kata_harness import wait_for
 
 PASSWORD = "correct horse battery staple"

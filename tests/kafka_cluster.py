@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.broker import LocalBroker, free_port
 
 # The one-node transaction settings testcontainers' KafkaContainer does not set by itself.
 SINGLE_NODE_ENV = {

@@ -18,11 +18,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from eventlog import acls
-from eventlog.broker import BrokerStatus, LocalBroker, free_port
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, ensure_topics
+from katagate.eventlog import acls
+from katagate.eventlog.broker import BrokerStatus, LocalBroker, free_port
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames, ensure_topics
 
 # Short, so that a refusal the test waits for never costs librdkafka's default 30-60 s.
 REQUEST_TIMEOUT_S = 10.0

@@ -8,10 +8,10 @@ import time
 
 from confluent_kafka import KafkaError, KafkaException
 
-from eventlog.clients import new_consumer, new_producer
-from eventlog.errors import KafkaUnavailable
-from eventlog.producer import TransactionalProducer, TransactionFailed
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.clients import new_consumer, new_producer
+from katagate.eventlog.errors import KafkaUnavailable
+from katagate.eventlog.producer import TransactionalProducer, TransactionFailed
+from katagate.eventlog.settings import KafkaSettings
 from tests.secure_kafka import REQUEST_TIMEOUT_S, error_code
 
 

@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from eventlog.principals import PRINCIPALS
-from projector.guard import token_file
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.projector.guard import token_file
 
 KAFKA_UID = 1000  # appuser in apache/kafka
 KATAGATE_UID = 10001  # deploy/Dockerfile

@@ -27,8 +27,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from eventlog.client_properties import parse_properties
-from eventlog.principals import PRINCIPALS
+from katagate.eventlog.client_properties import parse_properties
+from katagate.eventlog.principals import PRINCIPALS
 
 SECRETS = Path("/run/secrets")
 ITERATIONS = 8192

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from eventlog.principals import PRINCIPALS, grants
+from katagate.eventlog.principals import PRINCIPALS, grants
 
 PREFIX = "katagate"  # KATAGATE_TOPIC_PREFIX in config.yaml
 KAFKA = "katagate"  # the Strimzi Kafka resource

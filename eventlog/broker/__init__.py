@@ -1,6 +1,6 @@
 """A real single-node Apache Kafka broker, fetched from Maven Central and run without Docker."""
 
-from eventlog.broker.launcher import (
+from katagate.eventlog.broker.launcher import (
     BrokerStatus,
     LocalBroker,
     default_data_dir,

@@ -15,7 +15,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from eventlog.errors import BrokerError
+from katagate.eventlog.errors import BrokerError
 
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.9.0"
 _COMPLETE = ".complete"
@@ -29,7 +29,7 @@ def default_cache_dir() -> Path:
 
 
 def pom_text() -> str:
-    return resources.files("eventlog.broker").joinpath("pom.xml").read_text(encoding="utf-8")
+    return resources.files("katagate.eventlog.broker").joinpath("pom.xml").read_text(encoding="utf-8")
 
 
 def kafka_version(pom: str | None = None) -> str:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from eventlog.broker.launcher import (
+from katagate.eventlog.broker.launcher import (
     BrokerStatus,
     LocalBroker,
     Membership,
@@ -23,10 +23,10 @@ from eventlog.broker.launcher import (
     free_port_run,
     port_answers,
 )
-from eventlog.broker.properties import new_cluster_id
-from eventlog.broker.tls import TlsFiles
-from eventlog.broker.users import ensure_users
-from eventlog.errors import BrokerError
+from katagate.eventlog.broker.properties import new_cluster_id
+from katagate.eventlog.broker.tls import TlsFiles
+from katagate.eventlog.broker.users import ensure_users
+from katagate.eventlog.errors import BrokerError
 
 MAX_NODES = 9
 

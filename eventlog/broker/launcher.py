@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventlog.broker.classpath import ensure_classpath, java_executable
-from eventlog.broker.properties import log4j2_properties, new_cluster_id, server_properties
-from eventlog.broker.tls import TlsFiles, ensure_tls
-from eventlog.broker.users import broker_client_config, ensure_users
-from eventlog.errors import BrokerError
+from katagate.eventlog.broker.classpath import ensure_classpath, java_executable
+from katagate.eventlog.broker.properties import log4j2_properties, new_cluster_id, server_properties
+from katagate.eventlog.broker.tls import TlsFiles, ensure_tls
+from katagate.eventlog.broker.users import broker_client_config, ensure_users
+from katagate.eventlog.errors import BrokerError
 
 DEFAULT_PORT = 9092
 JVM_OPTIONS = (

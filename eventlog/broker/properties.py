@@ -11,7 +11,7 @@ import base64
 import uuid
 from pathlib import Path
 
-from eventlog.broker.tls import BROKER_CN, TlsFiles
+from katagate.eventlog.broker.tls import BROKER_CN, TlsFiles
 
 
 def new_cluster_id() -> str:

@@ -18,10 +18,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from eventlog.broker.tls import TlsFiles
-from eventlog.client_properties import parse_properties
-from eventlog.errors import BrokerError
-from eventlog.principals import PRINCIPALS
+from katagate.eventlog.broker.tls import TlsFiles
+from katagate.eventlog.client_properties import parse_properties
+from katagate.eventlog.errors import BrokerError
+from katagate.eventlog.principals import PRINCIPALS
 
 SCRAM_ITERATIONS = 8192
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from admin.errors import InvalidCommand
-from admin.settings import validate_settings
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.settings import validate_settings
 from tests.e2e.browser import screenshot, until
 from tests.e2e.gateway import Gateway
 from tests.integration.kata_harness import ROOT

@@ -17,17 +17,17 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from decider.run import run_decider
-from decider.settings import DeciderSettings
-from demo_sink.store import read_messages
-from eventlog.broker import free_port
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from ingest.run import run_ingest
-from ingest.settings import IngestSettings
-from scanner.run import run_scanner
-from scanner.settings import ScannerSettings
-from schemas import (
+from katagate.decider.run import run_decider
+from katagate.decider.settings import DeciderSettings
+from katagate.demo_sink.store import read_messages
+from katagate.eventlog.broker import free_port
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.ingest.run import run_ingest
+from katagate.ingest.settings import IngestSettings
+from katagate.scanner.run import run_scanner
+from katagate.scanner.settings import ScannerSettings
+from katagate.schemas import (
     Event,
     KataProtectionToggled,
     KataSettings,

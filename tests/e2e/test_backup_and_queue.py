@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from demo_sink.server import Faults, SinkServer
-from schemas import ProducerRef, QueueActionRequested
+from katagate.demo_sink.server import Faults, SinkServer
+from katagate.schemas import ProducerRef, QueueActionRequested
 from tests.e2e.gateway import Gateway, dump
 from tests.e2e.test_decision_table import EICAR, mail
 from tests.integration.kata_harness import ROOT, publish, wait_for
@@ -193,6 +193,6 @@ def test_deferred_messages_are_retried_now_deleted_or_returned_to_their_sender(
 
 
 def _messages(sink):
-    from demo_sink.store import read_messages
+    from katagate.demo_sink.store import read_messages
 
     return read_messages(sink.directory)

@@ -13,13 +13,13 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from audit.reconcile import reconcile
-from decider.ledger import Ledger
-from eventlog.broker import free_port
-from eventlog.topics import TopicNames
-from projector.canonical import document
-from projector.replay import replay, timelines_jsonl
-from schemas import Event, KataSettings, decode_event
+from katagate.audit.reconcile import reconcile
+from katagate.decider.ledger import Ledger
+from katagate.eventlog.broker import free_port
+from katagate.eventlog.topics import TopicNames
+from katagate.projector.canonical import document
+from katagate.projector.replay import replay, timelines_jsonl
+from katagate.schemas import Event, KataSettings, decode_event
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway, Sink, is_terminal
 from tests.faults.harness import Senders, Stage, http_get, read_token, smtp_answers

@@ -33,12 +33,12 @@ from typing import Any
 import pytest
 import yaml
 
-from eventlog.broker import free_port, free_port_run
-from eventlog.clients import new_producer
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
 from katagate.dashboard_cmd import DASHBOARD, rows
-from projector.guard import token_file
+from katagate.eventlog.broker import free_port, free_port_run
+from katagate.eventlog.clients import new_producer
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.projector.guard import token_file
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Sink
 from tests.integration.kata_harness import ROOT, wait_for
@@ -365,7 +365,7 @@ enabled = false
 
 
 def _processing_scans(kata_state: Path) -> list[tuple[str, str]]:
-    from kata_emulator.store import Store
+    from katagate.kata_emulator.store import Store
 
     store = Store(kata_state, create=False)
     return [scan for sensor in store.sensors()

@@ -24,7 +24,7 @@ def mail(subject: bytes, body: bytes, to: bytes = b"bob@example.net") -> bytes:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, kafka_bootstrap):
-    from eventlog.settings import KafkaSettings
+    from katagate.eventlog.settings import KafkaSettings
     from tests.conftest import ensure_namespace
 
     settings: KafkaSettings = ensure_namespace(kafka_bootstrap)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from eventlog.broker import free_port, free_port_run
-from projector.guard import token_file
-from schemas import MAIL_LIFECYCLE
+from katagate.eventlog.broker import free_port, free_port_run
+from katagate.projector.guard import token_file
+from katagate.schemas import MAIL_LIFECYCLE
 from tests.conftest import ensure_namespace
 from tests.e2e.test_dashboard_prometheus import EICAR, Up, get_json, mail, smtp_send
 from tests.integration.kata_harness import wait_for

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from schemas.raw_mail import TRACE_RESERVE
+from katagate.schemas.raw_mail import TRACE_RESERVE
 from tests.corpus_files import MIME, mime_message
 from tests.e2e.gateway import Gateway, dump, rule
 from tests.trace_field import without_trace

@@ -13,7 +13,7 @@ from email.policy import default as default_policy
 
 import pytest
 
-from schemas import NotificationSettings, NotificationSettingsChanged, ProducerRef
+from katagate.schemas import NotificationSettings, NotificationSettingsChanged, ProducerRef
 from tests.e2e.gateway import Gateway, dump, rule
 from tests.integration.kata_harness import publish, wait_for
 
@@ -25,7 +25,7 @@ ADMIN = "soc@example.net"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory, kafka_bootstrap):
-    from eventlog.settings import KafkaSettings
+    from katagate.eventlog.settings import KafkaSettings
     from tests.conftest import ensure_namespace
 
     settings: KafkaSettings = ensure_namespace(kafka_bootstrap)

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from admin.quarantine import forced_release
-from eventlog.settings import KafkaSettings
-from schemas import Event, Rule
+from katagate.admin.quarantine import forced_release
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas import Event, Rule
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway
 from tests.integration.kata_harness import publish, wait_for

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from decider.ledger import Ledger
-from eventlog.settings import KafkaSettings
-from schemas import decode_event
+from katagate.decider.ledger import Ledger
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas import decode_event
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway
 from tests.integration.kafka_read import read_all
@@ -141,7 +141,7 @@ def test_the_response_timeout_skips_and_the_late_verdict_is_recorded(namespace, 
 
 
 def test_a_forced_release_delivers_now_and_the_scan_goes_on(namespace, tmp_path):
-    from admin.quarantine import forced_release
+    from katagate.admin.quarantine import forced_release
 
     gateway = Gateway(namespace, tmp_path)
     try:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from demo_sink.store import read_messages
-from eventlog.broker import free_port, free_port_run
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import Event, decode_event, terminal_outcome
+from katagate.demo_sink.store import read_messages
+from katagate.eventlog.broker import free_port, free_port_run
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import Event, decode_event, terminal_outcome
 from tests.e2e.test_dashboard_prometheus import Up
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import ROOT, wait_for
@@ -143,7 +143,7 @@ def test_every_stage_on_its_own_principal_over_sasl_ssl_runs_the_mail_path(tmp_p
 
 
 def test_a_plaintext_client_is_refused_by_the_secure_broker_with_the_setting_named(tmp_path):
-    from eventlog.broker import LocalBroker
+    from katagate.eventlog.broker import LocalBroker
 
     broker = LocalBroker(tmp_path / "broker", secure=True)
     status = broker.start(port=free_port())

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from eventlog.broker import LocalBroker, free_port
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics
 
 # `KATAGATE_FAULT_SOAK=1`: the longer runs (more messages, longer outages).
 SOAK = os.environ.get("KATAGATE_FAULT_SOAK") == "1"

@@ -24,15 +24,15 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from audit.reconcile import reconcile
-from decider.ledger import Ledger
-from eventlog.broker import free_port
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from projector.canonical import document
-from projector.guard import token_file
-from projector.replay import replay, timelines_jsonl
-from schemas import KataSettings, decode_event
+from katagate.audit.reconcile import reconcile
+from katagate.decider.ledger import Ledger
+from katagate.eventlog.broker import free_port
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.projector.canonical import document
+from katagate.projector.guard import token_file
+from katagate.projector.replay import replay, timelines_jsonl
+from katagate.schemas import KataSettings, decode_event
 from tests.e2e.gateway import Gateway, Sink, is_terminal
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import ROOT, Emulator, wait_for

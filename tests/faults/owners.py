@@ -9,7 +9,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from schemas import decode_event
+from katagate.schemas import decode_event
 from tests.faults.harness import Rig
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import wait_for

@@ -13,7 +13,7 @@ from email.parser import BytesHeaderParser
 
 import pytest
 
-from schemas import decode_event
+from katagate.schemas import decode_event
 from tests.faults.harness import Rig, _padding
 from tests.integration.kafka_read import read_all
 from tests.trace_field import without_trace

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from decider.ledger import Ledger
-from eventlog.acls import apply, plan
-from eventlog.broker.cluster import LocalCluster
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
+from katagate.decider.ledger import Ledger
+from katagate.eventlog.acls import apply, plan
+from katagate.eventlog.broker.cluster import LocalCluster
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics
 from tests.faults import owners
 from tests.faults.conftest import SOAK
 from tests.faults.harness import Rig, Senders

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from eventlog.broker import LocalBroker, free_port
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import ensure_topics
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import ensure_topics
 from tests.faults.conftest import SOAK
 from tests.faults.harness import Rig, Senders
 from tests.faults.proxy import FaultProxy

@@ -13,11 +13,11 @@ import asyncio
 import re
 from collections.abc import Callable
 
-from decider.subject_tag import tag_subject
-from ingest.data_body import DataBody, Overflow
-from ingest.handler import inspect
-from ingest.settings import IngestSettings
-from scanner.replies import FINAL_STATES, Garbage, parse_detects, parse_states
+from katagate.decider.subject_tag import tag_subject
+from katagate.ingest.data_body import DataBody, Overflow
+from katagate.ingest.handler import inspect
+from katagate.ingest.settings import IngestSettings
+from katagate.scanner.replies import FINAL_STATES, Garbage, parse_detects, parse_states
 
 TAGS = ("[KATA detect]", "[KATA обнаружено]", "=?utf-8?q?x?= tag", "")
 _SETTINGS = IngestSettings(relay_domains=["example.net"])

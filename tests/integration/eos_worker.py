@@ -8,10 +8,10 @@ import os
 import threading
 import time
 
-from eventlog.handler import Handler
-from eventlog.loop import TransactionalLoop
-from eventlog.records import Consumed, Outgoing
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.handler import Handler
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.settings import KafkaSettings
 
 
 class CopyHandler(Handler):

@@ -7,13 +7,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException
 
-from eventlog.clients import new_reader
-from eventlog.errors import ReadStalled
-from eventlog.read_to_end import read_to_end, watermarks
-from eventlog.records import Consumed
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import ControlState, Event, decode_event, evolve_control
+from katagate.eventlog.clients import new_reader
+from katagate.eventlog.errors import ReadStalled
+from katagate.eventlog.read_to_end import read_to_end, watermarks
+from katagate.eventlog.records import Consumed
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import ControlState, Event, decode_event, evolve_control
 
 
 def _topic_metadata(consumer: Consumer, topic: str) -> Any:

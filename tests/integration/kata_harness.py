@@ -17,15 +17,15 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from scanner.control_view import ControlView
-from scanner.identity import load_or_create
-from scanner.lifecycle import ConnectionService
-from scanner.settings import ScannerSettings
-from schemas import Event, KataSettings, KataSettingsChanged, ProducerRef
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.scanner.control_view import ControlView
+from katagate.scanner.identity import load_or_create
+from katagate.scanner.lifecycle import ConnectionService
+from katagate.scanner.settings import ScannerSettings
+from katagate.schemas import Event, KataSettings, KataSettingsChanged, ProducerRef
 from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,8 +169,8 @@ def inject_admitted(settings: KafkaSettings, message_id: str, raw: bytes,
     MessageReceived in one transaction, then QuarantineAdmitted."""
     from datetime import timedelta
 
-    from eventlog.raw import CHUNK_BYTES, chunk
-    from schemas import MessageReceived, QuarantineAdmitted, RawLocation
+    from katagate.eventlog.raw import CHUNK_BYTES, chunk
+    from katagate.schemas import MessageReceived, QuarantineAdmitted, RawLocation
 
     names = TopicNames(settings.topic_prefix)
     now = datetime.now(UTC)
@@ -211,7 +211,7 @@ class PlainHttps:
         import http.server
         import ssl
 
-        from scanner.identity import load_or_create
+        from katagate.scanner.identity import load_or_create
 
         identity = load_or_create(state)
         self.fingerprint = identity.fingerprint

@@ -16,15 +16,15 @@ from uuid import uuid4
 
 import pytest
 
-from admin.control_writer import ConcurrentChange, ControlSession
-from admin.settings import change_settings
-from eventlog.broker import free_port
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.admin.control_writer import ConcurrentChange, ControlSession
+from katagate.admin.settings import change_settings
 from katagate.cli import main
-from schemas import (
+from katagate.eventlog.broker import free_port
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     DEFAULT_RULE,
     ForcedRelease,
     KataProtectionToggled,

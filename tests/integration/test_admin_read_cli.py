@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from admin.backup_copy import read_copy
-from admin.errors import InvalidCommand, NotFound
-from admin.mail_view import view
-from admin.projector_reader import ProjectorReader, ProjectorUnavailable
-from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawUnavailable, chunk
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.admin.backup_copy import read_copy
+from katagate.admin.errors import InvalidCommand, NotFound
+from katagate.admin.mail_view import view
+from katagate.admin.projector_reader import ProjectorReader, ProjectorUnavailable
 from katagate.cli import main
-from projector.live import LiveProjection
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.raw import RawUnavailable, chunk
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.projector.live import LiveProjection
 from tests.integration.kafka_read import read_all
 from tests.integration.test_projector_live import caught_up, get, publish_routed, running
 from tests.unit.test_projector_flows import message_flow

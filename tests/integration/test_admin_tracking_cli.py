@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import decode_event
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import decode_event
 from tests.integration.kafka_read import read_all
 from tests.integration.test_admin_read_cli import Projector, cli
 from tests.integration.test_projector_live import caught_up, publish_routed, running

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from audit.checkpoint import decode
-from audit.checkpointer import run_checkpointer
-from audit.keys import load_or_create
-from audit.settings import AuditSettings
-from audit.verify import verify
-from eventlog.broker import free_port
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
 from katagate import audit_cmd
-from schemas import MailEvent
+from katagate.audit.checkpoint import decode
+from katagate.audit.checkpointer import run_checkpointer
+from katagate.audit.keys import load_or_create
+from katagate.audit.settings import AuditSettings
+from katagate.audit.verify import verify
+from katagate.eventlog.broker import free_port
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import MailEvent
 from tests.integration.kafka_read import read_all
 from tests.unit.fixtures.events import MESSAGE_ID, sample_events
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from audit.reconcile import reconcile
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.audit.reconcile import reconcile
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import wait_for
 from tests.integration.test_projector_live import publish_routed

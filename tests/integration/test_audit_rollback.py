@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from eventlog.clients import new_producer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.eventlog.clients import new_producer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
 from tests.integration.test_audit_checkpointer import run_cli, write_samples
 from tests.integration.test_audit_tamper import copy_into, snapshot
 from tests.unit.fixtures.events import sample_events

@@ -19,20 +19,20 @@ from dataclasses import dataclass, replace
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.chain import LogRecord, chain_head
-from audit.checkpoint import Checkpoint, decode, encode, sign
-from audit.checkpointer import checkpoint_once
-from audit.export import export_message
-from audit.keys import AuditKey, load_or_create
-from audit.reading import audited_topics, from_message, new_consumer
-from audit.verify import Finding, Report, verify
-from eventlog.clients import new_producer
-from eventlog.producer import TransactionalProducer
-from eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import Event, LedgerEvent, MailEvent
+from katagate.audit.chain import LogRecord, chain_head
+from katagate.audit.checkpoint import Checkpoint, decode, encode, sign
+from katagate.audit.checkpointer import checkpoint_once
+from katagate.audit.export import export_message
+from katagate.audit.keys import AuditKey, load_or_create
+from katagate.audit.reading import audited_topics, from_message, new_consumer
+from katagate.audit.verify import Finding, Report, verify
+from katagate.eventlog.clients import new_producer
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import Event, LedgerEvent, MailEvent
 from tests.conftest import ensure_namespace
 from tests.unit.fixtures.events import sample_events
 

@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from decider.admission import Admission, new_control_view
-from eventlog.clients import new_admin
-from eventlog.loop import TransactionalLoop
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.raw import RawReader, backup_chunks
-from eventlog.records import Outgoing
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.decider.admission import Admission, new_control_view
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.raw import RawReader, backup_chunks
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     BackupDeleteRequested,
     BackupRemoved,
     BackupRetained,

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from eventlog.broker import free_port
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.broker import free_port
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
 
 pytestmark = pytest.mark.kafka
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, topic_specs
 from katagate.cli import main
-from projector.views import Projections, evolve
-from schemas import (
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames, topic_specs
+from katagate.projector.views import Projections, evolve
+from katagate.schemas import (
     CentralNodeObserved,
     ConnectionStateChanged,
     NodeAddress,

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from eventlog.broker import LocalBroker, free_port
-from eventlog.broker.cluster import LocalCluster
-from eventlog.clients import new_admin
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.broker.cluster import LocalCluster
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.settings import KafkaSettings
 
 pytestmark = pytest.mark.kafka
 

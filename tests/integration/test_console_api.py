@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from admin.control_writer import ControlSession
-from admin.settings import change_settings
-from console.documents import rules_document, settings_document
-from eventlog.topics import TopicNames
-from schemas import CentralNodeObserved, ConnectionStateChanged, NodeAddress, ProducerRef
+from katagate.admin.control_writer import ControlSession
+from katagate.admin.settings import change_settings
+from katagate.console.documents import rules_document, settings_document
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import CentralNodeObserved, ConnectionStateChanged, NodeAddress, ProducerRef
 from tests.console_client import console_client, console_token_file, projector, sign_in
 from tests.integration.kafka_read import control_events, refold
 from tests.integration.kata_harness import publish, wait_for

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from eventlog.producer import TransactionalProducer
-from eventlog.raw import CHUNK_BYTES, backup_chunks
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.raw import CHUNK_BYTES, backup_chunks
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     BackupRemoved,
     BackupRetained,
     DeliveryDeferred,

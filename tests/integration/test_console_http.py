@@ -13,8 +13,8 @@ import urllib.request
 
 import pytest
 
-from console.run import BadTlsFiles, check_tls
-from console.settings import ConsoleSettings
+from katagate.console.run import BadTlsFiles, check_tls
+from katagate.console.settings import ConsoleSettings
 from tests.console_client import PASSWORD, make_console, served
 from tests.integration.test_ingest_harness import self_signed
 

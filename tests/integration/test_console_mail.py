@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     Event,
     MessageReceived,
     ProducerRef,

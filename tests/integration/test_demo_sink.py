@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from decider.smtp_out import deliver
-from demo_sink.server import Faults, SinkServer
-from demo_sink.store import read_messages
 from katagate import sink_cmd
+from katagate.decider.smtp_out import deliver
+from katagate.demo_sink.server import Faults, SinkServer
+from katagate.demo_sink.store import read_messages
 
 MESSAGE = (b"From: a@example.org\r\nTo: b@example.net\r\nSubject: stored\r\n\r\n"
            b"line\r\n.dot line\r\n\r\nlast\r\n")

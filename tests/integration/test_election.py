@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from eventlog.election import Election
-from eventlog.topics import TopicNames
+from katagate.eventlog.election import Election
+from katagate.eventlog.topics import TopicNames
 from tests.integration.kata_harness import wait_for
 
 pytestmark = pytest.mark.kafka

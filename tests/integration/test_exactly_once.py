@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 
-from eventlog.clients import new_admin, new_consumer
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.topics import TopicNames, TopicSpec, ensure_topics
+from katagate.eventlog.clients import new_admin, new_consumer
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.topics import TopicNames, TopicSpec, ensure_topics
 from tests.integration.kafka_read import read_all
 
 pytestmark = pytest.mark.kafka

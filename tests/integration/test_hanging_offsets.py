@@ -15,11 +15,11 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from eventlog.clients import new_consumer
-from eventlog.metrics import HANGING_OFFSET_COMMITS
-from eventlog.producer import ProducerWedged, TransactionalProducer
-from eventlog.stuck_offsets import CommittedOffsets, OffsetsHanging, stable_committed
-from eventlog.topics import TopicNames
+from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.metrics import HANGING_OFFSET_COMMITS
+from katagate.eventlog.producer import ProducerWedged, TransactionalProducer
+from katagate.eventlog.stuck_offsets import CommittedOffsets, OffsetsHanging, stable_committed
+from katagate.eventlog.topics import TopicNames
 
 pytestmark = pytest.mark.kafka
 

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 
-from eventlog.handler import Handler
-from eventlog.health import Health
-from eventlog.health_server import HealthServer
-from eventlog.loop import TransactionalLoop
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Consumed, Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from scanner.run import run_scanner
-from scanner.settings import ScannerSettings
+from katagate.eventlog.handler import Handler
+from katagate.eventlog.health import Health
+from katagate.eventlog.health_server import HealthServer
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.scanner.run import run_scanner
+from katagate.scanner.settings import ScannerSettings
 from tests.integration.kata_harness import Emulator, configure_kata, wait_for
 from tests.integration.test_projector_live import publish_routed, running
 from tests.integration.tls_next_hop import free_port

@@ -24,12 +24,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from eventlog.raw import RawReader
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from ingest.run import run_ingest
-from ingest.settings import IngestSettings
-from schemas import MessageReceived, ProducerRef, Rule, RuleCreated, decode_event
+from katagate.eventlog.raw import RawReader
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.ingest.run import run_ingest
+from katagate.ingest.settings import IngestSettings
+from katagate.schemas import MessageReceived, ProducerRef, Rule, RuleCreated, decode_event
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import publish
 

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from eventlog.broker import LocalBroker, free_port
-from eventlog.clients import new_admin
-from eventlog.producer import TransactionalProducer
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, ensure_topics
-from ingest.committer import CommitterPool, GroupCommitter, Outcome
-from ingest.received import Accepted
-from schemas import ProducerRef
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames, ensure_topics
+from katagate.ingest.committer import CommitterPool, GroupCommitter, Outcome
+from katagate.ingest.received import Accepted
+from katagate.schemas import ProducerRef
 from tests.integration.kafka_read import read_all
 from tests.integration.test_ingest_harness import Ingest, raw_records, received
 
@@ -106,7 +106,7 @@ def test_a_commit_bound_too_small_for_any_commit_gives_451_and_writes_nothing(ka
 
 
 def accepted_message(subject: str) -> Accepted:
-    from ingest.ids import message_id
+    from katagate.ingest.ids import message_id
 
     return Accepted(
         message_id=message_id(int(time.time() * 1000), os.urandom(10)), event_id=uuid.uuid4(),

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from demo_sink.server import Faults, SinkServer
-from demo_sink.store import read_messages
+from katagate.demo_sink.server import Faults, SinkServer
+from katagate.demo_sink.store import read_messages
 from tests.integration.test_ingest_harness import Ingest, received, self_signed
 
 pytestmark = pytest.mark.kafka

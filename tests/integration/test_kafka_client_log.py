@@ -9,9 +9,9 @@ import socket
 import time
 import uuid
 
-from eventlog.clients import new_consumer
-from eventlog.kafka_log import LOGGER
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.kafka_log import LOGGER
+from katagate.eventlog.settings import KafkaSettings
 
 # Reconnect at once and often: librdkafka then repeats its refusal many times a second.
 EAGER = {"reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 20}

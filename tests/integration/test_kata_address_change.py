@@ -16,12 +16,12 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from kata_emulator.store import DB_FILE, Store
-from projector import connection
-from scanner.identity import load_or_create
-from scanner.run import run_scanner
-from scanner.settings import ScannerSettings
-from schemas import CentralNodeObserved, NodeAddress, ScanSubmitted
+from katagate.kata_emulator.store import DB_FILE, Store
+from katagate.projector import connection
+from katagate.scanner.identity import load_or_create
+from katagate.scanner.run import run_scanner
+from katagate.scanner.settings import ScannerSettings
+from katagate.schemas import CentralNodeObserved, NodeAddress, ScanSubmitted
 from tests.integration.kafka_read import control_events
 from tests.integration.kata_harness import Emulator, configure_kata, inject_admitted, wait_for
 from tests.integration.test_kata_scanning import mail_events, message

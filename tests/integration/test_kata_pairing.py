@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eventlog.topics import TopicNames
-from schemas import CentralNodeObserved, SensorKeyGenerated, decode_event
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import CentralNodeObserved, SensorKeyGenerated, decode_event
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import (
     Emulator,
@@ -153,7 +153,7 @@ def test_one_lifecycle_owner_at_a_time_and_another_takes_over(kafka_settings, em
 
 def test_an_expired_central_node_certificate_keeps_the_pinned_key_and_is_reported(
         kafka_settings, emulator, tmp_path, caplog):
-    from scanner.metrics import CENTRAL_NODE_CERT_NOT_AFTER
+    from katagate.scanner.metrics import CENTRAL_NODE_CERT_NOT_AFTER
 
     configure_kata(kafka_settings, emulator.port)
     with Lifecycle(kafka_settings, tmp_path / "gateway") as gateway:
@@ -204,7 +204,7 @@ def test_an_https_server_answering_404_is_never_pinned(kafka_settings, tmp_path)
 
 def test_with_require_manual_pin_the_gateway_never_pins_and_waits_for_an_administrator(
         kafka_settings, emulator, tmp_path):
-    from admin.central_node import pin_key
+    from katagate.admin.central_node import pin_key
     from tests.integration.kata_harness import publish
 
     configure_kata(kafka_settings, emulator.port)

@@ -15,11 +15,11 @@ import uuid
 
 import pytest
 
-from eventlog.topics import TopicNames
-from kata_emulator.store import Store
-from scanner.run import run_scanner
-from scanner.settings import ScannerSettings
-from schemas import ScanFailed, ScanSubmitted, VerdictReceived, decode_event
+from katagate.eventlog.topics import TopicNames
+from katagate.kata_emulator.store import Store
+from katagate.scanner.run import run_scanner
+from katagate.scanner.settings import ScannerSettings
+from katagate.schemas import ScanFailed, ScanSubmitted, VerdictReceived, decode_event
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import Emulator, configure_kata, inject_admitted, wait_for
 
@@ -216,7 +216,7 @@ def test_a_restarted_scanner_rebuilds_from_the_log_and_does_not_resubmit(
     stop.set()
     thread.join(timeout=30)
 
-    caplog.set_level(logging.INFO, logger="scanner.service")
+    caplog.set_level(logging.INFO, logger="katagate.scanner.service")
     stop, thread = start()  # same identity, a fresh process state
     try:
         assert verdict_of(kafka_settings, waiting).state == "not_detected"

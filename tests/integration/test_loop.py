@@ -8,13 +8,13 @@ import threading
 
 import pytest
 
-from eventlog.dead_letters import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE
-from eventlog.handler import Handler, Poison
-from eventlog.loop import TransactionalLoop
-from eventlog.producer import TransactionalProducer
-from eventlog.records import H_TYPE, Consumed, Outgoing
-from eventlog.topics import TopicNames
-from schemas import SchemaError, decode_event
+from katagate.eventlog.dead_letters import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE
+from katagate.eventlog.handler import Handler, Poison
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import H_TYPE, Consumed, Outgoing
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import SchemaError, decode_event
 from tests.integration.kafka_read import read_all
 from tests.unit.fixtures.events import sample_events
 

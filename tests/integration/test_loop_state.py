@@ -9,12 +9,12 @@ from collections import Counter
 import pytest
 from confluent_kafka import TopicPartition
 
-from eventlog.clients import new_admin
-from eventlog.handler import Handler
-from eventlog.loop import TransactionalLoop
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Consumed, Outgoing
-from eventlog.topics import TopicNames, TopicSpec, ensure_topics
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.handler import Handler
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.topics import TopicNames, TopicSpec, ensure_topics
 from tests.integration.kafka_read import read_all
 
 pytestmark = pytest.mark.kafka

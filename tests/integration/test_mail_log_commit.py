@@ -8,11 +8,11 @@ import logging
 
 import pytest
 
-from eventlog import mail_log
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.topics import TopicNames
-from schemas import QuarantineReleased
+from katagate.eventlog import mail_log
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import QuarantineReleased
 from tests.integration.kafka_read import read_all
 from tests.unit.test_mail_log import MID, envelope, received
 

@@ -10,11 +10,11 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import REGISTRY
 
-from eventlog.clients import new_consumer
-from eventlog.lag import LagMeter
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.topics import TopicNames
+from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.lag import LagMeter
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.topics import TopicNames
 from tests.unit.fixtures.events import sample_events
 
 pytestmark = pytest.mark.kafka

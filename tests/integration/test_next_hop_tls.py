@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from decider.next_hop_tls import NextHopTls, next_hop_tls
-from decider.smtp_out import DeliveryOutcome, SessionCache, deliver
+from katagate.decider.next_hop_tls import NextHopTls, next_hop_tls
+from katagate.decider.smtp_out import DeliveryOutcome, SessionCache, deliver
 from tests.integration.tls_next_hop import Seen, TlsNextHop, issue
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: tls\r\n\r\nbody\r\n"

@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from decider import admission as admission_module
-from decider.admission import Admission, new_control_view
-from eventlog.records import Consumed
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.decider import admission as admission_module
+from katagate.decider.admission import Admission, new_control_view
+from katagate.eventlog.records import Consumed
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     ActionDecided,
     NotificationSettings,
     NotificationSettingsChanged,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from eventlog.settings import KafkaSettings
-from projector.live import LiveProjection
+from katagate.eventlog.settings import KafkaSettings
+from katagate.projector.live import LiveProjection
 from tests.integration.test_projector_live import request, run_cli, running
 
 pytestmark = pytest.mark.kafka

@@ -20,19 +20,19 @@ from typing import Any
 
 import pytest
 
-from eventlog.producer import TransactionalProducer
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
 from katagate import projector_cmd
-from projector.guard import token_file
-from projector.live import LiveProjection
-from projector.replay import replay, timelines_jsonl
-from projector.run import run_projector
-from projector.settings import ProjectorSettings
-from projector.snapshot import snapshot_path
-from projector.views import Projections, evolve
-from schemas import decode_event
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.projector.guard import token_file
+from katagate.projector.live import LiveProjection
+from katagate.projector.replay import replay, timelines_jsonl
+from katagate.projector.run import run_projector
+from katagate.projector.settings import ProjectorSettings
+from katagate.projector.snapshot import snapshot_path
+from katagate.projector.views import Projections, evolve
+from katagate.schemas import decode_event
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import wait_for
 from tests.unit.test_projector_flows import Routed, all_flows, message_flow

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from eventlog.settings import KafkaSettings
-from projector.replay import replay
-from projector.search_filters import VERDICTS
+from katagate.eventlog.settings import KafkaSettings
+from katagate.projector.replay import replay
+from katagate.projector.search_filters import VERDICTS
 from tests.integration.test_projector_live import (
     assert_live_equals_replay,
     caught_up,

@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
-from eventlog.clients import new_reader
-from eventlog.producer import TransactionalProducer
-from eventlog.raw import MAX_SKIP, RawReader, RawUnavailable, RawWant, chunk
-from eventlog.read_to_end import watermarks
-from eventlog.records import Outgoing
-from eventlog.topics import TopicNames
+from katagate.eventlog.clients import new_reader
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.raw import MAX_SKIP, RawReader, RawUnavailable, RawWant, chunk
+from katagate.eventlog.read_to_end import watermarks
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.topics import TopicNames
 from tests.integration.kata_harness import wait_for
 
 pytestmark = pytest.mark.kafka

@@ -12,14 +12,14 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 import console.api
-from admin.control_writer import ControlSession
-from decider.admission import Admission, new_control_view
-from eventlog.loop import TransactionalLoop
-from eventlog.principals import PRINCIPALS
-from eventlog.producer import TransactionalProducer
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from schemas import (
+from katagate.admin.control_writer import ControlSession
+from katagate.decider.admission import Admission, new_control_view
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.schemas import (
     KataSettingsChanged,
     MessageReceived,
     ProducerRef,

@@ -13,14 +13,14 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from eventlog.clients import new_admin, new_producer, new_reader
-from eventlog.errors import ReadStalled
-from eventlog.folded import fold_to_end
-from eventlog.producer import TransactionalProducer, producer_config
-from eventlog.read_to_end import Place, last_stable_offsets, partitions, read_to_end
-from eventlog.records import Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
+from katagate.eventlog.clients import new_admin, new_producer, new_reader
+from katagate.eventlog.errors import ReadStalled
+from katagate.eventlog.folded import fold_to_end
+from katagate.eventlog.producer import TransactionalProducer, producer_config
+from katagate.eventlog.read_to_end import Place, last_stable_offsets, partitions, read_to_end
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
 from tests.integration.kata_harness import wait_for
 from tests.unit.test_projector_flows import control_flow
 

@@ -26,12 +26,12 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from eventlog.broker.tls import ensure_tls
-from eventlog.client_properties import KafkaConfigError
-from eventlog.clients import new_admin, new_consumer, new_reader
-from eventlog.errors import TopicError
-from eventlog.preflight import check_cluster, prepare_stage
-from eventlog.principals import CONTROL_WRITER, PRINCIPALS, Grant, grants
+from katagate.eventlog.broker.tls import ensure_tls
+from katagate.eventlog.client_properties import KafkaConfigError
+from katagate.eventlog.clients import new_admin, new_consumer, new_reader
+from katagate.eventlog.errors import TopicError
+from katagate.eventlog.preflight import check_cluster, prepare_stage
+from katagate.eventlog.principals import CONTROL_WRITER, PRINCIPALS, Grant, grants
 from tests.secure_kafka import (
     REQUEST_TIMEOUT_S,
     SecureKafka,

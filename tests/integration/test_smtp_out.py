@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from decider.next_hop_tls import next_hop_tls
-from decider.outcomes import next_retry
-from decider.smtp_out import DeliveryOutcome, SessionCache, deliver
+from katagate.decider.next_hop_tls import next_hop_tls
+from katagate.decider.outcomes import next_retry
+from katagate.decider.smtp_out import DeliveryOutcome, SessionCache, deliver
 
 MESSAGE = (b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\n"
            b"first line\r\n.starts with a dot\r\n..two dots\r\n.\r\n \r\nlast line\r\n")

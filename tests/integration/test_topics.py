@@ -9,9 +9,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from eventlog.clients import new_admin
-from eventlog.errors import TopicError
-from eventlog.topics import TopicSpec, ensure_topics, topic_specs
+from katagate.eventlog.clients import new_admin
+from katagate.eventlog.errors import TopicError
+from katagate.eventlog.topics import TopicSpec, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.kafka
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaException
 
-from eventlog.producer import ProducerFenced, TransactionalProducer, is_fenced
-from eventlog.records import Outgoing
-from eventlog.topics import TopicNames
+from katagate.eventlog.producer import ProducerFenced, TransactionalProducer, is_fenced
+from katagate.eventlog.records import Outgoing
+from katagate.eventlog.topics import TopicNames
 from tests.integration.kafka_read import read_all
 
 pytestmark = pytest.mark.kafka

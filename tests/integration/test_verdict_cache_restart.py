@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from scanner.run import run_scanner
-from scanner.settings import ScannerSettings
+from katagate.scanner.run import run_scanner
+from katagate.scanner.settings import ScannerSettings
 from tests.integration.kata_harness import Emulator, configure_kata, inject_admitted, wait_for
 from tests.integration.test_kata_scanning import connection_states, mail_events, verdict_of
 

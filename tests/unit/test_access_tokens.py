@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from access.tokens import MAX_TOKENS, TokenError, TokenFile, token_digest
+from katagate.access.tokens import MAX_TOKENS, TokenError, TokenFile, token_digest
 
 
 def mode(path: Path) -> int:

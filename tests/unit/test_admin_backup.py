@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from admin.backup import delete_request, refuse_unless_held, resend_request
-from admin.delivery_queue import queue_action, refuse_unless_queued
-from admin.errors import InvalidCommand
+from katagate.admin.backup import delete_request, refuse_unless_held, resend_request
+from katagate.admin.delivery_queue import queue_action, refuse_unless_queued
+from katagate.admin.errors import InvalidCommand
 
 NOW = datetime(2026, 12, 3, 8, tzinfo=UTC)
 SHA = "ab" * 32

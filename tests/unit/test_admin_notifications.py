@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from admin.errors import InvalidCommand, NothingToChange
-from admin.notifications import change_notifications, validate
-from schemas import ControlState, evolve_control
-from schemas.notifications import DEFAULT_TEMPLATES
+from katagate.admin.errors import InvalidCommand, NothingToChange
+from katagate.admin.notifications import change_notifications, validate
+from katagate.schemas import ControlState, evolve_control
+from katagate.schemas.notifications import DEFAULT_TEMPLATES
 from tests.console_client import console_client, sign_in
 
 NOW = datetime(2026, 12, 3, 10, tzinfo=UTC)
@@ -92,8 +92,8 @@ def test_given_the_api_then_a_bad_field_is_422_naming_it_before_kafka(tmp_path):
 
 def test_given_the_window_then_every_field_is_named_as_the_api_names_it():
     # Given settings changed from their defaults
-    from admin.notifications import SETTING_NAMES
-    from console.notifications_page import notifications_page
+    from katagate.admin.notifications import SETTING_NAMES
+    from katagate.console.notifications_page import notifications_page
 
     state = evolve_control(ControlState(), change(ControlState(), admin_addresses="soc@x.example",
                                                   notify_skipped="off"))

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from admin.errors import InvalidCommand
-from admin.quarantine import forced_delete, forced_release, refuse_unless_waiting, waiting
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.quarantine import forced_delete, forced_release, refuse_unless_waiting, waiting
 from tests.unit.test_projector_flows import message_flow
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)

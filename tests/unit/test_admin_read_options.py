@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from admin.backup import resend_request
-from admin.projector_reader import ProjectorReader, ProjectorUnavailable
+from katagate.admin.backup import resend_request
+from katagate.admin.projector_reader import ProjectorReader, ProjectorUnavailable
 from katagate.admin_read import query
 from katagate.backup_cmd import EXTRA, resend_recorded
 from katagate.cli import build_parser
+from katagate.projector.guard import token_file
 from katagate.up_cmd import _projector_token
-from projector.guard import token_file
 
 
 def test_given_every_filter_then_the_query_has_the_projectors_names():

@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from admin.errors import InvalidCommand, NothingToChange
-from admin.rules import (
+from katagate.admin.errors import InvalidCommand, NothingToChange
+from katagate.admin.rules import (
     change_rule,
     create_rule,
     delete_rule,
     set_rule_kata,
     validate_rule_fields,
 )
-from schemas import (
+from katagate.schemas import (
     DEFAULT_RULE,
     ControlState,
     RuleChanged,

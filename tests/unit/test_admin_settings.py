@@ -10,8 +10,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from admin.errors import InvalidCommand
-from admin.settings import (
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.settings import (
     PARSERS,
     SETTING_NAMES,
     change_settings,
@@ -19,7 +19,7 @@ from admin.settings import (
     set_protection,
     validate_settings,
 )
-from schemas import (
+from katagate.schemas import (
     RESET_FIELDS,
     ControlState,
     KataProtectionToggled,

@@ -9,12 +9,12 @@ from uuid import UUID
 
 import pytest
 
-from decider.apply import Apply
-from decider.history import ControlHistory, evolve_history
-from decider.settings import DeciderSettings
-from eventlog.records import Consumed, Outgoing
-from eventlog.settings import KafkaSettings
-from schemas import (
+from katagate.decider.apply import Apply
+from katagate.decider.history import ControlHistory, evolve_history
+from katagate.decider.settings import DeciderSettings
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.schemas import (
     ActionDecided,
     KataSettings,
     KataSettingsChanged,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from audit.chain import ZERO_HEAD, LogRecord, canonical, chain_head, next_head
+from katagate.audit.chain import ZERO_HEAD, LogRecord, canonical, chain_head, next_head
 
 
 def rec(offset: int, value: bytes | None, key: bytes | None = b"k",

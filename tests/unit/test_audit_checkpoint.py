@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.checkpoint import Checkpoint, CheckpointError, decode, encode, sign, signature_valid
-from audit.keys import AuditKeyError, key_id, load_or_create, load_public_key
+from katagate.audit.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    decode,
+    encode,
+    sign,
+    signature_valid,
+)
+from katagate.audit.keys import AuditKeyError, key_id, load_or_create, load_public_key
 
 
 def unsigned(key: Ed25519PrivateKey) -> Checkpoint:

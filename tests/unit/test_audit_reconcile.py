@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import audit
-from audit.reconcile import Reconciler, Window
+from katagate.audit.reconcile import Reconciler, Window
 from tests.unit.test_projector_flows import SCENARIOS, all_flows, message_flow
 
 LATER = datetime(2030, 1, 1, tzinfo=UTC)
@@ -101,7 +101,7 @@ def test_a_delivered_notice_is_no_orphan_terminal() -> None:
     # Given a notice composed (its own id, no mail.received) and delivered
     import uuid
 
-    from schemas import MessageDelivered, NotificationComposed, ProducerRef
+    from katagate.schemas import MessageDelivered, NotificationComposed, ProducerRef
 
     ref, notice_id = ProducerRef(stage="decider", instance="d"), "ab" * 16
     envelope = {"occurred_at": LATER, "producer": ref, "message_id": notice_id}

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.chain import ZERO_HEAD, LogRecord, chain_head
-from audit.checkpoint import Checkpoint, sign
-from audit.keys import key_id
-from audit.verify import Entry, Finding, RangeChecker, check_continuity, check_signatures
+from katagate.audit.chain import ZERO_HEAD, LogRecord, chain_head
+from katagate.audit.checkpoint import Checkpoint, sign
+from katagate.audit.keys import key_id
+from katagate.audit.verify import Entry, Finding, RangeChecker, check_continuity, check_signatures
 
 KEY = Ed25519PrivateKey.generate()
 LABEL = "katagate.mail[2]"

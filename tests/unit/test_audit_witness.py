@@ -7,9 +7,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.chain import LogRecord
-from audit.verify import Entry
-from audit.witness import Witnessed, append, check_witness, read
+from katagate.audit.chain import LogRecord
+from katagate.audit.verify import Entry
+from katagate.audit.witness import Witnessed, append, check_witness, read
 from tests.unit.test_audit_verify import KEY, checkpoints, log
 
 NAMES = {"mail": "katagate.mail"}

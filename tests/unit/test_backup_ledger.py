@@ -11,9 +11,9 @@ from uuid import UUID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decider.backup_ledger import BackupLedger, delete, expire, retain
-from decider.ledger import Ledger
-from schemas import (
+from katagate.decider.backup_ledger import BackupLedger, delete, expire, retain
+from katagate.decider.ledger import Ledger
+from katagate.schemas import (
     BackupRemoved,
     BackupRetained,
     BackupStored,
@@ -22,7 +22,7 @@ from schemas import (
     QuarantineReleased,
     RawLocation,
 )
-from schemas.control import MIB
+from katagate.schemas.control import MIB
 from tests.unit.test_decider_core import REF, T0
 
 LIMITS = KataSettings(backup_max_age_days=30, backup_max_bytes=10 * MIB)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from decider.backup_resend import disarm_marks, location_problem, mark_released, resent
-from decider.smtp_out import DeliveryOutcome, RecipientResult
-from schemas import BackupResendRequested, RawLocation
+from katagate.decider.backup_resend import disarm_marks, location_problem, mark_released, resent
+from katagate.decider.smtp_out import DeliveryOutcome, RecipientResult
+from katagate.schemas import BackupResendRequested, RawLocation
 from tests.unit.test_decider_core import REF, T0
 from tests.unit.test_decider_outcomes import FX
 

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from access.tokens import token_digest
-from console.accounts import ACCOUNT_FILE, INITIAL_PASSWORD_FILE, AccountStore
-from console.passwords import verify_password
-from console.settings import ConsoleSettings
-from eventlog.principals import PRINCIPALS, grants
 from katagate import dashboard_cmd, projector_cmd
+from katagate.access.tokens import token_digest
 from katagate.cli import main
+from katagate.console.accounts import ACCOUNT_FILE, INITIAL_PASSWORD_FILE, AccountStore
+from katagate.console.passwords import verify_password
+from katagate.console.settings import ConsoleSettings
+from katagate.eventlog.principals import PRINCIPALS, grants
 from katagate.process import _bounds
-from scanner.identity import load_or_create
-from schemas import jsonschema
+from katagate.scanner.identity import load_or_create
+from katagate.schemas import jsonschema
 
 REPO = Path(__file__).resolve().parents[2]
 # Nothing listens there: a command that tried to reach Kafka would hang or fail, not pass.

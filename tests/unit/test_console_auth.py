@@ -14,19 +14,19 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from access.tokens import TokenError, match_token, token_digest
-from console.accounts import AccountStore
-from console.app import create_app
-from console.passwords import (
+from katagate.access.tokens import TokenError, match_token, token_digest
+from katagate.console.accounts import AccountStore
+from katagate.console.app import create_app
+from katagate.console.passwords import (
     BadPassword,
     check_new_password,
     hash_password,
     needs_upgrade,
     verify_password,
 )
-from console.ratelimit import LoginLimiter, sign_in_keys
-from console.sessions import Sessions
-from console.state_db import StateDb
+from katagate.console.ratelimit import LoginLimiter, sign_in_keys
+from katagate.console.sessions import Sessions
+from katagate.console.state_db import StateDb
 from tests.console_client import PASSWORD, console_client, make_console, sign_in
 from tests.unit.test_console_pages import HOSTILE_NEXT
 

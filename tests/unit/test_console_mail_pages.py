@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from admin.errors import InvalidCommand, NotFound
-from admin.quarantine import selection
-from console import filters
-from console.backup_copies import chunks_for
-from console.mail_pages import backup_copy_page, search_form, timeline_page, verdict_label
-from console.problems import ProblemError
-from schemas import ForcedDelete, ForcedRelease
-from schemas.types import RawLocation
+from katagate.admin.errors import InvalidCommand, NotFound
+from katagate.admin.quarantine import selection
+from katagate.console import filters
+from katagate.console.backup_copies import chunks_for
+from katagate.console.mail_pages import backup_copy_page, search_form, timeline_page, verdict_label
+from katagate.console.problems import ProblemError
+from katagate.schemas import ForcedDelete, ForcedRelease
+from katagate.schemas.types import RawLocation
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 

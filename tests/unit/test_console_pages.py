@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 import pytest
 from markupsafe import escape
 
-from admin.errors import InvalidCommand, NotFound, NothingToChange
-from admin.labels import ACTION_LABELS, CONNECTION_STATES
-from admin.rules import ACTIONS, create_rule, validate_rule_fields
-from admin.settings import change_settings, set_protection, validate_settings
-from console.export import rules_csv
-from console.pages import (
+from katagate.admin.errors import InvalidCommand, NotFound, NothingToChange
+from katagate.admin.labels import ACTION_LABELS, CONNECTION_STATES
+from katagate.admin.rules import ACTIONS, create_rule, validate_rule_fields
+from katagate.admin.settings import change_settings, set_protection, validate_settings
+from katagate.console.export import rules_csv
+from katagate.console.pages import (
     CONNECTION_WINDOW,
     NAVIGATION,
     SCAN_CAP_MB,
@@ -27,9 +27,9 @@ from console.pages import (
     rules_page,
     safe_next,
 )
-from console.problems import ProblemError, problem, validate_each
-from schemas import DEFAULT_RULE, RESET_FIELDS, ControlState, KataSettings, evolve_control
-from schemas.control import MIB
+from katagate.console.problems import ProblemError, problem, validate_each
+from katagate.schemas import DEFAULT_RULE, RESET_FIELDS, ControlState, KataSettings, evolve_control
+from katagate.schemas.control import MIB
 
 NOW = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)
 
@@ -155,7 +155,7 @@ def test_validate_each_names_every_bad_field_then_checks_them_together():
 
 def rendered(template: str, **context) -> str:
     """A page as the console serves it, from its page model (the template only lays it out)."""
-    from console.web import templates
+    from katagate.console.web import templates
 
     return templates.env.get_template(template).render(
         user="admin", csrf_token="t", navigation=NAVIGATION, path="/", role="admin", **context)
@@ -260,8 +260,8 @@ def test_a_rules_kata_section_offers_global_skip_hold_tempfail_when_kata_cannot_
 
 
 def test_the_settings_help_states_the_smtp_limit_against_the_200_mb_scan_cap():
-    from decider.ledger import MAX_MESSAGE_BYTES
-    from ingest.settings import IngestSettings
+    from katagate.decider.ledger import MAX_MESSAGE_BYTES
+    from katagate.ingest.settings import IngestSettings
 
     # The help's figures are the code's: ingest's default SMTP limit and the scan cap
     assert IngestSettings.model_fields["max_message_bytes"].default == (

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from console.app import create_app
-from console.sessions import COOKIE
 from katagate.cli import main
+from katagate.console.app import create_app
+from katagate.console.sessions import COOKIE
 from tests.console_client import PASSWORD, make_console, sign_in
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from access.tokens import token_digest
+from katagate.access.tokens import token_digest
 from katagate.cli import main
 from tests.console_client import console_client, sign_in
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from admin.rules import RULE_FIELDS
+from katagate.admin.rules import RULE_FIELDS
 from tests.console_client import console_client, sign_in
 
 KATA_FIELDS = [name for name in RULE_FIELDS if name.startswith("kata.")]

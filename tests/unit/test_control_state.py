@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from schemas import (
+from katagate.schemas import (
     DEFAULT_RULE,
     ControlState,
     KataProtectionToggled,

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from decider.ndr import MAX_ORIGINAL_HEADERS, build_ndr
-from decider.subject_tag import tag_subject
-from ingest.handler import inspect
-from ingest.settings import IngestSettings
-from ingest.subject import decode_subject
-from kata_emulator.multipart import parse_multipart, scan_form
-from scanner.kata_api import KataApi, Submitted
-from scanner.replies import Garbage, parse_detects, parse_states
-from scanner.transport import Body, Outcome, Reply
+from katagate.decider.ndr import MAX_ORIGINAL_HEADERS, build_ndr
+from katagate.decider.subject_tag import tag_subject
+from katagate.ingest.handler import inspect
+from katagate.ingest.settings import IngestSettings
+from katagate.ingest.subject import decode_subject
+from katagate.kata_emulator.multipart import parse_multipart, scan_form
+from katagate.scanner.kata_api import KataApi, Submitted
+from katagate.scanner.replies import Garbage, parse_detects, parse_states
+from katagate.scanner.transport import Body, Outcome, Reply
 from tests.corpus_files import MIME, corpus_bytes, corpus_cases, mime_message
 
 KATA = corpus_cases("kata")

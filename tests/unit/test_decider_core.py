@@ -8,10 +8,10 @@ from uuid import UUID
 
 import pytest
 
-from decider.decide import Messages, decide, timeouts
-from decider.ledger import MAX_MESSAGE_BYTES, Ledger, admit, release
-from decider.policy import Policy
-from schemas import (
+from katagate.decider.decide import Messages, decide, timeouts
+from katagate.decider.ledger import MAX_MESSAGE_BYTES, Ledger, admit, release
+from katagate.decider.policy import Policy
+from katagate.schemas import (
     DEFAULT_RULE,
     ActionDecided,
     ControlState,

@@ -8,11 +8,11 @@ from uuid import UUID
 
 import pytest
 
-from decider import outcomes
-from decider.outcomes import Bounce, Effects
-from decider.parcels import Parcel
-from decider.smtp_out import DeliveryOutcome, RecipientResult
-from schemas import (
+from katagate.decider import outcomes
+from katagate.decider.outcomes import Bounce, Effects
+from katagate.decider.parcels import Parcel
+from katagate.decider.smtp_out import DeliveryOutcome, RecipientResult
+from katagate.schemas import (
     ActionDecided,
     BackupStored,
     DeliveryDeferred,

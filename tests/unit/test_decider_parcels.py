@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from decider.parcels import Parcels
-from schemas import ActionDecided, DeliveryDeferred, MessageDelivered
+from katagate.decider.parcels import Parcels
+from katagate.schemas import ActionDecided, DeliveryDeferred, MessageDelivered
 from tests.unit.test_decider_core import REF, T0, received
 
 

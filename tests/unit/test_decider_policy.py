@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from decider.policy import SKIPPED_REASONS, Decision, decide
-from schemas import ActionDecided, RuleKata
+from katagate.decider.policy import SKIPPED_REASONS, Decision, decide
+from katagate.schemas import ActionDecided, RuleKata
 
 
 @pytest.mark.parametrize(

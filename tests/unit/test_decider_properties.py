@@ -26,12 +26,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from decider.decide import Messages, decide, timeouts
-from decider.decisions import Decisions
-from decider.ledger import Ledger, admit, admit_waiting, end_hold, release
-from decider.policy import Policy
-from eventlog.restore_points import RestorePoints
-from schemas import (
+from katagate.decider.decide import Messages, decide, timeouts
+from katagate.decider.decisions import Decisions
+from katagate.decider.ledger import Ledger, admit, admit_waiting, end_hold, release
+from katagate.decider.policy import Policy
+from katagate.eventlog.restore_points import RestorePoints
+from katagate.schemas import (
     DEFAULT_RULE,
     ActionDecided,
     ControlState,
@@ -47,7 +47,7 @@ from schemas import (
     RuleKata,
     VerdictReceived,
 )
-from schemas.control import MIB
+from katagate.schemas.control import MIB
 
 T0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
 REF = ProducerRef(stage="decider", instance="d-0")

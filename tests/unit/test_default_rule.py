@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from admin.errors import InvalidCommand, NothingToChange
-from admin.rules import (
+from katagate.admin.errors import InvalidCommand, NothingToChange
+from katagate.admin.rules import (
     change_rule,
     create_rule,
     delete_rule,
@@ -19,10 +19,10 @@ from admin.rules import (
     validate_default_rule_fields,
     validate_deletable,
 )
-from console.documents import rules_document
-from console.pages import rule_page, rules_page
-from ingest.received import rule_for
-from schemas import (
+from katagate.console.documents import rules_document
+from katagate.console.pages import rule_page, rules_page
+from katagate.ingest.received import rule_for
+from katagate.schemas import (
     DEFAULT_RULE,
     ControlState,
     ProducerRef,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from uuid import UUID
 
-from decider import outcomes
-from decider.parcels import RESENDS_REMEMBERED, Parcels
-from schemas import (
+from katagate.decider import outcomes
+from katagate.decider.parcels import RESENDS_REMEMBERED, Parcels
+from katagate.schemas import (
     BackupResent,
     DeliveryDeferred,
     DeliveryFailed,

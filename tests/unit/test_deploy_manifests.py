@@ -17,12 +17,12 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from console.settings import ConsoleSettings
-from decider.settings import DeciderSettings
-from eventlog.settings import KafkaSettings
-from ingest.settings import IngestSettings
-from projector.settings import ProjectorSettings
-from scanner.settings import ScannerSettings
+from katagate.console.settings import ConsoleSettings
+from katagate.decider.settings import DeciderSettings
+from katagate.eventlog.settings import KafkaSettings
+from katagate.ingest.settings import IngestSettings
+from katagate.projector.settings import ProjectorSettings
+from katagate.scanner.settings import ScannerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

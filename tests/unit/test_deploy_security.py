@@ -21,9 +21,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from eventlog.client_properties import parse_properties
-from eventlog.principals import PRINCIPALS, Grant, grants
-from projector.guard import token_file
+from katagate.eventlog.client_properties import parse_properties
+from katagate.eventlog.principals import PRINCIPALS, Grant, grants
+from katagate.projector.guard import token_file
 from tests.unit.test_deploy_manifests import (
     COMPOSE,
     K8S,

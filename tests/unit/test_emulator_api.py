@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from kata_emulator.api import Api, BodyTooLarge, Peer, Request, Response
-from kata_emulator.faults import Faults
-from kata_emulator.store import Store
-from kata_emulator.verdicts import EICAR, Rules
+from katagate.kata_emulator.api import Api, BodyTooLarge, Peer, Request, Response
+from katagate.kata_emulator.faults import Faults
+from katagate.kata_emulator.store import Store
+from katagate.kata_emulator.verdicts import EICAR, Rules
 
 BASE = "/kata/scanner/v1/sensors/s1"
 PEER = Peer("10.0.0.5", "AA:" * 31 + "AA", "PEM")

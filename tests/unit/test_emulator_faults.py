@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from kata_emulator.faults import (
+from katagate.kata_emulator.faults import (
     Faults,
     check_int,
     check_latency,

@@ -8,7 +8,12 @@ import stat
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from kata_emulator.keys import key_path, load_server_key, rotate_server_key, spki_fingerprint
+from katagate.kata_emulator.keys import (
+    key_path,
+    load_server_key,
+    rotate_server_key,
+    spki_fingerprint,
+)
 
 FINGERPRINT = re.compile(r"[0-9A-F]{2}(:[0-9A-F]{2}){31}")
 

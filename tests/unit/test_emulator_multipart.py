@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kata_emulator.multipart import FormError, parse_multipart, scan_form
+from katagate.kata_emulator.multipart import FormError, parse_multipart, scan_form
 
 CT = "multipart/form-data; boundary=XyZ"
 

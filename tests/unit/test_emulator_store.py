@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from kata_emulator.errors import EmulatorError
-from kata_emulator.faults import Faults
-from kata_emulator.store import NewScan, Store
-from kata_emulator.verdicts import Detect
+from katagate.kata_emulator.errors import EmulatorError
+from katagate.kata_emulator.faults import Faults
+from katagate.kata_emulator.store import NewScan, Store
+from katagate.kata_emulator.verdicts import Detect
 
 FP, OTHER = "AA:" * 31 + "AA", "BB:" * 31 + "BB"
 

@@ -9,8 +9,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from kata_emulator.errors import EmulatorError
-from kata_emulator.verdicts import EICAR, Rules, RulesFile, parse_rules, scan
+from katagate.kata_emulator.errors import EmulatorError
+from katagate.kata_emulator.verdicts import EICAR, Rules, RulesFile, parse_rules, scan
 
 TROJAN = b"pretend this is a trojan"
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from eventlog.broker.classpath import kafka_version, pom_text
-from eventlog.broker.properties import new_cluster_id, server_properties
-from eventlog.records import Consumed, Outgoing
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames, topic_specs
+from katagate.eventlog.broker.classpath import kafka_version, pom_text
+from katagate.eventlog.broker.properties import new_cluster_id, server_properties
+from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames, topic_specs
 from tests.unit.fixtures.events import sample_events
 
 

@@ -8,7 +8,7 @@ import inspect
 import pkgutil
 from pathlib import Path
 
-from schemas.errors import KatagateError
+from katagate.schemas.errors import KatagateError
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("access", "admin", "audit", "console", "decider", "demo_sink", "eventlog", "ingest",

@@ -6,7 +6,7 @@ import contextlib
 import socket
 from pathlib import Path
 
-from eventlog.broker import free_port_run
+from katagate.eventlog.broker import free_port_run
 
 
 def test_the_ports_are_free_consecutive_and_below_the_ephemeral_range():

@@ -4,7 +4,7 @@ our own."""
 
 from __future__ import annotations
 
-from eventlog.health import Condition, Health, Snapshot, answer
+from katagate.eventlog.health import Condition, Health, Snapshot, answer
 
 
 class Clock:
@@ -107,7 +107,7 @@ def test_given_a_part_just_made_then_it_is_starting_and_has_health_stall_s_to_be
 
 
 def test_given_a_projector_fold_then_it_is_ready_once_it_reached_the_ends_seen_at_start():
-    from projector.live import catch_up
+    from katagate.projector.live import catch_up
 
     a, b = ("t.mail", 0), ("t.mail", 1)
     start, target = {a: 0, b: 0}, {a: 3000, b: 1000}
@@ -128,8 +128,8 @@ def test_given_a_projector_fold_then_it_is_ready_once_it_reached_the_ends_seen_a
 
 
 def test_given_the_scanner_then_it_is_ready_in_its_group_folded_and_with_a_usable_central_node():
-    from scanner.connection import ConnectionView
-    from scanner.readiness import central_node_condition, partitions_condition
+    from katagate.scanner.connection import ConnectionView
+    from katagate.scanner.readiness import central_node_condition, partitions_condition
 
     assert partitions_condition(False, 0, 0).state == "joining"
     assert partitions_condition(True, 3, 1) == Condition(
@@ -145,12 +145,12 @@ def test_given_each_stage_then_health_stall_s_defaults_to_30_and_is_refused_outs
     import pytest
     from pydantic import ValidationError
 
-    from audit.settings import AuditSettings
-    from console.settings import ConsoleSettings
-    from decider.settings import DeciderSettings
-    from ingest.settings import IngestSettings
-    from projector.settings import ProjectorSettings
-    from scanner.settings import ScannerSettings
+    from katagate.audit.settings import AuditSettings
+    from katagate.console.settings import ConsoleSettings
+    from katagate.decider.settings import DeciderSettings
+    from katagate.ingest.settings import IngestSettings
+    from katagate.projector.settings import ProjectorSettings
+    from katagate.scanner.settings import ScannerSettings
 
     for stage in (IngestSettings, ScannerSettings, DeciderSettings, ProjectorSettings,
                   ConsoleSettings, AuditSettings):

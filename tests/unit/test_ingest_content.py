@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest import content
-from ingest.content import ContentLimits, check_content
+from katagate.ingest import content
+from katagate.ingest.content import ContentLimits, check_content
 
 LIMITS = ContentLimits(max_bytes=10_000, max_line=1000)
 HEAD = b"Subject: x\r\n\r\n"

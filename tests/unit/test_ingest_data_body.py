@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.data_body import DataBody, Overflow
+from katagate.ingest.data_body import DataBody, Overflow
 
 LIMIT = 1001
 

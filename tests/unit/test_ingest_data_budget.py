@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from ingest.data_body import DataBody, Overflow
-from ingest.data_budget import STEP, DataBudget, Reservation
-from ingest.settings import IngestSettings
+from katagate.ingest.data_body import DataBody, Overflow
+from katagate.ingest.data_budget import STEP, DataBudget, Reservation
+from katagate.ingest.settings import IngestSettings
 
 LINE = b"x" * 998 + b"\r\n"
 

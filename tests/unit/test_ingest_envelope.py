@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.envelope import (
+from katagate.ingest.envelope import (
     AddressLimits,
     RelayPolicy,
     check_address,

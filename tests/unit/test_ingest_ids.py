@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.ids import ENTROPY_BYTES, message_id, millis_of
-from schemas.types import MessageId
+from katagate.ingest.ids import ENTROPY_BYTES, message_id, millis_of
+from katagate.schemas.types import MessageId
 
 PATTERN = re.compile(r"^[A-Za-z0-9]{8,64}$")
 

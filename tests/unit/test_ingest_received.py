@@ -9,9 +9,16 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from ingest.received import Accepted, received_event, rule_for, sender_of
-from ingest.settings import IngestSettings
-from schemas import ControlState, ProducerRef, RawLocation, Rule, RuleCreated, evolve_control
+from katagate.ingest.received import Accepted, received_event, rule_for, sender_of
+from katagate.ingest.settings import IngestSettings
+from katagate.schemas import (
+    ControlState,
+    ProducerRef,
+    RawLocation,
+    Rule,
+    RuleCreated,
+    evolve_control,
+)
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 REF = ProducerRef(stage="ingest", instance="test")

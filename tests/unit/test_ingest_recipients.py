@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ingest.recipients import RecipientTable, parse_table
-from ingest.settings import IngestSettings
-from ingest.verify_cache import VerifyCache
+from katagate.ingest.recipients import RecipientTable, parse_table
+from katagate.ingest.settings import IngestSettings
+from katagate.ingest.verify_cache import VerifyCache
 
 TABLE = RecipientTable.of(["bob@example.net", "Carol@Example.NET", "@example.org"])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingest import replies
-from ingest.replies import enhance
+from katagate.ingest import replies
+from katagate.ingest.replies import enhance
 
 
 def test_the_replies_of_the_brief():

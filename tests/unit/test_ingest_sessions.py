@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.sessions import SessionTable, client_key, next_data_deadline
+from katagate.ingest.sessions import SessionTable, client_key, next_data_deadline
 
 
 def test_sessions_are_capped_per_client_and_in_all_and_released_slots_are_reused():

@@ -7,9 +7,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from ingest.received import Accepted, Copy, received_events
-from ingest.split import copy_ids, queued_as, recipient_groups
-from schemas import (
+from katagate.ingest.received import Accepted, Copy, received_events
+from katagate.ingest.split import copy_ids, queued_as, recipient_groups
+from katagate.schemas import (
     ControlState,
     ProducerRef,
     RawLocation,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.handler import inline
-from ingest.subject import HEADER_BLOCK_CAP, check_subject_fields, decode_subject
+from katagate.ingest.handler import inline
+from katagate.ingest.subject import HEADER_BLOCK_CAP, check_subject_fields, decode_subject
 
 
 def message(*headers: bytes, body: bytes = b"body\r\n") -> bytes:

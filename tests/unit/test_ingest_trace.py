@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.handler import inspect
-from ingest.settings import IngestSettings
-from ingest.trace import check_hops, hop_count, received_field
-from schemas.raw_mail import TRACE_RESERVE
+from katagate.ingest.handler import inspect
+from katagate.ingest.settings import IngestSettings
+from katagate.ingest.trace import check_hops, hop_count, received_field
+from katagate.schemas.raw_mail import TRACE_RESERVE
 
 AT = datetime(2026, 12, 3, 10, 35, 42, tzinfo=UTC)
 ID = "01KBQ7ZJ8N0000000000000000"

@@ -7,9 +7,15 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from ingest import replies
-from ingest.unavailable import MAX_SCAN_BYTES, Usage, evolve_usage, quarantine_full, tempfail
-from schemas import (
+from katagate.ingest import replies
+from katagate.ingest.unavailable import (
+    MAX_SCAN_BYTES,
+    Usage,
+    evolve_usage,
+    quarantine_full,
+    tempfail,
+)
+from katagate.schemas import (
     DEFAULT_RULE,
     ControlState,
     KataSettings,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from eventlog.client_properties import (
+from katagate.eventlog.client_properties import (
     OWNED_KEYS,
     SECURITY_PROTOCOLS,
     KafkaConfigError,
@@ -22,7 +22,7 @@ from eventlog.client_properties import (
     read_properties,
     redacted,
 )
-from eventlog.clients import (
+from katagate.eventlog.clients import (
     client_config,
     new_producer,
     reader_config,
@@ -30,7 +30,7 @@ from eventlog.clients import (
     shown_config,
     user_properties,
 )
-from eventlog.settings import KafkaSettings
+from katagate.eventlog.settings import KafkaSettings
 
 
 def private_file(path: Path, text: str, mode: int = 0o600) -> Path:

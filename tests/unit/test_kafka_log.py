@@ -4,7 +4,7 @@ carry; pure, with a clock of our own."""
 
 from __future__ import annotations
 
-from eventlog.kafka_log import RepeatFilter, same_text
+from katagate.eventlog.kafka_log import RepeatFilter, same_text
 
 REFUSED = ("FAIL [rdkafka#consumer-{n}] [thrd:127.0.0.1:1/bootstrap]: 127.0.0.1:1/bootstrap: "
            "Connect to ipv4#127.0.0.1:1 failed: Connection refused (after {ms}ms in state "

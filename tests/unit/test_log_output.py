@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from eventlog import mail_log
+from katagate.eventlog import mail_log
 from katagate.log_output import LogSettings, handlers
 from katagate.process import pass_logging_on
 from tests.integration.kata_harness import ROOT

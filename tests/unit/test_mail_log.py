@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventlog import mail_log
+from katagate.eventlog import mail_log
 from katagate.log_output import JsonFormatter
-from schemas import (
+from katagate.schemas import (
     EVENT_TYPES,
     ActionDecided,
     BackupRemoved,
@@ -238,7 +238,7 @@ def test_the_new_steps_have_their_lines(event, text):
 
 def test_a_hold_reads_as_a_quarantine_step_and_its_outcome_says_held():
     # Given a message held outside the full quarantine, then decided by hold_outcome = reject
-    from schemas import QuarantineHeld, QuarantineHoldEnded
+    from katagate.schemas import QuarantineHeld, QuarantineHoldEnded
 
     held = QuarantineHeld(**envelope(), size=233, bytes_in_use=900, messages_in_use=1,
                           reason="count_limit", rule_id=None, settings_version=3,
@@ -261,7 +261,7 @@ def test_a_hold_reads_as_a_quarantine_step_and_its_outcome_says_held():
 def test_a_notice_names_its_kind_the_message_it_is_about_and_its_addressees():
     # Given a notice composed about MID and one held for the digest; then each has its line,
     # the notice's own id first and the message's id as about=, so `grep MID` finds both.
-    from schemas import NotificationComposed, NotificationHeld
+    from katagate.schemas import NotificationComposed, NotificationHeld
 
     notice = {**envelope(), "message_id": "c0ffee" * 5 + "00", "about": MID}
     composed = NotificationComposed(**notice, kind="detect", audience="administrators",
@@ -285,7 +285,7 @@ def test_a_split_copy_names_every_copy_and_a_reused_verdict_names_its_scan():
     assert mail_log.line(reused).text() == (
         f"{MID} kata verdict=not_detected scan={MID} cached_from=01M8OTHERSCAN")
     # And the projector's timeline entries show both fields
-    from projector.timelines import entry
+    from katagate.projector.timelines import entry
 
     assert entry(split)["fields"]["copies"] == copies
     assert entry(reused)["fields"]["cached_from"] == "01M8OTHERSCAN"

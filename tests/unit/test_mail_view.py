@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from admin.mail_view import MAX_DEPTH, MAX_PARTS, html_text, view
+from katagate.admin.mail_view import MAX_DEPTH, MAX_PARTS, html_text, view
 from tests.corpus_files import MIME, mime_message
 
 LIMIT = 1024 * 1024

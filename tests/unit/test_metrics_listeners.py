@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from console.settings import ConsoleSettings
-from decider.settings import DeciderSettings
-from ingest.settings import IngestSettings
-from projector.settings import ProjectorSettings
-from scanner.settings import ScannerSettings
+from katagate.console.settings import ConsoleSettings
+from katagate.decider.settings import DeciderSettings
+from katagate.ingest.settings import IngestSettings
+from katagate.projector.settings import ProjectorSettings
+from katagate.scanner.settings import ScannerSettings
 
 STAGES = [IngestSettings, ScannerSettings, DeciderSettings, ProjectorSettings, ConsoleSettings]
 

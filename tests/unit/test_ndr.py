@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from decider.ndr import build_ndr, should_send_ndr
+from katagate.decider.ndr import build_ndr, should_send_ndr
 
 ORIGINAL = (b"Return-Path: <alice@example.org>\r\nFrom: Alice <alice@example.org>\r\n"
             b"To: bob@example.net\r\nSubject: Invoice\r\nMessage-ID: <m1@example.org>\r\n\r\n")

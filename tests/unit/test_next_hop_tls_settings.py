@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from decider.settings import DeciderSettings
 from katagate.cli import main
+from katagate.decider.settings import DeciderSettings
 from tests.integration.tls_next_hop import issue
 
 

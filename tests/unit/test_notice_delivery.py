@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from decider import outcomes
-from decider.outcomes import Effects
-from decider.parcels import Parcels
-from decider.smtp_out import DeliveryOutcome, RecipientResult
-from schemas import NotificationComposed, ProducerRef
+from katagate.decider import outcomes
+from katagate.decider.outcomes import Effects
+from katagate.decider.parcels import Parcels
+from katagate.decider.smtp_out import DeliveryOutcome, RecipientResult
+from katagate.schemas import NotificationComposed, ProducerRef
 
 T0 = datetime(2026, 12, 3, 10, tzinfo=UTC)
 REF = ProducerRef(stage="decider", instance="d")
@@ -67,8 +67,8 @@ def test_given_a_notice_refused_for_good_then_no_dsn_is_owed():
 
 def test_given_a_deferred_notice_then_apply_restores_it_from_its_restore_point():
     # Given a notice deferred, then a message received and delivered after it
-    from eventlog.records import Consumed
-    from schemas import encode_event
+    from katagate.eventlog.records import Consumed
+    from katagate.schemas import encode_event
     from tests.unit.test_decider_core import received
     from tests.unit.test_decider_parcels import decided
     from tests.unit.test_restore_points import delivered, new_apply
@@ -97,7 +97,7 @@ def test_given_a_notice_read_from_both_topics_then_its_timeline_holds_it_once():
     # Given the notice as the admission writes it: to katagate.quarantine and its mirror
     from functools import reduce
 
-    from projector.views import Projections, evolve
+    from katagate.projector.views import Projections, evolve
 
     notice = composed()
     views = reduce(evolve, [notice, notice], Projections())

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from admin.errors import InvalidCommand
-from admin.notifications import validate
-from decider.notices import NOTICE_HEADERS, UnsafeNotice, check
-from decider.notifier import (
+from katagate.admin.errors import InvalidCommand
+from katagate.admin.notifications import validate
+from katagate.decider.notices import NOTICE_HEADERS, UnsafeNotice, check
+from katagate.decider.notifier import (
     HELD_KEPT,
     NOTICES_DROPPED,
     Notifier,
@@ -23,8 +23,8 @@ from decider.notifier import (
     Summary,
     occurrences,
 )
-from schemas import ActionDecided, NotificationComposed, NotificationHeld, ProducerRef
-from schemas.notifications import MAX_NOTICE_BYTES, NoticeTemplate, NotificationSettings
+from katagate.schemas import ActionDecided, NotificationComposed, NotificationHeld, ProducerRef
+from katagate.schemas.notifications import MAX_NOTICE_BYTES, NoticeTemplate, NotificationSettings
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 REF = ProducerRef(stage="decider", instance="t")

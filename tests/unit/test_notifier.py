@@ -11,7 +11,7 @@ from email.policy import default as default_policy
 import pytest
 from pydantic import ValidationError
 
-from decider.notifier import (
+from katagate.decider.notifier import (
     Notifier,
     NotifierBook,
     Summary,
@@ -19,7 +19,7 @@ from decider.notifier import (
     occurrences,
     usage_occurrence,
 )
-from schemas import (
+from katagate.schemas import (
     ActionDecided,
     Detect,
     LateVerdictReceived,
@@ -29,7 +29,7 @@ from schemas import (
     ProducerRef,
     QuarantineAdmitted,
 )
-from schemas.notifications import NoticeTemplate
+from katagate.schemas.notifications import NoticeTemplate
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 REF = ProducerRef(stage="decider", instance="t")

@@ -8,11 +8,11 @@ from uuid import UUID
 
 import pytest
 
-from decider.decide import Messages, decide, timeouts
-from decider.ledger import Ledger, admit, admit_waiting, end_hold, release
-from decider.policy import Decision, Policy, policy_of
-from decider.policy import decide as policy_decide
-from schemas import (
+from katagate.decider.decide import Messages, decide, timeouts
+from katagate.decider.ledger import Ledger, admit, admit_waiting, end_hold, release
+from katagate.decider.policy import Decision, Policy, policy_of
+from katagate.decider.policy import decide as policy_decide
+from katagate.schemas import (
     DEFAULT_RULE,
     UNAVAILABLE_REASONS,
     ActionDecided,

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 import eventlog.clients
-from admin.control_writer import admin_transactional_id
-from audit.checkpointer import transactional_id as audit_transactional_id
-from eventlog.clients import reader_group
-from eventlog.election import Election
-from eventlog.principals import (
+from katagate.admin.control_writer import admin_transactional_id
+from katagate.audit.checkpointer import transactional_id as audit_transactional_id
+from katagate.eventlog.clients import reader_group
+from katagate.eventlog.election import Election
+from katagate.eventlog.principals import (
     CONTROL_WRITER,
     PRINCIPALS,
     Grant,
@@ -27,10 +27,10 @@ from eventlog.principals import (
     principal,
     topics_of,
 )
-from eventlog.settings import KafkaSettings
-from eventlog.topics import TopicNames
-from ingest.run import transactional_id as ingest_transactional_id
-from ingest.settings import IngestSettings
+from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.topics import TopicNames
+from katagate.ingest.run import transactional_id as ingest_transactional_id
+from katagate.ingest.settings import IngestSettings
 
 PREFIX = "gw.test"
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,7 +331,7 @@ def election_groups(monkeypatch) -> list[str]:
         made.append(own["group.id"])
         return real(kafka, {**own, "log_level": 0})
 
-    monkeypatch.setattr("eventlog.election.new_consumer", recording)
+    monkeypatch.setattr("katagate.eventlog.election.new_consumer", recording)
     return made
 
 

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-import eventlog.producer as producer_module
-from eventlog.producer import ProducerWedged, TransactionalProducer
+import katagate.eventlog.producer as producer_module
+from katagate.eventlog.producer import ProducerWedged, TransactionalProducer
 
 
 class _Stuck:

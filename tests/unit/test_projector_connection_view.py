@@ -7,9 +7,9 @@ import uuid
 from functools import reduce
 from ipaddress import IPv4Address
 
-from projector import connection
-from projector.connection import ConnectionView
-from schemas import CentralNodeObserved, ConnectionStateChanged, NodeAddress
+from katagate.projector import connection
+from katagate.projector.connection import ConnectionView
+from katagate.schemas import CentralNodeObserved, ConnectionStateChanged, NodeAddress
 from tests.unit.fixtures.events import FINGERPRINT, NODE_FINGERPRINT, SENSOR_ID
 from tests.unit.test_projector_flows import control_flow
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from schemas import BackupLedgerEvent, Event, LedgerEvent, decode_event, encode_event
+from katagate.schemas import BackupLedgerEvent, Event, LedgerEvent, decode_event, encode_event
 from tests.unit.fixtures.events import T0, sample_events
 
 # Which topic an event goes to: "mail", "quarantine" (the ledger, a LedgerEvent; also mirrored

@@ -9,15 +9,15 @@ from datetime import timedelta
 from functools import reduce
 from typing import Any
 
-from projector import counters, quarantine
-from projector.canonical import document
-from projector.copies import LedgerCopies
-from projector.counters import Counters
-from projector.quarantine import QuarantineView
-from projector.search_filters import parse
-from projector.summary import terminal_outcome
-from projector.views import Projections, evolve
-from schemas import Event
+from katagate.projector import counters, quarantine
+from katagate.projector.canonical import document
+from katagate.projector.copies import LedgerCopies
+from katagate.projector.counters import Counters
+from katagate.projector.quarantine import QuarantineView
+from katagate.projector.search_filters import parse
+from katagate.projector.summary import terminal_outcome
+from katagate.projector.views import Projections, evolve
+from katagate.schemas import Event
 from tests.unit.test_projector_flows import (
     ALL_SCENARIOS,
     SCENARIOS,

@@ -10,10 +10,10 @@ from http import HTTPStatus
 import pytest
 from pydantic import ValidationError
 
-from access.tokens import TokenRecord
-from projector import guard
-from projector.server import HeadError, parse_head, render
-from projector.settings import ProjectorSettings
+from katagate.access.tokens import TokenRecord
+from katagate.projector import guard
+from katagate.projector.server import HeadError, parse_head, render
+from katagate.projector.settings import ProjectorSettings
 
 RECORD = TokenRecord("script", "digest", "now")
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from projector.live import LiveProjection
-from projector.metrics import registry_for
-from projector.views import Projections, evolve
+from katagate.projector.live import LiveProjection
+from katagate.projector.metrics import registry_for
+from katagate.projector.views import Projections, evolve
 from tests.unit.test_projector_flows import all_flows
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "deploy" / "METRICS.md"

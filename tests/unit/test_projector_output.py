@@ -12,13 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from projector.canonical import canonical_json, document, timestamp
-from projector.http import BadRequest, parse_listing
-from projector.replay import Progress, Replayed, timelines_csv, timelines_jsonl, write_outputs
-from projector.search_filters import parse
-from projector.snapshot import open_snapshot, save, snapshot_path, write_atomically
-from projector.store import TimelineStore
-from projector.views import Projections, evolve
+from katagate.projector.canonical import canonical_json, document, timestamp
+from katagate.projector.http import BadRequest, parse_listing
+from katagate.projector.replay import (
+    Progress,
+    Replayed,
+    timelines_csv,
+    timelines_jsonl,
+    write_outputs,
+)
+from katagate.projector.search_filters import parse
+from katagate.projector.snapshot import open_snapshot, save, snapshot_path, write_atomically
+from katagate.projector.store import TimelineStore
+from katagate.projector.views import Projections, evolve
 from tests.unit.test_projector_flows import all_flows
 
 
@@ -166,7 +172,7 @@ def test_store_listing_filters_and_pages_in_message_id_order() -> None:
 
 def test_the_store_keeps_few_summaries_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a store that keeps at most 5 summaries in memory
-    monkeypatch.setattr("projector.store.HOT_MESSAGES", 5)
+    monkeypatch.setattr("katagate.projector.store.HOT_MESSAGES", 5)
     views = Projections(store=TimelineStore())
     for _t, event in all_flows(40):
         evolve(views, event)

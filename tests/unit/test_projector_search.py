@@ -12,15 +12,15 @@ from urllib.parse import urlencode
 
 import pytest
 
-from projector import backup_usage, store
-from projector.backup_usage import BackupUsage
-from projector.canonical import micros
-from projector.copies import LedgerCopies
-from projector.search import driver
-from projector.search_filters import VERDICTS, FilterError, Search, encode_cursor, parse
-from projector.store import SearchTooSlow, TimelineStore
-from projector.views import Projections, evolve
-from schemas import BackupLedgerEvent, Event
+from katagate.projector import backup_usage, store
+from katagate.projector.backup_usage import BackupUsage
+from katagate.projector.canonical import micros
+from katagate.projector.copies import LedgerCopies
+from katagate.projector.search import driver
+from katagate.projector.search_filters import VERDICTS, FilterError, Search, encode_cursor, parse
+from katagate.projector.store import SearchTooSlow, TimelineStore
+from katagate.projector.views import Projections, evolve
+from katagate.schemas import BackupLedgerEvent, Event
 from tests.unit.fixtures.events import T0
 from tests.unit.test_projector_flows import ALL_SCENARIOS, Routed, all_flows, message_flow
 
@@ -181,7 +181,7 @@ def test_a_search_finds_what_filtering_every_row_finds_newest_first(
     # Given subject words checked row by row (on every row, or on a probe of 10 rows before
     # the subject index drives), or the subject index driving whenever they are the most
     # selective filter (a probe of 2 rows never fills a page of 3)
-    monkeypatch.setattr("projector.search.PROBE", probe)
+    monkeypatch.setattr("katagate.projector.search.PROBE", probe)
     # When searched, following the cursor page by page
     found = all_pages(views, query)
     # Then the rows are those every summary filtered by hand gives, newest first, each once
@@ -349,7 +349,7 @@ CHOICES = {
 def test_any_combination_of_filters_finds_what_they_mean(
         views: Projections, probe: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given the subject index driving early (a probe of 3 rows) or late
-    monkeypatch.setattr("projector.search.PROBE", probe)
+    monkeypatch.setattr("katagate.projector.search.PROBE", probe)
     rng = random.Random(probe)
     rows = all_pages(views, "order=asc")
     for _ in range(150):

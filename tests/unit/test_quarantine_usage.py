@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from decider.decide import Messages, decide
-from decider.ledger import MAX_WAITING, Ledger, admit, usage_figures, usage_record
-from decider.policy import Policy
-from schemas import (
+from katagate.decider.decide import Messages, decide
+from katagate.decider.ledger import MAX_WAITING, Ledger, admit, usage_figures, usage_record
+from katagate.decider.policy import Policy
+from katagate.schemas import (
     DEFAULT_RULE,
     QuarantineDenied,
     QuarantineHeld,

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from eventlog.raw import H_CHUNK, H_MESSAGE_ID, backup_chunks, chunk, tombstones
+from katagate.eventlog.raw import H_CHUNK, H_MESSAGE_ID, backup_chunks, chunk, tombstones
 
 
 def test_the_chunks_put_back_together_are_the_message() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.raw_mail import header_end
+from katagate.schemas.raw_mail import header_end
 
 HEAD = b"From: a@example.org\r\nSubject: hi\r\n"
 

@@ -20,20 +20,20 @@ from uuid import UUID
 
 import pytest
 
-from eventlog.broker import LocalBroker, free_port
-from eventlog.broker.cluster import Layout, LocalCluster, NodePorts, default_cluster_dir
-from eventlog.broker.launcher import default_data_dir
-from eventlog.errors import BrokerError
-from eventlog.raw import RawUnavailable
-from ingest.handler import IngestHandler
-from ingest.server import serve
 from katagate.cli import main
-from scanner.book import content_unavailable, submission_events
-from scanner.identity import load_or_create
-from scanner.kata_api import Refused
-from scanner.settings import ScannerSettings
-from schemas import ControlState, ScanFailed, decode_event, encode_event
-from schemas.ids import SCANS, step_id
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.broker.cluster import Layout, LocalCluster, NodePorts, default_cluster_dir
+from katagate.eventlog.broker.launcher import default_data_dir
+from katagate.eventlog.errors import BrokerError
+from katagate.eventlog.raw import RawUnavailable
+from katagate.ingest.handler import IngestHandler
+from katagate.ingest.server import serve
+from katagate.scanner.book import content_unavailable, submission_events
+from katagate.scanner.identity import load_or_create
+from katagate.scanner.kata_api import Refused
+from katagate.scanner.settings import ScannerSettings
+from katagate.schemas import ControlState, ScanFailed, decode_event, encode_event
+from katagate.schemas.ids import SCANS, step_id
 from tests.integration.test_ingest_harness import RawClient, ingest_settings
 from tests.unit.test_scanner_book import CTX, T0, admitted, book_with, received
 
@@ -310,7 +310,7 @@ def smtp_edge(handler: IngestHandler) -> Iterator[tuple[str, int]]:
 def test_a_bug_in_the_handler_costs_the_sender_a_retry_never_a_message_or_details(caplog):
     committer = BrokenCommitter()
     handler = IngestHandler(ingest_settings(), lambda: ControlState(), committer)  # type: ignore[arg-type]
-    with caplog.at_level(logging.ERROR, logger="ingest.handler"), smtp_edge(handler) as address:
+    with caplog.at_level(logging.ERROR, logger="katagate.ingest.handler"), smtp_edge(handler) as address:
         client = RawClient(address)
         try:
             client.envelope()

@@ -6,8 +6,8 @@ import threading
 
 from confluent_kafka import KafkaError, KafkaException
 
-from eventlog.errors import ConsumerFailed, ReadStalled
-from eventlog.restart import restarting
+from katagate.eventlog.errors import ConsumerFailed, ReadStalled
+from katagate.eventlog.restart import restarting
 
 
 def test_kafka_trouble_restarts_the_part_until_it_returns():
@@ -54,8 +54,8 @@ def test_a_quarantine_ledger_kafka_cannot_serve_in_time_restarts_the_admission(
         monkeypatch) -> None:
     # Seen in the cluster failover test: the controller quorum was busy for half a minute
     # after a node died, and the new ledger owner could not read the ledger to its end.
-    import decider.admission as admission
-    from eventlog.settings import KafkaSettings
+    import katagate.decider.admission as admission
+    from katagate.eventlog.settings import KafkaSettings
 
     def slow_ledger(*_args: object, **_kwargs: object) -> None:
         raise ReadStalled("reading stalled at {('t.quarantine', 0): 0} (ends ...)")

@@ -9,13 +9,13 @@ from uuid import UUID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decider.apply import Apply
-from decider.settings import DeciderSettings
-from eventlog.records import Consumed
-from eventlog.restore_points import RestorePoints, decode, encode
-from eventlog.settings import KafkaSettings
-from scanner.book import Book
-from schemas import (
+from katagate.decider.apply import Apply
+from katagate.decider.settings import DeciderSettings
+from katagate.eventlog.records import Consumed
+from katagate.eventlog.restore_points import RestorePoints, decode, encode
+from katagate.eventlog.settings import KafkaSettings
+from katagate.scanner.book import Book
+from katagate.schemas import (
     Event,
     MessageDelivered,
     MessageReceived,

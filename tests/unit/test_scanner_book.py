@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 from uuid import UUID
 
-from scanner.book import Book, Ctx, submission_events, verdict_events
-from scanner.kata_api import Refused, Submitted
-from scanner.replies import DetectRecord, ScanStatus
-from schemas import (
+from katagate.scanner.book import Book, Ctx, submission_events, verdict_events
+from katagate.scanner.kata_api import Refused, Submitted
+from katagate.scanner.replies import DetectRecord, ScanStatus
+from katagate.schemas import (
     LateVerdictReceived,
     MessageReceived,
     NodeAddress,

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 
-from scanner.connection import (
+from katagate.scanner.connection import (
     Check,
     ConnectionView,
     Context,
@@ -17,7 +17,7 @@ from scanner.connection import (
     evolve,
     next_check_in,
 )
-from schemas import (
+from katagate.schemas import (
     CentralNodeObserved,
     ConnectionStateChanged,
     KataSettings,

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from kata_emulator.multipart import parse_multipart
-from scanner.kata_api import KataApi, Refused, Submitted, refusal
-from scanner.replies import Garbage, ScanStatus, parse_detects, parse_states
-from scanner.transport import Body, PinMismatch, Reply, Unreachable
+from katagate.kata_emulator.multipart import parse_multipart
+from katagate.scanner.kata_api import KataApi, Refused, Submitted, refusal
+from katagate.scanner.replies import Garbage, ScanStatus, parse_detects, parse_states
+from katagate.scanner.transport import Body, PinMismatch, Reply, Unreachable
 
 
 def test_given_the_documented_shape_then_every_scan_and_state_is_read():
@@ -131,8 +131,8 @@ def test_a_garbage_poll_reply_is_refused_with_the_reason():
 def test_only_a_detects_page_answers_as_kata():
     """Given replies a plain HTTPS server gives (404, an empty 200, HTML, JSON of another shape),
     Then none of them counts as the scanner API answering; a detects page does."""
-    from scanner.kata_api import answers_as_kata
-    from scanner.transport import Unreachable
+    from katagate.scanner.kata_api import answers_as_kata
+    from katagate.scanner.transport import Unreachable
 
     not_kata = [Reply(404, b'{"error": "not found"}', None, "AA"), Reply(200, b"", None, "AA"),
                 Reply(200, b"<html>ok</html>", None, "AA"), Reply(200, b'{"ok": true}', None, "AA"),

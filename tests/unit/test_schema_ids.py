@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from schemas.ids import DECISIONS, EFFECTS, LEDGER, SCANS, step_id
+from katagate.schemas.ids import DECISIONS, EFFECTS, LEDGER, SCANS, step_id
 
 
 def test_given_a_message_and_a_step_then_each_part_derives_its_published_id():
@@ -24,7 +24,7 @@ def test_given_two_parts_then_the_same_step_never_gets_the_same_id():
 
 
 def test_given_the_union_then_the_lifecycle_order_is_the_one_timelines_were_ordered_by():
-    from schemas import MAIL_LIFECYCLE
+    from katagate.schemas import MAIL_LIFECYCLE
 
     first_release = (
         "mail.received", "quarantine.admitted", "quarantine.denied", "scan.submitted",

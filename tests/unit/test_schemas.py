@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from schemas import (
+from katagate.schemas import (
     EVENT_TYPES,
     TERMINAL_OUTCOMES,
     ActionDecided,

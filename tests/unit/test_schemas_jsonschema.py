@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas import CURRENT_VERSIONS
-from schemas.jsonschema import DEFAULT_DIR, check, generate, main, write
+from katagate.schemas import CURRENT_VERSIONS
+from katagate.schemas.jsonschema import DEFAULT_DIR, check, generate, main, write
 
 
 def test_given_the_committed_schemas_then_none_is_stale() -> None:

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas import KataSettings, KataSettingsChanged, RuleKata, decode_event, encode_event
+from katagate.schemas import KataSettings, KataSettingsChanged, RuleKata, decode_event, encode_event
 from tests.unit.fixtures.events import envelope
 
 MIB = 1_048_576

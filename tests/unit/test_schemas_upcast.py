@@ -9,8 +9,15 @@ from typing import Any
 
 import pytest
 
-from schemas import UPCASTERS, Detect, SchemaError, VerdictReceived, decode_event, encode_event
-from schemas.upcasters import upcast_verdict_v1_v2
+from katagate.schemas import (
+    UPCASTERS,
+    Detect,
+    SchemaError,
+    VerdictReceived,
+    decode_event,
+    encode_event,
+)
+from katagate.schemas.upcasters import upcast_verdict_v1_v2
 from tests.unit.fixtures.events import sample_events
 
 V1_FIXTURE = Path(__file__).parent / "fixtures" / "scan.verdict.v1.json"

@@ -7,7 +7,7 @@ import smtplib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decider.smtp_client import data_pieces
+from katagate.decider.smtp_client import data_pieces
 
 
 def smtplib_would_send(data: bytes) -> bytes:

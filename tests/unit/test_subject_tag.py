@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from decider.subject_tag import HEADER_SCAN_LIMIT, tag_subject
-from schemas.raw_mail import TRACE_RESERVE
+from katagate.decider.subject_tag import HEADER_SCAN_LIMIT, tag_subject
+from katagate.schemas.raw_mail import TRACE_RESERVE
 
 TAG = "[KATA detect]"
 BODY = b"line one\r\n.line starting with a dot\r\nSubject: not a header, in the body\r\n"

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-from eventlog.restore_points import RestorePoints
-from scanner.book import Book, cached_verdict_events
-from schemas import (
+from katagate.eventlog.restore_points import RestorePoints
+from katagate.scanner.book import Book, cached_verdict_events
+from katagate.schemas import (
     Detect,
     MessageReceived,
     ProducerRef,
@@ -18,7 +18,7 @@ from schemas import (
     ScanSubmitted,
     VerdictReceived,
 )
-from schemas.types import NodeAddress
+from katagate.schemas.types import NodeAddress
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 REF = ProducerRef(stage="test", instance="t")

@@ -9,8 +9,8 @@ from uuid import UUID
 
 import pytest
 
-from decider.verdict_header import for_delivery, set_verdict_header, strip_fields
-from schemas import ActionDecided, Detect, KataSettings, ProducerRef, VerdictReceived
+from katagate.decider.verdict_header import for_delivery, set_verdict_header, strip_fields
+from katagate.schemas import ActionDecided, Detect, KataSettings, ProducerRef, VerdictReceived
 
 REF = ProducerRef(stage="decider", instance="t")
 DECIDED_AT = datetime(2026, 12, 2, 14, 5, tzinfo=UTC)

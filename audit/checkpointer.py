@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import start_http_server
 
@@ -30,6 +31,11 @@ from katagate.audit.verify import read_checkpoints
 from katagate.audit.witness import WitnessError, append
 from katagate.eventlog.election import Election
 from katagate.eventlog.errors import KafkaUnavailable
+from katagate.eventlog.health import Health, Part
+from katagate.eventlog.health_server import serve_health
+from katagate.eventlog.preflight import prepare_stage
+from katagate.eventlog.principals import PRINCIPALS
+from katagate.eventlog.producer import WEDGED_GRACE_S, ProducerFenced, TransactionalProducer
 from katagate.eventlog.preflight import prepare_stage
 from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.producer import ProducerFenced, TransactionalProducer
@@ -165,36 +171,43 @@ def run_checkpointer(kafka: KafkaSettings, settings: AuditSettings, stop: thread
     or `every_s` seconds after its first uncovered record. Returns when `stop` is set."""
     kafka = prepare_stage(kafka, "audit")
     key = load_or_create(settings.key_dir)
-    metrics = None
-    if settings.metrics_port is not None:
-        metrics, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    health = Health(settings.health_stall_s)
+    metrics = serve_health(settings.metrics_host, settings.metrics_port, health)
+    if metrics is not None:
         metrics_shown.EVERY_RECORDS.set(settings.every_records)
         metrics_shown.EVERY_SECONDS.set(settings.every_s)
+    part = health.part("checkpointer")
     witness = settings.witness_file(kafka.topic_prefix)
     log.info("audit: signing key %s, witness %s", key.key_id, witness)
     election = Election(kafka, "audit-checkpointer", TopicNames(kafka.topic_prefix).audit,
                         settings.instance_id)
     try:
         while not stop.is_set():
+            part.beat()
             if not election.tick():
                 metrics_shown.forget()
+                part.ready("standing_by", "another instance is the checkpointer")
                 stop.wait(0.2)
                 continue
             try:
-                _serve(kafka, settings, key, election, stop, clock, witness)
+                _serve(kafka, settings, key, election, stop, clock, witness, part)
             except (KafkaUnavailable, ProducerFenced, WitnessError) as exc:
+                part.not_ready("restarting", type(exc).__name__)
                 log.warning("audit checkpointer stopped (%s); starting over in 2 s", exc)
                 stop.wait(2)
     finally:
         metrics_shown.forget()
         election.close()
         if metrics is not None:
-            metrics.shutdown()
+            metrics.close()
 
 
 def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, election: Election,
-           stop: threading.Event, clock: Clock, witness: Path) -> None:
+           stop: threading.Event, clock: Clock, witness: Path, part: Part) -> None:
     log.info("audit: this instance is the checkpointer")
+    # Fencing, then reading where the chains stand (the audit topic), before the first poll.
+    part.not_ready("restoring", "reading the last checkpoints")
+    part.beat(blocking_s=2 * kafka.request_timeout_s)
     names = TopicNames(kafka.topic_prefix)
     relative = {topic: rel for rel, topic in audited_topics(kafka.topic_prefix).items()}
     producer = TransactionalProducer(kafka, transactional_id(kafka))  # fences the previous owner
@@ -204,10 +217,13 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
         for place, open_range in ranges.items():
             metrics_shown.show_checkpoint(place, open_range.signed_at)
         consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
+        part.ready("checkpointing", f"{len(ranges)} partitions")
         while not stop.is_set() and election.tick():
             ready: list[Checkpoint] = []
             now = time.monotonic()
-            for message in consumer.consume(1000, 0.2):
+            messages = consumer.consume(1000, 0.2)
+            part.beat()
+            for message in messages:
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
@@ -224,6 +240,7 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
                     ready.append(open_range.signed(kafka.topic_prefix, place, clock(), key))
                     ranges[place] = open_range.next()
             if ready:
+                part.beat(blocking_s=kafka.request_timeout_s + WEDGED_GRACE_S)  # a commit
                 # A failed write raises: the caller starts over from what the log holds.
                 _write(producer, names.audit, ready, witness)
                 log.info("audit: wrote %d checkpoints", len(ready))

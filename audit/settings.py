@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 
 from katagate.audit.witness import SUFFIX as WITNESS_SUFFIX
 from katagate.audit.witness import witness_file
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
 
 
@@ -39,6 +40,8 @@ class AuditSettings(FileSettings):
     # told otherwise (0.0.0.0 in a container, for Prometheus to reach it).
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    # /healthz answers 503 when a loop of the stage has not polled for this long (5-3600 s).
+    health_stall_s: StallSeconds = DEFAULT_STALL_S
     # Names this member in the election; the transactional id is fixed per namespace.
     instance_id: str = Field(default_factory=socket.gethostname,
                              pattern=r"^[A-Za-z0-9._-]{1,100}$")

@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
-from prometheus_client import start_http_server
 
 from katagate.console.accounts import FirstStart
 from katagate.console.app import create_app
 from katagate.console.service import bootstrap
 from katagate.console.settings import ConsoleSettings
+from katagate.eventlog.health import Health, beating_task
+from katagate.eventlog.health_server import serve_health
 from katagate.eventlog.preflight import prepare_stage
 from katagate.eventlog.settings import KafkaSettings
 from katagate.schemas.errors import KatagateError
@@ -76,15 +77,20 @@ def http_server(app: FastAPI, settings: ConsoleSettings) -> uvicorn.Server:
 
 
 async def serve(server: uvicorn.Server, listener: socket.socket,
-                ready: Callable[[], None]) -> None:
-    """Serve on `listener` until `server.should_exit`; `ready` once connections are taken."""
+                ready: Callable[[], None], beat: Callable[[], object]) -> None:
+    """Serve on `listener` until `server.should_exit`; `ready` once connections are taken;
+    `beat` each second while the event loop runs (a request blocking it stops the beats)."""
     # `startup` runs before the loop accepts connections; say we listen after it.
     config_task = asyncio.create_task(server.serve(sockets=[listener]))
+    beating = asyncio.create_task(beating_task(beat))
     while not server.started and not config_task.done():
         await asyncio.sleep(0.02)
     if server.started:
         ready()
-    await config_task
+    try:
+        await config_task
+    finally:
+        beating.cancel()
 
 
 def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading.Event) -> None:
@@ -93,6 +99,8 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     except BadTlsFiles as exc:
         raise SystemExit(f"console: {exc}") from None
     kafka = prepare_stage(kafka, "console", topics=False)
+    health = Health(settings.health_stall_s)
+    part = health.part("console", blocking_s=kafka.request_timeout_s)  # until uvicorn serves
     console = bootstrap(settings, kafka)
     password = settings.admin_password.get_secret_value() if settings.admin_password else None
     announce(console.accounts.ensure_admin(settings.admin_name, password))
@@ -109,10 +117,10 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     # Bind first, so port 0 works and the ready line names the real port.
     listener = socket.create_server((settings.host, settings.port))
     host, port = listener.getsockname()[:2]
-    metrics = None
-    if settings.metrics_port is not None:  # unauthenticated, so not on the console's port
-        metrics, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
-        print("console-metrics={}:{}".format(*metrics.server_address[:2]), flush=True)
+    # Unauthenticated, so not on the console's port.
+    metrics = serve_health(settings.metrics_host, settings.metrics_port, health)
+    if metrics is not None:
+        print("console-metrics={}:{}".format(*metrics.address), flush=True)
     server = http_server(create_app(console), settings)
 
     def stop_when_asked() -> None:
@@ -123,12 +131,13 @@ def run_console(kafka: KafkaSettings, settings: ConsoleSettings, stop: threading
     threading.Thread(target=stop_when_asked, name="console-stop", daemon=True).start()
 
     def ready() -> None:
+        # Kafka and the projector are asked per request; an answer names what failed.
+        part.ready("serving", f"{host}:{port}")
         print(f"console={host}:{port}", flush=True)
 
     try:
-        asyncio.run(serve(server, listener, ready))
+        asyncio.run(serve(server, listener, ready, part.beat))
     finally:
         if metrics is not None:
-            metrics.shutdown()
-            metrics.server_close()
+            metrics.close()
         console.close()

@@ -9,6 +9,7 @@ from typing import ClassVar, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
@@ -48,6 +49,8 @@ class ConsoleSettings(FileSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
     metrics_host: ListenHost = LOOPBACK
+    # /healthz answers 503 when a loop of the stage has not polled for this long (5-3600 s).
+    health_stall_s: StallSeconds = DEFAULT_STALL_S
 
     @model_validator(mode="after")
     def _metrics_apart(self) -> Self:

@@ -33,6 +33,7 @@ from katagate.decider.subject_tag import tag_subject
 from katagate.decider.verdict_header import HeaderEdit, for_delivery, strip_fields
 from katagate.eventlog.folded import FoldedTopic
 from katagate.eventlog.handler import Poison
+from katagate.eventlog.health import Health
 from katagate.eventlog.loop import TransactionalLoop
 from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.producer import TransactionalProducer
@@ -103,6 +104,7 @@ class Apply(MailFold):
                                         thread_name_prefix="apply")
         # Deliveries reuse connections to the next hop (RSET between messages).
         self.sessions = SessionCache()
+        self._beat: Callable[[float], None] = lambda _blocking_s: None
         # One TLS context for every delivery (and the cache's key): loaded once.
         self._tls = next_hop_tls(settings.next_hop_tls_level, settings.next_hop_tls_ca_file,
                                  settings.next_hop_tls_name)
@@ -269,7 +271,13 @@ class Apply(MailFold):
         return outcomes.backup_stored(self._effects, parcel, location, chunked.sha256,
                                       self._clock())
 
+    def watch(self, beat: Callable[[float], None]) -> None:
+        self._beat = beat
+
     def _send(self, envelope_from: str, recipients: list[str], data: bytes) -> DeliveryOutcome:
+        # Alive while deliveries start: a next hop hanging in a command costs a timeout, and
+        # a slow one may take another before this delivery ends.
+        self._beat(2 * self._settings.smtp_timeout_s)
         return deliver(
             host=self._settings.next_hop_host, port=self._settings.next_hop_port,
             envelope_from=envelope_from, recipients=recipients, data=data,
@@ -363,8 +371,11 @@ def _outcome_or_error(job: Callable[[], list[Event]]) -> list[Event] | Exception
 
 
 def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
-              clock: Callable[[], datetime]) -> None:
+              clock: Callable[[], datetime], health: Health) -> None:
     names = TopicNames(kafka.topic_prefix)
+    # Starting until the loop has its partitions; before it, the control log (30 s at most)
+    # and the producer's first transaction.
+    health.part("apply", blocking_s=30 + kafka.request_timeout_s)
     control = new_control_view(kafka)
     control.wait_caught_up(30)
     # The loop's producer: Backup chunks join the transaction that records BackupStored.
@@ -377,7 +388,7 @@ def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
         kafka, stage="apply", group_id=DECIDER.group(kafka.topic_prefix, "apply"),
         producer=transaction, instance_id=f"apply-{settings.instance_id}",
         topics=[names.mail], handler=handler, dead_letter_topic=names.deadletter,
-        batch_size=50,
+        batch_size=50, health=health,
     )
     try:
         while not stop.is_set():

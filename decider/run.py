@@ -12,6 +12,8 @@ from katagate.decider.admission import Admission, new_control_view
 from katagate.decider.decisions import Decisions
 from katagate.decider.settings import DeciderSettings
 from katagate.eventlog.election import Election
+from katagate.eventlog.health import Health
+from katagate.eventlog.health_server import serve_health
 from katagate.eventlog.loop import TransactionalLoop
 from katagate.eventlog.preflight import prepare_stage
 from katagate.eventlog.principals import PRINCIPALS
@@ -31,23 +33,29 @@ def utc_now() -> datetime:
 
 
 def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
-                  clock: Clock = utc_now) -> None:
+                  clock: Clock, health: Health) -> None:
     """Stand for election; while owner, run the single writer of the quarantine ledger."""
     names = TopicNames(kafka.topic_prefix)
     election = Election(kafka, "admission", names.quarantine, settings.instance_id)
     producer = ProducerRef(stage="decider", instance=settings.instance_id)
+    standby = health.part("admission")
     try:
         while not stop.is_set():
             if not election.tick():
+                standby.beat()
+                standby.ready("standing_by", "another instance is the quarantine's writer")
                 stop.wait(0.2)
                 continue
             log.info("admission: this instance is the quarantine's single writer")
+            standby.not_ready("starting", "elected; reading the control log")
             control = new_control_view(kafka)
             # Never admit under default limits because the configuration was not read yet.
             while not control.wait_caught_up(10) and not stop.is_set():
+                standby.beat()
                 log.warning("admission: the control log is not read to its end yet; waiting")
             # Fence the previous owner first (init_transactions), then fold the ledger: folded
             # before, a last commit of the old owner in between would be missing from it.
+            standby.beat(blocking_s=kafka.request_timeout_s)
             fenced = TransactionalProducer(
                 kafka, DECIDER.transactional_id(kafka.topic_prefix, "admission"))
             loop = TransactionalLoop(
@@ -55,7 +63,7 @@ def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
                 group_id=DECIDER.group(kafka.topic_prefix, "admission-offsets"),
                 producer=fenced, topics=[names.mail],
                 handler=Admission(kafka, control, producer, clock, settings.helo_name),
-                dead_letter_topic=names.deadletter, manual_assignment=True,
+                dead_letter_topic=names.deadletter, manual_assignment=True, health=health,
             )
             try:
                 while not stop.is_set() and election.tick():
@@ -70,8 +78,11 @@ def run_admission(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
 
 
 def run_decisions(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
-              clock: Clock = utc_now) -> None:
+                  clock: Clock, health: Health) -> None:
     names = TopicNames(kafka.topic_prefix)
+    # Starting until the loop has its partitions; before it, the control log (30 s at most)
+    # and the producer's first transaction.
+    health.part("decider", blocking_s=30 + kafka.request_timeout_s)
     control = new_control_view(kafka)
     control.wait_caught_up(30)
     loop = TransactionalLoop(
@@ -82,7 +93,7 @@ def run_decisions(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
         topics=[names.mail],
         handler=Decisions(names, control, ProducerRef(stage="decider",
                                                   instance=settings.instance_id), clock),
-        dead_letter_topic=names.deadletter,
+        dead_letter_topic=names.deadletter, health=health,
     )
     try:
         while not stop.is_set():
@@ -95,16 +106,14 @@ def run_decisions(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
 def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
                 clock: Clock = utc_now) -> None:
     kafka = prepare_stage(kafka, "decider")
-    if settings.metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    health = Health(settings.health_stall_s)
+    metrics = serve_health(settings.metrics_host, settings.metrics_port, health)
     from katagate.decider.apply import run_apply
 
     parts = {
-        "admission": lambda: run_admission(kafka, settings, stop, clock),
-        "decider": lambda: run_decisions(kafka, settings, stop, clock),
-        "apply": lambda: run_apply(kafka, settings, stop, clock),
+        "admission": lambda: run_admission(kafka, settings, stop, clock, health),
+        "decider": lambda: run_decisions(kafka, settings, stop, clock, health),
+        "apply": lambda: run_apply(kafka, settings, stop, clock, health),
     }
     failed: list[BaseException] = []
     threads = [threading.Thread(target=restarting(name, part, stop, failed=failed), name=name,
@@ -115,5 +124,7 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
     stop.wait()
     for thread in threads:
         thread.join(timeout=30)
+    if metrics is not None:
+        metrics.close()
     if failed:
         raise RuntimeError(f"the decider stopped on a bug: {failed[0]!r}")

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from katagate.decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost
 
@@ -23,6 +24,8 @@ class DeciderSettings(FileSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
     metrics_host: ListenHost = LOOPBACK
+    # /healthz answers 503 when a loop of the stage has not polled for this long (5-3600 s).
+    health_stall_s: StallSeconds = DEFAULT_STALL_S
     instance_id: str = Field(
         # Stable across restarts: the transactional id and the static group membership derive
         # from it, so a restarted instance fences its predecessor's open transaction at once.

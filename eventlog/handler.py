@@ -6,7 +6,7 @@ so a handler overrides only what it has. The loop never looks for abilities with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from katagate.eventlog.errors import KatagateError
@@ -67,3 +67,8 @@ class Handler:
 
     def aborted(self) -> None:
         """The batch's transaction was aborted; it will be read again."""
+
+    def watch(self, beat: Callable[[float], None]) -> None:
+        """The loop's liveness beat (eventlog/health.py), for a handler whose deciding waits on
+        others (apply's deliveries): it calls `beat(blocking_s)` as it makes progress,
+        `blocking_s` bounding the wait until its next progress."""

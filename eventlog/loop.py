@@ -21,6 +21,10 @@ from katagate.eventlog.clients import new_consumer
 from katagate.eventlog.dead_letters import set_aside
 from katagate.eventlog.errors import ConsumerFailed
 from katagate.eventlog.handler import Handler
+from katagate.eventlog.health import Health
+from katagate.eventlog.lag import LagMeter
+from katagate.eventlog.metrics import LOOP_BATCHES, LOOP_RECORDS
+from katagate.eventlog.producer import WEDGED_GRACE_S, TransactionalProducer, TransactionFailed
 from katagate.eventlog.lag import LagMeter
 from katagate.eventlog.metrics import LOOP_BATCHES, LOOP_RECORDS
 from katagate.eventlog.producer import TransactionalProducer, TransactionFailed
@@ -69,9 +73,11 @@ class TransactionalLoop:
         manual_assignment: bool = False,
         transactional_id: str | None = None,
         producer: TransactionalProducer | None = None,
+        health: Health | None = None,
     ) -> None:
         """The producer is the loop's own (`transactional_id`) or one the handler also writes
-        with (`producer`): exactly one of the two."""
+        with (`producer`): exactly one of the two. `health`: the process's, where the loop
+        beats at each poll and says whether it is restored (part named `stage`)."""
         if (producer is None) == (transactional_id is None):
             raise ValueError("a loop needs exactly one of transactional_id and producer")
         self.stage = stage
@@ -80,15 +86,19 @@ class TransactionalLoop:
         self._batch_size = batch_size
         self._poll_timeout_s = poll_timeout_s
         self._linger_s = settings.loop_linger_ms / 1000
+        self._commit_bound_s = settings.request_timeout_s + WEDGED_GRACE_S
         self._busy_until = 0.0
         # A seam for tests (and tracing): runs after the batch is produced, before the commit.
         self._before_commit = before_commit
         self._producer = producer or TransactionalProducer(settings, str(transactional_id))
         self._lag = LagMeter(stage)
+        # Before the first poll: the consumer's start and, with manual assignment, the restore.
+        self._part = (health or Health()).part(stage, blocking_s=2 * settings.request_timeout_s)
+        handler.watch(lambda blocking_s: self._part.beat(blocking_s=blocking_s))
         self._consumer = new_consumer(settings, consumer_config(settings, group_id, instance_id))
         offsets = CommittedOffsets(settings, stage=stage, group_id=group_id,
                                    producer=self._producer, consumer=self._consumer)
-        self._recovery = Recovery(settings, stage, handler, self._consumer, offsets)
+        self._recovery = Recovery(settings, stage, handler, self._consumer, offsets, self._part)
         if manual_assignment:
             self._recovery.assign_all(list(topics))
         else:
@@ -101,6 +111,7 @@ class TransactionalLoop:
         """Process at most one batch in one transaction; return how many records it held."""
         self._recovery.revoked_in_batch.clear()
         records = self._records(self._next_messages())
+        self._part.beat()  # the poll returned: a batch that never ends stops the beats
         timed: Sequence[Outgoing] = ()
         if not records:
             timed = self._handler.tick()
@@ -122,6 +133,8 @@ class TransactionalLoop:
                         if isinstance(result, Exception) else result)
                 timed = self._handler.tick()
             outputs.extend(timed)
+            # Decided: producing and committing wait on Kafka, each call bounded.
+            self._part.beat(blocking_s=self._commit_bound_s)
             self._producer.produce(outputs)
             if self._before_commit is not None:
                 self._before_commit()
@@ -192,6 +205,7 @@ class TransactionalLoop:
         return self._producer
 
     def close(self) -> None:
+        self._part.not_ready("stopped")
         try:
             self._producer.close()
         finally:

@@ -15,6 +15,7 @@ from katagate.eventlog import restore_points
 from katagate.eventlog.clients import new_reader
 from katagate.eventlog.errors import ConsumerFailed
 from katagate.eventlog.handler import Handler
+from katagate.eventlog.health import Health, Part
 from katagate.eventlog.read_to_end import last_stable_offsets, read_to_end
 from katagate.eventlog.records import Consumed
 from katagate.eventlog.settings import KafkaSettings
@@ -23,12 +24,16 @@ from katagate.eventlog.stuck_offsets import CommittedOffsets
 log = logging.getLogger(__name__)
 
 Place = tuple[str, int]
+BEAT_EVERY_RECORDS = 1000  # a long restore still beats: it runs inside the loop's poll
 
 
 class Recovery:
     def __init__(self, settings: KafkaSettings, stage: str, handler: Handler,
-                 consumer: Consumer, offsets: CommittedOffsets) -> None:
+                 consumer: Consumer, offsets: CommittedOffsets, part: Part | None = None
+                 ) -> None:
         self._settings = settings
+        # Readiness: in the group with its partitions (maybe none) restored (eventlog/health.py).
+        self._part = part or Health().part(stage)
         self._stage = stage
         self._handler = handler
         self._consumer = consumer
@@ -47,8 +52,13 @@ class Recovery:
                 self.restore(partitions)
             except Exception as exc:
                 self._assign_failed = exc
+                self._part.not_ready("restore_failed", type(exc).__name__)
+                return
+        self._assigned(len(partitions))
 
     def on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        if partitions:
+            self._part.not_ready("rebalancing", "partitions revoked; waiting for the group")
         self.revoked_in_batch.update((tp.topic, tp.partition) for tp in partitions)
         if self._handler.stateful:
             self._handler.forget([(tp.topic, tp.partition) for tp in partitions])
@@ -71,6 +81,7 @@ class Recovery:
         committed = self._offsets.read(partitions)
         if self._handler.stateful:
             self.restore(committed)
+        self._assigned(len(committed))
         self._consumer.assign([
             TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0
                            else OFFSET_BEGINNING)
@@ -83,6 +94,13 @@ class Recovery:
             assigned = list(self._consumer.assignment())
             self._handler.forget([(tp.topic, tp.partition) for tp in assigned])
             self.restore(assigned)
+            self._assigned(len(assigned))
+
+    def _assigned(self, count: int) -> None:
+        if count:
+            self._part.ready("ready", f"{count} partitions restored")
+        else:  # more instances than partitions: a member in reserve
+            self._part.ready("standing_by", "in the group, no partitions assigned")
 
     # -- restore ----------------------------------------------------------------------------
 
@@ -106,20 +124,31 @@ class Recovery:
         timeout = self._settings.request_timeout_s
         began = time.monotonic()
         restored = 0
+        self._part.not_ready("restoring", f"{len(ends)} partitions")
         try:
             for message in read_to_end(reader, starts, ends, timeout):
                 self._handler.restore(Consumed.from_message(message))
-                restored += 1
+                restored = self._read_one(restored, len(ends))
             if self._handler.folds_own_outputs:
                 tails = last_stable_offsets(reader, list(ends), timeout)
+                ahead = restored
                 for message in read_to_end(reader, ends, tails, timeout):
                     self._handler.restore_ahead(Consumed.from_message(message))
+                    ahead = self._read_one(ahead, len(ends))
             # The partitions wait for it: ops read it after a rebalance.
             log.info("%s: restored state from %d records of %d partitions in %.1f s (%d from "
                      "their start)", self._stage, restored, len(ends), time.monotonic() - began,
                      sum(1 for point in points.values() if point is None))
         finally:
             reader.close()
+
+    def _read_one(self, restored: int, partitions: int) -> int:
+        restored += 1
+        if restored % BEAT_EVERY_RECORDS == 0:
+            self._part.beat()
+            self._part.not_ready("restoring", f"{restored} records of {partitions} "
+                                              "partitions read")
+        return restored
 
     # -- a batch and the partitions revoked while it was gathered ------------------------------
 

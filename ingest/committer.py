@@ -28,6 +28,7 @@ from typing import Protocol
 from confluent_kafka import KafkaError, KafkaException
 
 from katagate.eventlog.errors import KafkaUnavailable, KatagateError
+from katagate.eventlog.health import Health, Part
 from katagate.eventlog.producer import TransactionalProducer, TransactionFailed
 from katagate.eventlog.raw import CHUNK_BYTES, chunk
 from katagate.eventlog.records import Outgoing
@@ -75,7 +76,13 @@ class GroupCommitter:
         producer_ref: ProducerRef,
         batching: Batching | None = None,
         before_commit: Callable[[], None] | None = None,  # a test seam: a slow commit
+        part: Part | None = None,
+        blocking_s: float = 0.0,
     ) -> None:
+        """`part`: this writer in the process's health; it beats at each turn, a turn
+        blocking at most `blocking_s` (a producer's start, a commit to its deadline)."""
+        self._part = part or Health().part("ingest-writer")
+        self._blocking_s = blocking_s
         self._factory = producer_factory
         self._topics = topics
         self._ref = producer_ref
@@ -120,6 +127,7 @@ class GroupCommitter:
         with contextlib.suppress(KatagateError):
             self._ensure_producer()
         while not self._stopping.is_set():
+            self._part.beat(blocking_s=self._blocking_s)
             batch = self._collect()
             if batch:
                 self._write(batch)
@@ -163,8 +171,13 @@ class GroupCommitter:
 
     def _ensure_producer(self) -> TransactionalProducer:
         if self._producer is None:
-            self._producer = self._factory()
+            try:
+                self._producer = self._factory()
+            except KatagateError as exc:
+                self._part.not_ready("kafka_unavailable", type(exc).__name__)
+                raise
             self.ready.set()
+            self._part.ready("ready", "transactional producer initialised")
         return self._producer
 
     def _write(self, batch: list[_Pending]) -> None:
@@ -260,6 +273,10 @@ class GroupCommitter:
 
     def _finish(self, batch: list[_Pending], outcome: Outcome, label: str) -> None:
         metrics.TRANSACTIONS.labels(label).inc()
+        if outcome is Outcome.COMMITTED:
+            self._part.ready("ready", "the last transaction committed")
+        else:  # until a transaction commits again (messages get 451 meanwhile)
+            self._part.not_ready("not_committing", f"the last transaction: {label}")
         for pending in batch:
             self._resolve(pending, outcome)
 

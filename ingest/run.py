@@ -8,8 +8,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from wsgiref.simple_server import WSGIServer
 
+from katagate.eventlog.health import Health
+from katagate.eventlog.health_server import serve_health
 from katagate.eventlog.preflight import prepare_stage
 from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.producer import TransactionalProducer
@@ -37,6 +38,15 @@ def run_ingest(
     ready: Callable[[str, int], None] | None = None,
 ) -> None:
     kafka = prepare_stage(kafka, "ingest")
+    health = Health(settings.health_stall_s)
+    # Its own listener (metrics_host, loopback by default), never the SMTP one; from the
+    # start, so /readyz says 503 while the control log is read and the writers start.
+    metrics = serve_health(settings.metrics_host, settings.metrics_port, health)
+    if metrics is not None:
+        log.info("ingest-metrics=%s:%d", *metrics.address)
+        print("ingest-metrics={}:{}".format(*metrics.address), flush=True)
+    # The SMTP event loop: beaten by a task on it once it serves (ingest/server.py).
+    smtp = health.part("smtp", blocking_s=settings.control_catchup_s + kafka.request_timeout_s)
     if not settings.relay_domains and not settings.relay_networks:
         log.warning("no relay domains or networks configured: every recipient is refused")
     halt = threading.Event()  # stops the helper threads however serving ends
@@ -54,11 +64,13 @@ def run_ingest(
             ProducerRef(stage="ingest", instance=settings.instance_id),
             Batching(settings.batch_max_messages, settings.batch_max_bytes,
                      settings.batch_linger_ms / 1000),
+            part=health.part(f"ingest-writer-{index}"),
+            # A turn waits at most for a producer's start or a commit to its deadline.
+            blocking_s=max(kafka.request_timeout_s, settings.commit_timeout_s),
         )
 
     committer = CommitterPool([writer(i) for i in range(settings.writers)])
     committer.start()
-    metrics: WSGIServer | None = None
     try:
         # Accept only with the configuration in force, unless the log cannot be read in time:
         # then accept with what was read (rules apply as soon as they arrive).
@@ -68,14 +80,6 @@ def run_ingest(
                         "the configuration read so far", settings.control_catchup_s)
         if not committer.ready.wait(max(0.0, deadline - time.monotonic())):
             log.warning("no transactional producer yet; messages get 451 until Kafka answers")
-        if settings.metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            # Their own listener (metrics_host, loopback by default), never the SMTP one.
-            metrics, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
-            host, port = str(metrics.server_address[0]), int(metrics.server_address[1])
-            log.info("ingest-metrics=%s:%d", host, port)
-            print(f"ingest-metrics={host}:{port}", flush=True)
         handler = IngestHandler(settings, lambda: control.state, committer,
                                 lambda: quarantine.usage)
         # aiosmtpd logs every command of every session at INFO: a fifth of the event loop's
@@ -83,19 +87,19 @@ def run_ingest(
         logging.getLogger("mail.log").setLevel(logging.WARNING)
 
         def listening(host: str, port: int) -> None:
+            smtp.ready("listening", f"{host}:{port}")
             log.info("smtp=%s:%d", host, port)
             print(f"smtp={host}:{port}", flush=True)
             if ready is not None:
                 ready(host, port)
 
         try:
-            asyncio.run(serve(settings, handler, stop, listening))
+            asyncio.run(serve(settings, handler, stop, listening, smtp.beat))
         finally:
             handler.close()
     finally:
         if metrics is not None:
-            metrics.shutdown()
-            metrics.server_close()
+            metrics.close()
         committer.stop()
         halt.set()
         control.join(5.0)

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
+from katagate.eventlog.health import beating_task
 from katagate.ingest import metrics, replies
 from katagate.ingest.data_body import DataBody, Overflow
 from katagate.ingest.data_budget import STEP, DataBudget, Reservation
@@ -303,7 +304,8 @@ class GatewaySMTP(SMTP):
 
 
 async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,
-                listening: Callable[[str, int], None]) -> None:
+                listening: Callable[[str, int], None],
+                beat: Callable[[], object]) -> None:
     loop = asyncio.get_running_loop()
     tls = (server_tls_context(settings.tls_cert, settings.tls_key)
            if settings.tls_cert is not None and settings.tls_key is not None else None)
@@ -318,8 +320,10 @@ async def serve(settings: IngestSettings, handler: IngestHandler, stop: threadin
         host=settings.host, port=settings.port, reuse_address=True,
     )
     host, port = server.sockets[0].getsockname()[:2]
+    beating = asyncio.create_task(beating_task(beat))  # a session blocking the loop stops it
     listening(str(host), int(port))
     await asyncio.to_thread(stop.wait)
+    beating.cancel()
     server.close()
     await server.wait_closed()
     # Let messages whose data has arrived get their answer, then close every session.

@@ -11,6 +11,7 @@ from typing import ClassVar, Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 from katagate.ingest.callout import NextHop, RecipientVerifier, StartTls
@@ -134,6 +135,8 @@ class IngestSettings(FileSettings):
     # An IP literal, loopback unless told otherwise, whatever `host` is: 0.0.0.0 in a
     # container, for Prometheus to reach it. Never the SMTP listener's address (checked).
     metrics_host: ListenHost = LOOPBACK
+    # /healthz answers 503 when a loop of the stage has not polled for this long (5-3600 s).
+    health_stall_s: StallSeconds = DEFAULT_STALL_S
 
     @field_validator("relay_domains")
     @classmethod

@@ -1,24 +1,25 @@
 """Who may read the views, decided before a view is touched (pure: the tokens come in):
 
 1. the Host header names this projector, else 421 (a DNS-rebinding page sends its own name);
-2. `/healthz` is open (liveness, no mail data);
+2. `/healthz` and `/readyz` are open (eventlog/health.py: liveness and readiness, no mail
+   data; the same answers as on the metrics listener);
 3. every other path needs `Authorization: Bearer <token>` of a token not revoked, else 401;
 4. at most `max_requests` are served at once, else 503 with Retry-After (the shell counts).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 from katagate.access.tokens import TokenFile, TokenRecord
 from katagate.projector.http import Reply, problem
 
 TOKEN_PREFIX = "kgp_"  # noqa: S105 - marks the projector's tokens in logs and secret scanners
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
-HEALTH = "/healthz"
-HEALTHY = b'{"status":"ok"}\n'
 RETRY_AFTER_S = 1
 CHALLENGE = 'Bearer realm="katagate-projector"'
 HOSTS_SETTING = "allowed_hosts (KATAGATE_PROJECTOR_ALLOWED_HOSTS)"
@@ -87,8 +88,9 @@ def _unauthorised(code: str, text: str) -> Reply:
                    (("WWW-Authenticate", challenge),))
 
 
-def healthy() -> Reply:
-    return Reply(HTTPStatus.OK, HEALTHY)
+def probe(status: int, body: dict[str, Any]) -> Reply:
+    """A /healthz or /readyz answer (eventlog/health.py's `answer`) as a reply."""
+    return Reply(HTTPStatus(status), json.dumps(body, separators=(",", ":")).encode() + b"\n")
 
 
 def busy(limit: int) -> Reply:

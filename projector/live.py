@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from katagate.eventlog.health import Condition
 from katagate.projector.snapshot import Positions
 from katagate.projector.views import Projections
 
@@ -41,3 +42,22 @@ class LiveProjection:
                 "positions": [{"topic": t, "partition": p, "next_offset": o}
                               for (t, p), o in sorted(self.positions.items())],
             }
+
+
+def catch_up(start: Positions, target: Positions, positions: Positions,
+             caught_up: bool) -> Condition:
+    """Ready once the fold reached the ends the log had when the process started (`target`),
+    or read every partition to its end (a last transaction marker is no record to reach);
+    before that, "rebuilding" from offset 0 or "catching_up" from a snapshot, with progress."""
+    total = done = 0
+    for key, end in target.items():
+        begun = start.get(key, 0)
+        total += max(0, end - begun)
+        done += max(0, min(end, positions.get(key, 0)) - begun)
+    if caught_up or (target and done >= total):
+        return Condition(True, "ready", "caught up with the log as it stood at start")
+    state = "rebuilding" if not any(start.values()) else "catching_up"
+    if not target:  # its ends unknown: no progress to give
+        return Condition(False, state, "reading every partition to its end")
+    # Offsets, not records: transaction markers take offsets too.
+    return Condition(False, state, f"{done} of {total} offsets read", done / total)

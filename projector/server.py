@@ -19,8 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from wsgiref.simple_server import WSGIServer
 
+from katagate.access.tokens import TokenFile
+from katagate.eventlog.health import PROBES, Health
+from katagate.eventlog.health_server import HealthServer, serve_health
 from prometheus_client import start_http_server
 
 from katagate.access.tokens import TokenFile
@@ -109,8 +111,8 @@ class ViewServer:
     stops. Counters are touched by the loop's thread only."""
 
     def __init__(self, live: LiveProjection, settings: ProjectorSettings,
-                 tokens: TokenFile) -> None:
-        self.live, self.settings, self.tokens = live, settings, tokens
+                 tokens: TokenFile, health: Health) -> None:
+        self.live, self.settings, self.tokens, self.health = live, settings, tokens, health
         family = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM,
                                     flags=socket.AI_PASSIVE)[0][0]
         self.listener = socket.create_server((settings.host, settings.port), family=family,
@@ -229,8 +231,9 @@ class ViewServer:
             return problem(HTTPStatus.METHOD_NOT_ALLOWED,
                            {"error": f"{request.method[:20]!r}: the views are read with GET"},
                            (("Allow", ", ".join(METHODS)),))
-        if request.path == guard.HEALTH:
-            return guard.healthy()
+        probe = PROBES.get(request.path)
+        if probe is not None:
+            return guard.probe(*self.health.answer(probe))
         return guard.check_token(request.headers.get("authorization", []), self.tokens.match)
 
     async def _answer(self, request: Request) -> Reply:
@@ -249,10 +252,9 @@ class ViewServer:
         await asyncio.wait_for(writer.drain(), self.settings.request_timeout_s)
 
 
-def serve_metrics(live: LiveProjection, settings: ProjectorSettings) -> WSGIServer | None:
-    """Prometheus' /metrics on `metrics_host:metrics_port`, unauthenticated; None when off."""
-    if settings.metrics_port is None:
-        return None
-    server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_host,
-                                        registry=registry_for(live))
-    return server
+def serve_metrics(live: LiveProjection, settings: ProjectorSettings,
+                  health: Health) -> HealthServer | None:
+    """/metrics, /healthz and /readyz on `metrics_host:metrics_port`, unauthenticated; None
+    when off."""
+    return serve_health(settings.metrics_host, settings.metrics_port, health,
+                        registry_for(live))

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 from katagate.eventlog.election import Election
 from katagate.eventlog.errors import KafkaUnavailable
+from katagate.eventlog.health import Health
 from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.producer import ProducerFenced, TransactionalProducer
 from katagate.eventlog.records import Outgoing
@@ -83,7 +84,9 @@ class ConnectionService:
         scanner: ScannerSettings,
         identity: SensorIdentity,
         control: ControlView,
+        health: Health | None = None,
     ) -> None:
+        self._part = (health or Health()).part("kata-lifecycle")
         self._kafka = kafka
         self._scanner = scanner
         self._identity = identity
@@ -106,7 +109,11 @@ class ConnectionService:
     def run(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
+                # A step may wait on the Central Node, then on Kafka, each call bounded.
+                self._part.beat(blocking_s=self._scanner.request_timeout_s
+                                + self._kafka.request_timeout_s)
                 self.step()
+                self._part.ready("owner" if self._election.owner else "standing_by")
                 self._wake.wait(0.1)
         finally:
             self.close()

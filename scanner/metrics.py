@@ -28,3 +28,9 @@ VERDICT_CACHE_HITS = Counter(
 VERDICT_CACHE_ENTRIES = Gauge(
     "katagate_kata_verdict_cache_entries", "Verdicts this scanner instance holds for reuse"
 )
+
+
+def count_reply(outcome: object) -> None:
+    """A Central Node reply, by its HTTP code, or by the kind of failure without one."""
+    status = getattr(outcome, "status", None)
+    KATA_REPLIES.labels(str(status) if status else type(outcome).__name__.lower()).inc()

@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 from katagate.eventlog import restore_points
 from katagate.eventlog.clients import new_consumer
 from katagate.eventlog.errors import ConsumerFailed, KafkaUnavailable
+from katagate.eventlog.health import Health
 from katagate.eventlog.lag import LagMeter
 from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.producer import TransactionalProducer
@@ -54,6 +55,19 @@ from katagate.scanner.metrics import (
     SUBMISSIONS,
     VERDICT_CACHE_ENTRIES,
     VERDICT_CACHE_HITS,
+    count_reply,
+)
+from katagate.scanner.readiness import allowance, report
+from katagate.scanner.replies import DetectRecord
+from katagate.scanner.settings import ScannerSettings
+from katagate.scanner.transport import Endpoint, PinnedTransport
+from katagate.schemas import (
+    Event,
+    MessageReceived,
+    NodeAddress,
+    ProducerRef,
+    SchemaError,
+    decode_event,
 )
 from katagate.scanner.replies import DetectRecord
 from katagate.scanner.settings import ScannerSettings
@@ -83,7 +97,10 @@ class ScanService:
         identity: SensorIdentity,
         control: ControlView,
         lifecycle: ConnectionService | None = None,
+        health: Health | None = None,
     ) -> None:
+        self._part = (health or Health()).part("scanner", blocking_s=kafka.request_timeout_s)
+        self._joined = False  # the group has given this member its partitions (maybe none)
         self._scanner = scanner
         self._identity = identity
         self._control = control
@@ -109,17 +126,13 @@ class ScanService:
         self._consumer = new_consumer(kafka, {
             "group.id": PRINCIPALS["scanner"].group(kafka.topic_prefix, "scanner"),
             "client.id": scanner.instance_id,
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "session.timeout.ms": 10_000,
+            "enable.auto.commit": False, "isolation.level": "read_committed",
+            "enable.partition.eof": True, "session.timeout.ms": 10_000,
             # A restore point whose records retention removed: the earliest there is.
             "auto.offset.reset": "earliest",
         })
-        self._consumer.subscribe(
-            [self._names.mail], on_assign=self._assigned, on_revoke=self._revoked,
-            on_lost=self._revoked,
-        )
+        self._consumer.subscribe([self._names.mail], on_assign=self._assigned,
+                                 on_revoke=self._revoked, on_lost=self._revoked)
         self._api_key: tuple[str, str | None] | None = None
         self._api: KataApi | None = None
         self._transport: PinnedTransport | None = None
@@ -129,6 +142,7 @@ class ScanService:
 
     def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # State is the log: fold each newly owned partition from its restore point.
+        self._joined = True
         starts = self._restore_points(consumer, partitions)
         for tp in partitions:
             tp.offset = starts.get(tp.partition, OFFSET_BEGINNING)
@@ -151,6 +165,7 @@ class ScanService:
 
     def _revoked(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         gone = [tp.partition for tp in partitions]
+        self._joined = self._joined and not gone  # rebalancing until assigned again
         self.book.forget_partitions(gone)
         self._catching_up.difference_update(gone)
         self._points.forget(gone)
@@ -186,6 +201,9 @@ class ScanService:
 
     def step(self) -> None:
         self._pump()
+        self._part.beat(blocking_s=2 * self._scanner.request_timeout_s)  # then KATA requests
+        report(self._part.health, self._joined, len(self._consumer.assignment()),
+               len(self._catching_up), self._control.view)
         self._commit_restore_points()
         PENDING_SCANS.set(len(self.book))
         if self.ready:
@@ -254,9 +272,8 @@ class ScanService:
         if self._api is None or self._api_key != key:
             if self._transport is not None:
                 self._transport.close()
-            self._transport = PinnedTransport(
-                Endpoint(address, port), self._identity, pin, self._scanner.request_timeout_s
-            )
+            self._transport = PinnedTransport(Endpoint(address, port), self._identity, pin,
+                                              self._scanner.request_timeout_s)
             self._api = KataApi(self._transport, self._identity.sensor_id,
                                 self._scanner.instance_id)
             self._api_key = key
@@ -291,6 +308,7 @@ class ScanService:
             if still is None or still[0] != ctx.central_node:
                 break
             batch = due[start:start + SUBMISSIONS_PER_TRANSACTION]
+            self._part.beat(blocking_s=allowance(len(batch), self._scanner))
             # Messages received together lie together in the raw topic: one pass reads them.
             ahead = prefetch(self._readers.mine(), [
                 (RawWant(s.raw.topic, s.raw.partition, s.raw.offsets, s.raw_key, s.sha256),
@@ -306,7 +324,7 @@ class ScanService:
                     continue
                 SUBMISSIONS.labels(
                     "ok" if not isinstance(outcome, Refused) else outcome.reason).inc()
-                self._count_reply(outcome)
+                count_reply(outcome)
                 recorded += submission_events(scan, outcome, ctx)
                 if isinstance(outcome, Refused) and outcome.reason in CONNECTION_REASONS:
                     stop = True
@@ -335,7 +353,7 @@ class ScanService:
 
     def _poll(self, api: KataApi, ctx: Ctx) -> None:
         polled = api.poll()
-        self._count_reply(polled)
+        count_reply(polled)
         if isinstance(polled, Refused):
             POLLS.labels(polled.reason).inc()
             log.warning("scanner: state poll refused: %s %s", polled.reason, polled.detail)
@@ -354,8 +372,7 @@ class ScanService:
         # Finished scans are deleted on the Central Node, as many at a time as submissions:
         # one by one, a poll that brought hundreds of verdicts stalled the loop for seconds.
         finished = [scan_id for event in events if (scan_id := getattr(event, "scan_id", ""))]
-        for _deleted in self._pool.map(api.delete, finished):
-            pass
+        list(self._pool.map(api.delete, finished))
 
     def _detects_for(self, api: KataApi, scan_ids: set[str]) -> list[DetectRecord]:
         found: list[DetectRecord] = []
@@ -388,11 +405,6 @@ class ScanService:
             scan = self.book.scans.get(message_id)
             self.book.evolve(event, scan.partition if scan else 0)
         return True
-
-    @staticmethod
-    def _count_reply(outcome: object) -> None:
-        status = getattr(outcome, "status", None)
-        KATA_REPLIES.labels(str(status) if status else type(outcome).__name__.lower()).inc()
 
     def close(self) -> None:
         if self._transport is not None:

@@ -10,6 +10,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
 from katagate.eventlog.listen import LOOPBACK, ListenHost
 
@@ -30,6 +31,8 @@ class ScannerSettings(FileSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback unless told otherwise: 0.0.0.0 in a container, for Prometheus to reach it.
     metrics_host: ListenHost = LOOPBACK
+    # /healthz answers 503 when a loop of the stage has not polled for this long (5-3600 s).
+    health_stall_s: StallSeconds = DEFAULT_STALL_S
     instance_id: str = Field(
         # Stable across restarts: the transactional id and the static group membership derive
         # from it, so a restarted instance fences its predecessor's open transaction at once.

@@ -59,8 +59,9 @@ def served(console: Console) -> Iterator[str]:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     server = http_server(create_app(console), console.settings)
-    thread = threading.Thread(target=lambda: asyncio.run(serve(server, listener, lambda: None)),
-                              daemon=True)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(serve(server, listener, lambda: None, lambda: None)),
+        daemon=True)
     thread.start()
     try:
         wait_for(lambda: server.started, 10, "the console listening")

@@ -3,6 +3,7 @@ on 127.0.0.1 (their own setting, metrics_host), unreachable at the machine's oth
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.request
 
@@ -32,3 +33,11 @@ def test_smtp_on_every_interface_keeps_metrics_on_loopback(make_kafka_settings, 
             assert b"katagate_ingest_data_budget_bytes" in page.read()
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((OTHER_ADDRESS, port), timeout=10).close()
+        # And the same listener says ingest lives and is ready: its SMTP event loop and its
+        # writer beat, the listener is bound, the writer's producer started
+        for probe in ("healthz", "readyz"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/{probe}", timeout=10) as page:
+                body = json.loads(page.read())
+            assert body["status"] == "ok", body
+            assert set(body["checks"]) == {"smtp", "ingest-writer-0"}
+        assert body["checks"]["smtp"]["state"] == "listening"

@@ -63,8 +63,11 @@ def test_a_view_needs_a_valid_token_and_healthz_does_not(
         status, _, body = request(live, "/state/connection", token=None,
                                   headers={"Authorization": "Basic c2NyaXB0Og=="})
         assert (status, json.loads(body)["problem"]) == (401, "invalid_request")
-        # Liveness needs no token and says nothing about the mail.
-        assert request(live, "/healthz", token=None)[::2] == (200, b'{"status":"ok"}\n')
+        # Liveness and readiness need no token and say nothing about the mail.
+        status, _, body = request(live, "/healthz", token=None)
+        assert (status, json.loads(body)["status"]) == (200, "ok")
+        assert set(json.loads(body)["checks"]) == {"projector"}
+        assert request(live, "/readyz", token=None)[0] in (200, 503)
 
 
 def test_a_host_that_is_not_the_projectors_is_misdirected_before_the_token(

@@ -295,7 +295,8 @@ def smtp_edge(handler: IngestHandler) -> Iterator[tuple[str, int]]:
         listening.set()
 
     thread = threading.Thread(
-        target=lambda: asyncio.run(serve(settings, handler, stop, ready)), daemon=True)
+        target=lambda: asyncio.run(serve(settings, handler, stop, ready, lambda: None)),
+        daemon=True)
     thread.start()
     try:
         assert listening.wait(10), "the SMTP server did not listen"

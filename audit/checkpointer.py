@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from prometheus_client import start_http_server
 
 from katagate.audit import metrics as metrics_shown
 from katagate.audit.chain import ZERO_HEAD, LogRecord, record_bytes
@@ -36,9 +34,6 @@ from katagate.eventlog.health_server import serve_health
 from katagate.eventlog.preflight import prepare_stage
 from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.producer import WEDGED_GRACE_S, ProducerFenced, TransactionalProducer
-from katagate.eventlog.preflight import prepare_stage
-from katagate.eventlog.principals import PRINCIPALS
-from katagate.eventlog.producer import ProducerFenced, TransactionalProducer
 from katagate.eventlog.read_to_end import last_stable_offsets, partitions, read_to_end
 from katagate.eventlog.records import Outgoing
 from katagate.eventlog.settings import KafkaSettings

@@ -11,8 +11,8 @@ from pydantic_settings import SettingsConfigDict
 
 from katagate.audit.witness import SUFFIX as WITNESS_SUFFIX
 from katagate.audit.witness import witness_file
-from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 
 
 def default_key_dir() -> Path:

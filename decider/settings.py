@@ -11,8 +11,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from katagate.decider.next_hop_tls import STARTTLS_LEVELS, TlsLevel, ca_file_problem
-from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 

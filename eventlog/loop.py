@@ -25,9 +25,6 @@ from katagate.eventlog.health import Health
 from katagate.eventlog.lag import LagMeter
 from katagate.eventlog.metrics import LOOP_BATCHES, LOOP_RECORDS
 from katagate.eventlog.producer import WEDGED_GRACE_S, TransactionalProducer, TransactionFailed
-from katagate.eventlog.lag import LagMeter
-from katagate.eventlog.metrics import LOOP_BATCHES, LOOP_RECORDS
-from katagate.eventlog.producer import TransactionalProducer, TransactionFailed
 from katagate.eventlog.records import Consumed, Outgoing
 from katagate.eventlog.recovery import Recovery
 from katagate.eventlog.settings import KafkaSettings

@@ -11,8 +11,14 @@ gives.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+
+log = logging.getLogger(__name__)
 
 PREFIX = "restore-from:"
 
@@ -59,3 +65,17 @@ def decode(metadata: str | None, committed: int) -> int | None:
     except ValueError:
         return None
     return point if 0 <= point <= committed else None
+
+
+def committed_points(consumer: Any, partitions: Iterable[TopicPartition],
+                     timeout_s: float) -> dict[int, int]:
+    """Each partition's restore point as its group committed it; a partition without one (or
+    all, when the commits cannot be read) is folded from its start."""
+    try:
+        committed = consumer.committed(
+            [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=timeout_s)
+    except KafkaException as exc:
+        log.warning("restore points unreadable (%s): folding from offset 0", exc)
+        return {}
+    starts = {tp.partition: decode(tp.metadata, tp.offset) for tp in committed if tp.offset >= 0}
+    return {partition: point for partition, point in starts.items() if point is not None}

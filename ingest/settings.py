@@ -11,8 +11,8 @@ from typing import ClassVar, Self
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 from katagate.ingest.callout import NextHop, RecipientVerifier, StartTls
 from katagate.ingest.content import ContentLimits

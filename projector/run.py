@@ -20,13 +20,6 @@ from katagate.projector.live import LiveProjection, catch_up
 from katagate.projector.server import ViewServer, serve_metrics
 from katagate.projector.settings import ProjectorSettings
 from katagate.projector.snapshot import Positions, open_snapshot, save, snapshot_path
-from katagate.eventlog.preflight import prepare_stage
-from katagate.eventlog.settings import KafkaSettings
-from katagate.projector.guard import token_file
-from katagate.projector.live import LiveProjection
-from katagate.projector.server import ViewServer, serve_metrics
-from katagate.projector.settings import ProjectorSettings
-from katagate.projector.snapshot import open_snapshot, save, snapshot_path
 from katagate.projector.source import LogReader, projected_topics
 from katagate.projector.views import evolve
 

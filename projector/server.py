@@ -23,9 +23,6 @@ from http import HTTPStatus
 from katagate.access.tokens import TokenFile
 from katagate.eventlog.health import PROBES, Health
 from katagate.eventlog.health_server import HealthServer, serve_health
-from prometheus_client import start_http_server
-
-from katagate.access.tokens import TokenFile
 from katagate.projector import guard
 from katagate.projector.http import Reply, answer, problem
 from katagate.projector.live import LiveProjection

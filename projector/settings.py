@@ -9,8 +9,8 @@ from typing import ClassVar, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.listen import LOOPBACK, ListenHost, refuse_metrics_on
 
 # A name a client may put in Host: a DNS name or IPv4 address, or a bracketed IPv6 address,

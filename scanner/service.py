@@ -49,7 +49,6 @@ from katagate.scanner.identity import SensorIdentity
 from katagate.scanner.kata_api import KataApi, Refused, Submitted
 from katagate.scanner.lifecycle import ConnectionService
 from katagate.scanner.metrics import (
-    KATA_REPLIES,
     PENDING_SCANS,
     POLLS,
     SUBMISSIONS,
@@ -58,17 +57,6 @@ from katagate.scanner.metrics import (
     count_reply,
 )
 from katagate.scanner.readiness import allowance, report
-from katagate.scanner.replies import DetectRecord
-from katagate.scanner.settings import ScannerSettings
-from katagate.scanner.transport import Endpoint, PinnedTransport
-from katagate.schemas import (
-    Event,
-    MessageReceived,
-    NodeAddress,
-    ProducerRef,
-    SchemaError,
-    decode_event,
-)
 from katagate.scanner.replies import DetectRecord
 from katagate.scanner.settings import ScannerSettings
 from katagate.scanner.transport import Endpoint, PinnedTransport
@@ -143,25 +131,13 @@ class ScanService:
     def _assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # State is the log: fold each newly owned partition from its restore point.
         self._joined = True
-        starts = self._restore_points(consumer, partitions)
+        starts = restore_points.committed_points(consumer, partitions,
+                                                 self._kafka.request_timeout_s)
         for tp in partitions:
             tp.offset = starts.get(tp.partition, OFFSET_BEGINNING)
             self._catching_up.add(tp.partition)
             self._caught_up_from[tp.partition] = (tp.offset, time.monotonic())
         consumer.assign(partitions)
-
-    def _restore_points(self, consumer: Any,
-                        partitions: list[TopicPartition]) -> dict[int, int]:
-        try:
-            committed = consumer.committed(
-                [TopicPartition(tp.topic, tp.partition) for tp in partitions],
-                timeout=self._kafka.request_timeout_s)
-        except KafkaException as exc:
-            log.warning("scanner: restore points unreadable (%s): folding from offset 0", exc)
-            return {}
-        starts = {tp.partition: restore_points.decode(tp.metadata, tp.offset)
-                  for tp in committed if tp.offset >= 0}
-        return {partition: point for partition, point in starts.items() if point is not None}
 
     def _revoked(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         gone = [tp.partition for tp in partitions]

@@ -10,8 +10,8 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.config_file import FileSettings
+from katagate.eventlog.health import DEFAULT_STALL_S, StallSeconds
 from katagate.eventlog.listen import LOOPBACK, ListenHost
 
 

@@ -519,3 +519,18 @@ def test_down_reads_the_state_folder_from_the_default_config_in_the_working_fold
             os.kill(child.pid, signal.SIGKILL)
             child.wait()
 
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly():
+    # Given `katagate config show | head -1`: the reader closes the pipe after one line
+    config = Path(__file__).resolve().parents[2] / "katagate.toml"
+    child = subprocess.Popen([sys.executable, "-m", "katagate", "config", "show", str(config)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    assert child.stderr is not None
+    assert child.stdout.readline().startswith(b"# ")
+    child.stdout.close()
+    # Then the command stops without a traceback
+    error = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 141
+    assert "Traceback" not in error, error

@@ -60,6 +60,10 @@ def _address(value: str) -> str:
     # Postfix writes an IPv6 client as `IPV6:2001:db8::1` (its smtp client does as its
     # Received fields do); the prefix is optional and case-insensitive.
     text = value[5:] if value[:5].upper() == "IPV6:" else value
+    if "%" in text:
+        # Python takes any text after '%' as an IPv6 zone index, CR LF included, and keeps it
+        # in the address; Postfix never sends one (its valid_hostaddr refuses it).
+        raise ValueError(f"ADDR has a zone index: {value!r}")
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:

@@ -28,7 +28,7 @@ from katagate.eventlog.health import beating_task
 from katagate.ingest import metrics, replies
 from katagate.ingest.data_body import DataBody, Overflow
 from katagate.ingest.data_budget import STEP, DataBudget, Reservation
-from katagate.ingest.envelope import mailbox_as_written
+from katagate.ingest.envelope import in_networks, mailbox_as_written
 from katagate.ingest.handler import IngestHandler
 from katagate.ingest.proxy import read_header
 from katagate.ingest.replies import enhance
@@ -115,10 +115,13 @@ class GatewaySMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
-        # Behind a balancer, counted for the client its header names (in all until then).
-        client: str | None = None if self._proxy_hosts is not None else (
-            client_key(str(peer[0]), self._ipv6_prefix)
-            if isinstance(peer, tuple) and peer else "unknown")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        # A balancer's session is counted for the client its header names (in all until then).
+        # Any other peer is counted for itself: refused after a drain, it would otherwise hold
+        # slots with no per-client cap, and one host could keep every balancer's client out.
+        client: str | None = (None if self._proxy_hosts is not None
+                              and in_networks(host, self._proxy_hosts)
+                              else client_key(host, self._ipv6_prefix))
         refusal = self._table.admit(client)
         if refusal is not None:
             # Refused before aiosmtpd starts a session: no greeting, no task, one reply.

@@ -96,6 +96,26 @@ def test_proxy_protocol_headers_name_the_client_and_others_are_refused(make_kafk
         b"Received: from mx.example.org (unknown [192.0.2.7])\r\n")
 
 
+def test_a_peer_that_is_no_balancer_cannot_take_the_balancers_session_slots(make_kafka_settings):
+    kafka = make_kafka_settings()
+    # Given ingest behind a balancer at 127.0.0.2, with room for two sessions, one a client
+    with Ingest(kafka, proxy_protocol=True, proxy_protocol_hosts=["127.0.0.2/32"],
+                max_sessions=2, max_sessions_per_client=1, reverse_dns=False) as ingest:
+        # When another peer opens two connections and sends nothing
+        held = [socket.create_connection(ingest.address, 10, source_address=("127.0.0.1", 0))
+                for _ in range(2)]
+        # And the balancer then brings a client
+        client = ProxiedClient(ingest.address, b"PROXY TCP4 192.0.2.7 127.0.0.2 40000 25\r\n",
+                               source="127.0.0.2")
+        # Then the client is greeted: the peer had one session, under its own address
+        assert client.greeting.startswith("220 ")
+        assert held[0].recv(4096).startswith(b"421 4.7.0 PROXY protocol header not accepted")
+        assert held[1].recv(4096) == b"421 4.7.0 Too many connections from 127.0.0.1: limit 1\r\n"
+        client.close()
+        for sock in held:
+            sock.close()
+
+
 def test_xforward_from_a_trusted_postfix_names_the_message_s_client(make_kafka_settings):
     kafka = make_kafka_settings()
     # Given ingest taking XFORWARD from 127.0.0.1 (a Postfix), relaying for 198.51.100.0/24

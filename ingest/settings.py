@@ -72,7 +72,9 @@ class IngestSettings(FileSettings):
     proxy_protocol: bool = False
     proxy_protocol_hosts: list[IPvAnyNetwork] = Field(default_factory=list)
     # Postfix's XFORWARD (smtpd_authorized_xforward_hosts): from these clients (CIDRs) EHLO
-    # offers it, and the client it names is the message's client, as above. Others: 550 5.7.0.
+    # offers it, and the client it names is the message's client in events and our Received
+    # field; relaying stays decided on the connection (the upstream MTA has decided it), as in
+    # Postfix. Others: 550 5.7.0.
     xforward_hosts: list[IPvAnyNetwork] = Field(default_factory=list)
 
     tls_cert: Path | None = None

@@ -1,7 +1,8 @@
 """Ingest behind a load balancer (PROXY protocol) and behind a Postfix (XFORWARD), on real
-sockets and the real broker: the client named is the one in the event, the relay check, the
-per-client cap and our Received field; a header or command from a peer not trusted is refused
-with a specific reply and writes nothing."""
+sockets and the real broker: the client named is the one in the event and our Received field,
+and a PROXY header's also in the relay check and the per-client cap (XFORWARD's is not: relaying
+is decided on the connection, as in Postfix); a header or command from a peer not trusted is
+refused with a specific reply and writes nothing."""
 
 from __future__ import annotations
 
@@ -118,8 +119,10 @@ def test_a_peer_that_is_no_balancer_cannot_take_the_balancers_session_slots(make
 
 def test_xforward_from_a_trusted_postfix_names_the_message_s_client(make_kafka_settings):
     kafka = make_kafka_settings()
-    # Given ingest taking XFORWARD from 127.0.0.1 (a Postfix), relaying for 198.51.100.0/24
-    with Ingest(kafka, xforward_hosts=["127.0.0.1/32"], relay_networks=["198.51.100.0/24"],
+    # Given ingest taking XFORWARD from two Postfixes, relaying for 198.51.100.0/24 and for
+    # the Postfix at 127.0.0.3 (which has decided relaying: its mynetworks, its SASL users)
+    with Ingest(kafka, xforward_hosts=["127.0.0.1/32", "127.0.0.3/32"],
+                relay_networks=["198.51.100.0/24", "127.0.0.3/32"],
                 reverse_dns=False) as ingest:
         postfix = RawClient(ingest.address)
         assert "250-XFORWARD NAME ADDR PROTO HELO SOURCE" in postfix.cmd("EHLO postfix.test")
@@ -127,18 +130,29 @@ def test_xforward_from_a_trusted_postfix_names_the_message_s_client(make_kafka_s
         assert postfix.cmd("XFORWARD NAME=mail.example.org ADDR=198.51.100.7") == "250 2.0.0 Ok"
         assert postfix.cmd("XFORWARD PROTO=ESMTP HELO=mx.example.org SOURCE=REMOTE") == \
             "250 2.0.0 Ok"
-        # Then the relay check is that client's
-        assert send(postfix, "carol@elsewhere.example").startswith("250 2.0.0 Ok: queued as")
-        # And the next transaction, with no XFORWARD, is Postfix's own again
+        # Then naming a client in relay_networks does not let it relay: that is decided on the
+        # connection (127.0.0.1), as Postfix does, or any process there could relay through us
         assert send(postfix, "carol@elsewhere.example").startswith(
             "550 5.7.1 Relaying denied: elsewhere.example is not a relay domain and client "
             "127.0.0.1")
+        assert postfix.cmd("XFORWARD NAME=mail.example.org ADDR=198.51.100.7") == "250 2.0.0 Ok"
+        assert postfix.cmd("XFORWARD PROTO=ESMTP HELO=mx.example.org SOURCE=REMOTE") == \
+            "250 2.0.0 Ok"
+        assert send(postfix, "bob@example.net").startswith("250 2.0.0 Ok: queued as")
         # And a bad attribute or one sent inside a transaction is refused, naming why
         assert postfix.cmd("XFORWARD PORT=25") == "501 5.5.4 Bad XFORWARD attribute name: PORT"
         assert postfix.cmd("MAIL FROM:<alice@example.org>").startswith("250")
         assert postfix.cmd("XFORWARD ADDR=198.51.100.8") == \
             "503 5.5.1 Error: MAIL transaction in progress"
         postfix.close()
+
+        # When the Postfix in relay_networks hands on a SASL user's message from anywhere
+        relaying = ProxiedClient(ingest.address, b"", source="127.0.0.3")
+        assert relaying.cmd("EHLO postfix2.test").startswith("250")
+        assert relaying.cmd("XFORWARD ADDR=203.0.113.9 PROTO=ESMTPSA") == "250 2.0.0 Ok"
+        # Then it is relayed, and named by the client XFORWARD gave
+        assert send(relaying, "carol@elsewhere.example").startswith("250 2.0.0 Ok: queued as")
+        relaying.close()
 
         # When another client tries it
         other = ProxiedClient(ingest.address, b"", source="127.0.0.2")
@@ -149,8 +163,10 @@ def test_xforward_from_a_trusted_postfix_names_the_message_s_client(make_kafka_s
         assert send(other, "carol@elsewhere.example").startswith("550 5.7.1 Relaying denied")
         other.close()
 
-    (event,) = received(kafka)
-    assert (str(event.client_ip), event.helo) == ("198.51.100.7", "mx.example.org")
-    assert raw_of(kafka, event).startswith(
+    events = {str(e.client_ip): e for e in received(kafka)}  # in any order (partitions)
+    first, sasl = events["198.51.100.7"], events["203.0.113.9"]
+    assert (len(events), first.helo, sasl.helo) == (2, "mx.example.org", "")
+    assert raw_of(kafka, first).startswith(
         b"Received: from mx.example.org (mail.example.org [198.51.100.7])\r\n"
         b"\tby mx.test with ESMTP id ")
+    assert b"\tby mx.test with ESMTPSA id " in raw_of(kafka, sasl)

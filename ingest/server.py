@@ -78,7 +78,7 @@ class GatewaySMTP(SMTP):
         self._client: str | None = None  # counted in the table for this client
         self._admitted = False  # counted in the table (in all, at least)
         self._refused = False
-        self._commands_left = settings.max_commands
+        self._max_commands = self._commands_left = settings.max_commands
         self._in_data = False
         self._reading_data = False  # the rate deadline runs only while the body arrives
         self._greeting = False
@@ -97,8 +97,10 @@ class GatewaySMTP(SMTP):
     def _counted(self, name: str, method: Callable[[str], Awaitable[None]]
                  ) -> Callable[[str], Awaitable[None]]:
         # Mail-moving commands are bounded per message (max_recipients, the size limit); the
-        # session limit is on the rest (NOOP, RSET, VRFY, HELP, EHLO ...), like Postfix's
-        # smtpd_junk_command_limit, so a persistent connection may carry any number of messages.
+        # session limit is on the rest (NOOP, RSET, VRFY, HELP, EHLO, XFORWARD ...), like
+        # Postfix's smtpd_junk_command_limit, and like it counted afresh after each message
+        # accepted (in _body), so a persistent connection may carry any number of messages:
+        # Postfix's smtp client sends RSET and two XFORWARDs for each message on a cached one.
         if name in ("MAIL", "RCPT", "DATA", "QUIT"):
             return method
 
@@ -303,6 +305,8 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         del content
+        if status.startswith("250"):
+            self._commands_left = self._max_commands
         await self.push(status)
 
 

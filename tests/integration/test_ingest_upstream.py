@@ -97,6 +97,26 @@ def test_proxy_protocol_headers_name_the_client_and_others_are_refused(make_kafk
         b"Received: from mx.example.org (unknown [192.0.2.7])\r\n")
 
 
+def test_a_postfix_s_cached_connection_is_not_cut_by_the_command_limit(make_kafka_settings):
+    kafka = make_kafka_settings()
+    # Given ingest taking XFORWARD from a Postfix, with the smallest command limit
+    with Ingest(kafka, xforward_hosts=["127.0.0.1/32"], max_commands=10,
+                reverse_dns=False) as ingest:
+        postfix = RawClient(ingest.address)
+        assert postfix.cmd("EHLO postfix.test").startswith("250")
+        # When it hands on more messages over its cached connection than the limit allows
+        # counted commands in all, as Postfix does: RSET (is the session usable?), XFORWARD twice
+        for i in range(5):
+            assert postfix.cmd("RSET") == "250 2.0.0 Ok", i
+            assert postfix.cmd(f"XFORWARD NAME=[UNAVAILABLE] ADDR=198.51.100.{i}") == \
+                "250 2.0.0 Ok", i
+            assert postfix.cmd("XFORWARD PROTO=ESMTP HELO=mx.example.org") == "250 2.0.0 Ok", i
+            # Then each is taken: the limit counts afresh after a message, as Postfix's does
+            assert send(postfix, "bob@example.net").startswith("250 2.0.0 Ok: queued as"), i
+        postfix.close()
+    assert len(received(kafka)) == 5
+
+
 def test_a_peer_that_is_no_balancer_cannot_take_the_balancers_session_slots(make_kafka_settings):
     kafka = make_kafka_settings()
     # Given ingest behind a balancer at 127.0.0.2, with room for two sessions, one a client

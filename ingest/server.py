@@ -116,6 +116,16 @@ class GatewaySMTP(SMTP):
         return counted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is not None:
+            # STARTTLS: aiosmtpd calls this again for the TLS transport, and makes a new session
+            # whose peer is the socket's. The same connection: counted already, and its client
+            # stays the one a PROXY header named (else every TLS session's client would be the
+            # balancer, in events, relay checks and the Received field).
+            named = self.session.peer if self.session is not None else None
+            super().connection_made(transport)
+            if named is not None and self.session is not None:
+                self.session.peer = named
+            return
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         # A balancer's session is counted for the client its header names (in all until then).

@@ -11,7 +11,14 @@ import struct
 
 import pytest
 
-from tests.integration.test_ingest_harness import Ingest, RawClient, raw_of, received
+from tests.integration.test_ingest_harness import (
+    Ingest,
+    RawClient,
+    client_tls_context,
+    raw_of,
+    received,
+    self_signed,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -93,6 +100,37 @@ def test_proxy_protocol_headers_name_the_client_and_others_are_refused(make_kafk
     events = sorted(received(kafka), key=lambda e: e.helo)
     assert [(str(e.client_ip), e.helo) for e in events] == [
         ("192.0.2.7", "mx.example.org"), ("2001:db8::7", "v6.example.org")]
+    assert raw_of(kafka, events[0]).startswith(
+        b"Received: from mx.example.org (unknown [192.0.2.7])\r\n")
+
+
+def test_after_starttls_the_client_is_still_the_one_the_header_named(make_kafka_settings,
+                                                                    tmp_path):
+    kafka = make_kafka_settings()
+    cert, key = self_signed(tmp_path)
+    # Given ingest with STARTTLS behind a balancer at 127.0.0.1, relaying for 192.0.2.0/24, one
+    # session a client
+    with Ingest(kafka, proxy_protocol=True, proxy_protocol_hosts=["127.0.0.1/32"],
+                relay_networks=["192.0.2.0/24"], max_sessions_per_client=1, tls_cert=cert,
+                tls_key=key, reverse_dns=False) as ingest:
+        for port in (40000, 40001):
+            # When a client the header names as 192.0.2.7 starts TLS, as most MTAs do
+            client = ProxiedClient(ingest.address,
+                                   f"PROXY TCP4 192.0.2.7 127.0.0.1 {port} 25\r\n".encode())
+            assert client.greeting.startswith("220 "), port
+            assert client.cmd("EHLO mx.example.org").startswith("250")
+            assert client.cmd("STARTTLS").startswith("220")
+            client.sock = client_tls_context().wrap_socket(client.sock, server_hostname="mx.test")
+            assert client.cmd("EHLO mx.example.org").startswith("250")
+            # Then the relay check is still that client's, not the balancer's
+            assert send(client, "carol@elsewhere.example").startswith("250 2.0.0 Ok: queued"), \
+                port
+            assert client.cmd("QUIT").startswith("221")
+            assert client.closed()
+            client.close()
+            # And its session is counted once, and released: the next one is welcome
+    events = received(kafka)
+    assert [(str(e.client_ip), e.tls) for e in events] == [("192.0.2.7", True)] * 2
     assert raw_of(kafka, events[0]).startswith(
         b"Received: from mx.example.org (unknown [192.0.2.7])\r\n")
 

@@ -185,9 +185,17 @@ class IngestHandler:
         return str(replies.OK)
 
     def _client(self, session: Any, envelope: Any) -> Client:
-        return client_of(getattr(envelope, "xforward", None),
-                         peer=str(client_address(session.peer[0])),
+        return client_of(getattr(envelope, "xforward", None), peer=self._connected(session),
                          helo=session.host_name or "", rdns=self._rdns_of(session))
+
+    @staticmethod
+    def _connected(session: Any) -> str:
+        """The client connected to us (after a PROXY header), never one XFORWARD names: that
+        decides relaying. An upstream MTA has decided it already (for its mynetworks, its SASL
+        users, its own mail), so trusting its XFORWARD must not mean letting it, or any other
+        process on an xforward host, relay by naming a client in relay_networks. Postfix uses
+        XFORWARD for logging only, too."""
+        return str(client_address(session.peer[0]))
 
     async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:
         if not _valid_helo(hostname):
@@ -210,7 +218,7 @@ class IngestHandler:
                           rcpt_options: list[str]) -> str:
         refusal = (recipient_limit_reached(envelope.rcpt_tos, self._settings.max_recipients)
                    or check_address(address, self._limits, sender=False)
-                   or self._relay.decide(self._client(session, envelope).ip, address)
+                   or self._relay.decide(self._connected(session), address)
                    or await self._verify(address)
                    or self._unavailable(envelope.mail_from, [address], 0))
         if refusal:

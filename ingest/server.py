@@ -28,7 +28,7 @@ from katagate.eventlog.health import beating_task
 from katagate.ingest import metrics, replies
 from katagate.ingest.data_body import DataBody, Overflow
 from katagate.ingest.data_budget import STEP, DataBudget, Reservation
-from katagate.ingest.envelope import mailbox_as_written
+from katagate.ingest.envelope import in_networks, mailbox_as_written
 from katagate.ingest.handler import IngestHandler
 from katagate.ingest.proxy import read_header
 from katagate.ingest.replies import enhance
@@ -78,7 +78,7 @@ class GatewaySMTP(SMTP):
         self._client: str | None = None  # counted in the table for this client
         self._admitted = False  # counted in the table (in all, at least)
         self._refused = False
-        self._commands_left = settings.max_commands
+        self._max_commands = self._commands_left = settings.max_commands
         self._in_data = False
         self._reading_data = False  # the rate deadline runs only while the body arrives
         self._greeting = False
@@ -97,8 +97,10 @@ class GatewaySMTP(SMTP):
     def _counted(self, name: str, method: Callable[[str], Awaitable[None]]
                  ) -> Callable[[str], Awaitable[None]]:
         # Mail-moving commands are bounded per message (max_recipients, the size limit); the
-        # session limit is on the rest (NOOP, RSET, VRFY, HELP, EHLO ...), like Postfix's
-        # smtpd_junk_command_limit, so a persistent connection may carry any number of messages.
+        # session limit is on the rest (NOOP, RSET, VRFY, HELP, EHLO, XFORWARD ...), like
+        # Postfix's smtpd_junk_command_limit, and like it counted afresh after each message
+        # accepted (in _body), so a persistent connection may carry any number of messages:
+        # Postfix's smtp client sends RSET and two XFORWARDs for each message on a cached one.
         if name in ("MAIL", "RCPT", "DATA", "QUIT"):
             return method
 
@@ -114,11 +116,24 @@ class GatewaySMTP(SMTP):
         return counted
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is not None:
+            # STARTTLS: aiosmtpd calls this again for the TLS transport, and makes a new session
+            # whose peer is the socket's. The same connection: counted already, and its client
+            # stays the one a PROXY header named (else every TLS session's client would be the
+            # balancer, in events, relay checks and the Received field).
+            named = self.session.peer if self.session is not None else None
+            super().connection_made(transport)
+            if named is not None and self.session is not None:
+                self.session.peer = named
+            return
         peer = transport.get_extra_info("peername")
-        # Behind a balancer, counted for the client its header names (in all until then).
-        client: str | None = None if self._proxy_hosts is not None else (
-            client_key(str(peer[0]), self._ipv6_prefix)
-            if isinstance(peer, tuple) and peer else "unknown")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        # A balancer's session is counted for the client its header names (in all until then).
+        # Any other peer is counted for itself: refused after a drain, it would otherwise hold
+        # slots with no per-client cap, and one host could keep every balancer's client out.
+        client: str | None = (None if self._proxy_hosts is not None
+                              and in_networks(host, self._proxy_hosts)
+                              else client_key(host, self._ipv6_prefix))
         refusal = self._table.admit(client)
         if refusal is not None:
             # Refused before aiosmtpd starts a session: no greeting, no task, one reply.
@@ -300,6 +315,8 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         del content
+        if status.startswith("250"):
+            self._commands_left = self._max_commands
         await self.push(status)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import ClassVar, Self
 
-from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from katagate.eventlog.config_file import FileSettings
@@ -21,6 +22,7 @@ from katagate.ingest.recipients import RecipientTable, parse_entry, parse_table
 from katagate.ingest.verify_cache import VerifyCache
 
 MiB = 1024 * 1024
+_IPV4_MAPPED = IPv6Network("::ffff:0:0/96")
 
 
 def _default_hostname() -> str:
@@ -72,7 +74,9 @@ class IngestSettings(FileSettings):
     proxy_protocol: bool = False
     proxy_protocol_hosts: list[IPvAnyNetwork] = Field(default_factory=list)
     # Postfix's XFORWARD (smtpd_authorized_xforward_hosts): from these clients (CIDRs) EHLO
-    # offers it, and the client it names is the message's client, as above. Others: 550 5.7.0.
+    # offers it, and the client it names is the message's client in events and our Received
+    # field; relaying stays decided on the connection (the upstream MTA has decided it), as in
+    # Postfix. Others: 550 5.7.0.
     xforward_hosts: list[IPvAnyNetwork] = Field(default_factory=list)
 
     tls_cert: Path | None = None
@@ -147,6 +151,22 @@ class IngestSettings(FileSettings):
             ):
                 raise ValueError(f"not a domain glob: {pattern!r}")
         return [pattern.casefold() for pattern in value]
+
+    @field_validator("relay_networks", "proxy_protocol_hosts", "xforward_hosts")
+    @classmethod
+    def _networks(cls, value: list[IPv4Network | IPv6Network], info: ValidationInfo
+                  ) -> list[IPv4Network | IPv6Network]:
+        for network in value:
+            if isinstance(network, IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+                ipv4 = IPv4Network((int(network.network_address) & 0xFFFF_FFFF,
+                                    network.prefixlen - 96))
+                raise ValueError(f"{network} is IPv4-mapped: an IPv4 client is compared as "
+                                 f"IPv4 and would never match it; write {ipv4}")
+            # Whom we believe about another client's address: never everyone.
+            if network.prefixlen == 0 and info.field_name != "relay_networks":
+                raise ValueError(f"{network} would let any peer name any client; list the "
+                                 "balancers' or MTAs' own networks")
+        return value
 
     @field_validator("relay_recipients")
     @classmethod

@@ -53,7 +53,8 @@ def rdns_name(name: str | None) -> str:
 
 def address_literal(client_ip: str) -> str:
     """[192.0.2.1] or [IPv6:2001:db8::1] (RFC 5321 section 4.1.3)."""
-    address = ipaddress.ip_address(client_ip)
+    # Without a zone index: Python keeps any text after '%' in the address (CR LF too).
+    address = ipaddress.ip_address(client_ip.split("%", 1)[0])
     return f"[IPv6:{address.compressed}]" if address.version == 6 else f"[{address}]"
 
 

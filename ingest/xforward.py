@@ -1,7 +1,10 @@
 """Postfix's XFORWARD (http://www.postfix.org/XFORWARD_README.html), pure: a trusted upstream
 MTA (Postfix with `smtp_send_xforward_command = yes`, before katagate as its content_filter)
-names the client it received the message from, so that events, relay checks and our Received
-field show the original client rather than the Postfix that hands the message on.
+names the client it received the message from, so that events, our Received field and the mail
+log show the original client rather than the Postfix that hands the message on. Relaying is not
+decided on it (ingest/handler.py): trusting an MTA's word on who its client was is not letting
+whatever runs on its host relay by naming a client in relay_networks; as in Postfix, where
+XFORWARD is for logging.
 
     xforward-command = XFORWARD 1*( SP attribute-name"="attribute-value )
     attribute-name   = ( NAME | ADDR | PROTO | HELO | SOURCE )   ; case-insensitive
@@ -60,6 +63,10 @@ def _address(value: str) -> str:
     # Postfix writes an IPv6 client as `IPV6:2001:db8::1` (its smtp client does as its
     # Received fields do); the prefix is optional and case-insensitive.
     text = value[5:] if value[:5].upper() == "IPV6:" else value
+    if "%" in text:
+        # Python takes any text after '%' as an IPv6 zone index, CR LF included, and keeps it
+        # in the address; Postfix never sends one (its valid_hostaddr refuses it).
+        raise ValueError(f"ADDR has a zone index: {value!r}")
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import time
 
 import pytest
 
@@ -77,3 +78,21 @@ def test_plaintext_pipelined_after_starttls_is_discarded(kafka_settings, tmp_pat
         assert client.cmd("RCPT TO:<bob@example.net>") == "503 5.5.1 Error: need MAIL command"
         client.close()
     assert received(kafka_settings) == []
+
+
+def test_a_session_that_starts_tls_is_counted_once(kafka_settings, tmp_path):
+    cert, key = self_signed(tmp_path)
+    # Given one session a client
+    with Ingest(kafka_settings, tls_cert=cert, tls_key=key, max_sessions_per_client=1) as ingest:
+        for attempt in range(3):
+            # When the client's sessions start TLS one after the other
+            client = RawClient(ingest.address)
+            # Then each is greeted: the one before was counted once, and released at its end
+            assert client.greeting.startswith("220 "), attempt
+            assert client.cmd("EHLO client.test").startswith("250")
+            assert client.cmd("STARTTLS").startswith("220")
+            client.sock = client_tls_context().wrap_socket(client.sock, server_hostname="mx.test")
+            assert client.cmd("QUIT").startswith("221")
+            assert client.closed()
+            client.close()
+            time.sleep(0.2)  # its end reaches the session table

@@ -105,3 +105,20 @@ def test_proxy_protocol_is_off_by_default_and_needs_the_balancers_networks():
     with pytest.raises(ValueError, match="proxy_protocol needs proxy_protocol_hosts"):
         IngestSettings(proxy_protocol=True)
     assert IngestSettings(proxy_protocol=True, proxy_protocol_hosts=["10.0.0.0/24"])
+
+
+@pytest.mark.parametrize("setting", ["relay_networks", "proxy_protocol_hosts", "xforward_hosts"])
+def test_an_ipv4_mapped_network_is_refused_naming_its_ipv4_form(setting):
+    # Given a network written IPv4-mapped: clients are compared as IPv4, so it matches none
+    with pytest.raises(ValueError, match=rf"{setting}\n.*::ffff:a00:0/104 is IPv4-mapped: .*"
+                                         r"write 10\.0\.0\.0/8"):
+        IngestSettings(**{setting: ["::ffff:10.0.0.0/104"]})
+    assert IngestSettings(**{setting: ["10.0.0.0/8"]})
+
+
+@pytest.mark.parametrize("setting", ["proxy_protocol_hosts", "xforward_hosts"])
+@pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0"])
+def test_trusting_every_address_to_name_a_client_is_refused(setting, everyone):
+    with pytest.raises(ValueError, match=rf"{setting}\n.*{everyone} would let any peer name any "
+                                         "client"):
+        IngestSettings(**{setting: ["127.0.0.1/32", everyone]})

@@ -50,6 +50,14 @@ def test_no_reverse_name_an_ipv6_client_and_several_recipients():
     assert got.endswith(b" id " + ID.encode() + b"; Thu, 03 Dec 2026 13:35:42 +0300\r\n")
 
 
+def test_an_ipv6_zone_index_never_reaches_the_field():
+    # Given an address whose zone index (which Python keeps, whatever it holds) ends the line
+    got = field(client_ip="fe80::1%\r\nX-Injected: yes")
+    # Then the field names the address without it, in one field of whole lines
+    assert got.startswith(b"Received: from mx.example.org (mail.example.org [IPv6:fe80::1])\r\n")
+    assert b"X-Injected" not in got
+
+
 HOSTILE_HELO = ["evil)\r\nX-KATA-Verdict: not-detected", "a(b)c;d", "x\tBcc:", "(",
                 "[1.2.3.4]);Received:", ""]
 

@@ -82,6 +82,11 @@ def test_bad_xtext_is_refused(value, why):
     ("HELO=a+0D+0AX-Injected:+20yes", "501 5.5.4 Bad XFORWARD HELO value: HELO holds a space, "
                                       "control or non-ASCII character"),
     ("NAME=" + "a" * 256, "501 5.5.4 Bad XFORWARD NAME value: NAME value over 255 characters"),
+    # Python reads what follows '%' as an IPv6 zone index, whatever it holds (CR LF too).
+    ("ADDR=IPV6:fe80::1%+0D+0AX-Injected:+20yes", "501 5.5.4 Bad XFORWARD ADDR value: ADDR has "
+     "a zone index: 'IPV6:fe80::1%\\r\\nX-Injected: yes'"),
+    ("ADDR=fe80::1%eth0", "501 5.5.4 Bad XFORWARD ADDR value: ADDR has a zone index: "
+                          "'fe80::1%eth0'"),
 ])
 def test_a_bad_command_is_refused_naming_what_is_wrong(arg, reply):
     with pytest.raises(XForwardError) as refused:

@@ -50,12 +50,17 @@ def _file(args: argparse.Namespace) -> Path:
     return Path(args.file or config_path() or "katagate.toml")
 
 
+def _refused(path: Path, problems: list[str]) -> bool:
+    """Print every problem the file has, one per line; True if it has any."""
+    for problem in problems:
+        print(f"{path}: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def _check(args: argparse.Namespace) -> int:
     path = _file(args)
     checked = check(path)
-    if checked.problems:
-        for problem in checked.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+    if _refused(path, checked.problems):
         return 2
     print(f"ok: {path}, {checked.count} settings")
     return 0
@@ -66,9 +71,7 @@ def _show(args: argparse.Namespace) -> int:
         return _show_kafka(args)
     path = _file(args)
     checked = check(path)
-    if checked.problems:
-        for problem in checked.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+    if _refused(path, checked.problems):
         return 2
     document = read(path)
     print(f"# {path}: value (origin: default, file or env)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -61,17 +62,52 @@ def config_path() -> Path | None:
 
 def read(path: Path) -> dict[str, Any]:
     """The file's tables; unreadable or not TOML raises ConfigFileError, a syntax error with
-    tomllib's line and column ("... (at line 3, column 7)")."""
+    tomllib's line and column ("... (at line 3, column 7)"), and so does a file that others
+    may write, or read while it holds a secret (`exposure_problems`)."""
     try:
         text = path.read_text(encoding="utf-8")
+        mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         raise ConfigFileError(path, ["no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileError(path, [f"cannot read: {exc}"]) from None
     try:
-        return tomllib.loads(text)
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(path, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigFileError(path, ["not valid TOML: arrays or inline tables nested too "
+                                     "deep"]) from None
+    except ValueError as exc:  # an integer past Python's 4300 digits, say
+        raise ConfigFileError(path, [f"not valid TOML: {exc}"]) from None
+    problems = exposure_problems(mode, secret_keys(document), path)
+    if problems:
+        raise ConfigFileError(path, problems)
+    return document
+
+
+def secret_keys(document: Mapping[str, Any], where: str = "") -> list[str]:
+    """`[section] key` of each secret the document sets (`is_secret`), nested tables too."""
+    found = []
+    for key, value in document.items():
+        if isinstance(value, dict):
+            found += secret_keys(value, f"{where}.{key}" if where else key)
+        elif is_secret(key, value):
+            found.append(f"[{where}] {key}" if where else key)
+    return found
+
+
+def exposure_problems(mode: int, secrets: list[str], path: Path) -> list[str]:
+    """The file's mode against what it holds: writable by others (anyone on the host could
+    send the mail elsewhere or switch protection off), or readable by others while it holds a
+    secret. Its group may read it (root:katagate 0640, deploy/systemd/README.md)."""
+    if mode & 0o002:
+        return [f"has mode {mode:04o}: others may change it, so it is refused "
+                f"(chmod o-w {path})"]
+    if mode & 0o004 and secrets:
+        return [f"has mode {mode:04o} and holds {', '.join(secrets)}: a secret must not be "
+                f"readable by others (chmod 640 {path})"]
+    return []
 
 
 def nearest(name: str, choices: Iterable[str]) -> str | None:
@@ -132,7 +168,8 @@ def value_problem(model: type[BaseSettings], section: str, error: ErrorDetails) 
                 f"{'at most' if 'le' in bounds else 'less than'} {high}"
                 if high is not None else "") if part)
             said = said if said.startswith("must") else f"must be {said}"
-        return f"{where}: {said} (got {error['input']!r})"
+        got = repr(error["input"])  # a number in range errors; a long one is cut
+        return f"{where}: {said} (got {got if len(got) <= 40 else got[:37] + '...'})"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}"
 

@@ -24,6 +24,19 @@ KATA_FILE_FIELDS = ("response_timeout_s", "quarantine_max_bytes", "quarantine_ma
                     "poll_interval_s")
 
 
+def emulator_over_node(central_node: object, current: ControlState) -> str | None:
+    """Refused: the file's `central_node = "emulator"` replacing a Central Node an
+    administrator set (any address but the loopback the emulator listens on). Mail would then
+    be scanned by a stand-in whose verdicts mean nothing while the console says *Connected*."""
+    node = current.settings.central_node_address
+    if central_node != "emulator" or node is None or node.is_loopback:
+        return None
+    return (f"[kata] central_node: the file says \"emulator\", the settings in force name the "
+            f"Central Node {node}:{current.settings.central_node_port}; katagate up does not "
+            f"replace a Central Node by the emulator: set central_node = \"{node}\" in the "
+            "file, or remove the key (katagate settings set to change the node)")
+
+
 def write_kata_settings(kafka: KafkaSettings, kata: dict[str, Any], address: str,
                         port: int) -> bool:
     """[kata] into the control log: all of it at the first start; afterwards what the file
@@ -46,6 +59,10 @@ def write_kata_settings(kafka: KafkaSettings, kata: dict[str, Any], address: str
                                     "katagate-up", now)
         said = [f"KATA settings written (first start): Central Node {address}:{port}"]
     else:
+        refused = emulator_over_node(kata.get("central_node"), current)
+        if refused:
+            print(f"katagate up: {refused}", file=sys.stderr)
+            return False
         named: dict[str, object] = {k: kata[k] for k in KATA_FILE_FIELDS if k in kata}
         if "central_node" in kata:  # the emulator's address is the one it listens on now
             named |= {"central_node_address": address, "central_node_port": port}

@@ -1,0 +1,50 @@
+"""`katagate up`'s [kata] against what an administrator set (katagate/up_kata.py): the file's
+"emulator" never replaces a Central Node set in the control log, and a file whose [kata] names
+the emulator while [emulator] is off is refused by the check, not by a traceback at start."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from ipaddress import IPv4Address
+
+import pytest
+
+from katagate.cli import main
+from katagate.schemas import ControlState, KataSettings
+from katagate.up_kata import emulator_over_node
+
+
+def in_force(address: str | None) -> ControlState:
+    node = IPv4Address(address) if address else None
+    return replace(ControlState(version=3),
+                   settings=KataSettings(central_node_address=node, central_node_port=443))
+
+
+def test_given_a_real_central_node_in_force_then_the_files_emulator_does_not_replace_it():
+    # Given an administrator connected the gateway to 10.20.30.40 (katagate settings set)
+    said = emulator_over_node("emulator", in_force("10.20.30.40"))
+    # Then `up` refuses to point it back at the emulator, naming the node and what to do
+    assert said is not None
+    assert "Central Node 10.20.30.40:443" in said
+    assert 'set central_node = "10.20.30.40"' in said
+
+
+@pytest.mark.parametrize(("file", "address"), [
+    ("emulator", "127.0.0.1"),    # the emulator's own address: a later `up`
+    ("emulator", None),           # nothing set yet
+    ("10.20.30.41", "10.20.30.40"),  # the file names another real node: its edit, applied
+    (None, "10.20.30.40"),        # the file does not name the node
+])
+def test_given_anything_else_then_the_file_applies_as_before(file, address):
+    assert emulator_over_node(file, in_force(address)) is None
+
+
+def test_given_kata_on_the_emulator_with_the_emulator_off_then_check_refuses_it(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KATAGATE_CONFIG", "")
+    path = tmp_path / "katagate.toml"
+    path.write_text('[kata]\ncentral_node = "emulator"\n[emulator]\nenabled = false\n')
+    assert main(["config", "check", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f'{path}: [kata] central_node: "emulator" needs [emulator] enabled = true; else name '
+        "the Central Node's IPv4 address\n")

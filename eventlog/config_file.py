@@ -174,6 +174,26 @@ def value_problem(model: type[BaseSettings], section: str, error: ErrorDetails) 
     return f"{where}: {message}"
 
 
+class EnvValueError(KatagateError):
+    """An environment variable a settings class cannot parse (a list that is not JSON): the
+    variable named, never its value."""
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, with a value that is not JSON where a list is expected refused as an
+    EnvValueError naming the variable (pydantic-settings raises an error outside its
+    ValidationError for it, which a stage would end on with a traceback)."""
+
+    def prepare_field_value(self, field_name: str, field: Any, value: Any,
+                            value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:
+            variable = f"{self.env_prefix}{field_name}".upper()
+            raise EnvValueError(f"setting {field_name} ({variable}): not valid JSON; a list "
+                                'is written ["a", "b"]') from None
+
+
 class _SectionSource(InitSettingsSource):
     """The file's section as a source: keys normalised like keyword arguments (an aliased
     field's key is its alias), so the environment's value of the same field wins over it."""
@@ -233,7 +253,7 @@ class FileSettings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, file_source(cls), dotenv_settings,
+        return (init_settings, _EnvSource(settings_cls), file_source(cls), dotenv_settings,
                 file_secret_settings)
 
 
@@ -258,7 +278,7 @@ def origins(cls: type[FileSettings], document: Mapping[str, Any],
             options: Mapping[str, Any] | None = None) -> dict[str, Origin]:
     """Where each field's effective value comes from: an option, the environment, the file,
     or the default (the sources' order in `settings_customise_sources`)."""
-    env = set(EnvSettingsSource(cls)())
+    env = set(_EnvSource(cls)())
     in_file = set(cls.file_values(document))
     found: dict[str, Origin] = {}
     for name, field in cls.model_fields.items():

@@ -155,3 +155,21 @@ def test_given_a_file_others_may_write_then_it_is_refused_whatever_it_holds(conf
     with pytest.raises(ConfigFileError) as caught:
         IngestSettings()
     assert "has mode 0666: others may change it" in str(caught.value)
+
+
+def test_given_a_list_setting_in_the_environment_that_is_not_json_then_exit_2_naming_it(
+        config, capsys, monkeypatch):
+    # Given a relay network list written as a bare value, not JSON
+    monkeypatch.setenv("KATAGATE_INGEST_RELAY_NETWORKS", "[10.0.0.0/8")
+    # When the stage starts, Then it exits 2 naming the variable, not with a traceback
+    with pytest.raises(SystemExit) as stopped:
+        main(["ingest", "run"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "katagate ingest: setting relay_networks (KATAGATE_INGEST_RELAY_NETWORKS): not valid "
+        'JSON; a list is written ["a", "b"]\n')
+    # And `config check` lists it with the file's problems
+    path = config("[ingest]\nport = 2600\n")
+    path.chmod(0o600)
+    assert main(["config", "check", str(path)]) == 2
+    assert "environment: setting relay_networks" in capsys.readouterr().err

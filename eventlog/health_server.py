@@ -35,7 +35,7 @@ StartResponse = Callable[..., Any]
 
 REQUEST_DEADLINE_S = 10.0
 MAX_CONNECTIONS = 32
-MAX_COLLECTIONS = 2
+MAX_COLLECTIONS = 4  # two Prometheus replicas and a person, with room
 
 
 class _Threading(ThreadingMixIn, WSGIServer):

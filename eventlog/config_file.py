@@ -45,6 +45,9 @@ Origin = Literal["default", "file", "env", "option"]
 _PRELOADED: ContextVar[Mapping[str, Any] | None] = ContextVar("preloaded", default=None)
 
 
+MAX_FILE_BYTES = 1024 * 1024  # katagate.toml is a few kilobytes
+
+
 class ConfigFileError(KatagateError):
     """The configuration file cannot be used: every problem, one line each, the file named."""
 
@@ -65,7 +68,12 @@ def read(path: Path) -> dict[str, Any]:
     tomllib's line and column ("... (at line 3, column 7)"), and so does a file that others
     may write, or read while it holds a secret (`exposure_problems`)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:  # /dev/zero, a log named by mistake
+            raise ConfigFileError(path, [f"larger than {MAX_FILE_BYTES} bytes: not a "
+                                         "configuration file"])
+        text = data.decode("utf-8")
         mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         raise ConfigFileError(path, ["no such file"]) from None

@@ -134,6 +134,17 @@ def test_given_a_crafted_file_then_the_stage_exits_2_naming_it_not_with_a_traceb
     assert said.count("\n") == 1
 
 
+def test_given_an_endless_file_then_it_is_refused_after_a_mebibyte_not_read_into_memory(
+        config, monkeypatch):
+    # Given KATAGATE_CONFIG naming a file that never ends
+    monkeypatch.setenv(CONFIG_ENV, "/dev/zero")
+    # Then a stage's settings refuse it at once
+    with pytest.raises(ConfigFileError) as caught:
+        IngestSettings()
+    assert str(caught.value) == ("/dev/zero: larger than 1048576 bytes: not a configuration "
+                                 "file")
+
+
 def test_given_a_file_holding_a_password_that_others_may_read_then_it_is_refused(config):
     # Given the console's first password in a file of mode 0644
     path = config('[console]\nadmin_password = "hunter2-in-the-file"\n')

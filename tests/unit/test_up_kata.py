@@ -1,6 +1,7 @@
 """`katagate up`'s [kata] against what an administrator set (katagate/up_kata.py): the file's
 "emulator" never replaces a Central Node set in the control log, and a file whose [kata] names
-the emulator while [emulator] is off is refused by the check, not by a traceback at start."""
+the emulator while [emulator] is off is refused by the check, not by a traceback at start;
+`katagate down` names a file it cannot read, as `up` does."""
 
 from __future__ import annotations
 
@@ -48,3 +49,11 @@ def test_given_kata_on_the_emulator_with_the_emulator_off_then_check_refuses_it(
     assert capsys.readouterr().err == (
         f'{path}: [kata] central_node: "emulator" needs [emulator] enabled = true; else name '
         "the Central Node's IPv4 address\n")
+
+
+def test_given_a_file_with_a_syntax_error_then_down_exits_2_naming_it(tmp_path, capsys):
+    path = tmp_path / "katagate.toml"
+    path.write_text("[paths]\nstate_dir = \n")
+    assert main(["down", "--config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"katagate down: {path}: not valid TOML: Invalid value (at line 2, column 13)\n")

@@ -57,3 +57,36 @@ def test_given_a_file_with_a_syntax_error_then_down_exits_2_naming_it(tmp_path, 
     assert main(["down", "--config", str(path)]) == 2
     assert capsys.readouterr().err == (
         f"katagate down: {path}: not valid TOML: Invalid value (at line 2, column 13)\n")
+
+
+def test_given_an_administrator_changed_a_setting_then_up_says_whose_change_the_file_replaces():
+    import uuid
+    from datetime import UTC, datetime
+
+    from katagate.admin.first_start import file_changes
+    from katagate.schemas import KataSettingsChanged, ProducerRef
+    from katagate.up_kata import Known, evolve_known, undone
+
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+
+    def change(actor: str, version: int, **values: int) -> KataSettingsChanged:
+        return KataSettingsChanged(
+            event_id=uuid.uuid4(), occurred_at=now, producer=ProducerRef(stage="admin",
+                                                                         instance="t"),
+            version=version, actor=actor, settings=KataSettings(**values),
+            changed=list(values))
+
+    # Given the first start set the poll interval, then an administrator changed it
+    known = evolve_known(Known(), change("katagate-up", 1, poll_interval_s=5))
+    known = evolve_known(known, change("cli:root", 2, poll_interval_s=120))
+    assert known.set_by == {"poll_interval_s": "cli:root"}
+    # When `up` starts with the file's 5 s again
+    events, _ = file_changes(known.state, {"poll_interval_s": 5}, None, now)
+    # Then it warns that the file replaces the administrator's value, naming them
+    assert undone(events, known.set_by) == [
+        "[kata] poll_interval_s: the file's value replaces the one cli:root set; remove "
+        "poll_interval_s from [kata] to keep what the commands set"]
+    # And an edit of the file over the file's own earlier value is not warned about
+    known = evolve_known(known, events[0])
+    events, _ = file_changes(known.state, {"poll_interval_s": 30}, None, now)
+    assert undone(events, known.set_by) == []

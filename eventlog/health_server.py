@@ -4,10 +4,11 @@ and without mail data, so never on a stage's own port (`eventlog/listen.py`); lo
 set.
 
 It lives in the stage's process, so no client may cost that process much: a connection is cut
-`REQUEST_DEADLINE_S` after it opened (a client that sends its request slowly, or never), at most
-`MAX_CONNECTIONS` are served at once (more are closed at once, each being a thread), and at most
-`MAX_COLLECTIONS` /metrics collections run at once (one stuck in a collector answers the next
-503), so probes are answered while a collection hangs."""
+`REQUEST_DEADLINE_S` after it opened (a client that sends its request slowly, or never) and
+read no further than `MAX_REQUEST_BYTES`; at most `MAX_CONNECTIONS` are served at once (more
+are closed at once, each being a thread), and at most `MAX_COLLECTIONS` /metrics collections
+run at once (one stuck in a collector answers the next 503), so probes are answered while a
+collection hangs."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ StartResponse = Callable[..., Any]
 
 REQUEST_DEADLINE_S = 10.0
 MAX_CONNECTIONS = 32
+MAX_REQUEST_BYTES = 16 * 1024  # a probe's or a scrape's request is a few hundred bytes
 MAX_COLLECTIONS = 4  # two Prometheus replicas and a person, with room
 
 
@@ -83,7 +85,33 @@ class _Threading6(_Threading):
     address_family = socket.AF_INET6
 
 
+class _Capped:
+    """A connection's input, ending after `budget` bytes: http.server would read 100 header
+    lines of 64 KiB each, 6 MiB a connection, 200 MiB over MAX_CONNECTIONS."""
+
+    def __init__(self, raw: Any, budget: int) -> None:
+        self._raw = raw
+        self._left = budget
+
+    def _size(self, size: int | None) -> int:
+        return self._left if size is None or size < 0 else min(size, self._left)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line: bytes = self._raw.readline(self._size(size)) if self._left > 0 else b""
+        self._left -= len(line)
+        return line
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self._raw.read(self._size(size)) if self._left > 0 else b""
+        self._left -= len(data)
+        return data
+
+
 class _Quiet(WSGIRequestHandler):
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = _Capped(self.rfile, MAX_REQUEST_BYTES)  # type: ignore[assignment]
+
     def log_message(self, format: str, *args: Any) -> None:
         """Probes every few seconds are not log lines."""
 

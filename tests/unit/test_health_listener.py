@@ -1,5 +1,6 @@
 """The metrics listener (eventlog/health_server.py) against hostile or broken clients, on real
-loopback sockets: a client that never finishes its request is cut at the deadline, many idle
+loopback sockets: a client that never finishes its request is cut at the deadline, one that
+sends endless headers is read no further than 16 KiB, many idle
 connections cost at most MAX_CONNECTIONS threads, a /metrics collection stuck in a collector
 leaves the probes answering, and a path that is not /metrics, /healthz or /readyz is 404 (so
 a probe on a mistyped path is not always 200)."""
@@ -45,6 +46,20 @@ def test_given_a_client_that_never_finishes_its_request_then_it_is_cut_at_the_de
             # When it waits for an answer, Then the listener closes it at the deadline
             assert client.recv(1024) == b""
             assert time.monotonic() - started < 3
+    finally:
+        server.close()
+
+
+def test_given_a_request_with_endless_headers_then_reading_stops_at_16_kib_and_it_is_answered():
+    server = HealthServer("127.0.0.1", 0, ready_health(), CollectorRegistry(), deadline_s=30)
+    try:
+        with socket.create_connection(server.address, timeout=3) as client:
+            # Given a request whose header lines go on (64 KiB each, 100 allowed by http.server)
+            client.sendall(b"GET /healthz HTTP/1.0\r\n")
+            for _ in range(3):
+                client.sendall(b"X-Filler: " + b"a" * 8000 + b"\r\n")
+            # Then the listener stops reading at 16 KiB and answers, not waiting for the rest
+            assert client.recv(64).startswith(b"HTTP/1.0 ")
     finally:
         server.close()
 

@@ -39,8 +39,19 @@ class KafkaConfigError(KatagateError):
     """A Kafka client setting is wrong; the message names the setting and where it came from."""
 
 
+# Words in a key that mark its value secret, for keys a newer librdkafka adds
+# (`sasl.oauthbearer.assertion.private.key.passphrase`, `....private.key.pem`): too much
+# redacted costs nothing, too little prints a private key.
+SECRET_WORDS = ("password", "secret", "passphrase", "private", "jaas", "credential", "token")
+# Named for a token but not one: where a token is asked for.
+NOT_SECRET = frozenset({"sasl.oauthbearer.token.endpoint.url"})
+
+
 def is_secret(key: str) -> bool:
-    return key in SECRET_KEYS or "password" in key or "secret" in key
+    key = key.lower()
+    if key in SECRET_KEYS or key.endswith("key.pem") or key == "sasl.oauthbearer.extensions":
+        return True
+    return key not in NOT_SECRET and any(word in key for word in SECRET_WORDS)
 
 
 def redacted(config: Mapping[str, Any]) -> dict[str, Any]:

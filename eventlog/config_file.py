@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -44,6 +45,9 @@ Origin = Literal["default", "file", "env", "option"]
 _PRELOADED: ContextVar[Mapping[str, Any] | None] = ContextVar("preloaded", default=None)
 
 
+MAX_FILE_BYTES = 1024 * 1024  # katagate.toml is a few kilobytes
+
+
 class ConfigFileError(KatagateError):
     """The configuration file cannot be used: every problem, one line each, the file named."""
 
@@ -61,17 +65,57 @@ def config_path() -> Path | None:
 
 def read(path: Path) -> dict[str, Any]:
     """The file's tables; unreadable or not TOML raises ConfigFileError, a syntax error with
-    tomllib's line and column ("... (at line 3, column 7)")."""
+    tomllib's line and column ("... (at line 3, column 7)"), and so does a file that others
+    may write, or read while it holds a secret (`exposure_problems`)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:  # /dev/zero, a log named by mistake
+            raise ConfigFileError(path, [f"larger than {MAX_FILE_BYTES} bytes: not a "
+                                         "configuration file"])
+        text = data.decode("utf-8")
+        mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         raise ConfigFileError(path, ["no such file"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileError(path, [f"cannot read: {exc}"]) from None
     try:
-        return tomllib.loads(text)
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(path, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigFileError(path, ["not valid TOML: arrays or inline tables nested too "
+                                     "deep"]) from None
+    except ValueError as exc:  # an integer past Python's 4300 digits, say
+        raise ConfigFileError(path, [f"not valid TOML: {exc}"]) from None
+    problems = exposure_problems(mode, secret_keys(document), path)
+    if problems:
+        raise ConfigFileError(path, problems)
+    return document
+
+
+def secret_keys(document: Mapping[str, Any], where: str = "") -> list[str]:
+    """`[section] key` of each secret the document sets (`is_secret`), nested tables too."""
+    found = []
+    for key, value in document.items():
+        if isinstance(value, dict):
+            found += secret_keys(value, f"{where}.{key}" if where else key)
+        elif is_secret(key, value):
+            found.append(f"[{where}] {key}" if where else key)
+    return found
+
+
+def exposure_problems(mode: int, secrets: list[str], path: Path) -> list[str]:
+    """The file's mode against what it holds: writable by others (anyone on the host could
+    send the mail elsewhere or switch protection off), or readable by others while it holds a
+    secret. Its group may read it (root:katagate 0640, deploy/systemd/README.md)."""
+    if mode & 0o002:
+        return [f"has mode {mode:04o}: others may change it, so it is refused "
+                f"(chmod o-w {path})"]
+    if mode & 0o004 and secrets:
+        return [f"has mode {mode:04o} and holds {', '.join(secrets)}: a secret must not be "
+                f"readable by others (chmod 640 {path})"]
+    return []
 
 
 def nearest(name: str, choices: Iterable[str]) -> str | None:
@@ -132,9 +176,30 @@ def value_problem(model: type[BaseSettings], section: str, error: ErrorDetails) 
                 f"{'at most' if 'le' in bounds else 'less than'} {high}"
                 if high is not None else "") if part)
             said = said if said.startswith("must") else f"must be {said}"
-        return f"{where}: {said} (got {error['input']!r})"
+        got = repr(error["input"])  # a number in range errors; a long one is cut
+        return f"{where}: {said} (got {got if len(got) <= 40 else got[:37] + '...'})"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}"
+
+
+class EnvValueError(KatagateError):
+    """An environment variable a settings class cannot parse (a list that is not JSON): the
+    variable named, never its value."""
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, with a value that is not JSON where a list is expected refused as an
+    EnvValueError naming the variable (pydantic-settings raises an error outside its
+    ValidationError for it, which a stage would end on with a traceback)."""
+
+    def prepare_field_value(self, field_name: str, field: Any, value: Any,
+                            value_is_complex: bool) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError:
+            variable = f"{self.env_prefix}{field_name}".upper()
+            raise EnvValueError(f"setting {field_name} ({variable}): not valid JSON; a list "
+                                'is written ["a", "b"]') from None
 
 
 class _SectionSource(InitSettingsSource):
@@ -196,7 +261,7 @@ class FileSettings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, file_source(cls), dotenv_settings,
+        return (init_settings, _EnvSource(settings_cls), file_source(cls), dotenv_settings,
                 file_secret_settings)
 
 
@@ -221,7 +286,7 @@ def origins(cls: type[FileSettings], document: Mapping[str, Any],
             options: Mapping[str, Any] | None = None) -> dict[str, Origin]:
     """Where each field's effective value comes from: an option, the environment, the file,
     or the default (the sources' order in `settings_customise_sources`)."""
-    env = set(EnvSettingsSource(cls)())
+    env = set(_EnvSource(cls)())
     in_file = set(cls.file_values(document))
     found: dict[str, Origin] = {}
     for name, field in cls.model_fields.items():

@@ -18,6 +18,7 @@ from pydantic_settings import SettingsConfigDict
 from katagate.eventlog.config_file import (
     CONFIG_ENV,
     ConfigFileError,
+    EnvValueError,
     FileSettings,
     origins,
     preloaded,
@@ -176,6 +177,12 @@ def check(path: Path) -> Checked:
                 result.problems += [value_problem(model, name, e) for e in exc.errors()]
             except ConfigFileError:
                 continue  # a table within the section with an unknown key: listed above
+            except EnvValueError as exc:
+                result.problems.append(f"environment: {exc}")
+    kata, emulator = result.settings.get("kata"), result.settings.get("emulator")
+    if kata and emulator and kata.central_node == "emulator" and not emulator.enabled:
+        result.problems.append('[kata] central_node: "emulator" needs [emulator] enabled '
+                               "= true; else name the Central Node's IPv4 address")
     if "kafka" in result.settings and "decider" in result.settings:
         problem = retention_problem(result.settings["kafka"].raw_retention_ms,
                                     result.settings["decider"].retry_period_s)

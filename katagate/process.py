@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings
 from katagate.eventlog.config_file import (
     CONFIG_ENV,
     ConfigFileError,
+    EnvValueError,
     FileSettings,
     config_path,
     origins,
@@ -113,6 +114,9 @@ def settings_or_exit(model: type[Settings], command: str, **overrides: Any) -> S
         return model(**overrides)
     except ConfigFileError as exc:
         _exit_on_file(command, exc)
+    except EnvValueError as exc:
+        print(f"katagate {command}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ValidationError as exc:
         prefix = str(model.model_config.get("env_prefix", ""))
         from_file = _file_origins(model)

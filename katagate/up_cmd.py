@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from katagate.eventlog.acls import apply as apply_acls
 from katagate.eventlog.acls import plan as plan_acls
 from katagate.eventlog.broker import LocalBroker
 from katagate.eventlog.clients import new_admin
-from katagate.eventlog.config_file import CONFIG_ENV
+from katagate.eventlog.config_file import CONFIG_ENV, read
 from katagate.eventlog.preflight import check_cluster
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import ensure_topics
@@ -54,8 +53,8 @@ def register(commands: Any) -> None:
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    config: dict[str, Any] = tomllib.loads(path.read_text()) if path.exists() else {}
-    return config
+    """The file as `read` takes it (a bad one is a ConfigFileError: exit 2, named), or none."""
+    return read(path) if path.exists() else {}
 
 
 def checked_config(path: Path) -> dict[str, Any]:

@@ -25,7 +25,10 @@ def partitions_condition(joined: bool, assigned: int, catching_up: int) -> Condi
 
 
 def central_node_condition(view: ConnectionView) -> Condition:
-    detail = view.detail[:200]  # the node's or the transport's words: no mail data
+    """The connection's state alone: its detail names the node's address, its key's fingerprint
+    and the transport's error text, which an unauthenticated listener does not give out; an
+    administrator reads them with `katagate kata state` or in the console."""
+    detail = "" if view.state in READY_STATES else "details: katagate kata state"
     return Condition(view.state in READY_STATES, view.state, detail)
 
 

@@ -1,7 +1,7 @@
 """Given the real broker: `katagate up` writes [kata] at the first start and, at a later start
 with an edited [kata], the difference as the admin commands' events with actor `config-file`,
 one line per changed setting; the same file again writes nothing; a value the settings refuse
-writes nothing and stops `up`."""
+writes nothing and stops `up`, and so does "emulator" in place of a Central Node in force."""
 
 from __future__ import annotations
 
@@ -45,4 +45,10 @@ def test_given_a_started_gateway_when_kata_is_edited_then_up_writes_the_change_b
     # When the file holds a value the settings refuse, `up` stops naming it and writes nothing
     assert not write_kata_settings(kafka_settings, {**edited, "poll_interval_s": 0}, NODE, 443)
     assert "poll_interval_s" in capsys.readouterr().err
+    assert len(control_events(kafka_settings)) == len(first) + 2
+    # When the file says "emulator" while the log names the Central Node NODE, `up` stops
+    # naming the node and writes nothing: the emulator never replaces a real node silently
+    assert not write_kata_settings(kafka_settings, {**edited, "central_node": "emulator"},
+                                   "127.0.0.1", 8443)
+    assert f"Central Node {NODE}:443" in capsys.readouterr().err
     assert len(control_events(kafka_settings)) == len(first) + 2

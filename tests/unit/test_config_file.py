@@ -113,3 +113,74 @@ def test_given_kata_in_file_and_env_then_up_names_only_those_keys_with_env_winni
     monkeypatch.setenv("KATAGATE_KATA_PROTECTION", "false")
     # Then up's [kata] names those two alone (the rest stays as the control log has it)
     assert up_sections(load_config(path))["kata"] == {"poll_interval_s": 5, "protection": False}
+
+
+@pytest.mark.parametrize("text", [
+    "[ingest]\nport = " + "[" * 3000 + "]" * 3000 + "\n",       # arrays nested too deep
+    "[ingest]\nport = " + "{a=" * 3000 + "1" + "}" * 3000 + "\n",  # inline tables too
+    "[ingest]\nport = " + "9" * 5000 + "\n",                     # past int's 4300 digits
+])
+def test_given_a_crafted_file_then_the_stage_exits_2_naming_it_not_with_a_traceback(
+        config, capsys, text):
+    # Given a file tomllib cannot read but by raising what is not a TOMLDecodeError
+    path = config(text)
+    # When a stage starts with it
+    with pytest.raises(SystemExit) as stopped:
+        main(["decider", "run"])
+    # Then it exits 2 with one line naming the file, as for a syntax error
+    assert stopped.value.code == 2
+    said = capsys.readouterr().err
+    assert said.startswith(f"katagate decider: {path}: not valid TOML: ")
+    assert said.count("\n") == 1
+
+
+def test_given_an_endless_file_then_it_is_refused_after_a_mebibyte_not_read_into_memory(
+        config, monkeypatch):
+    # Given KATAGATE_CONFIG naming a file that never ends
+    monkeypatch.setenv(CONFIG_ENV, "/dev/zero")
+    # Then a stage's settings refuse it at once
+    with pytest.raises(ConfigFileError) as caught:
+        IngestSettings()
+    assert str(caught.value) == ("/dev/zero: larger than 1048576 bytes: not a configuration "
+                                 "file")
+
+
+def test_given_a_file_holding_a_password_that_others_may_read_then_it_is_refused(config):
+    # Given the console's first password in a file of mode 0644
+    path = config('[console]\nadmin_password = "hunter2-in-the-file"\n')
+    path.chmod(0o644)
+    # When a stage reads it, Then it is refused naming the mode and the setting, not its value
+    with pytest.raises(ConfigFileError) as caught:
+        IngestSettings()
+    said = str(caught.value)
+    assert "has mode 0644 and holds [console] admin_password" in said
+    assert "hunter2" not in said
+    # And its owner and group (root:katagate 0640) may read it
+    path.chmod(0o640)
+    assert IngestSettings().port == 2525
+
+
+def test_given_a_file_others_may_write_then_it_is_refused_whatever_it_holds(config):
+    path = config("[ingest]\nport = 2600\n")
+    path.chmod(0o666)
+    with pytest.raises(ConfigFileError) as caught:
+        IngestSettings()
+    assert "has mode 0666: others may change it" in str(caught.value)
+
+
+def test_given_a_list_setting_in_the_environment_that_is_not_json_then_exit_2_naming_it(
+        config, capsys, monkeypatch):
+    # Given a relay network list written as a bare value, not JSON
+    monkeypatch.setenv("KATAGATE_INGEST_RELAY_NETWORKS", "[10.0.0.0/8")
+    # When the stage starts, Then it exits 2 naming the variable, not with a traceback
+    with pytest.raises(SystemExit) as stopped:
+        main(["ingest", "run"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == (
+        "katagate ingest: setting relay_networks (KATAGATE_INGEST_RELAY_NETWORKS): not valid "
+        'JSON; a list is written ["a", "b"]\n')
+    # And `config check` lists it with the file's problems
+    path = config("[ingest]\nport = 2600\n")
+    path.chmod(0o600)
+    assert main(["config", "check", str(path)]) == 2
+    assert "environment: setting relay_networks" in capsys.readouterr().err

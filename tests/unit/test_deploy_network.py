@@ -130,12 +130,15 @@ def design() -> set[Flow]:
     projector = next(t for name, t in pod_templates() if name == "projector")
     projector_args = projector["spec"]["containers"][0]["args"]
     projector_port = projector_args[projector_args.index("--port") + 1]
+    (next_hop,) = [p for p in policies() if p["metadata"]["name"] == "next-hop"]
+    next_hop_cidr = next_hop["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"]
     every_pod = [f"pod:{c}" for c in pods()]
     flows = {(pod, "ns:kafka", f"TCP/{kafka_port_}") for pod in every_pod}
     flows |= {(pod, "ns:kube-system/k8s-app=kube-dns", f"{protocol}/53")
               for pod in every_pod for protocol in ("UDP", "TCP")}
     flows |= {("pod:scanner", f"ip:{central_node}/32", f"TCP/{central_port}"),
-              ("pod:decider", ANYWHERE, "TCP/25"), ("pod:decider", ANYWHERE, "TCP/587"),
+              ("pod:decider", f"ip:{next_hop_cidr}",
+               f"TCP/{data['KATAGATE_DECIDER_NEXT_HOP_PORT']}"),
               (ANYWHERE, "pod:ingest", f"TCP/{data['KATAGATE_INGEST_PORT']}"),
               (ANYWHERE, "pod:console", f"TCP/{data['KATAGATE_CONSOLE_PORT']}"),
               ("pod:console", "pod:projector", f"TCP/{projector_port}")}
@@ -191,3 +194,27 @@ def test_given_only_the_consoles_egress_then_the_projector_stays_unreachable():
     # A flow between two pods needs both halves: without the projector's ingress, none.
     without = [p for p in policies() if p["metadata"]["name"] != "projector-views"]
     assert ("pod:console", "pod:projector", "TCP/8080") not in allowed_flows(without, pods())
+
+
+def test_given_every_egress_rule_then_none_reaches_anywhere_on_the_internet():
+    # A rule without `to`, or an ipBlock wider than one address, lets a stage reach any host:
+    # the decider, which holds every message, must reach its next hop and no other MTA.
+    for policy in policies():
+        for rule in policy["spec"].get("egress", []):
+            name = policy["metadata"]["name"]
+            assert rule.get("to"), f"{name}: an egress rule to anywhere"
+            for peer in rule["to"]:
+                if "ipBlock" in peer:
+                    assert peer["ipBlock"]["cidr"].endswith("/32"), name
+
+
+def test_given_the_next_hop_policy_then_it_is_the_decider_to_one_address_on_its_port():
+    (policy,) = [p for p in policies() if p["metadata"]["name"] == "next-hop"]
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "decider")
+    (rule,) = policy["spec"]["egress"]
+    (peer,) = rule["to"]
+    assert peer["ipBlock"]["cidr"].endswith("/32")
+    data = next(d for _, d in manifests() if d["kind"] == "ConfigMap")["data"]
+    assert rule["ports"] == [{"protocol": "TCP",
+                              "port": int(data["KATAGATE_DECIDER_NEXT_HOP_PORT"])}]

@@ -141,6 +141,20 @@ def test_given_the_scanner_then_it_is_ready_in_its_group_folded_and_with_a_usabl
         assert central_node_condition(ConnectionView(state=state)).ok is ok, state
 
 
+def test_given_the_central_node_unreachable_then_readyz_names_its_state_but_not_the_node():
+    from katagate.scanner.connection import ConnectionView
+    from katagate.scanner.readiness import central_node_condition
+
+    # Given the connection's detail naming the node, its key and the transport's error
+    view = ConnectionView(state="certificate_mismatch", detail=(
+        "10.20.30.40:443 presented sha256:ab12cd34, not the pinned key; "
+        "[SSL: CERTIFICATE_VERIFY_FAILED]"))
+    condition = central_node_condition(view)
+    # Then the unauthenticated probe says the state, and where to read the rest
+    assert condition == Condition(False, "certificate_mismatch",
+                                  "details: katagate kata state")
+
+
 def test_given_each_stage_then_health_stall_s_defaults_to_30_and_is_refused_outside_5_to_3600():
     import pytest
     from pydantic import ValidationError

@@ -208,6 +208,12 @@ def test_given_credentials_when_redacted_then_every_secret_value_is_replaced_and
     ("sasl.password", True), ("ssl.key.password", True), ("some.future.password", True),
     ("sasl.oauthbearer.client.secret", True), ("sasl.username", False),
     ("ssl.ca.location", False), ("bootstrap.servers", False),
+    # librdkafka 2.16's JWT-bearer assertion: its private key and the key's passphrase
+    ("sasl.oauthbearer.assertion.private.key.pem", True),
+    ("sasl.oauthbearer.assertion.private.key.passphrase", True),
+    ("sasl.oauthbearer.extensions", True), ("SASL.PASSWORD", True),
+    ("sasl.oauthbearer.token.endpoint.url", False), ("ssl.ca.pem", False),
+    ("ssl.certificate.pem", False),
 ])
 def test_which_keys_are_secret(key, secret):
     assert is_secret(key) is secret

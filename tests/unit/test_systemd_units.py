@@ -1,8 +1,8 @@
 """The systemd units (deploy/systemd) read as files, without systemd: one unit per stage process
 of docs/ARCHITECTURE.md, grouped by katagate.target; each hardened, run as the dedicated user,
-restarted on failure, reading the one configuration file, and given its secrets as credentials,
-never in its environment. `systemd-analyze verify` itself:
-tests/integration/test_systemd_verify.py."""
+restarted on failure, reading the one configuration file, given its secrets as credentials,
+never in its environment, and blind to the other stages' state folders. `systemd-analyze
+verify` itself: tests/integration/test_systemd_verify.py."""
 
 from __future__ import annotations
 
@@ -129,3 +129,24 @@ def test_the_dedicated_user_and_its_folders_are_declared():
     tmpfiles = (SYSTEMD / "katagate.tmpfiles.conf").read_text()
     assert re.search(r"^d /var/lib/katagate 0700 katagate katagate -$", tmpfiles, re.M)
     assert re.search(r"^d /etc/katagate/credentials 0700 root root -$", tmpfiles, re.M)
+
+
+# The folders of /var/lib/katagate and the unit whose state each is (ingest and the decider
+# keep none); every unit runs as the same user, so only the mount namespace keeps them apart.
+STATE_FOLDERS = {"scanner": "katagate-scanner.service", "projector": "katagate-projector.service",
+                 "console": "katagate-console.service",
+                 "audit": "katagate-audit-checkpoint.service"}
+
+
+def test_no_unit_can_read_another_stages_state_folder():
+    # Given every stage runs as the user katagate over one StateDirectory, When one is taken
+    # over (ingest parses the internet's mail), Then the others' keys are out of its sight
+    for name, unit in units().items():
+        hidden = set(" ".join(unit["Service"].get("InaccessiblePaths", [])).split())
+        others = {f"-/var/lib/katagate/{folder}" for folder, owner in STATE_FOLDERS.items()
+                  if owner != name}
+        assert hidden == others, name
+        environment = " ".join(unit["Service"]["Environment"])
+        for folder, owner in STATE_FOLDERS.items():
+            if owner == name:
+                assert f"/var/lib/katagate/{folder}" in environment, name

@@ -166,7 +166,7 @@ def _kata_node(supervisor: Supervisor, config: dict[str, Any], state: Path) -> t
     port = int(kata_cfg.get("central_node_port", 443))
     if not emulator_cfg.get("enabled", True):
         return address, port
-    argv = python_module("kata_emulator", "serve", "--state", str(state / "kata"),
+    argv = python_module("katagate", "kata-emulator", "serve", "--state", str(state / "kata"),
                          "--port", str(emulator_cfg.get("port", 8443)), "--log-level", "WARNING")
     if emulator_cfg.get("rules"):
         argv += ["--rules", str(Path(emulator_cfg["rules"]).resolve())]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -49,4 +50,14 @@ def test_every_import_of_a_subpackage_goes_through_the_katagate_namespace():
     bare = {f"{path.relative_to(ROOT)} imports {name}" for path in files
             for name in imported_modules(path) if name.split(".")[0] in SUBPACKAGES}
     assert len(files) > 300
+    assert not bare, sorted(bare)
+
+
+def test_every_child_process_runs_a_module_of_the_katagate_namespace():
+    # `python -m kata_emulator` runs only from a checkout; installed, it is katagate.kata_emulator
+    started = re.compile(r"""(?:python_module\(|["']-m["'],\s*)["']([\w.]+)["']""")
+    files = sorted({path.resolve() for folder in (*SUBPACKAGES, "katagate", "tests", "bench")
+                    for path in (ROOT / folder).rglob("*.py")})
+    bare = {f"{path.relative_to(ROOT)} runs -m {name}" for path in files
+            for name in started.findall(path.read_text()) if name.split(".")[0] in SUBPACKAGES}
     assert not bare, sorted(bare)

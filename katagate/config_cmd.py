@@ -1,5 +1,6 @@
-"""`katagate config check|show`: the configuration file checked as a whole, and the settings
-in force with where each comes from; `config show --kafka`: the Kafka client configuration a
+"""`katagate config check|show|apply`: the configuration file checked as a whole, the settings
+in force with where each comes from, and its [kata] written as settings events where no
+`katagate up` does it (systemd, Kubernetes); `config show --kafka`: the Kafka client configuration a
 stage would use, katagate's settings merged with the user's properties file, every secret
 redacted."""
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from katagate.config_sections import check, section_models, using
+from katagate.config_sections import check, section_models, up_sections, using
 from katagate.eventlog.clients import shown_config
 from katagate.eventlog.config_file import (
     CONFIG_ENV,
@@ -22,6 +23,7 @@ from katagate.eventlog.config_file import (
 )
 from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.settings import KafkaSettings
+from katagate.up_kata import write_kata_settings
 
 MASK = "********"
 
@@ -44,6 +46,12 @@ def register(commands: Any) -> None:
     show.add_argument("--principal", choices=list(PRINCIPALS),
                       help="with --kafka (implied): whose credentials (default admin)")
     show.set_defaults(run=_show)
+    applying = actions.add_parser(
+        "apply", help="write the file's [kata] as KATA Protection settings (actor config-file), "
+                      "as katagate up does at each start")
+    applying.add_argument("file", nargs="?", type=Path,
+                          help=f"the file (default: {CONFIG_ENV}, else ./katagate.toml)")
+    applying.set_defaults(run=_apply)
 
 
 def _file(args: argparse.Namespace) -> Path:
@@ -109,4 +117,28 @@ def _show_kafka(args: argparse.Namespace) -> int:
     print(f"# principal {principal}, topic prefix {settings.topic_prefix}")
     for key, value in sorted(shown_config(settings).items()):
         print(f"{key}={value}")
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    """[kata] into the control log where the stages run on their own (systemd, Kubernetes):
+    only `katagate up` reads [kata] at start, so an edit there does nothing until this runs."""
+    path = _file(args)
+    checked = check(path)
+    if _refused(path, checked.problems):
+        return 2
+    kata: dict[str, Any] = up_sections(read(path)).get("kata", {})
+    if not kata:
+        print(f"{path}: no [kata] setting to apply")
+        return 0
+    if kata.get("central_node") == "emulator":
+        print(f"katagate config apply: {path}: [kata] central_node: \"emulator\" is the one "
+              "katagate up starts; name the Central Node's IPv4 address", file=sys.stderr)
+        return 2
+    address = str(kata.get("central_node", ""))
+    with using(path.resolve()):
+        kafka = KafkaSettings(principal="admin")
+    if not write_kata_settings(kafka, kata, address, int(kata.get("central_node_port", 443)),
+                               command="katagate config apply"):
+        return 2
     return 0

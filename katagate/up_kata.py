@@ -80,13 +80,13 @@ def emulator_over_node(central_node: object, current: ControlState) -> str | Non
     if central_node != "emulator" or node is None or node.is_loopback:
         return None
     return (f"[kata] central_node: the file says \"emulator\", the settings in force name the "
-            f"Central Node {node}:{current.settings.central_node_port}; katagate up does not "
+            f"Central Node {node}:{current.settings.central_node_port}; katagate does not "
             f"replace a Central Node by the emulator: set central_node = \"{node}\" in the "
             "file, or remove the key (katagate settings set to change the node)")
 
 
 def write_kata_settings(kafka: KafkaSettings, kata: dict[str, Any], address: str,
-                        port: int) -> bool:
+                        port: int, command: str = "katagate up") -> bool:
     """[kata] into the control log: all of it at the first start; afterwards what the file
     names that the log does not hold, as a settings change by `config-file`, one line per
     setting. False (said on stderr) when the control state refuses a value."""
@@ -98,6 +98,10 @@ def write_kata_settings(kafka: KafkaSettings, kata: dict[str, Any], address: str
         control.close()
     now = datetime.now(UTC)
     if current.version == 0:
+        if not address:
+            print(f"{command}: [kata] central_node: the first KATA settings need the Central "
+                  "Node's address", file=sys.stderr)
+            return False
         settings = KataSettings(
             central_node_address=IPv4Address(address), central_node_port=port,
             **{k: kata[k] for k in KATA_FILE_FIELDS if k in kata},
@@ -108,7 +112,7 @@ def write_kata_settings(kafka: KafkaSettings, kata: dict[str, Any], address: str
     else:
         refused = emulator_over_node(kata.get("central_node"), current)
         if refused:
-            print(f"katagate up: {refused}", file=sys.stderr)
+            print(f"{command}: {refused}", file=sys.stderr)
             return False
         named: dict[str, object] = {k: kata[k] for k in KATA_FILE_FIELDS if k in kata}
         if "central_node" in kata:  # the emulator's address is the one it listens on now
@@ -118,11 +122,11 @@ def write_kata_settings(kafka: KafkaSettings, kata: dict[str, Any], address: str
         try:
             events, said = file_changes(current, named, kata.get("protection"), now)
         except InvalidCommand as exc:
-            print(f"katagate up: [kata] refused by the settings in force: {exc}",
+            print(f"{command}: [kata] refused by the settings in force: {exc}",
                   file=sys.stderr)
             return False
         for line in undone(events, set_by):
-            print(f"katagate up: {line}", file=sys.stderr)
+            print(f"{command}: {line}", file=sys.stderr)
     if events:
         producer = TransactionalProducer(
             kafka, PRINCIPALS["admin"].transactional_id(kafka.topic_prefix, "admin-up"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from katagate.admin.first_start import FILE_ACTOR
+from katagate.cli import main
 from katagate.schemas import KataProtectionToggled, KataSettingsChanged
 from katagate.up_kata import write_kata_settings
 from tests.integration.kafka_read import control_events
@@ -52,3 +53,30 @@ def test_given_a_started_gateway_when_kata_is_edited_then_up_writes_the_change_b
                                    "127.0.0.1", 8443)
     assert f"Central Node {NODE}:443" in capsys.readouterr().err
     assert len(control_events(kafka_settings)) == len(first) + 2
+
+
+def test_given_stages_run_by_systemd_when_config_apply_runs_then_kata_is_written_by_config_file(
+        kafka_settings, tmp_path, monkeypatch, capsys):
+    # Given a file whose [kafka] names this broker and topics, and no KATA settings yet
+    config = tmp_path / "katagate.toml"
+    kafka = (f'[kafka]\nbootstrap_servers = "{kafka_settings.bootstrap_servers}"\n'
+             f'topic_prefix = "{kafka_settings.topic_prefix}"\n')
+    config.write_text(kafka + "[kata]\npoll_interval_s = 30\n")
+    config.chmod(0o600)
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    # When it names no Central Node, the first settings are refused, nothing written
+    assert main(["config", "apply", str(config)]) == 2
+    assert "central_node" in capsys.readouterr().err
+    assert control_events(kafka_settings) == []
+    # And "emulator" is refused: no `katagate up` starts one here
+    config.write_text(kafka + '[kata]\ncentral_node = "emulator"\n')
+    assert main(["config", "apply", str(config)]) == 2
+    # When it names the node, the first settings are written; an edit then, by config-file
+    config.write_text(kafka + f'[kata]\ncentral_node = "{NODE}"\npoll_interval_s = 30\n')
+    assert main(["config", "apply", str(config)]) == 0
+    config.write_text(kafka + f'[kata]\ncentral_node = "{NODE}"\npoll_interval_s = 90\n')
+    assert main(["config", "apply", str(config)]) == 0
+    changed = control_events(kafka_settings)[-1]
+    assert isinstance(changed, KataSettingsChanged)
+    assert (changed.actor, changed.settings.poll_interval_s) == (FILE_ACTOR, 90)
+    assert str(changed.settings.central_node_address) == NODE

@@ -90,7 +90,8 @@ class _DaemonCaller:
     exiting."""
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Any, tuple[Any, ...]]]
+        self._calls: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Any, tuple[Any, ...]] | None]
         self._calls = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="send-offsets", daemon=True).start()
 
@@ -99,9 +100,13 @@ class _DaemonCaller:
         self._calls.put((future, function, args))
         return future
 
+    def stop(self) -> None:
+        """End the thread once the calls before it are done (a stuck one keeps it, as before)."""
+        self._calls.put(None)
+
     def _serve(self) -> None:
-        while True:
-            future, function, args = self._calls.get()
+        while (call := self._calls.get()) is not None:
+            future, function, args = call
             try:
                 future.set_result(function(*args))
             except BaseException as exc:
@@ -286,6 +291,7 @@ class TransactionalProducer:
 
     def close(self) -> None:
         self._producer.flush(self._timeout)
+        self._watchdog.stop()
 
     def _on_delivery(self, error: KafkaError | None, _message: Any) -> None:
         if error is not None:

@@ -58,3 +58,19 @@ def test_a_call_stuck_past_its_timeout_replaces_the_producer_and_raises(monkeypa
         wrapper.send_offsets([], None)
     finally:
         release.set()
+
+
+def test_a_closed_producer_leaves_no_thread_behind():
+    class _Flushing(_Prompt):
+        def flush(self, _timeout: float) -> int:
+            return 0
+
+    # Given a producer that made a call on its watchdog's thread
+    before = set(threading.enumerate())
+    wrapper = bare_producer(_Flushing())
+    wrapper.send_offsets([], None)
+    (watchdog,) = set(threading.enumerate()) - before
+    # When it is closed, the thread ends (one per producer made stayed for good before)
+    wrapper.close()
+    watchdog.join(2)
+    assert not watchdog.is_alive()

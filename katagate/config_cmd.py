@@ -31,27 +31,23 @@ MASK = "********"
 def register(commands: Any) -> None:
     parser = commands.add_parser("config", help="check and show the configuration in force")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    checking = actions.add_parser(
-        "check", help="check a configuration file: exit 0, or 2 with every problem listed")
-    checking.add_argument("file", nargs="?", type=Path,
-                          help=f"the file (default: {CONFIG_ENV}, else ./katagate.toml)")
-    checking.set_defaults(run=_check)
-    show = actions.add_parser(
-        "show", help="every setting's effective value and where it comes from (default, file, "
-                     "env); secrets masked")
-    show.add_argument("file", nargs="?", type=Path,
-                      help=f"the file (default: {CONFIG_ENV}, else ./katagate.toml)")
+    def with_file(name: str, help_text: str) -> argparse.ArgumentParser:
+        action: argparse.ArgumentParser = actions.add_parser(name, help=help_text)
+        action.add_argument("file", nargs="?", type=Path,
+                            help=f"the file (default: {CONFIG_ENV}, else ./katagate.toml)")
+        return action
+
+    with_file("check", "check a configuration file: exit 0, or 2 with every problem listed"
+              ).set_defaults(run=_check)
+    show = with_file("show", "every setting's effective value and where it comes from "
+                             "(default, file, env); secrets masked")
     show.add_argument("--kafka", action="store_true",
                       help="the Kafka client configuration instead (secrets redacted)")
     show.add_argument("--principal", choices=list(PRINCIPALS),
                       help="with --kafka (implied): whose credentials (default admin)")
     show.set_defaults(run=_show)
-    applying = actions.add_parser(
-        "apply", help="write the file's [kata] as KATA Protection settings (actor config-file), "
-                      "as katagate up does at each start")
-    applying.add_argument("file", nargs="?", type=Path,
-                          help=f"the file (default: {CONFIG_ENV}, else ./katagate.toml)")
-    applying.set_defaults(run=_apply)
+    with_file("apply", "write the file's [kata] as KATA Protection settings (actor "
+                       "config-file), as katagate up does at each start").set_defaults(run=_apply)
 
 
 def _file(args: argparse.Namespace) -> Path:

@@ -24,7 +24,7 @@ def children(parent: int) -> dict[int, str]:
             continue
         words = [a.decode(errors="replace") for a in args]
         stage = next((s for s in STAGES if s in words), None)
-        if stage is None and "kata_emulator" in words:
+        if stage is None and ("kata-emulator" in words or "katagate.kata_emulator" in words):
             stage = "emulator"
         if stage is None and any("java" in w for w in words[:1]):
             stage = "broker"

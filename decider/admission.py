@@ -172,8 +172,11 @@ class Admission(Handler):
             if isinstance(item, QuarantineAdmitted):
                 notices += self._notify_usage(item, now)
         produced += notices  # folded into the notifier's book as they were made
+        # The usage record is not written here: tick() writes it once per transaction, after
+        # the whole batch (a compacted topic keeps only the newest; one per change cost a record
+        # and a marker per admission and per release).
         return [out for item in produced for out in self._ledger_out(item)] + self._removals(
-            removed, evolve=True) + (self._usage_out(now) if produced else [])
+            removed, evolve=True)
 
     def _admit_waiting(self, now: datetime) -> list[Event]:
         if not self.ledger.waiting:

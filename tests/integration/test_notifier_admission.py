@@ -40,6 +40,13 @@ def record(topic: str, offset: int, event) -> Consumed:
     return Consumed(topic, 0, offset, None, encode_event(event))
 
 
+def batch(admission: Admission, *records: Consumed) -> list:
+    """What the loop writes for a batch of these records: each record's outputs, then the
+    handler's tick in the same transaction (where the usage record is written once)."""
+    out = [o for result in admission.decide_batch(list(records)) for o in result]
+    return out + admission.tick()
+
+
 def writer(kafka_settings) -> tuple[Admission, str]:
     names = TopicNames(kafka_settings.topic_prefix)
     # Given KATA protection on and connected, and an administrator to tell
@@ -60,7 +67,7 @@ def test_a_detect_releases_the_slot_and_notifies_in_one_batch(kafka_settings):
     admission.decide(record(mail, 0, received))
     assert set(admission.ledger.held) == {received.message_id}
     # When the detect is decided
-    out = admission.decide(record(mail, 1, detected(received.message_id)))
+    out = batch(admission, record(mail, 1, detected(received.message_id)))
     # Then the release and the notice, each to the quarantine topic and its mirror
     written = [(o.topic.rsplit(".", 1)[-1], o.source.type if o.source else None) for o in out]
     assert written == [("quarantine", "quarantine.released"), ("mail", "quarantine.released"),
@@ -80,7 +87,7 @@ def test_a_failing_notifier_never_keeps_the_release_from_being_written(kafka_set
         raise RuntimeError("the test's notifier bug")
 
     monkeypatch.setattr(admission_module, "occurrences", broken)
-    out = admission.decide(record(mail, 1, detected(received.message_id)))
+    out = batch(admission, record(mail, 1, detected(received.message_id)))
     assert [o.topic.rsplit(".", 1)[-1] for o in out] == ["quarantine", "mail", "usage"]
     assert admission.ledger.held == {}
 
@@ -104,7 +111,25 @@ def test_the_usage_is_written_at_election_and_with_each_change_never_the_same_tw
     # When a message is admitted, Then the new usage goes in the batch of the admission
     received = received_event(2)
     out = admission.decide(record(mail, 0, received))
-    assert usage(out) == [(received.size, 1, 0)]
+    assert usage(out) == []  # not per record: once per batch, after the whole batch
+    assert usage(admission.tick()) == [(received.size, 1, 0)]
     # And when the admission's batch is aborted, Then the usage is written again after it
     admission.aborted()
     assert usage(admission.tick()) == [(0, 0, 0)]
+
+
+def test_a_batch_of_admissions_writes_one_usage_record_the_last(kafka_settings):
+    # Given an elected admission that wrote the usage at election
+    admission, mail = writer(kafka_settings)
+    usage_topic = TopicNames(kafka_settings.topic_prefix).quarantine_usage
+    admission.tick()
+    # When three messages are admitted in one batch
+    received = [received_event(10 + i) for i in range(3)]
+    out = batch(admission, *(record(mail, i, r) for i, r in enumerate(received)))
+    # Then each admission is written, and the usage once, after all three (a compacted topic
+    # keeps the newest; one record per change cost a record and a marker each)
+    assert [o.source.type for o in out if o.topic.endswith(".quarantine")] == [
+        "quarantine.admitted"] * 3
+    usage = [o.source for o in out if o.topic == usage_topic]
+    assert [(u.bytes_in_use, u.messages_in_use) for u in usage] == [
+        (sum(r.size for r in received), 3)]

@@ -1,11 +1,16 @@
-// The broker's own counters over JMX, printed as one JSON object (bench/jmx.py compiles and runs
-// this; see docs/ARCHITECTURE.md for the broker the gateway runs). No dependencies beyond the
-// JDK: the Attach API starts the broker's local-only management agent (or finds the running one)
-// and the platform JMX client reads its MBeans.
+// The broker's own counters over JMX, one JSON object per line read from stdin (bench/jmx.py
+// compiles and runs this; see docs/ARCHITECTURE.md for the broker the gateway runs). No
+// dependencies beyond the JDK: the Attach API starts the broker's local-only management agent
+// (or finds the running one) and the platform JMX client reads its MBeans. One connection for
+// every reading: a new JVM and connection per reading cost the broker CPU inside the window.
 //
-//   java -cp <dir> KafkaCounters <broker pid>
+//   java -cp <dir> KafkaCounters <broker pid>     (a line in, a reading out, until EOF)
+
+import static java.nio.charset.StandardCharsets.UTF_8;
 
 import com.sun.tools.attach.VirtualMachine;
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
@@ -27,8 +32,13 @@ public final class KafkaCounters {
         } finally {
             vm.detach();
         }
-        try (JMXConnector connector = JMXConnectorFactory.connect(new JMXServiceURL(address))) {
-            System.out.println(read(connector.getMBeanServerConnection()));
+        try (JMXConnector connector = JMXConnectorFactory.connect(new JMXServiceURL(address));
+             BufferedReader in = new BufferedReader(new InputStreamReader(System.in, UTF_8))) {
+            MBeanServerConnection server = connector.getMBeanServerConnection();
+            while (in.readLine() != null) {
+                System.out.println(read(server));
+                System.out.flush();
+            }
         }
     }
 

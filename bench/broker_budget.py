@@ -39,6 +39,9 @@ METRICS_OFFSETS = {"ingest": 0, "scanner": 1, "decider": 2, "projector": 3, "con
                    "audit": 5}
 SIZE = 4096
 IDLE_S = 10.0
+# The broker counts every Fetch again under one of these (consumer or follower): left out of
+# the requests, or the total would count fetches twice.
+FETCH_KINDS = ("FetchConsumer", "FetchFollower")
 
 
 def transactions(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, float]:
@@ -85,7 +88,8 @@ def broker_pid(folder: Path, broker_port: int) -> int:
     return pid
 
 
-def snapshot(folder: Path, ports: Mapping[str, int], broker: int) -> dict[str, Any]:
+def snapshot(folder: Path, ports: Mapping[str, int],
+             broker: jmx.BrokerCounters) -> dict[str, Any]:
     """Every counter of the budget now."""
     taken = time.monotonic()
     stages: dict[str, float] = {}
@@ -98,7 +102,7 @@ def snapshot(folder: Path, ports: Mapping[str, int], broker: int) -> dict[str, A
             records[process] = own
     cpu = {stage: figures["cpu_s"]
            for stage, figures in processes.usage(processes.up_pid(folder)).items()}
-    counters = jmx.read_counters(broker)
+    counters = broker.read()
     return {"at": (taken + time.monotonic()) / 2, "broker": counters, "transactions": stages,
             "written": records, "cpu_s": cpu}
 
@@ -110,9 +114,11 @@ def _delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str,
 def deltas(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
     """What the counters moved by between two snapshots, and over how many seconds."""
     b, a = before["broker"], after["broker"]
+    requests = _delta(b["requests"], a["requests"])
     return {
         "seconds": after["at"] - before["at"],
-        "requests": _delta(b["requests"], a["requests"]),
+        "requests": {k: v for k, v in requests.items() if k not in FETCH_KINDS},
+        "fetch_kinds": {k: v for k, v in requests.items() if k in FETCH_KINDS},
         "records": a["MessagesInPerSec"] - b["MessagesInPerSec"],
         "records_by_topic": _delta(b["MessagesInPerSecByTopic"], a["MessagesInPerSecByTopic"]),
         "bytes_in": a["BytesInPerSec"] - b["BytesInPerSec"],
@@ -149,6 +155,7 @@ def budget(before: Mapping[str, Any], after: Mapping[str, Any], messages: int,
         "active_s": round(active, 1),
         "msgs_per_s": round(messages / active, 1),
         "requests_per_msg": _per(d["requests"], messages),
+        "fetch_kinds_per_msg": _per(d["fetch_kinds"], messages),
         "records_per_msg": round(d["records"] / messages, 2),
         "records_per_msg_by_topic": _per(d["records_by_topic"], messages),
         "bytes_in_per_msg": round(d["bytes_in"] / messages),
@@ -200,20 +207,20 @@ def measure_budget(folder: Path, ports: dict[str, int], sink_dir: Path, messages
                    concurrency: int, idle_s: float = IDLE_S) -> dict[str, Any]:
     """The budget of `messages` of 4 KB over `concurrency` connections on a running, warm
     gateway (`katagate up` with its config in `folder`, as bench.mailpath.start_gateway)."""
-    broker = broker_pid(folder, ports["broker"])
-    jmx.read_counters(broker)  # starts the broker's management agent outside the windows
-    settle(folder, ports)
-    idle_before = snapshot(folder, ports, broker)
-    time.sleep(idle_s)
-    idle_after = snapshot(folder, ports, broker)
-    before = snapshot(folder, ports, broker)
-    base = delivered(sink_dir)
-    began = time.monotonic()
-    sent = send_load(ports["smtp"], messages, SIZE, concurrency)
-    waited = wait_delivered(sink_dir, base + sent.messages)
-    active = time.monotonic() - began
-    settle(folder, ports)
-    after = snapshot(folder, ports, broker)
+    with jmx.BrokerCounters(broker_pid(folder, ports["broker"])) as broker:
+        broker.read()  # connects (and starts the broker's agent) outside the windows
+        settle(folder, ports)
+        idle_before = snapshot(folder, ports, broker)
+        time.sleep(idle_s)
+        idle_after = snapshot(folder, ports, broker)
+        before = snapshot(folder, ports, broker)
+        base = delivered(sink_dir)
+        began = time.monotonic()
+        sent = send_load(ports["smtp"], messages, SIZE, concurrency)
+        waited = wait_delivered(sink_dir, base + sent.messages)
+        active = time.monotonic() - began
+        settle(folder, ports)
+        after = snapshot(folder, ports, broker)
     report = budget(before, after, sent.messages, idle=(idle_before, idle_after),
                     active_s=active)
     report.update({"size": SIZE, "concurrency": concurrency, "refused": sent.refused,

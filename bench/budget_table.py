@@ -32,6 +32,8 @@ def budget_markdown(report: Mapping[str, Any]) -> str:
         head += ["per msg net of idle", f"idle per s ({idle['seconds']} s)"]
         columns += [b["requests_per_msg_net"], idle["requests_per_s"]]
     lines += _table(head, columns)
+    kinds = ", ".join(f"{k} {v}" for k, v in b["fetch_kinds_per_msg"].items() if k != "total")
+    lines += ["", f"Of the fetches per message: {kinds or 'none'} (the broker's own split)"]
     lines += ["", f"Records appended per message: {b['records_per_msg']}; bytes in per message: "
               f"{b['bytes_in_per_msg']}, out: {b['bytes_out_per_msg']}", ""]
     lines += _table(["records appended by topic", "per msg"], [b["records_per_msg_by_topic"]])

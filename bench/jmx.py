@@ -36,19 +36,52 @@ def compiled() -> Path:
     return folder
 
 
-def read_counters(pid: int, timeout_s: float = 60) -> dict[str, Any]:
-    """The broker's counters now: `requests` (Count per request name, all versions summed),
-    `MessagesInPerSec`, `BytesInPerSec`, `BytesOutPerSec` (all topics; and `...ByTopic`), and
-    `ProcessCpuTimeNs`."""
-    java = shutil.which("java")
-    if java is None:
-        raise RuntimeError("reading the broker's counters needs a JDK (java)")
-    done = subprocess.run([java, "-cp", str(compiled()), "KafkaCounters", str(pid)],
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"reading the broker's counters failed: {done.stderr.strip()}")
-    counters: dict[str, Any] = json.loads(done.stdout)
-    return counters
+class BrokerCounters:
+    """One JMX connection to the broker process `pid`, read as often as asked; a context
+    manager (the client JVM ends with it)."""
+
+    def __init__(self, pid: int) -> None:
+        java = shutil.which("java")
+        if java is None:
+            raise RuntimeError("reading the broker's counters needs a JDK (java)")
+        self._client = subprocess.Popen([java, "-cp", str(compiled()), "KafkaCounters", str(pid)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+
+    def read(self) -> dict[str, Any]:
+        """The broker's counters now: `requests` (Count per request name, all versions summed),
+        `MessagesInPerSec`, `BytesInPerSec`, `BytesOutPerSec` (all topics; and `...ByTopic`),
+        and `ProcessCpuTimeNs`."""
+        assert self._client.stdin is not None
+        assert self._client.stdout is not None
+        try:
+            self._client.stdin.write("\n")
+            self._client.stdin.flush()
+        except BrokenPipeError:
+            pass  # the client ended: its error is read below
+        line = self._client.stdout.readline()
+        if not line:
+            self.close()
+            assert self._client.stderr is not None
+            raise RuntimeError(f"reading the broker's counters failed: "
+                               f"{self._client.stderr.read().strip()}")
+        counters: dict[str, Any] = json.loads(line)
+        return counters
+
+    def close(self) -> None:
+        if self._client.stdin is not None and not self._client.stdin.closed:
+            self._client.stdin.close()  # EOF: the client disconnects and ends
+        try:
+            self._client.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._client.kill()
+            self._client.wait()
+
+    def __enter__(self) -> BrokerCounters:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def listening_pid(port: int) -> int | None:

@@ -29,13 +29,15 @@ def local_broker_pid(bootstrap: str) -> int:
 def test_produce_and_fetch_counts_grow_with_a_clients_requests(kafka_settings):
     pid = local_broker_pid(kafka_settings.bootstrap_servers)
     topic = TopicNames(kafka_settings.topic_prefix).control
-    before = jmx.read_counters(pid)
-    producer = Producer({"bootstrap.servers": kafka_settings.bootstrap_servers, "linger.ms": 0})
-    for i in range(PRODUCE_CALLS):
-        producer.produce(topic, f"record {i}".encode())
-        assert producer.flush(10) == 0  # one produce request each
-    assert len(read_all(kafka_settings, topic)) == PRODUCE_CALLS
-    after = jmx.read_counters(pid)
+    with jmx.BrokerCounters(pid) as broker:
+        before = broker.read()
+        producer = Producer({"bootstrap.servers": kafka_settings.bootstrap_servers,
+                             "linger.ms": 0})
+        for i in range(PRODUCE_CALLS):
+            producer.produce(topic, f"record {i}".encode())
+            assert producer.flush(10) == 0  # one produce request each
+        assert len(read_all(kafka_settings, topic)) == PRODUCE_CALLS
+        after = broker.read()
 
     grew = {api: after["requests"][api] - before["requests"].get(api, 0)
             for api in after["requests"]}

@@ -23,7 +23,8 @@ def snap(at, requests, records, cpu, txns, cpu_ns, by_topic=None):
 BEFORE = snap(100.0, {"Produce": 50, "Fetch": 1000, "Heartbeat": 10}, 400,
               {"broker": 10.0, "ingest": 2.0}, {"ingest": 5, "decider": 7}, 10_000_000_000,
               {"bench.mail": 300, "bench.raw": 100})
-AFTER = snap(120.0, {"Produce": 350, "Fetch": 1800, "Heartbeat": 30, "EndTxn": 100}, 2400,
+AFTER = snap(120.0, {"Produce": 350, "Fetch": 1800, "FetchConsumer": 800, "Heartbeat": 30,
+                     "EndTxn": 100}, 2400,
              {"broker": 20.0, "ingest": 7.0, "decider": 4.0},
              {"ingest": 45, "decider": 67, "apply": 20}, 20_200_000_000,
              {"bench.mail": 1300, "bench.raw": 1100})
@@ -39,6 +40,8 @@ def test_per_message_figures_are_the_deltas_divided_by_the_messages():
     assert b["requests_per_msg"] == {"Fetch": 8.0, "Produce": 3.0, "EndTxn": 1.0,
                                      "Heartbeat": 0.2, "total": 12.2}
     assert list(b["requests_per_msg"])[:2] == ["Fetch", "Produce"]  # largest first
+    # The broker's split of the fetches, counted apart: not twice in the total.
+    assert b["fetch_kinds_per_msg"] == {"FetchConsumer": 8.0, "total": 8.0}
     assert b["records_per_msg"] == 20.0
     assert b["records_per_msg_by_topic"] == {"bench.mail": 10.0, "bench.raw": 10.0,
                                              "total": 20.0}
@@ -103,4 +106,5 @@ def test_the_markdown_shows_every_figure_with_its_total():
     assert "| decider | 0.6 | 6.0 |" in text
     assert "| broker | 100.0 | 90.0 | 50.0 |" in text
     assert "Records appended per message: 20.0" in text
+    assert "Of the fetches per message: FetchConsumer 8.0" in text
     assert "(JMX ProcessCpuTime): 102.0; from /proc: 100.0" in text

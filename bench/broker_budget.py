@@ -56,6 +56,8 @@ def transactions(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, 
             who = "ingest"
         elif name == "katagate_scanner_transactions_total":
             who = f"scanner {labels['part']}"
+        elif name == "katagate_audit_transactions_total":
+            who, outcome = "audit", "committed"
         else:
             continue
         key = who if outcome == "committed" else f"{who} {outcome}"
@@ -162,6 +164,9 @@ def budget(before: Mapping[str, Any], after: Mapping[str, Any], messages: int,
         "bytes_out_per_msg": round(d["bytes_out"] / messages),
         "transactions_per_msg": _per(d["transactions"], messages),
         "transactions_per_s": _per(d["transactions"], active, 1),
+        # Every transaction ends with an EndTxn at the broker (commits and aborts, of every
+        # transactional producer): a check of the stages' own counts.
+        "end_txn_per_msg": round(d["requests"].get("EndTxn", 0.0) / messages, 3),
         "written_per_msg": {p: _per(w, messages) for p, w in d["written"].items() if w},
         "cpu_ms_per_msg": _per({k: v * 1000 for k, v in d["cpu_s"].items()}, messages, 2),
         # The same broker CPU from its JVM (all threads) against /proc: they should agree.
@@ -186,7 +191,7 @@ def budget(before: Mapping[str, Any], after: Mapping[str, Any], messages: int,
     return out
 
 
-def settle(folder: Path, ports: Mapping[str, int], quiet_s: float = 1.0,
+def settle(ports: Mapping[str, int], quiet_s: float = 1.0,
            timeout_s: float = 30.0) -> None:
     """Until no stage commits a transaction for `quiet_s`: the stages go on after delivery
     (the delivered outcome, the views, the audit), and that is part of each message's cost."""
@@ -209,7 +214,7 @@ def measure_budget(folder: Path, ports: dict[str, int], sink_dir: Path, messages
     gateway (`katagate up` with its config in `folder`, as bench.mailpath.start_gateway)."""
     with jmx.BrokerCounters(broker_pid(folder, ports["broker"])) as broker:
         broker.read()  # connects (and starts the broker's agent) outside the windows
-        settle(folder, ports)
+        settle(ports)
         idle_before = snapshot(folder, ports, broker)
         time.sleep(idle_s)
         idle_after = snapshot(folder, ports, broker)
@@ -219,7 +224,7 @@ def measure_budget(folder: Path, ports: dict[str, int], sink_dir: Path, messages
         sent = send_load(ports["smtp"], messages, SIZE, concurrency)
         waited = wait_delivered(sink_dir, base + sent.messages)
         active = time.monotonic() - began
-        settle(folder, ports)
+        settle(ports)
         after = snapshot(folder, ports, broker)
     report = budget(before, after, sent.messages, idle=(idle_before, idle_after),
                     active_s=active)

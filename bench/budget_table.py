@@ -40,6 +40,8 @@ def budget_markdown(report: Mapping[str, Any]) -> str:
     lines += [""]
     lines += _table(["transactions committed", "per msg", "per s"],
                     [b["transactions_per_msg"], b["transactions_per_s"]])
+    lines += ["", f"Transactions ended at the broker (EndTxn, commits and aborts) per message: "
+              f"{b['end_txn_per_msg']}"]
     lines += [""]
     head = ["CPU ms", "per msg"]
     columns = [b["cpu_ms_per_msg"]]

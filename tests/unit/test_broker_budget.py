@@ -51,6 +51,7 @@ def test_per_message_figures_are_the_deltas_divided_by_the_messages():
                                          "total": 1.2}
     assert b["transactions_per_s"] == {"decider": 6.0, "ingest": 4.0, "apply": 2.0,
                                        "total": 12.0}
+    assert b["end_txn_per_msg"] == 1.0
     assert b["cpu_ms_per_msg"] == {"broker": 100.0, "ingest": 50.0, "decider": 40.0,
                                    "total": 190.0}
     assert b["broker_cpu_ms_per_msg_jmx"] == 102.0
@@ -82,6 +83,8 @@ katagate_ingest_transactions_total{outcome="committed"} 40.0
 katagate_ingest_transactions_total{outcome="commit_timeout"} 2.0
 # TYPE katagate_scanner_transactions_total counter
 katagate_scanner_transactions_total{part="scans",outcome="committed"} 9.0
+# TYPE katagate_audit_transactions_total counter
+katagate_audit_transactions_total 2.0
 # TYPE katagate_events_written_total counter
 katagate_events_written_total{topic="mail"} 77.0
 # TYPE katagate_ingest_messages_accepted_total counter
@@ -91,7 +94,7 @@ katagate_ingest_messages_accepted_total 40.0
                for f in text_string_to_metric_families(text) for s in f.samples]
     assert transactions(samples) == {
         "admission": 12.0, "admission aborted": 1.0, "apply": 3.0, "ingest": 40.0,
-        "ingest commit_timeout": 2.0, "scanner scans": 9.0}
+        "ingest commit_timeout": 2.0, "scanner scans": 9.0, "audit": 2.0}
     assert written(samples) == {"mail": 77.0}
 
 
@@ -104,6 +107,7 @@ def test_the_markdown_shows_every_figure_with_its_total():
     assert "| EndTxn | 1.0 | 1.0 | - |" in text
     assert "| **total** | 12.2 | 10.0 | 11.0 |" in text
     assert "| decider | 0.6 | 6.0 |" in text
+    assert "(EndTxn, commits and aborts) per message: 1.0" in text
     assert "| broker | 100.0 | 90.0 | 50.0 |" in text
     assert "Records appended per message: 20.0" in text
     assert "Of the fetches per message: FetchConsumer 8.0" in text

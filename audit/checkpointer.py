@@ -128,6 +128,7 @@ def _write(producer: TransactionalProducer, audit_topic: str,
         for cp in checkpoints
     ])
     producer.commit()
+    metrics_shown.TRANSACTIONS.inc()
     # Only after the commit: the witness never holds a checkpoint the log was not given.
     if witness is not None:
         append(witness, checkpoints)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 LAST_CHECKPOINT = Gauge(
     "katagate_audit_last_checkpoint_timestamp_seconds",
@@ -18,6 +18,10 @@ UNCOVERED = Gauge(
     "Records of the partition past its last checkpoint: read and not yet signed, plus those the "
     "checkpointer has not read yet",
     ["topic", "partition"],
+)
+TRANSACTIONS = Counter(
+    "katagate_audit_transactions_total",
+    "Transactions of checkpoints this process committed (one per write of due checkpoints)",
 )
 EVERY_RECORDS = Gauge(
     "katagate_audit_checkpoint_every_records",

@@ -37,6 +37,7 @@ from katagate.scanner.connection import (
 from katagate.scanner.control_view import ControlView
 from katagate.scanner.identity import SensorIdentity
 from katagate.scanner.kata_api import KataApi, answers_as_kata
+from katagate.scanner.metrics import TRANSACTIONS
 from katagate.scanner.replies import error_text
 from katagate.scanner.settings import ScannerSettings
 from katagate.scanner.transport import Endpoint, PinMismatch, PinnedTransport, Unreachable
@@ -178,9 +179,14 @@ class ConnectionService:
         return Context(datetime.now(UTC), self._producer_ref, _ids())
 
     def _commit(self, producer: TransactionalProducer, events: list[Event]) -> None:
-        producer.begin()
-        producer.produce(Outgoing.event(self._topic, event) for event in events)
-        producer.commit()
+        try:
+            producer.begin()
+            producer.produce(Outgoing.event(self._topic, event) for event in events)
+            producer.commit()
+        except Exception:
+            TRANSACTIONS.labels("lifecycle", "failed").inc()
+            raise
+        TRANSACTIONS.labels("lifecycle", "committed").inc()
         self._control.apply_own(events)
         for event in events:
             log.info("%s %s", event.type, event.model_dump(exclude={"certificate_pem"}))

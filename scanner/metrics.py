@@ -13,6 +13,12 @@ KATA_REPLIES = Counter(
     "katagate_kata_api_responses_total", "Central Node replies by HTTP code (or failure kind)",
     ["code"],
 )
+TRANSACTIONS = Counter(
+    "katagate_scanner_transactions_total",
+    "The scanner's own Kafka transactions by part (scans: submissions and verdicts; lifecycle: "
+    "the Central Node connection) and outcome (committed, failed)",
+    ["part", "outcome"],
+)
 PENDING_SCANS = Gauge(
     "katagate_scans_pending", "Messages this scanner instance tracks until their verdict"
 )

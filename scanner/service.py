@@ -52,6 +52,7 @@ from katagate.scanner.metrics import (
     PENDING_SCANS,
     POLLS,
     SUBMISSIONS,
+    TRANSACTIONS,
     VERDICT_CACHE_ENTRIES,
     VERDICT_CACHE_HITS,
     count_reply,
@@ -372,9 +373,11 @@ class ScanService:
             self._producer.produce(Outgoing.event(self._names.mail, e) for e in events)
             self._producer.commit()
         except KafkaUnavailable as exc:
+            TRANSACTIONS.labels("scans", "failed").inc()
             log.warning("scanner: recording %d events failed (%s); they will be redone",
                         len(events), exc)
             return False
+        TRANSACTIONS.labels("scans", "committed").inc()
         for event in events:
             self._own.add(event.event_id)
             message_id = getattr(event, "message_id", "")

@@ -20,6 +20,7 @@ from katagate.audit.chain import ZERO_HEAD
 from katagate.audit.checkpoint import decode
 from katagate.audit.checkpointer import OpenRange, _show_waiting, checkpoint_once, run_checkpointer
 from katagate.audit.keys import load_or_create
+from katagate.audit.metrics import TRANSACTIONS
 from katagate.audit.reading import from_message, new_consumer
 from katagate.audit.settings import AuditSettings
 from katagate.audit.verify import verify
@@ -53,6 +54,7 @@ def test_the_elected_checkpointer_covers_new_records(
     settings = AuditSettings(key_dir=tmp_path, every_records=5, every_s=0.3, instance_id="a1")
     stop = threading.Event()
     thread = threading.Thread(target=run_checkpointer, args=(kafka, settings, stop), daemon=True)
+    transactions_before = TRANSACTIONS._value.get()
     thread.start()
     try:
         written = write_samples(kafka)
@@ -74,6 +76,8 @@ def test_the_elected_checkpointer_covers_new_records(
     # every 5 records: ranges of at most 5, chained
     assert all(cp.count <= 5 for cp in checkpoints)
     assert sum(cp.count for cp in checkpoints) == written
+    # Each write of checkpoints is a transaction of its own.
+    assert TRANSACTIONS._value.get() >= transactions_before + 1
 
 
 def run_cli(argv: list[str]) -> int:

@@ -17,6 +17,7 @@ import pytest
 
 from katagate.eventlog.topics import TopicNames
 from katagate.kata_emulator.store import Store
+from katagate.scanner.metrics import TRANSACTIONS
 from katagate.scanner.run import run_scanner
 from katagate.scanner.settings import ScannerSettings
 from katagate.schemas import ScanFailed, ScanSubmitted, VerdictReceived, decode_event
@@ -111,6 +112,7 @@ def test_verdicts_are_recorded_with_their_detects_and_finished_scans_deleted(
         "sha": (INDICATOR_BODY, "detect", ("sb", "HEUR:Trojan.Indicator")),
     }
     ids = {name: new_id() for name in cases}
+    scans_before = TRANSACTIONS.labels("scans", "committed")._value.get()
     for name, (raw, _state, _detect) in cases.items():
         inject_admitted(kafka_settings, ids[name], raw)
 
@@ -122,6 +124,10 @@ def test_verdicts_are_recorded_with_their_detects_and_finished_scans_deleted(
         submitted = [e for e in mail_events(kafka_settings, ids[name])
                      if isinstance(e, ScanSubmitted)]
         assert len(submitted) == 1, name
+    # Submissions and verdicts are recorded in the scanner's own transactions (at least one
+    # of each); the connection's events in the lifecycle's.
+    assert TRANSACTIONS.labels("scans", "committed")._value.get() >= scans_before + 2
+    assert TRANSACTIONS.labels("lifecycle", "committed")._value.get() >= 1
 
     store = Store(kata.state)
     (sensor,) = kata.sensors()

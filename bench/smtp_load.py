@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import smtplib
 import statistics
 import threading
@@ -39,7 +41,10 @@ class LoadResult:
         }
 
 
-def message(size: int, i: int) -> bytes:
+_CALLS = itertools.count()
+
+
+def message(size: int, i: int | str) -> bytes:
     head = (f"From: load@example.org\r\nTo: rcpt@example.net\r\nSubject: load {i}\r\n"
             f"Message-ID: <load-{i}@example.org>\r\n\r\n").encode()
     line = b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghij\r\n"
@@ -54,6 +59,9 @@ def send_load(port: int | Sequence[int], total: int, size: int, concurrency: int
     accepted_at: dict[str, float] = {}
     refused = [0]
     lock = threading.Lock()
+    # Every message of every call is new: a repeated body would be a verdict-cache hit, and
+    # measure neither the scanner nor the Central Node.
+    run = f"{os.getpid()}.{next(_CALLS)}"
     per_thread = [total // concurrency + (1 if i < total % concurrency else 0)
                   for i in range(concurrency)]
 
@@ -64,7 +72,7 @@ def send_load(port: int | Sequence[int], total: int, size: int, concurrency: int
         stamps: dict[str, float] = {}
         bad = 0
         for n in range(count):
-            number = index * 1_000_000 + n
+            number = f"{run}.{index}.{n}"
             data = message(size, number)
             began = time.perf_counter()
             try:

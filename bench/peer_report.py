@@ -81,15 +81,27 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     plt.close(figure)
 
     at = _at_ten(rows)
-    figure, axis = plt.subplots(figsize=(8, 5))
-    for x, key in enumerate(("postfix", "katagate")):
+    stacks = {key: sorted(at[key]["cpu_ms_per_message"].items(), key=lambda i: -i[1])
+              for key in ("postfix", "katagate")}
+    names = sorted({name for stack in stacks.values() for name, _ in stack})
+    palette = plt.get_cmap("tab20")
+    colours = {name: palette(i % 20) for i, name in enumerate(names)}  # one per process
+    tallest = max(sum(ms for _, ms in stack) for stack in stacks.values()) or 1.0
+    figure, axis = plt.subplots(figsize=(10, 5))
+    for x, stack in enumerate(stacks.values()):
         bottom = 0.0
-        for name, ms in sorted(at[key]["cpu_ms_per_message"].items(), key=lambda i: -i[1]):
-            axis.bar(x, ms, 0.6, bottom=bottom)
-            if ms > 0.03 * sum(at[key]["cpu_ms_per_message"].values()):
+        for name, ms in stack:
+            axis.bar(x, ms, 0.6, bottom=bottom, color=colours[name], label=name)
+            if ms > 0.04 * tallest:  # a label where it fits
                 axis.text(x, bottom + ms / 2, f"{name} {ms:.2f}", ha="center", va="center",
                           fontsize=7)
             bottom += ms
+        axis.text(x, bottom, f"{bottom:.2f}", ha="center", va="bottom")
+    axis.set_ylim(0, tallest * 1.12)
+    handles, labels = axis.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    axis.legend([unique[n] for n in names], names, fontsize=7, loc="upper left",
+                bbox_to_anchor=(1.01, 1))
     axis.set_xticks([0, 1], ["Postfix relay + sink", "katagate + broker, emulator, sink"])
     axis.set_ylabel("CPU ms per message")
     axis.set_title(f"CPU per message by process, {at['concurrency']} connections, 4 KB")

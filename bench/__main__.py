@@ -8,7 +8,9 @@ in the same run, as a ratio, with the machine's details.
 1. limits: the broker's produce rate for 4 KB and 50 KB records from one Python producer;
    the bare aiosmtpd sink's CPU per message.
 2. ingest: messages/s and 250 latency against the bare sink (bench/mailpath.py).
-3. end to end: SMTP in to delivered at the next hop, instant verdicts.
+3. end to end: SMTP in to delivered at the next hop, instant verdicts, at 1, 10 and 50
+   connections, against Debian's Postfix relaying the same load to the same sink, and the bare
+   sink (bench/postfix_peer.py; Postfix runs first and is stopped before katagate starts).
 4. quarantine at scale: N messages held for their verdicts; CPU, memory and Central Node
    requests per poll while they wait; time to drain (bench/scale.py).
 5. memory: every stage's RSS after the mail path and after the quarantine.
@@ -33,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import mailpath, processes, replay, scale
+from bench import mailpath, peer_report, postfix_peer, processes, replay, scale
 from bench.machine import machine
 from bench.smtp_load import message, send_load
 
@@ -82,23 +84,20 @@ def broker_produce_rate(records: int, size: int) -> dict[str, float]:
 def bare_sink_cpu(messages: int) -> dict[str, float]:
     process, port = mailpath.start_bare_sink()
     try:
-        before = _cpu_s(process.pid)
+        before = processes.cpu_s(process.pid)
         sent = send_load(port, messages, 4096, 10)
-        return {"cpu_ms_per_message": round((_cpu_s(process.pid) - before) / sent.messages
-                                            * 1000, 3), "msgs_per_s": sent.per_second}
+        return {"cpu_ms_per_message": round((processes.cpu_s(process.pid) - before)
+                                            / sent.messages * 1000, 3),
+                "msgs_per_s": sent.per_second}
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / processes.CLOCK_TICKS
-
-
 def run(quick: bool, memory_marks: list[int] | None = None) -> dict[str, Any]:
     n = {"records": 2_000 if quick else 50_000, "mail": 200 if quick else 2_000,
-         "held": 100 if quick else 5_000, "replay": 500 if quick else 102_000}
+         "held": 100 if quick else 5_000, "replay": 500 if quick else 102_000,
+         "peer": 50 if quick else 2_000}
     report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
                               "machine": machine(), "quick": quick, "sizes": n}
     report["limits"] = {
@@ -108,7 +107,12 @@ def run(quick: bool, memory_marks: list[int] | None = None) -> dict[str, Any]:
     }
     print(json.dumps(report["limits"]), flush=True)
 
-    timings: dict[str, float] = {}
+    # Postfix first, stopped before katagate starts: they never share the CPU.
+    sizes, levels = ([4096], [1, 10]) if quick else ([4096, 51200], [1, 10, 50])
+    warm_up = 50 if quick else 1000
+    began = time.monotonic()
+    report["postfix_peer"] = postfix_peer.measure(n["peer"], levels, warm_up)
+    timings: dict[str, float] = {"postfix_peer": round(time.monotonic() - began, 1)}
 
     def on_the_gateway(folder: Path, ports: dict[str, int], sink: Path) -> dict[str, Any]:
         parent = processes.up_pid(folder)
@@ -129,9 +133,11 @@ def run(quick: bool, memory_marks: list[int] | None = None) -> dict[str, Any]:
             print(json.dumps(figures["memory_marks"]), flush=True)
         return figures
 
-    sizes, levels = ([4096], [1, 10]) if quick else ([4096, 51200], [1, 10, 50])
     report["mail_path"] = mailpath.measure(n["mail"], sizes, levels, on_the_gateway,
-                                           warm_up=50 if quick else 1000)
+                                           warm_up=warm_up, e2e_levels=levels,
+                                           e2e_messages=n["peer"])
+    report["against_postfix"] = postfix_peer.against(report["postfix_peer"],
+                                                     report["mail_path"]["end_to_end"])
     began = time.monotonic()
     report["replay"] = replay.measure(n["replay"])
     timings["replay"] = round(time.monotonic() - began, 1)
@@ -160,18 +166,21 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{r['bare_sink']['p50_ms']}/{r['bare_sink']['p99_ms']} | "
                      f"{r['gateway']['p50_ms']}/{r['gateway']['p99_ms']} | "
                      f"{r.get('p99_added_ms')} |")
-    e2e = mail["end_to_end"]
-    bare_10 = next((r["bare_sink"]["msgs_per_s"] for r in mail["ingest"]
-                    if r["size"] == 4096 and r["concurrency"] == 10), None)
     lines += ["", "Every bare-sink run comes first; then the gateway runs, with the stages after "
               "ingest paused (SIGSTOP): on 2 cores they would take the CPU this figure is about "
               "while processing the burst. Continued, they caught up in "
               f"{mail.get('downstream_caught_up_s')} s. End to end measures everything at once."]
-    lines += ["", "## End to end (4 KB, 10 connections, instant verdicts)", "",
-              f"{e2e['msgs_per_s']} msgs/s over {e2e['messages']} messages, after "
-              "a warm-up of the same load (the broker's JIT compiles in the first minute)"
-              + (f" — {round(e2e['msgs_per_s'] / bare_10, 3)}x the bare sink" if bare_10
-                 else "")]
+    lines += ["", peer_report.section(report)]
+    e2e = mail["end_to_end"]
+    stages = sorted({stage for r in e2e for stage in r["cpu_ms_per_message"]})
+    lines += ["## katagate end to end, CPU ms per message by process", "",
+              f"After a warm-up of {report['postfix_peer']['warm_up']} messages (the broker's "
+              "JIT compiles in the first minute); 4 KB, instant verdicts.", "",
+              "| connections | msgs/s | " + " | ".join(stages) + " |",
+              "|---|---|" + "---|" * len(stages)]
+    for r in e2e:
+        lines.append(f"| {r['concurrency']} | {r['msgs_per_s']} | " + " | ".join(
+            str(r["cpu_ms_per_message"].get(stage)) for stage in stages) + " |")
     q = mail.get("quarantine", {})
     lines += ["", "## Quarantine at scale", "",
               f"- {q.get('held_messages')} messages held; CPU % per stage while they wait: "
@@ -242,7 +251,7 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     figure.savefig(path, dpi=100)
     written.append(path)
     plt.close(figure)
-    return written
+    return written + peer_report.plots(report, out)
 
 
 def main() -> int:

@@ -3,9 +3,10 @@
 1. ingest: messages/s and `250` latency of the gateway's SMTP edge (durable in Kafka before 250)
    against a bare aiosmtpd sink receiving the same load from the same generator;
 2. end to end: messages/s from SMTP in to delivered at the next hop, with an instant-verdict
-   KATA emulator.
+   KATA emulator, at each level of connections, with CPU ms per message of every process.
 
     python -m bench.mailpath [--messages N] [--sizes 4096,51200] [--concurrency 1,10,50]
+                             [--e2e-concurrency 1,10,50]
 
 Writes bench/results/mailpath-<time>/report.json and report.md.
 """
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,14 +144,40 @@ def downstream_paused(folder: Path) -> Iterator[None]:
             os.kill(pid, signal.SIGCONT)
 
 
+def end_to_end(folder: Path, port: int, sink_dir: Path, delivered_before: int, messages: int,
+               concurrency: int) -> dict[str, Any]:
+    """`messages` of 4 KB at `concurrency` connections, timed until the sink holds them all;
+    CPU ms per message of every process `katagate up` started (broker, emulator, sink too)."""
+    parent = processes.up_pid(folder)
+    before = processes.usage(parent)
+    began = time.monotonic()
+    sent = send_load(port, messages, 4096, concurrency)
+    wait_delivered(sink_dir, delivered_before + sent.messages)
+    seconds = time.monotonic() - began
+    after = processes.usage(parent)
+    held = delivered(sink_dir)
+    if held < delivered_before + sent.messages:
+        raise RuntimeError(f"end to end at {concurrency} connections: {held} delivered of "
+                           f"{delivered_before + sent.messages}")
+    cpu = {stage: round((after[stage]["cpu_s"] - before[stage]["cpu_s"]) * 1000
+                        / sent.messages, 3) for stage in sorted(after) if stage in before}
+    return {"messages": sent.messages, "size": 4096, "concurrency": concurrency,
+            "seconds": round(seconds, 2), "msgs_per_s": round(sent.messages / seconds, 1),
+            "delivered": held, "ingest_msgs_per_s_during": round(sent.per_second, 1),
+            **{k: v for k, v in sent.summary().items() if k != "msgs_per_s"},
+            "cpu_ms_per_message": cpu}
+
+
 def measure(messages: int, sizes: list[int], levels: list[int],
             after_gateway: Callable[[Path, dict[str, int], Path], dict[str, Any]] | None = None,
-            warm_up: int = 1000) -> dict[str, Any]:
-    """Ingest against the bare sink, then end to end; `after_gateway` runs more sections on the
+            warm_up: int = 1000, e2e_levels: Sequence[int] = (10,),
+            e2e_messages: int | None = None) -> dict[str, Any]:
+    """Ingest against the bare sink, then end to end at each of `e2e_levels` connections
+    (`e2e_messages` each, `messages` by default); `after_gateway` runs more sections on the
     same running gateway (its folder, ports and sink folder) and its figures join the report."""
     folder = Path(tempfile.mkdtemp(prefix="katagate-bench-mail-"))
     report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"),
-                              "machine": machine(), "ingest": [], "end_to_end": {},
+                              "machine": machine(), "ingest": [], "end_to_end": [],
                               "section_seconds": {}}
     timings = report["section_seconds"]
     bare, bare_port = start_bare_sink()
@@ -166,18 +193,12 @@ def measure(messages: int, sizes: list[int], levels: list[int],
         # End to end first, on an idle gateway: after the ingest sweep, thousands of messages
         # would still be draining through the stages and the figure would measure the backlog.
         began = time.monotonic()
-        sent = send_load(ports["smtp"], messages, 4096, 10)
-        accepted += sent.messages
-        wait_delivered(sink_dir, accepted)
-        seconds = time.monotonic() - began
-        report["end_to_end"] = {
-            "messages": sent.messages, "size": 4096, "concurrency": 10,
-            "seconds": round(seconds, 2), "msgs_per_s": round(sent.messages / seconds, 1),
-            "delivered": delivered(sink_dir),
-            "ingest_msgs_per_s_during": round(sent.per_second, 1),
-        }
-        timings["end_to_end"] = round(seconds, 1)
-        print(json.dumps(report["end_to_end"]), flush=True)
+        for concurrency in e2e_levels:
+            report["end_to_end"].append(end_to_end(folder, ports["smtp"], sink_dir, accepted,
+                                                   e2e_messages or messages, concurrency))
+            accepted = report["end_to_end"][-1]["delivered"]
+            print(json.dumps(report["end_to_end"][-1]), flush=True)
+        timings["end_to_end"] = round(time.monotonic() - began, 1)
         # Ingest: every bare-sink run first, on a quiet machine; then every gateway run with
         # the downstream stages paused (see downstream_paused); then they catch up.
         began = time.monotonic()
@@ -220,9 +241,11 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--sizes", default="4096,51200")
     parser.add_argument("--concurrency", default="1,10,50")
+    parser.add_argument("--e2e-concurrency", default="10", help="end-to-end levels")
     args = parser.parse_args()
     report = measure(args.messages, [int(s) for s in args.sizes.split(",")],
-                     [int(c) for c in args.concurrency.split(",")])
+                     [int(c) for c in args.concurrency.split(",")],
+                     e2e_levels=[int(c) for c in args.e2e_concurrency.split(",")])
     out = RESULTS / f"mailpath-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -233,9 +256,9 @@ def main() -> int:
                     f"{r['gateway']['msgs_per_s']} | {r['throughput_ratio']} | "
                     f"{r['bare_sink']['p50_ms']}/{r['bare_sink']['p99_ms']} | "
                     f"{r['gateway']['p50_ms']}/{r['gateway']['p99_ms']} |")
-    e2e = report["end_to_end"]
-    rows.append(f"\nEnd to end (4 KB, 10 connections, instant verdicts): "
-                f"{e2e.get('msgs_per_s')} msgs/s over {e2e.get('messages')} messages")
+    for e2e in report["end_to_end"]:
+        rows.append(f"\nEnd to end (4 KB, {e2e['concurrency']} connections, instant verdicts): "
+                    f"{e2e['msgs_per_s']} msgs/s over {e2e['messages']} messages")
     (out / "report.md").write_text(f"# Mail path benchmark, {report['when']}\n\n"
                                    f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
     print("\n".join(rows))

@@ -1,5 +1,6 @@
 """The gateway's processes as `katagate up` started them: which stage each is, their memory
-and CPU time (from /proc)."""
+and CPU time (from /proc); and any process tree's CPU time by process name (a Postfix
+instance's master and its children)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,37 @@ def children(parent: int) -> dict[int, str]:
     return found
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (which may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_s(pid: int, reaped: bool = False) -> float:
+    """CPU seconds (user + system) so far; with `reaped`, plus those of the children it has
+    waited for (cutime + cstime): a process that exited is counted in its parent's."""
+    fields = _stat(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLOCK_TICKS
+
+
+def children_cpu(parent: int) -> dict[int, tuple[str, float]]:
+    """pid -> (process name, CPU seconds so far) of every live child of `parent`."""
+    found: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _stat(int(entry.name))
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return found
+
+
 def up_pid(folder: Path) -> int:
     config = str(folder / "katagate.toml")
     for entry in Path("/proc").iterdir():
@@ -52,7 +84,7 @@ def usage(parent: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for pid, stage in children(parent).items():
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(pid)
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue

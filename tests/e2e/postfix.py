@@ -1,6 +1,7 @@
-"""A private instance of Debian's real Postfix for the end-to-end tests (docs/POSTFIX.md): its
-own configuration, queue and data folders, ports above 1024 on loopback, and a virtual mailbox
-(a Maildir) for example.net that the tests read. Needs root (Postfix's master does), as CI runs.
+"""A private instance of Debian's real Postfix for the end-to-end tests (docs/POSTFIX.md), made
+by bench/postfix_instance.py (the benchmark's Postfix peer uses it too): its own configuration,
+queue and data folders, ports above 1024 on loopback, and a virtual mailbox (a Maildir) for
+example.net that the tests read. Needs root (Postfix's master does), as CI runs.
 
 Ports: `smtpd_port`, the Postfix that receives from the internet and hands mail to katagate as
 its content_filter (`content_filter` set, XFORWARD sent); `reinject_port`, the second smtpd
@@ -15,73 +16,20 @@ import mailbox
 import os
 import pwd
 import re
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from bench.postfix_instance import SERVICES, PostfixInstance, base_main_cf
 from katagate.eventlog.broker import free_port
 from tests.tools import require_tool
 
 MAILBOX_DOMAIN = "example.net"
 DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "POSTFIX.md"
 
-# Postfix's own services, none chrooted (the instance's folders are not in a chroot).
-SERVICES = """\
-pickup    unix  n  -  n  60    1  pickup
-cleanup   unix  n  -  n  -     0  cleanup
-qmgr      unix  n  -  n  300   1  qmgr
-rewrite   unix  -  -  n  -     -  trivial-rewrite
-bounce    unix  -  -  n  -     0  bounce
-defer     unix  -  -  n  -     0  bounce
-trace     unix  -  -  n  -     0  bounce
-verify    unix  -  -  n  -     1  verify
-flush     unix  n  -  n  1000? 0  flush
-proxymap  unix  -  -  n  -     -  proxymap
-smtp      unix  -  -  n  -     -  smtp
-relay     unix  -  -  n  -     -  smtp
-showq     unix  n  -  n  -     -  showq
-error     unix  -  -  n  -     -  error
-retry     unix  -  -  n  -     -  error
-discard   unix  -  -  n  -     -  discard
-virtual   unix  -  n  n  -     -  virtual
-anvil     unix  -  -  n  -     1  anvil
-scache    unix  -  -  n  -     1  scache
-postlog   unix-dgram n - n -   1  postlogd
-"""
-
 
 def main_cf(root: Path, filter_port: int) -> str:
-    return f"""\
-compatibility_level = 3.6
-queue_directory = {root}/queue
-data_directory = {root}/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-meta_directory = /etc/postfix
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-mailq_path = /usr/bin/mailq
-sendmail_path = /usr/sbin/sendmail
-newaliases_path = /usr/bin/newaliases
-html_directory = no
-readme_directory = no
-manpage_directory = /usr/share/man
-maillog_file_prefixes = {root}
-maillog_file = {root}/maillog
-myhostname = postfix.example.net
-mydestination =
-alias_maps =
-alias_database =
-local_recipient_maps =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-disable_dns_lookups = yes
-smtp_host_lookup = native
+    return base_main_cf(root) + f"""\
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 # The mailbox katagate's clean mail must reach: every example.net recipient, one Maildir.
 virtual_mailbox_domains = {MAILBOX_DOMAIN}
@@ -116,34 +64,27 @@ def documented(caption: str) -> str:
 
 class Postfix:
     def __init__(self, filter_port: int) -> None:
-        self.postfix = require_tool("postfix", package="postfix")
+        require_tool("postfix", package="postfix")
         if os.geteuid() != 0:  # Postfix's master starts as root, then drops to its users
             message = "a private Postfix instance needs root (CI runs the tests as root)"
             if os.environ.get("CI"):
                 pytest.fail(message)
             pytest.skip(message)
         self.smtpd_port, self.reinject_port = free_port(), free_port()
-        # Not under pytest's 0700 tmp folders: Postfix's own users must reach its folders.
-        self.root = Path(tempfile.mkdtemp(prefix="katagate-postfix-"))
-        self.root.chmod(0o755)
-        for name in ("etc", "queue", "data", "mail"):
-            (self.root / name).mkdir()
-        postfix_user, nobody = pwd.getpwnam("postfix"), pwd.getpwnam("nobody")
-        os.chown(self.root / "data", postfix_user.pw_uid, postfix_user.pw_gid)
+        self.instance = PostfixInstance()
+        self.root = self.instance.root
+        (self.root / "mail").mkdir()
+        nobody = pwd.getpwnam("nobody")
         os.chown(self.root / "mail", nobody.pw_uid, nobody.pw_gid)
-        (self.root / "etc" / "main.cf").write_text(main_cf(self.root, filter_port))
-        (self.root / "etc" / "master.cf").write_text(
-            master_cf(self.smtpd_port, self.reinject_port))
-        self._postfix("start")
-
-    def _postfix(self, command: str) -> None:
-        done = subprocess.run([self.postfix, "-c", str(self.root / "etc"), command],
-                              capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, f"postfix {command}: {done.stderr}\n{self.log()}"
+        try:
+            self.instance.start(main_cf(self.root, filter_port),
+                                master_cf(self.smtpd_port, self.reinject_port))
+        except BaseException:
+            self.instance.stop()
+            raise
 
     def log(self) -> str:
-        path = self.root / "maillog"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.instance.log()
 
     def delivered(self) -> list[bytes]:
         """The messages Postfix delivered to the example.net mailbox, as stored."""
@@ -153,7 +94,4 @@ class Postfix:
         return [message.as_bytes() for message in mailbox.Maildir(folder, create=False)]
 
     def stop(self) -> None:
-        try:
-            self._postfix("stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+        self.instance.stop()

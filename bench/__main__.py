@@ -35,7 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import mailpath, peer_report, postfix_peer, processes, replay, scale
+from bench import broker_budget, mailpath, peer_report, postfix_peer, processes, replay, scale
+from bench.budget_table import budget_markdown
 from bench.machine import machine
 from bench.smtp_load import message, send_load
 
@@ -117,13 +118,17 @@ def run(quick: bool, memory_marks: list[int] | None = None) -> dict[str, Any]:
     def on_the_gateway(folder: Path, ports: dict[str, int], sink: Path) -> dict[str, Any]:
         parent = processes.up_pid(folder)
         after_mail = processes.usage(parent)
+        # The per-message budget, on the gateway the sweep warmed (the broker's JIT included).
+        began = time.monotonic()
+        budget = broker_budget.measure_budget(folder, ports, sink, n["peer"], 10)
+        timings["budget"] = round(time.monotonic() - began, 1)
         began = time.monotonic()
         quarantine = scale.quarantine_at_scale(folder, ports, sink, n["held"],
                                                ports["metrics"] + 1)
         timings["quarantine"] = round(time.monotonic() - began, 1)
         print(json.dumps(quarantine), flush=True)
         figures: dict[str, Any] = {
-            "quarantine": quarantine,
+            **budget, "quarantine": quarantine,
             "memory": {"after_mail_path": after_mail,
                        "after_quarantine": processes.usage(parent)}}
         if memory_marks:
@@ -171,6 +176,9 @@ def markdown(report: dict[str, Any]) -> str:
               "while processing the burst. Continued, they caught up in "
               f"{mail.get('downstream_caught_up_s')} s. End to end measures everything at once."]
     lines += ["", peer_report.section(report)]
+    if "budget" in mail:
+        lines += ["", "## The per-message budget (broker counters over JMX, stage counters, "
+                  "/proc)", "", budget_markdown(mail["budget"])]
     e2e = mail["end_to_end"]
     stages = sorted({stage for r in e2e for stage in r["cpu_ms_per_message"]})
     lines += ["## katagate end to end, CPU ms per message by process", "",

@@ -58,7 +58,7 @@ def test_the_quick_suite_runs_every_section_and_writes_its_report(kafka_bootstra
     assert "scanner" in marks["growth_percent"]
     assert all("p99_added_ms" in r for r in report["mail_path"]["ingest"])
     assert {"warm_up", "end_to_end", "ingest", "quarantine", "memory_marks", "replay",
-            "postfix_peer"} <= set(
+            "postfix_peer", "budget"} <= set(
         report["mail_path"]["section_seconds"])
     assert report["replay"]["events"] > 500
     for plot in ("ingest.png", "peer.png", "cpu.png"):
@@ -66,3 +66,7 @@ def test_the_quick_suite_runs_every_section_and_writes_its_report(kafka_bootstra
     text = (tmp_path / "report.md").read_text()
     assert "## Replay" in text
     assert "## Against Postfix" in text
+    budget = report["mail_path"]["budget"]
+    assert budget["requests_per_msg"]["Produce"] > 0
+    assert budget["requests_per_msg"]["EndTxn"] > 0
+    assert "## The per-message budget" in text

@@ -17,7 +17,8 @@ in the same run, as a ratio, with the machine's details.
 6. replay: events/s rebuilding every projection against a bare consumer (bench/replay.py).
 
 Writes report.json, report.md and PNG plots into bench/results/suite-<time>/ (or --out);
-`--write-docs` also writes docs/PERFORMANCE.md. `--quick` checks the suite works (`pytest -m soak`
+`--write-docs` also writes docs/PERFORMANCE.md and docs/SCALING.md (bench/sizing.py).
+`--quick` checks the suite works (`pytest -m soak`
 runs it); its figures mean nothing.
 """
 
@@ -35,7 +36,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import broker_budget, mailpath, peer_report, postfix_peer, processes, replay, scale
+from bench import (
+    broker_budget,
+    mailpath,
+    peer_report,
+    postfix_peer,
+    processes,
+    replay,
+    scale,
+    sizing,
+)
 from bench.budget_table import budget_markdown
 from bench.machine import machine
 from bench.smtp_load import message, send_load
@@ -274,7 +284,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: checks it works")
     parser.add_argument("--out", type=Path, help="results folder")
-    parser.add_argument("--write-docs", action="store_true", help="also docs/PERFORMANCE.md")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="also docs/PERFORMANCE.md and docs/SCALING.md")
     parser.add_argument("--memory", metavar="N,N", default="",
                         help="also every stage's RSS once N messages went through (e.g. "
                         "10000,100000: at about 100 messages/s here, a long run)")
@@ -293,6 +304,8 @@ def main() -> int:
     images = plots(report, out)
     text += "".join(f"\n![{p.stem}]({p.name})\n" for p in images)
     (out / "report.md").write_text(text)
+    scaling = sizing.scaling_markdown(report)
+    (out / "scaling.md").write_text(scaling)
     if args.write_docs:
         docs = ROOT / "docs"
         docs.mkdir(exist_ok=True)
@@ -301,6 +314,7 @@ def main() -> int:
         limits = (Path(__file__).parent / "limits.md").read_text()
         (docs / "PERFORMANCE.md").write_text(text.replace("](", "](performance-") + "\n"
                                              + limits)
+        (docs / "SCALING.md").write_text(scaling)
     print(text)
     print(f"written to {out}")
     return 0

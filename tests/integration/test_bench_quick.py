@@ -70,3 +70,4 @@ def test_the_quick_suite_runs_every_section_and_writes_its_report(kafka_bootstra
     assert budget["requests_per_msg"]["Produce"] > 0
     assert budget["requests_per_msg"]["EndTxn"] > 0
     assert "## The per-message budget" in text
+    assert "| katagate (all of the above) |" in (tmp_path / "scaling.md").read_text()

@@ -314,7 +314,8 @@ def main() -> int:
         limits = (Path(__file__).parent / "limits.md").read_text()
         (docs / "PERFORMANCE.md").write_text(text.replace("](", "](performance-") + "\n"
                                              + limits)
-        (docs / "SCALING.md").write_text(scaling)
+        page = docs / "SCALING.md"
+        page.write_text(sizing.with_section(page.read_text(), scaling))
     print(text)
     print(f"written to {out}")
     return 0

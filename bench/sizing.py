@@ -1,7 +1,8 @@
-"""docs/SCALING.md from one benchmark run: messages/s per core of each katagate process and of
-the broker, from the per-message budget (bench/broker_budget.py, 4 KB at 10 connections on a
-warmed gateway), and the cores 100, 1,000 and 10,000 messages/s would take, beside Postfix's
-figure from the same run (bench/postfix_peer.py). Pure: the report in, markdown out."""
+"""docs/SCALING.md's sizing section from one benchmark run: messages/s per core of each
+katagate process and of the broker, from the per-message budget (bench/broker_budget.py, 4 KB
+at 10 connections on a warmed gateway), and the cores 100, 1,000 and 10,000 messages/s would
+take, beside Postfix's figure from the same run (bench/postfix_peer.py). Pure: the report in,
+markdown out."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 RATES = (100, 1_000, 10_000)
+# The generated section's bounds in docs/SCALING.md; the rest of the page is written by hand.
+BEGIN, END = "<!-- sizing: python -m bench --write-docs -->", "<!-- /sizing -->"
 # What an operator sizes: katagate's own processes and the broker. The KATA emulator stands in
 # for the Central Node (another machine) and the sink for the next hop.
 PARTS = ("ingest", "scanner", "decider", "projector", "audit", "console", "broker")
@@ -52,14 +55,14 @@ def scaling_markdown(report: Mapping[str, Any]) -> str:
     sized = sizing(budget, postfix)
     head = " | ".join(f"cores at {rate:,} msgs/s" for rate in RATES)
     lines = [
-        "# Sizing katagate", "",
+        "## Sizing from the per-message budget", "",
         f"From the benchmark run of {report.get('when')} on "
         f"`{report.get('machine', {}).get('cpu', 'this machine')}` "
         f"({report.get('machine', {}).get('cores', '?')} cores): CPU per message of each "
         f"process at {sized['messages_per_s_measured']} messages/s (4 KB, 10 connections, "
         "every message scanned, instant verdicts), net of what each spends idle; cores are "
-        "that CPU times the rate. Made by `python -m bench --write-docs`; the figures are in "
-        "docs/PERFORMANCE.md.", "",
+        "that CPU times the rate. Written by `python -m bench --write-docs` (bench/sizing.py); "
+        "the run's other figures are in docs/PERFORMANCE.md.", "",
         f"| part | CPU ms per message | messages/s per core | {head} |",
         "|---|---|---|" + "---|" * len(RATES)]
     lines += [_line(r) for r in sized["parts"]]
@@ -86,3 +89,17 @@ def scaling_markdown(report: Mapping[str, Any]) -> str:
         "(the `--secure` deployment; see bench/secure.py for its cost), and Backup copies.",
         ""]
     return "\n".join(lines)
+
+
+def with_section(page: str, section: str) -> str:
+    """`page` with its generated section replaced (or, the first time, put before the
+    estimate that was written by hand)."""
+    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+    if BEGIN in page and END in page:
+        head, rest = page.split(BEGIN, 1)
+        return head + block + rest.split(END, 1)[1]
+    anchor = "## Estimate for"
+    if anchor in page:
+        head, rest = page.split(anchor, 1)
+        return f"{head}{block}\n\n{anchor}{rest}"
+    return f"{page.rstrip()}\n\n{block}\n"

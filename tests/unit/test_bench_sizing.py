@@ -40,3 +40,19 @@ def test_the_page_holds_every_part_both_totals_and_the_ratio_at_ten_connections(
     assert "| katagate (all of the above) | 11.5 | 87 | 1.15 | 11.5 | 115.0 |" in page
     assert "| Postfix relay | 4.0 | 250 | 0.4 | 4.0 | 40.0 |" in page
     assert "2.9x the CPU of a Postfix relay" in page
+
+
+def test_the_section_replaces_its_last_version_and_leaves_the_written_page_alone():
+    from bench.sizing import BEGIN, END, with_section
+
+    page = "# Scaling\n\nwritten by hand\n\n## Estimate for 100\n\nkept\n"
+    first = with_section(page, "## Sizing\n\nrun 1\n")
+    assert first.index(BEGIN) < first.index("## Estimate for 100")
+    assert "written by hand" in first
+    assert "kept" in first
+    second = with_section(first, "## Sizing\n\nrun 2\n")
+    assert "run 2" in second
+    assert "run 1" not in second
+    assert second.count(BEGIN) == 1
+    assert second.count(END) == 1
+    assert second.replace("run 2", "run 1") == first

@@ -11,7 +11,6 @@ in the same transaction, and the loop keeps going.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -84,7 +83,6 @@ class TransactionalLoop:
         self._poll_timeout_s = poll_timeout_s
         self._linger_s = settings.loop_linger_ms / 1000
         self._commit_bound_s = settings.request_timeout_s + WEDGED_GRACE_S
-        self._busy_until = 0.0
         # A seam for tests (and tracing): runs after the batch is produced, before the commit.
         self._before_commit = before_commit
         self._producer = producer or TransactionalProducer(settings, str(transactional_id))
@@ -180,18 +178,19 @@ class TransactionalLoop:
         arrives: under light traffic every record would wait that long at every stage.
         """
         messages: list[Any] = self._consumer.consume(self._batch_size, 0)
+        # Records that came in while the last batch was decided and committed: the stage is
+        # busy, and a transaction costs the broker about ten requests whatever it holds.
+        backlog = bool(messages)
         if not messages:
             first = self._consumer.poll(self._poll_timeout_s)
             self._recovery.raise_assign_failure()
             if first is None:
                 return []
             messages = [first, *self._consumer.consume(self._batch_size - 1, 0)]
-        now = time.monotonic()
-        if self._linger_s and len(messages) < self._batch_size and now < self._busy_until:
-            # Traffic is steady: fill the transaction a little more (consume returns at once
-            # if the batch fills).
+        if self._linger_s and backlog and len(messages) < self._batch_size:
+            # Under load: let this transaction gather up to the linger more (consume returns
+            # at once if the batch fills). A record that finds the stage idle never waits.
             messages += self._consumer.consume(self._batch_size - len(messages), self._linger_s)
-        self._busy_until = now + 1.0
         # Every consume above may have run the rebalance callback: never decide a batch on a
         # state whose restore failed.
         self._recovery.raise_assign_failure()

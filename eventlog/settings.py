@@ -40,10 +40,10 @@ class KafkaSettings(FileSettings):
     transaction_timeout_ms: int = Field(default=60_000, ge=1000, le=900_000)
     # A bound on any single blocking broker call (metadata, commit, admin requests).
     request_timeout_s: float = Field(default=30.0, gt=0, le=600)
-    # Under load, a loop waits this long for more records before opening its transaction: a
-    # transaction costs the broker about ten requests whatever it holds. A record that arrives
-    # after a quiet second never waits.
-    loop_linger_ms: int = Field(default=20, ge=0, le=1000)
+    # Under load (records waited while the last batch committed), a loop gathers this long
+    # before opening its transaction: a transaction costs the broker about ten requests and six
+    # records whatever it holds. A record that finds its stage idle never waits.
+    loop_linger_ms: int = Field(default=100, ge=0, le=1000)
     # The user's librdkafka properties (TLS, SASL, ...), merged over katagate's own per client:
     # one file for every stage, or a folder with one `<principal>.properties` per stage.
     config_file: Path | None = Field(

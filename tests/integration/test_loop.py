@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -149,34 +150,48 @@ def _publish(settings, topic, events, transactional_id):
     producer.close()
 
 
-def test_under_steady_traffic_a_batch_waits_the_linger_for_more_records(kafka_settings):
-    """A first record after a quiet spell goes at once; one arriving while records keep coming
-    waits up to the linger so that later records share its transaction."""
+def test_a_backlog_waits_the_linger_for_more_records_and_an_idle_stage_never_waits(
+        kafka_settings):
+    """Records already waiting when the loop gathers (they came in while it decided and
+    committed: the stage is busy) wait up to the linger so that later records share their
+    transaction; a record that finds the stage idle goes at once, even right after a batch."""
     settings = kafka_settings.model_copy(update={"loop_linger_ms": 1500})
     names = TopicNames(settings.topic_prefix)
-    events = sample_events()[:3]
+    events = sample_events()[:4]
     loop = TransactionalLoop(
         settings, stage="test", group_id="test-linger", transactional_id="test-linger-loop",
         topics=[names.control], handler=EchoToAudit(names.audit),
         dead_letter_topic=names.deadletter,
     )
+
+    def next_batch() -> tuple[int, float]:
+        began, count = time.monotonic(), 0
+        while count == 0:
+            count = loop.run_once()
+        return count, time.monotonic() - began
+
     try:
         while loop.run_once() == 0 and not loop._consumer.assignment():
             pass
+        # A record on an idle stage: no wait
         _publish(settings, names.control, events[:1], "test-linger-1")
-        first = 0
-        while first == 0:
-            first = loop.run_once()
-        assert first == 1  # no wait: nothing came in the second before it
-
+        assert next_batch()[0] == 1
+        # A backlog: a record already fetched when the loop gathers waits, and one published
+        # half a second later joins its transaction
         _publish(settings, names.control, events[1:2], "test-linger-2")
-        timer = threading.Timer(0.5, _publish, (settings, names.control, events[2:],
+        time.sleep(1.0)
+        timer = threading.Timer(0.5, _publish, (settings, names.control, events[2:3],
                                                 "test-linger-3"))
         timer.start()
-        second = 0
-        while second == 0:
-            second = loop.run_once()
+        assert next_batch()[0] == 2
         timer.join()
-        assert second == 2  # the second record waited, and the third joined it
+        # Right after that batch, a record that arrives while the loop waits: no linger
+        timer = threading.Timer(0.3, _publish, (settings, names.control, events[3:],
+                                                "test-linger-4"))
+        timer.start()
+        count, took = next_batch()
+        timer.join()
+        assert count == 1
+        assert took < 1.4, f"an idle stage waited {took:.2f} s (the linger is 1.5 s)"
     finally:
         loop.close()

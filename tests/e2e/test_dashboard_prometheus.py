@@ -31,7 +31,6 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -290,8 +289,6 @@ enabled = false
     up = Up(config, env, tmp_path / "up.log")
     prometheus: Prometheus | None = None
     second: subprocess.Popen[bytes] | None = None
-    booter = ThreadPoolExecutor(max_workers=1)
-    booting: Future[Prometheus] | None = None
     try:
         up.wait_line("katagate is up", 120)
         # `up` says where each process serves its metrics: those are scraped.
@@ -306,18 +303,14 @@ enabled = false
                  "--state-dir", str(tmp_path / "projector2")], cwd=ROOT,
                 env={**env, "KATAGATE_PROJECTOR_METRICS_PORT": str(second_metrics)},
                 stdout=second_log, stderr=subprocess.STDOUT)
+        wait_for(lambda: _answers(f"http://127.0.0.1:{second_metrics}/metrics"), 60,
+                 "the second projector's metrics")
         scraped = {name: [port] for name, port in ports.items()}
         scraped["projector"].append(second_metrics)
-
-        def boot_prometheus() -> Prometheus:
-            wait_for(lambda: _answers(f"http://127.0.0.1:{second_metrics}/metrics"), 60,
-                     "the second projector's metrics")
-            return Prometheus(prometheus_binary, scrape_config(tmp_path, scraped),
-                              tmp_path / "tsdb", tmp_path / "prometheus.log")
-
-        # Prometheus starts while the gateway is configured (the commands below), and is
-        # scraping every target before the first message is sent.
-        booting = booter.submit(boot_prometheus)
+        step("katagate is up, with a second projector")
+        prometheus = Prometheus(prometheus_binary, scrape_config(tmp_path, scraped),
+                                tmp_path / "tsdb", tmp_path / "prometheus.log")
+        step("prometheus scraped every target")
         wait_for(lambda: projected("/state/connection")["connection_state"]
                  == "connected", 60, "connected")
         katagate("rules", "add", "rejecting", "--recipients", "reject@example.net",
@@ -330,8 +323,6 @@ enabled = false
         wait_for(lambda: projected("/state/quarantine")["limit_messages"] == 3, 30,
                  "the new quarantine limit")
         time.sleep(1)  # ingest stamps the settings version it has folded
-        prometheus = booting.result(timeout=150)
-        step("katagate is up, with a second projector; prometheus scraped every target")
         slow = [smtp_send(smtp_port, mail("slow detect", EICAR))]
         held = wait_for(lambda: message(slow[0]).get("quarantine"), 30,
                         "the slow EICAR's admission")
@@ -387,9 +378,6 @@ enabled = false
         step("every panel and rule checked")
         print("\n".join(steps))
     finally:
-        booter.shutdown(wait=True)  # a Prometheus still starting is then started, and stopped
-        if prometheus is None and booting is not None and booting.exception() is None:
-            prometheus = booting.result()
         if prometheus is not None:
             prometheus.stop()
         if second is not None:

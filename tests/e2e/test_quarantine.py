@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -56,6 +57,16 @@ def drained(ledger: Ledger) -> Ledger | None:
 @pytest.fixture
 def namespace(kafka_bootstrap) -> KafkaSettings:
     return ensure_namespace(kafka_bootstrap)
+
+
+@pytest.fixture(scope="module")
+def default_gateway(kafka_bootstrap, tmp_path_factory) -> Iterator[Gateway]:
+    """A gateway with the default limits, shared by the tests that change no setting: each
+    sets the emulator's latency it needs and follows its own messages (by id, or by a sender
+    no other test uses)."""
+    gateway = Gateway(ensure_namespace(kafka_bootstrap), tmp_path_factory.mktemp("gw"))
+    yield gateway
+    gateway.close()
 
 
 def test_the_count_limit_holds_under_50_concurrent_senders_and_usage_returns_to_zero(
@@ -140,97 +151,92 @@ def test_the_response_timeout_skips_and_the_late_verdict_is_recorded(namespace, 
         gateway.close()
 
 
-def test_a_forced_release_delivers_now_and_the_scan_goes_on(namespace, tmp_path):
+def test_a_forced_release_delivers_now_and_the_scan_goes_on(default_gateway):
     from katagate.admin.quarantine import forced_release
 
-    gateway = Gateway(namespace, tmp_path)
-    try:
-        gateway.emulator.cli("faults", "set", "--latency", "5")
-        m = gateway.send(body(7))
-        wait_for(lambda: any(e.type == "scan.submitted" for e in gateway.mail_events(m)),
-                 what="the submission")
-        publish(gateway.kafka, gateway.names.mail,
-                [forced_release(m, "admin", "the CEO is waiting", datetime.now(UTC))])
-        events = gateway.wait_terminal(m, timeout_s=30)
-        decided = next(e for e in events if e.type == "action.decided")
-        assert (decided.skipped, decided.reason) == (True, "forced_release")
-        released = next(e for e in events if e.type == "quarantine.released")
-        assert released.cause == "forced_release"
-        late = wait_for(lambda: [e for e in gateway.mail_events(m)
-                                 if e.type == "scan.late_verdict"], 30, "the late verdict")
-        assert late[0].after == "forced_release"
-    finally:
-        gateway.close()
+    gateway = default_gateway
+    gateway.emulator.cli("faults", "set", "--latency", "5")
+    m = gateway.send(body(7))
+    wait_for(lambda: any(e.type == "scan.submitted" for e in gateway.mail_events(m)),
+             what="the submission")
+    publish(gateway.kafka, gateway.names.mail,
+            [forced_release(m, "admin", "the CEO is waiting", datetime.now(UTC))])
+    events = gateway.wait_terminal(m, timeout_s=30)
+    decided = next(e for e in events if e.type == "action.decided")
+    assert (decided.skipped, decided.reason) == (True, "forced_release")
+    released = next(e for e in events if e.type == "quarantine.released")
+    assert released.cause == "forced_release"
+    late = wait_for(lambda: [e for e in gateway.mail_events(m)
+                             if e.type == "scan.late_verdict"], 30, "the late verdict")
+    assert late[0].after == "forced_release"
 
 
 def test_an_administrator_lists_and_deletes_a_waiting_message_and_it_is_never_delivered(
-        namespace, tmp_path):
-    gateway = Gateway(namespace, tmp_path)
+        default_gateway, tmp_path):
+    gateway = default_gateway
+    namespace = gateway.kafka
     state = tmp_path / "projector"
     state.mkdir()
-    try:
-        with running(namespace, state) as live:
-            assert live.address is not None
-            env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": namespace.bootstrap_servers,
-                   "KATAGATE_TOPIC_PREFIX": namespace.topic_prefix,
-                   "KATAGATE_PROJECTOR_URL": f"http://127.0.0.1:{live.address[1]}",
-                   "KATAGATE_PROJECTOR_TOKEN_FILE": str(state / "test-read-token")}
+    with running(namespace, state) as live:
+        assert live.address is not None
+        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": namespace.bootstrap_servers,
+               "KATAGATE_TOPIC_PREFIX": namespace.topic_prefix,
+               "KATAGATE_PROJECTOR_URL": f"http://127.0.0.1:{live.address[1]}",
+               "KATAGATE_PROJECTOR_TOKEN_FILE": str(state / "test-read-token")}
 
-            def katagate(*args: str) -> subprocess.CompletedProcess[str]:
-                return subprocess.run([sys.executable, "-m", "katagate", *args], env=env,
-                                      text=True, capture_output=True, timeout=60, check=False)
+        def katagate(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "katagate", *args], env=env,
+                                  text=True, capture_output=True, timeout=60, check=False)
 
-            def waiting(*filters: str) -> list[dict]:
-                done = katagate("quarantine", "list", "--json", *filters)
-                assert done.returncode == 0, done.stderr
-                rows: list[dict] = json.loads(done.stdout)["messages"]
-                return rows
-
-            # Verdicts come after 30 s: the administrator acts before them.
-            gateway.emulator.cli("faults", "set", "--latency", "30")
-            m = gateway.send(body(8), sender="erin@partner.example.org")
-            other = gateway.send(body(9), sender="frank@partner.example.org")
-            # Given two messages waiting for their verdict, listed with their senders
-            wait_for(lambda: len(waiting("--from", "*@partner.example.org")) == 2, 30,
-                     "both messages in the quarantine list")
-            listed = waiting("--from", "erin@partner.example.org")
-            assert [(w["message_id"], w["envelope_from"]) for w in listed] == [
-                (m, "erin@partner.example.org")]
-            assert listed[0]["size"] > 0
-            assert listed[0]["deadline_at"]
-            shown = katagate("quarantine", "list", "--sort", "size")
-            assert "erin@partner.example.org" in shown.stdout, shown.stderr
-            # When an administrator deletes it with an id that is not waiting, nothing is done
-            refused = katagate("quarantine", "delete", m, "not an id")
-            assert refused.returncode == 2
-            assert "message_ids" in refused.stderr
-            refused = katagate("quarantine", "delete", m, "AAAAAAAA0009")
-            assert refused.returncode == 2
-            assert "not waiting in the KATA Quarantine: AAAAAAAA0009" in refused.stderr
-            # When they delete both at once
-            done = katagate("quarantine", "delete", m, other, "--comment", "phishing",
-                            "--actor", "ops")
+        def waiting(*filters: str) -> list[dict]:
+            done = katagate("quarantine", "list", "--json", *filters)
             assert done.returncode == 0, done.stderr
-            # Then each is discarded without waiting, its slot freed, and the verdict is late
-            for message in (m, other):
-                events = gateway.wait_terminal(message, timeout_s=30)
-                assert [e.type for e in events if e.type in ("message.discarded",
-                                                             "delivery.delivered")] == [
-                    "message.discarded"]
-            events = gateway.wait_terminal(m, timeout_s=30)
-            decided = next(e for e in events if e.type == "action.decided")
-            assert (decided.action, decided.reason, decided.backup) == (
-                "delete", "deleted_by_admin", False)
-            released = next(e for e in events if e.type == "quarantine.released")
-            assert released.cause == "deleted_by_admin"
-            discarded = next(e for e in events if e.type == "message.discarded")
-            assert discarded.reason == "deleted_by_admin"
-            wait_for(lambda: waiting("--from", "*@partner.example.org") == [], 30, "emptied")
-            again = katagate("quarantine", "delete", m)
-            assert again.returncode == 2
-            assert "not waiting" in again.stderr
-        late = wait_for(lambda: [e for e in gateway.mail_events(m)
-                                 if e.type == "scan.late_verdict"], 30, "the late verdict")
-        assert late[0].after == "deleted_by_admin"
-    finally:
-        gateway.close()
+            rows: list[dict] = json.loads(done.stdout)["messages"]
+            return rows
+
+        # Verdicts come after 30 s: the administrator acts before them.
+        gateway.emulator.cli("faults", "set", "--latency", "30")
+        m = gateway.send(body(8), sender="erin@partner.example.org")
+        other = gateway.send(body(9), sender="frank@partner.example.org")
+        # Given two messages waiting for their verdict, listed with their senders
+        wait_for(lambda: len(waiting("--from", "*@partner.example.org")) == 2, 30,
+                 "both messages in the quarantine list")
+        listed = waiting("--from", "erin@partner.example.org")
+        assert [(w["message_id"], w["envelope_from"]) for w in listed] == [
+            (m, "erin@partner.example.org")]
+        assert listed[0]["size"] > 0
+        assert listed[0]["deadline_at"]
+        shown = katagate("quarantine", "list", "--sort", "size")
+        assert "erin@partner.example.org" in shown.stdout, shown.stderr
+        # When an administrator deletes it with an id that is not waiting, nothing is done
+        refused = katagate("quarantine", "delete", m, "not an id")
+        assert refused.returncode == 2
+        assert "message_ids" in refused.stderr
+        refused = katagate("quarantine", "delete", m, "AAAAAAAA0009")
+        assert refused.returncode == 2
+        assert "not waiting in the KATA Quarantine: AAAAAAAA0009" in refused.stderr
+        # When they delete both at once
+        done = katagate("quarantine", "delete", m, other, "--comment", "phishing",
+                        "--actor", "ops")
+        assert done.returncode == 0, done.stderr
+        # Then each is discarded without waiting, its slot freed, and the verdict is late
+        for message in (m, other):
+            events = gateway.wait_terminal(message, timeout_s=30)
+            assert [e.type for e in events if e.type in ("message.discarded",
+                                                         "delivery.delivered")] == [
+                "message.discarded"]
+        events = gateway.wait_terminal(m, timeout_s=30)
+        decided = next(e for e in events if e.type == "action.decided")
+        assert (decided.action, decided.reason, decided.backup) == (
+            "delete", "deleted_by_admin", False)
+        released = next(e for e in events if e.type == "quarantine.released")
+        assert released.cause == "deleted_by_admin"
+        discarded = next(e for e in events if e.type == "message.discarded")
+        assert discarded.reason == "deleted_by_admin"
+        wait_for(lambda: waiting("--from", "*@partner.example.org") == [], 30, "emptied")
+        again = katagate("quarantine", "delete", m)
+        assert again.returncode == 2
+        assert "not waiting" in again.stderr
+    late = wait_for(lambda: [e for e in gateway.mail_events(m)
+                             if e.type == "scan.late_verdict"], 30, "the late verdict")
+    assert late[0].after == "deleted_by_admin"

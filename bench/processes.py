@@ -93,3 +93,17 @@ def usage(parent: int) -> dict[str, dict[str, float]]:
         cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
         out[stage] = {"rss_mb": round(rss_kib / 1024, 1), "cpu_s": round(cpu, 2)}
     return out
+
+
+def threads_cpu_s(pid: int, name_prefix: str | tuple[str, ...]) -> float:
+    """CPU seconds so far of a process's threads whose name starts with `name_prefix`."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            if not (task / "comm").read_text().startswith(name_prefix):
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS

@@ -43,7 +43,8 @@ def sizing(budget: Mapping[str, Any], postfix: Mapping[str, Any] | None) -> dict
 
 def _line(row: Mapping[str, Any]) -> str:
     cores = " | ".join(f"{row['cores'][rate]}" for rate in RATES)
-    return (f"| {row['part']} | {row['cpu_ms_per_msg']} | {row['msgs_per_s_per_core']} | "
+    per_core = row["msgs_per_s_per_core"] or "-"  # no measurable cost
+    return (f"| {row['part']} | {row['cpu_ms_per_msg']} | {per_core} | "
             f"{cores} |")
 
 

@@ -68,6 +68,7 @@ def test_the_quick_suite_runs_every_section_and_writes_its_report(kafka_bootstra
     assert "## Against Postfix" in text
     budget = report["mail_path"]["budget"]
     assert budget["requests_per_msg"]["Produce"] > 0
+    assert report["mail_path"]["warm_up"]["broker_jit_ms_per_msg_by_round"]
     assert budget["requests_per_msg"]["EndTxn"] > 0
     assert "## The per-message budget" in text
     assert "| katagate (all of the above) |" in (tmp_path / "scaling.md").read_text()

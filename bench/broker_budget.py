@@ -16,7 +16,6 @@ Writes bench/results/budget-<time>/report.json and report.md.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -31,9 +30,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import jmx, processes
 from bench.budget_table import budget_markdown
 from bench.mailpath import delivered, start_gateway, wait_connected, wait_delivered
+from bench.results import run_folder, write_report
 from bench.smtp_load import send_load
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # Each process's /metrics port: the gateway's metrics base port plus this (katagate up).
 METRICS_OFFSETS = {"ingest": 0, "scanner": 1, "decider": 2, "projector": 3, "console": 4,
                    "audit": 5}
@@ -257,11 +256,9 @@ def main() -> int:
         gateway.wait(timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
     report["when"] = datetime.now(UTC).isoformat(timespec="seconds")
-    out = RESULTS / f"budget-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = run_folder("budget")
     table = budget_markdown(report)
-    (out / "report.md").write_text(f"# Per-message budget, {report['when']}\n\n{table}")
+    write_report(out, report, f"Per-message budget, {report['when']}", table)
     print(table)
     print(f"written to {out}")
     return 0

@@ -30,11 +30,11 @@ from typing import Any
 
 from bench import processes
 from bench.machine import machine
+from bench.results import run_folder, write_report
 from bench.smtp_load import send_load
 from katagate.eventlog.broker import free_port, free_port_run
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 
 
 def start_bare_sink() -> tuple[subprocess.Popen[str], int]:
@@ -271,9 +271,7 @@ def main() -> int:
     report = measure(args.messages, [int(s) for s in args.sizes.split(",")],
                      [int(c) for c in args.concurrency.split(",")],
                      e2e_levels=[int(c) for c in args.e2e_concurrency.split(",")])
-    out = RESULTS / f"mailpath-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = run_folder("mailpath")
     rows = ["| size | conc | bare msgs/s | gateway msgs/s | ratio | bare p50/p99 ms | "
             "gateway p50/p99 ms |", "|---|---|---|---|---|---|---|"]
     for r in report["ingest"]:
@@ -284,8 +282,8 @@ def main() -> int:
     for e2e in report["end_to_end"]:
         rows.append(f"\nEnd to end (4 KB, {e2e['concurrency']} connections, instant verdicts): "
                     f"{e2e['msgs_per_s']} msgs/s over {e2e['messages']} messages")
-    (out / "report.md").write_text(f"# Mail path benchmark, {report['when']}\n\n"
-                                   f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
+    write_report(out, report, f"Mail path benchmark, {report['when']}",
+                 f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
     print("\n".join(rows))
     print(f"written to {out}")
     return 0

@@ -22,12 +22,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import mailpath, processes
 from bench.postfix_instance import SERVICES, PostfixInstance, base_main_cf, version
+from bench.results import run_folder, write_report
 from bench.smtp_load import send_load
 from katagate.eventlog.broker import free_port
 
@@ -235,13 +235,11 @@ def main() -> int:
     report["against_postfix"] = against(report["postfix_peer"],
                                         report["mail_path"]["end_to_end"])
     report["machine"] = report["mail_path"]["machine"]
-    out = args.out or mailpath.RESULTS / f"peer-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = run_folder("peer", args.out)
     text = peer_report.section(report) + "".join(
         f"\n![{p.stem}]({p.name})\n" for p in peer_report.plots(report, out))
-    (out / "report.md").write_text(f"# Against Postfix, {report['mail_path']['when']}\n\n"
-                                   f"Machine: `{json.dumps(report['machine'])}`\n\n{text}")
+    write_report(out, report, f"Against Postfix, {report['mail_path']['when']}",
+                 f"Machine: `{json.dumps(report['machine'])}`\n\n{text}")
     print(text)
     print(f"written to {out}")
     return 0

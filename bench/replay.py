@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine
+from bench.results import run_folder, write_report
 from katagate.eventlog.broker import LocalBroker, free_port
 from katagate.eventlog.clients import new_admin, new_reader
 from katagate.eventlog.producer import TransactionalProducer
@@ -34,7 +35,6 @@ from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 
 
 def feed(kafka: KafkaSettings, messages: int) -> int:
@@ -184,17 +184,15 @@ def main() -> int:
         return 0
     report = measure(args.messages)
     events = report["events"]
-    out = RESULTS / f"replay-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = run_folder("replay")
     rows = ["| reader | events/s | peak RSS MB |", "|---|---|---|"]
     rows += [f"| {m} | {report[m]['events_per_s']} | {report[m]['peak_rss_mb']} |"
              for m in ("bare", "decode", "replay", "bare_again")]
     rows.append(f"\nreplay / bare = {report['replay_ratio_to_bare']} over {events} events")
     memory = {k: v for k, v in report["replay"].items() if k.startswith(("rss", "write", "time"))}
     rows.append(f"\nreplay memory and output: {json.dumps(memory)}")
-    (out / "report.md").write_text(f"# Replay benchmark, {report['when']}\n\n"
-                                   f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
+    write_report(out, report, f"Replay benchmark, {report['when']}",
+                 f"{json.dumps(report['machine'])}\n\n" + "\n".join(rows) + "\n")
     print("\n".join(rows))
     return 0
 

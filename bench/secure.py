@@ -22,7 +22,8 @@ from typing import Any
 
 from bench import processes
 from bench.machine import machine
-from bench.mailpath import RESULTS, start_gateway, wait_connected, wait_delivered
+from bench.mailpath import start_gateway, wait_connected, wait_delivered
+from bench.results import run_folder, write_report
 from bench.smtp_load import send_load
 
 SIZE, CONCURRENCY = 4096, 10
@@ -87,11 +88,9 @@ def main() -> int:
                f"{CONCURRENCY} connections)")
     report = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
               "runs": runs, "summary": summary}
-    out = RESULTS / f"secure-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = run_folder("secure")
     text = "\n".join(rows) + f"\n\n{summary}\n"
-    (out / "report.md").write_text(f"# Secure backbone benchmark, {report['when']}\n\n{text}")
+    write_report(out, report, f"Secure backbone benchmark, {report['when']}", text)
     print(text)
     print(f"written to {out}")
     return 0

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import machine
-from bench.mailpath import RESULTS, ROOT, delivered, start_gateway, wait_connected, wait_delivered
+from bench.mailpath import ROOT, delivered, start_gateway, wait_connected, wait_delivered
+from bench.results import RESULTS
 from bench.smtp_load import send_same
 
 

@@ -51,8 +51,6 @@ def transactions(samples: list[tuple[str, dict[str, str], float]]) -> dict[str, 
         outcome = labels.get("outcome", "")
         if name == "katagate_loop_transactions_total":
             who = labels["stage"]
-        elif name == "katagate_ingest_transactions_total":
-            who = "ingest"
         elif name == "katagate_scanner_transactions_total":
             who = f"scanner {labels['part']}"
         elif name == "katagate_audit_transactions_total":

@@ -58,8 +58,9 @@ PRINCIPALS: dict[str, Principal] = {p.name: p for p in (
               transactional_ids=(CONTROL_WRITER, "console-"),
               why="the web console: the same changes as the commands, by a signed-in user"),
     # The quarantine's usage (not its ledger: Backup locations, notices), for tempfail.
+    # No transactional id: it writes with an idempotent producer (ingest/writer.py).
     Principal("ingest", reads=("control", "quarantine_usage"), writes=("mail", "raw"),
-              groups=("ingest",), transactional_ids=("ingest-",),
+              groups=("ingest",),
               why="SMTP in: raw chunks and MessageReceived"),
     # The connection lifecycle records its state, keys and pins in the control topic, so the
     # scanner writes it too (docs/SECURITY.md: moving those events to a topic of their own).

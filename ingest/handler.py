@@ -1,5 +1,5 @@
 """The aiosmtpd handler: maps each SMTP command to the pure policy and the policy's answer to
-a reply line. The only waiting it does is for the transaction that makes a `250` true."""
+a reply line. The only waiting it does is for the writes that make a `250` true."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from katagate.ingest import metrics, replies, xforward
-from katagate.ingest.committer import Committer, Outcome
 from katagate.ingest.content import check_content
 from katagate.ingest.envelope import (
     check_address,
@@ -34,6 +33,7 @@ from katagate.ingest.split import copy_ids, queued_as, recipient_groups
 from katagate.ingest.subject import check_subject_fields, decode_subject
 from katagate.ingest.trace import check_hops, received_field
 from katagate.ingest.unavailable import Usage, tempfail
+from katagate.ingest.writer import Outcome, Writer
 from katagate.ingest.xforward import Client, XForwardError, client_of
 from katagate.schemas import ControlState, match_rule
 from katagate.schemas.raw_mail import header_end
@@ -109,14 +109,14 @@ def reverse_name(ip: str) -> str | None:
 
 class IngestHandler:
     def __init__(self, settings: IngestSettings, control: Callable[[], ControlState],
-                 committer: Committer, usage: Callable[[], Usage] = Usage) -> None:
+                 writer: Writer, usage: Callable[[], Usage] = Usage) -> None:
         self._settings = settings
         self._limits = settings.address_limits()
         self._relay = settings.relay_policy()
         self._recipients = settings.recipient_table()
         self._verifier = settings.recipient_verifier()
         self._control = control
-        self._committer = committer
+        self._writer = writer
         self._usage = usage  # the KATA Quarantine's, for on_unavailable = tempfail
         # Its own threads: a slow resolver never holds up DATA's checks (asyncio.to_thread).
         self._resolver = (ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest-rdns")
@@ -299,12 +299,12 @@ class IngestHandler:
                 forwarded_protocol=client.protocol),
         )
         bound = self._settings.commit_timeout_s
-        future = self._committer.submit(accepted, bound)
+        future = self._writer.submit(accepted, bound)
         try:
             outcome = await asyncio.wait_for(asyncio.wrap_future(future), bound)
         except TimeoutError:
             outcome = Outcome.TIMEOUT
-        if outcome is not Outcome.COMMITTED:
+        if outcome is not Outcome.DURABLE:
             metrics.REFUSED.labels(outcome.value, "temporary").inc()
             return str(replies.KAFKA_UNAVAILABLE)
         metrics.ACCEPTED.inc()

@@ -6,7 +6,7 @@ RECEIVED = Counter(
     "katagate_ingest_messages_received_total", "Messages whose DATA reached the final dot"
 )
 ACCEPTED = Counter(
-    "katagate_ingest_messages_accepted_total", "Messages committed to Kafka and answered 250"
+    "katagate_ingest_messages_accepted_total", "Messages durable in Kafka and answered 250"
 )
 REFUSED = Counter(
     "katagate_ingest_refusals_total",
@@ -18,16 +18,23 @@ ACCEPTED_BYTES = Counter(
 )
 COMMIT_SECONDS = Histogram(
     "katagate_ingest_commit_seconds",
-    "From a message's hand-over to the writer until its transaction's outcome",
+    "From a message's hand-over to the writer until its outcome (both writes acknowledged)",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30),
 )
 BATCH_MESSAGES = Histogram(
     "katagate_ingest_batch_messages",
-    "Messages per group-commit transaction",
+    "Messages the writer took from the sessions in one turn (produced together)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
-TRANSACTIONS = Counter(
-    "katagate_ingest_transactions_total", "Group-commit transactions by outcome", ["outcome"]
+WRITES = Counter(
+    "katagate_ingest_writes_total",
+    "Messages handed to the writer, by outcome (durable, late, failed, unavailable)",
+    ["outcome"],
+)
+WRITTEN_AFTER_REFUSAL = Counter(
+    "katagate_ingest_written_after_refusal_total",
+    "Messages acknowledged by Kafka after their session had answered 451: delivered, and "
+    "the sender's retry is a second copy",
 )
 
 VERIFICATIONS = Counter(

@@ -24,7 +24,7 @@ from katagate.schemas import (
 
 @dataclass(frozen=True)
 class Accepted:
-    """A message that passed every check and waits for its transaction."""
+    """A message that passed every check and waits for its writes to be durable."""
 
     message_id: str
     event_id: uuid.UUID

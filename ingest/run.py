@@ -1,4 +1,4 @@
-"""Wires the ingest stage: topics, the control follower, the group-commit writer, the SMTP
+"""Wires the ingest stage: topics, the control follower, the durable writers, the SMTP
 listener; serves until `stop` is set."""
 
 from __future__ import annotations
@@ -9,26 +9,45 @@ import threading
 import time
 from collections.abc import Callable
 
+from confluent_kafka import KafkaException, Producer
+
+from katagate.eventlog.clients import new_producer
+from katagate.eventlog.errors import KafkaUnavailable
 from katagate.eventlog.health import Health
 from katagate.eventlog.health_server import serve_health
 from katagate.eventlog.preflight import prepare_stage
-from katagate.eventlog.principals import PRINCIPALS
-from katagate.eventlog.producer import TransactionalProducer
+from katagate.eventlog.producer import MAX_RECORD_BYTES
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
-from katagate.ingest.committer import Batching, CommitterPool, GroupCommitter
 from katagate.ingest.control import ControlFollower, QuarantineUsage
 from katagate.ingest.handler import IngestHandler
 from katagate.ingest.server import serve
 from katagate.ingest.settings import IngestSettings
+from katagate.ingest.writer import Batching, DurableWriter, WriterPool
 from katagate.schemas import ProducerRef
 
 log = logging.getLogger(__name__)
 
 
-def transactional_id(kafka: KafkaSettings, settings: IngestSettings) -> str:
-    return PRINCIPALS["ingest"].transactional_id(kafka.topic_prefix,
-                                                 f"ingest-{settings.instance_id}")
+def durable_producer(kafka: KafkaSettings, settings: IngestSettings, name: str) -> Producer:
+    """An idempotent producer whose acknowledgement means every in-sync replica has the
+    record; built only once the broker answers for the mail topic."""
+    producer = new_producer(kafka, {
+        "client.id": name,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "zstd",
+        "linger.ms": settings.batch_linger_ms,
+        "message.max.bytes": MAX_RECORD_BYTES,
+        # A write still unacknowledged when the session has answered 451 ends soon after.
+        "message.timeout.ms": int((settings.commit_timeout_s + kafka.request_timeout_s) * 1000),
+        "socket.connection.setup.timeout.ms": int(kafka.request_timeout_s * 1000),
+    })
+    try:
+        producer.list_topics(TopicNames(kafka.topic_prefix).mail, kafka.request_timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"the broker did not answer: {exc.args[0]}") from None
+    return producer
 
 
 def run_ingest(
@@ -54,23 +73,20 @@ def run_ingest(
     control.start(halt)
     quarantine = QuarantineUsage(kafka)  # for on_unavailable = tempfail
     usage_thread = quarantine.start(halt)
-    def writer(index: int) -> GroupCommitter:
-        # Writer 0 keeps the id a single writer always had; a restart with as many writers
-        # fences (and aborts the transactions of) the previous ones.
-        tid = transactional_id(kafka, settings) + (f"-w{index}" if index else "")
-        return GroupCommitter(
-            lambda: TransactionalProducer(kafka, tid),
+    def writer(index: int) -> DurableWriter:
+        name = f"{kafka.topic_prefix}ingest-{settings.instance_id}-w{index}"
+        return DurableWriter(
+            lambda: durable_producer(kafka, settings, name),
             TopicNames(kafka.topic_prefix),
             ProducerRef(stage="ingest", instance=settings.instance_id),
-            Batching(settings.batch_max_messages, settings.batch_max_bytes,
-                     settings.batch_linger_ms / 1000),
+            Batching(settings.batch_max_messages, settings.batch_max_bytes),
             part=health.part(f"ingest-writer-{index}"),
-            # A turn waits at most for a producer's start or a commit to its deadline.
-            blocking_s=max(kafka.request_timeout_s, settings.commit_timeout_s),
+            # A turn waits at most for a producer's start (the broker's answer).
+            blocking_s=kafka.request_timeout_s,
         )
 
-    committer = CommitterPool([writer(i) for i in range(settings.writers)])
-    committer.start()
+    writers = WriterPool([writer(i) for i in range(settings.writers)])
+    writers.start()
     try:
         # Accept only with the configuration in force, unless the log cannot be read in time:
         # then accept with what was read (rules apply as soon as they arrive).
@@ -78,9 +94,9 @@ def run_ingest(
         if not control.caught_up.wait(settings.control_catchup_s):
             log.warning("control log not read to its end within %.1f s; accepting mail with "
                         "the configuration read so far", settings.control_catchup_s)
-        if not committer.ready.wait(max(0.0, deadline - time.monotonic())):
-            log.warning("no transactional producer yet; messages get 451 until Kafka answers")
-        handler = IngestHandler(settings, lambda: control.state, committer,
+        if not writers.ready.wait(max(0.0, deadline - time.monotonic())):
+            log.warning("no producer yet; messages get 451 until Kafka answers")
+        handler = IngestHandler(settings, lambda: control.state, writers,
                                 lambda: quarantine.usage)
         # aiosmtpd logs every command of every session at INFO: a fifth of the event loop's
         # time under load. Our own line per accepted message (handler.py) is the mail log.
@@ -100,7 +116,7 @@ def run_ingest(
     finally:
         if metrics is not None:
             metrics.close()
-        committer.stop()
+        writers.stop()
         halt.set()
         control.join(5.0)
         usage_thread.join(5.0)

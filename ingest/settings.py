@@ -38,7 +38,7 @@ class IngestSettings(FileSettings):
     port: int = Field(default=2525, ge=0, le=65535)  # 0: any free port (tests)
     hostname: str = Field(default_factory=_default_hostname,
                           pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,253}[A-Za-z0-9])?$")
-    # Names the transactional producer and the events' producer; unique per running instance.
+    # Names the producer's client and the events' producer; unique per running instance.
     instance_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
                              pattern=r"^[A-Za-z0-9._-]{1,100}$")
 
@@ -117,17 +117,16 @@ class IngestSettings(FileSettings):
     # Scale it with the stage's memory; at least max_message_bytes, or the largest message
     # allowed could never be held.
     data_budget_bytes: int = Field(default=512 * MiB, ge=MiB, le=64 * 1024 * MiB)
-    # Past this, answer 451: the raw bytes and MessageReceived were not committed in time.
+    # Past this, answer 451: the raw bytes and MessageReceived were not durable in time.
     commit_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
-    # Group commit: messages arriving within the linger share one transaction.
+    # The writer (ingest/writer.py) takes at most this many messages, or bytes, from the
+    # sessions in one turn; writes within the producer's linger share one request.
     batch_max_messages: int = Field(default=64, ge=1, le=10_000)
     batch_max_bytes: int = Field(default=32 * MiB, ge=MiB, le=1024 * MiB)
     batch_linger_ms: float = Field(default=2.0, ge=0, le=1000)
-    # Group-commit writers, each with its own transactional id: while one commits, the next
-    # batch is written by another, so a message waits for one commit, not for two. On 2 cores
-    # one writer moves more mail (A/B in the same run: 750-806 against 558-671 msgs/s at 50
-    # connections): a second costs CPU, and the machine is CPU-bound. Raise it with cores.
+    # Writers, each with its own producer and threads. On 2 cores one writer moves more mail:
+    # a second costs CPU, and the machine is CPU-bound. Raise it with cores.
     writers: int = Field(default=1, ge=1, le=8)
 
     # Wait this long for the control log to be read to its end before listening; past it,

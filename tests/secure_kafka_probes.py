@@ -41,13 +41,16 @@ def committed_one(settings: KafkaSettings, transactional_id: str, topic: str,
     return None
 
 
-def produced_plainly(settings: KafkaSettings, topic: str) -> int | None:
-    """One record by a plain producer, outside any transaction: None when acknowledged."""
+def produced_plainly(settings: KafkaSettings, topic: str, value: bytes = b"plain",
+                     idempotent: bool = False) -> int | None:
+    """One record by a plain producer, outside any transaction: None when acknowledged.
+    `idempotent`: as ingest writes (ingest/run.py's durable_producer)."""
     reports: list[KafkaError | None] = []
     producer = new_producer(settings, {"client.id": "katagate-test", "acks": "all",
+                                       "enable.idempotence": idempotent,
                                        "message.timeout.ms": int(REQUEST_TIMEOUT_S * 1000)})
     try:
-        producer.produce(topic, b"plain", b"key",
+        producer.produce(topic, value, b"key",
                          on_delivery=lambda error, _m: reports.append(error))
     except KafkaException as exc:  # the topic already known to be refused
         return error_code(exc)

@@ -1,5 +1,5 @@
-"""Kafka slow or down: the sender gets 451 4.3.0, never 250, and what got 451 is not in the
-log; when Kafka is back, mail flows again without a restart."""
+"""Kafka slow or down: the sender gets 451 4.3.0, never 250, and what got 451 has no
+MessageReceived in the log; when Kafka is back, mail flows again without a restart."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ import signal
 import smtplib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from katagate.eventlog.broker import LocalBroker, free_port
 from katagate.eventlog.clients import new_admin
-from katagate.eventlog.producer import TransactionalProducer
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames, ensure_topics
-from katagate.ingest.committer import CommitterPool, GroupCommitter, Outcome
 from katagate.ingest.received import Accepted
+from katagate.ingest.run import durable_producer
+from katagate.ingest.settings import IngestSettings
+from katagate.ingest.writer import DurableWriter, Outcome, WriterPool
 from katagate.schemas import ProducerRef
 from tests.integration.kafka_read import read_all
 from tests.integration.test_ingest_harness import Ingest, raw_records, received
@@ -98,11 +99,13 @@ def test_kafka_paused_or_down_gives_451_never_250(own_broker):
     assert stored == sorted(accepted)
 
 
-def test_a_commit_bound_too_small_for_any_commit_gives_451_and_writes_nothing(kafka_settings):
+def test_a_bound_too_small_for_any_write_gives_451_and_no_message_received(kafka_settings):
     with Ingest(kafka_settings, commit_timeout_s=0.001) as ingest:
         code, reply = send(ingest.address, "too slow")
     assert (code, reply) == (451, "4.3.0 Temporary failure, try again later")
-    assert raw_records(kafka_settings) == 0
+    names = TopicNames(kafka_settings.topic_prefix)
+    assert read_all(kafka_settings, names.mail, committed_only=False) == []
+    assert raw_records(kafka_settings) <= 1  # chunks written in time, named by nothing
 
 
 def accepted_message(subject: str) -> Accepted:
@@ -117,40 +120,42 @@ def accepted_message(subject: str) -> Accepted:
     )
 
 
-def test_a_commit_slower_than_the_bound_is_aborted(kafka_settings):
-    ensure_topics(new_admin(kafka_settings),
-                  kafka_settings)
+def durable_writer(kafka: KafkaSettings, name: str,
+                   before_received: Callable[[], None] | None = None) -> DurableWriter:
+    return DurableWriter(
+        lambda: durable_producer(kafka, IngestSettings(commit_timeout_s=5.0), name),
+        TopicNames(kafka.topic_prefix), ProducerRef(stage="ingest", instance="test"),
+        before_received=before_received)
+
+
+def test_chunks_acknowledged_after_the_bound_get_no_message_received(kafka_settings):
+    ensure_topics(new_admin(kafka_settings), kafka_settings)
     slow = {"on": True}
-    committer = GroupCommitter(
-        lambda: TransactionalProducer(kafka_settings, f"test-ingest-{uuid.uuid4().hex[:8]}"),
-        TopicNames(kafka_settings.topic_prefix), ProducerRef(stage="ingest", instance="test"),
-        before_commit=lambda: time.sleep(1.0) if slow["on"] else None,
-    )
-    committer.start()
+    writer = durable_writer(kafka_settings, f"test-ingest-{uuid.uuid4().hex[:8]}",
+                            lambda: time.sleep(1.0) if slow["on"] else None)
+    writer.start()
     try:
-        assert committer.ready.wait(30)
-        assert committer.submit(accepted_message("slow"), 0.5).result(10) is Outcome.TIMEOUT
+        assert writer.ready.wait(30)
+        assert writer.submit(accepted_message("slow"), 0.5).result(10) is Outcome.TIMEOUT
         slow["on"] = False
-        assert committer.submit(accepted_message("fast"), 5.0).result(10) is Outcome.COMMITTED
+        assert writer.submit(accepted_message("fast"), 5.0).result(10) is Outcome.DURABLE
     finally:
-        committer.stop()
+        writer.stop()
+    names = TopicNames(kafka_settings.topic_prefix)
+    # Nothing names the slow one's chunks: not even an uncommitted MessageReceived.
+    everything = read_all(kafka_settings, names.mail, committed_only=False)
     assert [e.subject for e in received(kafka_settings)] == ["fast"]
-    # The slow one did reach the log, in a transaction that was aborted.
-    everything = read_all(kafka_settings,
-                          TopicNames(kafka_settings.topic_prefix).mail, committed_only=False)
-    assert len(everything) == 2
+    assert len(everything) == 1
+    # Its chunks are in the log, read by no one; the topic's retention removes them.
+    assert raw_records(kafka_settings) == 2
 
 
-def test_a_pool_of_writers_commits_each_message_once_and_shares_the_load(kafka_settings):
-    ensure_topics(new_admin(kafka_settings),
-                  kafka_settings)
-    # Each commit takes at least 50 ms: a message arriving meanwhile goes to the idle writer.
-    writers = [GroupCommitter(
-        lambda i=i: TransactionalProducer(kafka_settings, f"test-pool-{i}-{uuid.uuid4().hex[:6]}"),
-        TopicNames(kafka_settings.topic_prefix), ProducerRef(stage="ingest", instance="test"),
-        before_commit=lambda: time.sleep(0.05),
-    ) for i in range(2)]
-    pool = CommitterPool(writers)
+def test_a_pool_of_writers_writes_each_message_once_and_shares_the_load(kafka_settings):
+    ensure_topics(new_admin(kafka_settings), kafka_settings)
+    # Each message's second write waits 50 ms: a message arriving meanwhile goes to the other.
+    writers = [durable_writer(kafka_settings, f"test-pool-{i}-{uuid.uuid4().hex[:6]}",
+                              lambda: time.sleep(0.05)) for i in range(2)]
+    pool = WriterPool(writers)
     pool.start()
     try:
         assert pool.ready.wait(30)
@@ -158,10 +163,10 @@ def test_a_pool_of_writers_commits_each_message_once_and_shares_the_load(kafka_s
         for n in range(60):
             futures.append(pool.submit(accepted_message(f"m{n}"), 10.0))
             time.sleep(0.005)
-        assert [f.result(20) for f in futures] == [Outcome.COMMITTED] * 60
+        assert [f.result(20) for f in futures] == [Outcome.DURABLE] * 60
     finally:
         pool.stop()
-    assert all(w.transactions > 0 for w in writers)
-    assert pool.transactions == sum(w.transactions for w in writers)
+    assert all(w.written > 0 for w in writers)
+    assert pool.written == 60
     assert sorted(e.subject for e in received(kafka_settings)) == sorted(
         f"m{n}" for n in range(60))

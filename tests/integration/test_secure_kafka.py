@@ -111,16 +111,15 @@ def test_given_no_ca_or_another_ca_then_ssl_ca_location_is_named(secure, tmp_pat
     assert "certificate verify failed" in message
 
 
-# --- writes: each principal to its own topics, with its own transactional ids ---------------
+# --- writes: each principal to its own topics, with its own transactional ids, if any -------
 
 @pytest.mark.parametrize(("who", "tid", "topic", "expected"), [
-    # ingest may write raw chunks and mail events with its own ids; the scanner may not
-    ("ingest", "ingest-test", "raw", None),
+    # ingest writes without a transaction (ingest/writer.py): it holds no transactional id
+    ("ingest", "ingest-test", "raw", TID_DENIED),
     ("scanner", "scanner-test", "raw", TOPIC_DENIED),
-    # the control topic: the scanner (its lifecycle) and admin may; ingest may not
+    # the control topic: the scanner (its lifecycle) and admin may
     ("scanner", "scanner-lifecycle", "control", None),
     ("admin", CONTROL_WRITER, "control", None),
-    ("ingest", "ingest-test", "control", TOPIC_DENIED),
     # the audit topic is audit's alone
     ("audit", "audit-checkpointer", "audit", None),
     ("decider", "decider-test", "audit", TOPIC_DENIED),
@@ -142,13 +141,22 @@ def test_a_principal_writes_its_topics_under_its_ids_and_nothing_else(
 
 def test_given_the_ids_the_stages_ask_for_then_their_writes_commit(secure):
     """The ids as the stage code makes them (Principal.transactional_id)."""
-    for who, name, topic in [("ingest", "ingest-instance-1", "mail"),
-                             ("decider", "decider-instance-1", "quarantine"),
+    for who, name, topic in [("decider", "decider-instance-1", "quarantine"),
                              ("decider", "admission", "quarantine"),
                              ("console", "console-quarantine", "mail")]:
         tid = PRINCIPALS[who].transactional_id(secure.prefix, name)
         assert committed_one(secure.settings(who), tid, getattr(secure.names, topic)) is None, (
             who, name)
+
+
+@pytest.mark.parametrize(("topic", "expected"), [
+    ("raw", None), ("mail", None),
+    ("control", TOPIC_DENIED), ("quarantine", TOPIC_DENIED), ("audit", TOPIC_DENIED),
+])
+def test_ingest_writes_idempotently_its_topics_and_nothing_else(secure, topic, expected):
+    outcome = produced_plainly(secure.settings("ingest"), getattr(secure.names, topic),
+                               idempotent=True)
+    assert outcome == expected, f"ingest writing {topic}: {outcome}"
 
 
 def test_the_projector_may_produce_nothing_even_without_a_transaction(secure):
@@ -195,8 +203,8 @@ def test_a_principal_reads_only_the_topics_it_needs(secure, who, topic, expected
 
 def test_the_decider_reads_what_ingest_wrote_in_its_own_group_and_commits(secure):
     value = f"mail-{uuid.uuid4().hex}".encode()
-    ingest_tid = PRINCIPALS["ingest"].transactional_id(secure.prefix, "ingest-reader-test")
-    assert committed_one(secure.settings("ingest"), ingest_tid, secure.names.mail, value) is None
+    assert produced_plainly(secure.settings("ingest"), secure.names.mail, value,
+                            idempotent=True) is None
 
     group = PRINCIPALS["decider"].group(secure.prefix, "decider")
     consumer = new_consumer(secure.settings("decider"), {
@@ -227,8 +235,8 @@ def test_a_reader_that_assigns_works_under_its_principals_grant(secure):
     """Readers carry a random group id inside their principal's prefix (eventlog/clients.py):
     with ACLs on, fetching as the projector must work all the same."""
     value = f"for-the-projector-{uuid.uuid4().hex}".encode()
-    tid = PRINCIPALS["ingest"].transactional_id(secure.prefix, "ingest-projector-test")
-    assert committed_one(secure.settings("ingest"), tid, secure.names.mail, value) is None
+    assert produced_plainly(secure.settings("ingest"), secure.names.mail, value,
+                            idempotent=True) is None
     reader = new_reader(secure.settings("projector"), "test", **{"auto.offset.reset": "earliest"})
     try:
         metadata = reader.list_topics(secure.names.mail, timeout=REQUEST_TIMEOUT_S)

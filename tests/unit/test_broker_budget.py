@@ -78,9 +78,8 @@ def test_transactions_are_read_by_stage_from_each_counter():
 katagate_loop_transactions_total{stage="admission",outcome="committed"} 12.0
 katagate_loop_transactions_total{stage="admission",outcome="aborted"} 1.0
 katagate_loop_transactions_total{stage="apply",outcome="committed"} 3.0
-# TYPE katagate_ingest_transactions_total counter
-katagate_ingest_transactions_total{outcome="committed"} 40.0
-katagate_ingest_transactions_total{outcome="commit_timeout"} 2.0
+# TYPE katagate_ingest_writes_total counter
+katagate_ingest_writes_total{outcome="durable"} 40.0
 # TYPE katagate_scanner_transactions_total counter
 katagate_scanner_transactions_total{part="scans",outcome="committed"} 9.0
 # TYPE katagate_audit_transactions_total counter
@@ -93,8 +92,8 @@ katagate_ingest_messages_accepted_total 40.0
     samples = [(s.name, dict(s.labels), s.value)
                for f in text_string_to_metric_families(text) for s in f.samples]
     assert transactions(samples) == {
-        "admission": 12.0, "admission aborted": 1.0, "apply": 3.0, "ingest": 40.0,
-        "ingest commit_timeout": 2.0, "scanner scans": 9.0, "audit": 2.0}
+        "admission": 12.0, "admission aborted": 1.0, "apply": 3.0,
+        "scanner scans": 9.0, "audit": 2.0}  # ingest writes without transactions
     assert written(samples) == {"mail": 77.0}
 
 

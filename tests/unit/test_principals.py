@@ -29,8 +29,6 @@ from katagate.eventlog.principals import (
 )
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
-from katagate.ingest.run import transactional_id as ingest_transactional_id
-from katagate.ingest.settings import IngestSettings
 
 PREFIX = "gw.test"
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,8 +115,10 @@ def test_only_admin_may_create_topics_or_describe_the_cluster():
 
 
 def test_every_principal_that_writes_does_so_in_transactions_of_its_own():
+    # ingest alone writes without a transaction: an idempotent producer (ingest/writer.py).
     for who in PRINCIPALS.values():
-        assert bool(who.writes) == bool(who.transactional_ids), who.name
+        assert bool(who.writes) == bool(who.transactional_ids) or who.name == "ingest", who.name
+    assert PRINCIPALS["ingest"].transactional_ids == ()
 
 
 def test_every_topic_a_principal_writes_or_reads_is_one_of_the_namespaces_topics():
@@ -174,9 +174,9 @@ def test_grants_follow_the_prefix_and_another_namespace_is_not_covered():
     assert holders("topic", "other.control", "WRITE", PREFIX) == set()
     assert holders("group", "other.decider", "READ", PREFIX) == set()
     assert holders("group", "other.decider", "READ", "other") == {"decider"}
-    assert holders("transactional_id", "gw-ingest-1", "WRITE", "gw") == {"ingest"}
+    assert holders("transactional_id", "gw-scanner-1", "WRITE", "gw") == {"scanner"}
     # A longer namespace sharing the first letters: its names are not ours.
-    assert holders("transactional_id", "gwx-ingest-1", "WRITE", "gw") == set()
+    assert holders("transactional_id", "gwx-scanner-1", "WRITE", "gw") == set()
     assert holders("group", "gwx.ingest", "READ", "gw") == set()
 
 
@@ -192,10 +192,14 @@ def test_an_undeclared_group_or_transactional_id_is_refused_naming_principal_and
     with pytest.raises(ValueError, match="principal ingest declares no consumer group 'decider'"):
         ingest.group(PREFIX, "decider")
     with pytest.raises(ValueError,
-                       match="principal ingest declares no transactional id 'decider-1'"):
-        ingest.transactional_id(PREFIX, "decider-1")
+                       match="principal ingest declares no transactional id 'ingest-1'"):
+        ingest.transactional_id(PREFIX, "ingest-1")  # it writes without a transaction
     assert ingest.group(PREFIX, "ingest-anything") == f"{PREFIX}.ingest-anything"
-    assert ingest.transactional_id(PREFIX, "ingest-a") == f"{PREFIX}-ingest-a"
+    scanner = PRINCIPALS["scanner"]
+    with pytest.raises(ValueError,
+                       match="principal scanner declares no transactional id 'decider-1'"):
+        scanner.transactional_id(PREFIX, "decider-1")
+    assert scanner.transactional_id(PREFIX, "scanner-a") == f"{PREFIX}-scanner-a"
 
 
 def test_an_unknown_principal_is_refused_naming_the_known_ones():
@@ -297,7 +301,6 @@ def test_the_scan_finds_the_stages_ids():
             ("decider", "transactional_id", "apply-x1"),
             ("scanner", "group", "scanner"), ("scanner", "transactional_id", "scanner-x1"),
             ("scanner", "transactional_id", "scanner-lifecycle"),
-            ("ingest", "transactional_id", "ingest-x1"),
             ("console", "transactional_id", "console-quarantine"),
             ("admin", "transactional_id", "admin-quarantine"),
             ("audit", "transactional_id", "audit-checkpointer"),
@@ -363,9 +366,6 @@ def test_a_reader_without_a_principal_is_covered_by_no_grant():
 
 def test_the_stage_modules_own_id_functions_are_covered():
     kafka = settings()
-    ingest = ingest_transactional_id(kafka, IngestSettings(instance_id="mx-1"))
-    assert holders("transactional_id", ingest, "WRITE") == {"ingest"}
-    assert holders("transactional_id", ingest + "-w3", "WRITE") == {"ingest"}  # extra writers
     assert holders("transactional_id", audit_transactional_id(kafka), "WRITE") == {"audit"}
     control = admin_transactional_id(kafka.topic_prefix)
     assert [g.pattern for g in covering("transactional_id", control, "WRITE")] == [

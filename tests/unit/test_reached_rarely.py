@@ -272,8 +272,8 @@ def test_bad_cluster_arguments_exit_2_naming_the_range(capsys, argv, message):
 # --- ingest/handler.py: handle_exception ----------------------------------------------------
 
 
-class BrokenCommitter:
-    """A committer with a bug: every submission raises."""
+class BrokenWriter:
+    """A writer with a bug: every submission raises."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -308,8 +308,8 @@ def smtp_edge(handler: IngestHandler) -> Iterator[tuple[str, int]]:
 
 
 def test_a_bug_in_the_handler_costs_the_sender_a_retry_never_a_message_or_details(caplog):
-    committer = BrokenCommitter()
-    handler = IngestHandler(ingest_settings(), lambda: ControlState(), committer)  # type: ignore[arg-type]
+    writer = BrokenWriter()
+    handler = IngestHandler(ingest_settings(), lambda: ControlState(), writer)  # type: ignore[arg-type]
     with (caplog.at_level(logging.ERROR, logger="katagate.ingest.handler"),
           smtp_edge(handler) as address):
         client = RawClient(address)
@@ -319,7 +319,7 @@ def test_a_bug_in_the_handler_costs_the_sender_a_retry_never_a_message_or_detail
             reply = client.cmd(b"Subject: hi\r\n\r\nbody\r\n.")
             # Then a temporary failure: the sender keeps the message and tries again
             assert reply == "451 4.3.0 Temporary failure, try again later"
-            assert committer.calls == 1
+            assert writer.calls == 1
             # And the session goes on
             assert client.cmd("RSET").startswith("250")
             assert client.cmd("NOOP").startswith("250")

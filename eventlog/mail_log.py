@@ -8,7 +8,8 @@ so `grep ID` over every stage's log tells the message's story:
 
 `line(event)` is pure: the words and fields of an event's line. `write(events)` logs them to
 the `katagate.maillog` logger; the transactional producer calls it only after the transaction
-holding the events committed, so no line tells of what the log does not hold.
+holding the events committed, and ingest's writer only once the events are acknowledged, so no
+line tells of what the log does not hold.
 
 A hostile address, HELO name, reply or detect name cannot forge a line or a field:
 - a value made of printable ASCII other than `"` and `\\` (0x21-0x7E) is written bare;

@@ -71,7 +71,7 @@ def producer_config(settings: KafkaSettings, transactional_id: str) -> dict[str,
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "zstd",
-        # Group commit: records of one transaction travel in as few requests as possible.
+        # Records of one transaction travel in as few requests as possible.
         "linger.ms": 2,
         "message.max.bytes": MAX_RECORD_BYTES,
         "transaction.timeout.ms": settings.transaction_timeout_ms,
@@ -261,8 +261,7 @@ class TransactionalProducer:
 
     def committed(self) -> None:
         """The open transaction committed: its message events go to the mail log. `commit`
-        calls it; a caller that commits on `raw` itself (ingest, to its own deadline) calls
-        it after."""
+        calls it."""
         events, self._mail_events = self._mail_events, []
         mail_log.write(events)
 

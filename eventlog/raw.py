@@ -1,5 +1,6 @@
-"""Raw RFC 5322 bytes in Kafka: chunks of at most 1 MiB, written in the same transaction as the
-event that points at them, read back by their offsets.
+"""Raw RFC 5322 bytes in Kafka: chunks of at most 1 MiB, written before the event that points at
+them (in its transaction, or, at ingest, acknowledged before the event is written), read back by
+their offsets.
 
 `katagate.mail.raw` keys every chunk by its message id (time retention removes them). The Backup
 (`katagate.backup`) is compacted instead: each chunk has a key of its own, `<message_id>/<index>`,

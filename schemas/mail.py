@@ -57,7 +57,7 @@ Recipients = Annotated[list[Address], Field(min_length=1, max_length=1000)]
 
 
 class MessageReceived(MailEvent):
-    """Ingest accepted a message; written in one transaction with its raw chunks, before `250`."""
+    """Ingest accepted a message; written once its raw chunks are acknowledged, before `250`."""
 
     type: Literal["mail.received"] = "mail.received"
     schema_version: Literal[1] = 1

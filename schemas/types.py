@@ -112,8 +112,8 @@ class RawLocation(_Value):
     @field_validator("offsets")
     @classmethod
     def _offsets_increase(cls, value: list[int]) -> list[int]:
-        # Chunks are written in order in one transaction, so offsets strictly increase
-        # (not necessarily contiguously: transaction markers take offsets too).
+        # Chunks are written in order by one idempotent producer, so offsets strictly increase
+        # (not necessarily contiguously: other records and transaction markers take offsets too).
         if any(b <= a for a, b in pairwise(value)):
             raise ValueError("offsets must be strictly increasing")
         return value

@@ -74,7 +74,7 @@ def run_ingest(
     quarantine = QuarantineUsage(kafka)  # for on_unavailable = tempfail
     usage_thread = quarantine.start(halt)
     def writer(index: int) -> DurableWriter:
-        name = f"{kafka.topic_prefix}ingest-{settings.instance_id}-w{index}"
+        name = f"{kafka.topic_prefix}-ingest-{settings.instance_id}-w{index}"
         return DurableWriter(
             lambda: durable_producer(kafka, settings, name),
             TopicNames(kafka.topic_prefix),

@@ -29,7 +29,8 @@ CONSUMER_LAG_SECONDS = Gauge(
 )
 EVENTS_WRITTEN = Counter(
     "katagate_events_written_total",
-    "Records committed (or, for ingest, acknowledged) by this process, by topic (without the deployment's prefix)",
+    "Records committed (or, for ingest, acknowledged) by this process, by topic (without the "
+    "deployment's prefix)",
     ["topic"],
 )
 HANGING_OFFSET_COMMITS = Counter(

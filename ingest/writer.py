@@ -311,7 +311,11 @@ class DurableWriter:
             if producer is None:
                 time.sleep(0.05)
                 continue
-            producer.poll(0.1)
+            try:
+                producer.poll(0.1)
+            except Exception as exc:  # confluent-kafka raises a fatal error from poll()
+                log.error("polling the producer: %s", exc)
+                self._note(_error_of(exc))
 
     def _raw_callback(self, flight: _InFlight, index: int) -> Callable[[Any, Any], None]:
         def done(error: KafkaError | None, message: Any) -> None:

@@ -33,7 +33,8 @@ from katagate.ingest.split import copy_ids, queued_as, recipient_groups
 from katagate.ingest.subject import check_subject_fields, decode_subject
 from katagate.ingest.trace import check_hops, received_field
 from katagate.ingest.unavailable import Usage, tempfail
-from katagate.ingest.writer import Outcome, Writer
+from katagate.ingest.write_state import Outcome
+from katagate.ingest.writer_pool import Writer
 from katagate.ingest.xforward import Client, XForwardError, client_of
 from katagate.schemas import ControlState, match_rule
 from katagate.schemas.raw_mail import header_end

@@ -23,7 +23,9 @@ from katagate.ingest.control import ControlFollower, QuarantineUsage
 from katagate.ingest.handler import IngestHandler
 from katagate.ingest.server import serve
 from katagate.ingest.settings import IngestSettings
-from katagate.ingest.writer import Batching, DurableWriter, WriterPool
+from katagate.ingest.write_state import Batching
+from katagate.ingest.writer import DurableWriter
+from katagate.ingest.writer_pool import WriterPool
 from katagate.schemas import ProducerRef
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
@@ -40,64 +38,15 @@ from katagate.eventlog import mail_log
 from katagate.eventlog.errors import KatagateError
 from katagate.eventlog.health import Health, Part
 from katagate.eventlog.metrics import EVENTS_WRITTEN
-from katagate.eventlog.raw import CHUNK_BYTES, Chunked, chunk
+from katagate.eventlog.raw import CHUNK_BYTES, chunk
 from katagate.eventlog.records import Outgoing
 from katagate.eventlog.topics import TopicNames
 from katagate.ingest import metrics
 from katagate.ingest.received import Accepted, received_events
-from katagate.schemas import MessageReceived, ProducerRef, RawLocation
+from katagate.ingest.write_state import Batching, InFlight, Outcome, Pending
+from katagate.schemas import ProducerRef, RawLocation
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(Enum):
-    DURABLE = "durable"  # both writes acknowledged by every in-sync replica
-    UNAVAILABLE = "kafka_unavailable"  # Kafka refused or did not answer
-    TIMEOUT = "commit_timeout"  # not durable within the bound
-
-
-@dataclass(frozen=True)
-class Batching:
-    # One turn of the writer takes at most this many messages, or bytes, from the sessions;
-    # MessageReceived writes of messages whose chunks are durable go between turns.
-    max_messages: int = 64
-    max_bytes: int = 32 * 1024 * 1024
-
-
-@dataclass
-class _Pending:
-    accepted: Accepted
-    deadline: float  # time.monotonic(): no write of this message begins after it
-    gives_up: float  # when the session stops waiting and answers 451
-    submitted: float
-    future: concurrent.futures.Future[Outcome]
-
-
-@dataclass
-class _InFlight:
-    """A message between its first write and its outcome; the callbacks fill it in."""
-
-    pending: _Pending
-    chunked: Chunked
-    located: list[tuple[int, int] | None]
-    producer: Producer
-    raw_left: int
-    events: list[MessageReceived] = field(default_factory=list)
-    events_left: int = 0
-    error: KafkaError | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)  # callbacks vs the writer
-
-    def settle(self, error: KafkaError | None, count: int = 1) -> bool:
-        """`count` writes of the current step ended (with `error`, if any): True when it was
-        the step's last."""
-        with self.lock:
-            if error is not None and self.error is None:
-                self.error = error
-            if self.raw_left:
-                self.raw_left -= count
-                return self.raw_left == 0
-            self.events_left -= count
-            return self.events_left == 0
 
 
 ProducerFactory = Callable[[], Producer]
@@ -123,11 +72,12 @@ class DurableWriter:
         self._ref = producer_ref
         self._batching = batching or Batching()
         self._before_received = before_received
-        self._queue: queue.Queue[_Pending | _InFlight] = queue.Queue()
+        self._queue: queue.Queue[Pending | InFlight] = queue.Queue()
         self._producer: Producer | None = None
         self._replace = threading.Event()  # a callback saw a fatal error
         self._in_flight = 0
         self._count_lock = threading.Lock()
+        self._submit_lock = threading.Lock()  # no message is queued after stop() drains
         self._stopping = threading.Event()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -147,7 +97,8 @@ class DurableWriter:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Refuse new messages, finish those already written in part, then close."""
-        self._stopping.set()
+        with self._submit_lock:
+            self._stopping.set()
         self._thread.join(timeout_s)
         self._closed.set()
         self._poller.join(timeout_s)
@@ -157,13 +108,14 @@ class DurableWriter:
         # The writer's deadline falls a little before the session's, so that the writer, not
         # the session's timer, decides the outcome whenever the writer is responsive.
         margin = min(0.2, bound_s / 10)
-        pending = _Pending(accepted, now + bound_s - margin, now + bound_s, now,
+        pending = Pending(accepted, now + bound_s - margin, now + bound_s, now,
                            concurrent.futures.Future())
-        if self._stopping.is_set():
-            pending.future.set_result(Outcome.UNAVAILABLE)
-        else:
-            self._count(+1)
-            self._queue.put(pending)
+        with self._submit_lock:
+            if self._stopping.is_set():
+                pending.future.set_result(Outcome.UNAVAILABLE)
+            else:
+                self._count(+1)
+                self._queue.put(pending)
         return pending.future
 
     # -- the writing thread ---------------------------------------------------------------
@@ -183,6 +135,11 @@ class DurableWriter:
         if producer is not None:
             with contextlib.suppress(Exception):
                 producer.flush(max(0.0, end - time.monotonic()))
+        with contextlib.suppress(queue.Empty):  # what is left, past the bound: 451
+            while True:
+                item = self._queue.get_nowait()
+                self._finish(item.pending if isinstance(item, InFlight) else item,
+                             Outcome.UNAVAILABLE, "unavailable")
 
     def _turn(self, block: bool, new: bool = True) -> None:
         if self._replace.is_set():
@@ -193,14 +150,10 @@ class DurableWriter:
         except queue.Empty:
             return
         while True:
-            if isinstance(item, _InFlight):
-                self._write_received(item)
-            elif new:
+            if isinstance(item, Pending) and new:
                 taken += 1
                 size += len(item.accepted.data)
-                self._write_raw(item)
-            else:
-                self._finish(item, Outcome.UNAVAILABLE, "unavailable")
+            self._handle(item, new)
             if taken >= self._batching.max_messages or size >= self._batching.max_bytes:
                 break
             try:
@@ -209,6 +162,19 @@ class DurableWriter:
                 break
         if taken:
             metrics.BATCH_MESSAGES.observe(taken)
+
+    def _handle(self, item: Pending | InFlight, new: bool) -> None:
+        try:
+            if isinstance(item, InFlight):
+                self._write_received(item)
+            elif new:
+                self._write_raw(item)
+            else:
+                self._finish(item, Outcome.UNAVAILABLE, "unavailable")
+        except Exception:  # a bug here costs this message a 451, never the writer
+            log.exception("writing a message failed")
+            pending = item.pending if isinstance(item, InFlight) else item
+            self._finish(pending, Outcome.UNAVAILABLE, "failed")
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
@@ -230,12 +196,12 @@ class DurableWriter:
         if old is not None:
             with contextlib.suppress(Exception):
                 old.purge()
-                old.poll(0)
+                old.flush(1.0)  # serves the purged messages' callbacks: each gets its 451
         log.warning("the producer hit a fatal error; the next messages use a new one")
 
-    def _write_raw(self, pending: _Pending) -> None:
+    def _write_raw(self, pending: Pending) -> None:
         if not pending.future.set_running_or_notify_cancel():
-            self._count(-1)  # the session gave up before its message was taken
+            self._settled(pending)  # the session gave up before its message was taken
             return
         if time.monotonic() >= pending.deadline:
             self._finish(pending, Outcome.TIMEOUT, "late")
@@ -249,18 +215,19 @@ class DurableWriter:
         accepted = pending.accepted
         chunked = chunk(self._topics.raw, accepted.message_id, accepted.data,
                         head=accepted.trace)
-        flight = _InFlight(pending, chunked, [None] * len(chunked.records), producer,
+        flight = InFlight(pending, chunked, [None] * len(chunked.records), producer,
                            raw_left=len(chunked.records))
         count = len(chunked.records)
         for index, record in enumerate(chunked.records):
-            error = self._produce(producer, record, self._raw_callback(flight, index))
+            error = self._produce(producer, record, self._raw_callback(flight, index),
+                                  pending.deadline)
             del record  # the chunk's slice: librdkafka holds its own copy
             if error is not None:  # the chunks not produced end here, with the error
                 if flight.settle(error, count - index):
                     self._queue.put(flight)
                 return
 
-    def _write_received(self, flight: _InFlight) -> None:
+    def _write_received(self, flight: InFlight) -> None:
         pending = flight.pending
         if self._before_received is not None:
             self._before_received()
@@ -284,20 +251,23 @@ class DurableWriter:
         callback = self._received_callback(flight)
         for index, event in enumerate(flight.events):
             error = self._produce(flight.producer, Outgoing.event(self._topics.mail, event),
-                                  callback)
+                                  callback, pending.gives_up)
             if error is not None:
                 if flight.settle(error, len(flight.events) - index):
                     self._received(flight)
                 return
 
     @staticmethod
-    def _produce(producer: Producer, record: Outgoing, callback: Any) -> KafkaError | None:
+    def _produce(producer: Producer, record: Outgoing, callback: Any,
+                 deadline: float) -> KafkaError | None:
         while True:
             try:
                 producer.produce(record.topic, value=record.value, key=record.key,
                                  headers=list(record.headers), on_delivery=callback)
                 return None
             except BufferError:  # the local queue is full: the poller makes room
+                if time.monotonic() >= deadline:
+                    return KafkaError(KafkaError._QUEUE_FULL, "the producer's queue stayed full")
                 time.sleep(0.01)
             except Exception as exc:  # a producer that failed fatally, a record too large
                 log.warning("a write was refused: %s", exc)
@@ -317,7 +287,7 @@ class DurableWriter:
                 log.error("polling the producer: %s", exc)
                 self._note(_error_of(exc))
 
-    def _raw_callback(self, flight: _InFlight, index: int) -> Callable[[Any, Any], None]:
+    def _raw_callback(self, flight: InFlight, index: int) -> Callable[[Any, Any], None]:
         def done(error: KafkaError | None, message: Any) -> None:
             if error is None and message is not None:
                 flight.located[index] = (message.partition(), message.offset())
@@ -327,7 +297,7 @@ class DurableWriter:
                 self._queue.put(flight)  # the chunks are durable: on to MessageReceived
         return done
 
-    def _received_callback(self, flight: _InFlight) -> Callable[[Any, Any], None]:
+    def _received_callback(self, flight: InFlight) -> Callable[[Any, Any], None]:
         def done(error: KafkaError | None, message: Any) -> None:
             if error is not None:
                 self._note(error)
@@ -335,7 +305,7 @@ class DurableWriter:
                 self._received(flight)
         return done
 
-    def _received(self, flight: _InFlight) -> None:
+    def _received(self, flight: InFlight) -> None:
         pending = flight.pending
         if flight.error is not None:
             self._finish(pending, Outcome.UNAVAILABLE, "failed", flight.error)
@@ -348,16 +318,18 @@ class DurableWriter:
                         "will be delivered, and the sender's retry is a second copy",
                         pending.accepted.message_id)
         mail_log.write(flight.events)
-        self.written += 1
+        with self._count_lock:
+            self.written += 1
         self._finish(pending, Outcome.DURABLE, "durable")
 
     def _note(self, error: KafkaError | None) -> None:
-        if error is not None and error.fatal():
+        if error is not None and (error.fatal() or error.code() == KafkaError._FATAL):
             self._replace.set()
 
-    def _finish(self, pending: _Pending, outcome: Outcome, label: str,
+    def _finish(self, pending: Pending, outcome: Outcome, label: str,
                 error: KafkaError | None = None) -> None:
-        self._count(-1)
+        if not self._settled(pending):
+            return
         metrics.WRITES.labels(label).inc()
         metrics.COMMIT_SECONDS.observe(time.monotonic() - pending.submitted)
         if outcome is Outcome.DURABLE:
@@ -375,6 +347,15 @@ class DurableWriter:
         with self._count_lock:
             self._in_flight += delta
 
+    def _settled(self, pending: Pending) -> bool:
+        """Count a message out of `waiting`, once: False if it already was."""
+        with self._count_lock:
+            if pending.finished:
+                return False
+            pending.finished = True
+            self._in_flight -= 1
+            return True
+
 
 _UNKNOWN = KafkaError(KafkaError._FAIL, "acknowledged without an offset")
 
@@ -382,44 +363,3 @@ _UNKNOWN = KafkaError(KafkaError._FAIL, "acknowledged without an offset")
 def _error_of(exc: Exception) -> KafkaError:
     first = exc.args[0] if exc.args else None
     return first if isinstance(first, KafkaError) else KafkaError(KafkaError._FAIL, str(exc))
-
-
-class Writer(Protocol):
-    """What an SMTP session hands its accepted message to."""
-
-    def submit(self, accepted: Accepted, bound_s: float) -> concurrent.futures.Future[Outcome]:
-        ...
-
-
-class WriterPool:
-    """Several writers, each its own producer and threads. A message goes to the one with the
-    fewest waiting."""
-
-    def __init__(self, writers: list[DurableWriter]) -> None:
-        if not writers:
-            raise ValueError("a pool needs at least one writer")
-        self._writers = writers
-        self.ready = threading.Event()  # every writer has its producer
-
-    def start(self) -> None:
-        for writer in self._writers:
-            writer.start()
-        threading.Thread(target=self._watch_ready, name="ingest-writers-ready",
-                         daemon=True).start()
-
-    def _watch_ready(self) -> None:
-        for writer in self._writers:
-            writer.ready.wait()
-        self.ready.set()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        for writer in self._writers:
-            writer.stop(timeout_s)
-
-    def submit(self, accepted: Accepted, bound_s: float) -> concurrent.futures.Future[Outcome]:
-        writer = min(self._writers, key=lambda w: w.waiting)
-        return writer.submit(accepted, bound_s)
-
-    @property
-    def written(self) -> int:
-        return sum(w.written for w in self._writers)

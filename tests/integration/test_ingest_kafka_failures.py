@@ -21,7 +21,9 @@ from katagate.eventlog.topics import TopicNames, ensure_topics
 from katagate.ingest.received import Accepted
 from katagate.ingest.run import durable_producer
 from katagate.ingest.settings import IngestSettings
-from katagate.ingest.writer import DurableWriter, Outcome, WriterPool
+from katagate.ingest.write_state import Outcome
+from katagate.ingest.writer import DurableWriter
+from katagate.ingest.writer_pool import WriterPool
 from katagate.schemas import ProducerRef
 from tests.integration.kafka_read import read_all
 from tests.integration.test_ingest_harness import Ingest, raw_records, received

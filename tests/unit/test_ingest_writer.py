@@ -28,7 +28,9 @@ from katagate.eventlog.errors import KafkaUnavailable
 from katagate.eventlog.raw import CHUNK_BYTES
 from katagate.eventlog.topics import TopicNames
 from katagate.ingest.received import Accepted, Copy
-from katagate.ingest.writer import DurableWriter, Outcome, WriterPool
+from katagate.ingest.write_state import Outcome
+from katagate.ingest.writer import DurableWriter
+from katagate.ingest.writer_pool import WriterPool
 from katagate.schemas import MessageReceived, ProducerRef, decode_event
 
 TOPICS = TopicNames("t")
@@ -301,6 +303,52 @@ def test_produce_raising_buffer_error_is_retried_until_the_queue_has_room(
     producer.ack(chunk)
     producer.ack(*producer.wait_sent(1, TOPICS.mail))
     assert future.result(WAIT_S) is Outcome.DURABLE
+
+
+def test_a_queue_still_full_at_the_writers_deadline_gives_unavailable_and_frees_the_writer(
+        writer: DurableWriter, factory: Factory) -> None:
+    wait_until(lambda: bool(factory.made))
+    producer = factory.last
+    producer.refusals = [BufferError("queue full")] * 10_000
+    future = writer.submit(accepted("Msg0000000A"), 0.3)
+    assert future.result(WAIT_S) is Outcome.UNAVAILABLE
+    assert producer.sent == []
+    wait_until(lambda: writer.waiting == 0)
+    producer.refusals = []  # room again: the next message goes through
+    future = writer.submit(accepted("Msg0000000B"), 10.0)
+    producer.ack(producer.wait_sent(1, TOPICS.raw)[0])
+    producer.ack(*producer.wait_sent(1, TOPICS.mail))
+    assert future.result(WAIT_S) is Outcome.DURABLE
+
+
+def test_a_bug_while_writing_one_message_costs_it_a_451_and_the_writer_goes_on(
+        writer: DurableWriter, factory: Factory, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from katagate.ingest import writer as module
+
+    real = module.received_events
+    calls = {"n": 0}
+
+    def first_fails(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("a bug")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "received_events", first_fails)
+    wait_until(lambda: bool(factory.made))
+    producer = factory.last
+    with caplog.at_level(logging.ERROR, logger="katagate.ingest.writer"):
+        future = writer.submit(accepted("Msg0000000C"), 10.0)
+        producer.ack(producer.wait_sent(1, TOPICS.raw)[0])
+        assert future.result(WAIT_S) is Outcome.UNAVAILABLE
+    assert "writing a message failed" in caplog.text
+    wait_until(lambda: writer.waiting == 0)
+    future = writer.submit(accepted("Msg0000000D"), 10.0)
+    producer.ack(producer.wait_sent(2, TOPICS.raw)[1])
+    producer.ack(*producer.wait_sent(1, TOPICS.mail))
+    assert future.result(WAIT_S) is Outcome.DURABLE
+    assert received(producer.records(TOPICS.mail)[0]).message_id == "Msg0000000D"
 
 
 def test_produce_raising_kafka_exception_on_the_first_chunk_ends_the_message_with_unavailable(

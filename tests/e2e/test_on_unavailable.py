@@ -131,7 +131,11 @@ def test_skip_delivers_tempfail_refuses_and_hold_keeps_mail_until_kata_can_scan_
         wait_for(lambda: "scan.submitted" in types(gateway.mail_events(waiting)), 30,
                  "the waiting message admitted and submitted")
         gateway.emulator.cli("scans", "finish")
-        events = gateway.wait_terminal(waiting, timeout_s=60)
+        gateway.wait_terminal(waiting, timeout_s=60)
+        # The release follows the delivery, in admission's own transaction.
+        wait_for(lambda: "quarantine.released" in types(gateway.mail_events(waiting)), 30,
+                 "the waiting message released")
+        events = gateway.mail_events(waiting)
         lifecycle = [t for t in types(events) if t.startswith("quarantine.")]
         assert lifecycle == ["quarantine.held", "quarantine.admitted", "quarantine.released"]
         assert (decided(events).reason, decided(events).held) == ("not_detected", False)

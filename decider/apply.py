@@ -15,11 +15,11 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
 from katagate.decider import outcomes
+from katagate.decider.admission import new_control_view
 from katagate.decider.backup_resend import disarm_marks, location_problem, mark_released, resent
 from katagate.decider.history import ControlHistory
 from katagate.decider.mail_fold import MailFold
@@ -33,6 +33,9 @@ from katagate.decider.subject_tag import tag_subject
 from katagate.decider.verdict_header import HeaderEdit, for_delivery, strip_fields
 from katagate.eventlog.folded import FoldedTopic
 from katagate.eventlog.handler import Poison
+from katagate.eventlog.health import Health
+from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.principals import PRINCIPALS
 from katagate.eventlog.producer import TransactionalProducer
 from katagate.eventlog.raw import RawReaders, RawUnavailable, RawWant, backup_chunks, prefetch
 from katagate.eventlog.records import Consumed, Outgoing
@@ -57,6 +60,7 @@ from katagate.schemas import (
 )
 
 log = logging.getLogger(__name__)
+DECIDER = PRINCIPALS["decider"]
 KATA_REJECT_REASON = "KATA detected a threat in this message"
 # A held message rejected by hold_outcome: why KATA gave no verdict, by the decision's reason.
 UNSCANNED_REASONS = {
@@ -67,19 +71,7 @@ UNSCANNED_REASONS = {
 }
 
 
-@dataclass
-class _Folded:
-    """A batch folded, not yet carried out: a result per record so far (a Poison, or none),
-    and the effects its records ask for, by record index."""
-
-    results: list[Sequence[Outgoing] | Exception] = field(default_factory=list)
-    decided: list[tuple[int, Parcel, int]] = field(default_factory=list)
-    work: list[tuple[int, int, Callable[[], list[Event]]]] = field(default_factory=list)
-
-
 class Apply(MailFold):
-    # Delivers while the loop adds the batch's offsets to its transaction (eventlog/handler.py).
-    folds_first = True
     # What apply records of what it did; after a restart a retry timer must not do it again.
     own_outputs = (BackupResent, BackupStored, DeliveryDeferred, DeliveryFailed,
                    MessageDelivered, MessageDiscarded, NdrSent, NdrSuppressed)
@@ -120,45 +112,38 @@ class Apply(MailFold):
     # -- the loop's handler ---------------------------------------------------------------
 
     def decide_batch(self, records: Sequence[Consumed]) -> list[Sequence[Outgoing] | Exception]:
-        return self.carry_out(self.fold_batch(records))
-
-    def fold_batch(self, records: Sequence[Consumed]) -> _Folded:
-        """The batch's records folded in order, and what they ask for: decided messages to
-        carry out, notices to send, administrators' requests. Nothing is carried out yet."""
-        folded = _Folded()
+        """The batch's records folded in order, then its decided messages and administrators'
+        requests carried out concurrently; one result per record."""
+        results: list[Sequence[Outgoing] | Exception] = []
+        decided: list[tuple[int, Parcel, int]] = []
+        work: list[tuple[int, int, Callable[[], list[Event]]]] = []
         acted_on: set[str] = set()  # one queue action per message and batch: never two at once
         for index, record in enumerate(records):
             try:
                 event = self.read(record)
             except Poison as exc:
-                folded.results.append(exc)
+                results.append(exc)
                 continue
             self.fold(event, record)
-            folded.results.append([])
+            results.append([])
             if isinstance(event, ActionDecided):
                 parcel = self.parcels.live.get(event.message_id)
                 if parcel is not None and parcel.decision is not None and parcel.attempts == 0:
-                    folded.decided.append((index, parcel, record.partition))
+                    decided.append((index, parcel, record.partition))
             elif isinstance(event, NotificationComposed):
                 notice = self.parcels.live.get(event.message_id)
                 if notice is not None and notice.notice is not None and notice.attempts == 0:
-                    folded.work.append((index, record.partition,
-                                        partial(self._send_notice, notice)))
+                    work.append((index, record.partition, partial(self._send_notice, notice)))
             elif isinstance(event, BackupResendRequested):
                 if event.event_id in self.parcels.resends_done:
                     log.info("%s: resend %s was carried out already", event.message_id,
                              event.event_id)
                 else:
-                    folded.work.append((index, record.partition, partial(self._resend, event)))
+                    work.append((index, record.partition, partial(self._resend, event)))
             elif isinstance(event, QueueActionRequested):
                 job = self._queue_job(event, acted_on)
                 if job is not None:
-                    folded.work.append((index, record.partition, job))
-        return folded
-
-    def carry_out(self, folded: _Folded) -> list[Sequence[Outgoing] | Exception]:
-        """The folded batch's effects, concurrently; one result per record."""
-        results, decided, work = folded.results, folded.decided, folded.work
+                    work.append((index, record.partition, job))
         # Messages decided together were received together: one pass reads their bytes.
         ahead = prefetch(self._readers.mine(), [
             (RawWant(p.raw.topic, p.raw.partition, p.raw.offsets, p.raw_key, p.sha256), p.size)
@@ -383,3 +368,32 @@ def _outcome_or_error(job: Callable[[], list[Event]]) -> list[Event] | Exception
         return job()
     except Exception as exc:  # the loop sets this record aside, the others go on
         return exc
+
+
+def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
+              clock: Callable[[], datetime], health: Health) -> None:
+    names = TopicNames(kafka.topic_prefix)
+    # Starting until the loop has its partitions; before it, the control log (30 s at most)
+    # and the producer's first transaction.
+    health.part("apply", blocking_s=30 + kafka.request_timeout_s)
+    control = new_control_view(kafka)
+    control.wait_caught_up(30)
+    # The loop's producer: Backup chunks join the transaction that records BackupStored.
+    transaction = TransactionalProducer(
+        kafka, DECIDER.transactional_id(kafka.topic_prefix, f"apply-{settings.instance_id}"))
+    handler = Apply(kafka, settings, control,
+                    ProducerRef(stage="decider", instance=settings.instance_id), clock,
+                    transaction)
+    loop = TransactionalLoop(
+        kafka, stage="apply", group_id=DECIDER.group(kafka.topic_prefix, "apply"),
+        producer=transaction, instance_id=f"apply-{settings.instance_id}",
+        topics=[names.mail], handler=handler, dead_letter_topic=names.deadletter,
+        batch_size=50, health=health,
+    )
+    try:
+        while not stop.is_set():
+            loop.run_once()
+    finally:
+        loop.close()
+        handler.close()
+        control.close()

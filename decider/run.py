@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from katagate.decider.admission import Admission, new_control_view
-from katagate.decider.apply import Apply
 from katagate.decider.decisions import Decisions
 from katagate.decider.settings import DeciderSettings
 from katagate.eventlog.election import Election
@@ -104,40 +103,13 @@ def run_decisions(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
         control.close()
 
 
-def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
-              clock: Callable[[], datetime], health: Health) -> None:
-    names = TopicNames(kafka.topic_prefix)
-    # Starting until the loop has its partitions; before it, the control log (30 s at most)
-    # and the producer's first transaction.
-    health.part("apply", blocking_s=30 + kafka.request_timeout_s)
-    control = new_control_view(kafka)
-    control.wait_caught_up(30)
-    # The loop's producer: Backup chunks join the transaction that records BackupStored.
-    transaction = TransactionalProducer(
-        kafka, DECIDER.transactional_id(kafka.topic_prefix, f"apply-{settings.instance_id}"))
-    handler = Apply(kafka, settings, control,
-                    ProducerRef(stage="decider", instance=settings.instance_id), clock,
-                    transaction)
-    loop = TransactionalLoop(
-        kafka, stage="apply", group_id=DECIDER.group(kafka.topic_prefix, "apply"),
-        producer=transaction, instance_id=f"apply-{settings.instance_id}",
-        topics=[names.mail], handler=handler, dead_letter_topic=names.deadletter,
-        batch_size=50, health=health,
-    )
-    try:
-        while not stop.is_set():
-            loop.run_once()
-    finally:
-        loop.close()
-        handler.close()
-        control.close()
-
-
 def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
                 clock: Clock = utc_now) -> None:
     kafka = prepare_stage(kafka, "decider")
     health = Health(settings.health_stall_s)
     metrics = serve_health(settings.metrics_host, settings.metrics_port, health)
+    from katagate.decider.apply import run_apply
+
     parts = {
         "admission": lambda: run_admission(kafka, settings, stop, clock, health),
         "decider": lambda: run_decisions(kafka, settings, stop, clock, health),

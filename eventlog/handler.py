@@ -7,7 +7,7 @@ so a handler overrides only what it has. The loop never looks for abilities with
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from katagate.eventlog.errors import KatagateError
 from katagate.eventlog.records import Consumed, Outgoing
@@ -42,19 +42,6 @@ class Handler:
             except Exception as exc:  # the loop sets this record aside, the others go on
                 results.append(exc)
         return results
-
-    # Its batch has two halves (`fold_batch`, then `carry_out`): the loop adds the consumed
-    # offsets to the transaction while the second half runs (apply: while it delivers).
-    folds_first: ClassVar[bool] = False
-
-    def fold_batch(self, records: Sequence[Consumed]) -> Any:
-        """The first half: fold the records into the state, after which its restore points
-        hold for the whole batch; returns what `carry_out` needs."""
-        return records
-
-    def carry_out(self, folded: Any) -> list[Sequence[Outgoing] | Exception]:
-        """The second half, the effects: one result per record, as `decide_batch`."""
-        return self.decide_batch(folded)
 
     def tick(self) -> Sequence[Outgoing]:
         """Timers: outputs produced in the loop's next transaction, with or without records."""

@@ -10,8 +10,6 @@ in the same transaction, and the loop keeps going.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -120,18 +118,10 @@ class TransactionalLoop:
         # So decide the whole batch first — handlers with side effects may take a while — and
         # produce it at the end, keeping the open-transaction window short.
         self._producer.begin()
-        offsets: concurrent.futures.Future[Any] | None = None
         try:
             outputs: list[Outgoing] = []
             if records:
-                if self._handler.folds_first:
-                    folded = self._handler.fold_batch(records)
-                    offsets = self._producer.send_offsets_soon(
-                        self._recovery.with_restore_points(self._next_offsets(records)),
-                        self._consumer.consumer_group_metadata())
-                    results = self._handler.carry_out(folded)
-                else:
-                    results = self._handler.decide_batch(records)
+                results = self._handler.decide_batch(records)
                 for record, result in zip(records, results, strict=True):
                     outputs.extend(
                         [set_aside(self.stage, self._dead_letter_topic, record, result)]
@@ -143,18 +133,12 @@ class TransactionalLoop:
             self._producer.produce(outputs)
             if self._before_commit is not None:
                 self._before_commit()
-            if offsets is not None:
-                pending, offsets = offsets, None
-                self._producer.offsets_sent(pending)
-            elif records:
+            if records:
                 self._producer.send_offsets(
                     self._recovery.with_restore_points(self._next_offsets(records)),
                     self._consumer.consumer_group_metadata())
             self._producer.commit()
         except (KafkaException, TransactionFailed) as exc:
-            if offsets is not None:  # no abort while it may still run
-                with contextlib.suppress(Exception):
-                    offsets.result(self._commit_bound_s)
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if not isinstance(exc, TransactionFailed):
                 self._producer.fail(error)
@@ -165,11 +149,6 @@ class TransactionalLoop:
             log.warning("%s: batch of %d aborted (%s); it will be read again",
                         self.stage, len(records), exc)
             return 0
-        except BaseException:
-            if offsets is not None:  # the caller closes the producer: not while it runs
-                with contextlib.suppress(Exception):
-                    offsets.result(self._commit_bound_s)
-            raise
         self._handler.committed()
         LOOP_BATCHES.labels(self.stage, "committed").inc()
         LOOP_RECORDS.labels(self.stage).inc(len(records))

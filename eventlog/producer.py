@@ -223,22 +223,13 @@ class TransactionalProducer:
             raise TransactionFailed(f"a record was refused: {self._delivery_errors[0]}")
 
     def send_offsets(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        self.offsets_sent(self.send_offsets_soon(offsets, group_metadata))
-
-    def send_offsets_soon(self, offsets: list[TopicPartition], group_metadata: Any
-                          ) -> concurrent.futures.Future[Any]:
-        """Start adding the consumed offsets to the open transaction, on the watchdog's
-        thread, so that the caller can go on (apply delivers meanwhile); `offsets_sent`
-        waits for it, and no other transactional call may run before it did."""
-        return self._watchdog.submit(self._producer.send_offsets_to_transaction, offsets,
-                                     group_metadata, self._timeout)
-
-    def offsets_sent(self, call: concurrent.futures.Future[Any]) -> None:
         # librdkafka can block here long past the timeout when the group coordinator went
         # away mid-transaction (confluentinc/librdkafka#5456; seen after a broker crash: the
         # decider waited for minutes with the broker back). So wait on our side; past it,
         # fence the wedged producer with a new one (its blocked call is left behind) and
         # let the caller start over.
+        call = self._watchdog.submit(self._producer.send_offsets_to_transaction, offsets,
+                                     group_metadata, self._timeout)
         try:
             call.result(self._timeout + WEDGED_GRACE_S)
         except concurrent.futures.TimeoutError:

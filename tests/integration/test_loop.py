@@ -8,10 +8,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from katagate.eventlog import restore_points
-from katagate.eventlog.clients import new_consumer
 from katagate.eventlog.dead_letters import DLQ_OFFSET, DLQ_REASON, DLQ_STAGE
 from katagate.eventlog.handler import Handler, Poison
 from katagate.eventlog.loop import TransactionalLoop
@@ -198,76 +195,3 @@ def test_a_backlog_waits_the_linger_for_more_records_and_an_idle_stage_never_wai
         assert took < 1.4, f"an idle stage waited {took:.2f} s (the linger is 1.5 s)"
     finally:
         loop.close()
-
-
-class FoldsFirst(EchoToAudit):
-    """A handler in two halves (apply's shape): its restore point is the first offset its last
-    fold read; carrying out can fail once, as a transport error would."""
-
-    stateful = True
-    folds_first = True
-
-    def __init__(self, out_topic: str, calls: list[str], fail_once: bool) -> None:
-        super().__init__(out_topic)
-        self.calls, self.fail_once, self.point = calls, fail_once, None
-
-    def fold_batch(self, records):
-        self.calls.append("fold")
-        self.point = records[0].offset
-        return records
-
-    def carry_out(self, records):
-        self.calls.append("carry out")
-        if self.fail_once:
-            self.fail_once = False
-            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "injected"))
-        return [self.decide(record) for record in records]
-
-    def restore_point(self, topic, partition):
-        return self.point
-
-
-class Recorded(TransactionalProducer):
-    def __init__(self, settings, transactional_id, calls):
-        super().__init__(settings, transactional_id)
-        self.calls = calls
-
-    def send_offsets_soon(self, offsets, group_metadata):
-        self.calls.append("offsets")
-        return super().send_offsets_soon(offsets, group_metadata)
-
-
-def test_a_handler_that_folds_first_has_its_offsets_added_before_its_effects(kafka_settings):
-    names = TopicNames(kafka_settings.topic_prefix)
-    events = sample_events()[:3]
-    _publish(kafka_settings, names.control, events, "test-folds-first-input")
-    calls: list[str] = []
-    group = f"{kafka_settings.topic_prefix}-folds-first"
-    producer = Recorded(kafka_settings, f"{group}-loop", calls)
-    handler = FoldsFirst(names.audit, calls, fail_once=True)
-    loop = TransactionalLoop(
-        kafka_settings, stage="test", group_id=group, producer=producer,
-        topics=[names.control], handler=handler, dead_letter_topic=names.deadletter)
-    processed = 0
-    try:
-        for _ in range(200):
-            processed += loop.run_once()
-            if processed >= 3:
-                break
-    finally:
-        loop.close()
-    # The offsets went in between the halves; the failed batch was aborted and read again
-    assert calls[:3] == ["fold", "offsets", "carry out"]
-    assert calls.count("carry out") == calls.count("offsets") == 2
-    assert processed == 3
-    assert [decode_event(r.value) for r in read_all(kafka_settings, names.audit)] == events
-    # And the restore point committed is the one the fold left (the batch's first record)
-    consumer = new_consumer(kafka_settings, {"group.id": group})
-    try:
-        [committed] = [tp for tp in consumer.committed(
-            [TopicPartition(names.control, p) for p in range(3)], timeout=10)
-            if tp.offset >= 0]
-    finally:
-        consumer.close()
-    assert committed.offset == 3
-    assert committed.metadata == restore_points.encode(0)

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from katagate.eventlog.settings import KafkaSettings
 from katagate.projector.canonical import canonical_json, document
+from katagate.projector.copies import LedgerCopies
 from katagate.projector.snapshot import Positions, write_atomically
 from katagate.projector.source import LogReader, projected_topics
 from katagate.projector.views import VIEW_NAMES, Projections, evolve
@@ -81,11 +82,13 @@ def replay(
         else:
             bounds = ends
         meter = Progress(progress, sum(bounds.values()))
-        views = Projections()
-        for read in reader.read_to(bounds, batch_size):
+        # A mirror's second copy is dropped by its bytes, never decoded (copies.py).
+        views = Projections(copies=LedgerCopies(keep_records=True))
+        for read in reader.read_to(bounds, batch_size, skip=views.copies.second):
             if read.event is not None:
                 evolve(views, read.event, read.value)
-            meter.update(reader.records_read)
+            if not reader.records_read % 1024:  # a look at the clock per event is not free
+                meter.update(reader.records_read)
         meter.update(reader.records_read, final=True)
         return Replayed(views, dict(reader.positions), reader.records_read,
                         time.monotonic() - started)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 from confluent_kafka import (
@@ -93,21 +93,25 @@ class LogReader:
             reads.append(self._read(message))
         return reads
 
-    def read_to(self, bounds: Positions, batch: int = 5000) -> Iterator[Read]:
+    def read_to(self, bounds: Positions, batch: int = 5000,
+                skip: Callable[[bytes], bool] | None = None) -> Iterator[Read]:
         """Every record from the positions up to (not including) each partition's bound, then
-        stop; a partition with no bound given is not read."""
+        stop; a partition with no bound given is not read. A record `skip` answers True for is
+        not decoded (its event is None, and it is not counted undecodable)."""
         self._following = False  # read_to_end assigns for itself: a later `poll` assigns anew
         ends = {key: bounds.get(key, 0) for key in self.positions}
         for message in read_to_end(self._consumer, dict(self.positions), ends, self._timeout,
                                    batch):
-            yield self._read(message)
+            yield self._read(message, skip)
 
-    def _read(self, message: Message) -> Read:
+    def _read(self, message: Message, skip: Callable[[bytes], bool] | None = None) -> Read:
         key = (message.topic() or "", message.partition() or 0)
         offset = message.offset() or 0
         self.positions[key] = offset + 1
         self.records_read += 1
         value = message.value() or b""
+        if skip is not None and skip(value):
+            return Read(key[0], key[1], offset, message.timestamp()[1], None, value)
         try:
             event: Event | None = decode_event(value)
         except SchemaError as exc:

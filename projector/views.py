@@ -118,7 +118,7 @@ class Projections:
 def evolve(views: Projections, event: Event, record: bytes | None = None) -> Projections:
     """Fold one event into every projection (in place; returns the same object). `record` is
     the event as read (kept in its timeline); without it the event is encoded afresh."""
-    if not views.copies.first(event):
+    if not views.copies.first(event, record):
         return views
     views.connection = connection.evolve(views.connection, event)
     quarantine.evolve(views.quarantine, event)

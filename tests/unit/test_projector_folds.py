@@ -17,7 +17,7 @@ from katagate.projector.quarantine import QuarantineView
 from katagate.projector.search_filters import parse
 from katagate.projector.summary import terminal_outcome
 from katagate.projector.views import Projections, evolve
-from katagate.schemas import Event
+from katagate.schemas import Event, decode_event, encode_event
 from tests.unit.test_projector_flows import (
     ALL_SCENARIOS,
     SCENARIOS,
@@ -319,6 +319,28 @@ def test_only_ledger_copies_still_unmatched_are_remembered() -> None:
     ledger = [e for t, e in routed if t == "quarantine"]
     views = reduce(evolve, ledger, Projections())
     assert views.copies.waiting == {e.event_id.int for e in ledger}
+
+
+def test_second_copies_dropped_by_their_bytes_before_decoding_fold_the_same_views() -> None:
+    # Given every record read once, in any interleaving, as the replay reads them: a record
+    # equal to a kept first copy is dropped undecoded
+    routed = all_flows(len(ALL_SCENARIOS) * 2, ALL_SCENARIOS)
+    expected = rendered(fold_all(routed))
+    for seed in range(3):
+        views = Projections(copies=LedgerCopies(keep_records=True))
+        dropped = 0
+        for event in interleave(routed, seed):
+            record = encode_event(event)
+            if views.copies.second(record):
+                dropped += 1
+                continue
+            evolve(views, decode_event(record), record)
+        # Then every second copy was dropped so, and the views are the same bytes
+        assert dropped == sum(t == "quarantine" for t, _e in routed)
+        assert rendered(views) == expected
+        # And nothing is kept once both copies were read
+        assert views.copies.waiting == set()
+        assert not views.copies.second(encode_event(routed[-1][1]))
 
 
 def test_the_quarantine_lists_the_messages_waiting_for_a_verdict_in_pages() -> None:

@@ -23,7 +23,7 @@ from katagate.decider.admission import new_control_view
 from katagate.decider.backup_resend import disarm_marks, location_problem, mark_released, resent
 from katagate.decider.history import ControlHistory
 from katagate.decider.mail_fold import MailFold
-from katagate.decider.ndr import build_ndr, should_send_ndr
+from katagate.decider.ndr import build_ndr, reject_reason, should_send_ndr
 from katagate.decider.next_hop_tls import next_hop_tls
 from katagate.decider.outcomes import Effects, Recorded
 from katagate.decider.parcels import Parcel, Parcels
@@ -31,6 +31,7 @@ from katagate.decider.settings import DeciderSettings
 from katagate.decider.smtp_out import DeliveryOutcome, SessionCache, deliver
 from katagate.decider.subject_tag import tag_subject
 from katagate.decider.verdict_header import HeaderEdit, for_delivery, strip_fields
+from katagate.eventlog.drain import Drain, NotCarriedOut, carried_out
 from katagate.eventlog.folded import FoldedTopic
 from katagate.eventlog.handler import Poison
 from katagate.eventlog.health import Health
@@ -61,14 +62,6 @@ from katagate.schemas import (
 
 log = logging.getLogger(__name__)
 DECIDER = PRINCIPALS["decider"]
-KATA_REJECT_REASON = "KATA detected a threat in this message"
-# A held message rejected by hold_outcome: why KATA gave no verdict, by the decision's reason.
-UNSCANNED_REASONS = {
-    "timeout": "KATA gave no verdict within the response timeout",
-    "not_connected": "KATA was not connected", "size_limit": "the KATA Quarantine was full",
-    "count_limit": "the KATA Quarantine was full", "error": "KATA could not scan it",
-    "too_large": "the message is over the 200 MB KATA scan limit",
-}
 
 
 class Apply(MailFold):
@@ -84,8 +77,11 @@ class Apply(MailFold):
         producer: ProducerRef,
         clock: Callable[[], datetime],
         transaction: TransactionalProducer,
+        drain: Drain | None = None,
     ) -> None:
         self.parcels = Parcels()
+        # A stop's deadline: past it no delivery begins (eventlog/drain.py).
+        self._drain = drain or Drain(settings.drain_timeout_s)
         self._names = TopicNames(kafka.topic_prefix)
         super().__init__(self.parcels, self._names.mail)
         self._settings = settings
@@ -150,16 +146,25 @@ class Apply(MailFold):
             for _i, p, _part in decided if p.raw is not None])
         work += [(index, partition, partial(self._carry_out, parcel, ahead.get(parcel.raw_key)))
                  for index, parcel, partition in decided]
-        done = self._pool.map(_outcome_or_error, [job for _i, _p, job in work])
+        # The pool begins jobs in this order, so those not begun by the deadline are a suffix:
+        # on each partition the batch is committed up to the first (eventlog/drain.py).
+        done = self._pool.map(partial(carried_out, self._drain),
+                              [job for _i, _p, job in work])
         for (index, partition, _job), outcome in zip(work, done, strict=True):
             results[index] = outcome if isinstance(outcome, Exception) else self.emit(
                 outcome, partition)
+        if (left := sum(isinstance(r, NotCarriedOut) for r in results)):
+            log.warning("the stop's drain of %.0f s ran out: %d of this batch's deliveries "
+                        "and requests were not begun; they are carried out at the next start",
+                        self._drain.timeout_s, left)
         return results
 
     def tick(self) -> list[Outgoing]:
         self.sessions.sweep()
         out: list[Outgoing] = []
         for parcel in self.parcels.due(self._clock()):
+            if self._drain.over():  # still due at the next start: its timer is in the log
+                break
             out += self.emit(self._carry_out(parcel), parcel.partition)
         return out
 
@@ -348,8 +353,7 @@ class Apply(MailFold):
                 original=data,
                 envelope_from=parcel.envelope_from, recipients=list(parcel.recipients),
                 reporting_mta=self._settings.helo_name,
-                reason=(UNSCANNED_REASONS.get(parcel.decision.reason, "KATA gave no verdict")
-                        if held and parcel.decision is not None else KATA_REJECT_REASON),
+                reason=reject_reason(held, parcel.decision.reason if parcel.decision else None),
                 status="5.7.1", diagnostic=None, arrival=parcel.received_at, now=now,
                 message_id=parcel.message_id, dsn_id=dsn_id,
                 kind="kata_unscanned" if held else "kata_reject",
@@ -363,15 +367,8 @@ class Apply(MailFold):
                                                                 self._clock()))
 
 
-def _outcome_or_error(job: Callable[[], list[Event]]) -> list[Event] | Exception:
-    try:
-        return job()
-    except Exception as exc:  # the loop sets this record aside, the others go on
-        return exc
-
-
 def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
-              clock: Callable[[], datetime], health: Health) -> None:
+              clock: Callable[[], datetime], health: Health, drain: Drain | None = None) -> None:
     names = TopicNames(kafka.topic_prefix)
     # Starting until the loop has its partitions; before it, the control log (30 s at most)
     # and the producer's first transaction.
@@ -383,7 +380,7 @@ def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
         kafka, DECIDER.transactional_id(kafka.topic_prefix, f"apply-{settings.instance_id}"))
     handler = Apply(kafka, settings, control,
                     ProducerRef(stage="decider", instance=settings.instance_id), clock,
-                    transaction)
+                    transaction, drain)
     loop = TransactionalLoop(
         kafka, stage="apply", group_id=DECIDER.group(kafka.topic_prefix, "apply"),
         producer=transaction, instance_id=f"apply-{settings.instance_id}",

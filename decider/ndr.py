@@ -50,6 +50,24 @@ _CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]+")
 _QCHAR_SPECIALS = frozenset("\\+=")
 
 
+KATA_REJECT_REASON = "KATA detected a threat in this message"
+# A held message rejected by hold_outcome: why KATA gave no verdict, by the decision's reason.
+UNSCANNED_REASONS = {
+    "timeout": "KATA gave no verdict within the response timeout",
+    "not_connected": "KATA was not connected", "size_limit": "the KATA Quarantine was full",
+    "count_limit": "the KATA Quarantine was full", "error": "KATA could not scan it",
+    "too_large": "the message is over the 200 MB KATA scan limit",
+}
+
+
+def reject_reason(held: bool, reason: str | None) -> str:
+    """The NDR's reason for a rejected message: KATA's verdict, or (a held message rejected
+    by hold_outcome) why KATA gave none, by the decision's reason."""
+    if not held:
+        return KATA_REJECT_REASON
+    return UNSCANNED_REASONS.get(reason or "", "KATA gave no verdict")
+
+
 def should_send_ndr(envelope_from: str, ndr_enabled: bool) -> tuple[bool, SendDecision]:
     """Whether to send an NDR: never to the null sender `<>` (RFC 5321), not when switched off.
 

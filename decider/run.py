@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from katagate.decider.admission import Admission, new_control_view
 from katagate.decider.decisions import Decisions
 from katagate.decider.settings import DeciderSettings
+from katagate.eventlog.drain import Drain
 from katagate.eventlog.election import Election
 from katagate.eventlog.health import Health
 from katagate.eventlog.health_server import serve_health
@@ -103,6 +105,12 @@ def run_decisions(kafka: KafkaSettings, settings: DeciderSettings, stop: threadi
         control.close()
 
 
+def stopping_bound_s(settings: DeciderSettings, kafka: KafkaSettings) -> float:
+    """How long a stop may take: the drain, a delivery begun at its end (a few SMTP
+    commands, each within smtp_timeout_s), and the commit."""
+    return settings.drain_timeout_s + 4 * settings.smtp_timeout_s + 2 * kafka.request_timeout_s
+
+
 def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
                 clock: Clock = utc_now) -> None:
     kafka = prepare_stage(kafka, "decider")
@@ -110,10 +118,11 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
     metrics = serve_health(settings.metrics_host, settings.metrics_port, health)
     from katagate.decider.apply import run_apply
 
+    drain = Drain(settings.drain_timeout_s)
     parts = {
         "admission": lambda: run_admission(kafka, settings, stop, clock, health),
         "decider": lambda: run_decisions(kafka, settings, stop, clock, health),
-        "apply": lambda: run_apply(kafka, settings, stop, clock, health),
+        "apply": lambda: run_apply(kafka, settings, stop, clock, health, drain),
     }
     failed: list[BaseException] = []
     threads = [threading.Thread(target=restarting(name, part, stop, failed=failed), name=name,
@@ -122,8 +131,19 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
     for thread in threads:
         thread.start()
     stop.wait()
+    drain.begin()
+    # Each part ends its batch and commits it; apply's last deliveries may begin up to the
+    # drain's deadline and then take their SMTP commands' timeouts (docs/ARCHITECTURE.md,
+    # "Stopping").
+    bound = stopping_bound_s(settings, kafka)
+    log.info("stopping: the batches in progress end and are committed (at most %.0f s; "
+             "deliveries begin for %.0f s more)", bound, settings.drain_timeout_s)
+    deadline = time.monotonic() + bound
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    if unfinished := [thread.name for thread in threads if thread.is_alive()]:
+        log.error("stopping: %s did not end within %.0f s; its uncommitted batch is read "
+                  "again at the next start", ", ".join(unfinished), bound)
     if metrics is not None:
         metrics.close()
     if failed:

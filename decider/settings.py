@@ -55,6 +55,10 @@ class DeciderSettings(FileSettings):
     # Messages carried out at once in a batch: each reads its message and talks SMTP, which
     # is waiting, not work.
     delivery_concurrency: int = Field(default=8, ge=1, le=64)
+    # On SIGTERM: the batch's deliveries go on starting for this long, those begun then finish
+    # (each SMTP command within smtp_timeout_s), and what they did is committed; deliveries
+    # not begun by then are read again at the next start (docs/ARCHITECTURE.md, "Stopping").
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     # Deferred deliveries are retried with backoff for this long, then fail with a DSN.
     retry_period_s: int = Field(default=5 * 24 * 3600, ge=60, le=30 * 24 * 3600)
     retry_first_s: float = Field(default=30.0, gt=0, le=3600)

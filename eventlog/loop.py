@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from katagate.eventlog.clients import new_consumer
 from katagate.eventlog.dead_letters import set_aside
+from katagate.eventlog.drain import before_cut, cut
 from katagate.eventlog.errors import ConsumerFailed
 from katagate.eventlog.handler import Handler
 from katagate.eventlog.health import Health
@@ -86,6 +87,7 @@ class TransactionalLoop:
         # A seam for tests (and tracing): runs after the batch is produced, before the commit.
         self._before_commit = before_commit
         self._producer = producer or TransactionalProducer(settings, str(transactional_id))
+        self._stale = False  # see run_once: the state folded past a committed cut
         self._lag = LagMeter(stage)
         # Before the first poll: the consumer's start and, with manual assignment, the restore.
         self._part = (health or Health()).part(stage, blocking_s=2 * settings.request_timeout_s)
@@ -104,6 +106,9 @@ class TransactionalLoop:
 
     def run_once(self) -> int:
         """Process at most one batch in one transaction; return how many records it held."""
+        if self._stale:  # a batch was committed only up to a cut: the state ran ahead of it
+            self._recovery.rebuild()
+            self._stale = False
         self._recovery.revoked_in_batch.clear()
         records = self._records(self._next_messages())
         self._part.beat()  # the poll returned: a batch that never ends stops the beats
@@ -120,9 +125,14 @@ class TransactionalLoop:
         self._producer.begin()
         try:
             outputs: list[Outgoing] = []
+            cuts: dict[tuple[str, int], int] = {}
             if records:
                 results = self._handler.decide_batch(records)
+                # A stop's drain ran out mid-batch (eventlog/drain.py): commit up to the cut.
+                cuts = cut(records, results)
                 for record, result in zip(records, results, strict=True):
+                    if not before_cut(record, cuts):
+                        continue
                     outputs.extend(
                         [set_aside(self.stage, self._dead_letter_topic, record, result)]
                         if isinstance(result, Exception) else result)
@@ -135,7 +145,7 @@ class TransactionalLoop:
                 self._before_commit()
             if records:
                 self._producer.send_offsets(
-                    self._recovery.with_restore_points(self._next_offsets(records)),
+                    self._recovery.with_restore_points(self._next_offsets(records, cuts)),
                     self._consumer.consumer_group_metadata())
             self._producer.commit()
         except (KafkaException, TransactionFailed) as exc:
@@ -150,6 +160,14 @@ class TransactionalLoop:
                         self.stage, len(records), exc)
             return 0
         self._handler.committed()
+        if cuts:
+            # Read the records past the cut again, on a state rebuilt before the next batch.
+            self._rewind([r for r in records if not before_cut(r, cuts)])
+            self._stale = True
+            records = [r for r in records if before_cut(r, cuts)]
+            log.info("%s: batch committed up to the records not carried out before the stop's "
+                     "deadline (%s)", self.stage,
+                     ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(cuts.items())))
         LOOP_BATCHES.labels(self.stage, "committed").inc()
         LOOP_RECORDS.labels(self.stage).inc(len(records))
         if records:
@@ -209,12 +227,15 @@ class TransactionalLoop:
             self._consumer.close()
 
     @staticmethod
-    def _next_offsets(records: Sequence[Consumed]) -> list[TopicPartition]:
+    def _next_offsets(records: Sequence[Consumed],
+                      cuts: dict[tuple[str, int], int] | None = None) -> list[TopicPartition]:
+        """Per partition, the offset after its last record; at a cut, the cut's record."""
         last: dict[tuple[str, int], int] = {}
         for record in records:
             key = (record.topic, record.partition)
             last[key] = max(last.get(key, -1), record.offset)
-        return [TopicPartition(t, p, offset + 1) for (t, p), offset in last.items()]
+        return [TopicPartition(t, p, (cuts or {}).get((t, p), offset + 1))
+                for (t, p), offset in last.items()]
 
     def _rewind(self, records: Sequence[Consumed]) -> None:
         """Seek back to the first record of the aborted batch on every partition it touched."""

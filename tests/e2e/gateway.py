@@ -95,17 +95,18 @@ class Gateway:
             "port": self.smtp_port, "relay_domains": ["example.net"],
             "hostname": "gw.example.net", "instance_id": "ingest-0",
             "verify_port": self.sink.port, **(ingest or {})})
-        extra = {"clock": clock} if clock is not None else {}
+        self._decider_run = (decider_settings, {"clock": clock} if clock is not None else {})
+        # The decider stops on its own event too (stop_decider): a stop of that stage alone.
+        self.decider_stop = threading.Event()
         self.threads = [
             threading.Thread(target=run_scanner, args=(kafka, scanner, self.stop_event),
                              daemon=True),
-            threading.Thread(target=run_decider, args=(kafka, decider_settings, self.stop_event),
-                             kwargs=extra, daemon=True),
             threading.Thread(target=run_ingest, args=(kafka, ingest_settings, self.stop_event),
                              kwargs={"ready": lambda h, p: ready.set()}, daemon=True),
         ]
         for thread in self.threads:
             thread.start()
+        self.start_decider()
         assert ready.wait(60), "ingest did not start listening"
         (sensor,) = wait_for(self.emulator.sensors, what="the gateway's integration request")
         self.emulator.cli("sensors", "accept", sensor["sensorId"])
@@ -127,8 +128,24 @@ class Gateway:
                    for i, rule in enumerate(rules)]
         publish(self.kafka, self.names.control, events)
 
+    def start_decider(self) -> None:
+        settings, extra = self._decider_run
+        self.decider_stop = threading.Event()
+        self.decider = threading.Thread(target=run_decider,
+                                        args=(self.kafka, settings, self.decider_stop),
+                                        kwargs=extra, daemon=True)
+        self.decider.start()
+        self.threads.append(self.decider)
+
+    def stop_decider(self, timeout_s: float = 60.0) -> None:
+        """As SIGTERM does to `katagate decider run`; returns once it has ended."""
+        self.decider_stop.set()
+        self.decider.join(timeout_s)
+        assert not self.decider.is_alive(), f"the decider did not stop in {timeout_s} s"
+
     def close(self) -> None:
         self.stop_event.set()
+        self.decider_stop.set()
         for thread in self.threads:
             thread.join(timeout=30)
         self.emulator.stop()

@@ -58,6 +58,7 @@ def _restart(supervisor: Supervisor, child: Child, stop: threading.Event,
              policy: RestartPolicy, records: dict[str, ChildRecord], why: str,
              say: Callable[[str], None]) -> bool:
     """Started again after its backoff until it is ready; False when the policy gives up."""
+    before = child.ready_line
     while True:
         decision = on_failure(policy, records.get(child.name, ChildRecord()), child.started_at,
                               time.monotonic())
@@ -73,6 +74,10 @@ def _restart(supervisor: Supervisor, child: Child, stop: threading.Event,
         RESTARTS.labels(child.name).inc()
         try:
             supervisor.restart(child, stop=stop)
+            if before and before != child.ready_line:
+                # Its port was 0 (a free one): the others were given the address it had.
+                say(f"{child.name} now says {child.ready_line!r}, not {before!r}: restart "
+                    "katagate for the others to reach it")
             return True
         except RuntimeError as exc:  # did not become ready: a failure like any other
             if stop.is_set():

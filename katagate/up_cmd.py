@@ -132,7 +132,13 @@ def _up(args: argparse.Namespace) -> int:
     metrics = None
     try:
         # `up`'s own /metrics (its restarts): base_port + 6, after the stages' 0..5.
-        metrics = serve_up_metrics(_metrics_base(config) + 6)
+        try:
+            metrics = serve_up_metrics(_metrics_base(config) + 6)
+        except OSError as exc:
+            print(f"katagate up: [metrics] base_port + 6 ({_metrics_base(config) + 6}), up's "
+                  f"own /metrics: cannot listen: {exc}; choose another base_port",
+                  file=sys.stderr)
+            return 2
         kafka = _kafka(config.get("kafka", {}), state, args.secure, brokers)
         node_address, node_port = _kata_node(supervisor, config, state)
         if not write_kata_settings(kafka, config.get("kata", {}), node_address, node_port):

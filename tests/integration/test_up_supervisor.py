@@ -5,6 +5,9 @@ that ignores SIGTERM is killed at its tier's end, said in one line."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -104,3 +107,27 @@ def test_a_stop_waits_for_each_tier_before_the_next_and_kills_a_deaf_child(tmp_p
     assert took < 8
     assert all(c.process is not None and c.process.poll() is not None
                for c in supervisor.children)
+
+
+def test_up_refuses_a_base_port_whose_plus_6_is_taken_naming_it(tmp_path):
+    # Given base_port + 6 held by another listener
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    config = tmp_path / "katagate.toml"
+    config.write_text(f'[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+                      f"[metrics]\nbase_port = {port - 6}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")}
+    try:
+        # When `katagate up` starts
+        done = subprocess.run([sys.executable, "-m", "katagate", "up", "--config", str(config)],
+                              env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        held.close()
+    # Then it exits 2 before anything starts, naming the setting and the port
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"katagate up: [metrics] base_port + 6 ({port}), up's own "
+                                  "/metrics: cannot listen: ")
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "state" / "up.pid").exists()

@@ -51,8 +51,8 @@ def start_gateway(folder: Path, secure: bool = False,
     """`katagate up` on free ports (with `secure`: SASL_SSL, ACLs, a principal per stage)."""
     ports = {name: free_port() for name in ("broker", "smtp", "kata", "sink", "projector",
                                             "console")}
-    # Metrics of ingest, scanner, decider, projector, console, audit: base_port + 0..5.
-    ports["metrics"] = free_port_run(6)
+    # Metrics of ingest, scanner, decider, projector, console, audit: base_port + 0..5; up + 6.
+    ports["metrics"] = free_port_run(7)
     config = folder / "katagate.toml"
     config.write_text(f"""
 [paths]

@@ -1,6 +1,9 @@
 """The sink's SMTP side: an aiosmtpd handler that stores what it gets, and two ways to run it.
 
-`serve(...)` runs in the foreground until SIGINT/SIGTERM (the command line); `SinkServer` runs
+`serve(...)` runs in the foreground until SIGINT/SIGTERM (the command line), then stops
+gracefully: it stops listening, lets a session inside DATA store its message and answer, and
+closes the others; a message stored but never answered would be delivered again by the
+gateway's next start (a duplicate). `SinkServer` runs
 in a background thread and, unlike aiosmtpd's threaded `Controller`, can listen on port 0 (a
 free port, read back from `.port`) — for tests and embedding.
 """
@@ -23,6 +26,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from katagate.demo_sink.store import MessageStore
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # above the gateway's 200 MB per-message cap
+# How long a stop waits for sessions inside DATA: under `katagate up`'s 10 s for the sink's
+# tier (katagate/stop_tiers.py), by when the decider has stopped sending.
+DATA_GRACE_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -79,9 +85,55 @@ def _peer(peer: Any) -> str:
     return str(peer)
 
 
-def _factory(handler: SinkHandler) -> Callable[[], SMTP]:
-    return lambda: SMTP(handler, hostname="demo-sink", enable_SMTPUTF8=True, decode_data=False,
-                        data_size_limit=MAX_MESSAGE_BYTES, timeout=300)
+class Sessions:
+    """The open sessions, and whether the sink is stopping (then a session ends after DATA)."""
+
+    def __init__(self) -> None:
+        self.open: set[_SinkSMTP] = set()
+        self.stopping = False
+
+    def close_idle(self) -> None:
+        for session in list(self.open):
+            if not session.in_data:
+                session.close()
+
+    def in_data(self) -> bool:
+        return any(session.in_data for session in self.open)
+
+
+class _SinkSMTP(SMTP):
+    """aiosmtpd's session, known to `Sessions`, telling whether it is inside DATA."""
+
+    def __init__(self, sessions: Sessions, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions = sessions
+        self.in_data = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.sessions.open.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.sessions.open.discard(self)
+        super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self.in_data = True
+        try:
+            await super().smtp_DATA(arg)  # the message stored and answered
+        finally:
+            self.in_data = False
+            if self.sessions.stopping:
+                self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()  # what was answered is written out first
+
+
+def _factory(handler: SinkHandler, sessions: Sessions) -> Callable[[], SMTP]:
+    return lambda: _SinkSMTP(sessions, handler, hostname="demo-sink", enable_SMTPUTF8=True,
+                             decode_data=False, data_size_limit=MAX_MESSAGE_BYTES, timeout=300)
 
 
 def banner(host: str, port: int, directory: Path) -> str:
@@ -95,14 +147,23 @@ def serve(host: str, port: int, directory: Path, faults: Faults = Faults(),
     async def main() -> None:
         loop = asyncio.get_running_loop()
         handler = SinkHandler(MessageStore(directory), faults)
-        server = await loop.create_server(_factory(handler), host, port)
+        sessions = Sessions()
+        server = await loop.create_server(_factory(handler, sessions), host, port)
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         bound = server.sockets[0].getsockname()[1]
         out(banner(host, bound, directory))
-        async with server:
-            await stop.wait()
+        await stop.wait()
+        server.close()  # no new connections
+        sessions.stopping = True
+        sessions.close_idle()
+        deadline = loop.time() + DATA_GRACE_S
+        while sessions.in_data() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(sessions.open):
+            session.close()
+        await server.wait_closed()
 
     asyncio.run(main())
 
@@ -116,13 +177,15 @@ class SinkServer:
         self.host = host
         self.port = port
         self.handler = SinkHandler(MessageStore(directory), faults)
+        self.sessions = Sessions()
         self._loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
 
     def start(self) -> SinkServer:
         self._server = self._loop.run_until_complete(
-            self._loop.create_server(_factory(self.handler), self.host, self.port))
+            self._loop.create_server(_factory(self.handler, self.sessions), self.host,
+                                    self.port))
         self.port = self._server.sockets[0].getsockname()[1]
         self._thread = threading.Thread(target=self._loop.run_forever, name="demo-sink",
                                         daemon=True)

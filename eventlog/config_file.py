@@ -38,7 +38,7 @@ from katagate.schemas.errors import KatagateError
 CONFIG_ENV = "KATAGATE_CONFIG"
 # Every section the file may hold (katagate.toml): the stages', and `katagate up`'s own.
 SECTIONS = ("paths", "kafka", "ingest", "decider", "scanner", "kata", "emulator", "projector",
-            "console", "audit", "logging", "metrics", "sink")
+            "console", "audit", "logging", "metrics", "sink", "up")
 Origin = Literal["default", "file", "env", "option"]
 # A document already read (and checked) stands in for the file: `config check` makes every
 # section's settings from one reading, its unknown sections and keys left out.

@@ -1,5 +1,5 @@
 """Every section of katagate.toml and the settings class that reads it; the sections only
-`katagate up` reads ([paths], [metrics], [sink], [emulator], [kata]); and the check of a whole
+`katagate up` reads ([paths], [metrics], [sink], [emulator], [kata], [up]); and the check of a whole
 file (`katagate config check`, `katagate up` before it starts anything)."""
 
 from __future__ import annotations
@@ -49,8 +49,20 @@ class MetricsSettings(FileSettings):
     config_section: ClassVar[str] = "metrics"
 
     # Each stage's /metrics on 127.0.0.1: base_port + 0..5 (ingest, scanner, decider,
-    # projector, console, audit).
-    base_port: int = Field(default=9101, ge=1, le=65530)
+    # projector, console, audit), and `up`'s own (its restarts) on base_port + 6.
+    base_port: int = Field(default=9101, ge=1, le=65529)
+
+
+class UpSettings(FileSettings):
+    """How `katagate up` treats a child that dies (katagate/restart_policy.py): restarted with
+    backoff, until it fails more than `restart_limit` times within `restart_window_s`; then
+    the gateway stops (exit 1). Local runs only: systemd or Kubernetes restart in production."""
+
+    model_config = SettingsConfigDict(env_prefix="KATAGATE_UP_", frozen=True)
+    config_section: ClassVar[str] = "up"
+
+    restart_limit: int = Field(default=5, ge=0, le=1000)
+    restart_window_s: int = Field(default=300, ge=1, le=86400)
 
 
 class SinkSettings(FileSettings):
@@ -120,7 +132,7 @@ def section_models() -> dict[str, type[FileSettings]]:
             "decider": DeciderSettings, "scanner": ScannerSettings, "kata": KataFileSettings,
             "emulator": EmulatorSettings, "projector": ProjectorSettings,
             "console": ConsoleSettings, "audit": AuditSettings, "logging": LogSettings,
-            "metrics": MetricsSettings, "sink": SinkSettings}
+            "metrics": MetricsSettings, "sink": SinkSettings, "up": UpSettings}
 
 
 @contextmanager
@@ -203,7 +215,7 @@ def retention_problem(raw_retention_ms: int, retry_period_s: int) -> str | None:
             f"{needed_ms}, or the last delivery attempts find no bytes to send")
 
 
-UP_SECTIONS = ("paths", "metrics", "sink", "emulator", "kata")
+UP_SECTIONS = ("paths", "metrics", "sink", "emulator", "kata", "up")
 
 
 def up_sections(document: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,8 @@ cluster is named), the KATA emulator, the demo sink and every stage as child pro
 one TOML file with environment overrides. The file is checked whole before anything starts
 (`katagate config check`); the children read it themselves (KATAGATE_CONFIG), and get in their
 environment only what `up` works out (the broker's address, the metrics ports, the state
-folders)."""
+folders). A child that dies is started again (katagate/up_watch.py); a stop goes tier by tier
+(katagate/stop_tiers.py)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,13 @@ from katagate.eventlog.preflight import check_cluster
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import ensure_topics
 from katagate.process import pass_logging_on
+from katagate.restart_policy import RestartPolicy
 from katagate.state_folder import prepare_state_folder
+from katagate.stop_tiers import longest_stop_s, plan_for
 from katagate.supervisor import Child, Supervisor, python_module
 from katagate.up_kata import write_kata_settings
+from katagate.up_sensor import accept_sensor
+from katagate.up_watch import serve_up_metrics, watch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,9 +99,23 @@ def _state_dir(config: dict[str, Any]) -> Path:
     return Path(config.get("paths", {}).get("state_dir", ".katagate")).resolve()
 
 
+def _metrics_base(config: dict[str, Any]) -> int:
+    return int(config.get("metrics", {}).get("base_port", 9101))
+
+
+def _scanner_state(config: dict[str, Any], state: Path) -> Path:
+    """Where the scanner keeps its sensor identity: its own setting, else what `up` passes."""
+    named = os.environ.get("KATAGATE_SCANNER_STATE_DIR") or config.get("scanner", {}).get(
+        "state_dir")
+    return Path(named).resolve() if named else state
+
+
 def _up(args: argparse.Namespace) -> int:
     """The whole gateway, step by step; everything started is stopped on the way out."""
     config = checked_config(args.config)
+    up_cfg = config.get("up", {})
+    policy = RestartPolicy(limit=up_cfg.get("restart_limit", 5),
+                           window_s=up_cfg.get("restart_window_s", 300))
     # KATAGATE_LOG_FORMAT, KATAGATE_LOG_LEVEL, KATAGATE_SYSLOG; and per stage
     log_env = pass_logging_on(config.get("logging", {}))
     state = _state_dir(config)
@@ -110,7 +129,16 @@ def _up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     (state / "up.pid").write_text(f"{os.getpid()}\n")
+    metrics = None
     try:
+        # `up`'s own /metrics (its restarts): base_port + 6, after the stages' 0..5.
+        try:
+            metrics = serve_up_metrics(_metrics_base(config) + 6)
+        except OSError as exc:
+            print(f"katagate up: [metrics] base_port + 6 ({_metrics_base(config) + 6}), up's "
+                  f"own /metrics: cannot listen: {exc}; choose another base_port",
+                  file=sys.stderr)
+            return 2
         kafka = _kafka(config.get("kafka", {}), state, args.secure, brokers)
         node_address, node_port = _kata_node(supervisor, config, state)
         if not write_kata_settings(kafka, config.get("kata", {}), node_address, node_port):
@@ -118,13 +146,16 @@ def _up(args: argparse.Namespace) -> int:
         _sink(supervisor, config.get("sink", {"enabled": True}), state)
         _stages(supervisor, config, state)
         if args.accept_sensor and config.get("emulator", {"enabled": True}).get("enabled", True):
-            _accept_sensor(supervisor, state / "kata", stop)
+            accept_sensor(state / "kata", _scanner_state(config, state), stop,
+                          lambda line: print(line, flush=True))
         print("katagate is up; Ctrl-C or `katagate down` stops it", flush=True)
-        return _watch(supervisor, stop)
+        return watch(supervisor, stop, policy, lambda line: print(line, flush=True))
     finally:
-        supervisor.stop_all()
+        supervisor.stop_in_tiers(plan_for(config), lambda line: print(line, flush=True))
         for broker in brokers:
             broker.stop()
+        if metrics is not None:
+            metrics.close()
         (state / "up.pid").unlink(missing_ok=True)
 
 
@@ -192,10 +223,10 @@ def _sink(supervisor: Supervisor, sink_cfg: dict[str, Any], state: Path) -> None
 def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None:
     """Scanner and decider, the projector and the console, the audit checkpointer, and ingest
     last: mail is accepted only once everything behind it runs."""
-    metrics_base = int(config.get("metrics", {}).get("base_port", 9101))
-    # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..5.
-    metrics = {name: metrics_base + i for i, name in enumerate(
-        ("ingest", "scanner", "decider", "projector", "console", "audit"))}
+    # Each process's unauthenticated /metrics on its own loopback port: base_port + 0..5,
+    # and `up`'s own + 6 (served by _up).
+    metrics = {name: _metrics_base(config) + i for i, name in enumerate(
+        ("ingest", "scanner", "decider", "projector", "console", "audit", "up"))}
     stages = {
         "scanner": section_env("SCANNER", {"metrics_port": metrics["scanner"],
                                            "state_dir": str(state)}, config.get("scanner", {})),
@@ -231,17 +262,6 @@ def _stages(supervisor: Supervisor, config: dict[str, Any], state: Path) -> None
     print("metrics=" + ",".join(f"{name}:127.0.0.1:{port}" for name, port in metrics.items()),
           flush=True)
     print(f"logs={state / 'logs'}", flush=True)
-
-
-def _watch(supervisor: Supervisor, stop: threading.Event) -> int:
-    """Until asked to stop (0), or until a child dies (1: everything is stopped)."""
-    while not stop.is_set():
-        if dead := supervisor.dead():
-            code = dead[0].process.returncode if dead[0].process else None
-            print(f"{dead[0].name} exited with {code}; see {dead[0].log}; stopping", flush=True)
-            return 1
-        stop.wait(0.5)
-    return 0
 
 
 def _apply_grants(kafka: KafkaSettings) -> None:
@@ -296,21 +316,6 @@ def _start_console(supervisor: Supervisor, console: dict[str, Any], state: Path,
     print(f"console-admin={name}: {where}", flush=True)
 
 
-def _accept_sensor(supervisor: Supervisor, emulator_state: Path, stop: threading.Event) -> None:
-    from katagate.kata_emulator.store import Store
-
-    deadline = time.monotonic() + 120
-    while not stop.is_set() and time.monotonic() < deadline:
-        pending = [s for s in Store(emulator_state).sensors() if s.status == "pending"]
-        if pending:
-            for sensor in pending:
-                Store(emulator_state).decide(sensor.sensor_id, "accepted", time.time())
-                print(f"accepted sensor {sensor.sensor_id} (key {sensor.fingerprint})", flush=True)
-            return
-        time.sleep(0.5)
-    print("no pending sensor appeared on the emulator within 120 s", flush=True)
-
-
 def _down(args: argparse.Namespace) -> int:
     pid_file = _state_dir(up_sections(load_config(args.config))) / "up.pid"
     if not pid_file.exists():
@@ -332,10 +337,15 @@ def _down(args: argparse.Namespace) -> int:
         pid_file.unlink(missing_ok=True)
         print("katagate was not running")
         return 0
-    deadline = time.monotonic() + 60
+    # As long as up's stop can take: each tier's drain, then the broker's (stop_tiers.py).
+    wait_s = longest_stop_s(plan_for(load_config(args.config)))
+    print(f"waiting up to {wait_s:.0f} s for katagate (pid {pid}) to stop: ingest, the stages, "
+          "the sink and the emulator, then the broker", flush=True)
+    deadline = time.monotonic() + wait_s
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    print("katagate stopped" if not pid_file.exists() else "katagate did not stop in 60 s")
+    print("katagate stopped" if not pid_file.exists() else
+          f"katagate did not stop in {wait_s:.0f} s (pid {pid})")
     return 0 if not pid_file.exists() else 1
 
 

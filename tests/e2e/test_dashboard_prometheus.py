@@ -207,7 +207,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(kafka_bootstr
     kafka = ensure_namespace(kafka_bootstrap)
     state = tmp_path / "state"
     sink = Sink(tmp_path / "sink", "--reject-rcpt", "nobody@example.net")
-    smtp_port, projector_port, base = free_port(), free_port(), free_port_run(6)
+    smtp_port, projector_port, base = free_port(), free_port(), free_port_run(7)
     max_recipients = 100
     config = tmp_path / "katagate.toml"
     config.write_text(f"""
@@ -294,7 +294,8 @@ enabled = false
         # `up` says where each process serves its metrics: those are scraped.
         said = next(line.strip() for line in up.seen if line.startswith("metrics="))
         assert said == "metrics=" + ",".join(f"{name}:127.0.0.1:{port}"
-                                             for name, port in ports.items())
+                                             for name, port in ports.items()) + (
+            f",up:127.0.0.1:{base + 6}")  # `up`'s own (its restarts): not a stage's
         # A second projector instance, folding the same log into a store of its own.
         second_metrics = free_port()
         with (tmp_path / "projector2.log").open("wb") as second_log:

@@ -74,7 +74,7 @@ port = {projector_port}
 [console]
 port = {free_port()}
 [metrics]
-base_port = {free_port_run(6)}
+base_port = {free_port_run(7)}
 [sink]
 port = {sink_port}
 """)

@@ -33,7 +33,7 @@ STAGE_LOGS = ("ingest", "scanner", "decider", "projector", "console", "audit")
 
 
 def config(tmp: Path) -> Path:
-    base = free_port_run(12)
+    base = free_port_run(13)  # metrics: base + 6 .. 11, up's own + 12
     path = tmp / "katagate.toml"
     path.write_text(f"""
 [paths]

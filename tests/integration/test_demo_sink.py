@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import smtplib
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +153,60 @@ def test_katagate_sink_run_is_registered():
     assert callable(args.run)
     with pytest.raises(SystemExit):
         parser.parse_args(["sink", "run", "--dir", "mail-dir", "--fail-rate", "2"])
+
+
+def _reply(stream: Any) -> bytes:
+    """One SMTP reply, its continuation lines included."""
+    lines = b""
+    while True:
+        line = stream.readline()
+        lines += line
+        if len(line) < 4 or line[3:4] != b"-":
+            return lines
+
+
+def test_given_sigterm_while_a_message_is_in_data_then_it_is_stored_once_and_answered(
+        tmp_path):
+    # Given the sink as `katagate up` runs it, a session inside DATA (half its body sent) and
+    # another one idle after EHLO
+    folder = tmp_path / "mail"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "katagate.demo_sink", "--port", "0", "--dir", str(folder)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().split()[0].rsplit(":", 1)[1])
+        sending = socket.create_connection(("127.0.0.1", port), timeout=10)
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        stream, idle_stream = sending.makefile("rb"), idle.makefile("rb")
+        for client, reader in ((sending, stream), (idle, idle_stream)):
+            assert _reply(reader).startswith(b"220")
+            client.sendall(b"EHLO gw.example.net\r\n")
+            assert _reply(reader).startswith(b"250")
+        for command, code in ((b"MAIL FROM:<a@example.org>", b"250"),
+                              (b"RCPT TO:<b@example.net>", b"250"), (b"DATA", b"354")):
+            sending.sendall(command + b"\r\n")
+            assert _reply(stream).startswith(code), command
+        stuffed = MESSAGE.replace(b"\r\n.", b"\r\n..")  # as on the wire
+        head, tail = stuffed[:30], stuffed[30:]
+        sending.sendall(head)
+        time.sleep(0.3)
+        # When SIGTERM arrives, and the rest of the body after it
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        # Then it listens no more, and the idle session is closed
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        assert idle_stream.readline() == b""
+        sending.sendall(tail + b".\r\n")
+        # And the message in DATA is answered 250 and stored once; then the sink exits 0
+        assert _reply(stream).startswith(b"250 2.0.0 OK: stored as ")
+        assert stream.readline() == b""  # closed after its answer
+        assert process.wait(timeout=15) == 0
+        assert [m.data for m in read_messages(folder)] == [MESSAGE]
+        sending.close()
+        idle.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -442,6 +442,32 @@ def config_for(tmp_path: Path) -> Path:
     return config
 
 
+def waited(seconds: int, pid: int) -> str:
+    return (f"waiting up to {seconds} s for katagate (pid {pid}) to stop: ingest, the stages, "
+            "the sink and the emulator, then the broker\nkatagate stopped\n")
+
+
+def test_down_waits_as_long_as_the_stop_tiers_with_the_drain_times_set(run, tmp_path,
+                                                                       monkeypatch):
+    # Given the decider's drain time set to 5 s, ingest's left at its 30 s
+    monkeypatch.setenv("KATAGATE_DECIDER_DRAIN_TIMEOUT_S", "5")
+    config = config_for(tmp_path)
+    pid_file = tmp_path / "state" / "up.pid"
+    child = subprocess.Popen([sys.executable, "-c", UP_STAND_IN, str(pid_file), "katagate", "up"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        pid_file.write_text(f"{child.pid}\n")
+        # Then down waits 40 s (ingest), 15 s (the stages), 10 s (sink, emulator), 60 s (the
+        # broker) and 10 s
+        assert run("down", "--config", str(config)) == (0, waited(135, child.pid), "")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def test_down_without_up_says_so(run, tmp_path):
     config = config_for(tmp_path)
     assert run("down", "--config", str(config)) == (0, "katagate is not up (no up.pid)\n", "")
@@ -456,7 +482,7 @@ def test_down_stops_the_process_named_by_up_pid_and_waits_for_its_pid_file(run, 
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
         pid_file.write_text(f"{child.pid}\n")
-        assert run("down", "--config", str(config)) == (0, "katagate stopped\n", "")
+        assert run("down", "--config", str(config)) == (0, waited(160, child.pid), "")
         assert child.wait(timeout=10) == 0  # it got SIGTERM and stopped cleanly
         assert not pid_file.exists()
     finally:
@@ -512,7 +538,7 @@ def test_down_reads_the_state_folder_from_the_default_config_in_the_working_fold
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
         pid_file.write_text(f"{child.pid}\n")
-        assert run("down") == (0, "katagate stopped\n", "")
+        assert run("down") == (0, waited(160, child.pid), "")
         assert child.wait(timeout=10) == 0
     finally:
         if child.poll() is None:

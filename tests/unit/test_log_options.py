@@ -131,7 +131,7 @@ def test_given_a_stage_table_then_only_that_stage_child_starts_with_it(clean_env
                                                 tmp_path / f"{name}.log", ready_prefix="level="))
                    for name in ("decider", "scanner")}
     finally:
-        supervisor.stop_all()
+        supervisor.stop_in_tiers([])
     # Then the decider runs at debug, the scanner at the file's level
     assert started["decider"].ready_line.strip() == "level=debug"
     assert started["scanner"].ready_line.strip() == "level=warning"

@@ -19,7 +19,7 @@ def arenas_seen(tmp_path) -> str:
                                        ready_prefix="arenas="))
         return child.ready_line
     finally:
-        supervisor.stop_all(5)
+        supervisor.stop_in_tiers([])
 
 
 def test_a_child_gets_two_malloc_arenas_by_default(tmp_path, monkeypatch):

@@ -197,6 +197,9 @@ class GatewaySMTP(SMTP):
     async def _handle_client(self) -> None:
         if self._proxy_hosts is not None and not await self._proxied():
             return
+        if self._drain.draining:  # admitted before the drain, its header read during it
+            self.close_draining()
+            return
         await super()._handle_client()
 
     async def _proxied(self) -> bool:

@@ -18,7 +18,13 @@ import pytest
 from prometheus_client import REGISTRY
 
 from katagate.eventlog.broker import free_port
-from tests.integration.test_ingest_harness import Ingest, IngestProcess, RawClient, received
+from tests.integration.test_ingest_harness import (
+    Ingest,
+    IngestProcess,
+    RawClient,
+    first_line,
+    received,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -50,6 +56,13 @@ def refused_draining() -> float:
     value = REGISTRY.get_sample_value("katagate_ingest_refusals_total",
                                       {"reason": "draining", "kind": "temporary"})
     return value or 0.0
+
+
+def wait_logged(caplog: pytest.LogCaptureFixture, start: str) -> None:
+    deadline = time.monotonic() + 10
+    while not any(r.getMessage().startswith(start) for r in caplog.records):
+        assert time.monotonic() < deadline, f"not logged: {start}"
+        time.sleep(0.02)
 
 
 def in_transaction(address: tuple[str, int]) -> RawClient:
@@ -115,10 +128,7 @@ def test_idle_sessions_get_421_at_their_next_command_or_at_the_bound(kafka_setti
             assert client.cmd("EHLO client.test").startswith("250")
         stopped = time.monotonic()
         ingest.stop.set()
-        deadline = time.monotonic() + 5
-        while not any(r.getMessage().startswith("draining:") for r in caplog.records):
-            assert time.monotonic() < deadline, "the drain did not start"
-            time.sleep(0.02)
+        wait_logged(caplog, "draining: 2 sessions open")
         # Then a command with no transaction in progress gets 421 and the connection closes
         # (RSET or NOOP too: nothing is left to finish)
         assert talking.cmd("NOOP") == DRAINING
@@ -138,6 +148,26 @@ def test_idle_sessions_get_421_at_their_next_command_or_at_the_bound(kafka_setti
     lines = [r.getMessage() for r in caplog.records if r.name == "katagate.ingest.drain"]
     assert lines[0].startswith("draining: 2 sessions open")
     assert lines[-1].endswith(": 1 of 2 sessions finished, 1 closed at the bound")
+
+
+def test_a_session_whose_proxy_header_comes_during_the_drain_gets_421_not_220(
+        kafka_settings, caplog):
+    with (caplog.at_level(logging.INFO, logger="katagate.ingest.drain"),
+          Ingest(kafka_settings, proxy_protocol=True, proxy_protocol_hosts=["127.0.0.1/32"],
+                 drain_timeout_s=30) as ingest):
+        # Given a balancer's connection admitted before the stop, its header not yet sent
+        balancer = socket.create_connection(ingest.address, 10)
+        time.sleep(0.2)
+        stopped = time.monotonic()
+        ingest.stop.set()
+        wait_logged(caplog, "draining: 1 sessions open")
+        # When its header comes, then it is greeted with the drain's 421, and closed
+        balancer.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n")
+        assert first_line(balancer).decode() == DRAINING
+        assert balancer.recv(1) == b""  # closed
+        balancer.close()
+        ingest.thread.join(20)
+        assert time.monotonic() - stopped < 15
 
 
 def test_katagate_ingest_run_drains_on_sigterm(kafka_settings, tmp_path):

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import signal
 import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
-from katagate.eventlog.broker import free_port
+from katagate.eventlog.broker import LocalBroker, free_port
+from katagate.eventlog.settings import KafkaSettings
 from tests.integration.test_ingest_harness import (
     Ingest,
     IngestProcess,
@@ -168,6 +172,51 @@ def test_a_session_whose_proxy_header_comes_during_the_drain_gets_421_not_220(
         balancer.close()
         ingest.thread.join(20)
         assert time.monotonic() - stopped < 15
+
+
+def test_a_message_being_written_at_the_bound_gets_its_250_before_the_close(tmp_path, caplog):
+    # A broker of this test's own, to pause: a write that takes a while
+    broker = LocalBroker(tmp_path / "broker")
+    broker.start(port=free_port())
+    pid = broker.status().pid
+    assert pid
+    try:
+        kafka = KafkaSettings(bootstrap_servers=broker.status().bootstrap_servers,
+                              topic_prefix=f"t{uuid.uuid4().hex[:12]}", mail_partitions=3,
+                              transaction_timeout_ms=10_000, request_timeout_s=5.0)
+        with (caplog.at_level(logging.INFO, logger="katagate.ingest.drain"),
+              Ingest(kafka, commit_timeout_s=10, drain_timeout_s=0) as ingest):
+            warm = in_transaction(ingest.address)  # the producer connected
+            assert warm.cmd("DATA").startswith("354")
+            assert warm.cmd(BODY).startswith("250 ")
+            warm.close()
+            # Given a session whose message is being written when the drain's bound comes
+            first = in_transaction(ingest.address)
+            assert first.cmd("DATA").startswith("354")
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                first.send(BODY + b"\r\n")
+                time.sleep(0.5)
+                ingest.stop.set()  # drain_timeout_s 0: the bound at once
+                wait_logged(caplog, "draining: 1 sessions open")
+                time.sleep(1.0)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            # Then it gets its 250 once written, and only then the drain's 421 and the close
+            queued = first.reply()
+            assert queued.startswith("250 2.0.0 Ok: queued as "), queued
+            assert first.reply() == DRAINING
+            assert first.closed()
+            first.close()
+            ingest.thread.join(20)
+            assert not ingest.thread.is_alive()
+        assert queued.rsplit(" ", 1)[1] in {e.message_id for e in received(kafka)}
+        lines = [r.getMessage() for r in caplog.records if r.name == "katagate.ingest.drain"]
+        assert lines[-1].endswith(": 0 of 1 sessions finished, 1 closed at the bound")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        broker.stop()
+        shutil.rmtree(tmp_path / "broker", ignore_errors=True)
 
 
 def test_katagate_ingest_run_drains_on_sigterm(kafka_settings, tmp_path):

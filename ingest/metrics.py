@@ -53,5 +53,5 @@ REASONS = (
     "relay_denied", "bad_address", "address_too_long", "too_many_recipients", "bad_helo",
     "bare_newline", "line_too_long", "too_large", "untaggable_headers", "kafka_unavailable",
     "commit_timeout", "too_many_commands", "too_many_sessions", "timeout", "unknown_recipient",
-    "unverified_recipient", "data_budget", "proxy_protocol", "xforward",
+    "unverified_recipient", "data_budget", "proxy_protocol", "xforward", "draining",
 )

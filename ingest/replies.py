@@ -55,6 +55,10 @@ TOO_MANY_SESSIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 TOO_MANY_FROM_CLIENT = Reply(421, "4.7.0", "Too many connections from this client")
 IDLE_TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
 DATA_TOO_SLOW = Reply(421, "4.4.2", "DATA too slow, closing connection")
+# Stopping (RFC 5321 3.8 and 4.2.1; RFC 3463 4.3.2 "system not accepting network messages"):
+# the greeting of a connection during the drain, a command that would start new work, and a
+# session still open at drain_timeout_s. Filled in with the host name, as the 220 greeting is.
+DRAINING = Reply(421, "4.3.2", "{hostname} Service shutting down, try again later")
 
 # Permanent failures: RFC 5321 section 4.3.2 lists 550 (not 554) among RCPT's replies, and 550
 # is "command rejected for policy reasons"; 5.7.1 is "delivery not authorized" (RFC 3463).

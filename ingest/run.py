@@ -111,8 +111,13 @@ def run_ingest(
             if ready is not None:
                 ready(host, port)
 
+        def draining(sessions: int) -> None:
+            # At once, so that a load balancer stops sending here (ingest/drain.py).
+            smtp.not_ready("draining", f"{sessions} sessions open may finish for at most "
+                                       f"{settings.drain_timeout_s:g} s")
+
         try:
-            asyncio.run(serve(settings, handler, stop, listening, smtp.beat))
+            asyncio.run(serve(settings, handler, stop, listening, smtp.beat, draining))
         finally:
             handler.close()
     finally:

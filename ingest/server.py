@@ -6,7 +6,8 @@ dict is shared by every session and grows with each EHLO), a cap on commands per
 on sessions in all and per client, a budget of DATA bytes held across sessions, a DATA deadline
 under a minimum rate, a 421 before a timeout closes the connection, the DATA body in one buffer
 (not a bytearray per line), no AUTH, enhanced status codes on its fixed replies, the PROXY
-header read with our policy and replies (ingest/proxy.py), and XFORWARD (ingest/xforward.py).
+header read with our policy and replies (ingest/proxy.py), XFORWARD (ingest/xforward.py), and
+the 421 4.3.2 of a drain on stop (ingest/drain.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from katagate.eventlog.health import beating_task
 from katagate.ingest import metrics, replies
 from katagate.ingest.data_body import DataBody, Overflow
 from katagate.ingest.data_budget import STEP, DataBudget, Reservation
+from katagate.ingest.drain import drain
+from katagate.ingest.drain_policy import DrainState, draining_reply, refused_while_draining
 from katagate.ingest.envelope import in_networks, mailbox_as_written
 from katagate.ingest.handler import IngestHandler
 from katagate.ingest.proxy import read_header
@@ -49,7 +52,8 @@ def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
 class GatewaySMTP(SMTP):
     def __init__(self, handler: IngestHandler, *, settings: IngestSettings,
                  tls_context: ssl.SSLContext | None, loop: asyncio.AbstractEventLoop,
-                 sessions: set[GatewaySMTP], table: SessionTable, budget: DataBudget) -> None:
+                 sessions: set[GatewaySMTP], table: SessionTable, budget: DataBudget,
+                 drain_state: DrainState) -> None:
         # Read by SMTP.__init__, so set first. One more than the limit: the transparency dot
         # (RFC 5321 4.5.2); the exact limit is checked on the unstuffed content.
         self.line_length_limit = settings.max_line_length + 1
@@ -72,6 +76,8 @@ class GatewaySMTP(SMTP):
         self._table = table
         self._ipv6_prefix = settings.client_ipv6_prefix
         self._budget = budget
+        self._drain = drain_state
+        self._draining_reply = str(draining_reply(settings.hostname))
         # Behind a load balancer: the PROXY header names the client (ingest/proxy.py).
         self._proxy_hosts = (tuple(settings.proxy_protocol_hosts) if settings.proxy_protocol
                              else None)
@@ -87,12 +93,36 @@ class GatewaySMTP(SMTP):
             f"Line too long: limit {settings.max_line_length} octets with CRLF "
             "(RFC 5321 4.5.3.1.6)"))
         self._smtp_methods.pop("AUTH", None)
-        self._smtp_methods = {name: self._counted(name, method)
+        self._smtp_methods = {name: self._drained(name, self._counted(name, method))
                               for name, method in self._smtp_methods.items()}
 
     @property
-    def in_data(self) -> bool:
-        return self._in_data
+    def committing(self) -> bool:
+        """The body is in and its checks and writes are under way: the answer is near."""
+        return self._in_data and not self._reading_data
+
+    def close_draining(self) -> None:
+        """The drain's end (ingest/drain.py): 421 4.3.2 (RFC 5321 3.8), then close."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        metrics.REFUSED.labels("draining", "temporary").inc()
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(f"{self._draining_reply}\r\n".encode())
+        transport.close()
+
+    def _drained(self, name: str, method: Callable[[str], Awaitable[None]]
+                 ) -> Callable[[str], Awaitable[None]]:
+        # While draining, a transaction begun may finish; new work gets 421 and the
+        # connection closes (ingest/drain_policy.py says which command is which).
+        async def drained(arg: str) -> None:
+            envelope = self.envelope
+            in_transaction = envelope is not None and envelope.mail_from is not None
+            if self._drain.draining and refused_while_draining(name, in_transaction):
+                self.close_draining()
+                return
+            await method(arg)
+        return drained
 
     def _counted(self, name: str, method: Callable[[str], Awaitable[None]]
                  ) -> Callable[[str], Awaitable[None]]:
@@ -134,18 +164,26 @@ class GatewaySMTP(SMTP):
         client: str | None = (None if self._proxy_hosts is not None
                               and in_networks(host, self._proxy_hosts)
                               else client_key(host, self._ipv6_prefix))
+        # Draining: the listener stays open so that a sender is told (421, RFC 5321 3.8)
+        # rather than refused at TCP level, and tries another gateway at once.
+        if self._drain.draining:
+            self._refuse(transport, self._draining_reply, "draining")
+            return
         refusal = self._table.admit(client)
         if refusal is not None:
-            # Refused before aiosmtpd starts a session: no greeting, no task, one reply.
-            self._refused = True
-            metrics.REFUSED.labels("too_many_sessions", "temporary").inc()
-            if isinstance(transport, asyncio.WriteTransport):
-                transport.write(f"{refusal}\r\n".encode())
-            transport.close()
+            self._refuse(transport, str(refusal), "too_many_sessions")
             return
         self._client, self._admitted = client, True
         self._sessions.add(self)
         super().connection_made(transport)
+
+    def _refuse(self, transport: asyncio.BaseTransport, reply: str, reason: str) -> None:
+        """Refused before aiosmtpd starts a session: no greeting, no task, one reply."""
+        self._refused = True
+        metrics.REFUSED.labels(reason, "temporary").inc()
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.write(f"{reply}\r\n".encode())
+        transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
@@ -158,6 +196,9 @@ class GatewaySMTP(SMTP):
 
     async def _handle_client(self) -> None:
         if self._proxy_hosts is not None and not await self._proxied():
+            return
+        if self._drain.draining:  # admitted before the drain, its header read during it
+            self.close_draining()
             return
         await super()._handle_client()
 
@@ -321,33 +362,33 @@ class GatewaySMTP(SMTP):
 
 
 async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,
-                listening: Callable[[str, int], None],
-                beat: Callable[[], object]) -> None:
+                listening: Callable[[str, int], None], beat: Callable[[], object],
+                draining: Callable[[int], None]) -> None:
+    """Serve until `stop`, then drain (ingest/drain.py); `draining` is told how many
+    sessions are open when the drain starts (for /readyz), before a new connection is refused."""
     loop = asyncio.get_running_loop()
     tls = (server_tls_context(settings.tls_cert, settings.tls_key)
            if settings.tls_cert is not None and settings.tls_key is not None else None)
     sessions: set[GatewaySMTP] = set()
     table = SessionTable(settings.max_sessions, settings.max_sessions_per_client)
     budget = DataBudget(settings.data_budget_bytes)
+    drain_state = DrainState()
     metrics.DATA_BUDGET.set(budget.limit)
     metrics.DATA_HELD.set_function(lambda: budget.held)
     server = await loop.create_server(
         lambda: GatewaySMTP(handler, settings=settings, tls_context=tls, loop=loop,
-                            sessions=sessions, table=table, budget=budget),
+                            sessions=sessions, table=table, budget=budget,
+                            drain_state=drain_state),
         host=settings.host, port=settings.port, reuse_address=True,
     )
     host, port = server.sockets[0].getsockname()[:2]
     beating = asyncio.create_task(beating_task(beat))  # a session blocking the loop stops it
     listening(str(host), int(port))
     await asyncio.to_thread(stop.wait)
-    beating.cancel()
+    draining(len(sessions))
+    await drain(sessions, drain_state, timeout_s=settings.drain_timeout_s,
+                commit_timeout_s=settings.commit_timeout_s)
+    # The listener last: until now a sender is told to come back (421), not refused.
     server.close()
     await server.wait_closed()
-    # Let messages whose data has arrived get their answer, then close every session.
-    deadline = loop.time() + settings.commit_timeout_s
-    while any(s.in_data for s in sessions) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    for session in list(sessions):
-        if session.transport is not None:
-            session.transport.close()
-    await asyncio.sleep(0)
+    beating.cancel()

@@ -119,6 +119,11 @@ class IngestSettings(FileSettings):
     data_budget_bytes: int = Field(default=512 * MiB, ge=MiB, le=64 * 1024 * MiB)
     # Past this, answer 451: the raw bytes and MessageReceived were not durable in time.
     commit_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # On stop: sessions may finish the transactions they have begun for at most this long,
+    # while new connections get 421 4.3.2 and /readyz says draining; then the sessions left
+    # are closed with 421 (a message being written first gets its answer within
+    # commit_timeout_s). 0: close at once, as when an orchestrator gives no grace.
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=600)
 
     # The writer (ingest/writer.py) takes at most this many messages, or bytes, from the
     # sessions in one turn. The producer's linger: 0, so a message on an idle gateway waits

@@ -36,9 +36,15 @@ from tests.integration.kata_harness import publish
 RELAY_DOMAIN = "example.net"
 
 
+# Tests leave sessions open as they stop ingest: the drain's bound (30 s by default) would be
+# waited for at each stop. Its own tests set it.
+DRAIN_TIMEOUT_S = 2.0
+
+
 def ingest_settings(**overrides: Any) -> IngestSettings:
     values: dict[str, Any] = {"port": 0, "hostname": "mx.test", "relay_domains": [RELAY_DOMAIN],
-                              "instance_id": f"test-{uuid.uuid4().hex[:8]}", **overrides}
+                              "instance_id": f"test-{uuid.uuid4().hex[:8]}",
+                              "drain_timeout_s": DRAIN_TIMEOUT_S, **overrides}
     return IngestSettings(**values)
 
 
@@ -218,7 +224,8 @@ class IngestProcess:
 
     def __init__(self, kafka: KafkaSettings, log: Path, **settings: Any) -> None:
         values = {"port": 0, "hostname": "mx.test", "relay_domains": [RELAY_DOMAIN],
-                  "instance_id": f"test-{uuid.uuid4().hex[:8]}", **settings}
+                  "instance_id": f"test-{uuid.uuid4().hex[:8]}",
+                  "drain_timeout_s": DRAIN_TIMEOUT_S, **settings}
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                     "KATAGATE_TOPIC_PREFIX": kafka.topic_prefix,
                     "KATAGATE_MAIL_PARTITIONS": str(kafka.mail_partitions),

@@ -295,7 +295,8 @@ def smtp_edge(handler: IngestHandler) -> Iterator[tuple[str, int]]:
         listening.set()
 
     thread = threading.Thread(
-        target=lambda: asyncio.run(serve(settings, handler, stop, ready, lambda: None)),
+        target=lambda: asyncio.run(serve(settings, handler, stop, ready, lambda: None,
+                                     lambda _open: None)),
         daemon=True)
     thread.start()
     try:

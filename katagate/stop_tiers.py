@@ -14,6 +14,9 @@ from typing import Any
 
 DEFAULT_DRAIN_S = 30.0
 MARGIN_S = 10.0  # a process's own exit after its drain: flushing, closing the producer
+# Ingest, at its drain's end, still answers a message being written: within its commit bound
+# (ingest's commit_timeout_s, 10 s by default).
+INGEST_COMMIT_S = 10.0
 DEMO_STOP_S = 10.0  # the sink and the emulator: sessions inside DATA finish
 BROKER_STOP_S = 60.0  # LocalBroker.stop's own wait before it kills
 
@@ -42,7 +45,7 @@ def drain_s(document: Mapping[str, Any], section: str,
 
 
 def plan(ingest_drain_s: float, decider_drain_s: float) -> list[Tier]:
-    return [Tier(("ingest",), ingest_drain_s + MARGIN_S),
+    return [Tier(("ingest",), ingest_drain_s + INGEST_COMMIT_S + MARGIN_S),
             Tier(STAGES, decider_drain_s + MARGIN_S),
             Tier(DEMO, DEMO_STOP_S)]
 

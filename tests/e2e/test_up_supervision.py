@@ -182,7 +182,7 @@ port = {sink_port}
                                str(config)], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=300)
         assert down.returncode == 0, down.stdout + down.stderr
-        assert down.stdout.startswith("waiting up to 160 s for katagate (pid ")
+        assert down.stdout.startswith("waiting up to 170 s for katagate (pid ")
         assert down.stdout.endswith("katagate stopped\n")
         assert first.process.wait(timeout=30) == 0
         rest = first.seen + list(first.lines.queue)

@@ -461,7 +461,7 @@ def test_down_waits_as_long_as_the_stop_tiers_with_the_drain_times_set(run, tmp_
         pid_file.write_text(f"{child.pid}\n")
         # Then down waits 40 s (ingest), 15 s (the stages), 10 s (sink, emulator), 60 s (the
         # broker) and 10 s
-        assert run("down", "--config", str(config)) == (0, waited(135, child.pid), "")
+        assert run("down", "--config", str(config)) == (0, waited(145, child.pid), "")
     finally:
         if child.poll() is None:
             child.kill()
@@ -482,7 +482,7 @@ def test_down_stops_the_process_named_by_up_pid_and_waits_for_its_pid_file(run, 
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
         pid_file.write_text(f"{child.pid}\n")
-        assert run("down", "--config", str(config)) == (0, waited(160, child.pid), "")
+        assert run("down", "--config", str(config)) == (0, waited(170, child.pid), "")
         assert child.wait(timeout=10) == 0  # it got SIGTERM and stopped cleanly
         assert not pid_file.exists()
     finally:
@@ -538,7 +538,7 @@ def test_down_reads_the_state_folder_from_the_default_config_in_the_working_fold
         assert child.stdout is not None
         assert child.stdout.readline() == "ready\n"
         pid_file.write_text(f"{child.pid}\n")
-        assert run("down") == (0, waited(160, child.pid), "")
+        assert run("down") == (0, waited(170, child.pid), "")
         assert child.wait(timeout=10) == 0
     finally:
         if child.poll() is None:

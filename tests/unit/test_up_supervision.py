@@ -18,7 +18,15 @@ from katagate.restart_policy import (
     RestartPolicy,
     on_failure,
 )
-from katagate.stop_tiers import BROKER_STOP_S, MARGIN_S, drain_s, longest_stop_s, plan, plan_for
+from katagate.stop_tiers import (
+    BROKER_STOP_S,
+    INGEST_COMMIT_S,
+    MARGIN_S,
+    drain_s,
+    longest_stop_s,
+    plan,
+    plan_for,
+)
 from katagate.up_sensor import to_accept
 from tests.unit.test_deploy_files import CATALOGUE
 
@@ -74,7 +82,7 @@ def test_the_tiers_stop_ingest_then_the_stages_then_the_demo_peers():
     assert [t.names for t in tiers] == [
         ("ingest",), ("scanner", "decider", "projector", "console", "audit"),
         ("sink", "kata-emulator")]
-    assert [t.timeout_s for t in tiers] == [30 + MARGIN_S, 45 + MARGIN_S, 10]
+    assert [t.timeout_s for t in tiers] == [30 + INGEST_COMMIT_S + MARGIN_S, 45 + MARGIN_S, 10]
 
 
 def test_the_drain_times_come_from_the_environment_over_the_file_else_30_s():
@@ -84,12 +92,12 @@ def test_the_drain_times_come_from_the_environment_over_the_file_else_30_s():
     assert drain_s(document, "decider", {}) == 30
     assert drain_s({}, "decider", {"KATAGATE_DECIDER_DRAIN_TIMEOUT_S": "soon"}) == 30
     tiers = plan_for(document, {"KATAGATE_DECIDER_DRAIN_TIMEOUT_S": "60"})
-    assert [t.timeout_s for t in tiers] == [5 + MARGIN_S, 60 + MARGIN_S, 10]
+    assert [t.timeout_s for t in tiers] == [5 + INGEST_COMMIT_S + MARGIN_S, 60 + MARGIN_S, 10]
 
 
 def test_down_waits_for_every_tier_and_the_broker():
     tiers = plan(30, 30)
-    assert longest_stop_s(tiers) == 40 + 40 + 10 + BROKER_STOP_S + MARGIN_S
+    assert longest_stop_s(tiers) == 50 + 40 + 10 + BROKER_STOP_S + MARGIN_S
 
 
 def test_the_up_section_defaults_and_ranges(monkeypatch):

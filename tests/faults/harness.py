@@ -86,10 +86,15 @@ class Senders:
     # Further ingest instances: like an MTA with several MX hosts, a thread whose connection
     # fails goes on with the next one.
     other_ports: tuple[int, ...] = ()
+    # Message-ID <PREFIX-n@example.org>: a prefix per run keeps runs apart in one sink.
+    id_prefix: str = "fault"
     accepted: list[str] = field(default_factory=list)
     # Message-ID -> time.time() of its 250: for how long it then took to the next hop.
     accepted_at: dict[str, float] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    # Message-ID -> attempts whose connection broke after the DATA command with no reply: the
+    # gateway may have taken each (SMTP's duplicate window), and a retry then makes a copy.
+    unanswered: dict[str, int] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -120,10 +125,12 @@ class Senders:
         for n in range(first, first + count):
             if self.stop.is_set():
                 break
-            data = (f"Subject: fault {n}\r\nMessage-ID: <fault-{n}@example.org>\r\n\r\n"
+            message_id = f"<{self.id_prefix}-{n}@example.org>"
+            data = (f"Subject: fault {n}\r\nMessage-ID: {message_id}\r\n\r\n"
                     f"body {n}\r\n").encode() + _padding(self.body_bytes)
             while not self.stop.is_set():
                 began = time.monotonic()
+                in_data = False
                 try:
                     if client is None:
                         client = smtplib.SMTP("127.0.0.1", ports[turn % len(ports)], timeout=30)
@@ -133,18 +140,23 @@ class Senders:
                     if code != 250:
                         raise smtplib.SMTPResponseException(code, reply)
                     began = time.monotonic()
+                    in_data = True
                     code, reply = client.data(data)
+                    in_data = False
                     self._record(began, code)
                     if code == 250:
                         match = re.search(rb"queued as ([A-Za-z0-9]+)", reply)
                         assert match, reply
                         with self._lock:
                             self.accepted.append(match.group(1).decode())
-                            self.accepted_at[f"<fault-{n}@example.org>"] = time.time()
+                            self.accepted_at[message_id] = time.time()
                         break
                     client.rset()
-                except (OSError, smtplib.SMTPException):
+                except (OSError, smtplib.SMTPException) as exc:
                     self._record(began, None)
+                    if in_data and not isinstance(exc, smtplib.SMTPResponseException):
+                        with self._lock:
+                            self.unanswered[message_id] = self.unanswered.get(message_id, 0) + 1
                     if client is not None:
                         with contextlib.suppress(OSError):
                             client.close()

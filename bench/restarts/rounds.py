@@ -11,7 +11,7 @@ from typing import Any
 from bench.restarts.gateway import Gateway
 from bench.sink_count import SinkArrivals, tally
 from bench.smtp_load import send_load
-from tests.faults.harness import Senders
+from tests.faults.senders import Senders
 
 SIZE = 4096
 SETTLE_S = 2.0  # after the last accepted message arrived, for a late copy of one
@@ -57,7 +57,7 @@ def graceful(gateway: Gateway, arrivals: SinkArrivals, number: int, messages: in
 
 def kill(gateway: Gateway, arrivals: SinkArrivals, stage: str, number: int, messages: int,
          connections: int, timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Senders that retry like an MTA (tests/faults/harness.py) send `messages`; once a third
+    """Senders that retry like an MTA (tests/faults/senders.py) send `messages`; once a third
     are accepted and some delivered, the stage's process is killed (-9) and they go on. If
     `up` stops the whole gateway over it, it is started again (the senders retry meanwhile)."""
     prefix = f"kill-{stage}-{number}"

@@ -100,7 +100,8 @@ def run(hold_s: float, recover_s: float, rate: float, warm_s: float, baseline_s:
         keep: Path | None = None) -> dict[str, Any]:
     # The fault suite's process harness: the stages as killable processes, MTA-like senders.
     from tests.faults import owners
-    from tests.faults.harness import Rig, Senders
+    from tests.faults.harness import Rig
+    from tests.faults.senders import Senders
 
     folder = keep or Path(tempfile.mkdtemp(prefix="katagate-bench-failover-"))
     cluster = LocalCluster(folder / "cluster")

@@ -49,6 +49,12 @@ def start_bare_sink() -> tuple[subprocess.Popen[str], int]:
 def start_gateway(folder: Path, secure: bool = False,
                   ) -> tuple[subprocess.Popen[str], dict[str, int], Path]:
     """`katagate up` on free ports (with `secure`: SASL_SSL, ACLs, a principal per stage)."""
+    ports = write_config(folder)
+    return start_up(folder, secure), ports, folder / "state" / "sink"
+
+
+def write_config(folder: Path) -> dict[str, int]:
+    """`folder`/katagate.toml: the whole gateway on free ports, state in `folder`/state."""
     ports = {name: free_port() for name in ("broker", "smtp", "kata", "sink", "projector",
                                             "console")}
     # Metrics of ingest, scanner, decider, projector, console, audit: base_port + 0..5; up + 6.
@@ -85,11 +91,22 @@ port = {ports['console']}
 [metrics]
 base_port = {ports['metrics']}
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")
-           and k != "KAFKA_BOOTSTRAP_SERVERS"}
+    return ports
+
+
+def start_up(folder: Path, secure: bool = False, env: dict[str, str] | None = None,
+             accept_sensor: bool = True) -> subprocess.Popen[str]:
+    """`katagate up` on `folder`/katagate.toml, once it says it is up. Its own broker unless
+    `env` (by default none of this shell's KATAGATE_ or Kafka variables) names a cluster.
+    Started again on a folder whose sensor the emulator accepted, not `accept_sensor`: `up`
+    would wait its 120 s for a new sensor to accept before saying it is up."""
+    config = folder / "katagate.toml"
+    env = env if env is not None else {
+        k: v for k, v in os.environ.items()
+        if not k.startswith("KATAGATE_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "katagate", "up", "--config", str(config), "--accept-sensor",
-         *(["--secure"] if secure else [])],
+        [sys.executable, "-m", "katagate", "up", "--config", str(config),
+         *(["--accept-sensor"] if accept_sensor else []), *(["--secure"] if secure else [])],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     assert process.stdout is not None
@@ -100,7 +117,7 @@ base_port = {ports['metrics']}
             raise RuntimeError("katagate up exited")
         if line.startswith("katagate is up"):
             break
-    return process, ports, folder / "state" / "sink"
+    return process
 
 
 def wait_connected(folder: Path, timeout_s: float = 180) -> None:

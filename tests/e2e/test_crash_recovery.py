@@ -22,7 +22,8 @@ from katagate.projector.replay import replay, timelines_jsonl
 from katagate.schemas import Event, KataSettings, decode_event
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Gateway, Sink, is_terminal
-from tests.faults.harness import Senders, Stage, http_get, read_token, smtp_answers
+from tests.faults.harness import Stage, http_get, read_token, smtp_answers
+from tests.faults.senders import Senders
 from tests.integration.kafka_read import read_all
 from tests.integration.kata_harness import Emulator, wait_for
 

@@ -14,7 +14,8 @@ from email.parser import BytesHeaderParser
 import pytest
 
 from katagate.schemas import decode_event
-from tests.faults.harness import Rig, _padding
+from tests.faults.harness import Rig
+from tests.faults.senders import padding
 from tests.integration.kafka_read import read_all
 from tests.trace_field import without_trace
 
@@ -34,7 +35,7 @@ def peak_rss_mb(pid: int) -> float:
 def message(subject: str, size: int) -> bytes:
     head = (f"From: a@example.org\r\nTo: b@example.net\r\nSubject: {subject}\r\n"
             "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n").encode()
-    body = _padding(size - len(head))
+    body = padding(size - len(head))
     return head + body + b"x" * (size - len(head) - len(body) - 2) + b"\r\n"
 
 

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from tests.faults.conftest import SOAK, PrivateBroker
-from tests.faults.harness import Rig, Senders
+from tests.faults.harness import Rig
+from tests.faults.senders import Senders
 from tests.integration.kata_harness import wait_for
 
 pytestmark = pytest.mark.kafka

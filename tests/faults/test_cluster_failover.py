@@ -23,7 +23,8 @@ from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import ensure_topics
 from tests.faults import owners
 from tests.faults.conftest import SOAK
-from tests.faults.harness import Rig, Senders
+from tests.faults.harness import Rig
+from tests.faults.senders import Senders
 from tests.integration.kata_harness import wait_for
 
 pytestmark = pytest.mark.kafka

@@ -16,8 +16,9 @@ from collections.abc import Callable
 import pytest
 
 from tests.faults.conftest import SOAK
-from tests.faults.harness import Rig, Senders, assert_no_secrets
+from tests.faults.harness import Rig, assert_no_secrets
 from tests.faults.proxy import FaultProxy
+from tests.faults.senders import Senders
 from tests.integration.kata_harness import Emulator
 
 pytestmark = pytest.mark.kafka

@@ -20,8 +20,9 @@ from katagate.eventlog.clients import new_admin
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import ensure_topics
 from tests.faults.conftest import SOAK
-from tests.faults.harness import Rig, Senders
+from tests.faults.harness import Rig
 from tests.faults.proxy import FaultProxy
+from tests.faults.senders import Senders
 
 pytestmark = [pytest.mark.kafka, pytest.mark.soak]
 

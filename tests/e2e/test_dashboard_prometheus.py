@@ -45,6 +45,7 @@ from katagate.eventlog.topics import TopicNames
 from katagate.projector.guard import token_file
 from tests.conftest import ensure_namespace
 from tests.e2e.gateway import Sink
+from tests.e2e.up_env import up_env
 from tests.integration.kata_harness import ROOT, wait_for
 from tests.tools import require_tool
 from tests.unit.test_deploy_files import projector_figures
@@ -243,12 +244,7 @@ base_port = {base}
 [sink]
 enabled = false
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")}
-    env.update(KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
-               KATAGATE_TOPIC_PREFIX=kafka.topic_prefix,
-               KATAGATE_MAIL_PARTITIONS=str(kafka.mail_partitions),
-               KATAGATE_TRANSACTION_TIMEOUT_MS="10000",
-               KATAGATE_AUDIT_KEY_DIR=str(tmp_path / "audit-key"))
+    env = up_env(kafka, tmp_path)
     # Every process's metrics on a port of its own, as `up` assigns them from base_port.
     ports = {"ingest": base, "scanner": base + 1, "decider": base + 2, "projector": base + 3,
              "console": base + 4, "audit": base + 5}

@@ -8,7 +8,6 @@ only, and a double shows in some stops, not all."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from bench.restarts.rounds import wait_arrived
 from bench.sink_count import SinkArrivals, tally
 from bench.smtp_load import send_load
 from tests.conftest import ensure_namespace
+from tests.e2e.up_env import up_env
 
 pytestmark = pytest.mark.kafka
 
@@ -30,14 +30,8 @@ def test_a_stop_while_the_backlog_is_delivered_then_a_start_delivers_each_messag
     kafka_bootstrap, tmp_path
 ):
     kafka = ensure_namespace(kafka_bootstrap)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")}
-    env.update(KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
-               KATAGATE_TOPIC_PREFIX=kafka.topic_prefix,
-               KATAGATE_MAIL_PARTITIONS=str(kafka.mail_partitions),
-               KATAGATE_TRANSACTION_TIMEOUT_MS="10000",
-               KATAGATE_AUDIT_KEY_DIR=str(tmp_path / "audit-key"),
-               # A delivery the stop broke off is retried after 1 s, not the default 30 s.
-               KATAGATE_DECIDER_RETRY_FIRST_S="1")
+    # A delivery the stop broke off is retried after 1 s, not the default 30 s.
+    env = up_env(kafka, tmp_path, KATAGATE_DECIDER_RETRY_FIRST_S="1")
     gateway = Gateway(tmp_path, env)
     arrivals = SinkArrivals(gateway.sink_dir)
     stops = []

@@ -10,14 +10,13 @@ for that window). Every other stage's kill must deliver nothing twice."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bench.restarts.gateway import Gateway
 from bench.restarts.rounds import kill
 from bench.sink_count import SinkArrivals
 from tests.conftest import ensure_namespace
+from tests.e2e.up_env import up_env
 
 pytestmark = pytest.mark.kafka
 
@@ -30,14 +29,8 @@ DECIDER_AT_MOST = 50
 
 def test_each_stage_killed_under_load_is_restarted_and_nothing_is_lost(kafka_bootstrap, tmp_path):
     kafka = ensure_namespace(kafka_bootstrap)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")}
-    env.update(KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
-               KATAGATE_TOPIC_PREFIX=kafka.topic_prefix,
-               KATAGATE_MAIL_PARTITIONS=str(kafka.mail_partitions),
-               KATAGATE_TRANSACTION_TIMEOUT_MS="10000",
-               KATAGATE_AUDIT_KEY_DIR=str(tmp_path / "audit-key"),
-               # A delivery broken off by a kill is retried after 1 s, not the default 30 s.
-               KATAGATE_DECIDER_RETRY_FIRST_S="1")
+    # A delivery broken off by a kill is retried after 1 s, not the default 30 s.
+    env = up_env(kafka, tmp_path, KATAGATE_DECIDER_RETRY_FIRST_S="1")
     gateway = Gateway(tmp_path, env)
     arrivals = SinkArrivals(gateway.sink_dir)
     rounds = []

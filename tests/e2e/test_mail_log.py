@@ -7,7 +7,6 @@ it, in the same order."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from katagate.projector.guard import token_file
 from katagate.schemas import MAIL_LIFECYCLE
 from tests.conftest import ensure_namespace
 from tests.e2e.test_dashboard_prometheus import EICAR, Up, get_json, mail, smtp_send
+from tests.e2e.up_env import up_env
 from tests.integration.kata_harness import wait_for
 
 pytestmark = pytest.mark.kafka
@@ -78,12 +78,7 @@ base_port = {free_port_run(7)}
 [sink]
 port = {sink_port}
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")}
-    env.update(KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
-               KATAGATE_TOPIC_PREFIX=kafka.topic_prefix,
-               KATAGATE_MAIL_PARTITIONS=str(kafka.mail_partitions),
-               KATAGATE_TRANSACTION_TIMEOUT_MS="10000",
-               KATAGATE_AUDIT_KEY_DIR=str(tmp_path / "audit-key"))
+    env = up_env(kafka, tmp_path)
     token = token_file(state / "projector" / "tokens.json").create("mail-log-test", "now")
 
     def projected(path: str) -> Any:

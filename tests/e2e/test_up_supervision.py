@@ -30,6 +30,7 @@ from katagate.demo_sink.store import read_messages
 from katagate.eventlog.broker import free_port, free_port_run
 from katagate.kata_emulator.store import Store
 from tests.conftest import ensure_namespace
+from tests.e2e.up_env import up_env
 from tests.integration.kata_harness import ROOT, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -139,12 +140,7 @@ base_port = {base}
 [sink]
 port = {sink_port}
 """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KATAGATE_")}
-    env.update(KAFKA_BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
-               KATAGATE_TOPIC_PREFIX=kafka.topic_prefix,
-               KATAGATE_MAIL_PARTITIONS=str(kafka.mail_partitions),
-               KATAGATE_TRANSACTION_TIMEOUT_MS="10000",
-               KATAGATE_AUDIT_KEY_DIR=str(tmp_path / "audit-key"))
+    env = up_env(kafka, tmp_path)
 
     # 1. A first start, without --accept-sensor
     first = UpRun(config, env, tmp_path / "up-1.log")

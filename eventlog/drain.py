@@ -38,18 +38,10 @@ class Drain:
             if self._deadline is None:
                 self._deadline = self._clock() + self.timeout_s
 
-    @property
-    def begun(self) -> bool:
-        return self._deadline is not None
-
     def over(self) -> bool:
         """True once the deadline has passed: begin nothing new."""
         deadline = self._deadline
         return deadline is not None and self._clock() >= deadline
-
-    def left_s(self) -> float | None:
-        deadline = self._deadline
-        return None if deadline is None else max(0.0, deadline - self._clock())
 
 
 def cut(records: Sequence[Consumed], results: Sequence[object]) -> dict[tuple[str, int], int]:

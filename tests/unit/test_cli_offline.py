@@ -6,6 +6,7 @@ argument parsers, and `katagate down`."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import io
 import json
 import os
@@ -550,12 +551,16 @@ def test_down_reads_the_state_folder_from_the_default_config_in_the_working_fold
 def test_a_reader_that_goes_away_ends_the_output_quietly():
     # Given `katagate config show | head -1`: the reader closes the pipe after one line
     config = Path(__file__).resolve().parents[2] / "katagate.toml"
+    # A pipe of one page: the output (about 5 KB) cannot all fit in it before the reader goes,
+    # so the command is still writing when it does, however slow the machine.
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
     child = subprocess.Popen([sys.executable, "-m", "katagate", "config", "show", str(config)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert child.stdout is not None
+                             stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
     assert child.stderr is not None
-    assert child.stdout.readline().startswith(b"# ")
-    child.stdout.close()
+    assert os.read(read_end, 2).startswith(b"# ")
+    os.close(read_end)
     # Then the command stops without a traceback
     error = child.stderr.read().decode()
     assert child.wait(timeout=60) == 141

@@ -39,6 +39,7 @@ class HoldingNextHop:
     def __init__(self) -> None:
         self.start, self.holding, self.release = (threading.Event(), threading.Event(),
                                                   threading.Event())
+        self.first = threading.Event()  # the first message is held
         self.received: Counter[str] = Counter()
         self._lock = threading.Lock()
         self.port = free_port()
@@ -46,6 +47,7 @@ class HoldingNextHop:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         # Blocking the server's loop: one message at a time, and each in order.
+        self.first.set()
         self.start.wait(120)
         if self.count() == DELIVERED_BEFORE_KILL and not self.release.is_set():
             self.holding.set()
@@ -107,9 +109,12 @@ def test_a_killed_apply_does_not_deliver_again_what_it_recorded_ahead(kafka_boot
         emulator.cli("sensors", "accept", sensor["sensorId"])
         wait_for(lambda: "connected" in gateway.connection_states(), 60, "connected")
         wait_for(lambda: smtp_answers(smtp_port), 60, "ingest listening")
-        # Given a backlog decided while apply waits on the first delivery: its next batch
-        # holds the others, delivered one at a time
-        for n in range(MESSAGES):
+        # Given a backlog received and decided while apply waits on the first delivery: its
+        # next batch holds the others from their MessageReceived on (so that, read again, it
+        # would begin them anew), delivered one at a time
+        send(smtp_port, mail(0))
+        assert next_hop.first.wait(120), "the first message never reached the next hop"
+        for n in range(1, MESSAGES):
             send(smtp_port, mail(n))
         wait_for(lambda: sum(isinstance(e, ActionDecided) for e in gateway.mail_events())
                  >= MESSAGES, 120, "every message decided")

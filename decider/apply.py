@@ -69,6 +69,7 @@ class Apply(MailFold):
     # What apply records of what it did; after a restart a retry timer must not do it again.
     own_outputs = (BackupResent, BackupStored, DeliveryDeferred, DeliveryFailed,
                    MessageDelivered, MessageDiscarded, NdrSent, NdrSuppressed)
+    writes_ahead = True  # each job's outcome, as it ends (eventlog/write_ahead.py)
 
     def __init__(
         self,

@@ -26,6 +26,11 @@ class Handler:
     # are committed with the offsets of the inputs that caused them, so those beyond the
     # committed offset were caused already, and a state without them would decide again.
     folds_own_outputs: ClassVar[bool] = False
+    # It writes outputs outside the loop's transaction (eventlog/write_ahead.py): the restore
+    # reads its own outputs to the partitions' high watermark, not their last stable offset,
+    # waiting out transactions left open by others before them, since the loop may read again
+    # inputs before such a transaction whose outcomes were written after it.
+    writes_ahead: ClassVar[bool] = False
 
     def decide(self, record: Consumed) -> Sequence[Outgoing]:
         """Decide on one record: the records to produce, or raise Poison."""

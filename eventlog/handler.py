@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from katagate.eventlog.errors import KatagateError
 from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.write_ahead import WriteAheadFailed
 
 
 class Poison(KatagateError):
@@ -44,6 +45,8 @@ class Handler:
         for record in records:
             try:
                 results.append(self.decide(record))
+            except WriteAheadFailed:  # not the record's fault: the batch fails and is rebuilt
+                raise
             except Exception as exc:  # the loop sets this record aside, the others go on
                 results.append(exc)
         return results

@@ -2,7 +2,9 @@
 before its commit, and restarted while another producer's transaction is open before the output
 it wrote ahead: the restore reads past that transaction (to the high watermark, once the
 transaction ends), so the job is not done twice. Reading only to the last stable offset would
-miss the output and do it again. Also: outputs written ahead of a partition's first commit."""
+miss the output and do it again. Also: outputs written ahead of a partition's first commit; and
+a write ahead that fails (in a batch, or in a timer with no batch) aborts the batch and rebuilds
+the state instead of setting the record aside or stopping the loop."""
 
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ from confluent_kafka import KafkaError, KafkaException
 
 from katagate.eventlog.handler import Handler
 from katagate.eventlog.loop import TransactionalLoop
+from katagate.eventlog.metrics import LOOP_BATCHES
 from katagate.eventlog.producer import TransactionalProducer
 from katagate.eventlog.records import Consumed, Outgoing
 from katagate.eventlog.topics import TopicNames
-from katagate.eventlog.write_ahead import WriteAhead
+from katagate.eventlog.write_ahead import WriteAhead, WriteAheadFailed
 from tests.conftest import ensure_namespace
+from tests.integration.kafka_read import read_all
 
 pytestmark = pytest.mark.kafka
 
@@ -148,5 +152,76 @@ def test_outputs_written_ahead_of_a_partitions_first_commit_are_restored(kafka_b
             restarted.run_once()
         restarted.close()
         assert effects == Counter({0: 1})
+    finally:
+        ahead.close()
+
+
+class FailingOnce:
+    """The writer ahead, failing its first write as a broker that never acknowledged it."""
+
+    def __init__(self, ahead: WriteAhead) -> None:
+        self.ahead, self.failed = ahead, False
+
+    def write(self, records):
+        if not self.failed:
+            self.failed = True
+            raise WriteAheadFailed("not acknowledged in 35 s")
+        return self.ahead.write(records)
+
+
+class TimedCourier(Courier):
+    """Courier whose timer writes ahead too: `tick` records `tick` once."""
+
+    ticked = 0
+    restores = 0
+
+    def tick(self) -> list[Outgoing]:
+        if not self.ticked:
+            self.ahead.write([Outgoing(self.topic, b"tick", partition=0)])
+            self.ticked += 1
+        return []
+
+    def forget(self, partitions) -> None:
+        super().forget(partitions)
+        self.restores += 1
+
+
+def test_a_failed_write_ahead_aborts_the_batch_and_reads_it_again_on_a_rebuilt_state(
+        kafka_bootstrap):
+    settings = ensure_namespace(kafka_bootstrap, mail_partitions=1)
+    topic = TopicNames(settings.topic_prefix).mail
+    effects: Counter[int] = Counter()
+    ahead = WriteAhead.for_stage(settings, "courier-ahead")
+    try:
+        write(settings, topic, b"job:0", "feed-0").commit()
+        handler = Courier(topic, FailingOnce(ahead), effects)  # type: ignore[arg-type]
+        loop = loop_of(settings, topic, handler)
+        aborted = LOOP_BATCHES.labels("courier", "aborted")._value.get()
+        # When the job's record is not acknowledged, the loop aborts the batch (no exception
+        # escapes), and the batch is read again: the job is done again, its record written once
+        run_until(loop, lambda: effects[0] == 2 and 0 in handler.done)
+        loop.close()
+        assert LOOP_BATCHES.labels("courier", "aborted")._value.get() == aborted + 1
+        values = [r.value for r in read_all(settings, topic)]
+        assert values.count(b"done:0") == 1
+    finally:
+        ahead.close()
+
+
+def test_a_timer_whose_write_ahead_fails_rebuilds_the_state_without_a_transaction(
+        kafka_bootstrap):
+    settings = ensure_namespace(kafka_bootstrap, mail_partitions=1)
+    topic = TopicNames(settings.topic_prefix).mail
+    ahead = WriteAhead.for_stage(settings, "courier-ahead")
+    try:
+        handler = TimedCourier(topic, FailingOnce(ahead), Counter())  # type: ignore[arg-type]
+        loop = loop_of(settings, topic, handler)
+        restores = handler.restores
+        # Nothing to read: the tick runs outside any transaction; its write fails once
+        assert loop.run_once() == 0
+        assert handler.restores == restores + 1  # rebuilt from the log
+        assert loop.run_once() == 0
+        loop.close()
+        assert [r.value for r in read_all(settings, topic)] == [b"tick"]
     finally:
         ahead.close()

@@ -4,25 +4,28 @@ the transactional loop over `katagate.mail`; deferred deliveries are timers rest
 log. It also carries out administrators' requests: a Backup copy resent
 (`decider/backup_resend.py`), and retry, bounce or delete of a deferred message.
 
-Effects outside Kafka (SMTP) happen before the transaction that records them commits: a crash
-in between repeats the effect once on restart (at-least-once delivery, as every MTA), never
-loses it.
+Each job writes its outcome events itself, as soon as it ends, and waits for their
+acknowledgement (`eventlog/write_ahead.py`); the loop's transaction then holds only the consumed
+offsets. A crash repeats an effect only between the next hop's reply and that acknowledgement
+(docs/decisions/0008-apply-writes-outcomes-ahead.md); a restart folds what was written ahead
+(`Parcels.evolve_ahead`) and does not carry it out again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
 
 from katagate.decider import outcomes
-from katagate.decider.admission import new_control_view
 from katagate.decider.backup_resend import disarm_marks, location_problem, mark_released, resent
 from katagate.decider.history import ControlHistory
 from katagate.decider.mail_fold import MailFold
+from katagate.decider.metrics import REPLY_TO_RECORD
 from katagate.decider.ndr import build_ndr, reject_reason, should_send_ndr
 from katagate.decider.next_hop_tls import next_hop_tls
 from katagate.decider.outcomes import Effects, Recorded
@@ -34,14 +37,12 @@ from katagate.decider.verdict_header import HeaderEdit, for_delivery, strip_fiel
 from katagate.eventlog.drain import Drain, NotCarriedOut, carried_out
 from katagate.eventlog.folded import FoldedTopic
 from katagate.eventlog.handler import Poison
-from katagate.eventlog.health import Health
-from katagate.eventlog.loop import TransactionalLoop
 from katagate.eventlog.principals import PRINCIPALS
-from katagate.eventlog.producer import TransactionalProducer
 from katagate.eventlog.raw import RawReaders, RawUnavailable, RawWant, backup_chunks, prefetch
 from katagate.eventlog.records import Consumed, Outgoing
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
+from katagate.eventlog.write_ahead import WriteAhead, WriteAheadFailed
 from katagate.schemas import (
     ActionDecided,
     BackupResendRequested,
@@ -68,6 +69,7 @@ class Apply(MailFold):
     # What apply records of what it did; after a restart a retry timer must not do it again.
     own_outputs = (BackupResent, BackupStored, DeliveryDeferred, DeliveryFailed,
                    MessageDelivered, MessageDiscarded, NdrSent, NdrSuppressed)
+    writes_ahead = True  # each job's outcome, as it ends (eventlog/write_ahead.py)
 
     def __init__(
         self,
@@ -76,7 +78,7 @@ class Apply(MailFold):
         control: FoldedTopic[ControlHistory],
         producer: ProducerRef,
         clock: Callable[[], datetime],
-        transaction: TransactionalProducer,
+        ahead: WriteAhead,
         drain: Drain | None = None,
     ) -> None:
         self.parcels = Parcels()
@@ -93,9 +95,10 @@ class Apply(MailFold):
             retry_period=timedelta(seconds=settings.retry_period_s))
         # Each carrying-out thread reads raw chunks with its own reader.
         self._readers = RawReaders(kafka)
-        # Backup chunks join the loop's transaction that records BackupStored, under a lock.
-        self._transaction = transaction
-        self._lock = threading.Lock()
+        # Each job's outcome (and a Backup copy's chunks) written ahead of the transaction.
+        self._ahead = ahead
+        # Per carrying-out thread: when its job's first reply from the next hop came.
+        self._replied = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=settings.delivery_concurrency,
                                         thread_name_prefix="apply")
         # Deliveries reuse connections to the next hop (RSET between messages).
@@ -148,11 +151,16 @@ class Apply(MailFold):
                  for index, parcel, partition in decided]
         # The pool begins jobs in this order, so those not begun by the deadline are a suffix:
         # on each partition the batch is committed up to the first (eventlog/drain.py).
-        done = self._pool.map(partial(carried_out, self._drain),
-                              [job for _i, _p, job in work])
+        done = list(self._pool.map(partial(carried_out, self._drain),
+                                   [partial(self._written, job) for _i, _p, job in work]))
+        failed = next((o for o in done if isinstance(o, WriteAheadFailed)), None)
+        if failed is not None:  # the loop aborts the batch and rebuilds from what was written
+            raise failed
         for (index, partition, _job), outcome in zip(work, done, strict=True):
-            results[index] = outcome if isinstance(outcome, Exception) else self.emit(
-                outcome, partition)
+            if isinstance(outcome, Exception):
+                results[index] = outcome
+            else:  # written ahead: into the state, nothing more for the transaction
+                self.fold_written(outcome, partition)
         if (left := sum(isinstance(r, NotCarriedOut) for r in results)):
             log.warning("the stop's drain of %.0f s ran out: %d of this batch's deliveries "
                         "and requests were not begun; they are carried out at the next start",
@@ -160,20 +168,37 @@ class Apply(MailFold):
         return results
 
     def tick(self) -> list[Outgoing]:
+        """Retries, each written ahead like a batch's jobs: nothing for the transaction. A
+        failed write raises WriteAheadFailed: the loop rebuilds the state from the log."""
         self.sessions.sweep()
-        out: list[Outgoing] = []
         for parcel in self.parcels.due(self._clock()):
             if self._drain.over():  # still due at the next start: its timer is in the log
                 break
-            out += self.emit(self._carry_out(parcel), parcel.partition)
-        return out
+            self.fold_written(self._written(partial(self._carry_out, parcel)),
+                              parcel.partition)
+        return []
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.sessions.close()
         self._readers.close()
 
+    def fold_ahead(self, event: Event, partition: int) -> None:
+        self.parcels.evolve_ahead(event, partition)
+
     # -- effects ------------------------------------------------------------------------
+
+    def _written(self, job: Callable[[], list[Event]]) -> list[Event]:
+        """Carry out a job and write its outcome events ahead; they return once acknowledged.
+        Raises WriteAheadFailed (the effect happened; whether its record did, only the log
+        says)."""
+        self._replied.at = None
+        events = job()
+        self._ahead.write(self.records(events))
+        replied = self._replied.at
+        if replied is not None:  # the window in which a crash repeats the delivery
+            REPLY_TO_RECORD.observe(time.monotonic() - replied)
+        return events
 
     def _carry_out(self, parcel: Parcel, data: bytes | RawUnavailable | None = None,
                    fx: Effects | None = None) -> list[Event]:
@@ -268,8 +293,8 @@ class Apply(MailFold):
     def _backup(self, parcel: Parcel, data: bytes) -> BackupStored:
         assert parcel.raw is not None  # noqa: S101 - a notice (no raw message) has no Backup
         chunked = backup_chunks(self._names.backup, parcel.message_id, data, parcel.partition)
-        with self._lock:  # the producer waits for its own records' offsets: one at a time
-            located = self._transaction.produce_located(chunked.records)
+        # Acknowledged with their offsets before BackupStored, which names them, is written.
+        located = self._ahead.write(chunked.records)
         location = RawLocation(topic=self._names.backup, partition=located[0][0],
                                offsets=[offset for _p, offset in located],
                                chunk_bytes=parcel.raw.chunk_bytes)
@@ -283,12 +308,15 @@ class Apply(MailFold):
         # Alive while deliveries start: a next hop hanging in a command costs a timeout, and
         # a slow one may take another before this delivery ends.
         self._beat(2 * self._settings.smtp_timeout_s)
-        return deliver(
+        outcome = deliver(
             host=self._settings.next_hop_host, port=self._settings.next_hop_port,
             envelope_from=envelope_from, recipients=recipients, data=data,
             helo=self._settings.helo_name, timeout_s=self._settings.smtp_timeout_s,
             tls=self._tls, cache=self.sessions,
         )
+        if outcome.kind == "delivered" and getattr(self._replied, "at", None) is None:
+            self._replied.at = time.monotonic()
+        return outcome
 
     def _deliver(self, fx: Effects, parcel: Parcel, data: bytes,
                  tag: str | None) -> list[Event]:
@@ -365,32 +393,3 @@ class Apply(MailFold):
         outcome = self._send("", [parcel.envelope_from], report)
         return self._with_bounce(fx, parcel, outcomes.after_ndr(fx, parcel, outcome, dsn_id,
                                                                 self._clock()))
-
-
-def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.Event,
-              clock: Callable[[], datetime], health: Health, drain: Drain | None = None) -> None:
-    names = TopicNames(kafka.topic_prefix)
-    # Starting until the loop has its partitions; before it, the control log (30 s at most)
-    # and the producer's first transaction.
-    health.part("apply", blocking_s=30 + kafka.request_timeout_s)
-    control = new_control_view(kafka)
-    control.wait_caught_up(30)
-    # The loop's producer: Backup chunks join the transaction that records BackupStored.
-    transaction = TransactionalProducer(
-        kafka, DECIDER.transactional_id(kafka.topic_prefix, f"apply-{settings.instance_id}"))
-    handler = Apply(kafka, settings, control,
-                    ProducerRef(stage="decider", instance=settings.instance_id), clock,
-                    transaction, drain)
-    loop = TransactionalLoop(
-        kafka, stage="apply", group_id=DECIDER.group(kafka.topic_prefix, "apply"),
-        producer=transaction, instance_id=f"apply-{settings.instance_id}",
-        topics=[names.mail], handler=handler, dead_letter_topic=names.deadletter,
-        batch_size=50, health=health,
-    )
-    try:
-        while not stop.is_set():
-            loop.run_once()
-    finally:
-        loop.close()
-        handler.close()
-        control.close()

@@ -47,8 +47,15 @@ class MailFold(Handler):
 
     def emit(self, events: Sequence[Event], partition: int) -> list[Outgoing]:
         """The handler's outputs, folded into its state as they are written."""
+        self.fold_written(events, partition)
+        return self.records(events)
+
+    def fold_written(self, events: Sequence[Event], partition: int) -> None:
+        """Outputs the handler wrote itself (and saw acknowledged), into its state."""
         for event in events:
             self.state.evolve(event, partition)
+
+    def records(self, events: Sequence[Event]) -> list[Outgoing]:
         return [Outgoing.event(self._mail, e) for e in events]
 
     def restore(self, record: Consumed) -> None:
@@ -61,7 +68,11 @@ class MailFold(Handler):
         except Poison:
             return
         if isinstance(event, self.own_outputs):
-            self.state.evolve(event, record.partition)
+            self.fold_ahead(event, record.partition)
+
+    def fold_ahead(self, event: Event, partition: int) -> None:
+        """An own output after the committed offset, into the state."""
+        self.state.evolve(event, partition)
 
     def restore_point(self, topic: str, partition: int) -> int | None:
         """Where the oldest message the state still holds was received. A message that left

@@ -70,11 +70,41 @@ class Parcels:
         self._retries: list[tuple[datetime, str]] = []
         self.resends_done: OrderedDict[uuid.UUID, None] = OrderedDict()
         self.copies_removed: OrderedDict[str, str] = OrderedDict()  # message id -> cause
+        # Own outputs read after the committed offset at the last restore, per message id:
+        # written ahead of their batch's commit (docs/decisions/0008-apply-writes-outcomes-
+        # ahead.md), they may follow a MessageReceived the loop reads again, which would
+        # otherwise begin the parcel anew and carry it out again. Bounded: they lie between
+        # the committed offset and the end at the restore, and leave as the loop reads them.
+        self._ahead: dict[str, list[tuple[Event, int]]] = {}
+
+    def evolve_ahead(self, event: Event, partition: int) -> None:
+        """Fold an own output that lies after the committed offset, and keep it until the loop
+        reads it, to apply again should its message's parcel begin anew before."""
+        m = getattr(event, "message_id", None)
+        if m is not None:
+            self._ahead.setdefault(m, []).append((event, partition))
+        self._evolve(event, partition)
 
     def evolve(self, event: Event, partition: int) -> None:
         m = getattr(event, "message_id", None)
         if m is None:
             return
+        kept = self._ahead.get(m)
+        if kept is not None:
+            # The loop reads it now: the records that could begin the parcel anew lie before.
+            kept[:] = [(e, p) for e, p in kept if e.event_id != event.event_id]
+            if not kept:
+                del self._ahead[m]
+        began = self._evolve(event, partition)
+        if began:
+            for earlier, at in self._ahead.get(m, ()):
+                self._evolve(earlier, at)
+
+    def _evolve(self, event: Event, partition: int) -> bool:
+        """Fold one event; True when it began the message's parcel (anew)."""
+        m = getattr(event, "message_id", None)
+        if m is None:
+            return False
         parcel = self.live.get(m)
         match event:
             case BackupResent() if event.causation_id is not None:
@@ -91,10 +121,12 @@ class Parcels:
                     tuple(event.envelope_to), event.raw, event.sha256, event.occurred_at,
                     size=event.size, settings_version=event.settings_version,
                 )
+                return True
             case NotificationComposed() if parcel is None:
                 self.live[m] = Parcel(m, partition, event.correlation_id or event.event_id, "",
                                       tuple(event.to), None, "", event.occurred_at,
                                       size=len(event.data), notice=event)
+                return True
             case VerdictReceived() if parcel is not None and parcel.decision is None:
                 self.live[m] = replace(parcel, verdict=event)
             case ActionDecided() if parcel is not None and parcel.decision is None:
@@ -109,6 +141,7 @@ class Parcels:
                 heapq.heappush(self._retries, (event.retry_at, m))
             case _ if is_terminal(event):
                 self.live.pop(m, None)
+        return False
 
     def waiting(self, message_id: str) -> Parcel | str:
         """The parcel if its delivery was deferred and it waits for its next attempt, else
@@ -126,6 +159,8 @@ class Parcels:
 
     def forget(self, partitions: set[int]) -> None:
         self.live = {m: p for m, p in self.live.items() if p.partition not in partitions}
+        self._ahead = {m: kept for m, kept in self._ahead.items()
+                       if not any(p in partitions for _e, p in kept)}
 
     def due(self, now: datetime) -> list[Parcel]:
         due: dict[str, Parcel] = {}

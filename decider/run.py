@@ -116,7 +116,7 @@ def run_decider(kafka: KafkaSettings, settings: DeciderSettings, stop: threading
     kafka = prepare_stage(kafka, "decider")
     health = Health(settings.health_stall_s)
     metrics = serve_health(settings.metrics_host, settings.metrics_port, health)
-    from katagate.decider.apply import run_apply
+    from katagate.decider.apply_run import run_apply
 
     drain = Drain(settings.drain_timeout_s)
     parts = {

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from katagate.eventlog.errors import KatagateError
 from katagate.eventlog.records import Consumed, Outgoing
+from katagate.eventlog.write_ahead import WriteAheadFailed
 
 
 class Poison(KatagateError):
@@ -26,6 +27,11 @@ class Handler:
     # are committed with the offsets of the inputs that caused them, so those beyond the
     # committed offset were caused already, and a state without them would decide again.
     folds_own_outputs: ClassVar[bool] = False
+    # It writes outputs outside the loop's transaction (eventlog/write_ahead.py): the restore
+    # reads its own outputs to the partitions' high watermark, not their last stable offset,
+    # waiting out transactions left open by others before them, since the loop may read again
+    # inputs before such a transaction whose outcomes were written after it.
+    writes_ahead: ClassVar[bool] = False
 
     def decide(self, record: Consumed) -> Sequence[Outgoing]:
         """Decide on one record: the records to produce, or raise Poison."""
@@ -39,6 +45,8 @@ class Handler:
         for record in records:
             try:
                 results.append(self.decide(record))
+            except WriteAheadFailed:  # not the record's fault: the batch fails and is rebuilt
+                raise
             except Exception as exc:  # the loop sets this record aside, the others go on
                 results.append(exc)
         return results

@@ -29,6 +29,7 @@ from katagate.eventlog.records import Consumed, Outgoing
 from katagate.eventlog.recovery import Recovery
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.stuck_offsets import CommittedOffsets
+from katagate.eventlog.write_ahead import WriteAheadFailed
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,11 @@ class TransactionalLoop:
         self._part.beat()  # the poll returned: a batch that never ends stops the beats
         timed: Sequence[Outgoing] = ()
         if not records:
-            timed = self._handler.tick()
+            try:
+                timed = self._handler.tick()
+            except WriteAheadFailed as exc:  # no transaction is open yet
+                self._abandoned(records, exc)
+                return 0
             if not timed:
                 self._lag.measure(self._consumer)
                 return 0
@@ -148,16 +153,11 @@ class TransactionalLoop:
                     self._recovery.with_restore_points(self._next_offsets(records, cuts)),
                     self._consumer.consumer_group_metadata())
             self._producer.commit()
-        except (KafkaException, TransactionFailed) as exc:
+        except (KafkaException, TransactionFailed, WriteAheadFailed) as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if not isinstance(exc, TransactionFailed):
-                self._producer.fail(error)
-            self._rewind(records)
-            self._handler.aborted()
-            self._recovery.rebuild()
-            LOOP_BATCHES.labels(self.stage, "aborted").inc()
-            log.warning("%s: batch of %d aborted (%s); it will be read again",
-                        self.stage, len(records), exc)
+                self._producer.fail(error)  # a write ahead failed (error None): abort
+            self._abandoned(records, exc)
             return 0
         self._handler.committed()
         if cuts:
@@ -174,6 +174,16 @@ class TransactionalLoop:
             self._lag.processed(records[-1].timestamp_ms)
         self._lag.measure(self._consumer)
         return len(records)
+
+    def _abandoned(self, records: Sequence[Consumed], exc: Exception) -> None:
+        """The batch is not committed: read it again, on a state rebuilt from the log (which
+        holds whatever the handler wrote ahead, eventlog/write_ahead.py)."""
+        self._rewind(records)
+        self._handler.aborted()
+        self._recovery.rebuild()
+        LOOP_BATCHES.labels(self.stage, "aborted").inc()
+        log.warning("%s: batch of %d aborted (%s); it will be read again",
+                    self.stage, len(records), exc)
 
     def _records(self, messages: list[Any]) -> list[Consumed]:
         records: list[Consumed] = []

@@ -16,7 +16,7 @@ from katagate.eventlog.clients import new_reader
 from katagate.eventlog.errors import ConsumerFailed
 from katagate.eventlog.handler import Handler
 from katagate.eventlog.health import Health, Part
-from katagate.eventlog.read_to_end import last_stable_offsets, read_to_end
+from katagate.eventlog.read_to_end import last_stable_offsets, read_to_end, watermarks
 from katagate.eventlog.records import Consumed
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.stuck_offsets import CommittedOffsets
@@ -111,7 +111,10 @@ class Recovery:
         committed = self._offsets.read(
             [TopicPartition(tp.topic, tp.partition) for tp in partitions])
         ends = {(tp.topic, tp.partition): tp.offset for tp in committed if tp.offset > 0}
-        if not ends:
+        # Outputs written ahead may follow a partition's first batch, never committed.
+        ahead_from = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed
+                      } if self._handler.writes_ahead else ends
+        if not ahead_from:
             return
         # Where each partition's state begins, if its commit says (older commits do not).
         points = {(tp.topic, tp.partition): restore_points.decode(tp.metadata, tp.offset)
@@ -130,9 +133,10 @@ class Recovery:
                 self._handler.restore(Consumed.from_message(message))
                 restored = self._read_one(restored, len(ends))
             if self._handler.folds_own_outputs:
-                tails = last_stable_offsets(reader, list(ends), timeout)
+                tails = (self._high_watermarks(list(ahead_from)) if self._handler.writes_ahead
+                         else last_stable_offsets(reader, list(ahead_from), timeout))
                 ahead = restored
-                for message in read_to_end(reader, ends, tails, timeout):
+                for message in read_to_end(reader, ahead_from, tails, timeout):
                     self._handler.restore_ahead(Consumed.from_message(message))
                     ahead = self._read_one(ahead, len(ends))
             # The partitions wait for it: ops read it after a rebalance.
@@ -141,6 +145,17 @@ class Recovery:
                      sum(1 for point in points.values() if point is None))
         finally:
             reader.close()
+
+    def _high_watermarks(self, places: list[Place]) -> dict[Place, int]:
+        """The ends of the partitions as written, committed or not (a read_committed reader
+        sees only to the last stable offset)."""
+        probe = new_reader(self._settings, f"restore-{self._stage}",
+                           **{"isolation.level": "read_uncommitted"})
+        try:
+            return {place: watermarks(probe, place, self._settings.request_timeout_s)[1]
+                    for place in places}
+        finally:
+            probe.close()
 
     def _read_one(self, restored: int, partitions: int) -> int:
         restored += 1

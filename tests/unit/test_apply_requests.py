@@ -14,6 +14,7 @@ from katagate.decider.apply import Apply
 from katagate.decider.settings import DeciderSettings
 from katagate.eventlog.records import Consumed, Outgoing
 from katagate.eventlog.settings import KafkaSettings
+from katagate.eventlog.write_ahead import WriteAhead
 from katagate.schemas import (
     BackupRemoved,
     BackupResendRequested,
@@ -21,8 +22,8 @@ from katagate.schemas import (
     Event,
     QueueActionRequested,
     RawLocation,
-    decode_event,
 )
+from tests.unit.test_apply_written_ahead import Acking
 from tests.unit.test_decider_core import REF, T0, received
 
 M = "m0000001"
@@ -39,10 +40,15 @@ def apply():
     # outcome (unavailable, deferred), never nothing.
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", topic_prefix="t", config_file=None,
                           config_dir=None, principal=None, request_timeout_s=1)
+    # Outcomes are written ahead (eventlog/write_ahead.py), here to an in-process producer.
+    producer = Acking()
+    writer = WriteAhead(lambda: producer, "t.mail", bound_s=2)
     handler = Apply(kafka, DeciderSettings(next_hop_port=9, smtp_timeout_s=1, helo_name="gw"),
-                    None, REF, lambda: datetime.now(UTC), None)  # type: ignore[arg-type]
+                    None, REF, lambda: datetime.now(UTC), writer)  # type: ignore[arg-type]
+    handler.written = producer  # type: ignore[attr-defined]
     yield handler
     handler.close()
+    writer.close(0.1)
 
 
 def batch(handler: Apply, *events: Event) -> list[object]:
@@ -58,6 +64,7 @@ def test_a_resend_whose_outcome_apply_recorded_is_not_sent_again(apply):
                         next_hop="127.0.0.1:9", recipients=["b@example.org"], reply="250 ok")
     # When the request comes again, then nothing is sent or written
     assert batch(apply, done, RESEND) == [[], []]
+    assert apply.written.sent == []
 
 
 @pytest.mark.parametrize("action", ["retry", "bounce", "delete"])
@@ -68,6 +75,7 @@ def test_a_queue_action_for_a_message_not_waiting_writes_nothing(apply, action):
                                      message_id=message_id, action=action, actor="cli:root")
         # When an administrator acts on it, then nothing is written
         assert batch(apply, received(M), asked) == [[], []]
+    assert apply.written.sent == []
 
 
 @pytest.mark.parametrize("cause", ["deleted_by_admin", "expired_age", "expired_size"])
@@ -78,10 +86,10 @@ def test_a_resend_of_a_copy_the_ledger_removed_is_refused_without_reading_it(app
                             max_age_days=30, limit_bytes=1_048_576,
                             actor="console:alice" if cause == "deleted_by_admin" else None)
     # When a resend of it is asked after (a stale page, or a request written by hand)
-    outcome = batch(apply, removed, RESEND)[1]
-    # Then it is recorded as unavailable, saying why, and nothing was read or sent
-    assert isinstance(outcome, list)
-    [written] = [decode_event(o.value) for o in outcome]
+    assert batch(apply, removed, RESEND) == [[], []]
+    # Then it is recorded (written ahead) as unavailable, saying why, and nothing was read or
+    # sent
+    [written] = apply.written.events()
     assert isinstance(written, BackupResent)
     assert (written.outcome, written.causation_id) == ("unavailable", RESEND.event_id)
     assert written.reply == ("Backup copy unavailable: the copy was removed from the Backup "

@@ -118,9 +118,10 @@ def test_kill_9_each_stage_mid_run_loses_nothing_and_duplicates_no_terminal(
             ledger.evolve(decode_event(record.value))
         assert (ledger.messages_in_use, ledger.bytes_in_use) == (0, 0), "a slot leaked"
         assert read_all(kafka, names.deadletter) == []
-        # Every accepted message arrived at the next hop. (A kill between the next hop's 250 and
-        # our commit may deliver one twice, and a 250 lost to an ingest kill makes the sender
-        # send it again under a new id: at-least-once, as with any MTA.)
+        # Every accepted message arrived at the next hop. (A kill between the next hop's 250
+        # and the acknowledgement of its outcome written ahead may deliver one twice, and a 250
+        # lost to an ingest kill makes the sender send it again under a new id: at-least-once,
+        # as with any MTA.)
         events = events_of(kafka, names.mail)
         subject_of = {e.message_id: getattr(e, "subject", None) for e in events
                       if e.type == "mail.received"}

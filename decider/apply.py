@@ -1,14 +1,11 @@
 """Apply's shell: carries out each decided action — Backup copy, deliver (with the subject tag),
-discard, NDR — and records the outcome that `decider/outcomes.py` names. A stateful handler of
-the transactional loop over `katagate.mail`; deferred deliveries are timers restored from the
-log. It also carries out administrators' requests: a Backup copy resent
-(`decider/backup_resend.py`), and retry, bounce or delete of a deferred message.
-
-Each job writes its outcome events itself, as soon as it ends, and waits for their
-acknowledgement (`eventlog/write_ahead.py`); the loop's transaction then holds only the consumed
-offsets. A crash repeats an effect only between the next hop's reply and that acknowledgement
-(docs/decisions/0008-apply-writes-outcomes-ahead.md); a restart folds what was written ahead
-(`Parcels.evolve_ahead`) and does not carry it out again.
+discard, NDR — and records the outcome `decider/outcomes.py` names; a stateful handler of the
+transactional loop over `katagate.mail`, whose deferred deliveries are timers restored from the
+log. Also administrators' requests: a Backup copy resent (`decider/backup_resend.py`), retry,
+bounce or delete of a deferred message. Each job writes its outcome itself as it ends and waits
+for the acknowledgement (`eventlog/write_ahead.py`); the loop's transaction holds the offsets. A
+crash repeats an effect only between the next hop's reply and that acknowledgement, and a
+restart folds what was written ahead (docs/decisions/0008-apply-writes-outcomes-ahead.md).
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from katagate.decider.history import ControlHistory
 from katagate.decider.mail_fold import MailFold
 from katagate.decider.metrics import REPLY_TO_RECORD
 from katagate.decider.ndr import build_ndr, reject_reason, should_send_ndr
+from katagate.decider.next_hop_gate import NextHopGate
 from katagate.decider.next_hop_tls import next_hop_tls
 from katagate.decider.outcomes import Effects, Recorded
 from katagate.decider.parcels import Parcel, Parcels
@@ -93,8 +91,7 @@ class Apply(MailFold):
             producer=producer, next_hop=f"{settings.next_hop_host}:{settings.next_hop_port}",
             retry_first=timedelta(seconds=settings.retry_first_s),
             retry_period=timedelta(seconds=settings.retry_period_s))
-        # Each carrying-out thread reads raw chunks with its own reader.
-        self._readers = RawReaders(kafka)
+        self._readers = RawReaders(kafka)  # one reader of raw chunks per carrying-out thread
         # Each job's outcome (and a Backup copy's chunks) written ahead of the transaction.
         self._ahead = ahead
         # Per carrying-out thread: when its job's first reply from the next hop came.
@@ -103,12 +100,14 @@ class Apply(MailFold):
                                         thread_name_prefix="apply")
         # Deliveries reuse connections to the next hop (RSET between messages).
         self.sessions = SessionCache()
+        # A cohort of connection failures suspends the next hop until a first retry is due.
+        self._gate = NextHopGate(self._effects.next_hop, settings.delivery_concurrency,
+                                 settings.retry_first_s)
         self._beat: Callable[[float], None] = lambda _blocking_s: None
         # One TLS context for every delivery (and the cache's key): loaded once.
         self._tls = next_hop_tls(settings.next_hop_tls_level, settings.next_hop_tls_ca_file,
                                  settings.next_hop_tls_name)
 
-    # -- the loop's handler ---------------------------------------------------------------
 
     def decide_batch(self, records: Sequence[Consumed]) -> list[Sequence[Outgoing] | Exception]:
         """The batch's records folded in order, then its decided messages and administrators'
@@ -168,14 +167,18 @@ class Apply(MailFold):
         return results
 
     def tick(self) -> list[Outgoing]:
-        """Retries, each written ahead like a batch's jobs: nothing for the transaction. A
-        failed write raises WriteAheadFailed: the loop rebuilds the state from the log."""
+        """Retries due, a few of the pool's waves at a time, written ahead as a batch's jobs;
+        one not begun by a stop's deadline is due at the next start."""
         self.sessions.sweep()
-        for parcel in self.parcels.due(self._clock()):
-            if self._drain.over():  # still due at the next start: its timer is in the log
-                break
-            self.fold_written(self._written(partial(self._carry_out, parcel)),
-                              parcel.partition)
+        due = self.parcels.due(self._clock(), limit=2 * self._settings.delivery_concurrency)
+        done = list(self._pool.map(partial(carried_out, self._drain), [
+            partial(self._written, partial(self._carry_out, parcel)) for parcel in due]))
+        for parcel, outcome in zip(due, done, strict=True):
+            if not isinstance(outcome, Exception):
+                self.fold_written(outcome, parcel.partition)
+        if (error := next((o for o in done if isinstance(o, Exception)
+                           and not isinstance(o, NotCarriedOut)), None)) is not None:
+            raise error
         return []
 
     def close(self) -> None:
@@ -186,7 +189,6 @@ class Apply(MailFold):
     def fold_ahead(self, event: Event, partition: int) -> None:
         self.parcels.evolve_ahead(event, partition)
 
-    # -- effects ------------------------------------------------------------------------
 
     def _written(self, job: Callable[[], list[Event]]) -> list[Event]:
         """Carry out a job and write its outcome events ahead; they return once acknowledged.
@@ -305,6 +307,8 @@ class Apply(MailFold):
         self._beat = beat
 
     def _send(self, envelope_from: str, recipients: list[str], data: bytes) -> DeliveryOutcome:
+        if (suspended := self._gate.closed()) is not None:
+            return suspended
         # Alive while deliveries start: a next hop hanging in a command costs a timeout, and
         # a slow one may take another before this delivery ends.
         self._beat(2 * self._settings.smtp_timeout_s)
@@ -314,6 +318,7 @@ class Apply(MailFold):
             helo=self._settings.helo_name, timeout_s=self._settings.smtp_timeout_s,
             tls=self._tls, cache=self.sessions,
         )
+        self._gate.record(outcome)
         if outcome.kind == "delivered" and getattr(self._replied, "at", None) is None:
             self._replied.at = time.monotonic()
         return outcome
@@ -337,8 +342,7 @@ class Apply(MailFold):
     @staticmethod
     def _logged(message_id: str, edit: HeaderEdit) -> HeaderEdit:
         if edit.removed:
-            log.warning("%s: removed %d verdict header field(s) that came from outside",
-                        message_id, edit.removed)
+            log.warning("%s: removed %d outside verdict header field(s)", message_id, edit.removed)
         return edit
 
     def _with_bounce(self, fx: Effects, parcel: Parcel, recorded: Recorded) -> list[Event]:

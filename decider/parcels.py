@@ -162,9 +162,10 @@ class Parcels:
         self._ahead = {m: kept for m, kept in self._ahead.items()
                        if not any(p in partitions for _e, p in kept)}
 
-    def due(self, now: datetime) -> list[Parcel]:
+    def due(self, now: datetime, limit: int | None = None) -> list[Parcel]:
+        """The parcels whose retry is due, earliest first; at most `limit`, the rest stay."""
         due: dict[str, Parcel] = {}
-        while self._retries and self._retries[0][0] <= now:
+        while self._retries and self._retries[0][0] <= now and len(due) != limit:
             at, m = heapq.heappop(self._retries)
             parcel = self.live.get(m)
             # A deferral folded twice (written, then read back; or restored, then read) left

@@ -106,3 +106,19 @@ def test_given_a_notice_read_from_both_topics_then_its_timeline_holds_it_once():
     assert found is not None
     assert [e["type"] for e in found["events"]] == ["notification.composed"]
     assert found["event_count"] == 1
+
+
+def test_given_more_retries_due_than_the_limit_then_the_earliest_come_and_the_rest_stay_due():
+    parcels = Parcels()
+    for index in range(5):
+        notice = composed().model_copy(update={"message_id": f"{index:032x}"})
+        parcels.evolve(notice, 0)
+        (deferred,) = outcomes.after_delivery(
+            FX, parcels.live[notice.message_id], DeliveryOutcome("deferred", "451 later", 451),
+            False, T0 + timedelta(seconds=index)).events
+        parcels.evolve(deferred, 0)
+    later = T0 + timedelta(hours=1)
+    assert [p.message_id for p in parcels.due(later, limit=3)] == [
+        f"{index:032x}" for index in range(3)]
+    assert [p.message_id for p in parcels.due(later)] == [f"{index:032x}" for index in (3, 4)]
+    assert parcels.due(later) == []

@@ -45,7 +45,7 @@ def run_apply(kafka: KafkaSettings, settings: DeciderSettings, stop: threading.E
                                                       f"apply-{settings.instance_id}"),
             instance_id=f"apply-{settings.instance_id}",
             topics=[names.mail], handler=handler, dead_letter_topic=names.deadletter,
-            batch_size=50, health=health,
+            batch_size=200, health=health,
         )
         closing.callback(loop.close)
         while not stop.is_set():

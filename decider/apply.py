@@ -108,7 +108,6 @@ class Apply(MailFold):
         self._tls = next_hop_tls(settings.next_hop_tls_level, settings.next_hop_tls_ca_file,
                                  settings.next_hop_tls_name)
 
-
     def decide_batch(self, records: Sequence[Consumed]) -> list[Sequence[Outgoing] | Exception]:
         """The batch's records folded in order, then its decided messages and administrators'
         requests carried out concurrently; one result per record."""
@@ -188,7 +187,6 @@ class Apply(MailFold):
 
     def fold_ahead(self, event: Event, partition: int) -> None:
         self.parcels.evolve_ahead(event, partition)
-
 
     def _written(self, job: Callable[[], list[Event]]) -> list[Event]:
         """Carry out a job and write its outcome events ahead; they return once acknowledged.

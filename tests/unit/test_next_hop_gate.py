@@ -4,8 +4,10 @@ clock, then apply's batch against a real socket that accepts connections and nev
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from uuid import UUID
 
@@ -20,16 +22,9 @@ from katagate.eventlog.write_ahead import WriteAhead
 from katagate.schemas import NotificationComposed
 from tests.unit.test_apply_written_ahead import MAIL, Acking, Clock, record
 from tests.unit.test_decider_core import REF, T0
+from tests.unit.test_health import Clock as Ticks
 
 REFUSED = DeliveryOutcome("deferred", "connection refused by 127.0.0.1:25", None)
-
-
-class Ticks:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_cohort_of_connection_failures_suspends_the_next_hop_until_the_time_is_up():
@@ -88,21 +83,28 @@ def notice(index: int) -> NotificationComposed:
         to=["soc@example.net"], data="Subject: x\r\n\r\nx\r\n")
 
 
-def test_a_batch_to_a_silent_next_hop_waits_out_one_cohort_not_every_delivery(silent_next_hop):
+@contextlib.contextmanager
+def applying(port: int, clock: Clock, **settings: float) -> Iterator[tuple[Apply, Acking]]:
+    """Apply with 2 delivery threads to `port`, writing ahead to an acknowledging producer."""
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", topic_prefix="t", config_file=None,
                           config_dir=None, principal=None, request_timeout_s=1)
     producer = Acking()
     writer = WriteAhead(lambda: producer, MAIL, bound_s=2)
-    handler = Apply(kafka, DeciderSettings(next_hop_port=silent_next_hop, smtp_timeout_s=1,
-                                           helo_name="gw", delivery_concurrency=2),
-                    None, REF, Clock(), writer)  # type: ignore[arg-type]
+    handler = Apply(kafka, DeciderSettings(next_hop_port=port, helo_name="gw",
+                                           delivery_concurrency=2, **settings),
+                    None, REF, clock, writer)  # type: ignore[arg-type]
     try:
-        began = time.monotonic()
-        results = handler.decide_batch([record(i, notice(i)) for i in range(10)])
-        took = time.monotonic() - began
+        yield handler, producer
     finally:
         handler.close()
         writer.close(0.1)
+
+
+def test_a_batch_to_a_silent_next_hop_waits_out_one_cohort_not_every_delivery(silent_next_hop):
+    with applying(silent_next_hop, Clock(), smtp_timeout_s=1) as (handler, producer):
+        began = time.monotonic()
+        results = handler.decide_batch([record(i, notice(i)) for i in range(10)])
+        took = time.monotonic() - began
     assert results == [[]] * 10
     replies = [e.reply for e in producer.events()]  # type: ignore[attr-defined]
     # The first cohort (the two delivery threads) waited for the greeting; the rest did not
@@ -117,28 +119,20 @@ def test_a_batch_to_a_silent_next_hop_waits_out_one_cohort_not_every_delivery(si
 
 def test_retries_falling_due_are_carried_out_by_the_pool_and_suspended_with_the_batch(
         silent_next_hop):
-    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", topic_prefix="t", config_file=None,
-                          config_dir=None, principal=None, request_timeout_s=1)
-    producer, clock = Acking(), Clock()
-    writer = WriteAhead(lambda: producer, MAIL, bound_s=2)
-    handler = Apply(kafka, DeciderSettings(next_hop_port=silent_next_hop, smtp_timeout_s=2,
-                                           helo_name="gw", delivery_concurrency=2,
-                                           retry_first_s=0.05),
-                    None, REF, clock, writer)  # type: ignore[arg-type]
-    try:
+    clock = Clock()
+    with applying(silent_next_hop, clock, smtp_timeout_s=2, retry_first_s=0.05) as (
+            handler, producer):
         handler.decide_batch([record(i, notice(i)) for i in range(6)])
         time.sleep(0.1)  # the suspension (retry_first_s) is over
         clock.now = T0 + timedelta(seconds=1)  # every retry is due
         began = time.monotonic()
         assert handler.tick() == []
         took = time.monotonic() - began
-    finally:
-        handler.close()
-        writer.close(0.1)
+        still_due = len(handler.parcels.due(clock.now))
     # Two waves of the pool at a time: four of the six; the other two are still due
     retried = [e.reply for e in producer.events()][6:]  # type: ignore[attr-defined]
     assert len(retried) == 4
-    assert len(handler.parcels.due(clock.now)) == 2
+    assert still_due == 2
     # Two tried at once (one after the other would take 4 s), then the next hop was suspended
     assert sum(r.startswith("delivery temporarily suspended: ") for r in retried) == 2
     assert took < 3.5, f"{took:.1f} s"

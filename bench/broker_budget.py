@@ -101,9 +101,10 @@ def snapshot(folder: Path, ports: Mapping[str, int],
             records[process] = own
     cpu = {stage: figures["cpu_s"]
            for stage, figures in processes.usage(processes.up_pid(folder)).items()}
+    threads = processes.usage_by_thread(processes.up_pid(folder))
     counters = broker.read()
     return {"at": (taken + time.monotonic()) / 2, "broker": counters, "transactions": stages,
-            "written": records, "cpu_s": cpu}
+            "written": records, "cpu_s": cpu, "threads_cpu_s": threads}
 
 
 def _delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
@@ -127,6 +128,7 @@ def deltas(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any
         "written": {p: _delta(before["written"].get(p, {}), w)
                     for p, w in after["written"].items()},
         "cpu_s": _delta(before["cpu_s"], after["cpu_s"]),
+        "threads_cpu_s": _delta(before.get("threads_cpu_s", {}), after.get("threads_cpu_s", {})),
     }
 
 
@@ -166,6 +168,10 @@ def budget(before: Mapping[str, Any], after: Mapping[str, Any], messages: int,
         "end_txn_per_msg": round(d["requests"].get("EndTxn", 0.0) / messages, 3),
         "written_per_msg": {p: _per(w, messages) for p, w in d["written"].items() if w},
         "cpu_ms_per_msg": _per({k: v * 1000 for k, v in d["cpu_s"].items()}, messages, 2),
+        # Which threads spent it: librdkafka's against the interpreter's, the broker's request
+        # handling against its JIT compiler (bench/processes.py, THREAD_KINDS).
+        "cpu_ms_per_msg_by_thread": _per(
+            {k: v * 1000 for k, v in d["threads_cpu_s"].items()}, messages, 2),
         # The same broker CPU from its JVM (all threads) against /proc: they should agree.
         "broker_cpu_ms_per_msg_jmx": round(d["broker_jmx_cpu_s"] * 1000 / messages, 2),
         "broker_cpu_ms_per_msg_proc": round(broker_cpu * 1000 / messages, 2),

@@ -49,6 +49,10 @@ def budget_markdown(report: Mapping[str, Any]) -> str:
         head += ["per msg net of idle", "idle ms per s"]
         columns += [b["cpu_ms_per_msg_net"], idle["cpu_ms_per_s"]]
     lines += _table(head, columns)
+    if b.get("cpu_ms_per_msg_by_thread"):
+        lines += [""]
+        lines += _table(["CPU ms by process and thread", "per msg"],
+                        [b["cpu_ms_per_msg_by_thread"]])
     lines += ["", f"Broker CPU ms per message from its JVM (JMX ProcessCpuTime): "
               f"{b['broker_cpu_ms_per_msg_jmx']}; from /proc: {b['broker_cpu_ms_per_msg_proc']}"]
     return "\n".join(lines) + "\n"

@@ -107,3 +107,36 @@ def threads_cpu_s(pid: int, name_prefix: str | tuple[str, ...]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / CLOCK_TICKS
+
+
+# What a thread's name (its 15-character comm) says it does. librdkafka names its threads
+# rdk:main, rdk:broker<id>...; the broker's request handlers and network threads are
+# data-plane-kafka-*; the JVM's compilers "C1/C2 CompilerThre". Python names none of its own.
+THREAD_KINDS = (("rdk:", "librdkafka"), ("data-plane-kafk", "request handling"),
+                ("C1 CompilerThre", "JIT compiler"), ("C2 CompilerThre", "JIT compiler"))
+
+
+def thread_kinds_cpu_s(pid: int, rest: str = "python") -> dict[str, float]:
+    """CPU seconds so far of a process's threads by THREAD_KINDS, the others under `rest`."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = next((k for prefix, k in THREAD_KINDS if comm.startswith(prefix)), rest)
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
+def usage_by_thread(parent: int) -> dict[str, float]:
+    """CPU seconds so far per "<stage> <thread kind>" of every process `parent` started."""
+    out: dict[str, float] = {}
+    for pid, stage in children(parent).items():
+        try:
+            kinds = thread_kinds_cpu_s(pid, "other" if stage == "broker" else "python")
+        except OSError:  # the process ended
+            continue
+        out.update({f"{stage} {kind}": seconds for kind, seconds in kinds.items()})
+    return out

@@ -9,7 +9,7 @@ from bench.broker_budget import budget, transactions, written
 from bench.budget_table import budget_markdown
 
 
-def snap(at, requests, records, cpu, txns, cpu_ns, by_topic=None):
+def snap(at, requests, records, cpu, txns, cpu_ns, by_topic=None, threads=None):
     return {
         "at": at,
         "broker": {"requests": requests, "MessagesInPerSec": records,
@@ -17,17 +17,21 @@ def snap(at, requests, records, cpu, txns, cpu_ns, by_topic=None):
                    "BytesInPerSecByTopic": {}, "BytesOutPerSec": records * 300,
                    "BytesOutPerSecByTopic": {}, "ProcessCpuTimeNs": cpu_ns},
         "transactions": txns, "written": {"ingest": {"raw": records / 2}}, "cpu_s": cpu,
+        "threads_cpu_s": threads or {},
     }
 
 
 BEFORE = snap(100.0, {"Produce": 50, "Fetch": 1000, "Heartbeat": 10}, 400,
               {"broker": 10.0, "ingest": 2.0}, {"ingest": 5, "decider": 7}, 10_000_000_000,
-              {"bench.mail": 300, "bench.raw": 100})
+              {"bench.mail": 300, "bench.raw": 100},
+              {"ingest python": 1.5, "ingest librdkafka": 0.5, "broker request handling": 6.0})
 AFTER = snap(120.0, {"Produce": 350, "Fetch": 1800, "FetchConsumer": 800, "Heartbeat": 30,
                      "EndTxn": 100}, 2400,
              {"broker": 20.0, "ingest": 7.0, "decider": 4.0},
              {"ingest": 45, "decider": 67, "apply": 20}, 20_200_000_000,
-             {"bench.mail": 1300, "bench.raw": 1100})
+             {"bench.mail": 1300, "bench.raw": 1100},
+             {"ingest python": 4.5, "ingest librdkafka": 2.5, "broker request handling": 12.0,
+              "decider librdkafka": 1.0})
 # 10 s of quiet: 100 Fetch (10/s), 10 Heartbeat (1/s), 0.5 s of broker CPU (50 ms/s).
 IDLE = (snap(0.0, {"Fetch": 0, "Heartbeat": 0}, 0, {"broker": 0.0}, {}, 0),
         snap(10.0, {"Fetch": 100, "Heartbeat": 10}, 0, {"broker": 0.5}, {}, 500_000_000))
@@ -56,6 +60,10 @@ def test_per_message_figures_are_the_deltas_divided_by_the_messages():
                                    "total": 190.0}
     assert b["broker_cpu_ms_per_msg_jmx"] == 102.0
     assert b["broker_cpu_ms_per_msg_proc"] == 100.0
+    # A process that started between the snapshots counts from zero.
+    assert b["cpu_ms_per_msg_by_thread"] == {
+        "broker request handling": 60.0, "ingest python": 30.0, "ingest librdkafka": 20.0,
+        "decider librdkafka": 10.0, "total": 120.0}
     assert b["written_per_msg"] == {"ingest": {"raw": 10.0, "total": 10.0}}
     assert "idle" not in b
 
@@ -111,3 +119,4 @@ def test_the_markdown_shows_every_figure_with_its_total():
     assert "Records appended per message: 20.0" in text
     assert "Of the fetches per message: FetchConsumer 8.0" in text
     assert "(JMX ProcessCpuTime): 102.0; from /proc: 100.0" in text
+    assert "| ingest librdkafka | 20.0 |" in text

@@ -99,9 +99,9 @@ def snapshot(folder: Path, ports: Mapping[str, int],
             stages[who] = stages.get(who, 0.0) + count
         if own := written(samples):
             records[process] = own
-    cpu = {stage: figures["cpu_s"]
-           for stage, figures in processes.usage(processes.up_pid(folder)).items()}
-    threads = processes.usage_by_thread(processes.up_pid(folder))
+    up = processes.up_pid(folder)
+    cpu = {stage: figures["cpu_s"] for stage, figures in processes.usage(up).items()}
+    threads = processes.usage_by_thread(up)
     counters = broker.read()
     return {"at": (taken + time.monotonic()) / 2, "broker": counters, "transactions": stages,
             "written": records, "cpu_s": cpu, "threads_cpu_s": threads}

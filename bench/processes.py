@@ -95,18 +95,22 @@ def usage(parent: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def threads_cpu_s(pid: int, name_prefix: str | tuple[str, ...]) -> float:
-    """CPU seconds so far of a process's threads whose name starts with `name_prefix`."""
-    total = 0
+def _threads(pid: int) -> list[tuple[str, float]]:
+    """(name, CPU seconds so far) of each of a process's threads; one that ended is left out."""
+    found: list[tuple[str, float]] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            if not (task / "comm").read_text().startswith(name_prefix):
-                continue
+            comm = (task / "comm").read_text()
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+        found.append((comm, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS))
+    return found
+
+
+def threads_cpu_s(pid: int, name_prefix: str | tuple[str, ...]) -> float:
+    """CPU seconds so far of a process's threads whose name starts with `name_prefix`."""
+    return sum(cpu for comm, cpu in _threads(pid) if comm.startswith(name_prefix))
 
 
 # What a thread's name (its 15-character comm) says it does. librdkafka names its threads
@@ -119,14 +123,9 @@ THREAD_KINDS = (("rdk:", "librdkafka"), ("data-plane-kafk", "request handling"),
 def thread_kinds_cpu_s(pid: int, rest: str = "python") -> dict[str, float]:
     """CPU seconds so far of a process's threads by THREAD_KINDS, the others under `rest`."""
     out: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            comm = (task / "comm").read_text()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for comm, cpu in _threads(pid):
         kind = next((k for prefix, k in THREAD_KINDS if comm.startswith(prefix)), rest)
-        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        out[kind] = out.get(kind, 0.0) + cpu
     return out
 
 

@@ -34,6 +34,7 @@ from katagate.decider.notifier import (
     occurrences,
     usage_occurrence,
 )
+from katagate.eventlog.decoded import decoded
 from katagate.eventlog.errors import KafkaUnavailable, ReadStalled
 from katagate.eventlog.folded import FoldedTopic, fold_to_end
 from katagate.eventlog.handler import Handler, Poison
@@ -57,7 +58,6 @@ from katagate.schemas import (
     ProducerRef,
     QuarantineAdmitted,
     SchemaError,
-    decode_event,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class Admission(Handler):
 
     def decide(self, record: Consumed) -> list[Outgoing]:
         try:
-            event = decode_event(record.value or b"")
+            event = decoded(record.value or b"")
         except SchemaError as exc:
             raise Poison(str(exc)) from exc
         now = self._clock()

@@ -8,10 +8,11 @@ import contextlib
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
+from katagate.eventlog.decoded import decoded
 from katagate.eventlog.handler import Handler, Poison
 from katagate.eventlog.records import Consumed, Outgoing
 from katagate.eventlog.restore_points import RestorePoints
-from katagate.schemas import Event, MessageReceived, NotificationComposed, SchemaError, decode_event
+from katagate.schemas import Event, MessageReceived, NotificationComposed, SchemaError
 
 
 class MailState(Protocol):
@@ -35,7 +36,7 @@ class MailFold(Handler):
 
     def read(self, record: Consumed) -> Event:
         try:
-            return decode_event(record.value or b"")
+            return decoded(record.value or b"")
         except SchemaError as exc:
             raise Poison(str(exc)) from exc
 

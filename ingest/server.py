@@ -31,7 +31,7 @@ from katagate.ingest.data_body import DataBody, Overflow
 from katagate.ingest.data_budget import STEP, DataBudget, Reservation
 from katagate.ingest.drain import drain
 from katagate.ingest.drain_policy import DrainState, draining_reply, refused_while_draining
-from katagate.ingest.envelope import in_networks, mailbox_as_written
+from katagate.ingest.envelope import in_networks, path_address
 from katagate.ingest.handler import IngestHandler
 from katagate.ingest.proxy import read_header
 from katagate.ingest.replies import enhance
@@ -252,10 +252,7 @@ class GatewaySMTP(SMTP):
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # An address that is not the one the client wrote (ingest/envelope.py) is refused as
         # malformed, 553 5.1.3, before it can reach the envelope.
-        address, rest = super()._getaddr(arg)
-        if address and not mailbox_as_written(arg, address):
-            return None, None
-        return address, rest
+        return path_address(arg, self.local_part_limit)
 
     def _timeout_cb(self) -> None:
         # RFC 5321 4.2.1 lets a server close with 421; say which limit ended the session.

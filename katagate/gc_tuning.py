@@ -1,0 +1,31 @@
+"""The cyclic garbage collector, set for a long-running stage.
+
+CPython's defaults collect the young generation every 700 net new container objects. A stage
+allocates far more than that per batch (records, events, their fields) and frees nearly all of
+it by reference counting, so most collections find nothing, and the survivors they promote make
+the old generations' collections, which traverse the whole state, come often. Measured on
+`katagate up` (3,000 messages at 10 connections over SASL_SSL, after 2,000 of warm-up), the
+collector took 0.47 ms per message in the decider, 0.22 in the projector and 0.14 in the
+scanner, about a tenth of their CPU; with the settings below, 0.07, 0.05 and 0.01.
+
+- The young generation is collected every YOUNG_THRESHOLD net new objects: only cycles wait for
+  it (nothing else is freed by the collector), so at most that many objects' worth of them are
+  held a little longer.
+- What the process built before it runs (modules, settings, schemas: about 60,000 objects) is
+  frozen: never traversed again, and never collected, which is right for what lives as long as
+  the process.
+"""
+
+from __future__ import annotations
+
+import gc
+
+YOUNG_THRESHOLD = 10_000
+
+
+def for_a_stage() -> None:
+    """Called once, after the stage's imports and settings and before it runs."""
+    gc.collect()  # startup's own garbage is not frozen with what it leaves
+    gc.freeze()
+    _young, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, older, oldest)

@@ -21,7 +21,6 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from katagate.eventlog import mail_log
 from katagate.eventlog.clients import new_producer
-from katagate.eventlog.decoded import remember
 from katagate.eventlog.errors import KafkaUnavailable, KatagateError
 from katagate.eventlog.metrics import EVENTS_WRITTEN
 from katagate.eventlog.records import Outgoing
@@ -160,7 +159,6 @@ class TransactionalProducer:
         for record in records:
             self._written[record.topic] += 1
             self._keep_for_mail_log(record)
-            remember(record.value, record.source)  # read back by this process's readers
             while True:
                 try:
                     self._producer.produce(
@@ -191,7 +189,6 @@ class TransactionalProducer:
             located.append(None)
             self._written[record.topic] += 1
             self._keep_for_mail_log(record)
-            remember(record.value, record.source)  # read back by this process's readers
             while True:
                 try:
                     self._producer.produce(

@@ -25,7 +25,6 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from katagate.eventlog import mail_log
 from katagate.eventlog.clients import new_producer
-from katagate.eventlog.decoded import remember
 from katagate.eventlog.errors import KafkaUnavailable
 from katagate.eventlog.metrics import EVENTS_WRITTEN
 from katagate.eventlog.producer import MAX_RECORD_BYTES, WEDGED_GRACE_S, _partition
@@ -129,7 +128,6 @@ class WriteAhead:
                 self._produce(producer, record, call.callback(index), deadline)
                 if record.source is not None and record.topic == self._mail:
                     sources.append(record.source)
-                remember(record.value, record.source)  # read back by this process's readers
                 kind = record.topic.rsplit(".", 1)[-1]  # without the deployment's prefix
                 written[kind] = written.get(kind, 0) + 1
                 del record  # the chunk's slice: librdkafka holds its own copy

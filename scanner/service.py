@@ -23,7 +23,6 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 
 from katagate.eventlog import restore_points
 from katagate.eventlog.clients import new_consumer
-from katagate.eventlog.decoded import decoded
 from katagate.eventlog.errors import ConsumerFailed, KafkaUnavailable
 from katagate.eventlog.health import Health
 from katagate.eventlog.lag import LagMeter
@@ -68,6 +67,7 @@ from katagate.schemas import (
     NodeAddress,
     ProducerRef,
     SchemaError,
+    decode_event,
 )
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class ScanService:
                     log.warning("scanner: %s", error)
                 continue
             try:
-                event = decoded(message.value() or b"")
+                event = decode_event(message.value() or b"")
             except SchemaError as exc:
                 log.warning("scanner: skipping %s@%s: %s", message.partition(),
                             message.offset(), exc)

@@ -1,23 +1,24 @@
 """Decoding remembered by the record's bytes (eventlog/decoded.py): one decoding serves every
-reader of a process, what the process wrote is read back without decoding, and the memory it
-takes is bounded."""
+reader of a process, and what it holds is bounded by count and by bytes, also when threads
+share it."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
 import pytest
 
 from katagate.eventlog import decoded as memo
-from katagate.schemas import Event, SchemaError, decode_event, encode_event
+from katagate.schemas import Event, MessageReceived, SchemaError, decode_event, encode_event
 from tests.unit.fixtures.events import sample_events
 
 
 @pytest.fixture(autouse=True)
 def empty(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memo, "_events", {})
-    monkeypatch.setattr(memo, "_reading", False)
+    monkeypatch.setattr(memo, "_bytes", 0)
 
 
 def counting(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
@@ -32,13 +33,20 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return calls
 
 
+def received(i: int, recipients: int = 1) -> bytes:
+    event = next(e for e in sample_events() if isinstance(e, MessageReceived))
+    return encode_event(event.model_copy(update={
+        "message_id": f"msg{i:08d}",
+        "envelope_to": [f"r{n}@example.net" for n in range(recipients)]}))
+
+
 @pytest.mark.parametrize("event", sample_events(), ids=lambda e: e.type)
 def test_given_a_record_read_twice_then_it_is_decoded_once_into_the_same_event(
         event: Event, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = counting(monkeypatch)
     first = memo.decoded(encode_event(event))
     again = memo.decoded(bytes(bytearray(encode_event(event))))  # another reader's copy
-    assert first == event
+    assert first == event == decode_event(encode_event(event))
     assert again is first
     assert len(calls) == 1
 
@@ -53,59 +61,69 @@ def test_given_a_refused_value_then_every_reader_gets_the_error_and_nothing_is_k
     assert memo._events == {}
 
 
-def test_given_a_process_that_reads_then_what_it_wrote_is_read_back_without_decoding(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = counting(monkeypatch)
-    received, decided = sample_events()[:2]
-    memo.decoded(encode_event(received))  # the process reads through the memo
-    written = encode_event(decided)
-    memo.remember(written, decided)
-    assert memo.decoded(bytes(bytearray(written))) is decided
-    assert calls == [encode_event(received)]
-
-
-def test_given_a_process_that_never_reads_then_what_it_writes_is_not_kept() -> None:
-    event = sample_events()[0]
-    memo.remember(encode_event(event), event)
-    memo.remember(None, None)  # a tombstone: no value, no event
-    assert memo._events == {}
-
-
 def test_given_more_records_than_its_capacity_then_the_oldest_go(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memo, "CAPACITY", 8)
     calls = counting(monkeypatch)
-    event = sample_events()[0]
-    values = [encode_event(event.model_copy(update={"message_id": f"msg{i:08d}"}))
-              for i in range(20)]
+    values = [received(i) for i in range(20)]
     for value in values:
         memo.decoded(value)
-    assert len(memo._events) == 8
     assert list(memo._events) == values[-8:]
+    assert memo._bytes == sum(map(len, values[-8:]))
     memo.decoded(values[0])  # gone: decoded again
     assert len(calls) == 21
 
 
-def test_given_readers_on_several_threads_then_it_stays_bounded_and_every_event_is_right(
+def test_given_more_bytes_than_it_may_hold_then_the_oldest_go(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    values = [received(i, recipients=50) for i in range(10)]
+    monkeypatch.setattr(memo, "MAX_BYTES", 3 * len(values[0]) + 10)
+    for value in values:
+        memo.decoded(value)
+    assert list(memo._events) == values[-3:]
+    assert memo._bytes <= memo.MAX_BYTES
+
+
+def test_given_a_value_larger_than_it_keeps_then_it_is_decoded_and_not_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counting(monkeypatch)
+    large = received(1, recipients=1000)  # a message to a thousand recipients
+    assert len(large) > memo.MAX_VALUE_BYTES
+    assert memo.decoded(large) == memo.decoded(large) == decode_event(large)
+    assert len(calls) == 2
+    assert memo._events == {}
+    assert memo._bytes == 0
+
+
+def test_given_readers_on_several_threads_then_it_stays_within_its_bounds(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memo, "CAPACITY", 16)
-    event = sample_events()[0]
-    values = [encode_event(event.model_copy(update={"message_id": f"msg{i:08d}"}))
-              for i in range(200)]
+    # Decoding is slower than the races it must survive: a decode that returns at once, and
+    # threads switched every microsecond, make them likely.
+    events = {received(i): decode_event(received(i)) for i in range(400)}
+    monkeypatch.setattr(memo, "decode_event", lambda value: events[value])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    values = list(events)
     wrong: list[str] = []
 
-    def read() -> None:
+    def read(offset: int) -> None:
         try:
-            for i, value in enumerate(values):
-                if getattr(memo.decoded(value), "message_id", None) != f"msg{i:08d}":
-                    wrong.append(f"msg{i:08d}")
+            for i in range(4 * len(values)):
+                value = values[(i + offset) % len(values)]
+                if memo.decoded(value) is not events[value]:
+                    wrong.append(f"{i}")
         except Exception as exc:  # a thread's exception would otherwise pass unseen
             wrong.append(repr(exc))
 
-    threads = [threading.Thread(target=read) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        threads = [threading.Thread(target=read, args=(n * 7,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
     assert wrong == []
-    assert len(memo._events) <= 16 + 4  # each thread may add one past a race on the oldest
+    assert len(memo._events) <= 16
+    assert memo._bytes == sum(map(len, memo._events))

@@ -96,8 +96,9 @@ def path_address(arg: str, local_part_limit: int = 0) -> tuple[str | None, str |
     """A MAIL or RCPT argument's (address, rest), as aiosmtpd 1.4's `SMTP._getaddr` parses it,
     or (None, None): unparsable, a local part over `local_part_limit` (0: none), or an address
     the client did not write (`mailbox_as_written`). aiosmtpd's own defines a typing Protocol
-    class on every call, which costs 0.3 ms of a message's CPU twice (MAIL and RCPT);
-    tests/unit/test_envelope_path.py holds the two to the same answers."""
+    class on every call: 59 µs a path against 35 here, twice a message (MAIL and RCPT).
+    tests/unit/test_envelope_path.py holds the two to the same answers with the locked
+    aiosmtpd, so a release that changes its parse fails there."""
     if not arg:
         return "", ""
     token: AngleAddr | AddrSpec

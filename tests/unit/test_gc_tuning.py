@@ -1,14 +1,18 @@
-"""A long-running stage's garbage collector (katagate/gc_tuning.py): set once it starts, in a
-process of its own here (the settings are the interpreter's, not this test's)."""
+"""The garbage collector of the stages that read the log (katagate/gc_tuning.py): set once the
+stage starts, in a process of its own here (the settings are the interpreter's, not this
+test's)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 PROBE = """
-import argparse, gc, json
+import argparse, gc, json, sys
 from katagate import gc_tuning
 from katagate.process import stop_on_signals
 before = {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
@@ -19,18 +23,31 @@ class Node:
 a, b = Node(), Node()  # a cycle made after the freeze: still the collector's to free
 a.other, b.other = b, a
 del a, b
-found = gc.collect()
-print(json.dumps({"before": before, "after": after, "collected": found,
+print(json.dumps({"before": before, "after": after, "collected": gc.collect(),
                   "young": gc_tuning.YOUNG_THRESHOLD}))
 """
 
 
-def test_given_a_stage_that_starts_then_its_collector_is_set_and_its_startup_frozen() -> None:
-    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                            timeout=60, check=True)
-    seen = json.loads(result.stdout)
-    assert seen["before"]["threshold"][0] == 700  # CPython's default, as it starts
-    assert seen["after"]["threshold"] == [seen["young"], *seen["before"]["threshold"][1:]]
-    assert seen["before"]["frozen"] == 0
-    assert seen["after"]["frozen"] > 10_000  # the modules and settings
+def started(stage: str) -> Any:
+    """What a process whose first argument is `stage` (as `katagate STAGE run`) has set."""
+    result = subprocess.run([sys.executable, "-c", PROBE, stage, "run"], capture_output=True,
+                            text=True, timeout=60, check=True)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("stage", ["decider"])  # each process costs 2 s
+def test_given_a_stage_that_reads_the_log_then_its_collector_is_set_and_startup_frozen(
+        stage: str) -> None:
+    seen = started(stage)
+    before, after = seen["before"], seen["after"]
+    assert before["threshold"] == [700, 10, 10]  # CPython's defaults, as it starts
+    assert after["threshold"] == [seen["young"], 10, 10]
+    assert before["frozen"] == 0
+    assert after["frozen"] > 10_000  # the modules and settings
     assert seen["collected"] >= 2
+
+
+@pytest.mark.parametrize("stage", ["ingest"])
+def test_given_another_process_then_it_keeps_cpython_s_collector(stage: str) -> None:
+    seen = started(stage)
+    assert seen["after"] == seen["before"] == {"threshold": [700, 10, 10], "frozen": 0}

@@ -125,6 +125,9 @@ class RawWant:
 # What a stage reads ahead for a batch at most: a large message is read alone, when needed.
 PREFETCH_BYTES = 16 * 1024 * 1024
 
+# What a reader's fetch asks of a partition at most (see RawReader).
+READ_AHEAD_BYTES = 256 * 1024
+
 # Within a partition, wanted records at most this far apart are read in one pass (the records
 # between them are skipped); farther apart, the reader seeks.
 MAX_SKIP = 256
@@ -140,11 +143,16 @@ class RawReader:
             # Offsets removed by retention must be an error here, not a silent jump.
             "auto.offset.reset": "error",
             "enable.partition.eof": True,
-            "fetch.max.bytes": 8 * CHUNK_BYTES,
-            "max.partition.fetch.bytes": 4 * CHUNK_BYTES,
-            # A reader wants a few chunks, not librdkafka's default 64 MB of prefetch: stages
-            # run a reader per concurrent submission or delivery.
-            "queued.max.messages.kbytes": 8 * CHUNK_BYTES // 1024,
+            # A read wants a span of records and everything fetched past it is dropped at the
+            # unassign, so each fetch is kept small: a stage reading a topic written ahead of
+            # it fetched 16 times the bytes it wanted with 4 MiB per partition. A chunk larger
+            # than these limits is still returned whole (a fetch always makes progress).
+            "fetch.max.bytes": CHUNK_BYTES,
+            "max.partition.fetch.bytes": READ_AHEAD_BYTES,
+            "queued.max.messages.kbytes": CHUNK_BYTES // 1024,
+            # Over that, librdkafka waits this long before the next fetch (1 s by default): a
+            # span longer than one fetch would wait it out at each.
+            "fetch.queue.backoff.ms": 5,
             # Reads are by offset, of records that exist: never wait for more to arrive.
             "fetch.wait.max.ms": 5,
         })
@@ -200,10 +208,12 @@ class RawReader:
         self._consumer.assign([TopicPartition(topic, partition, first)])
         try:
             deadline = time.monotonic() + self._timeout
+            position = first
             while time.monotonic() < deadline:
                 # What is fetched already, else wait for one: consume(n, timeout) would wait
-                # out the whole timeout for n records.
-                batch = self._consumer.consume(500, 0)
+                # out the whole timeout for n records. Never more than the span still wants:
+                # the records after it would only be built and dropped.
+                batch = self._consumer.consume(max(1, min(500, last - position + 1)), 0)
                 if not batch:
                     waited = self._consumer.poll(0.2)
                     batch = [waited] if waited is not None else []
@@ -216,6 +226,7 @@ class RawReader:
                             done = True  # the end, or the offsets were deleted by retention
                         continue
                     offset = message.offset() or 0
+                    position = offset + 1
                     if offset in wanted and message.value() is not None:  # not a tombstone
                         found[(topic, partition, offset)] = message.value() or b""
                         keys[(topic, partition, offset)] = message.key() or b""

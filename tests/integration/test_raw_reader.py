@@ -9,7 +9,15 @@ import pytest
 
 from katagate.eventlog.clients import new_reader
 from katagate.eventlog.producer import TransactionalProducer
-from katagate.eventlog.raw import MAX_SKIP, RawReader, RawUnavailable, RawWant, chunk
+from katagate.eventlog.raw import (
+    CHUNK_BYTES,
+    MAX_SKIP,
+    READ_AHEAD_BYTES,
+    RawReader,
+    RawUnavailable,
+    RawWant,
+    chunk,
+)
 from katagate.eventlog.read_to_end import watermarks
 from katagate.eventlog.records import Outgoing
 from katagate.eventlog.topics import TopicNames
@@ -99,3 +107,54 @@ def test_each_bad_location_fails_alone_and_the_others_are_read(kafka_settings, r
     with pytest.raises(RawUnavailable, match="sha256"):
         reader.read(wrong_sha.topic, wrong_sha.partition, wrong_sha.offsets, good_id,
                     wrong_sha.sha256)
+
+
+def test_a_message_larger_than_a_fetch_is_read_whole(kafka_settings, reader):
+    """The reader's fetches are small (READ_AHEAD_BYTES a partition, a chunk in all): a message
+    of several chunks takes several, and a chunk larger than a partition's limit still comes
+    whole."""
+    topic = TopicNames(kafka_settings.topic_prefix).raw
+    message_id = f"big-{uuid.uuid4().hex[:6]}"
+    size = READ_AHEAD_BYTES + 4096  # each chunk over a partition's limit
+    data = bytes(range(256)) * (3 * size // 256) + b"tail"  # 3 chunks and a bit
+    chunked = chunk(topic, message_id, data, chunk_bytes=size)
+    assert READ_AHEAD_BYTES < size <= CHUNK_BYTES
+    located = write(kafka_settings, [*chunked.records,
+                                     Outgoing(topic, b"later", message_id.encode())])
+    assert reader.read_many([want_for(topic, message_id, data,
+                                      located[:len(chunked.records)])]) == {message_id: data}
+
+
+def test_the_records_after_a_message_are_not_taken_from_the_consumer(
+    kafka_settings, reader, monkeypatch
+):
+    """A read builds only the records of its span: those fetched after it are dropped by
+    librdkafka at the unassign, never made into messages and thrown away here."""
+    topic = TopicNames(kafka_settings.topic_prefix).raw
+    message_id = f"small-{uuid.uuid4().hex[:6]}"
+    data = b"0123456789" * 300
+    chunked = chunk(topic, message_id, data, chunk_bytes=256)  # 12 chunks
+    # In the message's partition (its key), fetched with it.
+    after = [Outgoing(topic, b"x" * 100, message_id.encode()) for _ in range(300)]
+    located = write(kafka_settings, [*chunked.records, *after])
+    want = want_for(topic, message_id, data, located[:len(chunked.records)])
+    counting = Counting(reader._consumer)
+    monkeypatch.setattr(reader, "_consumer", counting)
+    assert reader.read_many([want]) == {message_id: data}
+    assert counting.records <= len(chunked.records)
+
+
+class Counting:
+    """A consumer that counts the records its consume() hands over."""
+
+    def __init__(self, consumer) -> None:
+        self._consumer = consumer
+        self.records = 0
+
+    def consume(self, num_messages: int, timeout: float) -> list:
+        batch = self._consumer.consume(num_messages, timeout)
+        self.records += len(batch)
+        return batch
+
+    def __getattr__(self, name: str):
+        return getattr(self._consumer, name)

@@ -181,7 +181,7 @@ class TransactionalProducer:
             def callback(error: KafkaError | None, message: Any) -> None:
                 if error is not None:
                     self._delivery_errors.append(error)
-                else:
+                elif message.offset() is not None:  # None: a retried duplicate, offset unknown
                     located[index] = (message.partition(), message.offset())
             return callback
 

@@ -77,7 +77,9 @@ class _Call:
             with self.lock:
                 if error is not None:
                     self.errors.append(error)
-                elif message is not None:
+                elif message is not None and message.offset() is not None:
+                    # None: acknowledged as a duplicate of a retried request, whose offset the
+                    # broker no longer knows; unlocated, so the write fails and is redone.
                     self.located[index] = (message.partition(), message.offset())
                 self.left -= 1
                 if self.produced and self.left == 0:

@@ -289,11 +289,15 @@ class DurableWriter:
 
     def _raw_callback(self, flight: InFlight, index: int) -> Callable[[Any, Any], None]:
         def done(error: KafkaError | None, message: Any) -> None:
-            if error is None and message is not None:
-                flight.located[index] = (message.partition(), message.offset())
+            # No offset: acknowledged as the duplicate of a retried request, whose offset the
+            # broker no longer knows; the chunk cannot be pointed at, so the write fails.
+            offset = message.offset() if error is None and message is not None else None
+            if offset is not None:
+                flight.located[index] = (message.partition(), offset)
             else:
+                error = error or _UNKNOWN
                 self._note(error)
-            if flight.settle(error if message is not None else error or _UNKNOWN):
+            if flight.settle(error):
                 self._queue.put(flight)  # the chunks are durable: on to MessageReceived
         return done
 

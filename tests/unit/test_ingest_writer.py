@@ -49,7 +49,7 @@ class Sent:
 class FakeMessage:
     """What a delivery report carries (confluent_kafka.Message, the accessors used)."""
 
-    def __init__(self, sent: Sent, partition: int, offset: int) -> None:
+    def __init__(self, sent: Sent, partition: int, offset: int | None) -> None:
         self._sent, self._partition, self._offset = sent, partition, offset
 
     def topic(self) -> str:
@@ -58,7 +58,7 @@ class FakeMessage:
     def partition(self) -> int:
         return self._partition
 
-    def offset(self) -> int:
+    def offset(self) -> int | None:  # None, as confluent-kafka gives an unknown offset
         return self._offset
 
     def value(self) -> bytes:
@@ -150,6 +150,11 @@ class FakeProducer:
                 self._offsets[partition] = offset + 1
                 self._report(sent, None, partition, offset)
 
+    def ack_without_offset(self, sent: Sent) -> None:
+        """Acknowledged as the duplicate of a retried request: the broker knows no offset."""
+        with self._cond:
+            self._report(sent, None, 0, None)
+
     def fail(self, sent: Sent, error: KafkaError) -> None:
         with self._cond:
             self._report(sent, error, 0, -1)
@@ -166,7 +171,7 @@ class FakeProducer:
                     self._report(sent, KafkaError(KafkaError._PURGE_QUEUE), 0, -1)
 
     def _report(self, sent: Sent, error: KafkaError | None, partition: int,
-                offset: int) -> None:
+                offset: int | None) -> None:
         assert not sent.reported, "a record gets one delivery report"
         sent.reported = True
         self._reports.append((sent, error, FakeMessage(sent, partition, offset)))
@@ -288,6 +293,23 @@ def test_a_chunk_refused_gives_unavailable_and_no_message_received(
     time.sleep(0.1)
     assert producer.records(TOPICS.mail) == []
     assert writer.written == 0
+    assert writes("failed") == failed_before + 1
+    wait_until(lambda: writer.waiting == 0)
+
+
+def test_a_chunk_acknowledged_without_an_offset_gives_unavailable_and_no_message_received(
+        writer: DurableWriter, factory: Factory, caplog: pytest.LogCaptureFixture) -> None:
+    failed_before = writes("failed")
+    with caplog.at_level(logging.ERROR, logger="katagate.ingest.writer"):
+        future = writer.submit(accepted(size=CHUNK_BYTES + 10), 10.0)
+        producer = factory.last
+        chunks = producer.wait_sent(2, TOPICS.raw)
+        producer.ack(chunks[0])
+        producer.ack_without_offset(chunks[1])  # nothing could point at it
+        assert future.result(WAIT_S) is Outcome.UNAVAILABLE
+    assert "writing a message failed" not in caplog.text  # a failed write, not a bug
+    time.sleep(0.1)
+    assert producer.records(TOPICS.mail) == []
     assert writes("failed") == failed_before + 1
     wait_until(lambda: writer.waiting == 0)
 

@@ -105,6 +105,17 @@ def test_a_refused_record_fails_the_write_and_logs_nothing(ahead, caplog):
     assert logged(caplog) == []
 
 
+def test_a_record_acknowledged_without_an_offset_fails_the_write_and_logs_nothing(
+        ahead, caplog):
+    caplog.set_level(logging.INFO, logger=mail_log.LOGGER)
+    writer, producers = ahead
+    call = writing(writer, [Outgoing.event(MAIL, delivered(1))])
+    producers[0].ack_without_offset(producers[0].wait_sent(1)[0])  # a retried duplicate's
+    call["thread"].join(2)
+    assert isinstance(call.get("failed"), WriteAheadFailed), call
+    assert logged(caplog) == []
+
+
 def test_an_acknowledgement_missing_past_the_bound_fails_the_write(ahead, caplog):
     caplog.set_level(logging.INFO, logger=mail_log.LOGGER)
     writer, producers = ahead

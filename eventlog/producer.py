@@ -202,7 +202,8 @@ class TransactionalProducer:
             del record  # the chunk's slice: librdkafka holds its own copy
         self.flush()
         if any(place is None for place in located):
-            raise TransactionFailed("a record was acknowledged without an offset")
+            self.abort("a record was acknowledged without an offset")
+            raise TransactionFailed("a record was acknowledged without an offset; aborted")
         return [place for place in located if place is not None]
 
     def flush(self) -> None:
@@ -217,10 +218,15 @@ class TransactionalProducer:
             except KafkaException as named:
                 raise named from exc
             raise TransactionFailed("flush failed without an error; aborted") from exc
+        # Failed: no transaction is left open to stall read_committed readers (the loop, which
+        # catches TransactionFailed, takes the transaction as ended).
         if remaining:
-            raise TransactionFailed(f"{remaining} records not acknowledged in {self._timeout} s")
+            self.abort(f"{remaining} records not acknowledged")
+            raise TransactionFailed(
+                f"{remaining} records not acknowledged in {self._timeout} s; aborted")
         if self._delivery_errors:
-            raise TransactionFailed(f"a record was refused: {self._delivery_errors[0]}")
+            self.abort(f"a record was refused: {self._delivery_errors[0]}")
+            raise TransactionFailed(f"a record was refused: {self._delivery_errors[0]}; aborted")
 
     def send_offsets(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
         # librdkafka can block here long past the timeout when the group coordinator went

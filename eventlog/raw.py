@@ -147,7 +147,8 @@ class RawReader:
             # unassign, so each fetch is kept small: a stage reading a topic written ahead of
             # it fetched 16 times the bytes it wanted with 4 MiB per partition. A chunk larger
             # than these limits is still returned whole (a fetch always makes progress).
-            "fetch.max.bytes": CHUNK_BYTES,
+            # fetch.max.bytes is left to librdkafka: it follows the queue's limit, and never
+            # falls under message.max.bytes, which a site's properties may raise.
             "max.partition.fetch.bytes": READ_AHEAD_BYTES,
             "queued.max.messages.kbytes": CHUNK_BYTES // 1024,
             # Over that, librdkafka waits this long before the next fetch (1 s by default): a

@@ -23,7 +23,7 @@ from katagate.eventlog import mail_log
 from katagate.eventlog.clients import new_producer
 from katagate.eventlog.errors import KafkaUnavailable, KatagateError
 from katagate.eventlog.metrics import EVENTS_WRITTEN
-from katagate.eventlog.records import Outgoing
+from katagate.eventlog.records import Outgoing, acknowledged_at
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
 from katagate.schemas import Event
@@ -181,8 +181,8 @@ class TransactionalProducer:
             def callback(error: KafkaError | None, message: Any) -> None:
                 if error is not None:
                     self._delivery_errors.append(error)
-                elif message.offset() is not None:  # None: a retried duplicate, offset unknown
-                    located[index] = (message.partition(), message.offset())
+                else:
+                    located[index] = acknowledged_at(message)
             return callback
 
         for index, record in enumerate(records):

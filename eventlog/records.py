@@ -83,6 +83,14 @@ class Outgoing:
         )
 
 
+def acknowledged_at(message: Any) -> tuple[int, int] | None:
+    """Where an acknowledged record lies, (partition, offset); None when the broker took it as
+    the duplicate of a retried request and no longer knows its offset (confluent-kafka gives
+    None): nothing may point at such a record, so a write that needs its place fails."""
+    offset = message.offset()
+    return None if offset is None else (message.partition(), offset)
+
+
 def event_headers(event: Event) -> tuple[tuple[str, bytes], ...]:
     return (
         (H_TYPE, event.type.encode()),

@@ -28,7 +28,7 @@ from katagate.eventlog.clients import new_producer
 from katagate.eventlog.errors import KafkaUnavailable
 from katagate.eventlog.metrics import EVENTS_WRITTEN
 from katagate.eventlog.producer import MAX_RECORD_BYTES, WEDGED_GRACE_S, _partition
-from katagate.eventlog.records import Outgoing
+from katagate.eventlog.records import Outgoing, acknowledged_at
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
 from katagate.schemas import Event
@@ -77,10 +77,8 @@ class _Call:
             with self.lock:
                 if error is not None:
                     self.errors.append(error)
-                elif message is not None and message.offset() is not None:
-                    # None: acknowledged as a duplicate of a retried request, whose offset the
-                    # broker no longer knows; unlocated, so the write fails and is redone.
-                    self.located[index] = (message.partition(), message.offset())
+                elif message is not None:  # unlocated (None): the write fails and is redone
+                    self.located[index] = acknowledged_at(message)
                 self.left -= 1
                 if self.produced and self.left == 0:
                     self.done.set()

@@ -39,7 +39,7 @@ from katagate.eventlog.errors import KatagateError
 from katagate.eventlog.health import Health, Part
 from katagate.eventlog.metrics import EVENTS_WRITTEN
 from katagate.eventlog.raw import CHUNK_BYTES, chunk
-from katagate.eventlog.records import Outgoing
+from katagate.eventlog.records import Outgoing, acknowledged_at
 from katagate.eventlog.topics import TopicNames
 from katagate.ingest import metrics
 from katagate.ingest.received import Accepted, received_events
@@ -289,12 +289,10 @@ class DurableWriter:
 
     def _raw_callback(self, flight: InFlight, index: int) -> Callable[[Any, Any], None]:
         def done(error: KafkaError | None, message: Any) -> None:
-            # No offset: acknowledged as the duplicate of a retried request, whose offset the
-            # broker no longer knows; the chunk cannot be pointed at, so the write fails.
-            offset = message.offset() if error is None and message is not None else None
-            if offset is not None:
-                flight.located[index] = (message.partition(), offset)
-            else:
+            place = acknowledged_at(message) if error is None and message is not None else None
+            if place is not None:
+                flight.located[index] = place
+            else:  # refused, or a place nothing could point at: the message fails
                 error = error or _UNKNOWN
                 self._note(error)
             if flight.settle(error):

@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from katagate.audit.chain import LogRecord
-from katagate.eventlog.clients import new_reader
+from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_reader
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
 
@@ -25,7 +25,7 @@ def audited_topics(prefix: str) -> dict[str, str]:
 
 def new_consumer(kafka: KafkaSettings) -> Consumer:
     return new_reader(kafka, "audit", **{"auto.offset.reset": "earliest",
-                                         "enable.partition.eof": True})
+                                         "enable.partition.eof": True, **FETCH_WHEN_DRAINED})
 
 
 def from_message(message: Any) -> LogRecord:

@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_consumer
 from katagate.eventlog.dead_letters import set_aside
 from katagate.eventlog.drain import before_cut, cut
 from katagate.eventlog.errors import ConsumerFailed
@@ -51,6 +51,7 @@ def consumer_config(
         "session.timeout.ms": 10_000,
         "heartbeat.interval.ms": 1_000,
         "fetch.max.bytes": 16 * 1024 * 1024,
+        **FETCH_WHEN_DRAINED,
     }
 
 

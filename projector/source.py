@@ -18,7 +18,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-from katagate.eventlog.clients import new_admin, new_reader
+from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_admin, new_reader
 from katagate.eventlog.read_to_end import partitions, read_to_end
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
@@ -53,7 +53,8 @@ class LogReader:
         self._timeout = kafka.request_timeout_s
         self._consumer = new_reader(kafka, "projector", **{
             "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
-            "enable.partition.eof": True, "fetch.max.bytes": 16 * 1024 * 1024})
+            "enable.partition.eof": True, "fetch.max.bytes": 16 * 1024 * 1024,
+            **FETCH_WHEN_DRAINED})
         self._kafka = kafka
         self._admin = new_admin(kafka)
         self.partitions: list[tuple[str, int]] = [

@@ -22,7 +22,7 @@ from uuid import UUID
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from katagate.eventlog import restore_points
-from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_consumer
 from katagate.eventlog.errors import ConsumerFailed, KafkaUnavailable
 from katagate.eventlog.health import Health
 from katagate.eventlog.lag import LagMeter
@@ -119,6 +119,7 @@ class ScanService:
             "enable.partition.eof": True, "session.timeout.ms": 10_000,
             # A restore point whose records retention removed: the earliest there is.
             "auto.offset.reset": "earliest",
+            **FETCH_WHEN_DRAINED,
         })
         self._consumer.subscribe([self._names.mail], on_assign=self._assigned,
                                  on_revoke=self._revoked, on_lost=self._revoked)

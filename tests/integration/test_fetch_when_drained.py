@@ -1,0 +1,99 @@
+"""A following reader's fetches (eventlog/clients.py FETCH_WHEN_DRAINED) on the real broker:
+busy, it fetches once for what came in meanwhile, not once per record; drained, it fetches at
+once, and an idle reader still gets a record without waiting."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer, TopicPartition
+
+from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_consumer
+from katagate.eventlog.loop import consumer_config
+from katagate.eventlog.topics import TopicNames
+
+pytestmark = pytest.mark.kafka
+
+WRITES = 30
+GAP_S = 0.02
+
+
+class Fetches:
+    """Fetch requests the client has sent, from librdkafka's statistics (cumulative)."""
+
+    def __init__(self) -> None:
+        self.sent = -1
+
+    def __call__(self, stats: str) -> None:
+        brokers = json.loads(stats)["brokers"].values()
+        self.sent = sum(b.get("req", {}).get("Fetch", 0) for b in brokers)
+
+    def now(self, consumer: Any) -> int:
+        """The count at the next statistics, served by consume like everything queued (so
+        only when no record is due: any consumed meanwhile is dropped)."""
+        self.sent = -1
+        deadline = time.monotonic() + 10
+        while self.sent < 0 and time.monotonic() < deadline:
+            consumer.consume(100, 0.05)
+        assert self.sent >= 0, "no statistics from the client"
+        return self.sent
+
+
+def consume_all(consumer: Any, count: int, timeout_s: float = 10.0) -> int:
+    got, deadline = 0, time.monotonic() + timeout_s
+    while got < count and time.monotonic() < deadline:
+        got += sum(1 for m in consumer.consume(min(100, count - got), 0.05)
+                   if m.error() is None)
+    return got
+
+
+def busy_then_drained(settings, config: dict[str, Any], partition: int) -> tuple[int, float]:
+    """Fetches sent while the reader did not consume and `WRITES` records came one by one to
+    an empty `partition`; then the seconds a record written after the drain took to arrive."""
+    topic = TopicNames(settings.topic_prefix).mail
+    fetches = Fetches()
+    consumer = new_consumer(settings, {**config, "statistics.interval.ms": 50,
+                                       "stats_cb": fetches})
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0})
+    try:
+        consumer.assign([TopicPartition(topic, partition, 0)])
+        producer.produce(topic, b"first", partition=partition)
+        producer.flush(10)
+        assert consume_all(consumer, 1) == 1
+        before = fetches.now(consumer)
+        for i in range(WRITES):  # the reader is busy: it does not consume meanwhile
+            producer.produce(topic, b"%d" % i, partition=partition)
+            producer.flush(10)
+            time.sleep(GAP_S)
+        # The statistics queued meanwhile are served with the records fetched; the newest
+        # counts up to the end of the writes (within its interval).
+        got = sum(1 for m in consumer.consume(1000, 0) if m.error() is None)
+        sent = fetches.sent - before
+        assert got + consume_all(consumer, WRITES - got) == WRITES
+        time.sleep(0.3)  # idle: its fetch waits at the broker
+        began = time.monotonic()
+        producer.produce(topic, b"after", partition=partition)
+        producer.flush(10)
+        assert consume_all(consumer, 1) == 1
+        return sent, time.monotonic() - began
+    finally:
+        consumer.close()
+
+
+def test_a_busy_reader_fetches_once_for_what_came_meanwhile_and_an_idle_one_at_once(
+        kafka_settings):
+    config = consumer_config(kafka_settings, f"{kafka_settings.topic_prefix}.t-{uuid.uuid4()}")
+    assert FETCH_WHEN_DRAINED.items() <= config.items()  # what the stages' loops use
+
+    sent, latency_s = busy_then_drained(kafka_settings, config, 0)
+    plain = {k: v for k, v in config.items() if k not in FETCH_WHEN_DRAINED}
+    sent_plain, _ = busy_then_drained(kafka_settings, plain, 1)
+
+    # librdkafka's default keeps a fetch outstanding, and the broker answers it per record.
+    assert sent_plain >= WRITES / 2, sent_plain
+    assert sent <= 4, (sent, sent_plain)
+    assert latency_s < 0.2, latency_s

@@ -1,10 +1,12 @@
 """A following reader's fetches (eventlog/clients.py FETCH_WHEN_DRAINED) on the real broker:
 busy, it fetches once for what came in meanwhile, not once per record; drained, it fetches at
-once, and an idle reader still gets a record without waiting."""
+once, and an idle reader still gets a record without waiting. A loop's linger
+(eventlog/loop.py `lingered`) gathers what comes in over it with one fetch."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 
 from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_consumer
-from katagate.eventlog.loop import consumer_config
+from katagate.eventlog.loop import consumer_config, lingered
 from katagate.eventlog.topics import TopicNames
 
 pytestmark = pytest.mark.kafka
@@ -32,15 +34,15 @@ class Fetches:
         brokers = json.loads(stats)["brokers"].values()
         self.sent = sum(b.get("req", {}).get("Fetch", 0) for b in brokers)
 
-    def now(self, consumer: Any) -> int:
-        """The count at the next statistics, served by consume like everything queued (so
-        only when no record is due: any consumed meanwhile is dropped)."""
-        self.sent = -1
+    def now(self, consumer: Any) -> tuple[int, int]:
+        """The count at the next statistics, served by consume like everything queued; and
+        how many records were consumed meanwhile."""
+        self.sent, records = -1, 0
         deadline = time.monotonic() + 10
         while self.sent < 0 and time.monotonic() < deadline:
-            consumer.consume(100, 0.05)
+            records += sum(1 for m in consumer.consume(100, 0.05) if m.error() is None)
         assert self.sent >= 0, "no statistics from the client"
-        return self.sent
+        return self.sent, records
 
 
 def consume_all(consumer: Any, count: int, timeout_s: float = 10.0) -> int:
@@ -64,7 +66,7 @@ def busy_then_drained(settings, config: dict[str, Any], partition: int) -> tuple
         producer.produce(topic, b"first", partition=partition)
         producer.flush(10)
         assert consume_all(consumer, 1) == 1
-        before = fetches.now(consumer)
+        before, _ = fetches.now(consumer)
         for i in range(WRITES):  # the reader is busy: it does not consume meanwhile
             producer.produce(topic, b"%d" % i, partition=partition)
             producer.flush(10)
@@ -97,3 +99,49 @@ def test_a_busy_reader_fetches_once_for_what_came_meanwhile_and_an_idle_one_at_o
     assert sent_plain >= WRITES / 2, sent_plain
     assert sent <= 4, (sent, sent_plain)
     assert latency_s < 0.2, latency_s
+
+
+def fetches_over_a_linger(settings, partition: int, gather) -> tuple[int, int]:
+    """Fetches sent while `gather(consumer)` ran and records came one by one; how many
+    records it gathered."""
+    topic = TopicNames(settings.topic_prefix).mail
+    fetches = Fetches()
+    config = consumer_config(settings, f"{settings.topic_prefix}.t-{uuid.uuid4()}")
+    consumer = new_consumer(settings, {**config, "statistics.interval.ms": 50,
+                                       "stats_cb": fetches})
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0})
+
+    def write() -> None:
+        for i in range(WRITES):
+            producer.produce(topic, b"%d" % i, partition=partition)
+            producer.flush(10)
+            time.sleep(GAP_S)
+
+    try:
+        consumer.assign([TopicPartition(topic, partition, 0)])
+        producer.produce(topic, b"first", partition=partition)
+        producer.flush(10)
+        assert consume_all(consumer, 1) == 1
+        before, _ = fetches.now(consumer)
+        writer = threading.Thread(target=write)
+        writer.start()
+        gathered = sum(1 for m in gather(consumer) if m.error() is None)
+        writer.join()
+        sent, more = fetches.now(consumer)
+        assert gathered + more + consume_all(consumer, WRITES - gathered - more) == WRITES
+        return sent - before, gathered
+    finally:
+        consumer.close()
+
+
+def test_a_linger_gathers_what_came_in_over_it_with_one_fetch(kafka_settings):
+    linger_s = WRITES * GAP_S + 0.3  # the writes end well inside it
+    sent, gathered = fetches_over_a_linger(
+        kafka_settings, 2, lambda consumer: lingered(consumer, 500, linger_s))
+    # Consuming through the linger, as the loop did: the client fetched for each record.
+    sent_consuming, _ = fetches_over_a_linger(
+        kafka_settings, 1, lambda consumer: consumer.consume(500, linger_s))
+
+    assert sent_consuming >= WRITES / 2, sent_consuming
+    assert sent <= 4, (sent, sent_consuming)
+    assert gathered >= 1  # what the fetch held at the linger's start, at least

@@ -9,7 +9,8 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from katagate.audit.chain import LogRecord
-from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_reader
+from katagate.eventlog.clients import new_reader
+from katagate.eventlog.fetching import FETCH_WHEN_DRAINED
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
 

@@ -88,16 +88,6 @@ def _serve_admin_log(client: weakref.ref[AdminClient]) -> None:
         threading.Event().wait(ADMIN_LOG_POLL_S)
 
 
-# A following reader fetches again only once what it fetched has been consumed. librdkafka
-# otherwise keeps a fetch outstanding at all times, and the broker answers it at the first new
-# record: every reader of the mail topic then made one fetch per record it is written (about
-# seven a message, six readers). Held while its queue is not empty, a fetch returns all that
-# came in meanwhile, so a busy stage fetches once per batch. An idle reader's queue is empty,
-# so it waits at the broker as before, and a record finds it at once. The backoff is how soon
-# a drained queue fetches again (librdkafka's default, 1 s, would stall a busy stage).
-FETCH_WHEN_DRAINED: dict[str, Any] = {"queued.min.messages": 1, "fetch.queue.backoff.ms": 5}
-
-
 def reader_group(settings: KafkaSettings, role: str) -> str:
     """A fresh group id for a consumer that only assigns, inside its principal's grant."""
     return f"{settings.topic_prefix}.{settings.principal or 'katagate'}.{role}-{uuid.uuid4().hex}"

@@ -11,16 +11,16 @@ in the same transaction, and the loop keeps going.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_consumer
+from katagate.eventlog.clients import new_consumer
 from katagate.eventlog.dead_letters import set_aside
 from katagate.eventlog.drain import before_cut, cut
 from katagate.eventlog.errors import ConsumerFailed
+from katagate.eventlog.fetching import FETCH_WHEN_DRAINED, lingered
 from katagate.eventlog.handler import Handler
 from katagate.eventlog.health import Health
 from katagate.eventlog.lag import LagMeter
@@ -33,10 +33,6 @@ from katagate.eventlog.stuck_offsets import CommittedOffsets
 from katagate.eventlog.write_ahead import WriteAheadFailed
 
 log = logging.getLogger(__name__)
-# After the linger: how long the fetch of what the broker gathered meanwhile may take (the
-# client's fetch backoff, 5 ms, and a round trip to a busy broker). Records it misses go in
-# the next batch.
-GATHER_FETCH_S = 0.02
 
 
 def consumer_config(
@@ -58,21 +54,6 @@ def consumer_config(
         "fetch.max.bytes": 16 * 1024 * 1024,
         **FETCH_WHEN_DRAINED,
     }
-
-
-def lingered(consumer: Any, most: int, linger_s: float) -> list[Any]:
-    """Up to `most` records that came in over the linger, fetched at its end.
-
-    The consumer does not consume meanwhile, so the client holds its next fetch while what it
-    fetched waits (FETCH_WHEN_DRAINED); once that is taken, one fetch brings what the broker
-    gathered. Consuming through the linger took each record as it came, and the client
-    fetched again for each.
-    """
-    time.sleep(linger_s)
-    messages: list[Any] = consumer.consume(most, 0)
-    if len(messages) < most:
-        messages += consumer.consume(most - len(messages), GATHER_FETCH_S)
-    return messages
 
 
 class TransactionalLoop:

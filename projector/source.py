@@ -18,7 +18,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_admin, new_reader
+from katagate.eventlog.clients import new_admin, new_reader
+from katagate.eventlog.fetching import FETCH_WHEN_DRAINED, lingered
 from katagate.eventlog.read_to_end import partitions, read_to_end
 from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
@@ -79,7 +80,9 @@ class LogReader:
                                    for (t, p), offset in self.positions.items()])
             self._following = True
         reads: list[Read] = []
-        for message in self._consumer.consume(max_records, timeout_s):
+        # What came in over the timeout, in one fetch: the views are read by people and
+        # scrapes, for whom a tenth of a second is nothing, and the mail topic has six readers.
+        for message in lingered(self._consumer, max_records, timeout_s):
             error = message.error()
             key = (message.topic() or "", message.partition() or 0)
             if error is not None:

@@ -22,8 +22,9 @@ from uuid import UUID
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from katagate.eventlog import restore_points
-from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_consumer
+from katagate.eventlog.clients import new_consumer
 from katagate.eventlog.errors import ConsumerFailed, KafkaUnavailable
+from katagate.eventlog.fetching import FETCH_WHEN_DRAINED
 from katagate.eventlog.health import Health
 from katagate.eventlog.lag import LagMeter
 from katagate.eventlog.principals import PRINCIPALS

@@ -1,7 +1,7 @@
-"""A following reader's fetches (eventlog/clients.py FETCH_WHEN_DRAINED) on the real broker:
+"""A following reader's fetches (eventlog/fetching.py) on the real broker:
 busy, it fetches once for what came in meanwhile, not once per record; drained, it fetches at
-once, and an idle reader still gets a record without waiting. A loop's linger
-(eventlog/loop.py `lingered`) gathers what comes in over it with one fetch."""
+once, and an idle reader still gets a record without waiting. A linger (`lingered`) gathers
+what comes in over it with one fetch."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
-from katagate.eventlog.clients import FETCH_WHEN_DRAINED, new_consumer
-from katagate.eventlog.loop import consumer_config, lingered
+from katagate.eventlog.clients import new_consumer
+from katagate.eventlog.fetching import FETCH_WHEN_DRAINED, lingered
+from katagate.eventlog.loop import consumer_config
 from katagate.eventlog.topics import TopicNames
 
 pytestmark = pytest.mark.kafka
@@ -145,3 +146,22 @@ def test_a_linger_gathers_what_came_in_over_it_with_one_fetch(kafka_settings):
     assert sent_consuming >= WRITES / 2, sent_consuming
     assert sent <= 4, (sent, sent_consuming)
     assert gathered >= 1  # what the fetch held at the linger's start, at least
+
+
+def test_a_linger_returns_at_once_when_a_full_read_waits_already(kafka_settings):
+    """A reader catching up (the projector after a restart) is not slowed by its linger."""
+    topic = TopicNames(kafka_settings.topic_prefix).mail
+    config = consumer_config(kafka_settings, f"{kafka_settings.topic_prefix}.t-{uuid.uuid4()}")
+    consumer = new_consumer(kafka_settings, config)
+    producer = Producer({"bootstrap.servers": kafka_settings.bootstrap_servers})
+    try:
+        for i in range(WRITES):
+            producer.produce(topic, b"%d" % i, partition=0)
+        producer.flush(10)
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        assert len(consumer.consume(1, 10)) == 1  # the fetch holding all of them is in
+        began = time.monotonic()
+        assert len(lingered(consumer, 10, 5.0)) == 10
+        assert time.monotonic() - began < 1.0
+    finally:
+        consumer.close()

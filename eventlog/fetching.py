@@ -1,0 +1,39 @@
+"""How katagate's following readers fetch: not again while what they fetched waits, and under
+load over a linger, gathered with one fetch at its end.
+
+librdkafka keeps a fetch outstanding at all times, and the broker answers it at the first new
+record. Every reader of `katagate.mail` (six, each stage's) then made about one fetch per
+record written to it, seven a message. A busy stage needs one fetch per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# Held while its queue is not empty, the next fetch returns all that came in meanwhile. An idle
+# reader's queue is empty, so its fetch waits at the broker as before, and a record finds it at
+# once. The backoff is how soon a drained queue fetches again (librdkafka's default, 1 s,
+# would stall a busy stage).
+FETCH_WHEN_DRAINED: dict[str, Any] = {"queued.min.messages": 1, "fetch.queue.backoff.ms": 5}
+# After a linger: how long the fetch of what the broker gathered meanwhile may take (the
+# backoff above and a round trip to a busy broker). Records it misses come with the next read.
+GATHER_FETCH_S = 0.02
+
+
+def lingered(consumer: Any, most: int, linger_s: float) -> list[Any]:
+    """Up to `most` records: at once if that many wait already (a reader catching up), else
+    what came in over the linger, fetched at its end.
+
+    The consumer (FETCH_WHEN_DRAINED) does not consume meanwhile, so the client holds its next
+    fetch while what it fetched waits; once that is taken, one fetch brings what the broker
+    gathered. Consuming through the linger took each record as it came, and the client
+    fetched again for each.
+    """
+    messages: list[Any] = consumer.consume(most, 0)
+    if len(messages) < most:
+        time.sleep(linger_s)
+        messages += consumer.consume(most - len(messages), 0)
+    if len(messages) < most:
+        messages += consumer.consume(most - len(messages), GATHER_FETCH_S)
+    return messages

@@ -208,7 +208,7 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
     names = TopicNames(kafka.topic_prefix)
     relative = {topic: rel for rel, topic in audited_topics(kafka.topic_prefix).items()}
     producer = TransactionalProducer(kafka, transactional_id(kafka))  # fences the previous owner
-    consumer = new_consumer(kafka)
+    consumer = new_consumer(kafka, following=True)
     try:
         ranges, starts = _open_ranges(kafka, key, consumer)
         for place, open_range in ranges.items():

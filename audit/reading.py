@@ -24,9 +24,12 @@ def audited_topics(prefix: str) -> dict[str, str]:
     return {"mail": names.mail, "quarantine": names.quarantine, "control": names.control}
 
 
-def new_consumer(kafka: KafkaSettings) -> Consumer:
+def new_consumer(kafka: KafkaSettings, following: bool = False) -> Consumer:
+    """`following`: the checkpointer's reader, which follows the log as it is written; the
+    whole-log reads (verify, reconcile, a checkpoint now) keep librdkafka's read-ahead."""
     return new_reader(kafka, "audit", **{"auto.offset.reset": "earliest",
-                                         "enable.partition.eof": True, **FETCH_WHEN_DRAINED})
+                                         "enable.partition.eof": True,
+                                         **(FETCH_WHEN_DRAINED if following else {})})
 
 
 def from_message(message: Any) -> LogRecord:

@@ -41,7 +41,7 @@ def run_projector(
     snapshot = open_snapshot(path, kafka.topic_prefix, rebuild=settings.rebuild)
     live = LiveProjection(projections=snapshot.projections,
                           resumed_from_snapshot=snapshot.resumed)
-    reader = LogReader(kafka, projected_topics(kafka), start=snapshot.positions)
+    reader = LogReader(kafka, projected_topics(kafka), start=snapshot.positions, following=True)
     live.positions = dict(reader.positions)
     if snapshot.resumed:
         log.info("projector: resumed from %s", path)

@@ -50,12 +50,14 @@ class Read(NamedTuple):
 
 class LogReader:
     def __init__(self, kafka: KafkaSettings, topics: Sequence[str],
-                 start: Positions | None = None) -> None:
+                 start: Positions | None = None, following: bool = False) -> None:
+        """`following`: the live projector's reader, which follows the log as it is written
+        (eventlog/fetching.py); a replay keeps librdkafka's read-ahead."""
         self._timeout = kafka.request_timeout_s
         self._consumer = new_reader(kafka, "projector", **{
             "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
             "enable.partition.eof": True, "fetch.max.bytes": 16 * 1024 * 1024,
-            **FETCH_WHEN_DRAINED})
+            **(FETCH_WHEN_DRAINED if following else {})})
         self._kafka = kafka
         self._admin = new_admin(kafka)
         self.partitions: list[tuple[str, int]] = [
@@ -80,7 +82,7 @@ class LogReader:
                                    for (t, p), offset in self.positions.items()])
             self._following = True
         reads: list[Read] = []
-        # What came in over the timeout, in one fetch: the views are read by people and
+        # What came in over the timeout, fetched at its end: the views are read by people and
         # scrapes, for whom a tenth of a second is nothing, and the mail topic has six readers.
         for message in lingered(self._consumer, max_records, timeout_s):
             error = message.error()

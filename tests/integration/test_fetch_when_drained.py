@@ -1,7 +1,7 @@
 """A following reader's fetches (eventlog/fetching.py) on the real broker:
 busy, it fetches once for what came in meanwhile, not once per record; drained, it fetches at
 once, and an idle reader still gets a record without waiting. A linger (`lingered`) gathers
-what comes in over it with one fetch."""
+what comes in over it with a fetch at its end, and a reader that is behind does not linger."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer, TopicPartition
 
+from katagate.eventlog import fetching
 from katagate.eventlog.clients import new_consumer
 from katagate.eventlog.fetching import FETCH_WHEN_DRAINED, lingered
 from katagate.eventlog.loop import consumer_config
@@ -102,21 +103,23 @@ def test_a_busy_reader_fetches_once_for_what_came_meanwhile_and_an_idle_one_at_o
     assert latency_s < 0.2, latency_s
 
 
-def fetches_over_a_linger(settings, partition: int, gather) -> tuple[int, int]:
+def fetches_over_a_linger(settings, partition: int, gather) -> tuple[int, int, bool]:
     """Fetches sent while `gather(consumer)` ran and records came one by one; how many
-    records it gathered."""
+    records it gathered; whether the writes had all ended before it returned."""
     topic = TopicNames(settings.topic_prefix).mail
     fetches = Fetches()
     config = consumer_config(settings, f"{settings.topic_prefix}.t-{uuid.uuid4()}")
     consumer = new_consumer(settings, {**config, "statistics.interval.ms": 50,
                                        "stats_cb": fetches})
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0})
+    written: list[float] = []
 
     def write() -> None:
         for i in range(WRITES):
             producer.produce(topic, b"%d" % i, partition=partition)
             producer.flush(10)
             time.sleep(GAP_S)
+        written.append(time.monotonic())
 
     try:
         consumer.assign([TopicPartition(topic, partition, 0)])
@@ -127,39 +130,63 @@ def fetches_over_a_linger(settings, partition: int, gather) -> tuple[int, int]:
         writer = threading.Thread(target=write)
         writer.start()
         gathered = sum(1 for m in gather(consumer) if m.error() is None)
+        returned = time.monotonic()
         writer.join()
         sent, more = fetches.now(consumer)
         assert gathered + more + consume_all(consumer, WRITES - gathered - more) == WRITES
-        return sent - before, gathered
+        return sent - before, gathered, written[0] < returned
     finally:
         consumer.close()
 
 
-def test_a_linger_gathers_what_came_in_over_it_with_one_fetch(kafka_settings):
-    linger_s = WRITES * GAP_S + 0.3  # the writes end well inside it
-    sent, gathered = fetches_over_a_linger(
+def test_a_linger_gathers_what_came_in_over_it_with_a_fetch_at_its_end(kafka_settings,
+                                                                       monkeypatch):
+    # The test is about which fetches are made, not how fast a loaded machine answers one.
+    monkeypatch.setattr(fetching, "GATHER_FETCH_S", 2.0)
+    linger_s = 2.0  # the writes, 30 of them 20 ms apart, end well inside it
+    sent, gathered, ended = fetches_over_a_linger(
         kafka_settings, 2, lambda consumer: lingered(consumer, 500, linger_s))
     # Consuming through the linger, as the loop did: the client fetched for each record.
-    sent_consuming, _ = fetches_over_a_linger(
+    sent_consuming, consumed, _ = fetches_over_a_linger(
         kafka_settings, 1, lambda consumer: consumer.consume(500, linger_s))
 
-    assert sent_consuming >= WRITES / 2, sent_consuming
+    assert consumed >= 10, consumed
+    assert sent_consuming >= consumed / 2, (sent_consuming, consumed)
+    assert ended, "the writes outlasted the linger"
     assert sent <= 4, (sent, sent_consuming)
-    assert gathered >= 1  # what the fetch held at the linger's start, at least
+    # The fetch waiting at the linger's start brought the first; the one at its end the rest.
+    assert gathered == WRITES, gathered
 
 
-def test_a_linger_returns_at_once_when_a_full_read_waits_already(kafka_settings):
-    """A reader catching up (the projector after a restart) is not slowed by its linger."""
+def write_old(producer: Producer, topic: str, count: int) -> None:
+    """Records written a minute ago, by their timestamps."""
+    old_ms = int(time.time() * 1000) - 60_000
+    for i in range(count):
+        producer.produce(topic, b"%d" % i, partition=0, timestamp=old_ms)
+    producer.flush(10)
+
+
+def test_a_reader_that_is_behind_takes_the_next_fetch_without_lingering(kafka_settings,
+                                                                        monkeypatch):
+    """A reader catching up (a stage after a restart, the projector) is not slowed by a
+    linger per fetch's worth."""
+    monkeypatch.setattr(fetching, "GATHER_FETCH_S", 2.0)
     topic = TopicNames(kafka_settings.topic_prefix).mail
     config = consumer_config(kafka_settings, f"{kafka_settings.topic_prefix}.t-{uuid.uuid4()}")
     consumer = new_consumer(kafka_settings, config)
     producer = Producer({"bootstrap.servers": kafka_settings.bootstrap_servers})
     try:
-        for i in range(WRITES):
-            producer.produce(topic, b"%d" % i, partition=0)
-        producer.flush(10)
+        write_old(producer, topic, WRITES)
         consumer.assign([TopicPartition(topic, 0, 0)])
-        assert len(consumer.consume(1, 10)) == 1  # the fetch holding all of them is in
+        held = consumer.consume(1, 10)  # the fetch holding all of them is in
+        assert len(held) == 1
+        write_old(producer, topic, WRITES)  # at the broker, not fetched: the queue holds some
+        began = time.monotonic()
+        assert len(lingered(consumer, 500, 5.0, held=held)) == 2 * WRITES - 1
+        assert time.monotonic() - began < 2.5
+        # A full read waiting already is taken at once, behind or not.
+        write_old(producer, topic, WRITES)
+        assert len(consumer.consume(1, 10)) == 1
         began = time.monotonic()
         assert len(lingered(consumer, 10, 5.0)) == 10
         assert time.monotonic() - began < 1.0

@@ -9,10 +9,7 @@ record written to it, seven a message. A busy stage needs one fetch per batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
-
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE
 
 # Held while its queue is not empty, the next fetch returns all that came in meanwhile. An idle
 # reader's queue is empty, so its fetch waits at the broker as before, and a record finds it at
@@ -22,38 +19,18 @@ FETCH_WHEN_DRAINED: dict[str, Any] = {"queued.min.messages": 1, "fetch.queue.bac
 # After a linger: how long the fetch of what the broker gathered meanwhile may take (the
 # backoff above and a round trip to a busy broker). Records it misses come with the next read.
 GATHER_FETCH_S = 0.05
-# A reader whose newest record is older than this (or than two lingers) is behind: what it
-# wants is at the broker already, and a linger would only slow its catching up (one linger
-# per fetch's worth).
-BEHIND_S = 1.0
-
-
-def behind(messages: Sequence[Any], linger_s: float = 0.0, now_ms: float | None = None) -> bool:
-    """Whether the newest record among `messages` was written longer ago than `BEHIND_S` and
-    two lingers (by its producer's clock: a skewed one only makes a reader linger, or not,
-    when it need not)."""
-    for message in reversed(messages):
-        if message.error() is None:
-            kind, timestamp_ms = message.timestamp()
-            if kind == TIMESTAMP_NOT_AVAILABLE:
-                return False
-            now_ms = time.time() * 1000 if now_ms is None else now_ms
-            return bool(timestamp_ms < now_ms - max(BEHIND_S, 2 * linger_s) * 1000)
-    return False
-
-
-def lingered(consumer: Any, most: int, linger_s: float, held: Sequence[Any] = ()) -> list[Any]:
+def lingered(consumer: Any, most: int, linger_s: float) -> list[Any]:
     """Up to `most` records: at once if that many wait already, else what came in over the
-    linger, fetched at its end; a reader that is behind (`held`: what it took just before)
-    does not linger, and takes the next fetch's worth as it comes.
+    linger, fetched at its end.
 
     The consumer (FETCH_WHEN_DRAINED) does not consume meanwhile, so the client holds its next
     fetch while what it fetched waits; once that is taken, one fetch brings what the broker
     gathered (with the one that waited at the linger's start, two fetches, not one a record).
     Consuming through the linger took each record as it came, and fetched again for each.
+    A reader catching up lingers at the tail of each fetch's worth that is short of `most`.
     """
     messages: list[Any] = consumer.consume(most, 0)
-    if len(messages) < most and not behind([*held, *messages], linger_s):
+    if len(messages) < most:
         time.sleep(linger_s)
         messages += consumer.consume(most - len(messages), 0)
     if len(messages) < most:

@@ -221,7 +221,7 @@ class TransactionalLoop:
             # Under load: let this transaction gather up to the linger more. A record that
             # finds the stage idle never waits.
             messages += lingered(self._consumer, self._batch_size - len(messages),
-                                 self._linger_s, held=messages)
+                                 self._linger_s)
         # Every consume above may have run the rebalance callback: never decide a batch on a
         # state whose restore failed.
         self._recovery.raise_assign_failure()

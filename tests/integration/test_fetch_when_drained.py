@@ -1,7 +1,7 @@
 """A following reader's fetches (eventlog/fetching.py) on the real broker:
 busy, it fetches once for what came in meanwhile, not once per record; drained, it fetches at
 once, and an idle reader still gets a record without waiting. A linger (`lingered`) gathers
-what comes in over it with a fetch at its end, and a reader that is behind does not linger."""
+what comes in over it with a fetch at its end."""
 
 from __future__ import annotations
 
@@ -55,24 +55,37 @@ def consume_all(consumer: Any, count: int, timeout_s: float = 10.0) -> int:
     return got
 
 
-def busy_then_drained(settings, config: dict[str, Any], partition: int) -> tuple[int, float]:
-    """Fetches sent while the reader did not consume and `WRITES` records came one by one to
-    an empty `partition`; then the seconds a record written after the drain took to arrive."""
+def started(settings, config: dict[str, Any], partition: int) -> tuple[Any, Producer, Fetches,
+                                                                      int]:
+    """A reader of an empty `partition` that counts its fetches and has consumed a first
+    record (its next fetch waits at the broker); a producer; the fetches sent so far."""
     topic = TopicNames(settings.topic_prefix).mail
     fetches = Fetches()
     consumer = new_consumer(settings, {**config, "statistics.interval.ms": 50,
                                        "stats_cb": fetches})
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0})
-    try:
-        consumer.assign([TopicPartition(topic, partition, 0)])
-        producer.produce(topic, b"first", partition=partition)
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    producer.produce(topic, b"first", partition=partition)
+    producer.flush(10)
+    assert consume_all(consumer, 1) == 1
+    before, _ = fetches.now(consumer)
+    return consumer, producer, fetches, before
+
+
+def write_one_by_one(producer: Producer, topic: str, partition: int) -> None:
+    for i in range(WRITES):
+        producer.produce(topic, b"%d" % i, partition=partition)
         producer.flush(10)
-        assert consume_all(consumer, 1) == 1
-        before, _ = fetches.now(consumer)
-        for i in range(WRITES):  # the reader is busy: it does not consume meanwhile
-            producer.produce(topic, b"%d" % i, partition=partition)
-            producer.flush(10)
-            time.sleep(GAP_S)
+        time.sleep(GAP_S)
+
+
+def busy_then_drained(settings, config: dict[str, Any], partition: int) -> tuple[int, float]:
+    """Fetches sent while the reader did not consume and `WRITES` records came one by one to
+    an empty `partition`; then the seconds a record written after the drain took to arrive."""
+    topic = TopicNames(settings.topic_prefix).mail
+    consumer, producer, fetches, before = started(settings, config, partition)
+    try:
+        write_one_by_one(producer, topic, partition)  # the reader is busy: it does not consume
         # The statistics queued meanwhile are served with the records fetched; the newest
         # counts up to the end of the writes (within its interval).
         got = sum(1 for m in consumer.consume(1000, 0) if m.error() is None)
@@ -107,26 +120,15 @@ def fetches_over_a_linger(settings, partition: int, gather) -> tuple[int, int, b
     """Fetches sent while `gather(consumer)` ran and records came one by one; how many
     records it gathered; whether the writes had all ended before it returned."""
     topic = TopicNames(settings.topic_prefix).mail
-    fetches = Fetches()
     config = consumer_config(settings, f"{settings.topic_prefix}.t-{uuid.uuid4()}")
-    consumer = new_consumer(settings, {**config, "statistics.interval.ms": 50,
-                                       "stats_cb": fetches})
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0})
+    consumer, producer, fetches, before = started(settings, config, partition)
     written: list[float] = []
 
     def write() -> None:
-        for i in range(WRITES):
-            producer.produce(topic, b"%d" % i, partition=partition)
-            producer.flush(10)
-            time.sleep(GAP_S)
+        write_one_by_one(producer, topic, partition)
         written.append(time.monotonic())
 
     try:
-        consumer.assign([TopicPartition(topic, partition, 0)])
-        producer.produce(topic, b"first", partition=partition)
-        producer.flush(10)
-        assert consume_all(consumer, 1) == 1
-        before, _ = fetches.now(consumer)
         writer = threading.Thread(target=write)
         writer.start()
         gathered = sum(1 for m in gather(consumer) if m.error() is None)
@@ -158,35 +160,19 @@ def test_a_linger_gathers_what_came_in_over_it_with_a_fetch_at_its_end(kafka_set
     assert gathered == WRITES, gathered
 
 
-def write_old(producer: Producer, topic: str, count: int) -> None:
-    """Records written a minute ago, by their timestamps."""
-    old_ms = int(time.time() * 1000) - 60_000
-    for i in range(count):
-        producer.produce(topic, b"%d" % i, partition=0, timestamp=old_ms)
-    producer.flush(10)
-
-
-def test_a_reader_that_is_behind_takes_the_next_fetch_without_lingering(kafka_settings,
-                                                                        monkeypatch):
-    """A reader catching up (a stage after a restart, the projector) is not slowed by a
-    linger per fetch's worth."""
-    monkeypatch.setattr(fetching, "GATHER_FETCH_S", 2.0)
+def test_a_linger_returns_at_once_when_a_full_read_waits_already(kafka_settings):
+    """A reader catching up takes full reads without lingering (it lingers only at the tail
+    of each fetch's worth)."""
     topic = TopicNames(kafka_settings.topic_prefix).mail
     config = consumer_config(kafka_settings, f"{kafka_settings.topic_prefix}.t-{uuid.uuid4()}")
     consumer = new_consumer(kafka_settings, config)
     producer = Producer({"bootstrap.servers": kafka_settings.bootstrap_servers})
     try:
-        write_old(producer, topic, WRITES)
+        for i in range(WRITES):
+            producer.produce(topic, b"%d" % i, partition=0)
+        producer.flush(10)
         consumer.assign([TopicPartition(topic, 0, 0)])
-        held = consumer.consume(1, 10)  # the fetch holding all of them is in
-        assert len(held) == 1
-        write_old(producer, topic, WRITES)  # at the broker, not fetched: the queue holds some
-        began = time.monotonic()
-        assert len(lingered(consumer, 500, 5.0, held=held)) == 2 * WRITES - 1
-        assert time.monotonic() - began < 2.5
-        # A full read waiting already is taken at once, behind or not.
-        write_old(producer, topic, WRITES)
-        assert len(consumer.consume(1, 10)) == 1
+        assert len(consumer.consume(1, 10)) == 1  # the fetch holding all of them is in
         began = time.monotonic()
         assert len(lingered(consumer, 10, 5.0)) == 10
         assert time.monotonic() - began < 1.0

@@ -15,10 +15,12 @@ from typing import Any
 # reader's queue is empty, so its fetch waits at the broker as before, and a record finds it at
 # once. The backoff is how soon a drained queue fetches again (librdkafka's default, 1 s,
 # would stall a busy stage); the client's thread checks that often while records wait.
-FETCH_WHEN_DRAINED: dict[str, Any] = {"queued.min.messages": 1, "fetch.queue.backoff.ms": 10}
+FETCH_WHEN_DRAINED: dict[str, Any] = {"queued.min.messages": 1, "fetch.queue.backoff.ms": 5}
 # After a linger: how long the fetch of what the broker gathered meanwhile may take (the
 # backoff above and a round trip to a busy broker). Records it misses come with the next read.
-GATHER_FETCH_S = 0.05
+GATHER_FETCH_S = 0.02
+
+
 def lingered(consumer: Any, most: int, linger_s: float) -> list[Any]:
     """Up to `most` records: at once if that many wait already, else what came in over the
     linger, fetched at its end.
@@ -34,8 +36,5 @@ def lingered(consumer: Any, most: int, linger_s: float) -> list[Any]:
         time.sleep(linger_s)
         messages += consumer.consume(most - len(messages), 0)
     if len(messages) < most:
-        # poll returns as the fetch's records come (consume would wait out its timeout).
-        first = consumer.poll(GATHER_FETCH_S)
-        if first is not None:
-            messages += [first, *consumer.consume(most - len(messages) - 1, 0)]
+        messages += consumer.consume(most - len(messages), GATHER_FETCH_S)
     return messages

@@ -144,7 +144,7 @@ def fetches_over_a_linger(settings, partition: int, gather) -> tuple[int, int, b
 def test_a_linger_gathers_what_came_in_over_it_with_a_fetch_at_its_end(kafka_settings,
                                                                        monkeypatch):
     # The test is about which fetches are made, not how fast a loaded machine answers one.
-    monkeypatch.setattr(fetching, "GATHER_FETCH_S", 2.0)
+    monkeypatch.setattr(fetching, "GATHER_FETCH_S", 0.3)
     linger_s = 2.0  # the writes, 30 of them 20 ms apart, end well inside it
     sent, gathered, ended = fetches_over_a_linger(
         kafka_settings, 2, lambda consumer: lingered(consumer, 500, linger_s))

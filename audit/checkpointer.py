@@ -218,7 +218,7 @@ def _serve(kafka: KafkaSettings, settings: AuditSettings, key: AuditKey, electio
         while not stop.is_set() and election.tick():
             ready: list[Checkpoint] = []
             now = time.monotonic()
-            # Checkpoints wait seconds: take what came in over a fifth of one, in one fetch.
+            # Checkpoints wait seconds: take what came in over a fifth of one, fetched at its end.
             messages = lingered(consumer, 1000, 0.2)
             part.beat()
             for message in messages:

@@ -5,6 +5,7 @@ the commands write (with the actor) or do not write."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,9 +40,17 @@ def tools(kafka_settings: KafkaSettings, tmp_path: Path, monkeypatch: pytest.Mon
                      "--projector-token-file", str(state / "test-read-token")]
 
 
-def written(kafka: KafkaSettings, kind: str) -> list:
-    events = [decode_event(r.value) for r in read_all(kafka, TopicNames(kafka.topic_prefix).mail)]
-    return [e for e in events if e.type == kind]
+def written(kafka: KafkaSettings, kind: str, at_least: int = 0, wait_s: float = 10.0) -> list:
+    """The events of `kind` in the log, read again until there are `at_least`: a transaction's
+    commit returns once the coordinator has logged it, and the markers that make its records
+    readable reach the partitions a moment later (CI once read the log in between)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = read_all(kafka, TopicNames(kafka.topic_prefix).mail)
+        events = [e for e in (decode_event(r.value) for r in records) if e.type == kind]
+        if len(events) >= at_least or time.monotonic() > deadline:
+            return events
+        time.sleep(0.1)
 
 
 def test_given_messages_when_searched_then_filters_select_and_a_bad_value_names_the_allowed(
@@ -86,7 +95,7 @@ def test_given_the_backup_when_a_held_copy_is_resent_and_deleted_then_requests_a
     code, out, err = cli(capsys, "backup", "resend", "MSG00000004", "--to", "help@example.com",
                          "--comment", "false positive", "--note", "ticket 12", *where)
     assert (code, err) == (0, ""), err
-    [resend] = [e for e in written(kafka_settings, "backup.resend_requested")
+    [resend] = [e for e in written(kafka_settings, "backup.resend_requested", 1)
                 if e.actor.startswith("cli:")]
     assert resend.message_id == "MSG00000004"
     assert (resend.recipients, resend.to_original) == (["help@example.com"], False)
@@ -96,7 +105,7 @@ def test_given_the_backup_when_a_held_copy_is_resent_and_deleted_then_requests_a
     assert resend.location.model_dump() == rows["MSG00000004"]["location"]
     code, out, err = cli(capsys, "backup", "delete", "MSG00000004", *where)
     assert (code, err) == (0, "")
-    [deletion] = [e for e in written(kafka_settings, "backup.delete_requested")
+    [deletion] = [e for e in written(kafka_settings, "backup.delete_requested", 1)
                   if e.actor.startswith("cli:")]
     assert deletion.actor == resend.actor
 
@@ -114,7 +123,7 @@ def test_given_the_delivery_queue_when_listed_and_retried_then_only_a_deferred_o
     assert "its status is delivered" in err
     code, out, err = cli(capsys, "queue", "bounce", "MSG00000005", "--comment", "gone", *where)
     assert (code, err) == (0, "")
-    asked = written(kafka_settings, "queue.action_requested")
+    asked = written(kafka_settings, "queue.action_requested", before + 1)
     assert len(asked) == before + 1
     assert (asked[-1].message_id, asked[-1].action, asked[-1].comment) == (
         "MSG00000005", "bounce", "gone")

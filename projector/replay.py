@@ -20,6 +20,7 @@ from katagate.projector.canonical import canonical_json, document
 from katagate.projector.copies import LedgerCopies
 from katagate.projector.snapshot import Positions, write_atomically
 from katagate.projector.source import LogReader, projected_topics
+from katagate.projector.store import TimelineStore
 from katagate.projector.views import VIEW_NAMES, Projections, evolve
 
 
@@ -83,7 +84,8 @@ def replay(
             bounds = ends
         meter = Progress(progress, sum(bounds.values()))
         # A mirror's second copy is dropped by its bytes, never decoded (copies.py).
-        views = Projections(copies=LedgerCopies(keep_records=True))
+        views = Projections(copies=LedgerCopies(keep_records=True),
+                            store=TimelineStore(searchable=False))
         for read in reader.read_to(bounds, batch_size, skip=views.copies.second):
             if read.event is not None:
                 evolve(views, read.event, read.value)

@@ -15,6 +15,7 @@ import pytest
 from bench.restarts.gateway import Gateway
 from bench.restarts.rounds import kill
 from bench.sink_count import SinkArrivals
+from katagate.decider.settings import DeciderSettings
 from tests.conftest import ensure_namespace
 from tests.e2e.up_env import up_env
 
@@ -24,8 +25,8 @@ STAGES = ("ingest", "scanner", "decider", "projector", "console", "audit")
 MESSAGES = 150
 # A kill of the decider may repeat only the deliveries whose 250 came and whose outcome, written
 # ahead, was not yet acknowledged: at most one per delivery in flight (`[decider]
-# delivery_concurrency`, 8), not the rest of apply's batch (docs/decisions/0008).
-DECIDER_AT_MOST = 8
+# delivery_concurrency`), not the rest of apply's batch (docs/decisions/0008).
+DECIDER_AT_MOST = DeciderSettings.model_fields["delivery_concurrency"].default
 
 
 def test_each_stage_killed_under_load_is_restarted_and_nothing_is_lost(kafka_bootstrap, tmp_path):

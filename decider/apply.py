@@ -20,6 +20,7 @@ from functools import partial
 
 from katagate.decider import outcomes
 from katagate.decider.backup_resend import disarm_marks, location_problem, mark_released, resent
+from katagate.decider.delivery_budget import DeliveryBudget
 from katagate.decider.history import ControlHistory
 from katagate.decider.mail_fold import MailFold
 from katagate.decider.metrics import REPLY_TO_RECORD
@@ -98,8 +99,8 @@ class Apply(MailFold):
         self._replied = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=settings.delivery_concurrency,
                                         thread_name_prefix="apply")
-        # Deliveries reuse connections to the next hop (RSET between messages).
-        self.sessions = SessionCache()
+        self._budget = DeliveryBudget(settings.delivery_budget_bytes)
+        self.sessions = SessionCache()  # connections to the next hop, RSET between messages
         # A cohort of connection failures suspends the next hop until a first retry is due.
         self._gate = NextHopGate(self._effects.next_hop, settings.delivery_concurrency,
                                  settings.retry_first_s)
@@ -208,23 +209,24 @@ class Apply(MailFold):
         decision = parcel.decision
         assert decision is not None  # noqa: S101 - only decided parcels are carried out
         fx, now = fx or self._effects, self._clock()
-        try:
-            if data is None:
-                data = self._read(parcel)
-            if isinstance(data, RawUnavailable):
-                raise data
-        except RawUnavailable as exc:
-            return [outcomes.raw_unavailable(fx, parcel, str(exc), now)]
-        events: list[Event] = []
-        if decision.backup and not parcel.backup_done:
-            events.append(self._backup(parcel, data))
-        if decision.action == "delete":
-            events.append(outcomes.discarded(fx, parcel, now))
-        elif decision.action == "reject":
-            events += self._reject(fx, parcel, data)
-        else:
-            events += self._deliver(fx, parcel, data, decision.tag)
-        return events
+        with self._budget.holding(parcel.size):  # its bytes while held (decision 0009)
+            try:
+                if data is None:
+                    data = self._read(parcel)
+                if isinstance(data, RawUnavailable):
+                    raise data
+            except RawUnavailable as exc:
+                return [outcomes.raw_unavailable(fx, parcel, str(exc), now)]
+            events: list[Event] = []
+            if decision.backup and not parcel.backup_done:
+                events.append(self._backup(parcel, data))
+            if decision.action == "delete":
+                events.append(outcomes.discarded(fx, parcel, now))
+            elif decision.action == "reject":
+                events += self._reject(fx, parcel, data)
+            else:
+                events += self._deliver(fx, parcel, data, decision.tag)
+            return events
 
     def _queue_job(self, request: QueueActionRequested,
                    acted_on: set[str]) -> Callable[[], list[Event]] | None:

@@ -57,6 +57,11 @@ class DeciderSettings(FileSettings):
     # default_destination_concurrency_limit; at 8, apply held the whole path to about 100
     # messages/s here (docs/decisions/0009-apply-concurrency-and-batch.md).
     delivery_concurrency: int = Field(default=20, ge=1, le=64)
+    # The message bytes the delivery threads may hold at once: a delivery whose message does not
+    # fit waits for others to end (decider/delivery_budget.py). 288 MiB: what 8 threads held at
+    # most with messages of 36 MiB, ingest's largest by default.
+    delivery_budget_bytes: int = Field(default=288 * 1024 * 1024, ge=1024 * 1024,
+                                       le=64 * 1024 * 1024 * 1024)
     # On SIGTERM: the batch's deliveries go on starting for this long, those begun then finish
     # (each SMTP command within smtp_timeout_s), and what they did is committed; deliveries
     # not begun by then are read again at the next start (docs/ARCHITECTURE.md, "Stopping").

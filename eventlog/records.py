@@ -37,10 +37,11 @@ class MessageHeaders(Sequence[tuple[str, bytes]]):
         self._items: tuple[tuple[str, bytes], ...] | None = None
 
     def _all(self) -> tuple[tuple[str, bytes], ...]:
-        if self._items is None:  # two threads may both convert: the same tuple either way
-            self._items = tuple((k, v or b"") for k, v in (self._message.headers() or ()))
-            self._message = None
-        return self._items
+        items = self._items
+        if items is None:  # two threads may both convert: equal tuples either way
+            items = self._items = tuple(
+                (k, v or b"") for k, v in (self._message.headers() or ()))
+        return items
 
     def __getitem__(self, index: Any) -> Any:
         return self._all()[index]
@@ -51,8 +52,10 @@ class MessageHeaders(Sequence[tuple[str, bytes]]):
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         return iter(self._all())
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and self._all() == tuple(other)
+    def __eq__(self, other: object) -> bool:  # as the tuple it stands for, and hashed as one
+        if isinstance(other, tuple | MessageHeaders):
+            return self._all() == tuple(other)
+        return NotImplemented
 
     def __hash__(self) -> int:
         return hash(self._all())

@@ -12,8 +12,9 @@ Writes are buffered: `add` updates the message's summary in a bounded cache of r
 and keeps the record; `flush` writes one row per message touched (reads flush first, so they
 always see every add). Nothing is durable before `commit`. A store opened on "" is a private
 temporary database that SQLite deletes when it is closed (the replay's). The replay's is built
-without the search columns, indexes and tables (`searchable=False`): nothing searches it, and
-keeping them up cost about a tenth of its time.
+without search (`searchable=False`): its search columns are left empty, and the indexes and the
+recipient and subject tables are not made. Nothing searches it, and keeping them up cost about
+a tenth of its time.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from tests.integration.kata_harness import Emulator, wait_for
 
 pytestmark = pytest.mark.kafka
 
-MESSAGES = 7  # about six records each: the killed batch (50 at most) holds them all
+MESSAGES = 7  # about six records each: the killed batch (600 records at most) holds them all
 DELIVERED_BEFORE_KILL = 4  # the first message, then three of the next batch
 
 

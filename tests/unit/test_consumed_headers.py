@@ -58,6 +58,10 @@ def test_a_record_from_a_message_equals_and_hashes_as_one_built_with_a_tuple() -
     assert built == consumed
     assert hash(consumed) == hash(built)
     assert consumed != Consumed("t", 2, 7, b"k", b"{}", (), 1700000000000)
+    # Equal to the tuple it stands for only, as a tuple is: not to a list, nor to text
+    assert consumed.headers == tuple(built.headers)
+    assert consumed.headers != list(built.headers)
+    assert Consumed.from_message(Message(topic="t", value=b"")).headers != ""
 
 
 def test_a_dead_letter_carries_the_headers_read_from_the_message() -> None:

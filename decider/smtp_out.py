@@ -50,6 +50,7 @@ OutcomeKind = Literal["delivered", "deferred", "failed"]
 _MAY = NextHopTls()
 
 MAX_REPLY = 1000  # the events' SmtpReply limit
+QUIT_TIMEOUT_S = 2.0  # how long a kept connection's QUIT waits for the next hop's reply
 
 _BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _BAD_ADDRESS = re.compile("[\x00-\x1f\x7f<>\x85\u2028\u2029]")
@@ -242,6 +243,9 @@ class _Session:
     def close(self) -> None:
         try:
             if self.client.sock is not None:
+                # The outcome is decided: a next hop slow to say goodbye holds only the caller,
+                # which is the loop's sweep for every session kept (up to delivery_concurrency).
+                self.client.sock.settimeout(QUIT_TIMEOUT_S)
                 self.client.quit()
         except (OSError, smtplib.SMTPException):
             pass  # the outcome is decided; a failing QUIT changes nothing

@@ -55,10 +55,12 @@ def start_gateway(folder: Path, secure: bool = False,
 
 def write_config(folder: Path) -> dict[str, int]:
     """`folder`/katagate.toml: the whole gateway on free ports, state in `folder`/state."""
-    ports = {name: free_port() for name in ("broker", "smtp", "kata", "sink", "projector",
-                                            "console")}
-    # Metrics of ingest, scanner, decider, projector, console, audit: base_port + 0..5; up + 6.
-    ports["metrics"] = free_port_run(7)
+    # One run of distinct ports: free_port() twice may name the same port (it is free again
+    # once the probe closes), and two listeners on one port failed a run. Metrics of ingest,
+    # scanner, decider, projector, console, audit: base_port + 0..5; up + 6.
+    names = ("broker", "smtp", "kata", "sink", "projector", "console", "metrics")
+    base = free_port_run(len(names) - 1 + 7)
+    ports = {name: base + i for i, name in enumerate(names)}
     config = folder / "katagate.toml"
     config.write_text(f"""
 [paths]

@@ -92,15 +92,34 @@ def written_mailbox(arg: str) -> str:
     return text.strip()
 
 
+# RFC 5322 atext, ASCII: what the email package's dot-atom takes, with nothing to unquote.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_PLAIN_PATH = re.compile(rf"<({_DOT_ATOM}@{_DOT_ATOM})>((?: .*)?)\Z", re.DOTALL)
+
+
 def path_address(arg: str, local_part_limit: int = 0) -> tuple[str | None, str | None]:
     """A MAIL or RCPT argument's (address, rest), as aiosmtpd 1.4's `SMTP._getaddr` parses it,
     or (None, None): unparsable, a local part over `local_part_limit` (0: none), or an address
     the client did not write (`mailbox_as_written`). aiosmtpd's own defines a typing Protocol
-    class on every call: 59 µs a path against 35 here, twice a message (MAIL and RCPT).
+    class on every call: 59 µs a path against 35 here, twice a message (MAIL and RCPT); a
+    plain path takes a fast path of under 1 µs.
     tests/unit/test_envelope_path.py holds the two to the same answers with the locked
     aiosmtpd, so a release that changes its parse fails there."""
     if not arg:
         return "", ""
+    plain = _PLAIN_PATH.match(arg)
+    if plain is not None:
+        # The common path, `<dot-atom@dot-atom>` and parameters after a space: the email
+        # package gives the text inside the brackets as it is, and the parameters with their
+        # leading white space dropped (str.lstrip, as its get_fws does; a comment there takes
+        # the full parse). Under 1 µs against 39.
+        address, after = plain.group(1), plain.group(2)
+        rest = after.lstrip()
+        if not rest.startswith("("):
+            if local_part_limit and len(address.rpartition("@")[0]) > local_part_limit:
+                return None, None
+            return address, rest
     token: AngleAddr | AddrSpec
     try:
         if arg.lstrip().startswith("<"):
@@ -109,7 +128,7 @@ def path_address(arg: str, local_part_limit: int = 0) -> tuple[str | None, str |
             token, rest = get_addr_spec(arg)
     except HeaderParseError:
         return None, None
-    address: str = token.addr_spec
+    address = str(token.addr_spec)
     if local_part_limit and len(address.rpartition("@")[0]) > local_part_limit:
         return None, None
     if address and not mailbox_as_written(arg, address):

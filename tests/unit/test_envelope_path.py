@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import pytest
 from aiosmtpd.smtp import SMTP
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from katagate.ingest.envelope import mailbox_as_written, path_address
 
@@ -51,3 +53,40 @@ def outcome(parse: Callable[[str, int], object], arg: str, limit: int) -> object
     except Exception as exc:
         return type(exc)
 
+
+
+# Pieces of paths: what a dot-atom takes, what ends one, white space of every kind, comments
+# and the parameters that follow a path.
+PIECES = ["a", "B", "0", "bob", "x-y", "+", "%", "!", "=", "{", "~", "'", ".", "..", "@", "@@",
+          "<", ">", "<>", "(", ")", "(c)", '"', "\\", " ", "  ", "\t", "\x0b", "\x0c", "\r",
+          "\n", "\x00", "ø", "\u2028", "\xa0", ":", ",", ";", "[", "]", "[192.0.2.1]",
+          "example.org", " SIZE=100", " BODY=8BITMIME", " (c) SIZE=1", "\tSIZE=1"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=12), st.sampled_from([0, 3, 64]))
+def test_given_any_path_then_the_fast_path_answers_as_aiosmtpd(pieces: list[str],
+                                                                local_part_limit: int) -> None:
+    # Most are `<`, a dot-atom, `@`, a dot-atom, `>` and something after: the fast path's
+    # inputs and their near misses.
+    arg = "<" + "".join(pieces) if pieces[:1] != ["<"] else "".join(pieces)
+    assert outcome(path_address, arg, local_part_limit) == outcome(
+        aiosmtpd_then_as_written, arg, local_part_limit)
+
+
+ATOMS = ["a", "Bob", "0", "x-y", "+", "%", "!", "=", "{", "~", "'", ".", "", "ø", " ", "(c)",
+         '"', "\\", "[1]", "@"]
+AFTER = ["", " ", "  ", "\t", "\x0b", "\x0c", "\r", "\n", "\xa0", "\u2028", "(c)", "x", ">", "<"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(ATOMS), min_size=1, max_size=4),
+       st.lists(st.sampled_from(ATOMS), min_size=1, max_size=4),
+       st.lists(st.sampled_from(AFTER), max_size=3), st.sampled_from(["", "SIZE=1", "(c)"]),
+       st.sampled_from([0, 3, 64]))
+def test_given_a_plain_path_and_what_follows_then_the_fast_path_answers_as_aiosmtpd(
+        local: list[str], domain: list[str], after: list[str], parameters: str,
+        local_part_limit: int) -> None:
+    arg = f"<{''.join(local)}@{''.join(domain)}>{''.join(after)}{parameters}"
+    assert outcome(path_address, arg, local_part_limit) == outcome(
+        aiosmtpd_then_as_written, arg, local_part_limit)

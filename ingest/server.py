@@ -33,6 +33,7 @@ from katagate.ingest.drain import drain
 from katagate.ingest.drain_policy import DrainState, draining_reply, refused_while_draining
 from katagate.ingest.envelope import in_networks, path_address
 from katagate.ingest.handler import IngestHandler
+from katagate.ingest.idle_timer import MovedTimeout
 from katagate.ingest.proxy import read_header
 from katagate.ingest.replies import enhance
 from katagate.ingest.sessions import SessionTable, client_key, next_data_deadline
@@ -49,7 +50,7 @@ def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-class GatewaySMTP(SMTP):
+class GatewaySMTP(MovedTimeout, SMTP):
     def __init__(self, handler: IngestHandler, *, settings: IngestSettings,
                  tls_context: ssl.SSLContext | None, loop: asyncio.AbstractEventLoop,
                  sessions: set[GatewaySMTP], table: SessionTable, budget: DataBudget,
@@ -265,7 +266,7 @@ class GatewaySMTP(SMTP):
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             transport.write(f"{reply}\r\n".encode())
-        super()._timeout_cb()  # type: ignore[no-untyped-call]
+        super()._timeout_cb()
 
     async def push(self, status: Any) -> None:
         # RFC 2034: the HELO and EHLO replies carry no enhanced code.

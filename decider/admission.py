@@ -10,6 +10,7 @@ message's own partition.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -257,8 +258,9 @@ class Admission(Handler):
         return [Outgoing.event(self._names.quarantine_usage, record)]
 
     def _ledger_out(self, item: Event) -> list[Outgoing]:
-        return [Outgoing.event(self._names.quarantine, item),
-                Outgoing.event(self._names.mail, item)]
+        # The same record on both topics: encoded once.
+        ledger = Outgoing.event(self._names.quarantine, item)
+        return [ledger, dataclasses.replace(ledger, topic=self._names.mail)]
 
     def _removals(self, removed: list[tuple[Copy, BackupRemoved]],
                   evolve: bool = False) -> list[Outgoing]:

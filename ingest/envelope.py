@@ -7,6 +7,7 @@ Everything here decides on the SMTP envelope only, never on header display parsi
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -168,12 +169,21 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].casefold()
 
 
+@functools.lru_cache(maxsize=4096)
 def client_address(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address a peer string names (a ValueError if none): parsed once per peer, not at
+    every RCPT and DATA of its messages (immutable; the cache holds at most 4,096)."""
     ip = ipaddress.ip_address(peer.split("%", 1)[0])
     # An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+@functools.lru_cache(maxsize=4096)
+def client_text(peer: str) -> str:
+    """`client_address` as the events and checks write it."""
+    return str(client_address(peer))
 
 
 def in_networks(peer: str, networks: Iterable[IPv4Network | IPv6Network]) -> bool:

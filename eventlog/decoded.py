@@ -1,14 +1,17 @@
 """Decoding an event record once per process, remembered by its bytes.
 
 The decider's three readers (admission, decisions, apply) each read every record of
-`katagate.mail`, within a second or so of one another. Decoding is a pure function of the bytes
+`katagate.mail`, within seconds of one another (apply takes 600 records a batch, and lags
+the others under load). Decoding is a pure function of the bytes
 (`decode_event`) and events are frozen, so one decoding serves all three: the first reader
 decodes, the others get the same event.
 
-Bounded by count and by bytes: at most CAPACITY records (a few seconds of mail at full speed;
+Bounded by count and by bytes: at most CAPACITY records (about 7 s of mail at 160 messages/s;
 a reader further behind decodes for itself) and MAX_BYTES of their values, and a value larger
 than MAX_VALUE_BYTES (a message with hundreds of recipients) is not kept, so a sender cannot
-make it large. A value's decoded event takes a few times its bytes.
+make it large. A value's decoded event takes a few times its bytes. 2,048 records and 2 MiB
+were too few: the readers decoded the same records again, and the decider's CPU per message
+fell 7 % with these bounds (the broker budget, alternated: 2.19, 2.26 ms against 2.42, 2.41).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import threading
 
 from katagate.schemas import Event, decode_event
 
-CAPACITY = 2048
-MAX_BYTES = 2 * 1024 * 1024
+CAPACITY = 8192
+MAX_BYTES = 8 * 1024 * 1024
 MAX_VALUE_BYTES = 8 * 1024
 
 _events: dict[bytes, Event] = {}

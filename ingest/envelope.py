@@ -109,7 +109,9 @@ def path_address(arg: str, local_part_limit: int = 0) -> tuple[str | None, str |
     aiosmtpd, so a release that changes its parse fails there."""
     if not arg:
         return "", ""
-    plain = _PLAIN_PATH.match(arg)
+    # `=?` may begin an RFC 2047 encoded word, which the email package decodes (and the
+    # as-written check then refuses): only the full parse answers for it.
+    plain = _PLAIN_PATH.match(arg) if "=?" not in arg else None
     if plain is not None:
         # The common path, `<dot-atom@dot-atom>` and parameters after a space: the email
         # package gives the text inside the brackets as it is, and the parameters with their

@@ -25,6 +25,9 @@ ARGS = [
     "<" + "a" * 65 + "@example.org>", "<" + "a" * 300 + "@example.org>", "<.bob@example.net>",
     "<bob.@example.net>", "<bob..x@example.net>", "<(c)bob@example.net>", "<bob@example.net(c)>",
     "bob", "@", "<", ">", '"', '<"unterminated@example.net>', "<bob@example.net> <eve@x>",
+    # RFC 2047 encoded words, which the email package decodes (found by review).
+    "<=?us-ascii?q?a?=@example.org>", "<a@=?us-ascii?q?b?=>", "<=?x?q?a@b> ?=@evil>",
+    "<=?utf-8?q?ceo=40bank.example?=@evil.example>", "<a@b.c> X=?y",
 ]
 
 
@@ -60,7 +63,8 @@ def outcome(parse: Callable[[str, int], object], arg: str, limit: int) -> object
 PIECES = ["a", "B", "0", "bob", "x-y", "+", "%", "!", "=", "{", "~", "'", ".", "..", "@", "@@",
           "<", ">", "<>", "(", ")", "(c)", '"', "\\", " ", "  ", "\t", "\x0b", "\x0c", "\r",
           "\n", "\x00", "ø", "\u2028", "\xa0", ":", ",", ";", "[", "]", "[192.0.2.1]",
-          "example.org", " SIZE=100", " BODY=8BITMIME", " (c) SIZE=1", "\tSIZE=1"]
+          "example.org", " SIZE=100", " BODY=8BITMIME", " (c) SIZE=1", "\tSIZE=1", "?", "=?",
+          "?=", "=?us-ascii?q?a?="]
 
 
 @settings(max_examples=1500, deadline=None)
@@ -75,8 +79,9 @@ def test_given_any_path_then_the_fast_path_answers_as_aiosmtpd(pieces: list[str]
 
 
 ATOMS = ["a", "Bob", "0", "x-y", "+", "%", "!", "=", "{", "~", "'", ".", "", "ø", " ", "(c)",
-         '"', "\\", "[1]", "@"]
-AFTER = ["", " ", "  ", "\t", "\x0b", "\x0c", "\r", "\n", "\xa0", "\u2028", "(c)", "x", ">", "<"]
+         '"', "\\", "[1]", "@", "?", "=?", "?=", "=?us-ascii?q?a?=", "=?utf-8?b?YQ==?="]
+AFTER = ["", " ", "  ", "\t", "\x0b", "\x0c", "\x1c", "\r", "\n", "\xa0", "\u2028", "(c)", "x",
+         ">", "<", "?=", "=?x?q?a?="]
 
 
 @settings(max_examples=1500, deadline=None)

@@ -313,8 +313,8 @@ class IngestHandler:
         # At debug: the mail log's `ingest` line (written once the events were acknowledged)
         # says the same at info; two lines a message were 9 % of ingest's time under load.
         log.debug("accepted %s from %s: %d octets, %d recipients%s", accepted.message_id,
-                 accepted.client_ip, len(data), len(recipients),
-                 f", split by rule into {' '.join(ids)}" if len(ids) > 1 else "")
+                  accepted.client_ip, len(data), len(recipients),
+                  f", split by rule into {' '.join(ids)}" if len(ids) > 1 else "")
         queued = replies.QUEUED
         return str(queued.with_text(queued.text.format(message_id=queued_as(ids))))
 

@@ -120,9 +120,7 @@ def path_address(arg: str, local_part_limit: int = 0) -> tuple[str | None, str |
         address, after = plain.group(1), plain.group(2)
         rest = after.lstrip()
         if not rest.startswith("("):
-            if local_part_limit and len(address.rpartition("@")[0]) > local_part_limit:
-                return None, None
-            return address, rest
+            return (None, None) if _over_limit(address, local_part_limit) else (address, rest)
     token: AngleAddr | AddrSpec
     try:
         if arg.lstrip().startswith("<"):
@@ -132,11 +130,16 @@ def path_address(arg: str, local_part_limit: int = 0) -> tuple[str | None, str |
     except HeaderParseError:
         return None, None
     address = str(token.addr_spec)
-    if local_part_limit and len(address.rpartition("@")[0]) > local_part_limit:
+    if _over_limit(address, local_part_limit):
         return None, None
     if address and not mailbox_as_written(arg, address):
         return None, None
     return address, rest
+
+
+def _over_limit(address: str, local_part_limit: int) -> bool:
+    """A local part over the limit (0: none)."""
+    return bool(local_part_limit) and len(address.rpartition("@")[0]) > local_part_limit
 
 
 def mailbox_as_written(arg: str, parsed: str) -> bool:

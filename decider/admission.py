@@ -35,7 +35,7 @@ from katagate.decider.notifier import (
     occurrences,
     usage_occurrence,
 )
-from katagate.eventlog.decoded import decoded
+from katagate.eventlog.decoded import decoded, remember
 from katagate.eventlog.errors import KafkaUnavailable, ReadStalled
 from katagate.eventlog.folded import FoldedTopic, fold_to_end
 from katagate.eventlog.handler import Handler, Poison
@@ -258,8 +258,10 @@ class Admission(Handler):
         return [Outgoing.event(self._names.quarantine_usage, record)]
 
     def _ledger_out(self, item: Event) -> list[Outgoing]:
-        # The same record on both topics: encoded once.
+        # The same record on both topics: encoded once, and read back from the mail topic
+        # by the decider's parts without decoding.
         ledger = Outgoing.event(self._names.quarantine, item)
+        remember(ledger.value or b"", item)
         return [ledger, dataclasses.replace(ledger, topic=self._names.mail)]
 
     def _removals(self, removed: list[tuple[Copy, BackupRemoved]],

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
-from katagate.eventlog.decoded import decoded
+from katagate.eventlog.decoded import decoded, remember
 from katagate.eventlog.handler import Handler, Poison
 from katagate.eventlog.records import Consumed, Outgoing
 from katagate.eventlog.restore_points import RestorePoints
@@ -57,7 +57,10 @@ class MailFold(Handler):
             self.state.evolve(event, partition)
 
     def records(self, events: Sequence[Event]) -> list[Outgoing]:
-        return [Outgoing.event(self._mail, e) for e in events]
+        out = [Outgoing.event(self._mail, e) for e in events]
+        for record, event in zip(out, events, strict=True):
+            remember(record.value or b"", event)  # the decider's other parts read it back
+        return out
 
     def restore(self, record: Consumed) -> None:
         with contextlib.suppress(Poison):  # dead-lettered when it was first read

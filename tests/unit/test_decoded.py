@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import pytest
 
+from katagate.decider.mail_fold import MailFold
 from katagate.eventlog import decoded as memo
 from katagate.schemas import Event, MessageReceived, SchemaError, decode_event, encode_event
 from tests.unit.fixtures.events import sample_events
@@ -17,7 +19,7 @@ from tests.unit.fixtures.events import sample_events
 
 @pytest.fixture(autouse=True)
 def empty(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(memo, "_events", {})
+    monkeypatch.setattr(memo, "_events", OrderedDict())
     monkeypatch.setattr(memo, "_bytes", 0)
 
 
@@ -127,3 +129,34 @@ def test_given_readers_on_several_threads_then_it_stays_within_its_bounds(
     assert wrong == []
     assert len(memo._events) <= 16
     assert memo._bytes == sum(map(len, memo._events))
+
+
+@pytest.mark.parametrize("event", sample_events(), ids=lambda e: e.type)
+def test_given_a_record_this_process_wrote_then_its_readers_get_the_event_without_decoding(
+        event: Event, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counting(monkeypatch)
+    value = encode_event(event)
+    memo.remember(value, event)
+    got = memo.decoded(bytes(bytearray(value)))  # as a reader reads it back
+    # What the reader gets is what decoding would give: remembering is safe only because an
+    # encoded event decodes equal to itself.
+    assert got is event
+    assert got == decode_event(value)
+    assert calls == []
+
+
+def test_given_the_deciders_outputs_then_they_are_remembered_as_they_are_encoded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = counting(monkeypatch)
+    events = sample_events()
+    fold = MailFold(state=None, mail_topic="katagate.mail")  # type: ignore[arg-type]
+    records = fold.records(events)
+    assert [memo.decoded(bytes(bytearray(r.value or b""))) for r in records] == events
+    assert calls == []
+
+
+def test_given_a_value_larger_than_it_keeps_then_remembering_it_keeps_nothing() -> None:
+    large = received(1, recipients=1000)
+    memo.remember(large, decode_event(large))
+    assert memo._events == {}
+    assert memo._bytes == 0

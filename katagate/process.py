@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from katagate import gc_tuning
+from katagate import gc_tuning, switch_interval
 from katagate.eventlog.config_file import (
     CONFIG_ENV,
     ConfigFileError,
@@ -67,9 +67,10 @@ def _exit_on_file(command: str, exc: ConfigFileError) -> NoReturn:
 
 def stop_on_signals(args: argparse.Namespace) -> threading.Event:
     """Set up the log (katagate/log_output.py: stderr in text or JSON at its level, syslog if
-    configured; the `--log-format`/`--log-level` options over the environment) and, for the
-    stages that read the log, the garbage collector (katagate/gc_tuning.py); return an event
-    SIGTERM or SIGINT sets (a clean stop, not a kill)."""
+    configured; the `--log-format`/`--log-level` options over the environment), for the
+    stages that read the log, the garbage collector (katagate/gc_tuning.py), and ingest's thread
+    switch interval (katagate/switch_interval.py); return an event SIGTERM or SIGINT sets (a
+    clean stop, not a kill)."""
     stage = process_stage()
     settings = log_settings(args, stage)
     try:
@@ -79,6 +80,7 @@ def stop_on_signals(args: argparse.Namespace) -> threading.Event:
               f"{settings.syslog}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     gc_tuning.for_a_stage(stage)
+    switch_interval.for_a_stage(stage)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,6 +1,6 @@
-"""The garbage collector of the stages that read the log (katagate/gc_tuning.py): set once the
-stage starts, in a process of its own here (the settings are the interpreter's, not this
-test's)."""
+"""The garbage collector of the stages that read the log (katagate/gc_tuning.py) and ingest's
+thread switch interval (katagate/switch_interval.py): set once the stage starts, in a process
+of its own here (the settings are the interpreter's, not this test's)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ import argparse, gc, json, sys
 from katagate import gc_tuning
 from katagate.process import stop_on_signals
 before = {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
+switch_before = sys.getswitchinterval()
 stop_on_signals(argparse.Namespace(log_format=None, log_level=None))
 after = {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
+switch_after = sys.getswitchinterval()
 class Node:
     pass
 a, b = Node(), Node()  # a cycle made after the freeze: still the collector's to free
 a.other, b.other = b, a
 del a, b
 print(json.dumps({"before": before, "after": after, "collected": gc.collect(),
+                  "switch_before": switch_before, "switch_after": switch_after,
                   "young": gc_tuning.YOUNG_THRESHOLD}))
 """
 
@@ -45,9 +48,12 @@ def test_given_a_stage_that_reads_the_log_then_its_collector_is_set_and_startup_
     assert before["frozen"] == 0
     assert after["frozen"] > 10_000  # the modules and settings
     assert seen["collected"] >= 2
+    assert seen["switch_after"] == seen["switch_before"] == 0.005  # CPython's default
 
 
-@pytest.mark.parametrize("stage", ["ingest"])
-def test_given_another_process_then_it_keeps_cpython_s_collector(stage: str) -> None:
-    seen = started(stage)
+def test_given_ingest_then_it_keeps_cpython_s_collector_and_switches_threads_every_ms(
+        ) -> None:
+    seen = started("ingest")
     assert seen["after"] == seen["before"] == {"threshold": [700, 10, 10], "frozen": 0}
+    assert seen["switch_before"] == 0.005
+    assert seen["switch_after"] == 0.001

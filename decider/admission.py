@@ -261,7 +261,7 @@ class Admission(Handler):
         # The same record on both topics: encoded once, and read back from the mail topic
         # by the decider's parts without decoding.
         ledger = Outgoing.event(self._names.quarantine, item)
-        remember(ledger.value or b"", item)
+        remember(ledger.value, item)
         return [ledger, dataclasses.replace(ledger, topic=self._names.mail)]
 
     def _removals(self, removed: list[tuple[Copy, BackupRemoved]],

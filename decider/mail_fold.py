@@ -59,7 +59,7 @@ class MailFold(Handler):
     def records(self, events: Sequence[Event]) -> list[Outgoing]:
         out = [Outgoing.event(self._mail, e) for e in events]
         for record, event in zip(out, events, strict=True):
-            remember(record.value or b"", event)  # the decider's other parts read it back
+            remember(record.value, event)  # the decider's other parts read it back
         return out
 
     def restore(self, record: Consumed) -> None:

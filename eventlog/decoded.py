@@ -14,11 +14,13 @@ were too few: the readers decoded the same records again, and the decider's CPU 
 fell 7 % with these bounds (the broker budget, alternated: 2.19, 2.26 ms against 2.42, 2.41).
 
 The decider's own writes are remembered as they are encoded (`remember`): its parts read back
-what the others wrote (admission's ledger mirrors, decisions' verdicts, apply's outcomes), and
-the event that was encoded is the event its bytes decode to (the schemas' round trip).
+what the others wrote (admission's ledger mirrors, decisions' actions, apply's outcomes), and
+the event that was encoded equals the event its bytes decode to (the schemas' round trip,
+which tests/unit/test_schemas_round_trip.py keeps lossless: no floats, serializers, excluded
+or computed fields in any event).
 
 The oldest is dropped from an OrderedDict: dropping a plain dict's first key scans the slots
-its earlier drops emptied, and at these bounds that cost more than the decodings it saved.
+its earlier drops emptied, about 6 µs an insert at these bounds against 0.2.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ MAX_VALUE_BYTES = 8 * 1024
 
 _events: OrderedDict[bytes, Event] = OrderedDict()
 _bytes = 0
-_lock = threading.Lock()  # the readers are threads of one process
+# The readers are threads of one process. A lookup takes no lock: it is one C call on a bytes
+# key, atomic under the GIL, and every entry's event equals its key's decoding, so a race costs
+# at most a decoding more (a free-threaded interpreter would need this looked at again).
+_lock = threading.Lock()
 
 
 def decoded(value: bytes) -> Event:
@@ -48,17 +53,18 @@ def decoded(value: bytes) -> Event:
     return event
 
 
-def remember(value: bytes, event: Event) -> None:
+def remember(value: bytes | None, event: Event) -> None:
     """A record this process writes: `value` is `encode_event(event)`, so a reader here gets
-    `event` for it, as decoding would give (an encoded event decodes equal to itself)."""
-    if len(value) <= MAX_VALUE_BYTES:
+    `event` for it, equal to what decoding gives (an encoded event decodes equal to itself).
+    An empty value is never kept: a reader looks a null record up as b"" and must be refused."""
+    if value and len(value) <= MAX_VALUE_BYTES:
         _keep(value, event)
 
 
 def _keep(value: bytes, event: Event) -> None:
     global _bytes
     with _lock:
-        if value in _events:  # another reader decoded it meanwhile
+        if value in _events:  # decoded or remembered meanwhile
             return
         while _events and (len(_events) >= CAPACITY or _bytes + len(value) > MAX_BYTES):
             oldest, _ = _events.popitem(last=False)

@@ -113,6 +113,8 @@ def test_given_readers_on_several_threads_then_it_stays_within_its_bounds(
         try:
             for i in range(4 * len(values)):
                 value = values[(i + offset) % len(values)]
+                if i % 3 == 0:  # the decider's own writes, remembered as they are encoded
+                    memo.remember(value, events[value])
                 if memo.decoded(value) is not events[value]:
                     wrong.append(f"{i}")
         except Exception as exc:  # a thread's exception would otherwise pass unseen
@@ -155,8 +157,13 @@ def test_given_the_deciders_outputs_then_they_are_remembered_as_they_are_encoded
     assert calls == []
 
 
-def test_given_a_value_larger_than_it_keeps_then_remembering_it_keeps_nothing() -> None:
+def test_given_a_value_larger_than_it_keeps_or_empty_then_remembering_it_keeps_nothing(
+        ) -> None:
     large = received(1, recipients=1000)
     memo.remember(large, decode_event(large))
+    memo.remember(b"", decode_event(received(2)))  # a null record is read as b"": refused
+    memo.remember(None, decode_event(received(3)))
     assert memo._events == {}
     assert memo._bytes == 0
+    with pytest.raises(SchemaError):
+        memo.decoded(b"")

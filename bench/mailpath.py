@@ -46,14 +46,15 @@ def start_bare_sink() -> tuple[subprocess.Popen[str], int]:
     return process, port
 
 
-def start_gateway(folder: Path, secure: bool = False,
+def start_gateway(folder: Path, secure: bool = False, ingest_processes: int = 1,
                   ) -> tuple[subprocess.Popen[str], dict[str, int], Path]:
-    """`katagate up` on free ports (with `secure`: SASL_SSL, ACLs, a principal per stage)."""
-    ports = write_config(folder)
+    """`katagate up` on free ports (with `secure`: SASL_SSL, ACLs, a principal per stage;
+    `ingest_processes`: ingest's SMTP workers)."""
+    ports = write_config(folder, ingest_processes)
     return start_up(folder, secure), ports, folder / "state" / "sink"
 
 
-def write_config(folder: Path) -> dict[str, int]:
+def write_config(folder: Path, ingest_processes: int = 1) -> dict[str, int]:
     """`folder`/katagate.toml: the whole gateway on free ports, state in `folder`/state."""
     # One run of distinct ports: free_port() twice may name the same port (it is free again
     # once the probe closes), and two listeners on one port failed a run. Metrics of ingest,
@@ -71,6 +72,7 @@ topic_prefix = "bench"
 [ingest]
 port = {ports['smtp']}
 relay_domains = ["example.net"]
+processes = {ingest_processes}
 [decider]
 next_hop_port = {ports['sink']}
 helo_name = "gw.example.net"
@@ -216,7 +218,7 @@ def warm(folder: Path, ports: dict[str, int], sink_dir: Path, round_size: int,
 def measure(messages: int, sizes: list[int], levels: list[int],
             after_gateway: Callable[[Path, dict[str, int], Path], dict[str, Any]] | None = None,
             warm_up: int = 1000, e2e_levels: Sequence[int] = (10,),
-            e2e_messages: int | None = None) -> dict[str, Any]:
+            e2e_messages: int | None = None, ingest_processes: int = 1) -> dict[str, Any]:
     """Ingest against the bare sink, then end to end at each of `e2e_levels` connections
     (`e2e_messages` each, `messages` by default); `after_gateway` runs more sections on the
     same running gateway (its folder, ports and sink folder) and its figures join the report."""
@@ -226,7 +228,8 @@ def measure(messages: int, sizes: list[int], levels: list[int],
                               "section_seconds": {}}
     timings = report["section_seconds"]
     bare, bare_port = start_bare_sink()
-    gateway, ports, sink_dir = start_gateway(folder)
+    gateway, ports, sink_dir = start_gateway(folder, ingest_processes=ingest_processes)
+    report["ingest_processes"] = ingest_processes
     try:
         wait_connected(folder)
         began = time.monotonic()
@@ -286,10 +289,13 @@ def main() -> int:
     parser.add_argument("--sizes", default="4096,51200")
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--e2e-concurrency", default="10", help="end-to-end levels")
+    parser.add_argument("--ingest-processes", type=int, default=1,
+                        help="ingest's SMTP worker processes ([ingest] processes)")
     args = parser.parse_args()
     report = measure(args.messages, [int(s) for s in args.sizes.split(",")],
                      [int(c) for c in args.concurrency.split(",")],
-                     e2e_levels=[int(c) for c in args.e2e_concurrency.split(",")])
+                     e2e_levels=[int(c) for c in args.e2e_concurrency.split(",")],
+                     ingest_processes=args.ingest_processes)
     out = run_folder("mailpath")
     rows = ["| size | conc | bare msgs/s | gateway msgs/s | ratio | bare p50/p99 ms | "
             "gateway p50/p99 ms |", "|---|---|---|---|---|---|---|"]

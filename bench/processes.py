@@ -88,11 +88,25 @@ def usage(parent: int) -> dict[str, dict[str, float]]:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        rss_kib = next(int(line.split()[1]) for line in status.splitlines()
-                       if line.startswith("VmRSS:"))
+        rss_kib = _vm_rss(status)
         cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        # A stage's own children too: ingest's SMTP workers ([ingest] processes > 1).
+        for child, (_, child_cpu) in children_cpu(pid).items():
+            cpu += child_cpu
+            rss_kib += _rss_kib(child)
         out[stage] = {"rss_mb": round(rss_kib / 1024, 1), "cpu_s": round(cpu, 2)}
     return out
+
+
+def _vm_rss(status: str) -> int:
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        return _vm_rss(Path(f"/proc/{pid}/status").read_text())
+    except (OSError, StopIteration):  # gone, or a zombie (no VmRSS)
+        return 0
 
 
 def _threads(pid: int) -> list[tuple[str, float]]:

@@ -57,7 +57,9 @@ def run_ingest(
     settings: IngestSettings,
     stop: threading.Event,
     ready: Callable[[str, int], None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
+    """`reuse_port`: a worker of several on one port (ingest/workers.py)."""
     kafka = prepare_stage(kafka, "ingest")
     health = Health(settings.health_stall_s)
     # Its own listener (metrics_host, loopback by default), never the SMTP one; from the
@@ -117,7 +119,8 @@ def run_ingest(
                                        f"{settings.drain_timeout_s:g} s")
 
         try:
-            asyncio.run(serve(settings, handler, stop, listening, smtp.beat, draining))
+            asyncio.run(serve(settings, handler, stop, listening, smtp.beat, draining,
+                              reuse_port))
         finally:
             handler.close()
     finally:

@@ -361,9 +361,10 @@ class GatewaySMTP(MovedTimeout, SMTP):
 
 async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,
                 listening: Callable[[str, int], None], beat: Callable[[], object],
-                draining: Callable[[int], None]) -> None:
+                draining: Callable[[int], None], reuse_port: bool = False) -> None:
     """Serve until `stop`, then drain (ingest/drain.py); `draining` is told how many
-    sessions are open when the drain starts (for /readyz), before a new connection is refused."""
+    sessions are open when the drain starts (for /readyz), before a new connection is refused.
+    `reuse_port`: one of several worker processes on the port (ingest/workers.py)."""
     loop = asyncio.get_running_loop()
     tls = (server_tls_context(settings.tls_cert, settings.tls_key)
            if settings.tls_cert is not None and settings.tls_key is not None else None)
@@ -377,7 +378,7 @@ async def serve(settings: IngestSettings, handler: IngestHandler, stop: threadin
         lambda: GatewaySMTP(handler, settings=settings, tls_context=tls, loop=loop,
                             sessions=sessions, table=table, budget=budget,
                             drain_state=drain_state),
-        host=settings.host, port=settings.port, reuse_address=True,
+        host=settings.host, port=settings.port, reuse_address=True, reuse_port=reuse_port or None,
     )
     host, port = server.sockets[0].getsockname()[:2]
     beating = asyncio.create_task(beating_task(beat))  # a session blocking the loop stops it

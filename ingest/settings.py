@@ -135,6 +135,11 @@ class IngestSettings(FileSettings):
     # Writers, each with its own producer and threads. On 2 cores one writer moves more mail:
     # a second costs CPU, and the machine is CPU-bound. Raise it with cores.
     writers: int = Field(default=1, ge=1, le=8)
+    # SMTP worker processes sharing the listening port (SO_REUSEPORT: the kernel spreads the
+    # connections), each with its own writers, under one supervising process that restarts a
+    # worker that dies and serves their metrics and probes as one (ingest/workers.py). The
+    # session caps and the DATA budget are divided among them. One interpreter takes one core.
+    processes: int = Field(default=1, ge=1, le=64)
 
     # Wait this long for the control log to be read to its end before listening; past it,
     # listen with what was read (logged), and keep folding.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Any
 
 from katagate.eventlog.settings import KafkaSettings
@@ -18,6 +20,8 @@ def register(commands: Any) -> None:
     )
     run.add_argument("--host", help="listen address (overrides KATAGATE_INGEST_HOST)")
     run.add_argument("--port", type=int, help="listen port (overrides KATAGATE_INGEST_PORT)")
+    # One of the SMTP workers `processes` > 1 starts (ingest/workers.py); not for operators.
+    run.add_argument("--worker", type=int, metavar="N", help=argparse.SUPPRESS)
     add_config_option(run)
     add_log_options(run)
     run.set_defaults(run=_run)
@@ -36,5 +40,19 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_or_exit(IngestSettings, "ingest", **overrides)
     kafka = settings_or_exit(KafkaSettings, "ingest")
     stop = stop_on_signals(args)
+    if args.worker is not None:
+        from katagate.ingest.workers import watch_parent
+        watch_parent(stop, os.getppid())
+        run_ingest(kafka, settings, stop, reuse_port=True)
+        return 0
+    if settings.processes > 1:
+        from katagate.ingest.workers import run_workers
+        try:
+            return run_workers(settings, stop)
+        except OSError as exc:
+            print(f"katagate ingest: listening on {settings.host}:{settings.port} with "
+                  f"processes {settings.processes} (KATAGATE_INGEST_PROCESSES): {exc}",
+                  file=sys.stderr)
+            return 2
     run_ingest(kafka, settings, stop)
     return 0

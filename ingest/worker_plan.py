@@ -1,0 +1,50 @@
+"""What each SMTP worker of `katagate ingest run` with `processes` > 1 is given (pure; the
+processes are ingest/workers.py's): the reserved port, a name of its own, a loopback metrics
+listener only its supervisor reads, and its share of the stage's caps.
+
+The caps are the stage's, so they are divided: `data_budget_bytes` sizes the stage's memory
+(deploy/k8s/ingest.yaml), and `max_sessions` its file descriptors. A worker counts only its
+own sessions, so `max_sessions_per_client` is divided too: a client whose connections the
+kernel hashes unevenly may meet its cap at one worker before it has the whole of it, and get
+the cap's 421 there (a temporary refusal; it retries), where the cap not divided would let it
+hold up to `processes` times as many.
+"""
+
+from __future__ import annotations
+
+from katagate.eventlog.listen import LOOPBACK
+from katagate.ingest.settings import IngestSettings
+
+MiB = 1024 * 1024
+INSTANCE_ID_MAX = 100  # IngestSettings.instance_id's pattern
+
+
+def share(total: int, count: int) -> int:
+    """`total` divided among `count`, rounded up: at least 1 each."""
+    return max(1, -(-total // count))
+
+
+def worker_instance(instance_id: str, index: int) -> str:
+    """A worker's instance id (its producers' and its events' name): the stage's, with the
+    worker's index, the stage's shortened if the whole would be over the pattern's 100."""
+    suffix = f"-p{index}"
+    return instance_id[:INSTANCE_ID_MAX - len(suffix)] + suffix
+
+
+def worker_env(settings: IngestSettings, index: int, host: str, port: int) -> dict[str, str]:
+    """The `KATAGATE_INGEST_*` variables worker `index` runs with, over the stage's own."""
+    count = settings.processes
+    budget = max(share(settings.data_budget_bytes, count), settings.max_message_bytes, MiB)
+    return {
+        "KATAGATE_INGEST_PROCESSES": "1",
+        "KATAGATE_INGEST_HOST": host,
+        "KATAGATE_INGEST_PORT": str(port),
+        "KATAGATE_INGEST_INSTANCE_ID": worker_instance(settings.instance_id, index),
+        "KATAGATE_INGEST_METRICS_HOST": LOOPBACK,
+        "KATAGATE_INGEST_METRICS_PORT": "0",
+        "KATAGATE_INGEST_MAX_SESSIONS": str(share(settings.max_sessions, count)),
+        "KATAGATE_INGEST_MAX_SESSIONS_PER_CLIENT":
+            str(share(settings.max_sessions_per_client, count)),
+        "KATAGATE_INGEST_DATA_BUDGET_BYTES": str(budget),
+        "KATAGATE_INGEST_VERIFY_CONCURRENCY": str(share(settings.verify_concurrency, count)),
+    }

@@ -147,9 +147,11 @@ def usage_by_thread(parent: int) -> dict[str, float]:
     """CPU seconds so far per "<stage> <thread kind>" of every process `parent` started."""
     out: dict[str, float] = {}
     for pid, stage in children(parent).items():
-        try:
-            kinds = thread_kinds_cpu_s(pid, "other" if stage == "broker" else "python")
-        except OSError:  # the process ended
-            continue
-        out.update({f"{stage} {kind}": seconds for kind, seconds in kinds.items()})
+        for process in (pid, *children_cpu(pid)):  # with ingest's SMTP workers
+            try:
+                kinds = thread_kinds_cpu_s(process, "other" if stage == "broker" else "python")
+            except OSError:  # the process ended
+                continue
+            for kind, seconds in kinds.items():
+                out[f"{stage} {kind}"] = out.get(f"{stage} {kind}", 0.0) + seconds
     return out

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaException, Producer
 
@@ -57,9 +58,9 @@ def run_ingest(
     settings: IngestSettings,
     stop: threading.Event,
     ready: Callable[[str, int], None] | None = None,
-    reuse_port: bool = False,
+    listen_fds: Sequence[int] = (),
 ) -> None:
-    """`reuse_port`: a worker of several on one port (ingest/workers.py)."""
+    """`listen_fds`: a worker's listening sockets, made by its supervisor (ingest/workers.py)."""
     kafka = prepare_stage(kafka, "ingest")
     health = Health(settings.health_stall_s)
     # Its own listener (metrics_host, loopback by default), never the SMTP one; from the
@@ -119,8 +120,9 @@ def run_ingest(
                                        f"{settings.drain_timeout_s:g} s")
 
         try:
+            listeners = [socket.socket(fileno=fd) for fd in listen_fds]
             asyncio.run(serve(settings, handler, stop, listening, smtp.beat, draining,
-                              reuse_port))
+                              listeners))
         finally:
             handler.close()
     finally:

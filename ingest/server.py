@@ -16,10 +16,11 @@ import asyncio
 import collections
 import contextlib
 import logging
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -361,10 +362,12 @@ class GatewaySMTP(MovedTimeout, SMTP):
 
 async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,
                 listening: Callable[[str, int], None], beat: Callable[[], object],
-                draining: Callable[[int], None], reuse_port: bool = False) -> None:
+                draining: Callable[[int], None],
+                listeners: Sequence[socket.socket] = ()) -> None:
     """Serve until `stop`, then drain (ingest/drain.py); `draining` is told how many
     sessions are open when the drain starts (for /readyz), before a new connection is refused.
-    `reuse_port`: one of several worker processes on the port (ingest/workers.py)."""
+    `listeners`: a worker's sockets, made by its supervisor (ingest/workers.py); else
+    `host:port` is bound here."""
     loop = asyncio.get_running_loop()
     tls = (server_tls_context(settings.tls_cert, settings.tls_key)
            if settings.tls_cert is not None and settings.tls_key is not None else None)
@@ -374,13 +377,15 @@ async def serve(settings: IngestSettings, handler: IngestHandler, stop: threadin
     drain_state = DrainState()
     metrics.DATA_BUDGET.set(budget.limit)
     metrics.DATA_HELD.set_function(lambda: budget.held)
-    server = await loop.create_server(
-        lambda: GatewaySMTP(handler, settings=settings, tls_context=tls, loop=loop,
-                            sessions=sessions, table=table, budget=budget,
-                            drain_state=drain_state),
-        host=settings.host, port=settings.port, reuse_address=True, reuse_port=reuse_port or None,
-    )
-    host, port = server.sockets[0].getsockname()[:2]
+    def session() -> GatewaySMTP:
+        return GatewaySMTP(handler, settings=settings, tls_context=tls, loop=loop,
+                           sessions=sessions, table=table, budget=budget, drain_state=drain_state)
+
+    servers = ([await loop.create_server(session, sock=sock) for sock in listeners]
+               if listeners else
+               [await loop.create_server(session, host=settings.host, port=settings.port,
+                                         reuse_address=True)])
+    host, port = servers[0].sockets[0].getsockname()[:2]
     beating = asyncio.create_task(beating_task(beat))  # a session blocking the loop stops it
     listening(str(host), int(port))
     await asyncio.to_thread(stop.wait)
@@ -388,6 +393,8 @@ async def serve(settings: IngestSettings, handler: IngestHandler, stop: threadin
     await drain(sessions, drain_state, timeout_s=settings.drain_timeout_s,
                 commit_timeout_s=settings.commit_timeout_s)
     # The listener last: until now a sender is told to come back (421), not refused.
-    server.close()
-    await server.wait_closed()
+    for server in servers:
+        server.close()
+    for server in servers:
+        await server.wait_closed()
     beating.cancel()

@@ -220,6 +220,21 @@ class IngestSettings(FileSettings):
         return self
 
     @model_validator(mode="after")
+    def _shares(self) -> Self:
+        # Divided among the workers (ingest/worker_plan.py): each share must still be a cap.
+        count = self.processes
+        if count > 1 and self.data_budget_bytes < count * self.max_message_bytes:
+            raise ValueError(
+                f"data_budget_bytes ({self.data_budget_bytes}) must be at least processes "
+                f"({count}) times max_message_bytes ({self.max_message_bytes}): each worker "
+                "holds its share, and must be able to hold the largest message allowed")
+        for name in ("max_sessions", "max_sessions_per_client"):
+            if count > getattr(self, name):
+                raise ValueError(f"{name} ({getattr(self, name)}) must be at least processes "
+                                 f"({count}): each worker counts its own share of it")
+        return self
+
+    @model_validator(mode="after")
     def _tls(self) -> Self:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")

@@ -11,13 +11,18 @@ from __future__ import annotations
 import http.client
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 log = logging.getLogger(__name__)
 
-SCRAPE_TIMEOUT_S = 5.0
+# Every worker is read at once, each within this: a scrape is answered well within the
+# listener's 10 s request deadline however many workers hang.
+SCRAPE_TIMEOUT_S = 3.0
+MAX_AT_ONCE = 64  # processes at most
+MAX_BODY_BYTES = 16 * 1024 * 1024
 # A counter's and a histogram's creation time: the time a worker started, which no panel uses
 # and which would be one more series per series.
 _CREATED = "_created"
@@ -25,10 +30,16 @@ _CREATED = "_created"
 
 def merged(texts: Mapping[str, str]) -> list[Metric]:
     """The families of every worker's exposition (worker label -> its text), each sample
-    labelled with its worker; a family's help and type are the first worker's."""
+    labelled with its worker (a `worker` label of its own kept as `exported_worker`, as
+    Prometheus does); a family's help and type are the first worker's. A text that does not
+    parse is left out whole (logged), never half."""
     families: dict[str, Metric] = {}
     for worker, text in texts.items():
-        parsed = list(text_string_to_metric_families(text))
+        try:
+            parsed = list(text_string_to_metric_families(text))
+        except ValueError as exc:
+            log.warning("ingest worker %s's metrics did not parse: %s", worker, exc)
+            continue
         names = {family.name for family in parsed}
         for family in parsed:
             if family.name.endswith(_CREATED) and family.name[:-len(_CREATED)] in names:
@@ -40,7 +51,10 @@ def merged(texts: Mapping[str, str]) -> list[Metric]:
             for sample in family.samples:
                 if sample.name.endswith(_CREATED):
                     continue
-                into.add_sample(sample.name, {**sample.labels, "worker": worker},
+                labels = dict(sample.labels)
+                if "worker" in labels:
+                    labels["exported_worker"] = labels.pop("worker")
+                into.add_sample(sample.name, {**labels, "worker": worker},
                                 sample.value, sample.timestamp, sample.exemplar)
     return list(families.values())
 
@@ -48,35 +62,50 @@ def merged(texts: Mapping[str, str]) -> list[Metric]:
 def get(address: tuple[str, int], path: str, timeout_s: float = SCRAPE_TIMEOUT_S
         ) -> tuple[int, bytes]:
     """(status, body) of a GET to a worker's listener; http.client, not urllib: no proxy from
-    the environment stands between a supervisor and its workers."""
+    the environment stands between a supervisor and its workers. A body is read to
+    `MAX_BODY_BYTES` at most. Raises OSError (http.client's own errors among them)."""
     connection = http.client.HTTPConnection(*address, timeout=timeout_s)
     try:
         connection.request("GET", path)
         response = connection.getresponse()
-        return response.status, response.read()
+        return response.status, response.read(MAX_BODY_BYTES)
+    except http.client.HTTPException as exc:  # a worker gone between its headers and body
+        raise OSError(f"{path}: {exc!r}") from None
     finally:
         connection.close()
 
 
-def fetch(address: tuple[str, int]) -> str:
-    status, body = get(address, "/metrics")
-    if status != 200:
-        raise ValueError(f"/metrics answered {status}")
-    return body.decode()
+def fetch_all(addresses: Mapping[str, tuple[str, int]], path: str,
+              timeout_s: float = SCRAPE_TIMEOUT_S) -> dict[str, tuple[int, bytes] | str]:
+    """`path` of every worker at once, each within `timeout_s`: (status, body), or why not."""
+    if not addresses:
+        return {}
+    out: dict[str, tuple[int, bytes] | str] = {}
+    with ThreadPoolExecutor(max_workers=min(len(addresses), MAX_AT_ONCE),
+                            thread_name_prefix="worker-probe") as pool:
+        futures = {worker: pool.submit(get, address, path, timeout_s)
+                   for worker, address in addresses.items()}
+        for worker, future in futures.items():
+            try:
+                out[worker] = future.result()
+            except (OSError, ValueError) as exc:
+                out[worker] = f"not answering: {exc}"
+    return out
 
 
 class WorkerMetrics:
-    """A collector for the supervisor's listener: the workers' metrics, read at each scrape.
-    A worker that does not answer (starting, restarting) is left out of that scrape."""
+    """A collector for the supervisor's listener: the workers' metrics, read at each scrape
+    (all at once, each within SCRAPE_TIMEOUT_S). A worker that does not answer (starting,
+    restarting, hung) is left out of that scrape."""
 
     def __init__(self, addresses: Callable[[], Mapping[str, tuple[str, int]]]) -> None:
         self._addresses = addresses
 
     def collect(self) -> Iterable[Metric]:
         texts: dict[str, str] = {}
-        for worker, address in self._addresses().items():
-            try:
-                texts[worker] = fetch(address)
-            except (OSError, ValueError) as exc:
-                log.debug("worker %s's metrics not read: %s", worker, exc)
+        for worker, answer in fetch_all(self._addresses(), "/metrics").items():
+            if isinstance(answer, str) or answer[0] != 200:
+                log.debug("ingest worker %s's metrics not read: %s", worker, answer)
+                continue
+            texts[worker] = answer[1].decode(errors="replace")
         return merged(texts)

@@ -1,13 +1,15 @@
 """What each SMTP worker of `katagate ingest run` with `processes` > 1 is given (pure; the
-processes are ingest/workers.py's): the reserved port, a name of its own, a loopback metrics
-listener only its supervisor reads, and its share of the stage's caps.
+processes are ingest/workers.py's): the port, a name of its own, a loopback metrics listener
+only its supervisor reads, and its share of the stage's caps.
 
-The caps are the stage's, so they are divided: `data_budget_bytes` sizes the stage's memory
-(deploy/k8s/ingest.yaml), and `max_sessions` its file descriptors. A worker counts only its
-own sessions, so `max_sessions_per_client` is divided too: a client whose connections the
-kernel hashes unevenly may meet its cap at one worker before it has the whole of it, and get
-the cap's 421 there (a temporary refusal; it retries), where the cap not divided would let it
-hold up to `processes` times as many.
+The caps are the stage's, so they are divided, rounded up: `data_budget_bytes` sizes the
+stage's memory (deploy/k8s/ingest.yaml), `max_sessions` its file descriptors,
+`verify_concurrency` and `verify_cache_size` what it asks of the next hop and holds. A worker
+counts only its own sessions, so `max_sessions_per_client` is divided too: a client whose
+connections the kernel hashes unevenly may meet its cap at one worker before it has the whole
+of it, and get the cap's 421 there (a temporary refusal; it retries), where the cap not divided
+would let it hold up to `processes` times as many. Settings too small to divide are refused at
+start (IngestSettings._shares).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def worker_instance(instance_id: str, index: int) -> str:
 def worker_env(settings: IngestSettings, index: int, host: str, port: int) -> dict[str, str]:
     """The `KATAGATE_INGEST_*` variables worker `index` runs with, over the stage's own."""
     count = settings.processes
+    # Settings check that each share holds the largest message (IngestSettings._shares).
     budget = max(share(settings.data_budget_bytes, count), settings.max_message_bytes, MiB)
     return {
         "KATAGATE_INGEST_PROCESSES": "1",
@@ -47,4 +50,6 @@ def worker_env(settings: IngestSettings, index: int, host: str, port: int) -> di
             str(share(settings.max_sessions_per_client, count)),
         "KATAGATE_INGEST_DATA_BUDGET_BYTES": str(budget),
         "KATAGATE_INGEST_VERIFY_CONCURRENCY": str(share(settings.verify_concurrency, count)),
+        "KATAGATE_INGEST_VERIFY_CACHE_SIZE": str(max(100, share(settings.verify_cache_size,
+                                                               count))),
     }

@@ -1,27 +1,32 @@
 """`katagate ingest run` with `processes` > 1: SMTP workers sharing one listening port, under
-this process, which starts them, restarts one that dies, and answers for them as one stage.
+this process, which makes their listeners, starts them, restarts one that fails, and answers
+for them as one stage.
 
-- **The port.** Each worker listens with SO_REUSEPORT, and the kernel spreads new connections
-  among the listeners by their addresses' hash. This process holds the port bound but not
-  listening (it takes no connection), so that port 0 names one free port for all, and no other
-  program takes it while a worker restarts. Only a process of the same user may join the port.
+- **The port.** This process makes one listening socket per worker (per address `host`
+  names), all on the one port with SO_REUSEPORT, and the kernel spreads new connections among
+  them by their addresses' hash. It keeps them open and hands each worker its own (its file
+  descriptors), so the port is always listening: no program of another user can bind it, even
+  while a worker restarts, and the connections waiting for a worker that died wait for the
+  worker started in its place rather than being reset. A process of the same user can still
+  join a SO_REUSEPORT port and take a share: run ingest as a user of its own
+  (ingest/README.md, "Worker processes").
 - **A worker** is `katagate ingest run --worker N`, with its share of the caps
   (ingest/worker_plan.py) and a loopback metrics listener; its first lines on stdout name its
-  addresses. It stops if this process is gone (`watch_parent`).
-- **Supervision.** Every second: a worker that exited is started again after the backoff of
-  katagate/restart_policy.py (more than its limit of failures in its window stops the stage,
-  exit 1, for the service manager); a worker whose /healthz says stalled is killed, then
-  restarted (its loop cannot drain; a message it had not answered was not accepted); each
-  worker's /readyz is this process's `worker-N` condition.
+  addresses. It stops (a drain) as soon as this process is gone (`follow_supervisor`).
+- **Supervision.** Each second every worker's /healthz and /readyz are read at once, and
+  ingest/worker_watch.py decides: restart after a backoff, kill, give up, or the worker's
+  condition in this process's /readyz.
 - **Metrics and probes** on `metrics_host:metrics_port`: the workers' metrics with a `worker`
-  label (ingest/worker_metrics.py), `/readyz` ready when every worker is, `/healthz` live while
-  this loop runs.
+  label (ingest/worker_metrics.py); `/readyz` ready while every worker is (each one's check
+  shown: a worker starting, restarting or not writing makes the stage not ready until it is
+  again), `draining` once stopping; `/healthz` live while this loop runs.
 - **Stop.** SIGTERM or SIGINT: each worker drains (ingest/drain.py) and is waited for, up to
-  `drain_timeout_s` + `commit_timeout_s` and a margin, then killed.
+  `drain_timeout_s` + `commit_timeout_s` + the margin `katagate up` gives a stage, then killed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -38,81 +43,93 @@ from prometheus_client import CollectorRegistry, Counter
 from katagate.eventlog.health import Condition, Health
 from katagate.eventlog.health_server import serve_health
 from katagate.ingest.settings import IngestSettings
-from katagate.ingest.worker_metrics import WorkerMetrics, get
+from katagate.ingest.worker_metrics import WorkerMetrics, fetch_all
 from katagate.ingest.worker_plan import worker_env
-from katagate.restart_policy import ChildRecord, GiveUp, RestartPolicy, on_failure
+from katagate.ingest.worker_watch import Seen, Watch, judge
+from katagate.restart_policy import RestartPolicy
+from katagate.stop_tiers import MARGIN_S
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 120.0  # the control log read and the producers up, for every worker
-STOP_MARGIN_S = 5.0
-PROBE_TIMEOUT_S = 2.0
+BACKLOG = 100  # asyncio's, as a single ingest listens with
+START_GRACE_S = 60.0  # over control_catchup_s: the broker reached, the producers up
 ROUND_S = 1.0
+PROBE_TIMEOUT_S = 2.0
+PR_SET_PDEATHSIG = 1
 
 
-def reserve(host: str, port: int) -> list[socket.socket]:
-    """The listening address bound (not listening) with SO_REUSEPORT, for every address `host`
-    names, all on one port (port 0: the first one's)."""
+def listeners(host: str, port: int, count: int) -> list[list[socket.socket]]:
+    """`count` sets of listening sockets, one socket a set for every address `host` names, all
+    on one port (port 0: the first one's) with SO_REUSEPORT."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise OSError("processes > 1 needs SO_REUSEPORT, which this system lacks")
-    held: list[socket.socket] = []
+    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    made: list[list[socket.socket]] = []
     try:
-        for family, kind, proto, _, address in socket.getaddrinfo(
-                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
-            sock = socket.socket(family, kind, proto)
-            held.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if held[1:]:
-                address = (address[0], held[0].getsockname()[1], *address[2:])
-            sock.bind(address)
+        for _ in range(count):
+            made.append([])
+            for family, kind, proto, _, address in addresses:
+                sock = socket.socket(family, kind, proto)
+                made[-1].append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if len(made) > 1 or len(made[-1]) > 1:
+                    address = (address[0], made[0][0].getsockname()[1], *address[2:])
+                sock.bind(address)
+                sock.listen(BACKLOG)
     except OSError:
-        for sock in held:
+        for sock in (s for group in made for s in group):
             sock.close()
         raise
-    return held
+    return made
 
 
-def watch_parent(stop: threading.Event, parent: int) -> threading.Thread:
-    """A worker's thread: `stop` set (a drain) once the supervisor `parent` is gone, so that a
-    worker never serves on alone after its supervisor was killed."""
+def follow_supervisor(stop: threading.Event, supervisor: int) -> None:
+    """A worker's first step: SIGTERM (a drain) once its supervisor is gone, from the kernel
+    (PR_SET_PDEATHSIG) and from a thread that checks each second; gone already: at once."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the thread alone
+        pass
+
     def watch() -> None:
-        while not stop.wait(ROUND_S):
-            if os.getppid() != parent:
-                log.warning("the ingest supervisor (pid %d) is gone: stopping", parent)
-                stop.set()
-    thread = threading.Thread(target=watch, name="watch-supervisor", daemon=True)
-    thread.start()
-    return thread
+        while os.getppid() == supervisor:
+            if stop.wait(ROUND_S):
+                return
+        log.warning("the ingest supervisor (pid %d) is gone: stopping", supervisor)
+        stop.set()
+    threading.Thread(target=watch, name="follow-supervisor", daemon=True).start()
 
 
 @dataclass
 class Worker:
     index: int
     env: dict[str, str]
+    sockets: list[socket.socket]
+    argv: list[str]
+    watch: Watch = field(default_factory=lambda: Watch(time.monotonic()))
     process: subprocess.Popen[str] | None = None
-    started_at: float = 0.0
-    smtp: tuple[str, int] | None = None
     metrics: tuple[str, int] | None = None
     listening: threading.Event = field(default_factory=threading.Event)
-    record: ChildRecord = field(default_factory=ChildRecord)
-    restart_at: float | None = None  # dead, started again at this monotonic time
 
     @property
     def name(self) -> str:
         return f"worker-{self.index}"
 
     def start(self) -> None:
-        self.smtp = self.metrics = None
+        self.metrics = None
         self.listening.clear()
+        fds = [sock.fileno() for sock in self.sockets]
         self.process = subprocess.Popen(  # noqa: S603 - our own argv
-            [sys.executable, "-m", "katagate", "ingest", "run", "--worker", str(self.index)],
+            [sys.executable, "-m", "katagate", "ingest", "run", "--worker", str(self.index),
+             "--supervisor", str(os.getpid()), "--listen-fds", ",".join(map(str, fds)),
+             *self.argv],
             env={**os.environ, **self.env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            text=True)
-        self.started_at = time.monotonic()
-        self.restart_at = None
+            text=True, pass_fds=fds)
+        self.watch = Watch(time.monotonic(), self.watch.record)
         threading.Thread(target=self._read, args=(self.process,), name=f"{self.name}-stdout",
                          daemon=True).start()
 
@@ -128,28 +145,19 @@ class Worker:
             if name == "ingest-metrics":
                 self.metrics = (host, int(port))
             elif name == "smtp":
-                self.smtp = (host, int(port))
                 self.listening.set()
 
-    def probe(self, path: str) -> tuple[int, str]:
-        """(status, the body's `status`) of the worker's /healthz or /readyz; (0, why) when it
-        does not answer."""
-        if self.metrics is None:
-            return 0, "starting"
-        try:
-            status, body = get(self.metrics, path, PROBE_TIMEOUT_S)
-            answer = json.loads(body or b"{}")
-        except (OSError, ValueError) as exc:
-            return 0, f"not answering: {exc}"
-        return status, str(answer.get("status", "")) if isinstance(answer, dict) else ""
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
 
 class Workers:
-    def __init__(self, settings: IngestSettings, host: str, port: int,
-                 policy: RestartPolicy | None = None) -> None:
+    def __init__(self, settings: IngestSettings, sockets: list[list[socket.socket]],
+                 port: int, argv: list[str], policy: RestartPolicy | None = None) -> None:
         self.settings = settings
         self.policy = policy or RestartPolicy()
-        self.workers = [Worker(i, worker_env(settings, i, host, port))
+        self.start_s = settings.control_catchup_s + START_GRACE_S
+        self.workers = [Worker(i, worker_env(settings, i, settings.host, port), sockets[i], argv)
                         for i in range(settings.processes)]
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(WorkerMetrics(self._metrics_addresses))
@@ -159,99 +167,113 @@ class Workers:
 
     def _metrics_addresses(self) -> dict[str, tuple[str, int]]:
         return {str(w.index): w.metrics for w in self.workers
-                if w.metrics is not None and w.process is not None and w.process.poll() is None}
+                if w.metrics is not None and w.running()}
 
     def start(self, stop: threading.Event) -> bool:
         """Every worker started and listening (True), or one failed or `stop` came (False)."""
         for worker in self.workers:
             worker.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + self.start_s
         for worker in self.workers:
             while not worker.listening.wait(0.2):
-                process = worker.process
-                if process is not None and process.poll() is not None:
-                    log.error("ingest %s exited with %s before it listened",
-                              worker.name, process.returncode)
+                if not worker.running():
+                    log.error("ingest %s exited before it listened", worker.name)
                     return False
                 if stop.is_set() or time.monotonic() > deadline:
                     if not stop.is_set():
                         log.error("ingest %s did not listen within %.0f s", worker.name,
-                                  START_TIMEOUT_S)
+                                  self.start_s)
                     return False
         return True
 
     def supervise(self, stop: threading.Event, health: Health) -> int:
         """Rounds until `stop` (0) or a worker failed more than the policy allows (1)."""
-        loop = health.part("workers")
+        loop = health.part("workers", blocking_s=2 * PROBE_TIMEOUT_S)
         loop.ready("supervising", f"{len(self.workers)} workers")
         while not stop.wait(ROUND_S):
-            loop.beat()
-            now = time.monotonic()
-            for worker in self.workers:
-                if not self._round(worker, health, now):
-                    return 1
+            loop.beat(2 * PROBE_TIMEOUT_S)
+            if not self._round(health):
+                return 1
         return 0
 
-    def _round(self, worker: Worker, health: Health, now: float) -> bool:
-        process = worker.process
-        if process is None:
-            return True
-        if worker.restart_at is not None:
-            if now >= worker.restart_at:
+    def _round(self, health: Health) -> bool:
+        live = {w.name: w.metrics for w in self.workers if w.metrics is not None and w.running()}
+        healthz = fetch_all(live, "/healthz", PROBE_TIMEOUT_S)
+        readyz = fetch_all(live, "/readyz", PROBE_TIMEOUT_S)
+        now = time.monotonic()
+        for worker in self.workers:
+            process = worker.process
+            exited = process.poll() if process is not None else None
+            live_status, why = _status(healthz.get(worker.name))
+            ready_status, state = _status(readyz.get(worker.name))
+            seen = Seen(exited, live_status, ready_status, state or why)
+            step = judge(worker.watch, seen, now, self.policy, self.settings.health_stall_s,
+                         self.start_s)
+            worker.watch = step.watch
+            health.set(worker.name, step.condition)
+            if step.why:
+                log.error("ingest %s %s", worker.name, step.why)
+            if step.action == "give_up":
+                return False
+            if step.action == "kill" and process is not None:
+                process.kill()
+            elif step.action == "start":
                 worker.start()
                 self.restarts.inc()
-            return True
-        if process.poll() is not None:
-            decision = on_failure(self.policy, worker.record, worker.started_at, now)
-            if isinstance(decision, GiveUp):
-                log.error("ingest %s failed %d times within %.0f s: stopping the stage",
-                          worker.name, decision.failures, self.policy.window_s)
-                return False
-            worker.record, worker.restart_at = decision.record, now + decision.after_s
-            log.error("ingest %s exited with %s; started again in %.0f s", worker.name,
-                      process.returncode, decision.after_s)
-            health.set(worker.name, Condition(False, "restarting",
-                                              f"exited with {process.returncode}"))
-            return True
-        status, state = worker.probe("/healthz")
-        if status == 503:
-            log.error("ingest %s is stalled (%s): killed, to be started again", worker.name,
-                      state)
-            process.kill()
-            return True
-        status, state = worker.probe("/readyz")
-        health.set(worker.name, Condition(status == 200, state or "ready"))
         return True
 
-    def stop(self) -> None:
-        """SIGTERM to each worker (each drains), then waited for; killed past the bound."""
-        bound = self.settings.drain_timeout_s + self.settings.commit_timeout_s + STOP_MARGIN_S
-        running = [w.process for w in self.workers
-                   if w.process is not None and w.process.poll() is None]
+    def stop(self, health: Health) -> None:
+        """SIGTERM to each worker (each drains), then waited for; killed past the bound. The
+        supervisor's /readyz says draining from the start, and its loop still beats."""
+        bound = self.settings.drain_timeout_s + self.settings.commit_timeout_s + MARGIN_S
+        health.set("workers", Condition(False, "draining", f"at most {bound:.0f} s"))
+        running = [w.process for w in self.workers if w.process is not None and w.running()]
         for process in running:
             process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + bound
         for process in running:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            while process.poll() is None and time.monotonic() < deadline:
+                health.beat("workers", 2 * PROBE_TIMEOUT_S)
+                try:
+                    process.wait(min(ROUND_S, max(0.01, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    continue
+            if process.poll() is None:
                 log.error("ingest worker (pid %d) did not stop within %.0f s: killed",
                           process.pid, bound)
                 process.kill()
                 process.wait()
 
 
-def run_workers(settings: IngestSettings, stop: threading.Event) -> int:
-    """The supervisor's life: reserve the port, start the workers, say where it listens, keep
-    them running until `stop`; the exit status."""
-    held = reserve(settings.host, settings.port)
-    host, port = held[0].getsockname()[:2]
-    workers = Workers(settings, settings.host, int(port))
+def _status(answer: tuple[int, bytes] | str | None) -> tuple[int, str]:
+    """(status, the body's `status`) of a worker's probe; (0, why) when it did not answer."""
+    if answer is None:
+        return 0, "starting"
+    if isinstance(answer, str):
+        return 0, answer
+    try:
+        body = json.loads(answer[1] or b"{}")
+    except ValueError:
+        return answer[0], ""
+    return answer[0], str(body.get("status", "")) if isinstance(body, dict) else ""
+
+
+def run_workers(settings: IngestSettings, stop: threading.Event, argv: list[str]) -> int:
+    """The supervisor's life: the listeners made, the workers started, where it listens said,
+    the workers kept running until `stop`; the exit status. `argv`: the workers' options."""
+    sockets = listeners(settings.host, settings.port, settings.processes)
+    host, port = sockets[0][0].getsockname()[:2]
+    workers = Workers(settings, sockets, int(port), argv)
     health = Health(settings.health_stall_s)
     for worker in workers.workers:
         health.part(worker.name, loop=False)
-    metrics = serve_health(settings.metrics_host, settings.metrics_port, health,
-                           workers.registry)
+    try:
+        metrics = serve_health(settings.metrics_host, settings.metrics_port, health,
+                               workers.registry)
+    except OSError:
+        for sock in (s for group in sockets for s in group):
+            sock.close()
+        raise
     if metrics is not None:
         print("ingest-metrics={}:{}".format(*metrics.address), flush=True)
     try:
@@ -261,8 +283,8 @@ def run_workers(settings: IngestSettings, stop: threading.Event) -> int:
         print(f"smtp={host}:{port}", flush=True)
         return workers.supervise(stop, health)
     finally:
-        workers.stop()
+        workers.stop(health)
         if metrics is not None:
             metrics.close()
-        for sock in held:
+        for sock in (s for group in sockets for s in group):
             sock.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -22,6 +21,8 @@ def register(commands: Any) -> None:
     run.add_argument("--port", type=int, help="listen port (overrides KATAGATE_INGEST_PORT)")
     # One of the SMTP workers `processes` > 1 starts (ingest/workers.py); not for operators.
     run.add_argument("--worker", type=int, metavar="N", help=argparse.SUPPRESS)
+    run.add_argument("--supervisor", type=int, metavar="PID", help=argparse.SUPPRESS)
+    run.add_argument("--listen-fds", type=_fds, default=(), help=argparse.SUPPRESS)
     add_config_option(run)
     add_log_options(run)
     run.set_defaults(run=_run)
@@ -41,18 +42,37 @@ def _run(args: argparse.Namespace) -> int:
     kafka = settings_or_exit(KafkaSettings, "ingest")
     stop = stop_on_signals(args)
     if args.worker is not None:
-        from katagate.ingest.workers import watch_parent
-        watch_parent(stop, os.getppid())
-        run_ingest(kafka, settings, stop, reuse_port=True)
+        if args.supervisor is None or not args.listen_fds:
+            print("katagate ingest: --worker is started by ingest's supervisor "
+                  "(KATAGATE_INGEST_PROCESSES > 1), with --supervisor and --listen-fds",
+                  file=sys.stderr)
+            return 2
+        from katagate.ingest.workers import follow_supervisor
+        follow_supervisor(stop, args.supervisor)
+        run_ingest(kafka, settings, stop, listen_fds=args.listen_fds)
         return 0
     if settings.processes > 1:
         from katagate.ingest.workers import run_workers
         try:
-            return run_workers(settings, stop)
+            return run_workers(settings, stop, _log_options(args))
         except OSError as exc:
-            print(f"katagate ingest: listening on {settings.host}:{settings.port} with "
-                  f"processes {settings.processes} (KATAGATE_INGEST_PROCESSES): {exc}",
+            print(f"katagate ingest: starting {settings.processes} SMTP workers "
+                  f"(KATAGATE_INGEST_PROCESSES) on {settings.host}:{settings.port}: {exc}",
                   file=sys.stderr)
             return 2
     run_ingest(kafka, settings, stop)
     return 0
+
+
+def _fds(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(fd) for fd in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not file descriptors: {value!r}") from None
+
+
+def _log_options(args: argparse.Namespace) -> list[str]:
+    """The log options this process was given, for its workers."""
+    return [option for name in ("log_format", "log_level")
+            if (value := getattr(args, name, None)) is not None
+            for option in (f"--{name.replace('_', '-')}", str(value))]

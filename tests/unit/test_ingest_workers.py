@@ -8,7 +8,8 @@ import os
 import socket
 import subprocess
 import sys
-import threading
+import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from katagate.ingest.settings import IngestSettings
 from katagate.ingest.worker_metrics import merged
 from katagate.ingest.worker_plan import MiB, share, worker_env, worker_instance
-from katagate.ingest.workers import reserve, watch_parent
+from katagate.ingest.workers import listeners
 
 
 def test_given_three_workers_then_each_has_a_third_of_the_caps_rounded_up_and_a_name() -> None:
@@ -39,15 +40,28 @@ def test_given_three_workers_then_each_has_a_third_of_the_caps_rounded_up_and_a_
 
 def test_given_a_worker_s_variables_then_they_are_valid_settings(monkeypatch) -> None:
     settings = IngestSettings(processes=8, max_message_bytes=100 * MiB,
-                              data_budget_bytes=128 * MiB, max_sessions=5,
-                              max_sessions_per_client=1)
+                              data_budget_bytes=800 * MiB, max_sessions=9,
+                              max_sessions_per_client=8, verify_cache_size=500)
     for name, value in worker_env(settings, 7, "::1", 25).items():
         monkeypatch.setenv(name, value)
     worker = IngestSettings()
-    # A share is never under the largest message allowed, nor under one session
     assert worker.data_budget_bytes == 100 * MiB
-    assert (worker.max_sessions, worker.max_sessions_per_client) == (1, 1)
+    assert (worker.max_sessions, worker.max_sessions_per_client) == (2, 1)
+    assert worker.verify_cache_size == 100  # its lower bound
     assert (worker.host, worker.port, worker.processes) == ("::1", 25, 1)
+
+
+@pytest.mark.parametrize(("values", "named"), [
+    ({"max_message_bytes": 100 * MiB, "data_budget_bytes": 128 * MiB}, "data_budget_bytes"),
+    ({"max_sessions": 7}, "max_sessions (7)"),
+    ({"max_sessions_per_client": 3}, "max_sessions_per_client (3)"),
+])
+def test_given_caps_too_small_to_divide_then_the_settings_are_refused_naming_them(
+        values, named) -> None:
+    with pytest.raises(ValueError, match="processes") as refused:
+        IngestSettings(processes=8, **values)
+    assert named in str(refused.value)
+    IngestSettings(processes=1, **values)  # one process: nothing is divided
 
 
 def test_given_an_instance_id_of_the_longest_then_a_worker_s_still_fits_and_differs() -> None:
@@ -93,36 +107,74 @@ def test_given_two_workers_texts_then_each_series_is_labelled_and_exposed_again(
     assert "_created" not in text
 
 
-def test_given_the_port_held_then_it_takes_no_connection_and_only_a_reuseport_worker_joins(
+def test_given_two_workers_listeners_then_both_listen_on_one_port_and_no_other_binds_it(
         ) -> None:
-    held = reserve("127.0.0.1", 0)
+    made = listeners("127.0.0.1", 0, 2)
     try:
-        port = held[0].getsockname()[1]
-        assert port != 0
-        with pytest.raises(ConnectionRefusedError):  # bound, not listening
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        with socket.socket() as other, pytest.raises(OSError, match="in use") as refused:
-            other.bind(("127.0.0.1", port))
+        ports = {group[0].getsockname()[1] for group in made}
+        assert len(made) == 2
+        assert len(ports) == 1
+        port = ports.pop()
+        # Listening from the start: a connection waits for its worker in the backlog
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with pytest.raises(OSError, match="in use") as refused:
+                other.bind(("127.0.0.1", port))
         assert refused.value.errno == errno.EADDRINUSE
-        with socket.socket() as worker:
-            worker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            worker.bind(("127.0.0.1", port))
-            worker.listen()
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
-        for sock in held:
+        for sock in (s for group in made for s in group):
             sock.close()
 
 
-def test_given_its_supervisor_gone_then_a_worker_stops() -> None:
-    stop = threading.Event()
-    watch_parent(stop, os.getppid() + 1_000_000)  # not this process's parent: gone
-    assert stop.wait(5)
-    stop = threading.Event()
-    thread = watch_parent(stop, os.getppid())
-    assert not stop.wait(1.5)
-    stop.set()
-    thread.join(5)
+SUPERVISOR = """
+import subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1]])
+print(worker.pid, flush=True)
+worker.wait()
+"""
+WORKER = """
+import os, signal, threading
+from katagate.ingest.workers import follow_supervisor
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())  # as every stage's process does
+follow_supervisor(stop, os.getppid())
+print("following", flush=True)
+print("stopped" if stop.wait(30) else "still serving", flush=True)
+"""
+
+
+def test_given_its_supervisor_killed_then_a_worker_stops_within_seconds() -> None:
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, WORKER],
+                                  stdout=subprocess.PIPE, text=True)
+    assert supervisor.stdout is not None
+    worker = int(supervisor.stdout.readline())
+    assert supervisor.stdout.readline().strip() == "following"
+    supervisor.kill()  # SIGKILL: no chance to stop its worker itself
+    supervisor.wait()
+    began = time.monotonic()
+    assert supervisor.stdout.readline().strip() == "stopped"
+    assert time.monotonic() - began < 5
+    for _ in range(100):
+        if not alive(worker):
+            break
+        time.sleep(0.05)
+    assert not alive(worker)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_given_a_worker_option_without_its_supervisor_then_it_is_refused() -> None:
+    result = subprocess.run([sys.executable, "-m", "katagate", "ingest", "run", "--worker", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--supervisor and --listen-fds" in result.stderr
 
 
 def test_given_processes_out_of_range_then_the_command_names_the_setting() -> None:
@@ -132,3 +184,12 @@ def test_given_processes_out_of_range_then_the_command_names_the_setting() -> No
     assert result.returncode == 2
     assert "processes (KATAGATE_INGEST_PROCESSES)" in result.stderr
     assert "<= 64" in result.stderr
+
+
+def test_given_a_worker_label_of_its_own_or_a_text_that_does_not_parse_then_merged_keeps_order(
+        ) -> None:
+    text = ('# HELP katagate_x_total x\n# TYPE katagate_x_total counter\n'
+            'katagate_x_total{worker="a"} 2.0\n')
+    families = merged({"0": text, "1": "katagate_x_total{worker=\n"})
+    samples = [(s.name, s.labels, s.value) for f in families for s in f.samples]
+    assert samples == [("katagate_x_total", {"exported_worker": "a", "worker": "0"}, 2.0)]

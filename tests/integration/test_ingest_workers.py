@@ -42,6 +42,14 @@ def mail(address: tuple[str, int], count: int, tag: str) -> None:
         assert code == 250, reply
 
 
+def replaced(supervisor: int, index: int, pid: int, timeout_s: float = 30) -> None:
+    """Wait until worker `index` runs as another process than `pid`."""
+    deadline = time.monotonic() + timeout_s
+    while workers_of(supervisor).get(index) in (None, pid):
+        assert time.monotonic() < deadline, f"worker {index} (pid {pid}) was not replaced"
+        time.sleep(0.2)
+
+
 def ready(address: tuple[str, int], timeout_s: float = 60) -> dict[str, object]:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -57,7 +65,7 @@ def test_two_workers_share_the_port_and_answer_as_one_stage(
         make_kafka_settings, tmp_path: Path) -> None:
     kafka: KafkaSettings = make_kafka_settings()
     with IngestProcess(kafka, tmp_path / "ingest.log", processes=2, metrics_port=0,
-                       instance_id="mx1") as ingest:
+                       instance_id="mx1", health_stall_s=5) as ingest:
         metrics = ingest.listening["ingest-metrics"]
         started = workers_of(ingest.process.pid)
         assert sorted(started) == [0, 1]
@@ -84,11 +92,20 @@ def test_two_workers_share_the_port_and_answer_as_one_stage(
         os.kill(started[0], signal.SIGKILL)
         mail(ingest.address, 8, "second")
         assert len(received(kafka)) == 32
-        assert workers_of(ingest.process.pid)[0] != started[0]
+        replaced(ingest.process.pid, 0, started[0])
         time.sleep(1.5)  # the supervisor's round: /readyz follows the new worker's
         ready(metrics)
+
+        # A worker that stops answering (stopped: its listener silent) is killed after
+        # health_stall_s (5 s here) and started again
+        stopped = workers_of(ingest.process.pid)[1]
+        os.kill(stopped, signal.SIGSTOP)
+        replaced(ingest.process.pid, 1, stopped)
+        ready(metrics)
+        mail(ingest.address, 4, "third")
+        assert len(received(kafka)) == 36
         status, page = get(metrics, "/metrics")
-        assert b"katagate_ingest_worker_restarts_total 1.0" in page
+        assert b"katagate_ingest_worker_restarts_total 2.0" in page
 
         # A clean stop: SIGTERM drains every worker, and none is left
         workers = workers_of(ingest.process.pid)

@@ -270,10 +270,11 @@ def run_workers(settings: IngestSettings, stop: threading.Event, argv: list[str]
     try:
         metrics = serve_health(settings.metrics_host, settings.metrics_port, health,
                                workers.registry)
-    except OSError:
+    except OSError as exc:
         for sock in (s for group in sockets for s in group):
             sock.close()
-        raise
+        raise OSError(f"the metrics listener {settings.metrics_host}:{settings.metrics_port}: "
+                      f"{exc.strerror or exc}") from None
     if metrics is not None:
         print("ingest-metrics={}:{}".format(*metrics.address), flush=True)
     try:

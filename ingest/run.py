@@ -24,6 +24,7 @@ from katagate.ingest.control import ControlFollower, QuarantineUsage
 from katagate.ingest.handler import IngestHandler
 from katagate.ingest.server import serve
 from katagate.ingest.settings import IngestSettings
+from katagate.ingest.shared_counts import SharedCounts
 from katagate.ingest.write_state import Batching
 from katagate.ingest.writer import DurableWriter
 from katagate.ingest.writer_pool import WriterPool
@@ -59,8 +60,10 @@ def run_ingest(
     stop: threading.Event,
     ready: Callable[[str, int], None] | None = None,
     listen_fds: Sequence[int] = (),
+    shared: SharedCounts | None = None,
 ) -> None:
-    """`listen_fds`: a worker's listening sockets, made by its supervisor (ingest/workers.py)."""
+    """`listen_fds` and `shared`: a worker's listening sockets and the session counts of every
+    worker, made by its supervisor (ingest/workers.py)."""
     kafka = prepare_stage(kafka, "ingest")
     health = Health(settings.health_stall_s)
     # Its own listener (metrics_host, loopback by default), never the SMTP one; from the
@@ -122,7 +125,7 @@ def run_ingest(
         try:
             listeners = [socket.socket(fileno=fd) for fd in listen_fds]
             asyncio.run(serve(settings, handler, stop, listening, smtp.beat, draining,
-                              listeners))
+                              listeners, shared))
         finally:
             handler.close()
     finally:

@@ -39,6 +39,7 @@ from katagate.ingest.proxy import read_header
 from katagate.ingest.replies import enhance
 from katagate.ingest.sessions import SessionTable, client_key, next_data_deadline
 from katagate.ingest.settings import IngestSettings
+from katagate.ingest.shared_counts import SharedCounts
 
 log = logging.getLogger(__name__)
 PROXY_DRAIN_S = 0.5
@@ -363,16 +364,17 @@ class GatewaySMTP(MovedTimeout, SMTP):
 async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,
                 listening: Callable[[str, int], None], beat: Callable[[], object],
                 draining: Callable[[int], None],
-                listeners: Sequence[socket.socket] = ()) -> None:
+                listeners: Sequence[socket.socket] = (),
+                shared: SharedCounts | None = None) -> None:
     """Serve until `stop`, then drain (ingest/drain.py); `draining` is told how many
     sessions are open when the drain starts (for /readyz), before a new connection is refused.
-    `listeners`: a worker's sockets, made by its supervisor (ingest/workers.py); else
-    `host:port` is bound here."""
+    `listeners`: a worker's sockets, made by its supervisor (ingest/workers.py), else
+    `host:port` is bound here; `shared`: the session counts of every worker."""
     loop = asyncio.get_running_loop()
     tls = (server_tls_context(settings.tls_cert, settings.tls_key)
            if settings.tls_cert is not None and settings.tls_key is not None else None)
     sessions: set[GatewaySMTP] = set()
-    table = SessionTable(settings.max_sessions, settings.max_sessions_per_client)
+    table = SessionTable(settings.max_sessions, settings.max_sessions_per_client, shared)
     budget = DataBudget(settings.data_budget_bytes)
     drain_state = DrainState()
     metrics.DATA_BUDGET.set(budget.limit)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from katagate.ingest import replies
 from katagate.ingest.envelope import client_address
 from katagate.ingest.replies import Reply
+from katagate.ingest.shared_counts import SharedCounts
 
 
 def client_key(peer: str, ipv6_prefix: int) -> str:
@@ -34,31 +35,43 @@ def client_key(peer: str, ipv6_prefix: int) -> str:
 
 @dataclass
 class SessionTable:
+    """The caps, counted here, and with `shared` (ingest's SMTP workers, ingest/shared_counts.py)
+    decided on the counts of every worker, this one's mirrored there."""
+
     max_sessions: int
     max_per_client: int
+    shared: SharedCounts | None = None
     _per_client: Counter[str] = field(default_factory=Counter)
     _total: int = 0
+
+    def _held(self, client: str) -> int:
+        return self.shared.client(client) if self.shared is not None else self._per_client[client]
 
     def admit(self, client: str | None) -> Reply | None:
         """None if the client may open one more session (it is then counted), else the reply
         that refuses it. A client None is not known yet (a PROXY header will name it): counted
         in all only, until `identify`."""
-        if client is not None and self._per_client[client] >= self.max_per_client:
+        if client is not None and self._held(client) >= self.max_per_client:
             return self._too_many_from(client)
-        if self._total >= self.max_sessions:
+        total = self.shared.total() if self.shared is not None else self._total
+        if total >= self.max_sessions:
             return replies.TOO_MANY_SESSIONS
         if client is not None:
             self._per_client[client] += 1
         self._total += 1
+        if self.shared is not None:
+            self.shared.add(client, 1)
         return None
 
     def identify(self, client: str) -> Reply | None:
         """A session admitted as None is `client`'s: counted for it, or refused (and then no
         longer counted at all)."""
-        if self._per_client[client] >= self.max_per_client:
+        if self._held(client) >= self.max_per_client:
             self.release(None)
             return self._too_many_from(client)
         self._per_client[client] += 1
+        if self.shared is not None:
+            self.shared.add_client(client, 1)
         return None
 
     def _too_many_from(self, client: str) -> Reply:
@@ -67,12 +80,17 @@ class SessionTable:
 
     def release(self, client: str | None) -> None:
         if client is None:
-            self._total = max(self._total - 1, 0)
+            if self._total > 0:
+                self._total -= 1
+                if self.shared is not None:
+                    self.shared.add(None, -1)
             return
         if self._per_client[client] <= 0:
             return
         self._per_client[client] -= 1
         self._total -= 1
+        if self.shared is not None:
+            self.shared.add(client, -1)
         if not self._per_client[client]:
             del self._per_client[client]
 

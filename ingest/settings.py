@@ -228,10 +228,6 @@ class IngestSettings(FileSettings):
                 f"data_budget_bytes ({self.data_budget_bytes}) must be at least processes "
                 f"({count}) times max_message_bytes ({self.max_message_bytes}): each worker "
                 "holds its share, and must be able to hold the largest message allowed")
-        for name in ("max_sessions", "max_sessions_per_client"):
-            if count > getattr(self, name):
-                raise ValueError(f"{name} ({getattr(self, name)}) must be at least processes "
-                                 f"({count}): each worker counts its own share of it")
         return self
 
     @model_validator(mode="after")

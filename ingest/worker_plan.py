@@ -2,14 +2,11 @@
 processes are ingest/workers.py's): the port, a name of its own, a loopback metrics listener
 only its supervisor reads, and its share of the stage's caps.
 
-The caps are the stage's, so they are divided, rounded up: `data_budget_bytes` sizes the
-stage's memory (deploy/k8s/ingest.yaml), `max_sessions` its file descriptors,
-`verify_concurrency` and `verify_cache_size` what it asks of the next hop and holds. A worker
-counts only its own sessions, so `max_sessions_per_client` is divided too: a client whose
-connections the kernel hashes unevenly may meet its cap at one worker before it has the whole
-of it, and get the cap's 421 there (a temporary refusal; it retries), where the cap not divided
-would let it hold up to `processes` times as many. Settings too small to divide are refused at
-start (IngestSettings._shares).
+What each worker holds is the stage's, so it is divided, rounded up: `data_budget_bytes`
+sizes the stage's memory (deploy/k8s/ingest.yaml; a share too small for the largest message is
+refused at start, IngestSettings._shares), `verify_concurrency` and `verify_cache_size` what it
+asks of the next hop and keeps. The session caps are not divided: the workers count their
+sessions together (ingest/shared_counts.py).
 """
 
 from __future__ import annotations
@@ -45,9 +42,6 @@ def worker_env(settings: IngestSettings, index: int, host: str, port: int) -> di
         "KATAGATE_INGEST_INSTANCE_ID": worker_instance(settings.instance_id, index),
         "KATAGATE_INGEST_METRICS_HOST": LOOPBACK,
         "KATAGATE_INGEST_METRICS_PORT": "0",
-        "KATAGATE_INGEST_MAX_SESSIONS": str(share(settings.max_sessions, count)),
-        "KATAGATE_INGEST_MAX_SESSIONS_PER_CLIENT":
-            str(share(settings.max_sessions_per_client, count)),
         "KATAGATE_INGEST_DATA_BUDGET_BYTES": str(budget),
         "KATAGATE_INGEST_VERIFY_CONCURRENCY": str(share(settings.verify_concurrency, count)),
         "KATAGATE_INGEST_VERIFY_CACHE_SIZE": str(max(100, share(settings.verify_cache_size,

@@ -42,7 +42,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from katagate.eventlog.health import Condition, Health
 from katagate.eventlog.health_server import serve_health
+from katagate.ingest import shared_counts
 from katagate.ingest.settings import IngestSettings
+from katagate.ingest.shared_counts import SharedCounts
 from katagate.ingest.worker_metrics import WorkerMetrics, fetch_all
 from katagate.ingest.worker_plan import worker_env
 from katagate.ingest.worker_watch import Seen, Watch, judge
@@ -119,16 +121,16 @@ class Worker:
     def name(self) -> str:
         return f"worker-{self.index}"
 
-    def start(self) -> None:
+    def start(self, sessions_fd: int) -> None:
         self.metrics = None
         self.listening.clear()
         fds = [sock.fileno() for sock in self.sockets]
         self.process = subprocess.Popen(  # noqa: S603 - our own argv
             [sys.executable, "-m", "katagate", "ingest", "run", "--worker", str(self.index),
              "--supervisor", str(os.getpid()), "--listen-fds", ",".join(map(str, fds)),
-             *self.argv],
+             "--sessions-fd", str(sessions_fd), *self.argv],
             env={**os.environ, **self.env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            text=True, pass_fds=fds)
+            text=True, pass_fds=[*fds, sessions_fd])
         self.watch = Watch(time.monotonic(), self.watch.record)
         threading.Thread(target=self._read, args=(self.process,), name=f"{self.name}-stdout",
                          daemon=True).start()
@@ -159,6 +161,8 @@ class Workers:
         self.start_s = settings.control_catchup_s + START_GRACE_S
         self.workers = [Worker(i, worker_env(settings, i, settings.host, port), sockets[i], argv)
                         for i in range(settings.processes)]
+        self.sessions_fd = shared_counts.create(settings.processes)
+        self.sessions = SharedCounts(self.sessions_fd, 0)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(WorkerMetrics(self._metrics_addresses))
         self.restarts = Counter("katagate_ingest_worker_restarts",
@@ -172,7 +176,7 @@ class Workers:
     def start(self, stop: threading.Event) -> bool:
         """Every worker started and listening (True), or one failed or `stop` came (False)."""
         for worker in self.workers:
-            worker.start()
+            worker.start(self.sessions_fd)
         deadline = time.monotonic() + self.start_s
         for worker in self.workers:
             while not worker.listening.wait(0.2):
@@ -207,6 +211,7 @@ class Workers:
             live_status, why = _status(healthz.get(worker.name))
             ready_status, state = _status(readyz.get(worker.name))
             seen = Seen(exited, live_status, ready_status, state or why)
+            waiting = worker.watch.restart_at is not None
             step = judge(worker.watch, seen, now, self.policy, self.settings.health_stall_s,
                          self.start_s)
             worker.watch = step.watch
@@ -215,10 +220,12 @@ class Workers:
                 log.error("ingest %s %s", worker.name, step.why)
             if step.action == "give_up":
                 return False
+            if not waiting and step.watch.restart_at is not None:
+                self.sessions.clear(worker.index)  # its sessions ended with it
             if step.action == "kill" and process is not None:
                 process.kill()
             elif step.action == "start":
-                worker.start()
+                worker.start(self.sessions_fd)
                 self.restarts.inc()
         return True
 
@@ -289,3 +296,4 @@ def run_workers(settings: IngestSettings, stop: threading.Event, argv: list[str]
             metrics.close()
         for sock in (s for group in sockets for s in group):
             sock.close()
+        os.close(workers.sessions_fd)

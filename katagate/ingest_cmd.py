@@ -23,6 +23,7 @@ def register(commands: Any) -> None:
     run.add_argument("--worker", type=int, metavar="N", help=argparse.SUPPRESS)
     run.add_argument("--supervisor", type=int, metavar="PID", help=argparse.SUPPRESS)
     run.add_argument("--listen-fds", type=_fds, default=(), help=argparse.SUPPRESS)
+    run.add_argument("--sessions-fd", type=int, help=argparse.SUPPRESS)
     add_config_option(run)
     add_log_options(run)
     run.set_defaults(run=_run)
@@ -42,14 +43,17 @@ def _run(args: argparse.Namespace) -> int:
     kafka = settings_or_exit(KafkaSettings, "ingest")
     stop = stop_on_signals(args)
     if args.worker is not None:
-        if args.supervisor is None or not args.listen_fds:
+        if args.supervisor is None or not args.listen_fds or args.sessions_fd is None:
             print("katagate ingest: --worker is started by ingest's supervisor "
-                  "(KATAGATE_INGEST_PROCESSES > 1), with --supervisor and --listen-fds",
-                  file=sys.stderr)
+                  "(KATAGATE_INGEST_PROCESSES > 1), with --supervisor, --listen-fds and "
+                  "--sessions-fd", file=sys.stderr)
             return 2
+        from katagate.ingest.shared_counts import SharedCounts
         from katagate.ingest.workers import follow_supervisor
         follow_supervisor(stop, args.supervisor)
-        run_ingest(kafka, settings, stop, listen_fds=args.listen_fds)
+        shared = SharedCounts(args.sessions_fd, args.worker)
+        shared.clear(args.worker)  # what a worker before it in this column left
+        run_ingest(kafka, settings, stop, listen_fds=args.listen_fds, shared=shared)
         return 0
     if settings.processes > 1:
         from katagate.ingest.workers import run_workers

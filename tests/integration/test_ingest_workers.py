@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -14,7 +15,13 @@ import pytest
 
 from katagate.eventlog.settings import KafkaSettings
 from katagate.ingest.worker_metrics import get
-from tests.integration.test_ingest_harness import RELAY_DOMAIN, IngestProcess, received, send
+from tests.integration.test_ingest_harness import (
+    RELAY_DOMAIN,
+    IngestProcess,
+    first_line,
+    received,
+    send,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -65,7 +72,8 @@ def test_two_workers_share_the_port_and_answer_as_one_stage(
         make_kafka_settings, tmp_path: Path) -> None:
     kafka: KafkaSettings = make_kafka_settings()
     with IngestProcess(kafka, tmp_path / "ingest.log", processes=2, metrics_port=0,
-                       instance_id="mx1", health_stall_s=5) as ingest:
+                       instance_id="mx1", health_stall_s=5,
+                       max_sessions_per_client=3) as ingest:
         metrics = ingest.listening["ingest-metrics"]
         started = workers_of(ingest.process.pid)
         assert sorted(started) == [0, 1]
@@ -87,11 +95,24 @@ def test_two_workers_share_the_port_and_answer_as_one_stage(
         assert sum(accepted.values()) == 24
         assert min(accepted.values()) > 0
 
+        # The per-client cap is the stage's, whichever worker each connection reaches
+        held = [socket.create_connection(ingest.address, timeout=10) for _ in range(3)]
+        try:
+            assert all(first_line(sock).startswith(b"220 ") for sock in held)
+            for _ in range(3):  # each worker alone would have room for three more
+                with socket.create_connection(ingest.address, timeout=10) as more:
+                    assert first_line(more).startswith(b"421 4.7.0 Too many connections from")
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.5)  # the sessions' ends counted
+        mail(ingest.address, 2, "after the cap")
+
         # A worker killed: the connections the kernel gives its listener meanwhile wait for the
         # worker started in its place, and every message sent at once is accepted
         os.kill(started[0], signal.SIGKILL)
         mail(ingest.address, 8, "second")
-        assert len(received(kafka)) == 32
+        assert len(received(kafka)) == 34
         replaced(ingest.process.pid, 0, started[0])
         time.sleep(1.5)  # the supervisor's round: /readyz follows the new worker's
         ready(metrics)
@@ -103,7 +124,7 @@ def test_two_workers_share_the_port_and_answer_as_one_stage(
         replaced(ingest.process.pid, 1, stopped)
         ready(metrics)
         mail(ingest.address, 4, "third")
-        assert len(received(kafka)) == 36
+        assert len(received(kafka)) == 38
         status, page = get(metrics, "/metrics")
         assert b"katagate_ingest_worker_restarts_total 2.0" in page
 

@@ -21,17 +21,20 @@ from katagate.ingest.worker_plan import MiB, share, worker_env, worker_instance
 from katagate.ingest.workers import listeners
 
 
-def test_given_three_workers_then_each_has_a_third_of_the_caps_rounded_up_and_a_name() -> None:
+def test_given_three_workers_then_each_has_a_third_of_what_it_holds_rounded_up_and_a_name(
+        ) -> None:
     settings = IngestSettings(processes=3, instance_id="mx1", max_sessions=1000,
                               max_sessions_per_client=50, data_budget_bytes=512 * MiB,
-                              verify_concurrency=20)
+                              verify_concurrency=20, verify_cache_size=100_000)
     env = worker_env(settings, 2, "127.0.0.1", 2600)
     assert env["KATAGATE_INGEST_INSTANCE_ID"] == "mx1-p2"
     assert (env["KATAGATE_INGEST_HOST"], env["KATAGATE_INGEST_PORT"]) == ("127.0.0.1", "2600")
-    assert env["KATAGATE_INGEST_MAX_SESSIONS"] == "334"
-    assert env["KATAGATE_INGEST_MAX_SESSIONS_PER_CLIENT"] == "17"
     assert env["KATAGATE_INGEST_VERIFY_CONCURRENCY"] == "7"
+    assert env["KATAGATE_INGEST_VERIFY_CACHE_SIZE"] == "33334"
     assert int(env["KATAGATE_INGEST_DATA_BUDGET_BYTES"]) * 3 >= 512 * MiB
+    # The session caps are the stage's, counted across the workers (shared_counts.py)
+    assert "KATAGATE_INGEST_MAX_SESSIONS" not in env
+    assert "KATAGATE_INGEST_MAX_SESSIONS_PER_CLIENT" not in env
     # A worker's metrics are loopback on a free port, and it starts no workers of its own
     assert env["KATAGATE_INGEST_METRICS_HOST"] == "127.0.0.1"
     assert env["KATAGATE_INGEST_METRICS_PORT"] == "0"
@@ -40,28 +43,21 @@ def test_given_three_workers_then_each_has_a_third_of_the_caps_rounded_up_and_a_
 
 def test_given_a_worker_s_variables_then_they_are_valid_settings(monkeypatch) -> None:
     settings = IngestSettings(processes=8, max_message_bytes=100 * MiB,
-                              data_budget_bytes=800 * MiB, max_sessions=9,
-                              max_sessions_per_client=8, verify_cache_size=500)
+                              data_budget_bytes=800 * MiB, verify_cache_size=500)
     for name, value in worker_env(settings, 7, "::1", 25).items():
         monkeypatch.setenv(name, value)
     worker = IngestSettings()
     assert worker.data_budget_bytes == 100 * MiB
-    assert (worker.max_sessions, worker.max_sessions_per_client) == (2, 1)
     assert worker.verify_cache_size == 100  # its lower bound
     assert (worker.host, worker.port, worker.processes) == ("::1", 25, 1)
 
 
-@pytest.mark.parametrize(("values", "named"), [
-    ({"max_message_bytes": 100 * MiB, "data_budget_bytes": 128 * MiB}, "data_budget_bytes"),
-    ({"max_sessions": 7}, "max_sessions (7)"),
-    ({"max_sessions_per_client": 3}, "max_sessions_per_client (3)"),
-])
-def test_given_caps_too_small_to_divide_then_the_settings_are_refused_naming_them(
-        values, named) -> None:
+def test_given_a_data_budget_too_small_to_divide_then_the_settings_are_refused_naming_it(
+        ) -> None:
     with pytest.raises(ValueError, match="processes") as refused:
-        IngestSettings(processes=8, **values)
-    assert named in str(refused.value)
-    IngestSettings(processes=1, **values)  # one process: nothing is divided
+        IngestSettings(processes=8, max_message_bytes=100 * MiB, data_budget_bytes=128 * MiB)
+    assert "data_budget_bytes" in str(refused.value)
+    IngestSettings(processes=1, max_message_bytes=100 * MiB, data_budget_bytes=128 * MiB)
 
 
 def test_given_an_instance_id_of_the_longest_then_a_worker_s_still_fits_and_differs() -> None:
@@ -174,7 +170,7 @@ def test_given_a_worker_option_without_its_supervisor_then_it_is_refused() -> No
     result = subprocess.run([sys.executable, "-m", "katagate", "ingest", "run", "--worker", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "--supervisor and --listen-fds" in result.stderr
+    assert "--supervisor, --listen-fds and --sessions-fd" in result.stderr
 
 
 def test_given_processes_out_of_range_then_the_command_names_the_setting() -> None:

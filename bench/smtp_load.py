@@ -66,7 +66,12 @@ def send_load(port: int | Sequence[int], total: int, size: int, concurrency: int
                   for i in range(concurrency)]
 
     def worker(index: int, count: int) -> None:
-        client = smtplib.SMTP(host, ports[index % len(ports)], timeout=120)
+        try:
+            client = smtplib.SMTP(host, ports[index % len(ports)], timeout=120)
+        except smtplib.SMTPConnectError:  # refused at the greeting: its messages with it
+            with lock:
+                refused[0] += count
+            return
         client.ehlo("load.example.org")
         mine: list[float] = []
         stamps: dict[str, float] = {}

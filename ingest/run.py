@@ -88,7 +88,8 @@ def run_ingest(
             TopicNames(kafka.topic_prefix),
             ProducerRef(stage="ingest", instance=settings.instance_id),
             Batching(settings.batch_max_messages, settings.batch_max_bytes),
-            part=health.part(f"ingest-writer-{index}"),
+            # Its first step may be a producer's start, as any turn's (below).
+            part=health.part(f"ingest-writer-{index}", blocking_s=kafka.request_timeout_s),
             # A turn waits at most for a producer's start (the broker's answer).
             blocking_s=kafka.request_timeout_s,
         )

@@ -138,7 +138,8 @@ class IngestSettings(FileSettings):
     # SMTP worker processes sharing the listening port (SO_REUSEPORT: the kernel spreads the
     # connections), each with its own writers, under one supervising process that restarts a
     # worker that dies and serves their metrics and probes as one (ingest/workers.py). The
-    # session caps and the DATA budget are divided among them. One interpreter takes one core.
+    # DATA budget is divided among them; the session caps are counted across them. One
+    # interpreter takes one core.
     processes: int = Field(default=1, ge=1, le=64)
 
     # Wait this long for the control log to be read to its end before listening; past it,

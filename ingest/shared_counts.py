@@ -5,10 +5,12 @@ A memory map (a memfd the supervisor makes and hands down by file descriptor, as
 listeners: no name, gone with the processes) holds a count per client bucket and per worker.
 Each worker writes only its own column (one writer a cell, so no lock), and reads the row of
 every worker to decide: a count another worker is changing at that instant may be read one
-off, as two sessions arriving at once in one process could not be. A client is hashed to one
-of `BUCKETS` buckets with a key made at random per supervisor (the map's first bytes), so no
-client can choose to share a bucket with another; two clients that do share one count
-together, which only refuses early, never admits more. The last row is the sessions in all.
+off, as two sessions arriving at once in one process could not be. A client is counted in two
+of `BUCKETS` buckets, by a hash keyed at random per supervisor (the map's first bytes), and its
+count is the smaller of the two (a count-min sketch): no client can choose to share a bucket
+with another, and one that learned, from early refusals, the bucket of another would still
+have to fill the other's second bucket too. A shared bucket only refuses early, never admits
+more. The last row is the sessions in all.
 
 A worker that dies leaves its column: the supervisor clears it before the worker starts again,
 and a worker clears its own as it starts (ingest/workers.py).
@@ -60,9 +62,10 @@ class SharedCounts:
         self.workers = workers
         self.column = column
 
-    def _bucket(self, client: str) -> int:
-        digest = hashlib.blake2b(client.encode(), digest_size=4, key=self._key).digest()
-        return int.from_bytes(digest, "little") % BUCKETS
+    def _buckets(self, client: str) -> tuple[int, int]:
+        digest = hashlib.blake2b(client.encode(), digest_size=8, key=self._key).digest()
+        return (int.from_bytes(digest[:4], "little") % BUCKETS,
+                int.from_bytes(digest[4:], "little") % BUCKETS)
 
     def _row(self, row: int) -> int:
         start = row * self.workers
@@ -70,7 +73,7 @@ class SharedCounts:
 
     def client(self, client: str) -> int:
         """The sessions `client` holds across every worker."""
-        return self._row(self._bucket(client))
+        return min(self._row(bucket) for bucket in self._buckets(client))
 
     def total(self) -> int:
         return self._row(_ALL)
@@ -78,13 +81,13 @@ class SharedCounts:
     def add(self, client: str | None, delta: int) -> None:
         """This worker's count for `client` (None: in all only) and in all, moved by `delta`."""
         if client is not None:
-            cell = self._bucket(client) * self.workers + self.column
-            self._cells[cell] += delta
+            self.add_client(client, delta)
         self._cells[_ALL * self.workers + self.column] += delta
 
     def add_client(self, client: str, delta: int) -> None:
         """`client`'s count alone (a session counted in all already, named later)."""
-        self._cells[self._bucket(client) * self.workers + self.column] += delta
+        for bucket in set(self._buckets(client)):
+            self._cells[bucket * self.workers + self.column] += delta
 
     def clear(self, column: int) -> None:
         """Every count of worker `column` back to 0: it is gone, or starting."""

@@ -5,10 +5,12 @@ carries the step out.
 - A worker that exited is started again after katagate/restart_policy.py's backoff; more
   failures than the policy allows within its window give up (the stage stops, for the service
   manager to act on).
-- A worker whose /healthz says stalled `STALLED_ROUNDS` rounds in a row is killed, as an
-  orchestrator's liveness probe would (its loop cannot drain; a message it had not answered
-  `250` was not accepted, and its sender retries). So is one whose listener has not answered
-  for `health_stall_s` (stopped, swapping, or its interpreter held), or that has not answered
+- A worker whose /healthz has said stalled for `STALLED_FOR` times `health_stall_s` (60 s by
+  default, as deploy/k8s/ingest.yaml's liveness probe: three failures 20 s apart) is killed
+  (its loop cannot drain; a message it had not answered `250` was not accepted, and its sender
+  retries). Not sooner: a writer waiting on a broker that does not answer says stalled too,
+  and a restart brings no broker back. So is one whose listener has not answered for
+  `health_stall_s` (stopped, swapping, or its interpreter held), or that has not answered
   within the time a start may take.
 - Otherwise its /readyz is its condition in the supervisor's /readyz.
 """
@@ -21,7 +23,7 @@ from typing import Literal
 from katagate.eventlog.health import Condition
 from katagate.restart_policy import ChildRecord, GiveUp, RestartPolicy, on_failure
 
-STALLED_ROUNDS = 3
+STALLED_FOR = 2.0  # times health_stall_s
 
 Action = Literal["none", "start", "kill", "give_up"]
 
@@ -40,7 +42,7 @@ class Watch:
     record: ChildRecord = field(default_factory=ChildRecord)
     restart_at: float | None = None  # exited: started again at this time
     silent_since: float | None = None  # its listener has not answered since
-    stalled: int = 0  # /healthz 503 rounds in a row
+    stalled_since: float | None = None  # its /healthz has said stalled since
     heard: bool = False  # its listener has answered since its start
 
 
@@ -70,12 +72,12 @@ def judge(watch: Watch, seen: Seen, now: float, policy: RestartPolicy, stall_s: 
         return Step(replace(watch, record=decision.record, restart_at=now + decision.after_s),
                     "none", Condition(False, "restarting", why), why)
     if seen.healthz == 503:
-        watch = replace(watch, heard=True)
-        stalled = watch.stalled + 1
-        if stalled >= STALLED_ROUNDS:
-            why = f"its /healthz said stalled {stalled} rounds in a row: killed"
-            return Step(replace(watch, stalled=0), "kill", Condition(False, "stalled", why), why)
-        return Step(replace(watch, stalled=stalled, silent_since=None), "none",
+        since = now if watch.stalled_since is None else watch.stalled_since
+        if now - since >= STALLED_FOR * stall_s:
+            why = f"its /healthz has said stalled for {now - since:.0f} s: killed"
+            return Step(replace(watch, stalled_since=None), "kill",
+                        Condition(False, "stalled", why), why)
+        return Step(replace(watch, heard=True, stalled_since=since, silent_since=None), "none",
                     Condition(False, "stalled", seen.state))
     if seen.healthz == 0:
         if watch.silent_since is None and not watch.heard:  # still starting
@@ -88,7 +90,7 @@ def judge(watch: Watch, seen: Seen, now: float, policy: RestartPolicy, stall_s: 
             why = f"its listener has not answered for {now - since:.0f} s: killed"
             return Step(replace(watch, silent_since=None), "kill",
                         Condition(False, "not_answering", why), why)
-        return Step(replace(watch, silent_since=since, stalled=0), "none",
+        return Step(replace(watch, silent_since=since, stalled_since=None), "none",
                     Condition(False, "not_answering", seen.state))
-    return Step(replace(watch, heard=True, silent_since=None, stalled=0), "none",
+    return Step(replace(watch, heard=True, silent_since=None, stalled_since=None), "none",
                 Condition(seen.readyz == 200, seen.state or "unknown"))

@@ -63,8 +63,8 @@ PR_SET_PDEATHSIG = 1
 def listeners(host: str, port: int, count: int) -> list[list[socket.socket]]:
     """`count` sets of listening sockets, one socket a set for every address `host` names, all
     on one port (port 0: the first one's) with SO_REUSEPORT."""
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise OSError("processes > 1 needs SO_REUSEPORT, which this system lacks")
+    if not hasattr(socket, "SO_REUSEPORT") or not hasattr(os, "memfd_create"):
+        raise OSError("processes > 1 needs SO_REUSEPORT and memfd_create (Linux)")
     addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     made: list[list[socket.socket]] = []
     try:
@@ -225,7 +225,11 @@ class Workers:
             if step.action == "kill" and process is not None:
                 process.kill()
             elif step.action == "start":
-                worker.start(self.sessions_fd)
+                try:
+                    worker.start(self.sessions_fd)
+                except OSError as exc:  # no process: the next round takes it as a failure
+                    log.error("ingest %s could not be started again: %s", worker.name, exc)
+                    continue
                 self.restarts.inc()
         return True
 
@@ -233,7 +237,8 @@ class Workers:
         """SIGTERM to each worker (each drains), then waited for; killed past the bound. The
         supervisor's /readyz says draining from the start, and its loop still beats."""
         bound = self.settings.drain_timeout_s + self.settings.commit_timeout_s + MARGIN_S
-        health.set("workers", Condition(False, "draining", f"at most {bound:.0f} s"))
+        for name in ("workers", *(w.name for w in self.workers)):
+            health.set(name, Condition(False, "draining", f"at most {bound:.0f} s"))
         running = [w.process for w in self.workers if w.process is not None and w.running()]
         for process in running:
             process.send_signal(signal.SIGTERM)

@@ -70,3 +70,25 @@ def test_given_two_workers_tables_then_the_per_client_and_total_caps_are_the_sta
                           (a, "192.0.2.9")):
         table.release(client)
     assert SharedCounts(fd, 0).total() == 0
+
+
+def test_given_a_client_sharing_one_of_another_s_buckets_then_the_other_is_not_refused(
+        fd: int) -> None:
+    counts = SharedCounts(fd, 0)
+    victim = "2001:db8::/64"
+    first, _ = counts._buckets(victim)
+    # A client in the victim's first bucket only, found among many (as an attacker with many
+    # networks could, from early refusals)
+    neighbour = next(f"2001:db8:{n:x}::/64" for n in range(1, 1_000_000)
+                     if counts._buckets(f"2001:db8:{n:x}::/64")[0] == first
+                     and second_apart(counts, f"2001:db8:{n:x}::/64", victim))
+    table = SessionTable(1000, 5, counts)
+    for _ in range(5):
+        assert table.admit(neighbour) is None
+    assert table.admit(neighbour) is not None
+    assert counts.client(victim) == 0
+    assert table.admit(victim) is None
+
+
+def second_apart(counts: SharedCounts, one: str, other: str) -> bool:
+    return counts._buckets(one)[1] != counts._buckets(other)[1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from katagate.ingest.worker_watch import STALLED_ROUNDS, Seen, Watch, judge
+from katagate.ingest.worker_watch import STALLED_FOR, Seen, Watch, judge
 from katagate.restart_policy import RestartPolicy
 
 POLICY = RestartPolicy(limit=2, window_s=300)
@@ -40,16 +40,19 @@ def test_given_a_worker_that_exited_then_it_starts_again_after_the_backoff_then_
     assert third.action == "give_up"  # a third failure within the window, limit 2
 
 
-def test_given_stalled_answers_then_it_is_killed_on_the_third_in_a_row_only() -> None:
+def test_given_stalled_answers_then_it_is_killed_only_after_twice_health_stall_s() -> None:
     watch = step(Watch(0.0), RUNNING_READY, 1.0).watch
     stalled = Seen(None, 503, 503, "stalled")
-    for n in range(1, STALLED_ROUNDS):
-        taken = step(watch, stalled, 1.0 + n)
-        assert taken.action == "none"
-        watch = taken.watch
-    # One good answer between starts the count again
-    assert step(step(watch, RUNNING_READY, 5.0).watch, stalled, 6.0).action == "none"
-    assert step(watch, stalled, 7.0).action == "kill"
+    first = step(watch, stalled, 10.0)
+    assert (first.action, first.condition.state) == ("none", "stalled")
+    # A writer waiting on a broker that does not answer says stalled too: not killed at once
+    assert step(first.watch, stalled, 10.0 + STALLED_FOR * STALL_S - 1).action == "none"
+    # One good answer between starts the time again
+    again = step(step(first.watch, RUNNING_READY, 50.0).watch, stalled, 60.0)
+    assert step(again.watch, stalled, 10.0 + STALLED_FOR * STALL_S).action == "none"
+    killed = step(first.watch, stalled, 10.0 + STALLED_FOR * STALL_S)
+    assert killed.action == "kill"
+    assert "has said stalled for 60 s" in killed.why
 
 
 def test_given_a_listener_that_stops_answering_then_it_is_killed_after_health_stall_s(

@@ -23,10 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import processes
 from bench.machine import machine
@@ -148,6 +151,32 @@ def wait_delivered(sink_dir: Path, count: int, timeout_s: float = 600) -> float:
 
 
 DOWNSTREAM = ("scanner", "decider", "projector", "audit")
+COMMIT_WITHIN_S = ("0.02", "0.05")  # katagate_ingest_commit_seconds buckets reported
+
+
+def commit_buckets(metrics_port: int) -> dict[str, float]:
+    """Ingest's commit histogram (hand-over to the writer until both writes are acknowledged),
+    cumulative counts by bucket, summed over its workers."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as page:
+        text = page.read().decode()
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "katagate_ingest_commit_seconds":
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    le = sample.labels["le"]
+                    found[le] = found.get(le, 0.0) + sample.value
+    return found
+
+
+def commit_within(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The share of the commits between two readings that took at most each reported bucket:
+    where the `250` waited, in the writes or before them."""
+    count = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    return {f"{float(le) * 1000:g}_ms": round((after.get(le, 0.0) - before.get(le, 0.0))
+                                              / count, 4) if count else 0.0
+            for le in COMMIT_WITHIN_S}
 
 
 @contextlib.contextmanager
@@ -257,9 +286,11 @@ def measure(messages: int, sizes: list[int], levels: list[int],
         gates = []
         with downstream_paused(folder):
             for size, concurrency, n in configs:
+                before = commit_buckets(ports["metrics"])
                 result = send_load(ports["smtp"], n, size, concurrency)
                 accepted += result.messages
-                gates.append(result.summary())
+                gates.append({**result.summary(), "commits_within": commit_within(
+                    before, commit_buckets(ports["metrics"]))})
         report["downstream_caught_up_s"] = wait_delivered(sink_dir, accepted)
         for (size, concurrency, n), base, gate in zip(configs, bases, gates, strict=True):
             report["ingest"].append({

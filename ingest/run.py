@@ -22,7 +22,7 @@ from katagate.eventlog.settings import KafkaSettings
 from katagate.eventlog.topics import TopicNames
 from katagate.ingest.control import ControlFollower, QuarantineUsage
 from katagate.ingest.handler import IngestHandler
-from katagate.ingest.server import serve
+from katagate.ingest.listener import serve
 from katagate.ingest.settings import IngestSettings
 from katagate.ingest.shared_counts import SharedCounts
 from katagate.ingest.write_state import Batching
@@ -72,7 +72,7 @@ def run_ingest(
     if metrics is not None:
         log.info("ingest-metrics=%s:%d", *metrics.address)
         print("ingest-metrics={}:{}".format(*metrics.address), flush=True)
-    # The SMTP event loop: beaten by a task on it once it serves (ingest/server.py).
+    # The SMTP event loop: beaten by a task on it once it serves (ingest/listener.py).
     smtp = health.part("smtp", blocking_s=settings.control_catchup_s + kafka.request_timeout_s)
     if not settings.relay_domains and not settings.relay_networks:
         log.warning("no relay domains or networks configured: every recipient is refused")

@@ -1,5 +1,4 @@
-"""aiosmtpd's SMTP protocol with our limits, and the listener on an asyncio loop we own (the
-threaded Controller cannot bind port 0).
+"""aiosmtpd's SMTP protocol with our limits (the listener that serves it: ingest/listener.py).
 
 What the subclass adds to aiosmtpd 1.4.6: per-instance command size limits (its class-level
 dict is shared by every session and grows with each EHLO), a cap on commands per session, caps
@@ -16,21 +15,16 @@ import asyncio
 import collections
 import contextlib
 import logging
-import socket
 import ssl
-import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, syntax
 
-from katagate.eventlog.health import beating_task
 from katagate.ingest import metrics, replies
 from katagate.ingest.data_body import DataBody, Overflow
 from katagate.ingest.data_budget import STEP, DataBudget, Reservation
-from katagate.ingest.drain import drain
 from katagate.ingest.drain_policy import DrainState, draining_reply, refused_while_draining
 from katagate.ingest.envelope import in_networks, path_address
 from katagate.ingest.handler import IngestHandler
@@ -39,17 +33,9 @@ from katagate.ingest.proxy import read_header
 from katagate.ingest.replies import enhance
 from katagate.ingest.sessions import SessionTable, client_key, next_data_deadline
 from katagate.ingest.settings import IngestSettings
-from katagate.ingest.shared_counts import SharedCounts
 
 log = logging.getLogger(__name__)
 PROXY_DRAIN_S = 0.5
-
-
-def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context
 
 
 class GatewaySMTP(MovedTimeout, SMTP):
@@ -359,44 +345,3 @@ class GatewaySMTP(MovedTimeout, SMTP):
         if status.startswith("250"):
             self._commands_left = self._max_commands
         await self.push(status)
-
-
-async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,
-                listening: Callable[[str, int], None], beat: Callable[[], object],
-                draining: Callable[[int], None],
-                listeners: Sequence[socket.socket] = (),
-                shared: SharedCounts | None = None) -> None:
-    """Serve until `stop`, then drain (ingest/drain.py); `draining` is told how many
-    sessions are open when the drain starts (for /readyz), before a new connection is refused.
-    `listeners`: a worker's sockets, made by its supervisor (ingest/workers.py), else
-    `host:port` is bound here; `shared`: the session counts of every worker."""
-    loop = asyncio.get_running_loop()
-    tls = (server_tls_context(settings.tls_cert, settings.tls_key)
-           if settings.tls_cert is not None and settings.tls_key is not None else None)
-    sessions: set[GatewaySMTP] = set()
-    table = SessionTable(settings.max_sessions, settings.max_sessions_per_client, shared)
-    budget = DataBudget(settings.data_budget_bytes)
-    drain_state = DrainState()
-    metrics.DATA_BUDGET.set(budget.limit)
-    metrics.DATA_HELD.set_function(lambda: budget.held)
-    def session() -> GatewaySMTP:
-        return GatewaySMTP(handler, settings=settings, tls_context=tls, loop=loop,
-                           sessions=sessions, table=table, budget=budget, drain_state=drain_state)
-
-    servers = ([await loop.create_server(session, sock=sock) for sock in listeners]
-               if listeners else
-               [await loop.create_server(session, host=settings.host, port=settings.port,
-                                         reuse_address=True)])
-    host, port = servers[0].sockets[0].getsockname()[:2]
-    beating = asyncio.create_task(beating_task(beat))  # a session blocking the loop stops it
-    listening(str(host), int(port))
-    await asyncio.to_thread(stop.wait)
-    draining(len(sessions))
-    await drain(sessions, drain_state, timeout_s=settings.drain_timeout_s,
-                commit_timeout_s=settings.commit_timeout_s)
-    # The listener last: until now a sender is told to come back (421), not refused.
-    for server in servers:
-        server.close()
-    for server in servers:
-        await server.wait_closed()
-    beating.cancel()

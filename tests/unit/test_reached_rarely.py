@@ -27,7 +27,7 @@ from katagate.eventlog.broker.launcher import default_data_dir
 from katagate.eventlog.errors import BrokerError
 from katagate.eventlog.raw import RawUnavailable
 from katagate.ingest.handler import IngestHandler
-from katagate.ingest.server import serve
+from katagate.ingest.listener import serve
 from katagate.scanner.book import content_unavailable, submission_events
 from katagate.scanner.identity import load_or_create
 from katagate.scanner.kata_api import Refused
@@ -285,7 +285,7 @@ class BrokenWriter:
 
 @contextmanager
 def smtp_edge(handler: IngestHandler) -> Iterator[tuple[str, int]]:
-    """The gateway's SMTP server (ingest.server.serve) with `handler`, in a thread."""
+    """The gateway's SMTP server (ingest.listener.serve) with `handler`, in a thread."""
     settings = ingest_settings(commit_timeout_s=5)
     stop, listening = threading.Event(), threading.Event()
     where: list[tuple[str, int]] = []

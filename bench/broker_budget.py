@@ -9,6 +9,11 @@ The same counters over an idle window just before give the background (heartbeat
 polls, timers); the "net" column takes its rate times the load's duration off.
 
     python -m bench.broker_budget [--messages 2000] [--concurrency 10] [--warm-up 500]
+                                  [--follower]
+
+With --follower, one more reader of the mail topic follows the load as a stage's loop reads it
+(bench/follower.py): what a reader costs, for the levers that would remove one. The broker's
+figures then include its fetches.
 
 Writes bench/results/budget-<time>/report.json and report.md.
 """
@@ -29,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import jmx, processes
 from bench.budget_table import budget_markdown
+from bench.follower import Follower
 from bench.mailpath import delivered, start_gateway, wait_connected, wait_delivered
 from bench.results import run_folder, write_report
 from bench.smtp_load import send_load
@@ -212,15 +218,21 @@ def settle(ports: Mapping[str, int], quiet_s: float = 1.0,
 
 
 def measure_budget(folder: Path, ports: dict[str, int], sink_dir: Path, messages: int,
-                   concurrency: int, idle_s: float = IDLE_S) -> dict[str, Any]:
+                   concurrency: int, idle_s: float = IDLE_S,
+                   follower: bool = False) -> dict[str, Any]:
     """The budget of `messages` of 4 KB over `concurrency` connections on a running, warm
-    gateway (`katagate up` with its config in `folder`, as bench.mailpath.start_gateway)."""
+    gateway (`katagate up` with its config in `folder`, as bench.mailpath.start_gateway);
+    with `follower`, also what one more reader of the mail topic cost (bench/follower.py)."""
     with jmx.BrokerCounters(broker_pid(folder, ports["broker"])) as broker:
         broker.read()  # connects (and starts the broker's agent) outside the windows
         settle(ports)
         idle_before = snapshot(folder, ports, broker)
         time.sleep(idle_s)
         idle_after = snapshot(folder, ports, broker)
+        reader = Follower(f"127.0.0.1:{ports['broker']}", "bench.mail") if follower else None
+        if reader is not None:
+            reader.start()
+            reader_before = processes.thread_kinds_cpu_s(reader.pid)
         before = snapshot(folder, ports, broker)
         base = delivered(sink_dir)
         began = time.monotonic()
@@ -229,12 +241,31 @@ def measure_budget(folder: Path, ports: dict[str, int], sink_dir: Path, messages
         active = time.monotonic() - began
         settle(ports)
         after = snapshot(folder, ports, broker)
+        if reader is not None:
+            reader_cpu = _delta(reader_before, processes.thread_kinds_cpu_s(reader.pid))
+            read = reader.stop()
     report = budget(before, after, sent.messages, idle=(idle_before, idle_after),
                     active_s=active)
     report.update({"size": SIZE, "concurrency": concurrency, "refused": sent.refused,
                    "delivered": delivered(sink_dir) - base, "delivery_wait_s": waited,
                    "ingest_msgs_per_s": round(sent.per_second, 1)})
+    if reader is not None:
+        report["follower"] = follower_cost(read, reader_cpu, sent.messages)
     return {"budget": report}
+
+
+def follower_cost(read: Mapping[str, int], cpu_s: Mapping[str, float],
+                  messages: int) -> dict[str, Any]:
+    """One reader's cost: CPU by thread kind per record read and per message, fetches per
+    message."""
+    records = max(read["records"], 1)
+    return {
+        "records": read["records"],
+        "records_per_msg": round(read["records"] / messages, 2),
+        "fetches_per_msg": round(read["fetches"] / messages, 3),
+        "cpu_us_per_record": _per({k: v * 1e6 for k, v in cpu_s.items()}, records, 1),
+        "cpu_ms_per_msg": _per({k: v * 1000 for k, v in cpu_s.items()}, messages, 3),
+    }
 
 
 def main() -> int:
@@ -245,6 +276,8 @@ def main() -> int:
     parser.add_argument("--warm-up", type=int, default=500)
     parser.add_argument("--idle", type=float, default=IDLE_S,
                         help="seconds of the idle window measured before the load")
+    parser.add_argument("--follower", action="store_true",
+                        help="one more reader of the mail topic follows the load: its cost")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="katagate-bench-budget-"))
     gateway, ports, sink_dir = start_gateway(folder)
@@ -254,7 +287,7 @@ def main() -> int:
         warm = send_load(ports["smtp"], args.warm_up, SIZE, args.concurrency).messages
         wait_delivered(sink_dir, warm)
         report = measure_budget(folder, ports, sink_dir, args.messages, args.concurrency,
-                                args.idle)
+                                args.idle, args.follower)
     finally:
         gateway.terminate()
         gateway.wait(timeout=120)

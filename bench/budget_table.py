@@ -55,4 +55,10 @@ def budget_markdown(report: Mapping[str, Any]) -> str:
                         [b["cpu_ms_per_msg_by_thread"]])
     lines += ["", f"Broker CPU ms per message from its JVM (JMX ProcessCpuTime): "
               f"{b['broker_cpu_ms_per_msg_jmx']}; from /proc: {b['broker_cpu_ms_per_msg_proc']}"]
+    if follower := b.get("follower"):
+        lines += ["", f"One more reader of the mail topic (bench/follower.py) read "
+                  f"{follower['records']} records ({follower['records_per_msg']} per message) "
+                  f"with {follower['fetches_per_msg']} fetches per message:", ""]
+        lines += _table(["its CPU", "µs per record", "ms per msg"],
+                        [follower["cpu_us_per_record"], follower["cpu_ms_per_msg"]])
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ record written to it, seven a message. A busy stage needs one fetch per batch.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 # Held while its queue is not empty, the next fetch returns all that came in meanwhile. An idle
@@ -37,4 +38,30 @@ def lingered(consumer: Any, most: int, linger_s: float) -> list[Any]:
         messages += consumer.consume(most - len(messages), 0)
     if len(messages) < most:
         messages += consumer.consume(most - len(messages), GATHER_FETCH_S)
+    return messages
+
+
+def gathered(consumer: Any, most: int, wait_s: float, linger_s: float,
+             after_wait: Callable[[], None] = lambda: None) -> list[Any]:
+    """A reader's next batch: what is already fetched, up to `most`; if nothing, the first
+    record within `wait_s` and what came with it. `after_wait` runs once the wait returned (a
+    loop raises there a failure of the rebalance callback its poll ran).
+
+    A plain consume(most, timeout) waits out the whole timeout unless a full batch arrives:
+    under light traffic every record would wait that long at every stage.
+    """
+    messages: list[Any] = consumer.consume(most, 0)
+    # Records that came in while the last batch was decided and committed: the stage is
+    # busy, and a transaction costs the broker about ten requests whatever it holds.
+    backlog = bool(messages)
+    if not messages:
+        first = consumer.poll(wait_s)
+        after_wait()
+        if first is None:
+            return []
+        messages = [first, *consumer.consume(most - 1, 0)]
+    if linger_s and backlog and len(messages) < most:
+        # Under load: let this transaction gather up to the linger more. A record that
+        # finds the stage idle never waits.
+        messages += lingered(consumer, most - len(messages), linger_s)
     return messages

@@ -20,7 +20,7 @@ from katagate.eventlog.clients import new_consumer
 from katagate.eventlog.dead_letters import set_aside
 from katagate.eventlog.drain import before_cut, cut
 from katagate.eventlog.errors import ConsumerFailed
-from katagate.eventlog.fetching import FETCH_WHEN_DRAINED, lingered
+from katagate.eventlog.fetching import FETCH_WHEN_DRAINED, gathered
 from katagate.eventlog.handler import Handler
 from katagate.eventlog.health import Health
 from katagate.eventlog.lag import LagMeter
@@ -202,27 +202,11 @@ class TransactionalLoop:
         return records
 
     def _next_messages(self) -> list[Any]:
-        """What is already fetched, up to a batch; if nothing, wait for one record.
-
-        A plain consume(batch, timeout) waits out the whole timeout unless a full batch
-        arrives: under light traffic every record would wait that long at every stage.
-        """
-        messages: list[Any] = self._consumer.consume(self._batch_size, 0)
-        # Records that came in while the last batch was decided and committed: the stage is
-        # busy, and a transaction costs the broker about ten requests whatever it holds.
-        backlog = bool(messages)
-        if not messages:
-            first = self._consumer.poll(self._poll_timeout_s)
-            self._recovery.raise_assign_failure()
-            if first is None:
-                return []
-            messages = [first, *self._consumer.consume(self._batch_size - 1, 0)]
-        if self._linger_s and backlog and len(messages) < self._batch_size:
-            # Under load: let this transaction gather up to the linger more. A record that
-            # finds the stage idle never waits.
-            messages += lingered(self._consumer, self._batch_size - len(messages),
-                                 self._linger_s)
-        # Every consume above may have run the rebalance callback: never decide a batch on a
+        """What is already fetched, up to a batch; if nothing, wait for one record
+        (eventlog/fetching.py)."""
+        messages = gathered(self._consumer, self._batch_size, self._poll_timeout_s,
+                            self._linger_s, self._recovery.raise_assign_failure)
+        # Every consume may have run the rebalance callback: never decide a batch on a
         # state whose restore failed.
         self._recovery.raise_assign_failure()
         return self._recovery.without_stale(messages)

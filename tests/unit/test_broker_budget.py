@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.broker_budget import budget, transactions, written
+from bench.broker_budget import budget, follower_cost, transactions, written
 from bench.budget_table import budget_markdown
+from bench.follower import fetches
 
 
 def snap(at, requests, records, cpu, txns, cpu_ns, by_topic=None, threads=None):
@@ -120,3 +121,26 @@ def test_the_markdown_shows_every_figure_with_its_total():
     assert "Of the fetches per message: FetchConsumer 8.0" in text
     assert "(JMX ProcessCpuTime): 102.0; from /proc: 100.0" in text
     assert "| ingest librdkafka | 20.0 |" in text
+
+
+def test_a_followers_cost_is_per_record_and_per_message():
+    cost = follower_cost({"records": 7000, "fetches": 300},
+                         {"librdkafka": 0.0875, "python": 0.07}, 1000)
+    assert cost["records_per_msg"] == 7.0
+    assert cost["fetches_per_msg"] == 0.3
+    assert cost["cpu_us_per_record"] == {"librdkafka": 12.5, "python": 10.0, "total": 22.5}
+    assert cost["cpu_ms_per_msg"] == {"librdkafka": 0.087, "python": 0.07, "total": 0.158}
+    report = {**budget(BEFORE, AFTER, 100, idle=IDLE, active_s=10.0), "follower": cost}
+    text = budget_markdown(report)
+    assert "read 7000 records (7.0 per message) with 0.3 fetches per message" in text
+    assert "| librdkafka | 12.5 | 0.087 |" in text
+    assert "| **total** | 22.5 | 0.158 |" in text
+    assert "One more reader" not in budget_markdown(budget(BEFORE, AFTER, 100))
+
+
+def test_a_followers_fetches_are_summed_over_its_broker_connections():
+    stats = {"brokers": {"127.0.0.1:9092/1": {"req": {"Fetch": 40, "Produce": 3}},
+                         "127.0.0.1:9092/bootstrap": {"req": {"Metadata": 2}},
+                         "GroupCoordinator": {"req": {"Fetch": 2}}}}
+    assert fetches(stats) == 42
+    assert fetches({}) == 0

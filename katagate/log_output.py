@@ -4,7 +4,8 @@
   `KATAGATE_LOG_FORMAT=json` one JSON object per line: `time`, `level`, `logger`, `stage`,
   `message`, and for a mail log line (eventlog/mail_log.py) `message_id`, `event`,
   `event_id`, `occurred_at`, `step` and the line's fields (`stage` is then the stage that wrote
-  the event);
+  the event); one of ingest's SMTP workers (`[ingest] processes` > 1) says which, `[worker N]`
+  after the logger in text, `worker` in JSON;
 - syslog too, when `KATAGATE_SYSLOG` names it (`/dev/log` or another socket path, or
   `udp:HOST:PORT`), facility `mail`, tagged `katagate/<stage>[pid]`, in the same form (text
   without the time, which syslog adds); a local socket that is full drops the line rather
@@ -125,15 +126,17 @@ def process_stage() -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line (json escapes every control character)."""
 
-    def __init__(self, stage: str) -> None:
+    def __init__(self, stage: str, worker: int | None = None) -> None:
         super().__init__()
         self._stage = stage
+        self._worker = {} if worker is None else {"worker": worker}
 
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(
                 timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname, "logger": record.name, "stage": self._stage,
+            **self._worker,
         }
         mail = getattr(record, "maillog", None)
         if isinstance(mail, Logged):
@@ -185,12 +188,20 @@ class NonBlockingSyslog(logging.handlers.SysLogHandler):
         super().handleError(record)
 
 
-def handlers(settings: LogSettings, stage: str) -> list[logging.Handler]:
+def text_format(worker: int | None = None) -> str:
+    """TEXT_FORMAT, naming one of ingest's SMTP workers: the workers share one stderr."""
+    return TEXT_FORMAT if worker is None else TEXT_FORMAT.replace(
+        "%(name)s ", f"%(name)s [worker {worker}] ")
+
+
+def handlers(settings: LogSettings, stage: str,
+             worker: int | None = None) -> list[logging.Handler]:
     """stderr, and syslog when configured (the socket is opened here: a path that is not a
-    socket raises OSError)."""
+    socket raises OSError). `worker`: the process is that SMTP worker of ingest's; syslog's
+    text keeps its form, its tag naming each process by pid already."""
     stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(JsonFormatter(stage) if settings.log_format == "json"
-                        else logging.Formatter(TEXT_FORMAT))
+    stderr.setFormatter(JsonFormatter(stage, worker) if settings.log_format == "json"
+                        else logging.Formatter(text_format(worker)))
     found: list[logging.Handler] = [stderr]
     address = syslog_address(settings.syslog)
     if isinstance(address, str) and not stat.S_ISSOCK(os.stat(address).st_mode):
@@ -200,16 +211,16 @@ def handlers(settings: LogSettings, stage: str) -> list[logging.Handler]:
         syslog = NonBlockingSyslog(
             address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL)
         syslog.ident = f"katagate/{stage}[{os.getpid()}]: "
-        syslog.setFormatter(JsonFormatter(stage) if settings.log_format == "json"
+        syslog.setFormatter(JsonFormatter(stage, worker) if settings.log_format == "json"
                             else SyslogTextFormatter())
         found.append(syslog)
     return found
 
 
-def configure(settings: LogSettings, stage: str) -> None:
+def configure(settings: LogSettings, stage: str, worker: int | None = None) -> None:
     """The root logger at the settings' level with `handlers` (unless something configured it
     already)."""
-    logging.basicConfig(handlers=handlers(settings, stage))
+    logging.basicConfig(handlers=handlers(settings, stage, worker))
     logging.getLogger().setLevel(settings.log_level.upper())
 
 

@@ -74,7 +74,7 @@ def stop_on_signals(args: argparse.Namespace) -> threading.Event:
     stage = process_stage()
     settings = log_settings(args, stage)
     try:
-        configure(settings, stage)
+        configure(settings, stage, getattr(args, "worker", None))
     except OSError as exc:
         print(f"katagate {stage}: setting syslog (KATAGATE_SYSLOG): cannot log to "
               f"{settings.syslog}: {exc}", file=sys.stderr)

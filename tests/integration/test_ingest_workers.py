@@ -135,3 +135,8 @@ def test_two_workers_share_the_port_and_answer_as_one_stage(
         for pid in workers.values():
             assert not Path(f"/proc/{pid}").exists() or \
                 "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+    # The workers share the stage's stderr: each line says whose it is
+    said = (tmp_path / "ingest.log").read_text()
+    for worker in (0, 1):
+        assert f"[worker {worker}] " in said, said[-2000:]

@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from katagate.eventlog import mail_log
-from katagate.log_output import LogSettings, handlers
+from katagate.log_output import JsonFormatter, LogSettings, handlers, text_format
 from katagate.process import pass_logging_on
 from tests.integration.kata_harness import ROOT
 from tests.unit.test_mail_log import MID, received
@@ -176,3 +176,19 @@ def test_a_syslog_daemon_that_stops_reading_costs_lines_never_the_stage(tmp_path
         daemon.close()
         writer.join(5)
         syslog.close()
+
+
+def test_an_smtp_worker_names_itself_in_text_and_json():
+    import json
+
+    record = logging.LogRecord("katagate.ingest", logging.WARNING, __file__, 1, "held %d", (3,),
+                               None)
+    assert logging.Formatter(text_format(1)).format(record).endswith(
+        " WARNING katagate.ingest [worker 1] held 3")
+    assert logging.Formatter(text_format()).format(record).endswith(
+        " WARNING katagate.ingest held 3")
+    body = json.loads(JsonFormatter("ingest", 0).format(record))
+    assert (body["stage"], body["worker"], body["message"]) == ("ingest", 0, "held 3")
+    assert "worker" not in json.loads(JsonFormatter("ingest").format(record))
+    stderr, = handlers(LogSettings(log_format="json"), "ingest", 2)
+    assert json.loads(stderr.format(record))["worker"] == 2

@@ -230,20 +230,24 @@ def measure_budget(folder: Path, ports: dict[str, int], sink_dir: Path, messages
         time.sleep(idle_s)
         idle_after = snapshot(folder, ports, broker)
         reader = Follower(f"127.0.0.1:{ports['broker']}", "bench.mail") if follower else None
-        if reader is not None:
-            reader.start()
-            reader_before = processes.thread_kinds_cpu_s(reader.pid)
-        before = snapshot(folder, ports, broker)
-        base = delivered(sink_dir)
-        began = time.monotonic()
-        sent = send_load(ports["smtp"], messages, SIZE, concurrency)
-        waited = wait_delivered(sink_dir, base + sent.messages)
-        active = time.monotonic() - began
-        settle(ports)
-        after = snapshot(folder, ports, broker)
-        if reader is not None:
-            reader_cpu = _delta(reader_before, processes.thread_kinds_cpu_s(reader.pid))
-            read = reader.stop()
+        try:
+            if reader is not None:
+                reader.start()
+                reader_before = processes.thread_kinds_cpu_s(reader.pid)
+            before = snapshot(folder, ports, broker)
+            base = delivered(sink_dir)
+            began = time.monotonic()
+            sent = send_load(ports["smtp"], messages, SIZE, concurrency)
+            waited = wait_delivered(sink_dir, base + sent.messages)
+            active = time.monotonic() - began
+            settle(ports)
+            after = snapshot(folder, ports, broker)
+            if reader is not None:
+                reader_cpu = _delta(reader_before, processes.thread_kinds_cpu_s(reader.pid))
+                read = reader.stop()
+        finally:
+            if reader is not None:
+                reader.kill()
     report = budget(before, after, sent.messages, idle=(idle_before, idle_after),
                     active_s=active)
     report.update({"size": SIZE, "concurrency": concurrency, "refused": sent.refused,

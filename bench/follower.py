@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from typing import IO, Any
 
@@ -31,6 +32,7 @@ from katagate.eventlog.settings import KafkaSettings
 
 READY = "following"
 STATS_INTERVAL_MS = 1000
+ASSIGNED_WITHIN_S = 60.0
 
 
 def fetches(stats: dict[str, Any]) -> int:
@@ -50,7 +52,12 @@ def follow(bootstrap: str, topic: str, linger_ms: int, out: IO[str]) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     consumer.subscribe([topic])
+    deadline = time.monotonic() + ASSIGNED_WITHIN_S
     while not consumer.assignment() and not stop.is_set():
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise SystemExit(f"bench.follower: no partition of {topic} assigned within "
+                             f"{ASSIGNED_WITHIN_S:.0f} s from {bootstrap}")
         consumer.poll(0.1)
     # The positions: "latest" is resolved at the first fetch of each partition.
     consumer.position(consumer.assignment())
@@ -93,6 +100,12 @@ class Follower:
         out, _ = self._process.communicate(timeout=30)
         result: dict[str, int] = json.loads(out.strip().splitlines()[-1])
         return result
+
+    def kill(self) -> None:
+        """End it whatever it is doing (the benchmark failed)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
 
 
 def main() -> int:

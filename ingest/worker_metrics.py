@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import http.client
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client.metrics_core import Metric
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # Every worker is read at once, each within this: a scrape is answered well within the
 # listener's 10 s request deadline however many workers hang.
 SCRAPE_TIMEOUT_S = 3.0
-MAX_AT_ONCE = 64  # processes at most
+MAX_AT_ONCE = 128  # two probes of 64 processes at most
 MAX_BODY_BYTES = 16 * 1024 * 1024
 # A counter's and a histogram's creation time: the time a worker started, which no panel uses
 # and which would be one more series per series.
@@ -75,22 +75,34 @@ def get(address: tuple[str, int], path: str, timeout_s: float = SCRAPE_TIMEOUT_S
         connection.close()
 
 
-def fetch_all(addresses: Mapping[str, tuple[str, int]], path: str,
-              timeout_s: float = SCRAPE_TIMEOUT_S) -> dict[str, tuple[int, bytes] | str]:
-    """`path` of every worker at once, each within `timeout_s`: (status, body), or why not."""
-    if not addresses:
+Answer = tuple[int, bytes] | str
+
+
+def fetch_each(addresses: Mapping[str, tuple[str, int]], paths: Sequence[str],
+               timeout_s: float = SCRAPE_TIMEOUT_S) -> dict[tuple[str, str], Answer]:
+    """Every path of every worker at once, each within `timeout_s`, keyed (worker, path):
+    (status, body), or why not. At once, so that a worker that hangs costs one timeout."""
+    asked = [(worker, address, path) for worker, address in addresses.items() for path in paths]
+    if not asked:
         return {}
-    out: dict[str, tuple[int, bytes] | str] = {}
-    with ThreadPoolExecutor(max_workers=min(len(addresses), MAX_AT_ONCE),
+    out: dict[tuple[str, str], Answer] = {}
+    with ThreadPoolExecutor(max_workers=min(len(asked), MAX_AT_ONCE),
                             thread_name_prefix="worker-probe") as pool:
-        futures = {worker: pool.submit(get, address, path, timeout_s)
-                   for worker, address in addresses.items()}
-        for worker, future in futures.items():
+        futures = {(worker, path): pool.submit(get, address, path, timeout_s)
+                   for worker, address, path in asked}
+        for key, future in futures.items():
             try:
-                out[worker] = future.result()
+                out[key] = future.result()
             except (OSError, ValueError) as exc:
-                out[worker] = f"not answering: {exc}"
+                out[key] = f"not answering: {exc}"
     return out
+
+
+def fetch_all(addresses: Mapping[str, tuple[str, int]], path: str,
+              timeout_s: float = SCRAPE_TIMEOUT_S) -> dict[str, Answer]:
+    """`path` of every worker at once, each within `timeout_s`: (status, body), or why not."""
+    return {worker: answer
+            for (worker, _), answer in fetch_each(addresses, (path,), timeout_s).items()}
 
 
 class WorkerMetrics:

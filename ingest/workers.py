@@ -45,7 +45,7 @@ from katagate.eventlog.health_server import serve_health
 from katagate.ingest import shared_counts
 from katagate.ingest.settings import IngestSettings
 from katagate.ingest.shared_counts import SharedCounts
-from katagate.ingest.worker_metrics import WorkerMetrics, fetch_all
+from katagate.ingest.worker_metrics import WorkerMetrics, fetch_each
 from katagate.ingest.worker_plan import worker_env
 from katagate.ingest.worker_watch import Seen, Watch, judge
 from katagate.restart_policy import RestartPolicy
@@ -170,6 +170,7 @@ class Workers:
                                 registry=self.registry)
 
     def _metrics_addresses(self) -> dict[str, tuple[str, int]]:
+        """The listeners of the workers running, by index: scraped and probed."""
         return {str(w.index): w.metrics for w in self.workers
                 if w.metrics is not None and w.running()}
 
@@ -201,15 +202,13 @@ class Workers:
         return 0
 
     def _round(self, health: Health) -> bool:
-        live = {w.name: w.metrics for w in self.workers if w.metrics is not None and w.running()}
-        healthz = fetch_all(live, "/healthz", PROBE_TIMEOUT_S)
-        readyz = fetch_all(live, "/readyz", PROBE_TIMEOUT_S)
+        probes = fetch_each(self._metrics_addresses(), ("/healthz", "/readyz"), PROBE_TIMEOUT_S)
         now = time.monotonic()
         for worker in self.workers:
             process = worker.process
             exited = process.poll() if process is not None else None
-            live_status, why = _status(healthz.get(worker.name))
-            ready_status, state = _status(readyz.get(worker.name))
+            live_status, why = _status(probes.get((str(worker.index), "/healthz")))
+            ready_status, state = _status(probes.get((str(worker.index), "/readyz")))
             seen = Seen(exited, live_status, ready_status, state or why)
             waiting = worker.watch.restart_at is not None
             step = judge(worker.watch, seen, now, self.policy, self.settings.health_stall_s,

@@ -4,10 +4,12 @@ merged, the port held for them, a worker's watch on its supervisor."""
 from __future__ import annotations
 
 import errno
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.parser import text_string_to_metric_families
 
 from katagate.ingest.settings import IngestSettings
-from katagate.ingest.worker_metrics import merged
+from katagate.ingest.worker_metrics import fetch_each, merged
 from katagate.ingest.worker_plan import MiB, share, worker_env, worker_instance
 from katagate.ingest.workers import listeners
 
@@ -189,3 +191,36 @@ def test_given_a_worker_label_of_its_own_or_a_text_that_does_not_parse_then_merg
     families = merged({"0": text, "1": "katagate_x_total{worker=\n"})
     samples = [(s.name, s.labels, s.value) for f in families for s in f.samples]
     assert samples == [("katagate_x_total", {"exported_worker": "a", "worker": "0"}, 2.0)]
+
+
+class _Probe(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f'{{"status": "{self.path.strip("/")}"}}'.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_given_a_worker_that_hangs_then_both_probes_of_every_worker_cost_one_timeout() -> None:
+    answering = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Probe)
+    threading.Thread(target=answering.serve_forever, daemon=True).start()
+    hung = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
+    try:
+        addresses = {"0": answering.server_address[:2], "1": hung.getsockname()[:2]}
+        began = time.monotonic()
+        answers = fetch_each(addresses, ("/healthz", "/readyz"), 1.0)
+        took = time.monotonic() - began
+    finally:
+        answering.shutdown()
+        answering.server_close()
+        hung.close()
+    assert answers[("0", "/healthz")] == (200, b'{"status": "healthz"}')
+    assert answers[("0", "/readyz")] == (200, b'{"status": "readyz"}')
+    for path in ("/healthz", "/readyz"):
+        assert str(answers[("1", path)]).startswith("not answering: ")
+    assert took < 1.8  # at once: one timeout, not one per probe
+    assert fetch_each({}, ("/healthz",)) == {}

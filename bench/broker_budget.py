@@ -35,9 +35,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import jmx, processes
 from bench.budget_table import budget_markdown
 from bench.follower import Follower
-from bench.mailpath import delivered, start_gateway, wait_connected, wait_delivered
+from bench.mailpath import (
+    TOPIC_PREFIX,
+    delivered,
+    start_gateway,
+    wait_connected,
+    wait_delivered,
+)
 from bench.results import run_folder, write_report
 from bench.smtp_load import send_load
+from katagate.eventlog.topics import TopicNames
 
 # Each process's /metrics port: the gateway's metrics base port plus this (katagate up).
 METRICS_OFFSETS = {"ingest": 0, "scanner": 1, "decider": 2, "projector": 3, "console": 4,
@@ -229,7 +236,8 @@ def measure_budget(folder: Path, ports: dict[str, int], sink_dir: Path, messages
         idle_before = snapshot(folder, ports, broker)
         time.sleep(idle_s)
         idle_after = snapshot(folder, ports, broker)
-        reader = Follower(f"127.0.0.1:{ports['broker']}", "bench.mail") if follower else None
+        reader = (Follower(f"127.0.0.1:{ports['broker']}", TopicNames(TOPIC_PREFIX).mail)
+                  if follower else None)
         try:
             if reader is not None:
                 reader.start()

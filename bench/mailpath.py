@@ -38,6 +38,8 @@ from bench.smtp_load import send_load
 from katagate.eventlog.broker import free_port, free_port_run
 
 ROOT = Path(__file__).resolve().parent.parent
+# The gateway's topics in a benchmark run: bench.mail, bench.quarantine, ...
+TOPIC_PREFIX = "bench"
 
 
 def start_bare_sink() -> tuple[subprocess.Popen[str], int]:
@@ -71,7 +73,7 @@ def write_config(folder: Path, ingest_processes: int = 1) -> dict[str, int]:
 state_dir = "{folder / 'state'}"
 [kafka]
 broker_port = {ports['broker']}
-topic_prefix = "bench"
+topic_prefix = "{TOPIC_PREFIX}"
 [ingest]
 port = {ports['smtp']}
 relay_domains = ["example.net"]

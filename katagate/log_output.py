@@ -47,7 +47,7 @@ FORMATS = ("text", "json")
 # The children of `katagate up` a [logging.STAGE] table may name, and the keys it may set.
 STAGES = ("ingest", "scanner", "decider", "projector", "console", "audit")
 STAGE_KEYS = ("format", "level")
-_RESERVED = ("time", "level", "logger")
+_RESERVED = ("time", "level", "logger", "worker")
 
 
 class LogSettings(FileSettings):

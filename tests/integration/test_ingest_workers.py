@@ -140,3 +140,7 @@ def test_two_workers_share_the_port_and_answer_as_one_stage(
     said = (tmp_path / "ingest.log").read_text()
     for worker in (0, 1):
         assert f"[worker {worker}] " in said, said[-2000:]
+    mail_lines = [line for line in said.splitlines() if " katagate.maillog " in line]
+    assert len(mail_lines) >= 38
+    for line in mail_lines:  # only the workers take mail
+        assert " katagate.maillog [worker " in line, line

@@ -31,7 +31,6 @@ def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-
 async def serve(settings: IngestSettings, handler: IngestHandler, stop: threading.Event,
                 listening: Callable[[str, int], None], beat: Callable[[], object],
                 draining: Callable[[int], None],
@@ -50,6 +49,7 @@ async def serve(settings: IngestSettings, handler: IngestHandler, stop: threadin
     drain_state = DrainState()
     metrics.DATA_BUDGET.set(budget.limit)
     metrics.DATA_HELD.set_function(lambda: budget.held)
+
     def session() -> GatewaySMTP:
         return GatewaySMTP(handler, settings=settings, tls_context=tls, loop=loop,
                            sessions=sessions, table=table, budget=budget, drain_state=drain_state)

@@ -61,11 +61,19 @@ class SharedCounts:
         self._cells = memoryview(self._map)[KEY_BYTES:].cast("i")
         self.workers = workers
         self.column = column
+        self._last: tuple[str, tuple[int, int]] | None = None
 
     def _buckets(self, client: str) -> tuple[int, int]:
+        # A session's admission reads its client's count and then adds to it: the last
+        # client's buckets are kept, so each connection hashes once.
+        last = self._last
+        if last is not None and last[0] == client:
+            return last[1]
         digest = hashlib.blake2b(client.encode(), digest_size=8, key=self._key).digest()
-        return (int.from_bytes(digest[:4], "little") % BUCKETS,
-                int.from_bytes(digest[4:], "little") % BUCKETS)
+        buckets = (int.from_bytes(digest[:4], "little") % BUCKETS,
+                   int.from_bytes(digest[4:], "little") % BUCKETS)
+        self._last = (client, buckets)
+        return buckets
 
     def _row(self, row: int) -> int:
         start = row * self.workers
